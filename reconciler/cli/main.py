@@ -1,0 +1,81 @@
+"""The ``reconciler`` command: kubectl-like verbs over the GitOps routing daemon.
+
+Exit codes follow one rule everywhere: 0 success, 1 the thing checked is not OK
+(config errors, proxies not synced), 2 the command was used wrongly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from reconciler import __version__
+from reconciler.errors import ReconcilerError, UsageError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+Command = Callable[[argparse.Namespace], int]
+
+_DESCRIPTION = """\
+GitOps for service-mesh routing. Keep Istio networking YAML in git; reconciler
+validates it, translates it to Envoy configuration and serves it to Envoy proxies
+over ADS. Change traffic with `git push`; undo with `git revert`.
+
+Typical flow:
+  reconciler validate mesh/                    check config before you push
+  reconciler render mesh/ --node-id gw-1 \\
+      --label istio=ingressgateway             see what a proxy will get
+  reconciler run --repo https://git.example/mesh.git --path mesh
+                                               the daemon: git → Envoy
+  reconciler status                            proxy sync table, like istioctl proxy-status
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors with exit code 2 and a hint, never a traceback."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\nTry '{self.prog} --help'.\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="reconciler",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    from reconciler.cli import validate as validate_cmd
+
+    validate_cmd.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Command | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return handler(args)
+    except UsageError as error:
+        print(f"reconciler: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ReconcilerError as error:
+        print(f"reconciler: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

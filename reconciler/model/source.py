@@ -1,0 +1,59 @@
+"""Where a resource and each of its fields came from: file, line and field path."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+__all__ = ["SourceInfo", "child_path", "format_path", "parent_path"]
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def format_path(parts: Sequence[str | int]) -> str:
+    """``("spec", "http", 1, "route")`` → ``spec.http[1].route``; odd map keys are quoted."""
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, int):
+            out.append(f"[{part}]")
+        elif _PLAIN_KEY.match(part):
+            out.append(f".{part}" if out else part)
+        else:
+            out.append(f'["{part}"]')
+    return "".join(out)
+
+
+def child_path(path: str, key: str) -> str:
+    """``path`` extended by map key ``key``, written the way :func:`format_path` writes it."""
+    if not _PLAIN_KEY.match(key):
+        return f'{path}["{key}"]'
+    return f"{path}.{key}" if path else key
+
+
+def parent_path(path: str) -> str:
+    """The path one level up: ``spec.http[1].route`` → ``spec.http[1]`` → ``spec.http`` → ``spec``."""
+    if path.endswith('"]'):
+        return path[: path.rindex('["')]
+    if path.endswith("]"):
+        return path[: path.rindex("[")]
+    return path.rpartition(".")[0]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """A resource's origin: file, the line its document starts on, and the line of every field."""
+
+    file: str
+    line: int
+    field_lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+    def line_of(self, path: str) -> int:
+        """Line of ``path``, or of its nearest ancestor that has one, or the document's line."""
+        while path:
+            found = self.field_lines.get(path)
+            if found is not None:
+                return found
+            path = parent_path(path)
+        return self.line

@@ -1,0 +1,110 @@
+"""One snapshot of the mesh config as a source saw it: which files, at which commit.
+
+A :class:`Revision` is what every config source hands to the engine. It is a plain
+value: the file contents are already read, so the engine never touches git or the
+disk again to use it. The file-selection rule (:func:`is_config_file`) and the
+content hash (:func:`content_hash`) live here so the git and working-tree sources
+agree on both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePosixPath
+from types import MappingProxyType
+from typing import Protocol
+
+__all__ = [
+    "CONFIG_SUFFIXES",
+    "ConfigSource",
+    "Revision",
+    "content_hash",
+    "is_config_file",
+]
+
+#: Only these file names are mesh config; READMEs, CI files and scripts beside them are not.
+CONFIG_SUFFIXES = frozenset({".yaml", ".yml"})
+
+
+def is_config_file(relative_path: str) -> bool:
+    """Whether a path (relative to the config dir, ``/``-separated) is a config file we read.
+
+    Hidden files and anything under a hidden directory are skipped: that covers
+    ``.git/``, editors' lock files (``.#x.yaml``), CI config (``.github/``) and the
+    ``..data`` / ``..2024_…`` directories Kubernetes uses to swap ConfigMap mounts,
+    which would otherwise make every file appear twice.
+    """
+    parts = PurePosixPath(relative_path).parts
+    if not parts or any(part.startswith(".") for part in parts):
+        return False
+    return PurePosixPath(parts[-1]).suffix.lower() in CONFIG_SUFFIXES
+
+
+def content_hash(files: Mapping[str, bytes]) -> str:
+    """A stable SHA-256 hex digest of a set of files (path and content, order-independent).
+
+    Lengths are hashed with each part so that no two different file sets can be
+    framed into the same byte stream.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        encoded = path.encode("utf-8")
+        content = files[path]
+        digest.update(b"%d:" % len(encoded))
+        digest.update(encoded)
+        digest.update(b"%d:" % len(content))
+        digest.update(content)
+    return digest.hexdigest()
+
+
+def _frozen_files(files: Mapping[str, bytes]) -> Mapping[str, bytes]:
+    return MappingProxyType(dict(sorted(files.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """The config files at one commit (or one state of a working tree).
+
+    ``sha`` is the commit SHA, or :func:`content_hash` of the files for a working
+    tree. ``files`` maps paths relative to the config directory to raw bytes; only
+    files passing :func:`is_config_file` are present. ``config_tree`` identifies the
+    config directory's content (git tree id, or the content hash): two revisions
+    with equal ``config_tree`` carry the same files, which is how commits that do
+    not touch the config are skipped.
+    """
+
+    sha: str
+    files: Mapping[str, bytes]
+    config_tree: str
+    message: str = ""
+    author: str = ""
+    committed_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # The file map is copied and made read-only so a Revision can be shared between
+        # threads (the source polls in a worker thread, the engine reads on the loop).
+        object.__setattr__(self, "files", _frozen_files(self.files))
+
+    @property
+    def short_sha(self) -> str:
+        """The first 12 characters of ``sha``, for log lines and status output."""
+        return self.sha[:12]
+
+
+class ConfigSource(Protocol):
+    """What the engine needs from any config source (git remote or local directory).
+
+    Calls block (git, disk); the engine runs them with ``asyncio.to_thread``.
+    """
+
+    @property
+    def head_sha(self) -> str | None:
+        """The newest SHA (or content hash) the source has seen, ``None`` before the first poll."""
+        ...
+
+    def poll(self) -> Revision | None:
+        """The new revision if the config changed since the last poll, else ``None``."""
+        ...

@@ -1,0 +1,165 @@
+"""The Envoy v3 bootstrap for one proxy: who it is, where its ADS server is, where its admin listens.
+
+Everything a proxy needs before it can talk to reconciler: the node id and the metadata that
+:class:`~reconciler.translate.proxy.ProxyIdentity` reads back on the xDS side, one static
+cluster (``xds_cluster``) speaking HTTP/2 gRPC to the ADS server, and ``dynamic_resources``
+that fetch Clusters and Listeners (and through them endpoints and routes) over that one
+ADS stream. Pure: plain values in, a plain ``dict`` out (JSON/YAML-ready), same input gives
+the same dict.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from reconciler.errors import UsageError
+from reconciler.translate.proxy import ProxyIdentity
+
+__all__ = [
+    "DEFAULT_ADMIN_HOST",
+    "DEFAULT_ADMIN_PORT",
+    "MAX_DOWNSTREAM_CONNECTIONS",
+    "XDS_CLUSTER",
+    "XDS_CONNECT_TIMEOUT",
+    "build_bootstrap",
+    "is_ip_address",
+    "service_cluster",
+]
+
+#: Name of the static cluster that carries the ADS stream; dynamic config never reuses it.
+XDS_CLUSTER = "xds_cluster"
+#: Admin listens on loopback only by default: it can change and drain the proxy, so it must not be exposed.
+DEFAULT_ADMIN_HOST = "127.0.0.1"
+#: Istio's admin port, so existing habits (``curl localhost:15000/config_dump``) keep working.
+DEFAULT_ADMIN_PORT = 15000
+#: Short so a proxy whose reconciler restarts reconnects quickly; Envoy backs off on its own.
+XDS_CONNECT_TIMEOUT = "1s"
+#: Envoy warns at startup when no downstream connection limit is configured; this is the limit
+#: Envoy's edge-proxy best practices suggest, far above what one reconciler-managed proxy expects.
+MAX_DOWNSTREAM_CONNECTIONS = 50_000
+
+_HTTP_OPTIONS_NAME = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_HTTP_OPTIONS_TYPE = f"type.googleapis.com/{_HTTP_OPTIONS_NAME}"
+_DOWNSTREAM_CONNECTIONS_TYPE = (
+    "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig"
+)
+
+
+def is_ip_address(host: str) -> bool:
+    """Whether ``host`` is a literal IPv4/IPv6 address (then no DNS is needed to reach it)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def service_cluster(proxy: ProxyIdentity) -> str:
+    """Envoy's ``node.cluster`` (required with ADS), named like Istio's: ``<app>.<namespace>``.
+
+    Proxies of one service share it; the app comes from the ``app`` label, then the
+    ``istio`` label gateways carry (``ingressgateway``), else ``proxy``.
+    """
+    app = proxy.labels.get("app") or proxy.labels.get("istio") or "proxy"
+    return f"{app}.{proxy.namespace}"
+
+
+def build_bootstrap(
+    *,
+    proxy: ProxyIdentity,
+    xds_host: str,
+    xds_port: int,
+    admin_host: str = DEFAULT_ADMIN_HOST,
+    admin_port: int = DEFAULT_ADMIN_PORT,
+) -> dict[str, Any]:
+    """Return a complete Envoy v3 bootstrap for ``proxy`` that fetches all its config over ADS.
+
+    ``xds_host`` may be an IP address (static cluster) or a DNS name (re-resolved by Envoy,
+    so a reconciler Service whose address changes is followed). ``admin_port`` may be ``0``
+    to let the kernel choose (pair it with ``envoy --admin-address-path``).
+
+    Raises :class:`~reconciler.errors.UsageError` for an empty node id or host, or a port
+    out of range.
+    """
+    if not proxy.node_id.strip():
+        raise UsageError("bootstrap needs a non-empty node id: it is how reconciler tells proxies apart")
+    _check_host("xDS", xds_host)
+    _check_host("admin", admin_host)
+    _check_port("xDS", xds_port, allow_zero=False)
+    _check_port("admin", admin_port, allow_zero=True)
+
+    return {
+        "node": {"id": proxy.node_id, "cluster": service_cluster(proxy), "metadata": proxy.to_metadata()},
+        "admin": {"address": _socket_address(admin_host, admin_port)},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                # The server learns the node from the first request; repeating it on every
+                # request only costs bandwidth on a long-lived stream.
+                "set_node_on_first_message_only": True,
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+            },
+            "cds_config": {"ads": {}, "resource_api_version": "V3"},
+            "lds_config": {"ads": {}, "resource_api_version": "V3"},
+        },
+        "static_resources": {"clusters": [_xds_cluster(xds_host, xds_port)]},
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": _DOWNSTREAM_CONNECTIONS_TYPE,
+                        "max_active_downstream_connections": MAX_DOWNSTREAM_CONNECTIONS,
+                    },
+                }
+            ]
+        },
+    }
+
+
+def _xds_cluster(host: str, port: int) -> dict[str, Any]:
+    """The static cluster Envoy uses to reach the ADS server: gRPC, so HTTP/2 only."""
+    cluster: dict[str, Any] = {
+        "name": XDS_CLUSTER,
+        "type": "STATIC" if is_ip_address(host) else "STRICT_DNS",
+        "connect_timeout": XDS_CONNECT_TIMEOUT,
+        "load_assignment": {
+            "cluster_name": XDS_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket_address(host, port)}}]}],
+        },
+        "typed_extension_protocol_options": {
+            _HTTP_OPTIONS_NAME: {
+                "@type": _HTTP_OPTIONS_TYPE,
+                "explicit_http_config": {
+                    "http2_protocol_options": {
+                        # Pings notice a silently dead server (NAT, node loss) long before TCP would.
+                        "connection_keepalive": {"interval": "30s", "timeout": "5s"},
+                    }
+                },
+            }
+        },
+    }
+    if not is_ip_address(host):
+        # "localhost" and dual-stack names often resolve to ::1 first while servers bind 127.0.0.1.
+        cluster["dns_lookup_family"] = "V4_PREFERRED"
+    return cluster
+
+
+def _socket_address(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _check_host(what: str, host: str) -> None:
+    if is_ip_address(host):
+        return
+    # A colon here almost always means "host:port" was passed as the host.
+    if not host or any(ch in host for ch in "/ :\t\n"):
+        raise UsageError(f"{what} host {host!r} is not a host name or IP address")
+
+
+def _check_port(what: str, port: int, *, allow_zero: bool) -> None:
+    low = 0 if allow_zero else 1
+    if isinstance(port, bool) or not isinstance(port, int) or not low <= port <= 65535:
+        raise UsageError(f"{what} port {port!r} is out of range {low}..65535")

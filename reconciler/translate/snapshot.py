@@ -1,0 +1,187 @@
+"""Whole, immutable, content-versioned sets of Envoy resources for one proxy.
+
+A :class:`Snapshot` holds every Cluster, ClusterLoadAssignment, Listener and
+RouteConfiguration a proxy should have. Versions are content hashes of the
+deterministically serialized resources, per type and overall, so a restart never
+reuses a version for different content and unchanged types are not resent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
+from google.protobuf.message import Message
+
+from reconciler.errors import TranslationError
+
+__all__ = [
+    "CLUSTER",
+    "ENDPOINT",
+    "LISTENER",
+    "PUSH_ORDER",
+    "ROUTE",
+    "ResourceSet",
+    "Snapshot",
+    "clusters_referenced_by_routes",
+    "resource_name",
+]
+
+CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+
+#: Make-before-break order: what a resource points at is sent before the resource.
+PUSH_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
+
+_MESSAGE_TYPES: Mapping[str, type[Message]] = MappingProxyType(
+    {
+        CLUSTER: cluster_pb2.Cluster,
+        ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
+        LISTENER: listener_pb2.Listener,
+        ROUTE: route_pb2.RouteConfiguration,
+    }
+)
+_HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+
+
+def resource_name(message: Message) -> str:
+    """The xDS name of a resource: ``cluster_name`` for load assignments, else ``name``."""
+    if isinstance(message, endpoint_pb2.ClusterLoadAssignment):
+        return str(message.cluster_name)
+    return str(getattr(message, "name"))  # noqa: B009 - every other xDS resource has `name`
+
+
+def _digest(chunks: Iterable[bytes]) -> str:
+    hasher = hashlib.sha256()
+    for chunk in chunks:
+        hasher.update(len(chunk).to_bytes(8, "big"))
+        hasher.update(chunk)
+    return hasher.hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceSet:
+    """All resources of one type, keyed by name, with their content-hash version."""
+
+    type_url: str
+    version: str
+    resources: Mapping[str, Message]
+
+    @classmethod
+    def build(cls, type_url: str, messages: Iterable[Message]) -> ResourceSet:
+        expected = _MESSAGE_TYPES.get(type_url)
+        if expected is None:
+            raise TranslationError(f"unknown xDS type {type_url}")
+        by_name: dict[str, Message] = {}
+        for message in messages:
+            if not isinstance(message, expected):
+                raise TranslationError(f"{type(message).__name__} is not a {expected.__name__}")
+            name = resource_name(message)
+            if name in by_name:
+                raise TranslationError(f"duplicate {expected.__name__} named {name!r}")
+            by_name[name] = message
+        ordered = dict(sorted(by_name.items()))
+        version = _digest(
+            name.encode() + b"\0" + msg.SerializeToString(deterministic=True) for name, msg in ordered.items()
+        )
+        return cls(type_url=type_url, version=version, resources=MappingProxyType(ordered))
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One proxy's complete desired Envoy configuration; immutable and versioned."""
+
+    sets: Mapping[str, ResourceSet]
+    version: str
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        clusters: Iterable[cluster_pb2.Cluster] = (),
+        endpoints: Iterable[endpoint_pb2.ClusterLoadAssignment] = (),
+        listeners: Iterable[listener_pb2.Listener] = (),
+        routes: Iterable[route_pb2.RouteConfiguration] = (),
+    ) -> Snapshot:
+        sets = {
+            CLUSTER: ResourceSet.build(CLUSTER, clusters),
+            ENDPOINT: ResourceSet.build(ENDPOINT, endpoints),
+            LISTENER: ResourceSet.build(LISTENER, listeners),
+            ROUTE: ResourceSet.build(ROUTE, routes),
+        }
+        version = _digest(f"{url}={sets[url].version}".encode() for url in PUSH_ORDER)
+        return cls(sets=MappingProxyType(sets), version=version)
+
+    def resources(self, type_url: str) -> Mapping[str, Message]:
+        return self.sets[type_url].resources
+
+    def version_of(self, type_url: str) -> str:
+        return self.sets[type_url].version
+
+    def problems(self) -> tuple[str, ...]:
+        """Every broken reference inside the snapshot; empty when consistent."""
+        found: list[str] = []
+        clusters = self.resources(CLUSTER)
+        assignments = self.resources(ENDPOINT)
+        routes = self.resources(ROUTE)
+        for name in sorted(clusters_referenced_by_routes(routes.values())):
+            if name not in clusters:
+                found.append(f"a route names cluster {name!r}, which does not exist")
+        for name, cluster in clusters.items():
+            assert isinstance(cluster, cluster_pb2.Cluster)
+            if cluster.type == cluster_pb2.Cluster.EDS and name not in assignments:
+                found.append(f"EDS cluster {name!r} has no ClusterLoadAssignment")
+        for listener in self.resources(LISTENER).values():
+            assert isinstance(listener, listener_pb2.Listener)
+            for route_name in _rds_names(listener):
+                if route_name not in routes:
+                    found.append(
+                        f"listener {listener.name!r} uses RouteConfiguration {route_name!r}, which does not exist"
+                    )
+        return tuple(found)
+
+    def check(self) -> Snapshot:
+        """Return self when consistent; raise :class:`TranslationError` listing every problem."""
+        problems = self.problems()
+        if problems:
+            raise TranslationError("inconsistent snapshot: " + "; ".join(problems))
+        return self
+
+
+def clusters_referenced_by_routes(route_configs: Iterable[Message]) -> frozenset[str]:
+    """Names of all clusters the given RouteConfigurations send or mirror traffic to."""
+    names: set[str] = set()
+    for config in route_configs:
+        assert isinstance(config, route_pb2.RouteConfiguration)
+        for vhost in config.virtual_hosts:
+            for route in vhost.routes:
+                if not route.HasField("route"):
+                    continue
+                action = route.route
+                if action.cluster:
+                    names.add(action.cluster)
+                names.update(weighted.name for weighted in action.weighted_clusters.clusters)
+                names.update(mirror.cluster for mirror in action.request_mirror_policies if mirror.cluster)
+    return frozenset(names)
+
+
+def _rds_names(listener: listener_pb2.Listener) -> list[str]:
+    names = []
+    for chain in listener.filter_chains:
+        for network_filter in chain.filters:
+            if network_filter.typed_config.type_url != _HCM_TYPE:
+                continue
+            hcm = http_connection_manager_pb2.HttpConnectionManager()
+            network_filter.typed_config.Unpack(hcm)
+            if hcm.HasField("rds"):
+                names.append(hcm.rds.route_config_name)
+    return names
