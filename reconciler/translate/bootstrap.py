@@ -121,29 +121,27 @@ def build_bootstrap(
 
 def _xds_cluster(host: str, port: int) -> dict[str, Any]:
     """The static cluster Envoy uses to reach the ADS server: gRPC, so HTTP/2 only."""
-    cluster: dict[str, Any] = {
-        "name": XDS_CLUSTER,
-        "type": "STATIC" if is_ip_address(host) else "STRICT_DNS",
-        "connect_timeout": XDS_CONNECT_TIMEOUT,
-        "load_assignment": {
-            "cluster_name": XDS_CLUSTER,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket_address(host, port)}}]}],
-        },
-        "typed_extension_protocol_options": {
-            _HTTP_OPTIONS_NAME: {
-                "@type": _HTTP_OPTIONS_TYPE,
-                "explicit_http_config": {
-                    "http2_protocol_options": {
-                        # Pings notice a silently dead server (NAT, node loss) long before TCP would.
-                        "connection_keepalive": {"interval": "30s", "timeout": "5s"},
-                    }
-                },
-            }
-        },
-    }
-    if not is_ip_address(host):
+    by_ip = is_ip_address(host)
+    cluster: dict[str, Any] = {"name": XDS_CLUSTER, "type": "STATIC" if by_ip else "STRICT_DNS"}
+    if not by_ip:
         # "localhost" and dual-stack names often resolve to ::1 first while servers bind 127.0.0.1.
         cluster["dns_lookup_family"] = "V4_PREFERRED"
+    cluster["connect_timeout"] = XDS_CONNECT_TIMEOUT
+    cluster["load_assignment"] = {
+        "cluster_name": XDS_CLUSTER,
+        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket_address(host, port)}}]}],
+    }
+    cluster["typed_extension_protocol_options"] = {
+        _HTTP_OPTIONS_NAME: {
+            "@type": _HTTP_OPTIONS_TYPE,
+            "explicit_http_config": {
+                "http2_protocol_options": {
+                    # Pings notice a silently dead server (NAT, node loss) long before TCP would.
+                    "connection_keepalive": {"interval": "30s", "timeout": "5s"},
+                }
+            },
+        }
+    }
     return cluster
 
 

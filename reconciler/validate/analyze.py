@@ -1,14 +1,22 @@
-"""Cross-resource analysis: one function runs every analyzer over a whole config. Pure."""
+"""Cross-resource analysis: one function runs every rule and every analyzer over a whole config. Pure."""
 
 from __future__ import annotations
 
 from reconciler.model.config import MeshConfig
+from reconciler.validate.analyzers import ANALYZERS, AnalysisContext
 from reconciler.validate.findings import Finding
+from reconciler.validate.rules import check_resource
 
 __all__ = ["analyze"]
 
 
 def analyze(config: MeshConfig) -> list[Finding]:
-    """Every cross-resource finding about ``config`` (Istio analyzer codes)."""
-    del config
-    return []
+    """Every finding about ``config``: per-resource rules (IST0106), then the analyzers (Istio codes)."""
+    findings: list[Finding] = []
+    for resources in (config.virtual_services, config.destination_rules, config.service_entries, config.gateways):
+        for resource in resources:
+            findings.extend(check_resource(resource))
+    context = AnalysisContext(config)
+    for analyzer in ANALYZERS:
+        findings.extend(analyzer(context))
+    return findings

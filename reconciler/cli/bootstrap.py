@@ -1,0 +1,146 @@
+"""``reconciler bootstrap``: print the Envoy bootstrap that connects one proxy to reconciler.
+
+The bootstrap is the only file a proxy needs on disk; everything else (listeners, routes,
+clusters, endpoints) arrives over ADS. This command turns a proxy's identity and the
+reconciler's xDS address into that file, as YAML on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, TypeVar
+
+import yaml
+
+from reconciler.errors import UsageError
+from reconciler.translate.bootstrap import DEFAULT_ADMIN_HOST, DEFAULT_ADMIN_PORT, build_bootstrap
+from reconciler.translate.proxy import DEFAULT_SIDECAR_PORT, ProxyIdentity, ProxyRole
+
+__all__ = ["bootstrap_from_args", "parse_address", "parse_labels", "register", "run"]
+
+# Generic so the CLI's own ArgumentParser subclass type-checks without importing it here.
+_Parser = TypeVar("_Parser", bound=argparse.ArgumentParser)
+
+_DESCRIPTION = """\
+Print the Envoy bootstrap (YAML) for one proxy. Start Envoy with it and the proxy
+connects to reconciler over ADS, announces who it is, and receives all of its routing
+config from there: no other Envoy config files are needed.
+
+The node id names the proxy in `reconciler status`. Labels are matched against Istio
+selectors exactly like pod labels: a Gateway with `selector: {istio: ingressgateway}`
+configures proxies started with `--label istio=ingressgateway`.
+"""
+
+_EPILOG = """\
+example:
+  reconciler bootstrap --node-id ingress-1 --xds-address reconciler.mesh.svc:18000 \\
+      --label istio=ingressgateway --role gateway --namespace istio-system > envoy.yaml
+  envoy -c envoy.yaml
+
+exit status: 0 printed, 2 bad arguments (label not k=v, address not HOST:PORT).
+"""
+
+
+def register(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """Add the ``bootstrap`` command to the CLI's subcommands."""
+    parser = commands.add_parser(
+        "bootstrap",
+        help="print the Envoy bootstrap that connects a proxy to reconciler",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--node-id", required=True, metavar="ID", help="unique name of this proxy")
+    parser.add_argument(
+        "--xds-address",
+        required=True,
+        metavar="HOST:PORT",
+        help="where reconciler serves ADS (an IP, or a DNS name Envoy keeps re-resolving)",
+    )
+    parser.add_argument(
+        "--admin-address",
+        default=f"{DEFAULT_ADMIN_HOST}:{DEFAULT_ADMIN_PORT}",
+        metavar="HOST:PORT",
+        help="Envoy admin API; keep it on loopback (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a label Istio selectors match on; repeat for more",
+    )
+    parser.add_argument(
+        "--role",
+        choices=[role.value for role in ProxyRole],
+        default=None,
+        help="gateway or sidecar (default: gateway if a Gateway selects the labels)",
+    )
+    parser.add_argument(
+        "--namespace", default="default", metavar="NS", help="namespace the proxy runs in (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--outbound-port",
+        type=int,
+        default=DEFAULT_SIDECAR_PORT,
+        metavar="N",
+        help="port a sidecar captures outbound traffic on (default: %(default)s)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the bootstrap described by ``args`` as YAML; UsageError on malformed input."""
+    bootstrap = bootstrap_from_args(args)
+    sys.stdout.write(yaml.safe_dump(bootstrap, sort_keys=False, default_flow_style=False))
+    return 0
+
+
+def bootstrap_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The bootstrap dict for parsed command-line ``args``."""
+    xds_host, xds_port = parse_address(args.xds_address, what="--xds-address")
+    admin_host, admin_port = parse_address(args.admin_address, what="--admin-address", allow_port_zero=True)
+    if not 0 < args.outbound_port < 65536:
+        raise UsageError(f"--outbound-port {args.outbound_port} is not a port (1..65535)")
+    if not args.namespace:
+        raise UsageError("--namespace must not be empty")
+    proxy = ProxyIdentity(
+        node_id=args.node_id,
+        labels=parse_labels(args.label),
+        role=ProxyRole(args.role) if args.role else None,
+        namespace=args.namespace,
+        outbound_port=args.outbound_port,
+    )
+    return build_bootstrap(
+        proxy=proxy, xds_host=xds_host, xds_port=xds_port, admin_host=admin_host, admin_port=admin_port
+    )
+
+
+def parse_address(text: str, *, what: str, allow_port_zero: bool = False) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` → ``(host, port)``; UsageError naming ``what`` otherwise."""
+    host, sep, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        # A bare IPv6 address is ambiguous: is the last group the port?
+        raise UsageError(f"{what} {text!r}: write IPv6 addresses in brackets, like [::1]:18000")
+    if not sep or not host or not port_text.isdigit():
+        raise UsageError(f"{what} {text!r} is not HOST:PORT (for example 127.0.0.1:18000)")
+    port = int(port_text)
+    if not (0 if allow_port_zero else 1) <= port <= 65535:
+        raise UsageError(f"{what} {text!r}: port {port} is out of range")
+    return host, port
+
+
+def parse_labels(items: list[str]) -> dict[str, str]:
+    """``["k=v", ...]`` → ``{k: v}``; UsageError for a missing ``=``, empty key or conflicting repeat."""
+    labels: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or any(ch.isspace() for ch in key + value):
+            raise UsageError(f"--label {item!r} is not KEY=VALUE (for example istio=ingressgateway)")
+        if labels.get(key, value) != value:
+            raise UsageError(f"--label {key} given twice with different values ({labels[key]!r}, {value!r})")
+        labels[key] = value
+    return labels

@@ -1,0 +1,145 @@
+"""``reconciler run`` (the GitOps daemon) and ``reconciler serve`` (a directory over ADS)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+from reconciler.cli.logs import configure_logging
+from reconciler.engine.daemon import DaemonSettings, run_daemon, split_address
+from reconciler.errors import UsageError
+from reconciler.sources.webhook import load_secret
+
+__all__ = ["parse_interval", "register"]
+
+_INTERVAL = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+SECRET_ENV = "RECONCILER_WEBHOOK_SECRET"
+
+_RUN_HELP = """\
+Watch a git repository of Istio networking YAML and serve it to Envoy proxies over ADS.
+
+Each new commit on the branch that touches --path is loaded and validated as a whole.
+A valid revision is translated and pushed to every connected proxy (clusters, then
+endpoints, listeners, routes); an invalid one is refused and the last good revision
+keeps serving. `git revert` is just a new revision and takes effect as fast.
+
+The last good revision is kept in --state-dir and served at once after a restart,
+before git is reachable, with the same versions: proxies see no change.
+
+Examples:
+  reconciler run --repo https://git.example.com/platform/mesh.git --path mesh
+  reconciler run --repo /srv/git/mesh.git --poll-interval 5s --webhook-secret-file /etc/reconciler/hook
+  reconciler run --repo-dir ~/mesh --path mesh --watch      # local: reconcile on file save
+
+Endpoints (on --http-address):
+  GET  /api/v1/status   served revision, last error with file:line, per-proxy sync state
+  GET  /healthz /readyz /metrics
+  POST /api/v1/sync     reconcile now
+  POST /hooks/git       GitHub (X-Hub-Signature-256) or GitLab (X-Gitlab-Token) push webhook
+"""
+
+_SERVE_HELP = """\
+Serve one directory of Istio networking YAML to Envoy over ADS, without git.
+
+Useful to try a config against real proxies before committing it. With --watch, edits
+are picked up on save. Same status API as `reconciler run`.
+
+Example:
+  reconciler serve mesh/ --xds-address 127.0.0.1:18000 --watch
+"""
+
+
+def parse_interval(text: str) -> float:
+    """``15s``, ``500ms``, ``1m`` or a plain number of seconds → seconds."""
+    match = _INTERVAL.match(text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise UsageError(f"interval {text!r} is not a positive duration like 15s, 500ms or 1m")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+
+
+def _common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--xds-address", default="127.0.0.1:18000", help="ADS gRPC listen address (default %(default)s)")
+    parser.add_argument(
+        "--http-address", default="127.0.0.1:8080", help="status/webhook HTTP listen address (default %(default)s)"
+    )
+    parser.add_argument("--namespace", default="default", help="namespace for resources that name none")
+    parser.add_argument("--log-format", choices=["json", "console"], default="json", help="log output (default json)")
+
+
+def register(commands: Any) -> None:
+    run = commands.add_parser(
+        "run", help="the GitOps daemon: git repo → Envoy", description=_RUN_HELP, formatter_class=_RAW
+    )
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--repo", metavar="URL_OR_PATH", help="git remote to clone and follow")
+    source.add_argument("--repo-dir", type=Path, metavar="DIR", help="a local working tree instead of a remote")
+    run.add_argument("--branch", default="main", help="branch to follow (default %(default)s)")
+    run.add_argument("--path", default="", metavar="SUBDIR", help="config directory inside the repo (default: root)")
+    run.add_argument("--poll-interval", default="15s", help="how often to fetch (default %(default)s)")
+    run.add_argument("--state-dir", type=Path, default=Path(".reconciler"), help="clone and last good revision")
+    run.add_argument("--webhook-secret-file", type=Path, help=f"push webhook secret (or env {SECRET_ENV})")
+    run.add_argument("--watch", action="store_true", help="with --repo-dir: reconcile on file save")
+    _common_flags(run)
+    run.set_defaults(handler=_run)
+
+    serve = commands.add_parser(
+        "serve", help="serve a directory over ADS (no git)", description=_SERVE_HELP, formatter_class=_RAW
+    )
+    serve.add_argument("config_dir", type=Path, metavar="PATH", help="directory of YAML files")
+    serve.add_argument("--state-dir", type=Path, default=None, help="where to keep state (default: PATH/.reconciler)")
+    serve.add_argument("--watch", action="store_true", help="reconcile on file save")
+    serve.add_argument("--poll-interval", default="2s", help="how often to re-read the directory (default %(default)s)")
+    _common_flags(serve)
+    serve.set_defaults(handler=_serve)
+
+
+_RAW = argparse.RawDescriptionHelpFormatter
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.watch and args.repo_dir is None:
+        raise UsageError("--watch works with --repo-dir (a local working tree)")
+    settings = DaemonSettings(
+        repo=args.repo,
+        repo_dir=args.repo_dir,
+        branch=args.branch,
+        path=args.path,
+        poll_interval=parse_interval(args.poll_interval),
+        state_dir=args.state_dir,
+        webhook_secret=load_secret(file=args.webhook_secret_file, env_var=SECRET_ENV),
+        watch=args.watch,
+        **_common(args),
+    )
+    return _start(settings, args.log_format)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if not args.config_dir.is_dir():
+        raise UsageError(f"not a directory: {args.config_dir}")
+    settings = DaemonSettings(
+        repo_dir=args.config_dir,
+        poll_interval=parse_interval(args.poll_interval),
+        state_dir=args.state_dir or args.config_dir / ".reconciler",
+        webhook_secret=load_secret(file=None, env_var=SECRET_ENV),
+        watch=args.watch,
+        **_common(args),
+    )
+    return _start(settings, args.log_format)
+
+
+def _common(args: argparse.Namespace) -> dict[str, Any]:
+    split_address(args.xds_address)
+    split_address(args.http_address)
+    return {"xds_address": args.xds_address, "http_address": args.http_address, "namespace": args.namespace}
+
+
+def _start(settings: DaemonSettings, log_format: str) -> int:
+    configure_logging(json=log_format == "json")
+    asyncio.run(run_daemon(settings))
+    return 0
+
+

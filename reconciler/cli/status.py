@@ -1,0 +1,136 @@
+"""``reconciler status``: the daemon's revision and per-proxy sync table, like ``istioctl proxy-status``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+from reconciler.cli.run import parse_interval
+from reconciler.errors import ReconcilerError
+
+__all__ = ["is_healthy", "register", "render_status"]
+
+_HELP = """\
+Show what the daemon serves and whether every proxy has accepted it.
+
+The first block is the config: the branch head, the revision being served, and the
+last error (for a refused commit: each finding with file:line). The table lists each
+connected proxy and, per xDS type, SYNCED (ACKed), STALE (sent, not yet ACKed) or
+NACKED (rejected: the proxy keeps its previous config), like `istioctl proxy-status`.
+
+Exit code: 0 when the head is served and every proxy is SYNCED; 1 when the head is
+not served, a proxy NACKED, or a proxy is STALE longer than --grace.
+
+Examples:
+  reconciler status
+  reconciler status --server http://reconciler.mesh-system:8080 --format json
+"""
+
+_TYPES = ("CDS", "LDS", "EDS", "RDS")
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "status",
+        help="served revision and proxy sync table",
+        description=_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--server", default="http://127.0.0.1:8080", help="daemon HTTP address (default %(default)s)")
+    parser.add_argument("--format", choices=["table", "json"], default="table", help="output format")
+    parser.add_argument("--grace", default="30s", help="how long STALE is tolerated (default %(default)s)")
+    parser.set_defaults(handler=_status)
+
+
+def _fetch(server: str) -> dict[str, Any]:
+    url = server.rstrip("/") + "/api/v1/status"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body: dict[str, Any] = json.load(response)
+            return body
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise ReconcilerError(f"cannot read status from {url}: {error}") from error
+
+
+def _age(timestamp: str | None, now: datetime) -> str:
+    if not timestamp:
+        return "-"
+    seconds = int((now - datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds())
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h"
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return ["   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def render_status(status: dict[str, Any], *, now: datetime) -> str:
+    """The human view of a status document."""
+    served = status.get("served") or {}
+    head = (status.get("headSha") or "-")[:12]
+    lines = [
+        f"REPO     {status.get('repo')}  branch={status.get('branch')}  path={status.get('path') or '/'}",
+        f"HEAD     {head}",
+        f"SERVED   {(served.get('sha') or '-')[:12]}  {served.get('message', '')!s}".rstrip(),
+        f"SYNCED   {'yes, ' + _age(status.get('syncedAt'), now) + ' ago' if status.get('syncedAt') else 'not yet'}",
+        f"STATE    {status.get('reason')}: {status.get('message')}",
+    ]
+    error = status.get("lastError")
+    if error:
+        lines.append(f"ERROR    {error['reason']} at {(error.get('sha') or '-')[:12]}: {error['message']}")
+        lines.extend(
+            f"         {f['file']}:{f['line']}: {f['code']} {f['message']} ({f['path']})" for f in error["findings"]
+        )
+    lines.append("")
+    proxies = status.get("proxies") or []
+    if not proxies:
+        lines.append("No proxies connected.")
+        return "\n".join(lines)
+    rows = [["NAME", *_TYPES, "VERSION", "CONNECTED"]]
+    for proxy in proxies:
+        states = [proxy["types"][name]["state"] for name in _TYPES]
+        version = (proxy.get("ackedSnapshotVersion") or "-")[:12]
+        rows.append([proxy["nodeId"], *states, version, _age(proxy.get("connectedSince"), now)])
+    lines.extend(_table(rows))
+    for proxy in proxies:
+        for name in _TYPES:
+            nack = proxy["types"][name].get("nack")
+            if nack and proxy["types"][name]["state"] == "NACKED":
+                lines.append(f"{proxy['nodeId']} {name} NACK: {nack['message']}")
+    return "\n".join(lines)
+
+
+def is_healthy(status: dict[str, Any], *, now: datetime, grace_seconds: float) -> bool:
+    """Head served, no proxy NACKED, none STALE for longer than the grace period."""
+    if status.get("lastError") or not status.get("served"):
+        return False
+    served_since = status.get("servedSince")
+    age = (
+        (now - datetime.fromisoformat(served_since.replace("Z", "+00:00"))).total_seconds()
+        if served_since
+        else float("inf")
+    )
+    for proxy in status.get("proxies") or []:
+        states = {proxy["types"][name]["state"] for name in _TYPES}
+        if "NACKED" in states or ("STALE" in states and age > grace_seconds):
+            return False
+    return True
+
+
+def _status(args: argparse.Namespace) -> int:
+    grace = parse_interval(args.grace)
+    status = _fetch(args.server)
+    now = datetime.now(UTC)
+    if args.format == "json":
+        print(json.dumps(status, indent=2))
+    else:
+        print(render_status(status, now=now))
+    return 0 if is_healthy(status, now=now, grace_seconds=grace) else 1

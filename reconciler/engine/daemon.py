@@ -1,0 +1,190 @@
+"""The daemon: wires source, engine, xDS server and HTTP API, and runs the loop.
+
+The loop reconciles on start, then on every trigger (webhook, manual sync, file
+save) or poll tick, whichever comes first. Failures back off with jitter up to
+the poll interval; a trigger always cuts the wait short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from reconciler.api.status import TYPE_NAMES, status_routes
+from reconciler.api.webhook import webhook_routes
+from reconciler.engine.reconcile import Engine
+from reconciler.engine.state import SqliteStateStore
+from reconciler.engine.status import EngineStatus
+from reconciler.errors import UsageError
+from reconciler.sources.backoff import Backoff
+from reconciler.sources.git import GitSource
+from reconciler.sources.local import LocalDirSource, LocalWatch
+from reconciler.sources.revision import ConfigSource
+from reconciler.sources.webhook import PushEvent
+from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
+from reconciler.xds.server import start_server
+
+__all__ = ["DaemonSettings", "run_daemon", "split_address"]
+
+log = structlog.get_logger("reconciler.daemon")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    """Everything ``reconciler run`` and ``reconciler serve`` configure."""
+
+    state_dir: Path
+    repo: str | None = None
+    repo_dir: Path | None = None
+    branch: str = "main"
+    path: str = ""
+    poll_interval: float = 15.0
+    xds_address: str = "127.0.0.1:18000"
+    http_address: str = "127.0.0.1:8080"
+    webhook_secret: bytes | None = None
+    watch: bool = False
+    namespace: str = "default"
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` → (host, port); UsageError when malformed."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise UsageError(f"address {address!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Metrics:
+    """Prometheus metrics, named like other controllers' (``*_total``, ``*_seconds``)."""
+
+    def __init__(self, *, cache: SnapshotCache) -> None:
+        self.registry = CollectorRegistry()
+        self.passes = Counter(
+            "reconciler_reconcile_total", "Reconcile passes by result reason.", ["reason"], registry=self.registry
+        )
+        self.duration = Histogram(
+            "reconciler_reconcile_duration_seconds", "Time one reconcile pass took.", registry=self.registry
+        )
+        self.xds_events = Counter(
+            "reconciler_xds_responses_total",
+            "xDS responses by type and proxy answer (push, ack, nack).",
+            ["type", "event"],
+            registry=self.registry,
+        )
+        proxies = Gauge("reconciler_proxies_connected", "Proxies with an open ADS stream.", registry=self.registry)
+        proxies.set_function(lambda: len(cache.statuses()))
+        cache.add_listener(self._on_xds_event)
+
+    def _on_xds_event(self, event: XdsEvent) -> None:
+        if event.kind in (EventKind.PUSH, EventKind.ACK, EventKind.NACK):
+            self.xds_events.labels(TYPE_NAMES.get(event.type_url, event.type_url), event.kind.value).inc()
+
+
+def _make_source(settings: DaemonSettings) -> tuple[ConfigSource, str, str]:
+    """The configured source, plus how status names it and the prefix shown on findings' file paths."""
+    prefix = f"{settings.path.strip('/')}/" if settings.path.strip("/") else ""
+    if settings.repo is not None:
+        source = GitSource(url=settings.repo, branch=settings.branch, path=settings.path, state_dir=settings.state_dir)
+        return source, settings.repo, prefix
+    if settings.repo_dir is not None:
+        root = settings.repo_dir / settings.path if settings.path else settings.repo_dir
+        if not root.is_dir():
+            raise UsageError(f"config directory does not exist: {root}")
+        return LocalDirSource(root), str(settings.repo_dir), prefix
+    raise UsageError("give --repo URL_OR_PATH or --repo-dir DIR")
+
+
+async def run_daemon(settings: DaemonSettings, *, ready: Callable[[int, int], None] | None = None) -> None:
+    """Run until SIGINT/SIGTERM. ``ready(xds_port, http_port)`` is called once both listen."""
+    source, repo_label, prefix = _make_source(settings)
+    cache = SnapshotCache()
+    metrics = _Metrics(cache=cache)
+    status = EngineStatus(repo=repo_label, branch=settings.branch, path=settings.path)
+    engine = Engine(
+        source=source,
+        cache=cache,
+        store=SqliteStateStore(settings.state_dir),
+        status=status,
+        clock=_utc_now,
+        default_namespace=settings.namespace,
+        file_prefix=prefix,
+    )
+    if engine.restore():
+        log.info("daemon.serving_stored_revision", sha=status.served.sha[:12] if status.served else None)
+
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+    stop = asyncio.Event()
+
+    def trigger(event: PushEvent | None) -> None:
+        if event is not None and event.ref not in (f"refs/heads/{settings.branch}", settings.branch):
+            log.info("daemon.push_ignored", ref=event.ref, branch=settings.branch)
+            return
+        log.info("daemon.triggered", by="webhook" if event else "api")
+        wake.set()
+
+    xds_host, xds_port = split_address(settings.xds_address)
+    http_host, http_port = split_address(settings.http_address)
+    server = await start_server(cache=cache, address=f"{xds_host}:{xds_port}")
+    app = web.Application()
+    app.add_routes(status_routes(status=status.to_json, proxies=cache.statuses, registry=metrics.registry))
+    app.add_routes(webhook_routes(secret=settings.webhook_secret, trigger=trigger))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, http_host, http_port)
+    await site.start()
+    bound_http = runner.addresses[0][1] if runner.addresses else http_port
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    watcher: LocalWatch | None = None
+    if settings.watch and isinstance(source, LocalDirSource):
+        watcher = source.watch(lambda: loop.call_soon_threadsafe(wake.set))
+        watcher.start()
+    log.info("daemon.started", xds=f"{xds_host}:{server.port}", http=f"{http_host}:{bound_http}", repo=repo_label)
+    if ready is not None:
+        ready(server.port, bound_http)
+    try:
+        await _loop(engine=engine, metrics=metrics, wake=wake, stop=stop, poll_interval=settings.poll_interval)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        await runner.cleanup()
+        await server.stop(grace=1.0)
+        log.info("daemon.stopped")
+
+
+async def _loop(
+    *, engine: Engine, metrics: _Metrics, wake: asyncio.Event, stop: asyncio.Event, poll_interval: float
+) -> None:
+    backoff = Backoff(base=0.5, cap=max(poll_interval, 1.0))
+    trigger = "start"
+    while not stop.is_set():
+        wake.clear()
+        started = time.monotonic()
+        ok = await engine.reconcile(trigger=trigger)
+        metrics.duration.observe(time.monotonic() - started)
+        metrics.passes.labels(engine.status.reason.value).inc()
+        if ok:
+            backoff.reset()
+        delay = poll_interval if ok else min(backoff.next_delay(), poll_interval)
+        waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())}
+        done, pending = await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        trigger = "event" if done else "poll"

@@ -1,0 +1,231 @@
+"""The working-tree edge: a local directory of mesh YAML as a config source.
+
+For ``reconciler run --path mesh/`` without a git remote, and for editing config
+with instant feedback. :meth:`LocalDirSource.read` snapshots the directory into a
+:class:`Revision` whose SHA is a content hash; :meth:`LocalDirSource.watch` calls
+back once per burst of changes (an editor's save is several events: write temp,
+rename, chmod...), after ``debounce_seconds`` without further events.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from reconciler.errors import SourceError
+from reconciler.sources.revision import Revision, content_hash, is_config_file
+
+__all__ = ["LocalDirSource", "LocalWatch"]
+
+log = structlog.get_logger(__name__)
+
+# Events that mean "something changed". watchdog also reports opened/closed-without-
+# write; counting those would make our own read() after a callback trigger the next one.
+_CHANGE_EVENTS = frozenset({"created", "deleted", "modified", "moved", "closed"})
+_CONFIGMAP_DATA_LINK = "..data"
+
+
+class LocalDirSource:
+    """A directory of config files (``*.yaml``/``*.yml``, hidden entries skipped)."""
+
+    def __init__(self, path: Path) -> None:
+        self._root = Path(path)
+        self._lock = threading.Lock()
+        self._seen_sha: str | None = None
+
+    @property
+    def path(self) -> Path:
+        """The directory read."""
+        return self._root
+
+    @property
+    def head_sha(self) -> str | None:
+        """The content hash of the last revision :meth:`poll` returned."""
+        return self._seen_sha
+
+    def read(self) -> Revision:
+        """Snapshot the directory now. Raises :class:`SourceError` (``PathNotFound``, ``ReadFailed``)."""
+        if not self._root.is_dir():
+            raise SourceError(f"config directory {self._root} does not exist", reason="PathNotFound")
+        files: dict[str, bytes] = {}
+        try:
+            for dirpath, dirnames, filenames in os.walk(self._root):
+                # Prune hidden dirs in place so .git (possibly huge) is never walked.
+                dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+                base = Path(dirpath)
+                for name in filenames:
+                    relative = (base / name).relative_to(self._root).as_posix()
+                    if is_config_file(relative) and (base / name).is_file():
+                        files[relative] = (base / name).read_bytes()
+        except OSError as error:
+            # A file deleted between listing and reading lands here too; the watcher
+            # will report that deletion and the next read sees a consistent tree.
+            raise SourceError(f"reading {self._root} failed: {error}", reason="ReadFailed") from error
+        digest = content_hash(files)
+        return Revision(
+            sha=digest,
+            files=files,
+            config_tree=digest,
+            message=f"working tree {self._root}",
+        )
+
+    def poll(self) -> Revision | None:
+        """The directory's Revision if its content changed since the last poll, else ``None``."""
+        revision = self.read()
+        with self._lock:
+            if revision.sha == self._seen_sha:
+                return None
+            self._seen_sha = revision.sha
+        return revision
+
+    def watch(self, callback: Callable[[], object], debounce_seconds: float = 0.5) -> LocalWatch:
+        """Call ``callback()`` once after each burst of config-file changes.
+
+        ``callback`` runs on a background thread: hand off to an event loop with
+        ``loop.call_soon_threadsafe`` (its return value is ignored). Stop with :meth:`LocalWatch.stop` (or use the
+        returned handle as a context manager).
+        """
+        if not self._root.is_dir():
+            raise SourceError(f"cannot watch {self._root}: not a directory", reason="PathNotFound")
+        watch = LocalWatch(root=self._root, callback=callback, debounce_seconds=debounce_seconds)
+        watch.start()
+        return watch
+
+
+class _Debouncer:
+    """Calls ``callback`` once ``delay`` seconds after the latest :meth:`poke`.
+
+    One long-lived thread rather than a restarted ``threading.Timer`` per event: a
+    ``git checkout`` can produce thousands of events in a burst.
+    """
+
+    def __init__(self, callback: Callable[[], object], delay: float) -> None:
+        self._callback = callback
+        self._delay = delay
+        self._cond = threading.Condition()
+        self._deadline: float | None = None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="reconciler-watch-debounce", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def poke(self) -> None:
+        with self._cond:
+            self._deadline = time.monotonic() + self._delay
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped and self._deadline is None:
+                    self._cond.wait()
+                deadline = self._deadline
+                if self._stopped or deadline is None:
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining > 0:
+                    self._cond.wait(remaining)
+                    continue  # re-check: a poke may have moved the deadline
+                self._deadline = None
+            # Outside the lock: the callback may be slow, and events during it should
+            # schedule the next call rather than block the watchdog thread.
+            try:
+                self._callback()
+            except Exception:
+                log.exception("local.watch_callback_failed", reason="CallbackFailed")
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, root: Path, debouncer: _Debouncer) -> None:
+        self._root = root
+        self._debouncer = debouncer
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        if event.event_type not in _CHANGE_EVENTS:
+            return
+        if event.is_directory and event.event_type == "modified":
+            # A directory is "modified" whenever an entry in it changes; that entry has
+            # its own event, so this one would only let README edits through.
+            return
+        paths = [event.src_path, getattr(event, "dest_path", "")]
+        if any(self._relevant(os.fsdecode(path), is_dir=event.is_directory) for path in paths if path):
+            self._debouncer.poke()
+
+    def _relevant(self, path: str, *, is_dir: bool) -> bool:
+        try:
+            relative = Path(path).relative_to(self._root).as_posix()
+        except ValueError:
+            return False
+        if relative == _CONFIGMAP_DATA_LINK:
+            # A Kubernetes ConfigMap volume updates by atomically renaming a new
+            # '..data' symlink into place; the visible files are symlinks through it
+            # and never change themselves, so this rename is the only sign of an update.
+            return True
+        if is_dir:
+            # A created, renamed or deleted directory may hold config files; a hidden one (.git) never counts.
+            return relative != "." and not any(part.startswith(".") for part in relative.split("/"))
+        return is_config_file(relative)
+
+
+class LocalWatch:
+    """A running watch on a directory (from :meth:`LocalDirSource.watch`)."""
+
+    def __init__(self, *, root: Path, callback: Callable[[], object], debounce_seconds: float) -> None:
+        # watchdog reports absolute, resolved paths; resolve ours so relative_to matches.
+        self._root = root.resolve()
+        self._debouncer = _Debouncer(callback, debounce_seconds)
+        self._observer = Observer()
+        self._observer.schedule(_Handler(self._root, self._debouncer), str(self._root), recursive=True)
+        self._started = False
+        self._stopped = False
+
+    def start(self) -> None:
+        """Start watching. :meth:`LocalDirSource.watch` already did; calling it again is a no-op."""
+        if self._started or self._stopped:
+            return
+        self._debouncer.start()
+        try:
+            self._observer.start()
+        except OSError as error:
+            self._debouncer.stop()
+            raise SourceError(f"cannot watch {self._root}: {error}", reason="WatchFailed") from error
+        self._started = True
+        log.info("local.watching", path=str(self._root))
+
+    def stop(self) -> None:
+        """Stop watching; a pending (debounced) callback is dropped. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._started:
+            self._observer.stop()
+            self._observer.join()
+        self._debouncer.stop()
+        log.info("local.watch_stopped", path=str(self._root))
+
+    def __enter__(self) -> LocalWatch:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,69 @@
+"""Collecting what translation could not express, as findings pinned to file, line and field.
+
+One :class:`Notes` lives for one ``translate`` call (never global). The same problem met
+twice (a destination used by two routes, a policy shared by several clusters) is reported
+once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.model.config import Resource
+from reconciler.translate.registry import Origin
+from reconciler.validate.findings import Code, Finding, Severity, sort_findings
+
+__all__ = ["Notes"]
+
+
+class Notes:
+    """An ordered, de-duplicated set of findings produced while translating."""
+
+    __slots__ = ("_findings", "_seen")
+
+    def __init__(self) -> None:
+        self._findings: list[Finding] = []
+        self._seen: set[tuple[str, int, str, str, str]] = set()
+
+    def about(
+        self,
+        subject: Resource[Any] | Origin | None,
+        *,
+        path: str,
+        message: str,
+        hint: str = "",
+        code: Code = Code.NOT_TRANSLATED,
+        severity: Severity = Severity.WARNING,
+    ) -> None:
+        """Record a finding about ``subject`` (a resource or a registry origin) at field ``path``."""
+        if isinstance(subject, Resource):
+            kind, namespace, name = subject.kind.value, subject.namespace, subject.name
+            source = subject.source
+        elif subject is not None:
+            kind, namespace, name, source = subject.kind, subject.namespace, subject.name, subject.source
+        else:
+            kind, namespace, name, source = "", "", "", None
+        file = source.file if source is not None else ""
+        line = source.line_of(path) if source is not None else 0
+        key = (file, line, path, message, name)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        self._findings.append(
+            Finding(
+                code=code,
+                severity=severity,
+                message=message,
+                file=file,
+                line=line,
+                path=path,
+                kind=kind,
+                namespace=namespace,
+                name=name,
+                hint=hint,
+            )
+        )
+
+    def result(self) -> tuple[Finding, ...]:
+        """All findings, in the order people read a report: by file, line, code."""
+        return tuple(sort_findings(list(self._findings)))

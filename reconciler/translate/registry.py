@@ -1,0 +1,229 @@
+"""The service registry: every service the mesh knows, its ports and its endpoints, as one value.
+
+Translation never reads ServiceEntries directly for hosts, ports and endpoints: it asks a
+:class:`ServiceRegistry`. Today :func:`build_registry` fills one from ServiceEntries; Kubernetes
+Services and EndpointSlices will produce another registry of the same shape, combined with
+:meth:`ServiceRegistry.merged`. Pure values: immutable, hashable where it matters, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+from reconciler.model.config import MeshConfig, Resource
+from reconciler.model.hosts import exported_to, resolve_host
+from reconciler.model.serviceentry import ServiceEntrySpec
+from reconciler.model.source import SourceInfo
+
+__all__ = [
+    "HTTP_PROTOCOLS",
+    "HTTP2_PROTOCOLS",
+    "Endpoint",
+    "Origin",
+    "Resolution",
+    "Service",
+    "ServicePort",
+    "ServiceRegistry",
+    "build_registry",
+]
+
+#: Port protocols whose traffic is routed by the HTTP connection manager (Istio's ``IsHTTP``).
+HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
+#: Port protocols that need HTTP/2 towards the upstream.
+HTTP2_PROTOCOLS = frozenset({"HTTP2", "GRPC", "GRPC-WEB"})
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class Resolution(StrEnum):
+    """How a service's endpoints are found (ServiceEntry ``resolution``)."""
+
+    #: Endpoints are listed explicitly (IP addresses): an EDS cluster with a load assignment.
+    STATIC = "STATIC"
+    #: Endpoints (or the host itself) are DNS names Envoy resolves, all addresses used.
+    DNS = "DNS"
+    #: Like DNS, but Envoy connects to one resolved address at a time.
+    DNS_ROUND_ROBIN = "DNS_ROUND_ROBIN"
+    #: Traffic goes to the address the client dialled (needs traffic capture; not translated).
+    NONE = "NONE"
+    #: Resolved per request by a dynamic forward proxy (not translated).
+    DYNAMIC_DNS = "DYNAMIC_DNS"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a service came from, so findings about it point at the file and line to fix."""
+
+    kind: str
+    namespace: str
+    name: str
+    source: SourceInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    """A port of a service. ``protocol`` is upper-case; empty means unknown (treated like HTTP, as Istio sniffs)."""
+
+    number: int
+    name: str
+    protocol: str = ""
+    target_port: int | None = None
+    #: Index in the origin's port list, for finding paths (``spec.ports[1]``).
+    index: int = 0
+
+    @property
+    def is_http(self) -> bool:
+        """True when requests on this port are routed as HTTP (declared HTTP-ish, or not declared)."""
+        return not self.protocol or self.protocol in HTTP_PROTOCOLS
+
+    @property
+    def is_http2(self) -> bool:
+        return self.protocol in HTTP2_PROTOCOLS
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One instance of a service: an address, per-port-name port overrides, labels, weight."""
+
+    address: str
+    ports: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    weight: int | None = None
+    #: Index in the origin's endpoint list, for finding paths (``spec.endpoints[2]``).
+    index: int = 0
+
+    def port_for(self, port: ServicePort) -> int:
+        """The port this endpoint receives ``port``'s traffic on: its override, else targetPort, else number."""
+        override = self.ports.get(port.name)
+        if override is not None:
+            return override
+        return port.target_port or port.number
+
+    def has_labels(self, selector: Mapping[str, str]) -> bool:
+        """True when every ``selector`` label is on this endpoint (an empty selector selects all)."""
+        labels = self.labels
+        return all(labels.get(key) == value for key, value in selector.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A host the mesh can route to: fully qualified name, owner namespace, ports, endpoints."""
+
+    host: str
+    namespace: str
+    ports: tuple[ServicePort, ...]
+    resolution: Resolution
+    endpoints: tuple[Endpoint, ...] = ()
+    export_to: tuple[str, ...] = ()
+    origin: Origin | None = None
+    #: True when the origin selects extra endpoints by workload labels (not translated yet).
+    selects_workloads: bool = False
+
+    def visible_to(self, namespace: str) -> bool:
+        """Istio ``exportTo``: may a proxy in ``namespace`` use this service?"""
+        return exported_to(self.export_to, owner_namespace=self.namespace, consumer_namespace=namespace)
+
+    def port(self, number: int) -> ServicePort | None:
+        """The port numbered ``number``, if the service has one."""
+        for port in self.ports:
+            if port.number == number:
+                return port
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRegistry:
+    """Every known service, in a stable order, indexed by host.
+
+    Several services may share a host (one per namespace, or one from Kubernetes and one
+    from a ServiceEntry); :meth:`lookup` returns them in registry order and translation
+    prefers the one in the proxy's namespace, then the first, as Istio does.
+    """
+
+    services: tuple[Service, ...] = ()
+    _by_host: Mapping[str, tuple[Service, ...]] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        index: dict[str, list[Service]] = {}
+        for service in self.services:
+            index.setdefault(service.host, []).append(service)
+        # A frozen dataclass computes its derived index once, here; it is never mutated afterwards.
+        object.__setattr__(self, "_by_host", MappingProxyType({host: tuple(found) for host, found in index.items()}))
+
+    def lookup(self, host: str) -> tuple[Service, ...]:
+        """All services named exactly ``host`` (lower-case FQDN), in registry order."""
+        return self._by_host.get(host, ())
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """Distinct hosts in registry order."""
+        return tuple(self._by_host)
+
+    def merged(self, other: ServiceRegistry) -> ServiceRegistry:
+        """This registry plus ``other``'s services; on the same host and namespace, this one's wins.
+
+        Call it as ``kubernetes.merged(service_entries)`` to give Kubernetes Services
+        precedence over ServiceEntries of the same name, like Istio.
+        """
+        seen = {(service.host, service.namespace) for service in self.services}
+        extra = tuple(service for service in other.services if (service.host, service.namespace) not in seen)
+        return ServiceRegistry(services=self.services + extra)
+
+
+def build_registry(config: MeshConfig) -> ServiceRegistry:
+    """A registry with one service per ServiceEntry host, in load order.
+
+    Short hosts are resolved in the entry's namespace like Istio. A host listed by two
+    entries of the same namespace keeps the first entry (Istio keeps the oldest).
+    """
+    services: list[Service] = []
+    seen: set[tuple[str, str]] = set()
+    for entry in config.service_entries:
+        for service in _services_of(entry):
+            key = (service.host, service.namespace)
+            if key not in seen:
+                seen.add(key)
+                services.append(service)
+    return ServiceRegistry(services=tuple(services))
+
+
+def _services_of(entry: Resource[ServiceEntrySpec]) -> Iterable[Service]:
+    spec = entry.spec
+    ports = tuple(
+        ServicePort(
+            number=int(port.number),
+            name=port.name,
+            protocol=(port.protocol or "").upper(),
+            target_port=int(port.target_port) if port.target_port is not None else None,
+            index=index,
+        )
+        for index, port in enumerate(spec.ports)
+    )
+    endpoints = tuple(
+        Endpoint(
+            address=workload.address,
+            ports=MappingProxyType({name: int(number) for name, number in (workload.ports or {}).items()}),
+            labels=MappingProxyType(dict(workload.labels)) if workload.labels else _EMPTY,
+            weight=workload.weight,
+            index=index,
+        )
+        for index, workload in enumerate(spec.endpoints)
+        if workload.address
+    )
+    # Istio's default resolution is NONE (passthrough).
+    resolution = Resolution(spec.resolution or "NONE")
+    origin = Origin(kind=entry.kind.value, namespace=entry.namespace, name=entry.name, source=entry.source)
+    for host in spec.hosts:
+        yield Service(
+            host=resolve_host(host, entry.namespace),
+            namespace=entry.namespace,
+            ports=ports,
+            resolution=resolution,
+            endpoints=endpoints,
+            export_to=spec.export_to,
+            origin=origin,
+            selects_workloads=spec.workload_selector is not None,
+        )

@@ -1,0 +1,494 @@
+"""VirtualService HTTP rules → Envoy routes, following Istio's ``route.go`` rule by rule.
+
+One rule with several ``match`` entries becomes one Envoy route per entry (Envoy matches
+routes in order, so that is an OR); a rule without matches, or with a match-all entry,
+ends the list because nothing after it can ever match. Destinations become clusters
+through :class:`~reconciler.translate.clusters.ClusterSet`, which makes sure every name a
+route uses exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from envoy.config.core.v3 import base_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.filters.common.fault.v3 import fault_pb2 as common_fault_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2
+from envoy.type.v3 import percent_pb2
+from google.protobuf import duration_pb2, wrappers_pb2
+
+from reconciler.model.common import Percent, StringMatch
+from reconciler.model.config import Resource
+from reconciler.model.hosts import resolve_host
+from reconciler.model.virtualservice import (
+    Destination,
+    HeaderOperations,
+    Headers,
+    HTTPFaultInjection,
+    HTTPMatchRequest,
+    HTTPRedirect,
+    HTTPRetry,
+    HTTPRoute,
+    HTTPRouteDestination,
+    VirtualServiceSpec,
+)
+from reconciler.translate.clusters import ClusterSet
+from reconciler.translate.notes import Notes
+from reconciler.translate.scope import Scope
+
+__all__ = [
+    "DEFAULT_RETRY_ON",
+    "FAULT_FILTER",
+    "RouteBuilder",
+    "default_route",
+    "is_catch_all",
+    "retry_policy",
+]
+
+#: Name of Envoy's fault-injection HTTP filter; per-route fault config is keyed by it.
+FAULT_FILTER = "envoy.filters.http.fault"
+#: Istio's default ``retryOn`` (``retry.go``).
+DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+_DEFAULT_ATTEMPTS = 2
+#: Istio retries 503 by default (unless EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY is set).
+_DEFAULT_RETRIABLE_CODES = (503,)
+_HOST_SELECTION_RETRY_MAX_ATTEMPTS = 5
+_PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
+_METHOD_HEADER = ":method"
+_NANOS_PER_SECOND = 10**9
+
+#: The status codes Go's ``http.StatusText`` knows: Istio treats exactly these ``retryOn`` parts as codes.
+_KNOWN_STATUS_CODES = frozenset(
+    [100, 101, 102, 103, *range(200, 209), 226, *range(300, 306), 307, 308, *range(400, 419)]
+    + [421, 422, 423, 424, 425, 426, 428, 429, 431, 451, *range(500, 509), 510, 511]
+)
+_REDIRECT_CODES: Mapping[int, int] = {
+    301: rc.RedirectAction.MOVED_PERMANENTLY,
+    302: rc.RedirectAction.FOUND,
+    303: rc.RedirectAction.SEE_OTHER,
+    307: rc.RedirectAction.TEMPORARY_REDIRECT,
+    308: rc.RedirectAction.PERMANENT_REDIRECT,
+}
+
+
+def _duration(nanos: int) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=nanos // _NANOS_PER_SECOND, nanos=nanos % _NANOS_PER_SECOND)
+
+
+def _fraction(percent: Percent) -> percent_pb2.FractionalPercent:
+    """Istio's percent → per-million fraction (truncating, like Go's uint32 conversion)."""
+    return percent_pb2.FractionalPercent(
+        numerator=int(percent.value * 10_000), denominator=percent_pb2.FractionalPercent.MILLION
+    )
+
+
+def _hundredths(value: int) -> percent_pb2.FractionalPercent:
+    return percent_pb2.FractionalPercent(numerator=value, denominator=percent_pb2.FractionalPercent.HUNDRED)
+
+
+def _string_matcher(match: StringMatch, *, ignore_case: bool = False) -> string_pb2.StringMatcher:
+    if match.exact is not None:
+        return string_pb2.StringMatcher(exact=match.exact, ignore_case=ignore_case)
+    if match.prefix is not None:
+        return string_pb2.StringMatcher(prefix=match.prefix, ignore_case=ignore_case)
+    return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=match.regex or ""))
+
+
+def _is_presence(match: StringMatch | None) -> bool:
+    # Istio reads regex "*" (not valid RE2 anyway) as "header present", as do its users.
+    return match is None or match.regex == "*" or (match.exact is None and match.prefix is None and not match.regex)
+
+
+def _header_matcher(name: str, match: StringMatch | None) -> rc.HeaderMatcher:
+    if _is_presence(match):
+        return rc.HeaderMatcher(name=name, present_match=True)
+    assert match is not None
+    return rc.HeaderMatcher(name=name, string_match=_string_matcher(match))
+
+
+def is_catch_all(route: rc.Route) -> bool:
+    """True when ``route`` matches every request (so routes after it are unreachable)."""
+    match = route.match
+    specifier = match.WhichOneof("path_specifier")
+    if specifier == "prefix":
+        catch_all = match.prefix == "/"
+    elif specifier == "safe_regex":
+        catch_all = match.safe_regex.regex == ".*"
+    else:
+        catch_all = False
+    return catch_all and not match.headers and not match.query_parameters
+
+
+def retry_policy(retries: HTTPRetry | None) -> rc.RetryPolicy | None:
+    """Istio's ``retry.ConvertPolicy``: defaults when unset, none when ``attempts`` is 0."""
+    policy = rc.RetryPolicy(
+        retry_on=DEFAULT_RETRY_ON,
+        num_retries=wrappers_pb2.UInt32Value(value=_DEFAULT_ATTEMPTS),
+        retriable_status_codes=_DEFAULT_RETRIABLE_CODES,
+        host_selection_retry_max_attempts=_HOST_SELECTION_RETRY_MAX_ATTEMPTS,
+    )
+    # Retrying on a host that has just failed rarely helps; Istio prefers a fresh one.
+    predicate = policy.retry_host_predicate.add(name=_PREVIOUS_HOSTS)
+    predicate.typed_config.Pack(previous_hosts_pb2.PreviousHostsPredicate())
+    if retries is None:
+        return policy
+    if not retries.attempts:
+        return None
+    policy.num_retries.value = retries.attempts
+    if retries.retry_on:
+        conditions: list[str] = []
+        codes: list[int] = []
+        for part in (piece.strip() for piece in retries.retry_on.split(",")):
+            if not part:
+                continue
+            if part.isdigit() and int(part) in _KNOWN_STATUS_CODES:
+                codes.append(int(part))
+            else:
+                conditions.append(part)
+        if codes and "retriable-status-codes" not in conditions:
+            conditions.append("retriable-status-codes")
+        policy.retry_on = ",".join(conditions)
+        del policy.retriable_status_codes[:]
+        policy.retriable_status_codes.extend(codes)
+    if retries.per_try_timeout is not None:
+        policy.per_try_timeout.CopyFrom(_duration(retries.per_try_timeout.nanos))
+    return policy
+
+
+def default_route(cluster: str) -> rc.Route:
+    """The route of a service without VirtualService: everything to its default cluster, Istio's defaults."""
+    action = rc.RouteAction(cluster=cluster, timeout=duration_pb2.Duration())
+    policy = retry_policy(None)
+    assert policy is not None
+    action.retry_policy.CopyFrom(policy)
+    return rc.Route(name="default", match=rc.RouteMatch(prefix="/"), route=action)
+
+
+class _HeaderOps:
+    """Istio's ``TranslateHeadersOperations``: set → overwrite, add → append, Host/`:` headers special."""
+
+    __slots__ = ("authority", "request_add", "request_remove", "response_add", "response_remove")
+
+    def __init__(self, headers: Headers) -> None:
+        request = headers.request or HeaderOperations()
+        response = headers.response or HeaderOperations()
+        set_authority = _authority(request.set)
+        add_authority = _authority(request.add)
+        #: ``set`` wins over ``add`` when both name the authority.
+        self.authority = set_authority or add_authority
+        self.request_add = _header_values(request.set, append=False) + _header_values(request.add, append=True)
+        self.response_add = _header_values(response.set, append=False) + _header_values(response.add, append=True)
+        self.request_remove = [name for name in request.remove if not _internal(name)]
+        self.response_remove = [name for name in response.remove if not _internal(name)]
+
+
+def _internal(name: str) -> bool:
+    # Pseudo-headers and Host cannot be changed as plain headers; Host is rewritten instead.
+    return name.startswith(":") or name.lower() == "host"
+
+
+def _authority(values: Mapping[str, str] | None) -> str:
+    found = ""
+    for name, value in (values or {}).items():
+        if name.lower() in (":authority", "host"):
+            found = value
+    return found
+
+
+def _header_values(values: Mapping[str, str] | None, *, append: bool) -> list[base_pb2.HeaderValueOption]:
+    action = (
+        base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
+        if append
+        else base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+    )
+    return [
+        base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=name, value=value), append_action=action)
+        for name, value in sorted((values or {}).items())
+        if not _internal(name)
+    ]
+
+
+class RouteBuilder:
+    """Translates the HTTP rules of VirtualServices for one proxy, memoised per (VirtualService, port)."""
+
+    def __init__(self, *, scope: Scope, clusters: ClusterSet, notes: Notes) -> None:
+        self._scope = scope
+        self._clusters = clusters
+        self._notes = notes
+        self._cache: dict[tuple[int, int], list[rc.Route]] = {}
+
+    def routes(self, vs: Resource[VirtualServiceSpec], *, listener_port: int) -> list[rc.Route]:
+        """Envoy routes for every HTTP rule of ``vs``; destinations without a port default to ``listener_port``.
+
+        Returns the same list object for the same arguments; callers copy it into protos.
+        """
+        key = (id(vs), listener_port)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        out: list[rc.Route] = []
+        for index, http in enumerate(vs.spec.http):
+            path = f"spec.http[{index}]"
+            matches: Sequence[HTTPMatchRequest | None] = http.match or (None,)
+            done = False
+            for match in matches:
+                route = self._route(vs, http, match, path=path, port=listener_port)
+                out.append(route)
+                if match is None or is_catch_all(route):
+                    done = True
+                    break
+            if done:
+                break
+        self._cache[key] = out
+        return out
+
+    # -- one route -------------------------------------------------------------------
+
+    def _route(
+        self,
+        vs: Resource[VirtualServiceSpec],
+        http: HTTPRoute,
+        match: HTTPMatchRequest | None,
+        *,
+        path: str,
+        port: int,
+    ) -> rc.Route:
+        name = http.name or ""
+        if match is not None and match.name:
+            name = f"{name}.{match.name}"
+        out = rc.Route(name=name, match=_route_match(match))
+        authority = ""
+        if http.headers is not None:
+            ops = _HeaderOps(http.headers)
+            out.request_headers_to_add.extend(ops.request_add)
+            out.request_headers_to_remove.extend(ops.request_remove)
+            out.response_headers_to_add.extend(ops.response_add)
+            out.response_headers_to_remove.extend(ops.response_remove)
+            authority = ops.authority
+        if http.redirect is not None:
+            self._redirect(out, http.redirect, vs=vs, path=f"{path}.redirect")
+        elif http.direct_response is not None:
+            response = http.direct_response
+            out.direct_response.status = response.status
+            if response.body is not None and response.body.string is not None:
+                out.direct_response.body.inline_string = response.body.string
+        else:
+            self._forward(out, vs, http, authority=authority, path=path, port=port)
+        if http.fault is not None:
+            fault = self._fault(http.fault, vs=vs, path=f"{path}.fault")
+            if fault is not None:
+                out.typed_per_filter_config[FAULT_FILTER].Pack(fault)
+        return out
+
+    def _forward(
+        self,
+        out: rc.Route,
+        vs: Resource[VirtualServiceSpec],
+        http: HTTPRoute,
+        *,
+        authority: str,
+        path: str,
+        port: int,
+    ) -> None:
+        # Envoy's default route timeout is 15 s; Istio's is none (0 s) unless the rule sets one.
+        timeout = http.timeout.nanos if http.timeout is not None else 0
+        action = out.route
+        action.timeout.CopyFrom(_duration(timeout))
+        if http.rewrite is not None:
+            if http.rewrite.uri:
+                action.prefix_rewrite = http.rewrite.uri
+            if http.rewrite.authority:
+                authority = http.rewrite.authority
+        if authority:
+            action.host_rewrite_literal = authority
+        mirrors: list[tuple[Destination, Percent | None, str]] = []
+        if http.mirror is not None:
+            mirrors.append((http.mirror, http.mirror_percentage, f"{path}.mirror"))
+        mirrors.extend(
+            (mirror.destination, mirror.percentage, f"{path}.mirrors[{index}].destination")
+            for index, mirror in enumerate(http.mirrors)
+        )
+        for destination, percentage, mirror_path in mirrors:
+            # Unset means all requests; an explicit 0 means none (Istio's MirrorPercent).
+            if percentage is not None and percentage.value <= 0:
+                continue
+            fraction = _fraction(percentage) if percentage is not None else _hundredths(100)
+            action.request_mirror_policies.add(
+                cluster=self._cluster(vs, destination, port=port, path=mirror_path),
+                runtime_fraction=base_pb2.RuntimeFractionalPercent(default_value=fraction),
+                trace_sampled=wrappers_pb2.BoolValue(value=False),
+            )
+        self._destinations(out, vs, http.route, path=path, port=port)
+        policy = retry_policy(http.retries)
+        if policy is not None:
+            action.retry_policy.CopyFrom(policy)
+
+    def _destinations(
+        self,
+        out: rc.Route,
+        vs: Resource[VirtualServiceSpec],
+        destinations: Sequence[HTTPRouteDestination],
+        *,
+        path: str,
+        port: int,
+    ) -> None:
+        action = out.route
+        indexed = list(enumerate(destinations))
+        if len(indexed) > 1:
+            # Zero-weight destinations get no traffic; Istio leaves them out of the split.
+            weighted = [(index, dst) for index, dst in indexed if dst.weight]
+            if not weighted:
+                self._notes.about(
+                    vs,
+                    path=f"{path}.route",
+                    message="no destination has a weight above 0: traffic is split evenly",
+                    hint="give the destinations weights that add up to 100",
+                )
+                weighted = indexed
+            indexed = weighted
+        if len(indexed) == 1:
+            index, dst = indexed[0]
+            action.cluster = self._cluster(vs, dst.destination, port=port, path=f"{path}.route[{index}].destination")
+            if dst.headers is not None:
+                ops = _HeaderOps(dst.headers)
+                out.request_headers_to_add.extend(ops.request_add)
+                out.request_headers_to_remove.extend(ops.request_remove)
+                out.response_headers_to_add.extend(ops.response_add)
+                out.response_headers_to_remove.extend(ops.response_remove)
+                if ops.authority and not action.host_rewrite_literal:
+                    action.host_rewrite_literal = ops.authority
+            return
+        if not indexed:
+            # A rule with neither route, redirect nor direct response: validation rejects it;
+            # answer like Istio does for a destination that cannot be found.
+            out.ClearField("route")
+            out.direct_response.status = 503
+            self._notes.about(vs, path=path, message="rule has no destination: requests get 503")
+            return
+        for index, dst in indexed:
+            weight = action.weighted_clusters.clusters.add(
+                name=self._cluster(vs, dst.destination, port=port, path=f"{path}.route[{index}].destination"),
+                weight=wrappers_pb2.UInt32Value(value=dst.weight or 1),
+            )
+            if dst.headers is not None:
+                ops = _HeaderOps(dst.headers)
+                weight.request_headers_to_add.extend(ops.request_add)
+                weight.request_headers_to_remove.extend(ops.request_remove)
+                weight.response_headers_to_add.extend(ops.response_add)
+                weight.response_headers_to_remove.extend(ops.response_remove)
+                if ops.authority:
+                    weight.host_rewrite_literal = ops.authority
+
+    def _cluster(self, vs: Resource[VirtualServiceSpec], destination: Destination, *, port: int, path: str) -> str:
+        """Istio's ``GetDestinationCluster``: explicit port, else the service's only port, else the listener's."""
+        host = resolve_host(destination.host, vs.namespace)
+        if destination.port is not None and destination.port.number is not None:
+            number = int(destination.port.number)
+        else:
+            service = self._scope.service(host)
+            number = service.ports[0].number if service is not None and len(service.ports) == 1 else port
+        return self._clusters.ensure(host=host, port=number, subset=destination.subset, referrer=vs, path=path)
+
+    def _redirect(self, out: rc.Route, redirect: HTTPRedirect, *, vs: Resource[VirtualServiceSpec], path: str) -> None:
+        action = out.redirect
+        action.SetInParent()
+        if redirect.uri:
+            action.path_redirect = redirect.uri
+        if redirect.authority:
+            action.host_redirect = redirect.authority
+        if redirect.scheme:
+            action.scheme_redirect = redirect.scheme
+        if redirect.port is not None:
+            scheme = redirect.scheme or "http"
+            # The default port of the scheme is left implicit, as Istio does.
+            if not ((redirect.port == 80 and scheme == "http") or (redirect.port == 443 and scheme == "https")):
+                action.port_redirect = redirect.port
+        code = redirect.redirect_code or 301
+        if code not in _REDIRECT_CODES:
+            self._notes.about(
+                vs,
+                path=f"{path}.redirectCode",
+                message=f"redirect code {code} is not supported by Envoy: 301 is sent instead",
+                hint="use 301, 302, 303, 307 or 308",
+            )
+            code = 301
+        action.response_code = _REDIRECT_CODES[code]
+
+    def _fault(
+        self, fault: HTTPFaultInjection, *, vs: Resource[VirtualServiceSpec], path: str
+    ) -> fault_pb2.HTTPFault | None:
+        out = fault_pb2.HTTPFault()
+        delay = fault.delay
+        if delay is not None:
+            if delay.fixed_delay is None:
+                self._notes.about(
+                    vs,
+                    path=f"{path}.delay",
+                    message="a delay without fixedDelay is not translated: no delay is injected",
+                    hint="set fixedDelay (exponentialDelay is not supported)",
+                )
+            else:
+                out.delay.CopyFrom(
+                    common_fault_pb2.FaultDelay(
+                        fixed_delay=_duration(delay.fixed_delay.nanos),
+                        percentage=(
+                            _fraction(delay.percentage)
+                            if delay.percentage is not None
+                            else _hundredths(delay.percent or 0)
+                        ),
+                    )
+                )
+        abort = fault.abort
+        if abort is not None:
+            if abort.http_status is None:
+                self._notes.about(
+                    vs,
+                    path=f"{path}.abort",
+                    message="an abort without httpStatus is not translated: no abort is injected",
+                    hint="set httpStatus (grpcStatus and http2Error are not supported)",
+                )
+            else:
+                out.abort.http_status = abort.http_status
+                if abort.percentage is not None:
+                    out.abort.percentage.CopyFrom(_fraction(abort.percentage))
+        if not out.HasField("delay") and not out.HasField("abort"):
+            return None
+        return out
+
+
+def _route_match(match: HTTPMatchRequest | None) -> rc.RouteMatch:
+    """Istio's ``TranslateRouteMatch``: URI → path specifier, headers sorted by name, method as ``:method``."""
+    out = rc.RouteMatch(prefix="/")
+    if match is None:
+        return out
+    headers = [
+        _header_matcher(name, value) for name, value in sorted((match.headers or {}).items(), key=lambda item: item[0])
+    ]
+    uri = match.uri
+    if uri is not None:
+        if uri.exact is not None:
+            out.path = uri.exact
+        elif uri.prefix is not None:
+            out.prefix = uri.prefix
+        elif uri.regex is not None:
+            out.safe_regex.CopyFrom(regex_pb2.RegexMatcher(regex=uri.regex))
+    if match.ignore_uri_case:
+        out.case_sensitive.CopyFrom(wrappers_pb2.BoolValue(value=False))
+    if match.method is not None:
+        headers.append(_header_matcher(_METHOD_HEADER, match.method))
+    out.headers.extend(headers)
+    out.query_parameters.extend(_query_matchers((match.query_params or {}).items()))
+    return out
+
+
+def _query_matchers(params: Iterable[tuple[str, StringMatch]]) -> list[rc.QueryParameterMatcher]:
+    matchers = []
+    for name, value in sorted(params, key=lambda item: item[0]):
+        if _is_presence(value):
+            matchers.append(rc.QueryParameterMatcher(name=name, present_match=True))
+        else:
+            matchers.append(rc.QueryParameterMatcher(name=name, string_match=_string_matcher(value)))
+    return matchers
+

@@ -1,0 +1,133 @@
+"""IST0101 ReferencedResourceNotFound: a gateway, host, port or subset that a VirtualService names does not exist.
+
+Follows Istio's ``virtualservice.GatewayAnalyzer``, ``DestinationHostAnalyzer`` and
+``DestinationRuleAnalyzer``, mirrors included. The service registry is the ServiceEntries
+visible (``exportTo``) from the VirtualService's namespace; a host that may be a Kubernetes
+Service (``*.svc.cluster.local``, which short names resolve to) is never reported missing,
+because reconciler cannot see Kubernetes yet. A subset is looked up in the DestinationRules
+for the host visible from the VirtualService's namespace.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from reconciler.model.config import Resource
+from reconciler.model.hosts import gateway_ref, resolve_host
+from reconciler.model.virtualservice import VirtualServiceSpec
+from reconciler.validate.analyzers.context import (
+    AnalysisContext,
+    RoutedDestination,
+    may_be_kubernetes_service,
+    routed_destinations,
+)
+from reconciler.validate.findings import Code, Finding
+from reconciler.validate.report import go_quote, resource_finding
+
+__all__ = ["analyze", "message"]
+
+CODE = Code.REFERENCED_RESOURCE_NOT_FOUND
+
+
+def message(reftype: str, refval: str) -> str:
+    """Istio's template: ``Referenced %s not found: %q``."""
+    return f"Referenced {reftype} not found: {go_quote(refval)}"
+
+
+def analyze(context: AnalysisContext) -> list[Finding]:
+    findings: list[Finding] = []
+    for service in context.config.virtual_services:
+        _check_gateways(context, service, findings)
+        _check_destinations(context, service, findings)
+    return findings
+
+
+def _did_you_mean(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else ""
+
+
+def _check_gateways(context: AnalysisContext, service: Resource[VirtualServiceSpec], findings: list[Finding]) -> None:
+    for index, reference in enumerate(service.spec.gateways):
+        if reference == "mesh":
+            continue
+        ref = gateway_ref(reference, service.namespace)
+        if ref in context.gateways:
+            continue
+        namespace = ref.partition("/")[0]
+        known = [g.name for g in context.config.gateways if g.namespace == namespace]
+        hint = _did_you_mean(ref.partition("/")[2], known) or (
+            f"no Gateway {ref} is defined; gateways in {namespace}: {', '.join(sorted(known))}"
+            if known
+            else f"no Gateway is defined in namespace {namespace}; write namespace/name for another namespace"
+        )
+        findings.append(
+            resource_finding(
+                service, code=CODE, path=f"spec.gateways[{index}]", message=message("gateway", reference), hint=hint
+            )
+        )
+
+
+def _check_destinations(
+    context: AnalysisContext, service: Resource[VirtualServiceSpec], findings: list[Finding]
+) -> None:
+    namespace = service.namespace
+    for routed in routed_destinations(service.spec):
+        destination = routed.destination
+        entries = context.services_for(destination.host, namespace=namespace)
+        resolved = resolve_host(destination.host, namespace)
+        if not entries and not may_be_kubernetes_service(resolved):
+            findings.append(
+                resource_finding(
+                    service,
+                    code=CODE,
+                    path=f"{routed.path}.host",
+                    message=message("mirror host" if routed.mirror else "host", destination.host),
+                    hint=f"no ServiceEntry visible from namespace {namespace} declares {resolved}; "
+                    "add a ServiceEntry for it or fix the host",
+                )
+            )
+        elif entries and destination.port is not None and destination.port.number is not None:
+            declared = sorted({port.number for entry in entries for port in entry.spec.ports})
+            if declared and destination.port.number not in declared:
+                findings.append(
+                    resource_finding(
+                        service,
+                        code=CODE,
+                        path=f"{routed.path}.port.number",
+                        message=message("host:port", f"{destination.host}:{destination.port.number}"),
+                        hint=f"{destination.host} declares ports {', '.join(map(str, declared))}",
+                    )
+                )
+        if destination.subset is not None:
+            _check_subset(context, service, findings, routed=routed, host=destination.host, subset=destination.subset)
+
+
+def _check_subset(
+    context: AnalysisContext,
+    service: Resource[VirtualServiceSpec],
+    findings: list[Finding],
+    *,
+    routed: RoutedDestination,
+    host: str,
+    subset: str,
+) -> None:
+    rules = context.rules_for(host, namespace=service.namespace)
+    names = [s.name for rule in rules for s in rule.spec.subsets]
+    if subset in names:
+        return
+    if rules:
+        hint = _did_you_mean(subset, names) or (
+            f"DestinationRule {rules[0].ref} for {host} defines subsets: {', '.join(names) or '(none)'}"
+        )
+    else:
+        hint = (
+            f"no DestinationRule for {host} is visible from namespace {service.namespace}; "
+            f"define one with a subset named {subset!r}"
+        )
+    reftype = "mirror+subset in destinationrule" if routed.mirror else "host+subset in destinationrule"
+    findings.append(
+        resource_finding(
+            service, code=CODE, path=f"{routed.path}.subset", message=message(reftype, f"{host}+{subset}"), hint=hint
+        )
+    )

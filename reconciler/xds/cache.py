@@ -1,0 +1,329 @@
+"""Per-proxy snapshots and sync status, shared by the ADS server and the engine.
+
+The engine publishes a :class:`SnapshotSource`; every connected proxy's snapshot is
+recomputed from it and its stream is told to push what changed. The ADS streams
+report what they sent and what each proxy ACKed or NACKed; the engine reads that
+back as :class:`ProxyStatus` records, listens for :class:`XdsEvent` values, or awaits
+:meth:`SnapshotCache.wait_for_acks`.
+
+No gRPC here: the server depends on this module only through :class:`XdsCache` and
+:class:`ProxyConnection`. Everything runs on the event loop thread; call
+:meth:`SnapshotCache.publish` from that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Protocol
+
+import structlog
+
+from reconciler.errors import ReconcilerError
+from reconciler.translate.proxy import ProxyIdentity
+from reconciler.translate.snapshot import Snapshot
+
+__all__ = [
+    "EventKind",
+    "Nack",
+    "ProxyConnection",
+    "ProxyStatus",
+    "SnapshotCache",
+    "SnapshotSource",
+    "SyncState",
+    "TypeStatus",
+    "XdsCache",
+    "XdsEvent",
+]
+
+_log = structlog.get_logger()
+
+
+class SnapshotSource(Protocol):
+    """Computes the snapshot one proxy should have; raises a ReconcilerError if it cannot."""
+
+    def snapshot_for(self, proxy: ProxyIdentity) -> Snapshot: ...
+
+
+class ProxyConnection(Protocol):
+    """One live ADS stream as the cache sees it: its proxy's snapshot and what happened on the wire."""
+
+    @property
+    def snapshot(self) -> Snapshot | None: ...
+
+    def record_push(self, type_url: str, version: str) -> None: ...
+
+    def record_ack(self, type_url: str, version: str) -> None: ...
+
+    def record_nack(self, type_url: str, *, version: str, message: str) -> None: ...
+
+    def record_snapshot_acked(self, version: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class XdsCache(Protocol):
+    """All the ADS server needs from a cache."""
+
+    def connect(self, proxy: ProxyIdentity, *, on_change: Callable[[], None]) -> ProxyConnection: ...
+
+
+class SyncState(StrEnum):
+    """Where one resource type of one proxy stands."""
+
+    SYNCED = "synced"  # the latest response was ACKed
+    STALE = "stale"  # a response was sent and is not answered yet
+    NACKED = "nacked"  # the latest response was rejected; the proxy runs the previous one
+
+
+class EventKind(StrEnum):
+    CONNECT = "connect"
+    DISCONNECT = "disconnect"
+    PUSH = "push"
+    ACK = "ack"
+    NACK = "nack"
+    SNAPSHOT_ACKED = "snapshot_acked"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class XdsEvent:
+    """Something a proxy stream did; ``type_url`` is empty for whole-proxy events."""
+
+    kind: EventKind
+    node_id: str
+    type_url: str = ""
+    version: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Nack:
+    version: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TypeStatus:
+    """One resource type of one proxy; ``last_nack`` is kept after later ACKs, for the record."""
+
+    version_sent: str
+    version_acked: str | None = None
+    last_nack: Nack | None = None
+    state: SyncState = SyncState.STALE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProxyStatus:
+    """A connected proxy: who it is, what it was sent, what it accepted.
+
+    ``acked_generation`` is the latest :meth:`SnapshotCache.publish` generation whose
+    snapshot this proxy has ACKed in full (every resource of every type); 0 if none.
+    """
+
+    node_id: str
+    labels: Mapping[str, str]
+    connected_since: float
+    snapshot_version: str | None
+    generation: int
+    acked_snapshot_version: str | None
+    acked_generation: int
+    types: Mapping[str, TypeStatus]
+
+    @property
+    def nacked(self) -> bool:
+        return any(status.state is SyncState.NACKED for status in self.types.values())
+
+
+class SnapshotCache:
+    """The producer side (``publish``), the server side (``connect``) and the status side."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._source: SnapshotSource | None = None
+        self._generation = 0
+        # Insertion order: when one node has two streams (a reconnect racing the old
+        # stream's teardown), the newest one is what status reports.
+        self._connections: list[_Connection] = []
+        self._listeners: list[Callable[[XdsEvent], None]] = []
+        self._waiters: set[asyncio.Event] = set()
+
+    def publish(self, source: SnapshotSource) -> int:
+        """Replace the source, recompute every connected proxy's snapshot; return the new generation."""
+        self._source = source
+        self._generation += 1
+        for connection in self._connections:
+            snapshot = self._compute(connection.proxy)
+            if snapshot is not None:
+                connection.update(snapshot, generation=self._generation)
+        self._changed()
+        return self._generation
+
+    def connect(self, proxy: ProxyIdentity, *, on_change: Callable[[], None]) -> ProxyConnection:
+        snapshot = self._compute(proxy)
+        connection = _Connection(
+            cache=self,
+            proxy=proxy,
+            on_change=on_change,
+            since=self._clock(),
+            current=snapshot,
+            generation=0 if snapshot is None else self._generation,
+        )
+        self._connections.append(connection)
+        self._emit(XdsEvent(kind=EventKind.CONNECT, node_id=proxy.node_id))
+        return connection
+
+    def statuses(self) -> tuple[ProxyStatus, ...]:
+        """Every connected proxy, by node id."""
+        latest = {connection.proxy.node_id: connection for connection in self._connections}
+        return tuple(latest[node_id].status() for node_id in sorted(latest))
+
+    def proxies(self) -> tuple[ProxyIdentity, ...]:
+        """The identity of every connected proxy, so a producer can translate for each before publishing."""
+        latest = {connection.proxy.node_id: connection.proxy for connection in self._connections}
+        return tuple(latest[node_id] for node_id in sorted(latest))
+
+    def status(self, node_id: str) -> ProxyStatus | None:
+        return next((status for status in self.statuses() if status.node_id == node_id), None)
+
+    def add_listener(self, listener: Callable[[XdsEvent], None]) -> Callable[[], None]:
+        """Call ``listener`` on every event, on the loop thread; returns a function that removes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    async def wait_until(self, predicate: Callable[[Sequence[ProxyStatus]], bool], *, timeout: float) -> bool:
+        """Wait until ``predicate(statuses())`` holds; False if it still does not after ``timeout`` s."""
+        wake = asyncio.Event()
+        self._waiters.add(wake)
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate(self.statuses()):
+                    await wake.wait()
+                    wake.clear()
+        except TimeoutError:
+            return False
+        finally:
+            self._waiters.discard(wake)
+        return True
+
+    async def wait_for_acks(self, generation: int, *, timeout: float) -> bool:
+        """Wait until every connected proxy ACKed ``generation`` (or a later one) in full.
+
+        True at once when no proxy is connected. Pair with ``ProxyStatus.nacked`` in
+        :meth:`wait_until` to stop early on a rejection.
+        """
+        return await self.wait_until(
+            lambda statuses: all(status.acked_generation >= generation for status in statuses),
+            timeout=timeout,
+        )
+
+    def _compute(self, proxy: ProxyIdentity) -> Snapshot | None:
+        if self._source is None:
+            return None
+        try:
+            return self._source.snapshot_for(proxy)
+        except ReconcilerError as exc:
+            # The proxy keeps its previous snapshot; its acked_generation stays behind, which is
+            # how the engine sees the failure.
+            _log.error("xds.snapshot_failed", node_id=proxy.node_id, error=str(exc))
+            return None
+
+    def _disconnect(self, connection: _Connection) -> None:
+        self._connections.remove(connection)
+        self._emit(XdsEvent(kind=EventKind.DISCONNECT, node_id=connection.proxy.node_id))
+
+    def _emit(self, event: XdsEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                # A broken observer must not tear down a proxy's stream.
+                _log.exception("xds.listener_failed", node_id=event.node_id, kind=event.kind.value)
+        self._changed()
+
+    def _changed(self) -> None:
+        for wake in self._waiters:
+            wake.set()
+
+
+@dataclass(eq=False, slots=True, kw_only=True)
+class _Connection:
+    cache: SnapshotCache
+    proxy: ProxyIdentity
+    on_change: Callable[[], None]
+    since: float
+    current: Snapshot | None = None
+    generation: int = 0
+    acked_version: str | None = None
+    acked_generation: int = 0
+    types: dict[str, TypeStatus] = field(default_factory=dict)
+    closed: bool = False
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self.current
+
+    def update(self, snapshot: Snapshot, *, generation: int) -> None:
+        self.generation = generation
+        if self.current is not None and snapshot.version == self.current.version:
+            # Same content under a newer generation: a proxy already in sync is in sync with it too.
+            if self.acked_version == snapshot.version:
+                self.acked_generation = generation
+            return
+        self.current = snapshot
+        self.on_change()
+
+    def record_push(self, type_url: str, version: str) -> None:
+        previous = self.types.get(type_url)
+        self.types[type_url] = (
+            TypeStatus(version_sent=version)
+            if previous is None
+            else replace(previous, version_sent=version, state=SyncState.STALE)
+        )
+        self.cache._emit(XdsEvent(kind=EventKind.PUSH, node_id=self.proxy.node_id, type_url=type_url, version=version))
+
+    def record_ack(self, type_url: str, version: str) -> None:
+        self.types[type_url] = replace(self.types[type_url], version_acked=version, state=SyncState.SYNCED)
+        self.cache._emit(XdsEvent(kind=EventKind.ACK, node_id=self.proxy.node_id, type_url=type_url, version=version))
+
+    def record_nack(self, type_url: str, *, version: str, message: str) -> None:
+        self.types[type_url] = replace(
+            self.types[type_url], last_nack=Nack(version=version, message=message), state=SyncState.NACKED
+        )
+        self.cache._emit(
+            XdsEvent(
+                kind=EventKind.NACK,
+                node_id=self.proxy.node_id,
+                type_url=type_url,
+                version=version,
+                message=message,
+            )
+        )
+
+    def record_snapshot_acked(self, version: str) -> None:
+        generation = self.generation if self.current is not None and version == self.current.version else 0
+        if version == self.acked_version and generation <= self.acked_generation:
+            return
+        self.acked_version = version
+        self.acked_generation = max(self.acked_generation, generation)
+        self.cache._emit(XdsEvent(kind=EventKind.SNAPSHOT_ACKED, node_id=self.proxy.node_id, version=version))
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.cache._disconnect(self)
+
+    def status(self) -> ProxyStatus:
+        return ProxyStatus(
+            node_id=self.proxy.node_id,
+            labels=self.proxy.labels,
+            connected_since=self.since,
+            snapshot_version=None if self.current is None else self.current.version,
+            generation=self.generation,
+            acked_snapshot_version=self.acked_version,
+            acked_generation=self.acked_generation,
+            types=MappingProxyType(dict(self.types)),
+        )

@@ -1,0 +1,135 @@
+"""The gRPC edge: an asyncio Aggregated Discovery Service serving state-of-the-world xDS.
+
+Each ``StreamAggregatedResources`` call is one proxy: the node from its first request
+identifies it to the cache, and an :class:`~reconciler.xds.session.AdsSession` decides
+what to send in answer to requests and to snapshot changes. ``DeltaAggregatedResources``
+answers UNIMPLEMENTED until incremental xDS gets its own session type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import structlog
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import json_format
+
+from reconciler.errors import XdsError
+from reconciler.translate.proxy import ProxyIdentity
+from reconciler.xds.cache import XdsCache
+from reconciler.xds.session import AdsSession
+
+__all__ = ["AggregatedDiscoveryService", "XdsServer", "start_server"]
+
+_log = structlog.get_logger()
+
+
+class _Signal(enum.Enum):
+    SNAPSHOT_CHANGED = enum.auto()
+    END_OF_REQUESTS = enum.auto()
+
+
+class AggregatedDiscoveryService:
+    """The ADS servicer; method names are the gRPC service's."""
+
+    def __init__(self, cache: XdsCache) -> None:
+        self._cache = cache
+
+    async def StreamAggregatedResources(
+        self, requests: AsyncIterator[discovery_pb2.DiscoveryRequest], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+        # One queue for both inputs, so requests and snapshot changes are handled strictly in turn.
+        inbox: asyncio.Queue[Any] = asyncio.Queue()
+        reader = asyncio.create_task(_read_requests(requests, inbox, peer=context.peer()))
+        try:
+            first = await inbox.get()
+            if first is _Signal.END_OF_REQUESTS:
+                return
+            try:
+                proxy = _identify(first)
+            except XdsError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            connection = self._cache.connect(proxy, on_change=lambda: inbox.put_nowait(_Signal.SNAPSHOT_CHANGED))
+            _log.info("xds.connect", node_id=proxy.node_id, peer=context.peer())
+            session = AdsSession(node_id=proxy.node_id, connection=connection)
+            try:
+                item = first
+                while item is not _Signal.END_OF_REQUESTS:
+                    if item is _Signal.SNAPSHOT_CHANGED:
+                        responses = session.handle_snapshot_change()
+                    else:
+                        responses = session.handle_request(item)
+                    for response in responses:
+                        yield response
+                    item = await inbox.get()
+            finally:
+                connection.close()
+                _log.info("xds.disconnect", node_id=proxy.node_id)
+        finally:
+            reader.cancel()
+
+    async def DeltaAggregatedResources(
+        self, requests: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "incremental (delta) xDS is not served; use state-of-the-world ADS"
+        )
+
+
+async def _read_requests(
+    requests: AsyncIterator[discovery_pb2.DiscoveryRequest], inbox: asyncio.Queue[Any], *, peer: str
+) -> None:
+    try:
+        async for request in requests:
+            inbox.put_nowait(request)
+    except grpc.RpcError as exc:
+        # The proxy went away mid-read; ending the stream is all there is to do.
+        _log.info("xds.stream_broken", peer=peer, error=str(exc))
+    finally:
+        inbox.put_nowait(_Signal.END_OF_REQUESTS)
+
+
+def _identify(request: discovery_pb2.DiscoveryRequest) -> ProxyIdentity:
+    if not request.HasField("node") or not request.node.id:
+        raise XdsError("the first request on an ADS stream must carry node.id")
+    metadata = json_format.MessageToDict(request.node.metadata)
+    return ProxyIdentity.from_metadata(str(request.node.id), metadata)
+
+
+class XdsServer:
+    """A running ADS server; ``address`` is the bound ``host:port``."""
+
+    def __init__(self, *, server: grpc.aio.Server, host: str, port: int) -> None:
+        self._server = server
+        self.host = host
+        self.port = port
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def stop(self, *, grace: float = 1.0) -> None:
+        """Refuse new streams, give open ones ``grace`` seconds, then close them (proxies reconnect)."""
+        await self._server.stop(grace)
+        _log.info("xds.server_stopped", address=self.address)
+
+
+async def start_server(*, cache: XdsCache, address: str = "127.0.0.1:18000") -> XdsServer:
+    """Serve ADS on ``address`` (``host:port``; port 0 picks a free one, see ``XdsServer.port``)."""
+    host, separator, port_text = address.rpartition(":")
+    if not separator or not port_text.isdigit():
+        raise XdsError(f"xDS address must be host:port, got {address!r}")
+    # Without this, gRPC's SO_REUSEPORT lets a second server silently share a busy port.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(AggregatedDiscoveryService(cache), server)
+    try:
+        port = server.add_insecure_port(address)
+        await server.start()
+    except RuntimeError as exc:
+        raise XdsError(f"cannot serve xDS on {address}: {exc}") from exc
+    _log.info("xds.server_started", address=f"{host}:{port}")
+    return XdsServer(server=server, host=host, port=port)

@@ -1,0 +1,138 @@
+"""``reconciler bootstrap``: YAML on stdout, exit codes, and the checked-in example staying current."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reconciler.cli.main import main
+
+DEPLOY_EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "envoy-bootstrap.yaml"
+# Must match the command in the header of deploy/envoy-bootstrap.yaml.
+DEPLOY_ARGS = [
+    "bootstrap",
+    "--node-id",
+    "istio-ingressgateway",
+    "--xds-address",
+    "reconciler.reconciler-system.svc:18000",
+    "--label",
+    "istio=ingressgateway",
+    "--role",
+    "gateway",
+    "--namespace",
+    "istio-system",
+]
+
+
+def test_bootstrap_command_prints_yaml_for_the_given_proxy_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "bootstrap",
+            "--node-id",
+            "gw-1",
+            "--xds-address",
+            "127.0.0.1:18000",
+            "--admin-address",
+            "127.0.0.1:9901",
+            "--label",
+            "istio=ingressgateway",
+            "--label",
+            "app=edge",
+            "--role",
+            "gateway",
+            "--namespace",
+            "edge",
+        ]
+    )
+
+    out = capsys.readouterr().out
+    assert code == 0
+    bootstrap = yaml.safe_load(out)
+    assert bootstrap["node"]["id"] == "gw-1"
+    assert bootstrap["node"]["metadata"] == {
+        "LABELS": {"istio": "ingressgateway", "app": "edge"},
+        "NAMESPACE": "edge",
+        "OUTBOUND_PORT": "15001",
+        "ROLE": "gateway",
+    }
+    assert bootstrap["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 9901}
+    xds_endpoint = bootstrap["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]
+    assert xds_endpoint["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"] == 18000
+
+
+def test_bootstrap_command_accepts_bracketed_ipv6_addresses(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bootstrap", "--node-id", "gw-1", "--xds-address", "[::1]:18000"])
+
+    cluster = yaml.safe_load(capsys.readouterr().out)["static_resources"]["clusters"][0]
+    assert code == 0
+    assert cluster["type"] == "STATIC"
+    assert cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] == {
+        "socket_address": {"address": "::1", "port_value": 18000}
+    }
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "complaint"),
+    [
+        ("--label", "istio", "is not KEY=VALUE"),
+        ("--label", "=ingressgateway", "is not KEY=VALUE"),
+        ("--xds-address", "127.0.0.1", "is not HOST:PORT"),
+        ("--xds-address", "127.0.0.1:http", "is not HOST:PORT"),
+        ("--xds-address", "127.0.0.1:0", "out of range"),
+        ("--xds-address", "::1:18000", "in brackets"),
+        ("--admin-address", "localhost:99999", "out of range"),
+        ("--outbound-port", "0", "is not a port"),
+    ],
+)
+def test_bootstrap_command_exits_2_and_says_what_is_wrong_with_bad_input(
+    capsys: pytest.CaptureFixture[str], flag: str, value: str, complaint: str
+) -> None:
+    args = ["bootstrap", "--node-id", "gw-1", "--xds-address", "127.0.0.1:18000", flag, value]
+
+    code = main(args)
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert complaint in captured.err
+    assert captured.out == ""
+
+
+def test_bootstrap_command_exits_2_for_conflicting_repeated_labels(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bootstrap", "--node-id", "g", "--xds-address", "h:1", "--label", "a=1", "--label", "a=2"])
+
+    assert code == 2
+    assert "given twice" in capsys.readouterr().err
+
+
+def test_bootstrap_command_exits_2_without_the_required_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["bootstrap", "--node-id", "gw-1"])
+
+    assert exited.value.code == 2
+    assert "--xds-address" in capsys.readouterr().err
+
+
+def test_bootstrap_help_explains_the_command_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["bootstrap", "--help"])
+
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    assert "example:" in out
+    assert "reconciler bootstrap --node-id" in out
+
+
+def test_checked_in_example_bootstrap_is_what_the_command_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(DEPLOY_ARGS) == 0
+
+    generated = yaml.safe_load(capsys.readouterr().out)
+    assert yaml.safe_load(DEPLOY_EXAMPLE.read_text(encoding="utf-8")) == generated
+
+
+@pytest.mark.envoy
+def test_checked_in_example_bootstrap_passes_envoy_validate_mode(envoy_binary: Path) -> None:
+    from reconciler.localenv.envoy import validate_config
+
+    validate_config(yaml.safe_load(DEPLOY_EXAMPLE.read_text(encoding="utf-8")), envoy_binary=envoy_binary)

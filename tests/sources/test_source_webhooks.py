@@ -1,0 +1,347 @@
+"""Webhook verification (pure) and the aiohttp endpoints, driven by a real TestServer."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from reconciler.api.webhook import webhook_routes
+from reconciler.errors import SignatureError, SourceError, UsageError
+from reconciler.sources.webhook import (
+    Provider,
+    PushEvent,
+    detect_provider,
+    load_secret,
+    parse_push_event,
+    verify_github_signature,
+    verify_gitlab_token,
+)
+
+SECRET = b"It's a Secret to Everybody"
+SHA = "4f6c8a1d0b3e5f7a9c2d4e6f8a0b1c3d5e7f9a2b"
+PUSH = json.dumps({"ref": "refs/heads/main", "after": SHA, "repository": {"name": "mesh"}}).encode()
+
+
+def _sign(body: bytes, secret: bytes = SECRET) -> str:
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def _github_headers(body: bytes, *, event: str = "push", secret: bytes = SECRET) -> dict[str, str]:
+    return {
+        "X-GitHub-Event": event,
+        "X-Hub-Signature-256": _sign(body, secret),
+        "Content-Type": "application/json",
+    }
+
+
+# -- pure verification -------------------------------------------------------------------
+
+
+def test_github_signature_example_from_the_docs_verifies() -> None:
+    # The worked example in GitHub's "Validating webhook deliveries" documentation.
+    verify_github_signature(
+        b"Hello, World!",
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        SECRET,
+    )
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "sha1=abc", "sha256=", "sha256=" + "0" * 64, "sha256=zz", "sha256=é"],
+)
+def test_bad_github_signatures_raise(header: str | None) -> None:
+    with pytest.raises(SignatureError) as excinfo:
+        verify_github_signature(PUSH, header, SECRET)
+    assert excinfo.value.reason == "BadSignature"
+
+
+def test_github_signature_from_another_secret_raises() -> None:
+    with pytest.raises(SignatureError):
+        verify_github_signature(PUSH, _sign(PUSH, b"other"), SECRET)
+
+
+def test_empty_secret_never_verifies() -> None:
+    with pytest.raises(SignatureError):
+        verify_github_signature(PUSH, _sign(PUSH, b""), b"")
+    with pytest.raises(SignatureError):
+        verify_gitlab_token("", b"")
+
+
+def test_gitlab_token_verified() -> None:
+    verify_gitlab_token(SECRET.decode(), SECRET)
+    for wrong in (None, "", "It's a Secret", SECRET.decode() + "!"):
+        with pytest.raises(SignatureError):
+            verify_gitlab_token(wrong, SECRET)
+
+
+def test_push_events_are_parsed_for_both_providers() -> None:
+    github = parse_push_event(provider="github", headers={"x-github-event": "push"}, body=PUSH)
+    gitlab = parse_push_event(
+        provider=Provider.GITLAB,
+        headers={"X-Gitlab-Event": "Push Hook"},
+        body=json.dumps({"object_kind": "push", "ref": "refs/heads/release", "after": SHA}).encode(),
+    )
+
+    assert github == PushEvent(ref="refs/heads/main", after_sha=SHA, provider=Provider.GITHUB)
+    assert github.branch == "main"
+    assert gitlab is not None
+    assert gitlab.branch == "release"
+    assert PushEvent(ref="refs/tags/v1", after_sha=SHA, provider=Provider.GITHUB).branch is None
+
+
+def test_ping_and_other_events_do_not_sync() -> None:
+    assert parse_push_event(provider="github", headers={"X-GitHub-Event": "ping"}, body=b'{"zen": "hi"}') is None
+    assert parse_push_event(provider="github", headers={"X-GitHub-Event": "issues"}, body=b"{}") is None
+    assert parse_push_event(provider="gitlab", headers={"X-Gitlab-Event": "Merge Request Hook"}, body=b"{}") is None
+
+
+def test_form_encoded_github_payload_is_parsed() -> None:
+    body = urlencode({"payload": PUSH.decode()}).encode()
+    headers = {"X-GitHub-Event": "push", "Content-Type": "application/x-www-form-urlencoded"}
+
+    event = parse_push_event(provider="github", headers=headers, body=body)
+
+    assert event is not None
+    assert event.after_sha == SHA
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"ref": "refs/heads/main"}', b"\xff\xfe"])
+def test_malformed_push_payload_is_bad_payload(body: bytes) -> None:
+    with pytest.raises(SourceError) as excinfo:
+        parse_push_event(provider="github", headers={"X-GitHub-Event": "push"}, body=body)
+    assert excinfo.value.reason == "BadPayload"
+
+
+def test_provider_is_detected_from_headers() -> None:
+    assert detect_provider({"x-hub-signature-256": "sha256=00"}) is Provider.GITHUB
+    assert detect_provider({"X-GitHub-Event": "ping"}) is Provider.GITHUB
+    assert detect_provider({"X-Gitlab-Token": "t"}) is Provider.GITLAB
+    assert detect_provider({"Content-Type": "application/json"}) is None
+
+
+def test_secret_is_loaded_from_file_before_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(b"from-file\n")
+    monkeypatch.setenv("RECONCILER_WEBHOOK_SECRET", "from-env")
+
+    assert load_secret(file=secret_file, env_var="RECONCILER_WEBHOOK_SECRET") == b"from-file"
+    assert load_secret(file=None, env_var="RECONCILER_WEBHOOK_SECRET") == b"from-env"
+    monkeypatch.setenv("RECONCILER_WEBHOOK_SECRET", "  ")
+    assert load_secret(file=None, env_var="RECONCILER_WEBHOOK_SECRET") is None
+    assert load_secret(file=None, env_var=None) is None
+
+
+def test_unreadable_or_empty_secret_file_is_a_usage_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"\n")
+    with pytest.raises(UsageError):
+        load_secret(file=tmp_path / "missing", env_var=None)
+    with pytest.raises(UsageError):
+        load_secret(file=empty, env_var=None)
+
+
+# -- HTTP endpoints ----------------------------------------------------------------------
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[PushEvent | None] = []
+
+    def __call__(self, event: PushEvent | None) -> None:
+        self.events.append(event)
+
+
+Scenario = Callable[[TestClient[web.Request, web.Application], _Recorder], Awaitable[None]]
+
+
+def _run(scenario: Scenario, *, secret: bytes | None = SECRET, max_body_bytes: int = 1 << 20) -> _Recorder:
+    """Serve the webhook routes on a loopback TestServer and run ``scenario`` against it."""
+    recorder = _Recorder()
+
+    async def main() -> None:
+        app = web.Application()
+        app.add_routes(webhook_routes(secret=secret, trigger=recorder, max_body_bytes=max_body_bytes))
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            await scenario(client, recorder)
+
+    asyncio.run(main())
+    return recorder
+
+
+async def _json(response: Any) -> dict[str, Any]:
+    payload = await response.json()
+    assert isinstance(payload, dict)
+    return payload
+
+
+def test_github_push_with_valid_signature_triggers_sync() -> None:
+    async def scenario(client: TestClient[web.Request, web.Application], recorder: _Recorder) -> None:
+        response = await client.post("/hooks/git", data=PUSH, headers=_github_headers(PUSH))
+        assert response.status == 202
+        assert await _json(response) == {"accepted": True, "provider": "github", "ref": "refs/heads/main", "after": SHA}
+
+    recorder = _run(scenario)
+
+    assert recorder.events == [PushEvent(ref="refs/heads/main", after_sha=SHA, provider=Provider.GITHUB)]
+
+
+def test_bad_signature_gets_401_and_triggers_nothing() -> None:
+    async def scenario(client: TestClient[web.Request, web.Application], recorder: _Recorder) -> None:
+        headers = _github_headers(PUSH, secret=b"guessed")
+        response = await client.post("/hooks/git", data=PUSH, headers=headers)
+        assert response.status == 401
+        body = await _json(response)
+        assert body["accepted"] is False
+        assert body["reason"] == "BadSignature"
+        # The signature covers the body: a valid header on a tampered body fails too.
+        tampered = PUSH.replace(b"main", b"evil")
+        response = await client.post("/hooks/git", data=tampered, headers=_github_headers(PUSH))
+        assert response.status == 401
+
+    assert _run(scenario).events == []
+
+
+def test_missing_signature_gets_401() -> None:
+    async def scenario(client: TestClient[web.Request, web.Application], recorder: _Recorder) -> None:
+        response = await client.post("/hooks/git", data=PUSH, headers={"X-GitHub-Event": "push"})
+        assert response.status == 401
+        response = await client.post("/hooks/git", data=PUSH, headers={"Content-Type": "application/json"})
+        assert response.status == 401
+        assert "X-Hub-Signature-256" in (await _json(response))["error"]
+
+    assert _run(scenario).events == []
+
+
+def test_gitlab_push_with_token_triggers_sync() -> None:
+    body = json.dumps({"object_kind": "push", "ref": "refs/heads/main", "after": SHA}).encode()
+
+    async def scenario(client: TestClient[web.Request, web.Application], recorder: _Recorder) -> None:
+        good = {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": SECRET.decode()}
+        bad = {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "nope"}
+        assert (await client.post("/hooks/git", data=body, headers=bad)).status == 401
+        response = await client.post("/hooks/git", data=body, headers=good)
+        assert response.status == 202
+        assert (await _json(response))["ref"] == "refs/heads/main"
+
+    recorder = _run(scenario)
+
+    assert recorder.events == [PushEvent(ref="refs/heads/main", after_sha=SHA, provider=Provider.GITLAB)]
+
+
+def test_ping_gets_200_and_triggers_nothing() -> None:
+    ping = b'{"zen": "Keep it logically awesome.", "hook_id": 1}'
+
+    async def scenario(client: TestClient[web.Request, web.Application], recorder: _Recorder) -> None:
+        response = await client.post("/hooks/git", data=ping, headers=_github_headers(ping, event="ping"))
+        assert response.status == 200
+        assert (await _json(response))["accepted"] is False
+
+    assert _run(scenario).events == []
+
+
+def test_push_to_another_branch_is_passed_to_the_trigger() -> None:
+    body = json.dumps({"ref": "refs/heads/feature", "after": SHA}).encode()
+
+    async def scenario(client: TestClient[web.Request, web.Application], recorder: _Recorder) -> None:
+        response = await client.post("/hooks/git", data=body, headers=_github_headers(body))
+        assert response.status == 202
+
+    events = _run(scenario).events
+
+    assert [event.branch for event in events if event is not None] == ["feature"]
+
+
+def test_signed_but_malformed_push_gets_400() -> None:
+    body = b'{"ref": 42}'
+
+    async def scenario(client: TestClient[web.Request, web.Application], recorder: _Recorder) -> None:
+        response = await client.post("/hooks/git", data=body, headers=_github_headers(body))
+        assert response.status == 400
+        assert (await _json(response))["reason"] == "BadPayload"
+
+    assert _run(scenario).events == []
+
+
+def test_oversized_payload_rejected_with_413() -> None:
+    big = b'{"ref": "refs/heads/main", "after": "' + b"a" * 2000 + b'"}'
+
+    async def scenario(client: TestClient[web.Request, web.Application], recorder: _Recorder) -> None:
+        response = await client.post("/hooks/git", data=big, headers=_github_headers(big))
+        assert response.status == 413
+        assert (await _json(response))["reason"] == "PayloadTooLarge"
+
+    assert _run(scenario, max_body_bytes=1024).events == []
+
+
+def test_oversized_chunked_payload_without_content_length_rejected_with_413() -> None:
+    chunk = b"x" * 256
+
+    async def stream() -> AsyncIterator[bytes]:
+        for _ in range(16):  # 4 KiB in total, never announced in a Content-Length
+            yield chunk
+
+    async def scenario(client: TestClient[web.Request, web.Application], recorder: _Recorder) -> None:
+        headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + "0" * 64}
+        response = await client.post("/hooks/git", data=stream(), headers=headers)
+        assert response.status == 413
+
+    assert _run(scenario, max_body_bytes=1024).events == []
+
+
+def test_payload_exactly_at_the_cap_is_accepted() -> None:
+    prefix = b'{"ref": "refs/heads/main", "after": "' + SHA.encode() + b'", "pad": "'
+    body = prefix + b"p" * (512 - len(prefix) - 2) + b'"}'
+    assert len(body) == 512
+
+    async def scenario(client: TestClient[web.Request, web.Application], recorder: _Recorder) -> None:
+        response = await client.post("/hooks/git", data=body, headers=_github_headers(body))
+        assert response.status == 202
+
+    assert len(_run(scenario, max_body_bytes=512).events) == 1
+
+
+def test_hook_without_configured_secret_answers_401_with_instructions() -> None:
+    async def scenario(client: TestClient[web.Request, web.Application], recorder: _Recorder) -> None:
+        response = await client.post("/hooks/git", data=PUSH, headers=_github_headers(PUSH, secret=b""))
+        assert response.status == 401
+        message = (await _json(response))["error"]
+        assert "--webhook-secret-file" in message
+        assert "RECONCILER_WEBHOOK_SECRET" in message
+
+    assert _run(scenario, secret=None).events == []
+
+
+def test_manual_sync_endpoint_triggers() -> None:
+    async def scenario(client: TestClient[web.Request, web.Application], recorder: _Recorder) -> None:
+        response = await client.post("/api/v1/sync")
+        assert response.status == 202
+        assert await _json(response) == {"accepted": True}
+        assert (await client.get("/api/v1/sync")).status == 405
+
+    assert _run(scenario).events == [None]
+
+
+def test_trigger_failure_is_a_json_500() -> None:
+    def broken(event: PushEvent | None) -> None:
+        raise RuntimeError("queue closed")
+
+    async def main() -> None:
+        app = web.Application()
+        app.add_routes(webhook_routes(secret=SECRET, trigger=broken))
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            response = await client.post("/api/v1/sync")
+            assert response.status == 500
+            assert (await _json(response))["reason"] == "TriggerFailed"
+
+    asyncio.run(main())

@@ -1,0 +1,149 @@
+"""A real ADS server on 127.0.0.1 (free port) and a real grpc.aio client, per test.
+
+pytest-asyncio is not installed: a test hands an async ``scenario(env)`` to
+``ads.run``, which runs it on a fresh event loop with the server started and stopped
+around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import grpc
+import pytest
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import struct_pb2
+from google.rpc import status_pb2
+
+from reconciler.translate.proxy import ProxyIdentity
+from reconciler.translate.snapshot import Snapshot
+from reconciler.xds.cache import ProxyStatus, SnapshotCache
+from reconciler.xds.server import XdsServer, start_server
+
+#: Long enough for a loaded CI machine, short enough that a missing response fails fast.
+RECV_TIMEOUT = 5.0
+
+
+class FixedSource:
+    """Gives every proxy the same snapshot, or the one named for its node id."""
+
+    def __init__(self, snapshot: Snapshot, per_node: dict[str, Snapshot] | None = None) -> None:
+        self._snapshot = snapshot
+        self._per_node = per_node or {}
+
+    def snapshot_for(self, proxy: ProxyIdentity) -> Snapshot:
+        return self._per_node.get(proxy.node_id, self._snapshot)
+
+
+class AdsStream:
+    """One client ADS stream; sends the node only on its first request, like Envoy."""
+
+    def __init__(self, call: Any, *, node: base_pb2.Node) -> None:
+        self._call = call
+        self._node: base_pb2.Node | None = node
+
+    async def send(
+        self,
+        type_url: str,
+        *,
+        names: Iterable[str] = (),
+        version: str = "",
+        nonce: str = "",
+        error: str | None = None,
+    ) -> None:
+        request = discovery_pb2.DiscoveryRequest(
+            type_url=type_url, resource_names=list(names), version_info=version, response_nonce=nonce
+        )
+        if self._node is not None:
+            request.node.CopyFrom(self._node)
+            self._node = None
+        if error is not None:
+            request.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
+        await self._call.write(request)
+
+    async def recv(self) -> discovery_pb2.DiscoveryResponse:
+        response = await asyncio.wait_for(self._call.read(), RECV_TIMEOUT)
+        assert response is not grpc.aio.EOF, "the server closed the stream"
+        return response
+
+    async def request(self, type_url: str, *, names: Iterable[str] = ()) -> discovery_pb2.DiscoveryResponse:
+        await self.send(type_url, names=names)
+        return await self.recv()
+
+    async def ack(self, response: discovery_pb2.DiscoveryResponse, *, names: Iterable[str] = ()) -> None:
+        await self.send(response.type_url, names=names, version=response.version_info, nonce=response.nonce)
+
+    async def nack(
+        self, response: discovery_pb2.DiscoveryResponse, *, message: str, version: str = "", names: Iterable[str] = ()
+    ) -> None:
+        # A NACK carries the version the proxy still runs, not the rejected one.
+        await self.send(response.type_url, names=names, version=version, nonce=response.nonce, error=message)
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
+class AdsEnv:
+    def __init__(self, *, cache: SnapshotCache, server: XdsServer, channel: grpc.aio.Channel) -> None:
+        self.cache = cache
+        self.server = server
+        self.channel = channel
+        self._stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+
+    def publish(self, snapshot: Snapshot, per_node: dict[str, Snapshot] | None = None) -> int:
+        return self.cache.publish(FixedSource(snapshot, per_node))
+
+    @asynccontextmanager
+    async def stream(
+        self, node_id: str = "node-1", *, labels: dict[str, str] | None = None
+    ) -> AsyncIterator[AdsStream]:
+        node = base_pb2.Node(id=node_id)
+        node.metadata.CopyFrom(_struct({"LABELS": labels or {}}))
+        call = self._stub.StreamAggregatedResources()
+        stream = AdsStream(call, node=node)
+        try:
+            yield stream
+        finally:
+            stream.cancel()
+
+    async def status_where(
+        self, node_id: str, predicate: Callable[[ProxyStatus], bool], *, timeout: float = RECV_TIMEOUT
+    ) -> ProxyStatus:
+        """Wait for ``node_id``'s status to satisfy ``predicate``; fail the test on timeout."""
+
+        def holds(statuses: Iterable[ProxyStatus]) -> bool:
+            return any(status.node_id == node_id and predicate(status) for status in statuses)
+
+        assert await self.cache.wait_until(holds, timeout=timeout), self.cache.status(node_id)
+        status = self.cache.status(node_id)
+        assert status is not None
+        return status
+
+
+def _struct(values: dict[str, Any]) -> struct_pb2.Struct:
+    result = struct_pb2.Struct()
+    result.update(values)
+    return result
+
+
+class AdsRunner:
+    def run(self, scenario: Callable[[AdsEnv], Awaitable[None]], *, cache: SnapshotCache | None = None) -> None:
+        asyncio.run(self._main(scenario, cache or SnapshotCache()))
+
+    @staticmethod
+    async def _main(scenario: Callable[[AdsEnv], Awaitable[None]], cache: SnapshotCache) -> None:
+        server = await start_server(cache=cache, address="127.0.0.1:0")
+        try:
+            async with grpc.aio.insecure_channel(server.address) as channel:
+                await scenario(AdsEnv(cache=cache, server=server, channel=channel))
+        finally:
+            await server.stop(grace=0)
+
+
+@pytest.fixture
+def ads() -> AdsRunner:
+    return AdsRunner()
