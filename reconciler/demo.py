@@ -80,7 +80,9 @@ def _show_traffic(port: int, seconds: int) -> TrafficResult:
 
 
 @contextlib.contextmanager
-def _daemon(*, remote: Path, state: Path, xds_port: int, http_port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _daemon(
+    *, remote: Path, state: Path, xds_port: int, http_port: int, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     command = [
         sys.executable, "-m", "reconciler.cli.main", "run",
         "--repo", str(remote), "--path", "mesh", "--poll-interval", "30s", "--state-dir", str(state),

@@ -62,7 +62,9 @@ def parse_interval(text: str) -> float:
 
 
 def _common_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--xds-address", default="127.0.0.1:18000", help="ADS gRPC listen address (default %(default)s)")
+    parser.add_argument(
+        "--xds-address", default="127.0.0.1:18000", help="ADS gRPC listen address (default %(default)s)"
+    )
     parser.add_argument(
         "--http-address", default="127.0.0.1:8080", help="status/webhook HTTP listen address (default %(default)s)"
     )
@@ -141,5 +143,3 @@ def _start(settings: DaemonSettings, log_format: str) -> int:
     configure_logging(json=log_format == "json")
     asyncio.run(run_daemon(settings))
     return 0
-
-

@@ -25,7 +25,7 @@ from reconciler.api.webhook import webhook_routes
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import EngineStatus
-from reconciler.errors import UsageError
+from reconciler.errors import ReconcilerError, UsageError
 from reconciler.sources.backoff import Backoff
 from reconciler.sources.git import GitSource
 from reconciler.sources.local import LocalDirSource, LocalWatch
@@ -109,7 +109,7 @@ def _make_source(settings: DaemonSettings) -> tuple[ConfigSource, str, str]:
 
 
 async def run_daemon(settings: DaemonSettings, *, ready: Callable[[int, int], None] | None = None) -> None:
-    """Run until SIGINT/SIGTERM. ``ready(xds_port, http_port)`` is called once both listen."""
+    """Run until SIGINT/SIGTERM (or until cancelled). ``ready(xds_port, http_port)`` is called once both listen."""
     source, repo_label, prefix = _make_source(settings)
     cache = SnapshotCache()
     metrics = _Metrics(cache=cache)
@@ -144,26 +144,33 @@ async def run_daemon(settings: DaemonSettings, *, ready: Callable[[int, int], No
     app.add_routes(status_routes(status=status.to_json, proxies=cache.statuses, registry=metrics.registry))
     app.add_routes(webhook_routes(secret=settings.webhook_secret, trigger=trigger))
     runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, http_host, http_port)
-    await site.start()
-    bound_http = runner.addresses[0][1] if runner.addresses else http_port
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     watcher: LocalWatch | None = None
-    if settings.watch and isinstance(source, LocalDirSource):
-        watcher = source.watch(lambda: loop.call_soon_threadsafe(wake.set))
-        watcher.start()
-    log.info("daemon.started", xds=f"{xds_host}:{server.port}", http=f"{http_host}:{bound_http}", repo=repo_label)
-    if ready is not None:
-        ready(server.port, bound_http)
     try:
+        await runner.setup()
+        site = web.TCPSite(runner, http_host, http_port)
+        try:
+            await site.start()
+        except OSError as error:
+            raise ReconcilerError(f"cannot serve HTTP on {settings.http_address}: {error}") from error
+        bound_http = runner.addresses[0][1] if runner.addresses else http_port
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            # Only the main thread can own signals; run in another thread (tests, benchmarks),
+            # the daemon stops when its task is cancelled instead.
+            with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
+                loop.add_signal_handler(signum, stop.set)
+        if settings.watch and isinstance(source, LocalDirSource):
+            watcher = source.watch(lambda: loop.call_soon_threadsafe(wake.set))
+        log.info("daemon.started", xds=f"{xds_host}:{server.port}", http=f"{http_host}:{bound_http}", repo=repo_label)
+        if ready is not None:
+            ready(server.port, bound_http)
         await _loop(engine=engine, metrics=metrics, wake=wake, stop=stop, poll_interval=settings.poll_interval)
     finally:
         if watcher is not None:
             watcher.stop()
         await runner.cleanup()
         await server.stop(grace=1.0)
+        if isinstance(source, GitSource):
+            source.close()
         log.info("daemon.stopped")
 
 

@@ -67,7 +67,7 @@ class Engine:
             return False
         if revision is None:
             return False
-        applied = self._apply(revision, reason=Reason.RESTORED, save=False)
+        applied = self._apply_guarded(revision, reason=Reason.RESTORED, save=False)
         if applied:
             log.info("engine.restored", sha=revision.short_sha)
         return applied
@@ -94,7 +94,7 @@ class Engine:
             self._adopt(revision)
             return True
         log.info("engine.revision", sha=revision.short_sha, trigger=trigger)
-        return self._apply(revision, reason=Reason.APPLIED, save=True)
+        return self._apply_guarded(revision, reason=Reason.APPLIED, save=True)
 
     def _adopt(self, revision: Revision) -> None:
         """A new commit whose config equals what is served (e.g. a revert of a rejected commit)."""
@@ -110,6 +110,24 @@ class Engine:
         except StateError as error:
             # Serving the new revision is right; only restart-resume is at risk. Say so loudly.
             log.error("engine.state_save_failed", sha=revision.short_sha, error=str(error))
+
+    def _apply_guarded(self, revision: Revision, *, reason: Reason, save: bool) -> bool:
+        """:meth:`_apply`, with a bug in loading or translation reported as that revision's failure.
+
+        An unexpected exception must neither stop the daemon (the last good revision keeps
+        serving) nor be retried as if the revision were fine.
+        """
+        try:
+            return self._apply(revision, reason=reason, save=save)
+        except Exception as error:
+            log.exception("engine.apply_crashed", sha=revision.short_sha)
+            self._head_rejection = self._fail(
+                Reason.TRANSLATION_FAILED,
+                f"internal error applying revision {revision.short_sha}: {error!r}; "
+                f"still serving {self._served_label()}",
+                sha=revision.sha,
+            )
+            return False
 
     def _apply(self, revision: Revision, *, reason: Reason, save: bool) -> bool:
         files = {f"{self._prefix}{path}": content for path, content in revision.files.items()}
@@ -155,13 +173,13 @@ class Engine:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return  # restore() before the loop runs: the first pass will start the watch
+            return  # outside an event loop (tools, tests) nothing can ACK, so there is nothing to wait for
 
         async def watch() -> None:
-            if await self._cache.wait_for_acks(generation, timeout=ACK_WAIT_SECONDS):
-                if self.status.generation == generation:
-                    self.status.synced_at = self._clock()
-                    log.info("engine.synced", generation=generation, proxies=len(self._cache.statuses()))
+            acked = await self._cache.wait_for_acks(generation, timeout=ACK_WAIT_SECONDS)
+            if acked and self.status.generation == generation:
+                self.status.synced_at = self._clock()
+                log.info("engine.synced", generation=generation, proxies=len(self._cache.statuses()))
 
         self._ack_watch = loop.create_task(watch())
 
@@ -172,9 +190,7 @@ class Engine:
         self.status.reason = reason
         self.status.message = message
 
-    def _fail(
-        self, reason: Reason, message: str, *, sha: str | None, findings: tuple[Finding, ...] = ()
-    ) -> SyncError:
+    def _fail(self, reason: Reason, message: str, *, sha: str | None, findings: tuple[Finding, ...] = ()) -> SyncError:
         error = SyncError(reason=reason, message=message, at=self._clock(), sha=sha, findings=findings)
         self._record_failure(error)
         log.warning("engine.pass_failed", reason=reason.value, sha=sha, message=message)

@@ -57,7 +57,9 @@ class SqliteStateStore:
         return sqlite3.connect(self._path, timeout=10)
 
     def save_last_good(self, revision: Revision) -> None:
-        files = json.dumps({path: content.decode("utf-8", "surrogateescape") for path, content in revision.files.items()})
+        files = json.dumps(
+            {path: content.decode("utf-8", "surrogateescape") for path, content in revision.files.items()}
+        )
         committed = revision.committed_at.isoformat() if revision.committed_at else None
         try:
             with self._connect() as db:

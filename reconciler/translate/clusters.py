@@ -14,6 +14,7 @@ a port's default cluster). How endpoints reach Envoy follows the service's resol
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -27,13 +28,14 @@ from reconciler.model.config import Resource
 from reconciler.model.destinationrule import Subset
 from reconciler.translate.names import cluster_name
 from reconciler.translate.notes import Notes
-from reconciler.translate.policy import ClusterPolicy, apply_policy, cluster_policy
+from reconciler.translate.policy import ClusterPolicy, cluster_policy, policy_settings
 from reconciler.translate.registry import Endpoint, Resolution, Service, ServicePort
 from reconciler.translate.scope import RuleMatch, Scope
 
 __all__ = ["ClusterSet", "socket_address"]
 
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
+_IPV4 = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$")
 
 
 def socket_address(address: str, port: int) -> address_pb2.Address:
@@ -44,6 +46,9 @@ def socket_address(address: str, port: int) -> address_pb2.Address:
 
 
 def _is_ip(address: str) -> bool:
+    # The regex settles the common IPv4 case cheaply; ipaddress does the rest (IPv6, edge cases).
+    if _IPV4.match(address):
+        return all(int(part) <= 255 for part in address.split("."))
     try:
         ipaddress.ip_address(address)
     except ValueError:
@@ -63,6 +68,8 @@ class ClusterSet:
         self.assignments: dict[str, endpoint_pb2.ClusterLoadAssignment] = {}
         self._reported_services: set[tuple[str, str]] = set()
         self._lb_endpoints: dict[tuple[str, str, int], list[tuple[Endpoint, endpoint_components_pb2.LbEndpoint]]] = {}
+        self._policies: dict[tuple[int, int, int], ClusterPolicy] = {}
+        self._templates: dict[tuple[int, int, ClusterPolicy, bool], cluster_pb2.Cluster] = {}
 
     # -- public ----------------------------------------------------------------------
 
@@ -133,12 +140,58 @@ class ClusterSet:
     # -- building ----------------------------------------------------------------------
 
     def _policy(self, rule: RuleMatch | None, subset: tuple[int, Subset] | None, port: int) -> ClusterPolicy:
-        return cluster_policy(
-            rule_policy=rule.rule.spec.traffic_policy if rule is not None else None,
-            subset_policy=subset[1].traffic_policy if subset is not None else None,
-            port=port,
-            subset_path=f"spec.subsets[{subset[0]}]" if subset is not None else "",
-        )
+        key = (id(rule.rule) if rule is not None else 0, subset[0] if subset is not None else -1, port)
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = cluster_policy(
+                rule_policy=rule.rule.spec.traffic_policy if rule is not None else None,
+                subset_policy=subset[1].traffic_policy if subset is not None else None,
+                port=port,
+                subset_path=f"spec.subsets[{subset[0]}]" if subset is not None else "",
+            )
+            self._policies[key] = policy
+        return policy
+
+    def _new_cluster(
+        self,
+        *,
+        name: str,
+        kind: int,
+        rule: RuleMatch | None,
+        subset: tuple[int, Subset] | None,
+        port: int,
+        http2: bool,
+    ) -> cluster_pb2.Cluster:
+        """A cluster of ``kind`` (an Envoy discovery type) named ``name``, with its merged policy applied.
+
+        Clusters sharing kind and policy are copies of one template: copying a message is
+        much cheaper than building it field by field, and a mesh has few distinct policies.
+        """
+        policy = self._policy(rule, subset, port)
+        key = (kind, id(rule.rule) if rule is not None else 0, policy, http2)
+        template = self._templates.get(key)
+        if template is None:
+            template = cluster_pb2.Cluster(type=kind)
+            if kind == cluster_pb2.Cluster.EDS:
+                template.eds_cluster_config.eds_config.CopyFrom(
+                    config_source_pb2.ConfigSource(
+                        ads=config_source_pb2.AggregatedConfigSource(),
+                        resource_api_version=config_source_pb2.V3,
+                    )
+                )
+            else:
+                template.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
+                template.respect_dns_ttl = True
+            template.MergeFrom(
+                policy_settings(policy, http2=http2, rule=rule.rule if rule is not None else None, notes=self._notes)
+            )
+            self._templates[key] = template
+        cluster = cluster_pb2.Cluster()
+        cluster.CopyFrom(template)
+        cluster.name = name
+        if kind == cluster_pb2.Cluster.EDS:
+            cluster.eds_cluster_config.service_name = name
+        return cluster
 
     def _service_cluster(
         self, *, service: Service, port: ServicePort, rule: RuleMatch | None, subset: tuple[int, Subset] | None
@@ -148,35 +201,27 @@ class ClusterSet:
             return
         self._report_service(service)
         labels = (subset[1].labels or _NO_LABELS) if subset is not None else _NO_LABELS
-        if service.resolution is Resolution.STATIC:
-            cluster = _eds_cluster(name)
-            selected = [lb for endpoint, lb in self._static_endpoints(service, port) if endpoint.has_labels(labels)]
-            self.assignments[name] = _assignment(name, selected)
-        elif service.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
-            cluster = self._dns_cluster(service=service, port=port, name=name, labels=labels)
+        common = {"name": name, "rule": rule, "subset": subset, "port": port.number, "http2": port.is_http2}
+        if service.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
+            chosen = self._dns_endpoints(service, labels)
+            logical = service.resolution is Resolution.DNS_ROUND_ROBIN and len(chosen) == 1
+            cluster = self._new_cluster(
+                kind=cluster_pb2.Cluster.LOGICAL_DNS if logical else cluster_pb2.Cluster.STRICT_DNS, **common
+            )
+            cluster.load_assignment.CopyFrom(_assignment(name, [_lb_endpoint(e, port) for e in chosen]))
         else:
-            # NONE and DYNAMIC_DNS: reported once per service by _report_service.
-            cluster = _eds_cluster(name)
-            self.assignments[name] = _assignment(name, [])
-        apply_policy(
-            cluster,
-            policy=self._policy(rule, subset, port.number),
-            port=port,
-            rule=rule.rule if rule is not None else None,
-            notes=self._notes,
-        )
+            cluster = self._new_cluster(kind=cluster_pb2.Cluster.EDS, **common)
+            selected: list[endpoint_components_pb2.LbEndpoint] = []
+            # NONE and DYNAMIC_DNS get no endpoints; _report_service says why.
+            if service.resolution is Resolution.STATIC:
+                selected = [lb for endpoint, lb in self._static_endpoints(service, port) if endpoint.has_labels(labels)]
+            self.assignments[name] = _assignment(name, selected)
         self.clusters[name] = cluster
 
     def _orphan(self, *, name: str, rule: RuleMatch | None, subset: tuple[int, Subset] | None, port: int) -> None:
-        cluster = _eds_cluster(name)
-        apply_policy(
-            cluster,
-            policy=self._policy(rule, subset, port),
-            port=None,
-            rule=rule.rule if rule is not None else None,
-            notes=self._notes,
+        self.clusters[name] = self._new_cluster(
+            name=name, kind=cluster_pb2.Cluster.EDS, rule=rule, subset=subset, port=port, http2=False
         )
-        self.clusters[name] = cluster
         self.assignments[name] = _assignment(name, [])
 
     def _static_endpoints(
@@ -202,24 +247,14 @@ class ClusterSet:
         self._lb_endpoints[key] = built
         return built
 
-    def _dns_cluster(
-        self, *, service: Service, port: ServicePort, name: str, labels: Mapping[str, str]
-    ) -> cluster_pb2.Cluster:
+    @staticmethod
+    def _dns_endpoints(service: Service, labels: Mapping[str, str]) -> list[Endpoint]:
         if service.endpoints:
-            chosen = [endpoint for endpoint in service.endpoints if endpoint.has_labels(labels)]
-        elif "*" not in service.host and not labels:
+            return [endpoint for endpoint in service.endpoints if endpoint.has_labels(labels)]
+        if "*" not in service.host and not labels:
             # Without endpoints the host name itself is resolved, as in Istio.
-            chosen = [Endpoint(address=service.host)]
-        else:
-            chosen = []
-        logical = service.resolution is Resolution.DNS_ROUND_ROBIN and len(chosen) == 1
-        return cluster_pb2.Cluster(
-            name=name,
-            type=cluster_pb2.Cluster.LOGICAL_DNS if logical else cluster_pb2.Cluster.STRICT_DNS,
-            dns_lookup_family=cluster_pb2.Cluster.V4_ONLY,
-            respect_dns_ttl=True,
-            load_assignment=_assignment(name, [_lb_endpoint(endpoint, port) for endpoint in chosen]),
-        )
+            return [Endpoint(address=service.host)]
+        return []
 
     def _report_service(self, service: Service) -> None:
         """Findings about what of a service cannot be expressed, once per service."""
@@ -269,20 +304,6 @@ class ClusterSet:
                             "traffic is translated (TCP and TLS listeners are not)"
                         ),
                     )
-
-
-def _eds_cluster(name: str) -> cluster_pb2.Cluster:
-    return cluster_pb2.Cluster(
-        name=name,
-        type=cluster_pb2.Cluster.EDS,
-        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
-            eds_config=config_source_pb2.ConfigSource(
-                ads=config_source_pb2.AggregatedConfigSource(),
-                resource_api_version=config_source_pb2.V3,
-            ),
-            service_name=name,
-        ),
-    )
 
 
 def _lb_endpoint(endpoint: Endpoint, port: ServicePort) -> endpoint_components_pb2.LbEndpoint:

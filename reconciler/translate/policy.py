@@ -32,14 +32,13 @@ from reconciler.model.destinationrule import (
     TrafficPolicy,
 )
 from reconciler.translate.notes import Notes
-from reconciler.translate.registry import ServicePort
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT_NANOS",
     "HTTP_PROTOCOL_OPTIONS",
     "ClusterPolicy",
-    "apply_policy",
     "cluster_policy",
+    "policy_settings",
 ]
 
 #: Istio's mesh-wide default ``connectTimeout``.
@@ -134,31 +133,34 @@ def _duration(nanos: int) -> duration_pb2.Duration:
     return duration_pb2.Duration(seconds=nanos // _NANOS_PER_SECOND, nanos=nanos % _NANOS_PER_SECOND)
 
 
-def apply_policy(
-    cluster: cluster_pb2.Cluster,
-    *,
+def policy_settings(
     policy: ClusterPolicy,
-    port: ServicePort | None,
+    *,
+    http2: bool,
     rule: Resource[Any] | None,
     notes: Notes,
-) -> None:
-    """Set load balancing, circuit breakers, timeouts, outlier detection and HTTP/2 on ``cluster``.
+) -> cluster_pb2.Cluster:
+    """A Cluster carrying only what ``policy`` decides: load balancing, limits, timeouts, ejection, HTTP/2.
 
+    Merge it into a cluster (``MergeFrom``); clusters with the same policy share it.
     Istio's defaults apply where the policy is silent: least-request balancing, 10 s
     connect timeout and circuit breakers opened wide (Envoy's own defaults, 1024
-    connections and 3 parallel retries, cause 503s during rollouts).
+    connections and 3 parallel retries, cause 503s during rollouts). ``http2`` says the
+    port speaks HTTP/2 (gRPC).
     """
+    cluster = cluster_pb2.Cluster()
     _apply_load_balancer(cluster, policy.load_balancer, rule=rule, notes=notes)
-    _apply_connection_pool(cluster, policy.connection_pool.value, port=port)
+    _apply_connection_pool(cluster, policy.connection_pool.value, http2=http2)
     _apply_outlier_detection(cluster, policy.outlier_detection.value)
     tls = policy.tls.value
     if tls is not None and tls.mode not in (None, "DISABLE"):
         notes.about(
             rule,
             path=policy.tls.path,
-            message=f"TLS origination (mode {tls.mode}) is not translated: {cluster.name} sends plaintext",
+            message=f"TLS origination (mode {tls.mode}) is not translated: requests are sent in plaintext",
             hint="terminate TLS at the upstream or leave tls unset until TLS origination is supported",
         )
+    return cluster
 
 
 def _apply_load_balancer(
@@ -178,12 +180,12 @@ def _apply_load_balancer(
                 path=f"{part.path}.simple",
                 message=(
                     "loadBalancer PASSTHROUGH (connect to the address the client dialled) is not translated: "
-                    f"{cluster.name} balances by least request"
+                    "requests are balanced by least request"
                 ),
             )
 
 
-def _apply_connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPool | None, *, port: ServicePort | None) -> None:
+def _apply_connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPool | None, *, http2: bool) -> None:
     connect_timeout = DEFAULT_CONNECT_TIMEOUT_NANOS
     thresholds = circuit_breaker_pb2.CircuitBreakers.Thresholds(
         max_connections=wrappers_pb2.UInt32Value(value=_UINT32_MAX),
@@ -211,7 +213,7 @@ def _apply_connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPool | 
     cluster.circuit_breakers.thresholds.append(thresholds)
 
     upgrade = http.h2_upgrade_policy if http is not None else None
-    http2 = upgrade == "UPGRADE" or (port is not None and port.is_http2 and upgrade != "DO_NOT_UPGRADE")
+    http2 = upgrade == "UPGRADE" or (http2 and upgrade != "DO_NOT_UPGRADE")
     max_requests = http.max_requests_per_connection if http is not None else None
     if not http2 and not max_requests:
         return

@@ -44,7 +44,7 @@ def build_config(resources: Sequence[Resource[Any]]) -> tuple[MeshConfig, list[F
                         f"already defined at {first.source.file}:{first.source.line}"
                     ),
                     file=resource.source.file,
-                    line=resource.source.line,
+                    line=resource.source.line_of("metadata.name"),
                     path="metadata.name",
                     kind=resource.kind.value,
                     namespace=resource.namespace,

@@ -115,16 +115,15 @@ class _Decoder:
         )
 
     def decode(self, annotation: Any, value: Any, path: str) -> Any:
-        origin = typing.get_origin(annotation)
-        if origin in (types.UnionType, typing.Union):
-            (inner,) = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-            return None if value is None else self.decode(inner, value, path)
+        origin, args = _shape(annotation)
+        if origin is typing.Union:
+            return None if value is None else self.decode(args[0], value, path)
         if origin is typing.Literal:
-            return self._literal(typing.get_args(annotation), value, path)
+            return self._literal(args, value, path)
         if origin is tuple:
-            return self._list(typing.get_args(annotation)[0], value, path)
+            return self._list(args[0], value, path)
         if origin is Mapping:
-            key_type, value_type = typing.get_args(annotation)
+            key_type, value_type = args
             return self._mapping(key_type, value_type, value, path)
         if annotation in _NEWTYPE_RULES:
             return _NEWTYPE_RULES[annotation](self, value, path)
@@ -259,6 +258,18 @@ def _describe(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return repr(value)
+
+
+@functools.cache
+def _shape(annotation: Any) -> tuple[Any, tuple[Any, ...]]:
+    """``get_origin``/``get_args`` of an annotation, worked out once (decode asks for every value).
+
+    Optional types come back as ``(typing.Union, (inner,))``.
+    """
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        return typing.Union, tuple(arg for arg in args if arg is not type(None))
+    return origin, args
 
 
 @functools.cache

@@ -1,0 +1,190 @@
+"""The sidecar (mesh) role: one outbound HTTP listener with a virtual host per service and port.
+
+Istio gives a sidecar one outbound listener per service port; reconciler's sidecar has a
+single HTTP listener (the proxy's ``outbound_port``) whose route configuration holds
+every service, which is how Istio builds its HTTP-proxy route table: a virtual host per
+service port, answering to ``host:port`` in every spelling (``reviews:9080``,
+``reviews.default:9080``, the FQDN, ...), and to the bare spellings on the service's
+default port (80 if it has one, else its first HTTP port).
+
+VirtualServices without ``gateways`` (or listing ``mesh``) route their hosts; services
+without one get Istio's default route to their default cluster. Hosts outside the
+registry are served on port 80, like Istio's hosts outside the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+from google.protobuf import wrappers_pb2
+
+from reconciler.model.config import Resource
+from reconciler.model.hosts import host_matches, resolve_host
+from reconciler.model.virtualservice import VirtualServiceSpec
+from reconciler.translate.clusters import ClusterSet
+from reconciler.translate.listeners import http_listener
+from reconciler.translate.names import (
+    DEFAULT_HTTP_PORT,
+    cluster_name,
+    host_domains,
+    sidecar_route_name,
+    virtual_host_name,
+)
+from reconciler.translate.notes import Notes
+from reconciler.translate.registry import ServicePort
+from reconciler.translate.routes import RouteBuilder, default_route
+from reconciler.translate.scope import Scope
+
+__all__ = ["MAX_DIRECT_RESPONSE_BODY_BYTES", "VirtualHosts", "build_sidecar", "report_l4_routes"]
+
+#: Istio raises Envoy's 4 KiB limit on direct-response bodies to 1 MiB (what its validation allows).
+MAX_DIRECT_RESPONSE_BODY_BYTES = 1024 * 1024
+
+
+def report_l4_routes(vs: Resource[VirtualServiceSpec], notes: Notes) -> None:
+    """A finding for each TCP and TLS route: only HTTP routing is translated."""
+    for index, _ in enumerate(vs.spec.tcp):
+        notes.about(vs, path=f"spec.tcp[{index}]", message="TCP routes are not translated: this traffic is not routed")
+    for index, _ in enumerate(vs.spec.tls):
+        notes.about(vs, path=f"spec.tls[{index}]", message="TLS routes are not translated: this traffic is not routed")
+
+
+class VirtualHosts:
+    """Virtual hosts of one route configuration; a domain already taken is not offered twice.
+
+    Envoy rejects a route configuration that lists a domain twice; the first virtual host
+    to claim a domain keeps it, as in Istio (VirtualService hosts come before plain services).
+    """
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, route_components_pb2.VirtualHost] = {}
+        self._domains: set[str] = set()
+
+    def add(self, *, name: str, domains: Sequence[str], routes: Sequence[route_components_pb2.Route]) -> None:
+        if name in self.by_name:
+            return
+        fresh = []
+        for domain in domains:
+            if domain not in self._domains:
+                self._domains.add(domain)
+                fresh.append(domain)
+        if not fresh:
+            return
+        self.by_name[name] = route_components_pb2.VirtualHost(
+            name=name, domains=fresh, routes=routes, include_request_attempt_count=True
+        )
+
+    def sorted(self) -> list[route_components_pb2.VirtualHost]:
+        return [self.by_name[name] for name in sorted(self.by_name)]
+
+
+def _domains(host: str, port: int, *, bare: bool, namespace: str) -> list[str]:
+    if host == "*":
+        return ["*"]
+    domains = []
+    for form in host_domains(host, proxy_namespace=namespace):
+        if bare:
+            domains.append(form)
+        domains.append(f"{form}:{port}")
+    return domains
+
+
+def build_sidecar(
+    *,
+    scope: Scope,
+    clusters: ClusterSet,
+    routes: RouteBuilder,
+    notes: Notes,
+    port: int,
+) -> tuple[listener_pb2.Listener, route_pb2.RouteConfiguration]:
+    """The outbound listener on ``port`` and its route configuration; adds every visible service's clusters."""
+    namespace = scope.namespace
+    exact: dict[str, Resource[VirtualServiceSpec]] = {}
+    wildcards: dict[str, tuple[int, Resource[VirtualServiceSpec]]] = {}
+    for vs in scope.mesh_virtual_services():
+        report_l4_routes(vs, notes)
+        if not vs.spec.http:
+            # Without HTTP rules a VirtualService does not take over its hosts' HTTP traffic.
+            continue
+        for written in vs.spec.hosts:
+            host = resolve_host(written, vs.namespace)
+            if "*" in host:
+                wildcards.setdefault(host, (len(wildcards), vs))
+            else:
+                exact.setdefault(host, vs)
+    # Most specific wildcard first: a longer suffix wins, then the earlier VirtualService.
+    wildcard_order = sorted(wildcards.items(), key=lambda item: (-len(item[0]), item[1][0]))
+
+    vhosts = VirtualHosts()
+    for host, vs in exact.items():
+        service = scope.service(host)
+        if service is None:
+            vhosts.add(
+                name=virtual_host_name(host, DEFAULT_HTTP_PORT),
+                domains=_domains(host, DEFAULT_HTTP_PORT, bare=True, namespace=namespace),
+                routes=routes.routes(vs, listener_port=DEFAULT_HTTP_PORT),
+            )
+            continue
+        http_ports = [p for p in service.ports if p.is_http]
+        if not http_ports:
+            notes.about(
+                vs,
+                path="spec.http",
+                message=f"{host} has no HTTP port: its HTTP rules are not used (TCP routing is not translated)",
+            )
+            continue
+        default = _default_port(http_ports)
+        for service_port in http_ports:
+            vhosts.add(
+                name=virtual_host_name(host, service_port.number),
+                domains=_domains(host, service_port.number, bare=service_port.number == default, namespace=namespace),
+                routes=routes.routes(vs, listener_port=service_port.number),
+            )
+
+    used_wildcards: set[str] = set()
+    for service in scope.services():
+        clusters.add_service(service)
+        if service.host in exact:
+            continue
+        http_ports = [p for p in service.ports if p.is_http]
+        if not http_ports:
+            continue
+        matched = next(((pattern, vs) for pattern, (_, vs) in wildcard_order if host_matches(pattern, service.host)), None)
+        default = _default_port(http_ports)
+        for service_port in http_ports:
+            if matched is not None:
+                used_wildcards.add(matched[0])
+                service_routes = routes.routes(matched[1], listener_port=service_port.number)
+            else:
+                service_routes = [default_route(cluster_name(host=service.host, port=service_port.number))]
+            vhosts.add(
+                name=virtual_host_name(service.host, service_port.number),
+                domains=_domains(
+                    service.host, service_port.number, bare=service_port.number == default, namespace=namespace
+                ),
+                routes=service_routes,
+            )
+    for pattern, (_, vs) in wildcard_order:
+        # Istio serves a wildcard host as written only when it matched no service in the registry.
+        if pattern not in used_wildcards:
+            vhosts.add(
+                name=virtual_host_name(pattern, DEFAULT_HTTP_PORT),
+                domains=_domains(pattern, DEFAULT_HTTP_PORT, bare=True, namespace=namespace),
+                routes=routes.routes(vs, listener_port=DEFAULT_HTTP_PORT),
+            )
+
+    route_name = sidecar_route_name(port)
+    config = route_pb2.RouteConfiguration(
+        name=route_name,
+        virtual_hosts=vhosts.sorted(),
+        max_direct_response_body_size_bytes=wrappers_pb2.UInt32Value(value=MAX_DIRECT_RESPONSE_BODY_BYTES),
+    )
+    return http_listener(port=port, route_name=route_name, edge=False), config
+
+
+def _default_port(ports: Sequence[ServicePort]) -> int:
+    """The port a Host header without port means: 80 when the service has it, else its first HTTP port."""
+    numbers = [port.number for port in ports]
+    return DEFAULT_HTTP_PORT if DEFAULT_HTTP_PORT in numbers else numbers[0]

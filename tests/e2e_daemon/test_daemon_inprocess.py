@@ -1,0 +1,97 @@
+"""``run_daemon`` in a worker thread (how tools and benchmarks embed it), over a plain directory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_harness import TEMPLATE, wait_for, with_weights
+
+from reconciler.engine.daemon import DaemonSettings, run_daemon
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
+
+
+@contextmanager
+def daemon_thread(settings: DaemonSettings) -> Iterator[tuple[int, int]]:
+    """Run the daemon on its own loop in a thread; yield (xds_port, http_port); cancel it on exit."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    ports: list[int] = []
+    failure: list[BaseException] = []
+    task: list[asyncio.Task[None]] = []
+
+    def on_ready(xds_port: int, http_port: int) -> None:
+        ports.extend((xds_port, http_port))
+        ready.set()
+
+    def main() -> None:
+        async def serve() -> None:
+            task.append(asyncio.current_task())  # type: ignore[arg-type]
+            await run_daemon(settings, ready=on_ready)
+
+        try:
+            loop.run_until_complete(serve())
+        except asyncio.CancelledError:
+            pass
+        except BaseException as error:
+            failure.append(error)
+            ready.set()
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=main, name="daemon", daemon=True)
+    thread.start()
+    assert ready.wait(timeout=20), "run_daemon never called ready()"
+    assert not failure, failure
+    try:
+        yield ports[0], ports[1]
+    finally:
+        loop.call_soon_threadsafe(task[0].cancel)
+        thread.join(timeout=20)
+        assert not thread.is_alive(), "run_daemon did not stop when cancelled"
+        assert not failure, failure
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def test_run_daemon_serves_a_directory_from_a_worker_thread_and_stops_when_cancelled(tmp_path: Path) -> None:
+    mesh = tmp_path / "mesh"
+    mesh.mkdir()
+    for path in TEMPLATE.glob("*.yaml"):
+        (mesh / path.name).write_text(path.read_text())
+    settings = DaemonSettings(
+        state_dir=tmp_path / "state",
+        repo_dir=mesh,
+        poll_interval=60.0,
+        xds_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+    )
+
+    with daemon_thread(settings) as (xds_port, http_port):
+        api = f"http://127.0.0.1:{http_port}"
+        assert xds_port > 0
+        first = wait_for("the directory served", lambda: get(f"{api}/api/v1/status")["served"])
+
+        vs = mesh / "virtualservice.yaml"
+        vs.write_text(with_weights(vs.read_text(), v1=50, v2=50))
+        request = urllib.request.Request(f"{api}/api/v1/sync", method="POST", data=b"")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 202
+
+        status = wait_for(
+            "the edit served",
+            lambda: (s := get(f"{api}/api/v1/status"))["served"]["sha"] != first["sha"] and s,
+        )
+        assert status["reason"] == "Applied"
+        assert status["generation"] == 2

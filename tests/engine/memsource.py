@@ -1,0 +1,96 @@
+"""An in-memory ConfigSource and the starter mesh, for engine tests without git or gRPC.
+
+``MemorySource`` behaves like ``GitSource`` as the engine sees it: ``commit()`` moves the
+head, ``poll()`` returns the head's Revision once (``None`` when the head did not move or
+its config equals the last one returned), and ``fail_with()`` makes every poll raise a
+``SourceError`` until ``recover()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reconciler.engine.reconcile import Engine
+from reconciler.errors import SourceError
+from reconciler.sources.revision import Revision, content_hash
+from reconciler.translate.proxy import ProxyIdentity, ProxyRole
+
+GATEWAY = ProxyIdentity(node_id="ingress-1", labels={"istio": "ingressgateway"}, role=ProxyRole.GATEWAY)
+
+EngineFactory = Callable[..., Engine]
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "repo-template" / "mesh"
+
+
+def mesh_files(*, v1: int = 80, v2: int = 20, subset_v2: str = "v2") -> dict[str, bytes]:
+    """The repo template's files (relative to ``mesh/``) with the default route's weights set."""
+    files = {path.name: path.read_text() for path in sorted(TEMPLATE.glob("*.yaml"))}
+    files["virtualservice.yaml"] = (
+        files["virtualservice.yaml"]
+        .replace("weight: 100", f"weight: {v1}")
+        .replace("subset: v2\n      weight: 0", f"subset: {subset_v2}\n      weight: {v2}")
+    )
+    return {name: text.encode() for name, text in files.items()}
+
+
+def line_of(text: bytes, needle: str) -> int:
+    """1-based line of the first line containing ``needle``."""
+    for number, line in enumerate(text.decode().splitlines(), start=1):
+        if needle in line:
+            return number
+    raise AssertionError(f"{needle!r} not found")
+
+
+class MemorySource:
+    """A ``ConfigSource`` over revisions built in memory."""
+
+    def __init__(self) -> None:
+        self._head: Revision | None = None
+        self._seen_sha: str | None = None
+        self._seen_tree: str | None = None
+        self._failure: SourceError | None = None
+        self._fetched: str | None = None
+        self._count = 0
+        self.polls = 0
+
+    @property
+    def head_sha(self) -> str | None:
+        return self._fetched
+
+    def commit(self, files: Mapping[str, bytes], message: str) -> Revision:
+        self._count += 1
+        sha = hashlib.sha1(f"{self._count}:{message}".encode()).hexdigest()
+        self._head = Revision(
+            sha=sha,
+            files=files,
+            config_tree=content_hash(files),
+            message=message,
+            author="Test Author <author@example.test>",
+            committed_at=datetime(2025, 1, 1, tzinfo=UTC),
+        )
+        return self._head
+
+    def fail_with(self, message: str = "could not read from remote repository", reason: str = "FetchFailed") -> None:
+        self._failure = SourceError(message, reason=reason)
+
+    def recover(self) -> None:
+        self._failure = None
+
+    def poll(self) -> Revision | None:
+        self.polls += 1
+        if self._failure is not None:
+            raise self._failure
+        head = self._head
+        if head is None:
+            raise SourceError("branch 'main' not found", reason="BranchNotFound")
+        self._fetched = head.sha
+        if head.sha == self._seen_sha:
+            return None
+        self._seen_sha = head.sha
+        if head.config_tree == self._seen_tree:
+            return None
+        self._seen_tree = head.config_tree
+        return head

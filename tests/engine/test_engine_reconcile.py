@@ -1,0 +1,282 @@
+"""One reconcile pass at a time: an in-memory source, a real SnapshotCache, a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from memsource import GATEWAY, EngineFactory, MemorySource, line_of, mesh_files
+
+from reconciler.engine.state import SqliteStateStore
+from reconciler.engine.status import Reason
+from reconciler.translate.proxy import ProxyIdentity
+from reconciler.xds.cache import ProxyConnection, SnapshotCache
+
+Run = Callable[..., Any]
+
+
+def connect(cache: SnapshotCache, proxy: ProxyIdentity = GATEWAY) -> ProxyConnection:
+    """A proxy 'connected' to the cache the way an ADS stream connects it (no gRPC)."""
+    return cache.connect(proxy, on_change=lambda: None)
+
+
+def served_version(cache: SnapshotCache, node_id: str = GATEWAY.node_id) -> str | None:
+    status = cache.status(node_id)
+    assert status is not None
+    return status.snapshot_version
+
+
+def test_a_valid_revision_is_published_to_connected_proxies_and_saved_as_last_good(
+    source: MemorySource, make_engine: EngineFactory, run: Run, state_dir: Any
+) -> None:
+    cache = SnapshotCache()
+    connect(cache)
+    engine = make_engine(source, cache)
+    revision = source.commit(mesh_files(v1=100, v2=0), "reviews on v1")
+
+    assert run(engine.reconcile(trigger="test")) is True
+
+    status = engine.status.to_json()
+    assert status["reason"] == Reason.APPLIED
+    assert status["headSha"] == revision.sha
+    assert status["served"]["sha"] == revision.sha
+    assert status["served"]["message"] == "reviews on v1"
+    assert status["lastError"] is None
+    assert status["ready"] is True
+    assert status["generation"] == 1
+    assert served_version(cache) is not None
+    stored = SqliteStateStore(state_dir).load_last_good()
+    assert stored is not None
+    assert stored.sha == revision.sha
+    assert dict(stored.files) == dict(revision.files)
+
+
+def test_a_new_valid_revision_replaces_the_served_snapshot(
+    source: MemorySource, make_engine: EngineFactory, run: Run
+) -> None:
+    cache = SnapshotCache()
+    connect(cache)
+    engine = make_engine(source, cache)
+    source.commit(mesh_files(v1=100, v2=0), "reviews on v1")
+    run(engine.reconcile(trigger="test"))
+    before = served_version(cache)
+
+    canary = source.commit(mesh_files(v1=80, v2=20), "canary 20% to v2")
+    assert run(engine.reconcile(trigger="test")) is True
+
+    assert engine.status.served is not None
+    assert engine.status.served.sha == canary.sha
+    assert engine.status.generation == 2
+    assert served_version(cache) not in (None, before)
+
+
+def test_an_invalid_revision_is_refused_and_the_last_good_snapshot_keeps_serving(
+    source: MemorySource, make_engine: EngineFactory, run: Run, state_dir: Any
+) -> None:
+    cache = SnapshotCache()
+    connect(cache)
+    engine = make_engine(source, cache)
+    good = source.commit(mesh_files(v1=80, v2=20), "canary")
+    run(engine.reconcile(trigger="test"))
+    good_version = served_version(cache)
+
+    bad_files = mesh_files(v1=80, v2=20, subset_v2="v3")
+    bad = source.commit(bad_files, "typo in subset")
+    assert run(engine.reconcile(trigger="test")) is False
+
+    status = engine.status.to_json()
+    assert status["reason"] == Reason.VALIDATION_FAILED
+    assert status["headSha"] == bad.sha
+    assert status["served"]["sha"] == good.sha
+    assert status["generation"] == 1
+    assert served_version(cache) == good_version
+    error = status["lastError"]
+    assert error["reason"] == "ValidationFailed"
+    assert error["sha"] == bad.sha
+    assert "mesh/virtualservice.yaml:" in error["message"]
+    assert [(f["file"], f["line"], f["code"]) for f in error["findings"]] == [
+        ("mesh/virtualservice.yaml", line_of(bad_files["virtualservice.yaml"], "subset: v3"), "IST0101")
+    ]
+    stored = SqliteStateStore(state_dir).load_last_good()
+    assert stored is not None
+    assert stored.sha == good.sha
+
+
+def test_a_refused_head_stays_reported_while_no_new_commit_arrives(
+    source: MemorySource, make_engine: EngineFactory, run: Run
+) -> None:
+    engine = make_engine(source, SnapshotCache())
+    source.commit(mesh_files(), "good")
+    run(engine.reconcile(trigger="test"))
+    bad = source.commit(mesh_files(subset_v2="v3"), "bad")
+    run(engine.reconcile(trigger="test"))
+
+    assert run(engine.reconcile(trigger="poll")) is False
+
+    assert engine.status.reason is Reason.VALIDATION_FAILED
+    assert engine.status.last_error is not None
+    assert engine.status.last_error.sha == bad.sha
+
+
+def test_a_malformed_yaml_file_is_refused_with_its_file_and_line(
+    source: MemorySource, make_engine: EngineFactory, run: Run
+) -> None:
+    engine = make_engine(source, SnapshotCache())
+    source.commit(mesh_files(), "good")
+    run(engine.reconcile(trigger="test"))
+
+    files = mesh_files()
+    files["broken.yaml"] = b"kind: VirtualService\n  bad: [\n"
+    source.commit(files, "broken yaml")
+    assert run(engine.reconcile(trigger="test")) is False
+
+    findings = engine.status.to_json()["lastError"]["findings"]
+    assert [(f["file"], f["line"]) for f in findings] == [("mesh/broken.yaml", 2)]
+
+
+def test_reverting_to_the_served_config_clears_the_error_and_keeps_the_snapshot(
+    source: MemorySource, make_engine: EngineFactory, run: Run, state_dir: Any
+) -> None:
+    cache = SnapshotCache()
+    connect(cache)
+    engine = make_engine(source, cache)
+    source.commit(mesh_files(v1=80, v2=20), "canary")
+    run(engine.reconcile(trigger="test"))
+    good_version = served_version(cache)
+    source.commit(mesh_files(v1=80, v2=20, subset_v2="v3"), "typo")
+    run(engine.reconcile(trigger="test"))
+
+    revert = source.commit(mesh_files(v1=80, v2=20), 'Revert "typo"')
+    assert run(engine.reconcile(trigger="test")) is True
+
+    status = engine.status.to_json()
+    assert status["lastError"] is None
+    assert status["reason"] == Reason.UP_TO_DATE
+    assert status["served"]["sha"] == revert.sha
+    assert status["generation"] == 1  # nothing new to push: the proxies already run this config
+    assert served_version(cache) == good_version
+    stored = SqliteStateStore(state_dir).load_last_good()
+    assert stored is not None
+    assert stored.sha == revert.sha
+
+
+def test_a_valid_commit_after_a_refused_one_is_applied(
+    source: MemorySource, make_engine: EngineFactory, run: Run
+) -> None:
+    engine = make_engine(source, SnapshotCache())
+    source.commit(mesh_files(v1=100, v2=0), "v1")
+    run(engine.reconcile(trigger="test"))
+    source.commit(mesh_files(subset_v2="v3"), "typo")
+    run(engine.reconcile(trigger="test"))
+
+    fixed = source.commit(mesh_files(v1=50, v2=50), "fix the subset, 50/50")
+    assert run(engine.reconcile(trigger="test")) is True
+
+    assert engine.status.reason is Reason.APPLIED
+    assert engine.status.last_error is None
+    assert engine.status.served is not None
+    assert engine.status.served.sha == fixed.sha
+
+
+def test_a_fetch_failure_keeps_serving_and_is_reported_as_fetch_failed_until_git_answers_again(
+    source: MemorySource, make_engine: EngineFactory, run: Run
+) -> None:
+    cache = SnapshotCache()
+    connect(cache)
+    engine = make_engine(source, cache)
+    good = source.commit(mesh_files(), "good")
+    run(engine.reconcile(trigger="test"))
+    version = served_version(cache)
+
+    source.fail_with("fatal: '/srv/git/mesh.git' does not appear to be a git repository")
+    assert run(engine.reconcile(trigger="poll")) is False
+
+    status = engine.status.to_json()
+    assert status["reason"] == Reason.FETCH_FAILED
+    assert status["lastError"]["reason"] == "FetchFailed"
+    assert "does not appear to be a git repository" in status["lastError"]["message"]
+    assert status["headSha"] == good.sha
+    assert status["served"]["sha"] == good.sha
+    assert status["ready"] is True
+    assert served_version(cache) == version
+
+    source.recover()
+    assert run(engine.reconcile(trigger="poll")) is True
+    assert engine.status.reason is Reason.UP_TO_DATE
+    assert engine.status.last_error is None
+
+
+def test_a_first_revision_that_is_invalid_serves_nothing_and_is_not_ready(
+    source: MemorySource, make_engine: EngineFactory, run: Run
+) -> None:
+    cache = SnapshotCache()
+    connect(cache)
+    engine = make_engine(source, cache)
+    source.commit(mesh_files(subset_v2="v3"), "broken from the start")
+
+    assert run(engine.reconcile(trigger="test")) is False
+
+    status = engine.status.to_json()
+    assert status["ready"] is False
+    assert status["served"] is None
+    assert "nothing" in status["lastError"]["message"]
+    assert served_version(cache) is None
+
+
+def test_a_generation_is_synced_only_once_every_connected_proxy_acked_it(
+    source: MemorySource, make_engine: EngineFactory, run: Run
+) -> None:
+    cache = SnapshotCache()
+    first = connect(cache)
+    second = connect(cache, ProxyIdentity(node_id="ingress-2", labels=GATEWAY.labels, role=GATEWAY.role))
+    engine = make_engine(source, cache)
+    source.commit(mesh_files(), "canary")
+    run(engine.reconcile(trigger="test"))
+
+    async def settle() -> None:
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    assert first.snapshot is not None
+    assert second.snapshot is not None
+    first.record_snapshot_acked(first.snapshot.version)
+    run(settle())
+    assert engine.status.synced_at is None
+
+    second.record_snapshot_acked(second.snapshot.version)
+
+    async def synced() -> None:
+        async with asyncio.timeout(5):
+            while engine.status.synced_at is None:
+                await asyncio.sleep(0.01)
+
+    run(synced())
+    assert engine.status.to_json()["syncedAt"] is not None
+
+
+def test_a_crash_while_applying_a_revision_is_reported_and_the_last_good_keeps_serving(
+    source: MemorySource, make_engine: EngineFactory, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = SnapshotCache()
+    connect(cache)
+    engine = make_engine(source, cache)
+    good = source.commit(mesh_files(v1=100, v2=0), "v1")
+    run(engine.reconcile(trigger="test"))
+    version = served_version(cache)
+
+    def crash(*_: object, **__: object) -> None:
+        raise RuntimeError("a bug in the loader")
+
+    monkeypatch.setattr("reconciler.engine.reconcile.load_files", crash)
+    crashing = source.commit(mesh_files(v1=50, v2=50), "50/50")
+
+    assert run(engine.reconcile(trigger="test")) is False
+
+    status = engine.status.to_json()
+    assert status["reason"] == Reason.TRANSLATION_FAILED
+    assert status["lastError"]["sha"] == crashing.sha
+    assert "a bug in the loader" in status["lastError"]["message"]
+    assert status["served"]["sha"] == good.sha
+    assert served_version(cache) == version

@@ -1,0 +1,184 @@
+"""``reconciler status``: rendering and the exit code, over status documents the engine really writes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from memsource import GATEWAY, EngineFactory, MemorySource, line_of, mesh_files
+
+from reconciler.api.status import proxy_json
+from reconciler.cli.main import main
+from reconciler.cli.status import is_healthy, render_status
+from reconciler.engine.reconcile import Engine
+from reconciler.translate.snapshot import CLUSTER, PUSH_ORDER
+from reconciler.xds.cache import ProxyConnection, SnapshotCache
+
+Run = Callable[..., Any]
+GRACE = 30.0
+
+
+def document(engine: Engine, cache: SnapshotCache) -> dict[str, Any]:
+    """What GET /api/v1/status returns."""
+    body = engine.status.to_json()
+    body["proxies"] = [proxy_json(proxy) for proxy in cache.statuses()]
+    return json.loads(json.dumps(body))
+
+
+def push_all(connection: ProxyConnection) -> None:
+    snapshot = connection.snapshot
+    assert snapshot is not None
+    for type_url in PUSH_ORDER:
+        connection.record_push(type_url, snapshot.sets[type_url].version)
+
+
+def ack_all(connection: ProxyConnection) -> None:
+    snapshot = connection.snapshot
+    assert snapshot is not None
+    push_all(connection)
+    for type_url in PUSH_ORDER:
+        connection.record_ack(type_url, snapshot.sets[type_url].version)
+    connection.record_snapshot_acked(snapshot.version)
+
+
+@pytest.fixture
+def serving(make_engine: EngineFactory, run: Run) -> tuple[Engine, SnapshotCache, ProxyConnection, MemorySource]:
+    """An engine serving a canary to one connected gateway that has not answered yet."""
+    source = MemorySource()
+    cache = SnapshotCache()
+    connection = cache.connect(GATEWAY, on_change=lambda: None)
+    engine = make_engine(source, cache)
+    source.commit(mesh_files(v1=80, v2=20), "reviews: canary 20% to v2")
+    run(engine.reconcile(trigger="test"))
+    return engine, cache, connection, source
+
+
+def now_after(status: dict[str, Any], seconds: float) -> datetime:
+    return datetime.fromisoformat(status["servedSince"].replace("Z", "+00:00")) + timedelta(seconds=seconds)
+
+
+def test_a_synced_proxy_shows_synced_for_every_type_and_the_daemon_is_healthy(serving: Any) -> None:
+    engine, cache, connection, _ = serving
+    ack_all(connection)
+
+    status = document(engine, cache)
+    text = render_status(status, now=now_after(status, 5))
+
+    assert f"SERVED   {status['served']['sha'][:12]}  reviews: canary 20% to v2" in text
+    header, row = text.splitlines()[-2:]
+    assert header.split() == ["NAME", "CDS", "LDS", "EDS", "RDS", "VERSION", "CONNECTED"]
+    assert row.split()[:5] == ["ingress-1", "SYNCED", "SYNCED", "SYNCED", "SYNCED"]
+    assert row.split()[5] == status["proxies"][0]["ackedSnapshotVersion"][:12]
+    assert is_healthy(status, now=now_after(status, 5), grace_seconds=GRACE) is True
+
+
+def test_a_proxy_still_stale_after_the_grace_period_is_unhealthy(serving: Any) -> None:
+    engine, cache, connection, _ = serving
+    push_all(connection)
+
+    status = document(engine, cache)
+
+    assert "STALE" in render_status(status, now=now_after(status, 1))
+    assert is_healthy(status, now=now_after(status, 1), grace_seconds=GRACE) is True
+    assert is_healthy(status, now=now_after(status, GRACE + 1), grace_seconds=GRACE) is False
+
+
+def test_a_nacked_proxy_is_unhealthy_and_its_rejection_is_printed(serving: Any) -> None:
+    engine, cache, connection, _ = serving
+    ack_all(connection)
+    connection.record_push(CLUSTER, "v-rejected")
+    connection.record_nack(CLUSTER, version="v-old", message="Proto constraint validation failed")
+
+    status = document(engine, cache)
+    text = render_status(status, now=now_after(status, 1))
+
+    assert "NACKED" in text
+    assert "ingress-1 CDS NACK: Proto constraint validation failed" in text
+    assert is_healthy(status, now=now_after(status, 1), grace_seconds=GRACE) is False
+
+
+def test_a_refused_head_is_unhealthy_and_each_finding_is_shown_with_file_and_line(serving: Any, run: Run) -> None:
+    engine, cache, connection, source = serving
+    ack_all(connection)
+    bad_files = mesh_files(v1=80, v2=20, subset_v2="v3")
+    bad = source.commit(bad_files, "typo")
+    run(engine.reconcile(trigger="test"))
+
+    status = document(engine, cache)
+    text = render_status(status, now=now_after(status, 1))
+
+    line = line_of(bad_files["virtualservice.yaml"], "subset: v3")
+    assert f"ERROR    ValidationFailed at {bad.sha[:12]}:" in text
+    assert f"mesh/virtualservice.yaml:{line}: IST0101" in text
+    assert f"HEAD     {bad.sha[:12]}" in text
+    assert is_healthy(status, now=now_after(status, 1), grace_seconds=GRACE) is False
+
+
+def test_a_daemon_serving_nothing_is_unhealthy_and_says_no_proxies_are_connected(
+    make_engine: EngineFactory,
+) -> None:
+    cache = SnapshotCache()
+    engine = make_engine(MemorySource(), cache)
+
+    status = document(engine, cache)
+
+    assert "No proxies connected." in render_status(status, now=datetime.now(UTC))
+    assert is_healthy(status, now=datetime.now(UTC), grace_seconds=GRACE) is False
+
+
+@contextmanager
+def status_server(body: dict[str, Any]) -> Iterator[str]:
+    """A throwaway HTTP server answering GET /api/v1/status with ``body``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            payload = json.dumps(body).encode()
+            self.send_response(200 if self.path == "/api/v1/status" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_status_command_exits_0_when_synced_and_1_when_a_proxy_nacked(
+    serving: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine, cache, connection, _ = serving
+    ack_all(connection)
+    with status_server(document(engine, cache)) as url:
+        assert main(["status", "--server", url]) == 0
+    assert "ingress-1" in capsys.readouterr().out
+
+    connection.record_push(CLUSTER, "v-rejected")
+    connection.record_nack(CLUSTER, version="v-old", message="rejected")
+    with status_server(document(engine, cache)) as url:
+        assert main(["status", "--server", url, "--format", "json"]) == 1
+    assert json.loads(capsys.readouterr().out)["proxies"][0]["types"]["CDS"]["state"] == "NACKED"
+
+
+def test_the_status_command_exits_1_with_a_message_when_the_daemon_is_unreachable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with status_server({}) as url:
+        pass  # closed again: nothing listens there now
+
+    assert main(["status", "--server", url]) == 1
+    assert "cannot read status" in capsys.readouterr().err

@@ -1,0 +1,71 @@
+"""Helpers for validation tests (imported by name; pytest puts this folder on sys.path)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from reconciler.loader import LoadResult, load_files
+from reconciler.validate.findings import Finding
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "validate"
+
+
+def join(*documents: str) -> str:
+    """``documents`` dedented and joined as one multi-document YAML file."""
+    return "\n---\n".join(textwrap.dedent(document).strip("\n") for document in documents) + "\n"
+
+
+def load_text(*documents: str, namespace: str = "default", file: str = "mesh.yaml") -> LoadResult:
+    """Load ``documents`` (joined as one multi-document file) as a config."""
+    return load_files({file: join(*documents)}, default_namespace=namespace)
+
+
+def line_containing(fragment: str, *documents: str) -> int:
+    """The 1-based line of the only line of the joined ``documents`` that contains ``fragment``."""
+    (line,) = [number for number, text in enumerate(join(*documents).splitlines(), 1) if fragment in text]
+    return line
+
+
+def with_code(result: LoadResult, code: str) -> list[Finding]:
+    """Findings of ``code`` (``"IST0101"``)."""
+    return [finding for finding in result.findings if finding.code.value == code]
+
+
+# Small building blocks the tests combine ----------------------------------------------------------
+
+SERVICE_ENTRY = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews}
+spec:
+  hosts: [reviews.shop.example.com]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: 9080, name: http, protocol: HTTP}
+  endpoints:
+  - {address: 10.0.0.1, labels: {version: v1}}
+  - {address: 10.0.0.2, labels: {version: v2}}
+"""
+
+DESTINATION_RULE = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews.shop.example.com
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+"""
+
+
+def virtual_service(
+    http: str, *, name: str = "reviews", extra: str = "", hosts: str = "[reviews.shop.example.com]"
+) -> str:
+    """A VirtualService with the given ``http:`` block (YAML, indented by two spaces under ``spec``)."""
+    return (
+        f"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\n"
+        f"spec:\n  hosts: {hosts}\n{extra}  http:\n{textwrap.indent(textwrap.dedent(http).strip(chr(10)), '  ')}\n"
+    )
