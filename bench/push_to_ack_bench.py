@@ -40,7 +40,7 @@ from reconciler.translate.bootstrap import build_bootstrap
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DAEMON = (sys.executable, "/tmp/shim/rmain.py", "run")  # DEV-SHIM
+DAEMON = (sys.executable, "-m", "reconciler.cli.main", "run")
 SECRET = b"bench-webhook-secret"
 HOST = "reviews.example.com"
 POLL_SECONDS = 0.01

@@ -136,9 +136,10 @@ def run(workdir: Path) -> None:
         _git(work, "push", "-q", "origin", "main")
         _say(f"▶ config repo: {remote} (working clone {work})")
         api = f"http://127.0.0.1:{http_port}"
+        log = workdir / "daemon.log"
         with _daemon(remote=remote, state=workdir / "state", xds_port=xds_port, http_port=http_port,
-                     log=workdir / "daemon.log"):  # fmt: skip
-            _wait_for("the daemon to serve the first revision", lambda: _get_json(f"{api}/readyz")["ready"])
+                     log=log) as daemon:  # fmt: skip
+            _wait_for("the daemon to serve the first revision", lambda: _serving(daemon, api, log))
             _say(f"▶ daemon: ADS on 127.0.0.1:{xds_port}, status on {api}  (log: {workdir / 'daemon.log'})")
             identity = ProxyIdentity(node_id="ingress-1", labels={"istio": "ingressgateway"}, role=ProxyRole.GATEWAY)
             bootstrap = build_bootstrap(proxy=identity, xds_host="127.0.0.1", xds_port=xds_port, admin_port=0)
@@ -146,6 +147,14 @@ def run(workdir: Path) -> None:
                 _wait_for("Envoy's gateway listener", lambda: _probe(gateway_port))
                 _say(f"▶ envoy gateway 'ingress-1' listening on 127.0.0.1:{gateway_port}\n")
                 _steps(work=work, mesh=mesh, api=api, port=gateway_port)
+
+
+def _serving(daemon: subprocess.Popen[bytes], api: str, log: Path) -> bool:
+    """Whether the daemon is ready; fails at once, with its last words, if it exited instead."""
+    if daemon.poll() is not None:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-5:])
+        raise ReconcilerError(f"the daemon exited with status {daemon.returncode}:\n{tail}")
+    return bool(_get_json(f"{api}/readyz")["ready"])
 
 
 def _probe(port: int) -> bool:
@@ -197,7 +206,8 @@ def main() -> int:
         _say("\ninterrupted — stopping everything")
         return 130
     except (ReconcilerError, subprocess.CalledProcessError) as error:
-        _say(f"\ndemo failed: {error}\n(daemon log: {workdir / 'daemon.log'})")
+        keep = "1"  # what failed is worth a look: keep the repo and the logs
+        _say(f"\ndemo failed: {error}\n(daemon log: {workdir / 'daemon.log'}; kept {workdir})")
         return 1
     finally:
         if not keep:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from reconciler import __version__
-from reconciler.cli import render, validate
+from reconciler.cli import bootstrap, render, run, status, validate
 from reconciler.errors import ReconcilerError, UsageError
 
 __all__ = ["main"]
@@ -53,11 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
-    validate.register(commands)
-    render.register(commands)
-    from reconciler.cli import bootstrap as bootstrap_cmd  # noqa: PLC0415 - lazy, like validate
-
-    bootstrap_cmd.register(commands)
+    # Listed in the order a user meets them: check, inspect, connect a proxy, run, watch.
+    for command in (validate, render, bootstrap, run, status):
+        command.register(commands)
     return parser
 
 

@@ -87,7 +87,9 @@ def render_status(status: dict[str, Any], *, now: datetime) -> str:
     if error:
         lines.append(f"ERROR    {error['reason']} at {(error.get('sha') or '-')[:12]}: {error['message']}")
         lines.extend(
-            f"         {f['file']}:{f['line']}: {f['code']} {f['message']} ({f['path']})" for f in error["findings"]
+            f"         {f['file']}:{f['line']}: {f['code']} {f['message']}"
+            + (f" ({f['path']})" if f.get("path") else "")
+            for f in error["findings"]
         )
     lines.append("")
     proxies = status.get("proxies") or []

@@ -18,9 +18,10 @@ from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.engine.state import StateStore
 from reconciler.engine.status import EngineStatus, Reason, RevisionInfo, SyncError
 from reconciler.errors import SourceError, StateError, TranslationError
-from reconciler.loader import load_files
+from reconciler.loader import DecodeCache, LoadResult, load_files
 from reconciler.sources.revision import ConfigSource, Revision
 from reconciler.translate import build_registry
+from reconciler.translate.proxy import ProxyIdentity
 from reconciler.validate.findings import Finding, Severity
 from reconciler.xds.cache import SnapshotCache
 
@@ -52,6 +53,7 @@ class Engine:
         self._clock = clock
         self._namespace = default_namespace
         self._prefix = file_prefix
+        self._decode_cache = DecodeCache()
         self.status = status
         self._served_tree: str | None = None
         # The validation/translation failure of the source's current head, until a new head replaces it.
@@ -67,7 +69,7 @@ class Engine:
             return False
         if revision is None:
             return False
-        applied = self._apply_guarded(revision, reason=Reason.RESTORED, save=False)
+        applied = self._apply_now(revision, reason=Reason.RESTORED, save=False)
         if applied:
             log.info("engine.restored", sha=revision.short_sha)
         return applied
@@ -77,12 +79,17 @@ class Engine:
         self.status.last_attempt = self._clock()
         try:
             revision = await asyncio.to_thread(self._source.poll)
-        except SourceError as error:
+        except Exception as error:
             self.status.head_sha = self._source.head_sha or self.status.head_sha
-            self._fail(Reason.FETCH_FAILED, f"{error.reason}: {error}", sha=self.status.head_sha)
+            if not isinstance(error, SourceError):
+                # A source must raise SourceError; anything else is a bug, but not one that may stop the daemon.
+                log.error("engine.poll_crashed", exc_info=error)
+            detail = f"{error.reason}: {error}" if isinstance(error, SourceError) else f"internal error: {error!r}"
+            self._fail(Reason.FETCH_FAILED, detail, sha=self.status.head_sha)
             return False
-        self.status.head_sha = self._source.head_sha
+        head = self._source.head_sha
         if revision is None:
+            self.status.head_sha = head
             # Nothing new: the fetch worked, so only a rejected head commit is still an error.
             if self._head_rejection is not None:
                 self._record_failure(self._head_rejection)
@@ -91,10 +98,17 @@ class Engine:
             self._succeed(Reason.UP_TO_DATE, f"serving {self._served_label()}; no config change")
             return True
         if revision.config_tree == self._served_tree:
+            self.status.head_sha = head
             self._adopt(revision)
             return True
         log.info("engine.revision", sha=revision.short_sha, trigger=trigger)
-        return self._apply_guarded(revision, reason=Reason.APPLIED, save=True)
+        # Until the pass ends, status keeps the previous head: a reader never sees the new head
+        # next to the previous revision's syncedAt or error and mistakes them for the new one's.
+        self._succeed(Reason.PROGRESSING, f"validating and translating revision {revision.short_sha}")
+        try:
+            return await self._apply_off_loop(revision, reason=Reason.APPLIED, save=True)
+        finally:
+            self.status.head_sha = head
 
     def _adopt(self, revision: Revision) -> None:
         """A new commit whose config equals what is served (e.g. a revert of a rejected commit)."""
@@ -111,46 +125,81 @@ class Engine:
             # Serving the new revision is right; only restart-resume is at risk. Say so loudly.
             log.error("engine.state_save_failed", sha=revision.short_sha, error=str(error))
 
-    def _apply_guarded(self, revision: Revision, *, reason: Reason, save: bool) -> bool:
-        """:meth:`_apply`, with a bug in loading or translation reported as that revision's failure.
-
-        An unexpected exception must neither stop the daemon (the last good revision keeps
-        serving) nor be retried as if the revision were fine.
-        """
+    def _apply_now(self, revision: Revision, *, reason: Reason, save: bool) -> bool:
+        """Load, translate and publish on the calling thread (restore: nothing is serving yet)."""
         try:
-            return self._apply(revision, reason=reason, save=save)
+            prepared = self._prepare(revision, self._cache.proxies())
         except Exception as error:
-            log.exception("engine.apply_crashed", sha=revision.short_sha)
-            self._head_rejection = self._fail(
-                Reason.TRANSLATION_FAILED,
-                f"internal error applying revision {revision.short_sha}: {error!r}; "
-                f"still serving {self._served_label()}",
-                sha=revision.sha,
-            )
-            return False
+            return self._refuse_crashed(revision, error)
+        return self._publish_guarded(revision, prepared, reason=reason, save=save)
 
-    def _apply(self, revision: Revision, *, reason: Reason, save: bool) -> bool:
+    async def _apply_off_loop(self, revision: Revision, *, reason: Reason, save: bool) -> bool:
+        """Load and translate in a worker thread, then publish on the loop.
+
+        Validating and translating thousands of resources takes seconds of CPU; done on the
+        event loop it would stall every ADS stream (ACKs, reconnects) and /healthz meanwhile.
+        """
+        proxies = self._cache.proxies()
+        try:
+            prepared = await asyncio.to_thread(self._prepare, revision, proxies)
+        except Exception as error:
+            return self._refuse_crashed(revision, error)
+        return self._publish_guarded(revision, prepared, reason=reason, save=save)
+
+    def _prepare(self, revision: Revision, proxies: tuple[ProxyIdentity, ...]) -> LoadResult | ConfigSnapshots:
+        """The validation failure, or snapshots translated for every given proxy.
+
+        Runs in a worker thread; the only shared state it touches is the decode cache,
+        which no other code uses and which one pass at a time owns.
+
+        Raises TranslationError when a proxy's snapshot would be inconsistent.
+        """
         files = {f"{self._prefix}{path}": content for path, content in revision.files.items()}
-        result = load_files(files, default_namespace=self._namespace)
+        result = load_files(files, default_namespace=self._namespace, cache=self._decode_cache)
         if not result.ok:
-            errors = [f for f in result.findings if f.severity is Severity.ERROR]
+            return result
+        snapshots = ConfigSnapshots(config=result.config, registry=build_registry(result.config))
+        for proxy in proxies:
+            snapshots.snapshot_for(proxy)
+        return snapshots
+
+    def _refuse_crashed(self, revision: Revision, error: Exception) -> bool:
+        if isinstance(error, TranslationError):
+            self._head_rejection = self._fail(Reason.TRANSLATION_FAILED, str(error), sha=revision.sha)
+            return False
+        # A bug in loading or translation must neither stop the daemon (the last good revision
+        # keeps serving) nor be retried as if the revision were fine.
+        log.error("engine.apply_crashed", sha=revision.short_sha, exc_info=error)
+        self._head_rejection = self._fail(
+            Reason.TRANSLATION_FAILED,
+            f"internal error applying revision {revision.short_sha}: {error!r}; still serving {self._served_label()}",
+            sha=revision.sha,
+        )
+        return False
+
+    def _publish_guarded(
+        self, revision: Revision, prepared: LoadResult | ConfigSnapshots, *, reason: Reason, save: bool
+    ) -> bool:
+        try:
+            return self._publish(revision, prepared, reason=reason, save=save)
+        except Exception as error:
+            return self._refuse_crashed(revision, error)
+
+    def _publish(
+        self, revision: Revision, prepared: LoadResult | ConfigSnapshots, *, reason: Reason, save: bool
+    ) -> bool:
+        if isinstance(prepared, LoadResult):
+            errors = [f for f in prepared.findings if f.severity is Severity.ERROR]
             first = errors[0]
             self._head_rejection = self._fail(
                 Reason.VALIDATION_FAILED,
                 f"{len(errors)} error(s) in revision {revision.short_sha}, first: {first.format()}; "
                 f"still serving {self._served_label()}",
                 sha=revision.sha,
-                findings=result.findings,
+                findings=prepared.findings,
             )
             return False
-        snapshots = ConfigSnapshots(config=result.config, registry=build_registry(result.config))
-        try:
-            for proxy in self._cache.proxies():
-                snapshots.snapshot_for(proxy)
-        except TranslationError as error:
-            self._head_rejection = self._fail(Reason.TRANSLATION_FAILED, str(error), sha=revision.sha)
-            return False
-        generation = self._cache.publish(snapshots)
+        generation = self._cache.publish(prepared)
         if save:
             self._save(revision)
         self._head_rejection = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import ItemsView, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -28,7 +28,13 @@ from reconciler.model.config import Resource
 from reconciler.model.destinationrule import Subset
 from reconciler.translate.names import cluster_name
 from reconciler.translate.notes import Notes
-from reconciler.translate.policy import ClusterPolicy, cluster_policy, policy_settings
+from reconciler.translate.policy import (
+    ClusterPolicy,
+    policy_settings,
+    report_policy,
+    rule_policy_for_port,
+    subset_override,
+)
 from reconciler.translate.registry import Endpoint, Resolution, Service, ServicePort
 from reconciler.translate.scope import RuleMatch, Scope
 
@@ -67,9 +73,12 @@ class ClusterSet:
         self.clusters: dict[str, cluster_pb2.Cluster] = {}
         self.assignments: dict[str, endpoint_pb2.ClusterLoadAssignment] = {}
         self._reported_services: set[tuple[str, str]] = set()
-        self._lb_endpoints: dict[tuple[str, str, int], list[tuple[Endpoint, endpoint_components_pb2.LbEndpoint]]] = {}
+        self._lb_endpoints: dict[
+            tuple[str, str, int], list[tuple[ItemsView[str, str], endpoint_components_pb2.LbEndpoint]]
+        ] = {}
         self._policies: dict[tuple[int, int, int], ClusterPolicy] = {}
-        self._templates: dict[tuple[int, int, ClusterPolicy, bool], cluster_pb2.Cluster] = {}
+        self._templates: dict[tuple[int, ClusterPolicy, bool], cluster_pb2.Cluster] = {}
+        self._templates_by_id: dict[tuple[int, int, bool], cluster_pb2.Cluster] = {}
 
     # -- public ----------------------------------------------------------------------
 
@@ -81,6 +90,9 @@ class ClusterSet:
             if rule is not None:
                 for index, subset in enumerate(rule.rule.spec.subsets):
                     self._service_cluster(service=service, port=port, rule=rule, subset=(index, subset))
+            # All clusters of this port exist now; dropping the shared endpoints early keeps
+            # the number of live objects (and so garbage-collection work) low on big meshes.
+            self._lb_endpoints.pop((service.host, service.namespace, port.number), None)
 
     def ensure(
         self,
@@ -140,17 +152,26 @@ class ClusterSet:
     # -- building ----------------------------------------------------------------------
 
     def _policy(self, rule: RuleMatch | None, subset: tuple[int, Subset] | None, port: int) -> ClusterPolicy:
-        key = (id(rule.rule) if rule is not None else 0, subset[0] if subset is not None else -1, port)
+        rule_id = id(rule.rule) if rule is not None else 0
+        base = self._policies.get((rule_id, -1, port))
+        if base is None:
+            base = rule_policy_for_port(rule.rule.spec.traffic_policy if rule is not None else None, port)
+            self._policies[(rule_id, -1, port)] = base
+            self._report(base, rule)
+        if subset is None or subset[1].traffic_policy is None:
+            return base
+        key = (rule_id, subset[0], port)
         policy = self._policies.get(key)
         if policy is None:
-            policy = cluster_policy(
-                rule_policy=rule.rule.spec.traffic_policy if rule is not None else None,
-                subset_policy=subset[1].traffic_policy if subset is not None else None,
-                port=port,
-                subset_path=f"spec.subsets[{subset[0]}]" if subset is not None else "",
+            policy = subset_override(
+                base, subset[1].traffic_policy, port=port, subset_path=f"spec.subsets[{subset[0]}]"
             )
             self._policies[key] = policy
+            self._report(policy, rule)
         return policy
+
+    def _report(self, policy: ClusterPolicy, rule: RuleMatch | None) -> None:
+        report_policy(policy, rule=rule.rule if rule is not None else None, notes=self._notes)
 
     def _new_cluster(
         self,
@@ -168,7 +189,20 @@ class ClusterSet:
         much cheaper than building it field by field, and a mesh has few distinct policies.
         """
         policy = self._policy(rule, subset, port)
-        key = (kind, id(rule.rule) if rule is not None else 0, policy, http2)
+        # Fast path by identity (policies are memoised), then by value: rules written alike share a template.
+        template = self._templates_by_id.get((kind, id(policy), http2))
+        if template is None:
+            template = self._template(kind=kind, policy=policy, http2=http2)
+            self._templates_by_id[(kind, id(policy), http2)] = template
+        cluster = cluster_pb2.Cluster()
+        cluster.CopyFrom(template)
+        cluster.name = name
+        if kind == cluster_pb2.Cluster.EDS:
+            cluster.eds_cluster_config.service_name = name
+        return cluster
+
+    def _template(self, *, kind: int, policy: ClusterPolicy, http2: bool) -> cluster_pb2.Cluster:
+        key = (kind, policy, http2)
         template = self._templates.get(key)
         if template is None:
             template = cluster_pb2.Cluster(type=kind)
@@ -182,16 +216,9 @@ class ClusterSet:
             else:
                 template.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
                 template.respect_dns_ttl = True
-            template.MergeFrom(
-                policy_settings(policy, http2=http2, rule=rule.rule if rule is not None else None, notes=self._notes)
-            )
+            template.MergeFrom(policy_settings(policy, http2=http2))
             self._templates[key] = template
-        cluster = cluster_pb2.Cluster()
-        cluster.CopyFrom(template)
-        cluster.name = name
-        if kind == cluster_pb2.Cluster.EDS:
-            cluster.eds_cluster_config.service_name = name
-        return cluster
+        return template
 
     def _service_cluster(
         self, *, service: Service, port: ServicePort, rule: RuleMatch | None, subset: tuple[int, Subset] | None
@@ -201,20 +228,32 @@ class ClusterSet:
             return
         self._report_service(service)
         labels = (subset[1].labels or _NO_LABELS) if subset is not None else _NO_LABELS
-        common = {"name": name, "rule": rule, "subset": subset, "port": port.number, "http2": port.is_http2}
-        if service.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
+        resolution = service.resolution
+        if resolution is Resolution.DNS or resolution is Resolution.DNS_ROUND_ROBIN:
             chosen = self._dns_endpoints(service, labels)
-            logical = service.resolution is Resolution.DNS_ROUND_ROBIN and len(chosen) == 1
+            logical = resolution is Resolution.DNS_ROUND_ROBIN and len(chosen) == 1
             cluster = self._new_cluster(
-                kind=cluster_pb2.Cluster.LOGICAL_DNS if logical else cluster_pb2.Cluster.STRICT_DNS, **common
+                name=name,
+                kind=cluster_pb2.Cluster.LOGICAL_DNS if logical else cluster_pb2.Cluster.STRICT_DNS,
+                rule=rule,
+                subset=subset,
+                port=port.number,
+                http2=port.is_http2,
             )
             cluster.load_assignment.CopyFrom(_assignment(name, [_lb_endpoint(e, port) for e in chosen]))
         else:
-            cluster = self._new_cluster(kind=cluster_pb2.Cluster.EDS, **common)
+            cluster = self._new_cluster(
+                name=name, kind=cluster_pb2.Cluster.EDS, rule=rule, subset=subset, port=port.number, http2=port.is_http2
+            )
             selected: list[endpoint_components_pb2.LbEndpoint] = []
             # NONE and DYNAMIC_DNS get no endpoints; _report_service says why.
-            if service.resolution is Resolution.STATIC:
-                selected = [lb for endpoint, lb in self._static_endpoints(service, port) if endpoint.has_labels(labels)]
+            if resolution is Resolution.STATIC:
+                endpoints = self._static_endpoints(service, port)
+                if labels:
+                    wanted = labels.items()
+                    selected = [lb for endpoint_labels, lb in endpoints if wanted <= endpoint_labels]
+                else:
+                    selected = [lb for _, lb in endpoints]
             self.assignments[name] = _assignment(name, selected)
         self.clusters[name] = cluster
 
@@ -226,8 +265,12 @@ class ClusterSet:
 
     def _static_endpoints(
         self, service: Service, port: ServicePort
-    ) -> list[tuple[Endpoint, endpoint_components_pb2.LbEndpoint]]:
-        """Endpoints of ``service`` on ``port`` as LbEndpoints, built once and shared by all subsets."""
+    ) -> list[tuple[ItemsView[str, str], endpoint_components_pb2.LbEndpoint]]:
+        """Endpoints of ``service`` on ``port`` (labels, LbEndpoint), built once and shared by all subsets.
+
+        Labels are kept as an items view: a subset selects an endpoint when its label items
+        are a subset of the endpoint's, one C-level comparison.
+        """
         key = (service.host, service.namespace, port.number)
         cached = self._lb_endpoints.get(key)
         if cached is not None:
@@ -243,7 +286,7 @@ class ClusterSet:
                     hint="use resolution: DNS for host names",
                 )
                 continue
-            built.append((endpoint, _lb_endpoint(endpoint, port)))
+            built.append((endpoint.labels.items(), _lb_endpoint(endpoint, port)))
         self._lb_endpoints[key] = built
         return built
 

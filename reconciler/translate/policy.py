@@ -39,6 +39,9 @@ __all__ = [
     "ClusterPolicy",
     "cluster_policy",
     "policy_settings",
+    "report_policy",
+    "rule_policy_for_port",
+    "subset_override",
 ]
 
 #: Istio's mesh-wide default ``connectTimeout``.
@@ -109,9 +112,20 @@ def cluster_policy(
 
     ``subset_path`` is the subset's field path (``spec.subsets[1]``), used for findings.
     """
-    base = _NO_POLICY
-    if rule_policy is not None:
-        base = _port_level(rule_policy, port, "spec.trafficPolicy") or _top_level(rule_policy, "spec.trafficPolicy")
+    return subset_override(rule_policy_for_port(rule_policy, port), subset_policy, port=port, subset_path=subset_path)
+
+
+def rule_policy_for_port(rule_policy: TrafficPolicy | None, port: int) -> ClusterPolicy:
+    """Step 1: the rule's policy for ``port`` (its port-level entry, else its top level)."""
+    if rule_policy is None:
+        return _NO_POLICY
+    return _port_level(rule_policy, port, "spec.trafficPolicy") or _top_level(rule_policy, "spec.trafficPolicy")
+
+
+def subset_override(
+    base: ClusterPolicy, subset_policy: TrafficPolicy | None, *, port: int, subset_path: str
+) -> ClusterPolicy:
+    """Steps 2 and 3: a subset's policy over ``base``, component by component, then its port level."""
     if subset_policy is None:
         return base
     path = f"{subset_path}.trafficPolicy"
@@ -133,25 +147,24 @@ def _duration(nanos: int) -> duration_pb2.Duration:
     return duration_pb2.Duration(seconds=nanos // _NANOS_PER_SECOND, nanos=nanos % _NANOS_PER_SECOND)
 
 
-def policy_settings(
-    policy: ClusterPolicy,
-    *,
-    http2: bool,
-    rule: Resource[Any] | None,
-    notes: Notes,
-) -> cluster_pb2.Cluster:
+def policy_settings(policy: ClusterPolicy, *, http2: bool) -> cluster_pb2.Cluster:
     """A Cluster carrying only what ``policy`` decides: load balancing, limits, timeouts, ejection, HTTP/2.
 
-    Merge it into a cluster (``MergeFrom``); clusters with the same policy share it.
+    Merge it into a cluster (``MergeFrom``); clusters with equal policies share it.
     Istio's defaults apply where the policy is silent: least-request balancing, 10 s
     connect timeout and circuit breakers opened wide (Envoy's own defaults, 1024
     connections and 3 parallel retries, cause 503s during rollouts). ``http2`` says the
-    port speaks HTTP/2 (gRPC).
+    port speaks HTTP/2 (gRPC). :func:`report_policy` tells what is left out.
     """
     cluster = cluster_pb2.Cluster()
-    _apply_load_balancer(cluster, policy.load_balancer, rule=rule, notes=notes)
+    _apply_load_balancer(cluster, policy.load_balancer.value)
     _apply_connection_pool(cluster, policy.connection_pool.value, http2=http2)
     _apply_outlier_detection(cluster, policy.outlier_detection.value)
+    return cluster
+
+
+def report_policy(policy: ClusterPolicy, *, rule: Resource[Any] | None, notes: Notes) -> None:
+    """Findings for the parts of ``policy`` that :func:`policy_settings` cannot express."""
     tls = policy.tls.value
     if tls is not None and tls.mode not in (None, "DISABLE"):
         notes.about(
@@ -160,13 +173,20 @@ def policy_settings(
             message=f"TLS origination (mode {tls.mode}) is not translated: requests are sent in plaintext",
             hint="terminate TLS at the upstream or leave tls unset until TLS origination is supported",
         )
-    return cluster
+    balancer = policy.load_balancer.value
+    if balancer is not None and balancer.simple == "PASSTHROUGH":
+        notes.about(
+            rule,
+            path=f"{policy.load_balancer.path}.simple",
+            message=(
+                "loadBalancer PASSTHROUGH (connect to the address the client dialled) is not translated: "
+                "requests are balanced by least request"
+            ),
+        )
 
 
-def _apply_load_balancer(
-    cluster: cluster_pb2.Cluster, part: _Part[LoadBalancer], *, rule: Resource[Any] | None, notes: Notes
-) -> None:
-    simple = part.value.simple if part.value is not None else None
+def _apply_load_balancer(cluster: cluster_pb2.Cluster, balancer: LoadBalancer | None) -> None:
+    simple = balancer.simple if balancer is not None else None
     if simple == "RANDOM":
         cluster.lb_policy = cluster_pb2.Cluster.RANDOM
     elif simple == "ROUND_ROBIN":
@@ -174,15 +194,6 @@ def _apply_load_balancer(
     else:
         # LEAST_CONN is Istio's deprecated alias of LEAST_REQUEST, which is also its default.
         cluster.lb_policy = cluster_pb2.Cluster.LEAST_REQUEST
-        if simple == "PASSTHROUGH":
-            notes.about(
-                rule,
-                path=f"{part.path}.simple",
-                message=(
-                    "loadBalancer PASSTHROUGH (connect to the address the client dialled) is not translated: "
-                    "requests are balanced by least request"
-                ),
-            )
 
 
 def _apply_connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPool | None, *, http2: bool) -> None:

@@ -36,6 +36,7 @@ HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 HTTP2_PROTOCOLS = frozenset({"HTTP2", "GRPC", "GRPC-WEB"})
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+_EMPTY_PORTS: Mapping[str, int] = MappingProxyType({})
 
 
 class Resolution(StrEnum):
@@ -202,11 +203,12 @@ def _services_of(entry: Resource[ServiceEntrySpec]) -> Iterable[Service]:
         )
         for index, port in enumerate(spec.ports)
     )
+    # The model's mappings are already read-only: shared, not copied (a mesh has many endpoints).
     endpoints = tuple(
         Endpoint(
             address=workload.address,
-            ports=MappingProxyType({name: int(number) for name, number in (workload.ports or {}).items()}),
-            labels=MappingProxyType(dict(workload.labels)) if workload.labels else _EMPTY,
+            ports=workload.ports or _EMPTY_PORTS,
+            labels=workload.labels or _EMPTY,
             weight=workload.weight,
             index=index,
         )

@@ -211,23 +211,25 @@ def _header_values(values: Mapping[str, str] | None, *, append: bool) -> list[ba
 
 
 class RouteBuilder:
-    """Translates the HTTP rules of VirtualServices for one proxy, memoised per (VirtualService, port)."""
+    """Translates the HTTP rules of VirtualServices for one proxy."""
 
     def __init__(self, *, scope: Scope, clusters: ClusterSet, notes: Notes) -> None:
         self._scope = scope
         self._clusters = clusters
         self._notes = notes
-        self._cache: dict[tuple[int, int], list[rc.Route]] = {}
+        # Only the last result is kept: callers ask for one VirtualService's routes for each
+        # of its hosts in a row, and a full cache would keep every route alive to the end.
+        self._last: tuple[tuple[int, int], list[rc.Route]] | None = None
+        self._retries: dict[HTTPRetry | None, rc.RetryPolicy | None] = {}
 
     def routes(self, vs: Resource[VirtualServiceSpec], *, listener_port: int) -> list[rc.Route]:
         """Envoy routes for every HTTP rule of ``vs``; destinations without a port default to ``listener_port``.
 
-        Returns the same list object for the same arguments; callers copy it into protos.
+        Asking again for the same arguments in a row returns the same list; callers copy it into protos.
         """
         key = (id(vs), listener_port)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
         out: list[rc.Route] = []
         for index, http in enumerate(vs.spec.http):
             path = f"spec.http[{index}]"
@@ -241,7 +243,7 @@ class RouteBuilder:
                     break
             if done:
                 break
-        self._cache[key] = out
+        self._last = (key, out)
         return out
 
     # -- one route -------------------------------------------------------------------
@@ -321,7 +323,10 @@ class RouteBuilder:
                 trace_sampled=wrappers_pb2.BoolValue(value=False),
             )
         self._destinations(out, vs, http.route, path=path, port=port)
-        policy = retry_policy(http.retries)
+        retries = http.retries
+        if retries not in self._retries:
+            self._retries[retries] = retry_policy(retries)
+        policy = self._retries[retries]
         if policy is not None:
             action.retry_policy.CopyFrom(policy)
 

@@ -23,7 +23,6 @@ from google.protobuf import wrappers_pb2
 from reconciler.model.config import Resource
 from reconciler.model.hosts import host_matches, resolve_host
 from reconciler.model.virtualservice import VirtualServiceSpec
-from reconciler.translate.clusters import ClusterSet
 from reconciler.translate.listeners import http_listener
 from reconciler.translate.names import (
     DEFAULT_HTTP_PORT,
@@ -94,12 +93,14 @@ def _domains(host: str, port: int, *, bare: bool, namespace: str) -> list[str]:
 def build_sidecar(
     *,
     scope: Scope,
-    clusters: ClusterSet,
     routes: RouteBuilder,
     notes: Notes,
     port: int,
 ) -> tuple[listener_pb2.Listener, route_pb2.RouteConfiguration]:
-    """The outbound listener on ``port`` and its route configuration; adds every visible service's clusters."""
+    """The outbound listener on ``port`` and its route configuration.
+
+    Routes name clusters through ``routes`` (its ClusterSet builds any that are missing).
+    """
     namespace = scope.namespace
     exact: dict[str, Resource[VirtualServiceSpec]] = {}
     wildcards: dict[str, tuple[int, Resource[VirtualServiceSpec]]] = {}
@@ -145,7 +146,6 @@ def build_sidecar(
 
     used_wildcards: set[str] = set()
     for service in scope.services():
-        clusters.add_service(service)
         if service.host in exact:
             continue
         http_ports = [p for p in service.ports if p.is_http]

@@ -69,14 +69,14 @@ def translate(config: MeshConfig, proxy: ProxyIdentity, *, registry: ServiceRegi
     scope = Scope(config=config, registry=registry, namespace=proxy.namespace, labels=proxy.labels)
     clusters = ClusterSet(scope=scope, notes=notes, report_ports=role is ProxyRole.SIDECAR)
     routes = RouteBuilder(scope=scope, clusters=clusters, notes=notes)
+    # Every visible service's clusters first: routes then find the clusters they name
+    # already built, and only destinations outside the registry add clusters of their own.
+    for service in scope.services():
+        clusters.add_service(service)
     if role is ProxyRole.GATEWAY:
         listeners, route_configs = build_gateway(scope=scope, gateways=gateways, routes=routes, notes=notes)
-        for service in scope.services():
-            clusters.add_service(service)
     else:
-        listener, route_config = build_sidecar(
-            scope=scope, clusters=clusters, routes=routes, notes=notes, port=proxy.outbound_port
-        )
+        listener, route_config = build_sidecar(scope=scope, routes=routes, notes=notes, port=proxy.outbound_port)
         listeners, route_configs = [listener], [route_config]
     snapshot = Snapshot.build(
         clusters=clusters.clusters.values(),

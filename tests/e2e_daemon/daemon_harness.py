@@ -35,7 +35,7 @@ from reconciler.localenv.upstream import UpstreamServer
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "repo-template" / "mesh"
 HOST = "reviews.example.com"
-CLI = (sys.executable, "/tmp/shim/rmain.py")  # DEV-SHIM
+CLI = (sys.executable, "-m", "reconciler.cli.main")
 #: Daemon start (imports grpc, aiohttp, protobufs) takes ~2 s; the rest is slack for a loaded CI machine.
 START_TIMEOUT = 30.0
 

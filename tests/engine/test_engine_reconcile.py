@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from memsource import GATEWAY, EngineFactory, MemorySource, line_of, mesh_files
 
+from reconciler.engine import reconcile as reconcile_module
 from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import Reason
 from reconciler.translate.proxy import ProxyIdentity
@@ -280,3 +282,40 @@ def test_a_crash_while_applying_a_revision_is_reported_and_the_last_good_keeps_s
     assert "a bug in the loader" in status["lastError"]["message"]
     assert status["served"]["sha"] == good.sha
     assert served_version(cache) == version
+
+
+def test_validation_runs_off_the_event_loop_and_status_shows_the_previous_head_until_the_pass_ends(
+    source: MemorySource, make_engine: EngineFactory, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(source, SnapshotCache())
+    first = source.commit(mesh_files(v1=100, v2=0), "v1")
+    run(engine.reconcile(trigger="test"))
+    real_load = reconcile_module.load_files
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_load(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        release.wait(timeout=10)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(reconcile_module, "load_files", slow_load)
+    second = source.commit(mesh_files(v1=50, v2=50), "50/50")
+
+    async def scenario() -> tuple[dict[str, Any], bool]:
+        task = asyncio.create_task(engine.reconcile(trigger="test"))
+        async with asyncio.timeout(5):  # the loop keeps running while the worker thread validates
+            while not entered.is_set():
+                await asyncio.sleep(0.01)
+        during = engine.status.to_json()
+        release.set()
+        return during, await task
+
+    during, ok = run(scenario())
+
+    assert ok is True
+    assert during["reason"] == Reason.PROGRESSING
+    assert during["headSha"] == first.sha
+    assert during["served"]["sha"] == first.sha
+    assert engine.status.head_sha == second.sha
+    assert engine.status.served is not None
+    assert engine.status.served.sha == second.sha

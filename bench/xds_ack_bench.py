@@ -1,0 +1,328 @@
+"""Benchmark: from ``publish`` of a weight change until every connected Envoy has ACKed it.
+
+A generated mesh of N services (default 1,000), each a STATIC ServiceEntry with three
+labelled endpoints, a DestinationRule with three subsets and a VirtualService splitting
+traffic over two of them, is served by the real ADS server (in this process) to 1, 10
+and 50 real Envoy sidecars (``--concurrency 1``, ``--log-level error``, each with its own
+free outbound port). Each repetition changes one service's weights, publishes a fresh
+:class:`~reconciler.engine.snapshots.ConfigSnapshots` (as the engine does for a new
+revision) and waits for :meth:`~reconciler.xds.SnapshotCache.wait_for_acks`.
+
+    .venv/bin/python bench/xds_ack_bench.py
+    .venv/bin/python bench/xds_ack_bench.py --services 200 --proxies 1 5 --reps 3
+
+Not a test: prints a table. Columns: publish → all ACKed (p50, p99, max), the part of it
+spent inside ``publish`` translating for every connected proxy, and one translation.
+Every Envoy started is stopped on exit, Ctrl-C or SIGTERM. Everything listens on 127.0.0.1
+(the sidecar listeners bind 0.0.0.0, as Istio's do); no request is sent through them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import random
+import signal
+import socket
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Coroutine, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from reconciler.cli.logs import configure_logging
+from reconciler.engine.snapshots import ConfigSnapshots
+from reconciler.loader import load_files
+from reconciler.localenv.envoy import EnvoyProcess
+from reconciler.model.config import MeshConfig
+from reconciler.translate import ProxyIdentity, ProxyRole, translate
+from reconciler.translate.bootstrap import build_bootstrap
+from reconciler.xds import ProxyStatus, SnapshotCache, start_server
+
+T = TypeVar("T")
+
+#: Generous: 50 Envoys on a two-core laptop, each taking 4,000 clusters at startup.
+STARTUP_TIMEOUT = 300.0
+ACK_TIMEOUT = 120.0
+#: Envoys started at once; the rest wait, so startup does not starve the ADS server of CPU.
+START_BATCH = 10
+
+_SERVICE = """\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: svc-{i}
+spec:
+  hosts:
+  - svc-{i}.bench.internal
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+  endpoints:
+  - address: 127.0.0.1
+    ports: {{http: 9}}
+    labels: {{version: v1}}
+  - address: 127.0.0.1
+    ports: {{http: 9}}
+    labels: {{version: v2}}
+  - address: 127.0.0.1
+    ports: {{http: 9}}
+    labels: {{version: v3}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: svc-{i}
+spec:
+  host: svc-{i}.bench.internal
+  subsets:
+  - name: v1
+    labels: {{version: v1}}
+  - name: v2
+    labels: {{version: v2}}
+  - name: v3
+    labels: {{version: v3}}
+---
+{virtual_service}"""
+
+_VIRTUAL_SERVICE = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: svc-{i}
+spec:
+  hosts:
+  - svc-{i}.bench.internal
+  http:
+  - route:
+    - destination:
+        host: svc-{i}.bench.internal
+        subset: v1
+      weight: {v1}
+    - destination:
+        host: svc-{i}.bench.internal
+        subset: v2
+      weight: {v2}
+"""
+
+
+def service_file(i: int, *, v2_weight: int = 10) -> str:
+    return _SERVICE.format(i=i, virtual_service=_VIRTUAL_SERVICE.format(i=i, v1=100 - v2_weight, v2=v2_weight))
+
+
+def load(files: dict[str, str]) -> MeshConfig:
+    result = load_files(files)
+    if not result.ok:
+        raise SystemExit(f"generated config is invalid: {[str(f) for f in result.findings[:5]]}")
+    return result.config
+
+
+def with_weight(base: MeshConfig, v2_weight: int) -> MeshConfig:
+    """``base`` with svc-0's split changed to ``100 - v2_weight``/``v2_weight``: one route changes."""
+    changed = load({"svc-0.yaml": service_file(0, v2_weight=v2_weight)}).virtual_services[0]
+    services = tuple(changed if vs.name == changed.name else vs for vs in base.virtual_services)
+    return dataclasses.replace(base, virtual_services=services)
+
+
+class Ads:
+    """The ADS server and its cache on an asyncio loop in a background thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="xds-loop", daemon=True)
+        self._thread.start()
+        self.cache = SnapshotCache()
+        self.server = self.run(start_server(cache=self.cache, address="127.0.0.1:0"), timeout=10.0)
+
+    def run(self, coroutine: Coroutine[Any, Any, T], *, timeout: float) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def publish_and_wait(self, source: ConfigSnapshots) -> tuple[float, float, bool]:
+        """(ms inside publish, ms from publish until every proxy ACKed, all ACKed?), timed on the loop."""
+
+        async def measure() -> tuple[float, float, bool]:
+            started = time.perf_counter()
+            generation = self.cache.publish(source)
+            published = time.perf_counter()
+            acked = await self.cache.wait_for_acks(generation, timeout=ACK_TIMEOUT)
+            done = time.perf_counter()
+            return (published - started) * 1000.0, (done - started) * 1000.0, acked
+
+        return self.run(measure(), timeout=ACK_TIMEOUT + 60.0)
+
+    def publish(self, source: ConfigSnapshots) -> int:
+        async def on_loop() -> int:
+            return self.cache.publish(source)
+
+        return self.run(on_loop(), timeout=ACK_TIMEOUT)
+
+    def wait_synced(self, proxies: int, generation: int, *, timeout: float) -> bool:
+        """Wait until ``proxies`` are connected and ACKed ``generation``; False on timeout or on any NACK."""
+
+        def settled(statuses: Sequence[ProxyStatus]) -> bool:
+            synced = len(statuses) >= proxies and all(status.acked_generation >= generation for status in statuses)
+            return synced or any(status.nacked for status in statuses)
+
+        done = self.run(self.cache.wait_until(settled, timeout=timeout), timeout=timeout + 10.0)
+        return done and not any(status.nacked for status in self.statuses())
+
+    def statuses(self) -> tuple[ProxyStatus, ...]:
+        async def on_loop() -> tuple[ProxyStatus, ...]:
+            return self.cache.statuses()
+
+        return self.run(on_loop(), timeout=10.0)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.run(self.server.stop(grace=0), timeout=10.0)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10.0)
+        self.loop.close()
+
+
+def listener_port(taken: set[int]) -> int:
+    """A port free on 0.0.0.0 and below the kernel's ephemeral range.
+
+    A port from the ephemeral range (what binding port 0 hands out) may be taken by some
+    outgoing connection, e.g. another Envoy's, before this Envoy binds its listener.
+    """
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    for candidate in random.sample(range(10_000, ephemeral_low), k=500):
+        if candidate in taken:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("0.0.0.0", candidate))  # where the sidecar listener binds
+            except OSError:
+                continue
+        taken.add(candidate)
+        return candidate
+    raise SystemExit("no free listener port found below the ephemeral port range")
+
+
+def sidecar(index: int, *, taken: set[int]) -> ProxyIdentity:
+    return ProxyIdentity(
+        node_id=f"bench-sidecar-{index}",
+        labels={"app": "bench-client"},
+        role=ProxyRole.SIDECAR,
+        outbound_port=listener_port(taken),
+    )
+
+
+@contextlib.contextmanager
+def envoys() -> Iterator[list[EnvoyProcess]]:
+    started: list[EnvoyProcess] = []
+    try:
+        yield started
+    finally:
+        for process in started:
+            process.stop(timeout=5.0)
+
+
+def start_envoys(started: list[EnvoyProcess], *, total: int, ads: Ads, generation: int) -> None:
+    """Grow ``started`` to ``total`` Envoys, in batches, each synced to ``generation`` before the next batch."""
+    taken: set[int] = set()
+    while len(started) < total:
+        batch = min(START_BATCH, total - len(started))
+        for _ in range(batch):
+            identity = sidecar(len(started), taken=taken)
+            bootstrap = build_bootstrap(proxy=identity, xds_host="127.0.0.1", xds_port=ads.server.port, admin_port=0)
+            process = EnvoyProcess(bootstrap, log_level="error", concurrency=1, wait_live=False)
+            started.append(process)
+            process.start()
+        if not ads.wait_synced(len(started), generation, timeout=STARTUP_TIMEOUT):
+            nacks = [
+                (status.node_id, nack.message)
+                for status in ads.statuses()
+                for type_status in status.types.values()
+                if (nack := type_status.last_nack) is not None
+            ]
+            raise SystemExit(f"{len(started)} Envoys did not sync within {STARTUP_TIMEOUT:g}s; NACKs: {nacks}")
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(pct / 100.0 * len(ordered))) - 1]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--services", type=int, default=1000, help="generated services (default 1000)")
+    parser.add_argument("--proxies", type=int, nargs="+", default=[1, 10, 50], help="Envoy counts (default 1 10 50)")
+    parser.add_argument("--reps", type=int, default=7, help="weight changes measured per proxy count (default 7)")
+    args = parser.parse_args(argv)
+    if args.services < 1 or args.reps < 1 or any(p < 1 for p in args.proxies):
+        parser.error("--services, --reps and --proxies must be positive")
+
+    # The ADS server logs every push and ACK at info level: thousands of lines per step here.
+    configure_logging(json=False, level=logging.WARNING)
+    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, through the finally blocks that stop Envoy.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    started = time.perf_counter()
+    base = load({f"svc-{i}.yaml": service_file(i) for i in range(args.services)})
+    load_s = time.perf_counter() - started
+    single = []
+    for port in (15001, 15002, 15003):
+        started = time.perf_counter()
+        snapshot = translate(base, ProxyIdentity(node_id="probe", role=ProxyRole.SIDECAR, outbound_port=port)).snapshot
+        single.append((time.perf_counter() - started) * 1000.0)
+    translate_ms = statistics.median(single)
+    counts = {url.rsplit(".", 1)[-1]: len(resource_set.resources) for url, resource_set in snapshot.sets.items()}
+    print(f"{args.services} services loaded and validated in {load_s:.1f}s; one sidecar snapshot: {counts}")
+    print(f"one translation (one sidecar): {translate_ms:.0f} ms (median of 3)")
+
+    rows = []
+    weight = 10
+    ads = Ads()
+    try:
+        with envoys() as started_envoys:
+            generation = ads.publish(ConfigSnapshots(config=base))
+            for proxies in sorted(set(args.proxies)):
+                began = time.perf_counter()
+                start_envoys(started_envoys, total=proxies, ads=ads, generation=generation)
+                print(
+                    f"{proxies} Envoys connected and synced ({time.perf_counter() - began:.1f}s to start)", flush=True
+                )
+                inside, total = [], []
+                for _ in range(args.reps):
+                    weight = 10 + (weight - 9) % 80  # a different split every time
+                    publish_ms, ack_ms, acked = ads.publish_and_wait(ConfigSnapshots(config=with_weight(base, weight)))
+                    if not acked:
+                        raise SystemExit(f"not every proxy ACKed within {ACK_TIMEOUT:g}s: {ads.statuses()}")
+                    inside.append(publish_ms)
+                    total.append(ack_ms)
+                generation = max(status.acked_generation for status in ads.statuses())
+                if any(status.nacked for status in ads.statuses()):
+                    print("warning: a proxy NACKed", file=sys.stderr)
+                rows.append((proxies, len(total), total, inside))
+    finally:
+        ads.close()
+
+    print()
+    print(f"{args.services} services; a weight change published, until every proxy ACKed it:")
+    print()
+    print("| proxies | reps | p50 ms | p99 ms | max ms | translation in publish, p50 ms | translation, one proxy ms |")
+    print("|--------:|-----:|-------:|-------:|-------:|-------------------------------:|--------------------------:|")
+    for proxies, reps, total, inside in rows:
+        print(
+            f"| {proxies} | {reps} | {statistics.median(total):.0f} | {percentile(total, 99):.0f} | {max(total):.0f} "
+            f"| {statistics.median(inside):.0f} | {translate_ms:.0f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
