@@ -4,7 +4,10 @@ Each service has a STATIC ServiceEntry (three endpoints, one per version), a
 DestinationRule with three subsets and a VirtualService splitting 80/15/5 across them;
 every tenth VirtualService is also bound to an ingress Gateway. The config is built in
 memory through the real loader (YAML → validated model), then ``translate`` is timed
-alone: best of ``--repeat`` runs, plus the snapshot's size.
+alone (including building the service registry from the ServiceEntries): best of
+``--repeat`` runs, wall-clock and CPU seconds, plus the snapshot's size. Targets are
+checked against CPU time, which a busy machine (parallel test runs) inflates far less
+than wall-clock time.
 
     .venv/bin/python bench/translate_bench.py                  # the table, both sizes
     .venv/bin/python bench/translate_bench.py --sizes 1000 --profile   # + cProfile top 25
@@ -120,21 +123,23 @@ def build_config(services: int) -> MeshConfig:
     return loaded.config
 
 
-def _time(config: MeshConfig, proxy: ProxyIdentity, repeat: int) -> tuple[float, dict[str, int]]:
-    best = float("inf")
+def _time(config: MeshConfig, proxy: ProxyIdentity, repeat: int) -> tuple[float, float, dict[str, int]]:
+    """Best wall-clock and best CPU seconds of ``repeat`` translations, and the snapshot's size."""
+    best_wall = best_cpu = float("inf")
     sizes: dict[str, int] = {}
     for _ in range(repeat):
-        started = time.perf_counter()
-        result = translate(config, proxy)
-        best = min(best, time.perf_counter() - started)
-        snapshot = result.snapshot
+        wall, cpu = time.perf_counter(), time.process_time()
+        snapshot = translate(config, proxy).snapshot
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+        best_wall = min(best_wall, time.perf_counter() - wall)
         sizes = {
             "clusters": len(snapshot.resources(CLUSTER)),
             "endpoints": len(snapshot.resources(ENDPOINT)),
             "listeners": len(snapshot.resources(LISTENER)),
             "vhosts": sum(len(getattr(rc, "virtual_hosts")) for rc in snapshot.resources(ROUTE).values()),  # noqa: B009
         }
-    return best, sizes
+        del snapshot  # not alive during the next run: each run starts from the same heap
+    return best_wall, best_cpu, sizes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -148,19 +153,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sidecar": ProxyIdentity(node_id="bench-sidecar", namespace="bench", role=ProxyRole.SIDECAR),
         "gateway": ProxyIdentity(node_id="bench-gateway", namespace="bench", labels={"istio": "ingressgateway"}),
     }
-    header = f"{'services':>9} {'proxy':<8} {'seconds':>8} {'target':>7} {'ok':<3} {'clusters':>9} {'CLAs':>7} {'vhosts':>7}"
+    header = (
+        f"{'services':>9} {'proxy':<8} {'wall s':>7} {'cpu s':>7} {'target':>7} {'ok':<3} "
+        f"{'clusters':>9} {'CLAs':>7} {'vhosts':>7}"
+    )
     print(header)
     print("-" * len(header))
     failed = False
     for size in args.sizes:
         config = build_config(size)
         for name, proxy in proxies.items():
-            seconds, sizes = _time(config, proxy, args.repeat)
+            wall, cpu, sizes = _time(config, proxy, args.repeat)
             target = TARGETS.get(size)
-            ok = "-" if target is None else ("yes" if seconds < target else "NO")
+            ok = "-" if target is None else ("yes" if cpu < target else "NO")
             failed = failed or ok == "NO"
             print(
-                f"{size:>9,} {name:<8} {seconds:>8.3f} {target or float('nan'):>7.1f} {ok:<3} "
+                f"{size:>9,} {name:<8} {wall:>7.3f} {cpu:>7.3f} {target or float('nan'):>7.1f} {ok:<3} "
                 f"{sizes['clusters']:>9,} {sizes['endpoints']:>7,} {sizes['vhosts']:>7,}"
             )
         if args.profile:

@@ -41,7 +41,7 @@ _NO_SECRET_MESSAGE = (
     "in the git host's webhook settings."
 )
 
-Trigger = Callable[[PushEvent | None], None]
+Trigger = Callable[[PushEvent | None], bool]
 
 
 def _error(status: int, message: str, *, reason: str) -> web.Response:
@@ -90,16 +90,20 @@ def webhook_routes(
     """The routes for ``POST /hooks/git`` and ``POST /api/v1/sync``.
 
     ``trigger`` is called on the event loop (it must not block): with the
-    :class:`PushEvent` for a verified push, with ``None`` for a manual sync.
+    :class:`PushEvent` for a verified push, with ``None`` for a manual sync. It returns
+    whether a sync was scheduled (False: e.g. a push to a branch that is not followed).
     ``secret=None`` keeps the hook endpoint closed (401 with set-up instructions).
     """
 
     def _fire(event: PushEvent | None) -> web.Response | None:
         try:
-            trigger(event)
+            scheduled = trigger(event)
         except Exception:
             log.exception("webhook.trigger_failed", reason="TriggerFailed")
             return _error(500, "the sync could not be scheduled", reason="TriggerFailed")
+        if not scheduled:
+            ref = event.ref if event is not None else None
+            return web.json_response({"accepted": False, "ref": ref, "reason": "BranchNotFollowed"})
         return None
 
     async def hook(request: web.Request) -> web.Response:

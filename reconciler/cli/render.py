@@ -25,7 +25,7 @@ from reconciler.translate.static import static_bootstrap
 from reconciler.translate.translator import Translation, translate
 from reconciler.validate.findings import Finding, has_errors
 
-__all__ = ["GROUPS", "register", "render_document", "run"]
+__all__ = ["GROUPS", "format_document", "register", "render_document", "run", "snapshot_document"]
 
 # Generic so the CLI's own ArgumentParser subclass type-checks without importing main (which imports us).
 _Parser = TypeVar("_Parser", bound=argparse.ArgumentParser)
@@ -139,6 +139,13 @@ def snapshot_document(snapshot: Snapshot) -> dict[str, Any]:
     return document
 
 
+def format_document(document: dict[str, Any], *, output_format: str = "json") -> str:
+    """The text ``reconciler render`` prints: indented JSON (or block YAML), ending in a newline."""
+    if output_format == "yaml":
+        return yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
+    return json.dumps(document, indent=2) + "\n"
+
+
 def _plain(value: Any) -> Any:
     """Plain dicts all the way down: MessageToDict returns OrderedDicts for ``Any`` fields, which YAML refuses."""
     if isinstance(value, dict):
@@ -170,11 +177,7 @@ def run(args: argparse.Namespace) -> int:
         return _EXIT_FAILED
     translation = translate(loaded.config, proxy)
     _print_findings(translation.findings)
-    document = render_document(translation)
-    if args.format == "yaml":
-        sys.stdout.write(yaml.safe_dump(document, sort_keys=False, default_flow_style=False))
-    else:
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    sys.stdout.write(format_document(render_document(translation), output_format=args.format))
     if args.validate:
         return _validate(translation.snapshot)
     return _EXIT_OK

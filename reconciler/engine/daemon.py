@@ -130,12 +130,13 @@ async def run_daemon(settings: DaemonSettings, *, ready: Callable[[int, int], No
     wake = asyncio.Event()
     stop = asyncio.Event()
 
-    def trigger(event: PushEvent | None) -> None:
+    def trigger(event: PushEvent | None) -> bool:
         if event is not None and event.ref not in (f"refs/heads/{settings.branch}", settings.branch):
             log.info("daemon.push_ignored", ref=event.ref, branch=settings.branch)
-            return
+            return False
         log.info("daemon.triggered", by="webhook" if event else "api")
         wake.set()
+        return True
 
     xds_host, xds_port = split_address(settings.xds_address)
     http_host, http_port = split_address(settings.http_address)

@@ -25,7 +25,7 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from google.protobuf import wrappers_pb2
 
 from reconciler.model.config import Resource
-from reconciler.model.destinationrule import Subset
+from reconciler.model.destinationrule import DestinationRuleSpec, Subset, TrafficPolicy
 from reconciler.translate.names import cluster_name
 from reconciler.translate.notes import Notes
 from reconciler.translate.policy import (
@@ -36,10 +36,11 @@ from reconciler.translate.policy import (
     subset_override,
 )
 from reconciler.translate.registry import Endpoint, Resolution, Service, ServicePort
-from reconciler.translate.scope import RuleMatch, Scope
+from reconciler.translate.scope import Scope, find_subset
 
 __all__ = ["ClusterSet", "socket_address"]
 
+Rule = Resource[DestinationRuleSpec]
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
 _IPV4 = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$")
 
@@ -76,7 +77,8 @@ class ClusterSet:
         self._lb_endpoints: dict[
             tuple[str, str, int], list[tuple[ItemsView[str, str], endpoint_components_pb2.LbEndpoint]]
         ] = {}
-        self._policies: dict[tuple[int, int, int], ClusterPolicy] = {}
+        self._base_policies: dict[tuple[TrafficPolicy | None, int], ClusterPolicy] = {}
+        self._subset_policies: dict[tuple[ClusterPolicy, TrafficPolicy, int, int], ClusterPolicy] = {}
         self._templates: dict[tuple[int, ClusterPolicy, bool], cluster_pb2.Cluster] = {}
         self._templates_by_id: dict[tuple[int, int, bool], cluster_pb2.Cluster] = {}
 
@@ -88,7 +90,7 @@ class ClusterSet:
         for port in service.ports:
             self._service_cluster(service=service, port=port, rule=rule, subset=None)
             if rule is not None:
-                for index, subset in enumerate(rule.rule.spec.subsets):
+                for index, subset in enumerate(rule.spec.subsets):
                     self._service_cluster(service=service, port=port, rule=rule, subset=(index, subset))
             # All clusters of this port exist now; dropping the shared endpoints early keeps
             # the number of live objects (and so garbage-collection work) low on big meshes.
@@ -116,7 +118,7 @@ class ClusterSet:
         rule = self._scope.destination_rule(host, service_namespace=service.namespace if service else None)
         subset_entry: tuple[int, Subset] | None = None
         if subset:
-            subset_entry = rule.subsets.get(subset) if rule is not None else None
+            subset_entry = find_subset(rule, subset) if rule is not None else None
             if subset_entry is None:
                 self._notes.about(
                     referrer,
@@ -151,34 +153,35 @@ class ClusterSet:
 
     # -- building ----------------------------------------------------------------------
 
-    def _policy(self, rule: RuleMatch | None, subset: tuple[int, Subset] | None, port: int) -> ClusterPolicy:
-        rule_id = id(rule.rule) if rule is not None else 0
-        base = self._policies.get((rule_id, -1, port))
+    def _policy(self, rule: Rule | None, subset: tuple[int, Subset] | None, port: int) -> ClusterPolicy:
+        """The merged policy, shared by every cluster whose rule (and subset) reads the same.
+
+        Memoised by value, not by rule: meshes repeat the same few policies across many
+        rules, and fewer live objects mean less garbage-collection work.
+        """
+        rule_policy = rule.spec.traffic_policy if rule is not None else None
+        key = (rule_policy, port)
+        base = self._base_policies.get(key)
         if base is None:
-            base = rule_policy_for_port(rule.rule.spec.traffic_policy if rule is not None else None, port)
-            self._policies[(rule_id, -1, port)] = base
-            self._report(base, rule)
-        if subset is None or subset[1].traffic_policy is None:
-            return base
-        key = (rule_id, subset[0], port)
-        policy = self._policies.get(key)
-        if policy is None:
-            policy = subset_override(
+            base = rule_policy_for_port(rule_policy, port)
+            self._base_policies[key] = base
+        policy = base
+        if subset is not None and subset[1].traffic_policy is not None:
+            subset_key = (base, subset[1].traffic_policy, subset[0], port)
+            policy = self._subset_policies.get(subset_key) or subset_override(
                 base, subset[1].traffic_policy, port=port, subset_path=f"spec.subsets[{subset[0]}]"
             )
-            self._policies[key] = policy
-            self._report(policy, rule)
+            self._subset_policies[subset_key] = policy
+        # Equal policies of different rules are reported for each rule; Notes drops repeats.
+        report_policy(policy, rule=rule, notes=self._notes)
         return policy
-
-    def _report(self, policy: ClusterPolicy, rule: RuleMatch | None) -> None:
-        report_policy(policy, rule=rule.rule if rule is not None else None, notes=self._notes)
 
     def _new_cluster(
         self,
         *,
         name: str,
         kind: int,
-        rule: RuleMatch | None,
+        rule: Rule | None,
         subset: tuple[int, Subset] | None,
         port: int,
         http2: bool,
@@ -221,7 +224,7 @@ class ClusterSet:
         return template
 
     def _service_cluster(
-        self, *, service: Service, port: ServicePort, rule: RuleMatch | None, subset: tuple[int, Subset] | None
+        self, *, service: Service, port: ServicePort, rule: Rule | None, subset: tuple[int, Subset] | None
     ) -> None:
         name = cluster_name(host=service.host, port=port.number, subset=subset[1].name if subset else None)
         if name in self.clusters:
@@ -257,7 +260,7 @@ class ClusterSet:
             self.assignments[name] = _assignment(name, selected)
         self.clusters[name] = cluster
 
-    def _orphan(self, *, name: str, rule: RuleMatch | None, subset: tuple[int, Subset] | None, port: int) -> None:
+    def _orphan(self, *, name: str, rule: Rule | None, subset: tuple[int, Subset] | None, port: int) -> None:
         self.clusters[name] = self._new_cluster(
             name=name, kind=cluster_pb2.Cluster.EDS, rule=rule, subset=subset, port=port, http2=False
         )
@@ -282,7 +285,7 @@ class ClusterSet:
                 self._notes.about(
                     service.origin,
                     path=f"spec.endpoints[{endpoint.index}].address",
-                    message=f"endpoint {endpoint.address!r} is not an IP address: STATIC resolution needs one; left out",
+                    message=f"endpoint {endpoint.address!r} is not an IP address (STATIC needs one): left out",
                     hint="use resolution: DNS for host names",
                 )
                 continue
@@ -358,9 +361,7 @@ def _lb_endpoint(endpoint: Endpoint, port: ServicePort) -> endpoint_components_p
     return lb
 
 
-def _assignment(
-    name: str, endpoints: list[endpoint_components_pb2.LbEndpoint]
-) -> endpoint_pb2.ClusterLoadAssignment:
+def _assignment(name: str, endpoints: list[endpoint_components_pb2.LbEndpoint]) -> endpoint_pb2.ClusterLoadAssignment:
     if not endpoints:
         return endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
     return endpoint_pb2.ClusterLoadAssignment(

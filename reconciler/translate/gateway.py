@@ -75,7 +75,9 @@ def build_gateway(
                 notes.about(
                     gateway,
                     path=path,
-                    message=f"HTTPS server on port {server.port.number}: TLS termination is not translated; no listener",
+                    message=(
+                        f"HTTPS server on port {server.port.number}: TLS termination is not translated, no listener"
+                    ),
                     hint="serve plain HTTP on this gateway for now, or terminate TLS in front of it",
                 )
             else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.model.config import Resource
+from reconciler.model.source import SourceInfo
 from reconciler.translate.registry import Origin
 from reconciler.validate.findings import Code, Finding, Severity, sort_findings
 
@@ -36,6 +37,7 @@ class Notes:
         severity: Severity = Severity.WARNING,
     ) -> None:
         """Record a finding about ``subject`` (a resource or a registry origin) at field ``path``."""
+        source: SourceInfo | None
         if isinstance(subject, Resource):
             kind, namespace, name = subject.kind.value, subject.namespace, subject.name
             source = subject.source

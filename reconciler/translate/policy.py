@@ -135,7 +135,9 @@ def subset_override(
     override = _top_level(subset_policy, path)
     return ClusterPolicy(
         load_balancer=override.load_balancer if override.load_balancer.value is not None else base.load_balancer,
-        connection_pool=override.connection_pool if override.connection_pool.value is not None else base.connection_pool,
+        connection_pool=override.connection_pool
+        if override.connection_pool.value is not None
+        else base.connection_pool,
         outlier_detection=(
             override.outlier_detection if override.outlier_detection.value is not None else base.outlier_detection
         ),

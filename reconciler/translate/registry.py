@@ -19,8 +19,8 @@ from reconciler.model.serviceentry import ServiceEntrySpec
 from reconciler.model.source import SourceInfo
 
 __all__ = [
-    "HTTP_PROTOCOLS",
     "HTTP2_PROTOCOLS",
+    "HTTP_PROTOCOLS",
     "Endpoint",
     "Origin",
     "Resolution",

@@ -10,6 +10,7 @@ route uses exists.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.common.fault.v3 import fault_pb2 as common_fault_pb2
@@ -19,7 +20,7 @@ from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import percent_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
 
-from reconciler.model.common import Percent, StringMatch
+from reconciler.model.common import HeaderName, Percent, StringMatch
 from reconciler.model.config import Resource
 from reconciler.model.hosts import resolve_host
 from reconciler.model.virtualservice import (
@@ -36,6 +37,7 @@ from reconciler.model.virtualservice import (
 )
 from reconciler.translate.clusters import ClusterSet
 from reconciler.translate.notes import Notes
+from reconciler.translate.registry import Service
 from reconciler.translate.scope import Scope
 
 __all__ = [
@@ -61,8 +63,8 @@ _NANOS_PER_SECOND = 10**9
 
 #: The status codes Go's ``http.StatusText`` knows: Istio treats exactly these ``retryOn`` parts as codes.
 _KNOWN_STATUS_CODES = frozenset(
-    [100, 101, 102, 103, *range(200, 209), 226, *range(300, 306), 307, 308, *range(400, 419)]
-    + [421, 422, 423, 424, 425, 426, 428, 429, 431, 451, *range(500, 509), 510, 511]
+    {100, 101, 102, 103, *range(200, 209), 226, *range(300, 306), 307, 308, *range(400, 419)}
+    | {421, 422, 423, 424, 425, 426, 428, 429, 431, 451, *range(500, 509), 510, 511}
 )
 _REDIRECT_CODES: Mapping[int, int] = {
     301: rc.RedirectAction.MOVED_PERMANENTLY,
@@ -189,7 +191,7 @@ def _internal(name: str) -> bool:
     return name.startswith(":") or name.lower() == "host"
 
 
-def _authority(values: Mapping[str, str] | None) -> str:
+def _authority(values: Mapping[HeaderName, str] | None) -> str:
     found = ""
     for name, value in (values or {}).items():
         if name.lower() in (":authority", "host"):
@@ -197,7 +199,7 @@ def _authority(values: Mapping[str, str] | None) -> str:
     return found
 
 
-def _header_values(values: Mapping[str, str] | None, *, append: bool) -> list[base_pb2.HeaderValueOption]:
+def _header_values(values: Mapping[HeaderName, str] | None, *, append: bool) -> list[base_pb2.HeaderValueOption]:
     action = (
         base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
         if append
@@ -387,13 +389,17 @@ class RouteBuilder:
                     weight.host_rewrite_literal = ops.authority
 
     def _cluster(self, vs: Resource[VirtualServiceSpec], destination: Destination, *, port: int, path: str) -> str:
-        """Istio's ``GetDestinationCluster``: explicit port, else the service's only port, else the listener's."""
+        """The cluster a destination names; its port as in Istio's ``GetDestinationCluster``, refined.
+
+        An explicit port wins; else the service's only port; else the listener's port when
+        the service has it (Istio's rule); else the service's only HTTP port; else the
+        listener's port (a service outside the registry, or ambiguity validation reports).
+        """
         host = resolve_host(destination.host, vs.namespace)
         if destination.port is not None and destination.port.number is not None:
             number = int(destination.port.number)
         else:
-            service = self._scope.service(host)
-            number = service.ports[0].number if service is not None and len(service.ports) == 1 else port
+            number = _default_destination_port(self._scope.service(host), listener_port=port)
         return self._clusters.ensure(host=host, port=number, subset=destination.subset, referrer=vs, path=path)
 
     def _redirect(self, out: rc.Route, redirect: HTTPRedirect, *, vs: Resource[VirtualServiceSpec], path: str) -> None:
@@ -463,6 +469,18 @@ class RouteBuilder:
         return out
 
 
+def _default_destination_port(service: Service | None, *, listener_port: int) -> int:
+    if service is None:
+        return listener_port
+    ports = service.ports
+    if len(ports) == 1:
+        return ports[0].number
+    if any(port.number == listener_port for port in ports):
+        return listener_port
+    http_ports = [port for port in ports if port.is_http]
+    return http_ports[0].number if len(http_ports) == 1 else listener_port
+
+
 def _route_match(match: HTTPMatchRequest | None) -> rc.RouteMatch:
     """Istio's ``TranslateRouteMatch``: URI → path specifier, headers sorted by name, method as ``:method``."""
     out = rc.RouteMatch(prefix="/")
@@ -496,4 +514,3 @@ def _query_matchers(params: Iterable[tuple[str, StringMatch]]) -> list[rc.QueryP
         else:
             matchers.append(rc.QueryParameterMatcher(name=name, string_match=_string_matcher(value)))
     return matchers
-

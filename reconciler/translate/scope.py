@@ -9,8 +9,6 @@ memoised for the life of one :class:`Scope`, which lives for one ``translate`` c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-
 from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.destinationrule import DestinationRuleSpec, Subset
 from reconciler.model.gateway import GatewaySpec
@@ -18,7 +16,7 @@ from reconciler.model.hosts import exported_to, gateway_ref, host_matches, resol
 from reconciler.model.virtualservice import VirtualServiceSpec
 from reconciler.translate.registry import Service, ServiceRegistry
 
-__all__ = ["ROOT_NAMESPACE", "RuleMatch", "Scope", "selects"]
+__all__ = ["ROOT_NAMESPACE", "Scope", "find_subset", "selects"]
 
 #: Istio's config root namespace: rules there are the mesh-wide fallback.
 ROOT_NAMESPACE = "istio-system"
@@ -29,12 +27,12 @@ def selects(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bo
     return all(labels.get(key) == value for key, value in (selector or {}).items())
 
 
-@dataclass(frozen=True, slots=True)
-class RuleMatch:
-    """The DestinationRule that governs a host for this proxy, and its subsets by name."""
-
-    rule: Resource[DestinationRuleSpec]
-    subsets: Mapping[str, tuple[int, Subset]]
+def find_subset(rule: Resource[DestinationRuleSpec], name: str) -> tuple[int, Subset] | None:
+    """The first subset of ``rule`` named ``name``, with its index (for field paths)."""
+    for index, subset in enumerate(rule.spec.subsets):
+        if subset.name == name:
+            return index, subset
+    return None
 
 
 class Scope:
@@ -53,7 +51,7 @@ class Scope:
         self.namespace = namespace
         self.labels = labels
         self._services: dict[str, Service | None] = {}
-        self._rules: dict[tuple[str, str], RuleMatch | None] = {}
+        self._rules: dict[tuple[str, str], Resource[DestinationRuleSpec] | None] = {}
         exact: dict[str, list[tuple[int, Resource[DestinationRuleSpec], str]]] = {}
         wildcard: list[tuple[int, Resource[DestinationRuleSpec], str]] = []
         for index, rule in enumerate(config.destination_rules):
@@ -103,7 +101,9 @@ class Scope:
             return rule.namespace == self.namespace and selects(selector.match_labels, self.labels)
         return exported_to(rule.spec.export_to, owner_namespace=rule.namespace, consumer_namespace=self.namespace)
 
-    def destination_rule(self, host: str, *, service_namespace: str | None = None) -> RuleMatch | None:
+    def destination_rule(
+        self, host: str, *, service_namespace: str | None = None
+    ) -> Resource[DestinationRuleSpec] | None:
         """The DestinationRule for ``host``, chosen like Istio.
 
         Rules from the proxy's namespace win, then the service's namespace, then the root
@@ -116,11 +116,9 @@ class Scope:
             return self._rules[key]
         candidates = list(self._exact_rules.get(host, ()))
         candidates.extend(entry for entry in self._wildcard_rules if host_matches(entry[2], host))
-        best: RuleMatch | None = None
+        best: Resource[DestinationRuleSpec] | None = None
         if candidates:
-            _, rule, _ = min(candidates, key=lambda entry: self._rule_rank(entry, service_namespace))
-            subsets = {subset.name: (index, subset) for index, subset in reversed(list(enumerate(rule.spec.subsets)))}
-            best = RuleMatch(rule=rule, subsets=subsets)
+            _, best, _ = min(candidates, key=lambda entry: self._rule_rank(entry, service_namespace))
         self._rules[key] = best
         return best
 

@@ -151,7 +151,9 @@ def build_sidecar(
         http_ports = [p for p in service.ports if p.is_http]
         if not http_ports:
             continue
-        matched = next(((pattern, vs) for pattern, (_, vs) in wildcard_order if host_matches(pattern, service.host)), None)
+        matched = next(
+            ((pattern, vs) for pattern, (_, vs) in wildcard_order if host_matches(pattern, service.host)), None
+        )
         default = _default_port(http_ports)
         for service_port in http_ports:
             if matched is not None:

@@ -46,8 +46,8 @@ def test_a_push_to_another_branch_is_ignored_and_sigterm_stops_the_daemon_cleanl
 
     code, body = daemon.push_webhook(after="0" * 40, secret=secret, ref="refs/heads/feature")
 
-    assert code == 202
-    assert body["ref"] == "refs/heads/feature"
+    assert code == 200
+    assert body == {"accepted": False, "ref": "refs/heads/feature", "reason": "BranchNotFollowed"}
     assert '"event": "daemon.push_ignored"' in daemon.log_path.read_text()
     assert daemon.status()["lastAttempt"] == attempted
     assert daemon.stop() == 0

@@ -155,19 +155,25 @@ def test_unreadable_or_empty_secret_file_is_a_usage_error(tmp_path: Path) -> Non
 
 
 class _Recorder:
-    def __init__(self) -> None:
-        self.events: list[PushEvent | None] = []
+    """Records every trigger call; with ``follows`` set, declines pushes to other branches."""
 
-    def __call__(self, event: PushEvent | None) -> None:
+    def __init__(self, follows: str | None = None) -> None:
+        self.events: list[PushEvent | None] = []
+        self.follows = follows
+
+    def __call__(self, event: PushEvent | None) -> bool:
         self.events.append(event)
+        return self.follows is None or event is None or event.branch == self.follows
 
 
 Scenario = Callable[[TestClient[web.Request, web.Application], _Recorder], Awaitable[None]]
 
 
-def _run(scenario: Scenario, *, secret: bytes | None = SECRET, max_body_bytes: int = 1 << 20) -> _Recorder:
+def _run(
+    scenario: Scenario, *, secret: bytes | None = SECRET, max_body_bytes: int = 1 << 20, follows: str | None = None
+) -> _Recorder:
     """Serve the webhook routes on a loopback TestServer and run ``scenario`` against it."""
-    recorder = _Recorder()
+    recorder = _Recorder(follows)
 
     async def main() -> None:
         app = web.Application()
@@ -260,6 +266,18 @@ def test_push_to_another_branch_is_passed_to_the_trigger() -> None:
     events = _run(scenario).events
 
     assert [event.branch for event in events if event is not None] == ["feature"]
+
+
+def test_push_the_trigger_declines_is_answered_as_not_accepted() -> None:
+    body = json.dumps({"ref": "refs/heads/feature", "after": SHA}).encode()
+
+    async def scenario(client: TestClient[web.Request, web.Application], recorder: _Recorder) -> None:
+        response = await client.post("/hooks/git", data=body, headers=_github_headers(body))
+        assert response.status == 200
+        payload = await _json(response)
+        assert payload == {"accepted": False, "ref": "refs/heads/feature", "reason": "BranchNotFollowed"}
+
+    _run(scenario, follows="main")
 
 
 def test_signed_but_malformed_push_gets_400() -> None:
