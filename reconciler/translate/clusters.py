@@ -153,7 +153,7 @@ class ClusterSet:
 
     # -- building ----------------------------------------------------------------------
 
-    def _policy(self, rule: Rule | None, subset: tuple[int, Subset] | None, port: int) -> ClusterPolicy:
+    def _policy(self, *, rule: Rule | None, subset: tuple[int, Subset] | None, port: int) -> ClusterPolicy:
         """The merged policy, shared by every cluster whose rule (and subset) reads the same.
 
         Memoised by value, not by rule: meshes repeat the same few policies across many
@@ -191,7 +191,7 @@ class ClusterSet:
         Clusters sharing kind and policy are copies of one template: copying a message is
         much cheaper than building it field by field, and a mesh has few distinct policies.
         """
-        policy = self._policy(rule, subset, port)
+        policy = self._policy(rule=rule, subset=subset, port=port)
         # Fast path by identity (policies are memoised), then by value: rules written alike share a template.
         template = self._templates_by_id.get((kind, id(policy), http2))
         if template is None:
@@ -362,8 +362,8 @@ def _lb_endpoint(endpoint: Endpoint, port: ServicePort) -> endpoint_components_p
 
 
 def _assignment(name: str, endpoints: list[endpoint_components_pb2.LbEndpoint]) -> endpoint_pb2.ClusterLoadAssignment:
-    if not endpoints:
-        return endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
-    return endpoint_pb2.ClusterLoadAssignment(
-        cluster_name=name, endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=endpoints)]
-    )
+    assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+    if endpoints:
+        # Filled in place: building the locality first and assigning it would copy every endpoint twice.
+        assignment.endpoints.add().lb_endpoints.extend(endpoints)
+    return assignment

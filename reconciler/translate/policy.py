@@ -85,7 +85,7 @@ def _top_level(policy: TrafficPolicy, path: str) -> ClusterPolicy:
     )
 
 
-def _port_level(policy: TrafficPolicy, port: int, path: str) -> ClusterPolicy | None:
+def _port_level(policy: TrafficPolicy, port: int, *, path: str) -> ClusterPolicy | None:
     for index, settings in enumerate(policy.port_level_settings):
         if settings.port is not None and settings.port.number == port:
             return _from_port_settings(settings, f"{path}.portLevelSettings[{index}]")
@@ -119,7 +119,7 @@ def rule_policy_for_port(rule_policy: TrafficPolicy | None, port: int) -> Cluste
     """Step 1: the rule's policy for ``port`` (its port-level entry, else its top level)."""
     if rule_policy is None:
         return _NO_POLICY
-    return _port_level(rule_policy, port, "spec.trafficPolicy") or _top_level(rule_policy, "spec.trafficPolicy")
+    return _port_level(rule_policy, port, path="spec.trafficPolicy") or _top_level(rule_policy, "spec.trafficPolicy")
 
 
 def subset_override(
@@ -129,7 +129,7 @@ def subset_override(
     if subset_policy is None:
         return base
     path = f"{subset_path}.trafficPolicy"
-    port_level = _port_level(subset_policy, port, path)
+    port_level = _port_level(subset_policy, port, path=path)
     if port_level is not None:
         return port_level
     override = _top_level(subset_policy, path)

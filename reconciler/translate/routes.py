@@ -238,7 +238,7 @@ class RouteBuilder:
             matches: Sequence[HTTPMatchRequest | None] = http.match or (None,)
             done = False
             for match in matches:
-                route = self._route(vs, http, match, path=path, port=listener_port)
+                route = self._route(vs, http=http, match=match, path=path, port=listener_port)
                 out.append(route)
                 if match is None or is_catch_all(route):
                     done = True
@@ -253,9 +253,9 @@ class RouteBuilder:
     def _route(
         self,
         vs: Resource[VirtualServiceSpec],
+        *,
         http: HTTPRoute,
         match: HTTPMatchRequest | None,
-        *,
         path: str,
         port: int,
     ) -> rc.Route:
@@ -279,7 +279,7 @@ class RouteBuilder:
             if response.body is not None and response.body.string is not None:
                 out.direct_response.body.inline_string = response.body.string
         else:
-            self._forward(out, vs, http, authority=authority, path=path, port=port)
+            self._forward(out, vs=vs, http=http, authority=authority, path=path, port=port)
         if http.fault is not None:
             fault = self._fault(http.fault, vs=vs, path=f"{path}.fault")
             if fault is not None:
@@ -289,9 +289,9 @@ class RouteBuilder:
     def _forward(
         self,
         out: rc.Route,
+        *,
         vs: Resource[VirtualServiceSpec],
         http: HTTPRoute,
-        *,
         authority: str,
         path: str,
         port: int,
@@ -324,7 +324,7 @@ class RouteBuilder:
                 runtime_fraction=base_pb2.RuntimeFractionalPercent(default_value=fraction),
                 trace_sampled=wrappers_pb2.BoolValue(value=False),
             )
-        self._destinations(out, vs, http.route, path=path, port=port)
+        self._destinations(out, vs=vs, destinations=http.route, path=path, port=port)
         retries = http.retries
         if retries not in self._retries:
             self._retries[retries] = retry_policy(retries)
@@ -335,9 +335,9 @@ class RouteBuilder:
     def _destinations(
         self,
         out: rc.Route,
+        *,
         vs: Resource[VirtualServiceSpec],
         destinations: Sequence[HTTPRouteDestination],
-        *,
         path: str,
         port: int,
     ) -> None:

@@ -9,6 +9,7 @@ memoised for the life of one :class:`Scope`, which lives for one ``translate`` c
 from __future__ import annotations
 
 from collections.abc import Mapping
+
 from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.destinationrule import DestinationRuleSpec, Subset
 from reconciler.model.gateway import GatewaySpec

@@ -64,6 +64,7 @@ class _TypeState:
     acked: _Response | None = None
     answered: bool = False  # the proxy has ACKed or NACKed ``sent``
     rejected: bool = False  # ...and it was a NACK
+    resend: bool = False  # the proxy asked again for what it has: answer even if nothing changed
 
     def in_flight_or_held(self) -> Mapping[str, Message]:
         """What the proxy holds or is about to hold: the latest response unless it was rejected."""
@@ -98,6 +99,11 @@ class AdsSession:
                 return []
             if not state.answered:
                 self._answer(type_url, state=state, request=request)
+            elif not state.rejected:
+                # The latest response was answered already, so this is Envoy asking again: a cluster
+                # (or listener) updated in place is warming and needs its endpoints (routes) resent,
+                # changed or not (xDS protocol, "Resource warming").
+                state.resend = True
         else:
             # A request without a nonce opens (or reopens) the subscription and must be answered.
             state.sent = None
@@ -136,11 +142,23 @@ class AdsSession:
             if not state.subscribed:
                 continue
             version, resources = self._desired(snapshot, type_url=type_url, retained=retained)
-            if self._should_send(type_url, state=state, version=version, resources=resources):
+            if type_url == ROUTE and not self._clusters_warm(resources):
+                # Make-before-break: routes to a cluster Envoy is still warming would answer 503 (NC).
+                # Envoy ACKs CDS only once its new clusters are warm; the routes go out then.
+                continue
+            if (state.resend and resources) or self._should_send(
+                type_url, state=state, version=version, resources=resources
+            ):
                 responses.append(self._respond(type_url, state=state, version=version, resources=resources))
         if self._fully_acked(snapshot):
             self._connection.record_snapshot_acked(snapshot.version)
         return responses
+
+    def _clusters_warm(self, routes: Mapping[str, Message]) -> bool:
+        """Whether every cluster ``routes`` use was in a CDS response the proxy ACKed (so is warm)."""
+        acked = self._types[CLUSTER].acked
+        warm = acked.resources.keys() if acked is not None else frozenset()
+        return clusters_referenced_by_routes(routes.values()) <= warm
 
     def _retained_clusters(self, snapshot: Snapshot) -> Mapping[str, Message]:
         """Clusters gone from the snapshot that routes the proxy holds (or is being sent) still use."""
@@ -195,6 +213,7 @@ class AdsSession:
         state.sent = _Response(version=version, nonce=nonce, resources=MappingProxyType(dict(resources)))
         state.answered = False
         state.rejected = False
+        state.resend = False
         response = discovery_pb2.DiscoveryResponse(version_info=version, type_url=type_url, nonce=nonce)
         for resource in resources.values():
             response.resources.add().Pack(resource)

@@ -170,9 +170,6 @@ class Upstreams:
             "SHADOW_PORT": self.shadow.port,
         }
 
-    def all(self) -> tuple[UpstreamServer, ...]:
-        return (self.v1, self.v2, self.v3, self.slow, self.flaky, self.shadow)
-
 
 @contextlib.contextmanager
 def running_upstreams() -> Iterator[Upstreams]:

@@ -456,3 +456,67 @@ def test_stopping_the_server_disconnects_every_proxy(ads) -> None:
             assert await env.cache.wait_until(lambda statuses: not statuses, timeout=5)
 
     ads.run(scenario)
+
+
+def test_routes_naming_new_clusters_wait_until_those_clusters_are_acked(ads) -> None:
+    before = Snapshot.build(
+        clusters=[cluster("a")],
+        endpoints=[assignment("a")],
+        listeners=[listener("http", route_name="main")],
+        routes=[route("main", weights={"a": 1})],
+    )
+    after = Snapshot.build(
+        clusters=[cluster("a"), cluster("b")],
+        endpoints=[assignment("a"), assignment("b")],
+        listeners=[listener("http", route_name="main")],
+        routes=[route("main", weights={"a": 1, "b": 1})],
+    )
+
+    async def scenario(env) -> None:
+        env.publish(before)
+        async with env.stream() as stream:
+            await stream.ack(await stream.request(CLUSTER))
+            endpoints = await stream.request(ENDPOINT, names=["a"])
+            await stream.ack(endpoints, names=["a"])
+            await stream.ack(await stream.request(LISTENER))
+            await stream.ack(await stream.request(ROUTE, names=["main"]), names=["main"])
+            await env.status_where("node-1", lambda s: s.acked_snapshot_version == before.version)
+
+            env.publish(after)
+            clusters = await stream.recv()
+            pushed = await stream.recv()  # the EDS version changed, so the subscribed names come again
+            # Like Envoy warming cluster b: ask for its endpoints before ACKing the clusters.
+            await stream.ack(pushed, names=["a", "b"])
+            warming = await stream.recv()
+            held = env.cache.status("node-1")
+            await stream.ack(clusters)
+            routes = await stream.recv()
+
+        assert [r.type_url for r in (clusters, pushed, warming, routes)] == [CLUSTER, ENDPOINT, ENDPOINT, ROUTE]
+        assert names_in(warming) == {"a", "b"}
+        assert held is not None
+        assert held.types[ROUTE].version_sent == before.version_of(ROUTE)
+        assert routes.version_info == after.version_of(ROUTE)
+
+    ads.run(scenario)
+
+
+def test_request_repeating_an_answered_nonce_is_answered_again(ads) -> None:
+    snapshot = full_snapshot(weights={"a": 1})
+
+    async def scenario(env) -> None:
+        env.publish(snapshot)
+        async with env.stream() as stream:
+            await stream.ack(await stream.request(CLUSTER))
+            endpoints = await stream.request(ENDPOINT, names=["a"])
+            await stream.ack(endpoints, names=["a"])
+            await env.status_where("node-1", lambda s: s.types[ENDPOINT].state is SyncState.SYNCED)
+            # Envoy re-asks with the last nonce when a cluster updated in place warms again.
+            await stream.ack(endpoints, names=["a"])
+            again = await stream.recv()
+
+        assert again.type_url == ENDPOINT
+        assert names_in(again) == {"a"}
+        assert again.nonce != endpoints.nonce
+
+    ads.run(scenario)

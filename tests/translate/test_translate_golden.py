@@ -3,7 +3,7 @@
 A change in translation shows up as a readable JSON diff. When the change is intended,
 rewrite the files and review the diff like code::
 
-    UPDATE_GOLDEN=1 .venv/bin/pytest tests/translate/test_golden.py
+    UPDATE_GOLDEN=1 .venv/bin/pytest tests/translate/test_translate_golden.py
 """
 
 from __future__ import annotations
