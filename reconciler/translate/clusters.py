@@ -116,39 +116,27 @@ class ClusterSet:
             return name
         service = self._scope.service(host)
         rule = self._scope.destination_rule(host, service_namespace=service.namespace if service else None)
-        subset_entry: tuple[int, Subset] | None = None
-        if subset:
-            subset_entry = find_subset(rule, subset) if rule is not None else None
-            if subset_entry is None:
-                self._notes.about(
-                    referrer,
-                    path=path,
-                    message=f"subset {subset!r} of {host} is not defined by a DestinationRule: {name} has no endpoints",
-                    hint="add the subset to the host's DestinationRule",
-                )
-                self._orphan(name=name, rule=rule, subset=None, port=port)
-                return name
-        if service is None:
-            self._notes.about(
-                referrer,
-                path=path,
-                message=f"{host} is not in the service registry: {name} has no endpoints until it is",
-                hint="add a ServiceEntry for the host (Kubernetes services are not read yet)",
+        subset_entry = find_subset(rule, subset) if subset and rule is not None else None
+        service_port = service.port(port) if service is not None else None
+        if subset and subset_entry is None:
+            problem = (
+                f"subset {subset!r} of {host} is not defined by a DestinationRule",
+                "add the subset to the host's DestinationRule",
             )
-            self._orphan(name=name, rule=rule, subset=subset_entry, port=port)
-            return name
-        service_port = service.port(port)
-        if service_port is None:
+        elif service is None:
+            problem = (
+                f"{host} is not in the service registry",
+                "add a ServiceEntry for the host (Kubernetes services are not read yet)",
+            )
+        elif service_port is None:
             known = ", ".join(str(p.number) for p in service.ports) or "none"
-            self._notes.about(
-                referrer,
-                path=path,
-                message=f"{host} has no port {port} (ports: {known}): {name} has no endpoints",
-                hint="route to one of the service's ports",
-            )
-            self._orphan(name=name, rule=rule, subset=subset_entry, port=port)
+            problem = (f"{host} has no port {port} (ports: {known})", "route to one of the service's ports")
+        else:
+            self._service_cluster(service=service, port=service_port, rule=rule, subset=subset_entry)
             return name
-        self._service_cluster(service=service, port=service_port, rule=rule, subset=subset_entry)
+        message, hint = problem
+        self._notes.about(referrer, path=path, message=f"{message}: {name} has no endpoints", hint=hint)
+        self._orphan(name=name, rule=rule, subset=subset_entry, port=port)
         return name
 
     # -- building ----------------------------------------------------------------------

@@ -76,7 +76,8 @@ class ClusterPolicy:
 _NO_POLICY = ClusterPolicy()
 
 
-def _top_level(policy: TrafficPolicy, path: str) -> ClusterPolicy:
+def _components(policy: TrafficPolicy | PortTrafficPolicy, path: str) -> ClusterPolicy:
+    """The four components of a policy (top-level or port-level, which share them) with their paths."""
     return ClusterPolicy(
         load_balancer=_Part(policy.load_balancer, f"{path}.loadBalancer"),
         connection_pool=_Part(policy.connection_pool, f"{path}.connectionPool"),
@@ -88,17 +89,8 @@ def _top_level(policy: TrafficPolicy, path: str) -> ClusterPolicy:
 def _port_level(policy: TrafficPolicy, port: int, *, path: str) -> ClusterPolicy | None:
     for index, settings in enumerate(policy.port_level_settings):
         if settings.port is not None and settings.port.number == port:
-            return _from_port_settings(settings, f"{path}.portLevelSettings[{index}]")
+            return _components(settings, f"{path}.portLevelSettings[{index}]")
     return None
-
-
-def _from_port_settings(settings: PortTrafficPolicy, path: str) -> ClusterPolicy:
-    return ClusterPolicy(
-        load_balancer=_Part(settings.load_balancer, f"{path}.loadBalancer"),
-        connection_pool=_Part(settings.connection_pool, f"{path}.connectionPool"),
-        outlier_detection=_Part(settings.outlier_detection, f"{path}.outlierDetection"),
-        tls=_Part(settings.tls, f"{path}.tls"),
-    )
 
 
 def cluster_policy(
@@ -119,7 +111,7 @@ def rule_policy_for_port(rule_policy: TrafficPolicy | None, port: int) -> Cluste
     """Step 1: the rule's policy for ``port`` (its port-level entry, else its top level)."""
     if rule_policy is None:
         return _NO_POLICY
-    return _port_level(rule_policy, port, path="spec.trafficPolicy") or _top_level(rule_policy, "spec.trafficPolicy")
+    return _port_level(rule_policy, port, path="spec.trafficPolicy") or _components(rule_policy, "spec.trafficPolicy")
 
 
 def subset_override(
@@ -132,7 +124,7 @@ def subset_override(
     port_level = _port_level(subset_policy, port, path=path)
     if port_level is not None:
         return port_level
-    override = _top_level(subset_policy, path)
+    override = _components(subset_policy, path)
     return ClusterPolicy(
         load_balancer=override.load_balancer if override.load_balancer.value is not None else base.load_balancer,
         connection_pool=override.connection_pool

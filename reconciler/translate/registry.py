@@ -82,6 +82,7 @@ class ServicePort:
 
     @property
     def is_http2(self) -> bool:
+        """True when the port speaks HTTP/2 to its endpoints (HTTP2, gRPC)."""
         return self.protocol in HTTP2_PROTOCOLS
 
 

@@ -44,7 +44,6 @@ __all__ = [
     "DEFAULT_RETRY_ON",
     "FAULT_FILTER",
     "RouteBuilder",
-    "default_route",
     "is_catch_all",
     "retry_policy",
 ]
@@ -159,15 +158,6 @@ def retry_policy(retries: HTTPRetry | None) -> rc.RetryPolicy | None:
     return policy
 
 
-def default_route(cluster: str) -> rc.Route:
-    """The route of a service without VirtualService: everything to its default cluster, Istio's defaults."""
-    action = rc.RouteAction(cluster=cluster, timeout=duration_pb2.Duration())
-    policy = retry_policy(None)
-    assert policy is not None
-    action.retry_policy.CopyFrom(policy)
-    return rc.Route(name="default", match=rc.RouteMatch(prefix="/"), route=action)
-
-
 class _HeaderOps:
     """Istio's ``TranslateHeadersOperations``: set → overwrite, add → append, Host/`:` headers special."""
 
@@ -184,6 +174,13 @@ class _HeaderOps:
         self.response_add = _header_values(response.set, append=False) + _header_values(response.add, append=True)
         self.request_remove = [name for name in request.remove if not _internal(name)]
         self.response_remove = [name for name in response.remove if not _internal(name)]
+
+    def apply(self, target: rc.Route | rc.WeightedCluster.ClusterWeight) -> None:
+        """Append the header changes to a route or a weighted cluster (both name the fields alike)."""
+        target.request_headers_to_add.extend(self.request_add)
+        target.request_headers_to_remove.extend(self.request_remove)
+        target.response_headers_to_add.extend(self.response_add)
+        target.response_headers_to_remove.extend(self.response_remove)
 
 
 def _internal(name: str) -> bool:
@@ -223,6 +220,20 @@ class RouteBuilder:
         # of its hosts in a row, and a full cache would keep every route alive to the end.
         self._last: tuple[tuple[int, int], list[rc.Route]] | None = None
         self._retries: dict[HTTPRetry | None, rc.RetryPolicy | None] = {}
+
+    def default_route(self, cluster: str) -> rc.Route:
+        """The route of a service without VirtualService: everything to its default cluster, Istio's defaults."""
+        action = rc.RouteAction(cluster=cluster, timeout=duration_pb2.Duration())
+        policy = self._retry_policy(None)
+        assert policy is not None
+        action.retry_policy.CopyFrom(policy)
+        return rc.Route(name="default", match=rc.RouteMatch(prefix="/"), route=action)
+
+    def _retry_policy(self, retries: HTTPRetry | None) -> rc.RetryPolicy | None:
+        """:func:`retry_policy`, built once per distinct setting (most rules share Istio's default)."""
+        if retries not in self._retries:
+            self._retries[retries] = retry_policy(retries)
+        return self._retries[retries]
 
     def routes(self, vs: Resource[VirtualServiceSpec], *, listener_port: int) -> list[rc.Route]:
         """Envoy routes for every HTTP rule of ``vs``; destinations without a port default to ``listener_port``.
@@ -266,10 +277,7 @@ class RouteBuilder:
         authority = ""
         if http.headers is not None:
             ops = _HeaderOps(http.headers)
-            out.request_headers_to_add.extend(ops.request_add)
-            out.request_headers_to_remove.extend(ops.request_remove)
-            out.response_headers_to_add.extend(ops.response_add)
-            out.response_headers_to_remove.extend(ops.response_remove)
+            ops.apply(out)
             authority = ops.authority
         if http.redirect is not None:
             self._redirect(out, http.redirect, vs=vs, path=f"{path}.redirect")
@@ -325,10 +333,7 @@ class RouteBuilder:
                 trace_sampled=wrappers_pb2.BoolValue(value=False),
             )
         self._destinations(out, vs=vs, destinations=http.route, path=path, port=port)
-        retries = http.retries
-        if retries not in self._retries:
-            self._retries[retries] = retry_policy(retries)
-        policy = self._retries[retries]
+        policy = self._retry_policy(http.retries)
         if policy is not None:
             action.retry_policy.CopyFrom(policy)
 
@@ -360,10 +365,8 @@ class RouteBuilder:
             action.cluster = self._cluster(vs, dst.destination, port=port, path=f"{path}.route[{index}].destination")
             if dst.headers is not None:
                 ops = _HeaderOps(dst.headers)
-                out.request_headers_to_add.extend(ops.request_add)
-                out.request_headers_to_remove.extend(ops.request_remove)
-                out.response_headers_to_add.extend(ops.response_add)
-                out.response_headers_to_remove.extend(ops.response_remove)
+                ops.apply(out)
+                # The rule's own rewrite wins over a destination's, as in Istio.
                 if ops.authority and not action.host_rewrite_literal:
                     action.host_rewrite_literal = ops.authority
             return
@@ -381,10 +384,7 @@ class RouteBuilder:
             )
             if dst.headers is not None:
                 ops = _HeaderOps(dst.headers)
-                weight.request_headers_to_add.extend(ops.request_add)
-                weight.request_headers_to_remove.extend(ops.request_remove)
-                weight.response_headers_to_add.extend(ops.response_add)
-                weight.response_headers_to_remove.extend(ops.response_remove)
+                ops.apply(weight)
                 if ops.authority:
                     weight.host_rewrite_literal = ops.authority
 

@@ -14,7 +14,8 @@ registry are served on port 80, like Istio's hosts outside the registry.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
@@ -32,8 +33,8 @@ from reconciler.translate.names import (
     virtual_host_name,
 )
 from reconciler.translate.notes import Notes
-from reconciler.translate.registry import ServicePort
-from reconciler.translate.routes import RouteBuilder, default_route
+from reconciler.translate.registry import Service, ServicePort
+from reconciler.translate.routes import RouteBuilder
 from reconciler.translate.scope import Scope
 
 __all__ = ["MAX_DIRECT_RESPONSE_BODY_BYTES", "VirtualHosts", "build_sidecar", "report_l4_routes"]
@@ -62,6 +63,7 @@ class VirtualHosts:
         self._domains: set[str] = set()
 
     def add(self, *, name: str, domains: Sequence[str], routes: Sequence[route_components_pb2.Route]) -> None:
+        """Add a virtual host with the domains nobody has yet; none left (or name taken): nothing added."""
         if name in self.by_name:
             return
         fresh = []
@@ -76,6 +78,7 @@ class VirtualHosts:
         )
 
     def sorted(self) -> list[route_components_pb2.VirtualHost]:
+        """The virtual hosts by name (Envoy's matching does not depend on their order; the diff does)."""
         return [self.by_name[name] for name in sorted(self.by_name)]
 
 
@@ -128,46 +131,27 @@ def build_sidecar(
                 routes=routes.routes(vs, listener_port=DEFAULT_HTTP_PORT),
             )
             continue
-        http_ports = [p for p in service.ports if p.is_http]
-        if not http_ports:
+        if not any(p.is_http for p in service.ports):
             notes.about(
                 vs,
                 path="spec.http",
                 message=f"{host} has no HTTP port: its HTTP rules are not used (TCP routing is not translated)",
             )
             continue
-        default = _default_port(http_ports)
-        for service_port in http_ports:
-            vhosts.add(
-                name=virtual_host_name(host, service_port.number),
-                domains=_domains(host, service_port.number, bare=service_port.number == default, namespace=namespace),
-                routes=routes.routes(vs, listener_port=service_port.number),
-            )
+        _add_service(vhosts, service, namespace=namespace, routes_for=partial(routes.routes, vs))
 
     used_wildcards: set[str] = set()
     for service in scope.services():
         if service.host in exact:
             continue
-        http_ports = [p for p in service.ports if p.is_http]
-        if not http_ports:
-            continue
         matched = next(
             ((pattern, vs) for pattern, (_, vs) in wildcard_order if host_matches(pattern, service.host)), None
         )
-        default = _default_port(http_ports)
-        for service_port in http_ports:
-            if matched is not None:
-                used_wildcards.add(matched[0])
-                service_routes = routes.routes(matched[1], listener_port=service_port.number)
-            else:
-                service_routes = [default_route(cluster_name(host=service.host, port=service_port.number))]
-            vhosts.add(
-                name=virtual_host_name(service.host, service_port.number),
-                domains=_domains(
-                    service.host, service_port.number, bare=service_port.number == default, namespace=namespace
-                ),
-                routes=service_routes,
-            )
+        if matched is not None:
+            used_wildcards.add(matched[0])
+            _add_service(vhosts, service, namespace=namespace, routes_for=partial(routes.routes, matched[1]))
+        else:
+            _add_service(vhosts, service, namespace=namespace, routes_for=partial(_default_routes, routes, service))
     for pattern, (_, vs) in wildcard_order:
         # Istio serves a wildcard host as written only when it matched no service in the registry.
         if pattern not in used_wildcards:
@@ -184,6 +168,27 @@ def build_sidecar(
         max_direct_response_body_size_bytes=wrappers_pb2.UInt32Value(value=MAX_DIRECT_RESPONSE_BODY_BYTES),
     )
     return http_listener(port=port, route_name=route_name, edge=False), config
+
+
+_RoutesFor = Callable[..., list[route_components_pb2.Route]]
+
+
+def _add_service(vhosts: VirtualHosts, service: Service, *, namespace: str, routes_for: _RoutesFor) -> None:
+    """A virtual host per HTTP port of ``service``; ``routes_for(listener_port=N)`` gives each one's routes."""
+    http_ports = [port for port in service.ports if port.is_http]
+    if not http_ports:
+        return
+    default = _default_port(http_ports)
+    for port in http_ports:
+        vhosts.add(
+            name=virtual_host_name(service.host, port.number),
+            domains=_domains(service.host, port.number, bare=port.number == default, namespace=namespace),
+            routes=routes_for(listener_port=port.number),
+        )
+
+
+def _default_routes(routes: RouteBuilder, service: Service, *, listener_port: int) -> list[route_components_pb2.Route]:
+    return [routes.default_route(cluster_name(host=service.host, port=listener_port))]
 
 
 def _default_port(ports: Sequence[ServicePort]) -> int:

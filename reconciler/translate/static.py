@@ -8,6 +8,7 @@ RouteConfiguration inline. What Envoy accepts here it accepts over ADS.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from envoy.config.bootstrap.v3 import bootstrap_pb2
@@ -18,6 +19,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 
 from reconciler.errors import TranslationError
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot
@@ -66,7 +68,7 @@ def static_bootstrap(
     return MessageToDict(bootstrap, preserving_proto_field_name=True)
 
 
-def _inline_routes(listener: listener_pb2.Listener, routes: Any) -> None:
+def _inline_routes(listener: listener_pb2.Listener, routes: Mapping[str, Message]) -> None:
     for chain in listener.filter_chains:
         for network_filter in chain.filters:
             if network_filter.typed_config.type_url != _HCM_TYPE:
