@@ -31,6 +31,7 @@ Examples:
 """
 
 _TYPES = ("CDS", "LDS", "EDS", "RDS")
+_WARNINGS_SHOWN = 5
 
 
 def register(commands: Any) -> None:
@@ -72,6 +73,13 @@ def _table(rows: list[list[str]]) -> list[str]:
     return ["   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
+def _finding_lines(findings: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"         {f['file']}:{f['line']}: {f['code']} {f['message']}" + (f" ({f['path']})" if f.get("path") else "")
+        for f in findings
+    ]
+
+
 def render_status(status: dict[str, Any], *, now: datetime) -> str:
     """The human view of a status document."""
     served = status.get("served") or {}
@@ -86,11 +94,11 @@ def render_status(status: dict[str, Any], *, now: datetime) -> str:
     error = status.get("lastError")
     if error:
         lines.append(f"ERROR    {error['reason']} at {(error.get('sha') or '-')[:12]}: {error['message']}")
-        lines.extend(
-            f"         {f['file']}:{f['line']}: {f['code']} {f['message']}"
-            + (f" ({f['path']})" if f.get("path") else "")
-            for f in error["findings"]
-        )
+        lines.extend(_finding_lines(error["findings"]))
+    warnings = status.get("warnings") or []
+    if warnings:
+        lines.append(f"WARNINGS {len(warnings)} about the served config (reconciler validate shows them all)")
+        lines.extend(_finding_lines(warnings[:_WARNINGS_SHOWN]))
     lines.append("")
     proxies = status.get("proxies") or []
     if not proxies:

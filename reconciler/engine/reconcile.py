@@ -158,7 +158,9 @@ class Engine:
         result = load_files(files, default_namespace=self._namespace, cache=self._decode_cache)
         if not result.ok:
             return result
-        snapshots = ConfigSnapshots(config=result.config, registry=build_registry(result.config))
+        snapshots = ConfigSnapshots(
+            config=result.config, registry=build_registry(result.config), findings=result.findings
+        )
         for proxy in proxies:
             snapshots.snapshot_for(proxy)
         return snapshots
@@ -210,6 +212,7 @@ class Engine:
         self.status.synced_at = None
         self.status.generation = generation
         self.status.last_error = None
+        self.status.warnings = prepared.warnings
         self._succeed(reason, f"serving revision {revision.short_sha}")
         log.info("engine.published", sha=revision.short_sha, generation=generation, reason=reason.value)
         self._watch_acks(generation)

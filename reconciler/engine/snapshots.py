@@ -7,12 +7,13 @@ identical sidecars cost one translation.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 from reconciler.model.config import MeshConfig
 from reconciler.translate import ServiceRegistry, translate
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.translate.snapshot import Snapshot
+from reconciler.validate.findings import Finding, sort_findings
 
 __all__ = ["ConfigSnapshots"]
 
@@ -22,18 +23,31 @@ def _shape(proxy: ProxyIdentity) -> Hashable:
 
 
 class ConfigSnapshots:
-    """Snapshots of one validated config, translated on demand and checked for consistency."""
+    """Snapshots of one validated config, translated on demand and checked for consistency.
 
-    def __init__(self, *, config: MeshConfig, registry: ServiceRegistry | None = None) -> None:
+    Keeps every non-error finding about the config, from validation (``findings``) and
+    from each translation (things Envoy cannot be told yet), for status to show.
+    """
+
+    def __init__(
+        self, *, config: MeshConfig, registry: ServiceRegistry | None = None, findings: Iterable[Finding] = ()
+    ) -> None:
         self._config = config
         self._registry = registry
         self._memo: dict[Hashable, Snapshot] = {}
+        self._warnings: dict[Finding, None] = dict.fromkeys(findings)
 
     def snapshot_for(self, proxy: ProxyIdentity) -> Snapshot:
         """The proxy's snapshot; raises TranslationError if it would be inconsistent."""
         key = _shape(proxy)
         found = self._memo.get(key)
         if found is None:
-            found = translate(self._config, proxy, registry=self._registry).snapshot.check()
+            translation = translate(self._config, proxy, registry=self._registry)
+            found = translation.snapshot.check()
             self._memo[key] = found
+            self._warnings.update(dict.fromkeys(translation.findings))
         return found
+
+    def warnings(self) -> tuple[Finding, ...]:
+        """Warnings and notes about the served config, in report order, without repeats."""
+        return tuple(sort_findings(list(self._warnings)))

@@ -7,7 +7,8 @@ named reason).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -91,7 +92,6 @@ class EngineStatus:
     path: str
     head_sha: str | None = None
     served: RevisionInfo | None = None
-    served_version: str | None = None
     served_since: datetime | None = None
     synced_at: datetime | None = None
     generation: int = 0
@@ -99,6 +99,8 @@ class EngineStatus:
     message: str = "starting"
     last_attempt: datetime | None = None
     last_error: SyncError | None = None
+    #: Warnings and notes about the served config (validation and translation); read when asked.
+    warnings: Callable[[], Sequence[Finding]] = field(default=lambda: ())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -114,5 +116,6 @@ class EngineStatus:
             "message": self.message,
             "lastAttempt": _iso(self.last_attempt),
             "lastError": self.last_error.to_json() if self.last_error else None,
+            "warnings": [finding.to_json() for finding in self.warnings()],
             "ready": self.served is not None,
         }

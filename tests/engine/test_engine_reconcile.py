@@ -319,3 +319,36 @@ def test_validation_runs_off_the_event_loop_and_status_shows_the_previous_head_u
     assert engine.status.head_sha == second.sha
     assert engine.status.served is not None
     assert engine.status.served.sha == second.sha
+
+
+def test_status_lists_what_the_served_config_asks_for_but_envoy_is_not_told(
+    source: MemorySource, make_engine: EngineFactory, run: Run
+) -> None:
+    cache = SnapshotCache()
+    connect(cache)
+    engine = make_engine(source, cache)
+    files = mesh_files(v1=100, v2=0)
+    files["virtualservice.yaml"] = files["virtualservice.yaml"].replace(
+        b"  http:\n",
+        b"  tcp:\n  - route:\n    - destination: {host: reviews.example.com, port: {number: 80}}\n  http:\n",
+    )
+    source.commit(files, "reviews: add a tcp route")
+
+    assert run(engine.reconcile(trigger="test")) is True
+
+    warnings = engine.status.to_json()["warnings"]
+    not_translated = [w for w in warnings if w["code"] == "RC0202"]
+    assert not_translated, warnings
+    assert not_translated[0]["file"] == "mesh/virtualservice.yaml"
+    assert not_translated[0]["path"].startswith("spec.tcp[0]")
+
+
+def test_a_clean_config_has_no_warnings_in_status(source: MemorySource, make_engine: EngineFactory, run: Run) -> None:
+    cache = SnapshotCache()
+    connect(cache)
+    engine = make_engine(source, cache)
+    source.commit(mesh_files(v1=100, v2=0), "reviews on v1")
+
+    run(engine.reconcile(trigger="test"))
+
+    assert engine.status.to_json()["warnings"] == []

@@ -182,3 +182,24 @@ def test_the_status_command_exits_1_with_a_message_when_the_daemon_is_unreachabl
 
     assert main(["status", "--server", url]) == 1
     assert "cannot read status" in capsys.readouterr().err
+
+
+def test_warnings_about_the_served_config_are_counted_and_shown_without_making_it_unhealthy(
+    make_engine: EngineFactory, run: Run
+) -> None:
+    source, cache = MemorySource(), SnapshotCache()
+    connection = cache.connect(GATEWAY, on_change=lambda: None)
+    engine = make_engine(source, cache)
+    files = mesh_files(v1=100, v2=0)
+    files["virtualservice.yaml"] = files["virtualservice.yaml"].replace(b"    timeout: 5s\n", b"    corsPolicy: {}\n")
+    source.commit(files, "reviews: cors")
+    run(engine.reconcile(trigger="test"))
+    ack_all(connection)
+
+    status = document(engine, cache)
+    text = render_status(status, now=now_after(status, 1))
+
+    line = line_of(files["virtualservice.yaml"], "corsPolicy")
+    assert "WARNINGS 1 about the served config" in text
+    assert f"mesh/virtualservice.yaml:{line}: RC0201 unsupported: spec.http[1].corsPolicy" in text
+    assert is_healthy(status, now=now_after(status, 1), grace_seconds=GRACE) is True
