@@ -1,0 +1,100 @@
+"""``reconciler serve DIR --watch``: a saved edit is served without waiting for a poll."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "repo-template" / "mesh"
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _status(http_port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/v1/status", timeout=2) as response:
+        body: dict[str, Any] = json.load(response)
+        return body
+
+
+def _wait_for(predicate: Callable[[dict[str, Any]], bool], http_port: int, *, timeout: float = 15.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            last = _status(http_port)
+        except (urllib.error.URLError, OSError):
+            pass
+        else:
+            if predicate(last):
+                return last
+        time.sleep(0.05)
+    raise AssertionError(f"status never matched; last: {last}")
+
+
+@pytest.fixture
+def served_dir(tmp_path: Path, free_port: Callable[[], int]) -> Iterator[tuple[Path, int]]:
+    mesh = tmp_path / "mesh"
+    shutil.copytree(TEMPLATE, mesh)
+    http_port = free_port()
+    command = [
+        sys.executable, "-m", "reconciler.cli.main", "serve", str(mesh), "--watch", "--poll-interval", "60s",
+        "--state-dir", str(tmp_path / "state"),
+        "--xds-address", f"127.0.0.1:{free_port()}", "--http-address", f"127.0.0.1:{http_port}",
+    ]  # fmt: skip
+    log = (tmp_path / "daemon.log").open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for(lambda status: status["ready"], http_port)
+        yield mesh, http_port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            assert process.wait(timeout=10) == 0
+        finally:
+            process.kill()
+            log.close()
+
+
+def test_saved_edit_is_served_before_the_next_poll(served_dir: tuple[Path, int]) -> None:
+    mesh, http_port = served_dir
+    first = _status(http_port)["served"]["sha"]
+    virtual_service = mesh / "virtualservice.yaml"
+
+    virtual_service.write_text(virtual_service.read_text().replace("weight: 100", "weight: 90"))
+
+    changed = _wait_for(lambda status: status["served"]["sha"] != first, http_port)
+    assert changed["lastError"] is None
+    assert changed["reason"] == "Applied"
+
+
+def test_saved_invalid_edit_is_refused_with_its_line_and_the_fix_clears_it(served_dir: tuple[Path, int]) -> None:
+    mesh, http_port = served_dir
+    good = _status(http_port)["served"]["sha"]
+    virtual_service = mesh / "virtualservice.yaml"
+    original = virtual_service.read_text()
+
+    virtual_service.write_text(original.replace("subset: v1", "subset: v9"))
+
+    refused = _wait_for(lambda status: status["lastError"] is not None, http_port)
+    finding = refused["lastError"]["findings"][0]
+    assert refused["lastError"]["reason"] == "ValidationFailed"
+    assert finding["code"] == "IST0101"
+    assert finding["file"] == "virtualservice.yaml"
+    assert finding["line"] == original.splitlines().index("        subset: v1") + 1
+    assert refused["served"]["sha"] == good
+
+    virtual_service.write_text(original)
+
+    healed = _wait_for(lambda status: status["lastError"] is None, http_port)
+    assert healed["served"]["sha"] == good
