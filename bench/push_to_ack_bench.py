@@ -2,7 +2,7 @@
 
 One measured step: ``git push`` of a weight change, then the signed GitHub push webhook,
 then polling ``GET /api/v1/status`` every 10 ms until the pushed commit is the head, is
-served, and every connected gateway has ACKed it in full (``syncedAt`` set, each proxy's
+served, and every connected gateway has ACKed it in full (``synced``, each proxy's
 ``ackedGeneration`` caught up). The repo holds N services (ServiceEntry + DestinationRule
 + VirtualService each, all bound to the ingress Gateway), so each gateway carries N
 virtual hosts and 3N clusters; commits alternate one service's weights 80/20 ↔ 20/80.
@@ -20,9 +20,7 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -34,12 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.localenv.envoy import EnvoyProcess, free_port
+from reconciler.localenv.lifecycle import stop_process
 from reconciler.localenv.traffic import send_requests
 from reconciler.localenv.upstream import UpstreamServer
 from reconciler.translate.bootstrap import build_bootstrap
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The repo is driven like the end-to-end tests drive theirs: tests/support is not a package, put it on the path.
+sys.path.insert(0, str(REPO_ROOT / "tests" / "support"))
+from gitrepo import GitRemote, git_env  # noqa: E402
+
 DAEMON = (sys.executable, "-m", "reconciler.cli.main", "run")
 SECRET = b"bench-webhook-secret"
 HOST = "reviews.example.com"
@@ -105,33 +108,6 @@ spec:
 """
 
 
-def git_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_CONFIG_GLOBAL=os.devnull,
-        GIT_AUTHOR_NAME="Bench",
-        GIT_AUTHOR_EMAIL="bench@example.test",
-        GIT_COMMITTER_NAME="Bench",
-        GIT_COMMITTER_EMAIL="bench@example.test",
-        GIT_TERMINAL_PROMPT="0",
-    )
-    return env
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "init.defaultBranch=main", *args],
-        cwd=cwd,
-        env=git_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return done.stdout.strip()
-
-
 def service_yaml(index: int, *, v1_port: int, v2_port: int, weights: tuple[int, int]) -> str:
     name = "reviews" if index == 0 else f"svc-{index:04d}"
     host = HOST if index == 0 else f"{name}.bench.example.com"
@@ -149,7 +125,7 @@ def synced(status: dict[str, Any], sha: str, gateways: int) -> bool:
     return (
         status["headSha"] == sha
         and (status["served"] or {}).get("sha") == sha
-        and status["syncedAt"] is not None
+        and status["synced"]
         and len(proxies) == gateways
         and all(proxy["ackedGeneration"] >= status["generation"] for proxy in proxies)
     )
@@ -194,12 +170,7 @@ def daemon(*, remote: Path, state: Path, log: Path, secret_file: Path) -> Iterat
             time.sleep(0.05)
         yield api, xds_port
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=10)
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -209,28 +180,21 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 def run(args: argparse.Namespace, workdir: Path) -> None:
-    remote, work = workdir / "remote.git", workdir / "work"
     secret_file = workdir / "secret"
     secret_file.write_bytes(SECRET)
     gateway_port = free_port()
     with UpstreamServer("v1") as v1, UpstreamServer("v2") as v2, contextlib.ExitStack() as stack:
-        git(workdir, "init", "-q", "--bare", str(remote))
-        git(workdir, "clone", "-q", str(remote), str(work))
-        mesh = work / "mesh"
-        (mesh / "services").mkdir(parents=True)
-        (mesh / "gateway.yaml").write_text(GATEWAY.format(port=gateway_port))
+        repo = GitRemote.create(workdir)
+        files = {"mesh/gateway.yaml": GATEWAY.format(port=gateway_port)}
         for index in range(args.services):
             weights = (100, 0)
-            path = mesh / "reviews.yaml" if index == 0 else mesh / "services" / f"svc-{index:04d}.yaml"
-            path.write_text(service_yaml(index, v1_port=v1.port, v2_port=v2.port, weights=weights))
-        git(work, "add", "-A")
-        git(work, "commit", "-qm", f"{args.services} services")
-        git(work, "push", "-q", "origin", "HEAD:main")
-        initial = git(work, "rev-parse", "HEAD")
+            path = "mesh/reviews.yaml" if index == 0 else f"mesh/services/svc-{index:04d}.yaml"
+            files[path] = service_yaml(index, v1_port=v1.port, v2_port=v2.port, weights=weights)
+        initial = repo.commit(files, f"{args.services} services")
 
         started = time.monotonic()
         api, xds_port = stack.enter_context(
-            daemon(remote=remote, state=workdir / "state", log=workdir / "daemon.log", secret_file=secret_file)
+            daemon(remote=repo.bare, state=workdir / "state", log=workdir / "daemon.log", secret_file=secret_file)
         )
         ready_s = time.monotonic() - started
         envoys = []
@@ -251,16 +215,14 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         push_s: list[float] = []
         hook_to_ack_s: list[float] = []
         total_s: list[float] = []
-        reviews = mesh / "reviews.yaml"
         for step in range(args.commits):
             weights = (80, 20) if step % 2 == 0 else (20, 80)
-            reviews.write_text(service_yaml(0, v1_port=v1.port, v2_port=v2.port, weights=weights))
-            git(work, "commit", "-qam", f"reviews {weights[0]}/{weights[1]}")
-            sha = git(work, "rev-parse", "HEAD")
+            reviews = service_yaml(0, v1_port=v1.port, v2_port=v2.port, weights=weights)
+            sha = repo.commit({"mesh/reviews.yaml": reviews}, f"reviews {weights[0]}/{weights[1]}", push=False)
             body = json.dumps({"ref": "refs/heads/main", "after": sha}).encode()
             signature = "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
             t0 = time.monotonic()
-            git(work, "push", "-q", "origin", "HEAD:main")
+            repo.push()
             t1 = time.monotonic()
             get_json(
                 f"{api}/hooks/git",

@@ -109,7 +109,7 @@ def _push_and_sync(*, work: Path, api: str) -> float:
 
     def settled() -> bool:
         status = _get_json(f"{api}/api/v1/status")
-        return status.get("headSha") == sha and bool(status.get("lastError") or status.get("syncedAt"))
+        return status.get("headSha") == sha and bool(status.get("lastError") or status.get("synced"))
 
     _wait_for("the daemon to take the push", settled)
     return time.monotonic() - started

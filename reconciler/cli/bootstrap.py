@@ -13,9 +13,10 @@ from typing import Any, TypeVar
 
 import yaml
 
+from reconciler.cli.args import add_label_and_role, parse_labels, proxy_from_args
 from reconciler.errors import UsageError
 from reconciler.translate.bootstrap import DEFAULT_ADMIN_HOST, DEFAULT_ADMIN_PORT, build_bootstrap
-from reconciler.translate.proxy import DEFAULT_SIDECAR_PORT, ProxyIdentity, ProxyRole
+from reconciler.translate.proxy import DEFAULT_SIDECAR_PORT
 
 __all__ = ["bootstrap_from_args", "parse_address", "parse_labels", "register", "run"]
 
@@ -64,19 +65,7 @@ def register(commands: argparse._SubParsersAction[_Parser]) -> None:
         metavar="HOST:PORT",
         help="Envoy admin API; keep it on loopback (default: %(default)s)",
     )
-    parser.add_argument(
-        "--label",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a label Istio selectors match on; repeat for more",
-    )
-    parser.add_argument(
-        "--role",
-        choices=[role.value for role in ProxyRole],
-        default=None,
-        help="gateway or sidecar (default: gateway if a Gateway selects the labels)",
-    )
+    add_label_and_role(parser, label_help="a label Istio selectors match on; repeat for more")
     parser.add_argument(
         "--namespace", default="default", metavar="NS", help="namespace the proxy runs in (default: %(default)s)"
     )
@@ -105,15 +94,8 @@ def bootstrap_from_args(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--outbound-port {args.outbound_port} is not a port (1..65535)")
     if not args.namespace:
         raise UsageError("--namespace must not be empty")
-    proxy = ProxyIdentity(
-        node_id=args.node_id,
-        labels=parse_labels(args.label),
-        role=ProxyRole(args.role) if args.role else None,
-        namespace=args.namespace,
-        outbound_port=args.outbound_port,
-    )
     return build_bootstrap(
-        proxy=proxy, xds_host=xds_host, xds_port=xds_port, admin_host=admin_host, admin_port=admin_port
+        proxy=proxy_from_args(args), xds_host=xds_host, xds_port=xds_port, admin_host=admin_host, admin_port=admin_port
     )
 
 
@@ -131,16 +113,3 @@ def parse_address(text: str, *, what: str, allow_port_zero: bool = False) -> tup
     if not (0 if allow_port_zero else 1) <= port <= 65535:
         raise UsageError(f"{what} {text!r}: port {port} is out of range")
     return host, port
-
-
-def parse_labels(items: list[str]) -> dict[str, str]:
-    """``["k=v", ...]`` → ``{k: v}``; UsageError for a missing ``=``, empty key or conflicting repeat."""
-    labels: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key or any(ch.isspace() for ch in key + value):
-            raise UsageError(f"--label {item!r} is not KEY=VALUE (for example istio=ingressgateway)")
-        if labels.get(key, value) != value:
-            raise UsageError(f"--label {key} given twice with different values ({labels[key]!r}, {value!r})")
-        labels[key] = value
-    return labels

@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 import yaml
 from google.protobuf.json_format import MessageToDict
 
-from reconciler.cli.bootstrap import parse_labels
+from reconciler.cli.args import add_label_and_role, proxy_from_args
 from reconciler.errors import EnvoyError, UsageError
 from reconciler.loader import load_paths
-from reconciler.translate.proxy import DEFAULT_SIDECAR_PORT, ProxyIdentity, ProxyRole
+from reconciler.translate.proxy import DEFAULT_SIDECAR_PORT
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot
 from reconciler.translate.static import static_bootstrap
 from reconciler.translate.translator import Translation, translate
@@ -81,19 +81,7 @@ def register(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="YAML files or directories")
     parser.add_argument("--node-id", required=True, metavar="ID", help="the proxy's node id")
-    parser.add_argument(
-        "--label",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a label of the proxy (Gateway selectors match on labels); repeat for more",
-    )
-    parser.add_argument(
-        "--role",
-        choices=[role.value for role in ProxyRole],
-        default=None,
-        help="gateway or sidecar (default: gateway if a Gateway selects the labels)",
-    )
+    add_label_and_role(parser, label_help="a label of the proxy (Gateway selectors match on labels); repeat for more")
     parser.add_argument(
         "--namespace",
         "-n",
@@ -163,13 +151,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--namespace must not be empty")
     if not 0 < args.outbound_port < 65536:
         raise UsageError(f"--outbound-port {args.outbound_port} is not a port (1..65535)")
-    proxy = ProxyIdentity(
-        node_id=args.node_id,
-        labels=parse_labels(args.label),
-        role=ProxyRole(args.role) if args.role else None,
-        namespace=args.namespace,
-        outbound_port=args.outbound_port,
-    )
+    proxy = proxy_from_args(args)
     loaded = load_paths(args.paths, default_namespace=args.namespace)
     _print_findings(loaded.findings)
     if has_errors(loaded.findings):

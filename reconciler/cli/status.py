@@ -118,19 +118,27 @@ def render_status(status: dict[str, Any], *, now: datetime) -> str:
     return "\n".join(lines)
 
 
+def _seconds_since(timestamp: str | None, now: datetime) -> float:
+    if not timestamp:
+        return float("inf")
+    return (now - datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds()
+
+
 def is_healthy(status: dict[str, Any], *, now: datetime, grace_seconds: float) -> bool:
-    """Head served, no proxy NACKED, none STALE for longer than the grace period."""
+    """Head served; no proxy NACKED; none behind the served generation for longer than the grace period.
+
+    "Behind" is by generation, not by per-type state: a proxy SYNCED on an older snapshot,
+    or one that was never sent anything, is not running what is served.
+    """
     if status.get("lastError") or not status.get("served"):
         return False
-    served_since = status.get("servedSince")
-    age = (
-        (now - datetime.fromisoformat(served_since.replace("Z", "+00:00"))).total_seconds()
-        if served_since
-        else float("inf")
-    )
+    generation = status.get("generation", 0)
+    served_age = _seconds_since(status.get("servedSince"), now)
     for proxy in status.get("proxies") or []:
-        states = {proxy["types"][name]["state"] for name in _TYPES}
-        if "NACKED" in states or ("STALE" in states and age > grace_seconds):
+        if any(proxy["types"][name]["state"] == "NACKED" for name in _TYPES):
+            return False
+        waited = min(served_age, _seconds_since(proxy.get("connectedSince"), now))
+        if proxy.get("ackedGeneration", 0) < generation and waited > grace_seconds:
             return False
     return True
 

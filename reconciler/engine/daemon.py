@@ -24,7 +24,7 @@ from reconciler.api.status import TYPE_NAMES, status_routes
 from reconciler.api.webhook import webhook_routes
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.state import SqliteStateStore
-from reconciler.engine.status import EngineStatus
+from reconciler.engine.status import EngineStatus, Reason
 from reconciler.errors import ReconcilerError, UsageError
 from reconciler.sources.backoff import Backoff
 from reconciler.sources.git import GitSource
@@ -171,8 +171,12 @@ async def run_daemon(settings: DaemonSettings, *, ready: Callable[[int, int], No
         await runner.cleanup()
         await server.stop(grace=1.0)
         if isinstance(source, GitSource):
-            source.close()
+            # close() waits for a poll still running in a worker thread (up to git's timeout).
+            await asyncio.to_thread(source.close)
         log.info("daemon.stopped")
+
+
+_TRANSIENT = frozenset({Reason.FETCH_FAILED, Reason.STATE_FAILED})
 
 
 async def _loop(
@@ -186,9 +190,12 @@ async def _loop(
         ok = await engine.reconcile(trigger=trigger)
         metrics.duration.observe(time.monotonic() - started)
         metrics.passes.labels(engine.status.reason.value).inc()
-        if ok:
+        # Only a transient failure is retried soon; a refused commit stays refused until a new
+        # commit arrives (Flux's "stalled"), so it waits for the next poll or trigger like success.
+        transient = not ok and engine.status.reason in _TRANSIENT
+        if not transient:
             backoff.reset()
-        delay = poll_interval if ok else min(backoff.next_delay(), poll_interval)
+        delay = min(backoff.next_delay(), poll_interval) if transient else poll_interval
         waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())}
         done, pending = await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:

@@ -2,8 +2,14 @@
 
 Every pass ends by writing status with a named :class:`Reason`, success or not.
 A revision is published whole or not at all: it must validate, and it must
-translate consistently for every connected proxy, before any proxy sees it.
-On any failure the last good snapshot keeps serving.
+translate consistently for every connected proxy (the cache's publish is
+all-or-nothing), before any proxy sees it. On any failure the last good snapshot
+keeps serving. CPU work (validation, translation) and disk writes run in worker
+threads so the loop serving every ADS stream never stalls.
+
+"Synced" means Envoy accepted it: every connected proxy (at least one) has ACKed
+the served generation in full. It is derived from the cache's ACK events, never
+from a timer.
 """
 
 from __future__ import annotations
@@ -23,14 +29,14 @@ from reconciler.sources.revision import ConfigSource, Revision
 from reconciler.translate import build_registry
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.validate.findings import Finding, Severity
-from reconciler.xds.cache import SnapshotCache
+from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
 
 __all__ = ["Engine"]
 
 log = structlog.get_logger("reconciler.engine")
 
-#: How long to wait for every proxy to ACK a revision before calling it "not synced yet".
-ACK_WAIT_SECONDS = 60.0
+#: Proxies may connect while a revision is being translated; translate their shapes too, a few rounds at most.
+_LATE_PROXY_ROUNDS = 3
 
 
 class Engine:
@@ -58,7 +64,7 @@ class Engine:
         self._served_tree: str | None = None
         # The validation/translation failure of the source's current head, until a new head replaces it.
         self._head_rejection: SyncError | None = None
-        self._ack_watch: asyncio.Task[None] | None = None
+        cache.add_listener(self._on_xds_event)
 
     def restore(self) -> bool:
         """Serve the stored last good revision at once (before the source is reachable)."""
@@ -99,7 +105,7 @@ class Engine:
             return True
         if revision.config_tree == self._served_tree:
             self.status.head_sha = head
-            self._adopt(revision)
+            await self._adopt(revision)
             return True
         log.info("engine.revision", sha=revision.short_sha, trigger=trigger)
         # Until the pass ends, status keeps the previous head: a reader never sees the new head
@@ -110,12 +116,12 @@ class Engine:
         finally:
             self.status.head_sha = head
 
-    def _adopt(self, revision: Revision) -> None:
+    async def _adopt(self, revision: Revision) -> None:
         """A new commit whose config equals what is served (e.g. a revert of a rejected commit)."""
         self._head_rejection = None
         self.status.served = RevisionInfo.of(revision)
         self.status.last_error = None
-        self._save(revision)
+        await asyncio.to_thread(self._save, revision)
         self._succeed(Reason.UP_TO_DATE, f"revision {revision.short_sha} has the served config")
 
     def _save(self, revision: Revision) -> None:
@@ -131,7 +137,10 @@ class Engine:
             prepared = self._prepare(revision, self._cache.proxies())
         except Exception as error:
             return self._refuse_crashed(revision, error)
-        return self._publish_guarded(revision, prepared, reason=reason, save=save)
+        published = self._publish_guarded(revision, prepared, reason=reason)
+        if published and save:
+            self._save(revision)
+        return published
 
     async def _apply_off_loop(self, revision: Revision, *, reason: Reason, save: bool) -> bool:
         """Load and translate in a worker thread, then publish on the loop.
@@ -139,12 +148,20 @@ class Engine:
         Validating and translating thousands of resources takes seconds of CPU; done on the
         event loop it would stall every ADS stream (ACKs, reconnects) and /healthz meanwhile.
         """
-        proxies = self._cache.proxies()
         try:
-            prepared = await asyncio.to_thread(self._prepare, revision, proxies)
+            prepared = await asyncio.to_thread(self._prepare, revision, self._cache.proxies())
+            if isinstance(prepared, ConfigSnapshots):
+                for _ in range(_LATE_PROXY_ROUNDS):
+                    late = prepared.untranslated(self._cache.proxies())
+                    if not late:
+                        break
+                    await asyncio.to_thread(prepared.translate_all, late)
         except Exception as error:
             return self._refuse_crashed(revision, error)
-        return self._publish_guarded(revision, prepared, reason=reason, save=save)
+        published = self._publish_guarded(revision, prepared, reason=reason)
+        if published and save:
+            await asyncio.to_thread(self._save, revision)
+        return published
 
     def _prepare(self, revision: Revision, proxies: tuple[ProxyIdentity, ...]) -> LoadResult | ConfigSnapshots:
         """The validation failure, or snapshots translated for every given proxy.
@@ -161,8 +178,7 @@ class Engine:
         snapshots = ConfigSnapshots(
             config=result.config, registry=build_registry(result.config), findings=result.findings
         )
-        for proxy in proxies:
-            snapshots.snapshot_for(proxy)
+        snapshots.translate_all(proxies)
         return snapshots
 
     def _refuse_crashed(self, revision: Revision, error: Exception) -> bool:
@@ -179,17 +195,13 @@ class Engine:
         )
         return False
 
-    def _publish_guarded(
-        self, revision: Revision, prepared: LoadResult | ConfigSnapshots, *, reason: Reason, save: bool
-    ) -> bool:
+    def _publish_guarded(self, revision: Revision, prepared: LoadResult | ConfigSnapshots, *, reason: Reason) -> bool:
         try:
-            return self._publish(revision, prepared, reason=reason, save=save)
+            return self._publish(revision, prepared, reason=reason)
         except Exception as error:
             return self._refuse_crashed(revision, error)
 
-    def _publish(
-        self, revision: Revision, prepared: LoadResult | ConfigSnapshots, *, reason: Reason, save: bool
-    ) -> bool:
+    def _publish(self, revision: Revision, prepared: LoadResult | ConfigSnapshots, *, reason: Reason) -> bool:
         if isinstance(prepared, LoadResult):
             errors = [f for f in prepared.findings if f.severity is Severity.ERROR]
             first = errors[0]
@@ -202,8 +214,6 @@ class Engine:
             )
             return False
         generation = self._cache.publish(prepared)
-        if save:
-            self._save(revision)
         self._head_rejection = None
         now = self._clock()
         self._served_tree = revision.config_tree
@@ -215,25 +225,23 @@ class Engine:
         self.status.warnings = prepared.warnings
         self._succeed(reason, f"serving revision {revision.short_sha}")
         log.info("engine.published", sha=revision.short_sha, generation=generation, reason=reason.value)
-        self._watch_acks(generation)
+        self._update_synced()
         return True
 
-    def _watch_acks(self, generation: int) -> None:
-        """Record when every connected proxy has ACKed this generation: our "synced"."""
-        if self._ack_watch is not None:
-            self._ack_watch.cancel()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # outside an event loop (tools, tests) nothing can ACK, so there is nothing to wait for
+    def _on_xds_event(self, event: XdsEvent) -> None:
+        if event.kind in (EventKind.SNAPSHOT_ACKED, EventKind.CONNECT, EventKind.DISCONNECT):
+            self._update_synced()
 
-        async def watch() -> None:
-            acked = await self._cache.wait_for_acks(generation, timeout=ACK_WAIT_SECONDS)
-            if acked and self.status.generation == generation:
-                self.status.synced_at = self._clock()
-                log.info("engine.synced", generation=generation, proxies=len(self._cache.statuses()))
-
-        self._ack_watch = loop.create_task(watch())
+    def _update_synced(self) -> None:
+        """Synced: at least one proxy, and every connected one ACKed the served generation in full."""
+        proxies = self._cache.statuses()
+        generation = self.status.generation
+        synced = generation > 0 and bool(proxies) and all(p.acked_generation >= generation for p in proxies)
+        if synced and self.status.synced_at is None:
+            # When this generation first reached every proxy; a proxy joining later does not move it.
+            self.status.synced_at = self._clock()
+            log.info("engine.synced", generation=generation, proxies=len(proxies))
+        self.status.synced = synced
 
     def _served_label(self) -> str:
         return f"revision {self.status.served.sha[:12]}" if self.status.served else "nothing (no good revision yet)"

@@ -7,6 +7,7 @@ identical sidecars cost one translation.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Hashable, Iterable
 
 from reconciler.model.config import MeshConfig
@@ -27,6 +28,7 @@ class ConfigSnapshots:
 
     Keeps every non-error finding about the config, from validation (``findings``) and
     from each translation (things Envoy cannot be told yet), for status to show.
+    Thread-safe: the engine and the cache translate from worker threads.
     """
 
     def __init__(
@@ -36,18 +38,32 @@ class ConfigSnapshots:
         self._registry = registry
         self._memo: dict[Hashable, Snapshot] = {}
         self._warnings: dict[Finding, None] = dict.fromkeys(findings)
+        # One lock for memo and warnings: two streams of the same new shape translate it once.
+        self._lock = threading.Lock()
 
     def snapshot_for(self, proxy: ProxyIdentity) -> Snapshot:
-        """The proxy's snapshot; raises TranslationError if it would be inconsistent."""
+        """The proxy's snapshot (translate() checks it); raises TranslationError if it would be inconsistent."""
         key = _shape(proxy)
-        found = self._memo.get(key)
-        if found is None:
-            translation = translate(self._config, proxy, registry=self._registry)
-            found = translation.snapshot.check()
-            self._memo[key] = found
-            self._warnings.update(dict.fromkeys(translation.findings))
-        return found
+        with self._lock:
+            found = self._memo.get(key)
+            if found is None:
+                translation = translate(self._config, proxy, registry=self._registry)
+                found = translation.snapshot
+                self._memo[key] = found
+                self._warnings.update(dict.fromkeys(translation.findings))
+            return found
+
+    def translate_all(self, proxies: Iterable[ProxyIdentity]) -> None:
+        """Translate every given proxy now (in the caller's thread), so publishing is cheap."""
+        for proxy in proxies:
+            self.snapshot_for(proxy)
+
+    def untranslated(self, proxies: Iterable[ProxyIdentity]) -> list[ProxyIdentity]:
+        """The given proxies whose shape has no snapshot yet."""
+        with self._lock:
+            return [proxy for proxy in proxies if _shape(proxy) not in self._memo]
 
     def warnings(self) -> tuple[Finding, ...]:
         """Warnings and notes about the served config, in report order, without repeats."""
-        return tuple(sort_findings(list(self._warnings)))
+        with self._lock:
+            return tuple(sort_findings(list(self._warnings)))

@@ -8,6 +8,7 @@ with the same content-hash versions, so connected proxies see no change. SQLite
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from datetime import datetime
@@ -47,7 +48,7 @@ class SqliteStateStore:
         self._path = state_dir / "state.sqlite3"
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
-            with self._connect() as db:
+            with contextlib.closing(self._connect()) as db, db:
                 db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as error:
             raise StateError(f"cannot open state store {self._path}: {error}") from error
@@ -62,7 +63,7 @@ class SqliteStateStore:
         )
         committed = revision.committed_at.isoformat() if revision.committed_at else None
         try:
-            with self._connect() as db:
+            with contextlib.closing(self._connect()) as db, db:
                 db.execute(
                     "INSERT OR REPLACE INTO last_good (id, sha, config_tree, message, author, committed_at, files)"
                     " VALUES (1, ?, ?, ?, ?, ?, ?)",
@@ -73,7 +74,7 @@ class SqliteStateStore:
 
     def load_last_good(self) -> Revision | None:
         try:
-            with self._connect() as db:
+            with contextlib.closing(self._connect()) as db, db:
                 row = db.execute(
                     "SELECT sha, config_tree, message, author, committed_at, files FROM last_good WHERE id = 1"
                 ).fetchone()

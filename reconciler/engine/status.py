@@ -94,6 +94,7 @@ class EngineStatus:
     served: RevisionInfo | None = None
     served_since: datetime | None = None
     synced_at: datetime | None = None
+    synced: bool = False
     generation: int = 0
     reason: Reason = Reason.PROGRESSING
     message: str = "starting"
@@ -111,6 +112,7 @@ class EngineStatus:
             "served": self.served.to_json() if self.served else None,
             "servedSince": _iso(self.served_since),
             "syncedAt": _iso(self.synced_at),
+            "synced": self.synced,
             "generation": self.generation,
             "reason": self.reason.value,
             "message": self.message,

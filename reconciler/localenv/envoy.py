@@ -14,7 +14,6 @@ import http.client
 import json
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,11 +22,11 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlencode
 
 from reconciler.errors import EnvoyError, UsageError
+from reconciler.localenv.lifecycle import Lifecycle, stop_process
 
 __all__ = [
     "DEFAULT_STARTUP_TIMEOUT",
@@ -138,7 +137,7 @@ def _to_json(config: Mapping[str, Any]) -> str:
     return json.dumps(config, default=plain, indent=2, sort_keys=False)
 
 
-class EnvoyProcess:
+class EnvoyProcess(Lifecycle):
     """One running Envoy serving ``bootstrap``; a context manager that always stops it.
 
     The bootstrap is used as given. Its admin port may be ``0``: Envoy then picks a free
@@ -251,15 +250,7 @@ class EnvoyProcess:
         process = self._process
         if process is None:
             return None
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                process.wait(timeout=timeout)
+        stop_process(process, timeout=timeout)
         with _RUNNING_LOCK:
             _RUNNING.discard(self)
         if self._owns_workdir and self._workdir is not None and self._workdir.exists():
@@ -267,17 +258,6 @@ class EnvoyProcess:
             self._final_log = self._read_log()
             shutil.rmtree(self._workdir, ignore_errors=True)
         return process.returncode
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- facts about the process ------------------------------------------------------
 

@@ -138,22 +138,8 @@ def send_requests(
     _check_common(port=port, workers=workers, request_timeout=request_timeout, deadline=deadline)
     if not 0 < count <= MAX_REQUESTS:
         raise UsageError(f"count must be within 1..{MAX_REQUESTS}, got {count}")
-    return _run(
-        _Plan(
-            host=host,
-            port=port,
-            authority=authority or f"{host}:{port}",
-            path=path,
-            method=method,
-            headers=dict(headers or {}),
-            body=body,
-            request_timeout=request_timeout,
-        ),
-        total=count,
-        interval=0.0,
-        workers=min(workers, count),
-        deadline=deadline,
-    )
+    plan = _Plan.of(host=host, port=port, authority=authority, path=path, method=method, headers=headers, body=body)
+    return _run(plan, total=count, interval=0.0, workers=workers, request_timeout=request_timeout, deadline=deadline)
 
 
 def send_at_rate(
@@ -183,21 +169,9 @@ def send_at_rate(
         raise UsageError(f"rate x duration must give 1..{MAX_REQUESTS} requests, got {total}")
     deadline = duration + request_timeout + 1.0
     _check_common(port=port, workers=workers, request_timeout=request_timeout, deadline=deadline)
+    plan = _Plan.of(host=host, port=port, authority=authority, path=path, method=method, headers=headers, body=body)
     return _run(
-        _Plan(
-            host=host,
-            port=port,
-            authority=authority or f"{host}:{port}",
-            path=path,
-            method=method,
-            headers=dict(headers or {}),
-            body=body,
-            request_timeout=request_timeout,
-        ),
-        total=total,
-        interval=1.0 / rate,
-        workers=min(workers, total),
-        deadline=deadline,
+        plan, total=total, interval=1.0 / rate, workers=workers, request_timeout=request_timeout, deadline=deadline
     )
 
 
@@ -212,6 +186,8 @@ def _check_common(*, port: int, workers: int, request_timeout: float, deadline: 
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
+    """What every request of a run sends, and where."""
+
     host: str
     port: int
     authority: str
@@ -219,7 +195,29 @@ class _Plan:
     method: str
     headers: dict[str, str]
     body: bytes | None
-    request_timeout: float
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        host: str,
+        port: int,
+        authority: str | None,
+        path: str,
+        method: str,
+        headers: Mapping[str, str] | None,
+        body: bytes | None,
+    ) -> _Plan:
+        """The plan for the public functions' arguments: the Host header defaults to ``host:port``."""
+        return cls(
+            host=host,
+            port=port,
+            authority=authority or f"{host}:{port}",
+            path=path,
+            method=method,
+            headers=dict(headers or {}),
+            body=body,
+        )
 
 
 @dataclass(slots=True)
@@ -263,19 +261,24 @@ class _Schedule:
         return self._stop_at - time.monotonic()
 
 
-def _run(plan: _Plan, *, total: int, interval: float, workers: int, deadline: float) -> TrafficResult:
+def _run(
+    plan: _Plan, *, total: int, interval: float, workers: int, request_timeout: float, deadline: float
+) -> TrafficResult:
+    """Send ``total`` requests over ``min(workers, total)`` connections, slots ``interval`` seconds apart."""
     started = time.monotonic()
     schedule = _Schedule(total=total, interval=interval, start=started, stop_at=started + deadline)
-    tallies = [_Tally() for _ in range(workers)]
+    tallies = [_Tally() for _ in range(min(workers, total))]
     threads = [
-        threading.Thread(target=_worker, args=(plan, schedule, tally), name=f"traffic-{i}", daemon=True)
+        threading.Thread(
+            target=_worker, args=(plan, schedule, tally, request_timeout), name=f"traffic-{i}", daemon=True
+        )
         for i, tally in enumerate(tallies)
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         # A request in flight at the deadline may still take request_timeout to give up.
-        thread.join(timeout=max(0.0, schedule.seconds_left()) + plan.request_timeout + 1.0)
+        thread.join(timeout=max(0.0, schedule.seconds_left()) + request_timeout + 1.0)
     elapsed = time.monotonic() - started
 
     merged = _Tally()
@@ -301,7 +304,7 @@ def _run(plan: _Plan, *, total: int, interval: float, workers: int, deadline: fl
     )
 
 
-def _worker(plan: _Plan, schedule: _Schedule, tally: _Tally) -> None:
+def _worker(plan: _Plan, schedule: _Schedule, tally: _Tally, request_timeout: float) -> None:
     headers = {"Host": plan.authority, **plan.headers}
     connection: http.client.HTTPConnection | None = None
     try:
@@ -310,7 +313,7 @@ def _worker(plan: _Plan, schedule: _Schedule, tally: _Tally) -> None:
             if wait > 0:
                 time.sleep(wait)
             if connection is None:
-                connection = http.client.HTTPConnection(plan.host, plan.port, timeout=plan.request_timeout)
+                connection = http.client.HTTPConnection(plan.host, plan.port, timeout=request_timeout)
             tally.sent += 1
             began = time.perf_counter()
             try:

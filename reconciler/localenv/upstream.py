@@ -18,10 +18,11 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Self, cast
 
 from reconciler.errors import UsageError
+from reconciler.localenv.lifecycle import Lifecycle
 
 __all__ = ["VERSION_HEADER", "RecordedRequest", "UpstreamServer"]
 
@@ -42,7 +43,7 @@ class RecordedRequest:
     received_at: float = field(compare=False)
 
 
-class UpstreamServer:
+class UpstreamServer(Lifecycle):
     """A threaded HTTP/1.1 server on ``host:port`` (port 0: any free port) answering as ``version``.
 
     Failure injection is deterministic rather than random so tests can assert exact
@@ -103,17 +104,6 @@ class UpstreamServer:
                 connection.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(timeout=5.0)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def running(self) -> bool:

@@ -1,7 +1,10 @@
 """Per-proxy snapshots and sync status, shared by the ADS server and the engine.
 
 The engine publishes a :class:`SnapshotSource`; every connected proxy's snapshot is
-recomputed from it and its stream is told to push what changed. The ADS streams
+recomputed from it, all or nothing (if any proxy's snapshot cannot be built, nothing
+changes and :meth:`SnapshotCache.publish` raises), and each stream is told to push
+what changed. A proxy that connects later is translated in a worker thread, so a
+large config never stalls the loop that serves every other stream. The ADS streams
 report what they sent and what each proxy ACKed or NACKed; the engine reads that
 back as :class:`ProxyStatus` records, listens for :class:`XdsEvent` values, or awaits
 :meth:`SnapshotCache.wait_for_acks`.
@@ -23,7 +26,7 @@ from typing import Protocol
 
 import structlog
 
-from reconciler.errors import ReconcilerError
+from reconciler.errors import TranslationError
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.translate.snapshot import Snapshot
 
@@ -151,30 +154,56 @@ class SnapshotCache:
         self._listeners: list[Callable[[XdsEvent], None]] = []
         self._waiters: set[asyncio.Event] = set()
 
+    @property
+    def generation(self) -> int:
+        """The number of the latest successful :meth:`publish` (0 before the first)."""
+        return self._generation
+
     def publish(self, source: SnapshotSource) -> int:
-        """Replace the source, recompute every connected proxy's snapshot; return the new generation."""
+        """Make ``source`` current for every connected proxy, all or nothing; return the new generation.
+
+        Every snapshot is built before anything changes. If one cannot be, this raises
+        :class:`TranslationError` and every proxy keeps what it has: no partial apply.
+        """
+        computed = [(connection, _build(source, connection.proxy)) for connection in self._connections]
         self._source = source
         self._generation += 1
-        for connection in self._connections:
-            snapshot = self._compute(connection.proxy)
-            if snapshot is not None:
-                connection.update(snapshot, generation=self._generation)
+        for connection, snapshot in computed:
+            connection.update(snapshot, generation=self._generation)
         self._changed()
         return self._generation
 
     def connect(self, proxy: ProxyIdentity, *, on_change: Callable[[], None]) -> ProxyConnection:
-        snapshot = self._compute(proxy)
-        connection = _Connection(
-            cache=self,
-            proxy=proxy,
-            on_change=on_change,
-            since=self._clock(),
-            current=snapshot,
-            generation=0 if snapshot is None else self._generation,
-        )
+        """Register a proxy's stream. Its snapshot is built off the loop; ``on_change`` fires when ready."""
+        connection = _Connection(cache=self, proxy=proxy, on_change=on_change, since=self._clock())
         self._connections.append(connection)
         self._emit(XdsEvent(kind=EventKind.CONNECT, node_id=proxy.node_id))
+        if self._source is not None:
+            try:
+                asyncio.get_running_loop().create_task(self._fill(connection, self._source))
+            except RuntimeError:
+                # No loop (tools and tests driving the cache directly): build it here.
+                self._settle(connection, self._source, self._try_build(self._source, proxy))
         return connection
+
+    async def _fill(self, connection: _Connection, source: SnapshotSource) -> None:
+        snapshot = await asyncio.to_thread(self._try_build, source, connection.proxy)
+        self._settle(connection, source, snapshot)
+
+    def _settle(self, connection: _Connection, source: SnapshotSource, snapshot: Snapshot | None) -> None:
+        # A publish while the snapshot was being built has already given the connection a newer one.
+        if snapshot is not None and source is self._source and not connection.closed and connection.current is None:
+            connection.update(snapshot, generation=self._generation)
+            self._changed()
+
+    @staticmethod
+    def _try_build(source: SnapshotSource, proxy: ProxyIdentity) -> Snapshot | None:
+        try:
+            return _build(source, proxy)
+        except TranslationError as error:
+            # The proxy gets nothing until a publishable revision comes; the engine's status says why.
+            _log.error("xds.snapshot_failed", node_id=proxy.node_id, error=str(error))
+            return None
 
     def statuses(self) -> tuple[ProxyStatus, ...]:
         """Every connected proxy, by node id."""
@@ -220,17 +249,6 @@ class SnapshotCache:
             timeout=timeout,
         )
 
-    def _compute(self, proxy: ProxyIdentity) -> Snapshot | None:
-        if self._source is None:
-            return None
-        try:
-            return self._source.snapshot_for(proxy)
-        except ReconcilerError as exc:
-            # The proxy keeps its previous snapshot; its acked_generation stays behind, which is
-            # how the engine sees the failure.
-            _log.error("xds.snapshot_failed", node_id=proxy.node_id, error=str(exc))
-            return None
-
     def _disconnect(self, connection: _Connection) -> None:
         self._connections.remove(connection)
         self._emit(XdsEvent(kind=EventKind.DISCONNECT, node_id=connection.proxy.node_id))
@@ -247,6 +265,16 @@ class SnapshotCache:
     def _changed(self) -> None:
         for wake in self._waiters:
             wake.set()
+
+
+def _build(source: SnapshotSource, proxy: ProxyIdentity) -> Snapshot:
+    """``source.snapshot_for(proxy)``, with any failure (even a bug) as a TranslationError."""
+    try:
+        return source.snapshot_for(proxy)
+    except TranslationError:
+        raise
+    except Exception as error:
+        raise TranslationError(f"cannot build the snapshot for proxy {proxy.node_id!r}: {error!r}") from error
 
 
 @dataclass(eq=False, slots=True, kw_only=True)

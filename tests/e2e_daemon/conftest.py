@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import HOST, Daemon, Mesh, MeshRepo, mesh_files, wait_for
+from daemon_harness import HOST, Daemon, Mesh, mesh_files, wait_for
+from gitrepo import GitRemote
 
 from reconciler.localenv.envoy import EnvoyProcess
 from reconciler.localenv.traffic import send_requests
@@ -27,7 +28,7 @@ pytestmark = [pytest.mark.git, pytest.mark.slow]
 def mesh(tmp_path: Path, upstreams: Callable[..., UpstreamServer], free_port: Callable[[], int]) -> Mesh:
     """A remote whose ``main`` has the repo template: reviews 100/0 over the two upstreams."""
     v1, v2 = upstreams("v1"), upstreams("v2")
-    repo = MeshRepo.create(tmp_path / "git")
+    repo = GitRemote.create(tmp_path / "git")
     port = free_port()
     files = mesh_files(v1_port=v1.port, v2_port=v2.port, gateway_port=port, v1=100, v2=0)
     sha = repo.commit({**files, "README.md": "# mesh config\n"}, "mesh: reviews on v1")

@@ -1,8 +1,8 @@
 """End-to-end harness: a real git remote of mesh YAML, the real daemon process, its HTTP API.
 
-* :class:`MeshRepo` — a bare remote plus a working clone, driven with the git CLI under a
-  fixed identity and no user/system config; files come from ``repo-template/mesh`` with
-  the upstream and gateway ports filled in.
+* :class:`~gitrepo.GitRemote` (``tests/support/gitrepo.py``) — a bare remote plus a working
+  clone, driven with the git CLI under a fixed identity and no user/system config; files
+  come from ``repo-template/mesh`` with the upstream and gateway ports filled in.
 * :class:`Daemon` — ``python -m reconciler.cli.main run ...`` as a child process (so it can
   be ``kill -9``-ed), its ports read back from its ``daemon.started`` log line, its status
   API and webhook called over HTTP.
@@ -16,9 +16,7 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gitrepo import GitRemote, git_env
+
+from reconciler.localenv.lifecycle import stop_process
 from reconciler.localenv.traffic import TrafficResult, send_requests
 from reconciler.localenv.upstream import UpstreamServer
 
@@ -38,36 +39,6 @@ HOST = "reviews.example.com"
 CLI = (sys.executable, "-m", "reconciler.cli.main")
 #: Daemon start (imports grpc, aiohttp, protobufs) takes ~2 s; the rest is slack for a loaded CI machine.
 START_TIMEOUT = 30.0
-
-
-def git_env() -> dict[str, str]:
-    """No user/system git config, a fixed identity, never a credentials prompt."""
-    env = dict(os.environ)
-    env.update(
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_CONFIG_GLOBAL=os.devnull,
-        GIT_AUTHOR_NAME="Test Author",
-        GIT_AUTHOR_EMAIL="author@example.test",
-        GIT_COMMITTER_NAME="Test Author",
-        GIT_COMMITTER_EMAIL="author@example.test",
-        GIT_TERMINAL_PROMPT="0",
-    )
-    return env
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    result = subprocess.run(
-        ["git", "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false", *args],
-        cwd=cwd,
-        env=git_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-    )
-    if result.returncode != 0:
-        raise AssertionError(f"git {' '.join(args)} failed ({result.returncode}): {result.stderr}")
-    return result.stdout.strip()
 
 
 def mesh_files(*, v1_port: int, v2_port: int, gateway_port: int, v1: int = 100, v2: int = 0) -> dict[str, str]:
@@ -94,54 +65,22 @@ def with_weights(virtualservice: str, *, v1: int, v2: int) -> str:
     return head + sep + "".join(rewritten)
 
 
+def run_command(command: Sequence[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` from the repo root with the test git environment and no stdin; capture its output as text."""
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=git_env(),
+        cwd=REPO_ROOT,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def line_of(text: str, needle: str) -> int:
     return next(number for number, line in enumerate(text.splitlines(), start=1) if needle in line)
-
-
-@dataclass
-class MeshRepo:
-    """A bare remote at ``bare`` and a working clone at ``work`` that pushes ``main`` to it."""
-
-    bare: Path
-    work: Path
-
-    @classmethod
-    def create(cls, root: Path) -> MeshRepo:
-        bare, work = root / "remote.git", root / "work"
-        git("init", "--bare", "--quiet", str(bare))
-        git("init", "--quiet", str(work))
-        git("remote", "add", "origin", str(bare), cwd=work)
-        return cls(bare=bare, work=work)
-
-    @property
-    def url(self) -> str:
-        return str(self.bare)
-
-    def commit(self, files: Mapping[str, str], message: str, *, push: bool = True) -> str:
-        """Write files, commit, push to the remote (unless ``push=False``); return the new SHA."""
-        for relative, content in files.items():
-            target = self.work / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content)
-        git("add", "--all", cwd=self.work)
-        git("commit", "--quiet", "-m", message, cwd=self.work)
-        if push:
-            self.push()
-        return self.head()
-
-    def read(self, relative: str) -> str:
-        return (self.work / relative).read_text()
-
-    def head(self) -> str:
-        return git("rev-parse", "HEAD", cwd=self.work)
-
-    def push(self, *, to: str = "origin") -> None:
-        git("push", "--quiet", to, "HEAD:refs/heads/main", cwd=self.work)
-
-    def revert(self, sha: str) -> str:
-        git("revert", "--no-edit", sha, cwd=self.work)
-        self.push()
-        return self.head()
 
 
 def wait_for(what: str, predicate: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.05) -> Any:
@@ -245,17 +184,9 @@ class Daemon:
 
     def stop(self) -> int | None:
         """SIGTERM (graceful), SIGKILL after 10 s; the exit status, None if never started."""
-        process = self._process
-        if process is None:
+        if self._process is None:
             return None
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        return process.returncode
+        return stop_process(self._process, timeout=10)
 
     @property
     def running(self) -> bool:
@@ -328,15 +259,18 @@ class Daemon:
         return found
 
     def wait_synced(self, sha: str, *, proxies: int = 0, timeout: float = 20.0) -> dict[str, Any]:
-        """Until ``sha`` is the head, served, and ACKed by every connected proxy (at least ``proxies``)."""
+        """Until ``sha`` is the head, served, and ACKed by every connected proxy (at least ``proxies``).
+
+        With no proxy connected nothing can be synced: ``proxies=0`` waits for "served" only.
+        """
 
         def synced(status: dict[str, Any]) -> bool:
             return (
                 status["headSha"] == sha
                 and (status["served"] or {}).get("sha") == sha
                 and status["lastError"] is None
-                and status["syncedAt"] is not None
                 and len(status["proxies"]) >= proxies
+                and (status["synced"] or not status["proxies"])
                 and all(p["ackedGeneration"] >= status["generation"] for p in status["proxies"])
             )
 
@@ -348,7 +282,7 @@ class Daemon:
 class Mesh:
     """The config repo and what it points at: two upstream versions and the gateway's port."""
 
-    repo: MeshRepo
+    repo: GitRemote
     v1: UpstreamServer
     v2: UpstreamServer
     gateway_port: int
@@ -364,10 +298,3 @@ class Mesh:
 def measure(mesh: Mesh, count: int = 1000) -> TrafficResult:
     """``count`` requests through the gateway, as fast as a few keep-alive connections go."""
     return send_requests(port=mesh.gateway_port, count=count, authority=HOST, workers=8, deadline=60)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 
 import pytest
-from daemon_harness import REPO_ROOT, git_env
+from daemon_harness import run_command
 
 pytestmark = [pytest.mark.git, pytest.mark.envoy, pytest.mark.slow, pytest.mark.timeout(90)]
 
 
 def test_demo_runs_the_whole_loop() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "reconciler.demo"],
-        capture_output=True,
-        text=True,
-        timeout=75,
-        env=git_env(),
-        cwd=REPO_ROOT,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    done = run_command([sys.executable, "-m", "reconciler.demo"], timeout=75)
     output = done.stdout + done.stderr
 
     assert done.returncode == 0, output

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, Mesh, free_port, git, git_env
+from daemon_harness import Daemon, Mesh
+from gitrepo import git, git_daemon, has_git_daemon
 
 pytestmark = [pytest.mark.git, pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -77,52 +75,7 @@ def test_serving_continues_while_the_remote_is_unreachable_and_sync_resumes_when
     assert status["reason"] == "Applied"
 
 
-@contextlib.contextmanager
-def git_daemon(base_path: Path) -> Iterator[int]:
-    """``git daemon`` serving every repository under ``base_path`` on 127.0.0.1; yields its port."""
-    for _attempt in range(5):
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                "git",
-                "daemon",
-                "--export-all",
-                f"--base-path={base_path}",
-                f"--port={port}",
-                "--listen=127.0.0.1",
-                "--reuseaddr",
-                "--enable=receive-pack",
-                "--informative-errors",
-            ],
-            env=git_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            if _wait_until_listening(port, process, time.monotonic() + 10):
-                yield port
-                return
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-    raise AssertionError("git daemon did not start on 127.0.0.1")
-
-
-def _wait_until_listening(port: int, process: subprocess.Popen[bytes], deadline: float) -> bool:
-    while time.monotonic() < deadline and process.poll() is None:
-        with socket.socket() as sock:
-            sock.settimeout(0.2)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.02)
-    return False
-
-
-@pytest.mark.skipif(not (Path(git("--exec-path")) / "git-daemon").is_file(), reason="git daemon is not installed")
+@pytest.mark.skipif(not has_git_daemon(), reason="git daemon is not installed")
 def test_the_daemon_follows_a_remote_served_over_the_git_protocol(mesh: Mesh, daemons: Callable[..., Daemon]) -> None:
     with git_daemon(mesh.repo.bare.parent) as port:
         url = f"git://127.0.0.1:{port}/{mesh.repo.bare.name}"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 
 import pytest
-from daemon_harness import CLI, REPO_ROOT, Daemon, Mesh, git_env, line_of, measure
+from daemon_harness import CLI, Daemon, Mesh, line_of, measure, run_command
 
 from reconciler.localenv.envoy import EnvoyProcess
 
@@ -59,15 +58,7 @@ def test_a_push_moves_traffic_a_bad_commit_changes_nothing_and_reverts_restore_t
     daemon.wait_synced(undone, proxies=1)
     assert measure(mesh).share("v1") == 100.0
 
-    shown = subprocess.run(
-        [*CLI, "status", "--server", daemon.url],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=git_env(),
-        cwd=REPO_ROOT,
-        check=False,
-    )
+    shown = run_command([*CLI, "status", "--server", daemon.url], timeout=30)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert f"SERVED   {undone[:12]}" in shown.stdout
     assert shown.stdout.splitlines()[-1].split()[:5] == ["ingress-1", "SYNCED", "SYNCED", "SYNCED", "SYNCED"]

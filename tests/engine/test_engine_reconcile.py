@@ -11,6 +11,7 @@ import pytest
 from memsource import GATEWAY, EngineFactory, MemorySource, line_of, mesh_files
 
 from reconciler.engine import reconcile as reconcile_module
+from reconciler.engine.reconcile import Engine
 from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import Reason
 from reconciler.translate.proxy import ProxyIdentity
@@ -24,6 +25,13 @@ def connect(cache: SnapshotCache, proxy: ProxyIdentity = GATEWAY) -> ProxyConnec
     return cache.connect(proxy, on_change=lambda: None)
 
 
+def gateway_engine(make_engine: EngineFactory, source: MemorySource) -> tuple[Engine, SnapshotCache]:
+    """An engine over ``source`` and its cache, with the gateway connected to the cache."""
+    cache = SnapshotCache()
+    connect(cache)
+    return make_engine(source, cache), cache
+
+
 def served_version(cache: SnapshotCache, node_id: str = GATEWAY.node_id) -> str | None:
     status = cache.status(node_id)
     assert status is not None
@@ -33,9 +41,7 @@ def served_version(cache: SnapshotCache, node_id: str = GATEWAY.node_id) -> str 
 def test_a_valid_revision_is_published_to_connected_proxies_and_saved_as_last_good(
     source: MemorySource, make_engine: EngineFactory, run: Run, state_dir: Any
 ) -> None:
-    cache = SnapshotCache()
-    connect(cache)
-    engine = make_engine(source, cache)
+    engine, cache = gateway_engine(make_engine, source)
     revision = source.commit(mesh_files(v1=100, v2=0), "reviews on v1")
 
     assert run(engine.reconcile(trigger="test")) is True
@@ -58,9 +64,7 @@ def test_a_valid_revision_is_published_to_connected_proxies_and_saved_as_last_go
 def test_a_new_valid_revision_replaces_the_served_snapshot(
     source: MemorySource, make_engine: EngineFactory, run: Run
 ) -> None:
-    cache = SnapshotCache()
-    connect(cache)
-    engine = make_engine(source, cache)
+    engine, cache = gateway_engine(make_engine, source)
     source.commit(mesh_files(v1=100, v2=0), "reviews on v1")
     run(engine.reconcile(trigger="test"))
     before = served_version(cache)
@@ -77,9 +81,7 @@ def test_a_new_valid_revision_replaces_the_served_snapshot(
 def test_an_invalid_revision_is_refused_and_the_last_good_snapshot_keeps_serving(
     source: MemorySource, make_engine: EngineFactory, run: Run, state_dir: Any
 ) -> None:
-    cache = SnapshotCache()
-    connect(cache)
-    engine = make_engine(source, cache)
+    engine, cache = gateway_engine(make_engine, source)
     good = source.commit(mesh_files(v1=80, v2=20), "canary")
     run(engine.reconcile(trigger="test"))
     good_version = served_version(cache)
@@ -141,9 +143,7 @@ def test_a_malformed_yaml_file_is_refused_with_its_file_and_line(
 def test_reverting_to_the_served_config_clears_the_error_and_keeps_the_snapshot(
     source: MemorySource, make_engine: EngineFactory, run: Run, state_dir: Any
 ) -> None:
-    cache = SnapshotCache()
-    connect(cache)
-    engine = make_engine(source, cache)
+    engine, cache = gateway_engine(make_engine, source)
     source.commit(mesh_files(v1=80, v2=20), "canary")
     run(engine.reconcile(trigger="test"))
     good_version = served_version(cache)
@@ -185,9 +185,7 @@ def test_a_valid_commit_after_a_refused_one_is_applied(
 def test_a_fetch_failure_keeps_serving_and_is_reported_as_fetch_failed_until_git_answers_again(
     source: MemorySource, make_engine: EngineFactory, run: Run
 ) -> None:
-    cache = SnapshotCache()
-    connect(cache)
-    engine = make_engine(source, cache)
+    engine, cache = gateway_engine(make_engine, source)
     good = source.commit(mesh_files(), "good")
     run(engine.reconcile(trigger="test"))
     version = served_version(cache)
@@ -213,9 +211,7 @@ def test_a_fetch_failure_keeps_serving_and_is_reported_as_fetch_failed_until_git
 def test_a_first_revision_that_is_invalid_serves_nothing_and_is_not_ready(
     source: MemorySource, make_engine: EngineFactory, run: Run
 ) -> None:
-    cache = SnapshotCache()
-    connect(cache)
-    engine = make_engine(source, cache)
+    engine, cache = gateway_engine(make_engine, source)
     source.commit(mesh_files(subset_v2="v3"), "broken from the start")
 
     assert run(engine.reconcile(trigger="test")) is False
@@ -249,21 +245,47 @@ def test_a_generation_is_synced_only_once_every_connected_proxy_acked_it(
 
     second.record_snapshot_acked(second.snapshot.version)
 
-    async def synced() -> None:
-        async with asyncio.timeout(5):
-            while engine.status.synced_at is None:
-                await asyncio.sleep(0.01)
+    status = engine.status.to_json()
+    assert status["synced"] is True
+    assert status["syncedAt"] is not None
 
-    run(synced())
-    assert engine.status.to_json()["syncedAt"] is not None
+
+def test_with_no_proxy_connected_nothing_is_synced(source: MemorySource, make_engine: EngineFactory, run: Run) -> None:
+    engine = make_engine(source, SnapshotCache())
+    source.commit(mesh_files(), "canary")
+
+    assert run(engine.reconcile(trigger="test")) is True
+
+    status = engine.status.to_json()
+    assert status["served"] is not None
+    assert (status["synced"], status["syncedAt"]) == (False, None)
+
+
+def test_a_proxy_joining_after_sync_unsyncs_until_it_acks_but_keeps_the_sync_time(
+    source: MemorySource, make_engine: EngineFactory, run: Run
+) -> None:
+    cache = SnapshotCache()
+    first = connect(cache)
+    engine = make_engine(source, cache)
+    source.commit(mesh_files(), "canary")
+    run(engine.reconcile(trigger="test"))
+    assert first.snapshot is not None
+    first.record_snapshot_acked(first.snapshot.version)
+    synced_at = engine.status.to_json()["syncedAt"]
+
+    late = connect(cache, ProxyIdentity(node_id="ingress-2", labels=GATEWAY.labels, role=GATEWAY.role))
+
+    assert engine.status.to_json()["synced"] is False
+    assert late.snapshot is not None
+    late.record_snapshot_acked(late.snapshot.version)
+    status = engine.status.to_json()
+    assert (status["synced"], status["syncedAt"]) == (True, synced_at)
 
 
 def test_a_crash_while_applying_a_revision_is_reported_and_the_last_good_keeps_serving(
     source: MemorySource, make_engine: EngineFactory, run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = SnapshotCache()
-    connect(cache)
-    engine = make_engine(source, cache)
+    engine, cache = gateway_engine(make_engine, source)
     good = source.commit(mesh_files(v1=100, v2=0), "v1")
     run(engine.reconcile(trigger="test"))
     version = served_version(cache)
@@ -324,9 +346,7 @@ def test_validation_runs_off_the_event_loop_and_status_shows_the_previous_head_u
 def test_status_lists_what_the_served_config_asks_for_but_envoy_is_not_told(
     source: MemorySource, make_engine: EngineFactory, run: Run
 ) -> None:
-    cache = SnapshotCache()
-    connect(cache)
-    engine = make_engine(source, cache)
+    engine, _ = gateway_engine(make_engine, source)
     files = mesh_files(v1=100, v2=0)
     files["virtualservice.yaml"] = files["virtualservice.yaml"].replace(
         b"  http:\n",
@@ -344,9 +364,7 @@ def test_status_lists_what_the_served_config_asks_for_but_envoy_is_not_told(
 
 
 def test_a_clean_config_has_no_warnings_in_status(source: MemorySource, make_engine: EngineFactory, run: Run) -> None:
-    cache = SnapshotCache()
-    connect(cache)
-    engine = make_engine(source, cache)
+    engine, _ = gateway_engine(make_engine, source)
     source.commit(mesh_files(v1=100, v2=0), "reviews on v1")
 
     run(engine.reconcile(trigger="test"))

@@ -51,7 +51,8 @@ def ack_all(connection: ProxyConnection) -> None:
 def serving(make_engine: EngineFactory, run: Run) -> tuple[Engine, SnapshotCache, ProxyConnection, MemorySource]:
     """An engine serving a canary to one connected gateway that has not answered yet."""
     source = MemorySource()
-    cache = SnapshotCache()
+    # The engine's test clock starts at this instant; the proxy connects then, before anything is served.
+    cache = SnapshotCache(clock=lambda: datetime(2025, 6, 1, 12, 0, tzinfo=UTC).timestamp())
     connection = cache.connect(GATEWAY, on_change=lambda: None)
     engine = make_engine(source, cache)
     source.commit(mesh_files(v1=80, v2=20), "reviews: canary 20% to v2")
@@ -86,6 +87,19 @@ def test_a_proxy_still_stale_after_the_grace_period_is_unhealthy(serving: Any) -
 
     assert "STALE" in render_status(status, now=now_after(status, 1))
     assert is_healthy(status, now=now_after(status, 1), grace_seconds=GRACE) is True
+    assert is_healthy(status, now=now_after(status, GRACE + 1), grace_seconds=GRACE) is False
+
+
+def test_a_proxy_synced_on_an_older_generation_is_unhealthy_after_the_grace_period(serving: Any, run: Run) -> None:
+    engine, cache, connection, source = serving
+    ack_all(connection)
+    source.commit(mesh_files(v1=50, v2=50), "reviews: 50/50")
+    run(engine.reconcile(trigger="test"))
+
+    status = document(engine, cache)
+
+    assert status["synced"] is False
+    assert status["proxies"][0]["ackedGeneration"] < status["generation"]
     assert is_healthy(status, now=now_after(status, GRACE + 1), grace_seconds=GRACE) is False
 
 

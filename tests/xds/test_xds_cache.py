@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from typing import Any
 
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
@@ -56,19 +58,58 @@ def test_publish_signals_only_proxies_whose_snapshot_changed() -> None:
     a_changes, b_changes = Changes(), Changes()
     a = cache.connect(ProxyIdentity(node_id="a"), on_change=a_changes)
     cache.connect(ProxyIdentity(node_id="b"), on_change=b_changes)
+    before = (a_changes.count, b_changes.count)
     cache.publish(PerNode({"a": clusters("x", "z"), "b": clusters("y")}))
-    assert (a_changes.count, b_changes.count) == (1, 0)
+    assert (a_changes.count - before[0], b_changes.count - before[1]) == (1, 0)
     assert a.snapshot == clusters("x", "z")
 
 
-def test_proxy_whose_snapshot_fails_keeps_the_previous_one() -> None:
+@pytest.mark.parametrize("failure", [TranslationError("no route for b"), KeyError("a bug in translation")])
+def test_publish_that_cannot_build_every_snapshot_changes_nothing(failure: Exception) -> None:
     cache = SnapshotCache()
-    first = cache.publish(PerNode({"a": clusters("x")}))
-    connection = cache.connect(ProxyIdentity(node_id="a"), on_change=Changes())
-    cache.publish(PerNode({"a": TranslationError("no route for a")}))
-    (status,) = cache.statuses()
-    assert connection.snapshot == clusters("x")
-    assert status.generation == first
+    first = cache.publish(PerNode({"a": clusters("x"), "b": clusters("y")}))
+    a = cache.connect(ProxyIdentity(node_id="a"), on_change=Changes())
+    cache.connect(ProxyIdentity(node_id="b"), on_change=Changes())
+
+    with pytest.raises(TranslationError):
+        cache.publish(PerNode({"a": clusters("x", "new"), "b": failure}))
+
+    assert cache.generation == first
+    assert a.snapshot == clusters("x")
+    assert [status.generation for status in cache.statuses()] == [first, first]
+    late = cache.connect(ProxyIdentity(node_id="c"), on_change=Changes())
+    assert late.snapshot is None  # the refused source was never made current
+
+
+def test_proxy_connecting_on_a_running_loop_gets_its_snapshot_built_in_a_worker_thread() -> None:
+    threads: list[str] = []
+
+    class Recording(PerNode):
+        def snapshot_for(self, proxy: ProxyIdentity) -> Snapshot:
+            threads.append(threading.current_thread().name)
+            return super().snapshot_for(proxy)
+
+    async def scenario() -> None:
+        cache = SnapshotCache()
+        cache.publish(Recording({"a": clusters("x")}))
+        changes = Changes()
+        connection = cache.connect(ProxyIdentity(node_id="a"), on_change=changes)
+        await ready(connection)
+        assert connection.snapshot == clusters("x")
+        assert changes.count == 1
+
+    asyncio.run(scenario())
+    assert threads
+    assert threading.main_thread().name not in threads
+
+
+async def ready(connection: Any) -> None:
+    """Wait (bounded) until a connection's first snapshot has been built off the loop."""
+    for _ in range(500):
+        if connection.snapshot is not None:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the snapshot was never built")
 
 
 def test_full_ack_is_tracked_by_generation_and_carries_over_unchanged_content() -> None:
@@ -93,6 +134,7 @@ def test_wait_for_acks_wakes_when_the_ack_arrives() -> None:
         cache = SnapshotCache()
         generation = cache.publish(PerNode({"a": clusters("x")}))
         connection = cache.connect(ProxyIdentity(node_id="a"), on_change=Changes())
+        await ready(connection)
         waiting = asyncio.create_task(cache.wait_for_acks(generation, timeout=5))
         await asyncio.sleep(0)  # let the waiter start before the ACK it waits for
         connection.record_snapshot_acked(clusters("x").version)

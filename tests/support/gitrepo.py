@@ -1,7 +1,9 @@
-"""Real git repositories for source tests: a bare "remote" and a working clone that pushes to it.
+"""Real git repositories for tests: a bare "remote" and a working clone that pushes to it.
 
 Everything goes through the ``git`` CLI with a fixed identity and an isolated config,
-so tests behave the same on a laptop with a fancy ~/.gitconfig and in CI.
+so tests behave the same on a laptop with a fancy ~/.gitconfig and in CI. Shared by the
+source tests, the daemon end-to-end tests and the push-to-ACK benchmark (this folder is on
+pytest's ``pythonpath``).
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["GitRemote", "free_port", "git", "git_daemon", "git_env", "has_git_daemon"]
+from reconciler.localenv.envoy import free_port
+from reconciler.localenv.lifecycle import stop_process
+
+__all__ = ["GitRemote", "git", "git_daemon", "git_env", "has_git_daemon"]
 
 
 def git_env() -> dict[str, str]:
-    """The environment for test git commands: no user/system config, fixed identity."""
+    """The environment for test git commands: no user/system config, fixed identity, never a credentials prompt."""
     env = dict(os.environ)
     env.update(
         GIT_CONFIG_NOSYSTEM="1",
@@ -51,7 +56,7 @@ def git(*args: str, cwd: Path | None = None) -> str:
 
 @dataclass
 class GitRemote:
-    """A bare repository at ``bare`` and a clone of it at ``work`` on branch ``main``."""
+    """A bare repository at ``bare`` and a clone of it at ``work`` that pushes ``main`` to it."""
 
     bare: Path
     work: Path
@@ -70,7 +75,7 @@ class GitRemote:
         return str(self.bare)
 
     def commit(self, files: Mapping[str, str | None], message: str, *, push: bool = True) -> str:
-        """Write (or, for ``None``, delete) files, commit everything, push; return the new SHA."""
+        """Write (or, for ``None``, delete) files, commit everything, push (unless ``push=False``); return the SHA."""
         for relative, content in files.items():
             target = self.work / relative
             if content is None:
@@ -87,8 +92,9 @@ class GitRemote:
     def head(self) -> str:
         return git("rev-parse", "HEAD", cwd=self.work)
 
-    def push(self, *, force: bool = False) -> None:
-        git("push", "--quiet", *(["--force"] if force else []), "origin", "HEAD:refs/heads/main", cwd=self.work)
+    def push(self, *, force: bool = False, to: str = "origin") -> None:
+        """Push HEAD to ``main`` of ``to`` (a remote name or a repository path)."""
+        git("push", "--quiet", *(["--force"] if force else []), to, "HEAD:refs/heads/main", cwd=self.work)
 
     def push_branch(self, branch: str) -> None:
         git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", cwd=self.work)
@@ -104,13 +110,6 @@ class GitRemote:
         self.commit(files, message, push=False)
         self.push(force=True)
         return self.head()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], deadline: float) -> bool:
@@ -156,10 +155,5 @@ def git_daemon(base_path: Path) -> Iterator[int]:
                 yield port
                 return
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, timeout=5)
     raise AssertionError("git daemon did not start on 127.0.0.1")
