@@ -15,3 +15,5 @@ processes and sockets on 127.0.0.1 only:
 Failures surface as :class:`reconciler.errors.EnvoyError` (Envoy) or
 :class:`reconciler.errors.UsageError` (bad arguments), with the context needed to debug them.
 """
+
+__all__: list[str] = []
