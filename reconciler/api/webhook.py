@@ -76,7 +76,7 @@ async def _read_capped(request: web.Request, limit: int) -> bytes:
 
 def _verify(provider: Provider, request: web.Request, body: bytes, secret: bytes) -> None:
     if provider is Provider.GITHUB:
-        verify_github_signature(body, request.headers.get(GITHUB_SIGNATURE_HEADER), secret)
+        verify_github_signature(body, header=request.headers.get(GITHUB_SIGNATURE_HEADER), secret=secret)
     else:
         verify_gitlab_token(request.headers.get(GITLAB_TOKEN_HEADER), secret)
 

@@ -7,6 +7,7 @@ works on contents already in memory (a git revision, a test fixture) and is pure
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +16,11 @@ from typing import Any
 from reconciler.errors import UsageError
 from reconciler.loader.parse import parse_yaml
 from reconciler.model.config import MeshConfig, Resource
+from reconciler.model.source import has_config_suffix, is_config_file
 from reconciler.validate import analyze, build_config, decode_resource, has_errors, sort_findings
 from reconciler.validate.findings import Finding
 
 __all__ = ["DecodeCache", "LoadResult", "load_files", "load_paths", "read_paths"]
-
-YAML_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,23 +49,25 @@ class DecodeCache:
 
     A daemon sees the same thousand files on every commit and only a few change; with
     this cache only those are parsed again. Cross-resource analysis always reruns on
-    the whole config. Entries for files no longer present are dropped after each load.
+    the whole config. After each load the cache holds exactly the entries that load
+    used, one per file: older contents of a file and removed files are dropped, so
+    its size follows the config, not the number of commits seen.
     """
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str, str], _FileResult] = {}
 
-    def _load(self, path: str, content: bytes | str, default_namespace: str) -> _FileResult:
-        raw = content.encode() if isinstance(content, str) else content
-        key = (path, hashlib.blake2b(raw, digest_size=16).hexdigest(), default_namespace)
-        found = self._entries.get(key)
-        if found is None:
-            found = _load_file(path, raw, default_namespace)
-            self._entries[key] = found
-        return found
-
-    def _retain(self, paths: set[str]) -> None:
-        self._entries = {key: value for key, value in self._entries.items() if key[0] in paths}
+    def _load_all(self, files: Mapping[str, bytes | str], default_namespace: str) -> list[_FileResult]:
+        """Results for ``files`` in sorted path order, reusing entries whose key matches."""
+        used: dict[tuple[str, str, str], _FileResult] = {}
+        for path in sorted(files):
+            content = files[path]
+            raw = content.encode() if isinstance(content, str) else content
+            key = (path, hashlib.blake2b(raw, digest_size=16).hexdigest(), default_namespace)
+            found = self._entries.get(key)
+            used[key] = found if found is not None else _load_file(path, raw, default_namespace)
+        self._entries = used
+        return list(used.values())
 
 
 def _load_file(path: str, content: bytes, default_namespace: str) -> _FileResult:
@@ -93,12 +95,10 @@ def load_files(
     findings: list[Finding] = []
     resources: list[Resource[Any]] = []
     documents = 0
-    for path in sorted(files):
-        result = cache._load(path, files[path], default_namespace)
+    for result in cache._load_all(files, default_namespace):
         findings.extend(result.findings)
         resources.extend(result.resources)
         documents += result.documents
-    cache._retain(set(files))
     config, build_findings = build_config(resources)
     findings.extend(build_findings)
     findings.extend(analyze(config))
@@ -106,19 +106,38 @@ def load_files(
 
 
 def read_paths(paths: Sequence[Path]) -> dict[str, bytes]:
-    """Every ``*.yaml``/``*.yml`` file under ``paths`` (recursively), keyed by path as given."""
+    """The config files under ``paths``, keyed by path as given (``root/relative``).
+
+    A directory is walked recursively and a file in it is config by the daemon's own
+    rule, :func:`~reconciler.model.source.is_config_file` on its path relative to the
+    directory: ``*.yaml``/``*.yml`` in any case, nothing hidden (``.git/``,
+    ``.github/``, ``..data/``). A file named directly is read if its suffix is YAML.
+    """
     files: dict[str, bytes] = {}
     for root in paths:
         if not root.exists():
             raise UsageError(f"path does not exist: {root}")
-        candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        for candidate in candidates:
-            if candidate.suffix in YAML_SUFFIXES and not any(part.startswith(".") for part in candidate.parts[-2:]):
-                try:
-                    files[str(candidate)] = candidate.read_bytes()
-                except OSError as error:
-                    raise UsageError(f"cannot read {candidate}: {error.strerror}") from error
+        for candidate in _config_files(root):
+            try:
+                files[str(candidate)] = candidate.read_bytes()
+            except OSError as error:
+                raise UsageError(f"cannot read {candidate}: {error.strerror}") from error
     return files
+
+
+def _config_files(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root] if has_config_suffix(root.name) else []
+    found: list[Path] = []
+    for directory, subdirectories, names in os.walk(root):
+        # Hidden directories hold no config (is_config_file says so); pruning skips walking .git.
+        subdirectories[:] = [name for name in subdirectories if not name.startswith(".")]
+        base = Path(directory)
+        for name in names:
+            path = base / name
+            if is_config_file(path.relative_to(root).as_posix()) and path.is_file():
+                found.append(path)
+    return sorted(found)
 
 
 def load_paths(paths: Sequence[Path], *, default_namespace: str = "default") -> LoadResult:

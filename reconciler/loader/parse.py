@@ -1,12 +1,22 @@
 """YAML text → plain documents with the line of every field (pure: text in, values out).
 
-Uses libyaml's composer when available, so 10,000 resources parse in well under a
-second, and walks the node tree once to build Python values and the line map.
+Builds Python values straight from the parser's event stream (libyaml's C parser when
+available) in one loop with an explicit stack, recording the line of every field on
+the way; no node tree is composed. Two things a careless or
+hostile file could use to take the process down are refused instead of built:
+
+* an alias of a mapping or list: ``a: &x [*x]`` is a cycle, and ten levels of ten
+  aliases each expand to ten billion values. It is a finding and the document is
+  dropped; nothing is expanded. Aliases of scalars are harmless and allowed.
+* nesting deeper than :data:`MAX_DEPTH`: libyaml's own composer recurses in C and
+  a 60 KB line of ``- - - …`` overflows its stack, and its scanner slows down
+  quadratically with ``[[[…`` depth. The file is refused like malformed YAML and
+  parsing stops at that event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,11 +25,16 @@ import yaml
 from reconciler.model.source import SourceInfo, child_path
 from reconciler.validate.findings import Code, Finding, Severity
 
-__all__ = ["ParsedDocument", "parse_yaml"]
+__all__ = ["MAX_DEPTH", "ParsedDocument", "parse_yaml"]
+
+#: Deepest nesting of mappings and lists accepted; Istio resources need about a dozen.
+MAX_DEPTH = 100
 
 _LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SCALARS = yaml.constructor.SafeConstructor()
 _TAG = "tag:yaml.org,2002:"
+_STR = _TAG + "str"
+_MALFORMED_HINT = "fix the YAML syntax; nothing in this file is applied"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,37 +45,45 @@ class ParsedDocument:
     source: SourceInfo
 
 
+class _TooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+class _Frame:
+    """A mapping or list being built; for a mapping, the key waiting for its value."""
+
+    __slots__ = ("anchor", "has_key", "in_key", "is_mapping", "key", "key_child", "line", "path", "value")
+
+    def __init__(self, value: dict[Any, Any] | list[Any], path: str, line: int, anchor: str | None, in_key: bool):
+        self.value = value
+        self.is_mapping = isinstance(value, dict)
+        self.path = path
+        self.line = line
+        self.anchor = anchor
+        self.in_key = in_key  # inside a complex (non-scalar) mapping key: no field lines recorded
+        self.has_key = False
+        self.key: Any = None
+        self.key_child = ""
+
+
 def parse_yaml(text: str, *, file: str) -> tuple[list[ParsedDocument], list[Finding]]:
     """Every non-empty document of ``text``; malformed YAML or duplicate keys become findings."""
     documents: list[ParsedDocument] = []
     findings: list[Finding] = []
+    loader = _LOADER(text)
     try:
-        for node in _compose_all(text):
-            if node is None:
-                continue
-            lines: dict[str, int] = {}
-            data = _to_python(node, "", lines, findings, file)
-            if data is None:
-                continue  # an empty document (`---` with only comments) is normal in multi-doc files
-            documents.append(
-                ParsedDocument(
-                    data=data, source=SourceInfo(file=file, line=node.start_mark.line + 1, field_lines=lines)
-                )
-            )
+        _build(loader, file, documents, findings)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         problem = getattr(error, "problem", None) or str(error)
-        findings.append(
-            Finding(
-                code=Code.YAML_SYNTAX,
-                severity=Severity.ERROR,
-                message=f"malformed YAML: {problem}",
-                file=file,
-                line=mark.line + 1 if mark is not None else 1,
-                hint="fix the YAML syntax; nothing in this file is applied",
-            )
-        )
-        return [], findings
+        return [], [*findings, _malformed(f"malformed YAML: {problem}", file, mark.line + 1 if mark else 1)]
+    except _TooDeep as error:
+        message = f"malformed YAML: mappings and lists nested more than {MAX_DEPTH} levels deep"
+        return [], [*findings, _malformed(message, file, error.line)]
+    finally:
+        loader.dispose()
     if not documents and not findings:
         findings.append(
             Finding(
@@ -75,62 +98,169 @@ def parse_yaml(text: str, *, file: str) -> tuple[list[ParsedDocument], list[Find
     return documents, findings
 
 
-def _compose_all(text: str) -> Iterator[yaml.Node | None]:
-    loader = _LOADER(text)
-    try:
-        while loader.check_node():
-            yield loader.get_node()
-    finally:
-        loader.dispose()
-
-
-def _to_python(node: yaml.Node, path: str, lines: dict[str, int], findings: list[Finding], file: str) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        mapping: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = _scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+def _build(loader: Any, file: str, documents: list[ParsedDocument], findings: list[Finding]) -> None:
+    """Turn the parser's events into ``documents``: one loop, one explicit stack (hot path, kept inline)."""
+    get_event = loader.get_event
+    resolve = loader.resolve
+    stack: list[_Frame] = []
+    top: _Frame | None = None  # stack[-1], or None at the document's root
+    lines: dict[str, int] = {}
+    # anchor → (what it names: "mapping", "list" or "scalar"; a scalar's value; where it is defined)
+    anchors: dict[str, tuple[str, Any, yaml.Mark]] = {}
+    data: Any = None
+    start = 1
+    depth = 0  # open collections, counted even while skipping a dropped document
+    dropped = False
+    while True:
+        event = get_event()
+        kind = type(event)
+        if kind is yaml.ScalarEvent or kind is yaml.AliasEvent:
+            if dropped:
+                continue
+            line = event.start_mark.line + 1
+            anchor = event.anchor
+            if kind is yaml.AliasEvent:
+                defined = anchors.get(anchor)
+                if defined is None:
+                    raise yaml.composer.ComposerError(None, None, f"found undefined alias {anchor!r}", event.start_mark)
+                what, value, mark = defined
+                if what != "scalar":
+                    inside = any(frame.anchor == anchor for frame in stack)
+                    findings.append(_alias_refused(file, anchor, what, line, mark.line + 1, inside=inside))
+                    dropped, top = True, None
+                    stack.clear()
+                    continue
+            else:
+                tag = event.tag
+                if tag is None or tag == "!":
+                    tag = resolve(yaml.ScalarNode, event.value, event.implicit)
+                value = event.value if tag == _STR else _scalar(tag, event.value, event.start_mark)
+                if anchor is not None:
+                    _check_new_anchor(anchors, anchor, event.start_mark)
+                    anchors[anchor] = ("scalar", value, event.start_mark)
+        elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _TooDeep(event.start_mark.line + 1)
+            if dropped:
+                continue
+            line = event.start_mark.line + 1
+            anchor = event.anchor
+            is_mapping = kind is yaml.MappingStartEvent
+            if anchor is not None:
+                _check_new_anchor(anchors, anchor, event.start_mark)
+                anchors[anchor] = ("mapping" if is_mapping else "list", None, event.start_mark)
+            if top is None:
+                path, in_key = "", False
+            elif not top.is_mapping:
+                path, in_key = f"{top.path}[{len(top.value)}]", top.in_key
+            elif top.has_key:
+                path, in_key = top.key_child, top.in_key
+            else:
+                path, in_key = top.path, True  # a complex key: it only ever becomes text
+            top = _Frame({} if is_mapping else [], path, line, anchor, in_key)
+            stack.append(top)
+            continue
+        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+            depth -= 1
+            if dropped:
+                continue
+            finished = stack.pop()
+            value, line = finished.value, finished.line
+            top = stack[-1] if stack else None
+        elif kind is yaml.DocumentStartEvent:
+            stack, top, lines, anchors, data, dropped = [], None, {}, {}, None, False
+            continue
+        elif kind is yaml.DocumentEndEvent:
+            # data is None for an empty document (`---` with only comments): normal in multi-doc files.
+            if not dropped and data is not None:
+                documents.append(ParsedDocument(data=data, source=SourceInfo(file=file, line=start, field_lines=lines)))
+            continue
+        elif kind is yaml.StreamStartEvent:
+            continue
+        else:
+            return  # StreamEndEvent (nothing else can come, and past the end the parser only returns None)
+        # A finished value (scalar, alias of a scalar, or a closed collection) starting on `line`.
+        if top is None:
+            data, start = value, line
+        elif not top.is_mapping:
+            if not top.in_key:
+                lines[f"{top.path}[{len(top.value)}]"] = line
+            top.value.append(value)  # type: ignore[union-attr]
+        elif top.has_key:
+            top.value[top.key] = value
+            top.has_key = False
+        else:
+            key = str(value) if isinstance(value, dict | list) else value
             key_text = str(key)
-            child = child_path(path, key_text)
-            if key in mapping:
-                findings.append(
-                    Finding(
-                        code=Code.DUPLICATE_KEY,
-                        severity=Severity.ERROR,
-                        message=f"key {key_text!r} appears twice in the same mapping; YAML would keep only the last",
-                        file=file,
-                        line=key_node.start_mark.line + 1,
-                        path=child,
-                        hint="remove or merge the duplicate key",
-                    )
-                )
-            lines[child] = key_node.start_mark.line + 1
-            mapping[key] = _to_python(value_node, child, lines, findings, file)
-        return mapping
-    if isinstance(node, yaml.SequenceNode):
-        items = []
-        for index, item in enumerate(node.value):
-            child = f"{path}[{index}]"
-            lines[child] = item.start_mark.line + 1
-            items.append(_to_python(item, child, lines, findings, file))
-        return items
-    assert isinstance(node, yaml.ScalarNode)
-    return _scalar(node)
+            child = child_path(top.path, key_text)
+            if not top.in_key:
+                if key in top.value:
+                    findings.append(_duplicate_key(file, key_text, line, child))
+                lines[child] = line
+            top.key, top.key_child, top.has_key = key, child, True
 
 
-def _scalar(node: yaml.ScalarNode) -> Any:
-    tag = node.tag
+def _check_new_anchor(anchors: dict[str, tuple[str, Any, yaml.Mark]], anchor: str, mark: yaml.Mark) -> None:
+    if anchor in anchors:
+        raise yaml.composer.ComposerError(
+            "found duplicate anchor; first occurrence", anchors[anchor][2], "second occurrence", mark
+        )
+
+
+def _alias_refused(file: str, anchor: str, what: str, line: int, defined_at: int, *, inside: bool) -> Finding:
+    return Finding(
+        code=Code.YAML_SYNTAX,
+        severity=Severity.ERROR,
+        message=(
+            f"YAML anchors and aliases are not supported: *{anchor} repeats the {what} anchored at line"
+            f" {defined_at}{' from inside itself' if inside else ''}; expand them"
+        ),
+        file=file,
+        line=line,
+        hint="write the repeated value out in full; nothing in this document is applied",
+    )
+
+
+def _duplicate_key(file: str, key_text: str, line: int, path: str) -> Finding:
+    return Finding(
+        code=Code.DUPLICATE_KEY,
+        severity=Severity.ERROR,
+        message=f"key {key_text!r} appears twice in the same mapping; YAML would keep only the last",
+        file=file,
+        line=line,
+        path=path,
+        hint="remove or merge the duplicate key",
+    )
+
+
+def _malformed(message: str, file: str, line: int) -> Finding:
+    return Finding(
+        code=Code.YAML_SYNTAX, severity=Severity.ERROR, message=message, file=file, line=line, hint=_MALFORMED_HINT
+    )
+
+
+def _scalar(tag: str, value: str, mark: yaml.Mark) -> Any:
     if not tag.startswith(_TAG):
-        return node.value
+        return value
     kind = tag[len(_TAG) :]
     if kind == "str":
-        return node.value
+        return value
     if kind == "null":
         return None
-    if kind == "bool":
-        return _SCALARS.construct_yaml_bool(node)
-    if kind == "int":
-        return _SCALARS.construct_yaml_int(node)
-    if kind == "float":
-        return _SCALARS.construct_yaml_float(node)
-    # Timestamps, binary and other exotic tags stay text; the schema decides if that is allowed.
-    return node.value
+    construct = _CONSTRUCTORS.get(kind)
+    if construct is None:
+        # Timestamps, binary and other exotic tags stay text; the schema decides if that is allowed.
+        return value
+    try:
+        return construct(yaml.ScalarNode(tag, value))
+    except (ValueError, KeyError, IndexError) as error:  # `!!int abc`, `!!bool ""`, or an int of 5,000 digits
+        shown = repr(value) if len(value) <= 40 else f"{value[:37]!r}..."
+        raise yaml.constructor.ConstructorError(None, None, f"{shown} is not a valid !!{kind}", mark) from error
+
+
+_CONSTRUCTORS: dict[str, Callable[[yaml.ScalarNode], Any]] = {
+    "bool": _SCALARS.construct_yaml_bool,
+    "int": _SCALARS.construct_yaml_int,
+    "float": _SCALARS.construct_yaml_float,
+}

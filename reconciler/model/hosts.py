@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+
 __all__ = [
     "DEFAULT_DOMAIN",
     "exported_to",
     "gateway_ref",
     "host_matches",
     "hosts_overlap",
+    "is_ip_address",
     "resolve_host",
     "split_gateway_host",
 ]
 
 DEFAULT_DOMAIN = "cluster.local"
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+#: Dotted-decimal IPv4 exactly as ``ipaddress`` accepts it (no leading zeros, each part <= 255).
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
+def is_ip_address(text: str) -> bool:
+    """True when ``text`` is an IPv4 or IPv6 address (``ipaddress.ip_address`` accepts it)."""
+    # The regex settles the common IPv4 case cheaply; ipaddress does the rest (IPv6, edge cases).
+    if _IPV4.fullmatch(text):
+        return True
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def resolve_host(host: str, namespace: str, *, domain: str = DEFAULT_DOMAIN) -> str:

@@ -1,4 +1,4 @@
-"""Where a resource and each of its fields came from: file, line and field path."""
+"""Where a resource and each of its fields came from: which files are config, file, line and field path."""
 
 from __future__ import annotations
 
@@ -7,9 +7,43 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-__all__ = ["SourceInfo", "child_path", "format_path", "parent_path"]
+__all__ = [
+    "CONFIG_SUFFIXES",
+    "SourceInfo",
+    "child_path",
+    "format_path",
+    "has_config_suffix",
+    "is_config_file",
+    "parent_path",
+]
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+#: Only these file names are mesh config; READMEs, CI files and scripts beside them are not.
+CONFIG_SUFFIXES = frozenset({".yaml", ".yml"})
+
+
+def is_config_file(relative_path: str) -> bool:
+    """Whether a path (relative to the config dir, ``/``-separated) is a config file we read.
+
+    The one rule for every way config is read: the git and working-tree sources of the
+    daemon and ``reconciler validate``/``render`` on a directory. The suffix is
+    matched case-insensitively (``GW.YAML`` is config). Hidden files and anything
+    under a hidden directory are skipped: that covers ``.git/``, editors' lock files
+    (``.#x.yaml``), CI config (``.github/``) and the ``..data`` / ``..2024_…``
+    directories Kubernetes uses to swap ConfigMap mounts, which would otherwise make
+    every file appear twice.
+    """
+    parts = [part for part in relative_path.split("/") if part not in ("", ".")]
+    if not parts or any(part.startswith(".") for part in parts):
+        return False
+    return has_config_suffix(parts[-1])
+
+
+def has_config_suffix(name: str) -> bool:
+    """Whether a file name's suffix (as :attr:`pathlib.PurePath.suffix` reads it) is a config suffix, any case."""
+    dot = name.rfind(".")
+    return 0 < dot < len(name) - 1 and name[dot:].lower() in CONFIG_SUFFIXES
 
 
 def format_path(parts: Sequence[str | int]) -> str:

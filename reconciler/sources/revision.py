@@ -2,9 +2,11 @@
 
 A :class:`Revision` is what every config source hands to the engine. It is a plain
 value: the file contents are already read, so the engine never touches git or the
-disk again to use it. The file-selection rule (:func:`is_config_file`) and the
-content hash (:func:`content_hash`) live here so the git and working-tree sources
-agree on both.
+disk again to use it. The content hash (:func:`content_hash`) lives here so the
+git and working-tree sources agree on it; the file-selection rule
+(:func:`is_config_file`) lives in :mod:`reconciler.model.source`, below the loader
+too, so ``reconciler validate DIR`` reads exactly the files the daemon serves. It is
+re-exported here for the sources.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import Protocol
+
+from reconciler.model.source import CONFIG_SUFFIXES, is_config_file
 
 __all__ = [
     "CONFIG_SUFFIXES",
@@ -24,23 +27,6 @@ __all__ = [
     "content_hash",
     "is_config_file",
 ]
-
-#: Only these file names are mesh config; READMEs, CI files and scripts beside them are not.
-CONFIG_SUFFIXES = frozenset({".yaml", ".yml"})
-
-
-def is_config_file(relative_path: str) -> bool:
-    """Whether a path (relative to the config dir, ``/``-separated) is a config file we read.
-
-    Hidden files and anything under a hidden directory are skipped: that covers
-    ``.git/``, editors' lock files (``.#x.yaml``), CI config (``.github/``) and the
-    ``..data`` / ``..2024_…`` directories Kubernetes uses to swap ConfigMap mounts,
-    which would otherwise make every file appear twice.
-    """
-    parts = PurePosixPath(relative_path).parts
-    if not parts or any(part.startswith(".") for part in parts):
-        return False
-    return PurePosixPath(parts[-1]).suffix.lower() in CONFIG_SUFFIXES
 
 
 def content_hash(files: Mapping[str, bytes]) -> str:

@@ -86,7 +86,7 @@ def _require_secret(secret: bytes) -> None:
         raise SignatureError("no webhook secret is configured")
 
 
-def verify_github_signature(body: bytes, header: str | None, secret: bytes) -> None:
+def verify_github_signature(body: bytes, *, header: str | None, secret: bytes) -> None:
     """Check GitHub's ``X-Hub-Signature-256: sha256=<hex>`` (HMAC-SHA256 of the raw body).
 
     Raises :class:`SignatureError` when the header is missing, malformed or wrong.

@@ -10,10 +10,10 @@ the same dict.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from reconciler.errors import UsageError
+from reconciler.model.hosts import is_ip_address
 from reconciler.translate.proxy import ProxyIdentity
 
 __all__ = [
@@ -44,15 +44,6 @@ _HTTP_OPTIONS_TYPE = f"type.googleapis.com/{_HTTP_OPTIONS_NAME}"
 _DOWNSTREAM_CONNECTIONS_TYPE = (
     "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig"
 )
-
-
-def is_ip_address(host: str) -> bool:
-    """Whether ``host`` is a literal IPv4/IPv6 address (then no DNS is needed to reach it)."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def service_cluster(proxy: ProxyIdentity) -> str:

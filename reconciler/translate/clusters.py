@@ -13,8 +13,6 @@ a port's default cluster). How endpoints reach Envoy follows the service's resol
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import ItemsView, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -26,6 +24,7 @@ from google.protobuf import wrappers_pb2
 
 from reconciler.model.config import Resource
 from reconciler.model.destinationrule import DestinationRuleSpec, Subset, TrafficPolicy
+from reconciler.model.hosts import is_ip_address
 from reconciler.translate.names import cluster_name
 from reconciler.translate.notes import Notes
 from reconciler.translate.policy import (
@@ -42,7 +41,6 @@ __all__ = ["ClusterSet", "socket_address"]
 
 Rule = Resource[DestinationRuleSpec]
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
-_IPV4 = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$")
 
 
 def socket_address(address: str, port: int) -> address_pb2.Address:
@@ -50,17 +48,6 @@ def socket_address(address: str, port: int) -> address_pb2.Address:
     if address.startswith("unix://"):
         return address_pb2.Address(pipe=address_pb2.Pipe(path=address[len("unix://") :]))
     return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=address, port_value=port))
-
-
-def _is_ip(address: str) -> bool:
-    # The regex settles the common IPv4 case cheaply; ipaddress does the rest (IPv6, edge cases).
-    if _IPV4.match(address):
-        return all(int(part) <= 255 for part in address.split("."))
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return True
 
 
 class ClusterSet:
@@ -80,7 +67,6 @@ class ClusterSet:
         self._base_policies: dict[tuple[TrafficPolicy | None, int], ClusterPolicy] = {}
         self._subset_policies: dict[tuple[ClusterPolicy, TrafficPolicy, int, int], ClusterPolicy] = {}
         self._templates: dict[tuple[int, ClusterPolicy, bool], cluster_pb2.Cluster] = {}
-        self._templates_by_id: dict[tuple[int, int, bool], cluster_pb2.Cluster] = {}
 
     # -- public ----------------------------------------------------------------------
 
@@ -180,11 +166,7 @@ class ClusterSet:
         much cheaper than building it field by field, and a mesh has few distinct policies.
         """
         policy = self._policy(rule=rule, subset=subset, port=port)
-        # Fast path by identity (policies are memoised), then by value: rules written alike share a template.
-        template = self._templates_by_id.get((kind, id(policy), http2))
-        if template is None:
-            template = self._template(kind=kind, policy=policy, http2=http2)
-            self._templates_by_id[(kind, id(policy), http2)] = template
+        template = self._template(kind=kind, policy=policy, http2=http2)
         cluster = cluster_pb2.Cluster()
         cluster.CopyFrom(template)
         cluster.name = name
@@ -193,6 +175,7 @@ class ClusterSet:
         return cluster
 
     def _template(self, *, kind: int, policy: ClusterPolicy, http2: bool) -> cluster_pb2.Cluster:
+        """The cluster every ``kind`` cluster with ``policy`` copies: keyed by value, rules written alike share it."""
         key = (kind, policy, http2)
         template = self._templates.get(key)
         if template is None:
@@ -268,7 +251,7 @@ class ClusterSet:
             return cached
         built = []
         for endpoint in service.endpoints:
-            if not (_is_ip(endpoint.address) or endpoint.address.startswith("unix://")):
+            if not (is_ip_address(endpoint.address) or endpoint.address.startswith("unix://")):
                 # One hostname would make Envoy reject the whole load assignment.
                 self._notes.about(
                     service.origin,

@@ -19,6 +19,7 @@ from google.protobuf import wrappers_pb2
 from reconciler.model.config import Resource
 from reconciler.model.gateway import GatewaySpec, Server
 from reconciler.model.hosts import host_matches, resolve_host, split_gateway_host
+from reconciler.model.protocols import HTTP_PROTOCOLS
 from reconciler.model.virtualservice import VirtualServiceSpec
 from reconciler.translate.listeners import http_listener
 from reconciler.translate.names import gateway_route_name, virtual_host_name
@@ -27,10 +28,7 @@ from reconciler.translate.routes import RouteBuilder, is_catch_all
 from reconciler.translate.scope import Scope
 from reconciler.translate.sidecar import MAX_DIRECT_RESPONSE_BODY_BYTES, report_l4_routes
 
-__all__ = ["HTTP_SERVER_PROTOCOLS", "build_gateway", "intersect_hosts"]
-
-#: Server protocols served by an HTTP connection manager without TLS.
-HTTP_SERVER_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
+__all__ = ["build_gateway", "intersect_hosts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +67,8 @@ def build_gateway(
         for index, server in enumerate(gateway.spec.servers):
             protocol = server.port.protocol.upper()
             path = f"spec.servers[{index}]"
-            if protocol in HTTP_SERVER_PROTOCOLS:
+            # Servers of these protocols are served by an HTTP connection manager without TLS.
+            if protocol in HTTP_PROTOCOLS:
                 by_port.setdefault(int(server.port.number), []).append(_BoundServer(gateway, server, index))
             elif protocol == "HTTPS":
                 notes.about(

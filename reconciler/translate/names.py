@@ -16,7 +16,6 @@ __all__ = [
     "gateway_route_name",
     "host_domains",
     "listener_name",
-    "parse_cluster_name",
     "sidecar_route_name",
     "virtual_host_name",
 ]
@@ -32,14 +31,6 @@ _SVC_SUFFIX = f".svc.{DEFAULT_DOMAIN}"
 def cluster_name(*, host: str, port: int, subset: str | None = None) -> str:
     """``outbound|PORT|SUBSET|HOST``; the subset is empty for a service's default cluster."""
     return f"outbound|{port}|{subset or ''}|{host}"
-
-
-def parse_cluster_name(name: str) -> tuple[int, str, str] | None:
-    """``(port, subset, host)`` from an outbound cluster name, or None if it is not one."""
-    parts = name.split("|")
-    if len(parts) != 4 or parts[0] != "outbound" or not parts[1].isdigit():
-        return None
-    return int(parts[1]), parts[2], parts[3]
 
 
 def listener_name(port: int, *, address: str = WILDCARD_ADDRESS) -> str:

@@ -14,13 +14,13 @@ origination is not translated) points at the line that set it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.v3 import percent_pb2
-from google.protobuf import duration_pb2, wrappers_pb2
+from google.protobuf import wrappers_pb2
 
 from reconciler.model.config import Resource
 from reconciler.model.destinationrule import (
@@ -32,12 +32,12 @@ from reconciler.model.destinationrule import (
     TrafficPolicy,
 )
 from reconciler.translate.notes import Notes
+from reconciler.translate.protos import duration
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT_NANOS",
     "HTTP_PROTOCOL_OPTIONS",
     "ClusterPolicy",
-    "cluster_policy",
     "policy_settings",
     "report_policy",
     "rule_policy_for_port",
@@ -50,7 +50,6 @@ DEFAULT_CONNECT_TIMEOUT_NANOS = 10 * 10**9
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 _UINT32_MAX = 2**32 - 1
-_NANOS_PER_SECOND = 10**9
 
 T = TypeVar("T")
 
@@ -65,12 +64,24 @@ class _Part(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class ClusterPolicy:
-    """The merged policy for one cluster: four components, each with its origin path."""
+    """The merged policy for one cluster: four components, each with its origin path.
+
+    Compared and hashed by value (clusters with equal policies share a template); the hash
+    is computed once, since translation looks a policy up once per cluster.
+    """
 
     load_balancer: _Part[LoadBalancer] = _Part()
     connection_pool: _Part[ConnectionPool] = _Part()
     outlier_detection: _Part[OutlierDetection] = _Part()
     tls: _Part[TLSSettings] = _Part()
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        value = hash((self.load_balancer, self.connection_pool, self.outlier_detection, self.tls))
+        object.__setattr__(self, "_hash", value)
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 _NO_POLICY = ClusterPolicy()
@@ -91,20 +102,6 @@ def _port_level(policy: TrafficPolicy, port: int, *, path: str) -> ClusterPolicy
         if settings.port is not None and settings.port.number == port:
             return _components(settings, f"{path}.portLevelSettings[{index}]")
     return None
-
-
-def cluster_policy(
-    *,
-    rule_policy: TrafficPolicy | None,
-    subset_policy: TrafficPolicy | None,
-    port: int,
-    subset_path: str = "",
-) -> ClusterPolicy:
-    """Merge a DestinationRule's policy, a subset's policy and port-level settings for ``port``.
-
-    ``subset_path`` is the subset's field path (``spec.subsets[1]``), used for findings.
-    """
-    return subset_override(rule_policy_for_port(rule_policy, port), subset_policy, port=port, subset_path=subset_path)
 
 
 def rule_policy_for_port(rule_policy: TrafficPolicy | None, port: int) -> ClusterPolicy:
@@ -135,10 +132,6 @@ def subset_override(
         ),
         tls=override.tls if override.tls.value is not None else base.tls,
     )
-
-
-def _duration(nanos: int) -> duration_pb2.Duration:
-    return duration_pb2.Duration(seconds=nanos // _NANOS_PER_SECOND, nanos=nanos % _NANOS_PER_SECOND)
 
 
 def policy_settings(policy: ClusterPolicy, *, http2: bool) -> cluster_pb2.Cluster:
@@ -214,7 +207,7 @@ def _apply_connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPool | 
             thresholds.max_requests.value = http.http2_max_requests
         if http.max_retries:
             thresholds.max_retries.value = http.max_retries
-    cluster.connect_timeout.CopyFrom(_duration(connect_timeout))
+    cluster.connect_timeout.CopyFrom(duration(connect_timeout))
     cluster.circuit_breakers.thresholds.append(thresholds)
 
     upgrade = http.h2_upgrade_policy if http is not None else None
@@ -253,9 +246,9 @@ def _apply_outlier_detection(cluster: cluster_pb2.Cluster, outlier: OutlierDetec
         if outlier.consecutive_5xx_errors is None:
             out.enforcing_consecutive_5xx.value = 0
     if outlier.interval is not None:
-        out.interval.CopyFrom(_duration(outlier.interval.nanos))
+        out.interval.CopyFrom(duration(outlier.interval.nanos))
     if outlier.base_ejection_time is not None:
-        out.base_ejection_time.CopyFrom(_duration(outlier.base_ejection_time.nanos))
+        out.base_ejection_time.CopyFrom(duration(outlier.base_ejection_time.nanos))
     if outlier.max_ejection_percent:
         out.max_ejection_percent.value = outlier.max_ejection_percent
     cluster.outlier_detection.CopyFrom(out)

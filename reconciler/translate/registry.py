@@ -15,12 +15,12 @@ from types import MappingProxyType
 
 from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.hosts import exported_to, resolve_host
+from reconciler.model.lookup import selects
+from reconciler.model.protocols import HTTP2_PROTOCOLS, HTTP_PROTOCOLS
 from reconciler.model.serviceentry import ServiceEntrySpec
 from reconciler.model.source import SourceInfo
 
 __all__ = [
-    "HTTP2_PROTOCOLS",
-    "HTTP_PROTOCOLS",
     "Endpoint",
     "Origin",
     "Resolution",
@@ -29,11 +29,6 @@ __all__ = [
     "ServiceRegistry",
     "build_registry",
 ]
-
-#: Port protocols whose traffic is routed by the HTTP connection manager (Istio's ``IsHTTP``).
-HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
-#: Port protocols that need HTTP/2 towards the upstream.
-HTTP2_PROTOCOLS = frozenset({"HTTP2", "GRPC", "GRPC-WEB"})
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _EMPTY_PORTS: Mapping[str, int] = MappingProxyType({})
@@ -106,8 +101,7 @@ class Endpoint:
 
     def has_labels(self, selector: Mapping[str, str]) -> bool:
         """True when every ``selector`` label is on this endpoint (an empty selector selects all)."""
-        labels = self.labels
-        return all(labels.get(key) == value for key, value in selector.items())
+        return selects(selector, self.labels)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from google.protobuf import duration_pb2, wrappers_pb2
 from reconciler.model.common import HeaderName, Percent, StringMatch
 from reconciler.model.config import Resource
 from reconciler.model.hosts import resolve_host
+from reconciler.model.protocols import KNOWN_HTTP_STATUS_CODES
 from reconciler.model.virtualservice import (
     Destination,
     HeaderOperations,
@@ -37,6 +38,7 @@ from reconciler.model.virtualservice import (
 )
 from reconciler.translate.clusters import ClusterSet
 from reconciler.translate.notes import Notes
+from reconciler.translate.protos import duration
 from reconciler.translate.registry import Service
 from reconciler.translate.scope import Scope
 
@@ -58,13 +60,6 @@ _DEFAULT_RETRIABLE_CODES = (503,)
 _HOST_SELECTION_RETRY_MAX_ATTEMPTS = 5
 _PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
 _METHOD_HEADER = ":method"
-_NANOS_PER_SECOND = 10**9
-
-#: The status codes Go's ``http.StatusText`` knows: Istio treats exactly these ``retryOn`` parts as codes.
-_KNOWN_STATUS_CODES = frozenset(
-    {100, 101, 102, 103, *range(200, 209), 226, *range(300, 306), 307, 308, *range(400, 419)}
-    | {421, 422, 423, 424, 425, 426, 428, 429, 431, 451, *range(500, 509), 510, 511}
-)
 _REDIRECT_CODES: Mapping[int, int] = {
     301: rc.RedirectAction.MOVED_PERMANENTLY,
     302: rc.RedirectAction.FOUND,
@@ -72,10 +67,6 @@ _REDIRECT_CODES: Mapping[int, int] = {
     307: rc.RedirectAction.TEMPORARY_REDIRECT,
     308: rc.RedirectAction.PERMANENT_REDIRECT,
 }
-
-
-def _duration(nanos: int) -> duration_pb2.Duration:
-    return duration_pb2.Duration(seconds=nanos // _NANOS_PER_SECOND, nanos=nanos % _NANOS_PER_SECOND)
 
 
 def _fraction(percent: Percent) -> percent_pb2.FractionalPercent:
@@ -144,7 +135,7 @@ def retry_policy(retries: HTTPRetry | None) -> rc.RetryPolicy | None:
         for part in (piece.strip() for piece in retries.retry_on.split(",")):
             if not part:
                 continue
-            if part.isdigit() and int(part) in _KNOWN_STATUS_CODES:
+            if part.isdigit() and int(part) in KNOWN_HTTP_STATUS_CODES:
                 codes.append(int(part))
             else:
                 conditions.append(part)
@@ -154,7 +145,7 @@ def retry_policy(retries: HTTPRetry | None) -> rc.RetryPolicy | None:
         del policy.retriable_status_codes[:]
         policy.retriable_status_codes.extend(codes)
     if retries.per_try_timeout is not None:
-        policy.per_try_timeout.CopyFrom(_duration(retries.per_try_timeout.nanos))
+        policy.per_try_timeout.CopyFrom(duration(retries.per_try_timeout.nanos))
     return policy
 
 
@@ -307,7 +298,7 @@ class RouteBuilder:
         # Envoy's default route timeout is 15 s; Istio's is none (0 s) unless the rule sets one.
         timeout = http.timeout.nanos if http.timeout is not None else 0
         action = out.route
-        action.timeout.CopyFrom(_duration(timeout))
+        action.timeout.CopyFrom(duration(timeout))
         if http.rewrite is not None:
             if http.rewrite.uri:
                 action.prefix_rewrite = http.rewrite.uri
@@ -443,7 +434,7 @@ class RouteBuilder:
             else:
                 out.delay.CopyFrom(
                     common_fault_pb2.FaultDelay(
-                        fixed_delay=_duration(delay.fixed_delay.nanos),
+                        fixed_delay=duration(delay.fixed_delay.nanos),
                         percentage=(
                             _fraction(delay.percentage)
                             if delay.percentage is not None

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.gateway import GatewaySpec
+from reconciler.model.lookup import selects
 from reconciler.translate.clusters import ClusterSet
 from reconciler.translate.gateway import build_gateway
 from reconciler.translate.notes import Notes
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 from reconciler.translate.registry import ServiceRegistry, build_registry
 from reconciler.translate.routes import RouteBuilder
-from reconciler.translate.scope import Scope, selects
+from reconciler.translate.scope import Scope
 from reconciler.translate.sidecar import build_sidecar
 from reconciler.translate.snapshot import Snapshot
 from reconciler.validate.findings import Finding

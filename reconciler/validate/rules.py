@@ -14,8 +14,6 @@ or a workload selector; a fault ``abort`` needs ``httpStatus`` and a ``delay`` n
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,7 +28,8 @@ from reconciler.model.destinationrule import (
     TrafficPolicy,
 )
 from reconciler.model.gateway import GatewaySpec, Server, ServerTLSSettings
-from reconciler.model.hosts import host_matches
+from reconciler.model.hosts import host_matches, is_ip_address
+from reconciler.model.protocols import HTTP_PROTOCOLS, KNOWN_HTTP_STATUS_CODES, PROTOCOLS, TLS_PROTOCOLS
 from reconciler.model.serviceentry import ServiceEntrySpec
 from reconciler.model.source import child_path
 from reconciler.model.virtualservice import (
@@ -47,21 +46,11 @@ from reconciler.validate.findings import Code, Finding, Severity
 from reconciler.validate.report import resource_finding
 
 __all__ = [
-    "HTTP_PROTOCOLS",
-    "PROTOCOLS",
     "RETRY_ON_POLICIES",
-    "TLS_PROTOCOLS",
     "check_resource",
     "dns1123_label_error",
     "wildcard_domain_error",
 ]
-
-#: Port protocols Istio parses (``protocol.Parse``, case-insensitive); anything else is "unsupported".
-PROTOCOLS = frozenset({"HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO", "REDIS", "MYSQL", "TCP", "TLS"})
-#: Protocols whose traffic is HTTP once decoded (``IsHTTP``).
-HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
-#: Protocols that carry TLS to the gateway (``IsTLS``): such servers need ``tls`` settings.
-TLS_PROTOCOLS = frozenset({"HTTPS", "TLS"})
 
 #: Envoy's ``x-envoy-retry-on`` and ``x-envoy-retry-grpc-on`` conditions, as Istio accepts them.
 RETRY_ON_POLICIES = frozenset(
@@ -85,14 +74,6 @@ RETRY_ON_POLICIES = frozenset(
     }
 )
 
-# The status codes Go's net/http names (Istio accepts a retryOn entry that is one of them).
-_KNOWN_HTTP_STATUS = frozenset(
-    [
-        *(100, 101, 102, 103, *range(200, 209), 226, *range(300, 306), 307, 308, *range(400, 419)),
-        *(421, 422, 423, 424, 425, 426, 428, 429, 431, 451, *range(500, 509), 510, 511),
-    ]
-)
-
 _LABEL = r"[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?"
 _DNS1123_LABEL = re.compile(rf"^{_LABEL}$")
 _WILDCARD_LABEL = re.compile(rf"^(?:\*|(?:\*|\*-)?{_LABEL})$")
@@ -103,7 +84,6 @@ _MILLISECOND = 1_000_000
 _KB = 1024
 
 
-@functools.lru_cache(maxsize=65536)
 def dns1123_label_error(name: str) -> str:
     """Why ``name`` is not a DNS-1123 label (as Istio's ``IsDNS1123Label`` checks), or ``""``."""
     if not name:
@@ -115,12 +95,11 @@ def dns1123_label_error(name: str) -> str:
     return ""
 
 
-@functools.lru_cache(maxsize=65536)
 def wildcard_domain_error(domain: str, *, wildcard: bool = True) -> str:
     """Why ``domain`` is not a valid (wildcard) host name, as Istio's ``ValidateWildcardDomain``, or ``""``.
 
     A ``*`` is allowed only as (the start of) the first label; ``wildcard=False`` is
-    Istio's ``ValidateFQDN``. Cached: real configs repeat the same hosts many times.
+    Istio's ``ValidateFQDN``.
     """
     if not domain:
         return "empty domain name not allowed"
@@ -141,15 +120,6 @@ def wildcard_domain_error(domain: str, *, wildcard: bool = True) -> str:
         if len(label) > 63 or not _DNS1123_LABEL.match(label):
             return f"domain name {domain!r} invalid (label {label!r} invalid)"
     return ""
-
-
-@functools.lru_cache(maxsize=65536)
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 class _Checker:
@@ -238,7 +208,7 @@ def _check_virtual_service(check: _Checker, spec: VirtualServiceSpec) -> None:
     for index, host in enumerate(spec.hosts):
         path = f"spec.hosts[{index}]"
         problem = wildcard_domain_error(host)
-        if problem and not _is_ip(host):
+        if problem and not is_ip_address(host):
             check.error(path, f"invalid host: {problem}")
             all_valid = False
         elif applies_to_mesh and host == "*":
@@ -323,7 +293,7 @@ def _check_gateway_name(check: _Checker, gateway: str, path: str) -> None:
 
 def _check_sni_host(check: _Checker, sni: str, hosts: tuple[str, ...], path: str) -> None:
     if wildcard_domain_error(sni):
-        if _is_ip(sni):
+        if is_ip_address(sni):
             check.warning(path, f"using an IP address ({sni!r}) goes against the SNI spec; most clients do not send it")
         else:
             check.error(path, f"invalid SNI host: {wildcard_domain_error(sni)}")
@@ -439,7 +409,7 @@ def _check_destination(check: _Checker, destination: Destination, path: str) -> 
 
 def _check_retry_on(check: _Checker, retry_on: str, path: str) -> None:
     for policy in retry_on.split(","):
-        if policy in RETRY_ON_POLICIES or (policy.isdigit() and int(policy) in _KNOWN_HTTP_STATUS):
+        if policy in RETRY_ON_POLICIES or (policy.isdigit() and int(policy) in KNOWN_HTTP_STATUS_CODES):
             continue
         stripped = policy.strip()
         hint = (
@@ -724,7 +694,7 @@ def _check_gateway_host(check: _Checker, entry: str, path: str) -> None:
             hint=f"write the full name, e.g. {namespace}/{host}.example.com",
         )
     problem = wildcard_domain_error(host)
-    if problem and not _is_ip(host):
+    if problem and not is_ip_address(host):
         check.error(path, f"invalid host: {problem}")
 
 
@@ -837,7 +807,7 @@ def _check_service_entry(check: _Checker, spec: ServiceEntrySpec) -> None:
             elif address.startswith("unix://"):
                 if not address.startswith("unix:///") and not address.startswith("unix://@"):
                     check.error(f"{path}.address", f"{address[7:]} is not an absolute path to a file")
-            elif not _is_ip(address):
+            elif not is_ip_address(address):
                 check.error(
                     f"{path}.address",
                     f"endpoint address {address!r} is not a valid IP address",
@@ -858,7 +828,7 @@ def _check_service_entry(check: _Checker, spec: ServiceEntrySpec) -> None:
         for index, endpoint in enumerate(spec.endpoints):
             path = f"spec.endpoints[{index}]"
             address = endpoint.address or ""
-            if not _is_ip(address) and wildcard_domain_error(address, wildcard=False):
+            if not is_ip_address(address) and wildcard_domain_error(address, wildcard=False):
                 check.error(f"{path}.address", f"endpoint address {address!r} is not a valid FQDN or an IP address")
             _check_endpoint(check, endpoint.ports, endpoint.labels, service_port_names, path)
     if resolution != "NONE" and len(spec.hosts) > 1:

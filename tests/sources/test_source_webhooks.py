@@ -51,8 +51,8 @@ def test_github_signature_example_from_the_docs_verifies() -> None:
     # The worked example in GitHub's "Validating webhook deliveries" documentation.
     verify_github_signature(
         b"Hello, World!",
-        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
-        SECRET,
+        header="sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        secret=SECRET,
     )
 
 
@@ -62,18 +62,18 @@ def test_github_signature_example_from_the_docs_verifies() -> None:
 )
 def test_bad_github_signatures_raise(header: str | None) -> None:
     with pytest.raises(SignatureError) as excinfo:
-        verify_github_signature(PUSH, header, SECRET)
+        verify_github_signature(PUSH, header=header, secret=SECRET)
     assert excinfo.value.reason == "BadSignature"
 
 
 def test_github_signature_from_another_secret_raises() -> None:
     with pytest.raises(SignatureError):
-        verify_github_signature(PUSH, _sign(PUSH, b"other"), SECRET)
+        verify_github_signature(PUSH, header=_sign(PUSH, b"other"), secret=SECRET)
 
 
 def test_empty_secret_never_verifies() -> None:
     with pytest.raises(SignatureError):
-        verify_github_signature(PUSH, _sign(PUSH, b""), b"")
+        verify_github_signature(PUSH, header=_sign(PUSH, b""), secret=b"")
     with pytest.raises(SignatureError):
         verify_gitlab_token("", b"")
 

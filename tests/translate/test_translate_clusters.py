@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from translate_support import (
@@ -21,9 +22,11 @@ from translate_support import (
     virtual_service,
 )
 
-from reconciler.translate import ProxyIdentity, translate
+from reconciler.translate import ProxyIdentity, build_registry, translate
 from reconciler.translate.policy import HTTP_PROTOCOL_OPTIONS
+from reconciler.translate.scope import Scope
 from reconciler.translate.snapshot import ENDPOINT
+from reconciler.validate.analyzers import AnalysisContext
 
 REVIEWS_HOST = "reviews.default.svc.cluster.local"
 
@@ -229,6 +232,55 @@ def test_destination_rule_in_the_proxy_namespace_wins_over_the_service_namespace
     assert clusters(elsewhere.snapshot)[name].lb_policy == cluster_pb2.Cluster.RANDOM
 
 
+def test_destination_rule_in_an_unrelated_namespace_does_not_apply() -> None:
+    # Exported everywhere, but neither the proxy's, the service's nor the root namespace: Istio ignores it.
+    hijack = subsets_rule("reviews.prod.svc.cluster.local", "v1", namespace="team-x", extra=_lb("RANDOM"))
+    config = load(service_entry("reviews", namespace="prod") + hijack.replace("spec:\n", "spec:\n  exportTo: ['*']\n"))
+
+    in_default = translate(config, ProxyIdentity(node_id="d", namespace="default"))
+    in_team_x = translate(config, ProxyIdentity(node_id="t", namespace="team-x"))
+
+    name = "outbound|9080||reviews.prod.svc.cluster.local"
+    assert clusters(in_default.snapshot)[name].lb_policy == cluster_pb2.Cluster.LEAST_REQUEST
+    assert "outbound|9080|v1|reviews.prod.svc.cluster.local" not in clusters(in_default.snapshot)
+    # Its own namespace's proxies do use it.
+    assert clusters(in_team_x.snapshot)[name].lb_policy == cluster_pb2.Cluster.RANDOM
+    assert "outbound|9080|v1|reviews.prod.svc.cluster.local" in clusters(in_team_x.snapshot)
+
+
+def test_root_namespace_rule_applies_when_neither_proxy_nor_service_namespace_has_one() -> None:
+    host = "reviews.prod.svc.cluster.local"
+    root = subsets_rule(host, "v1", namespace="istio-system", extra=_lb("RANDOM"))
+    in_service_namespace = subsets_rule(host, "v1", namespace="prod", extra=_lb("ROUND_ROBIN"))
+    name = f"outbound|9080||{host}"
+    proxy = ProxyIdentity(node_id="d", namespace="default")
+
+    only_root = translate(load(service_entry("reviews", namespace="prod") + root), proxy)
+    both = translate(load(service_entry("reviews", namespace="prod") + root + in_service_namespace), proxy)
+
+    assert clusters(only_root.snapshot)[name].lb_policy == cluster_pb2.Cluster.RANDOM
+    assert clusters(both.snapshot)[name].lb_policy == cluster_pb2.Cluster.ROUND_ROBIN
+
+
+def test_analyzers_and_translation_choose_the_same_destination_rule() -> None:
+    # Validation accepts a subset only if translation builds its cluster from the same rule.
+    host = "reviews.prod.svc.cluster.local"
+    rules = {
+        namespace: subsets_rule(host, "v1", namespace=namespace, extra="  exportTo: ['*']\n")
+        for namespace in ("default", "prod", "team-x", "istio-system")
+    }
+    for present in (("default", "prod", "team-x", "istio-system"), ("prod", "team-x", "istio-system"), ("team-x",)):
+        config = load(service_entry("reviews", namespace="prod") + "".join(rules[ns] for ns in present))
+        context = AnalysisContext(config)
+        for proxy_namespace in ("default", "team-x", "elsewhere"):
+            scope = Scope(config=config, registry=build_registry(config), namespace=proxy_namespace, labels={})
+            service = scope.service(host)
+            assert service is not None
+            chosen = scope.destination_rule(host, service_namespace=service.namespace)
+            analyzed = context.rules_for(host, namespace=proxy_namespace)
+            assert [rule.ref for rule in analyzed] == ([chosen.ref] if chosen else []), (present, proxy_namespace)
+
+
 def test_workload_selector_destination_rule_applies_only_to_matching_proxies() -> None:
     selector = "  workloadSelector:\n    matchLabels: {app: frontend}\n" + _lb("RANDOM")
     config = load(service_entry("ratings") + subsets_rule("ratings", "v1", extra=selector))
@@ -251,11 +303,13 @@ def test_tls_origination_surfaces_not_translated_finding_once_per_policy() -> No
     assert "TLS origination" in finding.message
 
 
-def test_non_ip_address_of_a_static_endpoint_is_left_out_with_a_finding() -> None:
-    # Validation rejects host names in STATIC endpoints; a registry from elsewhere might not.
+@pytest.mark.parametrize("address", ["ratings.internal", "010.0.0.2", "10.0.0.256"])
+def test_non_ip_address_of_a_static_endpoint_is_left_out_with_a_finding(address: str) -> None:
+    # Validation rejects these in STATIC endpoints; a registry from elsewhere might not. Envoy would
+    # reject the whole load assignment for one of them (a leading zero too, as inet_pton does).
     config = load(service_entry("ratings", endpoints=(("10.0.0.1", "v1"), ("10.0.0.2", "v1"))))
     (entry,) = config.service_entries
-    endpoints = (entry.spec.endpoints[0], replace(entry.spec.endpoints[1], address="ratings.internal"))
+    endpoints = (entry.spec.endpoints[0], replace(entry.spec.endpoints[1], address=address))
     config = replace(config, service_entries=(replace(entry, spec=replace(entry.spec, endpoints=endpoints)),))
 
     result = translate(config, SIDECAR)

@@ -71,6 +71,58 @@ def test_destination_rule_not_exported_to_the_virtual_service_namespace_does_not
     assert [f.path for f in with_code(result, "IST0101")] == ["spec.http[0].route[0].destination.subset"]
 
 
+def _in_namespace(document: str, namespace: str, name: str = "reviews") -> str:
+    return document.replace(f"metadata: {{name: {name}}}", f"metadata: {{name: {name}, namespace: {namespace}}}")
+
+
+def test_destination_rule_in_an_unrelated_namespace_does_not_define_the_subset() -> None:
+    # Exported everywhere, but neither the route's, the service's nor the root namespace: translation
+    # ignores it (as Istio does), so the subset's cluster would have no endpoints.
+    entry = _in_namespace(SERVICE_ENTRY, "prod")
+    unrelated = _in_namespace(DESTINATION_RULE, "team-x") + "  exportTo: ['*']\n"
+    (finding,) = with_code(load_text(entry, unrelated, virtual_service(ROUTE_V1)), "IST0101")
+    assert finding.path == "spec.http[0].route[0].destination.subset"
+    assert "no DestinationRule for reviews.shop.example.com applies in namespace default" in finding.hint
+
+    for namespace in ("prod", "default", "istio-system"):
+        rule = _in_namespace(DESTINATION_RULE, namespace)
+        assert with_code(load_text(entry, rule, virtual_service(ROUTE_V1)), "IST0101") == [], namespace
+
+
+def test_subset_must_be_defined_by_the_rule_translation_uses() -> None:
+    # The route's namespace has its own rule for the host (without v1): it wins over the service's.
+    entry = _in_namespace(SERVICE_ENTRY, "prod")
+    in_prod = _in_namespace(DESTINATION_RULE, "prod")
+    local = DESTINATION_RULE.replace("{name: reviews}", "{name: local}").replace(
+        "  - {name: v1, labels: {version: v1}}\n", ""
+    )
+    (finding,) = with_code(load_text(entry, in_prod, local, virtual_service(ROUTE_V1)), "IST0101")
+    assert finding.path == "spec.http[0].route[0].destination.subset"
+    assert finding.hint == "DestinationRule default/local for reviews.shop.example.com defines subsets: v2"
+
+
+def test_subset_of_a_workload_selecting_rule_counts_for_the_workloads_it_selects() -> None:
+    entry = _in_namespace(SERVICE_ENTRY, "prod")
+    only_v1 = _in_namespace(DESTINATION_RULE.replace("  - {name: v2, labels: {version: v2}}\n", ""), "prod")
+    selecting = DESTINATION_RULE.replace("{name: reviews}", "{name: frontend}").replace(
+        "  subsets:\n", "  workloadSelector: {matchLabels: {app: frontend}}\n  subsets:\n"
+    )
+    http = "- route:\n  - destination: {host: reviews.shop.example.com, subset: v2}"
+    assert with_code(load_text(entry, only_v1, selecting, virtual_service(http)), "IST0101") == []
+    (finding,) = with_code(load_text(entry, only_v1, virtual_service(http)), "IST0101")
+    assert finding.path == "spec.http[0].route[0].destination.subset"
+
+
+def test_kubernetes_service_subset_is_found_in_the_namespace_its_name_gives() -> None:
+    # No ServiceEntry: reviews.prod.svc.cluster.local may be a Kubernetes Service of namespace prod.
+    rule = _in_namespace(DESTINATION_RULE.replace("reviews.shop.example.com", "reviews.prod.svc.cluster.local"), "prod")
+    http = "- route:\n  - destination: {host: reviews.prod.svc.cluster.local, subset: v1}"
+    assert with_code(load_text(rule, virtual_service(http, hosts="[reviews]")), "IST0101") == []
+    elsewhere = rule.replace("namespace: prod", "namespace: team-x")
+    (finding,) = with_code(load_text(elsewhere, virtual_service(http, hosts="[reviews]")), "IST0101")
+    assert finding.path == "spec.http[0].route[0].destination.subset"
+
+
 def test_missing_gateway_is_reported_with_a_suggestion() -> None:
     document = virtual_service(
         "- route:\n  - destination: {host: reviews}", hosts="[www.example.com]", extra="  gateways: [gw-typo]\n"

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-from validate_helpers import DESTINATION_RULE, SERVICE_ENTRY, load_text, virtual_service, with_code
+from validate_helpers import DESTINATION_RULE, GATEWAY, SERVICE_ENTRY, load_text, server, virtual_service, with_code
 
 from reconciler.loader import load_files
 from reconciler.model.common import Duration
@@ -162,16 +162,7 @@ def test_the_model_matches_the_v1_crd_schema_of_every_kind() -> None:
 
 # Our findings against Istio's analyzer catalogue ----------------------------------------------------
 
-GATEWAY = """
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 80, name: http, protocol: HTTP}
-    hosts: [shop.example.com]
-"""
+SHOP_GATEWAY = GATEWAY + server("{number: 80, name: http, protocol: HTTP}", hosts="[shop.example.com]")
 
 
 def _triggering_config() -> tuple[str, ...]:
@@ -198,8 +189,8 @@ def _triggering_config() -> tuple[str, ...]:
     )
     twice = virtual_service(http, name="twice")
     on_gateway = virtual_service(http, name="edge", hosts="[blog.example.com]", extra="  gateways: [gw]\n")
-    second_gateway = GATEWAY.replace("{name: gw}", "{name: gw2}")
-    return (multi_port, rules, unknown, virtual_service(http), twice, on_gateway, GATEWAY, second_gateway)
+    second_gateway = SHOP_GATEWAY.replace("{name: gw}", "{name: gw2}")
+    return (multi_port, rules, unknown, virtual_service(http), twice, on_gateway, SHOP_GATEWAY, second_gateway)
 
 
 def _catalogue() -> dict[str, dict[str, Any]]:

@@ -1,4 +1,9 @@
-"""Property tests: whatever text arrives, loading never raises and every finding is located (file, line >= 1)."""
+"""Property tests: whatever text arrives, loading never raises and every finding is located (file, line >= 1).
+
+Inputs include what a hostile or careless file can hold beyond plain values: anchors and
+aliases (shared and self-containing values, dumped by PyYAML as ``&id001``/``*id001``),
+explicit tags and deep nesting.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from hypothesis import strategies as st
 from validate_helpers import FIXTURES
 
 from reconciler.loader import LoadResult, load_files
+from reconciler.validate.findings import Code
 
 VALID_FILES = sorted((FIXTURES / "valid").rglob("*.yaml"))
 VALID_DOCUMENTS = [doc for path in VALID_FILES for doc in yaml.safe_load_all(path.read_text()) if doc]
@@ -34,6 +40,13 @@ values = st.recursive(
     ),
     max_leaves=20,
 )
+
+#: Fragments of YAML syntax that random text almost never spells: anchors, aliases, merge
+#: keys, tags, flow and block nesting. Joined at random they make mostly-malformed YAML.
+YAML_TOKENS = [
+    "&a ", "&b ", "*a", "*b", "<<: ", "!!int ", "!!bool ", "!!float ", "!!str ", "!x ", "? ",
+    "[", "]", "{", "}", ", ", ": ", "- ", "\n", "\n  ", "\n    ", "---\n", "key", "x", "1", "~", "'q'", "#c",
+]  # fmt: skip
 
 
 def assert_located(result: LoadResult, files: dict[str, str]) -> None:
@@ -73,6 +86,24 @@ def test_random_resources_with_istio_envelopes_never_raise(kind: str, spec: Any,
     assert_located(load_files(files), files)
 
 
+@_settings
+@given(st.lists(st.sampled_from(YAML_TOKENS), max_size=60).map("".join))
+def test_yaml_syntax_soup_with_anchors_and_tags_never_raises(text: str) -> None:
+    files = {"soup.yaml": text}
+    assert_located(load_files(files), files)
+
+
+@_settings
+@given(levels=st.integers(min_value=0, max_value=12), fan_out=st.integers(min_value=1, max_value=12))
+def test_nested_aliases_are_refused_never_expanded(levels: int, fan_out: int) -> None:
+    lines = [f"a0: &a0 [{', '.join(['x'] * fan_out)}]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * fan_out)}]" for i in range(1, levels + 1)]
+    files = {"aliases.yaml": "\n".join(lines) + "\n"}
+    result = load_files(files)
+    assert_located(result, files)
+    assert [f.code for f in result.findings if f.code == Code.YAML_SYNTAX] == ([Code.YAML_SYNTAX] if levels else [])
+
+
 def _slots(node: Any) -> Iterator[tuple[Any, Any]]:
     """Every (container, key-or-index) inside a parsed document."""
     if isinstance(node, dict):
@@ -85,6 +116,24 @@ def _slots(node: Any) -> Iterator[tuple[Any, Any]]:
             yield from _slots(value)
 
 
+def _contains(node: Any, target: Any) -> bool:
+    """Whether ``target`` is ``node`` or inside it (by identity)."""
+    if node is target:
+        return True
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    return any(_contains(child, target) for child in children)
+
+
+def _shares_a_collection(node: Any, seen: set[int]) -> bool:
+    """Whether a dict or list occurs twice in ``node`` (PyYAML then dumps an anchor and an alias)."""
+    if not isinstance(node, dict | list):
+        return False
+    if id(node) in seen:
+        return True
+    seen.add(id(node))
+    return any(_shares_a_collection(child, seen) for child in (node.values() if isinstance(node, dict) else node))
+
+
 @_settings
 @given(data=st.data())
 def test_mutated_valid_fixtures_never_raise_and_every_finding_is_located(data: st.DataObject) -> None:
@@ -92,17 +141,31 @@ def test_mutated_valid_fixtures_never_raise_and_every_finding_is_located(data: s
     for _ in range(data.draw(st.integers(min_value=1, max_value=4), label="mutations")):
         document = data.draw(st.sampled_from(documents), label="document")
         container, key = data.draw(st.sampled_from(list(_slots(document))), label="slot")
-        operation = data.draw(st.sampled_from(["delete", "retype", "garbage"]), label="operation")
+        operation = data.draw(st.sampled_from(["delete", "retype", "garbage", "alias"]), label="operation")
         if operation == "delete":
             del container[key]
         elif operation == "retype":
             container[key] = data.draw(values, label="new value")
+        elif operation == "alias":  # the same dict or list in two places: dumped as &id001 ... *id001
+            shared = [
+                value
+                for value in (parent[slot] for parent, slot in _slots(document))
+                if isinstance(value, dict | list) and not _contains(value, container)
+            ]
+            if shared:
+                container[key] = data.draw(st.sampled_from(shared), label="shared")
         elif isinstance(container, dict):
             container[data.draw(st.text(min_size=1, max_size=8), label="garbage key")] = data.draw(values)
         else:
             container.insert(key, data.draw(values, label="garbage item"))
+    if data.draw(st.booleans(), label="cycle"):  # last: _slots would never end on a cyclic document
+        container, key = data.draw(st.sampled_from(list(_slots(data.draw(st.sampled_from(documents))))))
+        container[key] = container
     files = {"mutated.yaml": yaml.safe_dump_all(documents)}
-    assert_located(load_files(files), files)
+    result = load_files(files)
+    assert_located(result, files)
+    if any(_shares_a_collection(document, set()) for document in documents):
+        assert Code.YAML_SYNTAX in {finding.code for finding in result.findings}
 
 
 @_settings

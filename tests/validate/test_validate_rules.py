@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from validate_helpers import load_text, virtual_service, with_code
+from validate_helpers import GATEWAY, load_text, server, virtual_service, with_code
 
 from reconciler.validate.findings import Severity
 from reconciler.validate.rules import check_resource, wildcard_domain_error
@@ -95,16 +95,7 @@ def test_mesh_bound_virtual_service_cannot_use_the_star_host() -> None:
 
 
 def test_gateway_bound_virtual_service_may_use_the_star_host() -> None:
-    gateway = """
-    apiVersion: networking.istio.io/v1
-    kind: Gateway
-    metadata: {name: gw}
-    spec:
-      selector: {istio: ingressgateway}
-      servers:
-      - port: {number: 80, name: http, protocol: HTTP}
-        hosts: ["*"]
-    """
+    gateway = GATEWAY + server("{number: 80, name: http, protocol: HTTP}")
     document = virtual_service(ROUTE, hosts='["*"]', extra="  gateways: [gw]\n")
     assert schema_paths(gateway, document) == []
 
@@ -347,19 +338,6 @@ def test_port_level_settings_need_a_port() -> None:
 
 # Gateway -------------------------------------------------------------------------------------------
 
-GATEWAY = """
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-"""
-
-
-def server(port: str, hosts: str = '["*"]', tls: str = "") -> str:
-    return f"  - port: {port}\n    hosts: {hosts}\n" + (f"    tls: {tls}\n" if tls else "")
-
 
 def test_gateway_servers_are_valid() -> None:
     document = GATEWAY + server("{number: 80, name: http, protocol: HTTP}", tls="{httpsRedirect: true}")
@@ -425,46 +403,54 @@ kind: ServiceEntry
 metadata: {name: api}
 spec:
 """
+HTTP_80 = "[{number: 80, name: http, protocol: HTTP}]"
+
+
+def service_entry(
+    *,
+    hosts: str = "[api.example.com]",
+    resolution: str | None = "DNS",
+    ports: str = HTTP_80,
+    endpoints: str | None = None,
+) -> str:
+    """ServiceEntry ``api`` with these spec fields (YAML flow text); ``None`` leaves a field out."""
+    spec = f"  hosts: {hosts}\n"
+    if resolution is not None:
+        spec += f"  resolution: {resolution}\n"
+    spec += f"  ports: {ports}\n"
+    if endpoints is not None:
+        spec += f"  endpoints: {endpoints}\n"
+    return SE + spec
 
 
 def test_a_dns_service_entry_is_valid() -> None:
-    document = (
-        SE + "  hosts: [api.example.com]\n  resolution: DNS\n  ports: [{number: 443, name: https, protocol: TLS}]\n"
-    )
+    document = service_entry(ports="[{number: 443, name: https, protocol: TLS}]")
     assert schema_paths(document) == []
 
 
 def test_service_entry_hosts_are_required() -> None:
-    assert schema_paths(SE + "  hosts: []\n  ports: [{number: 80, name: http, protocol: HTTP}]\n") == ["spec.hosts"]
+    assert schema_paths(service_entry(hosts="[]", resolution=None)) == ["spec.hosts"]
 
 
 def test_service_entry_port_numbers_and_names_must_be_unique() -> None:
-    document = SE + (
-        "  hosts: [api.example.com]\n  resolution: DNS\n  ports:\n"
-        "  - {number: 80, name: http, protocol: HTTP}\n  - {number: 80, name: http, protocol: HTTP}\n"
+    document = service_entry(
+        ports="[{number: 80, name: http, protocol: HTTP}, {number: 80, name: http, protocol: HTTP}]"
     )
     assert sorted(schema_paths(document)) == ["spec.ports[1].name", "spec.ports[1].number"]
 
 
 def test_service_entry_port_protocol_must_be_known() -> None:
-    document = (
-        SE + "  hosts: [api.example.com]\n  resolution: DNS\n  ports: [{number: 80, name: http, protocol: HTTQ}]\n"
-    )
+    document = service_entry(ports="[{number: 80, name: http, protocol: HTTQ}]")
     assert schema_paths(document) == ["spec.ports[0].protocol"]
 
 
 def test_static_resolution_requires_endpoints() -> None:
-    document = (
-        SE + "  hosts: [api.example.com]\n  resolution: STATIC\n  ports: [{number: 80, name: http, protocol: HTTP}]\n"
-    )
+    document = service_entry(resolution="STATIC")
     assert schema_paths(document) == ["spec.resolution"]
 
 
 def test_static_endpoints_must_be_ip_addresses() -> None:
-    document = SE + (
-        "  hosts: [api.example.com]\n  resolution: STATIC\n  ports: [{number: 80, name: http, protocol: HTTP}]\n"
-        "  endpoints: [{address: 10.0.0.1}, {address: db.example.com}]\n"
-    )
+    document = service_entry(resolution="STATIC", endpoints="[{address: 10.0.0.1}, {address: db.example.com}]")
     result = load_text(document)
     (finding,) = with_code(result, "IST0106")
     assert finding.path == "spec.endpoints[1].address"
@@ -472,33 +458,22 @@ def test_static_endpoints_must_be_ip_addresses() -> None:
 
 
 def test_wildcard_host_with_dns_resolution_and_no_endpoints_is_an_error() -> None:
-    document = (
-        SE + "  hosts: ['*.example.com']\n  resolution: DNS\n  ports: [{number: 443, name: tls, protocol: TLS}]\n"
-    )
+    document = service_entry(hosts="['*.example.com']", ports="[{number: 443, name: tls, protocol: TLS}]")
     assert schema_paths(document) == ["spec.hosts[0]"]
 
 
 def test_endpoints_with_resolution_none_are_an_error() -> None:
-    document = SE + (
-        "  hosts: [api.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n"
-        "  endpoints: [{address: 10.0.0.1}]\n"
-    )
+    document = service_entry(resolution=None, endpoints="[{address: 10.0.0.1}]")
     assert schema_paths(document) == ["spec.endpoints"]
 
 
 def test_endpoint_ports_must_name_service_ports() -> None:
-    document = SE + (
-        "  hosts: [api.example.com]\n  resolution: STATIC\n  ports: [{number: 80, name: http, protocol: HTTP}]\n"
-        "  endpoints: [{address: 10.0.0.1, ports: {htp: 8080}}]\n"
-    )
+    document = service_entry(resolution="STATIC", endpoints="[{address: 10.0.0.1, ports: {htp: 8080}}]")
     assert schema_paths(document) == ["spec.endpoints[0].ports.htp"]
 
 
 def test_several_hosts_on_a_tcp_port_are_indistinguishable() -> None:
-    document = SE + (
-        "  hosts: [a.example.com, b.example.com]\n  resolution: DNS\n"
-        "  ports: [{number: 5432, name: pg, protocol: TCP}]\n"
-    )
+    document = service_entry(hosts="[a.example.com, b.example.com]", ports="[{number: 5432, name: pg, protocol: TCP}]")
     assert schema_paths(document) == ["spec.ports[0].protocol"]
 
 

@@ -60,6 +60,20 @@ spec:
   - {name: v2, labels: {version: v2}}
 """
 
+GATEWAY = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+"""
+
+
+def server(port: str, hosts: str = '["*"]', tls: str = "") -> str:
+    """One entry of ``GATEWAY``'s ``servers:`` list; append as many as needed."""
+    return f"  - port: {port}\n    hosts: {hosts}\n" + (f"    tls: {tls}\n" if tls else "")
+
 
 def virtual_service(
     http: str, *, name: str = "reviews", extra: str = "", hosts: str = "[reviews.shop.example.com]"

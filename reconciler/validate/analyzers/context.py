@@ -3,8 +3,10 @@
 ``HostIndex`` finds the entries whose host overlaps a given host in time proportional to
 the host's labels plus the number of wildcard entries (few in real configs), not to the
 number of entries. ``AnalysisContext`` holds the indexes every analyzer needs (the service
-registry from ServiceEntries, DestinationRules by host, Gateways by ``namespace/name``) and
-builds each lazily, on first use. Pure.
+registry from ServiceEntries, DestinationRules by namespace and host, Gateways by
+``namespace/name``) and builds each lazily, on first use. Which DestinationRule (and so
+which subsets) a host has for a namespace is decided by :mod:`reconciler.model.lookup`,
+the code translation uses, so a subset the analyzers accept is one translation builds. Pure.
 
 Service registry: without Kubernetes (not yet), the only services reconciler can see are
 ServiceEntry hosts. A host under ``*.svc.cluster.local`` — which every short name resolves
@@ -17,12 +19,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.destinationrule import DestinationRuleSpec
 from reconciler.model.gateway import GatewaySpec
 from reconciler.model.hosts import DEFAULT_DOMAIN, exported_to, host_matches, resolve_host
+from reconciler.model.lookup import DestinationRules, choose_service
 from reconciler.model.serviceentry import ServiceEntrySpec
 from reconciler.model.virtualservice import Destination, VirtualServiceSpec
 
@@ -56,17 +59,17 @@ class HostIndex(Generic[T]):
 
     def add(self, host: str, item: T) -> None:
         self._all.append((host, item))
+        self._exact.setdefault(host, []).append(item)
         if host.startswith("*"):
             self._wildcards.append((host, item))
             return
-        self._exact.setdefault(host, []).append(item)
         position = host.find(".")
         while position >= 0:
             self._by_suffix.setdefault(host[position:], []).append((host, item))
             position = host.find(".", position + 1)
 
     def exact(self, host: str) -> list[T]:
-        """Items registered under exactly ``host``."""
+        """Items registered under exactly ``host`` (a wildcard host too), in the order added."""
         return self._exact.get(host, [])
 
     def overlapping(self, host: str) -> Iterator[tuple[str, T]]:
@@ -124,6 +127,7 @@ class AnalysisContext:
         self.config = config
         # Several analyzers look up the same destinations; each lookup is done once.
         self._services_for: dict[tuple[str, str], list[Resource[ServiceEntrySpec]]] = {}
+        self._rules_for: dict[tuple[str, str], list[Resource[DestinationRuleSpec]]] = {}
 
     @functools.cached_property
     def services(self) -> HostIndex[Resource[ServiceEntrySpec]]:
@@ -135,12 +139,9 @@ class AnalysisContext:
         return index
 
     @functools.cached_property
-    def destination_rules(self) -> HostIndex[Resource[DestinationRuleSpec]]:
-        """DestinationRules by resolved ``host``."""
-        index: HostIndex[Resource[DestinationRuleSpec]] = HostIndex()
-        for rule in self.config.destination_rules:
-            index.add(resolve_host(rule.spec.host, rule.namespace), rule)
-        return index
+    def destination_rules(self) -> DestinationRules:
+        """DestinationRules by namespace and resolved ``host``, chosen from as translation does."""
+        return DestinationRules(self.config.destination_rules)
 
     @functools.cached_property
     def gateways(self) -> dict[str, Resource[GatewaySpec]]:
@@ -157,21 +158,44 @@ class AnalysisContext:
         if cached is None:
             found: dict[int, Resource[ServiceEntrySpec]] = {}
             for _, entry in self.services.overlapping(resolve_host(host, namespace)):
-                if id(entry) not in found and _visible(entry, namespace):
+                if id(entry) not in found and _visible(entry, namespace=namespace):
                     found[id(entry)] = entry
             cached = self._services_for[key] = list(found.values())
         return cached
 
+    def service_namespace(self, host: str, *, namespace: str) -> str | None:
+        """Namespace of the ServiceEntry a workload in ``namespace`` uses for exactly ``host`` (resolved there).
+
+        Chosen as translation chooses among same-named services: the workload's own
+        namespace's, else the first visible one; None when no entry declares the host.
+        Like the service registry, only the first entry of a namespace declares the host.
+        """
+        oldest: dict[str, Resource[ServiceEntrySpec]] = {}
+        for entry in self.services.exact(resolve_host(host, namespace)):
+            oldest.setdefault(entry.namespace, entry)
+        chosen = choose_service(oldest.values(), namespace=namespace, owner=_entry_owner)
+        return chosen.namespace if chosen is not None else None
+
     def rules_for(self, host: str, *, namespace: str) -> list[Resource[DestinationRuleSpec]]:
-        """DestinationRules visible from ``namespace`` whose host covers ``host`` (resolved there)."""
-        resolved = resolve_host(host, namespace)
-        found: dict[int, Resource[DestinationRuleSpec]] = {}
-        for pattern, rule in self.destination_rules.overlapping(resolved):
-            if host_matches(pattern, resolved) and id(rule) not in found and _visible(rule, namespace):
-                found[id(rule)] = rule
-        return list(found.values())
+        """The DestinationRules workloads in ``namespace`` use for ``host`` (resolved there), as translation picks.
+
+        One per kind of workload (:meth:`DestinationRules.rules_for`): the rule of the
+        namespace itself, else of the service's namespace, else of the root namespace;
+        never a rule of an unrelated namespace, even one exported everywhere.
+        """
+        key = (host, namespace)
+        cached = self._rules_for.get(key)
+        if cached is None:
+            resolved = resolve_host(host, namespace)
+            cached = self._rules_for[key] = self.destination_rules.rules_for(
+                resolved, namespace=namespace, service_namespace=self.service_namespace(resolved, namespace=namespace)
+            )
+        return cached
 
 
-def _visible(resource: Resource[Any], namespace: str) -> bool:
-    export_to: tuple[str, ...] = getattr(resource.spec, "export_to", ())
-    return exported_to(export_to, owner_namespace=resource.namespace, consumer_namespace=namespace)
+def _entry_owner(entry: Resource[ServiceEntrySpec]) -> tuple[str, tuple[str, ...]]:
+    return entry.namespace, entry.spec.export_to
+
+
+def _visible(entry: Resource[ServiceEntrySpec], *, namespace: str) -> bool:
+    return exported_to(entry.spec.export_to, owner_namespace=entry.namespace, consumer_namespace=namespace)

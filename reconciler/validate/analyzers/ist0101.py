@@ -4,8 +4,10 @@ Follows Istio's ``virtualservice.GatewayAnalyzer``, ``DestinationHostAnalyzer`` 
 ``DestinationRuleAnalyzer``, mirrors included. The service registry is the ServiceEntries
 visible (``exportTo``) from the VirtualService's namespace; a host that may be a Kubernetes
 Service (``*.svc.cluster.local``, which short names resolve to) is never reported missing,
-because reconciler cannot see Kubernetes yet. A subset is looked up in the DestinationRules
-for the host visible from the VirtualService's namespace.
+because reconciler cannot see Kubernetes yet. A subset is looked up in the DestinationRule
+that translation uses for the host in the VirtualService's namespace (that namespace's,
+else the service's namespace's, else the root namespace's; see ``reconciler.model.lookup``),
+so an accepted subset never becomes a cluster without endpoints.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import difflib
 
 from reconciler.model.config import Resource
 from reconciler.model.hosts import gateway_ref, resolve_host
+from reconciler.model.lookup import ROOT_NAMESPACE
 from reconciler.model.virtualservice import VirtualServiceSpec
 from reconciler.validate.analyzers.context import (
     AnalysisContext,
@@ -122,8 +125,8 @@ def _check_subset(
         )
     else:
         hint = (
-            f"no DestinationRule for {host} is visible from namespace {service.namespace}; "
-            f"define one with a subset named {subset!r}"
+            f"no DestinationRule for {host} applies in namespace {service.namespace} (rules are taken from "
+            f"that namespace, the service's namespace or {ROOT_NAMESPACE}); define one with a subset named {subset!r}"
         )
     reftype = "mirror+subset in destinationrule" if routed.mirror else "host+subset in destinationrule"
     findings.append(

@@ -32,7 +32,7 @@ def unreachable_message(ruleno: str, reason: str) -> str:
     return f"VirtualService rule {ruleno} not used ({reason})."
 
 
-def ineffective_message(ruleno: str, matchno: str, dupno: str) -> str:
+def ineffective_message(ruleno: str, *, matchno: str, dupno: str) -> str:
     """Istio's template for VirtualServiceIneffectiveMatch."""
     return f"VirtualService rule {ruleno} match {matchno} is not used (duplicate/overlapping match in rule {dupno})."
 
@@ -83,7 +83,7 @@ class _Reporter:
                 code=Code.INEFFECTIVE_MATCH,
                 severity=Severity.INFO,
                 path=path,
-                message=ineffective_message(ruleno, matchno, dupno),
+                message=ineffective_message(ruleno, matchno=matchno, dupno=dupno),
                 hint="an earlier match already takes these requests; delete or narrow this match",
             )
         )

@@ -18,7 +18,7 @@ from reconciler.validate.report import go_list, resource_finding
 __all__ = ["analyze", "gateway_hosts_for", "message"]
 
 
-def message(hosts: tuple[str, ...], virtual_service: str, gateway: str) -> str:
+def message(hosts: tuple[str, ...], *, virtual_service: str, gateway: str) -> str:
     """Istio's template for VirtualServiceHostNotFoundInGateway."""
     return (
         f"one or more host {go_list(hosts)} defined in VirtualService {virtual_service} not found in Gateway {gateway}."
@@ -55,7 +55,7 @@ def analyze(context: AnalysisContext) -> list[Finding]:
                     code=Code.HOST_NOT_IN_GATEWAY,
                     severity=Severity.WARNING,
                     path=f"spec.gateways[{index}]",
-                    message=message(service.spec.hosts, service.ref, gateway.ref),
+                    message=message(service.spec.hosts, virtual_service=service.ref, gateway=gateway.ref),
                     hint=(
                         f"Gateway {gateway.ref} exposes {', '.join(exposed)} to namespace {service.namespace}"
                         if exposed

@@ -19,7 +19,7 @@ from reconciler.validate.report import resource_finding
 __all__ = ["analyze", "message", "selector_text"]
 
 
-def message(gateways: str, selector: str, port: str, hosts: str) -> str:
+def message(gateways: str, *, selector: str, port: str, hosts: str) -> str:
     """Istio's template for ConflictingGateways."""
     return f"Conflict with gateways {gateways} (workload selector {selector}, port {port}, hosts {hosts})."
 
@@ -54,7 +54,9 @@ def analyze(context: AnalysisContext) -> list[Finding]:
                     gateway,
                     code=Code.CONFLICTING_GATEWAYS,
                     path=f"spec.servers[{server_index}].hosts",
-                    message=message(",".join(others), selector, str(server.port.number), ",".join(server.hosts)),
+                    message=message(
+                        ",".join(others), selector=selector, port=str(server.port.number), hosts=",".join(server.hosts)
+                    ),
                     hint="serve each host on a port from one Gateway: merge the servers or give them distinct hosts",
                 )
             )

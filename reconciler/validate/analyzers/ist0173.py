@@ -9,8 +9,7 @@ when all its labels are on the endpoint.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
+from reconciler.model.lookup import selects
 from reconciler.validate.analyzers.context import AnalysisContext
 from reconciler.validate.findings import Code, Finding
 from reconciler.validate.report import resource_finding
@@ -26,10 +25,6 @@ def message(subset: str) -> str:
     )
 
 
-def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    return all(labels.get(key) == value for key, value in selector.items())
-
-
 def analyze(context: AnalysisContext) -> list[Finding]:
     findings: list[Finding] = []
     for rule in context.config.destination_rules:
@@ -43,7 +38,7 @@ def analyze(context: AnalysisContext) -> list[Finding]:
         endpoint_labels = [endpoint.labels or {} for entry in entries for endpoint in entry.spec.endpoints]
         for index, subset in enumerate(rule.spec.subsets):
             selector = subset.labels or {}
-            if any(_selects(selector, labels) for labels in endpoint_labels):
+            if any(selects(selector, labels) for labels in endpoint_labels):
                 continue
             shown = ", ".join(f"{key}={value}" for key, value in sorted(selector.items()))
             findings.append(
