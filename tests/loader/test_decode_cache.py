@@ -1,21 +1,12 @@
 """The decode cache: unchanged files are reused, changed and removed files are not."""
 
-from reconciler.loader import DecodeCache, load_files
+from mesh_yaml import service_entry
 
-SERVICE = """\
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: {name}}}
-spec:
-  hosts: [{name}.example.com]
-  resolution: STATIC
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
-  endpoints: [{{address: 127.0.0.1}}]
-"""
+from reconciler.loader import DecodeCache, load_files
 
 
 def _files(**names: str) -> dict[str, bytes]:
-    return {path: SERVICE.format(name=name).encode() for path, name in names.items()}
+    return {path: service_entry(name).encode() for path, name in names.items()}
 
 
 def test_unchanged_file_yields_the_same_decoded_resource_objects() -> None:
@@ -29,7 +20,7 @@ def test_unchanged_file_yields_the_same_decoded_resource_objects() -> None:
 
 
 def test_cached_load_reports_the_same_findings_as_a_fresh_load() -> None:
-    broken = {"a.yaml": SERVICE.format(name="alpha").replace("number: 80", "number: 0").encode()}
+    broken = {"a.yaml": service_entry("alpha").replace("number: 80", "number: 0").encode()}
     cache = DecodeCache()
     load_files(broken, cache=cache)
 

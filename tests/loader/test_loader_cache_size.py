@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from reconciler.loader import DecodeCache, load_files
+from mesh_yaml import service_entry
 
-SERVICE = """\
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: {name}}}
-spec:
-  hosts: [{name}.example.com]
-  resolution: STATIC
-  ports: [{{number: {port}, name: http, protocol: HTTP}}]
-  endpoints: [{{address: 127.0.0.1}}]
-"""
+from reconciler.loader import DecodeCache, load_files
 
 
 def version(port: int) -> dict[str, bytes]:
-    return {"a.yaml": SERVICE.format(name="a", port=port).encode()}
+    return {"a.yaml": service_entry("a", port=port).encode()}
 
 
 def test_an_earlier_content_of_a_file_is_not_kept_after_the_file_changed() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mesh_yaml import service_entry
 
 from reconciler.cli.main import main
 from reconciler.loader import load_paths, read_paths
@@ -12,16 +13,6 @@ from reconciler.model.source import is_config_file
 from reconciler.sources import revision
 from reconciler.sources.local import LocalDirSource
 
-GOOD = """\
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: {name}}}
-spec:
-  hosts: [{name}.example.com]
-  resolution: STATIC
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
-  endpoints: [{{address: 127.0.0.1}}]
-"""
 NOT_MESH_CONFIG = "on: push\njobs: {test: {runs-on: ubuntu-latest}}\n"  # a CI workflow: an error if loaded
 
 
@@ -36,10 +27,10 @@ def relative_keys(root: Path, files: dict[str, bytes]) -> set[str]:
 
 
 def test_validate_skips_hidden_directories_like_the_daemon(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    write(tmp_path, "mesh/a.yaml", GOOD.format(name="a"))
+    write(tmp_path, "mesh/a.yaml", service_entry("a"))
     write(tmp_path, ".github/workflows/ci.yaml", NOT_MESH_CONFIG)
     write(tmp_path, ".hidden/deep/er/x.yaml", NOT_MESH_CONFIG)  # hidden three levels up
-    write(tmp_path, "..data/a.yaml", GOOD.format(name="a"))  # a ConfigMap mount's swap directory
+    write(tmp_path, "..data/a.yaml", service_entry("a"))  # a ConfigMap mount's swap directory
     write(tmp_path, "mesh/.#a.yaml", NOT_MESH_CONFIG)  # an editor's lock file
 
     read = relative_keys(tmp_path, read_paths([tmp_path]))
@@ -51,8 +42,8 @@ def test_validate_skips_hidden_directories_like_the_daemon(tmp_path: Path, capsy
 
 
 def test_uppercase_yaml_suffix_is_loaded_like_the_daemon(tmp_path: Path) -> None:
-    write(tmp_path, "GW.YAML", GOOD.format(name="gw"))
-    write(tmp_path, "sub/Other.Yml", GOOD.format(name="other"))
+    write(tmp_path, "GW.YAML", service_entry("gw"))
+    write(tmp_path, "sub/Other.Yml", service_entry("other"))
     write(tmp_path, "README.md", "# not config\n")
 
     assert relative_keys(tmp_path, read_paths([tmp_path])) == {"GW.YAML", "sub/Other.Yml"}
@@ -69,7 +60,7 @@ def test_a_file_named_directly_is_read_when_its_suffix_is_yaml_even_if_hidden(tm
 
 
 def test_the_directory_given_may_itself_be_hidden(tmp_path: Path) -> None:
-    write(tmp_path, ".mesh/a.yaml", GOOD.format(name="a"))
+    write(tmp_path, ".mesh/a.yaml", service_entry("a"))
 
     assert list(read_paths([tmp_path / ".mesh"])) == [str(tmp_path / ".mesh/a.yaml")]
 

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
+from mesh_yaml import service_entry
+
 from reconciler.loader import load_files
 from reconciler.loader.parse import MAX_DEPTH, parse_yaml
 from reconciler.validate.findings import Code, Severity
 
-SERVICE = """\
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: a}
-spec:
-  hosts: [a.example.com]
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1}]
-"""
+SERVICE = service_entry("a")
 
 
 def alias_bomb(levels: int, fan_out: int = 10) -> str:
