@@ -22,8 +22,9 @@ last error (for a refused commit: each finding with file:line). The table lists 
 connected proxy and, per xDS type, SYNCED (ACKed), STALE (sent, not yet ACKed) or
 NACKED (rejected: the proxy keeps its previous config), like `istioctl proxy-status`.
 
-Exit code: 0 when the head is served and every proxy is SYNCED; 1 when the head is
-not served, a proxy NACKED, or a proxy is STALE longer than --grace.
+Exit code: 0 when the head is served and every connected proxy runs it (or none is
+connected); 1 when the head is refused or not yet served (including while git cannot be
+fetched), a proxy NACKED, or a proxy is still behind the served revision after --grace.
 
 Examples:
   reconciler status
@@ -43,7 +44,9 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--server", default="http://127.0.0.1:8080", help="daemon HTTP address (default %(default)s)")
     parser.add_argument("--format", choices=["table", "json"], default="table", help="output format")
-    parser.add_argument("--grace", default="30s", help="how long STALE is tolerated (default %(default)s)")
+    parser.add_argument(
+        "--grace", default="30s", help="how long a proxy may lag the served revision (default %(default)s)"
+    )
     parser.set_defaults(handler=_status)
 
 
@@ -80,6 +83,15 @@ def _finding_lines(findings: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _synced_line(status: dict[str, Any], now: datetime) -> str:
+    if not status.get("proxies"):
+        return "no proxies connected"
+    if status.get("synced"):
+        return f"yes, every proxy ACKed it (since {_age(status.get('syncedAt'), now)} ago)"
+    behind = sum(1 for p in status["proxies"] if p.get("ackedGeneration", 0) < status.get("generation", 0))
+    return f"no, {behind} of {len(status['proxies'])} proxies have not ACKed the served revision yet"
+
+
 def render_status(status: dict[str, Any], *, now: datetime) -> str:
     """The human view of a status document."""
     served = status.get("served") or {}
@@ -88,7 +100,7 @@ def render_status(status: dict[str, Any], *, now: datetime) -> str:
         f"REPO     {status.get('repo')}  branch={status.get('branch')}  path={status.get('path') or '/'}",
         f"HEAD     {head}",
         f"SERVED   {(served.get('sha') or '-')[:12]}  {served.get('message', '')!s}".rstrip(),
-        f"SYNCED   {'yes, ' + _age(status.get('syncedAt'), now) + ' ago' if status.get('syncedAt') else 'not yet'}",
+        f"SYNCED   {_synced_line(status, now)}",
         f"STATE    {status.get('reason')}: {status.get('message')}",
     ]
     error = status.get("lastError")

@@ -64,6 +64,7 @@ class Engine:
         self._served_tree: str | None = None
         # The validation/translation failure of the source's current head, until a new head replaces it.
         self._head_rejection: SyncError | None = None
+        self._synced_check_pending = False
         cache.add_listener(self._on_xds_event)
 
     def restore(self) -> bool:
@@ -229,18 +230,27 @@ class Engine:
         return True
 
     def _on_xds_event(self, event: XdsEvent) -> None:
-        if event.kind in (EventKind.SNAPSHOT_ACKED, EventKind.CONNECT, EventKind.DISCONNECT):
-            self._update_synced()
+        if event.kind not in (EventKind.SNAPSHOT_ACKED, EventKind.CONNECT, EventKind.DISCONNECT):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._update_synced()  # driven without a loop (tools, tests): nothing to coalesce
+            return
+        # A rollout to N proxies brings N ACK events; one check per loop turn keeps that O(N), not O(N²).
+        if not self._synced_check_pending:
+            self._synced_check_pending = True
+            loop.call_soon(self._update_synced)
 
     def _update_synced(self) -> None:
         """Synced: at least one proxy, and every connected one ACKed the served generation in full."""
-        proxies = self._cache.statuses()
+        self._synced_check_pending = False
         generation = self.status.generation
-        synced = generation > 0 and bool(proxies) and all(p.acked_generation >= generation for p in proxies)
+        synced = generation > 0 and self._cache.all_acked(generation)
         if synced and self.status.synced_at is None:
             # When this generation first reached every proxy; a proxy joining later does not move it.
             self.status.synced_at = self._clock()
-            log.info("engine.synced", generation=generation, proxies=len(proxies))
+            log.info("engine.synced", generation=generation)
         self.status.synced = synced
 
     def _served_label(self) -> str:

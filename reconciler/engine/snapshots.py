@@ -38,7 +38,8 @@ class ConfigSnapshots:
         self._registry = registry
         self._memo: dict[Hashable, Snapshot] = {}
         self._warnings: dict[Finding, None] = dict.fromkeys(findings)
-        # One lock for memo and warnings: two streams of the same new shape translate it once.
+        # Guards memo and warnings only, never a translation: readers on the event loop
+        # (status, warnings) must not wait for a translation running in a worker thread.
         self._lock = threading.Lock()
 
     def snapshot_for(self, proxy: ProxyIdentity) -> Snapshot:
@@ -46,12 +47,13 @@ class ConfigSnapshots:
         key = _shape(proxy)
         with self._lock:
             found = self._memo.get(key)
-            if found is None:
-                translation = translate(self._config, proxy, registry=self._registry)
-                found = translation.snapshot
-                self._memo[key] = found
-                self._warnings.update(dict.fromkeys(translation.findings))
+        if found is not None:
             return found
+        # Two threads may translate the same new shape at once; the result is identical, the first one kept.
+        translation = translate(self._config, proxy, registry=self._registry)
+        with self._lock:
+            self._warnings.update(dict.fromkeys(translation.findings))
+            return self._memo.setdefault(key, translation.snapshot)
 
     def translate_all(self, proxies: Iterable[ProxyIdentity]) -> None:
         """Translate every given proxy now (in the caller's thread), so publishing is cheap."""

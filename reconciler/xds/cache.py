@@ -153,6 +153,8 @@ class SnapshotCache:
         self._connections: list[_Connection] = []
         self._listeners: list[Callable[[XdsEvent], None]] = []
         self._waiters: set[asyncio.Event] = set()
+        # Snapshots being built for new connections; referenced so the loop cannot drop them.
+        self._fills: set[asyncio.Task[None]] = set()
 
     @property
     def generation(self) -> int:
@@ -180,10 +182,13 @@ class SnapshotCache:
         self._emit(XdsEvent(kind=EventKind.CONNECT, node_id=proxy.node_id))
         if self._source is not None:
             try:
-                asyncio.get_running_loop().create_task(self._fill(connection, self._source))
+                task = asyncio.get_running_loop().create_task(self._fill(connection, self._source))
             except RuntimeError:
                 # No loop (tools and tests driving the cache directly): build it here.
                 self._settle(connection, self._source, self._try_build(self._source, proxy))
+            else:
+                self._fills.add(task)
+                task.add_done_callback(self._fills.discard)
         return connection
 
     async def _fill(self, connection: _Connection, source: SnapshotSource) -> None:
@@ -209,6 +214,13 @@ class SnapshotCache:
         """Every connected proxy, by node id."""
         latest = {connection.proxy.node_id: connection for connection in self._connections}
         return tuple(latest[node_id].status() for node_id in sorted(latest))
+
+    def all_acked(self, generation: int) -> bool:
+        """At least one proxy is connected and every one ACKed ``generation`` (or later) in full.
+
+        Scans plain fields, no status records: the engine asks on every ACK of a rollout.
+        """
+        return bool(self._connections) and all(c.acked_generation >= generation for c in self._connections)
 
     def proxies(self) -> tuple[ProxyIdentity, ...]:
         """The identity of every connected proxy, so a producer can translate for each before publishing."""

@@ -100,6 +100,9 @@ def test_a_proxy_synced_on_an_older_generation_is_unhealthy_after_the_grace_peri
 
     assert status["synced"] is False
     assert status["proxies"][0]["ackedGeneration"] < status["generation"]
+    assert "SYNCED   no, 1 of 1 proxies have not ACKed the served revision yet" in render_status(
+        status, now=now_after(status, 1)
+    )
     assert is_healthy(status, now=now_after(status, GRACE + 1), grace_seconds=GRACE) is False
 
 

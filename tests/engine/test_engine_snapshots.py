@@ -1,0 +1,55 @@
+"""ConfigSnapshots: translations are shared by proxy shape and never block readers."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from memsource import GATEWAY, mesh_files
+
+from reconciler.engine import snapshots as snapshots_module
+from reconciler.engine.snapshots import ConfigSnapshots
+from reconciler.loader import load_files
+from reconciler.translate.proxy import ProxyIdentity
+
+pytestmark = pytest.mark.timeout(20)
+
+
+def _config() -> Any:
+    return load_files({f"mesh/{name}": text for name, text in mesh_files().items()}).config
+
+
+def test_reading_warnings_does_not_wait_for_a_translation_in_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    release, started = threading.Event(), threading.Event()
+    real_translate = snapshots_module.translate
+
+    def slow_translate(*args: Any, **kwargs: Any) -> Any:
+        started.set()
+        release.wait(timeout=10)
+        return real_translate(*args, **kwargs)
+
+    monkeypatch.setattr(snapshots_module, "translate", slow_translate)
+    snapshots = ConfigSnapshots(config=_config())
+    worker = threading.Thread(target=snapshots.snapshot_for, args=(GATEWAY,))
+    worker.start()
+    assert started.wait(timeout=5)
+
+    answers: list[Any] = []
+    reader = threading.Thread(target=lambda: answers.append((snapshots.warnings(), snapshots.untranslated([GATEWAY]))))
+    reader.start()
+    reader.join(timeout=5)  # the translation stays blocked until released below: only a free reader gets through
+
+    assert not reader.is_alive()
+    assert answers == [((), [GATEWAY])]
+
+    release.set()
+    worker.join(timeout=10)
+    assert snapshots.untranslated([GATEWAY]) == []
+
+
+def test_proxies_of_the_same_shape_share_one_snapshot() -> None:
+    snapshots = ConfigSnapshots(config=_config())
+    twin = ProxyIdentity(node_id="ingress-2", labels=GATEWAY.labels, role=GATEWAY.role)
+
+    assert snapshots.snapshot_for(twin) is snapshots.snapshot_for(GATEWAY)
