@@ -3,8 +3,10 @@
 Which DestinationRule applies to a host for a workload in a namespace, which of several
 services sharing a host name a namespace uses, and which workloads a label selector
 selects. The analyzers (``reconciler.validate``) and translation (``reconciler.translate``)
-both ask here, so a subset that validation accepts is the one translation builds a
-cluster for, never an empty cluster that answers 503.
+both ask here, so for a given proxy namespace and labels they see the same (merged)
+DestinationRule and subsets. Validation asks for the namespaces of the proxies a
+VirtualService is known to reach (its own, its gateways'), not every namespace it is
+exported to.
 
 Pure: standard library only, no I/O, no globals.
 """
@@ -12,6 +14,7 @@ Pure: standard library only, no I/O, no globals.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import TypeVar
 
@@ -72,42 +75,137 @@ def choose_service(
     return chosen
 
 
-# (load index, rule, resolved host)
-_Entry = tuple[int, Rule, str]
+# (load index, consolidated rule) per host
+_Entry = tuple[int, Rule]
 
 
-class _NamespaceRules:
-    """The DestinationRules of one namespace: by exact host, and the wildcard ones."""
+class _Consolidating:
+    """The DestinationRules of one host that Istio merges into one: same namespace pool, same selector."""
 
-    __slots__ = ("exact", "selecting", "wildcards")
+    __slots__ = ("export_to", "first", "index", "names", "subsets", "traffic_policy")
+
+    def __init__(self, index: int, rule: Rule) -> None:
+        self.index = index
+        self.first = rule
+        self.subsets = list(rule.spec.subsets)
+        self.names = {subset.name for subset in rule.spec.subsets}
+        self.traffic_policy = rule.spec.traffic_policy
+        self.export_to: tuple[str, ...] | None = _exports(rule)
+
+    def merge(self, rule: Rule) -> None:
+        # Istio's mergeDestinationRule: new subset names are appended, the first top-level
+        # traffic policy wins (a later one applies when the earlier rules have none).
+        for subset in rule.spec.subsets:
+            if subset.name not in self.names:
+                self.names.add(subset.name)
+                self.subsets.append(subset)
+        if self.traffic_policy is None:
+            self.traffic_policy = rule.spec.traffic_policy
+        exports = _exports(rule)
+        if self.export_to is None or exports is None:
+            self.export_to = None
+        else:
+            self.export_to = tuple(dict.fromkeys(self.export_to + exports))
+
+    def rule(self) -> Rule:
+        spec = self.first.spec
+        merged = replace(
+            spec,
+            subsets=tuple(self.subsets),
+            traffic_policy=self.traffic_policy,
+            export_to=() if self.export_to is None else self.export_to,
+        )
+        return self.first if merged == spec else replace(self.first, spec=merged)
+
+
+def _exports(rule: Rule) -> tuple[str, ...] | None:
+    """``exportTo`` with ``.`` spelt as the namespace; None for everywhere (empty or ``*``)."""
+    export_to = rule.spec.export_to
+    if not export_to or "*" in export_to:
+        return None
+    return tuple(dict.fromkeys(rule.namespace if entry == "." else entry for entry in export_to))
+
+
+class _Pool:
+    """Consolidated DestinationRules that one group of proxies sees in one namespace, by host."""
+
+    __slots__ = ("building", "by_host", "exports", "wildcards")
 
     def __init__(self) -> None:
-        self.exact: dict[str, list[_Entry]] = {}
-        self.wildcards: list[_Entry] = []
-        #: True when some rule here has a ``workloadSelector``.
-        self.selecting = False
+        self.building: dict[tuple[str, tuple[tuple[str, str], ...] | None], _Consolidating] = {}
+        self.by_host: dict[str, list[_Entry]] = {}
+        #: Per host, the union of its rules' ``exportTo``; None for everywhere.
+        self.exports: dict[str, tuple[str, ...] | None] = {}
+        self.wildcards: list[str] = []
+
+    def add(self, index: int, rule: Rule, host: str) -> None:
+        selector = rule.spec.workload_selector
+        key = (host, None if selector is None else tuple(sorted((selector.match_labels or {}).items())))
+        existing = self.building.get(key)
+        if existing is None:
+            self.building[key] = _Consolidating(index, rule)
+        else:
+            existing.merge(rule)
+
+    def seal(self) -> None:
+        for (host, _), consolidating in self.building.items():
+            entries = self.by_host.get(host)
+            if entries is None:
+                entries = self.by_host[host] = []
+                if "*" in host:
+                    self.wildcards.append(host)
+            entries.append((consolidating.index, consolidating.rule()))
+            if consolidating.first.spec.workload_selector is None:
+                self.exports[host] = consolidating.export_to
+        for entries in self.by_host.values():
+            entries.sort(key=lambda entry: entry[0])
+        self.building.clear()
+
+    def most_specific(self, host: str) -> str | None:
+        """Istio's ``MostSpecificHostMatch``: the exact host, else the longest wildcard covering it."""
+        if host in self.by_host and "*" not in host:
+            return host
+        best: str | None = None
+        for pattern in self.wildcards:
+            if host_matches(pattern, host) and (best is None or len(pattern) > len(best)):
+                best = pattern
+        return best
+
+    def exported_to(self, host: str, namespace: str) -> bool:
+        exports = self.exports.get(host)
+        return exports is None or namespace in exports
 
 
 class DestinationRules:
-    """Every DestinationRule of a config, indexed by namespace and host, to choose like Istio.
+    """Every DestinationRule of a config, consolidated and indexed by namespace and host, to choose like Istio.
 
-    Build it once per config (or per translation); each lookup touches only the rules of
-    at most three namespaces for the host asked about.
+    Like Istio's ``PushContext.initDestinationRules``, each namespace has three pools: the
+    rules its own proxies see (every rule exported to it, ``workloadSelector`` ones too), the
+    rules exported to other namespaces, and for the root namespace the rules private to
+    it. Rules for the same host without ``workloadSelector`` (or with identical ones) in
+    one pool are merged into one (:class:`_Consolidating`), keeping the first rule's
+    name. Build it once per config (or per translation); each lookup touches at most
+    three pools.
     """
 
     def __init__(self, rules: Iterable[Rule]) -> None:
-        self._by_namespace: dict[str, _NamespaceRules] = {}
+        self._local: dict[str, _Pool] = {}
+        self._exported: dict[str, _Pool] = {}
+        self._root_local = _Pool()
         for index, rule in enumerate(rules):
             host = resolve_host(rule.spec.host, rule.namespace)
-            owned = self._by_namespace.get(rule.namespace)
-            if owned is None:
-                owned = self._by_namespace[rule.namespace] = _NamespaceRules()
-            if "*" in host:
-                owned.wildcards.append((index, rule, host))
+            namespace = rule.namespace
+            # Istio exports a workload-selecting rule nowhere but its own namespace.
+            exports = (namespace,) if rule.spec.workload_selector is not None else _exports(rule)
+            if exports is None or namespace in exports:
+                _pool(self._local, namespace).add(index, rule, host)
+            if exports is not None and exports == (namespace,):
+                if namespace == ROOT_NAMESPACE:
+                    self._root_local.add(index, rule, host)
             else:
-                owned.exact.setdefault(host, []).append((index, rule, host))
-            if rule.spec.workload_selector is not None:
-                owned.selecting = True
+                _pool(self._exported, namespace).add(index, rule, host)
+        for pool in (*self._local.values(), *self._exported.values(), self._root_local):
+            pool.seal()
 
     def rule_for(
         self,
@@ -119,82 +217,66 @@ class DestinationRules:
     ) -> Rule | None:
         """The DestinationRule a workload in ``namespace`` with ``labels`` uses for ``host`` (resolved).
 
-        As Istio's ``PushContext.destinationRule``: the rules of the workload's own
-        namespace first, then those of the service's namespace, then those of the root
-        namespace (``istio-system``); a rule in any other namespace never applies, whatever
-        its ``exportTo``. A rule must be exported to the workload's namespace (``exportTo``),
-        except that a rule with a ``workloadSelector`` applies exactly to the workloads it
-        selects in its own namespace. Within a namespace, a workload-selecting rule beats a general one, an
-        exact host beats a wildcard and a longer wildcard a shorter one; load order breaks
-        the remaining ties. ``service_namespace`` is the namespace of the service the
-        workload uses for ``host``; when unknown, a Kubernetes service name says it.
+        As Istio's ``PushContext.destinationRule`` and ``SidecarScope.DestinationRule``:
+
+        1. the rules the workload's namespace sees (for the root namespace, ``istio-system``,
+           only its rules private to it, so a mesh-wide ``*.local`` rule there does not hide
+           a service's own rule from a gateway in ``istio-system``);
+        2. else the rules the service's namespace exports;
+        3. else the rules the root namespace exports.
+
+        In each, the most specific host wins (exact, then the longest wildcard); only then
+        is ``exportTo`` checked, and a rule not exported to ``namespace`` passes on to the
+        next step. Among that host's rules, a ``workloadSelector`` rule selecting ``labels``
+        beats the general one; when neither applies no rule does (no fall-through to the
+        next step). A rule in any other namespace never applies. ``service_namespace`` is
+        the namespace of the service the workload uses for ``host``; when unknown, a
+        Kubernetes service name says it.
         """
-        if service_namespace is None:
-            service_namespace = kubernetes_service_namespace(host)
-        for owner in _tiers(namespace, service_namespace):
-            best = self._best(owner, host, namespace=namespace, labels=labels)
-            if best is not None:
-                return best
-        return None
+        entries = self._entries(host, namespace=namespace, service_namespace=service_namespace)
+        if entries is None:
+            return None
+        catch_all: Rule | None = None
+        for _, rule in entries:
+            selector = rule.spec.workload_selector
+            if selector is None:
+                catch_all = rule
+            elif selects(selector.match_labels, labels):
+                return rule
+        return catch_all
 
     def rules_for(self, host: str, *, namespace: str, service_namespace: str | None = None) -> list[Rule]:
         """Every DestinationRule some workload in ``namespace`` uses for ``host``: :meth:`rule_for` per workload kind.
 
-        First the rule of workloads no workload-selecting rule picks, then, for each rule of
-        ``namespace`` that selects workloads, the rule those workloads get. What a
-        VirtualService in ``namespace`` routes to must be in one of these.
+        The general rule and the workload-selecting ones of the chosen host. What a
+        VirtualService routes to for proxies in ``namespace`` must be in one of these.
         """
-        found: dict[int, Rule] = {}
-        general = self.rule_for(host, namespace=namespace, service_namespace=service_namespace)
-        if general is not None:
-            found[id(general)] = general
-        owned = self._by_namespace.get(namespace)
-        if owned is not None and owned.selecting:
-            for _, rule, _ in self._covering(owned, host):
-                selector = rule.spec.workload_selector
-                if selector is None:
-                    continue
-                chosen = self.rule_for(
-                    host,
-                    namespace=namespace,
-                    service_namespace=service_namespace,
-                    labels=selector.match_labels or _NO_LABELS,
-                )
-                if chosen is not None:
-                    found.setdefault(id(chosen), chosen)
-        return list(found.values())
+        entries = self._entries(host, namespace=namespace, service_namespace=service_namespace)
+        if entries is None:
+            return []
+        general = [rule for _, rule in entries if rule.spec.workload_selector is None]
+        return general + [rule for _, rule in entries if rule.spec.workload_selector is not None]
 
-    @staticmethod
-    def _covering(owned: _NamespaceRules, host: str) -> list[_Entry]:
-        entries = list(owned.exact.get(host, ()))
-        entries.extend(entry for entry in owned.wildcards if host_matches(entry[2], host))
-        return entries
-
-    def _best(self, owner: str, host: str, *, namespace: str, labels: Mapping[str, str]) -> Rule | None:
-        owned = self._by_namespace.get(owner)
-        if owned is None:
-            return None
-        best: Rule | None = None
-        best_rank: tuple[int, int, int, int] | None = None
-        for index, rule, pattern in self._covering(owned, host):
-            selector = rule.spec.workload_selector
-            if selector is not None:
-                # Istio applies a workload-selecting rule only to matching workloads of its own namespace.
-                if owner != namespace or not selects(selector.match_labels, labels):
-                    continue
-            elif not exported_to(rule.spec.export_to, owner_namespace=owner, consumer_namespace=namespace):
+    def _entries(self, host: str, *, namespace: str, service_namespace: str | None) -> list[_Entry] | None:
+        own = self._root_local if namespace == ROOT_NAMESPACE else self._local.get(namespace)
+        if own is not None:
+            chosen = own.most_specific(host)
+            if chosen is not None:
+                return own.by_host[chosen]
+        if service_namespace is None:
+            service_namespace = kubernetes_service_namespace(host)
+        for owner in (service_namespace, ROOT_NAMESPACE):
+            pool = self._exported.get(owner) if owner is not None else None
+            if pool is None:
                 continue
-            wildcard = "*" in pattern
-            rank = (0 if selector is not None else 1, int(wildcard), -len(pattern) if wildcard else 0, index)
-            if best_rank is None or rank < best_rank:
-                best, best_rank = rule, rank
-        return best
+            chosen = pool.most_specific(host)
+            if chosen is not None and pool.exported_to(chosen, namespace):
+                return pool.by_host[chosen]
+        return None
 
 
-def _tiers(namespace: str, service_namespace: str | None) -> list[str]:
-    tiers = [namespace]
-    if service_namespace is not None and service_namespace != namespace:
-        tiers.append(service_namespace)
-    if ROOT_NAMESPACE not in tiers:
-        tiers.append(ROOT_NAMESPACE)
-    return tiers
+def _pool(pools: dict[str, _Pool], namespace: str) -> _Pool:
+    pool = pools.get(namespace)
+    if pool is None:
+        pool = pools[namespace] = _Pool()
+    return pool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 import pytest
@@ -22,7 +23,9 @@ from translate_support import (
     virtual_service,
 )
 
-from reconciler.translate import ProxyIdentity, build_registry, translate
+from reconciler.loader import load_files
+from reconciler.model.config import MeshConfig
+from reconciler.translate import ProxyIdentity, ProxyRole, build_registry, translate
 from reconciler.translate.policy import HTTP_PROTOCOL_OPTIONS
 from reconciler.translate.scope import Scope
 from reconciler.translate.snapshot import ENDPOINT
@@ -323,3 +326,102 @@ def test_non_ip_address_of_a_static_endpoint_is_left_out_with_a_finding(address:
 
 def _lb(simple: str) -> str:
     return f"  trafficPolicy:\n    loadBalancer: {{simple: {simple}}}\n"
+
+
+# -- Istio's DestinationRule choice: merging, root-namespace proxies, host specificity ----------
+
+_PROD_HOST = "reviews.prod.svc.cluster.local"
+_GATEWAY_PROXY = ProxyIdentity(
+    node_id="gw", namespace="istio-system", labels={"istio": "ingressgateway"}, role=ProxyRole.GATEWAY
+)
+
+
+def _named(rule: str, name: str) -> str:
+    head, _, tail = rule.partition("  name: ")
+    return f"{head}  name: reviews-{name}\n{tail.partition(chr(10))[2]}"
+
+
+def _rule_for(config: MeshConfig, namespace: str, labels: Mapping[str, str] | None = None) -> str | None:
+    scope = Scope(config=config, registry=build_registry(config), namespace=namespace, labels=labels or {})
+    rule = scope.destination_rule(_PROD_HOST, service_namespace="prod")
+    return rule.ref if rule is not None else None
+
+
+def _gateway_route_to(subset: str) -> str:
+    gateway = (
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: istio-system}\n"
+        "spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
+        "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: ['*/*']\n---\n"
+    )
+    destination = f"{{host: {_PROD_HOST}, subset: {subset}}}"
+    body = f"  gateways: [istio-system/gw]\n  http:\n  - route:\n    - destination: {destination}\n"
+    return gateway + virtual_service("r", body, hosts=f"[{_PROD_HOST}]", namespace="prod")
+
+
+def test_two_destination_rules_for_one_host_are_merged_like_istio() -> None:
+    first = _named(subsets_rule("reviews", "v1"), "a")
+    second = _named(subsets_rule("reviews", "v1", "v2", extra=_lb("RANDOM")), "b")
+    route = virtual_service("reviews", "  http:\n  - route:\n    - destination: {host: reviews, subset: v2}\n")
+    text = service_entry("reviews") + first + second + route
+
+    loaded = load_files({"mesh.yaml": text}, default_namespace="default")
+    assert [f.code.value for f in loaded.findings if f.code.value == "IST0101"] == []
+    result = translate(loaded.config, SIDECAR)
+
+    built = clusters(result.snapshot)
+    # The later rule's subsets are added; its traffic policy applies as the first rule has none.
+    assert endpoint_addresses(assignment(result.snapshot, f"outbound|9080|v2|{REVIEWS_HOST}")) == [("10.0.0.2", 9080)]
+    assert f"outbound|9080|v1|{REVIEWS_HOST}" in built
+    assert built[f"outbound|9080||{REVIEWS_HOST}"].lb_policy == cluster_pb2.Cluster.RANDOM
+    # The first rule's traffic policy wins when it has one.
+    first_with_policy = _named(subsets_rule("reviews", "v1", extra=_lb("ROUND_ROBIN")), "a")
+    both = translate(load(service_entry("reviews") + first_with_policy + second), SIDECAR)
+    assert clusters(both.snapshot)[f"outbound|9080||{REVIEWS_HOST}"].lb_policy == cluster_pb2.Cluster.ROUND_ROBIN
+    assert f"outbound|9080|v2|{REVIEWS_HOST}" in clusters(both.snapshot)
+
+
+def test_gateway_in_the_root_namespace_prefers_the_service_rule_to_a_mesh_wide_root_rule() -> None:
+    entry = service_entry(_PROD_HOST, namespace="prod")
+    mesh_wide = _named(subsets_rule("'*.local'", "v3", namespace="istio-system", extra=_lb("RANDOM")), "mesh")
+    own = subsets_rule(_PROD_HOST, "v1", namespace="prod", extra=_lb("ROUND_ROBIN"))
+
+    loaded = load_files({"mesh.yaml": entry + mesh_wide + own + _gateway_route_to("v1")}, default_namespace="default")
+    assert [f for f in loaded.findings if f.code.value == "IST0101"] == []
+    result = translate(loaded.config, _GATEWAY_PROXY)
+    assert endpoint_addresses(assignment(result.snapshot, f"outbound|9080|v1|{_PROD_HOST}")) == [("10.0.0.1", 9080)]
+    assert _rule_for(loaded.config, "istio-system") == "prod/reviews-rule"
+
+    # A root rule private to istio-system is meant for its proxies: it comes first for them.
+    private = mesh_wide.replace("spec:\n", "spec:\n  exportTo: ['.']\n")
+    config = load(entry + private + own)
+    assert _rule_for(config, "istio-system") == "istio-system/reviews-mesh"
+    assert _rule_for(config, "default") == "prod/reviews-rule"
+
+
+def test_most_specific_host_is_chosen_before_workload_selector_and_export() -> None:
+    entry = service_entry(_PROD_HOST, namespace="prod")
+    selecting_wildcard = _named(
+        subsets_rule(
+            "'*.prod.svc.cluster.local'", "v3", namespace="prod", extra="  workloadSelector: {matchLabels: {app: x}}\n"
+        ),
+        "sel",
+    )
+    general = subsets_rule(_PROD_HOST, "v1", namespace="prod")
+    assert _rule_for(load(entry + selecting_wildcard + general), "prod", {"app": "x"}) == "prod/reviews-rule"
+
+    # The most specific host's rules select other workloads only: no rule, no fall-through to the root.
+    selecting = _named(
+        subsets_rule(_PROD_HOST, "v2", namespace="prod", extra="  workloadSelector: {matchLabels: {app: other}}\n"),
+        "sel",
+    )
+    root = subsets_rule(_PROD_HOST, "v1", namespace="istio-system")
+    assert _rule_for(load(entry + selecting + root), "prod", {"app": "x"}) is None
+    assert _rule_for(load(entry + selecting + root), "prod", {"app": "other"}) == "prod/reviews-sel"
+
+    # exportTo is checked on the most specific host only; not exported means the next namespace.
+    hidden = subsets_rule(_PROD_HOST, "v1", namespace="istio-system", extra="  exportTo: [team-x]\n")
+    mesh_wide = _named(subsets_rule("'*.local'", "v3", namespace="istio-system"), "mesh")
+    assert _rule_for(load(entry + hidden + mesh_wide), "default") is None
+    assert _rule_for(load(entry + hidden + mesh_wide), "team-x") == "istio-system/reviews-rule"
+    in_prod = _named(subsets_rule(_PROD_HOST, "v3", namespace="prod", extra="  exportTo: [team-x]\n"), "prod")
+    assert _rule_for(load(entry + in_prod + mesh_wide), "default") == "istio-system/reviews-mesh"

@@ -113,6 +113,47 @@ def test_subset_of_a_workload_selecting_rule_counts_for_the_workloads_it_selects
     assert finding.path == "spec.http[0].route[0].destination.subset"
 
 
+def test_two_destination_rules_for_one_host_are_merged_like_istio() -> None:
+    only_v1 = DESTINATION_RULE.replace("  - {name: v2, labels: {version: v2}}\n", "")
+    only_v2 = DESTINATION_RULE.replace("{name: reviews}", "{name: more}").replace(
+        "  - {name: v1, labels: {version: v1}}\n", ""
+    )
+    http = "- route:\n  - destination: {host: reviews.shop.example.com, subset: v2}"
+    assert with_code(load_text(SERVICE_ENTRY, only_v1, only_v2, virtual_service(http)), "IST0101") == []
+    (finding,) = with_code(load_text(SERVICE_ENTRY, only_v1, virtual_service(http)), "IST0101")
+    assert finding.path == "spec.http[0].route[0].destination.subset"
+
+
+def test_subset_is_checked_for_the_gateway_namespace_too() -> None:
+    # A gateway in istio-system first uses the root rules private to it, then the service's rule.
+    root = (
+        DESTINATION_RULE.replace("{name: reviews}", "{name: mesh, namespace: istio-system}")
+        .replace("host: reviews.shop.example.com", "host: '*.example.com'")
+        .replace("  - {name: v1, labels: {version: v1}}\n", "")
+    )
+    bound = virtual_service(ROUTE_V1, extra="  gateways: [istio-system/gw]\n")
+    documents = (SERVICE_ENTRY, DESTINATION_RULE, gateway(namespace="istio-system"), bound)
+    # Exported everywhere, the mesh-wide root rule does not hide the service's own rule.
+    assert with_code(load_text(*documents, root), "IST0101") == []
+    (finding,) = with_code(load_text(*documents, root + "  exportTo: ['.']\n"), "IST0101")
+    assert finding.path == "spec.http[0].route[0].destination.subset"
+    assert "istio-system/mesh" in finding.hint
+    assert "gateway proxies in namespace istio-system" in finding.hint
+
+
+def test_workload_selecting_rule_for_the_host_hides_rules_of_other_namespaces() -> None:
+    # Istio picks the proxy namespace's rules for the host; if none selects the workload, no rule applies.
+    entry = _in_namespace(SERVICE_ENTRY, "prod")
+    in_prod = _in_namespace(DESTINATION_RULE, "prod")
+    selecting = (
+        DESTINATION_RULE.replace("{name: reviews}", "{name: frontend}")
+        .replace("  subsets:\n", "  workloadSelector: {matchLabels: {app: frontend}}\n  subsets:\n")
+        .replace("  - {name: v1, labels: {version: v1}}\n", "")
+    )
+    (finding,) = with_code(load_text(entry, in_prod, selecting, virtual_service(ROUTE_V1)), "IST0101")
+    assert finding.path == "spec.http[0].route[0].destination.subset"
+
+
 def test_kubernetes_service_subset_is_found_in_the_namespace_its_name_gives() -> None:
     # No ServiceEntry: reviews.prod.svc.cluster.local may be a Kubernetes Service of namespace prod.
     rule = _in_namespace(DESTINATION_RULE.replace("reviews.shop.example.com", "reviews.prod.svc.cluster.local"), "prod")

@@ -6,7 +6,8 @@ number of entries. ``AnalysisContext`` holds the indexes every analyzer needs (t
 registry from ServiceEntries, DestinationRules by namespace and host, Gateways by
 ``namespace/name``) and builds each lazily, on first use. Which DestinationRule (and so
 which subsets) a host has for a namespace is decided by :mod:`reconciler.model.lookup`,
-the code translation uses, so a subset the analyzers accept is one translation builds. Pure.
+the code translation uses, so for the namespaces asked about the analyzers see the subsets
+translation builds (proxies of namespaces not asked about may use other rules). Pure.
 
 Service registry: without Kubernetes (not yet), the only services reconciler can see are
 ServiceEntry hosts. A host under ``*.svc.cluster.local`` — which every short name resolves
@@ -179,9 +180,10 @@ class AnalysisContext:
     def rules_for(self, host: str, *, namespace: str) -> list[Resource[DestinationRuleSpec]]:
         """The DestinationRules workloads in ``namespace`` use for ``host`` (resolved there), as translation picks.
 
-        One per kind of workload (:meth:`DestinationRules.rules_for`): the rule of the
-        namespace itself, else of the service's namespace, else of the root namespace;
-        never a rule of an unrelated namespace, even one exported everywhere.
+        The general rule and the workload-selecting ones of the most specific host
+        (:meth:`DestinationRules.rules_for`), from the namespace itself, else the service's
+        namespace, else the root namespace; never a rule of an unrelated namespace, even one
+        exported everywhere. Rules for the same host are merged as Istio merges them.
         """
         key = (host, namespace)
         cached = self._rules_for.get(key)

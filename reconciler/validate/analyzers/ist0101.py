@@ -4,10 +4,13 @@ Follows Istio's ``virtualservice.GatewayAnalyzer``, ``DestinationHostAnalyzer`` 
 ``DestinationRuleAnalyzer``, mirrors included. The service registry is the ServiceEntries
 visible (``exportTo``) from the VirtualService's namespace; a host that may be a Kubernetes
 Service (``*.svc.cluster.local``, which short names resolve to) is never reported missing,
-because reconciler cannot see Kubernetes yet. A subset is looked up in the DestinationRule
-that translation uses for the host in the VirtualService's namespace (that namespace's,
-else the service's namespace's, else the root namespace's; see ``reconciler.model.lookup``),
-so an accepted subset never becomes a cluster without endpoints.
+because reconciler cannot see Kubernetes yet. A subset is looked up in the DestinationRule(s)
+that translation uses for the host (``reconciler.model.lookup``, merged like Istio) for the
+proxies that use the VirtualService: sidecars of its namespace (when it applies to the
+mesh) and the gateways it binds to, in their namespaces. Not checked: sidecars of other
+namespaces the VirtualService is exported to, which may use their own namespace's rule for
+the host; for them an accepted subset can still become a cluster without endpoints
+(translation then reports it).
 """
 
 from __future__ import annotations
@@ -115,19 +118,47 @@ def _check_subset(
     host: str,
     subset: str,
 ) -> None:
-    rules = context.rules_for(host, namespace=service.namespace)
-    names = [s.name for rule in rules for s in rule.spec.subsets]
-    if subset in names:
+    resolved = resolve_host(host, service.namespace)
+    for namespace in _proxy_namespaces(context, service):
+        rules = context.rules_for(resolved, namespace=namespace)
+        names = [s.name for rule in rules for s in rule.spec.subsets]
+        if subset in names:
+            continue
+        where = "" if namespace == service.namespace else f" (for the gateway proxies in namespace {namespace})"
+        if rules:
+            hint = (
+                _did_you_mean(subset, names)
+                or f"DestinationRule {rules[0].ref} for {host} defines subsets: {', '.join(names) or '(none)'}"
+            ) + where
+        else:
+            hint = (
+                f"no DestinationRule for {host} applies in namespace {namespace} (rules are taken from that "
+                f"namespace, the service's namespace or {ROOT_NAMESPACE}); define one with a subset named {subset!r}"
+            )
+        _report_subset(service, findings, routed=routed, host=host, subset=subset, hint=hint)
         return
-    if rules:
-        hint = _did_you_mean(subset, names) or (
-            f"DestinationRule {rules[0].ref} for {host} defines subsets: {', '.join(names) or '(none)'}"
-        )
-    else:
-        hint = (
-            f"no DestinationRule for {host} applies in namespace {service.namespace} (rules are taken from "
-            f"that namespace, the service's namespace or {ROOT_NAMESPACE}); define one with a subset named {subset!r}"
-        )
+
+
+def _proxy_namespaces(context: AnalysisContext, service: Resource[VirtualServiceSpec]) -> list[str]:
+    """Namespaces of the proxies that use ``service``: its own (sidecars), then its gateways'."""
+    namespaces: dict[str, None] = {}
+    if service.spec.applies_to_mesh:
+        namespaces[service.namespace] = None
+    for reference in service.spec.gateways:
+        if reference != "mesh" and (gateway := context.gateways.get(gateway_ref(reference, service.namespace))):
+            namespaces.setdefault(gateway.namespace, None)
+    return list(namespaces) or [service.namespace]
+
+
+def _report_subset(
+    service: Resource[VirtualServiceSpec],
+    findings: list[Finding],
+    *,
+    routed: RoutedDestination,
+    host: str,
+    subset: str,
+    hint: str,
+) -> None:
     reftype = "mirror+subset in destinationrule" if routed.mirror else "host+subset in destinationrule"
     findings.append(
         resource_finding(
