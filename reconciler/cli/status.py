@@ -87,7 +87,7 @@ def _synced_line(status: dict[str, Any], now: datetime) -> str:
     if not status.get("proxies"):
         return "no proxies connected"
     if status.get("synced"):
-        return f"yes, every proxy ACKed it (since {_age(status.get('syncedAt'), now)} ago)"
+        return f"yes, every proxy ACKed it {_age(status.get('syncedAt'), now)} ago"
     behind = sum(1 for p in status["proxies"] if p.get("ackedGeneration", 0) < status.get("generation", 0))
     return f"no, {behind} of {len(status['proxies'])} proxies have not ACKed the served revision yet"
 
