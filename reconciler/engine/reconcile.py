@@ -76,7 +76,7 @@ class Engine:
             return False
         if revision is None:
             return False
-        applied = self._apply_now(revision, reason=Reason.RESTORED, save=False)
+        applied = self._restore_now(revision)
         if applied:
             log.info("engine.restored", sha=revision.short_sha)
         return applied
@@ -113,7 +113,7 @@ class Engine:
         # next to the previous revision's syncedAt or error and mistakes them for the new one's.
         self._succeed(Reason.PROGRESSING, f"validating and translating revision {revision.short_sha}")
         try:
-            return await self._apply_off_loop(revision, reason=Reason.APPLIED, save=True)
+            return await self._apply_off_loop(revision)
         finally:
             self.status.head_sha = head
 
@@ -132,18 +132,15 @@ class Engine:
             # Serving the new revision is right; only restart-resume is at risk. Say so loudly.
             log.error("engine.state_save_failed", sha=revision.short_sha, error=str(error))
 
-    def _apply_now(self, revision: Revision, *, reason: Reason, save: bool) -> bool:
-        """Load, translate and publish on the calling thread (restore: nothing is serving yet)."""
+    def _restore_now(self, revision: Revision) -> bool:
+        """Load, translate and publish the stored revision on the calling thread: nothing serves yet."""
         try:
             prepared = self._prepare(revision, self._cache.proxies())
         except Exception as error:
             return self._refuse_crashed(revision, error)
-        published = self._publish_guarded(revision, prepared, reason=reason)
-        if published and save:
-            self._save(revision)
-        return published
+        return self._publish_guarded(revision, prepared, reason=Reason.RESTORED)
 
-    async def _apply_off_loop(self, revision: Revision, *, reason: Reason, save: bool) -> bool:
+    async def _apply_off_loop(self, revision: Revision) -> bool:
         """Load and translate in a worker thread, then publish on the loop.
 
         Validating and translating thousands of resources takes seconds of CPU; done on the
@@ -159,8 +156,8 @@ class Engine:
                     await asyncio.to_thread(prepared.translate_all, late)
         except Exception as error:
             return self._refuse_crashed(revision, error)
-        published = self._publish_guarded(revision, prepared, reason=reason)
-        if published and save:
+        published = self._publish_guarded(revision, prepared, reason=Reason.APPLIED)
+        if published:
             await asyncio.to_thread(self._save, revision)
         return published
 
