@@ -14,11 +14,12 @@ from typing import Any, TypeVar
 import yaml
 
 from reconciler.cli.args import add_label_and_role, parse_labels, proxy_from_args
+from reconciler.engine.daemon import parse_address
 from reconciler.errors import UsageError
 from reconciler.translate.bootstrap import DEFAULT_ADMIN_HOST, DEFAULT_ADMIN_PORT, build_bootstrap
 from reconciler.translate.proxy import DEFAULT_SIDECAR_PORT
 
-__all__ = ["bootstrap_from_args", "parse_address", "parse_labels", "register", "run"]
+__all__ = ["bootstrap_from_args", "parse_labels", "register", "run"]
 
 # Generic so the CLI's own ArgumentParser subclass type-checks without importing it here.
 _Parser = TypeVar("_Parser", bound=argparse.ArgumentParser)
@@ -97,19 +98,3 @@ def bootstrap_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return build_bootstrap(
         proxy=proxy_from_args(args), xds_host=xds_host, xds_port=xds_port, admin_host=admin_host, admin_port=admin_port
     )
-
-
-def parse_address(text: str, *, what: str, allow_port_zero: bool = False) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[IPv6]:PORT`` → ``(host, port)``; UsageError naming ``what`` otherwise."""
-    host, sep, port_text = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        # A bare IPv6 address is ambiguous: is the last group the port?
-        raise UsageError(f"{what} {text!r}: write IPv6 addresses in brackets, like [::1]:18000")
-    if not sep or not host or not port_text.isdigit():
-        raise UsageError(f"{what} {text!r} is not HOST:PORT (for example 127.0.0.1:18000)")
-    port = int(port_text)
-    if not (0 if allow_port_zero else 1) <= port <= 65535:
-        raise UsageError(f"{what} {text!r}: port {port} is out of range")
-    return host, port

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli.logs import configure_logging
-from reconciler.engine.daemon import DaemonSettings, run_daemon, split_address
+from reconciler.engine.daemon import DaemonSettings, parse_address, run_daemon
 from reconciler.errors import UsageError
 from reconciler.sources.webhook import load_secret
 
@@ -134,8 +134,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _common(args: argparse.Namespace) -> dict[str, Any]:
-    split_address(args.xds_address)
-    split_address(args.http_address)
+    parse_address(args.xds_address, what="--xds-address", allow_port_zero=True)
+    parse_address(args.http_address, what="--http-address", allow_port_zero=True)
     return {"xds_address": args.xds_address, "http_address": args.http_address, "namespace": args.namespace}
 
 

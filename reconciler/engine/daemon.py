@@ -34,7 +34,7 @@ from reconciler.sources.webhook import PushEvent
 from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
 from reconciler.xds.server import start_server
 
-__all__ = ["DaemonSettings", "run_daemon", "split_address"]
+__all__ = ["DaemonSettings", "parse_address", "run_daemon"]
 
 log = structlog.get_logger("reconciler.daemon")
 
@@ -56,12 +56,23 @@ class DaemonSettings:
     namespace: str = "default"
 
 
-def split_address(address: str) -> tuple[str, int]:
-    """``host:port`` → (host, port); UsageError when malformed."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise UsageError(f"address {address!r} is not HOST:PORT")
-    return host, int(port)
+def parse_address(text: str, *, what: str, allow_port_zero: bool = False) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` → ``(host, port)``; UsageError naming ``what`` otherwise.
+
+    The one parser of listen and connect addresses, for the daemon and every command.
+    """
+    host, sep, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        # A bare IPv6 address is ambiguous: is the last group the port?
+        raise UsageError(f"{what} {text!r}: write IPv6 addresses in brackets, like [::1]:18000")
+    if not sep or not host or not port_text.isdigit():
+        raise UsageError(f"{what} {text!r} is not HOST:PORT (for example 127.0.0.1:18000)")
+    port = int(port_text)
+    if not (0 if allow_port_zero else 1) <= port <= 65535:
+        raise UsageError(f"{what} {text!r}: port {port} is out of range")
+    return host, port
 
 
 def _utc_now() -> datetime:
@@ -138,9 +149,10 @@ async def run_daemon(settings: DaemonSettings, *, ready: Callable[[int, int], No
         wake.set()
         return True
 
-    xds_host, xds_port = split_address(settings.xds_address)
-    http_host, http_port = split_address(settings.http_address)
-    server = await start_server(cache=cache, address=f"{xds_host}:{xds_port}")
+    # Port 0 asks the kernel for a free port (tests, benchmarks); the bound ports are reported to ``ready``.
+    xds_host, _ = parse_address(settings.xds_address, what="--xds-address", allow_port_zero=True)
+    http_host, http_port = parse_address(settings.http_address, what="--http-address", allow_port_zero=True)
+    server = await start_server(cache=cache, address=settings.xds_address)
     app = web.Application()
     app.add_routes(status_routes(status=status.to_json, proxies=cache.statuses, registry=metrics.registry))
     app.add_routes(webhook_routes(secret=settings.webhook_secret, trigger=trigger))

@@ -98,3 +98,20 @@ def test_saved_invalid_edit_is_refused_with_its_line_and_the_fix_clears_it(serve
 
     healed = _wait_for(lambda status: status["lastError"] is None, http_port)
     assert healed["served"]["sha"] == good
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--xds-address", "127.0.0.1", "is not HOST:PORT"),
+        ("--http-address", "::1:8080", "write IPv6 addresses in brackets"),
+        ("--xds-address", "127.0.0.1:70000", "out of range"),
+    ],
+)
+def test_serve_refuses_a_malformed_address_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, says: str
+) -> None:
+    from reconciler.cli.main import main
+
+    assert main(["serve", str(tmp_path), flag, value]) == 2
+    assert says in capsys.readouterr().err
