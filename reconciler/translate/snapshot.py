@@ -9,13 +9,13 @@ reuses a version for different content and unchanged types are not resent.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
-from envoy.config.listener.v3 import listener_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
 from google.protobuf.message import Message
@@ -31,6 +31,7 @@ __all__ = [
     "ResourceSet",
     "Snapshot",
     "clusters_referenced_by_routes",
+    "http_connection_managers",
     "resource_name",
 ]
 
@@ -174,14 +175,20 @@ def clusters_referenced_by_routes(route_configs: Iterable[Message]) -> frozenset
     return frozenset(names)
 
 
-def _rds_names(listener: listener_pb2.Listener) -> list[str]:
-    names = []
+def http_connection_managers(
+    listener: listener_pb2.Listener,
+) -> Iterator[tuple[listener_components_pb2.Filter, http_connection_manager_pb2.HttpConnectionManager]]:
+    """Each HTTP connection manager filter of ``listener``, with its unpacked config (a copy)."""
     for chain in listener.filter_chains:
         for network_filter in chain.filters:
             if network_filter.typed_config.type_url != _HCM_TYPE:
                 continue
-            hcm = http_connection_manager_pb2.HttpConnectionManager()
-            network_filter.typed_config.Unpack(hcm)
-            if hcm.HasField("rds"):
-                names.append(hcm.rds.route_config_name)
-    return names
+            manager = http_connection_manager_pb2.HttpConnectionManager()
+            network_filter.typed_config.Unpack(manager)
+            yield network_filter, manager
+
+
+def _rds_names(listener: listener_pb2.Listener) -> list[str]:
+    return [
+        manager.rds.route_config_name for _, manager in http_connection_managers(listener) if manager.HasField("rds")
+    ]

@@ -17,16 +17,13 @@ from envoy.config.core.v3 import address_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from reconciler.errors import TranslationError
-from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot
+from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot, http_connection_managers
 
 __all__ = ["static_bootstrap"]
-
-_HCM_TYPE = f"type.googleapis.com/{hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name}"
 
 
 def static_bootstrap(
@@ -69,19 +66,14 @@ def static_bootstrap(
 
 
 def _inline_routes(listener: listener_pb2.Listener, routes: Mapping[str, Message]) -> None:
-    for chain in listener.filter_chains:
-        for network_filter in chain.filters:
-            if network_filter.typed_config.type_url != _HCM_TYPE:
-                continue
-            manager = hcm_pb2.HttpConnectionManager()
-            network_filter.typed_config.Unpack(manager)
-            if not manager.HasField("rds"):
-                continue
-            config = routes.get(manager.rds.route_config_name)
-            if not isinstance(config, route_pb2.RouteConfiguration):
-                raise TranslationError(
-                    f"listener {listener.name!r} uses RouteConfiguration {manager.rds.route_config_name!r}, "
-                    "which does not exist"
-                )
-            manager.route_config.CopyFrom(config)
-            network_filter.typed_config.Pack(manager)
+    for network_filter, manager in http_connection_managers(listener):
+        if not manager.HasField("rds"):
+            continue
+        config = routes.get(manager.rds.route_config_name)
+        if not isinstance(config, route_pb2.RouteConfiguration):
+            raise TranslationError(
+                f"listener {listener.name!r} uses RouteConfiguration {manager.rds.route_config_name!r}, "
+                "which does not exist"
+            )
+        manager.route_config.CopyFrom(config)
+        network_filter.typed_config.Pack(manager)
