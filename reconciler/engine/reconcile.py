@@ -120,9 +120,10 @@ class Engine:
     async def _adopt(self, revision: Revision) -> None:
         """A new commit whose config equals what is served (e.g. a revert of a rejected commit)."""
         self._head_rejection = None
+        await asyncio.to_thread(self._save, revision)
+        # No await from here on: a status reader sees the served revision, error and reason change together.
         self.status.served = RevisionInfo.of(revision)
         self.status.last_error = None
-        await asyncio.to_thread(self._save, revision)
         self._succeed(Reason.UP_TO_DATE, f"revision {revision.short_sha} has the served config")
 
     def _save(self, revision: Revision) -> None:

@@ -72,7 +72,8 @@ def test_serving_continues_while_the_remote_is_unreachable_and_sync_resumes_when
     hidden.rename(mesh.repo.bare)
 
     status = daemon.wait_synced(canary, timeout=30)  # the 1 s poll, with backoff capped at the interval
-    assert status["reason"] == "Applied"
+    # "Applied" by the pass that took the canary, or "UpToDate" if the next 1 s poll came before we looked.
+    assert status["reason"] in {"Applied", "UpToDate"}
 
 
 @pytest.mark.skipif(not has_git_daemon(), reason="git daemon is not installed")
