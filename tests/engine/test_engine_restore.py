@@ -7,9 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from memsource import GATEWAY, EngineFactory, MemorySource, mesh_files
 
+from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import Reason
+from reconciler.sources.revision import Revision
 from reconciler.xds.cache import SnapshotCache
 
 Run = Callable[..., Any]
@@ -74,6 +77,39 @@ def test_the_restored_revision_is_adopted_without_a_new_push_when_the_head_did_n
     assert engine.status.generation == generation
     assert engine.status.served is not None
     assert engine.status.served.sha == head.sha
+    assert engine.status.last_error is None
+
+
+def test_a_reader_never_sees_the_error_cleared_while_the_reason_still_says_fetch_failed(
+    make_engine: EngineFactory, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = mesh_files(v1=80, v2=20)
+    source = MemorySource()
+    source.commit(files, "canary")
+    run(make_engine(source, SnapshotCache()).reconcile(trigger="test"))
+    same_head = MemorySource()
+    same_head.commit(files, "canary")
+    same_head.fail_with()
+    engine = make_engine(same_head, SnapshotCache())
+    engine.restore()
+    run(engine.reconcile(trigger="start"))
+    same_head.recover()
+    # What a status reader sees while the adopted revision is being saved (the pass awaits that).
+    seen_while_saving: list[dict[str, Any]] = []
+    real_save = SqliteStateStore.save_last_good
+
+    def watching_save(store: SqliteStateStore, revision: Revision) -> None:
+        seen_while_saving.append(engine.status.to_json())
+        real_save(store, revision)
+
+    monkeypatch.setattr(SqliteStateStore, "save_last_good", watching_save)
+
+    assert run(engine.reconcile(trigger="retry")) is True
+
+    assert [(s["reason"], (s["lastError"] or {}).get("reason")) for s in seen_while_saving] == [
+        ("FetchFailed", "FetchFailed")
+    ]
+    assert engine.status.reason is Reason.UP_TO_DATE
     assert engine.status.last_error is None
 
 
