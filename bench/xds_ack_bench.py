@@ -28,21 +28,18 @@ import contextlib
 import dataclasses
 import logging
 import math
-import random
 import signal
-import socket
 import statistics
 import sys
 import threading
 import time
 from collections.abc import Coroutine, Iterator, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 from reconciler.cli.logs import configure_logging
 from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.loader import load_files
-from reconciler.localenv.envoy import EnvoyProcess
+from reconciler.localenv.envoy import EnvoyProcess, free_port
 from reconciler.model.config import MeshConfig
 from reconciler.translate import ProxyIdentity, ProxyRole, translate
 from reconciler.translate.bootstrap import build_bootstrap
@@ -193,26 +190,11 @@ class Ads:
 
 
 def listener_port(taken: set[int]) -> int:
-    """A port free on 0.0.0.0 and below the kernel's ephemeral range.
-
-    A port from the ephemeral range (what binding port 0 hands out) may be taken by some
-    outgoing connection, e.g. another Envoy's, before this Envoy binds its listener.
-    """
-    try:
-        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        ephemeral_low = 32768
-    for candidate in random.sample(range(10_000, ephemeral_low), k=500):
-        if candidate in taken:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("0.0.0.0", candidate))  # where the sidecar listener binds
-            except OSError:
-                continue
-        taken.add(candidate)
-        return candidate
-    raise SystemExit("no free listener port found below the ephemeral port range")
+    """A free port (see ``free_port``) none of this run's Envoys was handed yet."""
+    while (port := free_port()) in taken:
+        pass
+    taken.add(port)
+    return port
 
 
 def sidecar(index: int, *, port: int) -> ProxyIdentity:

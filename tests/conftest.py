@@ -16,10 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from reconciler.localenv.envoy import DEFAULT_STARTUP_TIMEOUT, EnvoyProcess, find_envoy
 from reconciler.localenv.envoy import free_port as _free_port
 from reconciler.localenv.upstream import UpstreamServer
+
+# Hypothesis' default 200 ms per-example deadline fails tests on a loaded CI machine, not on bugs.
+settings.register_profile("reconciler", deadline=None)
+settings.load_profile("reconciler")
 
 _REPORT_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 

@@ -105,23 +105,18 @@ class Engine:
             self._succeed(Reason.UP_TO_DATE, f"serving {self._served_label()}; no config change")
             return True
         if revision.config_tree == self._served_tree:
-            self.status.head_sha = head
-            await self._adopt(revision)
+            await self._adopt(revision, head=head)
             return True
         log.info("engine.revision", sha=revision.short_sha, trigger=trigger)
-        # Until the pass ends, status keeps the previous head: a reader never sees the new head
-        # next to the previous revision's syncedAt or error and mistakes them for the new one's.
         self._succeed(Reason.PROGRESSING, f"validating and translating revision {revision.short_sha}")
-        try:
-            return await self._apply_off_loop(revision)
-        finally:
-            self.status.head_sha = head
+        return await self._apply_off_loop(revision, head=head)
 
-    async def _adopt(self, revision: Revision) -> None:
+    async def _adopt(self, revision: Revision, *, head: str | None) -> None:
         """A new commit whose config equals what is served (e.g. a revert of a rejected commit)."""
         self._head_rejection = None
         await asyncio.to_thread(self._save, revision)
-        # No await from here on: a status reader sees the served revision, error and reason change together.
+        # No await from here on: a status reader sees head, served revision, error and reason change together.
+        self.status.head_sha = head
         self.status.served = RevisionInfo.of(revision)
         self.status.last_error = None
         self._succeed(Reason.UP_TO_DATE, f"revision {revision.short_sha} has the served config")
@@ -141,11 +136,13 @@ class Engine:
             return self._refuse_crashed(revision, error)
         return self._publish_guarded(revision, prepared, reason=Reason.RESTORED)
 
-    async def _apply_off_loop(self, revision: Revision) -> bool:
+    async def _apply_off_loop(self, revision: Revision, *, head: str | None) -> bool:
         """Load and translate in a worker thread, then publish on the loop.
 
         Validating and translating thousands of resources takes seconds of CPU; done on the
         event loop it would stall every ADS stream (ACKs, reconnects) and /healthz meanwhile.
+        Until the outcome is known, status keeps the previous head: a reader never sees the new
+        head next to the previous revision's syncedAt or error and mistakes them for the new one's.
         """
         try:
             prepared = await asyncio.to_thread(self._prepare, revision, self._cache.proxies())
@@ -156,8 +153,10 @@ class Engine:
                         break
                     await asyncio.to_thread(prepared.translate_all, late)
         except Exception as error:
-            return self._refuse_crashed(revision, error)
-        published = self._publish_guarded(revision, prepared, reason=Reason.APPLIED)
+            published = self._refuse_crashed(revision, error)
+        else:
+            published = self._publish_guarded(revision, prepared, reason=Reason.APPLIED)
+        self.status.head_sha = head  # in the same step as the outcome it belongs to
         if published:
             await asyncio.to_thread(self._save, revision)
         return published

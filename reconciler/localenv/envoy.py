@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import http.client
 import json
+import random
 import re
 import shutil
 import socket
@@ -69,15 +70,34 @@ def find_envoy() -> Path:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on ``host``.
+    """A TCP port that was free a moment ago on ``host`` (and, for IPv4, on every address).
 
-    Another process may take it before you bind it; where Envoy can bind port 0 itself
-    (admin, listeners) prefer that and read the port back (:meth:`EnvoyProcess.listener_ports`).
+    Picked at random below the kernel's ephemeral range: a port from that range (what binding
+    port 0 hands out) can be taken by any outgoing connection or port-0 server, an Envoy's
+    connections to its upstreams for one, between now and the moment the caller binds it.
+    Where the server can bind port 0 itself (admin, listeners) prefer that and read the port
+    back (:meth:`EnvoyProcess.listener_ports`).
     """
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    family, probe_host = (socket.AF_INET6, host) if ":" in host else (socket.AF_INET, "0.0.0.0")
+    for candidate in random.sample(range(_LOWEST_PICKED_PORT, _ephemeral_port_floor()), k=500):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((probe_host, candidate))
+            except OSError:
+                continue
+        return candidate
+    raise EnvoyError(f"no free TCP port on {host} below the ephemeral port range")
+
+
+#: Below this are well-known and registered ports other software on the machine may expect to bind.
+_LOWEST_PICKED_PORT = 10_000
+
+
+def _ephemeral_port_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def validate_config(config: Mapping[str, Any], *, envoy_binary: Path | None = None, timeout: float = 30.0) -> None:

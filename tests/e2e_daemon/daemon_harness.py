@@ -66,17 +66,31 @@ def with_weights(virtualservice: str, *, v1: int, v2: int) -> str:
 
 
 def run_command(command: Sequence[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` from the repo root with the test git environment and no stdin; capture its output as text."""
-    return subprocess.run(
+    """Run ``command`` from the repo root with the test git environment and no stdin; capture its output as text.
+
+    Past ``timeout`` the command gets Ctrl-C first (the demo and the CLI stop what they started
+    on it: a plain kill would leave their daemon and Envoy running), then SIGKILL; the test fails.
+    """
+    with subprocess.Popen(
         command,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
         env=git_env(),
         cwd=REPO_ROOT,
-        check=False,
         stdin=subprocess.DEVNULL,
-    )
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGINT)
+            try:
+                stdout, stderr = process.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                stdout, stderr = process.communicate()
+            raise AssertionError(f"{command} did not finish within {timeout} s:\n{stdout}{stderr}") from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def line_of(text: str, needle: str) -> int:

@@ -60,9 +60,10 @@ def acked_versions(status: dict[str, Any], node_id: str) -> dict[str, Any] | Non
 
 
 def test_envoy_keeps_routing_through_a_kill_9_and_the_restarted_daemon_serves_the_same_versions_before_git_answers(
-    mesh: Mesh, daemons: Callable[..., Daemon], gateway: Callable[..., EnvoyProcess]
+    mesh: Mesh, daemons: Callable[..., Daemon], gateway: Callable[..., EnvoyProcess], free_port: Callable[[], int]
 ) -> None:
-    daemon = daemons(repo=mesh.repo.url, poll_interval="60s").start()
+    # Not port 0: the restart rebinds the same port, and one from the ephemeral range may be taken meanwhile.
+    daemon = daemons(repo=mesh.repo.url, poll_interval="60s", xds_port=free_port()).start()
     daemon.wait_synced(mesh.initial_sha)
     gateway(daemon, mesh)
     canary = mesh.push_weights(80, 20)

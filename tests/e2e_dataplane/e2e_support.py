@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
@@ -25,7 +23,7 @@ from typing import Any, TypeVar
 
 from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.loader import load_files
-from reconciler.localenv.envoy import EnvoyProcess
+from reconciler.localenv.envoy import EnvoyProcess, free_port
 from reconciler.localenv.traffic import TrafficResult, send_requests
 from reconciler.localenv.upstream import UpstreamServer
 from reconciler.model.config import MeshConfig
@@ -41,7 +39,6 @@ __all__ = [
     "Proxy",
     "Upstreams",
     "XdsHarness",
-    "listener_port",
     "mesh_config",
     "proxy_identity",
     "running_proxy",
@@ -211,26 +208,6 @@ def mesh_config(
     return result.config
 
 
-def listener_port() -> int:
-    """A port free on 0.0.0.0 (where Envoy listeners bind) and below the kernel's ephemeral range.
-
-    A port from the ephemeral range (what binding port 0 hands out) can be taken by any
-    outgoing connection, an Envoy's to its upstreams for one, before the listener binds it.
-    """
-    try:
-        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        ephemeral_low = 32768
-    for candidate in random.sample(range(10_000, ephemeral_low), k=500):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("0.0.0.0", candidate))
-            except OSError:
-                continue
-        return candidate
-    raise AssertionError("no free listener port below the ephemeral port range")
-
-
 @dataclass(frozen=True, slots=True)
 class Proxy:
     """A running Envoy: its role, node id, the port clients send to, and the process."""
@@ -272,7 +249,7 @@ def running_proxy(
     ``serving_authority`` is given, answers a request for it with 200.
     """
     node_id = node_id or f"{role.value}-e2e"
-    port = gateway_port if role is ProxyRole.GATEWAY else listener_port()
+    port = gateway_port if role is ProxyRole.GATEWAY else free_port()
     identity = proxy_identity(role, node_id=node_id, outbound_port=port)
     bootstrap = build_bootstrap(proxy=identity, xds_host="127.0.0.1", xds_port=xds.port, admin_port=0)
     envoy = EnvoyProcess(bootstrap, workdir=workdir, log_level="warn")

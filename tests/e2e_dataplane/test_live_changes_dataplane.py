@@ -15,8 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from e2e_support import Upstreams, listener_port, mesh_config, running_proxy, running_upstreams, running_xds, wait_for
+from e2e_support import Upstreams, mesh_config, running_proxy, running_upstreams, running_xds, wait_for
 
+from reconciler.localenv.envoy import free_port
 from reconciler.localenv.traffic import send_at_rate
 from reconciler.model.config import MeshConfig
 from reconciler.translate.proxy import ProxyRole
@@ -47,7 +48,7 @@ def _by_version(upstreams: Upstreams) -> dict[str, int]:
 
 @pytest.mark.parametrize("role", [ProxyRole.GATEWAY, ProxyRole.SIDECAR], ids=["gateway", "sidecar"])
 def test_changing_the_served_config_under_steady_traffic_loses_no_request(role: ProxyRole, tmp_path: Path) -> None:
-    gateway_port = listener_port()
+    gateway_port = free_port()
     with running_upstreams() as upstreams, running_xds() as xds:
 
         def config(file: str, app_port: int) -> MeshConfig:

@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from e2e_support import listener_port, mesh_config, running_proxy, running_upstreams, running_xds
+from e2e_support import mesh_config, running_proxy, running_upstreams, running_xds
 from envoy.config.cluster.v3 import cluster_pb2
 
 from reconciler.engine.snapshots import ConfigSnapshots
+from reconciler.localenv.envoy import free_port
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot
 from reconciler.xds.cache import EventKind, SyncState
@@ -52,7 +53,7 @@ class WithBrokenCluster:
 def test_a_config_envoy_rejects_is_nacked_recorded_not_resent_and_traffic_carries_on(
     role: ProxyRole, tmp_path: Path
 ) -> None:
-    gateway_port = listener_port()
+    gateway_port = free_port()
     with running_upstreams() as upstreams, running_xds() as xds:
         good = ConfigSnapshots(
             config=mesh_config(["routing.yaml"], role=role, upstreams=upstreams, gateway_port=gateway_port)

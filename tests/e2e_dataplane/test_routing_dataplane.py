@@ -14,7 +14,6 @@ import pytest
 from e2e_support import (
     Proxy,
     Upstreams,
-    listener_port,
     mesh_config,
     running_proxy,
     running_upstreams,
@@ -22,6 +21,7 @@ from e2e_support import (
     wait_for,
 )
 
+from reconciler.localenv.envoy import free_port
 from reconciler.translate.proxy import ProxyRole
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(90)]
@@ -36,7 +36,7 @@ class Routed:
 @pytest.fixture(scope="module", params=[ProxyRole.GATEWAY, ProxyRole.SIDECAR], ids=["gateway", "sidecar"])
 def routed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routed]:
     role: ProxyRole = request.param
-    gateway_port = listener_port()
+    gateway_port = free_port()
     with running_upstreams() as upstreams, running_xds() as xds:
         config = mesh_config(["routing.yaml"], role=role, upstreams=upstreams, gateway_port=gateway_port)
         generation = xds.publish_config(config)

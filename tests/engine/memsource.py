@@ -12,8 +12,12 @@ import hashlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from reconciler.engine.reconcile import Engine
+from reconciler.engine.state import SqliteStateStore
 from reconciler.errors import SourceError
 from reconciler.sources.revision import Revision, content_hash
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
@@ -94,3 +98,16 @@ class MemorySource:
             return None
         self._seen_tree = head.config_tree
         return head
+
+
+def watch_status_while_saving(monkeypatch: pytest.MonkeyPatch, engine: Engine) -> list[dict[str, Any]]:
+    """The status a reader sees each time ``engine`` saves a last-good revision (a pass awaits that)."""
+    seen: list[dict[str, Any]] = []
+    real_save = SqliteStateStore.save_last_good
+
+    def watching_save(store: SqliteStateStore, revision: Revision) -> None:
+        seen.append(engine.status.to_json())
+        real_save(store, revision)
+
+    monkeypatch.setattr(SqliteStateStore, "save_last_good", watching_save)
+    return seen

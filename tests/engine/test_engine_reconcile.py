@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from memsource import GATEWAY, EngineFactory, MemorySource, line_of, mesh_files
+from memsource import GATEWAY, EngineFactory, MemorySource, line_of, mesh_files, watch_status_while_saving
 
 from reconciler.engine import reconcile as reconcile_module
 from reconciler.engine.reconcile import Engine
@@ -341,6 +341,22 @@ def test_validation_runs_off_the_event_loop_and_status_shows_the_previous_head_u
     assert engine.status.head_sha == second.sha
     assert engine.status.served is not None
     assert engine.status.served.sha == second.sha
+
+
+def test_the_new_head_shows_in_status_together_with_its_outcome(
+    source: MemorySource, make_engine: EngineFactory, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(source, SnapshotCache())
+    source.commit(mesh_files(v1=100, v2=0), "v1")
+    run(engine.reconcile(trigger="test"))
+    seen_while_saving = watch_status_while_saving(monkeypatch, engine)
+    second = source.commit(mesh_files(v1=50, v2=50), "50/50")
+
+    assert run(engine.reconcile(trigger="test")) is True
+
+    assert [(s["headSha"], s["served"]["sha"], s["reason"]) for s in seen_while_saving] == [
+        (second.sha, second.sha, "Applied")
+    ]
 
 
 def test_status_lists_what_the_served_config_asks_for_but_envoy_is_not_told(

@@ -8,11 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from memsource import GATEWAY, EngineFactory, MemorySource, mesh_files
+from memsource import GATEWAY, EngineFactory, MemorySource, mesh_files, watch_status_while_saving
 
-from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import Reason
-from reconciler.sources.revision import Revision
 from reconciler.xds.cache import SnapshotCache
 
 Run = Callable[..., Any]
@@ -94,15 +92,7 @@ def test_a_reader_never_sees_the_error_cleared_while_the_reason_still_says_fetch
     engine.restore()
     run(engine.reconcile(trigger="start"))
     same_head.recover()
-    # What a status reader sees while the adopted revision is being saved (the pass awaits that).
-    seen_while_saving: list[dict[str, Any]] = []
-    real_save = SqliteStateStore.save_last_good
-
-    def watching_save(store: SqliteStateStore, revision: Revision) -> None:
-        seen_while_saving.append(engine.status.to_json())
-        real_save(store, revision)
-
-    monkeypatch.setattr(SqliteStateStore, "save_last_good", watching_save)
+    seen_while_saving = watch_status_while_saving(monkeypatch, engine)
 
     assert run(engine.reconcile(trigger="retry")) is True
 

@@ -149,7 +149,7 @@ def test_rate_mode_sends_rate_times_duration_requests_in_about_that_time(
     result = send_at_rate(port=v1.port, rate=100, duration=0.5)
 
     assert result.sent == result.responses == 50
-    assert 0.45 <= result.elapsed_s < 2.0
+    assert 0.45 <= result.elapsed_s < 5.0
 
 
 def test_traffic_to_a_closed_port_is_counted_as_refused_not_raised(free_port: Callable[[], int]) -> None:
@@ -168,7 +168,7 @@ def test_a_run_stops_at_its_deadline_even_if_the_upstream_hangs(upstreams: Calla
 
     assert result.deadline_hit
     assert result.sent < 1000
-    assert result.elapsed_s < 2.0
+    assert result.elapsed_s < 5.0  # 0.5 s deadline + the 1 s request timeout, and slack for a loaded machine
 
 
 @pytest.mark.parametrize(

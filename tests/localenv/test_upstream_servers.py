@@ -73,7 +73,7 @@ def test_delayed_upstream_answers_after_the_delay_and_promptly_after_heal(
 ) -> None:
     v1 = upstreams("v1")
     connection = http.client.HTTPConnection(v1.host, v1.port, timeout=5)
-    v1.delay(0.2)
+    v1.delay(1.0)
 
     began = time.perf_counter()
     slow = _get(connection)
@@ -84,8 +84,8 @@ def test_delayed_upstream_answers_after_the_delay_and_promptly_after_heal(
     fast_seconds = time.perf_counter() - began
 
     assert slow == (200, "v1", "v1")
-    assert slow_seconds >= 0.2
-    assert fast_seconds < 0.1
+    assert slow_seconds >= 1.0
+    assert fast_seconds < 0.5  # far below the delay, with room for a loaded machine
     connection.close()
 
 

@@ -88,7 +88,9 @@ def test_missing_directory_is_path_not_found(tmp_path: Path) -> None:
 
 def test_local_watch_coalesces_burst_of_saves_into_one_callback(mesh: Path) -> None:
     counter = _Counter()
-    with LocalDirSource(mesh).watch(counter, debounce_seconds=DEBOUNCE):
+    # Longer than a stalled test thread or watchdog's 0.5 s wait to pair a rename's two events.
+    burst_debounce = 1.0
+    with LocalDirSource(mesh).watch(counter, debounce_seconds=burst_debounce):
         # What an editor's "save all" looks like: temp file, rename over, rewrite, new file.
         for round_ in range(5):
             tmp = mesh / f".gateway.yaml.tmp{round_}"
@@ -99,13 +101,13 @@ def test_local_watch_coalesces_burst_of_saves_into_one_callback(mesh: Path) -> N
         (mesh / "routes" / "new.yaml").write_bytes(b"kind: DestinationRule\n")
 
         counter.wait_for_call()
-        time.sleep(SETTLE)
+        time.sleep(burst_debounce + 0.5)
         assert counter.calls == 1
 
         # A second, separate burst is a second callback.
         (mesh / "gateway.yaml").write_bytes(b"kind: Gateway\nround: final\n")
         counter.wait_for_call()
-        time.sleep(SETTLE)
+        time.sleep(burst_debounce + 0.5)
         assert counter.calls == 2
 
 
@@ -180,14 +182,15 @@ def test_deleting_a_config_directory_triggers(mesh: Path) -> None:
 def test_stop_is_clean_and_drops_pending_callback(mesh: Path) -> None:
     counter = _Counter()
     threads_before = threading.active_count()
-    watch = LocalDirSource(mesh).watch(counter, debounce_seconds=0.5)
+    # Long enough that even a stalled test thread stops the watch before the callback is due.
+    watch = LocalDirSource(mesh).watch(counter, debounce_seconds=2.0)
     (mesh / "gateway.yaml").write_bytes(b"kind: Gateway\nname: pending\n")
     time.sleep(0.1)
 
     watch.start()  # already started by watch(): a no-op, not a second thread
     watch.stop()
     watch.stop()  # idempotent
-    time.sleep(0.6)
+    time.sleep(2.2)
 
     assert counter.calls == 0
     assert threading.active_count() <= threads_before

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 
+from reconciler.localenv.envoy import free_port
 from reconciler.translate.snapshot import CLUSTER, PUSH_ORDER, ROUTE, Snapshot
 from reconciler.xds.cache import EventKind, SyncState, XdsEvent
 
@@ -119,12 +119,6 @@ def snapshot(
         listeners=[listener],
         routes=[routes],
     ).check()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @asynccontextmanager
