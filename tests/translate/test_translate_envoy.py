@@ -11,13 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from translate_support import FIXTURES, GATEWAY, SAMPLES, SIDECAR, load, load_fixture
+from translate_support import FIXTURES, GATEWAY, PROJECT_ROOT, SAMPLES, SIDECAR, load, load_fixture
 
 from reconciler.loader import load_paths
 from reconciler.localenv.envoy import EnvoyProcess, validate_config
 from reconciler.localenv.traffic import send_requests
 from reconciler.localenv.upstream import UpstreamServer
 from reconciler.translate import ProxyIdentity, static_bootstrap, translate
+from reconciler.translate.snapshot import ROUTE
 
 pytestmark = pytest.mark.envoy
 
@@ -31,6 +32,18 @@ def test_envoy_accepts_the_rendered_config_of_every_fixture(fixture: str, role: 
 
     snapshot = translate(load_fixture(fixture), proxy).snapshot
 
+    validate_config(static_bootstrap(snapshot), envoy_binary=envoy_binary)
+
+
+@pytest.mark.parametrize("role", ["sidecar", "gateway"])
+def test_envoy_accepts_the_rendered_config_of_our_own_bookinfo(role: str, envoy_binary: Path) -> None:
+    proxy = SIDECAR if role == "sidecar" else GATEWAY
+    # The project's own bookinfo (gateway, service entries, all subsets, every route kind), with or without ../shared.
+    config = load_paths([PROJECT_ROOT / "tests" / "fixtures" / "validate" / "valid" / "bookinfo"]).config
+
+    snapshot = translate(config, proxy).snapshot
+
+    assert snapshot.resources(ROUTE)
     validate_config(static_bootstrap(snapshot), envoy_binary=envoy_binary)
 
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from envoy.config.route.v3 import route_pb2
 from translate_support import (
     FIXTURES,
     GATEWAY,
     REVIEWS,
     SIDECAR,
     assignment,
-    clusters,
     endpoint_addresses,
     load,
     load_fixture,
@@ -63,19 +61,35 @@ def test_changing_a_weight_changes_only_the_routes_version() -> None:
         assert before.version_of(unchanged) == after.version_of(unchanged)
 
 
-def test_route_to_missing_cluster_makes_snapshot_inconsistent() -> None:
+V2_CLUSTER = "outbound|9080|v2|reviews.default.svc.cluster.local"
+
+
+@pytest.mark.parametrize(
+    ("dropped_type", "dropped_name", "problem"),
+    [
+        (CLUSTER, V2_CLUSTER, f"a route names cluster {V2_CLUSTER!r}, which does not exist"),
+        (ENDPOINT, V2_CLUSTER, f"EDS cluster {V2_CLUSTER!r} has no ClusterLoadAssignment"),
+        (ROUTE, "15001", "listener '0.0.0.0_15001' uses RouteConfiguration '15001', which does not exist"),
+    ],
+    ids=["route-to-missing-cluster", "eds-cluster-without-endpoints", "listener-with-missing-routes"],
+)
+def test_a_dangling_reference_makes_the_snapshot_inconsistent(
+    dropped_type: str, dropped_name: str, problem: str
+) -> None:
     snapshot = render(REVIEWS + virtual_service("reviews", SPLIT.format(v1=80, v2=20))).snapshot
-    missing = "outbound|9080|v2|reviews.default.svc.cluster.local"
+    kept = {
+        type_url: [resource for name, resource in snapshot.resources(type_url).items()
+                   if (type_url, name) != (dropped_type, dropped_name)]
+        for type_url in (CLUSTER, ENDPOINT, LISTENER, ROUTE)
+    }  # fmt: skip
+    assert sum(map(len, kept.values())) == sum(len(snapshot.resources(t)) for t in kept) - 1
 
     broken = Snapshot.build(
-        clusters=[c for name, c in clusters(snapshot).items() if name != missing],
-        endpoints=snapshot.resources(ENDPOINT).values(),
-        listeners=snapshot.resources(LISTENER).values(),
-        routes=[r for r in snapshot.resources(ROUTE).values() if isinstance(r, route_pb2.RouteConfiguration)],
+        clusters=kept[CLUSTER], endpoints=kept[ENDPOINT], listeners=kept[LISTENER], routes=kept[ROUTE]
     )
 
-    assert any(missing in problem for problem in broken.problems())
-    with pytest.raises(TranslationError, match="does not exist"):
+    assert broken.problems() == (problem,)
+    with pytest.raises(TranslationError, match="inconsistent snapshot"):
         broken.check()
 
 
