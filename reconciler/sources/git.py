@@ -40,7 +40,7 @@ log = structlog.get_logger(__name__)
 
 _T = TypeVar("_T")
 
-#: git's ``mode`` for a regular file (either permission); symlinks and submodules are skipped.
+#: git's ``mode`` for a regular file (either permission); a symlinked config file is skipped with a warning.
 _REGULAR_FILE_MODES = frozenset({0o100644, 0o100755})
 
 # Lowercased fragments of git's stderr, per failure. Lines starting "remote:" are the
@@ -168,10 +168,9 @@ def _looks_corrupt(stderr: str) -> bool:
 
 
 def _walk(tree: Tree, prefix: str = "") -> Iterator[tuple[str, Blob]]:
-    """Regular-file blobs under ``tree`` with their ``/``-joined paths, skipping hidden dirs."""
+    """Every blob under ``tree`` (files, symlinks) with its ``/``-joined path, skipping hidden dirs."""
     for blob in tree.blobs:
-        if blob.mode in _REGULAR_FILE_MODES:
-            yield f"{prefix}{blob.name}", blob
+        yield f"{prefix}{blob.name}", blob
     for subtree in tree.trees:
         # Pruned here, not just filtered later, so a big hidden dir (.github, vendored
         # docs) is never read at all.
@@ -539,7 +538,15 @@ class GitSource:
     def _read(self, repo: git.Repo, sha: str) -> Revision:
         tree = self._config_tree(repo, sha)
         commit = self._commit(repo, sha)
-        files = {relative: blob.data_stream.read() for relative, blob in _walk(tree) if is_config_file(relative)}
+        files: dict[str, bytes] = {}
+        for relative, blob in _walk(tree):
+            if not is_config_file(relative):
+                continue
+            if blob.mode in _REGULAR_FILE_MODES:
+                files[relative] = blob.data_stream.read()
+            else:
+                # A symlink's target may lie outside the config path or the repository: never followed, but said.
+                self._log.warning("git.config_file_skipped", sha=sha[:12], file=relative, reason="Symlink")
         message = commit.message
         if isinstance(message, bytes):
             message = message.decode("utf-8", errors="replace")

@@ -100,10 +100,16 @@ def test_only_visible_yaml_files_are_read(source: GitSource, remote: GitRemote) 
     os.symlink("gateway.yaml", remote.work / "mesh" / "link.yaml")
     remote.commit({}, "a symlink")
 
-    revision = source.poll()
+    with structlog.testing.capture_logs() as logs:
+        revision = source.poll()
 
     assert revision is not None
     assert set(revision.files) == {"gateway.yaml", "nested/deeper/dr.YAML"}
+    # Never followed (it may point out of the repository), but never dropped silently either.
+    skipped = [entry for entry in logs if entry["event"] == "git.config_file_skipped"]
+    assert [(entry["file"], entry["reason"], entry["log_level"]) for entry in skipped] == [
+        ("link.yaml", "Symlink", "warning")
+    ]
 
 
 def test_whole_repository_is_read_when_path_is_empty(remote: GitRemote, state_dir: Path) -> None:
