@@ -19,8 +19,10 @@ Show what the daemon serves and whether every proxy has accepted it.
 
 The first block is the config: the branch head, the revision being served, and the
 last error (for a refused commit: each finding with file:line). The table lists each
-connected proxy and, per xDS type, SYNCED (ACKed), STALE (sent, not yet ACKed) or
-NACKED (rejected: the proxy keeps its previous config), like `istioctl proxy-status`.
+connected proxy with its labels and, per xDS type, SYNCED (ACKed), STALE (sent, not yet
+ACKed) or NACKED (rejected: the proxy keeps its previous config), like `istioctl
+proxy-status`. Every type whose sent version is not the ACKed one gets a row in a second
+table below: both versions and, for a NACK, Envoy's message.
 
 Exit code: 0 when the head is served and every connected proxy runs it (or none is
 connected); 1 when the head is refused or not yet served (including while git cannot be
@@ -92,20 +94,46 @@ def _synced_line(status: dict[str, Any], now: datetime) -> str:
     return f"no, {behind} of {len(status['proxies'])} proxies have not ACKed the served revision yet"
 
 
+def _short(version: str | None) -> str:
+    """A sha or content-hash version cut to 12 characters, the width every column of this output uses."""
+    return (version or "-")[:12]
+
+
+def _labels(labels: dict[str, str]) -> str:
+    """``k=v,k=v`` sorted by key, ``<none>`` when there are none: kubectl's ``--show-labels``."""
+    return ",".join(f"{key}={labels[key]}" for key in sorted(labels)) or "<none>"
+
+
+def _unsynced_rows(proxies: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per proxy and type whose sent version is not (yet) the ACKed one, or that was NACKed."""
+    rows = []
+    for proxy in proxies:
+        for name in _TYPES:
+            entry = proxy["types"][name]
+            nacked = entry["state"] == "NACKED"
+            if entry.get("sent") == entry.get("acked") and not nacked:
+                continue
+            # Envoy's NACK text can span lines; one table row must stay one line.
+            message = " ".join(entry["nack"]["message"].split()) if nacked and entry.get("nack") else ""
+            rows.append(
+                [proxy["nodeId"], name, entry["state"], _short(entry.get("sent")), _short(entry.get("acked")), message]
+            )
+    return rows
+
+
 def render_status(status: dict[str, Any], *, now: datetime) -> str:
     """The human view of a status document."""
     served = status.get("served") or {}
-    head = (status.get("headSha") or "-")[:12]
     lines = [
         f"REPO     {status.get('repo')}  branch={status.get('branch')}  path={status.get('path') or '/'}",
-        f"HEAD     {head}",
-        f"SERVED   {(served.get('sha') or '-')[:12]}  {served.get('message', '')!s}".rstrip(),
+        f"HEAD     {_short(status.get('headSha'))}",
+        f"SERVED   {_short(served.get('sha'))}  {served.get('message', '')!s}".rstrip(),
         f"SYNCED   {_synced_line(status, now)}",
         f"STATE    {status.get('reason')}: {status.get('message')}",
     ]
     error = status.get("lastError")
     if error:
-        lines.append(f"ERROR    {error['reason']} at {(error.get('sha') or '-')[:12]}: {error['message']}")
+        lines.append(f"ERROR    {error['reason']} at {_short(error.get('sha'))}: {error['message']}")
         lines.extend(_finding_lines(error["findings"]))
     warnings = status.get("warnings") or []
     if warnings:
@@ -116,17 +144,17 @@ def render_status(status: dict[str, Any], *, now: datetime) -> str:
     if not proxies:
         lines.append("No proxies connected.")
         return "\n".join(lines)
-    rows = [["NAME", *_TYPES, "VERSION", "CONNECTED"]]
+    rows = [["NAME", *_TYPES, "VERSION", "CONNECTED", "LABELS"]]
     for proxy in proxies:
         states = [proxy["types"][name]["state"] for name in _TYPES]
-        version = (proxy.get("ackedSnapshotVersion") or "-")[:12]
-        rows.append([proxy["nodeId"], *states, version, _age(proxy.get("connectedSince"), now)])
+        version = _short(proxy.get("ackedSnapshotVersion"))
+        labels = _labels(proxy.get("labels") or {})
+        rows.append([proxy["nodeId"], *states, version, _age(proxy.get("connectedSince"), now), labels])
     lines.extend(_table(rows))
-    for proxy in proxies:
-        for name in _TYPES:
-            nack = proxy["types"][name].get("nack")
-            if nack and proxy["types"][name]["state"] == "NACKED":
-                lines.append(f"{proxy['nodeId']} {name} NACK: {nack['message']}")
+    unsynced = _unsynced_rows(proxies)
+    if unsynced:
+        lines.append("")
+        lines.extend(_table([["NAME", "TYPE", "STATE", "SENT", "ACKED", "NACK"], *unsynced]))
     return "\n".join(lines)
 
 

@@ -247,7 +247,9 @@ class Engine:
         if synced and self.status.synced_at is None:
             # When this generation first reached every proxy; a proxy joining later does not move it.
             self.status.synced_at = self._clock()
-            log.info("engine.synced", generation=generation)
+            # The sha makes the log a per-revision record of when every proxy accepted it.
+            served = self.status.served
+            log.info("engine.synced", sha=served.sha[:12] if served else None, generation=generation)
         self.status.synced = synced
 
     def _served_label(self) -> str:
@@ -260,10 +262,22 @@ class Engine:
     def _fail(self, reason: Reason, message: str, *, sha: str | None, findings: tuple[Finding, ...] = ()) -> SyncError:
         error = SyncError(reason=reason, message=message, at=self._clock(), sha=sha, findings=findings)
         self._record_failure(error)
-        log.warning("engine.pass_failed", reason=reason.value, sha=sha, message=message)
+        log.warning("engine.pass_failed", reason=reason.value, sha=sha, message=message, findings=_logged(findings))
         return error
 
     def _record_failure(self, error: SyncError) -> None:
         self.status.reason = error.reason
         self.status.message = error.message
         self.status.last_error = error
+
+
+#: Error findings one log line lists; a commit with thousands of them must not make a giant line.
+_LOGGED_FINDINGS = 20
+
+
+def _logged(findings: tuple[Finding, ...]) -> list[str]:
+    """Every error finding as ``file:line CODE message``; past the cap, ``+N more`` stands for the rest."""
+    errors = [f"{f.file}:{f.line} {f.code.value} {f.message}" for f in findings if f.severity is Severity.ERROR]
+    if len(errors) <= _LOGGED_FINDINGS:
+        return errors
+    return [*errors[:_LOGGED_FINDINGS], f"+{len(errors) - _LOGGED_FINDINGS} more"]

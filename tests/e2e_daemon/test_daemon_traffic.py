@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from daemon_harness import CLI, Daemon, Mesh, line_of, measure, run_command
@@ -13,6 +16,17 @@ pytestmark = [pytest.mark.git, pytest.mark.envoy, pytest.mark.slow, pytest.mark.
 
 #: 1,000 requests at p = 0.2 have a standard deviation of 1.3 points; 5 points is ~4 of them.
 TOLERANCE = 5.0
+
+
+def logged(daemon: Daemon, event: str) -> list[dict[str, Any]]:
+    """The daemon's JSON log entries named ``event``, oldest first."""
+    entries = []
+    for line in daemon.log_path.read_text().splitlines():
+        with contextlib.suppress(ValueError):  # a library may write a line that is not JSON
+            entry = json.loads(line)
+            if isinstance(entry, dict) and entry.get("event") == event:
+                entries.append(entry)
+    return entries
 
 
 def test_a_push_moves_traffic_a_bad_commit_changes_nothing_and_reverts_restore_the_split(
@@ -44,6 +58,10 @@ def test_a_push_moves_traffic_a_bad_commit_changes_nothing_and_reverts_restore_t
     assert [(f["file"], f["line"], f["code"]) for f in status["lastError"]["findings"]] == [
         ("mesh/virtualservice.yaml", line_of(bad_vs, "subset: v3"), "IST0101")
     ]
+    # The log names the refused commit and every finding, not only the first (in the message).
+    [refused] = [entry for entry in logged(daemon, "engine.pass_failed") if entry["sha"] == bad]
+    [finding] = refused["findings"]
+    assert finding.startswith(f"mesh/virtualservice.yaml:{line_of(bad_vs, 'subset: v3')} IST0101 ")
     unchanged = measure(mesh)
     assert unchanged.share("v2") == pytest.approx(20, abs=TOLERANCE)
     assert unchanged.share("v1") + unchanged.share("v2") == 100.0
@@ -57,6 +75,13 @@ def test_a_push_moves_traffic_a_bad_commit_changes_nothing_and_reverts_restore_t
     daemon.sync()
     daemon.wait_synced(undone, proxies=1)
     assert measure(mesh).share("v1") == 100.0
+
+    # One line per published revision, when every proxy had ACKed it; the revert of the bad commit published nothing.
+    assert [entry["sha"] for entry in logged(daemon, "engine.synced")] == [
+        mesh.initial_sha[:12],
+        canary[:12],
+        undone[:12],
+    ]
 
     shown = run_command([*CLI, "status", "--server", daemon.url], timeout=30)
     assert shown.returncode == 0, shown.stdout + shown.stderr

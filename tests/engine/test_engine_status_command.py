@@ -17,7 +17,8 @@ from reconciler.api.status import proxy_json
 from reconciler.cli.main import main
 from reconciler.cli.status import is_healthy, render_status
 from reconciler.engine.reconcile import Engine
-from reconciler.translate.snapshot import CLUSTER, PUSH_ORDER
+from reconciler.translate.proxy import ProxyIdentity, ProxyRole
+from reconciler.translate.snapshot import CLUSTER, PUSH_ORDER, ROUTE
 from reconciler.xds.cache import ProxyConnection, SnapshotCache
 
 Run = Callable[..., Any]
@@ -64,19 +65,83 @@ def now_after(status: dict[str, Any], seconds: float) -> datetime:
     return datetime.fromisoformat(status["servedSince"].replace("Z", "+00:00")) + timedelta(seconds=seconds)
 
 
+def table(text: str, *header: str) -> list[list[str]]:
+    """The cells of each row of the table whose header starts with the ``header`` columns; cells are 3+ spaces apart."""
+    lines = text.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.split()[: len(header)] == list(header))
+    rows = []
+    for line in lines[start:]:
+        if not line:
+            break
+        rows.append([cell for cell in line.split("   ") if cell.strip()])
+    return [[cell.strip() for cell in row] for row in rows]
+
+
 def test_a_synced_proxy_shows_synced_for_every_type_and_the_daemon_is_healthy(serving: Any) -> None:
     engine, cache, connection, _ = serving
     ack_all(connection)
 
     status = document(engine, cache)
-    text = render_status(status, now=now_after(status, 5))
+    now = now_after(status, 5)
+    text = render_status(status, now=now)
 
+    connected = datetime.fromisoformat(status["proxies"][0]["connectedSince"].replace("Z", "+00:00"))
     assert f"SERVED   {status['served']['sha'][:12]}  reviews: canary 20% to v2" in text
+    # Nothing is out of sync, so the proxy table ends the output (the end-to-end tests read its last line).
     header, row = text.splitlines()[-2:]
-    assert header.split() == ["NAME", "CDS", "LDS", "EDS", "RDS", "VERSION", "CONNECTED"]
-    assert row.split()[:5] == ["ingress-1", "SYNCED", "SYNCED", "SYNCED", "SYNCED"]
-    assert row.split()[5] == status["proxies"][0]["ackedSnapshotVersion"][:12]
-    assert is_healthy(status, now=now_after(status, 5), grace_seconds=GRACE) is True
+    assert header.split() == ["NAME", "CDS", "LDS", "EDS", "RDS", "VERSION", "CONNECTED", "LABELS"]
+    assert row.split() == [
+        "ingress-1",
+        "SYNCED",
+        "SYNCED",
+        "SYNCED",
+        "SYNCED",
+        status["proxies"][0]["ackedSnapshotVersion"][:12],
+        f"{int((now - connected).total_seconds())}s",
+        "istio=ingressgateway",
+    ]
+    assert is_healthy(status, now=now, grace_seconds=GRACE) is True
+
+
+def test_labels_are_shown_sorted_as_key_value_pairs_and_none_when_a_proxy_has_no_labels(serving: Any) -> None:
+    engine, cache, connection, _ = serving
+    ack_all(connection)
+    cache.connect(
+        ProxyIdentity(node_id="reviews-v1", labels={"version": "v1", "app": "reviews"}, role=ProxyRole.SIDECAR),
+        on_change=lambda: None,
+    )
+    cache.connect(ProxyIdentity(node_id="bare", labels={}, role=ProxyRole.SIDECAR), on_change=lambda: None)
+
+    status = document(engine, cache)
+    rows = table(render_status(status, now=now_after(status, 1)), "NAME", "CDS")
+
+    assert {row[0]: row[-1] for row in rows[1:]} == {
+        "bare": "<none>",
+        "ingress-1": "istio=ingressgateway",
+        "reviews-v1": "app=reviews,version=v1",
+    }
+
+
+def test_a_type_sent_but_not_yet_acked_is_listed_below_with_the_sent_and_the_acked_version(
+    serving: Any, run: Run
+) -> None:
+    engine, cache, connection, source = serving
+    ack_all(connection)
+    acked_routes = connection.snapshot.version_of(ROUTE)
+    source.commit(mesh_files(v1=50, v2=50), "reviews: 50/50")
+    run(engine.reconcile(trigger="test"))
+    sent_routes = connection.snapshot.version_of(ROUTE)
+    assert sent_routes != acked_routes, "a weight change must change the routes"
+    connection.record_push(ROUTE, sent_routes)
+
+    status = document(engine, cache)
+    text = render_status(status, now=now_after(status, 1))
+
+    assert table(text, "NAME", "CDS")[1][:5] == ["ingress-1", "SYNCED", "SYNCED", "SYNCED", "STALE"]
+    assert table(text, "NAME", "TYPE") == [
+        ["NAME", "TYPE", "STATE", "SENT", "ACKED", "NACK"],
+        ["ingress-1", "RDS", "STALE", sent_routes[:12], acked_routes[:12]],
+    ]
 
 
 def test_a_proxy_still_stale_after_the_grace_period_is_unhealthy(serving: Any) -> None:
@@ -109,14 +174,27 @@ def test_a_proxy_synced_on_an_older_generation_is_unhealthy_after_the_grace_peri
 def test_a_nacked_proxy_is_unhealthy_and_its_rejection_is_printed(serving: Any) -> None:
     engine, cache, connection, _ = serving
     ack_all(connection)
+    acked_clusters = connection.snapshot.version_of(CLUSTER)
     connection.record_push(CLUSTER, "v-rejected")
-    connection.record_nack(CLUSTER, version="v-old", message="Proto constraint validation failed")
+    connection.record_nack(
+        CLUSTER, version="v-rejected", message="Proto constraint validation failed\n  field: connect_timeout"
+    )
 
     status = document(engine, cache)
     text = render_status(status, now=now_after(status, 1))
 
-    assert "NACKED" in text
-    assert "ingress-1 CDS NACK: Proto constraint validation failed" in text
+    assert table(text, "NAME", "CDS")[1][:5] == ["ingress-1", "NACKED", "SYNCED", "SYNCED", "SYNCED"]
+    # Envoy's multi-line message is folded so the row stays one line.
+    assert table(text, "NAME", "TYPE")[1:] == [
+        [
+            "ingress-1",
+            "CDS",
+            "NACKED",
+            "v-rejected",
+            acked_clusters[:12],
+            "Proto constraint validation failed field: connect_timeout",
+        ]
+    ]
     assert is_healthy(status, now=now_after(status, 1), grace_seconds=GRACE) is False
 
 

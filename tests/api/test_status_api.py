@@ -1,0 +1,155 @@
+"""The status API over HTTP, wired as the daemon wires it: a real Engine, SnapshotCache and EngineStatus."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+
+from reconciler.api.status import status_routes
+from reconciler.engine.reconcile import Engine
+from reconciler.engine.state import SqliteStateStore
+from reconciler.engine.status import EngineStatus
+from reconciler.sources.local import LocalDirSource
+from reconciler.translate.proxy import ProxyIdentity, ProxyRole
+from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE
+from reconciler.xds.cache import SnapshotCache
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "repo-template" / "mesh"
+GATEWAY = ProxyIdentity(node_id="ingress-1", labels={"istio": "ingressgateway"}, role=ProxyRole.GATEWAY)
+CONNECTED_AT = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Api:
+    """The daemon's status side: the engine that serves, the cache proxies connect to, an HTTP client."""
+
+    engine: Engine
+    cache: SnapshotCache
+    client: TestClient[web.Request, web.Application]
+    mesh: Path
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        response = await self.client.get(path)
+        return response.status, await response.json()
+
+
+@asynccontextmanager
+async def status_api(tmp_path: Path) -> AsyncIterator[Api]:
+    """The routes ``run_daemon`` mounts, over the repo template in a directory; nothing served yet."""
+    mesh = tmp_path / "mesh"
+    shutil.copytree(TEMPLATE, mesh)
+    cache = SnapshotCache(clock=CONNECTED_AT.timestamp)
+    status = EngineStatus(repo=str(tmp_path), branch="main", path="mesh")
+    engine = Engine(
+        source=LocalDirSource(mesh),
+        cache=cache,
+        store=SqliteStateStore(tmp_path / "state"),
+        status=status,
+        clock=lambda: datetime.now(UTC),
+        file_prefix="mesh/",
+    )
+    app = web.Application()
+    app.add_routes(status_routes(status=status.to_json, proxies=cache.statuses, registry=CollectorRegistry()))
+    async with TestClient(TestServer(app)) as client:
+        yield Api(engine=engine, cache=cache, client=client, mesh=mesh)
+
+
+def run(tmp_path: Path, scenario: Callable[[Api], Awaitable[None]]) -> None:
+    """Run ``scenario(api)`` on a fresh event loop (pytest-aiohttp is not a dependency)."""
+
+    async def main() -> None:
+        async with status_api(tmp_path) as api:
+            await scenario(api)
+
+    asyncio.run(main())
+
+
+def test_healthz_answers_200_before_anything_is_served(tmp_path: Path) -> None:
+    async def scenario(api: Api) -> None:
+        assert await api.get("/healthz") == (200, {"status": "ok"})
+
+    run(tmp_path, scenario)
+
+
+def test_readyz_is_503_until_a_revision_is_served_then_200_and_stays_200_when_a_commit_is_refused(
+    tmp_path: Path,
+) -> None:
+    async def scenario(api: Api) -> None:
+        code, body = await api.get("/readyz")
+        assert (code, body["ready"], body["reason"]) == (503, False, "Progressing")
+
+        assert await api.engine.reconcile(trigger="test") is True
+        code, body = await api.get("/readyz")
+        assert (code, body["ready"], body["reason"]) == (200, True, "Applied")
+
+        # The last good revision keeps serving, so the daemon is still ready.
+        (api.mesh / "broken.yaml").write_text("kind: VirtualService\nspec: [\n")
+        assert await api.engine.reconcile(trigger="test") is False
+        code, body = await api.get("/readyz")
+        assert (code, body["ready"], body["reason"]) == (200, True, "ValidationFailed")
+
+    run(tmp_path, scenario)
+
+
+def test_status_shows_each_proxy_with_labels_connected_since_and_sent_acked_state_per_type(tmp_path: Path) -> None:
+    async def scenario(api: Api) -> None:
+        connection = api.cache.connect(GATEWAY, on_change=lambda: None)
+        assert await api.engine.reconcile(trigger="test") is True
+        snapshot = connection.snapshot
+        assert snapshot is not None
+        for type_url in PUSH_ORDER:
+            connection.record_push(type_url, snapshot.version_of(type_url))
+        # What an ADS stream reports: CDS and EDS accepted, LDS rejected, RDS not answered yet.
+        connection.record_ack(CLUSTER, snapshot.version_of(CLUSTER))
+        connection.record_ack(ENDPOINT, snapshot.version_of(ENDPOINT))
+        connection.record_nack(LISTENER, version=snapshot.version_of(LISTENER), message="port 80 already in use")
+
+        code, body = await api.get("/api/v1/status")
+
+        assert code == 200
+        [proxy] = body["proxies"]
+        assert proxy["nodeId"] == "ingress-1"
+        assert proxy["labels"] == {"istio": "ingressgateway"}
+        assert proxy["connectedSince"] == "2025-06-01T12:00:00Z"
+        assert proxy["types"]["CDS"] == {
+            "state": "SYNCED",
+            "sent": snapshot.version_of(CLUSTER),
+            "acked": snapshot.version_of(CLUSTER),
+            "nack": None,
+        }
+        assert proxy["types"]["EDS"]["state"] == "SYNCED"
+        assert proxy["types"]["LDS"] == {
+            "state": "NACKED",
+            "sent": snapshot.version_of(LISTENER),
+            "acked": None,
+            "nack": {"version": snapshot.version_of(LISTENER), "message": "port 80 already in use"},
+        }
+        assert proxy["types"]["RDS"] == {
+            "state": "STALE",
+            "sent": snapshot.version_of(ROUTE),
+            "acked": None,
+            "nack": None,
+        }
+        assert body["served"]["sha"] == body["headSha"]
+        assert body["ready"] is True
+
+    run(tmp_path, scenario)
+
+
+def test_status_lists_no_proxies_and_is_not_ready_before_anything_connects_or_is_served(tmp_path: Path) -> None:
+    async def scenario(api: Api) -> None:
+        code, body = await api.get("/api/v1/status")
+        assert code == 200
+        assert (body["proxies"], body["served"], body["ready"]) == ([], None, False)
+
+    run(tmp_path, scenario)
