@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TypeVar
 
+from reconciler.errors import UsageError
 from reconciler.loader import load_files, read_paths
 from reconciler.validate.findings import Finding, Severity
 
@@ -52,7 +53,8 @@ examples:
   reconciler validate mesh/ --format json | jq '.findings[] | select(.severity == "error")'
 
 exit status: 0 no error-level findings (warnings and info allowed), 1 at least one
-error, 2 usage problem (a PATH that does not exist, a bad option).
+error, 2 usage problem (a PATH that does not exist, no *.yaml / *.yml file under any
+PATH, a bad option).
 """
 
 
@@ -95,6 +97,13 @@ def summary_line(findings: tuple[Finding, ...] | list[Finding], *, resources: in
 def run(args: argparse.Namespace) -> int:
     """Validate ``args.paths``; print findings; 0 when nothing is error-level, else 1 (UsageError → 2)."""
     files = read_paths(args.paths)
+    if not files:
+        # Checking nothing must not read as a pass: `validate README.md` or a mistyped directory.
+        named = ", ".join(str(path) for path in args.paths)
+        raise UsageError(
+            f"no *.yaml or *.yml files under {named}; config files end in .yaml or .yml (any case), "
+            "directories are searched recursively, skipping hidden files and directories"
+        )
     result = load_files(files, default_namespace=args.namespace)
     if args.format == "json":
         document = {"findings": [finding.to_json() for finding in result.findings], "resources": result.documents}

@@ -71,7 +71,8 @@ class DecodeCache:
 
 
 def _load_file(path: str, content: bytes, default_namespace: str) -> _FileResult:
-    parsed, parse_findings = parse_yaml(content.decode("utf-8", errors="replace"), file=path)
+    text = content.decode("utf-8", errors="replace")
+    parsed, parse_findings = parse_yaml(text, file=path, default_namespace=default_namespace)
     findings = list(parse_findings)
     resources: list[Resource[Any]] = []
     for document in parsed:

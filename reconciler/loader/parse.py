@@ -16,6 +16,7 @@ hostile file could use to take the process down are refused instead of built:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ import yaml
 
 from reconciler.model.source import SourceInfo, child_path
 from reconciler.validate.findings import Code, Finding, Severity
+from reconciler.validate.schema import document_subject
 
 __all__ = ["MAX_DEPTH", "ParsedDocument", "parse_yaml"]
 
@@ -68,13 +70,19 @@ class _Frame:
         self.key_child = ""
 
 
-def parse_yaml(text: str, *, file: str) -> tuple[list[ParsedDocument], list[Finding]]:
-    """Every non-empty document of ``text``; malformed YAML or duplicate keys become findings."""
+def parse_yaml(
+    text: str, *, file: str, default_namespace: str = "default"
+) -> tuple[list[ParsedDocument], list[Finding]]:
+    """Every non-empty document of ``text``; malformed YAML or duplicate keys become findings.
+
+    A finding inside a document that has ``kind`` and ``metadata.name`` names that resource
+    (namespace ``default_namespace`` if it sets none), as the decoder's findings do.
+    """
     documents: list[ParsedDocument] = []
     findings: list[Finding] = []
     loader = _LOADER(text)
     try:
-        _build(loader, file, documents, findings)
+        _build(loader, file, default_namespace, documents, findings)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         problem = getattr(error, "problem", None) or str(error)
@@ -98,7 +106,9 @@ def parse_yaml(text: str, *, file: str) -> tuple[list[ParsedDocument], list[Find
     return documents, findings
 
 
-def _build(loader: Any, file: str, documents: list[ParsedDocument], findings: list[Finding]) -> None:
+def _build(
+    loader: Any, file: str, default_namespace: str, documents: list[ParsedDocument], findings: list[Finding]
+) -> None:
     """Turn the parser's events into ``documents``: one loop, one explicit stack (hot path, kept inline)."""
     get_event = loader.get_event
     resolve = loader.resolve
@@ -111,6 +121,7 @@ def _build(loader: Any, file: str, documents: list[ParsedDocument], findings: li
     start = 1
     depth = 0  # open collections, counted even while skipping a dropped document
     dropped = False
+    first_finding = 0  # findings[first_finding:] are about the current document
     while True:
         event = get_event()
         kind = type(event)
@@ -127,6 +138,8 @@ def _build(loader: Any, file: str, documents: list[ParsedDocument], findings: li
                 if what != "scalar":
                     inside = any(frame.anchor == anchor for frame in stack)
                     findings.append(_alias_refused(file, anchor, what, line, mark.line + 1, inside=inside))
+                    # What was built so far (kind, metadata if complete) still names the resource.
+                    data = stack[0].value if stack else None
                     dropped, top = True, None
                     stack.clear()
                     continue
@@ -170,8 +183,11 @@ def _build(loader: Any, file: str, documents: list[ParsedDocument], findings: li
             top = stack[-1] if stack else None
         elif kind is yaml.DocumentStartEvent:
             stack, top, lines, anchors, data, dropped = [], None, {}, {}, None, False
+            first_finding = len(findings)
             continue
         elif kind is yaml.DocumentEndEvent:
+            if len(findings) > first_finding:
+                _name_subject(findings, first_finding, data, default_namespace)
             # data is None for an empty document (`---` with only comments): normal in multi-doc files.
             if not dropped and data is not None:
                 documents.append(ParsedDocument(data=data, source=SourceInfo(file=file, line=start, field_lines=lines)))
@@ -199,6 +215,16 @@ def _build(loader: Any, file: str, documents: list[ParsedDocument], findings: li
                     findings.append(_duplicate_key(file, key_text, line, child))
                 lines[child] = line
             top.key, top.key_child, top.has_key = key, child, True
+
+
+def _name_subject(findings: list[Finding], first: int, data: Any, default_namespace: str) -> None:
+    """Give ``findings[first:]`` (about one document) the resource the document names, if it names one."""
+    kind, namespace, name = document_subject(data, default_namespace)
+    if not kind or not name:
+        return
+    for index in range(first, len(findings)):
+        if not findings[index].kind:
+            findings[index] = dataclasses.replace(findings[index], kind=kind, namespace=namespace, name=name)
 
 
 def _check_new_anchor(anchors: dict[str, tuple[str, Any, yaml.Mark]], anchor: str, mark: yaml.Mark) -> None:

@@ -27,7 +27,7 @@ from reconciler.model.source import SourceInfo, child_path
 from reconciler.model.virtualservice import VirtualServiceSpec
 from reconciler.validate.findings import Code, Finding, Severity
 
-__all__ = ["SPEC_TYPES", "decode_resource", "istio_name", "parse_duration"]
+__all__ = ["SPEC_TYPES", "decode_resource", "document_subject", "istio_name", "parse_duration"]
 
 SPEC_TYPES: Mapping[Kind, type] = MappingProxyType(
     {
@@ -357,14 +357,13 @@ def decode_resource(
         return None, decoder.findings
     api_version, kind_text = data.get("apiVersion"), data.get("kind")
     metadata = data.get("metadata")
-    decoder.kind = str(kind_text or "")
-    if isinstance(metadata, dict):
-        decoder.name = str(metadata.get("name", ""))
-        decoder.namespace = str(metadata.get("namespace") or default_namespace)
+    decoder.kind, decoder.namespace, decoder.name = document_subject(data, default_namespace)
     if not isinstance(api_version, str) or not isinstance(kind_text, str):
         decoder.report("", "document has no apiVersion and kind", hint="add `apiVersion:` and `kind:`")
         return None, decoder.findings
-    group, _, version = api_version.rpartition("/")
+    # Split at the first slash: `networking.istio.io` (version left out) or `.../v1/` is our group
+    # with a bad version, an error, not a foreign kind quietly ignored.
+    group, _, version = api_version.partition("/")
     if group != API_GROUP or kind_text not in Kind.__members__.values():
         decoder.report(
             "kind",
@@ -388,6 +387,19 @@ def decode_resource(
     if meta is None or spec is _INVALID or any(f.severity is Severity.ERROR for f in decoder.findings):
         return None, decoder.findings
     return Resource(kind=kind, api_version=api_version, metadata=meta, spec=spec, source=source), decoder.findings
+
+
+def document_subject(data: Any, default_namespace: str) -> tuple[str, str, str]:
+    """``(kind, namespace, name)`` of a YAML document as findings about it name it; ``""`` where it has none.
+
+    The namespace is defaulted only when the document has metadata.
+    """
+    if not isinstance(data, dict):
+        return "", "", ""
+    kind, metadata = str(data.get("kind") or ""), data.get("metadata")
+    if not isinstance(metadata, dict):
+        return kind, "", ""
+    return kind, str(metadata.get("namespace") or default_namespace), str(metadata.get("name") or "")
 
 
 def _decode_metadata(decoder: _Decoder, metadata: Any, default_namespace: str) -> Metadata | None:

@@ -74,6 +74,42 @@ def test_a_missing_path_is_a_usage_error_exit_2(capsys: pytest.CaptureFixture[st
     assert "path does not exist" in err
 
 
+@pytest.mark.parametrize(
+    ("files", "targets"),
+    [
+        pytest.param({"README.md": "# mesh\n"}, ("README.md",), id="a non-YAML file named directly"),
+        pytest.param({}, ("mesh",), id="an empty directory"),
+        pytest.param(
+            {"mesh/notes.txt": "hosts: [a]\n", "mesh/.draft.yaml": GOOD_VS}, ("mesh",), id="no config in a directory"
+        ),
+        pytest.param({"README.md": "# mesh\n"}, ("mesh", "README.md"), id="none under several paths"),
+    ],
+)
+def test_nothing_to_check_is_a_usage_error_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, files: dict[str, str], targets: tuple[str, ...]
+) -> None:
+    # A mistyped path must not read as "0 errors".
+    (tmp_path / "mesh").mkdir()
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    paths = [str(tmp_path / target) for target in targets]
+    code, out, err = run(capsys, *paths)
+    assert code == 2
+    assert out == ""
+    assert err.startswith(f"reconciler: error: no *.yaml or *.yml files under {', '.join(paths)}; ")
+    assert err.rstrip().endswith("directories are searched recursively, skipping hidden files and directories")
+
+
+def test_a_path_without_config_beside_one_with_config_is_checked_as_usual(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "vs.yaml").write_text(GOOD_VS)
+    (tmp_path / "README.md").write_text("# mesh\n")
+    code, out, err = run(capsys, str(tmp_path / "vs.yaml"), str(tmp_path / "README.md"))
+    assert (code, err) == (0, "")
+    assert out == "0 errors, 0 warnings, 0 info in 1 resource from 1 file\n"
+
+
 def test_no_path_at_all_is_a_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["validate"])
@@ -91,6 +127,17 @@ def test_json_output_has_every_key(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(finding) == {"code", "severity", "file", "line", "path", "kind", "namespace", "name", "message", "hint"}
     assert (finding["code"], finding["severity"], finding["line"]) == ("IST0101", "error", 19)
     assert finding["path"] == "spec.http[0].route[1].destination.subset"
+
+
+def test_json_output_names_the_resource_of_a_duplicate_key(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "vs.yaml").write_text(
+        GOOD_VS.replace("  hosts: [reviews]\n", "  hosts: [reviews]\n  hosts: [reviews]\n")
+    )
+    code, out, _ = run(capsys, "--format", "json", "--namespace", "shop", str(tmp_path))
+    assert code == 1
+    (finding,) = json.loads(out)["findings"]
+    assert (finding["code"], finding["line"], finding["path"]) == ("RC0005", 6, "spec.hosts")
+    assert (finding["kind"], finding["namespace"], finding["name"]) == ("VirtualService", "shop", "reviews")
 
 
 def test_json_output_of_a_clean_tree(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from validate_helpers import DESTINATION_RULE, SERVICE_ENTRY, line_containing, load_text, virtual_service, with_code
 
 from reconciler.validate.findings import Severity
@@ -152,6 +153,31 @@ def test_workload_selecting_rule_for_the_host_hides_rules_of_other_namespaces() 
     )
     (finding,) = with_code(load_text(entry, in_prod, selecting, virtual_service(ROUTE_V1)), "IST0101")
     assert finding.path == "spec.http[0].route[0].destination.subset"
+
+
+@pytest.mark.parametrize(
+    ("mirror", "path"),
+    [
+        pytest.param("mirror: {host: reviews.shop.example.com, subset: SUBSET}", "spec.http[0].mirror", id="mirror"),
+        pytest.param(
+            "mirrors:\n  - destination: {host: reviews.shop.example.com, subset: SUBSET}",
+            "spec.http[0].mirrors[0].destination",
+            id="mirrors",
+        ),
+    ],
+)
+def test_missing_mirror_subset_is_reported_as_a_mirror_reference(mirror: str, path: str) -> None:
+    def documents(subset: str) -> tuple[str, ...]:
+        http = ROUTE_V1.strip("\n") + "\n  " + mirror.replace("SUBSET", subset)
+        return (SERVICE_ENTRY, DESTINATION_RULE, virtual_service(http))
+
+    assert with_code(load_text(*documents("v2")), "IST0101") == []
+    (finding,) = with_code(load_text(*documents("v3")), "IST0101")
+    assert finding.severity is Severity.ERROR
+    assert finding.message == 'Referenced mirror+subset in destinationrule not found: "reviews.shop.example.com+v3"'
+    assert finding.path == f"{path}.subset"
+    assert finding.line == line_containing("subset: v3", *documents("v3"))
+    assert finding.hint == "DestinationRule default/reviews for reviews.shop.example.com defines subsets: v1, v2"
 
 
 def test_kubernetes_service_subset_is_found_in_the_namespace_its_name_gives() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from validate_helpers import DESTINATION_RULE, load_text, with_code
 
 from reconciler.loader import load_files
@@ -99,10 +100,37 @@ def test_the_same_name_in_two_namespaces_is_not_a_duplicate() -> None:
     assert with_code(load_text(vs("reviews"), other), "RC0004") == []
 
 
-def test_a_duplicate_key_is_an_error_at_the_second_key() -> None:
-    document = vs("reviews").replace("  hosts: [reviews]", "  hosts: [reviews]\n  hosts: [ratings]")
-    (finding,) = with_code(load_text(document), "RC0005")
+def duplicate_hosts(document: str, name: str) -> str:
+    """``document`` with its ``hosts:`` key written twice."""
+    return document.replace(f"  hosts: [{name}]", f"  hosts: [{name}]\n  hosts: [{name}]")
+
+
+def test_a_duplicate_key_is_an_error_at_the_second_key_naming_its_resource() -> None:
+    (finding,) = with_code(load_text(duplicate_hosts(vs("reviews"), "reviews")), "RC0005")
     assert (finding.line, finding.path, finding.severity) == (7, "spec.hosts", Severity.ERROR)
+    assert finding.format().startswith("mesh.yaml:7: ERROR RC0005 VirtualService default/reviews: key 'hosts' ")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "subject"),
+    [
+        pytest.param("  name: a", ("VirtualService", "shop", "a"), id="namespace defaulted"),
+        pytest.param("  name: a\n  namespace: team-a", ("VirtualService", "team-a", "a"), id="namespace set"),
+        pytest.param("  labels: {app: a}", ("", "", ""), id="no name: no subject"),
+    ],
+)
+def test_a_duplicate_key_names_the_resource_of_its_own_document(metadata: str, subject: tuple[str, str, str]) -> None:
+    # The duplicate is in the second document; the first names another resource.
+    second = duplicate_hosts(vs("a").replace("  name: a", metadata), "a")
+    (finding,) = with_code(load_text(vs("first"), second, namespace="shop"), "RC0005")
+    assert (finding.kind, finding.namespace, finding.name) == subject
+
+
+def test_an_alias_refused_in_a_named_document_names_its_resource() -> None:
+    document = vs("reviews").replace("  http:\n  - route:", "  http:\n  - &rule\n    route:") + "  - *rule\n"
+    (finding,) = with_code(load_text(document), "RC0001")
+    assert "aliases are not supported" in finding.message
+    assert (finding.kind, finding.namespace, finding.name) == ("VirtualService", "default", "reviews")
 
 
 def test_a_kubernetes_service_is_an_info_finding_and_ignored() -> None:

@@ -1,0 +1,244 @@
+"""Schema decoding (IST0106, RC0201): for each check, valid values pass and one invalid value is one finding.
+
+Each case is a config with ``VALUE`` where the checked value goes. Every good value must load
+with no finding at all; the bad value must give exactly one finding, with its code, severity,
+field path, line and message (and hint where it teaches the fix).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from validate_helpers import DESTINATION_RULE, SERVICE_ENTRY, join, line_containing, load_text, virtual_service
+
+from reconciler.validate.findings import Severity
+
+
+@dataclass(frozen=True)
+class Case:
+    template: str  # a config with VALUE where the checked value goes
+    good: tuple[str, ...]
+    bad: str
+    path: str
+    message: str
+    hint: str | None = None  # the exact hint, where it is what teaches the fix
+    marker: str = ""  # text on the line the finding points at; default: the bad value
+    code: str = "IST0106"
+    severity: Severity = Severity.ERROR
+
+    def document(self, value: str) -> str:
+        return self.template.replace("VALUE", value)
+
+
+def route(extra: str = "", destination: str = "{host: reviews}") -> str:
+    """A VirtualService with one HTTP rule routing to ``destination``; ``extra`` lines go under the rule."""
+    return virtual_service(f"- route:\n  - destination: {destination}\n{extra}")
+
+
+def uri_match(match: str) -> str:
+    return virtual_service(f"- match:\n  - uri: {match}\n  route:\n  - destination: {{host: reviews}}")
+
+
+CASES = {
+    "duration": Case(
+        route("  timeout: VALUE"),
+        good=("1.5s", "100ms", "1m30s"),
+        bad="1.5x",
+        path="spec.http[0].timeout",
+        message="'1.5x' is not a duration",
+        hint="write a number and unit: 1.5s, 100ms, 1m, 1h",
+    ),
+    "duration given as a number": Case(
+        route("  timeout: VALUE"),
+        good=("5s",),
+        bad="5",
+        marker="timeout:",
+        path="spec.http[0].timeout",
+        message="expected a duration string such as 1.5s or 100ms, got 5",
+    ),
+    "port range": Case(
+        route(destination="{host: reviews, port: {number: VALUE}}"),
+        good=("1", "9080", "65535"),
+        bad="70000",
+        path="spec.http[0].route[0].destination.port.number",
+        message="port 70000 is out of range (1..65535)",
+    ),
+    "percentage range": Case(
+        route("  mirror: {host: reviews}\n  mirrorPercentage: {value: VALUE}"),
+        good=("0", "50.5", "100"),
+        bad="150",
+        path="spec.http[0].mirrorPercentage.value",
+        message="percentage 150.0 is outside 0..100",
+    ),
+    "header name": Case(
+        virtual_service("- match:\n  - headers: {VALUE: {exact: canary}}\n  route:\n  - destination: {host: reviews}"),
+        good=("x-canary", "X_Debug.1"),
+        bad="'bad header'",
+        path='spec.http[0].match[0].headers["bad header"]',
+        message="'bad header' is not a valid HTTP header name",
+        hint="use letters, digits and - only",
+    ),
+    "regex without lookahead (RE2)": Case(
+        uri_match("{regex: 'VALUE'}"),
+        good=("^/api/v[0-9]+(/.*)?$",),
+        bad="/a(?=b)",
+        path="spec.http[0].match[0].uri.regex",
+        message="regex '/a(?=b)' uses lookahead, which RE2 (Envoy's regex engine) does not support",
+    ),
+    "regex without backreferences (RE2)": Case(
+        uri_match("{regex: 'VALUE'}"),
+        good=("/(a|b)/x",),
+        bad="/(a|b)/\\1",
+        path="spec.http[0].match[0].uri.regex",
+        message="regex '/(a|b)/\\\\1' uses a backreference, which RE2 does not support",
+    ),
+    "regex syntax": Case(
+        uri_match("{regex: 'VALUE'}"),
+        good=("/v[12]",),
+        bad="/v[12",
+        path="spec.http[0].match[0].uri.regex",
+        message="invalid regex '/v[12': unterminated character set at position 2",
+    ),
+    "enum": Case(
+        join(SERVICE_ENTRY, DESTINATION_RULE + "  trafficPolicy:\n    loadBalancer: {simple: VALUE}\n"),
+        good=("ROUND_ROBIN", "LEAST_REQUEST"),
+        bad="ROUND_ROBINX",
+        path="spec.trafficPolicy.loadBalancer.simple",
+        message="'ROUND_ROBINX' is not one of UNSPECIFIED, LEAST_CONN, RANDOM, PASSTHROUGH, ROUND_ROBIN, LEAST_REQUEST",
+        hint="did you mean 'ROUND_ROBIN'?",
+    ),
+    "integer type": Case(
+        route("    weight: VALUE"),
+        good=("100",),
+        bad='"abc"',
+        path="spec.http[0].route[0].weight",
+        message="expected an integer, got 'abc'",
+    ),
+    "negative weight": Case(
+        route("    weight: VALUE"),
+        good=("0", "100"),
+        bad="-1",
+        path="spec.http[0].route[0].weight",
+        message="weight -1 is out of range (>= 0)",
+    ),
+    "negative count": Case(
+        route("  retries: {attempts: VALUE}"),
+        good=("0", "3"),
+        bad="-1",
+        path="spec.http[0].retries.attempts",
+        message="value -1 is out of range (>= 0)",
+    ),
+    "list type": Case(
+        virtual_service("- route:\n  - destination: {host: reviews}", hosts="VALUE"),
+        good=("[reviews]",),
+        bad="reviews",
+        marker="hosts:",
+        path="spec.hosts",
+        message="expected a list, got 'reviews'",
+        hint="write it as a YAML list (`- item`)",
+    ),
+    "required field": Case(
+        route(destination="{VALUE}"),
+        good=("host: reviews",),
+        bad="port: {number: 80}",
+        path="spec.http[0].route[0].destination",
+        message="missing required field 'host' in Destination",
+        hint="add `host:`",
+    ),
+    "one of route, redirect, directResponse": Case(
+        route("  VALUE"),
+        good=("timeout: 1s",),
+        bad="directResponse: {status: 503}",
+        marker="- route:",
+        path="spec.http[0]",
+        message="only one of route, redirect, directResponse may be set; found route, directResponse",
+    ),
+    "exactly one of exact, prefix, regex": Case(
+        uri_match("{VALUE}"),
+        good=("prefix: /api",),
+        bad="prefix: /api, exact: /api",
+        path="spec.http[0].match[0].uri",
+        message="exactly one of exact, prefix, regex must be set; found 2",
+    ),
+    "api version": Case(
+        route().replace("networking.istio.io/v1\n", "VALUE\n"),
+        good=("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"),
+        bad="networking.istio.io/v2",
+        path="apiVersion",
+        message="apiVersion 'networking.istio.io/v2' is not served by Istio",
+        hint="use one of networking.istio.io/v1, networking.istio.io/v1beta1, networking.istio.io/v1alpha3",
+    ),
+    # Was taken for a foreign group: the VirtualService was ignored with an info finding.
+    "api version without a version": Case(
+        route().replace("networking.istio.io/v1\n", "VALUE\n"),
+        good=("networking.istio.io/v1",),
+        bad="networking.istio.io",
+        path="apiVersion",
+        message="apiVersion 'networking.istio.io' is not served by Istio",
+    ),
+    "metadata name": Case(
+        route().replace("{name: reviews}", "{name: VALUE}"),
+        good=("reviews", "reviews-v2.shop"),
+        bad="Reviews_2",
+        path="metadata.name",
+        message="metadata.name 'Reviews_2' is not a valid Kubernetes name",
+    ),
+    "unknown top-level field": Case(
+        route() + "VALUE: {}\n",
+        good=("status",),
+        bad="specs",
+        path="specs",
+        message="unknown top-level field 'specs'",
+        hint="only apiVersion, kind, metadata, spec",
+    ),
+    "unknown field": Case(
+        route("  VALUE: 5s"),
+        good=("timeout",),
+        bad="timeuot",
+        path="spec.http[0].timeuot",
+        message="unknown field 'timeuot' in HTTPRoute",
+        hint="did you mean 'timeout'?",
+    ),
+    "unsupported field": Case(
+        route("  VALUE"),
+        good=("timeout: 1s",),
+        bad="corsPolicy: {allowOrigins: [{exact: https://shop.example.com}]}",
+        code="RC0201",
+        severity=Severity.WARNING,
+        path="spec.http[0].corsPolicy",
+        message="unsupported: spec.http[0].corsPolicy — ignored",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=name) for name, case in CASES.items()])
+def test_valid_values_load_without_findings(case: Case) -> None:
+    for value in case.good:
+        result = load_text(case.document(value))
+        assert result.findings == (), value
+        assert result.config.resource_count == result.documents, value
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=name) for name, case in CASES.items()])
+def test_an_invalid_value_is_one_finding_at_its_field_and_line(case: Case) -> None:
+    document = case.document(case.bad)
+    (finding,) = load_text(document).findings
+    assert (finding.code.value, finding.severity, finding.path) == (case.code, case.severity, case.path)
+    assert finding.line == line_containing(case.marker or case.bad, document)
+    assert finding.message == case.message
+    if case.hint is not None:
+        assert finding.hint == case.hint
+
+
+def test_an_unsupported_field_is_ignored_and_the_resource_still_applies() -> None:
+    result = load_text(route("  corsPolicy: {allowOrigins: [{exact: https://shop.example.com}]}"))
+    assert result.ok
+    (service,) = result.config.virtual_services
+    assert service.spec.http[0].route[0].destination.host == "reviews"
+
+
+def test_an_error_anywhere_in_a_resource_drops_the_whole_resource() -> None:
+    result = load_text(route("  timeout: 1.5x"), route().replace("{name: reviews}", "{name: other}"))
+    assert not result.ok
+    assert [service.name for service in result.config.virtual_services] == ["other"]
