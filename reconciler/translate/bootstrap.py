@@ -15,6 +15,7 @@ from typing import Any
 from reconciler.errors import UsageError
 from reconciler.model.hosts import is_ip_address
 from reconciler.translate.proxy import ProxyIdentity
+from reconciler.validate.schema import REGEX_PROGRAM_SIZE_LIMIT
 
 __all__ = [
     "DEFAULT_ADMIN_HOST",
@@ -23,6 +24,7 @@ __all__ = [
     "XDS_CLUSTER",
     "XDS_CONNECT_TIMEOUT",
     "build_bootstrap",
+    "envoy_runtime",
     "is_ip_address",
     "service_cluster",
 ]
@@ -44,6 +46,15 @@ _HTTP_OPTIONS_TYPE = f"type.googleapis.com/{_HTTP_OPTIONS_NAME}"
 _DOWNSTREAM_CONNECTIONS_TYPE = (
     "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig"
 )
+
+
+def envoy_runtime() -> dict[str, Any]:
+    """Runtime values every proxy needs for the config reconciler sends it (Envoy's static layer).
+
+    RE2's program size limit is Istio's, as validation checks it: Envoy's own default (100)
+    rejects ordinary regexes such as ``/users/[a-z0-9-]{1,36}``.
+    """
+    return {"re2.max_program_size.error_level": REGEX_PROGRAM_SIZE_LIMIT}
 
 
 def service_cluster(proxy: ProxyIdentity) -> str:
@@ -96,6 +107,13 @@ def build_bootstrap(
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
         },
         "static_resources": {"clusters": [_xds_cluster(xds_host, xds_port)]},
+        "layered_runtime": {
+            "layers": [
+                {"name": "reconciler", "static_layer": envoy_runtime()},
+                # Like Istio's: `curl -X POST localhost:15000/runtime_modify?...` keeps working.
+                {"name": "admin", "admin_layer": {}},
+            ]
+        },
         "overload_manager": {
             "resource_monitors": [
                 {

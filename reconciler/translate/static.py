@@ -21,6 +21,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from reconciler.errors import TranslationError
+from reconciler.translate.bootstrap import envoy_runtime
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot, http_connection_managers
 
 __all__ = ["static_bootstrap"]
@@ -47,6 +48,7 @@ def static_bootstrap(
         bootstrap.admin.address.CopyFrom(
             address_pb2.Address(socket_address=address_pb2.SocketAddress(address="127.0.0.1", port_value=admin_port))
         )
+    bootstrap.layered_runtime.layers.add(name="reconciler").static_layer.update(envoy_runtime())
     for name, message in snapshot.resources(CLUSTER).items():
         cluster = bootstrap.static_resources.clusters.add()
         cluster.CopyFrom(message)
