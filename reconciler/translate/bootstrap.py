@@ -23,6 +23,7 @@ __all__ = [
     "MAX_DOWNSTREAM_CONNECTIONS",
     "XDS_CLUSTER",
     "XDS_CONNECT_TIMEOUT",
+    "XDS_KEEPALIVE_INTERVAL_SECONDS",
     "build_bootstrap",
     "envoy_runtime",
     "is_ip_address",
@@ -37,6 +38,8 @@ DEFAULT_ADMIN_HOST = "127.0.0.1"
 DEFAULT_ADMIN_PORT = 15000
 #: Short so a proxy whose reconciler restarts reconnects quickly; Envoy backs off on its own.
 XDS_CONNECT_TIMEOUT = "1s"
+#: How often Envoy pings the ADS server over HTTP/2; the server must accept pings this often.
+XDS_KEEPALIVE_INTERVAL_SECONDS = 30
 #: Envoy warns at startup when no downstream connection limit is configured; this is the limit
 #: Envoy's edge-proxy best practices suggest, far above what one reconciler-managed proxy expects.
 MAX_DOWNSTREAM_CONNECTIONS = 50_000
@@ -146,7 +149,7 @@ def _xds_cluster(host: str, port: int) -> dict[str, Any]:
             "explicit_http_config": {
                 "http2_protocol_options": {
                     # Pings notice a silently dead server (NAT, node loss) long before TCP would.
-                    "connection_keepalive": {"interval": "30s", "timeout": "5s"},
+                    "connection_keepalive": {"interval": f"{XDS_KEEPALIVE_INTERVAL_SECONDS}s", "timeout": "5s"},
                 }
             },
         }

@@ -178,6 +178,13 @@ class SnapshotCache:
     def connect(self, proxy: ProxyIdentity, *, on_change: Callable[[], None]) -> ProxyConnection:
         """Register a proxy's stream. Its snapshot is built off the loop; ``on_change`` fires when ready."""
         connection = _Connection(cache=self, proxy=proxy, on_change=on_change, since=self._clock())
+        if any(other.proxy.node_id == proxy.node_id for other in self._connections):
+            # Harmless once when a reconnect races the old stream's close; lasting, it hides proxies from status.
+            _log.warning(
+                "xds.node_id_in_use",
+                node_id=proxy.node_id,
+                hint="node ids must be unique per proxy; status shows only the newest stream of each id",
+            )
         self._connections.append(connection)
         self._emit(XdsEvent(kind=EventKind.CONNECT, node_id=proxy.node_id))
         if self._source is not None:
@@ -210,22 +217,28 @@ class SnapshotCache:
             _log.error("xds.snapshot_failed", node_id=proxy.node_id, error=str(error))
             return None
 
+    def _newest_by_node(self) -> dict[str, _Connection]:
+        """The newest stream of each node id: the one status reports (an older one is a dying duplicate)."""
+        return {connection.proxy.node_id: connection for connection in self._connections}
+
     def statuses(self) -> tuple[ProxyStatus, ...]:
         """Every connected proxy, by node id."""
-        latest = {connection.proxy.node_id: connection for connection in self._connections}
+        latest = self._newest_by_node()
         return tuple(latest[node_id].status() for node_id in sorted(latest))
 
     def all_acked(self, generation: int) -> bool:
         """At least one proxy is connected and every one ACKed ``generation`` (or later) in full.
 
+        The same proxies as :meth:`statuses`, so "synced" never disagrees with the status table.
         Scans plain fields, no status records: the engine asks on every ACK of a rollout.
         """
-        return bool(self._connections) and all(c.acked_generation >= generation for c in self._connections)
+        latest = self._newest_by_node()
+        return bool(latest) and all(c.acked_generation >= generation for c in latest.values())
 
     def proxies(self) -> tuple[ProxyIdentity, ...]:
         """The identity of every connected proxy, so a producer can translate for each before publishing."""
-        latest = {connection.proxy.node_id: connection.proxy for connection in self._connections}
-        return tuple(latest[node_id] for node_id in sorted(latest))
+        latest = self._newest_by_node()
+        return tuple(latest[node_id].proxy for node_id in sorted(latest))
 
     def status(self, node_id: str) -> ProxyStatus | None:
         return next((status for status in self.statuses() if status.node_id == node_id), None)

@@ -23,9 +23,14 @@ from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds.cache import XdsCache
 from reconciler.xds.session import AdsSession
 
-__all__ = ["AggregatedDiscoveryService", "XdsServer", "start_server"]
+__all__ = ["MIN_PING_INTERVAL_SECONDS", "AggregatedDiscoveryService", "XdsServer", "start_server"]
 
 _log = structlog.get_logger()
+
+#: The most often a proxy may ping; below the keepalive interval of the bootstrap reconciler generates (30 s).
+MIN_PING_INTERVAL_SECONDS = 10.0
+_SERVER_PING_INTERVAL_MS = 60_000
+_SERVER_PING_TIMEOUT_MS = 20_000
 
 
 class _Signal(enum.Enum):
@@ -118,13 +123,27 @@ class XdsServer:
         _log.info("xds.server_stopped", address=self.address)
 
 
-async def start_server(*, cache: XdsCache, address: str = "127.0.0.1:18000") -> XdsServer:
-    """Serve ADS on ``address`` (``host:port``; port 0 picks a free one, see ``XdsServer.port``)."""
+async def start_server(
+    *, cache: XdsCache, address: str = "127.0.0.1:18000", min_ping_interval: float = MIN_PING_INTERVAL_SECONDS
+) -> XdsServer:
+    """Serve ADS on ``address`` (``host:port``; port 0 picks a free one, see ``XdsServer.port``).
+
+    Proxies may send HTTP/2 keepalive pings every ``min_ping_interval`` seconds or less often.
+    """
     host, separator, port_text = address.rpartition(":")
     if not separator or not port_text.isdigit():
         raise XdsError(f"xDS address must be host:port, got {address!r}")
-    # Without this, gRPC's SO_REUSEPORT lets a second server silently share a busy port.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    options = [
+        # Without this, gRPC's SO_REUSEPORT lets a second server silently share a busy port.
+        ("grpc.so_reuseport", 0),
+        # gRPC's default (5 min) answers Envoy's 30 s keepalive pings with GOAWAY after two of
+        # them: every proxy would drop and resync its whole config every couple of minutes.
+        ("grpc.http2.min_ping_interval_without_data_ms", round(min_ping_interval * 1000)),
+        # Our own pings find streams whose proxy vanished without a FIN (node loss, NAT drop).
+        ("grpc.keepalive_time_ms", _SERVER_PING_INTERVAL_MS),
+        ("grpc.keepalive_timeout_ms", _SERVER_PING_TIMEOUT_MS),
+    ]
+    server = grpc.aio.server(options=options)
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(AggregatedDiscoveryService(cache), server)
     try:
         port = server.add_insecure_port(address)

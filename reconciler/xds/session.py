@@ -155,18 +155,24 @@ class AdsSession:
         return responses
 
     def _clusters_warm(self, routes: Mapping[str, Message]) -> bool:
-        """Whether every cluster ``routes`` use was in a CDS response the proxy ACKed (so is warm)."""
-        acked = self._types[CLUSTER].acked
-        warm = acked.resources.keys() if acked is not None else frozenset()
+        """Whether every cluster ``routes`` use was in a CDS response the proxy answered (so is warm).
+
+        A NACKed response counts too: Envoy keeps the valid clusters of a rejected update, and
+        holding routes until CDS is fixed would leave a new proxy with no routes at all (404s).
+        """
+        clusters = self._types[CLUSTER]
+        warm = set(clusters.acked.resources) if clusters.acked is not None else set()
+        if clusters.sent is not None and clusters.answered:
+            warm.update(clusters.sent.resources)
         return clusters_referenced_by_routes(routes.values()) <= warm
 
     def _retained_clusters(self, snapshot: Snapshot) -> Mapping[str, Message]:
         """Clusters gone from the snapshot that routes the proxy holds (or is being sent) still use."""
         routes = self._types[ROUTE]
-        held_routes = [*routes.in_flight_or_held().values()]
-        if routes.acked is not None:
-            held_routes.extend(routes.acked.resources.values())
-        in_use = clusters_referenced_by_routes(held_routes)
+        held = [*routes.in_flight_or_held().items(), *(routes.acked.resources.items() if routes.acked else ())]
+        # Only routes Envoy still subscribes to: once its listeners are gone (and drained) it
+        # unsubscribes, and their clusters may go; no RDS response would ever say so otherwise.
+        in_use = clusters_referenced_by_routes(route for name, route in held if name in routes.names)
         held_clusters = self._types[CLUSTER].in_flight_or_held()
         wanted = snapshot.resources(CLUSTER)
         return {name: cluster for name, cluster in held_clusters.items() if name in in_use and name not in wanted}

@@ -523,3 +523,76 @@ def test_request_repeating_an_answered_nonce_is_answered_again(ads) -> None:
         assert again.nonce != endpoints.nonce
 
     ads.run(scenario)
+
+
+def test_a_fresh_proxy_gets_its_routes_after_nacking_one_of_its_clusters(ads) -> None:
+    snapshot = full_snapshot(weights={"a": 1, "b": 1})
+
+    async def scenario(env) -> None:
+        env.publish(snapshot)
+        async with env.stream() as stream:
+            clusters = await stream.request(CLUSTER)
+            # Envoy rejects the update for one bad cluster but keeps the valid ones it carried.
+            await stream.nack(clusters, message="cluster b: bad ring size")
+            await stream.ack(await stream.request(LISTENER))
+            routes = await stream.request(ROUTE, names=["main"])
+
+        assert routes.type_url == ROUTE
+        assert routes.version_info == snapshot.version_of(ROUTE)
+
+    ads.run(scenario)
+
+
+def test_a_cluster_kept_for_old_routes_goes_once_the_proxy_unsubscribes_from_them(ads) -> None:
+    before = full_snapshot(weights={"a": 1, "b": 1})
+    # The listener and its routes are gone, and cluster a with them.
+    after = Snapshot.build(clusters=[cluster("b")], endpoints=[assignment("b")])
+
+    async def scenario(env) -> None:
+        env.publish(before)
+        async with env.stream() as stream:
+            await stream.ack(await stream.request(CLUSTER))
+            await stream.ack(await stream.request(ENDPOINT, names=["a", "b"]), names=["a", "b"])
+            await stream.ack(await stream.request(LISTENER))
+            routes = await stream.request(ROUTE, names=["main"])
+            await stream.ack(routes, names=["main"])
+            await env.status_where("node-1", lambda s: s.acked_snapshot_version == before.version)
+
+            generation = env.publish(after)
+            no_listeners = await stream.recv()
+            await stream.ack(no_listeners)
+            draining = env.cache.status("node-1")  # routes "main" still use cluster a while the listener drains
+            # Drained: Envoy drops its subscription to the routes.
+            await stream.send(ROUTE, names=[], version=routes.version_info, nonce=routes.nonce)
+            released = await stream.recv()
+            await stream.ack(released)
+            endpoints = await stream.recv()
+            await stream.ack(endpoints, names=["b"])
+            status = await env.status_where("node-1", lambda s: s.acked_generation >= generation)
+
+        assert no_listeners.type_url == LISTENER
+        assert names_in(no_listeners) == set()
+        assert draining is not None
+        assert draining.types[CLUSTER].version_sent == before.version_of(CLUSTER)
+        assert released.type_url == CLUSTER
+        assert names_in(released) == {"b"}
+        assert released.version_info == after.version_of(CLUSTER)
+        assert names_in(endpoints) == {"b"}
+        assert status.acked_snapshot_version == after.version
+
+    ads.run(scenario)
+
+
+def test_synced_ignores_an_older_stream_of_the_same_node_id(ads) -> None:
+    snapshot = Snapshot.build(clusters=[cluster("a")])
+
+    async def scenario(env) -> None:
+        generation = env.publish(snapshot)
+        async with env.stream("n1") as dying, env.stream("n1") as current:
+            await dying.request(CLUSTER)  # never answered: its peer is gone without a FIN
+            await current.ack(await current.request(CLUSTER))
+            status = await env.status_where("n1", lambda s: s.acked_generation >= generation)
+            assert env.cache.all_acked(generation)
+        assert status.node_id == "n1"
+
+    ads.run(scenario)
