@@ -8,6 +8,7 @@ identical sidecars cost one translation.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 
 from reconciler.model.config import MeshConfig
@@ -16,7 +17,12 @@ from reconciler.translate.proxy import ProxyIdentity
 from reconciler.translate.snapshot import Snapshot
 from reconciler.validate.findings import Finding, sort_findings
 
-__all__ = ["ConfigSnapshots"]
+__all__ = ["MAX_REMEMBERED_SHAPES", "ConfigSnapshots"]
+
+#: Shapes whose snapshot is kept for reuse. Labels such as ``pod-template-hash`` make a new shape
+#: per rollout; without a bound, a config left unchanged for weeks would pile up snapshots (each
+#: megabytes at a thousand services). A connected proxy keeps its own snapshot alive regardless.
+MAX_REMEMBERED_SHAPES = 256
 
 
 def _shape(proxy: ProxyIdentity) -> Hashable:
@@ -32,11 +38,17 @@ class ConfigSnapshots:
     """
 
     def __init__(
-        self, *, config: MeshConfig, registry: ServiceRegistry | None = None, findings: Iterable[Finding] = ()
+        self,
+        *,
+        config: MeshConfig,
+        registry: ServiceRegistry | None = None,
+        findings: Iterable[Finding] = (),
+        max_shapes: int = MAX_REMEMBERED_SHAPES,
     ) -> None:
         self._config = config
         self._registry = registry
-        self._memo: dict[Hashable, Snapshot] = {}
+        self._max_shapes = max_shapes
+        self._memo: OrderedDict[Hashable, Snapshot] = OrderedDict()  # least recently used first
         self._warnings: dict[Finding, None] = dict.fromkeys(findings)
         # Guards memo and warnings only, never a translation: readers on the event loop
         # (status, warnings) must not wait for a translation running in a worker thread.
@@ -47,13 +59,17 @@ class ConfigSnapshots:
         key = _shape(proxy)
         with self._lock:
             found = self._memo.get(key)
-        if found is not None:
-            return found
+            if found is not None:
+                self._memo.move_to_end(key)
+                return found
         # Two threads may translate the same new shape at once; the result is identical, the first one kept.
         translation = translate(self._config, proxy, registry=self._registry)
         with self._lock:
             self._warnings.update(dict.fromkeys(translation.findings))
-            return self._memo.setdefault(key, translation.snapshot)
+            snapshot = self._memo.setdefault(key, translation.snapshot)
+            while len(self._memo) > self._max_shapes:
+                self._memo.popitem(last=False)
+            return snapshot
 
     def translate_all(self, proxies: Iterable[ProxyIdentity]) -> None:
         """Translate every given proxy now (in the caller's thread), so publishing is cheap."""

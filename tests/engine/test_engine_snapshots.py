@@ -53,3 +53,21 @@ def test_proxies_of_the_same_shape_share_one_snapshot() -> None:
     twin = ProxyIdentity(node_id="ingress-2", labels=GATEWAY.labels, role=GATEWAY.role)
 
     assert snapshots.snapshot_for(twin) is snapshots.snapshot_for(GATEWAY)
+
+
+def test_only_the_most_recently_used_shapes_are_remembered() -> None:
+    snapshots = ConfigSnapshots(config=_config(), max_shapes=2)
+    # A label that changes with every rollout makes a new shape each time.
+    rollouts = [
+        ProxyIdentity(node_id=f"reviews-{n}", labels={"app": "reviews", "pod-template-hash": f"h{n}"}) for n in range(4)
+    ]
+    first = snapshots.snapshot_for(rollouts[0])
+    snapshots.snapshot_for(rollouts[1])
+    assert snapshots.snapshot_for(rollouts[0]) is first  # used again: now the most recent
+
+    snapshots.snapshot_for(rollouts[2])  # evicts rollouts[1], the least recently used
+    snapshots.snapshot_for(rollouts[3])  # evicts rollouts[0]
+
+    assert snapshots.untranslated(rollouts) == rollouts[:2]
+    again = snapshots.snapshot_for(rollouts[0])
+    assert again == first  # translated anew, same content
