@@ -2,13 +2,21 @@
 
 The loop reconciles on start, then on every trigger (webhook, manual sync, file
 save) or poll tick, whichever comes first. Failures back off with jitter up to
-the poll interval; a trigger always cuts the wait short.
+the poll interval; a trigger always cuts the wait short. A stop (SIGTERM, Ctrl-C)
+during a pass aborts the source's poll instead of waiting for a hung fetch.
+
+One daemon owns a state directory: an exclusive ``flock`` on ``<state_dir>/lock`` is
+held for the daemon's lifetime, so a second one fails fast instead of fighting over
+the clone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -25,7 +33,7 @@ from reconciler.api.webhook import webhook_routes
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import EngineStatus, Reason
-from reconciler.errors import ReconcilerError, UsageError
+from reconciler.errors import ReconcilerError, StateError, UsageError
 from reconciler.sources.backoff import Backoff
 from reconciler.sources.git import GitSource
 from reconciler.sources.local import LocalDirSource, LocalWatch
@@ -119,8 +127,73 @@ def _make_source(settings: DaemonSettings) -> tuple[ConfigSource, str, str]:
     raise UsageError("give --repo URL_OR_PATH or --repo-dir DIR")
 
 
+#: The lock file in the state dir; holds the owner's pid, for the "in use" message.
+LOCK_FILE = "lock"
+
+# flock is unsupported on some network filesystems: the daemon runs unguarded there rather than not at all.
+_LOCK_UNSUPPORTED = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
+class _StateDirLock:
+    """An exclusive ``flock`` on ``<state_dir>/lock``, taken at once or not at all.
+
+    The kernel drops it when the process dies, ``kill -9`` included, so a crash never
+    leaves a stale lock behind. The descriptor is not inherited by git subprocesses.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        path = state_dir / LOCK_FILE
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise StateError(f"cannot lock state dir {state_dir}: {error}") from error
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _read_pid(self._fd)
+            self.release()
+            raise StateError(
+                f"state dir {state_dir} is in use by another reconciler"
+                f"{f' (pid {owner})' if owner else ''}; stop it or give another --state-dir"
+            ) from None
+        except OSError as error:
+            if error.errno not in _LOCK_UNSUPPORTED:
+                self.release()
+                raise StateError(f"cannot lock state dir {state_dir}: {error}") from error
+            log.warning("daemon.state_dir_unlocked", state_dir=str(state_dir), error=str(error))
+        with contextlib.suppress(OSError):  # the pid only improves the message
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the last descriptor drops the flock
+            self._fd = None
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    # Empty while the owner is between taking the lock and writing its pid.
+    return int(text) if text.isdigit() else None
+
+
 async def run_daemon(settings: DaemonSettings, *, ready: Callable[[int, int], None] | None = None) -> None:
-    """Run until SIGINT/SIGTERM (or until cancelled). ``ready(xds_port, http_port)`` is called once both listen."""
+    """Run until SIGINT/SIGTERM (or until cancelled). ``ready(xds_port, http_port)`` is called once both listen.
+
+    Raises StateError at once when another daemon holds ``settings.state_dir``.
+    """
+    lock = _StateDirLock(settings.state_dir)
+    try:
+        await _run_locked(settings, ready=ready)
+    finally:
+        lock.release()
+
+
+async def _run_locked(settings: DaemonSettings, *, ready: Callable[[int, int], None] | None) -> None:
     source, repo_label, prefix = _make_source(settings)
     cache = SnapshotCache()
     metrics = _Metrics(cache=cache)
@@ -176,14 +249,21 @@ async def run_daemon(settings: DaemonSettings, *, ready: Callable[[int, int], No
         log.info("daemon.started", xds=f"{xds_host}:{server.port}", http=f"{http_host}:{bound_http}", repo=repo_label)
         if ready is not None:
             ready(server.port, bound_http)
-        await _loop(engine=engine, metrics=metrics, wake=wake, stop=stop, poll_interval=settings.poll_interval)
+        await _loop(
+            engine=engine,
+            metrics=metrics,
+            wake=wake,
+            stop=stop,
+            poll_interval=settings.poll_interval,
+            abort=source.abort,
+        )
     finally:
         if watcher is not None:
             watcher.stop()
         await runner.cleanup()
         await server.stop(grace=1.0)
         if isinstance(source, GitSource):
-            # close() waits for a poll still running in a worker thread (up to git's timeout).
+            # close() waits for a poll still running in a worker thread; the loop aborted any such poll.
             await asyncio.to_thread(source.close)
         log.info("daemon.stopped")
 
@@ -191,15 +271,30 @@ async def run_daemon(settings: DaemonSettings, *, ready: Callable[[int, int], No
 _TRANSIENT = frozenset({Reason.FETCH_FAILED, Reason.STATE_FAILED})
 
 
+#: How long a stopping daemon waits for an aborted pass to end (Kubernetes' grace period is 30 s).
+ABORT_GRACE_SECONDS = 5.0
+# abort() is a no-op when no poll runs yet; repeated so a poll that starts just after the stop is cut short too.
+_ABORT_REPEAT_SECONDS = 0.25
+
+
 async def _loop(
-    *, engine: Engine, metrics: _Metrics, wake: asyncio.Event, stop: asyncio.Event, poll_interval: float
+    *,
+    engine: Engine,
+    metrics: _Metrics,
+    wake: asyncio.Event,
+    stop: asyncio.Event,
+    poll_interval: float,
+    abort: Callable[[], None],
+    abort_grace: float = ABORT_GRACE_SECONDS,
 ) -> None:
     backoff = Backoff(base=0.5, cap=max(poll_interval, 1.0))
     trigger = "start"
     while not stop.is_set():
         wake.clear()
         started = time.monotonic()
-        ok = await engine.reconcile(trigger=trigger)
+        ok = await _pass_unless_stopped(engine=engine, trigger=trigger, stop=stop, abort=abort, grace=abort_grace)
+        if ok is None:
+            return
         metrics.duration.observe(time.monotonic() - started)
         metrics.passes.labels(engine.status.reason.value).inc()
         # Only a transient failure is retried soon; a refused commit stays refused until a new
@@ -209,9 +304,52 @@ async def _loop(
             backoff.reset()
         delay = min(backoff.next_delay(), poll_interval) if transient else poll_interval
         waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())}
-        done, pending = await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        try:
+            done, _ = await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Also when this task is cancelled: a waiter left pending is destroyed with the loop, noisily.
+            for task in waiters:
+                task.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
         trigger = "event" if done else "poll"
+
+
+async def _pass_unless_stopped(
+    *, engine: Engine, trigger: str, stop: asyncio.Event, abort: Callable[[], None], grace: float
+) -> bool | None:
+    """One pass; ``None`` when ``stop`` came first and the pass was aborted.
+
+    The pass blocks a worker thread on git for up to its timeout (minutes against a hung
+    remote): waiting for it would outlast Kubernetes' grace period and end in SIGKILL.
+    """
+    pass_task = asyncio.ensure_future(engine.reconcile(trigger=trigger))
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({pass_task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if pass_task.done():
+            return pass_task.result()
+        await _abort_pass(pass_task, abort=abort, grace=grace)
+        if not pass_task.cancelled():
+            pass_task.result()  # a crash in the pass still surfaces
+        return None
+    finally:
+        stopped.cancel()
+        if not pass_task.done():
+            # This task was cancelled (an embedding caller stopping the daemon): no waiting here,
+            # the poll is cut short and the source's close() waits for it to return.
+            abort()
+            pass_task.cancel()
+
+
+async def _abort_pass(pass_task: asyncio.Future[bool], *, abort: Callable[[], None], grace: float) -> None:
+    log.info("daemon.aborting_pass")
+    deadline = time.monotonic() + grace
+    while not pass_task.done() and (left := deadline - time.monotonic()) > 0:
+        abort()
+        await asyncio.wait({pass_task}, timeout=min(left, _ABORT_REPEAT_SECONDS))
+    if not pass_task.done():
+        # The worker thread runs on, and keeps the process until it ends; the source did not honour abort().
+        log.warning("daemon.pass_abandoned", grace_seconds=grace)
+        pass_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pass_task

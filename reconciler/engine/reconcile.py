@@ -21,7 +21,7 @@ from datetime import datetime
 import structlog
 
 from reconciler.engine.snapshots import ConfigSnapshots
-from reconciler.engine.state import StateStore
+from reconciler.engine.state import SourceIdentity, StateStore
 from reconciler.engine.status import EngineStatus, Reason, RevisionInfo, SyncError
 from reconciler.errors import SourceError, StateError, TranslationError
 from reconciler.loader import DecodeCache, LoadResult, load_files
@@ -61,6 +61,8 @@ class Engine:
         self._prefix = file_prefix
         self._decode_cache = DecodeCache()
         self.status = status
+        # What the stored revision must have come from to be served on restart.
+        self._identity = SourceIdentity.of(repo=status.repo, branch=status.branch, path=status.path)
         self._served_tree: str | None = None
         # The validation/translation failure of the source's current head, until a new head replaces it.
         self._head_rejection: SyncError | None = None
@@ -68,13 +70,37 @@ class Engine:
         cache.add_listener(self._on_xds_event)
 
     def restore(self) -> bool:
-        """Serve the stored last good revision at once (before the source is reachable)."""
+        """Serve the stored last good revision at once (before the source is reachable).
+
+        Only a revision stored for this same repository, branch and path: after a restart with
+        other flags on the same state volume, the old source's config must not be served as ready.
+        """
         try:
-            revision = self._store.load_last_good()
+            stored = self._store.load_last_good()
         except StateError as error:
             self._fail(Reason.STATE_FAILED, str(error), sha=None)
             return False
-        if revision is None:
+        if stored is None:
+            return False
+        revision = stored.revision
+        if stored.source != self._identity:
+            came_from = (
+                stored.source.describe()
+                if stored.source is not None
+                else "an unknown source (stored before the source was recorded)"
+            )
+            log.warning(
+                "engine.restore_skipped",
+                sha=revision.short_sha,
+                reason="SourceChanged" if stored.source is not None else "SourceUnknown",
+                stored=came_from,
+                configured=self._identity.describe(),
+            )
+            self._succeed(
+                Reason.PROGRESSING,
+                f"not serving stored revision {revision.short_sha}: it came from {came_from}, "
+                f"not {self._identity.describe()}; waiting for the source",
+            )
             return False
         applied = self._restore_now(revision)
         if applied:
@@ -88,6 +114,16 @@ class Engine:
             revision = await asyncio.to_thread(self._source.poll)
         except Exception as error:
             self.status.head_sha = self._source.head_sha or self.status.head_sha
+            if isinstance(error, SourceError) and error.reason == Reason.PATH_NOT_FOUND:  # the sources' same name
+                # The head commit has no config directory: a refusal of that commit, not a failed fetch,
+                # so it is not retried on backoff. Not a head rejection either: the source reports it
+                # again on every poll until a commit brings the directory back.
+                self._fail(
+                    Reason.PATH_NOT_FOUND,
+                    f"{error}; still serving {self._served_label()}",
+                    sha=self.status.head_sha,
+                )
+                return False
             if not isinstance(error, SourceError):
                 # A source must raise SourceError; anything else is a bug, but not one that may stop the daemon.
                 log.error("engine.poll_crashed", exc_info=error)
@@ -122,11 +158,13 @@ class Engine:
         self._succeed(Reason.UP_TO_DATE, f"revision {revision.short_sha} has the served config")
 
     def _save(self, revision: Revision) -> None:
+        # Serving the new revision is right; only restart-resume is at risk. Say so loudly, never stop.
         try:
-            self._store.save_last_good(revision)
+            self._store.save_last_good(revision, source=self._identity)
         except StateError as error:
-            # Serving the new revision is right; only restart-resume is at risk. Say so loudly.
             log.error("engine.state_save_failed", sha=revision.short_sha, error=str(error))
+        except Exception as error:
+            log.error("engine.state_save_failed", sha=revision.short_sha, error=repr(error), exc_info=error)
 
     def _restore_now(self, revision: Revision) -> bool:
         """Load, translate and publish the stored revision on the calling thread: nothing serves yet."""

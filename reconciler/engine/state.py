@@ -4,6 +4,13 @@ On start the daemon serves the stored revision at once, before git is reachable,
 with the same content-hash versions, so connected proxies see no change. SQLite
 (stdlib) gives atomic writes without a server; Kubernetes deployments point
 ``--state-dir`` at a volume.
+
+The store is a cache: the daemon must run without it. Constructing a store never
+raises; a file that is not a database is moved aside and replaced by a fresh one,
+and a store that still cannot be opened makes every load and save raise
+:class:`StateError` (the engine then serves from git alone). Each revision is saved
+with the source it came from (:class:`SourceIdentity`), so a restart with another
+``--repo``/``--branch``/``--path`` does not serve the old source's config.
 """
 
 from __future__ import annotations
@@ -11,14 +18,22 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+import structlog
+
 from reconciler.errors import StateError
+from reconciler.sources.git import redact_url
 from reconciler.sources.revision import Revision
 
-__all__ = ["SqliteStateStore", "StateStore"]
+__all__ = ["SourceIdentity", "SqliteStateStore", "StateStore", "StoredRevision"]
+
+log = structlog.get_logger("reconciler.state")
+
+_FILE_NAME = "state.sqlite3"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS last_good (
@@ -28,66 +43,191 @@ CREATE TABLE IF NOT EXISTS last_good (
     message TEXT NOT NULL,
     author TEXT NOT NULL,
     committed_at TEXT,
-    files TEXT NOT NULL
+    files TEXT NOT NULL,
+    source_repo TEXT,
+    source_branch TEXT,
+    source_path TEXT
 );
 """
 
+#: Added after the first release; a store written before has none of them (NULL: source unknown).
+_SOURCE_COLUMNS = ("source_repo", "source_branch", "source_path")
+
+#: SQLite's primary result codes for "this file is not (or no longer) a usable database".
+_CORRUPT_CODES = frozenset({sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT})
+
+#: Files SQLite keeps next to the database; a stale one must not be replayed into a fresh database.
+_SIDE_FILE_SUFFIXES = ("-journal", "-wal", "-shm")
+
+
+def _storable(text: str) -> str:
+    """``text`` as valid UTF-8: undecodable bytes (surrogates, e.g. from a non-UTF-8 path) become ``\\xNN``."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "backslashreplace")
+
+
+def _normal_path(path: str) -> str:
+    parts = path.strip().replace("\\", "/").split("/")
+    return "/".join(part for part in parts if part not in {"", "."})
+
+
+@dataclass(frozen=True, slots=True)
+class SourceIdentity:
+    """Where a revision came from: repository, branch and config path. Build it with :meth:`of`."""
+
+    repo: str
+    branch: str
+    path: str
+
+    @classmethod
+    def of(cls, *, repo: str, branch: str, path: str) -> SourceIdentity:
+        """Normalised: credentials left out of the URL (a rotated token names the same repository,
+        and the store keeps no secret), ``mesh/`` equal to ``mesh``, text as it is stored."""
+        return cls(repo=_storable(redact_url(repo)), branch=_storable(branch), path=_storable(_normal_path(path)))
+
+    def describe(self) -> str:
+        return f"{self.repo} branch {self.branch!r} path {self.path or '.'!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRevision:
+    """The stored last good revision and its source (``None``: saved before the store recorded sources)."""
+
+    revision: Revision
+    source: SourceIdentity | None
+
 
 class StateStore(Protocol):
-    """Where the engine keeps what must outlive the process."""
+    """Where the engine keeps what must outlive the process. Both methods raise only :class:`StateError`."""
 
-    def save_last_good(self, revision: Revision) -> None: ...
+    def save_last_good(self, revision: Revision, *, source: SourceIdentity) -> None: ...
 
-    def load_last_good(self) -> Revision | None: ...
+    def load_last_good(self) -> StoredRevision | None: ...
+
+
+class _CorruptStore(Exception):
+    """Internal: the file is not a usable SQLite database."""
+
+
+def _is_corrupt(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _CORRUPT_CODES  # extended codes keep the primary in the low byte
 
 
 class SqliteStateStore:
     """:class:`StateStore` in one SQLite file under the state directory."""
 
     def __init__(self, state_dir: Path) -> None:
-        self._path = state_dir / "state.sqlite3"
-        try:
-            state_dir.mkdir(parents=True, exist_ok=True)
-            with contextlib.closing(self._connect()) as db, db:
-                db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as error:
-            raise StateError(f"cannot open state store {self._path}: {error}") from error
+        self._path = state_dir / _FILE_NAME
+        # Opened (schema created, checked) and not failed since; otherwise the next call opens again,
+        # so a store that failed (volume mounted late, a file dropped on it) recovers without a restart.
+        self._ready = False
+        with contextlib.suppress(StateError):  # already logged; load and save report it again
+            self._ensure_ready()
 
     def _connect(self) -> sqlite3.Connection:
         # One short-lived connection per call: the store is touched once per applied revision.
         return sqlite3.connect(self._path, timeout=10)
 
-    def save_last_good(self, revision: Revision) -> None:
-        files = json.dumps(
-            {path: content.decode("utf-8", "surrogateescape") for path, content in revision.files.items()}
-        )
-        committed = revision.committed_at.isoformat() if revision.committed_at else None
+    def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        try:
+            try:
+                self._create_schema()
+            except _CorruptStore as corrupt:
+                self._move_aside(str(corrupt))
+                self._create_schema()
+        except (OSError, sqlite3.Error, _CorruptStore) as error:
+            log.error("state.store_unavailable", path=str(self._path), error=str(error))
+            raise StateError(f"cannot open state store {self._path}: {error}") from error
+        self._ready = True
+
+    def _create_schema(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with contextlib.closing(self._connect()) as db, db:
+                db.executescript(_SCHEMA)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(last_good)")}
+                for column in _SOURCE_COLUMNS:
+                    if column not in columns:
+                        db.execute(f"ALTER TABLE last_good ADD COLUMN {column} TEXT")
+                # Cheap for one row; finds damage the schema statements did not touch.
+                verdict = db.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError as error:
+            if _is_corrupt(error):
+                raise _CorruptStore(str(error)) from error
+            raise
+        if verdict is None or verdict[0] != "ok":
+            raise _CorruptStore(f"integrity check failed: {verdict[0] if verdict else 'no answer'}")
+
+    def _move_aside(self, why: str) -> None:
+        """Keep the unusable file for a post-mortem, out of the way of a fresh database."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = self._path.with_name(f"{_FILE_NAME}.corrupt-{stamp}")
+        counter = 0
+        while target.exists():
+            counter += 1
+            target = self._path.with_name(f"{_FILE_NAME}.corrupt-{stamp}-{counter}")
+        self._path.replace(target)
+        for suffix in _SIDE_FILE_SUFFIXES:
+            side = self._path.with_name(_FILE_NAME + suffix)
+            if side.exists():
+                side.replace(target.with_name(target.name + suffix))
+        log.warning("state.corrupt_store_moved_aside", path=str(self._path), moved_to=str(target), error=why)
+
+    def save_last_good(self, revision: Revision, *, source: SourceIdentity) -> None:
+        self._ensure_ready()
+        try:
+            files = json.dumps(
+                {path: content.decode("utf-8", "surrogateescape") for path, content in revision.files.items()}
+            )
+            committed = revision.committed_at.isoformat() if revision.committed_at else None
+            row = (
+                *(_storable(text) for text in (revision.sha, revision.config_tree, revision.message, revision.author)),
+                committed,
+                files,
+                *(_storable(text) for text in (source.repo, source.branch, source.path)),
+            )
+            with contextlib.closing(self._connect()) as db, db:
                 db.execute(
-                    "INSERT OR REPLACE INTO last_good (id, sha, config_tree, message, author, committed_at, files)"
-                    " VALUES (1, ?, ?, ?, ?, ?, ?)",
-                    (revision.sha, revision.config_tree, revision.message, revision.author, committed, files),
+                    "INSERT OR REPLACE INTO last_good (id, sha, config_tree, message, author, committed_at, files,"
+                    " source_repo, source_branch, source_path) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
                 )
-        except sqlite3.Error as error:
+        except (sqlite3.Error, ValueError) as error:
+            self._ready = False
             raise StateError(f"cannot save revision {revision.short_sha} to {self._path}: {error}") from error
 
-    def load_last_good(self) -> Revision | None:
+    def load_last_good(self) -> StoredRevision | None:
+        self._ensure_ready()
         try:
             with contextlib.closing(self._connect()) as db, db:
                 row = db.execute(
-                    "SELECT sha, config_tree, message, author, committed_at, files FROM last_good WHERE id = 1"
+                    "SELECT sha, config_tree, message, author, committed_at, files,"
+                    " source_repo, source_branch, source_path FROM last_good WHERE id = 1"
                 ).fetchone()
         except sqlite3.Error as error:
+            self._ready = False
             raise StateError(f"cannot read state store {self._path}: {error}") from error
         if row is None:
             return None
-        sha, config_tree, message, author, committed_at, files = row
-        return Revision(
-            sha=sha,
-            config_tree=config_tree,
-            message=message,
-            author=author,
-            committed_at=datetime.fromisoformat(committed_at) if committed_at else None,
-            files={path: text.encode("utf-8", "surrogateescape") for path, text in json.loads(files).items()},
+        sha, config_tree, message, author, committed_at, files, repo, branch, path = row
+        try:
+            revision = Revision(
+                sha=sha,
+                config_tree=config_tree,
+                message=message,
+                author=author,
+                committed_at=datetime.fromisoformat(committed_at) if committed_at else None,
+                files={name: text.encode("utf-8", "surrogateescape") for name, text in json.loads(files).items()},
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            # A row this code did not write (or a damaged one); the next save replaces it.
+            raise StateError(f"cannot decode the revision stored in {self._path}: {error!r}") from error
+        known = repo is not None and branch is not None and path is not None
+        return StoredRevision(
+            revision=revision, source=SourceIdentity(repo=repo, branch=branch, path=path) if known else None
         )

@@ -28,6 +28,8 @@ class Reason(StrEnum):
     VALIDATION_FAILED = "ValidationFailed"
     TRANSLATION_FAILED = "TranslationFailed"
     FETCH_FAILED = "FetchFailed"
+    #: The head commit has no directory at ``--path`` (removed or renamed): refused, not retried on backoff.
+    PATH_NOT_FOUND = "PathNotFound"
     STATE_FAILED = "StateFailed"
     PROGRESSING = "Progressing"
 

@@ -9,15 +9,21 @@ working tree to get out of sync). Every gitpython or OS failure leaves as a
 
 Calls block on the network and on git subprocesses: the engine runs them with
 ``asyncio.to_thread``. A lock serialises them, so a webhook-triggered poll and a
-timer-triggered poll cannot race inside the same repository.
+timer-triggered poll cannot race inside the same repository. :meth:`GitSource.abort`
+(shutdown) is the one call that does not take the lock: it ends a running fetch or
+clone from another thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import subprocess
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from enum import StrEnum
@@ -72,20 +78,47 @@ _CORRUPT_MARKERS = (
     "cannot lock ref",
     ".lock': file exists",
 )
+# Local lines saying the state dir cannot be written (full disk, read-only mount, wrong
+# owner). Checked before the corruption markers: "unable to write loose object file: No
+# space left on device" names an object file, yet a fresh clone would fail the same way.
+_STORAGE_MARKERS = (
+    "no space left on device",
+    "disk quota exceeded",
+    "read-only file system",
+    "permission denied",
+    "insufficient permission",
+)
 # Our own leftovers from an interrupted (re-)clone; safe to delete when starting a new one.
 _TMP_PREFIXES = ("repo.clone-", "repo.old-")
 _STDERR_LIMIT = 600
+# How often a running network command checks for abort() and its deadline.
+_WAIT_SLICE_SECONDS = 0.1
+# SIGTERM lets git remove its lock files; SIGKILL follows if it has not exited by then.
+_KILL_GRACE_SECONDS = 5.0
+# Defaults for git's own stall detection on http(s): a transfer slower than 1000 bytes/s
+# for 30 s ends with an error long before the overall timeout. The daemon's environment wins.
+_HTTP_LOW_SPEED_DEFAULTS = {"GIT_HTTP_LOW_SPEED_LIMIT": "1000", "GIT_HTTP_LOW_SPEED_TIME": "30"}
 
 
 class GitFailure(StrEnum):
     """The ``reason`` carried by every :class:`SourceError` the git source raises."""
 
+    #: The fetch failed (network, server, timeout); the existing clone is kept.
     FETCH_FAILED = "FetchFailed"
+    #: The remote refused the credentials, or there were none to give.
     AUTH_FAILED = "AuthFailed"
+    #: The remote has no such branch.
     BRANCH_NOT_FOUND = "BranchNotFound"
+    #: There is no usable clone and making one failed.
     CLONE_FAILED = "CloneFailed"
+    #: The config path is not a directory at the fetched commit.
     PATH_NOT_FOUND = "PathNotFound"
+    #: Reading the config out of the clone failed.
     READ_FAILED = "ReadFailed"
+    #: The state dir cannot be written (disk full, read-only, permissions); never a reason to re-clone.
+    STATE_DIR_NOT_WRITABLE = "StateDirNotWritable"
+    #: :meth:`GitSource.abort` was called (shutdown); the clone is kept as it was.
+    ABORTED = "Aborted"
 
 
 class _CorruptClone(Exception):
@@ -152,19 +185,32 @@ def _stderr_of(error: GitCommandError) -> str:
     return text.strip()
 
 
+def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+    """Send ``signum`` to the process group ``process`` leads (started with ``process_group=0``)."""
+    with contextlib.suppress(ProcessLookupError):  # already gone, with all of its helpers
+        os.killpg(process.pid, signum)
+
+
+def _local_lines(stderr: str) -> list[str]:
+    """git's own stderr lines, lowercased, without the server's "remote:" lines."""
+    lowered = (line.lower() for line in stderr.splitlines())
+    return [line for line in lowered if not line.lstrip().startswith("remote:")]
+
+
 def _classify(stderr: str) -> GitFailure | None:
-    """The named failure git's stderr shows, ``None`` when it is a plain fetch failure."""
+    """The named failure git's stderr (or an OSError's text) shows, ``None`` when it is a plain failure."""
     lowered = stderr.lower()
     if any(marker in lowered for marker in _AUTH_MARKERS):
         return GitFailure.AUTH_FAILED
     if any(marker in lowered for marker in _BRANCH_MARKERS):
         return GitFailure.BRANCH_NOT_FOUND
+    if any(marker in line for line in _local_lines(stderr) for marker in _STORAGE_MARKERS):
+        return GitFailure.STATE_DIR_NOT_WRITABLE
     return None
 
 
 def _looks_corrupt(stderr: str) -> bool:
-    local_lines = (line.lower() for line in stderr.splitlines() if not line.lstrip().lower().startswith("remote:"))
-    return any(marker in line for line in local_lines for marker in _CORRUPT_MARKERS)
+    return any(marker in line for line in _local_lines(stderr) for marker in _CORRUPT_MARKERS)
 
 
 def _walk(tree: Tree, prefix: str = "") -> Iterator[tuple[str, Blob]]:
@@ -183,7 +229,7 @@ class GitSource:
 
     ``path`` is the config directory inside the repository (``""`` for the root).
     ``timeout_seconds`` bounds each git network operation so a hung server cannot
-    wedge the engine's worker thread.
+    wedge the engine's worker thread; :meth:`abort` ends one at once.
     """
 
     def __init__(
@@ -202,6 +248,8 @@ class GitSource:
         self._repo_dir = self._state_dir / "repo"
         self._timeout = timeout_seconds
         self._lock = threading.Lock()
+        # Set once by abort() and never cleared: the daemon is shutting down.
+        self._aborted = threading.Event()
         self._repo: git.Repo | None = None
         self._head_sha: str | None = None
         # What poll() last looked at: commits are deduplicated by SHA, and commits
@@ -256,6 +304,7 @@ class GitSource:
         """
         with self._lock:
             sha = self._fetch_locked()
+            self._raise_if_aborted()
             if sha == self._seen_sha:
                 return None
             tree_id = self._with_reclone(lambda repo: self._config_tree(repo, sha).hexsha)
@@ -264,6 +313,8 @@ class GitSource:
                 self._seen_sha = sha
                 return None
             revision = self._with_reclone(lambda repo: self._read(repo, sha))
+            # An abort() that came while reading still wins: whoever aborted is shutting down.
+            self._raise_if_aborted()
             self._seen_sha = sha
             self._seen_tree = revision.config_tree
             self._log.info(
@@ -297,6 +348,19 @@ class GitSource:
                     f"commit {wanted!r} is not in the local clone of {self.url}", reason=GitFailure.READ_FAILED
                 )
             return self._with_reclone(lambda current: self._read(current, target))
+
+    def abort(self) -> None:
+        """End a :meth:`poll` or :meth:`fetch` running in another thread; it raises ``Aborted``.
+
+        Its git fetch or clone gets SIGTERM (git removes its lock files) within a fraction of
+        a second, SIGKILL if it has not exited 5 s later. The clone on disk is kept as it was,
+        never replaced. Final: every later poll or fetch raises ``Aborted`` at once, so one
+        that was about to start when the daemon began shutting down cannot hang either.
+        Safe from any thread, at any time; :meth:`read` of the local clone still works.
+        """
+        # Only an Event: the poll's own thread sees it and signals git (and logs), so this
+        # stays cheap and safe from wherever shutdown runs.
+        self._aborted.set()
 
     def close(self) -> None:
         """Stop gitpython's helper processes; the clone on disk stays for the next run."""
@@ -332,6 +396,7 @@ class GitSource:
         return f"+refs/heads/{self._branch}:{self._ref}"
 
     def _fetch_locked(self) -> str:
+        self._raise_if_aborted()
         repo = self._open()
         if repo is None:
             repo = self._clone()
@@ -364,7 +429,7 @@ class GitSource:
     def _git_fetch(self, repo: git.Repo) -> None:
         """``git fetch`` the branch; raise SourceError, or _CorruptClone when the clone is bad."""
         try:
-            repo.git.fetch("--no-tags", "origin", self._refspec, kill_after_timeout=self._timeout)
+            self._run_network(repo, "fetch", "--no-tags", "origin", self._refspec)
         except GitCommandError as error:
             stderr = _stderr_of(error)
             failure = _classify(stderr)
@@ -372,7 +437,72 @@ class GitSource:
                 raise _CorruptClone(stderr) from error
             raise self._error("git fetch", stderr, failure or GitFailure.FETCH_FAILED) from error
         except (GitError, OSError) as error:
-            raise self._error("git fetch", str(error), GitFailure.FETCH_FAILED) from error
+            raise self._error("git fetch", str(error), _classify(str(error)) or GitFailure.FETCH_FAILED) from error
+
+    def _raise_if_aborted(self) -> None:
+        if self._aborted.is_set():
+            raise SourceError(f"git source {self.url} was aborted (shutting down)", reason=GitFailure.ABORTED)
+
+    def _run_network(self, repo: git.Repo, *args: str) -> None:
+        """Run ``git args...`` in ``repo``, bounded by the timeout and cut short by :meth:`abort`.
+
+        Not gitpython's ``kill_after_timeout``: that cannot be triggered from another
+        thread, and it SIGKILLs, which leaves git's lock files behind. Raises
+        GitCommandError like gitpython (stderr is git's, or the timeout's message), and
+        SourceError ``Aborted`` when :meth:`abort` ended the command.
+        """
+        self._raise_if_aborted()
+        command = [str(git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"), *args]
+        # As gitpython builds it: English messages (the markers above match them), plus
+        # the repository's settings from _configure.
+        env = {**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **repo.git.environment()}
+        process = subprocess.Popen(
+            command,
+            cwd=repo.git_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            # Its own process group, so a signal also reaches git's helpers (git-remote-http, ssh).
+            process_group=0,
+        )
+        deadline = time.monotonic() + self._timeout
+        signalled_at: float | None = None
+        aborted = timed_out = killed = False
+        try:
+            while True:
+                try:
+                    _, stderr = process.communicate(timeout=_WAIT_SLICE_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                now = time.monotonic()
+                if signalled_at is None and (self._aborted.is_set() or now >= deadline):
+                    aborted = self._aborted.is_set()
+                    timed_out = not aborted
+                    _signal_group(process, signal.SIGTERM)
+                    signalled_at = now
+                elif signalled_at is not None and not killed and now - signalled_at >= _KILL_GRACE_SECONDS:
+                    _signal_group(process, signal.SIGKILL)
+                    killed = True
+        finally:
+            if process.returncode is None:  # only when an exception interrupted the wait
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+                for stream in (process.stdout, process.stderr):
+                    if stream is not None:
+                        stream.close()
+        if aborted:
+            self._log.info("git.aborted", command=args[0])
+            raise SourceError(
+                f"git {args[0]} of {self.url} (branch {self._branch!r}) was aborted (shutting down)",
+                reason=GitFailure.ABORTED,
+            )
+        if timed_out:
+            message = f'Timeout: the command "git {" ".join(args)}" did not complete in {self._timeout:g} secs.'
+            raise GitCommandError(command, process.returncode, message)
+        if process.returncode != 0:
+            raise GitCommandError(command, process.returncode, stderr.decode("utf-8", errors="replace").strip())
 
     def _clone(self) -> git.Repo:
         """Clone into a temporary dir and move it into place only once it is complete.
@@ -386,13 +516,14 @@ class GitSource:
             self._remove_leftovers()
             staging = Path(tempfile.mkdtemp(prefix=_TMP_PREFIXES[0], dir=self._state_dir))
         except OSError as error:
-            raise self._error("preparing the clone", str(error), GitFailure.CLONE_FAILED) from error
+            failure = _classify(str(error)) or GitFailure.CLONE_FAILED
+            raise self._error("preparing the clone", str(error), failure) from error
         self._log.info("git.cloning", dest=str(self._repo_dir))
         try:
             with git.Repo.init(staging, bare=True) as fresh:
                 self._configure(fresh)
                 try:
-                    fresh.git.fetch("--no-tags", "origin", self._refspec, kill_after_timeout=self._timeout)
+                    self._run_network(fresh, "fetch", "--no-tags", "origin", self._refspec)
                 except GitCommandError as error:
                     stderr = _stderr_of(error)
                     raise self._error("git clone", stderr, _classify(stderr) or GitFailure.CLONE_FAILED) from error
@@ -402,7 +533,7 @@ class GitSource:
             raise
         except (GitError, OSError) as error:
             shutil.rmtree(staging, ignore_errors=True)
-            raise self._error("git clone", str(error), GitFailure.CLONE_FAILED) from error
+            raise self._error("git clone", str(error), _classify(str(error)) or GitFailure.CLONE_FAILED) from error
         repo = self._open()
         if repo is None:  # pragma: no cover - we just moved a valid clone into place
             raise SourceError(f"clone of {self.url} vanished after cloning", reason=GitFailure.CLONE_FAILED)
@@ -430,18 +561,28 @@ class GitSource:
                 shutil.rmtree(entry, ignore_errors=True)
 
     def _open(self) -> git.Repo | None:
-        """The clone at ``repo_dir``; ``None`` if there is none or it is unusable."""
+        """The clone at ``repo_dir``; ``None`` if there is none or it is unusable.
+
+        Raises SourceError (not ``None``: a fresh clone would not help) when the clone
+        is fine but its config cannot be written.
+        """
         if self._repo is not None:
             return self._repo
         if not self._repo_dir.exists():
             return None
+        repo: git.Repo | None = None
         try:
             repo = git.Repo(self._repo_dir)
             if not repo.bare:
-                repo.close()
                 raise InvalidGitRepositoryError(f"{self._repo_dir} is not a bare repository")
             self._configure(repo)
+        except SourceError:
+            if repo is not None:
+                repo.close()
+            raise
         except (InvalidGitRepositoryError, NoSuchPathError, GitError, OSError, ValueError) as error:
+            if repo is not None:
+                repo.close()
             # Unusable: report it as absent so the caller clones afresh. The directory
             # stays until a new clone has succeeded and replaces it.
             self._log.warning("git.clone_corrupt", reason="CorruptClone", error=f"{type(error).__name__}: {error}")
@@ -450,10 +591,32 @@ class GitSource:
         return repo
 
     def _configure(self, repo: git.Repo) -> None:
+        """Set the environment git runs with and the remote URL.
+
+        Raises GitCommandError when the config cannot be read (a corrupt clone) and
+        SourceError ``StateDirNotWritable`` when it cannot be written.
+        """
         # Never wait for a password prompt: a daemon has nobody to type it.
-        repo.git.update_environment(GIT_TERMINAL_PROMPT="0", GCM_INTERACTIVE="never")
-        # Set every time: the URL may have changed since the clone was made.
-        repo.git.config("remote.origin.url", self._url)
+        repo.git.update_environment(
+            GIT_TERMINAL_PROMPT="0",
+            GCM_INTERACTIVE="never",
+            **{name: os.environ.get(name, default) for name, default in _HTTP_LOW_SPEED_DEFAULTS.items()},
+        )
+        try:
+            current = str(repo.git.config("--get", "remote.origin.url"))
+        except GitCommandError as error:
+            if error.status != 1:  # 1: not set; anything else: git cannot read the config
+                raise
+            current = None
+        # Written only when it differs (the URL may have changed since the clone was
+        # made): a write on every open fails on a full disk and blocks even reading.
+        if current != self._url:
+            try:
+                repo.git.config("remote.origin.url", self._url)
+            except GitCommandError as error:
+                # Nothing but the write failed: the clone is not corrupt, and a re-clone would fail too.
+                detail = _stderr_of(error) or str(error)
+                raise self._error("git config", detail, GitFailure.STATE_DIR_NOT_WRITABLE) from error
 
     def _close_repo(self) -> None:
         if self._repo is not None:
@@ -487,7 +650,7 @@ class GitSource:
             detail = detail.replace(password, "***")
         if len(detail) > _STDERR_LIMIT:
             detail = detail[:_STDERR_LIMIT] + "…"
-        event = "git.fetch_failed" if operation == "git fetch" else "git.clone_failed"
+        event = "git.clone_failed" if operation in {"git clone", "preparing the clone"} else "git.fetch_failed"
         self._log.warning(event, reason=str(failure), operation=operation, error=detail)
         return SourceError(
             f"{operation} of {self.url} (branch {self._branch!r}) failed: {detail or 'no detail from git'}",

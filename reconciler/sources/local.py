@@ -77,6 +77,9 @@ class LocalDirSource:
             message=f"working tree {self._root}",
         )
 
+    def abort(self) -> None:
+        """Nothing to cut short: reading a local directory does not wait on anyone."""
+
     def poll(self) -> Revision | None:
         """The directory's Revision if its content changed since the last poll, else ``None``."""
         revision = self.read()

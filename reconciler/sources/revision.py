@@ -94,3 +94,11 @@ class ConfigSource(Protocol):
     def poll(self) -> Revision | None:
         """The new revision if the config changed since the last poll, else ``None``."""
         ...
+
+    def abort(self) -> None:
+        """Cut short a :meth:`poll` running in another thread, for shutdown; that poll raises SourceError.
+
+        Safe to call at any time, from any thread. Final: later polls raise at once too, so an
+        abort that arrives just before a poll starts its network call is not missed.
+        """
+        ...

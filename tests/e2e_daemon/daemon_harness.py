@@ -146,6 +146,14 @@ class Daemon:
 
     def start(self) -> Daemon:
         """Start (or restart, on the same xDS port) and wait until the HTTP API answers."""
+        self.launch()
+        started = wait_for("the daemon's daemon.started log line", self._started_line, timeout=START_TIMEOUT)
+        self.xds_port = int(started["xds"].rpartition(":")[2])
+        self.http_port = int(started["http"].rpartition(":")[2])
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to come up (for daemons expected to refuse to start)."""
         assert self._process is None or self._process.poll() is not None, "already running"
         command = [
             *CLI,
@@ -170,10 +178,6 @@ class Daemon:
             self._process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=git_env(), cwd=REPO_ROOT
             )
-        started = wait_for("the daemon's daemon.started log line", self._started_line, timeout=START_TIMEOUT)
-        self.xds_port = int(started["xds"].rpartition(":")[2])
-        self.http_port = int(started["http"].rpartition(":")[2])
-        return self
 
     def _started_line(self) -> dict[str, Any] | None:
         process = self._process
@@ -195,6 +199,35 @@ class Daemon:
         assert process.poll() is None, "not running"
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
+
+    def signal_and_wait(self, signum: int, *, timeout: float) -> int:
+        """Send ``signum``; the exit status once the process ended. Fails (after a SIGKILL) past ``timeout``."""
+        process = self._process
+        assert process is not None, "never started"
+        process.send_signal(signum)
+        return self.wait_exit(timeout=timeout)
+
+    def wait_exit(self, *, timeout: float) -> int:
+        """The exit status once the process ended by itself; SIGKILL and fail past ``timeout``."""
+        process = self._process
+        assert process is not None, "never started"
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+            raise AssertionError(f"the daemon did not exit within {timeout:g} s:\n{self.log_tail()}") from None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "never started"
+        return self._process.pid
+
+    def log_since_start(self) -> str:
+        """What this run (since the last launch) wrote to the log, stderr included."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            return log.read().decode(errors="replace")
 
     def stop(self) -> int | None:
         """SIGTERM (graceful), SIGKILL after 10 s; the exit status, None if never started."""

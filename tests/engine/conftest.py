@@ -42,14 +42,24 @@ def state_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_engine(state_dir: Path) -> EngineFactory:
-    """``make_engine(source, cache)``: an Engine like the daemon builds, files shown under ``mesh/``."""
+    """``make_engine(source, cache)``: an Engine like the daemon builds, files shown under ``mesh/``.
 
-    def make(source: MemorySource, cache: SnapshotCache) -> Engine:
+    ``repo``, ``branch`` and ``path`` name the source as the daemon's flags would.
+    """
+
+    def make(
+        source: MemorySource,
+        cache: SnapshotCache,
+        *,
+        repo: str = "mem://mesh",
+        branch: str = "main",
+        path: str = "mesh",
+    ) -> Engine:
         return Engine(
             source=source,
             cache=cache,
             store=SqliteStateStore(state_dir),
-            status=EngineStatus(repo="mem://mesh", branch="main", path="mesh"),
+            status=EngineStatus(repo=repo, branch=branch, path=path),
             clock=TickingClock(),
             file_prefix="mesh/",
         )

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from reconciler.engine.reconcile import Engine
-from reconciler.engine.state import SqliteStateStore
+from reconciler.engine.state import SourceIdentity, SqliteStateStore
 from reconciler.errors import SourceError
 from reconciler.sources.revision import Revision, content_hash
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
@@ -59,6 +59,7 @@ class MemorySource:
         self._fetched: str | None = None
         self._count = 0
         self.polls = 0
+        self.aborts = 0
 
     @property
     def head_sha(self) -> str | None:
@@ -83,6 +84,9 @@ class MemorySource:
     def recover(self) -> None:
         self._failure = None
 
+    def abort(self) -> None:
+        self.aborts += 1
+
     def poll(self) -> Revision | None:
         self.polls += 1
         if self._failure is not None:
@@ -105,9 +109,9 @@ def watch_status_while_saving(monkeypatch: pytest.MonkeyPatch, engine: Engine) -
     seen: list[dict[str, Any]] = []
     real_save = SqliteStateStore.save_last_good
 
-    def watching_save(store: SqliteStateStore, revision: Revision) -> None:
+    def watching_save(store: SqliteStateStore, revision: Revision, *, source: SourceIdentity) -> None:
         seen.append(engine.status.to_json())
-        real_save(store, revision)
+        real_save(store, revision, source=source)
 
     monkeypatch.setattr(SqliteStateStore, "save_last_good", watching_save)
     return seen

@@ -1,14 +1,20 @@
-"""The daemon loop: transient failures retry soon, a refused commit waits for news."""
+"""The daemon loop: transient failures retry soon, a refused commit waits for news, a stop cuts a pass short."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from dataclasses import dataclass, field
 
 import pytest
+from memsource import EngineFactory, MemorySource, mesh_files
 
 from reconciler.engine.daemon import _loop, _Metrics
+from reconciler.engine.reconcile import Engine
 from reconciler.engine.status import EngineStatus, Reason
+from reconciler.errors import SourceError
+from reconciler.sources.revision import Revision
 from reconciler.xds.cache import SnapshotCache
 
 
@@ -28,7 +34,11 @@ class _FailingEngine:
 
 def _passes_within(reason: Reason, *, seconds: float, poll_interval: float) -> int:
     engine = _FailingEngine(reason)
+    _run_loop(engine, seconds=seconds, poll_interval=poll_interval)
+    return engine.passes
 
+
+def _run_loop(engine: _FailingEngine | Engine, *, seconds: float, poll_interval: float) -> None:
     async def scenario() -> None:
         stop = asyncio.Event()
         loop = asyncio.create_task(
@@ -38,6 +48,7 @@ def _passes_within(reason: Reason, *, seconds: float, poll_interval: float) -> i
                 wake=asyncio.Event(),
                 stop=stop,
                 poll_interval=poll_interval,
+                abort=lambda: None,
             )
         )
         await asyncio.sleep(seconds)
@@ -45,7 +56,6 @@ def _passes_within(reason: Reason, *, seconds: float, poll_interval: float) -> i
         await asyncio.wait_for(loop, timeout=5)
 
     asyncio.run(scenario())
-    return engine.passes
 
 
 @pytest.mark.parametrize("reason", [Reason.FETCH_FAILED, Reason.STATE_FAILED])
@@ -53,6 +63,123 @@ def test_a_transient_failure_is_retried_before_the_poll_interval(reason: Reason)
     assert _passes_within(reason, seconds=2.0, poll_interval=30.0) >= 2
 
 
-@pytest.mark.parametrize("reason", [Reason.VALIDATION_FAILED, Reason.TRANSLATION_FAILED])
+@pytest.mark.parametrize("reason", [Reason.VALIDATION_FAILED, Reason.TRANSLATION_FAILED, Reason.PATH_NOT_FOUND])
 def test_a_refused_commit_is_not_retried_before_the_poll_interval(reason: Reason) -> None:
     assert _passes_within(reason, seconds=2.0, poll_interval=30.0) == 1
+
+
+class _HungSource(MemorySource):
+    """A poll that hangs like a fetch from a silent remote, ended only by ``abort()`` (or ``release()``).
+
+    As the protocol allows, ``abort()`` before the poll has started does nothing; ``start_delay``
+    widens that window. With ``honours_abort=False`` the poll ignores abort altogether.
+    """
+
+    def __init__(self, *, start_delay: float = 0.0, honours_abort: bool = True) -> None:
+        super().__init__()
+        self._start_delay = start_delay
+        self._honours_abort = honours_abort
+        self._running = threading.Event()
+        self._released = threading.Event()
+        self.returned = threading.Event()
+
+    def abort(self) -> None:
+        super().abort()
+        if self._honours_abort and self._running.is_set():
+            self._released.set()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def wait_running(self) -> bool:
+        return self._running.wait(timeout=5)
+
+    def poll(self) -> Revision | None:
+        time.sleep(self._start_delay)
+        self._running.set()
+        try:
+            self._released.wait(timeout=30)  # bounded: a broken test must not hang the run
+            raise SourceError("git fetch was terminated", reason="Aborted")
+        finally:
+            self.returned.set()
+
+
+def _stop_during_a_pass(
+    source: _HungSource, make_engine: EngineFactory, *, stop_after: float, abort_grace: float
+) -> tuple[float, bool]:
+    """Run the loop on ``source``, set stop ``stop_after`` seconds in.
+
+    Returns how long the loop took to end after that, and whether the poll had returned by then.
+    """
+    source.commit(mesh_files(), "mesh")
+    engine = make_engine(source, SnapshotCache())
+
+    async def scenario() -> tuple[float, bool]:
+        stop = asyncio.Event()
+        loop = asyncio.create_task(
+            _loop(
+                engine=engine,
+                metrics=_Metrics(cache=SnapshotCache()),
+                wake=asyncio.Event(),
+                stop=stop,
+                poll_interval=60.0,
+                abort=source.abort,
+                abort_grace=abort_grace,
+            )
+        )
+        await asyncio.sleep(stop_after)
+        stopped_at = time.monotonic()
+        stop.set()
+        try:
+            await asyncio.wait_for(loop, timeout=abort_grace + 5)
+            return time.monotonic() - stopped_at, source.returned.is_set()
+        finally:
+            source.release()  # asyncio.run waits for the worker thread; never leave it hanging
+
+    return asyncio.run(scenario())
+
+
+def test_a_stop_during_a_hung_poll_aborts_the_source_and_ends_the_loop_at_once(make_engine: EngineFactory) -> None:
+    source = _HungSource()
+
+    took, poll_returned = _stop_during_a_pass(source, make_engine, stop_after=0.3, abort_grace=30.0)
+
+    assert source.wait_running()
+    assert source.aborts >= 1
+    assert poll_returned  # the worker thread was freed by abort, not by the test's release
+    assert took < 3.0
+
+
+def test_a_stop_just_before_the_poll_starts_still_aborts_it(make_engine: EngineFactory) -> None:
+    # The first abort() lands while no poll is running and is a no-op: the loop must keep aborting.
+    source = _HungSource(start_delay=0.5)
+
+    took, poll_returned = _stop_during_a_pass(source, make_engine, stop_after=0.05, abort_grace=30.0)
+
+    assert source.aborts >= 2
+    assert poll_returned
+    assert took < 3.0
+
+
+def test_a_poll_that_ignores_abort_is_abandoned_after_the_grace_period(make_engine: EngineFactory) -> None:
+    source = _HungSource(honours_abort=False)
+
+    took, poll_returned = _stop_during_a_pass(source, make_engine, stop_after=0.3, abort_grace=1.0)
+
+    assert source.aborts >= 2  # repeated through the grace period
+    assert not poll_returned
+    assert 1.0 <= took < 3.0
+
+
+def test_a_head_without_the_config_directory_is_not_fetched_again_before_the_poll_interval(
+    make_engine: EngineFactory,
+) -> None:
+    source = MemorySource()
+    source.commit(mesh_files(), "good")
+    source.fail_with("config path 'mesh' is not a directory at commit 0123456789ab", reason="PathNotFound")
+    engine = make_engine(source, SnapshotCache())
+
+    _run_loop(engine, seconds=2.0, poll_interval=30.0)
+
+    assert engine.status.reason is Reason.PATH_NOT_FOUND
+    assert source.polls == 1

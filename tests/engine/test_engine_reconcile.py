@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from gitrepo import GitRemote
 from memsource import GATEWAY, EngineFactory, MemorySource, line_of, mesh_files, watch_status_while_saving
 
 from reconciler.engine import reconcile as reconcile_module
 from reconciler.engine.reconcile import Engine
-from reconciler.engine.state import SqliteStateStore
-from reconciler.engine.status import Reason
+from reconciler.engine.state import SourceIdentity, SqliteStateStore
+from reconciler.engine.status import EngineStatus, Reason
+from reconciler.sources.git import GitSource
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds.cache import ProxyConnection, SnapshotCache
 
@@ -57,8 +62,9 @@ def test_a_valid_revision_is_published_to_connected_proxies_and_saved_as_last_go
     assert served_version(cache) is not None
     stored = SqliteStateStore(state_dir).load_last_good()
     assert stored is not None
-    assert stored.sha == revision.sha
-    assert dict(stored.files) == dict(revision.files)
+    assert stored.revision.sha == revision.sha
+    assert dict(stored.revision.files) == dict(revision.files)
+    assert stored.source == SourceIdentity(repo="mem://mesh", branch="main", path="mesh")
 
 
 def test_a_new_valid_revision_replaces_the_served_snapshot(
@@ -105,7 +111,7 @@ def test_an_invalid_revision_is_refused_and_the_last_good_snapshot_keeps_serving
     ]
     stored = SqliteStateStore(state_dir).load_last_good()
     assert stored is not None
-    assert stored.sha == good.sha
+    assert stored.revision.sha == good.sha
 
 
 def test_a_refused_head_stays_reported_while_no_new_commit_arrives(
@@ -161,7 +167,7 @@ def test_reverting_to_the_served_config_clears_the_error_and_keeps_the_snapshot(
     assert served_version(cache) == good_version
     stored = SqliteStateStore(state_dir).load_last_good()
     assert stored is not None
-    assert stored.sha == revert.sha
+    assert stored.revision.sha == revert.sha
 
 
 def test_a_valid_commit_after_a_refused_one_is_applied(
@@ -386,3 +392,59 @@ def test_a_clean_config_has_no_warnings_in_status(source: MemorySource, make_eng
     run(engine.reconcile(trigger="test"))
 
     assert engine.status.to_json()["warnings"] == []
+
+
+def test_a_head_without_the_config_directory_is_refused_not_reported_as_a_fetch_failure(
+    source: MemorySource, make_engine: EngineFactory, run: Run
+) -> None:
+    engine, cache = gateway_engine(make_engine, source)
+    good = source.commit(mesh_files(), "good")
+    run(engine.reconcile(trigger="test"))
+    version = served_version(cache)
+    source.fail_with("config path 'mesh' is not a directory at commit 0123456789ab", reason="PathNotFound")
+
+    assert run(engine.reconcile(trigger="poll")) is False
+
+    status = engine.status.to_json()
+    assert status["reason"] == Reason.PATH_NOT_FOUND == "PathNotFound"
+    assert status["lastError"]["reason"] == "PathNotFound"
+    assert "is not a directory" in status["lastError"]["message"]
+    assert f"still serving revision {good.sha[:12]}" in status["lastError"]["message"]
+    assert status["served"]["sha"] == good.sha
+    assert status["ready"] is True
+    assert served_version(cache) == version
+
+
+@pytest.mark.git
+def test_a_commit_that_removes_the_config_directory_is_refused_with_its_sha_and_a_revert_is_served_again(
+    tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    remote = GitRemote.create(tmp_path / "upstream")
+    files = {f"mesh/{name}": content.decode() for name, content in mesh_files().items()}
+    good = remote.commit(files, "mesh config")
+    with GitSource(url=remote.url, branch="main", path="mesh", state_dir=tmp_path / "state") as git_source:
+        engine = Engine(
+            source=git_source,
+            cache=SnapshotCache(),
+            store=SqliteStateStore(tmp_path / "state"),
+            status=EngineStatus(repo=remote.url, branch="main", path="mesh"),
+            clock=lambda: datetime(2025, 6, 1, tzinfo=UTC),
+            file_prefix="mesh/",
+        )
+        assert run(engine.reconcile(trigger="start")) is True
+        removed = remote.commit(dict.fromkeys(files), "move the config elsewhere")
+
+        assert run(engine.reconcile(trigger="poll")) is False
+
+        assert engine.status.reason is Reason.PATH_NOT_FOUND
+        assert engine.status.last_error is not None
+        assert engine.status.last_error.sha == removed
+        assert engine.status.head_sha == removed
+        assert engine.status.served is not None
+        assert engine.status.served.sha == good
+
+        remote.revert(removed)
+        assert run(engine.reconcile(trigger="poll")) is True
+        assert engine.status.last_error is None
