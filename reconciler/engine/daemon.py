@@ -35,7 +35,7 @@ from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import EngineStatus, Reason
 from reconciler.errors import ReconcilerError, StateError, UsageError
 from reconciler.sources.backoff import Backoff
-from reconciler.sources.git import GitSource
+from reconciler.sources.git import GitSource, redact_url
 from reconciler.sources.local import LocalDirSource, LocalWatch
 from reconciler.sources.revision import ConfigSource
 from reconciler.sources.webhook import PushEvent
@@ -118,7 +118,7 @@ def _make_source(settings: DaemonSettings) -> tuple[ConfigSource, str, str]:
     prefix = f"{settings.path.strip('/')}/" if settings.path.strip("/") else ""
     if settings.repo is not None:
         source = GitSource(url=settings.repo, branch=settings.branch, path=settings.path, state_dir=settings.state_dir)
-        return source, settings.repo, prefix
+        return source, redact_url(settings.repo), prefix  # status and logs never show a token
     if settings.repo_dir is not None:
         root = settings.repo_dir / settings.path if settings.path else settings.repo_dir
         if not root.is_dir():

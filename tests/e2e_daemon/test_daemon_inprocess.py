@@ -95,3 +95,23 @@ def test_run_daemon_serves_a_directory_from_a_worker_thread_and_stops_when_cance
         )
         assert status["reason"] == "Applied"
         assert status["generation"] == 2
+
+
+def test_a_token_in_the_repo_url_never_shows_in_status(tmp_path: Path) -> None:
+    token = "ghp_s3cretT0ken"
+    settings = DaemonSettings(
+        state_dir=tmp_path / "state",
+        repo=f"http://reconciler:{token}@127.0.0.1:9/mesh.git",  # port 9: refused at once
+        poll_interval=60.0,
+        xds_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+    )
+
+    with daemon_thread(settings) as (_, http_port):
+        status = wait_for(
+            "the first fetch to fail",
+            lambda: (s := get(f"http://127.0.0.1:{http_port}/api/v1/status"))["lastError"] and s,
+        )
+
+    assert status["repo"] == "http://reconciler:***@127.0.0.1:9/mesh.git"
+    assert token not in json.dumps(status)
