@@ -25,6 +25,7 @@ from reconciler.engine.state import SourceIdentity, StateStore
 from reconciler.engine.status import EngineStatus, Reason, RevisionInfo, SyncError
 from reconciler.errors import SourceError, StateError, TranslationError
 from reconciler.loader import DecodeCache, LoadResult, load_files
+from reconciler.sources.git import GitFailure
 from reconciler.sources.revision import ConfigSource, Revision
 from reconciler.translate import build_registry
 from reconciler.translate.proxy import ProxyIdentity
@@ -113,6 +114,10 @@ class Engine:
         try:
             revision = await asyncio.to_thread(self._source.poll)
         except Exception as error:
+            if isinstance(error, SourceError) and error.reason == GitFailure.ABORTED:
+                # The daemon is stopping: not a failure of the source, so status keeps the last real outcome.
+                log.info("engine.pass_aborted", sha=self.status.head_sha)
+                return False
             self.status.head_sha = self._source.head_sha or self.status.head_sha
             if isinstance(error, SourceError) and error.reason == Reason.PATH_NOT_FOUND:  # the sources' same name
                 # The head commit has no config directory: a refusal of that commit, not a failed fetch,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 from gitrepo import GitRemote
 from memsource import GATEWAY, EngineFactory, MemorySource, line_of, mesh_files, watch_status_while_saving
 
@@ -212,6 +213,23 @@ def test_a_fetch_failure_keeps_serving_and_is_reported_as_fetch_failed_until_git
     assert run(engine.reconcile(trigger="poll")) is True
     assert engine.status.reason is Reason.UP_TO_DATE
     assert engine.status.last_error is None
+
+
+def test_a_pass_cut_short_by_shutdown_is_not_reported_as_a_failure(
+    source: MemorySource, make_engine: EngineFactory, run: Run
+) -> None:
+    engine = make_engine(source, SnapshotCache())
+    source.commit(mesh_files(), "good")
+    run(engine.reconcile(trigger="test"))
+    before = engine.status.to_json()
+
+    source.fail_with("git source was aborted (shutting down)", reason="Aborted")
+    with structlog.testing.capture_logs() as logs:
+        assert run(engine.reconcile(trigger="poll")) is False
+
+    after = engine.status.to_json()
+    assert (after["reason"], after["lastError"]) == (before["reason"], None)
+    assert [entry["event"] for entry in logs if entry["event"].startswith("engine.")] == ["engine.pass_aborted"]
 
 
 def test_a_first_revision_that_is_invalid_serves_nothing_and_is_not_ready(
