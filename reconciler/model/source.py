@@ -68,10 +68,11 @@ def child_path(path: str, key: str) -> str:
 
 def parent_path(path: str) -> str:
     """The path one level up: ``spec.http[1].route`` → ``spec.http[1]`` → ``spec.http`` → ``spec``."""
-    if path.endswith('"]'):
-        return path[: path.rindex('["')]
+    # rfind, not rindex: a path this module did not write (a bare "]") has no parent, not an error.
+    if path.endswith('"]') and (start := path.rfind('["')) >= 0:
+        return path[:start]
     if path.endswith("]"):
-        return path[: path.rindex("[")]
+        return path[: max(path.rfind("["), 0)]
     return path.rpartition(".")[0]
 
 

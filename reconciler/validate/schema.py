@@ -398,7 +398,11 @@ def decode_resource(
     meta = _decode_metadata(decoder, metadata, default_namespace)
     for key in data:
         if key not in {"apiVersion", "kind", "metadata", "spec", "status"}:
-            decoder.report(str(key), f"unknown top-level field {key!r}", hint="only apiVersion, kind, metadata, spec")
+            decoder.report(
+                child_path("", str(key)),
+                f"unknown top-level field {key!r}",
+                hint="only apiVersion, kind, metadata, spec",
+            )
     spec = decoder.object(SPEC_TYPES[kind], data.get("spec", {}) or {}, "spec")
     if meta is None or spec is _INVALID or any(f.severity is Severity.ERROR for f in decoder.findings):
         return None, decoder.findings

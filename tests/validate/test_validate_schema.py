@@ -200,6 +200,16 @@ CASES = {
         message="unknown top-level field 'specs'",
         hint="only apiVersion, kind, metadata, spec",
     ),
+    # A key that is not a plain name is quoted in the path; its line was once looked up by a path that crashed.
+    "unknown top-level field named like a path": Case(
+        route() + "VALUE: {}\n",
+        good=("status",),
+        bad="']'",
+        marker="']': {}",
+        path='["]"]',
+        message="unknown top-level field ']'",
+        hint="only apiVersion, kind, metadata, spec",
+    ),
     "unknown field": Case(
         route("  VALUE: 5s"),
         good=("timeout",),
