@@ -189,7 +189,9 @@ class SqliteStateStore:
                 *(_storable(text) for text in (revision.sha, revision.config_tree, revision.message, revision.author)),
                 committed,
                 files,
-                *(_storable(text) for text in (source.repo, source.branch, source.path)),
+                source.repo,  # already storable: SourceIdentity.of made it so
+                source.branch,
+                source.path,
             )
             with contextlib.closing(self._connect()) as db, db:
                 db.execute(
