@@ -289,8 +289,8 @@ class GitSource:
         """Clone if needed, fetch the branch and return its head SHA.
 
         Raises :class:`SourceError` with reason ``CloneFailed`` (no usable clone and the
-        first clone failed), ``FetchFailed``, ``AuthFailed`` or ``BranchNotFound``.
-        The existing clone is left in place on every failure.
+        first clone failed), ``FetchFailed``, ``AuthFailed``, ``BranchNotFound``,
+        ``StateDirNotWritable`` or ``Aborted``. The existing clone is left in place on every failure.
         """
         with self._lock:
             return self._fetch_locked()
