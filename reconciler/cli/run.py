@@ -28,7 +28,9 @@ endpoints, listeners, routes); an invalid one is refused and the last good revis
 keeps serving. `git revert` is just a new revision and takes effect as fast.
 
 The last good revision is kept in --state-dir and served at once after a restart,
-before git is reachable, with the same versions: proxies see no change.
+before git is reachable, with the same versions: proxies see no change (only if it came
+from the same --repo, --branch and --path). One daemon per --state-dir: a second one
+exits at once. SIGTERM or Ctrl-C stops within seconds, even during a hung git fetch.
 
 Examples:
   reconciler run --repo https://git.example.com/platform/mesh.git --path mesh
