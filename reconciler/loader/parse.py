@@ -11,7 +11,9 @@ hostile file could use to take the process down are refused instead of built:
 * nesting deeper than :data:`MAX_DEPTH`: libyaml's own composer recurses in C and
   a 60 KB line of ``- - - …`` overflows its stack, and its scanner slows down
   quadratically with ``[[[…`` depth. The file is refused like malformed YAML and
-  parsing stops at that event.
+  parsing stops at that event. Newer libyaml builds refuse deep nesting in their
+  scanner, ahead of the events this module sees; such an error is re-checked with
+  the pure-Python parser, so the finding is ours whatever the library says first.
 """
 
 from __future__ import annotations
@@ -85,11 +87,14 @@ def parse_yaml(
         _build(loader, file, default_namespace, documents, findings)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        error_line = mark.line + 1 if mark else 1
+        deep_line = _too_deep_before(text, error_line)
+        if deep_line is not None:
+            return [], [*findings, _too_deep(file, deep_line)]
         problem = getattr(error, "problem", None) or str(error)
-        return [], [*findings, _malformed(f"malformed YAML: {problem}", file, mark.line + 1 if mark else 1)]
+        return [], [*findings, _malformed(f"malformed YAML: {problem}", file, error_line)]
     except _TooDeep as error:
-        message = f"malformed YAML: mappings and lists nested more than {MAX_DEPTH} levels deep"
-        return [], [*findings, _malformed(message, file, error.line)]
+        return [], [*findings, _too_deep(file, error.line)]
     finally:
         loader.dispose()
     if not documents and not findings:
@@ -104,6 +109,36 @@ def parse_yaml(
             )
         )
     return documents, findings
+
+
+def _too_deep_before(text: str, error_line: int) -> int | None:
+    """The line where nesting first passes :data:`MAX_DEPTH` in the lines up to ``error_line``, if it does.
+
+    The pure-Python parser has no nesting limit of its own and reads events one token at a
+    time, so it reaches our limit before any library limit; it runs only on the error path.
+    """
+    end = 0
+    for _ in range(error_line):
+        end = text.find("\n", end) + 1
+        if end == 0:
+            end = len(text)
+            break
+    depth = 0
+    try:
+        for event in yaml.parse(text[:end], Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return event.start_mark.line + 1 if event.start_mark else error_line
+            elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return None
+    return None
+
+
+def _too_deep(file: str, line: int) -> Finding:
+    return _malformed(f"malformed YAML: mappings and lists nested more than {MAX_DEPTH} levels deep", file, line)
 
 
 def _build(
