@@ -1,16 +1,26 @@
-# Two entry points for people: `make demo` and `make test`. Both build their own .venv first.
+# Two entry points for people: `make demo` and `make test`. Both build their own .venv first,
+# from requirements.lock: exact versions with hashes, so every machine gets what CI tested.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOCK   := requirements.lock
 
-.PHONY: demo test lint typecheck layers unit bench clean
+.PHONY: demo test lint typecheck layers unit bench lock clean
 
-$(STAMP): pyproject.toml
+# The package itself is installed editable, without build isolation: its build backend comes from the lock too.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Refresh the lock after changing dependencies in pyproject.toml (versions already locked are kept
+# where they still fit; `make lock UPGRADE=1` moves everything to the newest allowed). Python 3.11,
+# every platform (Linux x86_64 and aarch64 included), hashes for every file.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --generate-hashes \
+		--custom-compile-command "make lock" --quiet $(if $(UPGRADE),--upgrade) -o $(LOCK)
 
 demo: $(STAMP)
 	$(BIN)/python -m reconciler.demo
