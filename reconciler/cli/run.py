@@ -27,6 +27,11 @@ A valid revision is translated and pushed to every connected proxy (clusters, th
 endpoints, listeners, routes); an invalid one is refused and the last good revision
 keeps serving. `git revert` is just a new revision and takes effect as fast.
 
+Envoy's word is final: a revision any proxy NACKs is refused too (status Rejected,
+with Envoy's reason and the file:line it came from) and the last revision every proxy
+ACKed is served again, so all proxies run one config (--no-rollback-on-nack keeps the
+rejected one). Only a revision every connected proxy ACKed is kept as last good.
+
 The last good revision is kept in --state-dir and served at once after a restart,
 before git is reachable, with the same versions: proxies see no change (only if it came
 from the same --repo, --branch and --path). One daemon per --state-dir: a second one
@@ -72,6 +77,12 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--namespace", default="default", help="namespace for resources that name none")
     parser.add_argument("--log-format", choices=["json", "console"], default="json", help="log output (default json)")
+    parser.add_argument(
+        "--no-rollback-on-nack",
+        dest="rollback_on_nack",
+        action="store_false",
+        help="when a proxy NACKs a revision, keep serving it instead of the last revision every proxy ACKed",
+    )
 
 
 def register(commands: Any) -> None:
@@ -138,7 +149,12 @@ def _serve(args: argparse.Namespace) -> int:
 def _common(args: argparse.Namespace) -> dict[str, Any]:
     parse_address(args.xds_address, what="--xds-address", allow_port_zero=True)
     parse_address(args.http_address, what="--http-address", allow_port_zero=True)
-    return {"xds_address": args.xds_address, "http_address": args.http_address, "namespace": args.namespace}
+    return {
+        "xds_address": args.xds_address,
+        "http_address": args.http_address,
+        "namespace": args.namespace,
+        "rollback_on_nack": args.rollback_on_nack,
+    }
 
 
 def _start(settings: DaemonSettings, log_format: str) -> int:

@@ -26,7 +26,9 @@ table below: both versions and, for a NACK, Envoy's message.
 
 Exit code: 0 when the head is served and every connected proxy runs it (or none is
 connected); 1 when the head is refused or not yet served (including while git cannot be
-fetched), a proxy NACKED, or a proxy is still behind the served revision after --grace.
+fetched, and Rejected: a proxy NACKed it and the daemon went back to the last revision
+every proxy ACKed), a proxy NACKED, or a proxy is still behind the served revision after
+--grace.
 
 Examples:
   reconciler status

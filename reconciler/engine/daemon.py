@@ -62,6 +62,8 @@ class DaemonSettings:
     webhook_secret: bytes | None = None
     watch: bool = False
     namespace: str = "default"
+    #: A revision a proxy NACKs is replaced by the last one every proxy ACKed (off: it keeps being served).
+    rollback_on_nack: bool = True
 
 
 def parse_address(text: str, *, what: str, allow_port_zero: bool = False) -> tuple[str, int]:
@@ -206,6 +208,7 @@ async def _run_locked(settings: DaemonSettings, *, ready: Callable[[int, int], N
         clock=_utc_now,
         default_namespace=settings.namespace,
         file_prefix=prefix,
+        rollback_on_nack=settings.rollback_on_nack,
     )
     if engine.restore():
         log.info("daemon.serving_stored_revision", sha=status.served.sha[:12] if status.served else None)

@@ -10,12 +10,20 @@ threads so the loop serving every ADS stream never stalls.
 "Synced" means Envoy accepted it: every connected proxy (at least one) has ACKed
 the served generation in full. It is derived from the cache's ACK events, never
 from a timer.
+
+Envoy's word is final: a revision any proxy NACKs before it is synced is refused
+(``Rejected``) and the last revision every proxy ACKed is published again, so all
+proxies run one config. The store therefore holds the last synced revision, or the
+last published one while no proxy is connected to ACK it; a rejection rewrites it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
@@ -23,13 +31,15 @@ import structlog
 from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.engine.state import SourceIdentity, StateStore
 from reconciler.engine.status import EngineStatus, Reason, RevisionInfo, SyncError
-from reconciler.errors import SourceError, StateError, TranslationError
+from reconciler.errors import ReconcilerError, SourceError, StateError, TranslationError
 from reconciler.loader import DecodeCache, LoadResult, load_files
 from reconciler.sources.git import GitFailure
 from reconciler.sources.revision import ConfigSource, Revision
 from reconciler.translate import build_registry
+from reconciler.translate.provenance import producers_of
 from reconciler.translate.proxy import ProxyIdentity
-from reconciler.validate.findings import Finding, Severity
+from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from reconciler.validate.findings import Code, Finding, Severity
 from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
 
 __all__ = ["Engine"]
@@ -38,6 +48,16 @@ log = structlog.get_logger("reconciler.engine")
 
 #: Proxies may connect while a revision is being translated; translate their shapes too, a few rounds at most.
 _LATE_PROXY_ROUNDS = 3
+
+_TYPE_NAMES = {CLUSTER: "CDS", ENDPOINT: "EDS", LISTENER: "LDS", ROUTE: "RDS"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Published:
+    """A revision and the snapshots published for it: what a rollback publishes again."""
+
+    revision: Revision
+    snapshots: ConfigSnapshots
 
 
 class Engine:
@@ -53,6 +73,7 @@ class Engine:
         clock: Callable[[], datetime],
         default_namespace: str = "default",
         file_prefix: str = "",
+        rollback_on_nack: bool = True,
     ) -> None:
         self._source = source
         self._cache = cache
@@ -68,6 +89,12 @@ class Engine:
         # The validation/translation failure of the source's current head, until a new head replaces it.
         self._head_rejection: SyncError | None = None
         self._synced_check_pending = False
+        self._rollback_on_nack = rollback_on_nack
+        self._current: _Published | None = None
+        # The last revision every connected proxy ACKed in full: what a NACKed revision is rolled back to.
+        self._acked: _Published | None = None
+        # One writer thread: saves land in the order they were asked for (a rollback after the save it undoes).
+        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-save")
         cache.add_listener(self._on_xds_event)
 
     def restore(self) -> bool:
@@ -155,21 +182,42 @@ class Engine:
     async def _adopt(self, revision: Revision, *, head: str | None) -> None:
         """A new commit whose config equals what is served (e.g. a revert of a rejected commit)."""
         self._head_rejection = None
-        await asyncio.to_thread(self._save, revision)
+        current = self._current
+        if current is not None:
+            adopted = _Published(revision, current.snapshots)
+            self._acked = adopted if self._acked == current else self._acked
+            self._current = adopted
+        if self._acked == self._current or not self._cache.proxies():
+            await self._persist(revision)
         # No await from here on: a status reader sees head, served revision, error and reason change together.
         self.status.head_sha = head
         self.status.served = RevisionInfo.of(revision)
         self.status.last_error = None
         self._succeed(Reason.UP_TO_DATE, f"revision {revision.short_sha} has the served config")
 
-    def _save(self, revision: Revision) -> None:
-        # Serving the new revision is right; only restart-resume is at risk. Say so loudly, never stop.
+    def _persist(self, revision: Revision | None) -> asyncio.Future[None]:
+        """Save ``revision`` as last good (None: forget the stored one) on the writer thread."""
+        return asyncio.get_running_loop().run_in_executor(self._saver, self._save, revision)
+
+    def _persist_soon(self, revision: Revision | None) -> None:
+        """:meth:`_persist` from an event callback; driven without a loop (tools, tests), save now."""
         try:
-            self._store.save_last_good(revision, source=self._identity)
+            self._persist(revision)
+        except RuntimeError:
+            self._save(revision)
+
+    def _save(self, revision: Revision | None) -> None:
+        # Serving the new revision is right; only restart-resume is at risk. Say so loudly, never stop.
+        sha = revision.short_sha if revision is not None else None
+        try:
+            if revision is None:
+                self._store.forget_last_good()
+            else:
+                self._store.save_last_good(revision, source=self._identity)
         except StateError as error:
-            log.error("engine.state_save_failed", sha=revision.short_sha, error=str(error))
+            log.error("engine.state_save_failed", sha=sha, error=str(error))
         except Exception as error:
-            log.error("engine.state_save_failed", sha=revision.short_sha, error=repr(error), exc_info=error)
+            log.error("engine.state_save_failed", sha=sha, error=repr(error), exc_info=error)
 
     def _restore_now(self, revision: Revision) -> bool:
         """Load, translate and publish the stored revision on the calling thread: nothing serves yet."""
@@ -200,8 +248,10 @@ class Engine:
         else:
             published = self._publish_guarded(revision, prepared, reason=Reason.APPLIED)
         self.status.head_sha = head  # in the same step as the outcome it belongs to
-        if published:
-            await asyncio.to_thread(self._save, revision)
+        if published and not self._cache.proxies():
+            # No proxy to ACK it (today's behaviour): good as far as anyone can tell. With proxies,
+            # it is saved once every one ACKed it (_update_synced).
+            await self._persist(revision)
         return published
 
     def _prepare(self, revision: Revision, proxies: tuple[ProxyIdentity, ...]) -> LoadResult | ConfigSnapshots:
@@ -257,6 +307,8 @@ class Engine:
         generation = self._cache.publish(prepared)
         self._head_rejection = None
         now = self._clock()
+        self._current = _Published(revision, prepared)
+        self.status.served_rejected = False
         self._served_tree = revision.config_tree
         self.status.served = RevisionInfo.of(revision)
         self.status.served_since = now
@@ -270,6 +322,13 @@ class Engine:
         return True
 
     def _on_xds_event(self, event: XdsEvent) -> None:
+        if event.kind is EventKind.NACK:
+            try:
+                # After the stream has finished handling the NACK: a rollback publishes to every stream.
+                asyncio.get_running_loop().call_soon(self._on_nack, event)
+            except RuntimeError:
+                self._on_nack(event)
+            return
         if event.kind not in (EventKind.SNAPSHOT_ACKED, EventKind.CONNECT, EventKind.DISCONNECT):
             return
         try:
@@ -293,7 +352,81 @@ class Engine:
             # The sha makes the log a per-revision record of when every proxy accepted it.
             served = self.status.served
             log.info("engine.synced", sha=served.sha[:12] if served else None, generation=generation)
+            current = self._current
+            if current is not None and current != self._acked and not self.status.served_rejected:
+                self._acked = current
+                self._persist_soon(current.revision)
         self.status.synced = synced
+
+    def _on_nack(self, event: XdsEvent) -> None:
+        """A proxy rejected part of a snapshot: refuse the revision, unless it is not (or no longer) the point."""
+        current = self._current
+        if current is None or event.generation != self.status.generation or self.status.served_rejected:
+            # About a generation no longer served (a rollback or a newer revision replaced it), or already refused.
+            return
+        kind = _TYPE_NAMES.get(event.type_url, event.type_url)
+        if current == self._acked:
+            # Every proxy ACKed it before: one that joined later rejects it (its host, its Envoy). Rolling the
+            # others back would not help it; status shows its NACK and `reconciler status` fails.
+            log.warning(
+                "engine.nack_of_synced_revision",
+                sha=current.revision.short_sha,
+                node_id=event.node_id,
+                type=kind,
+                message=event.message,
+            )
+            return
+        rejected = current.revision
+        what = f"proxy {event.node_id} rejected the {kind} of revision {rejected.short_sha}: {event.message}"
+        target = self._acked if self._rollback_on_nack else None
+        if target is not None and self._publish_guarded(target.revision, target.snapshots, reason=Reason.REJECTED):
+            outcome = f"serving revision {target.revision.short_sha} again, the last one every proxy ACKed"
+        else:
+            self.status.served_rejected = True
+            outcome = (
+                "still serving it (--no-rollback-on-nack)"
+                if not self._rollback_on_nack
+                else "still serving it: no revision was ACKed by every proxy before"
+            )
+        self._head_rejection = self._fail(
+            Reason.REJECTED,
+            f"{what}; {outcome}",
+            sha=rejected.sha,
+            findings=self._nack_findings(current, event),
+        )
+        # The store may hold the rejected revision (saved while no proxy was connected): never restore it as good.
+        self._persist_soon(self._acked.revision if self._acked is not None else None)
+
+    def _nack_findings(self, rejected: _Published, event: XdsEvent) -> tuple[Finding, ...]:
+        """Each Istio resource that made an Envoy resource named in the NACK, at its file:line."""
+        proxy = next((p for p in self._cache.proxies() if p.node_id == event.node_id), None)
+        if proxy is None:
+            return ()
+        try:
+            snapshot = rejected.snapshots.snapshot_for(proxy)
+        except ReconcilerError:
+            return ()
+        kind = _TYPE_NAMES.get(event.type_url, event.type_url)
+        findings = []
+        for name in snapshot.resources(event.type_url):
+            if not _mentions(event.message, name):
+                continue
+            for producer in producers_of(rejected.snapshots.config, type_url=event.type_url, name=name):
+                resource = producer.resource
+                findings.append(
+                    Finding(
+                        code=Code.ENVOY_REJECTED,
+                        severity=Severity.ERROR,
+                        message=f"proxy {event.node_id} rejected {kind} {name}: {event.message}",
+                        file=resource.source.file,
+                        line=producer.line,
+                        path=producer.path,
+                        kind=resource.kind.value,
+                        namespace=resource.namespace,
+                        name=resource.name,
+                    )
+                )
+        return tuple(findings)
 
     def _served_label(self) -> str:
         return f"revision {self.status.served.sha[:12]}" if self.status.served else "nothing (no good revision yet)"
@@ -316,6 +449,11 @@ class Engine:
 
 #: Error findings one log line lists; a commit with thousands of them must not make a giant line.
 _LOGGED_FINDINGS = 20
+
+
+def _mentions(message: str, name: str) -> bool:
+    """Whether ``message`` names ``name`` as a whole (``0.0.0.0_80`` is not in ``0.0.0.0_8080``)."""
+    return re.search(rf"(?<![\w.|-]){re.escape(name)}(?![\w.|-])", message) is not None
 
 
 def _logged(findings: tuple[Finding, ...]) -> list[str]:

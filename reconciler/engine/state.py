@@ -100,11 +100,13 @@ class StoredRevision:
 
 
 class StateStore(Protocol):
-    """Where the engine keeps what must outlive the process. Both methods raise only :class:`StateError`."""
+    """Where the engine keeps what must outlive the process. Every method raises only :class:`StateError`."""
 
     def save_last_good(self, revision: Revision, *, source: SourceIdentity) -> None: ...
 
     def load_last_good(self) -> StoredRevision | None: ...
+
+    def forget_last_good(self) -> None: ...
 
 
 class _CorruptStore(Exception):
@@ -202,6 +204,16 @@ class SqliteStateStore:
         except (sqlite3.Error, ValueError) as error:
             self._ready = False
             raise StateError(f"cannot save revision {revision.short_sha} to {self._path}: {error}") from error
+
+    def forget_last_good(self) -> None:
+        """Drop the stored revision: a proxy rejected it, so a restart must not serve it as good."""
+        self._ensure_ready()
+        try:
+            with contextlib.closing(self._connect()) as db, db:
+                db.execute("DELETE FROM last_good")
+        except sqlite3.Error as error:
+            self._ready = False
+            raise StateError(f"cannot clear the revision stored in {self._path}: {error}") from error
 
     def load_last_good(self) -> StoredRevision | None:
         self._ensure_ready()

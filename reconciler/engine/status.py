@@ -31,6 +31,8 @@ class Reason(StrEnum):
     #: The head commit has no directory at ``--path`` (removed or renamed): refused, not retried on backoff.
     PATH_NOT_FOUND = "PathNotFound"
     STATE_FAILED = "StateFailed"
+    #: A proxy NACKed the revision: refused like a validation failure, the last ACKed revision is served again.
+    REJECTED = "Rejected"
     PROGRESSING = "Progressing"
 
 
@@ -102,6 +104,8 @@ class EngineStatus:
     message: str = "starting"
     last_attempt: datetime | None = None
     last_error: SyncError | None = None
+    #: A proxy NACKed the served revision and nothing every proxy ACKed could be served instead.
+    served_rejected: bool = False
     #: Warnings and notes about the served config (validation and translation); read when asked.
     warnings: Callable[[], Sequence[Finding]] = field(default=lambda: ())
 
@@ -121,5 +125,5 @@ class EngineStatus:
             "lastAttempt": _iso(self.last_attempt),
             "lastError": self.last_error.to_json() if self.last_error else None,
             "warnings": [finding.to_json() for finding in self.warnings()],
-            "ready": self.served is not None,
+            "ready": self.served is not None and not self.served_rejected,
         }

@@ -26,6 +26,8 @@ class Code(StrEnum):
     UNKNOWN_KIND = "RC0101"
     UNSUPPORTED_FIELD = "RC0201"
     NOT_TRANSLATED = "RC0202"
+    #: A proxy NACKed what this resource became (found at run time, not by validation).
+    ENVOY_REJECTED = "RC0301"
     SCHEMA = "IST0106"
     REFERENCED_RESOURCE_NOT_FOUND = "IST0101"
     CONFLICTING_MESH_GATEWAY_HOSTS = "IST0109"

@@ -94,13 +94,18 @@ class EventKind(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class XdsEvent:
-    """Something a proxy stream did; ``type_url`` is empty for whole-proxy events."""
+    """Something a proxy stream did; ``type_url`` is empty for whole-proxy events.
+
+    ``generation`` (NACK only) is the :meth:`SnapshotCache.publish` generation whose snapshot
+    the rejected response carried: the latest one with the same content, if that was republished.
+    """
 
     kind: EventKind
     node_id: str
     type_url: str = ""
     version: str = ""
     message: str = ""
+    generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +318,8 @@ class _Connection:
     acked_version: str | None = None
     acked_generation: int = 0
     types: dict[str, TypeStatus] = field(default_factory=dict)
+    # Per type: the generation and snapshot version the latest response was cut from, to attribute a NACK.
+    pushed_from: dict[str, tuple[int, str]] = field(default_factory=dict)
     closed: bool = False
 
     @property
@@ -330,6 +337,8 @@ class _Connection:
         self.on_change()
 
     def record_push(self, type_url: str, version: str) -> None:
+        if self.current is not None:
+            self.pushed_from[type_url] = (self.generation, self.current.version)
         previous = self.types.get(type_url)
         self.types[type_url] = (
             TypeStatus(version_sent=version)
@@ -346,6 +355,10 @@ class _Connection:
         self.types[type_url] = replace(
             self.types[type_url], last_nack=Nack(version=version, message=message), state=SyncState.NACKED
         )
+        generation, snapshot_version = self.pushed_from.get(type_url, (0, ""))
+        if self.current is not None and snapshot_version == self.current.version:
+            # Republished unchanged under a newer generation (nothing was resent): the rejection is of that one too.
+            generation = self.generation
         self.cache._emit(
             XdsEvent(
                 kind=EventKind.NACK,
@@ -353,6 +366,7 @@ class _Connection:
                 type_url=type_url,
                 version=version,
                 message=message,
+                generation=generation,
             )
         )
 

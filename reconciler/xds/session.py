@@ -37,6 +37,7 @@ from reconciler.translate.snapshot import (
     clusters_referenced_by_routes,
 )
 from reconciler.xds.cache import ProxyConnection
+from reconciler.xds.nack import envoy_cause
 
 __all__ = ["AdsSession"]
 
@@ -121,7 +122,7 @@ class AdsSession:
         version = state.sent.version
         if request.HasField("error_detail"):
             state.rejected = True
-            message = str(request.error_detail.message)
+            message = envoy_cause(str(request.error_detail.message))
             _log.warning(
                 "xds.nack", node_id=self._node_id, type=_SHORT_NAMES[type_url], version=version, message=message
             )

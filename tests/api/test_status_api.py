@@ -141,7 +141,8 @@ def test_status_shows_each_proxy_with_labels_connected_since_and_sent_acked_stat
             "nack": None,
         }
         assert body["served"]["sha"] == body["headSha"]
-        assert body["ready"] is True
+        # The only revision there is was NACKed: nothing every proxy accepted is served.
+        assert (body["reason"], body["ready"]) == ("Rejected", False)
 
     run(tmp_path, scenario)
 

@@ -44,7 +44,8 @@ def state_dir(tmp_path: Path) -> Path:
 def make_engine(state_dir: Path) -> EngineFactory:
     """``make_engine(source, cache)``: an Engine like the daemon builds, files shown under ``mesh/``.
 
-    ``repo``, ``branch`` and ``path`` name the source as the daemon's flags would.
+    ``repo``, ``branch`` and ``path`` name the source as the daemon's flags would; ``rollback_on_nack``
+    is ``--no-rollback-on-nack`` negated.
     """
 
     def make(
@@ -54,6 +55,7 @@ def make_engine(state_dir: Path) -> EngineFactory:
         repo: str = "mem://mesh",
         branch: str = "main",
         path: str = "mesh",
+        rollback_on_nack: bool = True,
     ) -> Engine:
         return Engine(
             source=source,
@@ -62,6 +64,7 @@ def make_engine(state_dir: Path) -> EngineFactory:
             status=EngineStatus(repo=repo, branch=branch, path=path),
             clock=TickingClock(),
             file_prefix="mesh/",
+            rollback_on_nack=rollback_on_nack,
         )
 
     return make

@@ -21,6 +21,8 @@ from reconciler.engine.state import SourceIdentity, SqliteStateStore
 from reconciler.errors import SourceError
 from reconciler.sources.revision import Revision, content_hash
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
+from reconciler.translate.snapshot import PUSH_ORDER
+from reconciler.xds.cache import ProxyConnection
 
 GATEWAY = ProxyIdentity(node_id="ingress-1", labels={"istio": "ingressgateway"}, role=ProxyRole.GATEWAY)
 
@@ -46,6 +48,24 @@ def line_of(text: bytes, needle: str) -> int:
         if needle in line:
             return number
     raise AssertionError(f"{needle!r} not found")
+
+
+def push_all(connection: ProxyConnection) -> None:
+    """What an ADS stream reports when it sent every type of its proxy's current snapshot."""
+    snapshot = connection.snapshot
+    assert snapshot is not None
+    for type_url in PUSH_ORDER:
+        connection.record_push(type_url, snapshot.sets[type_url].version)
+
+
+def ack_all(connection: ProxyConnection) -> None:
+    """...and when the proxy ACKed every one of them."""
+    snapshot = connection.snapshot
+    assert snapshot is not None
+    push_all(connection)
+    for type_url in PUSH_ORDER:
+        connection.record_ack(type_url, snapshot.sets[type_url].version)
+    connection.record_snapshot_acked(snapshot.version)
 
 
 class MemorySource:

@@ -63,7 +63,9 @@ def test_a_transient_failure_is_retried_before_the_poll_interval(reason: Reason)
     assert _passes_within(reason, seconds=2.0, poll_interval=30.0) >= 2
 
 
-@pytest.mark.parametrize("reason", [Reason.VALIDATION_FAILED, Reason.TRANSLATION_FAILED, Reason.PATH_NOT_FOUND])
+@pytest.mark.parametrize(
+    "reason", [Reason.VALIDATION_FAILED, Reason.TRANSLATION_FAILED, Reason.PATH_NOT_FOUND, Reason.REJECTED]
+)
 def test_a_refused_commit_is_not_retried_before_the_poll_interval(reason: Reason) -> None:
     assert _passes_within(reason, seconds=2.0, poll_interval=30.0) == 1
 

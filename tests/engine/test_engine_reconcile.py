@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import structlog.testing
 from gitrepo import GitRemote
-from memsource import GATEWAY, EngineFactory, MemorySource, line_of, mesh_files, watch_status_while_saving
+from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, line_of, mesh_files, watch_status_while_saving
 
 from reconciler.engine import reconcile as reconcile_module
 from reconciler.engine.reconcile import Engine
@@ -44,13 +44,17 @@ def served_version(cache: SnapshotCache, node_id: str = GATEWAY.node_id) -> str 
     return status.snapshot_version
 
 
-def test_a_valid_revision_is_published_to_connected_proxies_and_saved_as_last_good(
+def test_a_valid_revision_is_published_to_connected_proxies_and_saved_as_last_good_once_they_acked_it(
     source: MemorySource, make_engine: EngineFactory, run: Run, state_dir: Any
 ) -> None:
-    engine, cache = gateway_engine(make_engine, source)
+    cache = SnapshotCache()
+    gateway = connect(cache)
+    engine = make_engine(source, cache)
     revision = source.commit(mesh_files(v1=100, v2=0), "reviews on v1")
 
     assert run(engine.reconcile(trigger="test")) is True
+    assert SqliteStateStore(state_dir).load_last_good() is None  # not before Envoy accepted it
+    ack_all(gateway)
 
     status = engine.status.to_json()
     assert status["reason"] == Reason.APPLIED
@@ -88,9 +92,12 @@ def test_a_new_valid_revision_replaces_the_served_snapshot(
 def test_an_invalid_revision_is_refused_and_the_last_good_snapshot_keeps_serving(
     source: MemorySource, make_engine: EngineFactory, run: Run, state_dir: Any
 ) -> None:
-    engine, cache = gateway_engine(make_engine, source)
+    cache = SnapshotCache()
+    gateway = connect(cache)
+    engine = make_engine(source, cache)
     good = source.commit(mesh_files(v1=80, v2=20), "canary")
     run(engine.reconcile(trigger="test"))
+    ack_all(gateway)
     good_version = served_version(cache)
 
     bad_files = mesh_files(v1=80, v2=20, subset_v2="v3")
@@ -150,9 +157,12 @@ def test_a_malformed_yaml_file_is_refused_with_its_file_and_line(
 def test_reverting_to_the_served_config_clears_the_error_and_keeps_the_snapshot(
     source: MemorySource, make_engine: EngineFactory, run: Run, state_dir: Any
 ) -> None:
-    engine, cache = gateway_engine(make_engine, source)
+    cache = SnapshotCache()
+    gateway = connect(cache)
+    engine = make_engine(source, cache)
     source.commit(mesh_files(v1=80, v2=20), "canary")
     run(engine.reconcile(trigger="test"))
+    ack_all(gateway)
     good_version = served_version(cache)
     source.commit(mesh_files(v1=80, v2=20, subset_v2="v3"), "typo")
     run(engine.reconcile(trigger="test"))

@@ -268,6 +268,9 @@ class _BuggyStore:
     def load_last_good(self) -> StoredRevision | None:
         return None
 
+    def forget_last_good(self) -> None:
+        raise AssertionError("nothing is rejected in this test")
+
 
 def test_a_store_bug_while_saving_is_logged_and_the_new_revision_keeps_serving(run: Run) -> None:
     source = MemorySource()

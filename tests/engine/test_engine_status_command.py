@@ -11,14 +11,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from memsource import GATEWAY, EngineFactory, MemorySource, line_of, mesh_files
+from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, line_of, mesh_files, push_all
 
 from reconciler.api.status import proxy_json
 from reconciler.cli.main import main
 from reconciler.cli.status import is_healthy, render_status
 from reconciler.engine.reconcile import Engine
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
-from reconciler.translate.snapshot import CLUSTER, PUSH_ORDER, ROUTE
+from reconciler.translate.snapshot import CLUSTER, ROUTE
 from reconciler.xds.cache import ProxyConnection, SnapshotCache
 
 Run = Callable[..., Any]
@@ -30,22 +30,6 @@ def document(engine: Engine, cache: SnapshotCache) -> dict[str, Any]:
     body = engine.status.to_json()
     body["proxies"] = [proxy_json(proxy) for proxy in cache.statuses()]
     return json.loads(json.dumps(body))
-
-
-def push_all(connection: ProxyConnection) -> None:
-    snapshot = connection.snapshot
-    assert snapshot is not None
-    for type_url in PUSH_ORDER:
-        connection.record_push(type_url, snapshot.sets[type_url].version)
-
-
-def ack_all(connection: ProxyConnection) -> None:
-    snapshot = connection.snapshot
-    assert snapshot is not None
-    push_all(connection)
-    for type_url in PUSH_ORDER:
-        connection.record_ack(type_url, snapshot.sets[type_url].version)
-    connection.record_snapshot_acked(snapshot.version)
 
 
 @pytest.fixture
@@ -264,6 +248,7 @@ def test_the_status_command_exits_0_when_synced_and_1_when_a_proxy_nacked(
 
     connection.record_push(CLUSTER, "v-rejected")
     connection.record_nack(CLUSTER, version="v-old", message="rejected")
+    capsys.readouterr()  # the engine's log of the NACK
     with status_server(document(engine, cache)) as url:
         assert main(["status", "--server", url, "--format", "json"]) == 1
     assert json.loads(capsys.readouterr().out)["proxies"][0]["types"]["CDS"]["state"] == "NACKED"

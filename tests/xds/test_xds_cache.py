@@ -189,3 +189,35 @@ def test_a_failing_listener_does_not_stop_recording() -> None:
     connection.record_push(CLUSTER, "v1")
     assert [event.kind for event in heard] == [EventKind.CONNECT]
     assert cache.statuses()[0].types[CLUSTER].version_sent == "v1"
+
+
+def test_a_nack_names_the_generation_whose_snapshot_the_rejected_response_carried() -> None:
+    cache = SnapshotCache()
+    heard: list[XdsEvent] = []
+    cache.add_listener(heard.append)
+    connection = cache.connect(ProxyIdentity(node_id="a"), on_change=Changes())
+    first = cache.publish(PerNode({"a": clusters("x")}))
+    connection.record_push(CLUSTER, clusters("x").version_of(CLUSTER))
+    # A newer revision is published while the proxy is still answering the first one.
+    cache.publish(PerNode({"a": clusters("y")}))
+
+    connection.record_nack(CLUSTER, version="", message="rejected")
+
+    [nack] = [event for event in heard if event.kind is EventKind.NACK]
+    assert nack.generation == first
+
+
+def test_a_nack_of_content_republished_unchanged_names_the_newest_generation() -> None:
+    cache = SnapshotCache()
+    heard: list[XdsEvent] = []
+    cache.add_listener(heard.append)
+    connection = cache.connect(ProxyIdentity(node_id="a"), on_change=Changes())
+    cache.publish(PerNode({"a": clusters("x")}))
+    connection.record_push(CLUSTER, clusters("x").version_of(CLUSTER))
+    # Another revision that translates to the same snapshot: nothing is resent, so the answer is about it too.
+    second = cache.publish(PerNode({"a": clusters("x")}))
+
+    connection.record_nack(CLUSTER, version="", message="rejected")
+
+    [nack] = [event for event in heard if event.kind is EventKind.NACK]
+    assert nack.generation == second

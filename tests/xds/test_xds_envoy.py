@@ -7,9 +7,10 @@ import json
 import shutil
 import sys
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
@@ -21,8 +22,9 @@ from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 
 from reconciler.localenv.envoy import free_port
-from reconciler.translate.snapshot import CLUSTER, PUSH_ORDER, ROUTE, Snapshot
+from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, Snapshot
 from reconciler.xds.cache import EventKind, SyncState, XdsEvent
+from reconciler.xds.nack import MAX_CAUSE_CHARS
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(40)]
 
@@ -239,5 +241,64 @@ def test_real_envoy_drops_a_removed_cluster_only_after_acking_routes_without_it(
             i for i, e in enumerate(events) if e.kind is EventKind.PUSH and e.version == moved.version_of(CLUSTER)
         )
         assert routes_acked < v1_dropped
+
+    ads.run(scenario)
+
+
+def with_route(base: Snapshot, edit: Callable[[route_pb2.RouteConfiguration], None]) -> Snapshot:
+    """``base`` with its route configuration changed by ``edit``; nothing else differs."""
+    routes = route_pb2.RouteConfiguration()
+    routes.CopyFrom(base.resources(ROUTE)["main"])
+    edit(routes)
+    return Snapshot.build(
+        clusters=base.resources(CLUSTER).values(),
+        endpoints=base.resources(ENDPOINT).values(),
+        listeners=base.resources(LISTENER).values(),
+        routes=[routes],
+    )
+
+
+def no_domains(routes: route_pb2.RouteConfiguration) -> None:
+    del routes.virtual_hosts[0].domains[:]
+
+
+def huge_header(routes: route_pb2.RouteConfiguration) -> None:
+    added = routes.virtual_hosts[0].request_headers_to_add.add()
+    added.header.key = "x-padding"
+    added.header.value = "x" * 20_000
+
+
+@pytest.mark.skipif(shutil.which(str(ENVOY)) is None, reason="envoy binary not installed in the venv")
+def test_a_real_nack_is_recorded_as_envoys_cause_without_its_copy_of_the_resource(ads, tmp_path: Path) -> None:
+    good = snapshot(listen_port=free_port())
+    short_echo = with_route(good, no_domains)
+    long_echo = with_route(good, huge_header)
+
+    async def nack_of(env: Any, rejected: Snapshot) -> str:
+        env.publish(rejected)
+        status = await env.status_where(
+            NODE_ID,
+            lambda s: (
+                ROUTE in s.types
+                and s.types[ROUTE].last_nack is not None
+                and s.types[ROUTE].last_nack.version == rejected.version_of(ROUTE)
+            ),
+            timeout=ENVOY_TIMEOUT,
+        )
+        return str(status.types[ROUTE].last_nack.message)
+
+    async def scenario(env: Any) -> None:
+        async with running_envoy(tmp_path, xds_port=env.server.port):
+            short = await nack_of(env, short_echo)
+            long = await nack_of(env, long_echo)
+        # Envoy quotes the route configuration before its reason; the quote is replaced by the name.
+        for message in (short, long):
+            assert "<main>" in message
+            assert "virtual_hosts" not in message
+            assert len(message) <= MAX_CAUSE_CHARS + 40
+        assert "domains" in short.lower()  # the field at fault survives
+        # Envoy cut its 4 KB message inside the quote of a 20 KB route: we say the cause is not in it.
+        assert "x" * 100 not in long
+        assert "4 KB" in long
 
     ads.run(scenario)

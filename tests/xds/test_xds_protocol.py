@@ -212,6 +212,30 @@ def test_new_content_after_nack_is_sent(ads) -> None:
     ads.run(scenario)
 
 
+def test_a_nacked_response_is_not_sent_again_when_the_proxy_asks_with_its_nonce_but_a_new_update_is(ads) -> None:
+    rejected = full_snapshot(weights={"a": 100})
+    fixed = full_snapshot(weights={"a": 100}, revision=1)
+
+    async def scenario(env) -> None:
+        env.publish(rejected)
+        async with env.stream() as stream:
+            clusters = await stream.request(CLUSTER)
+            await stream.nack(clusters, message="cluster a: bad connect_timeout")
+            await env.status_where("node-1", lambda s: s.types[CLUSTER].state is SyncState.NACKED)
+            # Envoy asks again with the nonce it rejected (a subscription change, a warming cluster):
+            # answering with the same clusters would only be NACKed again, and again.
+            await stream.send(CLUSTER, nonce=clusters.nonce)
+            # Responses are ordered: a CDS resend would arrive before the answer to this request.
+            listeners = await stream.request(LISTENER)
+            env.publish(fixed)
+            update = await stream.recv()
+        assert listeners.type_url == LISTENER
+        assert update.type_url == CLUSTER
+        assert update.version_info == fixed.version_of(CLUSTER)
+
+    ads.run(scenario)
+
+
 def test_stale_nonce_is_ignored(ads) -> None:
     async def scenario(env) -> None:
         env.publish(Snapshot.build(clusters=[cluster("a")]))
