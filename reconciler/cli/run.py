@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from reconciler.cli.args import add_limit_flags, limits_from_args
 from reconciler.cli.logs import configure_logging
 from reconciler.engine.daemon import DaemonSettings, parse_address, run_daemon
 from reconciler.errors import UsageError
@@ -72,6 +73,7 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--namespace", default="default", help="namespace for resources that name none")
     parser.add_argument("--log-format", choices=["json", "console"], default="json", help="log output (default json)")
+    add_limit_flags(parser)
 
 
 def register(commands: Any) -> None:
@@ -138,7 +140,12 @@ def _serve(args: argparse.Namespace) -> int:
 def _common(args: argparse.Namespace) -> dict[str, Any]:
     parse_address(args.xds_address, what="--xds-address", allow_port_zero=True)
     parse_address(args.http_address, what="--http-address", allow_port_zero=True)
-    return {"xds_address": args.xds_address, "http_address": args.http_address, "namespace": args.namespace}
+    return {
+        "xds_address": args.xds_address,
+        "http_address": args.http_address,
+        "namespace": args.namespace,
+        "limits": limits_from_args(args),
+    }
 
 
 def _start(settings: DaemonSettings, log_format: str) -> int:

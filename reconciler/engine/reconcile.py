@@ -15,6 +15,7 @@ from a timer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 
@@ -25,6 +26,7 @@ from reconciler.engine.state import SourceIdentity, StateStore
 from reconciler.engine.status import EngineStatus, Reason, RevisionInfo, SyncError
 from reconciler.errors import SourceError, StateError, TranslationError
 from reconciler.loader import DecodeCache, LoadResult, load_files
+from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
 from reconciler.sources.git import GitFailure
 from reconciler.sources.revision import ConfigSource, Revision
 from reconciler.translate import build_registry
@@ -53,6 +55,7 @@ class Engine:
         clock: Callable[[], datetime],
         default_namespace: str = "default",
         file_prefix: str = "",
+        limits: InputLimits = DEFAULT_LIMITS,
     ) -> None:
         self._source = source
         self._cache = cache
@@ -60,6 +63,7 @@ class Engine:
         self._clock = clock
         self._namespace = default_namespace
         self._prefix = file_prefix
+        self._limits = limits
         self._decode_cache = DecodeCache()
         self.status = status
         # What the stored revision must have come from to be served on restart.
@@ -213,7 +217,10 @@ class Engine:
         Raises TranslationError when a proxy's snapshot would be inconsistent.
         """
         files = {f"{self._prefix}{path}": content for path, content in revision.files.items()}
-        result = load_files(files, default_namespace=self._namespace, cache=self._decode_cache)
+        skipped = [dataclasses.replace(entry, path=f"{self._prefix}{entry.path}") for entry in revision.skipped]
+        result = load_files(
+            files, skipped=skipped, default_namespace=self._namespace, cache=self._decode_cache, limits=self._limits
+        )
         if not result.ok:
             return result
         snapshots = ConfigSnapshots(
