@@ -27,6 +27,7 @@ from reconciler.engine.status import EngineStatus, Reason, RevisionInfo, SyncErr
 from reconciler.errors import SourceError, StateError, TranslationError
 from reconciler.loader import DecodeCache, LoadResult, load_files
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
+from reconciler.model.text import MESSAGE_CHARS, excerpt
 from reconciler.sources.git import GitFailure
 from reconciler.sources.revision import ConfigSource, Revision
 from reconciler.translate import build_registry
@@ -310,6 +311,8 @@ class Engine:
         self.status.message = message
 
     def _fail(self, reason: Reason, message: str, *, sha: str | None, findings: tuple[Finding, ...] = ()) -> SyncError:
+        # Git's stderr, an exception's text: bounded here once for status, /readyz and the log.
+        message = excerpt(message, MESSAGE_CHARS)
         error = SyncError(reason=reason, message=message, at=self._clock(), sha=sha, findings=findings)
         self._record_failure(error)
         log.warning("engine.pass_failed", reason=reason.value, sha=sha, message=message, findings=_logged(findings))

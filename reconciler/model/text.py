@@ -13,10 +13,12 @@ import json
 import reprlib
 from collections.abc import Callable
 
-__all__ = ["EXCERPT_CHARS", "excerpt", "printable", "quote", "quote_path"]
+__all__ = ["EXCERPT_CHARS", "MESSAGE_CHARS", "excerpt", "printable", "quote", "quote_path"]
 
 #: Characters of a user value a message shows; the rest is counted, not shown.
 EXCERPT_CHARS = 80
+#: Characters of a whole message (a finding's, a status message): a few quoted values and the words around them.
+MESSAGE_CHARS = 1000
 
 _REPR = reprlib.Repr()
 _REPR.maxstring = EXCERPT_CHARS

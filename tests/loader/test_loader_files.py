@@ -119,3 +119,43 @@ def test_a_revision_over_the_total_limit_is_refused_without_reading_any_file(tmp
     )
     assert "the 3 config files total 5.5 KiB, over the limit of 4.0 KiB per revision" in finding.message
     assert not result.ok
+
+
+def test_a_file_that_is_not_utf8_is_an_error_finding_with_its_line_and_byte_offset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a.yaml").write_bytes(service_entry("caf\xe9").encode("latin-1"))
+
+    code = main(["validate", str(tmp_path)])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    (error, _) = out.splitlines()
+    assert error.startswith(f"{tmp_path / 'a.yaml'}:3: ERROR {Code.NOT_UTF8.value}: not UTF-8: byte 0xe9 at offset 74 ")
+    assert "\ufffd" not in out
+
+
+def test_a_file_name_with_a_newline_is_quoted_so_each_finding_stays_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a\nb.yaml").write_text("kind: [\n")
+
+    code = main(["validate", str(tmp_path)])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    (error, summary) = out.splitlines()
+    assert error.startswith(f'"{tmp_path}/a\\nb.yaml":2: ERROR {Code.YAML_SYNTAX.value}: ')
+    assert summary.startswith("1 error")
+
+
+def test_validate_escapes_control_characters_a_value_brings_into_a_finding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a.yaml").write_text(service_entry("a").replace("resolution: STATIC", 'resolution: "\\e[2J\\nX"'))
+
+    assert main(["validate", str(tmp_path)]) == 1
+
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert len(out.splitlines()) == 2
