@@ -9,10 +9,14 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from reconciler.model.text import excerpt
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from reconciler.xds.cache import ProxyStatus
 
 __all__ = ["TYPE_NAMES", "proxy_json", "status_routes"]
+
+#: Characters of the message a /readyz body carries.
+READYZ_CHARS = 200
 
 #: The short names istioctl proxy-status uses for each xDS type.
 TYPE_NAMES = {CLUSTER: "CDS", LISTENER: "LDS", ENDPOINT: "EDS", ROUTE: "RDS"}
@@ -67,7 +71,8 @@ def status_routes(
 
     async def readyz(_: web.Request) -> web.Response:
         body = status()
-        summary = {"ready": body["ready"], "reason": body["reason"], "message": body["message"]}
+        # A probe's body stays small whatever the message says; /api/v1/status has the whole story.
+        summary = {"ready": body["ready"], "reason": body["reason"], "message": excerpt(body["message"], READYZ_CHARS)}
         return web.json_response(summary, status=200 if body["ready"] else 503)
 
     async def metrics(_: web.Request) -> web.Response:

@@ -1,13 +1,18 @@
-"""Flags that describe one proxy, shared by ``reconciler bootstrap`` and ``reconciler render``."""
+"""Flags several commands share: a proxy (``bootstrap``, ``render``), size limits (``validate``, ``run``, ``serve``)."""
 
 from __future__ import annotations
 
 import argparse
+import re
 
 from reconciler.errors import UsageError
+from reconciler.model.limits import DEFAULT_LIMITS, InputLimits, format_size
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 
-__all__ = ["add_label_and_role", "parse_labels", "proxy_from_args"]
+__all__ = ["add_label_and_role", "add_limit_flags", "limits_from_args", "parse_labels", "parse_size", "proxy_from_args"]
+
+_SIZE = re.compile(r"^(\d+)\s*(b|k|ki|kib|m|mi|mib|g|gi|gib)?$", re.IGNORECASE)
+_UNIT_BYTES = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
 def add_label_and_role(parser: argparse.ArgumentParser, *, label_help: str) -> None:
@@ -43,3 +48,37 @@ def parse_labels(items: list[str]) -> dict[str, str]:
             raise UsageError(f"--label {key} given twice with different values ({labels[key]!r}, {value!r})")
         labels[key] = value
     return labels
+
+
+def add_limit_flags(parser: argparse.ArgumentParser) -> None:
+    """Add ``--max-file-size`` and ``--max-revision-size`` to ``parser``."""
+    parser.add_argument(
+        "--max-file-size",
+        type=parse_size,
+        default=DEFAULT_LIMITS.file_bytes,
+        metavar="SIZE",
+        help=f"a larger config file is an error finding and is not parsed; also the most its values may"
+        f" expand to through YAML aliases (default {format_size(DEFAULT_LIMITS.file_bytes)})",
+    )
+    parser.add_argument(
+        "--max-revision-size",
+        type=parse_size,
+        default=DEFAULT_LIMITS.revision_bytes,
+        metavar="SIZE",
+        help=f"config files together larger than this are refused unread"
+        f" (default {format_size(DEFAULT_LIMITS.revision_bytes)})",
+    )
+
+
+def limits_from_args(args: argparse.Namespace) -> InputLimits:
+    """The limits ``--max-file-size`` and ``--max-revision-size`` set."""
+    return InputLimits(file_bytes=args.max_file_size, revision_bytes=args.max_revision_size)
+
+
+def parse_size(text: str) -> int:
+    """``4MiB``, ``512KiB``, ``1G`` or a plain number of bytes → bytes (K, M, G are powers of 1024)."""
+    match = _SIZE.match(text.strip())
+    if not match or int(match.group(1)) <= 0:
+        # argparse prints this message as its usage error (exit 2).
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive size like 1MiB, 512KiB or 1048576")
+    return int(match.group(1)) * _UNIT_BYTES[(match.group(2) or "b")[0].lower()]

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from reconciler.cli.args import add_limit_flags, limits_from_args
 from reconciler.cli.logs import configure_logging
 from reconciler.engine.daemon import DaemonSettings, parse_address, run_daemon
 from reconciler.errors import UsageError
@@ -83,6 +84,7 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="when a proxy NACKs a revision, keep serving it instead of the last revision every proxy ACKed",
     )
+    add_limit_flags(parser)
 
 
 def register(commands: Any) -> None:
@@ -154,6 +156,7 @@ def _common(args: argparse.Namespace) -> dict[str, Any]:
         "http_address": args.http_address,
         "namespace": args.namespace,
         "rollback_on_nack": args.rollback_on_nack,
+        "limits": limits_from_args(args),
     }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from reconciler.cli.run import parse_interval
 from reconciler.errors import ReconcilerError
+from reconciler.model.text import printable, quote_path
 
 __all__ = ["is_healthy", "register", "render_status"]
 
@@ -76,13 +77,15 @@ def _age(timestamp: str | None, now: datetime) -> str:
 
 
 def _table(rows: list[list[str]]) -> list[str]:
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     return ["   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 def _finding_lines(findings: list[dict[str, Any]]) -> list[str]:
     return [
-        f"         {f['file']}:{f['line']}: {f['code']} {f['message']}" + (f" ({f['path']})" if f.get("path") else "")
+        f"         {quote_path(f['file'])}:{f['line']}: {f['code']} {f['message']}"
+        + (f" ({f['path']})" if f.get("path") else "")
         for f in findings
     ]
 
@@ -124,7 +127,11 @@ def _unsynced_rows(proxies: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def render_status(status: dict[str, Any], *, now: datetime) -> str:
-    """The human view of a status document."""
+    """The human view of a status document; what the daemon reports is escaped, never interpreted by the terminal.
+
+    A node id, label, commit subject or message holding a newline or an ANSI escape is
+    shown as ``\\n`` or ``\\u001b``: it cannot add a line or repaint the table.
+    """
     served = status.get("served") or {}
     lines = [
         f"REPO     {status.get('repo')}  branch={status.get('branch')}  path={status.get('path') or '/'}",
@@ -145,7 +152,7 @@ def render_status(status: dict[str, Any], *, now: datetime) -> str:
     proxies = status.get("proxies") or []
     if not proxies:
         lines.append("No proxies connected.")
-        return "\n".join(lines)
+        return "\n".join(printable(line) for line in lines)
     rows = [["NAME", *_TYPES, "VERSION", "CONNECTED", "LABELS"]]
     for proxy in proxies:
         states = [proxy["types"][name]["state"] for name in _TYPES]
@@ -157,7 +164,7 @@ def render_status(status: dict[str, Any], *, now: datetime) -> str:
     if unsynced:
         lines.append("")
         lines.extend(_table([["NAME", "TYPE", "STATE", "SENT", "ACKED", "NACK"], *unsynced]))
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def _seconds_since(timestamp: str | None, now: datetime) -> float:

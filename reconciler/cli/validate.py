@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TypeVar
 
+from reconciler.cli.args import add_limit_flags, limits_from_args
 from reconciler.errors import UsageError
 from reconciler.loader import load_files, read_paths
 from reconciler.validate.findings import Finding, Severity
@@ -42,7 +43,14 @@ IST0109 two mesh VirtualServices for one host, IST0112 port required,
 IST0130/IST0131 unreachable rule / ineffective match, IST0132 host not in Gateway,
 IST0145 conflicting Gateways, IST0173 subset selects no endpoint, IST0174 unknown
 DestinationRule host; RC0xxx are reconciler's own (YAML syntax, duplicates,
-unsupported fields, non-Istio kinds).
+unsupported fields, non-Istio kinds, files that are not UTF-8, over a size limit
+or symlinked out of PATH).
+
+Untrusted input stays bounded: a file over --max-file-size is a finding and is
+not parsed, config files together over --max-revision-size are refused unread,
+and a symlink whose target is outside the directory given is never read (a
+warning). A value a finding echoes is shortened to its first 80 characters, and
+control characters in file names and values are escaped.
 """
 
 _EPILOG = """\
@@ -81,6 +89,7 @@ def register(commands: argparse._SubParsersAction[_Parser]) -> None:
         metavar="NS",
         help="namespace of resources whose metadata sets none (default: %(default)s)",
     )
+    add_limit_flags(parser)
     parser.set_defaults(handler=run)
 
 
@@ -96,15 +105,16 @@ def summary_line(findings: tuple[Finding, ...] | list[Finding], *, resources: in
 
 def run(args: argparse.Namespace) -> int:
     """Validate ``args.paths``; print findings; 0 when nothing is error-level, else 1 (UsageError → 2)."""
-    files = read_paths(args.paths)
-    if not files:
+    limits = limits_from_args(args)
+    read = read_paths(args.paths, limits=limits)
+    if not read.files and not read.skipped:
         # Checking nothing must not read as a pass: `validate README.md` or a mistyped directory.
         named = ", ".join(str(path) for path in args.paths)
         raise UsageError(
             f"no *.yaml or *.yml files under {named}; config files end in .yaml or .yml (any case), "
             "directories are searched recursively, skipping hidden files and directories"
         )
-    result = load_files(files, default_namespace=args.namespace)
+    result = load_files(read.files, skipped=read.skipped, default_namespace=args.namespace, limits=limits)
     if args.format == "json":
         document = {"findings": [finding.to_json() for finding in result.findings], "resources": result.documents}
         json.dump(document, sys.stdout, indent=2)
@@ -112,5 +122,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         for finding in result.findings:
             print(finding.format())
-        print(summary_line(result.findings, resources=result.documents, files=len(files)))
+        print(summary_line(result.findings, resources=result.documents, files=len(read.files)))
     return 0 if result.ok else 1

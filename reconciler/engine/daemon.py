@@ -34,6 +34,7 @@ from reconciler.engine.reconcile import Engine
 from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import EngineStatus, Reason
 from reconciler.errors import ReconcilerError, StateError, UsageError
+from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
 from reconciler.sources.backoff import Backoff
 from reconciler.sources.git import GitSource, redact_url
 from reconciler.sources.local import LocalDirSource, LocalWatch
@@ -64,6 +65,7 @@ class DaemonSettings:
     namespace: str = "default"
     #: A revision a proxy NACKs is replaced by the last one every proxy ACKed (off: it keeps being served).
     rollback_on_nack: bool = True
+    limits: InputLimits = DEFAULT_LIMITS
 
 
 def parse_address(text: str, *, what: str, allow_port_zero: bool = False) -> tuple[str, int]:
@@ -119,13 +121,19 @@ def _make_source(settings: DaemonSettings) -> tuple[ConfigSource, str, str]:
     """The configured source, plus how status names it and the prefix shown on findings' file paths."""
     prefix = f"{settings.path.strip('/')}/" if settings.path.strip("/") else ""
     if settings.repo is not None:
-        source = GitSource(url=settings.repo, branch=settings.branch, path=settings.path, state_dir=settings.state_dir)
+        source = GitSource(
+            url=settings.repo,
+            branch=settings.branch,
+            path=settings.path,
+            state_dir=settings.state_dir,
+            limits=settings.limits,
+        )
         return source, redact_url(settings.repo), prefix  # status and logs never show a token
     if settings.repo_dir is not None:
         root = settings.repo_dir / settings.path if settings.path else settings.repo_dir
         if not root.is_dir():
             raise UsageError(f"config directory does not exist: {root}")
-        return LocalDirSource(root), str(settings.repo_dir), prefix
+        return LocalDirSource(root, limits=settings.limits), str(settings.repo_dir), prefix
     raise UsageError("give --repo URL_OR_PATH or --repo-dir DIR")
 
 
@@ -209,6 +217,7 @@ async def _run_locked(settings: DaemonSettings, *, ready: Callable[[int, int], N
         default_namespace=settings.namespace,
         file_prefix=prefix,
         rollback_on_nack=settings.rollback_on_nack,
+        limits=settings.limits,
     )
     if engine.restore():
         log.info("daemon.serving_stored_revision", sha=status.served.sha[:12] if status.served else None)

@@ -20,6 +20,7 @@ last published one while no proxy is connected to ACK it; a rejection rewrites i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,8 @@ from reconciler.engine.state import SourceIdentity, StateStore
 from reconciler.engine.status import EngineStatus, Reason, RevisionInfo, SyncError
 from reconciler.errors import ReconcilerError, SourceError, StateError, TranslationError
 from reconciler.loader import DecodeCache, LoadResult, load_files
+from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
+from reconciler.model.text import MESSAGE_CHARS, excerpt
 from reconciler.sources.git import GitFailure
 from reconciler.sources.revision import ConfigSource, Revision
 from reconciler.translate import build_registry
@@ -74,6 +77,7 @@ class Engine:
         default_namespace: str = "default",
         file_prefix: str = "",
         rollback_on_nack: bool = True,
+        limits: InputLimits = DEFAULT_LIMITS,
     ) -> None:
         self._source = source
         self._cache = cache
@@ -81,6 +85,7 @@ class Engine:
         self._clock = clock
         self._namespace = default_namespace
         self._prefix = file_prefix
+        self._limits = limits
         self._decode_cache = DecodeCache()
         self.status = status
         # What the stored revision must have come from to be served on restart.
@@ -263,7 +268,10 @@ class Engine:
         Raises TranslationError when a proxy's snapshot would be inconsistent.
         """
         files = {f"{self._prefix}{path}": content for path, content in revision.files.items()}
-        result = load_files(files, default_namespace=self._namespace, cache=self._decode_cache)
+        skipped = [dataclasses.replace(entry, path=f"{self._prefix}{entry.path}") for entry in revision.skipped]
+        result = load_files(
+            files, skipped=skipped, default_namespace=self._namespace, cache=self._decode_cache, limits=self._limits
+        )
         if not result.ok:
             return result
         snapshots = ConfigSnapshots(
@@ -436,6 +444,8 @@ class Engine:
         self.status.message = message
 
     def _fail(self, reason: Reason, message: str, *, sha: str | None, findings: tuple[Finding, ...] = ()) -> SyncError:
+        # Git's stderr, an exception's text: bounded here once for status, /readyz and the log.
+        message = excerpt(message, MESSAGE_CHARS)
         error = SyncError(reason=reason, message=message, at=self._clock(), sha=sha, findings=findings)
         self._record_failure(error)
         log.warning("engine.pass_failed", reason=reason.value, sha=sha, message=message, findings=_logged(findings))

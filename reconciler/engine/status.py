@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from reconciler.model.text import MESSAGE_CHARS, excerpt
 from reconciler.sources.revision import Revision
 from reconciler.validate.findings import Finding
 
@@ -53,8 +54,10 @@ class RevisionInfo:
     def of(cls, revision: Revision) -> RevisionInfo:
         return cls(
             sha=revision.sha,
-            message=revision.message.strip().splitlines()[0] if revision.message.strip() else "",
-            author=revision.author,
+            message=excerpt(revision.message.strip().splitlines()[0], MESSAGE_CHARS)
+            if revision.message.strip()
+            else "",
+            author=excerpt(revision.author, MESSAGE_CHARS),
             committed_at=revision.committed_at,
         )
 

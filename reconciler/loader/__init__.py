@@ -1,26 +1,26 @@
 """Loading config: files on disk or in a git revision → parsed, decoded, validated model.
 
-This is an I/O edge only where it reads paths (:func:`read_paths`); :func:`load_files`
-works on contents already in memory (a git revision, a test fixture) and is pure.
+This is an I/O edge only where it reads paths (:func:`read_paths`, :func:`read_tree`, in
+:mod:`~reconciler.loader.files`); :func:`load_files` works on contents already in memory (a
+git revision, a test fixture) and is pure.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.errors import UsageError
+from reconciler.loader.files import ConfigFiles, read_paths, read_tree
 from reconciler.loader.parse import parse_yaml
 from reconciler.model.config import MeshConfig, Resource
-from reconciler.model.source import has_config_suffix, is_config_file
+from reconciler.model.limits import DEFAULT_LIMITS, InputLimits, SkippedFile, SkipReason, format_size
 from reconciler.validate import analyze, build_config, decode_resource, has_errors, sort_findings
-from reconciler.validate.findings import Finding
+from reconciler.validate.findings import Code, Finding, Severity
 
-__all__ = ["DecodeCache", "LoadResult", "load_files", "load_paths", "read_paths"]
+__all__ = ["ConfigFiles", "DecodeCache", "LoadResult", "load_files", "load_paths", "read_paths", "read_tree"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ class _FileResult:
 
 
 class DecodeCache:
-    """Parse and decode results per file, keyed by path, content digest and default namespace.
+    """Parse and decode results per file, keyed by path, content digest, default namespace and size limit.
 
     A daemon sees the same thousand files on every commit and only a few change; with
     this cache only those are parsed again. Cross-resource analysis always reruns on
@@ -55,24 +55,28 @@ class DecodeCache:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, str, str], _FileResult] = {}
+        self._entries: dict[tuple[str, str, str, int], _FileResult] = {}
 
-    def _load_all(self, files: Mapping[str, bytes | str], default_namespace: str) -> list[_FileResult]:
+    def _load_all(self, files: Mapping[str, bytes | str], default_namespace: str, max_chars: int) -> list[_FileResult]:
         """Results for ``files`` in sorted path order, reusing entries whose key matches."""
-        used: dict[tuple[str, str, str], _FileResult] = {}
+        used: dict[tuple[str, str, str, int], _FileResult] = {}
         for path in sorted(files):
             content = files[path]
             raw = content.encode() if isinstance(content, str) else content
-            key = (path, hashlib.blake2b(raw, digest_size=16).hexdigest(), default_namespace)
+            key = (path, hashlib.blake2b(raw, digest_size=16).hexdigest(), default_namespace, max_chars)
             found = self._entries.get(key)
-            used[key] = found if found is not None else _load_file(path, raw, default_namespace)
+            used[key] = found if found is not None else _load_file(path, raw, default_namespace, max_chars)
         self._entries = used
         return list(used.values())
 
 
-def _load_file(path: str, content: bytes, default_namespace: str) -> _FileResult:
-    text = content.decode("utf-8", errors="replace")
-    parsed, parse_findings = parse_yaml(text, file=path, default_namespace=default_namespace)
+def _load_file(path: str, content: bytes, default_namespace: str, max_chars: int) -> _FileResult:
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # Never a silent U+FFFD: a Latin-1 "é" in a host would become another host.
+        return _FileResult(resources=(), findings=(_not_utf8(path, content, error.start),), documents=0)
+    parsed, parse_findings = parse_yaml(text, file=path, default_namespace=default_namespace, max_chars=max_chars)
     findings = list(parse_findings)
     resources: list[Resource[Any]] = []
     for document in parsed:
@@ -85,18 +89,61 @@ def _load_file(path: str, content: bytes, default_namespace: str) -> _FileResult
     return _FileResult(resources=tuple(resources), findings=tuple(findings), documents=len(parsed))
 
 
+def _not_utf8(path: str, content: bytes, offset: int) -> Finding:
+    return Finding(
+        code=Code.NOT_UTF8,
+        severity=Severity.ERROR,
+        message=f"not UTF-8: byte 0x{content[offset]:02x} at offset {offset} is not valid UTF-8 (YAML files are UTF-8)",
+        file=path,
+        line=content.count(b"\n", 0, offset) + 1,
+        hint="save the file as UTF-8; nothing in this file is applied",
+    )
+
+
+def _skipped_finding(skipped: SkippedFile, limits: InputLimits) -> Finding:
+    """What a file left unread means for the revision, and what to do about it."""
+    size = format_size(skipped.size)
+    if skipped.reason is SkipReason.FILE_TOO_LARGE:
+        code, severity = Code.FILE_TOO_LARGE, Severity.ERROR
+        message = f"file is {size}, over the limit of {format_size(limits.file_bytes)} per file; it was not parsed"
+        hint = "split it into smaller files (or raise --max-file-size); nothing in this revision is applied"
+    elif skipped.reason is SkipReason.REVISION_TOO_LARGE:
+        code, severity = Code.REVISION_TOO_LARGE, Severity.ERROR
+        message = (
+            f"the {skipped.files} config files total {size}, over the limit of"
+            f" {format_size(limits.revision_bytes)} per revision; no file was read (this is the largest)"
+        )
+        hint = "move files that are not mesh config out of the config path (or raise --max-revision-size)"
+    elif skipped.reason is SkipReason.SYMLINK:
+        code, severity = Code.SYMLINK_SKIPPED, Severity.WARNING
+        message = "symlink not followed: a symlink committed to git may point outside the repository"
+        hint = "commit the file itself; this file's resources are not applied"
+    else:
+        code, severity = Code.SYMLINK_SKIPPED, Severity.WARNING
+        message = "symlink not followed: its target is outside the config directory"
+        hint = "copy the file into the directory; this file's resources are not applied"
+    return Finding(code=code, severity=severity, message=message, file=skipped.path, line=1, hint=hint)
+
+
 def load_files(
-    files: Mapping[str, bytes | str], *, default_namespace: str = "default", cache: DecodeCache | None = None
+    files: Mapping[str, bytes | str],
+    *,
+    skipped: Sequence[SkippedFile] = (),
+    default_namespace: str = "default",
+    cache: DecodeCache | None = None,
+    limits: InputLimits = DEFAULT_LIMITS,
 ) -> LoadResult:
     """Parse, decode and validate in-memory files (path → content), in sorted path order.
 
-    Pass a :class:`DecodeCache` kept across calls to skip files whose content did not change.
+    ``skipped`` are the files the source left unread (each becomes a finding); ``limits``
+    bounds what aliases may expand a file to. Pass a :class:`DecodeCache` kept across calls
+    to skip files whose content did not change.
     """
     cache = cache if cache is not None else DecodeCache()
-    findings: list[Finding] = []
+    findings = [_skipped_finding(entry, limits) for entry in skipped]
     resources: list[Resource[Any]] = []
     documents = 0
-    for result in cache._load_all(files, default_namespace):
+    for result in cache._load_all(files, default_namespace, limits.file_bytes):
         findings.extend(result.findings)
         resources.extend(result.resources)
         documents += result.documents
@@ -106,41 +153,9 @@ def load_files(
     return LoadResult(config=config, findings=tuple(sort_findings(findings)), documents=documents)
 
 
-def read_paths(paths: Sequence[Path]) -> dict[str, bytes]:
-    """The config files under ``paths``, keyed by path as given (``root/relative``).
-
-    A directory is walked recursively and a file in it is config by the daemon's own
-    rule, :func:`~reconciler.model.source.is_config_file` on its path relative to the
-    directory: ``*.yaml``/``*.yml`` in any case, nothing hidden (``.git/``,
-    ``.github/``, ``..data/``). A file named directly is read if its suffix is YAML.
-    """
-    files: dict[str, bytes] = {}
-    for root in paths:
-        if not root.exists():
-            raise UsageError(f"path does not exist: {root}")
-        for candidate in _config_files(root):
-            try:
-                files[str(candidate)] = candidate.read_bytes()
-            except OSError as error:
-                raise UsageError(f"cannot read {candidate}: {error.strerror}") from error
-    return files
-
-
-def _config_files(root: Path) -> list[Path]:
-    if root.is_file():
-        return [root] if has_config_suffix(root.name) else []
-    found: list[Path] = []
-    for directory, subdirectories, names in os.walk(root):
-        # Hidden directories hold no config (is_config_file says so); pruning skips walking .git.
-        subdirectories[:] = [name for name in subdirectories if not name.startswith(".")]
-        base = Path(directory)
-        for name in names:
-            path = base / name
-            if is_config_file(path.relative_to(root).as_posix()) and path.is_file():
-                found.append(path)
-    return sorted(found)
-
-
-def load_paths(paths: Sequence[Path], *, default_namespace: str = "default") -> LoadResult:
+def load_paths(
+    paths: Sequence[Path], *, default_namespace: str = "default", limits: InputLimits = DEFAULT_LIMITS
+) -> LoadResult:
     """Read and load every YAML file under ``paths``."""
-    return load_files(read_paths(paths), default_namespace=default_namespace)
+    read = read_paths(paths, limits=limits)
+    return load_files(read.files, skipped=read.skipped, default_namespace=default_namespace, limits=limits)

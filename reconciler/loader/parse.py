@@ -7,7 +7,9 @@ hostile file could use to take the process down are refused instead of built:
 
 * an alias of a mapping or list: ``a: &x [*x]`` is a cycle, and ten levels of ten
   aliases each expand to ten billion values. It is a finding and the document is
-  dropped; nothing is expanded. Aliases of scalars are harmless and allowed.
+  dropped; nothing is expanded. Aliases of scalars are allowed while the file's values,
+  expanded, stay within ``max_chars`` (the size a file may have): two thousand aliases of
+  a 100 KB string would otherwise make a 120 KB file render 200 MB of Envoy config.
 * nesting deeper than :data:`MAX_DEPTH`: libyaml's own composer recurses in C and
   a 60 KB line of ``- - - …`` overflows its stack, and its scanner slows down
   quadratically with ``[[[…`` depth. The file is refused like malformed YAML and
@@ -25,7 +27,9 @@ from typing import Any
 
 import yaml
 
+from reconciler.model.limits import DEFAULT_LIMITS
 from reconciler.model.source import SourceInfo, child_path
+from reconciler.model.text import excerpt, quote
 from reconciler.validate.findings import Code, Finding, Severity
 from reconciler.validate.schema import document_subject
 
@@ -73,9 +77,12 @@ class _Frame:
 
 
 def parse_yaml(
-    text: str, *, file: str, default_namespace: str = "default"
+    text: str, *, file: str, default_namespace: str = "default", max_chars: int = DEFAULT_LIMITS.file_bytes
 ) -> tuple[list[ParsedDocument], list[Finding]]:
     """Every non-empty document of ``text``; malformed YAML or duplicate keys become findings.
+
+    ``max_chars`` bounds the characters of all values of the file with scalar aliases
+    expanded; the document whose alias passes it is dropped with a finding.
 
     A finding inside a document that has ``kind`` and ``metadata.name`` names that resource
     (namespace ``default_namespace`` if it sets none), as the decoder's findings do.
@@ -84,7 +91,7 @@ def parse_yaml(
     findings: list[Finding] = []
     loader = _LOADER(text)
     try:
-        _build(loader, file, default_namespace, documents, findings)
+        _build(loader, file, default_namespace=default_namespace, max_chars=max_chars, out=(documents, findings))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         error_line = mark.line + 1 if mark else 1
@@ -142,16 +149,23 @@ def _too_deep(file: str, line: int) -> Finding:
 
 
 def _build(
-    loader: Any, file: str, default_namespace: str, documents: list[ParsedDocument], findings: list[Finding]
+    loader: Any,
+    file: str,
+    *,
+    default_namespace: str,
+    max_chars: int,
+    out: tuple[list[ParsedDocument], list[Finding]],
 ) -> None:
-    """Turn the parser's events into ``documents``: one loop, one explicit stack (hot path, kept inline)."""
+    """Turn the parser's events into ``out``'s documents and findings: one loop, one explicit stack (hot path)."""
+    documents, findings = out
     get_event = loader.get_event
     resolve = loader.resolve
     stack: list[_Frame] = []
     top: _Frame | None = None  # stack[-1], or None at the document's root
     lines: dict[str, int] = {}
-    # anchor → (what it names: "mapping", "list" or "scalar"; a scalar's value; where it is defined)
-    anchors: dict[str, tuple[str, Any, yaml.Mark]] = {}
+    # anchor → (what it names: "mapping", "list" or "scalar"; a scalar's value and its characters; where it is)
+    anchors: dict[str, tuple[str, Any, int, yaml.Mark]] = {}
+    expanded = 0  # characters of every value so far, aliases counted at each use: across the file's documents
     data: Any = None
     start = 1
     depth = 0  # open collections, counted even while skipping a dropped document
@@ -168,11 +182,19 @@ def _build(
             if kind is yaml.AliasEvent:
                 defined = anchors.get(anchor)
                 if defined is None:
-                    raise yaml.composer.ComposerError(None, None, f"found undefined alias {anchor!r}", event.start_mark)
-                what, value, mark = defined
+                    undefined = f"found undefined alias {quote(anchor)}"
+                    raise yaml.composer.ComposerError(None, None, undefined, event.start_mark)
+                what, value, chars, mark = defined
+                expanded += chars
                 if what != "scalar":
                     inside = any(frame.anchor == anchor for frame in stack)
-                    findings.append(_alias_refused(file, anchor, what, line, mark.line + 1, inside=inside))
+                    refusal: Finding | None = _alias_refused(file, anchor, what, line, mark.line + 1, inside=inside)
+                elif expanded > max_chars:
+                    refusal = _expansion_refused(file, anchor, chars, line, mark.line + 1, max_chars=max_chars)
+                else:
+                    refusal = None
+                if refusal is not None:
+                    findings.append(refusal)
                     # What was built so far (kind, metadata if complete) still names the resource.
                     data = stack[0].value if stack else None
                     dropped, top = True, None
@@ -183,9 +205,10 @@ def _build(
                 if tag is None or tag == "!":
                     tag = resolve(yaml.ScalarNode, event.value, event.implicit)
                 value = event.value if tag == _STR else _scalar(tag, event.value, event.start_mark)
+                expanded += len(event.value)
                 if anchor is not None:
                     _check_new_anchor(anchors, anchor, event.start_mark)
-                    anchors[anchor] = ("scalar", value, event.start_mark)
+                    anchors[anchor] = ("scalar", value, len(event.value), event.start_mark)
         elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
             depth += 1
             if depth > MAX_DEPTH:
@@ -197,7 +220,7 @@ def _build(
             is_mapping = kind is yaml.MappingStartEvent
             if anchor is not None:
                 _check_new_anchor(anchors, anchor, event.start_mark)
-                anchors[anchor] = ("mapping" if is_mapping else "list", None, event.start_mark)
+                anchors[anchor] = ("mapping" if is_mapping else "list", None, 0, event.start_mark)
             if top is None:
                 path, in_key = "", False
             elif not top.is_mapping:
@@ -262,10 +285,10 @@ def _name_subject(findings: list[Finding], first: int, data: Any, default_namesp
             findings[index] = dataclasses.replace(findings[index], kind=kind, namespace=namespace, name=name)
 
 
-def _check_new_anchor(anchors: dict[str, tuple[str, Any, yaml.Mark]], anchor: str, mark: yaml.Mark) -> None:
+def _check_new_anchor(anchors: dict[str, tuple[str, Any, int, yaml.Mark]], anchor: str, mark: yaml.Mark) -> None:
     if anchor in anchors:
         raise yaml.composer.ComposerError(
-            "found duplicate anchor; first occurrence", anchors[anchor][2], "second occurrence", mark
+            "found duplicate anchor; first occurrence", anchors[anchor][3], "second occurrence", mark
         )
 
 
@@ -274,7 +297,7 @@ def _alias_refused(file: str, anchor: str, what: str, line: int, defined_at: int
         code=Code.YAML_SYNTAX,
         severity=Severity.ERROR,
         message=(
-            f"YAML anchors and aliases are not supported: *{anchor} repeats the {what} anchored at line"
+            f"YAML anchors and aliases are not supported: *{excerpt(anchor)} repeats the {what} anchored at line"
             f" {defined_at}{' from inside itself' if inside else ''}; expand them"
         ),
         file=file,
@@ -283,11 +306,25 @@ def _alias_refused(file: str, anchor: str, what: str, line: int, defined_at: int
     )
 
 
+def _expansion_refused(file: str, anchor: str, chars: int, line: int, defined_at: int, *, max_chars: int) -> Finding:
+    return Finding(
+        code=Code.YAML_SYNTAX,
+        severity=Severity.ERROR,
+        message=(
+            f"YAML aliases expand this file past {max_chars} characters, the size a file may have:"
+            f" *{excerpt(anchor)} repeats the {chars} characters anchored at line {defined_at}"
+        ),
+        file=file,
+        line=line,
+        hint="write the values out, with fewer repeats of long ones; nothing in this document is applied",
+    )
+
+
 def _duplicate_key(file: str, key_text: str, line: int, path: str) -> Finding:
     return Finding(
         code=Code.DUPLICATE_KEY,
         severity=Severity.ERROR,
-        message=f"key {key_text!r} appears twice in the same mapping; YAML would keep only the last",
+        message=f"key {quote(key_text)} appears twice in the same mapping; YAML would keep only the last",
         file=file,
         line=line,
         path=path,
@@ -316,8 +353,7 @@ def _scalar(tag: str, value: str, mark: yaml.Mark) -> Any:
     try:
         return construct(yaml.ScalarNode(tag, value))
     except (ValueError, KeyError, IndexError) as error:  # `!!int abc`, `!!bool ""`, or an int of 5,000 digits
-        shown = repr(value) if len(value) <= 40 else f"{value[:37]!r}..."
-        raise yaml.constructor.ConstructorError(None, None, f"{shown} is not a valid !!{kind}", mark) from error
+        raise yaml.constructor.ConstructorError(None, None, f"{quote(value)} is not a valid !!{kind}", mark) from error
 
 
 _CONSTRUCTORS: dict[str, Callable[[yaml.ScalarNode], Any]] = {

@@ -38,6 +38,8 @@ from git.exc import GitCommandError, GitError, InvalidGitRepositoryError, NoSuch
 from git.objects import Blob, Commit, Tree
 
 from reconciler.errors import SourceError, UsageError
+from reconciler.model.limits import DEFAULT_LIMITS, InputLimits, SkippedFile, SkipReason, plan_reads
+from reconciler.model.text import excerpt
 from reconciler.sources.revision import Revision, is_config_file
 
 __all__ = ["GitFailure", "GitSource", "redact_url"]
@@ -229,7 +231,8 @@ class GitSource:
 
     ``path`` is the config directory inside the repository (``""`` for the root).
     ``timeout_seconds`` bounds each git network operation so a hung server cannot
-    wedge the engine's worker thread; :meth:`abort` ends one at once.
+    wedge the engine's worker thread; :meth:`abort` ends one at once. Config files are
+    read within ``limits``; symlinks and files over them are left out of the revision.
     """
 
     def __init__(
@@ -240,6 +243,7 @@ class GitSource:
         path: str = "",
         state_dir: Path,
         timeout_seconds: float = 120.0,
+        limits: InputLimits = DEFAULT_LIMITS,
     ) -> None:
         self._url = _validate_url(url)
         self._branch = _validate_branch(branch)
@@ -247,6 +251,7 @@ class GitSource:
         self._state_dir = Path(state_dir)
         self._repo_dir = self._state_dir / "repo"
         self._timeout = timeout_seconds
+        self._limits = limits
         self._lock = threading.Lock()
         # Set once by abort() and never cleared: the daemon is shutting down.
         self._aborted = threading.Event()
@@ -322,7 +327,7 @@ class GitSource:
                 sha=revision.short_sha,
                 files=len(revision.files),
                 author=revision.author,
-                subject=revision.message.splitlines()[0] if revision.message else "",
+                subject=excerpt(revision.message.splitlines()[0]) if revision.message else "",
             )
             return revision
 
@@ -701,15 +706,21 @@ class GitSource:
     def _read(self, repo: git.Repo, sha: str) -> Revision:
         tree = self._config_tree(repo, sha)
         commit = self._commit(repo, sha)
-        files: dict[str, bytes] = {}
+        blobs: dict[str, Blob] = {}
+        skipped: list[SkippedFile] = []
         for relative, blob in _walk(tree):
             if not is_config_file(relative):
                 continue
             if blob.mode in _REGULAR_FILE_MODES:
-                files[relative] = blob.data_stream.read()
+                blobs[relative] = blob
             else:
                 # A symlink's target may lie outside the config path or the repository: never followed, but said.
                 self._log.warning("git.config_file_skipped", sha=sha[:12], file=relative, reason="Symlink")
+                skipped.append(SkippedFile(relative, SkipReason.SYMLINK))
+        # Sizes come from the object headers: a file over the limit is never read into memory.
+        readable, too_large = plan_reads({path: blob.size for path, blob in blobs.items()}, self._limits)
+        skipped.extend(too_large)
+        files = {path: blobs[path].data_stream.read() for path in readable}
         message = commit.message
         if isinstance(message, bytes):
             message = message.decode("utf-8", errors="replace")
@@ -721,4 +732,5 @@ class GitSource:
             message=message.strip(),
             author=author,
             committed_at=commit.committed_datetime,
+            skipped=tuple(skipped),
         )

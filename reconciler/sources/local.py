@@ -21,6 +21,8 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from reconciler.errors import SourceError
+from reconciler.loader.files import read_tree
+from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
 from reconciler.sources.revision import Revision, content_hash, is_config_file
 
 __all__ = ["LocalDirSource", "LocalWatch"]
@@ -34,10 +36,14 @@ _CONFIGMAP_DATA_LINK = "..data"
 
 
 class LocalDirSource:
-    """A directory of config files (``*.yaml``/``*.yml``, hidden entries skipped)."""
+    """A directory of config files (``*.yaml``/``*.yml``, hidden entries skipped), read within ``limits``.
 
-    def __init__(self, path: Path) -> None:
+    A symlink is followed only to a file inside the directory; a file over the size limit is not read.
+    """
+
+    def __init__(self, path: Path, *, limits: InputLimits = DEFAULT_LIMITS) -> None:
         self._root = Path(path)
+        self._limits = limits
         self._lock = threading.Lock()
         self._seen_sha: str | None = None
 
@@ -55,24 +61,17 @@ class LocalDirSource:
         """Snapshot the directory now. Raises :class:`SourceError` (``PathNotFound``, ``ReadFailed``)."""
         if not self._root.is_dir():
             raise SourceError(f"config directory {self._root} does not exist", reason="PathNotFound")
-        files: dict[str, bytes] = {}
         try:
-            for dirpath, dirnames, filenames in os.walk(self._root):
-                # Prune hidden dirs in place so .git (possibly huge) is never walked.
-                dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
-                base = Path(dirpath)
-                for name in filenames:
-                    relative = (base / name).relative_to(self._root).as_posix()
-                    if is_config_file(relative) and (base / name).is_file():
-                        files[relative] = (base / name).read_bytes()
+            read = read_tree(self._root, limits=self._limits)
         except OSError as error:
             # A file deleted between listing and reading lands here too; the watcher
             # will report that deletion and the next read sees a consistent tree.
             raise SourceError(f"reading {self._root} failed: {error}", reason="ReadFailed") from error
-        digest = content_hash(files)
+        digest = content_hash(read.files, read.skipped)
         return Revision(
             sha=digest,
-            files=files,
+            files=read.files,
+            skipped=read.skipped,
             config_tree=digest,
             message=f"working tree {self._root}",
         )

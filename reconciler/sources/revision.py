@@ -12,12 +12,13 @@ re-exported here for the sources.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 from typing import Protocol
 
+from reconciler.model.limits import SkippedFile
 from reconciler.model.source import CONFIG_SUFFIXES, is_config_file
 
 __all__ = [
@@ -29,11 +30,12 @@ __all__ = [
 ]
 
 
-def content_hash(files: Mapping[str, bytes]) -> str:
+def content_hash(files: Mapping[str, bytes], skipped: Sequence[SkippedFile] = ()) -> str:
     """A stable SHA-256 hex digest of a set of files (path and content, order-independent).
 
     Lengths are hashed with each part so that no two different file sets can be
-    framed into the same byte stream.
+    framed into the same byte stream. Files left unread count by path, reason and
+    size: a directory too large to read is not the same as an empty one.
     """
     digest = hashlib.sha256()
     for path in sorted(files):
@@ -43,6 +45,9 @@ def content_hash(files: Mapping[str, bytes]) -> str:
         digest.update(encoded)
         digest.update(b"%d:" % len(content))
         digest.update(content)
+    for entry in sorted(skipped, key=lambda entry: (entry.path, entry.reason)):
+        framed = f"\0{entry.reason}:{entry.size}:{len(entry.path)}:{entry.path}"
+        digest.update(framed.encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
@@ -59,7 +64,8 @@ class Revision:
     files passing :func:`is_config_file` are present. ``config_tree`` identifies the
     config directory's content (git tree id, or the content hash): two revisions
     with equal ``config_tree`` carry the same files, which is how commits that do
-    not touch the config are skipped.
+    not touch the config are skipped. ``skipped`` are the config files the source did
+    not read (symlinks, files over the size limits); the loader reports each.
     """
 
     sha: str
@@ -68,6 +74,7 @@ class Revision:
     message: str = ""
     author: str = ""
     committed_at: datetime | None = None
+    skipped: tuple[SkippedFile, ...] = ()
 
     def __post_init__(self) -> None:
         # The file map is copied and made read-only so a Revision can be shared between

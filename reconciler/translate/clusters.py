@@ -25,6 +25,7 @@ from google.protobuf import wrappers_pb2
 from reconciler.model.config import Resource
 from reconciler.model.destinationrule import DestinationRuleSpec, Subset, TrafficPolicy
 from reconciler.model.hosts import is_ip_address
+from reconciler.model.text import quote
 from reconciler.translate.names import cluster_name
 from reconciler.translate.notes import Notes
 from reconciler.translate.policy import (
@@ -106,7 +107,7 @@ class ClusterSet:
         service_port = service.port(port) if service is not None else None
         if subset and subset_entry is None:
             problem = (
-                f"subset {subset!r} of {host} is not defined by a DestinationRule",
+                f"subset {quote(subset)} of {host} is not defined by a DestinationRule",
                 "add the subset to the host's DestinationRule",
             )
         elif service is None:
@@ -256,7 +257,7 @@ class ClusterSet:
                 self._notes.about(
                     service.origin,
                     path=f"spec.endpoints[{endpoint.index}].address",
-                    message=f"endpoint {endpoint.address!r} is not an IP address (STATIC needs one): left out",
+                    message=f"endpoint {quote(endpoint.address)} is not an IP address (STATIC needs one): left out",
                     hint="use resolution: DNS for host names",
                 )
                 continue

@@ -21,6 +21,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from google.protobuf.message import Message
 
 from reconciler.errors import TranslationError
+from reconciler.model.text import quote
 
 __all__ = [
     "CLUSTER",
@@ -88,7 +89,7 @@ class ResourceSet:
                 raise TranslationError(f"{type(message).__name__} is not a {expected.__name__}")
             name = resource_name(message)
             if name in by_name:
-                raise TranslationError(f"duplicate {expected.__name__} named {name!r}")
+                raise TranslationError(f"duplicate {expected.__name__} named {quote(name)}")
             by_name[name] = message
         ordered = dict(sorted(by_name.items()))
         version = _digest(
@@ -136,17 +137,18 @@ class Snapshot:
         routes = self.resources(ROUTE)
         for name in sorted(clusters_referenced_by_routes(routes.values())):
             if name not in clusters:
-                found.append(f"a route names cluster {name!r}, which does not exist")
+                found.append(f"a route names cluster {quote(name)}, which does not exist")
         for name, cluster in clusters.items():
             assert isinstance(cluster, cluster_pb2.Cluster)
             if cluster.type == cluster_pb2.Cluster.EDS and name not in assignments:
-                found.append(f"EDS cluster {name!r} has no ClusterLoadAssignment")
+                found.append(f"EDS cluster {quote(name)} has no ClusterLoadAssignment")
         for listener in self.resources(LISTENER).values():
             assert isinstance(listener, listener_pb2.Listener)
             for route_name in _rds_names(listener):
                 if route_name not in routes:
                     found.append(
-                        f"listener {listener.name!r} uses RouteConfiguration {route_name!r}, which does not exist"
+                        f"listener {quote(listener.name)} uses RouteConfiguration {quote(route_name)},"
+                        " which does not exist"
                     )
         return tuple(found)
 

@@ -21,6 +21,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from reconciler.errors import TranslationError
+from reconciler.model.text import quote
 from reconciler.translate.bootstrap import envoy_runtime
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot, http_connection_managers
 
@@ -55,7 +56,7 @@ def static_bootstrap(
         if cluster.type == cluster_pb2.Cluster.EDS:
             assignment = assignments.get(name)
             if not isinstance(assignment, endpoint_pb2.ClusterLoadAssignment):
-                raise TranslationError(f"EDS cluster {name!r} has no ClusterLoadAssignment")
+                raise TranslationError(f"EDS cluster {quote(name)} has no ClusterLoadAssignment")
             cluster.ClearField("eds_cluster_config")
             cluster.type = cluster_pb2.Cluster.STATIC
             cluster.load_assignment.CopyFrom(assignment)
@@ -74,7 +75,7 @@ def _inline_routes(listener: listener_pb2.Listener, routes: Mapping[str, Message
         config = routes.get(manager.rds.route_config_name)
         if not isinstance(config, route_pb2.RouteConfiguration):
             raise TranslationError(
-                f"listener {listener.name!r} uses RouteConfiguration {manager.rds.route_config_name!r}, "
+                f"listener {quote(listener.name)} uses RouteConfiguration {quote(manager.rds.route_config_name)}, "
                 "which does not exist"
             )
         manager.route_config.CopyFrom(config)

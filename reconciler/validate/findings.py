@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from reconciler.model.text import MESSAGE_CHARS, excerpt, printable, quote_path
+
 __all__ = ["Code", "Finding", "Severity", "has_errors", "sort_findings"]
 
 
@@ -23,6 +25,10 @@ class Code(StrEnum):
     NOT_A_MAPPING = "RC0003"
     DUPLICATE_RESOURCE = "RC0004"
     DUPLICATE_KEY = "RC0005"
+    NOT_UTF8 = "RC0006"
+    FILE_TOO_LARGE = "RC0007"
+    REVISION_TOO_LARGE = "RC0008"
+    SYMLINK_SKIPPED = "RC0009"
     UNKNOWN_KIND = "RC0101"
     UNSUPPORTED_FIELD = "RC0201"
     NOT_TRANSLATED = "RC0202"
@@ -55,6 +61,14 @@ class Finding:
     name: str = ""
     hint: str = ""
 
+    def __post_init__(self) -> None:
+        # A value echoed without quote() (a host in an analyzer's message, a map key in a path)
+        # still cannot make a finding, a status document or a log line huge.
+        for field in _USER_TEXT:
+            text = getattr(self, field)
+            if len(text) > MESSAGE_CHARS:
+                object.__setattr__(self, field, excerpt(text, MESSAGE_CHARS))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "code": self.code.value,
@@ -70,13 +84,19 @@ class Finding:
         }
 
     def format(self) -> str:
-        """``file:line: SEVERITY CODE Kind ns/name: message (field path)``."""
+        """``file:line: SEVERITY CODE Kind ns/name: message (field path)``, one printable line.
+
+        An odd file name (a newline, a quote) is quoted; control characters anywhere are escaped.
+        """
         subject = f" {self.kind} {self.namespace}/{self.name}" if self.kind else ""
         where = f" ({self.path})" if self.path else ""
         hint = f" — {self.hint}" if self.hint else ""
-        return (
-            f"{self.file}:{self.line}: {self.severity.upper()} {self.code.value}{subject}: {self.message}{where}{hint}"
-        )
+        told = f"{self.severity.upper()} {self.code.value}{subject}: {self.message}{where}{hint}"
+        return f"{quote_path(self.file)}:{self.line}: {printable(told)}"
+
+
+# A file's name is bounded by the filesystem; everything else may be a value from the config.
+_USER_TEXT = ("message", "path", "kind", "namespace", "name", "hint")
 
 
 def sort_findings(findings: list[Finding]) -> list[Finding]:

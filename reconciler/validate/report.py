@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler.model.config import Resource
+from reconciler.model.text import quote
 from reconciler.validate.findings import Code, Finding, Severity
 
 __all__ = ["go_list", "go_quote", "resource_finding"]
@@ -42,7 +43,11 @@ def resource_finding(
 
 
 def go_quote(text: str) -> str:
-    """``text`` as Go's ``%q`` writes it (double quotes, escapes), so messages read like istioctl's."""
+    """``text`` as Go's ``%q`` writes it (double quotes, escapes), so messages read like istioctl's; shortened."""
+    return quote(text, quoted_by=_json_string)
+
+
+def _json_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 

@@ -32,6 +32,7 @@ from reconciler.model.hosts import host_matches, is_ip_address
 from reconciler.model.protocols import HTTP_PROTOCOLS, KNOWN_HTTP_STATUS_CODES, PROTOCOLS, TLS_PROTOCOLS
 from reconciler.model.serviceentry import ServiceEntrySpec
 from reconciler.model.source import child_path
+from reconciler.model.text import quote
 from reconciler.model.virtualservice import (
     Destination,
     HeaderOperations,
@@ -89,9 +90,12 @@ def dns1123_label_error(name: str) -> str:
     if not name:
         return "must not be empty"
     if len(name) > 63:
-        return f"{name!r} is longer than 63 characters"
+        return f"{quote(name)} is longer than 63 characters"
     if not _DNS1123_LABEL.match(name):
-        return f"{name!r} is not a DNS-1123 label (letters, digits and '-', starting and ending with a letter or digit)"
+        return (
+            f"{quote(name)} is not a DNS-1123 label"
+            " (letters, digits and '-', starting and ending with a letter or digit)"
+        )
     return ""
 
 
@@ -104,21 +108,21 @@ def wildcard_domain_error(domain: str, *, wildcard: bool = True) -> str:
     if not domain:
         return "empty domain name not allowed"
     if len(domain) > 255:
-        return f"domain name {domain!r} too long (max 255)"
+        return f"domain name {quote(domain)} too long (max 255)"
     first, dot, rest = domain.partition(".")
     first_ok = _WILDCARD_LABEL.match(first) if wildcard else _DNS1123_LABEL.match(first)
     if not first_ok or len(first) > 63:
-        return f"domain name {domain!r} invalid (label {first!r} invalid)"
+        return f"domain name {quote(domain)} invalid (label {quote(first)} invalid)"
     if not dot:
         return ""
     labels = rest.split(".")
     if labels[-1].isdigit():
-        return f"domain name {domain!r} invalid (top level domain {labels[-1]!r} cannot be all-numeric)"
+        return f"domain name {quote(domain)} invalid (top level domain {quote(labels[-1])} cannot be all-numeric)"
     for index, label in enumerate(labels):
         if index == len(labels) - 1 and label == "":
             return ""  # a trailing dot: an absolute name
         if len(label) > 63 or not _DNS1123_LABEL.match(label):
-            return f"domain name {domain!r} invalid (label {label!r} invalid)"
+            return f"domain name {quote(domain)} invalid (label {quote(label)} invalid)"
     return ""
 
 
@@ -164,11 +168,13 @@ class _Checker:
             if bad_prefix or len(name) > 63 or not _QUALIFIED_NAME.match(name):
                 self.error(
                     key_path,
-                    f"invalid label key {key!r}",
+                    f"invalid label key {quote(key)}",
                     hint="an optional DNS prefix and '/', then up to 63 letters, digits, '-', '_' or '.'",
                 )
             if len(value) > 63 or not _LABEL_VALUE.match(value):
-                self.error(key_path, f"invalid label value {value!r}", hint="up to 63 letters, digits, '-', '_' or '.'")
+                self.error(
+                    key_path, f"invalid label value {quote(value)}", hint="up to 63 letters, digits, '-', '_' or '.'"
+                )
 
     def export_to(self, export_to: tuple[str, ...], path: str, *, allow_none: bool) -> None:
         """``exportTo``: ``.``, ``*``, a namespace (``~`` for ServiceEntries), no duplicates, no mixing with ``*``."""
@@ -178,13 +184,13 @@ class _Checker:
             entry_path = f"{path}[{index}]"
             key = namespace if entry == "." else entry
             if key in seen:
-                self.error(entry_path, f"duplicate entry {entry!r} in exportTo")
+                self.error(entry_path, f"duplicate entry {quote(entry)} in exportTo")
                 continue
             seen.add(key)
             if entry == "~" and not allow_none:
                 self.error(entry_path, "exportTo '~' (visible to no one) is only allowed on ServiceEntries")
             elif entry not in (".", "*", "~") and dns1123_label_error(entry):
-                self.error(entry_path, f"exportTo entry {entry!r} is not '.', '*' or a namespace name")
+                self.error(entry_path, f"exportTo entry {quote(entry)} is not '.', '*' or a namespace name")
         if len(export_to) > 1 and "*" in export_to:
             self.error(
                 path, "exportTo cannot mix public (*) with other entries", hint="'*' alone already means everywhere"
@@ -275,7 +281,7 @@ def _check_gateway_name(check: _Checker, gateway: str, path: str) -> None:
             parts = gateway.split(".")
             check.warning(
                 path,
-                f"using legacy gatewayName format {gateway!r}",
+                f"using legacy gatewayName format {quote(gateway)}",
                 hint=f"prefer the <namespace>/<name> format: {parts[1]}/{parts[0]}",
             )
         problem = wildcard_domain_error(gateway, wildcard=False)
@@ -286,22 +292,25 @@ def _check_gateway_name(check: _Checker, gateway: str, path: str) -> None:
         check.error(path, "gateway namespace and name cannot be empty", hint="write namespace/name")
         return
     if dns1123_label_error(namespace):
-        check.error(path, f"invalid value for namespace: {namespace!r}")
+        check.error(path, f"invalid value for namespace: {quote(namespace)}")
     if dns1123_label_error(name):
-        check.error(path, f"invalid value for gateway name: {name!r}")
+        check.error(path, f"invalid value for gateway name: {quote(name)}")
 
 
 def _check_sni_host(check: _Checker, sni: str, hosts: tuple[str, ...], path: str) -> None:
     if wildcard_domain_error(sni):
         if is_ip_address(sni):
-            check.warning(path, f"using an IP address ({sni!r}) goes against the SNI spec; most clients do not send it")
+            check.warning(
+                path, f"using an IP address ({quote(sni)}) goes against the SNI spec; most clients do not send it"
+            )
         else:
             check.error(path, f"invalid SNI host: {wildcard_domain_error(sni)}")
         return
     if not any(host_matches(host.lower(), sni.lower()) for host in hosts):
         check.error(
             path,
-            f"SNI host {sni!r} is not a compatible subset of any of the virtual service hosts: [{', '.join(hosts)}]",
+            f"SNI host {quote(sni)} is not a compatible subset of any of the virtual service hosts:"
+            f" [{', '.join(hosts)}]",
             hint="add the SNI host (or a wildcard covering it) to spec.hosts",
         )
 
@@ -418,7 +427,7 @@ def _check_retry_on(check: _Checker, retry_on: str, path: str) -> None:
             else "use Envoy retry conditions (5xx, gateway-error, reset, connect-failure, retriable-4xx, "
             "refused-stream, retriable-status-codes, ...) or HTTP status codes, separated by commas"
         )
-        check.error(path, f"{policy!r} is not a valid retryOn policy", hint=hint)
+        check.error(path, f"{quote(policy)} is not a valid retryOn policy", hint=hint)
 
 
 def _check_fault(check: _Checker, fault: HTTPFaultInjection, path: str) -> None:
@@ -461,15 +470,15 @@ def _check_header_operations(check: _Checker, operations: HeaderOperations | Non
             if request and lowered in (":authority", "host"):
                 continue  # rewriting the authority on requests is allowed (checked for conflicts elsewhere)
             if not request and lowered == "host":
-                check.error(name_path, f"invalid header {name!r}: cannot set Host header")
+                check.error(name_path, f"invalid header {quote(name)}: cannot set Host header")
             elif lowered.startswith(":"):
-                check.error(name_path, f'invalid header {name!r}: header cannot have ":" prefix')
+                check.error(name_path, f'invalid header {quote(name)}: header cannot have ":" prefix')
     for index, name in enumerate(operations.remove):
         lowered = name.lower()
         if lowered == "host":
-            check.error(f"{path}.remove[{index}]", f"invalid header {name!r}: cannot remove Host header")
+            check.error(f"{path}.remove[{index}]", f"invalid header {quote(name)}: cannot remove Host header")
         elif lowered.startswith(":"):
-            check.error(f"{path}.remove[{index}]", f'invalid header {name!r}: header cannot have ":" prefix')
+            check.error(f"{path}.remove[{index}]", f'invalid header {quote(name)}: header cannot have ":" prefix')
 
 
 def _check_authority_rewrite(check: _Checker, route: HTTPRoute, path: str) -> None:
@@ -482,7 +491,8 @@ def _check_authority_rewrite(check: _Checker, route: HTTPRoute, path: str) -> No
             if current:
                 check.error(
                     child_path(f"{path}.headers.request.{field}", name),
-                    f"authority header cannot be set multiple times: have {current!r}, attempting to set {value!r}",
+                    f"authority header cannot be set multiple times: have {quote(current)},"
+                    f" attempting to set {quote(value)}",
                 )
             current = value
 
@@ -502,7 +512,7 @@ def _check_destination_rule(check: _Checker, spec: DestinationRuleSpec) -> None:
             check.error(
                 f"{path}.name",
                 f"duplicate subset names: {subset.name}",
-                hint=f"subset {subset.name!r} is already spec.subsets[{seen[subset.name]}]",
+                hint=f"subset {quote(subset.name)} is already spec.subsets[{seen[subset.name]}]",
             )
         seen.setdefault(subset.name, index)
         problem = dns1123_label_error(subset.name)
@@ -612,7 +622,9 @@ def _check_client_tls(check: _Checker, tls: TLSSettings, path: str) -> None:
 def _check_gateway(check: _Checker, spec: GatewaySpec) -> None:
     if dns1123_label_error(check.resource.name):
         # Gateway names end up in route names as ns/name; dots would make them ambiguous.
-        check.error("metadata.name", f"invalid gateway name: {check.resource.name!r}", hint="no dots in Gateway names")
+        check.error(
+            "metadata.name", f"invalid gateway name: {quote(check.resource.name)}", hint="no dots in Gateway names"
+        )
     if not spec.servers:
         check.error("spec.servers", "gateway must have at least one server", hint="add a server with port and hosts")
     port_names: dict[str, int] = {}
@@ -624,7 +636,7 @@ def _check_gateway(check: _Checker, spec: GatewaySpec) -> None:
             check.error(
                 f"{path}.port.name",
                 f"port names in servers must be unique: duplicate name {name}",
-                hint=f"spec.servers[{port_names[name]}] already uses {name!r}",
+                hint=f"spec.servers[{port_names[name]}] already uses {quote(name)}",
             )
         port_names.setdefault(name, index)
 
@@ -640,7 +652,7 @@ def _check_server(check: _Checker, server: Server, path: str) -> None:
     if not protocol_ok:
         check.error(
             f"{port_path}.protocol",
-            f"invalid protocol {server.port.protocol!r}",
+            f"invalid protocol {quote(server.port.protocol)}",
             hint="use one of HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, MONGO, REDIS, MYSQL, TCP, TLS",
         )
     if server.port.target_port is not None:
@@ -686,7 +698,7 @@ def _check_gateway_host(check: _Checker, entry: str, path: str) -> None:
         check.error(path, "config namespace and dnsName in host entry cannot be empty", hint="write ns/host, e.g. */*")
         return
     if namespace not in ("*", ".") and dns1123_label_error(namespace):
-        check.error(path, f"invalid namespace value {namespace!r} in gateway")
+        check.error(path, f"invalid namespace value {quote(namespace)} in gateway")
     if host != "*" and "." not in host:
         check.error(
             path,
@@ -762,7 +774,7 @@ def _check_service_entry(check: _Checker, spec: ServiceEntrySpec) -> None:
         elif host.startswith("*") and not host.startswith("*."):
             check.warning(
                 path,
-                f"partial wildcard {host!r} not allowed",
+                f"partial wildcard {quote(host)} not allowed",
                 hint="wildcards must be a whole first label: *.example.com",
             )
     names: dict[str, int] = {}
@@ -771,7 +783,7 @@ def _check_service_entry(check: _Checker, spec: ServiceEntrySpec) -> None:
     for index, port in enumerate(spec.ports):
         path = f"spec.ports[{index}]"
         if port.name in names:
-            check.error(f"{path}.name", f"service entry port name {port.name!r} already defined")
+            check.error(f"{path}.name", f"service entry port name {quote(port.name)} already defined")
         names.setdefault(port.name, index)
         if port.number in numbers:
             check.error(f"{path}.number", f"service entry port {port.number} already defined")
@@ -810,7 +822,7 @@ def _check_service_entry(check: _Checker, spec: ServiceEntrySpec) -> None:
             elif not is_ip_address(address):
                 check.error(
                     f"{path}.address",
-                    f"endpoint address {address!r} is not a valid IP address",
+                    f"endpoint address {quote(address)} is not a valid IP address",
                     hint="STATIC endpoints are IP addresses; use resolution: DNS for host names",
                 )
             _check_endpoint(check, endpoint.ports, endpoint.labels, service_port_names, path)
@@ -829,7 +841,9 @@ def _check_service_entry(check: _Checker, spec: ServiceEntrySpec) -> None:
             path = f"spec.endpoints[{index}]"
             address = endpoint.address or ""
             if not is_ip_address(address) and wildcard_domain_error(address, wildcard=False):
-                check.error(f"{path}.address", f"endpoint address {address!r} is not a valid FQDN or an IP address")
+                check.error(
+                    f"{path}.address", f"endpoint address {quote(address)} is not a valid FQDN or an IP address"
+                )
             _check_endpoint(check, endpoint.ports, endpoint.labels, service_port_names, path)
     if resolution != "NONE" and len(spec.hosts) > 1:
         for index, port in enumerate(spec.ports):

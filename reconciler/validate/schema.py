@@ -26,6 +26,7 @@ from reconciler.model.destinationrule import DestinationRuleSpec
 from reconciler.model.gateway import GatewaySpec
 from reconciler.model.serviceentry import ServiceEntrySpec
 from reconciler.model.source import SourceInfo, child_path
+from reconciler.model.text import quote
 from reconciler.model.virtualservice import VirtualServiceSpec
 from reconciler.validate.findings import Code, Finding, Severity
 
@@ -155,7 +156,7 @@ class _Decoder:
         return self._type_error(expected, value, path)
 
     def _type_error(self, expected: str, value: Any, path: str) -> Any:
-        shown = "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else repr(value)
+        shown = "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else quote(value)
         hint = (
             "quote the value to make it a string"
             if expected == "a string" and not isinstance(value, dict | list)
@@ -169,7 +170,7 @@ class _Decoder:
             return value
         close = difflib.get_close_matches(str(value).upper(), choices, n=1)
         hint = f"did you mean {close[0]!r}?" if close else ""
-        self.report(path, f"{value!r} is not one of {', '.join(choices)}", hint=hint)
+        self.report(path, f"{quote(value)} is not one of {', '.join(choices)}", hint=hint)
         return _INVALID
 
     def _list(self, item_type: Any, value: Any, path: str) -> Any:
@@ -187,7 +188,7 @@ class _Decoder:
         for key, item in value.items():
             item_path = child_path(path, str(key))
             if not isinstance(key, str):
-                self.report(item_path, f"map key {key!r} must be a string", hint="quote the key")
+                self.report(item_path, f"map key {quote(key)} must be a string", hint="quote the key")
                 decoded[str(key)] = _INVALID
                 continue
             checked_key = self.decode(key_type, key, item_path) if key_type is not str else key
@@ -201,7 +202,7 @@ class _Decoder:
             return self._type_error("a duration string such as 1.5s or 100ms", value, path)
         nanos = parse_duration(value)
         if nanos is None:
-            self.report(path, f"{value!r} is not a duration", hint="write a number and unit: 1.5s, 100ms, 1m, 1h")
+            self.report(path, f"{quote(value)} is not a duration", hint="write a number and unit: 1.5s, 100ms, 1m, 1h")
             return _INVALID
         return Duration(text=value, nanos=nanos)
 
@@ -237,7 +238,7 @@ class _Decoder:
                 close = difflib.get_close_matches(key_text, [*fields, *unsupported], n=1, cutoff=0.6)
                 self.report(
                     item_path,
-                    f"unknown field {key_text!r} in {cls.__name__}",
+                    f"unknown field {quote(key_text)} in {cls.__name__}",
                     hint=f"did you mean {close[0]!r}?" if close else f"known fields: {', '.join(sorted(fields))}",
                 )
                 arguments["__invalid__"] = _INVALID
@@ -266,7 +267,7 @@ def _describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return repr(value)
+    return quote(value)
 
 
 @functools.cache
@@ -313,7 +314,7 @@ def _header_name(decoder: _Decoder, value: Any, path: str) -> Any:
     if not isinstance(value, str):
         return decoder._type_error("a header name", value, path)
     if not _HEADER_TOKEN.match(value):
-        decoder.report(path, f"{value!r} is not a valid HTTP header name", hint="use letters, digits and - only")
+        decoder.report(path, f"{quote(value)} is not a valid HTTP header name", hint="use letters, digits and - only")
         return _INVALID
     return value
 
@@ -328,14 +329,14 @@ def _regex(decoder: _Decoder, value: Any, path: str) -> Any:
         reason = error.args[0].decode(errors="replace") if error.args and isinstance(error.args[0], bytes) else error
         decoder.report(
             path,
-            f"regex {value!r} is not valid RE2 (Envoy's regex engine): {reason}",
+            f"regex {quote(value)} is not valid RE2 (Envoy's regex engine): {reason}",
             hint="RE2 has no lookahead/lookbehind, backreferences, atomic groups or possessive quantifiers",
         )
         return _INVALID
     if compiled.programsize > REGEX_PROGRAM_SIZE_LIMIT:
         decoder.report(
             path,
-            f"regex {value!r} is too complex for Envoy: RE2 program size {compiled.programsize} "
+            f"regex {quote(value)} is too complex for Envoy: RE2 program size {compiled.programsize} "
             f"exceeds {REGEX_PROGRAM_SIZE_LIMIT}",
             hint="simplify it: large bounded repeats such as {1,1000} multiply the program size",
         )
@@ -392,7 +393,7 @@ def decode_resource(
     if version not in API_VERSIONS:
         decoder.report(
             "apiVersion",
-            f"apiVersion {api_version!r} is not served by Istio",
+            f"apiVersion {quote(api_version)} is not served by Istio",
             hint=f"use one of {', '.join(f'{API_GROUP}/{v}' for v in API_VERSIONS)}",
         )
     meta = _decode_metadata(decoder, metadata, default_namespace)
@@ -400,7 +401,7 @@ def decode_resource(
         if key not in {"apiVersion", "kind", "metadata", "spec", "status"}:
             decoder.report(
                 child_path("", str(key)),
-                f"unknown top-level field {key!r}",
+                f"unknown top-level field {quote(key)}",
                 hint="only apiVersion, kind, metadata, spec",
             )
     spec = decoder.object(SPEC_TYPES[kind], data.get("spec", {}) or {}, "spec")
@@ -432,7 +433,7 @@ def _decode_metadata(decoder: _Decoder, metadata: Any, default_namespace: str) -
         if not isinstance(value, str) or not _DNS_LABEL.match(value) or len(value) > 253:
             decoder.report(
                 f"metadata.{key}",
-                f"metadata.{key} {value!r} is not a valid Kubernetes name",
+                f"metadata.{key} {quote(value)} is not a valid Kubernetes name",
                 hint="lower-case letters, digits, '-' and '.'; start and end with a letter or digit",
             )
             valid = False

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +24,7 @@ from reconciler.engine.status import EngineStatus
 from reconciler.sources.local import LocalDirSource
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE
+from reconciler.validate.findings import Code
 from reconciler.xds.cache import SnapshotCache
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "repo-template" / "mesh"
@@ -152,5 +155,46 @@ def test_status_lists_no_proxies_and_is_not_ready_before_anything_connects_or_is
         code, body = await api.get("/api/v1/status")
         assert code == 200
         assert (body["proxies"], body["served"], body["ready"]) == ([], None, False)
+
+    run(tmp_path, scenario)
+
+
+def test_a_symlink_out_of_the_served_directory_is_a_warning_and_its_target_never_reaches_the_status(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "credentials").write_text("aws_secret_access_key = wJalrXUtnFEMI-K7MDENG\n")
+
+    async def scenario(api: Api) -> None:
+        os.symlink(tmp_path / "credentials", api.mesh / "creds.yaml")
+
+        assert await api.engine.reconcile(trigger="test") is True
+        _, body = await api.get("/api/v1/status")
+
+        assert "wJalrXUtnFEMI" not in json.dumps(body)
+        assert [(w["file"], w["code"]) for w in body["warnings"] if w["file"].endswith("creds.yaml")] == [
+            ("mesh/creds.yaml", Code.SYMLINK_SKIPPED.value)
+        ]
+
+    run(tmp_path, scenario)
+
+
+def test_a_huge_value_is_shortened_in_status_and_readyz_stays_small(tmp_path: Path) -> None:
+    host = "a" * 900_000 + ".example.com"  # a file within the 1 MiB limit, made of one host
+
+    async def scenario(api: Api) -> None:
+        assert await api.engine.reconcile(trigger="test") is True
+        (api.mesh / "huge.yaml").write_text(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: huge}\n"
+            f"spec:\n  hosts: [{host}]\n  http:\n  - route:\n    - destination: {{host: {host}}}\n"
+        )
+        assert await api.engine.reconcile(trigger="test") is False
+
+        response = await api.client.get("/api/v1/status")
+        status = await response.read()
+        readyz = await (await api.client.get("/readyz")).read()
+
+        assert json.loads(status)["reason"] == "ValidationFailed"
+        assert len(status) < 20_000
+        assert len(readyz) < 400
 
     run(tmp_path, scenario)

@@ -283,3 +283,23 @@ def test_warnings_about_the_served_config_are_counted_and_shown_without_making_i
     assert "WARNINGS 1 about the served config" in text
     assert f"mesh/virtualservice.yaml:{line}: RC0201 unsupported: spec.http[1].corsPolicy" in text
     assert is_healthy(status, now=now_after(status, 1), grace_seconds=GRACE) is True
+
+
+def test_control_characters_from_a_proxy_or_a_commit_cannot_repaint_or_split_the_status_table(
+    make_engine: EngineFactory, run: Run
+) -> None:
+    source = MemorySource()
+    cache = SnapshotCache()
+    hostile = ProxyIdentity(node_id="evil\x1b[2J\x1b[Hnode\nfake-row", labels={"app": "x\ry"}, role=ProxyRole.GATEWAY)
+    cache.connect(hostile, on_change=lambda: None)
+    engine = make_engine(source, cache)
+    source.commit(mesh_files(), "subject \x1b]0;pwned\x07 with a bell")
+    run(engine.reconcile(trigger="test"))
+
+    out = render_status(document(engine, cache), now=datetime.now(UTC))
+
+    assert not any(char in out for char in "\x1b\r\x07")
+    table = out[out.index("NAME") :].splitlines()
+    assert len(table) == 2  # the header and one row: the newline in the node id did not add one
+    assert table[1].startswith("evil\\u001b[2J\\u001b[Hnode\\nfake-row   ")
+    assert "subject \\u001b]0;pwned\\u0007 with a bell" in out

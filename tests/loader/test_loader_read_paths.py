@@ -33,7 +33,7 @@ def test_validate_skips_hidden_directories_like_the_daemon(tmp_path: Path, capsy
     write(tmp_path, "..data/a.yaml", service_entry("a"))  # a ConfigMap mount's swap directory
     write(tmp_path, "mesh/.#a.yaml", NOT_MESH_CONFIG)  # an editor's lock file
 
-    read = relative_keys(tmp_path, read_paths([tmp_path]))
+    read = relative_keys(tmp_path, read_paths([tmp_path]).files)
 
     assert read == {"mesh/a.yaml"}
     assert read == set(LocalDirSource(tmp_path).read().files)
@@ -46,7 +46,7 @@ def test_uppercase_yaml_suffix_is_loaded_like_the_daemon(tmp_path: Path) -> None
     write(tmp_path, "sub/Other.Yml", service_entry("other"))
     write(tmp_path, "README.md", "# not config\n")
 
-    assert relative_keys(tmp_path, read_paths([tmp_path])) == {"GW.YAML", "sub/Other.Yml"}
+    assert relative_keys(tmp_path, read_paths([tmp_path]).files) == {"GW.YAML", "sub/Other.Yml"}
     assert set(LocalDirSource(tmp_path).read().files) == {"GW.YAML", "sub/Other.Yml"}
     assert sorted(entry.name for entry in load_paths([tmp_path]).config.service_entries) == ["gw", "other"]
 
@@ -56,13 +56,13 @@ def test_a_file_named_directly_is_read_when_its_suffix_is_yaml_even_if_hidden(tm
     write(tmp_path, "notes.txt", "text\n")
     named = [tmp_path / ".github/workflows/ci.YML", tmp_path / "notes.txt"]
 
-    assert list(read_paths(named)) == [str(tmp_path / ".github/workflows/ci.YML")]
+    assert list(read_paths(named).files) == [str(tmp_path / ".github/workflows/ci.YML")]
 
 
 def test_the_directory_given_may_itself_be_hidden(tmp_path: Path) -> None:
     write(tmp_path, ".mesh/a.yaml", service_entry("a"))
 
-    assert list(read_paths([tmp_path / ".mesh"])) == [str(tmp_path / ".mesh/a.yaml")]
+    assert list(read_paths([tmp_path / ".mesh"]).files) == [str(tmp_path / ".mesh/a.yaml")]
 
 
 def test_the_sources_still_import_the_rule_from_revision() -> None:

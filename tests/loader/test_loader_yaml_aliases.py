@@ -109,3 +109,33 @@ def test_an_explicit_tag_that_does_not_fit_its_value_is_malformed_yaml() -> None
 def test_a_complex_key_becomes_its_text() -> None:
     (document,), _ = parse_yaml("? [a, b]\n: 1\n", file="k.yaml")
     assert document.data == {"['a', 'b']": 1}
+
+
+def scalar_alias_bomb(aliases: int, length: int = 100_000) -> str:
+    """A ServiceEntry whose annotations repeat one ``length``-character string ``aliases`` times."""
+    repeats = "".join(f"    k{i}: *big\n" for i in range(aliases))
+    return SERVICE.replace(
+        "metadata: {name: a}\n", f"metadata:\n  name: a\n  annotations:\n    big: &big {'x' * length}\n{repeats}"
+    )
+
+
+def test_aliases_of_one_long_string_cannot_expand_a_file_past_the_file_size_limit() -> None:
+    text = scalar_alias_bomb(aliases=2000)  # 200 MB of values from a 131 KB file
+    assert len(text) < 132_000
+
+    documents, findings = parse_yaml(text, file="s.yaml")
+
+    assert documents == []
+    (finding,) = findings
+    assert (finding.code, finding.severity) == (Code.YAML_SYNTAX, Severity.ERROR)
+    assert finding.line == 6 + 10  # the 11th alias passes 1 MiB
+    assert finding.message.startswith("YAML aliases expand this file past 1048576 characters")
+    assert not load_files({"s.yaml": text}).ok
+
+
+def test_the_expansion_limit_follows_the_file_size_limit_and_counts_across_documents() -> None:
+    text = scalar_alias_bomb(aliases=3, length=1000)
+
+    assert parse_yaml(text, file="s.yaml", max_chars=5000)[1] == []
+    _, findings = parse_yaml(f"{text}---\n{text}", file="s.yaml", max_chars=5000)
+    assert [f.line for f in findings] == [len(text.splitlines()) + 1 + 6 + 1]  # the second alias of the second copy

@@ -19,7 +19,10 @@ import structlog
 from gitrepo import GitRemote, git, git_daemon, has_git_daemon
 
 from reconciler.errors import SourceError, UsageError
+from reconciler.loader import load_files
+from reconciler.model.limits import InputLimits, SkippedFile, SkipReason
 from reconciler.sources.git import GitFailure, GitSource, redact_url
+from reconciler.validate.findings import Code
 
 pytestmark = pytest.mark.git
 
@@ -110,6 +113,42 @@ def test_only_visible_yaml_files_are_read(source: GitSource, remote: GitRemote) 
     assert [(entry["file"], entry["reason"], entry["log_level"]) for entry in skipped] == [
         ("link.yaml", "Symlink", "warning")
     ]
+    # ...and the loader turns it into a warning finding.
+    assert revision.skipped == (SkippedFile("link.yaml", SkipReason.SYMLINK),)
+
+
+def test_a_file_over_the_size_limit_is_left_unread_and_a_revision_over_the_total_is_not_read(
+    remote: GitRemote, state_dir: Path
+) -> None:
+    remote.commit({"mesh/big.yaml": "#" * 3000, "mesh/small.yaml": "#" * 1000}, "a big file")
+    limits = InputLimits(file_bytes=2048, revision_bytes=4096)
+    with GitSource(url=remote.url, path="mesh", state_dir=state_dir, limits=limits) as src:
+        revision = src.poll()
+    assert revision is not None
+    assert set(revision.files) == {"gateway.yaml", "small.yaml"}
+    assert revision.skipped == (SkippedFile("big.yaml", SkipReason.FILE_TOO_LARGE, size=3000),)
+
+    remote.commit({"mesh/more.yaml": "#" * 2040, "mesh/small.yaml": "#" * 2040, "mesh/big.yaml": None}, "more")
+    with GitSource(url=remote.url, path="mesh", state_dir=state_dir, limits=limits) as src:
+        revision = src.poll()
+    assert revision is not None
+    assert revision.files == {}
+    assert revision.skipped == (SkippedFile("more.yaml", SkipReason.REVISION_TOO_LARGE, size=4107, files=3),)
+
+
+def test_a_file_that_is_not_utf8_is_an_error_finding_not_a_replacement_character(
+    source: GitSource, remote: GitRemote
+) -> None:
+    (remote.work / "mesh" / "latin1.yaml").write_bytes("kind: Gateway\nname: caf\u00e9\n".encode("latin-1"))
+    remote.commit({}, "a Latin-1 file")
+    revision = source.poll()
+    assert revision is not None
+
+    result = load_files(revision.files, skipped=revision.skipped)
+
+    (finding,) = [f for f in result.findings if f.file == "latin1.yaml"]
+    assert (finding.code, finding.line) == (Code.NOT_UTF8, 2)
+    assert "byte 0xe9 at offset 23" in finding.message
 
 
 def test_whole_repository_is_read_when_path_is_empty(remote: GitRemote, state_dir: Path) -> None:

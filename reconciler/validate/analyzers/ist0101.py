@@ -20,6 +20,7 @@ import difflib
 from reconciler.model.config import Resource
 from reconciler.model.hosts import gateway_ref, resolve_host
 from reconciler.model.lookup import ROOT_NAMESPACE
+from reconciler.model.text import quote
 from reconciler.model.virtualservice import VirtualServiceSpec
 from reconciler.validate.analyzers.context import (
     AnalysisContext,
@@ -133,7 +134,8 @@ def _check_subset(
         else:
             hint = (
                 f"no DestinationRule for {host} applies in namespace {namespace} (rules are taken from that "
-                f"namespace, the service's namespace or {ROOT_NAMESPACE}); define one with a subset named {subset!r}"
+                f"namespace, the service's namespace or {ROOT_NAMESPACE});"
+                f" define one with a subset named {quote(subset)}"
             )
         _report_subset(service, findings, routed=routed, host=host, subset=subset, hint=hint)
         return
