@@ -15,6 +15,8 @@ import re
 import types
 import typing
 from collections.abc import Callable, Mapping
+from decimal import Decimal
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Any
 
@@ -30,6 +32,8 @@ from reconciler.model.virtualservice import VirtualServiceSpec
 from reconciler.validate.findings import Code, Finding, Severity
 
 __all__ = [
+    "MAX_DURATION_NANOS",
+    "MAX_UINT32",
     "REGEX_PROGRAM_SIZE_LIMIT",
     "SPEC_TYPES",
     "decode_resource",
@@ -48,6 +52,10 @@ SPEC_TYPES: Mapping[Kind, type] = MappingProxyType(
 )
 
 _INVALID: Any = object()
+#: The longest duration a protobuf Duration (so Envoy) holds: 315,576,000,000 s, about 10,000 years.
+MAX_DURATION_NANOS = 315_576_000_000 * 10**9 + 999_999_999
+#: Weights, retry attempts and circuit-breaker limits become Envoy ``uint32`` fields.
+MAX_UINT32 = 2**32 - 1
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_NANOS = {
     "ns": 1,
@@ -78,11 +86,12 @@ def parse_duration(text: str) -> int | None:
     """Nanoseconds in a Go/protobuf duration (``1.5s``, ``100ms``, ``1m30s``), or None if malformed."""
     if not text:
         return None
-    position, total = 0, 0.0
+    position, total = 0, Fraction(0)
     for match in _DURATION_PART.finditer(text):
         if match.start() != position:
             return None
-        total += float(match.group(1)) * _UNIT_NANOS[match.group(2)]
+        # Exact arithmetic: floats would turn 1000000000000h into a value "finer than a millisecond".
+        total += Fraction(Decimal(match.group(1))) * _UNIT_NANOS[match.group(2)]
         position = match.end()
     if position != len(text):
         return None
@@ -202,6 +211,13 @@ class _Decoder:
         nanos = parse_duration(value)
         if nanos is None:
             self.report(path, f"{value!r} is not a duration", hint="write a number and unit: 1.5s, 100ms, 1m, 1h")
+            return _INVALID
+        if nanos > MAX_DURATION_NANOS:
+            self.report(
+                path,
+                f"duration {value} is longer than Envoy accepts (at most 315576000000s, about 10,000 years)",
+                hint="use a shorter duration",
+            )
             return _INVALID
         return Duration(text=value, nanos=nanos)
 
@@ -346,8 +362,8 @@ def _regex(decoder: _Decoder, value: Any, path: str) -> Any:
 _NEWTYPE_RULES: Mapping[Any, Callable[[_Decoder, Any, str], Any]] = MappingProxyType(
     {
         Port: _int_rule(1, 65535, "port"),
-        Weight: _int_rule(0, None, "weight"),
-        NonNegative: _int_rule(0, None, "value"),
+        Weight: _int_rule(0, MAX_UINT32, "weight"),
+        NonNegative: _int_rule(0, MAX_UINT32, "value"),
         HeaderName: _header_name,
         Regex: _regex,
     }
