@@ -17,6 +17,7 @@ from reconciler.errors import UsageError
 from reconciler.loader.parse import parse_yaml
 from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.source import has_config_suffix, is_config_file
+from reconciler.translate.translator import envoy_rejections
 from reconciler.validate import analyze, build_config, decode_resource, has_errors, sort_findings
 from reconciler.validate.findings import Finding
 
@@ -103,6 +104,9 @@ def load_files(
     config, build_findings = build_config(resources)
     findings.extend(build_findings)
     findings.extend(analyze(config))
+    if not has_errors(findings):
+        # A config that validates must also be one Envoy accepts: translate it as proxies would get it.
+        findings.extend(envoy_rejections(config))
     return LoadResult(config=config, findings=tuple(sort_findings(findings)), documents=documents)
 
 

@@ -355,13 +355,15 @@ def _field_check(field: FieldDescriptor, rules: validate_pb2.FieldRules) -> _Fie
 def _message_field_check(field: FieldDescriptor, rules: validate_pb2.FieldRules) -> _FieldCheck | None:
     kind = rules.WhichOneof("type")
     name = field.name
-    wrapper = field.message_type.full_name in _WRAPPERS
+    message_type = field.message_type
+    assert message_type is not None
+    wrapper = message_type.full_name in _WRAPPERS
     required = (kind == "message" and rules.message.required) or (
         kind in ("duration", "any") and getattr(rules, kind).required
     )
     inner: _Check | None = None
     if wrapper:
-        inner = _scalar_check(field.message_type.fields_by_name["value"], rules)
+        inner = _scalar_check(message_type.fields_by_name["value"], rules)
     elif kind == "duration":
         inner = _duration_check(rules.duration)
     elif kind == "any":
@@ -415,6 +417,7 @@ def _map_check(field: FieldDescriptor, rules: validate_pb2.FieldRules) -> _Check
         return None
     rule = rules.map
     entry = field.message_type
+    assert entry is not None
     keys = _item_check(entry.fields_by_name["key"], rule.keys) if rule.HasField("keys") else None
     values = _item_check(entry.fields_by_name["value"], rule.values) if rule.HasField("values") else None
     min_pairs = rule.min_pairs if rule.HasField("min_pairs") else None
@@ -604,8 +607,10 @@ def _enum_check(rules: validate_pb2.EnumRules, field: FieldDescriptor) -> _Check
     if rules.HasField("const"):
         conditions.append((lambda v: v == rules.const, f"must be {rules.const}"))
     if rules.defined_only:
-        defined = frozenset(value.number for value in field.enum_type.values)
-        conditions.append((lambda v: v in defined, f"must be a defined {field.enum_type.name} value"))
+        enum_type = field.enum_type
+        assert enum_type is not None
+        defined = frozenset(value.number for value in enum_type.values)
+        conditions.append((lambda v: v in defined, f"must be a defined {enum_type.name} value"))
     allowed, banned = tuple(getattr(rules, "in")), tuple(rules.not_in)
     if allowed:
         conditions.append((lambda v: v in allowed, f"must be one of {list(allowed)}"))
