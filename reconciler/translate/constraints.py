@@ -6,7 +6,7 @@ that breaks one. This module reads the same annotations from the message descrip
 ``validate_pb2`` extensions ship with xds-protos) and evaluates them in Python, so a
 violation becomes a finding before publishing instead of a NACK after it. It also checks
 what Envoy checks beyond PGV on every message: a ``google.protobuf.Duration`` must lie in
-protobuf's range, and the weights of one ``weighted_clusters`` must sum to at most 2^32-1.
+Envoy's range (seconds below 2^63 ns), and the weights of one ``weighted_clusters`` must sum to at most 2^32-1.
 
 Why our own evaluator and not the ``protoc-gen-validate`` package: that package generates and
 ``exec``s Python source per message type, installs a top-level ``validate`` package that
@@ -43,8 +43,8 @@ __all__ = [
     "violations",
 ]
 
-#: protobuf's Duration range (about 10,000 years); Envoy rejects anything outside it.
-MAX_DURATION_SECONDS = 315_576_000_000
+#: Envoy's Duration range: whole seconds up to 2^63 ns (about 292 years), inside protobuf's 10,000 years.
+MAX_DURATION_SECONDS = 9_223_372_035
 _MAX_DURATION_NANOS = 999_999_999
 #: The largest ``uint32``: route weights, retry counts and circuit-breaker limits are uint32 in Envoy.
 MAX_UINT32 = 2**32 - 1
@@ -693,11 +693,11 @@ def _any_check(rules: validate_pb2.AnyRules) -> _Check | None:
 
 
 def _check_duration(message: Message, path: _Path, found: _Found) -> None:
-    """Envoy refuses any Duration outside protobuf's range (it cannot convert it to milliseconds)."""
+    """Envoy refuses any Duration whose seconds do not fit in int64 nanoseconds ("Duration out-of-range")."""
     assert isinstance(message, duration_pb2.Duration)
     seconds, nanos = int(message.seconds), int(message.nanos)
     if not -MAX_DURATION_SECONDS <= seconds <= MAX_DURATION_SECONDS:
-        found.append((path, f"duration of {seconds}s is outside protobuf's range (at most {MAX_DURATION_SECONDS}s)"))
+        found.append((path, f"duration of {seconds}s is outside Envoy's range (at most {MAX_DURATION_SECONDS}s)"))
     elif not -_MAX_DURATION_NANOS <= nanos <= _MAX_DURATION_NANOS or (seconds * nanos < 0):
         found.append((path, f"duration nanos {nanos} are out of range or of the wrong sign"))
 

@@ -52,8 +52,9 @@ SPEC_TYPES: Mapping[Kind, type] = MappingProxyType(
 )
 
 _INVALID: Any = object()
-#: The longest duration a protobuf Duration (so Envoy) holds: 315,576,000,000 s, about 10,000 years.
-MAX_DURATION_NANOS = 315_576_000_000 * 10**9 + 999_999_999
+#: The longest duration Envoy accepts: its seconds must stay below 2^63 ns (about 292 years), far
+#: inside protobuf's own 10,000 years; Envoy says "Duration out-of-range" past it.
+MAX_DURATION_NANOS = 9_223_372_035 * 10**9 + 999_999_999
 #: Weights, retry attempts and circuit-breaker limits become Envoy ``uint32`` fields.
 MAX_UINT32 = 2**32 - 1
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -215,7 +216,7 @@ class _Decoder:
         if nanos > MAX_DURATION_NANOS:
             self.report(
                 path,
-                f"duration {value} is longer than Envoy accepts (at most 315576000000s, about 10,000 years)",
+                f"duration {value} is longer than Envoy accepts (under 9223372036s, about 292 years)",
                 hint="use a shorter duration",
             )
             return _INVALID

@@ -52,14 +52,21 @@ CASES = [
         "timeout:",
         "spec.http[0].timeout",
         "duration 99999999999999s is longer than Envoy accepts",
-        id="timeout beyond protobuf's range",
+        id="timeout beyond Envoy's range",
     ),
     pytest.param(
         _vs(rule="retries: {attempts: 3, perTryTimeout: 1000000000000h}"),
         "perTryTimeout",
         "spec.http[0].retries.perTryTimeout",
         "duration 1000000000000h is longer than Envoy accepts",
-        id="perTryTimeout beyond protobuf's range",
+        id="perTryTimeout beyond Envoy's range",
+    ),
+    pytest.param(
+        _vs(rule="timeout: 9223372036s"),
+        "timeout:",
+        "spec.http[0].timeout",
+        "duration 9223372036s is longer than Envoy accepts",
+        id="timeout within protobuf's range but past Envoy's",
     ),
     pytest.param(
         _vs(rule="retries: {attempts: 100000000000000000000}"),
@@ -96,7 +103,7 @@ def test_a_value_envoy_refuses_is_one_error_at_its_istio_field_and_line(
     "vs",
     [
         pytest.param(_vs(w1=2**32 - 2, w2=1), id="weights summing to exactly uint32 max"),
-        pytest.param(_vs(rule="timeout: 315576000000s"), id="the longest timeout protobuf holds"),
+        pytest.param(_vs(rule="timeout: 9223372035.999s"), id="the longest timeout Envoy holds"),
         pytest.param(_vs(rule="retries: {attempts: 4294967295}"), id="uint32 max attempts"),
         pytest.param(
             _vs(rule=f"headers: {{request: {{set: {{x-big: {'a' * 16 * 1024}}}}}}}"), id="a 16 KiB header value"
