@@ -42,7 +42,8 @@ IST0109 two mesh VirtualServices for one host, IST0112 port required,
 IST0130/IST0131 unreachable rule / ineffective match, IST0132 host not in Gateway,
 IST0145 conflicting Gateways, IST0173 subset selects no endpoint, IST0174 unknown
 DestinationRule host; RC0xxx are reconciler's own (YAML syntax, duplicates,
-unsupported fields, non-Istio kinds).
+unsupported fields, non-Istio kinds; RC0203: Envoy itself would reject the
+translated value).
 """
 
 _EPILOG = """\
