@@ -60,7 +60,15 @@ class InvalidConfigError(ConfigError):
 
 
 class TranslationError(ReconcilerError):
-    """A validated model could not be turned into a consistent Envoy snapshot."""
+    """A validated model could not be turned into a consistent Envoy snapshot.
+
+    ``findings`` holds, when the cause is in the config, the findings that point at it
+    (file, line, field path): e.g. a value Envoy's own constraints reject.
+    """
+
+    def __init__(self, message: str, *, findings: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.findings = tuple(findings)
 
 
 class SourceError(ReconcilerError):

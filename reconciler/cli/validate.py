@@ -44,7 +44,8 @@ IST0130/IST0131 unreachable rule / ineffective match, IST0132 host not in Gatewa
 IST0145 conflicting Gateways, IST0173 subset selects no endpoint, IST0174 unknown
 DestinationRule host; RC0xxx are reconciler's own (YAML syntax, duplicates,
 unsupported fields, non-Istio kinds, files that are not UTF-8, over a size limit
-or symlinked out of PATH).
+or symlinked out of PATH; RC0203: Envoy itself would reject the translated
+value).
 
 Untrusted input stays bounded: a file over --max-file-size is a finding and is
 not parsed, config files together over --max-revision-size are refused unread,

@@ -282,7 +282,9 @@ class Engine:
 
     def _refuse_crashed(self, revision: Revision, error: Exception) -> bool:
         if isinstance(error, TranslationError):
-            self._head_rejection = self._fail(Reason.TRANSLATION_FAILED, str(error), sha=revision.sha)
+            self._head_rejection = self._fail(
+                Reason.TRANSLATION_FAILED, str(error), sha=revision.sha, findings=error.findings
+            )
             return False
         # A bug in loading or translation must neither stop the daemon (the last good revision
         # keeps serving) nor be retried as if the revision were fine.

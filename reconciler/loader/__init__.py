@@ -17,6 +17,7 @@ from reconciler.loader.files import ConfigFiles, read_paths, read_tree
 from reconciler.loader.parse import parse_yaml
 from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits, SkippedFile, SkipReason, format_size
+from reconciler.translate.translator import envoy_rejections
 from reconciler.validate import analyze, build_config, decode_resource, has_errors, sort_findings
 from reconciler.validate.findings import Code, Finding, Severity
 
@@ -150,6 +151,9 @@ def load_files(
     config, build_findings = build_config(resources)
     findings.extend(build_findings)
     findings.extend(analyze(config))
+    if not has_errors(findings):
+        # A config that validates must also be one Envoy accepts: translate it as proxies would get it.
+        findings.extend(envoy_rejections(config))
     return LoadResult(config=config, findings=tuple(sort_findings(findings)), documents=documents)
 
 

@@ -211,6 +211,17 @@ class RouteBuilder:
         # of its hosts in a row, and a full cache would keep every route alive to the end.
         self._last: tuple[tuple[int, int], list[rc.Route]] | None = None
         self._retries: dict[HTTPRetry | None, rc.RetryPolicy | None] = {}
+        self._built: list[tuple[rc.Route, Resource[VirtualServiceSpec], str]] = []
+
+    def source_of(self, route: rc.Route) -> tuple[Resource[VirtualServiceSpec], str] | None:
+        """The VirtualService and HTTP rule path a route (as it ended up in a snapshot) was built from.
+
+        For reporting what Envoy would reject; a linear search, as that is rare.
+        """
+        for built, vs, path in self._built:
+            if built == route:
+                return vs, path
+        return None
 
     def default_route(self, cluster: str) -> rc.Route:
         """The route of a service without VirtualService: everything to its default cluster, Istio's defaults."""
@@ -283,6 +294,7 @@ class RouteBuilder:
             fault = self._fault(http.fault, vs=vs, path=f"{path}.fault")
             if fault is not None:
                 out.typed_per_filter_config[FAULT_FILTER].Pack(fault)
+        self._built.append((out, vs, path))
         return out
 
     def _forward(

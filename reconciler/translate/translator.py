@@ -8,22 +8,27 @@ a byte-identical snapshot (and so the same version).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+
+from reconciler.errors import TranslationError
 from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.gateway import GatewaySpec
 from reconciler.model.lookup import selects
 from reconciler.translate.clusters import ClusterSet
+from reconciler.translate.envoy_check import Source, envoy_findings
 from reconciler.translate.gateway import build_gateway
 from reconciler.translate.notes import Notes
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
-from reconciler.translate.registry import ServiceRegistry, build_registry
+from reconciler.translate.registry import Origin, ServiceRegistry, build_registry
 from reconciler.translate.routes import RouteBuilder
 from reconciler.translate.scope import Scope
 from reconciler.translate.sidecar import build_sidecar
-from reconciler.translate.snapshot import Snapshot
+from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot
 from reconciler.validate.findings import Finding
 
-__all__ = ["Translation", "resolve_role", "translate"]
+__all__ = ["Translation", "envoy_rejections", "representative_proxies", "resolve_role", "translate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +90,97 @@ def translate(config: MeshConfig, proxy: ProxyIdentity, *, registry: ServiceRegi
         listeners=listeners,
         routes=route_configs,
     ).check()
+    refused = envoy_findings(snapshot, locate=_Locator(scope=scope, routes=routes, gateways=gateways))
+    if refused:
+        raise TranslationError(
+            f"Envoy would reject {len(refused)} value(s) of this config, first: {refused[0].format()}",
+            findings=refused,
+        )
     return Translation(
         snapshot=snapshot,
         findings=notes.result(),
         role=role,
         gateways=tuple(gw.ref for gw in gateways),
     )
+
+
+def representative_proxies(config: MeshConfig) -> list[ProxyIdentity]:
+    """Proxies whose snapshots together hold every route and cluster the config can produce.
+
+    A sidecar in each namespace the config uses (what a namespace sees depends on exportTo)
+    and a gateway for each Gateway's selector; used to check a config before any real proxy
+    asks for it.
+    """
+    resources: tuple[Resource[Any], ...] = (
+        *config.virtual_services,
+        *config.destination_rules,
+        *config.service_entries,
+        *config.gateways,
+    )
+    namespaces = sorted({resource.namespace for resource in resources})
+    proxies = [
+        ProxyIdentity(node_id=f"check-sidecar.{namespace}", namespace=namespace, role=ProxyRole.SIDECAR)
+        for namespace in namespaces
+    ]
+    selectors: dict[tuple[str, tuple[tuple[str, str], ...]], None] = {}
+    for gateway in config.gateways:
+        selectors.setdefault((gateway.namespace, tuple(sorted((gateway.spec.selector or {}).items()))), None)
+    proxies.extend(
+        ProxyIdentity(
+            node_id=f"check-gateway.{namespace}", namespace=namespace, labels=dict(labels), role=ProxyRole.GATEWAY
+        )
+        for namespace, labels in selectors
+    )
+    return proxies
+
+
+def envoy_rejections(config: MeshConfig, *, registry: ServiceRegistry | None = None) -> tuple[Finding, ...]:
+    """What Envoy would reject in any snapshot of ``config`` (translated for :func:`representative_proxies`).
+
+    Error findings (RC0203) at the Istio field responsible, without repeats; empty when Envoy would accept it all.
+    """
+    if registry is None:
+        registry = build_registry(config)
+    found: dict[Finding, None] = {}
+    for proxy in representative_proxies(config):
+        try:
+            translate(config, proxy, registry=registry)
+        except TranslationError as error:
+            if not error.findings:
+                raise
+            found.update(dict.fromkeys(error.findings))
+    return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class _Locator:
+    """Which Istio resource and field an emitted Envoy resource came from (for what Envoy would reject)."""
+
+    scope: Scope
+    routes: RouteBuilder
+    gateways: list[Resource[GatewaySpec]]
+
+    def __call__(self, type_url: str, name: str, resource: Any, envoy_path: str) -> Source | None:
+        if type_url in (CLUSTER, ENDPOINT):
+            # outbound|PORT|SUBSET|HOST: the host's DestinationRule shapes the cluster, its ServiceEntry the endpoints.
+            host = name.rsplit("|", 1)[-1]
+            rule = self.scope.destination_rule(host)
+            if rule is not None and type_url == CLUSTER:
+                return rule, "spec.trafficPolicy"
+            service = self.scope.service(host)
+            origin: Origin | None = service.origin if service is not None else None
+            return (origin, "spec") if origin is not None else None
+        if type_url == ROUTE and isinstance(resource, route_pb2.RouteConfiguration):
+            return self._route_source(resource, envoy_path)
+        if type_url == LISTENER and self.gateways:
+            return self.gateways[0], "spec.servers"
+        return None
+
+    def _route_source(self, config: route_pb2.RouteConfiguration, envoy_path: str) -> Source | None:
+        # virtual_hosts[V].routes[R]...: the HTTP rule that route was built from.
+        parts = envoy_path.split(".", 2)
+        if len(parts) < 2 or not parts[0].startswith("virtual_hosts[") or not parts[1].startswith("routes["):
+            return None
+        vhost = config.virtual_hosts[int(parts[0][len("virtual_hosts[") : -1])]
+        route: route_components_pb2.Route = vhost.routes[int(parts[1][len("routes[") : -1])]
+        return self.routes.source_of(route)

@@ -34,6 +34,8 @@ class Code(StrEnum):
     NOT_TRANSLATED = "RC0202"
     #: A proxy NACKed what this resource became (found at run time, not by validation).
     ENVOY_REJECTED = "RC0301"
+    #: Envoy's own proto constraints refuse what this resource translates to (found before publishing).
+    ENVOY_WOULD_REJECT = "RC0203"
     SCHEMA = "IST0106"
     REFERENCED_RESOURCE_NOT_FOUND = "IST0101"
     CONFLICTING_MESH_GATEWAY_HOSTS = "IST0109"

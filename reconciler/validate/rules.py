@@ -45,8 +45,10 @@ from reconciler.model.virtualservice import (
 )
 from reconciler.validate.findings import Code, Finding, Severity
 from reconciler.validate.report import resource_finding
+from reconciler.validate.schema import MAX_UINT32
 
 __all__ = [
+    "MAX_HEADER_VALUE_BYTES",
     "RETRY_ON_POLICIES",
     "check_resource",
     "dns1123_label_error",
@@ -82,6 +84,8 @@ _QUALIFIED_NAME = re.compile(r"^(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_VALUE = re.compile(r"^(?:(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$")
 _MILLISECOND = 1_000_000
+#: Envoy's limit on one header value it adds (``HeaderValue.value``: 16 KiB).
+MAX_HEADER_VALUE_BYTES = 16 * 1024
 _KB = 1024
 
 
@@ -386,12 +390,19 @@ def _check_http_route(check: _Checker, route: HTTPRoute, path: str) -> None:
 def _check_total_weight(
     check: _Checker, destinations: tuple[HTTPRouteDestination, ...] | tuple[RouteDestination, ...], path: str
 ) -> None:
-    """Weights are relative (they need not sum to 100), but several destinations weighing 0 in total is an error."""
-    if len(destinations) > 1 and sum(d.weight or 0 for d in destinations) == 0:
+    """Weights are relative (they need not sum to 100), but they must not sum to 0, nor past Envoy's uint32."""
+    total = sum(d.weight or 0 for d in destinations)
+    if len(destinations) > 1 and total == 0:
         check.error(
             path,
             "total destination weight = 0",
             hint="give at least one destination a positive weight; weights are relative and need not sum to 100",
+        )
+    elif total > MAX_UINT32:
+        check.error(
+            path,
+            f"destination weights sum to {total}, more than Envoy accepts ({MAX_UINT32})",
+            hint="weights are relative: scale them down, e.g. to percentages that sum to 100",
         )
 
 
@@ -464,9 +475,15 @@ def _check_header_operations(check: _Checker, operations: HeaderOperations | Non
     if operations is None:
         return
     for field in ("set", "add"):
-        for name in getattr(operations, field) or {}:
+        for name, value in (getattr(operations, field) or {}).items():
             lowered = name.lower()
             name_path = child_path(f"{path}.{field}", name)
+            size = len(value.encode())
+            if size > MAX_HEADER_VALUE_BYTES:
+                check.error(
+                    name_path,
+                    f"header value of {name!r} is {size} bytes, more than Envoy accepts ({MAX_HEADER_VALUE_BYTES})",
+                )
             if request and lowered in (":authority", "host"):
                 continue  # rewriting the authority on requests is allowed (checked for conflicts elsewhere)
             if not request and lowered == "host":

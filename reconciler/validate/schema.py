@@ -15,6 +15,8 @@ import re
 import types
 import typing
 from collections.abc import Callable, Mapping
+from decimal import Decimal
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Any
 
@@ -31,6 +33,8 @@ from reconciler.model.virtualservice import VirtualServiceSpec
 from reconciler.validate.findings import Code, Finding, Severity
 
 __all__ = [
+    "MAX_DURATION_NANOS",
+    "MAX_UINT32",
     "REGEX_PROGRAM_SIZE_LIMIT",
     "SPEC_TYPES",
     "decode_resource",
@@ -49,6 +53,11 @@ SPEC_TYPES: Mapping[Kind, type] = MappingProxyType(
 )
 
 _INVALID: Any = object()
+#: The longest duration Envoy accepts: its seconds must stay below 2^63 ns (about 292 years), far
+#: inside protobuf's own 10,000 years; Envoy says "Duration out-of-range" past it.
+MAX_DURATION_NANOS = 9_223_372_035 * 10**9 + 999_999_999
+#: Weights, retry attempts and circuit-breaker limits become Envoy ``uint32`` fields.
+MAX_UINT32 = 2**32 - 1
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_NANOS = {
     "ns": 1,
@@ -79,11 +88,12 @@ def parse_duration(text: str) -> int | None:
     """Nanoseconds in a Go/protobuf duration (``1.5s``, ``100ms``, ``1m30s``), or None if malformed."""
     if not text:
         return None
-    position, total = 0, 0.0
+    position, total = 0, Fraction(0)
     for match in _DURATION_PART.finditer(text):
         if match.start() != position:
             return None
-        total += float(match.group(1)) * _UNIT_NANOS[match.group(2)]
+        # Exact arithmetic: floats would turn 1000000000000h into a value "finer than a millisecond".
+        total += Fraction(Decimal(match.group(1))) * _UNIT_NANOS[match.group(2)]
         position = match.end()
     if position != len(text):
         return None
@@ -203,6 +213,13 @@ class _Decoder:
         nanos = parse_duration(value)
         if nanos is None:
             self.report(path, f"{quote(value)} is not a duration", hint="write a number and unit: 1.5s, 100ms, 1m, 1h")
+            return _INVALID
+        if nanos > MAX_DURATION_NANOS:
+            self.report(
+                path,
+                f"duration {value} is longer than Envoy accepts (under 9223372036s, about 292 years)",
+                hint="use a shorter duration",
+            )
             return _INVALID
         return Duration(text=value, nanos=nanos)
 
@@ -347,8 +364,8 @@ def _regex(decoder: _Decoder, value: Any, path: str) -> Any:
 _NEWTYPE_RULES: Mapping[Any, Callable[[_Decoder, Any, str], Any]] = MappingProxyType(
     {
         Port: _int_rule(1, 65535, "port"),
-        Weight: _int_rule(0, None, "weight"),
-        NonNegative: _int_rule(0, None, "value"),
+        Weight: _int_rule(0, MAX_UINT32, "weight"),
+        NonNegative: _int_rule(0, MAX_UINT32, "value"),
         HeaderName: _header_name,
         Regex: _regex,
     }

@@ -476,3 +476,29 @@ def test_a_commit_that_removes_the_config_directory_is_refused_with_its_sha_and_
         remote.revert(removed)
         assert run(engine.reconcile(trigger="poll")) is True
         assert engine.status.last_error is None
+
+
+def test_a_revision_envoy_would_reject_is_refused_at_its_file_and_line_before_any_proxy_sees_it(
+    source: MemorySource, make_engine: EngineFactory, run: Run
+) -> None:
+    engine, cache = gateway_engine(make_engine, source)
+    good = source.commit(mesh_files(), "canary")
+    run(engine.reconcile(trigger="test"))
+    good_version = served_version(cache)
+    files = mesh_files()
+    # A line break in a header value: only Envoy's own constraints forbid it; the finding points at its rule.
+    files["virtualservice.yaml"] = files["virtualservice.yaml"].replace(
+        b"    timeout: 5s\n", b'    timeout: 5s\n    headers: {request: {set: {x-note: "two\\nlines"}}}\n', 1
+    )
+    assert files["virtualservice.yaml"] != mesh_files()["virtualservice.yaml"]
+    source.commit(files, "header with a line break")
+
+    assert run(engine.reconcile(trigger="test")) is False
+
+    status = engine.status.to_json()
+    assert status["reason"] == Reason.VALIDATION_FAILED
+    assert status["served"]["sha"] == good.sha
+    assert served_version(cache) == good_version
+    assert [(f["file"], f["line"], f["code"]) for f in status["lastError"]["findings"] if f["severity"] == "error"] == [
+        ("mesh/virtualservice.yaml", line_of(files["virtualservice.yaml"], "name: default"), "RC0203")
+    ]

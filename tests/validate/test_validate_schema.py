@@ -129,14 +129,14 @@ CASES = {
         good=("0", "100"),
         bad="-1",
         path="spec.http[0].route[0].weight",
-        message="weight -1 is out of range (>= 0)",
+        message="weight -1 is out of range (0..4294967295)",
     ),
     "negative count": Case(
         route("  retries: {attempts: VALUE}"),
         good=("0", "3"),
         bad="-1",
         path="spec.http[0].retries.attempts",
-        message="value -1 is out of range (>= 0)",
+        message="value -1 is out of range (0..4294967295)",
     ),
     "list type": Case(
         virtual_service("- route:\n  - destination: {host: reviews}", hosts="VALUE"),
