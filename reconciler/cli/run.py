@@ -10,7 +10,9 @@ from typing import Any
 
 from reconciler.cli.logs import configure_logging
 from reconciler.engine.daemon import DaemonSettings, parse_address, run_daemon
+from reconciler.engine.guard import DEFAULT_MAX_REMOVAL_PERCENT, RemovalGuard
 from reconciler.errors import UsageError
+from reconciler.sources.revision import ALLOW_REMOVAL_FILE
 from reconciler.sources.webhook import load_secret
 
 __all__ = ["parse_interval", "register"]
@@ -26,6 +28,9 @@ Each new commit on the branch that touches --path is loaded and validated as a w
 A valid revision is translated and pushed to every connected proxy (clusters, then
 endpoints, listeners, routes); an invalid one is refused and the last good revision
 keeps serving. `git revert` is just a new revision and takes effect as fast.
+A valid revision that would remove all routing, or more than --max-removal-percent of the
+served resources, is refused too (RemovalRefused) unless it holds a file named
+reconciler-allow-removal in the config directory.
 
 The last good revision is kept in --state-dir and served at once after a restart,
 before git is reachable, with the same versions: proxies see no change (only if it came
@@ -71,6 +76,19 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
         "--http-address", default="127.0.0.1:8080", help="status/webhook HTTP listen address (default %(default)s)"
     )
     parser.add_argument("--namespace", default="default", help="namespace for resources that name none")
+    parser.add_argument(
+        "--max-removal-percent",
+        type=int,
+        default=DEFAULT_MAX_REMOVAL_PERCENT,
+        metavar="N",
+        help="refuse a revision that removes more than N%% of the served resources; 100: no limit "
+        f"(default %(default)s; a {ALLOW_REMOVAL_FILE} file in the config dir lets one revision through)",
+    )
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="serve a revision with no Istio resources (default: refused, it would remove all routing)",
+    )
     parser.add_argument("--log-format", choices=["json", "console"], default="json", help="log output (default json)")
 
 
@@ -138,7 +156,14 @@ def _serve(args: argparse.Namespace) -> int:
 def _common(args: argparse.Namespace) -> dict[str, Any]:
     parse_address(args.xds_address, what="--xds-address", allow_port_zero=True)
     parse_address(args.http_address, what="--http-address", allow_port_zero=True)
-    return {"xds_address": args.xds_address, "http_address": args.http_address, "namespace": args.namespace}
+    if not 0 <= args.max_removal_percent <= 100:
+        raise UsageError(f"--max-removal-percent {args.max_removal_percent} is not a percentage (0..100)")
+    return {
+        "xds_address": args.xds_address,
+        "http_address": args.http_address,
+        "namespace": args.namespace,
+        "removal_guard": RemovalGuard(max_removal_percent=args.max_removal_percent, allow_empty=args.allow_empty),
+    }
 
 
 def _start(settings: DaemonSettings, log_format: str) -> int:

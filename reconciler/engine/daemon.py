@@ -20,7 +20,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from reconciler.api.status import TYPE_NAMES, status_routes
 from reconciler.api.webhook import webhook_routes
+from reconciler.engine.guard import RemovalGuard
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import EngineStatus, Reason
@@ -62,6 +63,7 @@ class DaemonSettings:
     webhook_secret: bytes | None = None
     watch: bool = False
     namespace: str = "default"
+    removal_guard: RemovalGuard = field(default_factory=RemovalGuard)
 
 
 def parse_address(text: str, *, what: str, allow_port_zero: bool = False) -> tuple[str, int]:
@@ -206,6 +208,7 @@ async def _run_locked(settings: DaemonSettings, *, ready: Callable[[int, int], N
         clock=_utc_now,
         default_namespace=settings.namespace,
         file_prefix=prefix,
+        removal_guard=settings.removal_guard,
     )
     if engine.restore():
         log.info("daemon.serving_stored_revision", sha=status.served.sha[:12] if status.served else None)

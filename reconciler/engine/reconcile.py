@@ -20,13 +20,14 @@ from datetime import datetime
 
 import structlog
 
+from reconciler.engine.guard import RemovalGuard, ResourceKey, resource_keys
 from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.engine.state import SourceIdentity, StateStore
 from reconciler.engine.status import EngineStatus, Reason, RevisionInfo, SyncError
 from reconciler.errors import SourceError, StateError, TranslationError
 from reconciler.loader import DecodeCache, LoadResult, load_files
 from reconciler.sources.git import GitFailure
-from reconciler.sources.revision import ConfigSource, Revision
+from reconciler.sources.revision import ALLOW_REMOVAL_FILE, ConfigSource, Revision
 from reconciler.translate import build_registry
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.validate.findings import Finding, Severity
@@ -53,6 +54,7 @@ class Engine:
         clock: Callable[[], datetime],
         default_namespace: str = "default",
         file_prefix: str = "",
+        removal_guard: RemovalGuard | None = None,
     ) -> None:
         self._source = source
         self._cache = cache
@@ -60,11 +62,13 @@ class Engine:
         self._clock = clock
         self._namespace = default_namespace
         self._prefix = file_prefix
+        self._removal_guard = removal_guard or RemovalGuard()  # None: the guard's defaults
         self._decode_cache = DecodeCache()
         self.status = status
         # What the stored revision must have come from to be served on restart.
         self._identity = SourceIdentity.of(repo=status.repo, branch=status.branch, path=status.path)
         self._served_tree: str | None = None
+        self._served_resources: frozenset[ResourceKey] = frozenset()
         # The validation/translation failure of the source's current head, until a new head replaces it.
         self._head_rejection: SyncError | None = None
         self._synced_check_pending = False
@@ -198,7 +202,9 @@ class Engine:
         except Exception as error:
             published = self._refuse_crashed(revision, error)
         else:
-            published = self._publish_guarded(revision, prepared, reason=Reason.APPLIED)
+            published = not self._refuse_removal(revision, prepared) and self._publish_guarded(
+                revision, prepared, reason=Reason.APPLIED
+            )
         self.status.head_sha = head  # in the same step as the outcome it belongs to
         if published:
             await asyncio.to_thread(self._save, revision)
@@ -236,6 +242,28 @@ class Engine:
         )
         return False
 
+    def _refuse_removal(self, revision: Revision, prepared: LoadResult | ConfigSnapshots) -> bool:
+        """Refuse (True) a valid revision that would remove all routing or too much of what is served.
+
+        Not applied to a restored revision: it is what was served before the restart.
+        """
+        if not isinstance(prepared, ConfigSnapshots):
+            return False
+        refusal = self._removal_guard.refusal(served=self._served_resources, proposed=resource_keys(prepared.config))
+        if refusal is None:
+            return False
+        marker = f"{self._prefix}{ALLOW_REMOVAL_FILE}"
+        if revision.allow_removal:
+            log.warning("engine.removal_allowed", sha=revision.short_sha, marker=marker, would_refuse=refusal)
+            return False
+        self._head_rejection = self._fail(
+            Reason.REMOVAL_REFUSED,
+            f"revision {revision.short_sha} {refusal}; still serving {self._served_label()}. "
+            f"If that is intended, commit the file {marker} with it (delete it in the next commit)",
+            sha=revision.sha,
+        )
+        return True
+
     def _publish_guarded(self, revision: Revision, prepared: LoadResult | ConfigSnapshots, *, reason: Reason) -> bool:
         try:
             return self._publish(revision, prepared, reason=reason)
@@ -258,6 +286,7 @@ class Engine:
         self._head_rejection = None
         now = self._clock()
         self._served_tree = revision.config_tree
+        self._served_resources = resource_keys(prepared.config)
         self.status.served = RevisionInfo.of(revision)
         self.status.served_since = now
         self.status.synced_at = None

@@ -54,6 +54,11 @@ class ConfigSnapshots:
         # (status, warnings) must not wait for a translation running in a worker thread.
         self._lock = threading.Lock()
 
+    @property
+    def config(self) -> MeshConfig:
+        """The validated config these snapshots translate."""
+        return self._config
+
     def snapshot_for(self, proxy: ProxyIdentity) -> Snapshot:
         """The proxy's snapshot (translate() checks it); raises TranslationError if it would be inconsistent."""
         key = _shape(proxy)

@@ -38,7 +38,7 @@ from git.exc import GitCommandError, GitError, InvalidGitRepositoryError, NoSuch
 from git.objects import Blob, Commit, Tree
 
 from reconciler.errors import SourceError, UsageError
-from reconciler.sources.revision import Revision, is_config_file
+from reconciler.sources.revision import ALLOW_REMOVAL_FILE, Revision, is_config_file
 
 __all__ = ["GitFailure", "GitSource", "redact_url"]
 
@@ -721,4 +721,5 @@ class GitSource:
             message=message.strip(),
             author=author,
             committed_at=commit.committed_datetime,
+            allow_removal=any(blob.name == ALLOW_REMOVAL_FILE for blob in tree.blobs),
         )

@@ -21,7 +21,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from reconciler.errors import SourceError
-from reconciler.sources.revision import Revision, content_hash, is_config_file
+from reconciler.sources.revision import ALLOW_REMOVAL_FILE, Revision, content_hash, is_config_file
 
 __all__ = ["LocalDirSource", "LocalWatch"]
 
@@ -69,12 +69,15 @@ class LocalDirSource:
             # A file deleted between listing and reading lands here too; the watcher
             # will report that deletion and the next read sees a consistent tree.
             raise SourceError(f"reading {self._root} failed: {error}", reason="ReadFailed") from error
-        digest = content_hash(files)
+        allow_removal = (self._root / ALLOW_REMOVAL_FILE).is_file()
+        # Hashed with the files: adding or deleting the marker alone is a new revision, as in git.
+        digest = content_hash({**files, ALLOW_REMOVAL_FILE: b""} if allow_removal else files)
         return Revision(
             sha=digest,
             files=files,
             config_tree=digest,
             message=f"working tree {self._root}",
+            allow_removal=allow_removal,
         )
 
     def abort(self) -> None:
@@ -183,7 +186,7 @@ class _Handler(FileSystemEventHandler):
         if is_dir:
             # A created, renamed or deleted directory may hold config files; a hidden one (.git) never counts.
             return relative != "." and not any(part.startswith(".") for part in relative.split("/"))
-        return is_config_file(relative)
+        return is_config_file(relative) or relative == ALLOW_REMOVAL_FILE
 
 
 class LocalWatch:

@@ -21,12 +21,18 @@ from typing import Protocol
 from reconciler.model.source import CONFIG_SUFFIXES, is_config_file
 
 __all__ = [
+    "ALLOW_REMOVAL_FILE",
     "CONFIG_SUFFIXES",
     "ConfigSource",
     "Revision",
     "content_hash",
     "is_config_file",
 ]
+
+
+#: A file of this name in the config directory (any content) lets that revision remove any share of the
+#: served resources, all of them included (see :mod:`reconciler.engine.guard`). Not YAML, so never config.
+ALLOW_REMOVAL_FILE = "reconciler-allow-removal"
 
 
 def content_hash(files: Mapping[str, bytes]) -> str:
@@ -59,7 +65,8 @@ class Revision:
     files passing :func:`is_config_file` are present. ``config_tree`` identifies the
     config directory's content (git tree id, or the content hash): two revisions
     with equal ``config_tree`` carry the same files, which is how commits that do
-    not touch the config are skipped.
+    not touch the config are skipped. ``allow_removal``: the config directory holds
+    :data:`ALLOW_REMOVAL_FILE`.
     """
 
     sha: str
@@ -68,6 +75,7 @@ class Revision:
     message: str = ""
     author: str = ""
     committed_at: datetime | None = None
+    allow_removal: bool = False
 
     def __post_init__(self) -> None:
         # The file map is copied and made read-only so a Revision can be shared between

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import pytest
 from memsource import EngineFactory, MemorySource
 
+from reconciler.engine.guard import RemovalGuard
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import EngineStatus
@@ -44,7 +45,8 @@ def state_dir(tmp_path: Path) -> Path:
 def make_engine(state_dir: Path) -> EngineFactory:
     """``make_engine(source, cache)``: an Engine like the daemon builds, files shown under ``mesh/``.
 
-    ``repo``, ``branch`` and ``path`` name the source as the daemon's flags would.
+    ``repo``, ``branch`` and ``path`` name the source as the daemon's flags would; ``removal_guard``
+    as ``--max-removal-percent`` and ``--allow-empty`` set it.
     """
 
     def make(
@@ -54,6 +56,7 @@ def make_engine(state_dir: Path) -> EngineFactory:
         repo: str = "mem://mesh",
         branch: str = "main",
         path: str = "mesh",
+        removal_guard: RemovalGuard | None = None,
     ) -> Engine:
         return Engine(
             source=source,
@@ -62,6 +65,7 @@ def make_engine(state_dir: Path) -> EngineFactory:
             status=EngineStatus(repo=repo, branch=branch, path=path),
             clock=TickingClock(),
             file_prefix="mesh/",
+            removal_guard=removal_guard,
         )
 
     return make
