@@ -35,7 +35,8 @@ reconciler-allow-removal in the config directory.
 The last good revision is kept in --state-dir and served at once after a restart,
 before git is reachable, with the same versions: proxies see no change (only if it came
 from the same --repo, --branch and --path). One daemon per --state-dir: a second one
-exits at once. SIGTERM or Ctrl-C stops within seconds, even during a hung git fetch.
+exits at once. SIGTERM or Ctrl-C stops within seconds, even during a hung git fetch or
+while validating a huge revision.
 
 Examples:
   reconciler run --repo https://git.example.com/platform/mesh.git --path mesh

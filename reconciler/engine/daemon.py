@@ -3,7 +3,8 @@
 The loop reconciles on start, then on every trigger (webhook, manual sync, file
 save) or poll tick, whichever comes first. Failures back off with jitter up to
 the poll interval; a trigger always cuts the wait short. A stop (SIGTERM, Ctrl-C)
-during a pass aborts the source's poll instead of waiting for a hung fetch.
+during a pass aborts the source's poll instead of waiting for a hung fetch, and stops
+loading and translation at their next checkpoint (between files, resources and proxies).
 
 One daemon owns a state directory: an exclusive ``flock`` on ``<state_dir>/lock`` is
 held for the daemon's lifetime, so a second one fails fast instead of fighting over
@@ -252,13 +253,19 @@ async def _run_locked(settings: DaemonSettings, *, ready: Callable[[int, int], N
         log.info("daemon.started", xds=f"{xds_host}:{server.port}", http=f"{http_host}:{bound_http}", repo=repo_label)
         if ready is not None:
             ready(server.port, bound_http)
+
+        def abort() -> None:
+            # A pass blocks a worker thread on git, or on the CPU while loading and translating: end both.
+            source.abort()
+            engine.abort()
+
         await _loop(
             engine=engine,
             metrics=metrics,
             wake=wake,
             stop=stop,
             poll_interval=settings.poll_interval,
-            abort=source.abort,
+            abort=abort,
         )
     finally:
         if watcher is not None:

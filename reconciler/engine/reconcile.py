@@ -15,6 +15,7 @@ from a timer.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -24,7 +25,7 @@ from reconciler.engine.guard import RemovalGuard, ResourceKey, resource_keys
 from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.engine.state import SourceIdentity, StateStore
 from reconciler.engine.status import EngineStatus, Reason, RevisionInfo, SyncError
-from reconciler.errors import SourceError, StateError, TranslationError
+from reconciler.errors import Cancelled, SourceError, StateError, TranslationError
 from reconciler.loader import DecodeCache, LoadResult, load_files
 from reconciler.sources.git import GitFailure
 from reconciler.sources.revision import ALLOW_REMOVAL_FILE, ConfigSource, Revision
@@ -72,7 +73,20 @@ class Engine:
         # The validation/translation failure of the source's current head, until a new head replaces it.
         self._head_rejection: SyncError | None = None
         self._synced_check_pending = False
+        # Set by abort(), read by the checkpoint that loading and translation call between files and proxies.
+        self._stopping = threading.Event()
         cache.add_listener(self._on_xds_event)
+
+    def abort(self) -> None:
+        """Stop a pass's loading and translation at their next checkpoint, for shutdown; safe from any thread.
+
+        Final, like a source's abort: every later pass stops at its first checkpoint too.
+        """
+        self._stopping.set()
+
+    def _checkpoint(self) -> None:
+        if self._stopping.is_set():
+            raise Cancelled("the daemon is stopping")
 
     def restore(self) -> bool:
         """Serve the stored last good revision at once (before the source is reachable).
@@ -199,6 +213,10 @@ class Engine:
                     if not late:
                         break
                     await asyncio.to_thread(prepared.translate_all, late)
+        except Cancelled:
+            # The daemon is stopping: like an aborted poll, not an outcome of the revision.
+            log.info("engine.pass_aborted", sha=revision.short_sha)
+            return False
         except Exception as error:
             published = self._refuse_crashed(revision, error)
         else:
@@ -216,14 +234,19 @@ class Engine:
         Runs in a worker thread; the only shared state it touches is the decode cache,
         which no other code uses and which one pass at a time owns.
 
-        Raises TranslationError when a proxy's snapshot would be inconsistent.
+        Raises TranslationError when a proxy's snapshot would be inconsistent, Cancelled after abort().
         """
         files = {f"{self._prefix}{path}": content for path, content in revision.files.items()}
-        result = load_files(files, default_namespace=self._namespace, cache=self._decode_cache)
+        result = load_files(
+            files, default_namespace=self._namespace, cache=self._decode_cache, checkpoint=self._checkpoint
+        )
         if not result.ok:
             return result
         snapshots = ConfigSnapshots(
-            config=result.config, registry=build_registry(result.config), findings=result.findings
+            config=result.config,
+            registry=build_registry(result.config),
+            findings=result.findings,
+            checkpoint=self._checkpoint,
         )
         snapshots.translate_all(proxies)
         return snapshots

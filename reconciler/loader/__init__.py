@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler.errors import UsageError
 from reconciler.loader.parse import parse_yaml
+from reconciler.model.checkpoint import Checkpoint, no_checkpoint
 from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.source import has_config_suffix, is_config_file
 from reconciler.validate import analyze, build_config, decode_resource, has_errors, sort_findings
@@ -57,10 +58,13 @@ class DecodeCache:
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str, str], _FileResult] = {}
 
-    def _load_all(self, files: Mapping[str, bytes | str], default_namespace: str) -> list[_FileResult]:
+    def _load_all(
+        self, files: Mapping[str, bytes | str], default_namespace: str, checkpoint: Checkpoint
+    ) -> list[_FileResult]:
         """Results for ``files`` in sorted path order, reusing entries whose key matches."""
         used: dict[tuple[str, str, str], _FileResult] = {}
         for path in sorted(files):
+            checkpoint()
             content = files[path]
             raw = content.encode() if isinstance(content, str) else content
             key = (path, hashlib.blake2b(raw, digest_size=16).hexdigest(), default_namespace)
@@ -86,23 +90,28 @@ def _load_file(path: str, content: bytes, default_namespace: str) -> _FileResult
 
 
 def load_files(
-    files: Mapping[str, bytes | str], *, default_namespace: str = "default", cache: DecodeCache | None = None
+    files: Mapping[str, bytes | str],
+    *,
+    default_namespace: str = "default",
+    cache: DecodeCache | None = None,
+    checkpoint: Checkpoint = no_checkpoint,
 ) -> LoadResult:
     """Parse, decode and validate in-memory files (path → content), in sorted path order.
 
     Pass a :class:`DecodeCache` kept across calls to skip files whose content did not change.
+    ``checkpoint`` is called before each file and between analysis steps; what it raises ends the load.
     """
     cache = cache if cache is not None else DecodeCache()
     findings: list[Finding] = []
     resources: list[Resource[Any]] = []
     documents = 0
-    for result in cache._load_all(files, default_namespace):
+    for result in cache._load_all(files, default_namespace, checkpoint):
         findings.extend(result.findings)
         resources.extend(result.resources)
         documents += result.documents
     config, build_findings = build_config(resources)
     findings.extend(build_findings)
-    findings.extend(analyze(config))
+    findings.extend(analyze(config, checkpoint=checkpoint))
     return LoadResult(config=config, findings=tuple(sort_findings(findings)), documents=documents)
 
 
