@@ -44,9 +44,14 @@ from reconciler.sources.webhook import PushEvent
 from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
 from reconciler.xds.server import start_server
 
-__all__ = ["DaemonSettings", "parse_address", "run_daemon"]
+__all__ = ["DEFAULT_HTTP_ADDRESS", "DEFAULT_XDS_ADDRESS", "DaemonSettings", "parse_address", "run_daemon"]
 
 log = structlog.get_logger("reconciler.daemon")
+
+DEFAULT_XDS_ADDRESS = "127.0.0.1:18000"
+#: Not 8080: gateways (the repo template's among them) listen there, and a proxy on the same
+#: host would fail to bind it. 18001 sits next to ADS and clear of Envoy's and Istio's ports.
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:18001"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +64,8 @@ class DaemonSettings:
     branch: str = "main"
     path: str = ""
     poll_interval: float = 15.0
-    xds_address: str = "127.0.0.1:18000"
-    http_address: str = "127.0.0.1:8080"
+    xds_address: str = DEFAULT_XDS_ADDRESS
+    http_address: str = DEFAULT_HTTP_ADDRESS
     webhook_secret: bytes | None = None
     watch: bool = False
     namespace: str = "default"
