@@ -14,6 +14,7 @@ chained as ``__cause__``::
     │   └── SignatureError       a webhook's signature or token did not verify
     ├── XdsError            ADS server / proxy protocol failure
     ├── StateError          the embedded state store could not be read or written
+    ├── Cancelled           a pass was stopped at a checkpoint (the daemon is shutting down)
     └── EnvoyError          a local Envoy process (validate mode, tests, demo) failed
 
 Errors are values with context: each carries a human message and, where it has
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "Cancelled",
     "ConfigError",
     "EnvoyError",
     "InvalidConfigError",
@@ -45,6 +47,10 @@ class ReconcilerError(Exception):
 
 class UsageError(ReconcilerError):
     """The command line or an API call was used wrongly (exit code 2)."""
+
+
+class Cancelled(ReconcilerError):
+    """Raised by a checkpoint (:mod:`reconciler.model.checkpoint`): the work was stopped, not failed."""
 
 
 class ConfigError(ReconcilerError):

@@ -1,7 +1,8 @@
 """The ``reconciler`` command: kubectl-like verbs over the GitOps routing daemon.
 
 Exit codes follow one rule everywhere: 0 success, 1 the thing checked is not OK
-(config errors, proxies not synced), 2 the command was used wrongly.
+(config errors, proxies not synced), 2 the command was used wrongly; `status` adds 3,
+the daemon could not be reached.
 """
 
 from __future__ import annotations

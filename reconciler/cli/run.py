@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from reconciler.cli.args import add_limit_flags, limits_from_args
 from reconciler.cli.logs import configure_logging
-from reconciler.engine.daemon import DaemonSettings, parse_address, run_daemon
+from reconciler.engine.daemon import (
+    DEFAULT_HTTP_ADDRESS,
+    DEFAULT_XDS_ADDRESS,
+    DaemonSettings,
+    parse_address,
+    run_daemon,
+)
+from reconciler.engine.guard import DEFAULT_MAX_REMOVAL_PERCENT, RemovalGuard
 from reconciler.errors import UsageError
+from reconciler.sources.git import redact_url
+from reconciler.sources.revision import ALLOW_REMOVAL_FILE
 from reconciler.sources.webhook import load_secret
 
-__all__ = ["parse_interval", "register"]
+__all__ = ["default_state_dir", "parse_interval", "register"]
 
 _INTERVAL = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -27,6 +39,9 @@ Each new commit on the branch that touches --path is loaded and validated as a w
 A valid revision is translated and pushed to every connected proxy (clusters, then
 endpoints, listeners, routes); an invalid one is refused and the last good revision
 keeps serving. `git revert` is just a new revision and takes effect as fast.
+A valid revision that would remove all routing, or more than --max-removal-percent of the
+served resources, is refused too (RemovalRefused) unless it holds a file named
+reconciler-allow-removal in the config directory.
 
 Envoy's word is final: a revision any proxy NACKs is refused too (status Rejected,
 with Envoy's reason and the file:line it came from) and the last revision every proxy
@@ -36,7 +51,8 @@ rejected one). Only a revision every connected proxy ACKed is kept as last good.
 The last good revision is kept in --state-dir and served at once after a restart,
 before git is reachable, with the same versions: proxies see no change (only if it came
 from the same --repo, --branch and --path). One daemon per --state-dir: a second one
-exits at once. SIGTERM or Ctrl-C stops within seconds, even during a hung git fetch.
+exits at once. SIGTERM or Ctrl-C stops within seconds, even during a hung git fetch or
+while validating a huge revision.
 
 Examples:
   reconciler run --repo https://git.example.com/platform/mesh.git --path mesh
@@ -69,14 +85,50 @@ def parse_interval(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
 
 
+_STATE_DIR_HELP = (
+    "clone and last good revision (default: $XDG_STATE_HOME/reconciler/NAME-HASH, ~/.local/state when unset, "
+    "one per source: never inside the config repo)"
+)
+
+
+def default_state_dir(*, source: str, branch: str = "", path: str = "", environ: Mapping[str, str]) -> Path:
+    """Where a daemon keeps state unless told: per source, under the XDG state home, outside any work tree.
+
+    Not the working directory: with ``--repo-dir . --watch`` that is the config repo itself, and
+    the clone and SQLite store would show up in ``git status``. A token in ``source`` does not
+    change the directory (it is left out, as from the stored source identity).
+    """
+    home = environ.get("XDG_STATE_HOME", "")
+    base = Path(home) if os.path.isabs(home) else Path.home() / ".local" / "state"  # the spec ignores relative ones
+    identity = redact_url(source)
+    digest = hashlib.sha256("\0".join((identity, branch, path.strip("/"))).encode()).hexdigest()[:12]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", identity.rstrip("/").rsplit("/", 1)[-1]).strip("-.") or "config"
+    return base / "reconciler" / f"{name}-{digest}"
+
+
 def _common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--xds-address", default="127.0.0.1:18000", help="ADS gRPC listen address (default %(default)s)"
+        "--xds-address", default=DEFAULT_XDS_ADDRESS, help="ADS gRPC listen address (default %(default)s)"
     )
     parser.add_argument(
-        "--http-address", default="127.0.0.1:8080", help="status/webhook HTTP listen address (default %(default)s)"
+        "--http-address",
+        default=DEFAULT_HTTP_ADDRESS,
+        help="status/webhook HTTP listen address (default %(default)s)",
     )
     parser.add_argument("--namespace", default="default", help="namespace for resources that name none")
+    parser.add_argument(
+        "--max-removal-percent",
+        type=int,
+        default=DEFAULT_MAX_REMOVAL_PERCENT,
+        metavar="N",
+        help="refuse a revision that removes more than N%% of the served resources; 100: no limit "
+        f"(default %(default)s; a {ALLOW_REMOVAL_FILE} file in the config dir lets one revision through)",
+    )
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="serve a revision with no Istio resources (default: refused, it would remove all routing)",
+    )
     parser.add_argument("--log-format", choices=["json", "console"], default="json", help="log output (default json)")
     parser.add_argument(
         "--no-rollback-on-nack",
@@ -97,7 +149,7 @@ def register(commands: Any) -> None:
     run.add_argument("--branch", default="main", help="branch to follow (default %(default)s)")
     run.add_argument("--path", default="", metavar="SUBDIR", help="config directory inside the repo (default: root)")
     run.add_argument("--poll-interval", default="15s", help="how often to fetch (default %(default)s)")
-    run.add_argument("--state-dir", type=Path, default=Path(".reconciler"), help="clone and last good revision")
+    run.add_argument("--state-dir", type=Path, default=None, help=_STATE_DIR_HELP)
     run.add_argument("--webhook-secret-file", type=Path, help=f"push webhook secret (or env {SECRET_ENV})")
     run.add_argument("--watch", action="store_true", help="with --repo-dir: reconcile on file save")
     _common_flags(run)
@@ -107,7 +159,7 @@ def register(commands: Any) -> None:
         "serve", help="serve a directory over ADS (no git)", description=_SERVE_HELP, formatter_class=_RAW
     )
     serve.add_argument("config_dir", type=Path, metavar="PATH", help="directory of YAML files")
-    serve.add_argument("--state-dir", type=Path, default=None, help="where to keep state (default: PATH/.reconciler)")
+    serve.add_argument("--state-dir", type=Path, default=None, help=_STATE_DIR_HELP)
     serve.add_argument("--watch", action="store_true", help="reconcile on file save")
     serve.add_argument("--poll-interval", default="2s", help="how often to re-read the directory (default %(default)s)")
     _common_flags(serve)
@@ -126,7 +178,10 @@ def _run(args: argparse.Namespace) -> int:
         branch=args.branch,
         path=args.path,
         poll_interval=parse_interval(args.poll_interval),
-        state_dir=args.state_dir,
+        state_dir=args.state_dir
+        or default_state_dir(
+            source=args.repo or str(args.repo_dir.resolve()), branch=args.branch, path=args.path, environ=os.environ
+        ),
         webhook_secret=load_secret(file=args.webhook_secret_file, env_var=SECRET_ENV),
         watch=args.watch,
         **_common(args),
@@ -140,7 +195,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = DaemonSettings(
         repo_dir=args.config_dir,
         poll_interval=parse_interval(args.poll_interval),
-        state_dir=args.state_dir or args.config_dir / ".reconciler",
+        state_dir=args.state_dir or default_state_dir(source=str(args.config_dir.resolve()), environ=os.environ),
         webhook_secret=load_secret(file=None, env_var=SECRET_ENV),
         watch=args.watch,
         **_common(args),
@@ -151,12 +206,15 @@ def _serve(args: argparse.Namespace) -> int:
 def _common(args: argparse.Namespace) -> dict[str, Any]:
     parse_address(args.xds_address, what="--xds-address", allow_port_zero=True)
     parse_address(args.http_address, what="--http-address", allow_port_zero=True)
+    if not 0 <= args.max_removal_percent <= 100:
+        raise UsageError(f"--max-removal-percent {args.max_removal_percent} is not a percentage (0..100)")
     return {
         "xds_address": args.xds_address,
         "http_address": args.http_address,
         "namespace": args.namespace,
         "rollback_on_nack": args.rollback_on_nack,
         "limits": limits_from_args(args),
+        "removal_guard": RemovalGuard(max_removal_percent=args.max_removal_percent, allow_empty=args.allow_empty),
     }
 
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.cli.run import parse_interval
+from reconciler.engine.daemon import DEFAULT_HTTP_ADDRESS
 from reconciler.errors import ReconcilerError
 from reconciler.model.text import printable, quote_path
 
-__all__ = ["is_healthy", "register", "render_status"]
+__all__ = ["EXIT_UNREACHABLE", "is_healthy", "register", "render_status"]
 
 _HELP = """\
 Show what the daemon serves and whether every proxy has accepted it.
@@ -29,11 +31,12 @@ Exit code: 0 when the head is served and every connected proxy runs it (or none 
 connected); 1 when the head is refused or not yet served (including while git cannot be
 fetched, and Rejected: a proxy NACKed it and the daemon went back to the last revision
 every proxy ACKed), a proxy NACKED, or a proxy is still behind the served revision after
---grace.
+--grace; 2 bad arguments; 3 the daemon cannot be reached at --server (not running, wrong
+address).
 
 Examples:
   reconciler status
-  reconciler status --server http://reconciler.mesh-system:8080 --format json
+  reconciler status --server http://reconciler.mesh-system:18001 --format json
 """
 
 _TYPES = ("CDS", "LDS", "EDS", "RDS")
@@ -47,12 +50,22 @@ def register(commands: Any) -> None:
         description=_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--server", default="http://127.0.0.1:8080", help="daemon HTTP address (default %(default)s)")
+    parser.add_argument(
+        "--server", default=f"http://{DEFAULT_HTTP_ADDRESS}", help="daemon HTTP address (default %(default)s)"
+    )
     parser.add_argument("--format", choices=["table", "json"], default="table", help="output format")
     parser.add_argument(
         "--grace", default="30s", help="how long a proxy may lag the served revision (default %(default)s)"
     )
     parser.set_defaults(handler=_status)
+
+
+#: Neither in sync nor out of sync: status could not be read (daemon down, wrong --server).
+EXIT_UNREACHABLE = 3
+
+
+class _Unreachable(ReconcilerError):
+    """The daemon's status API did not answer with a status document."""
 
 
 def _fetch(server: str) -> dict[str, Any]:
@@ -62,7 +75,8 @@ def _fetch(server: str) -> dict[str, Any]:
             body: dict[str, Any] = json.load(response)
             return body
     except (urllib.error.URLError, OSError, ValueError) as error:
-        raise ReconcilerError(f"cannot read status from {url}: {error}") from error
+        reason = error.reason if isinstance(error, urllib.error.URLError) else error
+        raise _Unreachable(f"cannot reach the daemon at {server}: {reason}") from error
 
 
 def _age(timestamp: str | None, now: datetime) -> str:
@@ -194,7 +208,11 @@ def is_healthy(status: dict[str, Any], *, now: datetime, grace_seconds: float) -
 
 def _status(args: argparse.Namespace) -> int:
     grace = parse_interval(args.grace)
-    status = _fetch(args.server)
+    try:
+        status = _fetch(args.server)
+    except _Unreachable as error:
+        print(f"reconciler: {error}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     now = datetime.now(UTC)
     if args.format == "json":
         print(json.dumps(status, indent=2))

@@ -3,7 +3,8 @@
 The loop reconciles on start, then on every trigger (webhook, manual sync, file
 save) or poll tick, whichever comes first. Failures back off with jitter up to
 the poll interval; a trigger always cuts the wait short. A stop (SIGTERM, Ctrl-C)
-during a pass aborts the source's poll instead of waiting for a hung fetch.
+during a pass aborts the source's poll instead of waiting for a hung fetch, and stops
+loading and translation at their next checkpoint (between files, resources and proxies).
 
 One daemon owns a state directory: an exclusive ``flock`` on ``<state_dir>/lock`` is
 held for the daemon's lifetime, so a second one fails fast instead of fighting over
@@ -20,7 +21,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from reconciler.api.status import TYPE_NAMES, status_routes
 from reconciler.api.webhook import webhook_routes
+from reconciler.engine.guard import RemovalGuard
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import EngineStatus, Reason
@@ -43,9 +45,14 @@ from reconciler.sources.webhook import PushEvent
 from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
 from reconciler.xds.server import start_server
 
-__all__ = ["DaemonSettings", "parse_address", "run_daemon"]
+__all__ = ["DEFAULT_HTTP_ADDRESS", "DEFAULT_XDS_ADDRESS", "DaemonSettings", "parse_address", "run_daemon"]
 
 log = structlog.get_logger("reconciler.daemon")
+
+DEFAULT_XDS_ADDRESS = "127.0.0.1:18000"
+#: Not 8080: gateways (the repo template's among them) listen there, and a proxy on the same
+#: host would fail to bind it. 18001 sits next to ADS and clear of Envoy's and Istio's ports.
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:18001"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +65,15 @@ class DaemonSettings:
     branch: str = "main"
     path: str = ""
     poll_interval: float = 15.0
-    xds_address: str = "127.0.0.1:18000"
-    http_address: str = "127.0.0.1:8080"
+    xds_address: str = DEFAULT_XDS_ADDRESS
+    http_address: str = DEFAULT_HTTP_ADDRESS
     webhook_secret: bytes | None = None
     watch: bool = False
     namespace: str = "default"
     #: A revision a proxy NACKs is replaced by the last one every proxy ACKed (off: it keeps being served).
     rollback_on_nack: bool = True
     limits: InputLimits = DEFAULT_LIMITS
+    removal_guard: RemovalGuard = field(default_factory=RemovalGuard)
 
 
 def parse_address(text: str, *, what: str, allow_port_zero: bool = False) -> tuple[str, int]:
@@ -218,6 +226,7 @@ async def _run_locked(settings: DaemonSettings, *, ready: Callable[[int, int], N
         file_prefix=prefix,
         rollback_on_nack=settings.rollback_on_nack,
         limits=settings.limits,
+        removal_guard=settings.removal_guard,
     )
     if engine.restore():
         log.info("daemon.serving_stored_revision", sha=status.served.sha[:12] if status.served else None)
@@ -261,13 +270,19 @@ async def _run_locked(settings: DaemonSettings, *, ready: Callable[[int, int], N
         log.info("daemon.started", xds=f"{xds_host}:{server.port}", http=f"{http_host}:{bound_http}", repo=repo_label)
         if ready is not None:
             ready(server.port, bound_http)
+
+        def abort() -> None:
+            # A pass blocks a worker thread on git, or on the CPU while loading and translating: end both.
+            source.abort()
+            engine.abort()
+
         await _loop(
             engine=engine,
             metrics=metrics,
             wake=wake,
             stop=stop,
             poll_interval=settings.poll_interval,
-            abort=source.abort,
+            abort=abort,
         )
     finally:
         if watcher is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,15 +30,16 @@ from datetime import datetime
 
 import structlog
 
+from reconciler.engine.guard import RemovalGuard, ResourceKey, resource_keys
 from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.engine.state import SourceIdentity, StateStore
 from reconciler.engine.status import EngineStatus, Reason, RevisionInfo, SyncError
-from reconciler.errors import ReconcilerError, SourceError, StateError, TranslationError
+from reconciler.errors import Cancelled, ReconcilerError, SourceError, StateError, TranslationError
 from reconciler.loader import DecodeCache, LoadResult, load_files
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
 from reconciler.model.text import MESSAGE_CHARS, excerpt
 from reconciler.sources.git import GitFailure
-from reconciler.sources.revision import ConfigSource, Revision
+from reconciler.sources.revision import ALLOW_REMOVAL_FILE, ConfigSource, Revision
 from reconciler.translate import build_registry
 from reconciler.translate.provenance import producers_of
 from reconciler.translate.proxy import ProxyIdentity
@@ -78,6 +80,7 @@ class Engine:
         file_prefix: str = "",
         rollback_on_nack: bool = True,
         limits: InputLimits = DEFAULT_LIMITS,
+        removal_guard: RemovalGuard | None = None,
     ) -> None:
         self._source = source
         self._cache = cache
@@ -86,11 +89,13 @@ class Engine:
         self._namespace = default_namespace
         self._prefix = file_prefix
         self._limits = limits
+        self._removal_guard = removal_guard or RemovalGuard()  # None: the guard's defaults
         self._decode_cache = DecodeCache()
         self.status = status
         # What the stored revision must have come from to be served on restart.
         self._identity = SourceIdentity.of(repo=status.repo, branch=status.branch, path=status.path)
         self._served_tree: str | None = None
+        self._served_resources: frozenset[ResourceKey] = frozenset()
         # The validation/translation failure of the source's current head, until a new head replaces it.
         self._head_rejection: SyncError | None = None
         self._synced_check_pending = False
@@ -100,7 +105,20 @@ class Engine:
         self._acked: _Published | None = None
         # One writer thread: saves land in the order they were asked for (a rollback after the save it undoes).
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-save")
+        # Set by abort(), read by the checkpoint that loading and translation call between files and proxies.
+        self._stopping = threading.Event()
         cache.add_listener(self._on_xds_event)
+
+    def abort(self) -> None:
+        """Stop a pass's loading and translation at their next checkpoint, for shutdown; safe from any thread.
+
+        Final, like a source's abort: every later pass stops at its first checkpoint too.
+        """
+        self._stopping.set()
+
+    def _checkpoint(self) -> None:
+        if self._stopping.is_set():
+            raise Cancelled("the daemon is stopping")
 
     def restore(self) -> bool:
         """Serve the stored last good revision at once (before the source is reachable).
@@ -248,10 +266,16 @@ class Engine:
                     if not late:
                         break
                     await asyncio.to_thread(prepared.translate_all, late)
+        except Cancelled:
+            # The daemon is stopping: like an aborted poll, not an outcome of the revision.
+            log.info("engine.pass_aborted", sha=revision.short_sha)
+            return False
         except Exception as error:
             published = self._refuse_crashed(revision, error)
         else:
-            published = self._publish_guarded(revision, prepared, reason=Reason.APPLIED)
+            published = not self._refuse_removal(revision, prepared) and self._publish_guarded(
+                revision, prepared, reason=Reason.APPLIED
+            )
         self.status.head_sha = head  # in the same step as the outcome it belongs to
         if published and not self._cache.proxies():
             # No proxy to ACK it (today's behaviour): good as far as anyone can tell. With proxies,
@@ -265,17 +289,25 @@ class Engine:
         Runs in a worker thread; the only shared state it touches is the decode cache,
         which no other code uses and which one pass at a time owns.
 
-        Raises TranslationError when a proxy's snapshot would be inconsistent.
+        Raises TranslationError when a proxy's snapshot would be inconsistent, Cancelled after abort().
         """
         files = {f"{self._prefix}{path}": content for path, content in revision.files.items()}
         skipped = [dataclasses.replace(entry, path=f"{self._prefix}{entry.path}") for entry in revision.skipped]
         result = load_files(
-            files, skipped=skipped, default_namespace=self._namespace, cache=self._decode_cache, limits=self._limits
+            files,
+            skipped=skipped,
+            default_namespace=self._namespace,
+            cache=self._decode_cache,
+            limits=self._limits,
+            checkpoint=self._checkpoint,
         )
         if not result.ok:
             return result
         snapshots = ConfigSnapshots(
-            config=result.config, registry=build_registry(result.config), findings=result.findings
+            config=result.config,
+            registry=build_registry(result.config),
+            findings=result.findings,
+            checkpoint=self._checkpoint,
         )
         snapshots.translate_all(proxies)
         return snapshots
@@ -295,6 +327,28 @@ class Engine:
             sha=revision.sha,
         )
         return False
+
+    def _refuse_removal(self, revision: Revision, prepared: LoadResult | ConfigSnapshots) -> bool:
+        """Refuse (True) a valid revision that would remove all routing or too much of what is served.
+
+        Not applied to a restored revision: it is what was served before the restart.
+        """
+        if not isinstance(prepared, ConfigSnapshots):
+            return False
+        refusal = self._removal_guard.refusal(served=self._served_resources, proposed=resource_keys(prepared.config))
+        if refusal is None:
+            return False
+        marker = f"{self._prefix}{ALLOW_REMOVAL_FILE}"
+        if revision.allow_removal:
+            log.warning("engine.removal_allowed", sha=revision.short_sha, marker=marker, would_refuse=refusal)
+            return False
+        self._head_rejection = self._fail(
+            Reason.REMOVAL_REFUSED,
+            f"revision {revision.short_sha} {refusal}; still serving {self._served_label()}. "
+            f"If that is intended, commit the file {marker} with it (delete it in the next commit)",
+            sha=revision.sha,
+        )
+        return True
 
     def _publish_guarded(self, revision: Revision, prepared: LoadResult | ConfigSnapshots, *, reason: Reason) -> bool:
         try:
@@ -320,6 +374,7 @@ class Engine:
         self._current = _Published(revision, prepared)
         self.status.served_rejected = False
         self._served_tree = revision.config_tree
+        self._served_resources = resource_keys(prepared.config)
         self.status.served = RevisionInfo.of(revision)
         self.status.served_since = now
         self.status.synced_at = None

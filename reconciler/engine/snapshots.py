@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 
+from reconciler.model.checkpoint import Checkpoint, no_checkpoint
 from reconciler.model.config import MeshConfig
 from reconciler.translate import ServiceRegistry, translate
 from reconciler.translate.proxy import ProxyIdentity
@@ -44,8 +45,10 @@ class ConfigSnapshots:
         registry: ServiceRegistry | None = None,
         findings: Iterable[Finding] = (),
         max_shapes: int = MAX_REMEMBERED_SHAPES,
+        checkpoint: Checkpoint = no_checkpoint,
     ) -> None:
         self._config = config
+        self._checkpoint = checkpoint
         self._registry = registry
         self._max_shapes = max_shapes
         self._memo: OrderedDict[Hashable, Snapshot] = OrderedDict()  # least recently used first
@@ -56,6 +59,7 @@ class ConfigSnapshots:
 
     @property
     def config(self) -> MeshConfig:
+        """The validated config these snapshots translate."""
         return self._config
 
     def snapshot_for(self, proxy: ProxyIdentity) -> Snapshot:
@@ -76,8 +80,12 @@ class ConfigSnapshots:
             return snapshot
 
     def translate_all(self, proxies: Iterable[ProxyIdentity]) -> None:
-        """Translate every given proxy now (in the caller's thread), so publishing is cheap."""
+        """Translate every given proxy now (in the caller's thread), so publishing is cheap.
+
+        The checkpoint is called before each proxy: a stopping daemon does not wait for a thousand shapes.
+        """
         for proxy in proxies:
+            self._checkpoint()
             self.snapshot_for(proxy)
 
     def untranslated(self, proxies: Iterable[ProxyIdentity]) -> list[ProxyIdentity]:

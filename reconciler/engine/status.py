@@ -31,6 +31,8 @@ class Reason(StrEnum):
     FETCH_FAILED = "FetchFailed"
     #: The head commit has no directory at ``--path`` (removed or renamed): refused, not retried on backoff.
     PATH_NOT_FOUND = "PathNotFound"
+    #: The revision would remove all routing, or more of the served resources than allowed (engine/guard.py).
+    REMOVAL_REFUSED = "RemovalRefused"
     STATE_FAILED = "StateFailed"
     #: A proxy NACKed the revision: refused like a validation failure, the last ACKed revision is served again.
     REJECTED = "Rejected"

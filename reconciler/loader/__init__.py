@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler.loader.files import ConfigFiles, read_paths, read_tree
 from reconciler.loader.parse import parse_yaml
+from reconciler.model.checkpoint import Checkpoint, no_checkpoint
 from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits, SkippedFile, SkipReason, format_size
 from reconciler.translate.translator import envoy_rejections
@@ -58,10 +59,13 @@ class DecodeCache:
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str, str, int], _FileResult] = {}
 
-    def _load_all(self, files: Mapping[str, bytes | str], default_namespace: str, max_chars: int) -> list[_FileResult]:
+    def _load_all(
+        self, files: Mapping[str, bytes | str], default_namespace: str, max_chars: int, checkpoint: Checkpoint
+    ) -> list[_FileResult]:
         """Results for ``files`` in sorted path order, reusing entries whose key matches."""
         used: dict[tuple[str, str, str, int], _FileResult] = {}
         for path in sorted(files):
+            checkpoint()
             content = files[path]
             raw = content.encode() if isinstance(content, str) else content
             key = (path, hashlib.blake2b(raw, digest_size=16).hexdigest(), default_namespace, max_chars)
@@ -133,24 +137,26 @@ def load_files(
     default_namespace: str = "default",
     cache: DecodeCache | None = None,
     limits: InputLimits = DEFAULT_LIMITS,
+    checkpoint: Checkpoint = no_checkpoint,
 ) -> LoadResult:
     """Parse, decode and validate in-memory files (path → content), in sorted path order.
 
     ``skipped`` are the files the source left unread (each becomes a finding); ``limits``
     bounds what aliases may expand a file to. Pass a :class:`DecodeCache` kept across calls
-    to skip files whose content did not change.
+    to skip files whose content did not change. ``checkpoint`` is called before each file
+    and between analysis steps; what it raises ends the load.
     """
     cache = cache if cache is not None else DecodeCache()
     findings = [_skipped_finding(entry, limits) for entry in skipped]
     resources: list[Resource[Any]] = []
     documents = 0
-    for result in cache._load_all(files, default_namespace, limits.file_bytes):
+    for result in cache._load_all(files, default_namespace, limits.file_bytes, checkpoint):
         findings.extend(result.findings)
         resources.extend(result.resources)
         documents += result.documents
     config, build_findings = build_config(resources)
     findings.extend(build_findings)
-    findings.extend(analyze(config))
+    findings.extend(analyze(config, checkpoint=checkpoint))
     if not has_errors(findings):
         # A config that validates must also be one Envoy accepts: translate it as proxies would get it.
         findings.extend(envoy_rejections(config))

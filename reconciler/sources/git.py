@@ -40,7 +40,7 @@ from git.objects import Blob, Commit, Tree
 from reconciler.errors import SourceError, UsageError
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits, SkippedFile, SkipReason, plan_reads
 from reconciler.model.text import excerpt
-from reconciler.sources.revision import Revision, is_config_file
+from reconciler.sources.revision import ALLOW_REMOVAL_FILE, Revision, is_config_file
 
 __all__ = ["GitFailure", "GitSource", "redact_url"]
 
@@ -733,4 +733,5 @@ class GitSource:
             author=author,
             committed_at=commit.committed_datetime,
             skipped=tuple(skipped),
+            allow_removal=any(blob.name == ALLOW_REMOVAL_FILE for blob in tree.blobs),
         )

@@ -23,7 +23,7 @@ from watchdog.observers import Observer
 from reconciler.errors import SourceError
 from reconciler.loader.files import read_tree
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
-from reconciler.sources.revision import Revision, content_hash, is_config_file
+from reconciler.sources.revision import ALLOW_REMOVAL_FILE, Revision, content_hash, is_config_file
 
 __all__ = ["LocalDirSource", "LocalWatch"]
 
@@ -67,13 +67,17 @@ class LocalDirSource:
             # A file deleted between listing and reading lands here too; the watcher
             # will report that deletion and the next read sees a consistent tree.
             raise SourceError(f"reading {self._root} failed: {error}", reason="ReadFailed") from error
-        digest = content_hash(read.files, read.skipped)
+        allow_removal = (self._root / ALLOW_REMOVAL_FILE).is_file()
+        # Hashed with the files: adding or deleting the marker alone is a new revision, as in git.
+        hashed = {**read.files, ALLOW_REMOVAL_FILE: b""} if allow_removal else read.files
+        digest = content_hash(hashed, read.skipped)
         return Revision(
             sha=digest,
             files=read.files,
             skipped=read.skipped,
             config_tree=digest,
             message=f"working tree {self._root}",
+            allow_removal=allow_removal,
         )
 
     def abort(self) -> None:
@@ -182,7 +186,7 @@ class _Handler(FileSystemEventHandler):
         if is_dir:
             # A created, renamed or deleted directory may hold config files; a hidden one (.git) never counts.
             return relative != "." and not any(part.startswith(".") for part in relative.split("/"))
-        return is_config_file(relative)
+        return is_config_file(relative) or relative == ALLOW_REMOVAL_FILE
 
 
 class LocalWatch:

@@ -22,12 +22,18 @@ from reconciler.model.limits import SkippedFile
 from reconciler.model.source import CONFIG_SUFFIXES, is_config_file
 
 __all__ = [
+    "ALLOW_REMOVAL_FILE",
     "CONFIG_SUFFIXES",
     "ConfigSource",
     "Revision",
     "content_hash",
     "is_config_file",
 ]
+
+
+#: A file of this name in the config directory (any content) lets that revision remove any share of the
+#: served resources, all of them included (see :mod:`reconciler.engine.guard`). Not YAML, so never config.
+ALLOW_REMOVAL_FILE = "reconciler-allow-removal"
 
 
 def content_hash(files: Mapping[str, bytes], skipped: Sequence[SkippedFile] = ()) -> str:
@@ -66,6 +72,7 @@ class Revision:
     with equal ``config_tree`` carry the same files, which is how commits that do
     not touch the config are skipped. ``skipped`` are the config files the source did
     not read (symlinks, files over the size limits); the loader reports each.
+    ``allow_removal``: the config directory holds :data:`ALLOW_REMOVAL_FILE`.
     """
 
     sha: str
@@ -75,6 +82,7 @@ class Revision:
     author: str = ""
     committed_at: datetime | None = None
     skipped: tuple[SkippedFile, ...] = ()
+    allow_removal: bool = False
 
     def __post_init__(self) -> None:
         # The file map is copied and made read-only so a Revision can be shared between

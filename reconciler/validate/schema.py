@@ -372,12 +372,17 @@ _NEWTYPE_RULES: Mapping[Any, Callable[[_Decoder, Any, str], Any]] = MappingProxy
 )
 
 
+#: Istio's other networking kinds: real, not acted on by reconciler, so ignored with an info finding.
+_OTHER_ISTIO_KINDS = ("Sidecar", "EnvoyFilter", "WorkloadEntry", "WorkloadGroup", "ProxyConfig")
+
+
 def decode_resource(
     data: Any, *, source: SourceInfo, default_namespace: str
 ) -> tuple[Resource[Any] | None, list[Finding]]:
     """Decode one YAML document into a typed resource; None (with findings) when it cannot be used.
 
-    Non-Istio kinds give one info finding and None. Any error-level finding means None:
+    Non-Istio kinds give one info finding and None; an unknown kind in Istio's networking group
+    (a typo) is an error with a did-you-mean hint. Any error-level finding means None:
     a resource is used whole or not at all.
     """
     decoder = _Decoder(source=source, kind="", namespace="", name="")
@@ -398,6 +403,16 @@ def decode_resource(
     # Split at the first slash: `networking.istio.io` (version left out) or `.../v1/` is our group
     # with a bad version, an error, not a foreign kind quietly ignored.
     group, _, version = api_version.partition("/")
+    if group == API_GROUP and kind_text not in Kind.__members__.values() and kind_text not in _OTHER_ISTIO_KINDS:
+        # Istio has no such kind in its networking group: a typo that would drop the resource quietly.
+        close = difflib.get_close_matches(kind_text, [*(kind.value for kind in Kind), *_OTHER_ISTIO_KINDS], n=1)
+        decoder.report(
+            "kind",
+            f"{API_GROUP} has no kind {kind_text!r}",
+            code=Code.UNKNOWN_KIND,
+            hint=f"did you mean {close[0]!r}?" if close else f"reconciler handles {', '.join(Kind)}",
+        )
+        return None, decoder.findings
     if group != API_GROUP or kind_text not in Kind.__members__.values():
         decoder.report(
             "kind",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -115,3 +116,46 @@ def test_serve_refuses_a_malformed_address_with_exit_2(
 
     assert main(["serve", str(tmp_path), flag, value]) == 2
     assert says in capsys.readouterr().err
+
+
+def test_without_state_dir_a_watched_working_tree_keeps_its_state_outside_the_tree(
+    tmp_path: Path, free_port: Callable[[], int]
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(TEMPLATE, repo / "mesh")
+    before = sorted(path.relative_to(repo) for path in repo.rglob("*"))
+    state_home, http_port = tmp_path / "state-home", free_port()
+    command = [
+        sys.executable, "-m", "reconciler.cli.main", "run", "--repo-dir", ".", "--path", "mesh", "--watch",
+        "--xds-address", f"127.0.0.1:{free_port()}", "--http-address", f"127.0.0.1:{http_port}",
+    ]  # fmt: skip
+    with (tmp_path / "daemon.log").open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=repo,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "XDG_STATE_HOME": str(state_home)},
+        )
+    try:
+        _wait_for(lambda status: status["ready"], http_port)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+
+    assert sorted(path.relative_to(repo) for path in repo.rglob("*")) == before
+    assert [path.parent.parent for path in state_home.glob("reconciler/*/state.sqlite3")] == [state_home / "reconciler"]
+
+
+def test_the_default_state_dir_is_one_per_source_and_stays_when_the_token_in_the_url_rotates() -> None:
+    from reconciler.cli.run import default_state_dir
+
+    environ = {"XDG_STATE_HOME": "/var/state"}
+    plain = default_state_dir(source="https://old@git.example/mesh.git", branch="main", environ=environ)
+    rotated = default_state_dir(source="https://new@git.example/mesh.git", branch="main", environ=environ)
+    other_branch = default_state_dir(source="https://old@git.example/mesh.git", branch="dev", environ=environ)
+
+    assert rotated == plain
+    assert plain != other_branch
+    assert plain.parent == Path("/var/state/reconciler")
+    assert plain.name.startswith("mesh.git-")

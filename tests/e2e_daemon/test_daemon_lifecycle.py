@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, Mesh
+from daemon_harness import Daemon, Mesh, wait_for
+from gitrepo import GitRemote
 
 pytestmark = [pytest.mark.git, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -91,3 +92,57 @@ def test_a_daemon_stuck_in_a_clone_from_a_hung_remote_exits_0_promptly_on_a_stop
                 pass
         except TimeoutError:
             pytest.fail("the daemon exited but git still holds its connection to the remote")
+
+
+def _service(i: int) -> str:
+    return f"""\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: svc-{i}}}
+spec:
+  hosts: [svc-{i}.example.com]
+  resolution: STATIC
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  endpoints: [{{address: 10.0.{i // 250 % 250}.{i % 250 + 1}, labels: {{version: v1}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: svc-{i}}}
+spec:
+  host: svc-{i}.example.com
+  subsets: [{{name: v1, labels: {{version: v1}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: svc-{i}}}
+spec:
+  hosts: [svc-{i}.example.com]
+  http:
+  - route: [{{destination: {{host: svc-{i}.example.com, subset: v1}}}}]
+"""
+
+
+#: 20,000 services: far more than STOP_DEADLINE of validation on any machine, stopped within a file of it.
+_FILES, _SERVICES_PER_FILE = 2_000, 10
+
+
+def test_sigterm_in_the_middle_of_validating_a_huge_revision_stops_the_daemon_promptly(
+    tmp_path: Path, daemons: Callable[..., Daemon]
+) -> None:
+    repo = GitRemote.create(tmp_path / "git")
+    services = iter(range(_FILES * _SERVICES_PER_FILE))
+    files = {
+        f"mesh/svc-{n:04d}.yaml": "---\n".join(_service(next(services)) for _ in range(_SERVICES_PER_FILE))
+        for n in range(_FILES)
+    }
+    repo.commit(files, "twenty thousand services")
+    daemon = daemons(repo=repo.url).start()
+    wait_for("the pass to start validating", lambda: '"event": "engine.revision"' in daemon.log_since_start())
+
+    code = daemon.signal_and_wait(signal.SIGTERM, timeout=STOP_DEADLINE)
+
+    log = daemon.log_since_start()
+    assert code == 0, daemon.log_tail()
+    assert '"event": "engine.pass_aborted"' in log
+    assert '"event": "engine.published"' not in log
+    assert "daemon.stopped" in log

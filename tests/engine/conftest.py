@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import pytest
 from memsource import EngineFactory, MemorySource
 
+from reconciler.engine.guard import RemovalGuard
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import EngineStatus
@@ -45,7 +46,8 @@ def make_engine(state_dir: Path) -> EngineFactory:
     """``make_engine(source, cache)``: an Engine like the daemon builds, files shown under ``mesh/``.
 
     ``repo``, ``branch`` and ``path`` name the source as the daemon's flags would; ``rollback_on_nack``
-    is ``--no-rollback-on-nack`` negated.
+    is ``--no-rollback-on-nack`` negated; ``removal_guard`` as ``--max-removal-percent`` and
+    ``--allow-empty`` set it.
     """
 
     def make(
@@ -56,6 +58,7 @@ def make_engine(state_dir: Path) -> EngineFactory:
         branch: str = "main",
         path: str = "mesh",
         rollback_on_nack: bool = True,
+        removal_guard: RemovalGuard | None = None,
     ) -> Engine:
         return Engine(
             source=source,
@@ -65,6 +68,7 @@ def make_engine(state_dir: Path) -> EngineFactory:
             clock=TickingClock(),
             file_prefix="mesh/",
             rollback_on_nack=rollback_on_nack,
+            removal_guard=removal_guard,
         )
 
     return make

@@ -85,16 +85,18 @@ class MemorySource:
     def head_sha(self) -> str | None:
         return self._fetched
 
-    def commit(self, files: Mapping[str, bytes], message: str) -> Revision:
+    def commit(self, files: Mapping[str, bytes], message: str, *, allow_removal: bool = False) -> Revision:
+        """``allow_removal``: the commit holds the removal guard's marker file in the config directory."""
         self._count += 1
         sha = hashlib.sha1(f"{self._count}:{message}".encode()).hexdigest()
         self._head = Revision(
             sha=sha,
             files=files,
-            config_tree=content_hash(files),
+            config_tree=content_hash({**files, "marker": b""} if allow_removal else files),
             message=message,
             author="Test Author <author@example.test>",
             committed_at=datetime(2025, 1, 1, tzinfo=UTC),
+            allow_removal=allow_removal,
         )
         return self._head
 

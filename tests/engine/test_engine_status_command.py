@@ -15,7 +15,7 @@ from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, line_of, me
 
 from reconciler.api.status import proxy_json
 from reconciler.cli.main import main
-from reconciler.cli.status import is_healthy, render_status
+from reconciler.cli.status import EXIT_UNREACHABLE, is_healthy, render_status
 from reconciler.engine.reconcile import Engine
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 from reconciler.translate.snapshot import CLUSTER, ROUTE
@@ -254,14 +254,14 @@ def test_the_status_command_exits_0_when_synced_and_1_when_a_proxy_nacked(
     assert json.loads(capsys.readouterr().out)["proxies"][0]["types"]["CDS"]["state"] == "NACKED"
 
 
-def test_the_status_command_exits_1_with_a_message_when_the_daemon_is_unreachable(
+def test_the_status_command_exits_3_not_1_naming_the_address_when_the_daemon_is_unreachable(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with status_server({}) as url:
         pass  # closed again: nothing listens there now
 
-    assert main(["status", "--server", url]) == 1
-    assert "cannot read status" in capsys.readouterr().err
+    assert main(["status", "--server", url]) == EXIT_UNREACHABLE == 3
+    assert f"cannot reach the daemon at {url}" in capsys.readouterr().err
 
 
 def test_warnings_about_the_served_config_are_counted_and_shown_without_making_it_unhealthy(

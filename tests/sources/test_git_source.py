@@ -90,6 +90,20 @@ def test_commit_inside_config_path_is_a_new_revision(source: GitSource, remote: 
     assert set(revision.files) == {"gateway.yaml", "routes/reviews.yml"}
 
 
+def test_the_removal_marker_in_the_config_directory_opts_that_revision_in(source: GitSource, remote: GitRemote) -> None:
+    first = source.poll()
+    remote.commit({"reconciler-allow-removal": "", "mesh/routes/reviews.yml": "kind: VirtualService\n"}, "root")
+    at_root = source.poll()
+    remote.commit({"mesh/reconciler-allow-removal": "", "mesh/gateway.yaml": None}, "tear down")
+    in_mesh = source.poll()
+
+    assert first is not None
+    assert at_root is not None
+    assert in_mesh is not None
+    assert (first.allow_removal, at_root.allow_removal, in_mesh.allow_removal) == (False, False, True)
+    assert set(in_mesh.files) == {"routes/reviews.yml"}
+
+
 def test_only_visible_yaml_files_are_read(source: GitSource, remote: GitRemote) -> None:
     remote.commit(
         {

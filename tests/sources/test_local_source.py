@@ -80,6 +80,19 @@ def test_poll_returns_revision_only_when_content_changes(mesh: Path) -> None:
     assert source.head_sha == changed.sha
 
 
+def test_adding_the_removal_marker_is_a_new_revision_that_opts_in(mesh: Path) -> None:
+    source = LocalDirSource(mesh)
+    first = source.poll()
+    (mesh / "reconciler-allow-removal").touch()
+
+    marked = source.poll()
+
+    assert first is not None
+    assert marked is not None
+    assert (first.allow_removal, marked.allow_removal) == (False, True)
+    assert dict(marked.files) == dict(first.files)
+
+
 def test_missing_directory_is_path_not_found(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as excinfo:
         LocalDirSource(tmp_path / "absent").read()

@@ -261,3 +261,21 @@ def test_an_error_anywhere_in_a_resource_drops_the_whole_resource() -> None:
     result = load_text(route("  timeout: 1.5x"), route().replace("{name: reviews}", "{name: other}"))
     assert not result.ok
     assert [service.name for service in result.config.virtual_services] == ["other"]
+
+
+def test_a_misspelt_istio_kind_is_an_error_with_a_did_you_mean_hint() -> None:
+    result = load_text(route().replace("kind: VirtualService", "kind: VirtualSevice"))
+
+    assert not result.ok
+    (finding,) = result.findings
+    assert (finding.severity, finding.code, finding.path) == (Severity.ERROR, "RC0101", "kind")
+    assert finding.hint == "did you mean 'VirtualService'?"
+
+
+def test_an_istio_networking_kind_reconciler_does_not_handle_is_only_noted() -> None:
+    sidecar = "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default}\nspec: {}\n"
+
+    result = load_text(sidecar, route())
+
+    assert result.ok
+    assert [(f.severity, f.code) for f in result.findings] == [(Severity.INFO, "RC0101")]
