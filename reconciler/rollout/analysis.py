@@ -264,7 +264,8 @@ def _absolute(check: ErrorRateCheck | LatencyCheck, canary: Counts, *, min_reque
         sentence = f"{counted} = {_percent(at_least / n)} > {_percent(limit)} beyond doubt {lower_text}"
         return result(Outcome.FAIL, at_least / n, sentence, beyond_doubt=True)
     if not look or n < min_requests:
-        sentence = f"{counted} = {_percent(at_most / n)}, too early to judge: {n}/{min_requests} requests"
+        waiting = f"{n}/{min_requests} requests" if n < min_requests else "the interval is not over"
+        sentence = f"{counted} = {_percent(at_most / n)}, too early to judge: {waiting}"
         return result(Outcome.INCONCLUSIVE, at_most / n, sentence, low_traffic=n < min_requests)
     if lower > limit:
         return result(
