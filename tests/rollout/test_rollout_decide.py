@@ -260,8 +260,11 @@ ticks = st.floats(min_value=0.5, max_value=20.0)
 
 
 @given(policies, st.lists(st.tuples(ticks, observations), max_size=80))
-def test_it_never_advances_on_no_data(policy: RolloutPolicySpec, history: list[tuple[float, Observation]]) -> None:
-    policy = dataclasses.replace(policy, on_low_traffic=OnLowTraffic.HOLD, min_requests=NonNegative(1))
+def test_it_never_advances_on_no_data_unless_the_policy_promotes_on_low_traffic(
+    policy: RolloutPolicySpec, history: list[tuple[float, Observation]]
+) -> None:
+    if policy.on_low_traffic is OnLowTraffic.PROMOTE:
+        policy = dataclasses.replace(policy, on_low_traffic=OnLowTraffic.HOLD)
     decision, now = begin(policy), 0.0
     for tick, observation in history:
         now += tick
@@ -307,6 +310,7 @@ def test_a_revert_always_wins(
     if decision.state.phase.ended:
         return
 
-    reverted = then(decision, dataclasses.replace(last, revision=Revision("r", {ROUTE: {V1: 100}})), at=now + 1)
+    revert = dataclasses.replace(last, revision=Revision("r", {ROUTE: {V1: 100}}))
+    reverted = then(decision, revert, at=now + 1, policy=policy)
 
     assert (reverted.action, reverted.state.phase, reverted.weights) == (Action.ROLL_BACK, Phase.REVERTED, PRE)
