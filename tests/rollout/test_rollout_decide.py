@@ -237,13 +237,13 @@ counts = st.builds(
     st.one_of(st.sampled_from([0, 0, 20, 60, 150]), st.integers(0, 5000)),
     st.sampled_from([0.0, 0.01, 0.015, 0.02, 0.3]),
 )
-rarely = st.integers(0, 19).map(lambda draw: draw == 0)  # NACKs and commands are rare, or nothing else is seen
+rarely = st.integers(0, 19).map(lambda draw: draw == 0)  # NACKs are rare, or nothing else is seen
 observations = st.builds(
     Observation,
     acked=st.booleans(),
     nacked=rarely,
     counts=st.fixed_dictionaries({V1: counts, V2: counts}),
-    command=st.one_of(st.none(), st.none(), st.none(), st.sampled_from(Command)),
+    command=st.one_of(st.none(), st.none(), st.none(), st.sampled_from(Command)),  # commands too
 )
 policies = st.builds(
     RolloutPolicySpec,
@@ -292,9 +292,8 @@ def test_it_always_ends_within_steps_times_failure_threshold_times_max_interval_
     while not decision.state.phase.ended:
         assert now <= bound + longest_tick
         now += data.draw(ticks)
-        decision = then(
-            decision, Observation(acked=True, nacked=data.draw(rarely), counts=traffic), at=now, policy=policy
-        )
+        # No NACKs here: one ends the rollout at once (tested above) and would hide a step that never ends.
+        decision = then(decision, Observation(acked=True, counts=traffic), at=now, policy=policy)
 
 
 @given(policies, st.lists(st.tuples(ticks, observations), max_size=40), observations)
