@@ -31,10 +31,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from reconciler.localenv.envoy import EnvoyProcess, free_port
-from reconciler.localenv.lifecycle import stop_process
-from reconciler.localenv.traffic import send_requests
-from reconciler.localenv.upstream import UpstreamServer
+from reconciler.harness.envoy import EnvoyProcess, free_port
+from reconciler.harness.lifecycle import stop_process
+from reconciler.harness.traffic import send_requests
+from reconciler.harness.upstream import UpstreamServer
 from reconciler.translate.bootstrap import build_bootstrap
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 

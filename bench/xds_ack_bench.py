@@ -38,8 +38,8 @@ from typing import Any, TypeVar
 
 from reconciler.cli.logs import configure_logging
 from reconciler.engine.snapshots import ConfigSnapshots
+from reconciler.harness.envoy import EnvoyProcess, free_port
 from reconciler.loader import load_files
-from reconciler.localenv.envoy import EnvoyProcess, free_port
 from reconciler.model.config import MeshConfig
 from reconciler.translate import ProxyIdentity, ProxyRole, translate
 from reconciler.translate.bootstrap import build_bootstrap

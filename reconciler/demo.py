@@ -24,9 +24,9 @@ from typing import Any
 
 from reconciler.cli.status import render_status
 from reconciler.errors import ReconcilerError
-from reconciler.localenv.envoy import EnvoyProcess, free_port
-from reconciler.localenv.traffic import TrafficResult, send_at_rate
-from reconciler.localenv.upstream import UpstreamServer
+from reconciler.harness.envoy import EnvoyProcess, free_port
+from reconciler.harness.traffic import TrafficResult, send_at_rate
+from reconciler.harness.upstream import UpstreamServer
 from reconciler.translate.bootstrap import build_bootstrap
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 

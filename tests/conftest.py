@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from reconciler.localenv.envoy import DEFAULT_STARTUP_TIMEOUT, EnvoyProcess, find_envoy
-from reconciler.localenv.envoy import free_port as _free_port
-from reconciler.localenv.upstream import UpstreamServer
+from reconciler.envoy import find_envoy
+from reconciler.harness.envoy import DEFAULT_STARTUP_TIMEOUT, EnvoyProcess
+from reconciler.harness.envoy import free_port as _free_port
+from reconciler.harness.upstream import UpstreamServer
 
 # Hypothesis' default 200 ms per-example deadline fails tests on a loaded CI machine, not on bugs.
 settings.register_profile("reconciler", deadline=None)

@@ -17,6 +17,7 @@ import yaml
 from google.protobuf.json_format import MessageToDict
 
 from reconciler.cli.args import add_label_and_role, proxy_from_args
+from reconciler.envoy import validate_config
 from reconciler.errors import EnvoyError, UsageError
 from reconciler.loader import load_paths
 from reconciler.translate.proxy import DEFAULT_SIDECAR_PORT
@@ -166,9 +167,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _validate(snapshot: Snapshot) -> int:
-    # Imported here: running Envoy is an edge concern only --validate needs.
-    from reconciler.localenv.envoy import validate_config  # noqa: PLC0415
-
     try:
         validate_config(static_bootstrap(snapshot))
     except EnvoyError as error:

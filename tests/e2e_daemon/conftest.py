@@ -12,9 +12,9 @@ import pytest
 from daemon_harness import HOST, Daemon, Mesh, mesh_files, wait_for
 from gitrepo import GitRemote
 
-from reconciler.localenv.envoy import EnvoyProcess
-from reconciler.localenv.traffic import send_requests
-from reconciler.localenv.upstream import UpstreamServer
+from reconciler.harness.envoy import EnvoyProcess
+from reconciler.harness.traffic import send_requests
+from reconciler.harness.upstream import UpstreamServer
 from reconciler.translate.bootstrap import build_bootstrap
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 

@@ -29,9 +29,9 @@ from typing import Any
 
 from gitrepo import GitRemote, git_env
 
-from reconciler.localenv.lifecycle import stop_process
-from reconciler.localenv.traffic import TrafficResult, send_requests
-from reconciler.localenv.upstream import UpstreamServer
+from reconciler.harness.lifecycle import stop_process
+from reconciler.harness.traffic import TrafficResult, send_requests
+from reconciler.harness.upstream import UpstreamServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "repo-template" / "mesh"

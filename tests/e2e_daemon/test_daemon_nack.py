@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from daemon_harness import CLI, Daemon, Mesh, line_of, measure, run_command
 
-from reconciler.localenv.envoy import EnvoyProcess
+from reconciler.harness.envoy import EnvoyProcess
 
 pytestmark = [pytest.mark.git, pytest.mark.envoy, pytest.mark.slow, pytest.mark.timeout(150)]
 

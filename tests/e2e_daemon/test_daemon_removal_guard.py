@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 from daemon_harness import HOST, Daemon, Mesh, wait_for
 
-from reconciler.localenv.envoy import EnvoyProcess
-from reconciler.localenv.traffic import send_requests
+from reconciler.harness.envoy import EnvoyProcess
+from reconciler.harness.traffic import send_requests
 
 pytestmark = [pytest.mark.git, pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from daemon_harness import HOST, Daemon, Mesh
 
-from reconciler.localenv.envoy import EnvoyProcess
-from reconciler.localenv.traffic import send_requests
+from reconciler.harness.envoy import EnvoyProcess
+from reconciler.harness.traffic import send_requests
 
 pytestmark = [pytest.mark.git, pytest.mark.envoy, pytest.mark.slow, pytest.mark.timeout(120)]
 

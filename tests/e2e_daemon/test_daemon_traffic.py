@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from daemon_harness import CLI, Daemon, Mesh, line_of, measure, run_command
 
-from reconciler.localenv.envoy import EnvoyProcess
+from reconciler.harness.envoy import EnvoyProcess
 
 pytestmark = [pytest.mark.git, pytest.mark.envoy, pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -5,7 +5,7 @@ validated by :func:`reconciler.loader.load_files`, published as
 :class:`~reconciler.engine.snapshots.ConfigSnapshots` to a :class:`~reconciler.xds.SnapshotCache`
 served by the real gRPC ADS server, and real Envoy processes (bootstrapped by
 :func:`~reconciler.translate.bootstrap.build_bootstrap`) route real HTTP requests to
-real :class:`~reconciler.localenv.upstream.UpstreamServer` processes. Everything listens
+real :class:`~reconciler.harness.upstream.UpstreamServer` processes. Everything listens
 on 127.0.0.1 (Envoy listeners bind 0.0.0.0 as Istio's do; clients only use loopback).
 """
 
@@ -22,10 +22,10 @@ from string import Template
 from typing import Any, TypeVar
 
 from reconciler.engine.snapshots import ConfigSnapshots
+from reconciler.harness.envoy import EnvoyProcess, free_port
+from reconciler.harness.traffic import TrafficResult, send_requests
+from reconciler.harness.upstream import UpstreamServer
 from reconciler.loader import load_files
-from reconciler.localenv.envoy import EnvoyProcess, free_port
-from reconciler.localenv.traffic import TrafficResult, send_requests
-from reconciler.localenv.upstream import UpstreamServer
 from reconciler.model.config import MeshConfig
 from reconciler.translate.bootstrap import build_bootstrap
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole

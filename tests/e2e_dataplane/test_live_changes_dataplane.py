@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from e2e_support import Upstreams, mesh_config, running_proxy, running_upstreams, running_xds, wait_for
 
-from reconciler.localenv.envoy import free_port
-from reconciler.localenv.traffic import send_at_rate
+from reconciler.harness.envoy import free_port
+from reconciler.harness.traffic import send_at_rate
 from reconciler.model.config import MeshConfig
 from reconciler.translate.proxy import ProxyRole
 

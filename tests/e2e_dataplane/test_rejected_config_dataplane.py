@@ -15,7 +15,7 @@ from e2e_support import mesh_config, running_proxy, running_upstreams, running_x
 from envoy.config.cluster.v3 import cluster_pb2
 
 from reconciler.engine.snapshots import ConfigSnapshots
-from reconciler.localenv.envoy import free_port
+from reconciler.harness.envoy import free_port
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot
 from reconciler.xds.cache import EventKind, SyncState

@@ -21,7 +21,7 @@ from e2e_support import (
     wait_for,
 )
 
-from reconciler.localenv.envoy import free_port
+from reconciler.harness.envoy import free_port
 from reconciler.translate.proxy import ProxyRole
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(90)]

@@ -12,8 +12,8 @@ import grpc
 import pytest
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
+from reconciler.envoy import validate_config
 from reconciler.errors import EnvoyError, UsageError
-from reconciler.localenv.envoy import validate_config
 from reconciler.translate.bootstrap import XDS_CLUSTER, build_bootstrap
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 

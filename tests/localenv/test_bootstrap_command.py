@@ -133,6 +133,6 @@ def test_checked_in_example_bootstrap_is_what_the_command_prints(capsys: pytest.
 
 @pytest.mark.envoy
 def test_checked_in_example_bootstrap_passes_envoy_validate_mode(envoy_binary: Path) -> None:
-    from reconciler.localenv.envoy import validate_config
+    from reconciler.envoy import validate_config
 
     validate_config(yaml.safe_load(DEPLOY_EXAMPLE.read_text(encoding="utf-8")), envoy_binary=envoy_binary)

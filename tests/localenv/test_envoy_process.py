@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from reconciler.envoy import find_envoy
 from reconciler.errors import EnvoyError
-from reconciler.localenv.envoy import EnvoyProcess, find_envoy
+from reconciler.harness.envoy import EnvoyProcess
 
 _ADMIN_ON_ANY_PORT = {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}}
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from reconciler.errors import UsageError
-from reconciler.localenv.envoy import EnvoyProcess
-from reconciler.localenv.traffic import send_at_rate, send_requests
-from reconciler.localenv.upstream import UpstreamServer
+from reconciler.harness.envoy import EnvoyProcess
+from reconciler.harness.traffic import send_at_rate, send_requests
+from reconciler.harness.upstream import UpstreamServer
 
 _ROUTER = {
     "name": "envoy.filters.http.router",

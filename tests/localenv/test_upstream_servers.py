@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from reconciler.errors import UsageError
-from reconciler.localenv.upstream import UpstreamServer
+from reconciler.harness.upstream import UpstreamServer
 
 
 def _get(

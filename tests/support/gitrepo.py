@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.localenv.envoy import free_port
-from reconciler.localenv.lifecycle import stop_process
+from reconciler.harness.envoy import free_port
+from reconciler.harness.lifecycle import stop_process
 
 __all__ = ["GitRemote", "git", "git_daemon", "git_env", "has_git_daemon"]
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from translate_support import FIXTURES, GATEWAY, PROJECT_ROOT, SAMPLES, SIDECAR, load, load_fixture
 
+from reconciler.envoy import validate_config
+from reconciler.harness.envoy import EnvoyProcess
+from reconciler.harness.traffic import send_requests
+from reconciler.harness.upstream import UpstreamServer
 from reconciler.loader import load_paths
-from reconciler.localenv.envoy import EnvoyProcess, validate_config
-from reconciler.localenv.traffic import send_requests
-from reconciler.localenv.upstream import UpstreamServer
 from reconciler.translate import ProxyIdentity, static_bootstrap, translate
 from reconciler.translate.snapshot import ROUTE
 

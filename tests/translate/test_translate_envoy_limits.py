@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from translate_support import SIDECAR
 
+from reconciler.envoy import validate_config
 from reconciler.loader import load_files
-from reconciler.localenv.envoy import validate_config
 from reconciler.translate import static_bootstrap, translate
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]

@@ -21,7 +21,7 @@ from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 
-from reconciler.localenv.envoy import free_port
+from reconciler.harness.envoy import free_port
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, Snapshot
 from reconciler.xds.cache import EventKind, SyncState, XdsEvent
 from reconciler.xds.nack import MAX_CAUSE_CHARS

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from reconciler.localenv.envoy import EnvoyProcess
+from reconciler.harness.envoy import EnvoyProcess
 from reconciler.translate import ProxyIdentity, Snapshot
 from reconciler.translate.bootstrap import XDS_KEEPALIVE_INTERVAL_SECONDS, build_bootstrap
 from reconciler.xds import SnapshotCache, start_server

