@@ -10,9 +10,10 @@ One frozen :class:`Settings`, grouped by concern like kopf's ``OperatorSettings`
     ├── state    StateSettings    the directory of the clone, the last good revision and the lock
     └── safety   SafetySettings   what a revision may remove without an opt-in
 
-Each default is written here and only here: the CLI's flags and their ``--help`` read them
-from these classes (``SourceSettings().branch``), and so does ``reconciler status``'s
-default server URL. The state directory has no default here: the CLI derives one per
+Each default is written here and only here (the size limits' and the removal guard's in
+their own types, :class:`InputLimits` and :class:`RemovalGuard`): the CLI's flags and their
+``--help`` read them from these classes (``SourceSettings().branch``), and so does
+``reconciler status``'s default server URL. The state directory has no default here: the CLI derives one per
 source (:func:`reconciler.cli.run.default_state_dir`).
 """
 
