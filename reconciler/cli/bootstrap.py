@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 import yaml
 
 from reconciler.cli.args import add_label_and_role, parse_labels, proxy_from_args
-from reconciler.engine.daemon import parse_address
+from reconciler.cli.exitcode import ExitCode
 from reconciler.errors import UsageError
+from reconciler.model.address import parse_address
 from reconciler.translate.bootstrap import DEFAULT_ADMIN_HOST, DEFAULT_ADMIN_PORT, build_bootstrap
 from reconciler.translate.proxy import DEFAULT_SIDECAR_PORT
 
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the bootstrap described by ``args`` as YAML; UsageError on malformed input."""
     bootstrap = bootstrap_from_args(args)
     sys.stdout.write(yaml.safe_dump(bootstrap, sort_keys=False, default_flow_style=False))
-    return 0
+    return ExitCode.OK
 
 
 def bootstrap_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The ``reconciler`` command: kubectl-like verbs over the GitOps routing daemon.
 
-Exit codes follow one rule everywhere: 0 success, 1 the thing checked is not OK
-(config errors, proxies not synced), 2 the command was used wrongly; `status` adds 3,
-the daemon could not be reached.
+Exit codes follow one rule everywhere (:class:`~reconciler.cli.exitcode.ExitCode`): 0 success,
+1 the thing checked is not OK (config errors, proxies not synced), 2 the command was used
+wrongly; `status` adds 3, the daemon could not be reached.
 """
 
 from __future__ import annotations
@@ -13,13 +13,10 @@ from collections.abc import Callable, Sequence
 
 from reconciler import __version__
 from reconciler.cli import bootstrap, render, run, status, validate
+from reconciler.cli.exitcode import ExitCode
 from reconciler.errors import ReconcilerError, UsageError
 
 __all__ = ["main"]
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -43,7 +40,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\nTry '{self.prog} --help'.\n")
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\nTry '{self.prog} --help'.\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,17 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Command | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     try:
         return handler(args)
     except UsageError as error:
         print(f"reconciler: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except ReconcilerError as error:
         print(f"reconciler: {error}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

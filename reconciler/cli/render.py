@@ -17,6 +17,7 @@ import yaml
 from google.protobuf.json_format import MessageToDict
 
 from reconciler.cli.args import add_label_and_role, proxy_from_args
+from reconciler.cli.exitcode import ExitCode
 from reconciler.envoy import validate_config
 from reconciler.errors import EnvoyError, UsageError
 from reconciler.loader import load_paths
@@ -30,10 +31,6 @@ __all__ = ["GROUPS", "format_document", "register", "render_document", "run", "s
 
 # Generic so the CLI's own ArgumentParser subclass type-checks without importing main (which imports us).
 _Parser = TypeVar("_Parser", bound=argparse.ArgumentParser)
-
-# Exit codes as in reconciler.cli.main (not imported from there: main imports this module).
-_EXIT_OK = 0
-_EXIT_FAILED = 1
 
 #: Output keys in push order (what a resource points at comes first), and the xDS type of each.
 GROUPS: tuple[tuple[str, str], ...] = (
@@ -157,13 +154,13 @@ def run(args: argparse.Namespace) -> int:
     _print_findings(loaded.findings)
     if has_errors(loaded.findings):
         print("reconciler: not rendered: the config has errors (fix them, then render again)", file=sys.stderr)
-        return _EXIT_FAILED
+        return ExitCode.FAILED
     translation = translate(loaded.config, proxy)
     _print_findings(translation.findings)
     sys.stdout.write(format_document(render_document(translation), output_format=args.format))
     if args.validate:
         return _validate(translation.snapshot)
-    return _EXIT_OK
+    return ExitCode.OK
 
 
 def _validate(snapshot: Snapshot) -> int:
@@ -171,9 +168,9 @@ def _validate(snapshot: Snapshot) -> int:
         validate_config(static_bootstrap(snapshot))
     except EnvoyError as error:
         print(f"reconciler: {error}", file=sys.stderr)
-        return _EXIT_FAILED
+        return ExitCode.FAILED
     print(f"envoy --mode validate: OK (snapshot {snapshot.version})", file=sys.stderr)
-    return _EXIT_OK
+    return ExitCode.OK
 
 
 def _print_findings(findings: tuple[Finding, ...]) -> None:

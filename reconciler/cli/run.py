@@ -12,16 +12,21 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli.args import add_limit_flags, limits_from_args
+from reconciler.cli.exitcode import ExitCode
 from reconciler.cli.logs import configure_logging
-from reconciler.engine.daemon import (
-    DEFAULT_HTTP_ADDRESS,
-    DEFAULT_XDS_ADDRESS,
-    DaemonSettings,
-    parse_address,
-    run_daemon,
+from reconciler.engine.daemon import run_daemon
+from reconciler.engine.guard import RemovalGuard
+from reconciler.engine.settings import (
+    DIRECTORY_POLL_INTERVAL,
+    ApiSettings,
+    SafetySettings,
+    Settings,
+    SourceSettings,
+    StateSettings,
+    XdsSettings,
 )
-from reconciler.engine.guard import DEFAULT_MAX_REMOVAL_PERCENT, RemovalGuard
 from reconciler.errors import UsageError
+from reconciler.model.address import parse_address
 from reconciler.sources.git import redact_url
 from reconciler.sources.revision import ALLOW_REMOVAL_FILE
 from reconciler.sources.webhook import load_secret
@@ -31,6 +36,12 @@ __all__ = ["default_state_dir", "parse_interval", "register"]
 _INTERVAL = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 SECRET_ENV = "RECONCILER_WEBHOOK_SECRET"
+
+# The defaults every flag shows and falls back to: written once, in reconciler.engine.settings.
+_SOURCE = SourceSettings()
+_XDS = XdsSettings()
+_API = ApiSettings()
+_GUARD = SafetySettings().removal_guard
 
 _RUN_HELP = """\
 Watch a git repository of Istio networking YAML and serve it to Envoy proxies over ADS.
@@ -106,20 +117,23 @@ def default_state_dir(*, source: str, branch: str = "", path: str = "", environ:
     return base / "reconciler" / f"{name}-{digest}"
 
 
+def _seconds(value: float) -> str:
+    """A default interval as its flag is written: ``15s``."""
+    return f"{value:g}s"
+
+
 def _common_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--xds-address", default=DEFAULT_XDS_ADDRESS, help="ADS gRPC listen address (default %(default)s)"
-    )
+    parser.add_argument("--xds-address", default=_XDS.address, help="ADS gRPC listen address (default %(default)s)")
     parser.add_argument(
         "--http-address",
-        default=DEFAULT_HTTP_ADDRESS,
+        default=_API.address,
         help="status/webhook HTTP listen address (default %(default)s)",
     )
-    parser.add_argument("--namespace", default="default", help="namespace for resources that name none")
+    parser.add_argument("--namespace", default=_SOURCE.namespace, help="namespace for resources that name none")
     parser.add_argument(
         "--max-removal-percent",
         type=int,
-        default=DEFAULT_MAX_REMOVAL_PERCENT,
+        default=_GUARD.max_removal_percent,
         metavar="N",
         help="refuse a revision that removes more than N%% of the served resources; 100: no limit "
         f"(default %(default)s; a {ALLOW_REMOVAL_FILE} file in the config dir lets one revision through)",
@@ -146,9 +160,13 @@ def register(commands: Any) -> None:
     source = run.add_mutually_exclusive_group(required=True)
     source.add_argument("--repo", metavar="URL_OR_PATH", help="git remote to clone and follow")
     source.add_argument("--repo-dir", type=Path, metavar="DIR", help="a local working tree instead of a remote")
-    run.add_argument("--branch", default="main", help="branch to follow (default %(default)s)")
-    run.add_argument("--path", default="", metavar="SUBDIR", help="config directory inside the repo (default: root)")
-    run.add_argument("--poll-interval", default="15s", help="how often to fetch (default %(default)s)")
+    run.add_argument("--branch", default=_SOURCE.branch, help="branch to follow (default %(default)s)")
+    run.add_argument(
+        "--path", default=_SOURCE.path, metavar="SUBDIR", help="config directory inside the repo (default: root)"
+    )
+    run.add_argument(
+        "--poll-interval", default=_seconds(_SOURCE.poll_interval), help="how often to fetch (default %(default)s)"
+    )
     run.add_argument("--state-dir", type=Path, default=None, help=_STATE_DIR_HELP)
     run.add_argument("--webhook-secret-file", type=Path, help=f"push webhook secret (or env {SECRET_ENV})")
     run.add_argument("--watch", action="store_true", help="with --repo-dir: reconcile on file save")
@@ -161,7 +179,11 @@ def register(commands: Any) -> None:
     serve.add_argument("config_dir", type=Path, metavar="PATH", help="directory of YAML files")
     serve.add_argument("--state-dir", type=Path, default=None, help=_STATE_DIR_HELP)
     serve.add_argument("--watch", action="store_true", help="reconcile on file save")
-    serve.add_argument("--poll-interval", default="2s", help="how often to re-read the directory (default %(default)s)")
+    serve.add_argument(
+        "--poll-interval",
+        default=_seconds(DIRECTORY_POLL_INTERVAL),
+        help="how often to re-read the directory (default %(default)s)",
+    )
     _common_flags(serve)
     serve.set_defaults(handler=_serve)
 
@@ -172,53 +194,58 @@ _RAW = argparse.RawDescriptionHelpFormatter
 def _run(args: argparse.Namespace) -> int:
     if args.watch and args.repo_dir is None:
         raise UsageError("--watch works with --repo-dir (a local working tree)")
-    settings = DaemonSettings(
+    source = SourceSettings(
         repo=args.repo,
         repo_dir=args.repo_dir,
         branch=args.branch,
         path=args.path,
         poll_interval=parse_interval(args.poll_interval),
-        state_dir=args.state_dir
-        or default_state_dir(
-            source=args.repo or str(args.repo_dir.resolve()), branch=args.branch, path=args.path, environ=os.environ
-        ),
-        webhook_secret=load_secret(file=args.webhook_secret_file, env_var=SECRET_ENV),
         watch=args.watch,
-        **_common(args),
+        namespace=args.namespace,
+        limits=limits_from_args(args),
     )
-    return _start(settings, args.log_format)
+    state_dir = args.state_dir or default_state_dir(
+        source=args.repo or str(args.repo_dir.resolve()), branch=args.branch, path=args.path, environ=os.environ
+    )
+    secret = load_secret(file=args.webhook_secret_file, env_var=SECRET_ENV)
+    return _start(_settings(args, source=source, state_dir=state_dir, webhook_secret=secret), args.log_format)
 
 
 def _serve(args: argparse.Namespace) -> int:
     if not args.config_dir.is_dir():
         raise UsageError(f"not a directory: {args.config_dir}")
-    settings = DaemonSettings(
+    source = SourceSettings(
         repo_dir=args.config_dir,
         poll_interval=parse_interval(args.poll_interval),
-        state_dir=args.state_dir or default_state_dir(source=str(args.config_dir.resolve()), environ=os.environ),
-        webhook_secret=load_secret(file=None, env_var=SECRET_ENV),
         watch=args.watch,
-        **_common(args),
+        namespace=args.namespace,
+        limits=limits_from_args(args),
     )
-    return _start(settings, args.log_format)
+    state_dir = args.state_dir or default_state_dir(source=str(args.config_dir.resolve()), environ=os.environ)
+    secret = load_secret(file=None, env_var=SECRET_ENV)
+    return _start(_settings(args, source=source, state_dir=state_dir, webhook_secret=secret), args.log_format)
 
 
-def _common(args: argparse.Namespace) -> dict[str, Any]:
+def _settings(
+    args: argparse.Namespace, *, source: SourceSettings, state_dir: Path, webhook_secret: bytes | None
+) -> Settings:
+    """The daemon's settings: ``source`` and the state dir as the command chose them, the rest from the common flags."""
     parse_address(args.xds_address, what="--xds-address", allow_port_zero=True)
     parse_address(args.http_address, what="--http-address", allow_port_zero=True)
     if not 0 <= args.max_removal_percent <= 100:
         raise UsageError(f"--max-removal-percent {args.max_removal_percent} is not a percentage (0..100)")
-    return {
-        "xds_address": args.xds_address,
-        "http_address": args.http_address,
-        "namespace": args.namespace,
-        "rollback_on_nack": args.rollback_on_nack,
-        "limits": limits_from_args(args),
-        "removal_guard": RemovalGuard(max_removal_percent=args.max_removal_percent, allow_empty=args.allow_empty),
-    }
+    return Settings(
+        state=StateSettings(dir=state_dir),
+        source=source,
+        xds=XdsSettings(address=args.xds_address, rollback_on_nack=args.rollback_on_nack),
+        api=ApiSettings(address=args.http_address, webhook_secret=webhook_secret),
+        safety=SafetySettings(
+            removal_guard=RemovalGuard(max_removal_percent=args.max_removal_percent, allow_empty=args.allow_empty)
+        ),
+    )
 
 
-def _start(settings: DaemonSettings, log_format: str) -> int:
+def _start(settings: Settings, log_format: str) -> int:
     configure_logging(json=log_format == "json")
     asyncio.run(run_daemon(settings))
-    return 0
+    return ExitCode.OK

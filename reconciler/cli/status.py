@@ -10,12 +10,13 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.cli.exitcode import ExitCode
 from reconciler.cli.run import parse_interval
-from reconciler.engine.daemon import DEFAULT_HTTP_ADDRESS
+from reconciler.engine.settings import ApiSettings
 from reconciler.errors import ReconcilerError
 from reconciler.model.text import printable, quote_path
 
-__all__ = ["EXIT_UNREACHABLE", "is_healthy", "register", "render_status"]
+__all__ = ["is_healthy", "register", "render_status"]
 
 _HELP = """\
 Show what the daemon serves and whether every proxy has accepted it.
@@ -51,17 +52,13 @@ def register(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--server", default=f"http://{DEFAULT_HTTP_ADDRESS}", help="daemon HTTP address (default %(default)s)"
+        "--server", default=f"http://{ApiSettings().address}", help="daemon HTTP address (default %(default)s)"
     )
     parser.add_argument("--format", choices=["table", "json"], default="table", help="output format")
     parser.add_argument(
         "--grace", default="30s", help="how long a proxy may lag the served revision (default %(default)s)"
     )
     parser.set_defaults(handler=_status)
-
-
-#: Neither in sync nor out of sync: status could not be read (daemon down, wrong --server).
-EXIT_UNREACHABLE = 3
 
 
 class _Unreachable(ReconcilerError):
@@ -212,10 +209,10 @@ def _status(args: argparse.Namespace) -> int:
         status = _fetch(args.server)
     except _Unreachable as error:
         print(f"reconciler: {error}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return ExitCode.UNREACHABLE
     now = datetime.now(UTC)
     if args.format == "json":
         print(json.dumps(status, indent=2))
     else:
         print(render_status(status, now=now))
-    return 0 if is_healthy(status, now=now, grace_seconds=grace) else 1
+    return ExitCode.OK if is_healthy(status, now=now, grace_seconds=grace) else ExitCode.FAILED

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from reconciler.cli.args import add_limit_flags, limits_from_args
+from reconciler.cli.exitcode import ExitCode
 from reconciler.errors import UsageError
 from reconciler.loader import load_files, read_paths
 from reconciler.validate.findings import Finding, Severity
@@ -124,4 +125,4 @@ def run(args: argparse.Namespace) -> int:
         for finding in result.findings:
             print(finding.format())
         print(summary_line(result.findings, resources=result.documents, files=len(read.files)))
-    return 0 if result.ok else 1
+    return ExitCode.OK if result.ok else ExitCode.FAILED

@@ -19,6 +19,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import json_format
 
 from reconciler.errors import XdsError
+from reconciler.model.address import format_address, parse_address
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds.cache import XdsCache
 from reconciler.xds.session import AdsSession
@@ -115,7 +116,7 @@ class XdsServer:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return format_address(self.host, self.port)
 
     async def stop(self, *, grace: float = 1.0) -> None:
         """Refuse new streams, give open ones ``grace`` seconds, then close them (proxies reconnect)."""
@@ -124,15 +125,14 @@ class XdsServer:
 
 
 async def start_server(
-    *, cache: XdsCache, address: str = "127.0.0.1:18000", min_ping_interval: float = MIN_PING_INTERVAL_SECONDS
+    *, cache: XdsCache, address: str, min_ping_interval: float = MIN_PING_INTERVAL_SECONDS
 ) -> XdsServer:
     """Serve ADS on ``address`` (``host:port``; port 0 picks a free one, see ``XdsServer.port``).
 
     Proxies may send HTTP/2 keepalive pings every ``min_ping_interval`` seconds or less often.
+    UsageError when ``address`` is not ``HOST:PORT``.
     """
-    host, separator, port_text = address.rpartition(":")
-    if not separator or not port_text.isdigit():
-        raise XdsError(f"xDS address must be host:port, got {address!r}")
+    host, _ = parse_address(address, what="xDS address", allow_port_zero=True)
     options = [
         # Without this, gRPC's SO_REUSEPORT lets a second server silently share a busy port.
         ("grpc.so_reuseport", 0),
@@ -150,5 +150,5 @@ async def start_server(
         await server.start()
     except RuntimeError as exc:
         raise XdsError(f"cannot serve xDS on {address}: {exc}") from exc
-    _log.info("xds.server_started", address=f"{host}:{port}")
+    _log.info("xds.server_started", address=format_address(host, port))
     return XdsServer(server=server, host=host, port=port)

@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 from daemon_harness import TEMPLATE, wait_for, with_weights
 
-from reconciler.engine.daemon import DaemonSettings, run_daemon
+from reconciler.engine.daemon import run_daemon
+from reconciler.engine.settings import ApiSettings, Settings, SourceSettings, StateSettings, XdsSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 @contextmanager
-def daemon_thread(settings: DaemonSettings) -> Iterator[tuple[int, int]]:
+def daemon_thread(settings: Settings) -> Iterator[tuple[int, int]]:
     """Run the daemon on its own loop in a thread; yield (xds_port, http_port); cancel it on exit."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
@@ -70,12 +71,11 @@ def test_run_daemon_serves_a_directory_from_a_worker_thread_and_stops_when_cance
     mesh.mkdir()
     for path in TEMPLATE.glob("*.yaml"):
         (mesh / path.name).write_text(path.read_text())
-    settings = DaemonSettings(
-        state_dir=tmp_path / "state",
-        repo_dir=mesh,
-        poll_interval=60.0,
-        xds_address="127.0.0.1:0",
-        http_address="127.0.0.1:0",
+    settings = Settings(
+        state=StateSettings(dir=tmp_path / "state"),
+        source=SourceSettings(repo_dir=mesh, poll_interval=60.0),
+        xds=XdsSettings(address="127.0.0.1:0"),
+        api=ApiSettings(address="127.0.0.1:0"),
     )
 
     with daemon_thread(settings) as (xds_port, http_port):
@@ -99,12 +99,12 @@ def test_run_daemon_serves_a_directory_from_a_worker_thread_and_stops_when_cance
 
 def test_a_token_in_the_repo_url_never_shows_in_status(tmp_path: Path) -> None:
     token = "ghp_s3cretT0ken"
-    settings = DaemonSettings(
-        state_dir=tmp_path / "state",
-        repo=f"http://reconciler:{token}@127.0.0.1:9/mesh.git",  # port 9: refused at once
-        poll_interval=60.0,
-        xds_address="127.0.0.1:0",
-        http_address="127.0.0.1:0",
+    settings = Settings(
+        state=StateSettings(dir=tmp_path / "state"),
+        # port 9: refused at once
+        source=SourceSettings(repo=f"http://reconciler:{token}@127.0.0.1:9/mesh.git", poll_interval=60.0),
+        xds=XdsSettings(address="127.0.0.1:0"),
+        api=ApiSettings(address="127.0.0.1:0"),
     )
 
     with daemon_thread(settings) as (_, http_port):

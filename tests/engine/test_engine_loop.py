@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import pytest
 from memsource import EngineFactory, MemorySource, mesh_files
 
-from reconciler.engine.daemon import _loop, _Metrics
+from reconciler.engine.daemon import _loop
+from reconciler.engine.metrics import Metrics
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.status import EngineStatus, Reason
 from reconciler.errors import SourceError
@@ -44,7 +45,7 @@ def _run_loop(engine: _FailingEngine | Engine, *, seconds: float, poll_interval:
         loop = asyncio.create_task(
             _loop(
                 engine=engine,
-                metrics=_Metrics(cache=SnapshotCache()),
+                metrics=Metrics(cache=SnapshotCache()),
                 wake=asyncio.Event(),
                 stop=stop,
                 poll_interval=poll_interval,
@@ -121,7 +122,7 @@ def _stop_during_a_pass(
         loop = asyncio.create_task(
             _loop(
                 engine=engine,
-                metrics=_Metrics(cache=SnapshotCache()),
+                metrics=Metrics(cache=SnapshotCache()),
                 wake=asyncio.Event(),
                 stop=stop,
                 poll_interval=60.0,

@@ -14,8 +14,9 @@ import pytest
 from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, line_of, mesh_files, push_all
 
 from reconciler.api.status import proxy_json
+from reconciler.cli.exitcode import ExitCode
 from reconciler.cli.main import main
-from reconciler.cli.status import EXIT_UNREACHABLE, is_healthy, render_status
+from reconciler.cli.status import is_healthy, render_status
 from reconciler.engine.reconcile import Engine
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 from reconciler.translate.snapshot import CLUSTER, ROUTE
@@ -260,7 +261,7 @@ def test_the_status_command_exits_3_not_1_naming_the_address_when_the_daemon_is_
     with status_server({}) as url:
         pass  # closed again: nothing listens there now
 
-    assert main(["status", "--server", url]) == EXIT_UNREACHABLE == 3
+    assert main(["status", "--server", url]) == ExitCode.UNREACHABLE == 3
     assert f"cannot reach the daemon at {url}" in capsys.readouterr().err
 
 

@@ -1,0 +1,22 @@
+"""The exit codes of every ``reconciler`` command: one rule, one place."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = ["ExitCode"]
+
+
+class ExitCode(IntEnum):
+    """What a command's exit status means; the same number means the same thing in every command."""
+
+    #: Success: the thing checked is OK, or the command did what it was asked.
+    OK = 0
+    #: The thing checked is not OK: config errors, Envoy rejected it, proxies not synced, the daemon failed.
+    FAILED = 1
+    #: The command was used wrongly (bad flag, malformed address); the message says how to fix it.
+    USAGE = 2
+    #: ``reconciler status`` only: the daemon could not be reached, which is not the same as "not in sync".
+    UNREACHABLE = 3
+    #: Stopped by Ctrl-C (128 + SIGINT, as shells report it).
+    INTERRUPTED = 130

@@ -1,0 +1,32 @@
+"""``reconciler run``, ``serve`` and ``status`` default to what the daemon's settings say, written once."""
+
+from __future__ import annotations
+
+from reconciler.cli.main import build_parser
+from reconciler.cli.run import parse_interval
+from reconciler.engine.settings import DIRECTORY_POLL_INTERVAL, ApiSettings, SafetySettings, SourceSettings, XdsSettings
+
+
+def test_the_run_flags_default_to_the_daemon_settings_defaults() -> None:
+    args = build_parser().parse_args(["run", "--repo", "https://git.example/mesh.git"])
+    source = SourceSettings()
+
+    assert (args.branch, args.path, args.namespace) == (source.branch, source.path, source.namespace)
+    assert parse_interval(args.poll_interval) == source.poll_interval
+    assert (args.max_file_size, args.max_revision_size) == (source.limits.file_bytes, source.limits.revision_bytes)
+    assert (args.xds_address, args.rollback_on_nack) == (XdsSettings().address, XdsSettings().rollback_on_nack)
+    assert args.http_address == ApiSettings().address
+    guard = SafetySettings().removal_guard
+    assert (args.max_removal_percent, args.allow_empty) == (guard.max_removal_percent, guard.allow_empty)
+
+
+def test_serve_polls_a_directory_more_often_than_run_polls_a_remote() -> None:
+    args = build_parser().parse_args(["serve", "mesh"])
+
+    assert parse_interval(args.poll_interval) == DIRECTORY_POLL_INTERVAL < SourceSettings().poll_interval
+
+
+def test_status_asks_the_daemon_where_it_listens_by_default() -> None:
+    args = build_parser().parse_args(["status"])
+
+    assert args.server == f"http://{ApiSettings().address}"
