@@ -8,6 +8,8 @@ path, line and message. A rule that moved its boundary by one, or stopped firing
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from validate_helpers import (
     DESTINATION_RULE,
@@ -17,6 +19,7 @@ from validate_helpers import (
     assert_bad_value_is_one_finding_at_its_field_and_line,
     assert_good_values_load_without_findings,
     join,
+    load_text,
     server,
     virtual_service,
 )
@@ -826,7 +829,85 @@ CASES: dict[str, Case] = {
         path="spec.ports[0].protocol",
         message="multiple hosts provided with non-HTTP, non-TLS ports",
     ),
+    "fault abort without httpStatus": Case(
+        routed("fault: {abort: {VALUE}}"),
+        good=("httpStatus: 503", "httpStatus: 503, percentage: {value: 10}"),
+        bad="percentage: {value: 10}",
+        marker="fault:",
+        path="spec.http[0].fault.abort",
+        message="fault abort needs httpStatus",
+    ),
+    "fault delay without fixedDelay": Case(
+        routed("fault: {delay: {VALUE}}"),
+        good=("fixedDelay: 1s", "fixedDelay: 1s, percentage: {value: 10}"),
+        bad="percentage: {value: 10}",
+        marker="fault:",
+        path="spec.http[0].fault.delay",
+        message="fault delay needs fixedDelay",
+    ),
+    "gateway server without hosts": Case(
+        gateway(hosts="VALUE"),
+        good=('["*"]',),
+        bad="[]",
+        marker="hosts:",
+        path="spec.servers[0].hosts",
+        message="server config must contain at least one host",
+    ),
+    "gateway port protocol": Case(
+        gateway("{number: 80, name: http, protocol: VALUE}"),
+        good=("HTTP", "http", "GRPC-WEB", "TCP"),
+        bad="HTTPX",
+        path="spec.servers[0].port.protocol",
+        message="invalid protocol 'HTTPX'",
+    ),
+    "HTTPS server without TLS settings": Case(
+        GATEWAY + server("{number: 443, name: https, protocol: VALUE}"),
+        good=("HTTP", "TCP"),
+        bad="HTTPS",
+        marker="- port:",
+        path="spec.servers[0]",
+        message="server must have TLS settings for HTTPS/TLS protocols",
+    ),
+    "gateway passthrough with a server certificate only": Case(
+        gateway("{number: 443, name: tls, protocol: TLS}", tls="{mode: PASSTHROUGH, VALUE}"),
+        good=("httpsRedirect: false",),
+        bad="serverCertificate: /c.pem",
+        marker="tls:",
+        path="spec.servers[0].tls",
+        message="PASSTHROUGH mode does not use certificates, they will be ignored",
+        severity=WARNING,
+    ),
+    "gateway istio mutual with a CA": Case(
+        https_gateway("{mode: ISTIO_MUTUAL, VALUE}"),
+        good=("httpsRedirect: false",),
+        bad="caCertificates: /ca.pem",
+        marker="tls:",
+        path="spec.servers[0].tls.caCertificates",
+        message="ISTIO_MUTUAL TLS cannot have associated caCertificates",
+    ),
 }
+
+#: The exact hint, where the rule gives one; "" where it gives none (so a made-up hint fails too).
+HINTS = {
+    "gateway reference: legacy format": "prefer the <namespace>/<name> format: default/gw",
+    "SNI host: an IP address": "",
+    "redirect scheme": "",
+    "retryOn": "use Envoy retry conditions (5xx, gateway-error, reset, connect-failure, retriable-4xx, "
+    "refused-stream, retriable-status-codes, ...) or HTTP status codes, separated by commas",
+    "fault abort without httpStatus": "add e.g. `httpStatus: 503`",
+    "fault delay without fixedDelay": "add e.g. `fixedDelay: 5s`",
+    "outlier consecutiveErrors is deprecated": "use consecutiveGatewayErrors or consecutive5xxErrors instead",
+    "upstream TLS: mutual without a key": "set privateKey or credentialName",
+    "upstream TLS: credential and files": "the credential (a secret) already holds them",
+    "gateway name": "no dots in Gateway names",
+    "gateway server without hosts": 'e.g. `hosts: ["*"]`',
+    "gateway port protocol": "use one of HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, MONGO, REDIS, MYSQL, TCP, TLS",
+    "HTTPS server without TLS settings": "add `tls: {mode: SIMPLE, credentialName: ...}` (or PASSTHROUGH for TLS)",
+    "gateway server TLS: mutual without a CA": "set caCertificates or credentialName",
+    "gateway server TLS: simple without a key": "set credentialName (a secret) or privateKey",
+    "gateway server TLS: simple without a certificate": "set credentialName (a secret) or serverCertificate",
+}
+CASES = {name: dataclasses.replace(case, hint=HINTS.get(name, case.hint)) for name, case in CASES.items()}
 
 
 @pytest.mark.parametrize("case", [pytest.param(case, id=name) for name, case in CASES.items()])
@@ -881,8 +962,6 @@ def test_host_names_have_labels_of_up_to_63_and_at_most_255_characters(domain: s
 
 
 def test_a_fault_delay_percent_over_100_is_an_error_beside_the_deprecation_warning() -> None:
-    from validate_helpers import load_text
-
     for percent, errors in (("100", []), ("101", ["percentage 101 is not in range 0..100"])):
         findings = load_text(routed(f"fault: {{delay: {{fixedDelay: 1s, percent: {percent}}}}}")).findings
         assert [(f.severity, f.path, f.message) for f in findings if f.severity is Severity.ERROR] == [
@@ -890,3 +969,4 @@ def test_a_fault_delay_percent_over_100_is_an_error_beside_the_deprecation_warni
         ]
         [warning] = [f for f in findings if f.severity is WARNING]
         assert (warning.path, warning.message) == ("spec.http[0].fault.delay.percent", "`percent` is deprecated")
+        assert warning.hint == "use `percentage: {value: N}`"
