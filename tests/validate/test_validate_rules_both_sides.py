@@ -885,6 +885,43 @@ CASES: dict[str, Case] = {
         path="spec.servers[0].tls.caCertificates",
         message="ISTIO_MUTUAL TLS cannot have associated caCertificates",
     ),
+    **{
+        f"workload selector label key: {name}": Case(
+            service_entry(resolution="STATIC", extra="  workloadSelector: {labels: {VALUE: api}}\n"),
+            good=("app", "k" * 63, "example.com/app", "app.kubernetes.io/name"),
+            bad=bad,
+            path=path,
+            message=f"invalid label key {bad!r}",
+            hint="an optional DNS prefix and '/', then up to 63 letters, digits, '-', '_' or '.'",
+        )
+        for name, bad, path in [
+            ("64 characters", "k" * 64, f"spec.workloadSelector.labels.{'k' * 64}"),
+            ("bad prefix", "Example.com/app", 'spec.workloadSelector.labels["Example.com/app"]'),
+        ]
+    },
+    "headers on a route destination": Case(
+        http("- route:\n  - destination: {host: reviews}\n    headers: {response: {set: {VALUE: x}}}"),
+        good=("x-ok",),
+        bad="Host",
+        marker="headers:",
+        path="spec.http[0].route[0].headers.response.set.Host",
+        message="invalid header 'Host': cannot set Host header",
+    ),
+    "port-level connect timeout under 1ms": Case(
+        policy("portLevelSettings: [{port: {number: 80}, connectionPool: {tcp: {connectTimeout: VALUE}}}]"),
+        good=("1ms",),
+        bad="999us",
+        path="spec.trafficPolicy.portLevelSettings[0].connectionPool.tcp.connectTimeout",
+        message="duration 999us must be at least 1ms",
+    ),
+    "TLS route destination host": Case(
+        tls_route("[api.example.com]", route="route: [{destination: {host: VALUE}}]"),
+        good=("api.example.com",),
+        bad="'*'",
+        path="spec.tls[0].route[0].destination.host",
+        message="invalid destination host *",
+        hint="route to a named service host",
+    ),
 }
 
 #: The exact hint, where the rule gives one; "" where it gives none (so a made-up hint fails too).
