@@ -31,7 +31,15 @@ TRAFFIC_SECONDS = 10.0
 #: cluster left warming for want of its endpoints shows up as a failure, not as a slow pass.
 STEP_ACK_TIMEOUT = 5.0
 
-#: (what changes, fixture file, ServiceEntry port, versions that must then receive traffic)
+#: Requests to the routed versions after the ACK before a left-out version is watched: ~0.1 s at RATE, for
+#: requests Envoy routed just before the ACK (or before its workers took the new routes) to land.
+SETTLE_REQUESTS = 15
+#: Then this many more to the routed versions, and not one may reach a version the step left out. Were the
+#: old routes still in force, the left-out version would get its old share: v1 had 40% before it was
+#: removed, so 30 requests elsewhere come with ~20 to v1, and none at all has probability 0.6^50 ~ 1e-11.
+WATCH_REQUESTS = 30
+
+#: (what changes, fixture file, ServiceEntry port, versions that must then receive traffic, and only they)
 STEPS: tuple[tuple[str, str, int, frozenset[str]], ...] = (
     ("weights change 80/20 -> 50/50", "churn/2-split-50-50.yaml", 80, frozenset({"v1", "v2"})),
     ("the clusters' policy changes in place", "churn/2-policy-in-place.yaml", 80, frozenset({"v1", "v2"})),
@@ -44,6 +52,15 @@ STEPS: tuple[tuple[str, str, int, frozenset[str]], ...] = (
 
 def _by_version(upstreams: Upstreams) -> dict[str, int]:
     return {server.version: server.request_count for server in (upstreams.v1, upstreams.v2, upstreams.v3)}
+
+
+def _routed_after(upstreams: Upstreams, since: dict[str, int], versions: frozenset[str], count: int) -> dict[str, int]:
+    """Request counts once ``versions`` together have answered ``count`` more requests than at ``since``."""
+    wait_for(
+        f"{count} requests to {sorted(versions)}",
+        lambda: sum(_by_version(upstreams)[v] - since[v] for v in versions) >= count,
+    )
+    return _by_version(upstreams)
 
 
 @pytest.mark.parametrize("role", [ProxyRole.GATEWAY, ProxyRole.SIDECAR], ids=["gateway", "sidecar"])
@@ -65,6 +82,7 @@ def test_changing_the_served_config_under_steady_traffic_loses_no_request(role: 
             # Translate every step before the traffic starts, so the steps follow each other quickly.
             configs = [(what, config(file, port), versions) for what, file, port, versions in STEPS]
             ack_seconds: dict[str, float] = {}
+            strays: dict[str, dict[str, int]] = {}
             before = _by_version(upstreams)
             started = time.monotonic()
             traffic = pool.submit(
@@ -85,12 +103,19 @@ def test_changing_the_served_config_under_steady_traffic_loses_no_request(role: 
                         _by_version(upstreams)[version] > acked[version] for version in versions
                     ),
                 )
+                # ... and a version it leaves out (v1 once removed) stops receiving traffic.
+                settled = _routed_after(upstreams, acked, versions, SETTLE_REQUESTS)
+                watched = _routed_after(upstreams, settled, versions, WATCH_REQUESTS)
+                strays[what] = {
+                    v: watched[v] - settled[v] for v in watched if v not in versions and watched[v] > settled[v]
+                }
             changes_done_after = time.monotonic() - started
             result = traffic.result(timeout=TRAFFIC_SECONDS + 15.0)
             dump = proxy.envoy.config_dump(resource="dynamic_active_clusters")
             clusters = {entry["cluster"]["name"] for entry in dump["configs"]}
 
     assert changes_done_after < TRAFFIC_SECONDS - 1.0, f"every change happened while traffic flowed: {ack_seconds}"
+    assert strays == {what: {} for what, *_ in STEPS}, "requests reached a version the config in force left out"
     assert not result.deadline_hit
     assert result.requested == round(RATE * TRAFFIC_SECONDS)
     assert result.by_status == {200: result.requested}, (result.local_replies, result.errors)

@@ -78,6 +78,12 @@ def test_same_inputs_give_the_same_bootstrap() -> None:
     assert first == second
 
 
+@pytest.mark.parametrize(("xds_port", "admin_port"), [(1, 0), (65535, 65535)])
+def test_bootstrap_takes_every_port_up_to_65535_and_admin_port_0(xds_port: int, admin_port: int) -> None:
+    bootstrap = build_bootstrap(proxy=GATEWAY, xds_host="127.0.0.1", xds_port=xds_port, admin_port=admin_port)
+    assert bootstrap["admin"]["address"]["socket_address"]["port_value"] == admin_port
+
+
 @pytest.mark.parametrize(
     ("node_id", "xds_host", "xds_port", "admin_port"),
     [
@@ -85,8 +91,9 @@ def test_same_inputs_give_the_same_bootstrap() -> None:
         ("gw", "", 18000, 15000),
         ("gw", "127.0.0.1:18000", 18000, 15000),
         ("gw", "127.0.0.1", 0, 15000),
-        ("gw", "127.0.0.1", 70000, 15000),
+        ("gw", "127.0.0.1", 65536, 15000),
         ("gw", "127.0.0.1", 18000, -1),
+        ("gw", "127.0.0.1", 18000, 65536),
     ],
 )
 def test_bootstrap_refuses_unusable_identity_or_addresses(

@@ -123,6 +123,19 @@ def test_local_watch_coalesces_burst_of_saves_into_one_callback(mesh: Path) -> N
         time.sleep(burst_debounce + 0.5)
         assert counter.calls == 2
 
+        # The watch is still alive after the quiet spell: a third change is seen.
+        (mesh / "routes" / "vs.yml").write_bytes(b"kind: VirtualService\nround: final\n")
+        counter.wait_for_call()
+        assert counter.calls == 3
+
+
+def _assert_watch_still_sees_yaml_changes(counter: _Counter, yaml_file: Path) -> None:
+    """Positive control after "nothing happened": a YAML change in the same watch is seen, so the watch was alive."""
+    before = counter.calls
+    yaml_file.write_bytes(b"kind: Gateway\nname: control\n")
+    counter.wait_for_call()
+    assert counter.calls == before + 1
+
 
 def test_watch_ignores_git_dir_and_non_yaml_files(mesh: Path) -> None:
     counter = _Counter()
@@ -132,8 +145,9 @@ def test_watch_ignores_git_dir_and_non_yaml_files(mesh: Path) -> None:
         (mesh / "README.md").write_text("changed")
         (mesh / "gateway.yaml.swp").write_text("vim swap")
         time.sleep(SETTLE)
+        assert counter.calls == 0
 
-    assert counter.calls == 0
+        _assert_watch_still_sees_yaml_changes(counter, mesh / "gateway.yaml")
 
 
 def test_watch_ignores_non_yaml_files_in_subdirectories(mesh: Path) -> None:
@@ -142,8 +156,9 @@ def test_watch_ignores_non_yaml_files_in_subdirectories(mesh: Path) -> None:
         (mesh / "routes" / "README.md").write_text("route docs")
         (mesh / "routes" / "notes.txt").write_text("notes")
         time.sleep(SETTLE)
+        assert counter.calls == 0
 
-    assert counter.calls == 0
+        _assert_watch_still_sees_yaml_changes(counter, mesh / "routes" / "vs.yml")
 
 
 def test_kubernetes_configmap_update_triggers_and_reads_new_content(tmp_path: Path) -> None:
@@ -179,9 +194,15 @@ def test_reading_in_the_callback_does_not_retrigger_the_watch(mesh: Path) -> Non
     with source.watch(on_change, debounce_seconds=DEBOUNCE):
         (mesh / "gateway.yaml").write_bytes(b"kind: Gateway\nname: x\n")
         assert done.wait(5)
+        done.clear()
         time.sleep(SETTLE)
+        assert len(revisions) == 1
 
-    assert len(revisions) == 1
+        # The watch is alive (and reading again would not retrigger): a real change is the second callback.
+        (mesh / "gateway.yaml").write_bytes(b"kind: Gateway\nname: y\n")
+        assert done.wait(5)
+        time.sleep(SETTLE)
+        assert len(revisions) == 2
 
 
 def test_deleting_a_config_directory_triggers(mesh: Path) -> None:
@@ -194,6 +215,12 @@ def test_deleting_a_config_directory_triggers(mesh: Path) -> None:
 
 def test_stop_is_clean_and_drops_pending_callback(mesh: Path) -> None:
     counter = _Counter()
+    # Positive control: with the same debounce, the same kind of write is a callback when the watch is not stopped.
+    with LocalDirSource(mesh).watch(counter, debounce_seconds=2.0):
+        (mesh / "gateway.yaml").write_bytes(b"kind: Gateway\nname: seen\n")
+        counter.wait_for_call(timeout=10.0)
+    assert counter.calls == 1
+
     threads_before = threading.active_count()
     # Long enough that even a stalled test thread stops the watch before the callback is due.
     watch = LocalDirSource(mesh).watch(counter, debounce_seconds=2.0)
@@ -205,7 +232,7 @@ def test_stop_is_clean_and_drops_pending_callback(mesh: Path) -> None:
     watch.stop()  # idempotent
     time.sleep(2.2)
 
-    assert counter.calls == 0
+    assert counter.calls == 1  # only the control's
     assert threading.active_count() <= threads_before
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
@@ -252,21 +253,22 @@ def test_fault_filter_comes_before_the_router_in_every_listener() -> None:
         assert names == ["envoy.filters.http.fault", "envoy.filters.http.router"]
 
 
-def test_mirror_with_percentage_gets_a_runtime_fraction() -> None:
+@pytest.mark.parametrize(("percent", "per_million"), [("25", 250_000), ("0.5", 5_000), ("0.0001", 1)])
+def test_mirror_with_percentage_gets_a_runtime_fraction(percent: str, per_million: int) -> None:
     (route,) = routes_of(
-        """\
+        f"""\
   http:
   - route:
-    - destination: {host: reviews, subset: v1}
-    mirror: {host: reviews, subset: v2}
-    mirrorPercentage: {value: 25}
+    - destination: {{host: reviews, subset: v1}}
+    mirror: {{host: reviews, subset: v2}}
+    mirrorPercentage: {{value: {percent}}}
 """
     )
 
     (mirror,) = route.route.request_mirror_policies
     assert mirror.cluster == cluster("v2")
     fraction = mirror.runtime_fraction.default_value
-    assert (fraction.numerator, fraction.denominator) == (250_000, percent_pb2.FractionalPercent.MILLION)
+    assert (fraction.numerator, fraction.denominator) == (per_million, percent_pb2.FractionalPercent.MILLION)
     assert mirror.trace_sampled.value is False
 
 

@@ -7,10 +7,17 @@ field path, line and message (and hint where it teaches the fix).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
-from validate_helpers import DESTINATION_RULE, SERVICE_ENTRY, join, line_containing, load_text, virtual_service
+from validate_helpers import (
+    DESTINATION_RULE,
+    SERVICE_ENTRY,
+    Case,
+    assert_bad_value_is_one_finding_at_its_field_and_line,
+    assert_good_values_load_without_findings,
+    join,
+    load_text,
+    virtual_service,
+)
 
 from reconciler.model.text import quote
 from reconciler.validate.findings import Severity
@@ -18,22 +25,6 @@ from reconciler.validate.findings import Severity
 #: Twenty bounded repeats of a character class: ordinary pieces, together past Envoy's program size limit.
 BIG_REGEX = "/" + "/".join(f"[a-z{i}]{{1,500}}" for i in range(20))
 BIG_REGEX_SIZE = 33504
-
-
-@dataclass(frozen=True)
-class Case:
-    template: str  # a config with VALUE where the checked value goes
-    good: tuple[str, ...]
-    bad: str
-    path: str
-    message: str
-    hint: str | None = None  # the exact hint, where it is what teaches the fix
-    marker: str = ""  # text on the line the finding points at; default: the bad value
-    code: str = "IST0106"
-    severity: Severity = Severity.ERROR
-
-    def document(self, value: str) -> str:
-        return self.template.replace("VALUE", value)
 
 
 def route(extra: str = "", destination: str = "{host: reviews}") -> str:
@@ -233,21 +224,12 @@ CASES = {
 
 @pytest.mark.parametrize("case", [pytest.param(case, id=name) for name, case in CASES.items()])
 def test_valid_values_load_without_findings(case: Case) -> None:
-    for value in case.good:
-        result = load_text(case.document(value))
-        assert result.findings == (), value
-        assert result.config.resource_count == result.documents, value
+    assert_good_values_load_without_findings(case)
 
 
 @pytest.mark.parametrize("case", [pytest.param(case, id=name) for name, case in CASES.items()])
 def test_an_invalid_value_is_one_finding_at_its_field_and_line(case: Case) -> None:
-    document = case.document(case.bad)
-    (finding,) = load_text(document).findings
-    assert (finding.code.value, finding.severity, finding.path) == (case.code, case.severity, case.path)
-    assert finding.line == line_containing(case.marker or case.bad, document)
-    assert finding.message == case.message
-    if case.hint is not None:
-        assert finding.hint == case.hint
+    assert_bad_value_is_one_finding_at_its_field_and_line(case)
 
 
 def test_an_unsupported_field_is_ignored_and_the_resource_still_applies() -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.loader import LoadResult, load_files
-from reconciler.validate.findings import Finding
+from reconciler.validate.findings import Finding, Severity
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "validate"
 
@@ -30,6 +31,46 @@ def line_containing(fragment: str, *documents: str) -> int:
 def with_code(result: LoadResult, code: str) -> list[Finding]:
     """Findings of ``code`` (``"IST0101"``)."""
     return [finding for finding in result.findings if finding.code.value == code]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One check, tried on both sides: every ``good`` value loads cleanly, the ``bad`` one is exactly one finding."""
+
+    template: str  # a config with VALUE where the checked value goes
+    good: tuple[str, ...]
+    bad: str
+    path: str
+    message: str
+    hint: str | None = None  # the exact hint, where it is what teaches the fix
+    marker: str = ""  # text on the line the finding points at; default: the bad value
+    code: str = "IST0106"
+    severity: Severity = Severity.ERROR
+    others: tuple[str, ...] = ()  # codes of the other findings the bad value must also raise (a dangling reference)
+
+    def document(self, value: str) -> str:
+        return self.template.replace("VALUE", value)
+
+
+def assert_good_values_load_without_findings(case: Case) -> None:
+    for value in case.good:
+        result = load_text(case.document(value))
+        assert result.findings == (), value
+        assert result.config.resource_count == result.documents, value
+
+
+def assert_bad_value_is_one_finding_at_its_field_and_line(case: Case) -> None:
+    document = case.document(case.bad)
+    findings = load_text(document).findings
+    assert sorted(f.code.value for f in findings if f.code.value != case.code or f.severity != case.severity) == sorted(
+        case.others
+    )
+    (finding,) = [f for f in findings if f.code.value == case.code and f.severity == case.severity]
+    assert (finding.code.value, finding.severity, finding.path) == (case.code, case.severity, case.path)
+    assert finding.line == line_containing(case.marker or case.bad, document)
+    assert finding.message == case.message
+    if case.hint is not None:
+        assert finding.hint == case.hint
 
 
 # Small building blocks the tests combine ----------------------------------------------------------
