@@ -12,9 +12,8 @@ Pure: resource keys in, a refusal message (or ``None``) out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from reconciler.model.config import Kind, MeshConfig, Resource
+from reconciler.model.config import Kind, MeshConfig
 
 __all__ = ["DEFAULT_MAX_REMOVAL_PERCENT", "RemovalGuard", "ResourceKey", "resource_keys"]
 
@@ -29,13 +28,7 @@ ResourceKey = tuple[Kind, str, str]
 
 def resource_keys(config: MeshConfig) -> frozenset[ResourceKey]:
     """``(kind, namespace, name)`` of every resource of ``config``: a rename counts as a removal."""
-    groups: tuple[tuple[Resource[Any], ...], ...] = (
-        config.virtual_services,
-        config.destination_rules,
-        config.service_entries,
-        config.gateways,
-    )
-    return frozenset((resource.kind, resource.namespace, resource.name) for group in groups for resource in group)
+    return frozenset((resource.kind, resource.namespace, resource.name) for resource in config.resources())
 
 
 @dataclass(frozen=True, slots=True)

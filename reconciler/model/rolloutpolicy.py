@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, NewType
 
 from reconciler.model.common import Duration, NonNegative, Percent
+from reconciler.model.hosts import resolve_host
 
 __all__ = [
     "API_VERSION",
@@ -28,16 +29,22 @@ __all__ = [
     "LatencyCheck",
     "Metric",
     "OnLowTraffic",
+    "Percentage",
     "RolloutPolicySpec",
     "RolloutTarget",
+    "target_matches",
 ]
 
 API_VERSION = "reconciler.dev/v1alpha1"
 
-DEFAULT_CONFIDENCE = Percent(99.0)
+Percentage = NewType("Percentage", Percent)
+"""A share written the way people write it, ``1%`` or ``99.9%`` (a bare number is percent too), 0..100;
+unlike Istio's ``Percent`` message, which is ``{value: 1}``."""
+
+DEFAULT_CONFIDENCE = Percentage(Percent(99.0))
 """Confidence of a check that leaves ``confidence`` out: a canary exactly at the limit is failed
 by one analysis at most 1% of the time."""
-DEFAULT_MAX_ERROR_RATE = Percent(1.0)
+DEFAULT_MAX_ERROR_RATE = Percentage(Percent(1.0))
 DEFAULT_INTERVAL = Duration("30s", 30_000_000_000)
 DEFAULT_MAX_INTERVAL = Duration("10m", 600_000_000_000)
 DEFAULT_MIN_REQUESTS = NonNegative(100)
@@ -72,15 +79,27 @@ class RolloutTarget:
     host: str | None = None
 
 
+def target_matches(target: RolloutTarget, *, namespace: str, name: str, hosts: tuple[str, ...]) -> bool:
+    """Whether a VirtualService (its ``name`` and ``hosts``, in the policy's ``namespace``) is ``target``.
+
+    A ``host`` target matches a VirtualService that lists that host, both resolved in the
+    namespace the way Istio resolves short names (``reviews`` → ``reviews.<ns>.svc.cluster.local``).
+    """
+    if target.name is not None:
+        return target.name == name
+    wanted = resolve_host(target.host or "", namespace)
+    return any(resolve_host(host, namespace) == wanted for host in hosts)
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorRateCheck:
     """The canary's error rate (5xx, connect failures, resets, timeouts; retries counted) is at most ``max``."""
 
     METRIC: ClassVar[Metric] = Metric.ERROR_RATE
 
-    max: Percent = DEFAULT_MAX_ERROR_RATE
+    max: Percentage = DEFAULT_MAX_ERROR_RATE
     """Default 1%."""
-    confidence: Percent = DEFAULT_CONFIDENCE
+    confidence: Percentage = DEFAULT_CONFIDENCE
     """How sure a failure must be before it counts (default 99%)."""
 
 
@@ -94,7 +113,7 @@ class LatencyCheck:
     """Required: there is no latency that suits every service."""
     percentile: float = 99.0
     """Default p99."""
-    confidence: Percent = DEFAULT_CONFIDENCE
+    confidence: Percentage = DEFAULT_CONFIDENCE
     """How sure a failure must be before it counts (default 99%)."""
 
 
@@ -104,7 +123,7 @@ class ErrorRateVsStableCheck:
 
     METRIC: ClassVar[Metric] = Metric.ERROR_RATE_VS_STABLE
 
-    confidence: Percent = DEFAULT_CONFIDENCE
+    confidence: Percentage = DEFAULT_CONFIDENCE
     """The test fails the canary when its p-value is below 1 - confidence (default 99%: p < 0.01)."""
 
 

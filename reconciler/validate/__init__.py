@@ -60,5 +60,6 @@ def build_config(resources: Sequence[Resource[Any]]) -> tuple[MeshConfig, list[F
         destination_rules=tuple(by_kind[Kind.DESTINATION_RULE]),
         service_entries=tuple(by_kind[Kind.SERVICE_ENTRY]),
         gateways=tuple(by_kind[Kind.GATEWAY]),
+        rollout_policies=tuple(by_kind[Kind.ROLLOUT_POLICY]),
     )
     return config, findings

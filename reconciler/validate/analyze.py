@@ -17,10 +17,9 @@ def analyze(config: MeshConfig, *, checkpoint: Checkpoint = no_checkpoint) -> li
     ``checkpoint`` is called before each resource's rules and before each analyzer.
     """
     findings: list[Finding] = []
-    for resources in (config.virtual_services, config.destination_rules, config.service_entries, config.gateways):
-        for resource in resources:
-            checkpoint()
-            findings.extend(check_resource(resource))
+    for resource in config.resources():
+        checkpoint()
+        findings.extend(check_resource(resource))
     context = AnalysisContext(config)
     for analyzer in ANALYZERS:
         checkpoint()

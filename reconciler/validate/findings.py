@@ -36,6 +36,8 @@ class Code(StrEnum):
     ENVOY_REJECTED = "RC0301"
     #: Envoy's own proto constraints refuse what this resource translates to (found before publishing).
     ENVOY_WOULD_REJECT = "RC0203"
+    #: A VirtualService is the target of more than one RolloutPolicy: which walks its weights is ambiguous.
+    CONFLICTING_ROLLOUT_POLICIES = "RC0401"
     SCHEMA = "IST0106"
     REFERENCED_RESOURCE_NOT_FOUND = "IST0101"
     CONFLICTING_MESH_GATEWAY_HOSTS = "IST0109"

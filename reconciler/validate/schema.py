@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import functools
 import re
 import types
@@ -23,9 +24,10 @@ from typing import Any
 import re2
 
 from reconciler.model.common import Duration, HeaderName, NonNegative, Percent, Port, Regex, Weight
-from reconciler.model.config import API_GROUP, API_VERSIONS, Kind, Metadata, Resource
+from reconciler.model.config import API_GROUP, RECONCILER_API_GROUP, Kind, Metadata, Resource
 from reconciler.model.destinationrule import DestinationRuleSpec
 from reconciler.model.gateway import GatewaySpec
+from reconciler.model.rolloutpolicy import Percentage, RolloutPolicySpec
 from reconciler.model.serviceentry import ServiceEntrySpec
 from reconciler.model.source import SourceInfo, child_path
 from reconciler.model.text import quote
@@ -49,6 +51,7 @@ SPEC_TYPES: Mapping[Kind, type] = MappingProxyType(
         Kind.DESTINATION_RULE: DestinationRuleSpec,
         Kind.SERVICE_ENTRY: ServiceEntrySpec,
         Kind.GATEWAY: GatewaySpec,
+        Kind.ROLLOUT_POLICY: RolloutPolicySpec,
     }
 )
 
@@ -136,6 +139,8 @@ class _Decoder:
 
     def decode(self, annotation: Any, value: Any, path: str) -> Any:
         origin, args = _shape(annotation)
+        if origin is typing.Union and len(args) > 1:
+            return self._tagged(args, value, path)
         if origin is typing.Union:
             return None if value is None else self.decode(args[0], value, path)
         if origin is typing.Literal:
@@ -151,9 +156,34 @@ class _Decoder:
             return self._duration(value, path)
         if annotation is Percent:
             return self._percent(value, path)
+        if annotation is Percentage:
+            return self._percentage(value, path)
         if dataclasses.is_dataclass(annotation):
             return self.object(annotation, value, path)
+        if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+            choice = self._literal(tuple(member.value for member in annotation), value, path)
+            return choice if choice is _INVALID else annotation(choice)
         return self._plain(annotation, value, path)
+
+    def _tagged(self, classes: tuple[Any, ...], value: Any, path: str) -> Any:
+        """One of several classes, chosen by the ``metric`` key each names in its ``METRIC`` (RolloutPolicy checks)."""
+        by_tag = {cls.METRIC.value: cls for cls in classes}
+        if not isinstance(value, dict):
+            self.report(path, f"expected a mapping with a metric, got {_describe(value)}")
+            return _INVALID
+        tag = value.get("metric")
+        if tag not in by_tag:
+            metric_path = child_path(path, "metric")
+            close = difflib.get_close_matches(str(tag), list(by_tag), n=1)
+            self.report(
+                metric_path if "metric" in value else path,
+                f"metric {quote(tag)} is not one of {', '.join(by_tag)}"
+                if "metric" in value
+                else "missing required field 'metric'",
+                hint=f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(by_tag)}",
+            )
+            return _INVALID
+        return self.object(by_tag[tag], {key: item for key, item in value.items() if key != "metric"}, path)
 
     def _plain(self, annotation: type, value: Any, path: str) -> Any:
         if annotation is float and isinstance(value, int | float) and not isinstance(value, bool):
@@ -222,6 +252,20 @@ class _Decoder:
             )
             return _INVALID
         return Duration(text=value, nanos=nanos)
+
+    def _percentage(self, value: Any, path: str) -> Any:
+        number: Any = value
+        if isinstance(value, str) and value.endswith("%"):
+            try:
+                number = float(value[:-1])
+            except ValueError:
+                number = value
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            return self._type_error("a percentage such as 1% or 99.9%", value, path)
+        if not 0.0 <= number <= 100.0:
+            self.report(path, f"percentage {quote(value)} is outside 0%..100%")
+            return _INVALID
+        return Percentage(Percent(float(number)))
 
     def _percent(self, value: Any, path: str) -> Any:
         decoded = self.object(Percent, value, path)
@@ -372,6 +416,8 @@ _NEWTYPE_RULES: Mapping[Any, Callable[[_Decoder, Any, str], Any]] = MappingProxy
 )
 
 
+_SERVED_BY = MappingProxyType({API_GROUP: "Istio", RECONCILER_API_GROUP: "reconciler"})
+
 #: Istio's other networking kinds: real, not acted on by reconciler, so ignored with an info finding.
 _OTHER_ISTIO_KINDS = ("Sidecar", "EnvoyFilter", "WorkloadEntry", "WorkloadGroup", "ProxyConfig")
 
@@ -403,30 +449,39 @@ def decode_resource(
     # Split at the first slash: `networking.istio.io` (version left out) or `.../v1/` is our group
     # with a bad version, an error, not a foreign kind quietly ignored.
     group, _, version = api_version.partition("/")
-    if group == API_GROUP and kind_text not in Kind.__members__.values() and kind_text not in _OTHER_ISTIO_KINDS:
-        # Istio has no such kind in its networking group: a typo that would drop the resource quietly.
-        close = difflib.get_close_matches(kind_text, [*(kind.value for kind in Kind), *_OTHER_ISTIO_KINDS], n=1)
+    kinds_of_group = [kind.value for kind in Kind if kind.api_group == group]
+    other_istio = _OTHER_ISTIO_KINDS if group == API_GROUP else ()
+    if group in (API_GROUP, RECONCILER_API_GROUP) and kind_text not in (*kinds_of_group, *other_istio):
+        # The group has no such kind: a typo (or the wrong group) that would drop the resource quietly.
+        elsewhere = next((kind for kind in Kind if kind.value == kind_text), None)
+        close = difflib.get_close_matches(kind_text, [*kinds_of_group, *other_istio], n=1)
         decoder.report(
             "kind",
-            f"{API_GROUP} has no kind {kind_text!r}",
+            f"{group} has no kind {kind_text!r}",
             code=Code.UNKNOWN_KIND,
-            hint=f"did you mean {close[0]!r}?" if close else f"reconciler handles {', '.join(Kind)}",
+            hint=(
+                f"{kind_text} is apiVersion {elsewhere.api_group}/{elsewhere.api_versions[0]}"
+                if elsewhere is not None
+                else f"did you mean {close[0]!r}?"
+                if close
+                else f"reconciler handles {', '.join(kinds_of_group)}"
+            ),
         )
         return None, decoder.findings
-    if group != API_GROUP or kind_text not in Kind.__members__.values():
+    if kind_text not in kinds_of_group:
         decoder.report(
             "kind",
-            f"{api_version} {kind_text} is not an Istio networking kind reconciler handles; ignored",
+            f"{api_version} {kind_text} is not a kind reconciler handles; ignored",
             code=Code.UNKNOWN_KIND,
             severity=Severity.INFO,
         )
         return None, decoder.findings
     kind = Kind(kind_text)
-    if version not in API_VERSIONS:
+    if version not in kind.api_versions:
         decoder.report(
             "apiVersion",
-            f"apiVersion {quote(api_version)} is not served by Istio",
-            hint=f"use one of {', '.join(f'{API_GROUP}/{v}' for v in API_VERSIONS)}",
+            f"apiVersion {quote(api_version)} is not served by {_SERVED_BY[kind.api_group]}",
+            hint=f"use one of {', '.join(f'{kind.api_group}/{v}' for v in kind.api_versions)}",
         )
     meta = _decode_metadata(decoder, metadata, default_namespace)
     for key in data:
