@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler.api.document import StatusDocument
 from reconciler.cli.status import render_status
 from reconciler.errors import ReconcilerError
 from reconciler.harness.envoy import EnvoyProcess, free_port
@@ -193,7 +194,7 @@ def _steps(*, work: Path, mesh: Path, api: str, port: int) -> None:
     _show_traffic(port, 3)
 
     _say("\n⑤ reconciler status")
-    _say(render_status(_get_json(f"{api}/api/v1/status"), now=datetime.now(UTC)))
+    _say(render_status(StatusDocument.from_json(_get_json(f"{api}/api/v1/status")), now=datetime.now(UTC)))
 
 
 def main() -> int:

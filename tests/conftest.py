@@ -1,4 +1,5 @@
-"""Shared fixtures: the Envoy binary, free ports, version-named upstreams and real Envoy processes.
+"""Shared fixtures: the Envoy binary, free ports, version-named upstreams and real Envoy processes
+(and, from ``tests/support/engine_fixtures.py``, an Engine over an in-memory source).
 
 Everything started through these fixtures is stopped after the test, also when it fails;
 a failing test that started Envoy shows the tail of each Envoy log in its report.
@@ -30,6 +31,10 @@ settings.register_profile("reconciler", deadline=None)
 # local runs keep exploring new inputs (and .hypothesis/ replays any failure they find).
 settings.register_profile("ci", parent=settings.get_profile("reconciler"), derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reconciler"))
+
+# The engine fixtures (``make_engine``, ``run``, ``source``, ``state_dir``) serve the engine tests and the
+# tests of the commands that read what an engine writes (tests/cli); they live in tests/support.
+pytest_plugins = ["engine_fixtures"]
 
 _REPORT_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 

@@ -7,14 +7,18 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.api.document import ProxyDocument, StatusDocument
 from reconciler.cli.exitcode import ExitCode
 from reconciler.cli.run import parse_interval
 from reconciler.engine.settings import ApiSettings
 from reconciler.errors import ReconcilerError
 from reconciler.model.text import printable, quote_path
+from reconciler.translate.snapshot import SHORT_NAMES
+from reconciler.validate.findings import Finding
 
 __all__ = ["is_healthy", "register", "render_status"]
 
@@ -40,7 +44,6 @@ Examples:
   reconciler status --server http://reconciler.mesh-system:18001 --format json
 """
 
-_TYPES = ("CDS", "LDS", "EDS", "RDS")
 _WARNINGS_SHOWN = 5
 
 
@@ -65,21 +68,24 @@ class _Unreachable(ReconcilerError):
     """The daemon's status API did not answer with a status document."""
 
 
-def _fetch(server: str) -> dict[str, Any]:
+def _fetch(server: str) -> StatusDocument:
     url = server.rstrip("/") + "/api/v1/status"
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
-            body: dict[str, Any] = json.load(response)
-            return body
+            body = json.load(response)
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = error.reason if isinstance(error, urllib.error.URLError) else error
         raise _Unreachable(f"cannot reach the daemon at {server}: {reason}") from error
+    try:
+        return StatusDocument.from_json(body)
+    except (KeyError, TypeError, ValueError) as error:
+        raise _Unreachable(f"{server} did not answer with a status document: {error!r}") from error
 
 
-def _age(timestamp: str | None, now: datetime) -> str:
-    if not timestamp:
+def _age(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
         return "-"
-    seconds = int((now - datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds())
+    seconds = int((now - moment).total_seconds())
     if seconds < 120:
         return f"{seconds}s"
     if seconds < 7200:
@@ -93,21 +99,20 @@ def _table(rows: list[list[str]]) -> list[str]:
     return ["   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
-def _finding_lines(findings: list[dict[str, Any]]) -> list[str]:
+def _finding_lines(findings: Sequence[Finding]) -> list[str]:
     return [
-        f"         {quote_path(f['file'])}:{f['line']}: {f['code']} {f['message']}"
-        + (f" ({f['path']})" if f.get("path") else "")
+        f"         {quote_path(f.file)}:{f.line}: {f.code.value} {f.message}" + (f" ({f.path})" if f.path else "")
         for f in findings
     ]
 
 
-def _synced_line(status: dict[str, Any], now: datetime) -> str:
-    if not status.get("proxies"):
+def _synced_line(status: StatusDocument, now: datetime) -> str:
+    if not status.proxies:
         return "no proxies connected"
-    if status.get("synced"):
-        return f"yes, every proxy ACKed it {_age(status.get('syncedAt'), now)} ago"
-    behind = sum(1 for p in status["proxies"] if p.get("ackedGeneration", 0) < status.get("generation", 0))
-    return f"no, {behind} of {len(status['proxies'])} proxies have not ACKed the served revision yet"
+    if status.engine.synced:
+        return f"yes, every proxy ACKed it {_age(status.engine.synced_at, now)} ago"
+    behind = sum(1 for p in status.proxies if p.acked_generation < status.engine.generation)
+    return f"no, {behind} of {len(status.proxies)} proxies have not ACKed the served revision yet"
 
 
 def _short(version: str | None) -> str:
@@ -115,90 +120,85 @@ def _short(version: str | None) -> str:
     return (version or "-")[:12]
 
 
-def _labels(labels: dict[str, str]) -> str:
+def _labels(labels: Mapping[str, str]) -> str:
     """``k=v,k=v`` sorted by key, ``<none>`` when there are none: kubectl's ``--show-labels``."""
     return ",".join(f"{key}={labels[key]}" for key in sorted(labels)) or "<none>"
 
 
-def _unsynced_rows(proxies: list[dict[str, Any]]) -> list[list[str]]:
+def _unsynced_rows(proxies: Sequence[ProxyDocument]) -> list[list[str]]:
     """One row per proxy and type whose sent version is not (yet) the ACKed one, or that was NACKed."""
     rows = []
     for proxy in proxies:
-        for name in _TYPES:
-            entry = proxy["types"][name]
-            nacked = entry["state"] == "NACKED"
-            if entry.get("sent") == entry.get("acked") and not nacked:
+        for name in SHORT_NAMES.values():
+            entry = proxy.types[name]
+            if entry.sent == entry.acked and not entry.nacked:
                 continue
             # Envoy's NACK text can span lines; one table row must stay one line.
-            message = " ".join(entry["nack"]["message"].split()) if nacked and entry.get("nack") else ""
-            rows.append(
-                [proxy["nodeId"], name, entry["state"], _short(entry.get("sent")), _short(entry.get("acked")), message]
-            )
+            message = " ".join(entry.nack.message.split()) if entry.nacked and entry.nack else ""
+            rows.append([proxy.node_id, name, entry.state, _short(entry.sent), _short(entry.acked), message])
     return rows
 
 
-def render_status(status: dict[str, Any], *, now: datetime) -> str:
+def render_status(status: StatusDocument, *, now: datetime) -> str:
     """The human view of a status document; what the daemon reports is escaped, never interpreted by the terminal.
 
     A node id, label, commit subject or message holding a newline or an ANSI escape is
     shown as ``\\n`` or ``\\u001b``: it cannot add a line or repaint the table.
     """
-    served = status.get("served") or {}
+    engine = status.engine
+    served_sha, served_message = (engine.served.sha, engine.served.message) if engine.served else (None, "")
     lines = [
-        f"REPO     {status.get('repo')}  branch={status.get('branch')}  path={status.get('path') or '/'}",
-        f"HEAD     {_short(status.get('headSha'))}",
-        f"SERVED   {_short(served.get('sha'))}  {served.get('message', '')!s}".rstrip(),
+        f"REPO     {engine.repo}  branch={engine.branch}  path={engine.path or '/'}",
+        f"HEAD     {_short(engine.head_sha)}",
+        f"SERVED   {_short(served_sha)}  {served_message}".rstrip(),
         f"SYNCED   {_synced_line(status, now)}",
-        f"STATE    {status.get('reason')}: {status.get('message')}",
+        f"STATE    {engine.reason}: {engine.message}",
     ]
-    error = status.get("lastError")
+    error = engine.last_error
     if error:
-        lines.append(f"ERROR    {error['reason']} at {_short(error.get('sha'))}: {error['message']}")
-        lines.extend(_finding_lines(error["findings"]))
-    warnings = status.get("warnings") or []
-    if warnings:
-        lines.append(f"WARNINGS {len(warnings)} about the served config (reconciler validate shows them all)")
-        lines.extend(_finding_lines(warnings[:_WARNINGS_SHOWN]))
+        lines.append(f"ERROR    {error.reason} at {_short(error.sha)}: {error.message}")
+        lines.extend(_finding_lines(error.findings))
+    if engine.warnings:
+        lines.append(f"WARNINGS {len(engine.warnings)} about the served config (reconciler validate shows them all)")
+        lines.extend(_finding_lines(engine.warnings[:_WARNINGS_SHOWN]))
     lines.append("")
-    proxies = status.get("proxies") or []
-    if not proxies:
+    if not status.proxies:
         lines.append("No proxies connected.")
         return "\n".join(printable(line) for line in lines)
-    rows = [["NAME", *_TYPES, "VERSION", "CONNECTED", "LABELS"]]
-    for proxy in proxies:
-        states = [proxy["types"][name]["state"] for name in _TYPES]
-        version = _short(proxy.get("ackedSnapshotVersion"))
-        labels = _labels(proxy.get("labels") or {})
-        rows.append([proxy["nodeId"], *states, version, _age(proxy.get("connectedSince"), now), labels])
+    rows = [["NAME", *SHORT_NAMES.values(), "VERSION", "CONNECTED", "LABELS"]]
+    for proxy in status.proxies:
+        states = [proxy.types[name].state for name in SHORT_NAMES.values()]
+        version = _short(proxy.acked_snapshot_version)
+        rows.append([proxy.node_id, *states, version, _age(proxy.connected_since, now), _labels(proxy.labels)])
     lines.extend(_table(rows))
-    unsynced = _unsynced_rows(proxies)
+    unsynced = _unsynced_rows(status.proxies)
     if unsynced:
         lines.append("")
         lines.extend(_table([["NAME", "TYPE", "STATE", "SENT", "ACKED", "NACK"], *unsynced]))
     return "\n".join(printable(line) for line in lines)
 
 
-def _seconds_since(timestamp: str | None, now: datetime) -> float:
-    if not timestamp:
+def _seconds_since(moment: datetime | None, now: datetime) -> float:
+    if moment is None:
         return float("inf")
-    return (now - datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds()
+    return (now - moment).total_seconds()
 
 
-def is_healthy(status: dict[str, Any], *, now: datetime, grace_seconds: float) -> bool:
+def is_healthy(status: StatusDocument, *, now: datetime, grace_seconds: float) -> bool:
     """Head served; no proxy NACKED; none behind the served generation for longer than the grace period.
 
     "Behind" is by generation, not by per-type state: a proxy SYNCED on an older snapshot,
     or one that was never sent anything, is not running what is served.
     """
-    if status.get("lastError") or not status.get("served"):
+    engine = status.engine
+    if engine.last_error or not engine.served:
         return False
-    generation = status.get("generation", 0)
-    served_age = _seconds_since(status.get("servedSince"), now)
-    for proxy in status.get("proxies") or []:
-        if any(proxy["types"][name]["state"] == "NACKED" for name in _TYPES):
+    served_age = _seconds_since(engine.served_since, now)
+    for proxy in status.proxies:
+        if proxy.nacked:
             return False
-        waited = min(served_age, _seconds_since(proxy.get("connectedSince"), now))
-        if proxy.get("ackedGeneration", 0) < generation and waited > grace_seconds:
+        waited = min(served_age, _seconds_since(proxy.connected_since, now))
+        if proxy.acked_generation < engine.generation and waited > grace_seconds:
             return False
     return True
 
@@ -212,7 +212,7 @@ def _status(args: argparse.Namespace) -> int:
         return ExitCode.UNREACHABLE
     now = datetime.now(UTC)
     if args.format == "json":
-        print(json.dumps(status, indent=2))
+        print(json.dumps(status.to_json(), indent=2))
     else:
         print(render_status(status, now=now))
     return ExitCode.OK if is_healthy(status, now=now, grace_seconds=grace) else ExitCode.FAILED

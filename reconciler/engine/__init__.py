@@ -1,8 +1,9 @@
 """The imperative shell: one reconcile pass, the daemon loop, the state store, wiring.
 
-Everything here does I/O or keeps time on purpose; the decisions it acts on come from
-the pure core (loader/validate/translate). Entry points: :func:`run_daemon` with its
-:class:`Settings` for ``reconciler run``/``serve``, and :class:`Engine` for one pass at a time.
+The pass and the loop do I/O and keep time on purpose; the decisions they act on come
+from the pure core (validate, translate) and from :mod:`~reconciler.engine.guard`, the
+pure removal guard. Entry points: :func:`run_daemon` with its :class:`Settings` for
+``reconciler run``/``serve``, and :class:`Engine` for one pass at a time.
 """
 
 from reconciler.engine.daemon import run_daemon

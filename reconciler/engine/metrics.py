@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from reconciler.api.status import TYPE_NAMES
+from reconciler.translate.snapshot import SHORT_NAMES
 from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
 
 __all__ = ["Metrics"]
@@ -36,4 +36,4 @@ class Metrics:
 
     def _on_xds_event(self, event: XdsEvent) -> None:
         if event.kind in (EventKind.PUSH, EventKind.ACK, EventKind.NACK):
-            self.xds_events.labels(TYPE_NAMES.get(event.type_url, event.type_url), event.kind.value).inc()
+            self.xds_events.labels(SHORT_NAMES.get(event.type_url, event.type_url), event.kind.value).inc()

@@ -43,7 +43,7 @@ from reconciler.sources.revision import ALLOW_REMOVAL_FILE, ConfigSource, Revisi
 from reconciler.translate import build_registry
 from reconciler.translate.provenance import producers_of
 from reconciler.translate.proxy import ProxyIdentity
-from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from reconciler.translate.snapshot import SHORT_NAMES
 from reconciler.validate.findings import Code, Finding, Severity
 from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
 
@@ -53,8 +53,6 @@ log = structlog.get_logger("reconciler.engine")
 
 #: Proxies may connect while a revision is being translated; translate their shapes too, a few rounds at most.
 _LATE_PROXY_ROUNDS = 3
-
-_TYPE_NAMES = {CLUSTER: "CDS", ENDPOINT: "EDS", LISTENER: "LDS", ROUTE: "RDS"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,7 +427,7 @@ class Engine:
         if current is None or event.generation != self.status.generation or self.status.served_rejected:
             # About a generation no longer served (a rollback or a newer revision replaced it), or already refused.
             return
-        kind = _TYPE_NAMES.get(event.type_url, event.type_url)
+        kind = SHORT_NAMES.get(event.type_url, event.type_url)
         if current == self._acked:
             # Every proxy ACKed it before: one that joined later rejects it (its host, its Envoy). Rolling the
             # others back would not help it; status shows its NACK and `reconciler status` fails.
@@ -471,7 +469,7 @@ class Engine:
             snapshot = rejected.snapshots.snapshot_for(proxy)
         except ReconcilerError:
             return ()
-        kind = _TYPE_NAMES.get(event.type_url, event.type_url)
+        kind = SHORT_NAMES.get(event.type_url, event.type_url)
         findings = []
         for name in snapshot.resources(event.type_url):
             if not _mentions(event.message, name):

@@ -13,8 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from reconciler.model.text import MESSAGE_CHARS, excerpt
-from reconciler.sources.revision import Revision
+from reconciler.api.document import EngineDocument, ErrorDocument, RevisionInfo
 from reconciler.validate.findings import Finding
 
 __all__ = ["EngineStatus", "Reason", "RevisionInfo", "SyncError"]
@@ -39,39 +38,6 @@ class Reason(StrEnum):
     PROGRESSING = "Progressing"
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
-
-
-@dataclass(frozen=True, slots=True)
-class RevisionInfo:
-    """A revision as status shows it."""
-
-    sha: str
-    message: str = ""
-    author: str = ""
-    committed_at: datetime | None = None
-
-    @classmethod
-    def of(cls, revision: Revision) -> RevisionInfo:
-        return cls(
-            sha=revision.sha,
-            message=excerpt(revision.message.strip().splitlines()[0], MESSAGE_CHARS)
-            if revision.message.strip()
-            else "",
-            author=excerpt(revision.author, MESSAGE_CHARS),
-            committed_at=revision.committed_at,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "sha": self.sha,
-            "message": self.message,
-            "author": self.author,
-            "committedAt": _iso(self.committed_at),
-        }
-
-
 @dataclass(frozen=True, slots=True)
 class SyncError:
     """The last failed pass: which commit, why, and every finding with its file:line."""
@@ -82,19 +48,20 @@ class SyncError:
     sha: str | None = None
     findings: tuple[Finding, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "reason": self.reason.value,
-            "message": self.message,
-            "at": _iso(self.at),
-            "sha": self.sha,
-            "findings": [finding.to_json() for finding in self.findings if finding.severity == "error"],
-        }
+    def document(self) -> ErrorDocument:
+        """As status shows it: only the error-level findings (warnings are listed with the served config)."""
+        return ErrorDocument(
+            reason=self.reason.value,
+            message=self.message,
+            at=self.at,
+            sha=self.sha,
+            findings=tuple(finding for finding in self.findings if finding.severity == "error"),
+        )
 
 
 @dataclass(slots=True)
 class EngineStatus:
-    """Mutable, engine-owned; read by the HTTP API."""
+    """Mutable, engine-owned; the HTTP API serves its :meth:`document`."""
 
     repo: str
     branch: str
@@ -114,21 +81,26 @@ class EngineStatus:
     #: Warnings and notes about the served config (validation and translation); read when asked.
     warnings: Callable[[], Sequence[Finding]] = field(default=lambda: ())
 
+    def document(self) -> EngineDocument:
+        """The engine's part of the status document, as it stands now."""
+        return EngineDocument(
+            repo=self.repo,
+            branch=self.branch,
+            path=self.path,
+            head_sha=self.head_sha,
+            served=self.served,
+            served_since=self.served_since,
+            synced_at=self.synced_at,
+            synced=self.synced,
+            generation=self.generation,
+            reason=self.reason.value,
+            message=self.message,
+            last_attempt=self.last_attempt,
+            last_error=self.last_error.document() if self.last_error else None,
+            warnings=tuple(self.warnings()),
+            ready=self.served is not None and not self.served_rejected,
+        )
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "repo": self.repo,
-            "branch": self.branch,
-            "path": self.path,
-            "headSha": self.head_sha,
-            "served": self.served.to_json() if self.served else None,
-            "servedSince": _iso(self.served_since),
-            "syncedAt": _iso(self.synced_at),
-            "synced": self.synced,
-            "generation": self.generation,
-            "reason": self.reason.value,
-            "message": self.message,
-            "lastAttempt": _iso(self.last_attempt),
-            "lastError": self.last_error.to_json() if self.last_error else None,
-            "warnings": [finding.to_json() for finding in self.warnings()],
-            "ready": self.served is not None and not self.served_rejected,
-        }
+        """The engine's part of the wire document (``/api/v1/status`` without ``proxies``)."""
+        return self.document().to_json()

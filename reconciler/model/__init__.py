@@ -1,6 +1,10 @@
 """Typed, immutable model of Istio networking config (VirtualService, DestinationRule,
 ServiceEntry, Gateway) plus Istio's host semantics.
 
+Also the core's shared vocabulary: source locations (``source``), Istio's lookups and
+protocols (``lookup``, ``protocols``), input limits (``limits``), how user text is shortened
+and escaped (``text``) and cooperative cancellation (``checkpoint``).
+
 Purely computational: standard library only, no I/O, no clocks, no globals.
 Field names are Istio's camelCase keys in snake_case (``perTryTimeout`` →
 ``per_try_timeout``); a class's ``UNSUPPORTED`` names the Istio fields it knows

@@ -9,8 +9,11 @@ byte-identical snapshot out::
     result.snapshot.check()      # already checked: every referenced cluster/route exists
     result.findings              # what could not be expressed (Code.NOT_TRANSLATED), never dropped silently
 
-Services come from a :class:`ServiceRegistry` (today: the config's ServiceEntries via
-:func:`build_registry`; pass ``registry=`` to add others, e.g. ``kube.merged(entries)``).
+Services come from a :class:`ServiceRegistry`: the config's ServiceEntries via
+:func:`build_registry`, or any other registry passed as ``registry=`` (see
+:meth:`ServiceRegistry.merged`). ``bootstrap`` builds the bootstrap that connects a proxy
+to the daemon, ``static`` a snapshot as one static bootstrap, and ``envoy_check`` finds
+what Envoy's proto constraints would reject.
 """
 
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole

@@ -29,6 +29,7 @@ __all__ = [
     "LISTENER",
     "PUSH_ORDER",
     "ROUTE",
+    "SHORT_NAMES",
     "ResourceSet",
     "Snapshot",
     "clusters_referenced_by_routes",
@@ -43,6 +44,9 @@ ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 
 #: Make-before-break order: what a resource points at is sent before the resource.
 PUSH_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
+
+#: The short name of each type (logs, metrics, status), in the column order of ``istioctl proxy-status``.
+SHORT_NAMES: Mapping[str, str] = MappingProxyType({CLUSTER: "CDS", LISTENER: "LDS", ENDPOINT: "EDS", ROUTE: "RDS"})
 
 _MESSAGE_TYPES: Mapping[str, type[Message]] = MappingProxyType(
     {

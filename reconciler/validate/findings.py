@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -86,6 +87,22 @@ class Finding:
             "message": self.message,
             "hint": self.hint,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Finding:
+        """The finding :meth:`to_json` wrote; ``ValueError`` for a code or severity this version does not know."""
+        return cls(
+            code=Code(data["code"]),
+            severity=Severity(data["severity"]),
+            message=data["message"],
+            file=data["file"],
+            line=data["line"],
+            path=data["path"],
+            kind=data["kind"],
+            namespace=data["namespace"],
+            name=data["name"],
+            hint=data["hint"],
+        )
 
     def format(self) -> str:
         """``file:line: SEVERITY CODE Kind ns/name: message (field path)``, one printable line.

@@ -32,6 +32,7 @@ from reconciler.translate.snapshot import (
     LISTENER,
     PUSH_ORDER,
     ROUTE,
+    SHORT_NAMES,
     ResourceSet,
     Snapshot,
     clusters_referenced_by_routes,
@@ -44,7 +45,6 @@ __all__ = ["AdsSession"]
 #: Types whose responses always carry every resource; absence from one means removal.
 _WILDCARD_TYPES = frozenset({CLUSTER, LISTENER})
 
-_SHORT_NAMES = MappingProxyType({CLUSTER: "CDS", ENDPOINT: "EDS", LISTENER: "LDS", ROUTE: "RDS"})
 _NO_RESOURCES: Mapping[str, Message] = MappingProxyType({})
 
 _log = structlog.get_logger()
@@ -96,7 +96,7 @@ class AdsSession:
         nonce = str(request.response_nonce)
         if nonce:
             if state.sent is None or nonce != state.sent.nonce:
-                _log.debug("xds.stale_nonce", node_id=self._node_id, type=_SHORT_NAMES[type_url], nonce=nonce)
+                _log.debug("xds.stale_nonce", node_id=self._node_id, type=SHORT_NAMES[type_url], nonce=nonce)
                 return []
             if not state.answered:
                 self._answer(type_url, state=state, request=request)
@@ -124,12 +124,12 @@ class AdsSession:
             state.rejected = True
             message = envoy_cause(str(request.error_detail.message))
             _log.warning(
-                "xds.nack", node_id=self._node_id, type=_SHORT_NAMES[type_url], version=version, message=message
+                "xds.nack", node_id=self._node_id, type=SHORT_NAMES[type_url], version=version, message=message
             )
             self._connection.record_nack(type_url, version=version, message=message)
         else:
             state.acked = state.sent
-            _log.info("xds.ack", node_id=self._node_id, type=_SHORT_NAMES[type_url], version=version)
+            _log.info("xds.ack", node_id=self._node_id, type=SHORT_NAMES[type_url], version=version)
             self._connection.record_ack(type_url, version)
 
     def _push_changes(self) -> list[discovery_pb2.DiscoveryResponse]:
@@ -227,7 +227,7 @@ class AdsSession:
         _log.info(
             "xds.push",
             node_id=self._node_id,
-            type=_SHORT_NAMES[type_url],
+            type=SHORT_NAMES[type_url],
             version=version,
             nonce=nonce,
             resources=len(resources),

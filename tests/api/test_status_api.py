@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
+from reconciler.api.document import StatusDocument
 from reconciler.api.status import status_routes
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.state import SqliteStateStore
@@ -62,7 +63,7 @@ async def status_api(tmp_path: Path) -> AsyncIterator[Api]:
         file_prefix="mesh/",
     )
     app = web.Application()
-    app.add_routes(status_routes(status=status.to_json, proxies=cache.statuses, registry=CollectorRegistry()))
+    app.add_routes(status_routes(status=status.document, proxies=cache.statuses, registry=CollectorRegistry()))
     async with TestClient(TestServer(app)) as client:
         yield Api(engine=engine, cache=cache, client=client, mesh=mesh)
 
@@ -146,6 +147,36 @@ def test_status_shows_each_proxy_with_labels_connected_since_and_sent_acked_stat
         assert body["served"]["sha"] == body["headSha"]
         # The only revision there is was NACKed: nothing every proxy accepted is served.
         assert (body["reason"], body["ready"]) == ("Rejected", False)
+
+    run(tmp_path, scenario)
+
+
+def test_the_status_api_serves_the_status_document_as_json_and_that_json_reads_back_to_the_same_document(
+    tmp_path: Path,
+) -> None:
+    async def scenario(api: Api) -> None:
+        connection = api.cache.connect(GATEWAY, on_change=lambda: None)
+        vs = api.mesh / "virtualservice.yaml"
+        vs.write_text(vs.read_text().replace("    timeout: 5s\n", "    corsPolicy: {}\n"))  # a warning
+        assert await api.engine.reconcile(trigger="test") is True
+        snapshot = connection.snapshot
+        assert snapshot is not None
+        for type_url in (CLUSTER, ENDPOINT, LISTENER):  # RDS not sent yet
+            connection.record_push(type_url, snapshot.version_of(type_url))
+        connection.record_ack(CLUSTER, snapshot.version_of(CLUSTER))
+        connection.record_nack(LISTENER, version=snapshot.version_of(LISTENER), message="port 80 already in use")
+        (api.mesh / "broken.yaml").write_text("kind: VirtualService\nspec: [\n")  # a last error with findings
+        assert await api.engine.reconcile(trigger="test") is False
+
+        _, body = await api.get("/api/v1/status")
+        document = StatusDocument.of(api.engine.status.document(), api.cache.statuses())
+
+        # Every part of the document is there to compare: warnings, an error's findings, a proxy.
+        assert body["warnings"]
+        assert body["lastError"]["findings"]
+        assert body["proxies"]
+        assert body == document.to_json()
+        assert StatusDocument.from_json(body) == document
 
     run(tmp_path, scenario)
 

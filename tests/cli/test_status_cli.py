@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, line_of, mesh_files, push_all
 
-from reconciler.api.status import proxy_json
+from reconciler.api.document import StatusDocument
 from reconciler.cli.exitcode import ExitCode
 from reconciler.cli.main import main
 from reconciler.cli.status import is_healthy, render_status
@@ -26,11 +26,10 @@ Run = Callable[..., Any]
 GRACE = 30.0
 
 
-def document(engine: Engine, cache: SnapshotCache) -> dict[str, Any]:
-    """What GET /api/v1/status returns."""
-    body = engine.status.to_json()
-    body["proxies"] = [proxy_json(proxy) for proxy in cache.statuses()]
-    return json.loads(json.dumps(body))
+def document(engine: Engine, cache: SnapshotCache) -> StatusDocument:
+    """What GET /api/v1/status returns, as ``reconciler status`` reads it."""
+    body = StatusDocument.of(engine.status.document(), cache.statuses()).to_json()
+    return StatusDocument.from_json(json.loads(json.dumps(body)))
 
 
 @pytest.fixture
@@ -46,8 +45,9 @@ def serving(make_engine: EngineFactory, run: Run) -> tuple[Engine, SnapshotCache
     return engine, cache, connection, source
 
 
-def now_after(status: dict[str, Any], seconds: float) -> datetime:
-    return datetime.fromisoformat(status["servedSince"].replace("Z", "+00:00")) + timedelta(seconds=seconds)
+def now_after(status: StatusDocument, seconds: float) -> datetime:
+    assert status.engine.served_since is not None
+    return status.engine.served_since + timedelta(seconds=seconds)
 
 
 def table(text: str, *header: str) -> list[list[str]]:
@@ -70,8 +70,9 @@ def test_a_synced_proxy_shows_synced_for_every_type_and_the_daemon_is_healthy(se
     now = now_after(status, 5)
     text = render_status(status, now=now)
 
-    connected = datetime.fromisoformat(status["proxies"][0]["connectedSince"].replace("Z", "+00:00"))
-    assert f"SERVED   {status['served']['sha'][:12]}  reviews: canary 20% to v2" in text
+    connected = status.proxies[0].connected_since
+    assert status.engine.served is not None
+    assert f"SERVED   {status.engine.served.sha[:12]}  reviews: canary 20% to v2" in text
     # Nothing is out of sync, so the proxy table ends the output (the end-to-end tests read its last line).
     header, row = text.splitlines()[-2:]
     assert header.split() == ["NAME", "CDS", "LDS", "EDS", "RDS", "VERSION", "CONNECTED", "LABELS"]
@@ -81,7 +82,7 @@ def test_a_synced_proxy_shows_synced_for_every_type_and_the_daemon_is_healthy(se
         "SYNCED",
         "SYNCED",
         "SYNCED",
-        status["proxies"][0]["ackedSnapshotVersion"][:12],
+        status.proxies[0].acked_snapshot_version[:12],
         f"{int((now - connected).total_seconds())}s",
         "istio=ingressgateway",
     ]
@@ -148,8 +149,8 @@ def test_a_proxy_synced_on_an_older_generation_is_unhealthy_after_the_grace_peri
 
     status = document(engine, cache)
 
-    assert status["synced"] is False
-    assert status["proxies"][0]["ackedGeneration"] < status["generation"]
+    assert status.engine.synced is False
+    assert status.proxies[0].acked_generation < status.engine.generation
     assert "SYNCED   no, 1 of 1 proxies have not ACKed the served revision yet" in render_status(
         status, now=now_after(status, 1)
     )
@@ -243,14 +244,14 @@ def test_the_status_command_exits_0_when_synced_and_1_when_a_proxy_nacked(
 ) -> None:
     engine, cache, connection, _ = serving
     ack_all(connection)
-    with status_server(document(engine, cache)) as url:
+    with status_server(document(engine, cache).to_json()) as url:
         assert main(["status", "--server", url]) == 0
     assert "ingress-1" in capsys.readouterr().out
 
     connection.record_push(CLUSTER, "v-rejected")
     connection.record_nack(CLUSTER, version="v-old", message="rejected")
     capsys.readouterr()  # the engine's log of the NACK
-    with status_server(document(engine, cache)) as url:
+    with status_server(document(engine, cache).to_json()) as url:
         assert main(["status", "--server", url, "--format", "json"]) == 1
     assert json.loads(capsys.readouterr().out)["proxies"][0]["types"]["CDS"]["state"] == "NACKED"
 

@@ -1,0 +1,311 @@
+"""The status document: what ``GET /api/v1/status`` serves and ``reconciler status`` reads.
+
+One typed value, frozen, with its JSON form in one place: :meth:`StatusDocument.to_json`
+writes the wire format (camelCase keys, ISO-8601 UTC times ending in ``Z``, xDS types by
+their short names) and :meth:`StatusDocument.from_json` reads it back to an equal value.
+The engine builds the :class:`EngineDocument` part (``EngineStatus.document()``), the
+proxies' part comes from the xDS cache (:meth:`ProxyDocument.of`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+from reconciler.model.text import MESSAGE_CHARS, excerpt
+from reconciler.sources.revision import Revision
+from reconciler.translate.snapshot import SHORT_NAMES
+from reconciler.validate.findings import Finding
+from reconciler.xds.cache import ProxyStatus, SyncState
+
+__all__ = [
+    "NOT_SENT",
+    "EngineDocument",
+    "ErrorDocument",
+    "NackDocument",
+    "ProxyDocument",
+    "RevisionInfo",
+    "StatusDocument",
+    "TypeDocument",
+]
+
+#: The state of a type nothing was sent for yet; the others are :class:`SyncState` upper-cased, like istioctl.
+NOT_SENT = "NOT SENT"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionInfo:
+    """A revision as status shows it: its subject line and author, shortened."""
+
+    sha: str
+    message: str = ""
+    author: str = ""
+    committed_at: datetime | None = None
+
+    @classmethod
+    def of(cls, revision: Revision) -> RevisionInfo:
+        return cls(
+            sha=revision.sha,
+            message=excerpt(revision.message.strip().splitlines()[0], MESSAGE_CHARS)
+            if revision.message.strip()
+            else "",
+            author=excerpt(revision.author, MESSAGE_CHARS),
+            committed_at=revision.committed_at,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sha": self.sha,
+            "message": self.message,
+            "author": self.author,
+            "committedAt": _iso(self.committed_at),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RevisionInfo:
+        return cls(
+            sha=data["sha"], message=data["message"], author=data["author"], committed_at=_time(data["committedAt"])
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDocument:
+    """The last failed pass: which commit, why, and each error-level finding with its file:line."""
+
+    reason: str
+    message: str
+    at: datetime | None
+    sha: str | None
+    findings: tuple[Finding, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "message": self.message,
+            "at": _iso(self.at),
+            "sha": self.sha,
+            "findings": [finding.to_json() for finding in self.findings],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ErrorDocument:
+        return cls(
+            reason=data["reason"],
+            message=data["message"],
+            at=_time(data["at"]),
+            sha=data["sha"],
+            findings=tuple(Finding.from_json(finding) for finding in data["findings"]),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineDocument:
+    """The daemon's side: what it follows, what it serves, why the last pass ended as it did."""
+
+    repo: str
+    branch: str
+    path: str
+    head_sha: str | None
+    served: RevisionInfo | None
+    served_since: datetime | None
+    synced_at: datetime | None
+    synced: bool
+    generation: int
+    reason: str
+    message: str
+    last_attempt: datetime | None
+    last_error: ErrorDocument | None
+    warnings: tuple[Finding, ...]
+    #: A revision is served and no proxy's NACK left the daemon without one every proxy accepts: ``/readyz``.
+    ready: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repo": self.repo,
+            "branch": self.branch,
+            "path": self.path,
+            "headSha": self.head_sha,
+            "served": self.served.to_json() if self.served else None,
+            "servedSince": _iso(self.served_since),
+            "syncedAt": _iso(self.synced_at),
+            "synced": self.synced,
+            "generation": self.generation,
+            "reason": self.reason,
+            "message": self.message,
+            "lastAttempt": _iso(self.last_attempt),
+            "lastError": self.last_error.to_json() if self.last_error else None,
+            "warnings": [finding.to_json() for finding in self.warnings],
+            "ready": self.ready,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EngineDocument:
+        return cls(
+            repo=data["repo"],
+            branch=data["branch"],
+            path=data["path"],
+            head_sha=data["headSha"],
+            served=RevisionInfo.from_json(data["served"]) if data["served"] else None,
+            served_since=_time(data["servedSince"]),
+            synced_at=_time(data["syncedAt"]),
+            synced=data["synced"],
+            generation=data["generation"],
+            reason=data["reason"],
+            message=data["message"],
+            last_attempt=_time(data["lastAttempt"]),
+            last_error=ErrorDocument.from_json(data["lastError"]) if data["lastError"] else None,
+            warnings=tuple(Finding.from_json(finding) for finding in data["warnings"]),
+            ready=data["ready"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NackDocument:
+    """The version a proxy rejected and Envoy's reason, verbatim."""
+
+    version: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "message": self.message}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NackDocument:
+        return cls(version=data["version"], message=data["message"])
+
+
+@dataclass(frozen=True, slots=True)
+class TypeDocument:
+    """One xDS type of one proxy: its state (``SYNCED``, ``STALE``, ``NACKED``, ``NOT SENT``) and versions."""
+
+    state: str
+    sent: str | None = None
+    acked: str | None = None
+    nack: NackDocument | None = None
+
+    @property
+    def nacked(self) -> bool:
+        return self.state == SyncState.NACKED.upper()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "sent": self.sent,
+            "acked": self.acked,
+            "nack": self.nack.to_json() if self.nack else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TypeDocument:
+        return cls(
+            state=data["state"],
+            sent=data["sent"],
+            acked=data["acked"],
+            nack=NackDocument.from_json(data["nack"]) if data["nack"] else None,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProxyDocument:
+    """One connected proxy: who it is, what it was sent and accepted, per xDS type (by short name: ``CDS``...)."""
+
+    node_id: str
+    labels: Mapping[str, str]
+    connected_since: datetime
+    snapshot_version: str | None
+    acked_snapshot_version: str | None
+    generation: int
+    acked_generation: int
+    types: Mapping[str, TypeDocument]
+
+    @property
+    def nacked(self) -> bool:
+        return any(entry.nacked for entry in self.types.values())
+
+    @classmethod
+    def of(cls, proxy: ProxyStatus) -> ProxyDocument:
+        types = {}
+        for type_url, short in SHORT_NAMES.items():
+            entry = proxy.types.get(type_url)
+            if entry is None:
+                types[short] = TypeDocument(state=NOT_SENT)
+                continue
+            nack = entry.last_nack
+            types[short] = TypeDocument(
+                state=entry.state.upper(),
+                sent=entry.version_sent,
+                acked=entry.version_acked,
+                nack=NackDocument(version=nack.version, message=nack.message) if nack else None,
+            )
+        return cls(
+            node_id=proxy.node_id,
+            labels=MappingProxyType(dict(proxy.labels)),
+            connected_since=datetime.fromtimestamp(proxy.connected_since, UTC),
+            snapshot_version=proxy.snapshot_version,
+            acked_snapshot_version=proxy.acked_snapshot_version,
+            generation=proxy.generation,
+            acked_generation=proxy.acked_generation,
+            types=MappingProxyType(types),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nodeId": self.node_id,
+            "labels": dict(self.labels),
+            "connectedSince": _iso(self.connected_since),
+            "snapshotVersion": self.snapshot_version,
+            "ackedSnapshotVersion": self.acked_snapshot_version,
+            "generation": self.generation,
+            "ackedGeneration": self.acked_generation,
+            "types": {name: entry.to_json() for name, entry in self.types.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ProxyDocument:
+        connected_since = _time(data["connectedSince"])
+        if connected_since is None:
+            raise ValueError(f"proxy {data['nodeId']!r} has no connectedSince")
+        return cls(
+            node_id=data["nodeId"],
+            labels=MappingProxyType(dict(data["labels"])),
+            connected_since=connected_since,
+            snapshot_version=data["snapshotVersion"],
+            acked_snapshot_version=data["ackedSnapshotVersion"],
+            generation=data["generation"],
+            acked_generation=data["ackedGeneration"],
+            types=MappingProxyType({name: TypeDocument.from_json(entry) for name, entry in data["types"].items()}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StatusDocument:
+    """The whole document: the engine's part, then every connected proxy (``proxies`` in the JSON)."""
+
+    engine: EngineDocument
+    proxies: tuple[ProxyDocument, ...] = ()
+
+    @classmethod
+    def of(cls, engine: EngineDocument, proxies: Iterable[ProxyStatus]) -> StatusDocument:
+        return cls(engine=engine, proxies=tuple(ProxyDocument.of(proxy) for proxy in proxies))
+
+    def to_json(self) -> dict[str, Any]:
+        # One flat object on the wire: the engine's keys, then "proxies".
+        return {**self.engine.to_json(), "proxies": [proxy.to_json() for proxy in self.proxies]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StatusDocument:
+        """The document ``data`` holds; ``KeyError``, ``TypeError`` or ``ValueError`` when it is not one."""
+        return cls(
+            engine=EngineDocument.from_json(data), proxies=tuple(ProxyDocument.from_json(p) for p in data["proxies"])
+        )
