@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from reconciler.engine.origin import Origin
 from reconciler.model.text import MESSAGE_CHARS, excerpt
 from reconciler.sources.revision import Revision
 from reconciler.validate.findings import Finding
@@ -101,6 +102,8 @@ class EngineStatus:
     path: str
     head_sha: str | None = None
     served: RevisionInfo | None = None
+    #: What served the served config: its commit and the change (commit, rollout step, rollback, restore, ...).
+    origin: Origin | None = None
     served_since: datetime | None = None
     synced_at: datetime | None = None
     synced: bool = False
@@ -121,6 +124,7 @@ class EngineStatus:
             "path": self.path,
             "headSha": self.head_sha,
             "served": self.served.to_json() if self.served else None,
+            "origin": self.origin.to_json() if self.origin else None,
             "servedSince": _iso(self.served_since),
             "syncedAt": _iso(self.synced_at),
             "synced": self.synced,

@@ -3,7 +3,7 @@
 ``MemorySource`` behaves like ``GitSource`` as the engine sees it: ``commit()`` moves the
 head, ``poll()`` returns the head's Revision once (``None`` when the head did not move or
 its config equals the last one returned), and ``fail_with()`` makes every poll raise a
-``SourceError`` until ``recover()``.
+``SourceError`` (``FetchError`` unless told) until ``recover()``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.state import SourceIdentity, SqliteStateStore
-from reconciler.errors import SourceError
+from reconciler.errors import BranchNotFoundError, FetchError, SourceError
 from reconciler.sources.revision import Revision, content_hash
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 from reconciler.translate.snapshot import PUSH_ORDER
@@ -100,8 +100,10 @@ class MemorySource:
         )
         return self._head
 
-    def fail_with(self, message: str = "could not read from remote repository", reason: str = "FetchFailed") -> None:
-        self._failure = SourceError(message, reason=reason)
+    def fail_with(
+        self, message: str = "could not read from remote repository", failure: type[SourceError] = FetchError
+    ) -> None:
+        self._failure = failure(message)
 
     def recover(self) -> None:
         self._failure = None
@@ -109,13 +111,19 @@ class MemorySource:
     def abort(self) -> None:
         self.aborts += 1
 
+    def watch(self, callback: Callable[[], object]) -> None:
+        """Nothing to watch: tests commit and poll."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
     def poll(self) -> Revision | None:
         self.polls += 1
         if self._failure is not None:
             raise self._failure
         head = self._head
         if head is None:
-            raise SourceError("branch 'main' not found", reason="BranchNotFound")
+            raise BranchNotFoundError("branch 'main' not found")
         self._fetched = head.sha
         if head.sha == self._seen_sha:
             return None

@@ -85,14 +85,14 @@ def test_a_rejected_commit_stays_refused_until_a_new_commit_which_is_applied_nor
     run(engine.reconcile(trigger="test"))
     nack_listeners(gateway)
 
-    assert run(engine.reconcile(trigger="poll")) is False
+    assert run(engine.reconcile(trigger="poll")).ok is False
     assert engine.status.reason is Reason.REJECTED
     assert engine.status.last_error is not None
     assert engine.status.last_error.sha == bad.sha
     assert engine.status.generation == 3  # not tried again
 
     fixed = source.commit(mesh_files(v1=50, v2=50), "half and half")
-    assert run(engine.reconcile(trigger="poll")) is True
+    assert run(engine.reconcile(trigger="poll")).ok is True
     assert engine.status.reason is Reason.APPLIED
     assert engine.status.last_error is None
     assert engine.status.served is not None

@@ -18,10 +18,10 @@ import pytest
 import structlog
 from gitrepo import GitRemote, git, git_daemon, has_git_daemon
 
-from reconciler.errors import SourceError, UsageError
+from reconciler.errors import FetchError, SourceError, UsageError
 from reconciler.loader import load_files
 from reconciler.model.limits import InputLimits, SkippedFile, SkipReason
-from reconciler.sources.git import GitFailure, GitSource, redact_url
+from reconciler.sources.git import GitSource, redact_url
 from reconciler.validate.findings import Code
 
 pytestmark = pytest.mark.git
@@ -286,7 +286,7 @@ def test_unreachable_remote_raises_fetch_failed_and_keeps_clone(source: GitSourc
     finally:
         hidden.rename(remote.bare)
 
-    assert _reason(excinfo) == GitFailure.FETCH_FAILED == "FetchFailed"
+    assert _reason(excinfo) == FetchError.reason == "FetchFailed"
     assert str(remote.bare) in str(excinfo.value)
     assert (source.repo_dir / "HEAD").is_file()
     assert good is not None
