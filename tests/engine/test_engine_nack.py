@@ -6,9 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, line_of, mesh_files, push_all
+from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, line_of, mesh_files, push_all, stored_sha
 
-from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import Reason
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.translate.snapshot import LISTENER
@@ -26,11 +25,6 @@ def nack_listeners(connection: ProxyConnection, message: str = CANNOT_BIND) -> N
     assert snapshot is not None
     push_all(connection)
     connection.record_nack(LISTENER, version=snapshot.version_of(LISTENER), message=message)
-
-
-def stored_sha(state_dir: Path) -> str | None:
-    stored = SqliteStateStore(state_dir).load_last_good()
-    return stored.revision.sha if stored is not None else None
 
 
 def test_a_nacked_revision_is_rejected_with_envoys_cause_and_the_acked_one_is_served_again(

@@ -570,3 +570,8 @@ def test_hung_remote_times_out_as_clone_failed(state_dir: Path) -> None:
     assert time.monotonic() - started < 10
     assert _reason(excinfo) == "CloneFailed"
     assert "did not complete" in str(excinfo.value)
+
+
+def test_a_git_source_cannot_be_watched_so_the_daemon_relies_on_webhooks_and_polls(tmp_path: Path) -> None:
+    with GitSource(url=str(tmp_path / "remote.git"), state_dir=tmp_path / "state") as source:
+        assert source.watch(lambda: None) is None
