@@ -8,6 +8,7 @@ generation, synced tracking and the stored last good follow it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -53,6 +54,10 @@ class Origin:
     def as_committed(self) -> bool:
         """The config is the commit's own (not a step's weights): a later commit with its tree has the same."""
         return self.step is None
+
+    def again(self, change: Change) -> Origin:
+        """The same config (commit and step) served again by ``change``."""
+        return dataclasses.replace(self, change=change)
 
     def describe(self) -> str:
         """``revision <sha12>``, and the step when there is one, for status messages and logs."""

@@ -529,12 +529,7 @@ class Engine:
         rejected = current.origin
         what = f"proxy {event.node_id} rejected the {kind} of {rejected.describe()}: {event.message}"
         target = self._acked if self._rollback_on_nack else None
-        again = (
-            Origin(target.origin.revision, Change.NACK_ROLLBACK, step=target.origin.step)
-            if target is not None
-            else None
-        )
-        if target is not None and again is not None and self.serve(target.snapshots, origin=again):
+        if target is not None and self.serve(target.snapshots, origin=target.origin.again(Change.NACK_ROLLBACK)):
             # Every proxy ACKed this config before: it is the ACKed one (a NACK of it rolls nothing back).
             self._acked = self._current
             outcome = f"serving {target.origin.describe()} again, the last one every proxy ACKed"
