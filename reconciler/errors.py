@@ -6,37 +6,57 @@ the edge that called the library and re-raised as one of these, with the origina
 chained as ``__cause__``::
 
     ReconcilerError
-    ├── UsageError          bad command-line input or arguments (CLI exit code 2)
-    ├── ConfigError         the user's mesh config cannot be used
-    │   └── InvalidConfigError   validation found error-level findings (carries them)
-    ├── TranslationError    a valid model could not be turned into a consistent snapshot
-    ├── SourceError         git/webhook/watch edge failed (fetch, clone, auth, rewrite)
-    │   └── SignatureError       a webhook's signature or token did not verify
-    ├── XdsError            ADS server / proxy protocol failure
-    ├── StateError          the embedded state store could not be read or written
-    ├── Cancelled           a pass was stopped at a checkpoint (the daemon is shutting down)
-    └── EnvoyError          a local Envoy process (validate mode, tests, demo) failed
+    ├── UsageError                 bad command-line input or arguments (CLI exit code 2)
+    ├── InvalidConfigError         validation found error-level findings in a revision (carries them)
+    ├── TranslationError           a valid model could not be turned into a consistent snapshot
+    ├── SourceError                the config source failed; ``reason`` names how, for status and logs
+    │   ├── FetchError                 FetchFailed: network, server or timeout; the clone is kept
+    │   ├── AuthError                  AuthFailed: the remote refused the credentials, or there were none
+    │   ├── BranchNotFoundError        BranchNotFound: the remote has no such branch
+    │   ├── CloneError                 CloneFailed: no usable clone, and making one failed
+    │   ├── StateDirNotWritableError   StateDirNotWritable: disk full, read-only, permissions
+    │   ├── PathNotFoundError          PathNotFound: no config directory at the head (a refusal, not a fetch failure)
+    │   ├── SourceReadError            ReadFailed: reading the config out of the clone or directory failed
+    │   ├── WatchError                 WatchFailed: the directory cannot be watched
+    │   ├── PayloadError               BadPayload: a webhook body is not a push we can read
+    │   ├── SignatureError             BadSignature: a webhook's signature or token did not verify
+    │   └── SourceAborted              Aborted: a poll was cut short for shutdown (also a Cancelled)
+    ├── XdsError                   ADS server / proxy protocol failure
+    ├── StateError                 the embedded state store could not be read or written
+    ├── Cancelled                  the work was stopped, not failed: the daemon is shutting down
+    │   └── SourceAborted              (see above)
+    └── EnvoyError                 a local Envoy process (validate mode, tests, demo) failed
 
 Errors are values with context: each carries a human message and, where it has
-them, the file, line and field path the user needs to fix the problem.
+them, the file, line and field path the user needs to fix the problem. The engine
+decides what each class means for status (its ``Reason``, retry or not) in one table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
+    "AuthError",
+    "BranchNotFoundError",
     "Cancelled",
-    "ConfigError",
+    "CloneError",
     "EnvoyError",
+    "FetchError",
     "InvalidConfigError",
+    "PathNotFoundError",
+    "PayloadError",
     "ReconcilerError",
     "SignatureError",
+    "SourceAborted",
     "SourceError",
+    "SourceReadError",
+    "StateDirNotWritableError",
     "StateError",
     "TranslationError",
     "UsageError",
+    "WatchError",
     "XdsError",
 ]
 
@@ -50,15 +70,15 @@ class UsageError(ReconcilerError):
 
 
 class Cancelled(ReconcilerError):
-    """Raised by a checkpoint (:mod:`reconciler.model.checkpoint`): the work was stopped, not failed."""
+    """The work was stopped, not failed: the daemon is shutting down.
+
+    Raised by a checkpoint (:mod:`reconciler.model.checkpoint`) between files, resources and
+    proxies, and, as :class:`SourceAborted`, by a source whose poll was aborted.
+    """
 
 
-class ConfigError(ReconcilerError):
-    """The mesh configuration cannot be used."""
-
-
-class InvalidConfigError(ConfigError):
-    """Validation produced error-level findings; ``findings`` holds all of them."""
+class InvalidConfigError(ReconcilerError):
+    """Validation produced error-level findings; ``findings`` holds all of them (warnings too)."""
 
     def __init__(self, message: str, *, findings: Sequence[Any]) -> None:
         super().__init__(message)
@@ -78,18 +98,78 @@ class TranslationError(ReconcilerError):
 
 
 class SourceError(ReconcilerError):
-    """Fetching or reading the config source (git, webhook, working tree) failed."""
+    """Fetching or reading the config source (git, webhook, working tree) failed.
 
-    def __init__(self, message: str, *, reason: str = "SourceFailed") -> None:
-        super().__init__(message)
-        self.reason = reason
+    Raise a subclass: each is one failure, and its ``reason`` is the name status messages and logs show.
+    """
+
+    reason: ClassVar[str] = "SourceFailed"
+
+
+class FetchError(SourceError):
+    """The fetch failed (network, server, timeout); the existing clone is kept."""
+
+    reason = "FetchFailed"
+
+
+class AuthError(SourceError):
+    """The remote refused the credentials, or there were none to give."""
+
+    reason = "AuthFailed"
+
+
+class BranchNotFoundError(SourceError):
+    """The remote has no such branch."""
+
+    reason = "BranchNotFound"
+
+
+class CloneError(SourceError):
+    """There is no usable clone and making one failed."""
+
+    reason = "CloneFailed"
+
+
+class StateDirNotWritableError(SourceError):
+    """The state dir cannot be written (disk full, read-only, permissions); never a reason to re-clone."""
+
+    reason = "StateDirNotWritable"
+
+
+class PathNotFoundError(SourceError):
+    """The config path is not a directory (at the fetched commit, or on disk)."""
+
+    reason = "PathNotFound"
+
+
+class SourceReadError(SourceError):
+    """Reading the config out of the clone or the directory failed."""
+
+    reason = "ReadFailed"
+
+
+class WatchError(SourceError):
+    """A directory cannot be watched for changes."""
+
+    reason = "WatchFailed"
+
+
+class PayloadError(SourceError):
+    """A webhook request's body is not a push event this daemon can read."""
+
+    reason = "BadPayload"
 
 
 class SignatureError(SourceError):
     """A webhook request's signature or token is missing or wrong."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, reason="BadSignature")
+    reason = "BadSignature"
+
+
+class SourceAborted(SourceError, Cancelled):
+    """A source's poll or fetch was cut short by its ``abort()``: stopping, like :class:`Cancelled`."""
+
+    reason = "Aborted"
 
 
 class XdsError(ReconcilerError):

@@ -26,6 +26,7 @@ __all__ = [
     "EngineDocument",
     "ErrorDocument",
     "NackDocument",
+    "OriginDocument",
     "ProxyDocument",
     "RevisionInfo",
     "StatusDocument",
@@ -110,6 +111,22 @@ class ErrorDocument:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OriginDocument:
+    """What served the config: its ``change`` (commit, rollout-step, rollback, restore, nack-rollback), commit, step."""
+
+    change: str
+    sha: str
+    step: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"change": self.change, "sha": self.sha, "step": self.step}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OriginDocument:
+        return cls(change=data["change"], sha=data["sha"], step=data["step"])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EngineDocument:
     """The daemon's side: what it follows, what it serves, why the last pass ended as it did."""
 
@@ -118,6 +135,7 @@ class EngineDocument:
     path: str
     head_sha: str | None
     served: RevisionInfo | None
+    origin: OriginDocument | None
     served_since: datetime | None
     synced_at: datetime | None
     synced: bool
@@ -137,6 +155,7 @@ class EngineDocument:
             "path": self.path,
             "headSha": self.head_sha,
             "served": self.served.to_json() if self.served else None,
+            "origin": self.origin.to_json() if self.origin else None,
             "servedSince": _iso(self.served_since),
             "syncedAt": _iso(self.synced_at),
             "synced": self.synced,
@@ -157,6 +176,7 @@ class EngineDocument:
             path=data["path"],
             head_sha=data["headSha"],
             served=RevisionInfo.from_json(data["served"]) if data["served"] else None,
+            origin=OriginDocument.from_json(data["origin"]) if data["origin"] else None,
             served_since=_time(data["servedSince"]),
             synced_at=_time(data["syncedAt"]),
             synced=data["synced"],

@@ -30,16 +30,15 @@ from reconciler.api.status import status_routes
 from reconciler.api.webhook import webhook_routes
 from reconciler.engine.lock import StateDirLock
 from reconciler.engine.metrics import Metrics
-from reconciler.engine.reconcile import Engine
+from reconciler.engine.reconcile import Engine, PassResult
 from reconciler.engine.settings import Settings
 from reconciler.engine.source_factory import make_source
 from reconciler.engine.state import SqliteStateStore
-from reconciler.engine.status import EngineStatus, Reason
+from reconciler.engine.status import EngineStatus
 from reconciler.errors import ReconcilerError
 from reconciler.model.address import parse_address
 from reconciler.sources.backoff import Backoff
-from reconciler.sources.git import GitSource
-from reconciler.sources.local import LocalDirSource, LocalWatch
+from reconciler.sources.revision import Watch
 from reconciler.sources.webhook import PushEvent
 from reconciler.xds.cache import SnapshotCache
 from reconciler.xds.server import start_server
@@ -106,7 +105,7 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
     app.add_routes(status_routes(status=status.document, proxies=cache.statuses, registry=metrics.registry))
     app.add_routes(webhook_routes(secret=settings.api.webhook_secret, trigger=trigger))
     runner = web.AppRunner(app, access_log=None)
-    watcher: LocalWatch | None = None
+    watcher: Watch | None = None
     try:
         await runner.setup()
         site = web.TCPSite(runner, http_host, http_port)
@@ -120,7 +119,7 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
             # the daemon stops when its task is cancelled instead.
             with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
                 loop.add_signal_handler(signum, stop.set)
-        if settings.source.watch and isinstance(source, LocalDirSource):
+        if settings.source.watch:
             watcher = source.watch(lambda: loop.call_soon_threadsafe(wake.set))
         log.info("daemon.started", xds=f"{xds_host}:{server.port}", http=f"{http_host}:{bound_http}", repo=repo_label)
         if ready is not None:
@@ -144,13 +143,9 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
             watcher.stop()
         await runner.cleanup()
         await server.stop(grace=1.0)
-        if isinstance(source, GitSource):
-            # close() waits for a poll still running in a worker thread; the loop aborted any such poll.
-            await asyncio.to_thread(source.close)
+        # close() waits for a poll still running in a worker thread; the loop aborted any such poll.
+        await asyncio.to_thread(source.close)
         log.info("daemon.stopped")
-
-
-_TRANSIENT = frozenset({Reason.FETCH_FAILED, Reason.STATE_FAILED})
 
 
 #: How long a stopping daemon waits for an aborted pass to end (Kubernetes' grace period is 30 s).
@@ -174,17 +169,16 @@ async def _loop(
     while not stop.is_set():
         wake.clear()
         started = time.monotonic()
-        ok = await _pass_unless_stopped(engine=engine, trigger=trigger, stop=stop, abort=abort, grace=abort_grace)
-        if ok is None:
+        result = await _pass_unless_stopped(engine=engine, trigger=trigger, stop=stop, abort=abort, grace=abort_grace)
+        if result is None:
             return
         metrics.duration.observe(time.monotonic() - started)
-        metrics.passes.labels(engine.status.reason.value).inc()
+        metrics.passes.labels(result.reason.value).inc()
         # Only a transient failure is retried soon; a refused commit stays refused until a new
         # commit arrives (Flux's "stalled"), so it waits for the next poll or trigger like success.
-        transient = not ok and engine.status.reason in _TRANSIENT
-        if not transient:
+        if not result.retry:
             backoff.reset()
-        delay = min(backoff.next_delay(), poll_interval) if transient else poll_interval
+        delay = min(backoff.next_delay(), poll_interval) if result.retry else poll_interval
         waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())}
         try:
             done, _ = await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
@@ -198,7 +192,7 @@ async def _loop(
 
 async def _pass_unless_stopped(
     *, engine: Engine, trigger: str, stop: asyncio.Event, abort: Callable[[], None], grace: float
-) -> bool | None:
+) -> PassResult | None:
     """One pass; ``None`` when ``stop`` came first and the pass was aborted.
 
     The pass blocks a worker thread on git for up to its timeout (minutes against a hung
@@ -223,7 +217,7 @@ async def _pass_unless_stopped(
             pass_task.cancel()
 
 
-async def _abort_pass(pass_task: asyncio.Future[bool], *, abort: Callable[[], None], grace: float) -> None:
+async def _abort_pass(pass_task: asyncio.Future[PassResult], *, abort: Callable[[], None], grace: float) -> None:
     log.info("daemon.aborting_pass")
     deadline = time.monotonic() + grace
     while not pass_task.done() and (left := deadline - time.monotonic()) > 0:

@@ -1,4 +1,4 @@
-"""The one reconcile pass: fetch → validate → translate → publish → record status.
+"""The one reconcile pass: fetch → validate → translate → serve → record status.
 
 Every pass ends by writing status with a named :class:`Reason`, success or not.
 A revision is published whole or not at all: it must validate, and it must
@@ -15,6 +15,19 @@ Envoy's word is final: a revision any proxy NACKs before it is synced is refused
 (``Rejected``) and the last revision every proxy ACKed is published again, so all
 proxies run one config. The store therefore holds the last synced revision, or the
 last published one while no proxy is connected to ACK it; a rejection rewrites it.
+
+What is served is a config with an :class:`~reconciler.engine.origin.Origin` (the commit it
+belongs to, and what served it: a commit, a rollout step, a rollback, a restore, a NACK
+rollback), published by :meth:`Engine.serve`, the one way in for all of them. The origin is
+the served state's identity: a new generation per served config, synced when every proxy
+ACKed that generation, and a new commit counts as "the served config" only when what is served
+is a commit's config as committed with the same tree. The store keeps commits, never a step's
+weights: once an origin is synced, the commit it belongs to is saved, so a restart serves that
+commit as committed (for a rollout step: its commit in full; the rollout issue will persist the
+step so that a restart resumes it instead).
+
+Failures are exception classes (:mod:`reconciler.errors`); :data:`_FAILURES` is the one table
+that says what each means for status (its :class:`Reason`) and for the loop (retry or wait).
 """
 
 from __future__ import annotations
@@ -31,14 +44,22 @@ from datetime import datetime
 import structlog
 
 from reconciler.engine.guard import RemovalGuard, ResourceKey, resource_keys
+from reconciler.engine.origin import Change, Origin
 from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.engine.state import SourceIdentity, StateStore
 from reconciler.engine.status import EngineStatus, Reason, RevisionInfo, SyncError
-from reconciler.errors import Cancelled, ReconcilerError, SourceError, StateError, TranslationError
-from reconciler.loader import DecodeCache, LoadResult, load_files
+from reconciler.errors import (
+    Cancelled,
+    InvalidConfigError,
+    PathNotFoundError,
+    ReconcilerError,
+    SourceError,
+    StateError,
+    TranslationError,
+)
+from reconciler.loader import DecodeCache, load_files
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
 from reconciler.model.text import MESSAGE_CHARS, excerpt
-from reconciler.sources.git import GitFailure
 from reconciler.sources.revision import ALLOW_REMOVAL_FILE, ConfigSource, Revision
 from reconciler.translate import build_registry
 from reconciler.translate.provenance import producers_of
@@ -47,7 +68,7 @@ from reconciler.translate.snapshot import SHORT_NAMES
 from reconciler.validate.findings import Code, Finding, Severity
 from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "PassResult"]
 
 log = structlog.get_logger("reconciler.engine")
 
@@ -56,15 +77,63 @@ _LATE_PROXY_ROUNDS = 3
 
 
 @dataclass(frozen=True, slots=True)
-class _Published:
-    """A revision and the snapshots published for it: what a rollback publishes again."""
+class PassResult:
+    """How one :meth:`Engine.reconcile` pass ended, for the loop."""
 
-    revision: Revision
+    #: The source's head config is what is served.
+    ok: bool
+    #: Status' reason after the pass (after a pass cut short by shutdown: the last real outcome).
+    reason: Reason
+    #: A failure that may pass by itself (a fetch): try again on backoff. Otherwise the next poll or
+    #: trigger comes first: a refused commit stays refused until a new commit arrives (Flux's "stalled").
+    retry: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    reason: Reason
+    retry: bool
+
+
+#: What each failure means for status and for the loop: the one table from exception class to Reason,
+#: looked up along the raised exception's MRO (so a subclass listed apart wins over its base).
+#: Cancelled (SourceAborted too) is not here: the daemon stopping is not an outcome.
+_FAILURES: dict[type[ReconcilerError], _Failure] = {
+    # The head commit has no config directory: a refusal of that commit, not a failed fetch, so it is
+    # not retried on backoff. The source reports it again on every poll until a commit brings it back.
+    PathNotFoundError: _Failure(Reason.PATH_NOT_FOUND, retry=False),
+    SourceError: _Failure(Reason.FETCH_FAILED, retry=True),
+    InvalidConfigError: _Failure(Reason.VALIDATION_FAILED, retry=False),
+    TranslationError: _Failure(Reason.TRANSLATION_FAILED, retry=False),
+    StateError: _Failure(Reason.STATE_FAILED, retry=True),
+}
+
+
+def _failure_of(error: BaseException, *, otherwise: _Failure) -> _Failure:
+    """The table's entry for ``error``; ``otherwise`` for an exception the table does not name (a bug)."""
+    return next((_FAILURES[kind] for kind in type(error).__mro__ if kind in _FAILURES), otherwise)
+
+
+#: The status reason a served config ends its pass with, by what served it.
+_SERVED_REASONS = {
+    Change.COMMIT: Reason.APPLIED,
+    Change.ROLLOUT_STEP: Reason.APPLIED,
+    Change.ROLLBACK: Reason.APPLIED,
+    Change.RESTORE: Reason.RESTORED,
+    Change.NACK_ROLLBACK: Reason.REJECTED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Published:
+    """A config published and its origin: what a NACK rollback publishes again."""
+
+    origin: Origin
     snapshots: ConfigSnapshots
 
 
 class Engine:
-    """Owns the served revision; one :meth:`reconcile` call is one pass."""
+    """Owns the served config; one :meth:`reconcile` call is one pass, :meth:`serve` serves any config."""
 
     def __init__(
         self,
@@ -92,14 +161,13 @@ class Engine:
         self.status = status
         # What the stored revision must have come from to be served on restart.
         self._identity = SourceIdentity.of(repo=status.repo, branch=status.branch, path=status.path)
-        self._served_tree: str | None = None
         self._served_resources: frozenset[ResourceKey] = frozenset()
         # The validation/translation failure of the source's current head, until a new head replaces it.
         self._head_rejection: SyncError | None = None
         self._synced_check_pending = False
         self._rollback_on_nack = rollback_on_nack
         self._current: _Published | None = None
-        # The last revision every connected proxy ACKed in full: what a NACKed revision is rolled back to.
+        # The last config every connected proxy ACKed in full: what a NACKed one is rolled back to.
         self._acked: _Published | None = None
         # One writer thread: saves land in the order they were asked for (a rollback after the save it undoes).
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-save")
@@ -127,7 +195,7 @@ class Engine:
         try:
             stored = self._store.load_last_good()
         except StateError as error:
-            self._fail(Reason.STATE_FAILED, str(error), sha=None)
+            self._fail(_FAILURES[StateError].reason, str(error), sha=None)
             return False
         if stored is None:
             return False
@@ -156,63 +224,69 @@ class Engine:
             log.info("engine.restored", sha=revision.short_sha)
         return applied
 
-    async def reconcile(self, *, trigger: str) -> bool:
-        """One pass. True when the source's head config is what is served."""
+    async def reconcile(self, *, trigger: str) -> PassResult:
+        """One pass: poll the source and serve its head config when it changed."""
         self.status.last_attempt = self._clock()
         try:
             revision = await asyncio.to_thread(self._source.poll)
+        except Cancelled:
+            # The daemon is stopping: not a failure of the source, so status keeps the last real outcome.
+            log.info("engine.pass_aborted", sha=self.status.head_sha)
+            return self._result(ok=False)
         except Exception as error:
-            if isinstance(error, SourceError) and error.reason == GitFailure.ABORTED:
-                # The daemon is stopping: not a failure of the source, so status keeps the last real outcome.
-                log.info("engine.pass_aborted", sha=self.status.head_sha)
-                return False
-            self.status.head_sha = self._source.head_sha or self.status.head_sha
-            if isinstance(error, SourceError) and error.reason == Reason.PATH_NOT_FOUND:  # the sources' same name
-                # The head commit has no config directory: a refusal of that commit, not a failed fetch,
-                # so it is not retried on backoff. Not a head rejection either: the source reports it
-                # again on every poll until a commit brings the directory back.
-                self._fail(
-                    Reason.PATH_NOT_FOUND,
-                    f"{error}; still serving {self._served_label()}",
-                    sha=self.status.head_sha,
-                )
-                return False
-            if not isinstance(error, SourceError):
-                # A source must raise SourceError; anything else is a bug, but not one that may stop the daemon.
-                log.error("engine.poll_crashed", exc_info=error)
-            detail = f"{error.reason}: {error}" if isinstance(error, SourceError) else f"internal error: {error!r}"
-            self._fail(Reason.FETCH_FAILED, detail, sha=self.status.head_sha)
-            return False
+            return self._poll_failed(error)
         head = self._source.head_sha
         if revision is None:
             self.status.head_sha = head
             # Nothing new: the fetch worked, so only a rejected head commit is still an error.
             if self._head_rejection is not None:
                 self._record_failure(self._head_rejection)
-                return False
+                return self._result(ok=False)
             self.status.last_error = None
             self._succeed(Reason.UP_TO_DATE, f"serving {self._served_label()}; no config change")
-            return True
-        if revision.config_tree == self._served_tree:
-            await self._adopt(revision, head=head)
-            return True
+            return self._result(ok=True)
+        current = self._current
+        if (
+            current is not None
+            and current.origin.as_committed
+            and revision.config_tree == current.origin.revision.config_tree
+        ):
+            await self._adopt(revision, current, head=head)
+            return self._result(ok=True)
         log.info("engine.revision", sha=revision.short_sha, trigger=trigger)
         self._succeed(Reason.PROGRESSING, f"validating and translating revision {revision.short_sha}")
-        return await self._apply_off_loop(revision, head=head)
+        return self._result(ok=await self._apply_off_loop(revision, head=head))
 
-    async def _adopt(self, revision: Revision, *, head: str | None) -> None:
+    def _result(self, *, ok: bool) -> PassResult:
+        return PassResult(ok=ok, reason=self.status.reason)
+
+    def _poll_failed(self, error: Exception) -> PassResult:
+        self.status.head_sha = self._source.head_sha or self.status.head_sha
+        failure = _failure_of(error, otherwise=_FAILURES[SourceError])
+        if not isinstance(error, SourceError):
+            # A source must raise SourceError; anything else is a bug, but not one that may stop the daemon.
+            log.error("engine.poll_crashed", exc_info=error)
+            detail = f"internal error: {error!r}"
+        elif isinstance(error, PathNotFoundError):
+            # Not a head rejection either: the source reports it again on every poll.
+            detail = f"{error}; still serving {self._served_label()}"
+        else:
+            detail = f"{error.reason}: {error}"
+        self._fail(failure.reason, detail, sha=self.status.head_sha)
+        return PassResult(ok=False, reason=failure.reason, retry=failure.retry)
+
+    async def _adopt(self, revision: Revision, current: _Published, *, head: str | None) -> None:
         """A new commit whose config equals what is served (e.g. a revert of a rejected commit)."""
         self._head_rejection = None
-        current = self._current
-        if current is not None:
-            adopted = _Published(revision, current.snapshots)
-            self._acked = adopted if self._acked == current else self._acked
-            self._current = adopted
+        adopted = _Published(Origin(revision, Change.COMMIT), current.snapshots)
+        self._acked = adopted if self._acked == current else self._acked
+        self._current = adopted
         if self._acked == self._current or not self._cache.proxies():
             await self._persist(revision)
         # No await from here on: a status reader sees head, served revision, error and reason change together.
         self.status.head_sha = head
         self.status.served = RevisionInfo.of(revision)
+        self.status.origin = adopted.origin
         self.status.last_error = None
         self._succeed(Reason.UP_TO_DATE, f"revision {revision.short_sha} has the served config")
 
@@ -243,10 +317,10 @@ class Engine:
     def _restore_now(self, revision: Revision) -> bool:
         """Load, translate and publish the stored revision on the calling thread: nothing serves yet."""
         try:
-            prepared = self._prepare(revision, self._cache.proxies())
+            snapshots = self._prepare(revision, self._cache.proxies())
         except Exception as error:
-            return self._refuse_crashed(revision, error)
-        return self._publish_guarded(revision, prepared, reason=Reason.RESTORED)
+            return self._refuse(revision, error)
+        return self.serve(snapshots, origin=Origin(revision, Change.RESTORE))
 
     async def _apply_off_loop(self, revision: Revision, *, head: str | None) -> bool:
         """Load and translate in a worker thread, then publish on the loop.
@@ -257,22 +331,21 @@ class Engine:
         head next to the previous revision's syncedAt or error and mistakes them for the new one's.
         """
         try:
-            prepared = await asyncio.to_thread(self._prepare, revision, self._cache.proxies())
-            if isinstance(prepared, ConfigSnapshots):
-                for _ in range(_LATE_PROXY_ROUNDS):
-                    late = prepared.untranslated(self._cache.proxies())
-                    if not late:
-                        break
-                    await asyncio.to_thread(prepared.translate_all, late)
+            snapshots = await asyncio.to_thread(self._prepare, revision, self._cache.proxies())
+            for _ in range(_LATE_PROXY_ROUNDS):
+                late = snapshots.untranslated(self._cache.proxies())
+                if not late:
+                    break
+                await asyncio.to_thread(snapshots.translate_all, late)
         except Cancelled:
             # The daemon is stopping: like an aborted poll, not an outcome of the revision.
             log.info("engine.pass_aborted", sha=revision.short_sha)
             return False
         except Exception as error:
-            published = self._refuse_crashed(revision, error)
+            published = self._refuse(revision, error)
         else:
-            published = not self._refuse_removal(revision, prepared) and self._publish_guarded(
-                revision, prepared, reason=Reason.APPLIED
+            published = not self._refuse_removal(revision, snapshots) and self.serve(
+                snapshots, origin=Origin(revision, Change.COMMIT)
             )
         self.status.head_sha = head  # in the same step as the outcome it belongs to
         if published and not self._cache.proxies():
@@ -281,13 +354,14 @@ class Engine:
             await self._persist(revision)
         return published
 
-    def _prepare(self, revision: Revision, proxies: tuple[ProxyIdentity, ...]) -> LoadResult | ConfigSnapshots:
-        """The validation failure, or snapshots translated for every given proxy.
+    def _prepare(self, revision: Revision, proxies: tuple[ProxyIdentity, ...]) -> ConfigSnapshots:
+        """The revision's config as snapshots, translated for every given proxy.
 
         Runs in a worker thread; the only shared state it touches is the decode cache,
         which no other code uses and which one pass at a time owns.
 
-        Raises TranslationError when a proxy's snapshot would be inconsistent, Cancelled after abort().
+        Raises InvalidConfigError when validation found errors, TranslationError when a proxy's
+        snapshot would be inconsistent, Cancelled after abort().
         """
         files = {f"{self._prefix}{path}": content for path, content in revision.files.items()}
         skipped = [dataclasses.replace(entry, path=f"{self._prefix}{entry.path}") for entry in revision.skipped]
@@ -300,7 +374,11 @@ class Engine:
             checkpoint=self._checkpoint,
         )
         if not result.ok:
-            return result
+            errors = [finding for finding in result.findings if finding.severity is Severity.ERROR]
+            raise InvalidConfigError(
+                f"{len(errors)} error(s) in revision {revision.short_sha}, first: {errors[0].format()}",
+                findings=result.findings,
+            )
         snapshots = ConfigSnapshots(
             config=result.config,
             registry=build_registry(result.config),
@@ -310,30 +388,32 @@ class Engine:
         snapshots.translate_all(proxies)
         return snapshots
 
-    def _refuse_crashed(self, revision: Revision, error: Exception) -> bool:
-        if isinstance(error, TranslationError):
-            self._head_rejection = self._fail(
-                Reason.TRANSLATION_FAILED, str(error), sha=revision.sha, findings=error.findings
+    def _refuse(self, revision: Revision, error: Exception) -> bool:
+        """Record why ``revision``'s config is not served (the last good keeps serving); always False."""
+        # Anything but a failure of the config is a bug in loading or translation: it must neither stop
+        # the daemon (the last good revision keeps serving) nor be retried as if the revision were fine.
+        failure = _failure_of(error, otherwise=_FAILURES[TranslationError])
+        findings: tuple[Finding, ...] = ()
+        if isinstance(error, InvalidConfigError):
+            message, findings = f"{error}; still serving {self._served_label()}", error.findings
+        elif isinstance(error, TranslationError):
+            message, findings = str(error), error.findings
+        else:
+            log.error("engine.apply_crashed", sha=revision.short_sha, exc_info=error)
+            failure = _FAILURES[TranslationError]
+            message = (
+                f"internal error applying revision {revision.short_sha}: {error!r}; "
+                f"still serving {self._served_label()}"
             )
-            return False
-        # A bug in loading or translation must neither stop the daemon (the last good revision
-        # keeps serving) nor be retried as if the revision were fine.
-        log.error("engine.apply_crashed", sha=revision.short_sha, exc_info=error)
-        self._head_rejection = self._fail(
-            Reason.TRANSLATION_FAILED,
-            f"internal error applying revision {revision.short_sha}: {error!r}; still serving {self._served_label()}",
-            sha=revision.sha,
-        )
+        self._head_rejection = self._fail(failure.reason, message, sha=revision.sha, findings=findings)
         return False
 
-    def _refuse_removal(self, revision: Revision, prepared: LoadResult | ConfigSnapshots) -> bool:
+    def _refuse_removal(self, revision: Revision, snapshots: ConfigSnapshots) -> bool:
         """Refuse (True) a valid revision that would remove all routing or too much of what is served.
 
         Not applied to a restored revision: it is what was served before the restart.
         """
-        if not isinstance(prepared, ConfigSnapshots):
-            return False
-        refusal = self._removal_guard.refusal(served=self._served_resources, proposed=resource_keys(prepared.config))
+        refusal = self._removal_guard.refusal(served=self._served_resources, proposed=resource_keys(snapshots.config))
         if refusal is None:
             return False
         marker = f"{self._prefix}{ALLOW_REMOVAL_FILE}"
@@ -348,39 +428,44 @@ class Engine:
         )
         return True
 
-    def _publish_guarded(self, revision: Revision, prepared: LoadResult | ConfigSnapshots, *, reason: Reason) -> bool:
-        try:
-            return self._publish(revision, prepared, reason=reason)
-        except Exception as error:
-            return self._refuse_crashed(revision, error)
+    def serve(self, config: ConfigSnapshots, *, origin: Origin) -> bool:
+        """Publish ``config`` to every proxy as one new generation, served because of ``origin``.
 
-    def _publish(self, revision: Revision, prepared: LoadResult | ConfigSnapshots, *, reason: Reason) -> bool:
-        if isinstance(prepared, LoadResult):
-            errors = [f for f in prepared.findings if f.severity is Severity.ERROR]
-            first = errors[0]
-            self._head_rejection = self._fail(
-                Reason.VALIDATION_FAILED,
-                f"{len(errors)} error(s) in revision {revision.short_sha}, first: {first.format()}; "
-                f"still serving {self._served_label()}",
-                sha=revision.sha,
-                findings=prepared.findings,
-            )
-            return False
-        generation = self._cache.publish(prepared)
+        The one way a config reaches the proxies: a commit, a restore, a NACK rollback, and the
+        steps and rollbacks of a rollout. ``config`` is validated; it is translated here for any
+        connected proxy it was not translated for yet (all-or-nothing). From here on status, the
+        generation, synced tracking and the stored last good follow ``origin``: once every proxy
+        ACKed it, ``origin.revision`` is saved as last good. False when the cache refused it: the
+        reason is recorded like a refused commit's, and the config served before keeps serving.
+        """
+        try:
+            return self._publish(config, origin)
+        except Exception as error:
+            return self._refuse(origin.revision, error)
+
+    def _publish(self, config: ConfigSnapshots, origin: Origin) -> bool:
+        generation = self._cache.publish(config)
         self._head_rejection = None
         now = self._clock()
-        self._current = _Published(revision, prepared)
+        reason = _SERVED_REASONS[origin.change]
+        self._current = _Published(origin, config)
         self.status.served_rejected = False
-        self._served_tree = revision.config_tree
-        self._served_resources = resource_keys(prepared.config)
-        self.status.served = RevisionInfo.of(revision)
+        self._served_resources = resource_keys(config.config)
+        self.status.served = RevisionInfo.of(origin.revision)
+        self.status.origin = origin
         self.status.served_since = now
         self.status.synced_at = None
         self.status.generation = generation
         self.status.last_error = None
-        self.status.warnings = prepared.warnings
-        self._succeed(reason, f"serving revision {revision.short_sha}")
-        log.info("engine.published", sha=revision.short_sha, generation=generation, reason=reason.value)
+        self.status.warnings = config.warnings
+        self._succeed(reason, f"serving {origin.describe()}")
+        log.info(
+            "engine.published",
+            sha=origin.revision.short_sha,
+            generation=generation,
+            reason=reason.value,
+            change=origin.change.value,
+        )
         self._update_synced()
         return True
 
@@ -418,14 +503,14 @@ class Engine:
             current = self._current
             if current is not None and current != self._acked and not self.status.served_rejected:
                 self._acked = current
-                self._persist_soon(current.revision)
+                self._persist_soon(current.origin.revision)
         self.status.synced = synced
 
     def _on_nack(self, event: XdsEvent) -> None:
-        """A proxy rejected part of a snapshot: refuse the revision, unless it is not (or no longer) the point."""
+        """A proxy rejected part of a snapshot: refuse the config, unless it is not (or no longer) the point."""
         current = self._current
         if current is None or event.generation != self.status.generation or self.status.served_rejected:
-            # About a generation no longer served (a rollback or a newer revision replaced it), or already refused.
+            # About a generation no longer served (a rollback or a newer config replaced it), or already refused.
             return
         kind = SHORT_NAMES.get(event.type_url, event.type_url)
         if current == self._acked:
@@ -433,17 +518,19 @@ class Engine:
             # others back would not help it; status shows its NACK and `reconciler status` fails.
             log.warning(
                 "engine.nack_of_synced_revision",
-                sha=current.revision.short_sha,
+                sha=current.origin.revision.short_sha,
                 node_id=event.node_id,
                 type=kind,
                 message=event.message,
             )
             return
-        rejected = current.revision
-        what = f"proxy {event.node_id} rejected the {kind} of revision {rejected.short_sha}: {event.message}"
+        rejected = current.origin
+        what = f"proxy {event.node_id} rejected the {kind} of {rejected.describe()}: {event.message}"
         target = self._acked if self._rollback_on_nack else None
-        if target is not None and self._publish_guarded(target.revision, target.snapshots, reason=Reason.REJECTED):
-            outcome = f"serving revision {target.revision.short_sha} again, the last one every proxy ACKed"
+        if target is not None and self.serve(target.snapshots, origin=target.origin.again(Change.NACK_ROLLBACK)):
+            # Every proxy ACKed this config before: it is the ACKed one (a NACK of it rolls nothing back).
+            self._acked = self._current
+            outcome = f"serving {target.origin.describe()} again, the last one every proxy ACKed"
         else:
             self.status.served_rejected = True
             outcome = (
@@ -454,11 +541,11 @@ class Engine:
         self._head_rejection = self._fail(
             Reason.REJECTED,
             f"{what}; {outcome}",
-            sha=rejected.sha,
+            sha=rejected.revision.sha,
             findings=self._nack_findings(current, event),
         )
         # The store may hold the rejected revision (saved while no proxy was connected): never restore it as good.
-        self._persist_soon(self._acked.revision if self._acked is not None else None)
+        self._persist_soon(self._acked.origin.revision if self._acked is not None else None)
 
     def _nack_findings(self, rejected: _Published, event: XdsEvent) -> tuple[Finding, ...]:
         """Each Istio resource that made an Envoy resource named in the NACK, at its file:line."""
@@ -492,7 +579,7 @@ class Engine:
         return tuple(findings)
 
     def _served_label(self) -> str:
-        return f"revision {self.status.served.sha[:12]}" if self.status.served else "nothing (no good revision yet)"
+        return self._current.origin.describe() if self._current is not None else "nothing (no good revision yet)"
 
     def _succeed(self, reason: Reason, message: str) -> None:
         self.status.reason = reason

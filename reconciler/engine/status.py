@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.api.document import EngineDocument, ErrorDocument, RevisionInfo
+from reconciler.engine.origin import Origin
 from reconciler.validate.findings import Finding
 
 __all__ = ["EngineStatus", "Reason", "RevisionInfo", "SyncError"]
@@ -68,6 +69,8 @@ class EngineStatus:
     path: str
     head_sha: str | None = None
     served: RevisionInfo | None = None
+    #: What served the served config: its commit and the change (commit, rollout step, rollback, restore, ...).
+    origin: Origin | None = None
     served_since: datetime | None = None
     synced_at: datetime | None = None
     synced: bool = False
@@ -89,6 +92,7 @@ class EngineStatus:
             path=self.path,
             head_sha=self.head_sha,
             served=self.served,
+            origin=self.origin.document() if self.origin else None,
             served_since=self.served_since,
             synced_at=self.synced_at,
             synced=self.synced,

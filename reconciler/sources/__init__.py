@@ -5,21 +5,21 @@ gitpython) or a local directory (:class:`~reconciler.sources.local.LocalDirSourc
 watched with watchdog) turns into :class:`~reconciler.sources.revision.Revision`
 values: plain, already-read file contents the engine hands to the pure core.
 Push webhooks (:mod:`reconciler.sources.webhook`) only wake a source early; every
-failure leaves this package as a :class:`~reconciler.errors.SourceError`.
+failure leaves this package as a :class:`~reconciler.errors.SourceError` subclass, one per failure.
 """
 
 from reconciler.sources.backoff import Backoff
-from reconciler.sources.git import GitFailure, GitSource
+from reconciler.sources.git import GitSource
 from reconciler.sources.local import LocalDirSource
-from reconciler.sources.revision import ConfigSource, Revision
+from reconciler.sources.revision import ConfigSource, Revision, Watch
 from reconciler.sources.webhook import PushEvent
 
 __all__ = [
     "Backoff",
     "ConfigSource",
-    "GitFailure",
     "GitSource",
     "LocalDirSource",
     "PushEvent",
     "Revision",
+    "Watch",
 ]

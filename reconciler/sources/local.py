@@ -20,7 +20,7 @@ import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from reconciler.errors import SourceError
+from reconciler.errors import PathNotFoundError, SourceReadError, WatchError
 from reconciler.loader.files import read_tree
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
 from reconciler.sources.revision import ALLOW_REMOVAL_FILE, Revision, content_hash, is_config_file
@@ -58,15 +58,15 @@ class LocalDirSource:
         return self._seen_sha
 
     def read(self) -> Revision:
-        """Snapshot the directory now. Raises :class:`SourceError` (``PathNotFound``, ``ReadFailed``)."""
+        """Snapshot the directory now. Raises :class:`PathNotFoundError` or :class:`SourceReadError`."""
         if not self._root.is_dir():
-            raise SourceError(f"config directory {self._root} does not exist", reason="PathNotFound")
+            raise PathNotFoundError(f"config directory {self._root} does not exist")
         try:
             read = read_tree(self._root, limits=self._limits)
         except OSError as error:
             # A file deleted between listing and reading lands here too; the watcher
             # will report that deletion and the next read sees a consistent tree.
-            raise SourceError(f"reading {self._root} failed: {error}", reason="ReadFailed") from error
+            raise SourceReadError(f"reading {self._root} failed: {error}") from error
         allow_removal = (self._root / ALLOW_REMOVAL_FILE).is_file()
         # Hashed with the files: adding or deleting the marker alone is a new revision, as in git.
         hashed = {**read.files, ALLOW_REMOVAL_FILE: b""} if allow_removal else read.files
@@ -83,6 +83,9 @@ class LocalDirSource:
     def abort(self) -> None:
         """Nothing to cut short: reading a local directory does not wait on anyone."""
 
+    def close(self) -> None:
+        """Nothing to release: a watch is stopped through its own handle."""
+
     def poll(self) -> Revision | None:
         """The directory's Revision if its content changed since the last poll, else ``None``."""
         revision = self.read()
@@ -93,14 +96,14 @@ class LocalDirSource:
         return revision
 
     def watch(self, callback: Callable[[], object], debounce_seconds: float = 0.5) -> LocalWatch:
-        """Call ``callback()`` once after each burst of config-file changes.
+        """Call ``callback()`` once after each burst of config-file changes (``ConfigSource.watch``).
 
         ``callback`` runs on a background thread: hand off to an event loop with
         ``loop.call_soon_threadsafe`` (its return value is ignored). Stop with :meth:`LocalWatch.stop` (or use the
         returned handle as a context manager).
         """
         if not self._root.is_dir():
-            raise SourceError(f"cannot watch {self._root}: not a directory", reason="PathNotFound")
+            raise PathNotFoundError(f"cannot watch {self._root}: not a directory")
         watch = LocalWatch(root=self._root, callback=callback, debounce_seconds=debounce_seconds)
         watch.start()
         return watch
@@ -210,7 +213,7 @@ class LocalWatch:
             self._observer.start()
         except OSError as error:
             self._debouncer.stop()
-            raise SourceError(f"cannot watch {self._root}: {error}", reason="WatchFailed") from error
+            raise WatchError(f"cannot watch {self._root}: {error}") from error
         self._started = True
         log.info("local.watching", path=str(self._root))
 

@@ -12,7 +12,7 @@ re-exported here for the sources.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
@@ -26,6 +26,7 @@ __all__ = [
     "CONFIG_SUFFIXES",
     "ConfigSource",
     "Revision",
+    "Watch",
     "content_hash",
     "is_config_file",
 ]
@@ -95,8 +96,16 @@ class Revision:
         return self.sha[:12]
 
 
+class Watch(Protocol):
+    """A running watch on a source (from :meth:`ConfigSource.watch`)."""
+
+    def stop(self) -> None:
+        """Stop watching; a change not yet reported is dropped. Idempotent."""
+        ...
+
+
 class ConfigSource(Protocol):
-    """What the engine needs from any config source (git remote or local directory).
+    """What the engine and the daemon need from any config source (git remote or local directory).
 
     Calls block (git, disk); the engine runs them with ``asyncio.to_thread``.
     """
@@ -111,9 +120,20 @@ class ConfigSource(Protocol):
         ...
 
     def abort(self) -> None:
-        """Cut short a :meth:`poll` running in another thread, for shutdown; that poll raises SourceError.
+        """Cut short a :meth:`poll` running in another thread, for shutdown; that poll raises SourceAborted.
 
         Safe to call at any time, from any thread. Final: later polls raise at once too, so an
         abort that arrives just before a poll starts its network call is not missed.
         """
+        ...
+
+    def watch(self, callback: Callable[[], object]) -> Watch | None:
+        """Call ``callback()`` (from another thread) after each burst of config changes, until stopped.
+
+        ``None`` when the source cannot be watched (a git remote: pushes arrive by webhook, or by the poll).
+        """
+        ...
+
+    def close(self) -> None:
+        """Release what the source holds (helper processes, open files); waits for a poll still running."""
         ...

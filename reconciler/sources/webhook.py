@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from reconciler.errors import SignatureError, SourceError, UsageError
+from reconciler.errors import PayloadError, SignatureError, UsageError
 
 __all__ = [
     "GITHUB_EVENT_HEADER",
@@ -137,16 +137,16 @@ def _decode_json(*, headers: Mapping[str, str], body: bytes) -> Mapping[str, Any
         else:
             document = json.loads(body)
     except (UnicodeDecodeError, ValueError, KeyError, IndexError) as error:
-        raise SourceError(f"webhook payload is not valid JSON: {error}", reason="BadPayload") from error
+        raise PayloadError(f"webhook payload is not valid JSON: {error}") from error
     if not isinstance(document, dict):
-        raise SourceError("webhook payload is not a JSON object", reason="BadPayload")
+        raise PayloadError("webhook payload is not a JSON object")
     return document
 
 
 def parse_push_event(*, provider: Provider | str, headers: Mapping[str, str], body: bytes) -> PushEvent | None:
     """The push in a verified webhook, or ``None`` for events that should not sync (ping, issues...).
 
-    Raises :class:`SourceError` (reason ``BadPayload``) for a push whose body lacks
+    Raises :class:`~reconciler.errors.PayloadError` (reason ``BadPayload``) for a push whose body lacks
     ``ref``/``after``. Verify the signature *before* calling this.
     """
     provider = Provider(provider)
@@ -162,7 +162,7 @@ def parse_push_event(*, provider: Provider | str, headers: Mapping[str, str], bo
     ref = document.get("ref")
     after = document.get("after")
     if not isinstance(ref, str) or not ref or not isinstance(after, str):
-        raise SourceError("push payload has no 'ref'/'after'", reason="BadPayload")
+        raise PayloadError("push payload has no 'ref'/'after'")
     return PushEvent(ref=ref, after_sha=after, provider=provider)
 
 

@@ -92,13 +92,13 @@ def test_readyz_is_503_until_a_revision_is_served_then_200_and_stays_200_when_a_
         code, body = await api.get("/readyz")
         assert (code, body["ready"], body["reason"]) == (503, False, "Progressing")
 
-        assert await api.engine.reconcile(trigger="test") is True
+        assert (await api.engine.reconcile(trigger="test")).ok is True
         code, body = await api.get("/readyz")
         assert (code, body["ready"], body["reason"]) == (200, True, "Applied")
 
         # The last good revision keeps serving, so the daemon is still ready.
         (api.mesh / "broken.yaml").write_text("kind: VirtualService\nspec: [\n")
-        assert await api.engine.reconcile(trigger="test") is False
+        assert (await api.engine.reconcile(trigger="test")).ok is False
         code, body = await api.get("/readyz")
         assert (code, body["ready"], body["reason"]) == (200, True, "ValidationFailed")
 
@@ -108,7 +108,7 @@ def test_readyz_is_503_until_a_revision_is_served_then_200_and_stays_200_when_a_
 def test_status_shows_each_proxy_with_labels_connected_since_and_sent_acked_state_per_type(tmp_path: Path) -> None:
     async def scenario(api: Api) -> None:
         connection = api.cache.connect(GATEWAY, on_change=lambda: None)
-        assert await api.engine.reconcile(trigger="test") is True
+        assert (await api.engine.reconcile(trigger="test")).ok is True
         snapshot = connection.snapshot
         assert snapshot is not None
         for type_url in PUSH_ORDER:
@@ -158,7 +158,7 @@ def test_the_status_api_serves_the_status_document_as_json_and_that_json_reads_b
         connection = api.cache.connect(GATEWAY, on_change=lambda: None)
         vs = api.mesh / "virtualservice.yaml"
         vs.write_text(vs.read_text().replace("    timeout: 5s\n", "    corsPolicy: {}\n"))  # a warning
-        assert await api.engine.reconcile(trigger="test") is True
+        assert (await api.engine.reconcile(trigger="test")).ok is True
         snapshot = connection.snapshot
         assert snapshot is not None
         for type_url in (CLUSTER, ENDPOINT, LISTENER):  # RDS not sent yet
@@ -166,7 +166,7 @@ def test_the_status_api_serves_the_status_document_as_json_and_that_json_reads_b
         connection.record_ack(CLUSTER, snapshot.version_of(CLUSTER))
         connection.record_nack(LISTENER, version=snapshot.version_of(LISTENER), message="port 80 already in use")
         (api.mesh / "broken.yaml").write_text("kind: VirtualService\nspec: [\n")  # a last error with findings
-        assert await api.engine.reconcile(trigger="test") is False
+        assert (await api.engine.reconcile(trigger="test")).ok is False
 
         _, body = await api.get("/api/v1/status")
         document = StatusDocument.of(api.engine.status.document(), api.cache.statuses())
@@ -198,7 +198,7 @@ def test_a_symlink_out_of_the_served_directory_is_a_warning_and_its_target_never
     async def scenario(api: Api) -> None:
         os.symlink(tmp_path / "credentials", api.mesh / "creds.yaml")
 
-        assert await api.engine.reconcile(trigger="test") is True
+        assert (await api.engine.reconcile(trigger="test")).ok is True
         _, body = await api.get("/api/v1/status")
 
         assert "wJalrXUtnFEMI" not in json.dumps(body)
@@ -213,12 +213,12 @@ def test_a_huge_value_is_shortened_in_status_and_readyz_stays_small(tmp_path: Pa
     host = "a" * 900_000 + ".example.com"  # a file within the 1 MiB limit, made of one host
 
     async def scenario(api: Api) -> None:
-        assert await api.engine.reconcile(trigger="test") is True
+        assert (await api.engine.reconcile(trigger="test")).ok is True
         (api.mesh / "huge.yaml").write_text(
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: huge}\n"
             f"spec:\n  hosts: [{host}]\n  http:\n  - route:\n    - destination: {{host: {host}}}\n"
         )
-        assert await api.engine.reconcile(trigger="test") is False
+        assert (await api.engine.reconcile(trigger="test")).ok is False
 
         response = await api.client.get("/api/v1/status")
         status = await response.read()

@@ -12,6 +12,7 @@ from reconciler.api.document import (
     EngineDocument,
     ErrorDocument,
     NackDocument,
+    OriginDocument,
     ProxyDocument,
     RevisionInfo,
     StatusDocument,
@@ -44,6 +45,7 @@ def everything_set() -> StatusDocument:
         path="mesh",
         head_sha="b" * 40,
         served=RevisionInfo(sha="a" * 40, message="reviews: canary", author="Ada", committed_at=AT),
+        origin=OriginDocument(change="rollout-step", sha="a" * 40, step="step 1 (10%)"),
         served_since=AT,
         synced_at=AT,
         synced=True,
@@ -94,6 +96,7 @@ def test_a_document_of_a_daemon_serving_nothing_reads_back_equal_from_its_json_t
         everything_set().engine,
         head_sha=None,
         served=None,
+        origin=None,
         served_since=None,
         synced_at=None,
         synced=False,
@@ -112,7 +115,7 @@ def test_the_json_is_one_object_of_camel_case_keys_with_utc_times_ending_in_z_an
     body = everything_set().to_json()
 
     assert list(body) == [
-        "repo", "branch", "path", "headSha", "served", "servedSince", "syncedAt", "synced", "generation",
+        "repo", "branch", "path", "headSha", "served", "origin", "servedSince", "syncedAt", "synced", "generation",
         "reason", "message", "lastAttempt", "lastError", "warnings", "ready", "proxies",
     ]  # fmt: skip
     assert body["servedSince"] == "2025-06-01T12:00:00.123456Z"

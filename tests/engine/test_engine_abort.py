@@ -26,14 +26,14 @@ def test_a_pass_after_abort_publishes_nothing_and_records_no_error(
     cache.connect(GATEWAY, on_change=lambda: None)
     engine = make_engine(source, cache)
     source.commit(mesh_files(v1=100, v2=0), "reviews on v1")
-    assert run(engine.reconcile(trigger="test")) is True
+    assert run(engine.reconcile(trigger="test")).ok is True
     served = engine.status.to_json()["served"]
     generation = engine.status.generation
 
     source.commit(mesh_files(v1=50, v2=50), "half to v2")
     engine.abort()
     with structlog.testing.capture_logs() as logs:
-        applied = run(engine.reconcile(trigger="test"))
+        applied = run(engine.reconcile(trigger="test")).ok
 
     assert applied is False
     assert engine.status.to_json()["served"] == served

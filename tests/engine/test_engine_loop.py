@@ -12,29 +12,30 @@ from memsource import EngineFactory, MemorySource, mesh_files
 
 from reconciler.engine.daemon import _loop
 from reconciler.engine.metrics import Metrics
-from reconciler.engine.reconcile import Engine
+from reconciler.engine.reconcile import Engine, PassResult
 from reconciler.engine.status import EngineStatus, Reason
-from reconciler.errors import SourceError
+from reconciler.errors import PathNotFoundError, SourceAborted
 from reconciler.sources.revision import Revision
 from reconciler.xds.cache import SnapshotCache
 
 
 @dataclass
 class _FailingEngine:
-    """Fails every pass with one reason and counts the passes."""
+    """Fails every pass with one reason, a retry asked for or not (the engine decides, by failure), and counts them."""
 
     reason: Reason
+    retry: bool
     passes: int = 0
     status: EngineStatus = field(default_factory=lambda: EngineStatus(repo="r", branch="main", path=""))
 
-    async def reconcile(self, *, trigger: str) -> bool:
+    async def reconcile(self, *, trigger: str) -> PassResult:
         self.passes += 1
         self.status.reason = self.reason
-        return False
+        return PassResult(ok=False, reason=self.reason, retry=self.retry)
 
 
-def _passes_within(reason: Reason, *, seconds: float, poll_interval: float) -> int:
-    engine = _FailingEngine(reason)
+def _passes_within(reason: Reason, *, retry: bool, seconds: float, poll_interval: float) -> int:
+    engine = _FailingEngine(reason, retry)
     _run_loop(engine, seconds=seconds, poll_interval=poll_interval)
     return engine.passes
 
@@ -61,14 +62,14 @@ def _run_loop(engine: _FailingEngine | Engine, *, seconds: float, poll_interval:
 
 @pytest.mark.parametrize("reason", [Reason.FETCH_FAILED, Reason.STATE_FAILED])
 def test_a_transient_failure_is_retried_before_the_poll_interval(reason: Reason) -> None:
-    assert _passes_within(reason, seconds=2.0, poll_interval=30.0) >= 2
+    assert _passes_within(reason, retry=True, seconds=2.0, poll_interval=30.0) >= 2
 
 
 @pytest.mark.parametrize(
     "reason", [Reason.VALIDATION_FAILED, Reason.TRANSLATION_FAILED, Reason.PATH_NOT_FOUND, Reason.REJECTED]
 )
 def test_a_refused_commit_is_not_retried_before_the_poll_interval(reason: Reason) -> None:
-    assert _passes_within(reason, seconds=2.0, poll_interval=30.0) == 1
+    assert _passes_within(reason, retry=False, seconds=2.0, poll_interval=30.0) == 1
 
 
 class _HungSource(MemorySource):
@@ -102,7 +103,7 @@ class _HungSource(MemorySource):
         self._running.set()
         try:
             self._released.wait(timeout=30)  # bounded: a broken test must not hang the run
-            raise SourceError("git fetch was terminated", reason="Aborted")
+            raise SourceAborted("git fetch was terminated")
         finally:
             self.returned.set()
 
@@ -179,7 +180,7 @@ def test_a_head_without_the_config_directory_is_not_fetched_again_before_the_pol
 ) -> None:
     source = MemorySource()
     source.commit(mesh_files(), "good")
-    source.fail_with("config path 'mesh' is not a directory at commit 0123456789ab", reason="PathNotFound")
+    source.fail_with("config path 'mesh' is not a directory at commit 0123456789ab", failure=PathNotFoundError)
     engine = make_engine(source, SnapshotCache())
 
     _run_loop(engine, seconds=2.0, poll_interval=30.0)

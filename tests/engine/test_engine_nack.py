@@ -6,9 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, line_of, mesh_files, push_all
+from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, line_of, mesh_files, push_all, stored_sha
 
-from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import Reason
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.translate.snapshot import LISTENER
@@ -26,11 +25,6 @@ def nack_listeners(connection: ProxyConnection, message: str = CANNOT_BIND) -> N
     assert snapshot is not None
     push_all(connection)
     connection.record_nack(LISTENER, version=snapshot.version_of(LISTENER), message=message)
-
-
-def stored_sha(state_dir: Path) -> str | None:
-    stored = SqliteStateStore(state_dir).load_last_good()
-    return stored.revision.sha if stored is not None else None
 
 
 def test_a_nacked_revision_is_rejected_with_envoys_cause_and_the_acked_one_is_served_again(
@@ -85,14 +79,14 @@ def test_a_rejected_commit_stays_refused_until_a_new_commit_which_is_applied_nor
     run(engine.reconcile(trigger="test"))
     nack_listeners(gateway)
 
-    assert run(engine.reconcile(trigger="poll")) is False
+    assert run(engine.reconcile(trigger="poll")).ok is False
     assert engine.status.reason is Reason.REJECTED
     assert engine.status.last_error is not None
     assert engine.status.last_error.sha == bad.sha
     assert engine.status.generation == 3  # not tried again
 
     fixed = source.commit(mesh_files(v1=50, v2=50), "half and half")
-    assert run(engine.reconcile(trigger="poll")) is True
+    assert run(engine.reconcile(trigger="poll")).ok is True
     assert engine.status.reason is Reason.APPLIED
     assert engine.status.last_error is None
     assert engine.status.served is not None

@@ -19,6 +19,7 @@ from reconciler.engine import reconcile as reconcile_module
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.state import SourceIdentity, SqliteStateStore
 from reconciler.engine.status import EngineStatus, Reason
+from reconciler.errors import PathNotFoundError, SourceAborted
 from reconciler.sources.git import GitSource
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds.cache import ProxyConnection, SnapshotCache
@@ -52,7 +53,7 @@ def test_a_valid_revision_is_published_to_connected_proxies_and_saved_as_last_go
     engine = make_engine(source, cache)
     revision = source.commit(mesh_files(v1=100, v2=0), "reviews on v1")
 
-    assert run(engine.reconcile(trigger="test")) is True
+    assert run(engine.reconcile(trigger="test")).ok is True
     assert SqliteStateStore(state_dir).load_last_good() is None  # not before Envoy accepted it
     ack_all(gateway)
 
@@ -81,7 +82,7 @@ def test_a_new_valid_revision_replaces_the_served_snapshot(
     before = served_version(cache)
 
     canary = source.commit(mesh_files(v1=80, v2=20), "canary 20% to v2")
-    assert run(engine.reconcile(trigger="test")) is True
+    assert run(engine.reconcile(trigger="test")).ok is True
 
     assert engine.status.served is not None
     assert engine.status.served.sha == canary.sha
@@ -102,7 +103,7 @@ def test_an_invalid_revision_is_refused_and_the_last_good_snapshot_keeps_serving
 
     bad_files = mesh_files(v1=80, v2=20, subset_v2="v3")
     bad = source.commit(bad_files, "typo in subset")
-    assert run(engine.reconcile(trigger="test")) is False
+    assert run(engine.reconcile(trigger="test")).ok is False
 
     status = engine.status.to_json()
     assert status["reason"] == Reason.VALIDATION_FAILED
@@ -131,7 +132,7 @@ def test_a_refused_head_stays_reported_while_no_new_commit_arrives(
     bad = source.commit(mesh_files(subset_v2="v3"), "bad")
     run(engine.reconcile(trigger="test"))
 
-    assert run(engine.reconcile(trigger="poll")) is False
+    assert run(engine.reconcile(trigger="poll")).ok is False
 
     assert engine.status.reason is Reason.VALIDATION_FAILED
     assert engine.status.last_error is not None
@@ -148,7 +149,7 @@ def test_a_malformed_yaml_file_is_refused_with_its_file_and_line(
     files = mesh_files()
     files["broken.yaml"] = b"kind: VirtualService\n  bad: [\n"
     source.commit(files, "broken yaml")
-    assert run(engine.reconcile(trigger="test")) is False
+    assert run(engine.reconcile(trigger="test")).ok is False
 
     findings = engine.status.to_json()["lastError"]["findings"]
     assert [(f["file"], f["line"]) for f in findings] == [("mesh/broken.yaml", 2)]
@@ -168,7 +169,7 @@ def test_reverting_to_the_served_config_clears_the_error_and_keeps_the_snapshot(
     run(engine.reconcile(trigger="test"))
 
     revert = source.commit(mesh_files(v1=80, v2=20), 'Revert "typo"')
-    assert run(engine.reconcile(trigger="test")) is True
+    assert run(engine.reconcile(trigger="test")).ok is True
 
     status = engine.status.to_json()
     assert status["lastError"] is None
@@ -191,7 +192,7 @@ def test_a_valid_commit_after_a_refused_one_is_applied(
     run(engine.reconcile(trigger="test"))
 
     fixed = source.commit(mesh_files(v1=50, v2=50), "fix the subset, 50/50")
-    assert run(engine.reconcile(trigger="test")) is True
+    assert run(engine.reconcile(trigger="test")).ok is True
 
     assert engine.status.reason is Reason.APPLIED
     assert engine.status.last_error is None
@@ -208,7 +209,7 @@ def test_a_fetch_failure_keeps_serving_and_is_reported_as_fetch_failed_until_git
     version = served_version(cache)
 
     source.fail_with("fatal: '/srv/git/mesh.git' does not appear to be a git repository")
-    assert run(engine.reconcile(trigger="poll")) is False
+    assert run(engine.reconcile(trigger="poll")).ok is False
 
     status = engine.status.to_json()
     assert status["reason"] == Reason.FETCH_FAILED
@@ -220,7 +221,7 @@ def test_a_fetch_failure_keeps_serving_and_is_reported_as_fetch_failed_until_git
     assert served_version(cache) == version
 
     source.recover()
-    assert run(engine.reconcile(trigger="poll")) is True
+    assert run(engine.reconcile(trigger="poll")).ok is True
     assert engine.status.reason is Reason.UP_TO_DATE
     assert engine.status.last_error is None
 
@@ -233,9 +234,9 @@ def test_a_pass_cut_short_by_shutdown_is_not_reported_as_a_failure(
     run(engine.reconcile(trigger="test"))
     before = engine.status.to_json()
 
-    source.fail_with("git source was aborted (shutting down)", reason="Aborted")
+    source.fail_with("git source was aborted (shutting down)", failure=SourceAborted)
     with structlog.testing.capture_logs() as logs:
-        assert run(engine.reconcile(trigger="poll")) is False
+        assert run(engine.reconcile(trigger="poll")).ok is False
 
     after = engine.status.to_json()
     assert (after["reason"], after["lastError"]) == (before["reason"], None)
@@ -248,7 +249,7 @@ def test_a_first_revision_that_is_invalid_serves_nothing_and_is_not_ready(
     engine, cache = gateway_engine(make_engine, source)
     source.commit(mesh_files(subset_v2="v3"), "broken from the start")
 
-    assert run(engine.reconcile(trigger="test")) is False
+    assert run(engine.reconcile(trigger="test")).ok is False
 
     status = engine.status.to_json()
     assert status["ready"] is False
@@ -288,7 +289,7 @@ def test_with_no_proxy_connected_nothing_is_synced(source: MemorySource, make_en
     engine = make_engine(source, SnapshotCache())
     source.commit(mesh_files(), "canary")
 
-    assert run(engine.reconcile(trigger="test")) is True
+    assert run(engine.reconcile(trigger="test")).ok is True
 
     status = engine.status.to_json()
     assert status["served"] is not None
@@ -330,7 +331,7 @@ def test_a_crash_while_applying_a_revision_is_reported_and_the_last_good_keeps_s
     monkeypatch.setattr("reconciler.engine.reconcile.load_files", crash)
     crashing = source.commit(mesh_files(v1=50, v2=50), "50/50")
 
-    assert run(engine.reconcile(trigger="test")) is False
+    assert run(engine.reconcile(trigger="test")).ok is False
 
     status = engine.status.to_json()
     assert status["reason"] == Reason.TRANSLATION_FAILED
@@ -364,7 +365,7 @@ def test_validation_runs_off_the_event_loop_and_status_shows_the_previous_head_u
                 await asyncio.sleep(0.01)
         during = engine.status.to_json()
         release.set()
-        return during, await task
+        return during, (await task).ok
 
     during, ok = run(scenario())
 
@@ -386,7 +387,7 @@ def test_the_new_head_shows_in_status_together_with_its_outcome(
     seen_while_saving = watch_status_while_saving(monkeypatch, engine)
     second = source.commit(mesh_files(v1=50, v2=50), "50/50")
 
-    assert run(engine.reconcile(trigger="test")) is True
+    assert run(engine.reconcile(trigger="test")).ok is True
 
     assert [(s["headSha"], s["served"]["sha"], s["reason"]) for s in seen_while_saving] == [
         (second.sha, second.sha, "Applied")
@@ -404,7 +405,7 @@ def test_status_lists_what_the_served_config_asks_for_but_envoy_is_not_told(
     )
     source.commit(files, "reviews: add a tcp route")
 
-    assert run(engine.reconcile(trigger="test")) is True
+    assert run(engine.reconcile(trigger="test")).ok is True
 
     warnings = engine.status.to_json()["warnings"]
     not_translated = [w for w in warnings if w["code"] == "RC0202"]
@@ -429,9 +430,9 @@ def test_a_head_without_the_config_directory_is_refused_not_reported_as_a_fetch_
     good = source.commit(mesh_files(), "good")
     run(engine.reconcile(trigger="test"))
     version = served_version(cache)
-    source.fail_with("config path 'mesh' is not a directory at commit 0123456789ab", reason="PathNotFound")
+    source.fail_with("config path 'mesh' is not a directory at commit 0123456789ab", failure=PathNotFoundError)
 
-    assert run(engine.reconcile(trigger="poll")) is False
+    assert run(engine.reconcile(trigger="poll")).ok is False
 
     status = engine.status.to_json()
     assert status["reason"] == Reason.PATH_NOT_FOUND == "PathNotFound"
@@ -461,10 +462,10 @@ def test_a_commit_that_removes_the_config_directory_is_refused_with_its_sha_and_
             clock=lambda: datetime(2025, 6, 1, tzinfo=UTC),
             file_prefix="mesh/",
         )
-        assert run(engine.reconcile(trigger="start")) is True
+        assert run(engine.reconcile(trigger="start")).ok is True
         removed = remote.commit(dict.fromkeys(files), "move the config elsewhere")
 
-        assert run(engine.reconcile(trigger="poll")) is False
+        assert run(engine.reconcile(trigger="poll")).ok is False
 
         assert engine.status.reason is Reason.PATH_NOT_FOUND
         assert engine.status.last_error is not None
@@ -474,7 +475,7 @@ def test_a_commit_that_removes_the_config_directory_is_refused_with_its_sha_and_
         assert engine.status.served.sha == good
 
         remote.revert(removed)
-        assert run(engine.reconcile(trigger="poll")) is True
+        assert run(engine.reconcile(trigger="poll")).ok is True
         assert engine.status.last_error is None
 
 
@@ -493,7 +494,7 @@ def test_a_revision_envoy_would_reject_is_refused_at_its_file_and_line_before_an
     assert files["virtualservice.yaml"] != mesh_files()["virtualservice.yaml"]
     source.commit(files, "header with a line break")
 
-    assert run(engine.reconcile(trigger="test")) is False
+    assert run(engine.reconcile(trigger="test")).ok is False
 
     status = engine.status.to_json()
     assert status["reason"] == Reason.VALIDATION_FAILED

@@ -29,7 +29,7 @@ def serving(
     cache.connect(GATEWAY, on_change=lambda: None)
     engine = make_engine(source, cache, removal_guard=RemovalGuard(**guard))
     source.commit(files, "the served config")
-    assert run(engine.reconcile(trigger="test")) is True
+    assert run(engine.reconcile(trigger="test")).ok is True
     return engine
 
 
@@ -40,8 +40,8 @@ def test_a_revision_without_any_istio_resource_is_refused_and_the_last_good_keep
     served = engine.status.to_json()["served"]
 
     emptied = source.commit({}, "mesh: only the README is left")
-    refused = run(engine.reconcile(trigger="test"))
-    still_refused = run(engine.reconcile(trigger="poll"))
+    refused = run(engine.reconcile(trigger="test")).ok
+    still_refused = run(engine.reconcile(trigger="poll")).ok
 
     status = engine.status.to_json()
     assert (refused, still_refused) == (False, False)
@@ -58,7 +58,7 @@ def test_a_revision_removing_more_than_half_of_the_served_resources_is_refused_w
     engine = serving(make_engine, source, run, with_services(10))
 
     source.commit(with_services(1), "a bad merge")
-    assert run(engine.reconcile(trigger="test")) is False
+    assert run(engine.reconcile(trigger="test")).ok is False
 
     assert engine.status.reason == Reason.REMOVAL_REFUSED
     assert "would remove 9 of 14 served resources (64%) > 50%" in engine.status.message
@@ -70,7 +70,7 @@ def test_a_revision_removing_exactly_the_allowed_share_is_applied(
     engine = serving(make_engine, source, run, with_services(4))
 
     source.commit(mesh_files(), "retire four of eight resources")
-    assert run(engine.reconcile(trigger="test")) is True
+    assert run(engine.reconcile(trigger="test")).ok is True
 
     assert engine.status.reason == Reason.APPLIED
 
@@ -81,7 +81,7 @@ def test_the_marker_file_lets_a_revision_remove_everything(
     engine = serving(make_engine, source, run, with_services(10))
 
     teardown = source.commit({}, "tear the mesh down", allow_removal=True)
-    assert run(engine.reconcile(trigger="test")) is True
+    assert run(engine.reconcile(trigger="test")).ok is True
 
     assert engine.status.reason == Reason.APPLIED
     assert engine.status.served is not None
@@ -93,10 +93,10 @@ def test_a_refused_revision_is_applied_once_the_marker_is_committed_with_it(
 ) -> None:
     engine = serving(make_engine, source, run, with_services(10))
     source.commit(mesh_files(), "drop the services")
-    assert run(engine.reconcile(trigger="test")) is False
+    assert run(engine.reconcile(trigger="test")).ok is False
 
     source.commit(mesh_files(), "drop the services, on purpose", allow_removal=True)
-    assert run(engine.reconcile(trigger="test")) is True
+    assert run(engine.reconcile(trigger="test")).ok is True
 
     assert engine.status.reason == Reason.APPLIED
     assert engine.status.last_error is None
@@ -108,9 +108,9 @@ def test_the_daemon_flags_let_a_large_removal_or_an_empty_revision_through(
     engine = serving(make_engine, source, run, with_services(10), max_removal_percent=100, allow_empty=True)
 
     source.commit(mesh_files(), "drop the services")
-    shrunk = run(engine.reconcile(trigger="test"))
+    shrunk = run(engine.reconcile(trigger="test")).ok
     source.commit({}, "and everything else")
-    emptied = run(engine.reconcile(trigger="test"))
+    emptied = run(engine.reconcile(trigger="test")).ok
 
     assert (shrunk, emptied) == (True, True)
 
@@ -121,7 +121,7 @@ def test_the_share_is_measured_against_what_is_served_so_the_first_revision_is_n
     engine = serving(make_engine, source, run, with_services(2), max_removal_percent=0)
 
     source.commit(with_services(1), "one service fewer")
-    assert run(engine.reconcile(trigger="test")) is False
+    assert run(engine.reconcile(trigger="test")).ok is False
 
     assert "would remove 1 of 6 served resources (17%) > 0%" in engine.status.message
 
@@ -130,7 +130,7 @@ def test_an_empty_first_revision_is_refused_too(source: MemorySource, make_engin
     engine = make_engine(source, SnapshotCache())
     source.commit({}, "an empty repository")
 
-    assert run(engine.reconcile(trigger="test")) is False
+    assert run(engine.reconcile(trigger="test")).ok is False
 
     assert engine.status.reason == Reason.REMOVAL_REFUSED
     assert engine.status.served is None

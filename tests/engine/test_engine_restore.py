@@ -48,7 +48,7 @@ def test_a_restarted_engine_serves_the_stored_revision_with_the_same_versions_be
     assert status["served"]["sha"] == good.sha
     assert status["ready"] is True
 
-    assert run(engine.reconcile(trigger="start")) is False
+    assert run(engine.reconcile(trigger="start")).ok is False
     assert engine.status.reason is Reason.FETCH_FAILED
     assert versions(cache) == served_before
 
@@ -69,7 +69,7 @@ def test_the_restored_revision_is_adopted_without_a_new_push_when_the_head_did_n
     engine.restore()
     generation = engine.status.generation
 
-    assert run(engine.reconcile(trigger="start")) is True
+    assert run(engine.reconcile(trigger="start")).ok is True
 
     assert engine.status.reason is Reason.UP_TO_DATE
     assert engine.status.generation == generation
@@ -94,7 +94,7 @@ def test_a_reader_never_sees_the_error_cleared_while_the_reason_still_says_fetch
     same_head.recover()
     seen_while_saving = watch_status_while_saving(monkeypatch, engine)
 
-    assert run(engine.reconcile(trigger="retry")) is True
+    assert run(engine.reconcile(trigger="retry")).ok is True
 
     assert [(s["reason"], (s["lastError"] or {}).get("reason")) for s in seen_while_saving] == [
         ("FetchFailed", "FetchFailed")

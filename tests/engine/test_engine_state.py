@@ -120,7 +120,7 @@ def test_an_engine_over_a_garbage_store_serves_from_the_source_and_a_restart_res
     engine = make_engine(source, SnapshotCache())
 
     assert engine.restore() is False
-    assert run(engine.reconcile(trigger="start")) is True
+    assert run(engine.reconcile(trigger="start")).ok is True
 
     restarted = make_engine(MemorySource(), SnapshotCache())
     assert restarted.restore() is True
@@ -186,7 +186,7 @@ def test_an_engine_whose_store_cannot_be_opened_reports_state_failed_then_serves
     assert engine.status.reason is Reason.STATE_FAILED
 
     with capture_logs() as logs:
-        assert run(engine.reconcile(trigger="start")) is True
+        assert run(engine.reconcile(trigger="start")).ok is True
 
     assert engine.status.reason is Reason.APPLIED
     assert engine.status.served is not None
@@ -250,7 +250,7 @@ def test_a_working_tree_under_a_non_utf8_path_is_saved_and_restored(tmp_path: Pa
 
     engine = engine_over(LocalDirSource(root))
     with capture_logs() as logs:
-        assert run(engine.reconcile(trigger="start")) is True
+        assert run(engine.reconcile(trigger="start")).ok is True
     assert not events(logs, "engine.state_save_failed")
 
     restarted = engine_over(MemorySource())
@@ -285,7 +285,7 @@ def test_a_store_bug_while_saving_is_logged_and_the_new_revision_keeps_serving(r
     )
 
     with capture_logs() as logs:
-        assert run(engine.reconcile(trigger="start")) is True
+        assert run(engine.reconcile(trigger="start")).ok is True
 
     assert engine.status.reason is Reason.APPLIED
     assert engine.status.served is not None
@@ -378,7 +378,7 @@ def test_a_store_written_before_sources_were_recorded_is_migrated_and_its_revisi
     stored = SqliteStateStore(state_dir).load_last_good()
     assert stored is not None
     assert (stored.revision.sha, stored.source) == ("b" * 40, None)
-    assert run(engine.reconcile(trigger="start")) is True
+    assert run(engine.reconcile(trigger="start")).ok is True
     restarted = make_engine(MemorySource(), SnapshotCache())
     assert restarted.restore() is True
     assert restarted.status.served is not None

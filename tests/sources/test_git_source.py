@@ -18,10 +18,10 @@ import pytest
 import structlog
 from gitrepo import GitRemote, git, git_daemon, has_git_daemon
 
-from reconciler.errors import SourceError, UsageError
+from reconciler.errors import FetchError, SourceError, UsageError
 from reconciler.loader import load_files
 from reconciler.model.limits import InputLimits, SkippedFile, SkipReason
-from reconciler.sources.git import GitFailure, GitSource, redact_url
+from reconciler.sources.git import GitSource, redact_url
 from reconciler.validate.findings import Code
 
 pytestmark = pytest.mark.git
@@ -286,7 +286,7 @@ def test_unreachable_remote_raises_fetch_failed_and_keeps_clone(source: GitSourc
     finally:
         hidden.rename(remote.bare)
 
-    assert _reason(excinfo) == GitFailure.FETCH_FAILED == "FetchFailed"
+    assert _reason(excinfo) == FetchError.reason == "FetchFailed"
     assert str(remote.bare) in str(excinfo.value)
     assert (source.repo_dir / "HEAD").is_file()
     assert good is not None
@@ -570,3 +570,8 @@ def test_hung_remote_times_out_as_clone_failed(state_dir: Path) -> None:
     assert time.monotonic() - started < 10
     assert _reason(excinfo) == "CloneFailed"
     assert "did not complete" in str(excinfo.value)
+
+
+def test_a_git_source_cannot_be_watched_so_the_daemon_relies_on_webhooks_and_polls(tmp_path: Path) -> None:
+    with GitSource(url=str(tmp_path / "remote.git"), state_dir=tmp_path / "state") as source:
+        assert source.watch(lambda: None) is None

@@ -18,8 +18,8 @@ import pytest
 import structlog
 from gitrepo import GitRemote, git
 
-from reconciler.errors import SourceError
-from reconciler.sources.git import GitFailure, GitSource
+from reconciler.errors import SourceAborted, SourceError, StateDirNotWritableError
+from reconciler.sources.git import GitSource
 
 pytestmark = pytest.mark.git
 
@@ -132,7 +132,7 @@ def test_abort_ends_a_fetch_hung_on_a_silent_remote_and_keeps_the_clone(
     assert elapsed < 5
     assert len(raised) == 1
     assert isinstance(raised[0], SourceError)
-    assert raised[0].reason == GitFailure.ABORTED == "Aborted"
+    assert raised[0].reason == SourceAborted.reason == "Aborted"
     assert helper_gone
     assert "git.cloning" not in _events(logs)
     assert "git.clone_corrupt" not in _events(logs)
@@ -233,7 +233,7 @@ def test_full_disk_is_state_dir_not_writable_and_never_triggers_a_reclone(remote
             for _retry in range(2):
                 with pytest.raises(SourceError) as excinfo:
                     src.poll()
-                assert excinfo.value.reason == GitFailure.STATE_DIR_NOT_WRITABLE == "StateDirNotWritable"
+                assert excinfo.value.reason == StateDirNotWritableError.reason == "StateDirNotWritable"
                 assert "No space left on device" in str(excinfo.value)
         assert "git.cloning" not in _events(logs)
         assert "git.clone_corrupt" not in _events(logs)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import SourceError
+from reconciler.errors import Cancelled, SourceAborted, SourceError
 from reconciler.sources.local import LocalDirSource
 from reconciler.sources.revision import content_hash
 
@@ -257,3 +257,9 @@ def test_watching_a_missing_directory_is_path_not_found(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as excinfo:
         LocalDirSource(tmp_path / "absent").watch(lambda: None)
     assert excinfo.value.reason == "PathNotFound"
+
+
+def test_a_stopping_source_and_a_stopping_pass_are_the_same_failure_class() -> None:
+    # An aborted poll is a source failure to whoever catches SourceError, and "stopping" to the engine.
+    assert issubclass(SourceAborted, SourceError)
+    assert issubclass(SourceAborted, Cancelled)

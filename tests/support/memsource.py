@@ -3,7 +3,7 @@
 ``MemorySource`` behaves like ``GitSource`` as the engine sees it: ``commit()`` moves the
 head, ``poll()`` returns the head's Revision once (``None`` when the head did not move or
 its config equals the last one returned), and ``fail_with()`` makes every poll raise a
-``SourceError`` until ``recover()``.
+``SourceError`` (``FetchError`` unless told) until ``recover()``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ from typing import Any
 import pytest
 
 from reconciler.engine.reconcile import Engine
+from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.engine.state import SourceIdentity, SqliteStateStore
-from reconciler.errors import SourceError
+from reconciler.errors import BranchNotFoundError, FetchError, SourceError
+from reconciler.loader import load_files
 from reconciler.sources.revision import Revision, content_hash
+from reconciler.translate import build_registry
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 from reconciler.translate.snapshot import PUSH_ORDER
 from reconciler.xds.cache import ProxyConnection
@@ -40,6 +43,19 @@ def mesh_files(*, v1: int = 80, v2: int = 20, subset_v2: str = "v2") -> dict[str
         .replace("subset: v2\n      weight: 0", f"subset: {subset_v2}\n      weight: {v2}")
     )
     return {name: text.encode() for name, text in files.items()}
+
+
+def config_of(files: Mapping[str, bytes]) -> ConfigSnapshots:
+    """A validated config that is no commit's (what a rollout step serves), from files like ``mesh_files()``."""
+    result = load_files({f"mesh/{path}": content for path, content in files.items()})
+    assert result.ok, [finding.format() for finding in result.findings]
+    return ConfigSnapshots(config=result.config, registry=build_registry(result.config), findings=result.findings)
+
+
+def stored_sha(state_dir: Path) -> str | None:
+    """The sha of the last good revision stored in ``state_dir``, ``None`` when none is."""
+    stored = SqliteStateStore(state_dir).load_last_good()
+    return stored.revision.sha if stored is not None else None
 
 
 def line_of(text: bytes, needle: str) -> int:
@@ -100,8 +116,10 @@ class MemorySource:
         )
         return self._head
 
-    def fail_with(self, message: str = "could not read from remote repository", reason: str = "FetchFailed") -> None:
-        self._failure = SourceError(message, reason=reason)
+    def fail_with(
+        self, message: str = "could not read from remote repository", failure: type[SourceError] = FetchError
+    ) -> None:
+        self._failure = failure(message)
 
     def recover(self) -> None:
         self._failure = None
@@ -109,13 +127,19 @@ class MemorySource:
     def abort(self) -> None:
         self.aborts += 1
 
+    def watch(self, callback: Callable[[], object]) -> None:
+        """Nothing to watch: tests commit and poll."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
     def poll(self) -> Revision | None:
         self.polls += 1
         if self._failure is not None:
             raise self._failure
         head = self._head
         if head is None:
-            raise SourceError("branch 'main' not found", reason="BranchNotFound")
+            raise BranchNotFoundError("branch 'main' not found")
         self._fetched = head.sha
         if head.sha == self._seen_sha:
             return None
