@@ -116,7 +116,7 @@ def stats_config() -> dict[str, Any]:
     return {
         "stats_matcher": {
             "inclusion_list": {
-                "patterns": [{"safe_regex": {"regex": f"^(?:{not_cluster})"}}, {"safe_regex": {"regex": per_cluster}}]
+                "patterns": [{"safe_regex": {"regex": f"^(?:{not_cluster}).*"}}, {"safe_regex": {"regex": per_cluster}}]
             }
         }
     }
