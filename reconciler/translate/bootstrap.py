@@ -6,10 +6,20 @@ cluster (``xds_cluster``) speaking HTTP/2 gRPC to the ADS server, and ``dynamic_
 that fetch Clusters and Listeners (and through them endpoints and routes) over that one
 ADS stream. Pure: plain values in, a plain ``dict`` out (JSON/YAML-ready), same input gives
 the same dict.
+
+Every proxy also pushes its per-cluster request statistics to the same server
+(``envoy.stat_sinks.metrics_service`` over ``xds_cluster``, every ``stats_flush_interval``),
+which progressive delivery judges canaries by (:mod:`reconciler.metrics`). A stats matcher keeps
+that stream small: of the stats under ``cluster.`` (about 50 per cluster, 200,000 on a sidecar
+with 4,000 clusters) only :data:`CLUSTER_COUNTERS` and :data:`CLUSTER_HISTOGRAM` exist at all;
+every stat outside ``cluster.`` (server, listeners, HTTP managers, cluster manager, xDS) is kept,
+for operators and tests reading the admin API, and costs a few hundred stats per proxy whatever
+the number of clusters.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from reconciler.errors import UsageError
@@ -18,9 +28,13 @@ from reconciler.translate.proxy import ProxyIdentity
 from reconciler.validate.schema import REGEX_PROGRAM_SIZE_LIMIT
 
 __all__ = [
+    "CLUSTER_COUNTERS",
+    "CLUSTER_HISTOGRAM",
     "DEFAULT_ADMIN_HOST",
     "DEFAULT_ADMIN_PORT",
+    "DEFAULT_STATS_FLUSH_INTERVAL_SECONDS",
     "MAX_DOWNSTREAM_CONNECTIONS",
+    "METRICS_BATCH_SIZE",
     "XDS_CLUSTER",
     "XDS_CONNECT_TIMEOUT",
     "XDS_KEEPALIVE_INTERVAL_SECONDS",
@@ -28,6 +42,7 @@ __all__ = [
     "envoy_runtime",
     "is_ip_address",
     "service_cluster",
+    "stats_config",
 ]
 
 #: Name of the static cluster that carries the ADS stream; dynamic config never reuses it.
@@ -43,9 +58,25 @@ XDS_KEEPALIVE_INTERVAL_SECONDS = 30
 #: Envoy warns at startup when no downstream connection limit is configured; this is the limit
 #: Envoy's edge-proxy best practices suggest, far above what one reconciler-managed proxy expects.
 MAX_DOWNSTREAM_CONNECTIONS = 50_000
+#: How often a proxy pushes its statistics: a canary's error shows up within about this long.
+DEFAULT_STATS_FLUSH_INTERVAL_SECONDS = 1.0
+#: Per-cluster counters a proxy pushes (``cluster.<name>.<counter>``); see :mod:`reconciler.metrics.envoy_stats`.
+CLUSTER_COUNTERS = (
+    "upstream_rq_completed",
+    "upstream_rq_5xx",
+    "upstream_rq_retry",
+    "retry.upstream_rq_completed",
+    "retry.upstream_rq_5xx",
+)
+#: The per-cluster request-time histogram (milliseconds) a proxy pushes.
+CLUSTER_HISTOGRAM = "upstream_rq_time"
+#: Metric families per StreamMetrics message: keeps a 4,000-cluster sidecar's flush far below gRPC's 4 MB limit.
+METRICS_BATCH_SIZE = 1000
+_MAX_FLUSH_INTERVAL_SECONDS = 300.0  # Envoy rejects a stats_flush_interval of 300 s or more
 
 _HTTP_OPTIONS_NAME = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _HTTP_OPTIONS_TYPE = f"type.googleapis.com/{_HTTP_OPTIONS_NAME}"
+_METRICS_SERVICE_TYPE = "type.googleapis.com/envoy.config.metrics.v3.MetricsServiceConfig"
 _DOWNSTREAM_CONNECTIONS_TYPE = (
     "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig"
 )
@@ -70,6 +101,27 @@ def service_cluster(proxy: ProxyIdentity) -> str:
     return f"{app}.{proxy.namespace}"
 
 
+def stats_config() -> dict[str, Any]:
+    """Envoy's ``stats_config``: every stat outside ``cluster.``, and of each cluster only what analysis reads.
+
+    A stats matcher decides which stats exist at all, so it narrows the admin API as much as the
+    pushed stream. RE2 has no lookahead, so "not under ``cluster.``" is spelt out letter by letter.
+    Flat names cannot tell Envoy's ``external.``/``internal.`` request variants from a cluster
+    whose name ends that way, so the per-cluster pattern lets those variants through too.
+    """
+    prefix = "cluster."
+    not_cluster = "|".join(re.escape(prefix[:i]) + f"[^{re.escape(prefix[i])}]" for i in range(len(prefix)))
+    last_segments = sorted({name.rpartition(".")[2] for name in (*CLUSTER_COUNTERS, CLUSTER_HISTOGRAM)})
+    per_cluster = rf"^cluster\..+\.(?:{'|'.join(map(re.escape, last_segments))})$"
+    return {
+        "stats_matcher": {
+            "inclusion_list": {
+                "patterns": [{"safe_regex": {"regex": f"^(?:{not_cluster}).*"}}, {"safe_regex": {"regex": per_cluster}}]
+            }
+        }
+    }
+
+
 def build_bootstrap(
     *,
     proxy: ProxyIdentity,
@@ -77,15 +129,17 @@ def build_bootstrap(
     xds_port: int,
     admin_host: str = DEFAULT_ADMIN_HOST,
     admin_port: int = DEFAULT_ADMIN_PORT,
+    stats_flush_interval: float = DEFAULT_STATS_FLUSH_INTERVAL_SECONDS,
 ) -> dict[str, Any]:
     """Return a complete Envoy v3 bootstrap for ``proxy`` that fetches all its config over ADS.
 
     ``xds_host`` may be an IP address (static cluster) or a DNS name (re-resolved by Envoy,
     so a reconciler Service whose address changes is followed). ``admin_port`` may be ``0``
-    to let the kernel choose (pair it with ``envoy --admin-address-path``).
+    to let the kernel choose (pair it with ``envoy --admin-address-path``). The proxy pushes
+    its statistics every ``stats_flush_interval`` seconds (1 ms up to, not including, 300 s).
 
-    Raises :class:`~reconciler.errors.UsageError` for an empty node id or host, or a port
-    out of range.
+    Raises :class:`~reconciler.errors.UsageError` for an empty node id or host, a port
+    out of range, or a flush interval out of range.
     """
     if not proxy.node_id.strip():
         raise UsageError("bootstrap needs a non-empty node id: it is how reconciler tells proxies apart")
@@ -93,6 +147,12 @@ def build_bootstrap(
     _check_host("admin", admin_host)
     _check_port("xDS", xds_port, allow_zero=False)
     _check_port("admin", admin_port, allow_zero=True)
+    flush_ms = round(stats_flush_interval * 1000) if isinstance(stats_flush_interval, int | float) else 0
+    if isinstance(stats_flush_interval, bool) or not 1 <= flush_ms < _MAX_FLUSH_INTERVAL_SECONDS * 1000:
+        raise UsageError(
+            f"stats flush interval {stats_flush_interval!r} s is out of range"
+            f" (0.001 s up to, not including, {_MAX_FLUSH_INTERVAL_SECONDS:g} s)"
+        )
 
     return {
         "node": {"id": proxy.node_id, "cluster": service_cluster(proxy), "metadata": proxy.to_metadata()},
@@ -110,6 +170,25 @@ def build_bootstrap(
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
         },
         "static_resources": {"clusters": [_xds_cluster(xds_host, xds_port)]},
+        "stats_flush_interval": f"{flush_ms / 1000:g}s",
+        "stats_sinks": [
+            {
+                "name": "envoy.stat_sinks.metrics_service",
+                "typed_config": {
+                    "@type": _METRICS_SERVICE_TYPE,
+                    "transport_api_version": "V3",
+                    "grpc_service": {"envoy_grpc": {"cluster_name": XDS_CLUSTER}},
+                    "report_counters_as_deltas": True,
+                    # Envoy's tag extraction splits cluster names at dots (`outbound|80|v1|reviews`
+                    # from `...|reviews.default.svc.cluster.local`): flat names are parsed instead.
+                    "emit_tags_as_labels": False,
+                    # Buckets, not quantiles: bucket counts add up over proxies and flushes.
+                    "histogram_emit_mode": "HISTOGRAM",
+                    "batch_size": METRICS_BATCH_SIZE,
+                },
+            }
+        ],
+        "stats_config": stats_config(),
         "layered_runtime": {
             "layers": [
                 {"name": "reconciler", "static_layer": envoy_runtime()},

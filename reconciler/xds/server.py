@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -125,12 +125,18 @@ class XdsServer:
 
 
 async def start_server(
-    *, cache: XdsCache, address: str, min_ping_interval: float = MIN_PING_INTERVAL_SECONDS
+    *,
+    cache: XdsCache,
+    address: str,
+    min_ping_interval: float = MIN_PING_INTERVAL_SECONDS,
+    services: Sequence[Callable[[grpc.aio.Server], None]] = (),
 ) -> XdsServer:
     """Serve ADS on ``address`` (``host:port``; port 0 picks a free one, see ``XdsServer.port``).
 
     Proxies may send HTTP/2 keepalive pings every ``min_ping_interval`` seconds or less often.
     UsageError when ``address`` is not ``HOST:PORT``.
+    ``services`` add more servicers to the same server, which proxies reach over the same
+    ``xds_cluster`` (e.g. ``reconciler.metrics.MetricsService(store).add_to``).
     """
     host, _ = parse_address(address, what="xDS address", allow_port_zero=True)
     options = [
@@ -145,6 +151,8 @@ async def start_server(
     ]
     server = grpc.aio.server(options=options)
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(AggregatedDiscoveryService(cache), server)
+    for add_service in services:
+        add_service(server)
     try:
         port = server.add_insecure_port(address)
         await server.start()
