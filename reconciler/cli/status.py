@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from reconciler.api.document import ProxyDocument, StatusDocument
@@ -20,7 +22,7 @@ from reconciler.model.text import printable, quote_path
 from reconciler.translate.snapshot import SHORT_NAMES
 from reconciler.validate.findings import Finding
 
-__all__ = ["is_healthy", "register", "render_status"]
+__all__ = ["WaitOutcome", "is_healthy", "register", "render_status", "wait_outcome"]
 
 _HELP = """\
 Show what the daemon serves and whether every proxy has accepted it.
@@ -39,9 +41,17 @@ every proxy ACKed), a proxy NACKED, or a proxy is still behind the served revisi
 --grace; 2 bad arguments; 3 the daemon cannot be reached at --server (not running, wrong
 address).
 
+With --wait SHA the command blocks until that commit is served and every connected proxy
+has ACKed it (exit 0), or the daemon refused it (exit 1: the finding or Envoy's reason is
+printed), or --timeout passes (exit 1). A commit that does not touch the config counts as
+served once it is the head. A CI job can `git push` and then wait on the outcome:
+
+  git push && reconciler status --wait "$(git rev-parse HEAD)" --timeout 2m
+
 Examples:
   reconciler status
-  reconciler status --server http://reconciler.mesh-system:18001 --format json
+  reconciler status --server http://reconciler.mesh-system:18001 --output json
+  reconciler status --wait 3f2c9e1 --timeout 2m
 """
 
 _WARNINGS_SHOWN = 5
@@ -57,10 +67,14 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--server", default=f"http://{ApiSettings().address}", help="daemon HTTP address (default %(default)s)"
     )
-    parser.add_argument("--format", choices=["table", "json"], default="table", help="output format")
+    parser.add_argument(
+        "-o", "--output", "--format", dest="format", choices=["table", "json"], default="table", help="output format"
+    )
     parser.add_argument(
         "--grace", default="30s", help="how long a proxy may lag the served revision (default %(default)s)"
     )
+    parser.add_argument("--wait", metavar="SHA", help="block until this commit is served and ACKed, or refused")
+    parser.add_argument("--timeout", default="2m", help="how long --wait waits (default %(default)s)")
     parser.set_defaults(handler=_status)
 
 
@@ -203,8 +217,70 @@ def is_healthy(status: StatusDocument, *, now: datetime, grace_seconds: float) -
     return True
 
 
+class WaitOutcome(StrEnum):
+    """Where a commit ``reconciler status --wait`` waits for stands."""
+
+    SERVED = "served"  # served (or the head with no config change) and ACKed by every connected proxy
+    REFUSED = "refused"  # the daemon refused it: validation, translation, removal guard or a NACK
+    PENDING = "pending"  # not yet either
+
+
+def wait_outcome(status: StatusDocument, sha: str) -> WaitOutcome:
+    """Whether commit ``sha`` (full or abbreviated) is served and ACKed, refused, or neither yet."""
+    engine = status.engine
+    error = engine.last_error
+    if error is not None and error.sha is not None and error.sha.startswith(sha):
+        return WaitOutcome.REFUSED
+    acked = engine.synced or not status.proxies
+    served = engine.served is not None and engine.served.sha.startswith(sha)
+    # A commit that changed nothing under --path is never "served" itself: it is done once it is the head.
+    head_unchanged = engine.head_sha is not None and engine.head_sha.startswith(sha) and error is None
+    if acked and (served or (head_unchanged and engine.reason == "UpToDate")):
+        return WaitOutcome.SERVED
+    return WaitOutcome.PENDING
+
+
+#: How often --wait asks the daemon.
+_WAIT_POLL_SECONDS = 0.5
+
+
+def _wait(args: argparse.Namespace) -> int:
+    deadline = time.monotonic() + parse_interval(args.timeout)
+    while True:
+        try:
+            status = _fetch(args.server)
+        except _Unreachable as error:
+            # A daemon restarting mid-wait: keep asking until the deadline.
+            if time.monotonic() >= deadline:
+                print(f"reconciler: {error}", file=sys.stderr)
+                return ExitCode.UNREACHABLE
+            time.sleep(_WAIT_POLL_SECONDS)
+            continue
+        outcome = wait_outcome(status, args.wait)
+        if outcome is not WaitOutcome.PENDING or time.monotonic() >= deadline:
+            return _report_wait(args, status, outcome)
+        time.sleep(_WAIT_POLL_SECONDS)
+
+
+def _report_wait(args: argparse.Namespace, status: StatusDocument, outcome: WaitOutcome) -> int:
+    engine = status.engine
+    if outcome is WaitOutcome.SERVED:
+        print(f"{args.wait}: served, every connected proxy ACKed it")
+        return ExitCode.OK
+    refusal = engine.last_error
+    if outcome is WaitOutcome.REFUSED and refusal is not None:
+        print(printable(f"{args.wait}: refused ({refusal.reason}): {refusal.message}"))
+        for line in _finding_lines(refusal.findings):
+            print(printable(line))
+        return ExitCode.FAILED
+    print(printable(f"{args.wait}: not served after {args.timeout}; the daemon says {engine.reason}: {engine.message}"))
+    return ExitCode.FAILED
+
+
 def _status(args: argparse.Namespace) -> int:
     grace = parse_interval(args.grace)
+    if args.wait:
+        return _wait(args)
     try:
         status = _fetch(args.server)
     except _Unreachable as error:

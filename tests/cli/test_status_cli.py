@@ -16,7 +16,7 @@ from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, line_of, me
 from reconciler.api.document import StatusDocument
 from reconciler.cli.exitcode import ExitCode
 from reconciler.cli.main import main
-from reconciler.cli.status import is_healthy, render_status
+from reconciler.cli.status import WaitOutcome, is_healthy, render_status, wait_outcome
 from reconciler.engine.reconcile import Engine
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 from reconciler.translate.snapshot import CLUSTER, ROUTE
@@ -214,12 +214,12 @@ def test_a_daemon_serving_nothing_is_unhealthy_and_says_no_proxies_are_connected
 
 
 @contextmanager
-def status_server(body: dict[str, Any]) -> Iterator[str]:
-    """A throwaway HTTP server answering GET /api/v1/status with ``body``."""
+def status_server(body: dict[str, Any] | Callable[[], dict[str, Any]]) -> Iterator[str]:
+    """A throwaway HTTP server answering GET /api/v1/status with ``body`` (or what ``body()`` returns then)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            payload = json.dumps(body).encode()
+            payload = json.dumps(body() if callable(body) else body).encode()
             self.send_response(200 if self.path == "/api/v1/status" else 404)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -305,3 +305,75 @@ def test_control_characters_from_a_proxy_or_a_commit_cannot_repaint_or_split_the
     assert len(table) == 2  # the header and one row: the newline in the node id did not add one
     assert table[1].startswith("evil\\u001b[2J\\u001b[Hnode\\nfake-row   ")
     assert "subject \\u001b]0;pwned\\u0007 with a bell" in out
+
+
+def answers_in_turn(*bodies: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """Each call answers the next body; the last one from then on (a daemon whose state moves on)."""
+    queue = list(bodies)
+    return lambda: queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+def test_status_wait_returns_0_once_the_commit_is_served_and_every_proxy_acked_it(
+    serving: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine, cache, connection, source = serving
+    sha = source.head_sha
+    assert sha is not None
+    before_ack = document(engine, cache).to_json()
+    ack_all(connection)
+    after_ack = document(engine, cache).to_json()
+    assert wait_outcome(StatusDocument.from_json(before_ack), sha) is WaitOutcome.PENDING  # served, not yet ACKed
+
+    with status_server(answers_in_turn(before_ack, before_ack, after_ack)) as url:
+        assert main(["status", "--server", url, "--wait", sha[:7], "--timeout", "30s"]) == ExitCode.OK
+
+    assert f"{sha[:7]}: served, every connected proxy ACKed it" in capsys.readouterr().out
+
+
+def test_status_wait_returns_1_with_the_findings_when_the_commit_is_refused(
+    serving: Any, run: Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine, cache, connection, source = serving
+    ack_all(connection)
+    bad_files = mesh_files(v1=80, v2=20, subset_v2="v3")
+    bad = source.commit(bad_files, "typo")
+    run(engine.reconcile(trigger="test"))
+
+    with status_server(document(engine, cache).to_json()) as url:
+        assert main(["status", "--server", url, "--wait", bad.sha, "--timeout", "30s"]) == ExitCode.FAILED
+
+    out = capsys.readouterr().out
+    assert f"{bad.sha}: refused (ValidationFailed)" in out
+    assert f"mesh/virtualservice.yaml:{line_of(bad_files['virtualservice.yaml'], 'subset: v3')}: IST0101" in out
+
+
+def test_status_wait_returns_1_when_the_commit_is_not_served_before_the_timeout(
+    serving: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine, cache, _, _ = serving
+
+    with status_server(document(engine, cache).to_json()) as url:
+        assert main(["status", "--server", url, "--wait", "0123456789ab", "--timeout", "1s"]) == ExitCode.FAILED
+
+    assert "0123456789ab: not served after 1s; the daemon says Applied" in capsys.readouterr().out
+
+
+def test_status_wait_returns_3_when_the_daemon_never_answers_before_the_timeout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with status_server({}) as url:
+        pass  # closed again: nothing listens there now
+
+    assert main(["status", "--server", url, "--wait", "0123456", "--timeout", "1s"]) == ExitCode.UNREACHABLE
+    assert f"cannot reach the daemon at {url}" in capsys.readouterr().err
+
+
+def test_a_commit_that_changes_no_config_is_served_once_it_is_the_synced_head(serving: Any, run: Run) -> None:
+    engine, cache, connection, source = serving
+    ack_all(connection)
+    served = document(engine, cache)
+    readme_only = source.commit(mesh_files(v1=80, v2=20), "docs: README")  # same config, a new commit
+    run(engine.reconcile(trigger="test"))
+
+    assert wait_outcome(served, readme_only.sha) is WaitOutcome.PENDING
+    assert wait_outcome(document(engine, cache), readme_only.sha) is WaitOutcome.SERVED
