@@ -8,7 +8,8 @@ from __future__ import annotations
 from validate_helpers import GATEWAY, load_text, server, virtual_service, with_code
 
 from reconciler.validate.findings import Severity
-from reconciler.validate.rules import check_resource, wildcard_domain_error
+from reconciler.validate.rules import check_resource
+from reconciler.validate.rules.checker import wildcard_domain_error
 
 
 def schema_paths(*documents: str) -> list[str]:

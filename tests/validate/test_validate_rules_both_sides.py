@@ -1,6 +1,6 @@
 """Per-resource rules (IST0106), each tried on both sides of its boundary.
 
-One case per place in ``reconciler/validate/rules.py`` that emits a finding: the ``good`` values
+One case per place in ``reconciler/validate/rules/`` that emits a finding: the ``good`` values
 sit just inside the rule (the last accepted number, length or form) and load with no finding at
 all; the ``bad`` value sits just outside and is exactly one finding, with its severity, field
 path, line and message. A rule that moved its boundary by one, or stopped firing, fails here.
@@ -25,7 +25,7 @@ from validate_helpers import (
 )
 
 from reconciler.validate.findings import Severity
-from reconciler.validate.rules import dns1123_label_error, wildcard_domain_error
+from reconciler.validate.rules.checker import dns1123_label_error, wildcard_domain_error
 
 WARNING = Severity.WARNING
 KB = 1024
