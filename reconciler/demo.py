@@ -101,6 +101,10 @@ def _daemon(
             process.kill()
 
 
+def _status(api: str) -> StatusDocument:
+    return StatusDocument.from_json(_get_json(f"{api}/api/v1/status"))
+
+
 def _push_and_sync(*, work: Path, api: str) -> float:
     """Push, poke the daemon, and return seconds until it refused the head or every proxy ACKed it."""
     started = time.monotonic()
@@ -109,8 +113,8 @@ def _push_and_sync(*, work: Path, api: str) -> float:
     _get_json(f"{api}/api/v1/sync", method="POST")
 
     def settled() -> bool:
-        status = _get_json(f"{api}/api/v1/status")
-        return status.get("headSha") == sha and bool(status.get("lastError") or status.get("synced"))
+        engine = _status(api).engine
+        return engine.head_sha == sha and (engine.last_error is not None or engine.synced)
 
     _wait_for("the daemon to take the push", settled)
     return time.monotonic() - started
@@ -179,10 +183,10 @@ def _steps(*, work: Path, mesh: Path, api: str, port: int) -> None:
     vs.write_text(vs.read_text().replace("subset: v2\n      weight: 20", "subset: v3\n      weight: 20"))
     _git(work, "commit", "-qam", "reviews: typo")
     _push_and_sync(work=work, api=api)
-    status = _get_json(f"{api}/api/v1/status")
+    error = _status(api).engine.last_error
     _say("   refused — status says:")
-    for finding in status["lastError"]["findings"]:
-        _say(f"   {finding['file']}:{finding['line']}: {finding['code']} {finding['message']}")
+    for finding in error.findings if error else ():
+        _say(f"   {finding.file}:{finding.line}: {finding.code.value} {finding.message}")
     _say("   traffic is unchanged (still the last good revision):")
     _show_traffic(port, 3)
 
@@ -194,7 +198,7 @@ def _steps(*, work: Path, mesh: Path, api: str, port: int) -> None:
     _show_traffic(port, 3)
 
     _say("\n⑤ reconciler status")
-    _say(render_status(StatusDocument.from_json(_get_json(f"{api}/api/v1/status")), now=datetime.now(UTC)))
+    _say(render_status(_status(api), now=datetime.now(UTC)))
 
 
 def main() -> int:
