@@ -107,7 +107,11 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
     http_host, http_port = parse_address(settings.api.address, what="--http-address", allow_port_zero=True)
     server = await start_server(cache=cache, address=settings.xds.address, services=[MetricsService(store).add_to])
     app = web.Application()
-    app.add_routes(status_routes(status=status.document, proxies=cache.statuses, registry=metrics.registry))
+    app.add_routes(
+        status_routes(
+            status=status.document, proxies=cache.statuses, registry=metrics.registry, rollouts=rollouts.documents
+        )
+    )
     app.add_routes(webhook_routes(secret=settings.api.webhook_secret, trigger=trigger))
     runner = web.AppRunner(app, access_log=None)
     watcher: Watch | None = None

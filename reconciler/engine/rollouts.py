@@ -30,6 +30,7 @@ from typing import Protocol
 
 import structlog
 
+from reconciler.api.document import RolloutCounts, RolloutDocument
 from reconciler.engine.origin import Change, Origin
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.snapshots import ConfigSnapshots
@@ -48,7 +49,7 @@ from reconciler.rollout.decide import (
     start,
 )
 from reconciler.rollout.decide import Revision as RolloutRevision
-from reconciler.rollout.plan import RouteRef, Split, WeightTable, same_traffic
+from reconciler.rollout.plan import RouteRef, Split, WeightTable, plan, same_traffic
 from reconciler.rollout.routes import Governed, governed, weights_of, with_weights
 from reconciler.sources.revision import Revision
 from reconciler.translate import ServiceRegistry, build_registry
@@ -140,6 +141,10 @@ class RolloutController:
             )
             for policy, rollout in sorted(self._rollouts.items())
         )
+
+    def documents(self) -> tuple[RolloutDocument, ...]:
+        """Every rollout as the status document shows it."""
+        return tuple(_document(view) for view in self.views())
 
     def records(self, policy: str) -> tuple[DecisionRecord, ...]:
         """The decisions of the rollout under ``policy`` (``namespace/name``) that changed something, oldest first."""
@@ -340,6 +345,32 @@ class RolloutController:
         if not self._tick_pending:
             self._tick_pending = True
             loop.call_soon(self.tick)
+
+
+def _document(view: RolloutView) -> RolloutDocument:
+    walk = plan(view.state.pre_rollout, view.goal, steps=view.steps)
+    counts = view.last.record.counts if view.last is not None else {}
+
+    def side(destinations: frozenset[Destination]) -> RolloutCounts | None:
+        if not counts:
+            return None
+        total = sum_counts(c for d, c in counts.items() if d in destinations)
+        return RolloutCounts(requests=total.requests, errors=total.errors)
+
+    return RolloutDocument(
+        policy=view.policy,
+        virtual_services=view.virtual_services,
+        sha=view.state.sha,
+        phase=view.state.phase.value,
+        step=view.state.step,
+        steps=walk.final_step,
+        served=_describe(view.served),
+        goal=_describe(view.goal),
+        canary=side(walk.canary),
+        stable=side(walk.stable),
+        message=view.last.record.reason if view.last is not None else "",
+        decided_at=view.last.record.time if view.last is not None else None,
+    )
 
 
 def _origin(revision: Revision, rollouts: Mapping[str, _Rollout]) -> Origin:

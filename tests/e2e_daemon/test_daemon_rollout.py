@@ -71,6 +71,11 @@ def test_a_canary_failing_30_percent_is_rolled_back_and_the_gateway_serves_v1_on
     assert (first["action"], first["step"]) == ("advance", 0)
     assert (last["phase"], last["action"], last["step"]) == ("RolledBack", "roll_back", 0)
     assert last["counts"]["reviews.example.com:v2"][1] > 0
+    code, rollout = daemon.request("GET", "/api/v1/rollouts/default/reviews")
+    assert code == 200, rollout
+    assert (rollout["phase"], rollout["sha"]) == ("RolledBack", sha)
+    assert rollout["goal"]["default/reviews#1"]["reviews.example.com:v2"] == 100
+    assert rollout["served"]["default/reviews#1"] == {"reviews.example.com:v1": 100, "reviews.example.com:v2": 0}
     daemon.wait_synced(sha, proxies=1)
     after = measure(mesh, count=200)
     assert after.share("v1") == 100.0

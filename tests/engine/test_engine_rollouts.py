@@ -11,6 +11,7 @@ from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, mesh_files
 from rollout_yaml import policy_yaml
 from test_engine_nack import nack_listeners
 
+from reconciler.api.document import RolloutCounts
 from reconciler.engine.origin import Change
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.rollouts import RolloutController
@@ -179,6 +180,14 @@ def test_a_canary_failing_30_percent_is_rolled_back_in_the_first_step_and_the_pa
     assert {d: w for d, w in view.goal[DEFAULT].items() if w} == {V2: 100}
     assert view.last is not None
     assert "30/100" in view.last.record.reason
+    [document] = mesh.controller.documents()
+    assert (document.phase, document.step, document.steps) == ("RolledBack", 0, 2)
+    assert document.served["default/reviews#1"] == {"reviews.example.com:v1": 100, "reviews.example.com:v2": 0}
+    assert document.goal["default/reviews#1"] == {"reviews.example.com:v1": 0, "reviews.example.com:v2": 100}
+    assert (document.canary, document.stable) == (
+        RolloutCounts(requests=100, errors=30),
+        RolloutCounts(requests=900, errors=0),
+    )
     ack_all(mesh.gateway)
     generation = mesh.engine.status.generation
 
