@@ -29,6 +29,8 @@ __all__ = [
     "OriginDocument",
     "ProxyDocument",
     "RevisionInfo",
+    "RolloutCounts",
+    "RolloutDocument",
     "StatusDocument",
     "TypeDocument",
 ]
@@ -308,24 +310,108 @@ class ProxyDocument:
         )
 
 
+Weights = Mapping[str, Mapping[str, int]]
+"""Route (``namespace/name#index``) → destination (``host:subset``) → weight."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RolloutCounts:
+    """Requests and errors of one side (canary or stable) since the step's analysis window opened."""
+
+    requests: int
+    errors: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"requests": self.requests, "errors": self.errors}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RolloutCounts:
+        return cls(requests=data["requests"], errors=data["errors"])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RolloutDocument:
+    """A rollout: its policy, phase and step, the weights served against git's, and the latest decision."""
+
+    policy: str
+    """``namespace/name`` of the RolloutPolicy."""
+    virtual_services: tuple[str, ...]
+    sha: str
+    phase: str
+    step: int
+    """0-based; ``steps`` is git's weights."""
+    steps: int
+    served: Weights
+    goal: Weights
+    """What git asks for; differs from ``served`` while walking, and after a rollback (``message`` says why)."""
+    canary: RolloutCounts | None
+    stable: RolloutCounts | None
+    message: str
+    decided_at: float | None
+    """The latest decision's time (seconds since the epoch)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "virtualServices": list(self.virtual_services),
+            "sha": self.sha,
+            "phase": self.phase,
+            "step": self.step,
+            "steps": self.steps,
+            "served": {route: dict(split) for route, split in self.served.items()},
+            "goal": {route: dict(split) for route, split in self.goal.items()},
+            "canary": self.canary.to_json() if self.canary else None,
+            "stable": self.stable.to_json() if self.stable else None,
+            "message": self.message,
+            "decidedAt": self.decided_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RolloutDocument:
+        return cls(
+            policy=data["policy"],
+            virtual_services=tuple(data["virtualServices"]),
+            sha=data["sha"],
+            phase=data["phase"],
+            step=data["step"],
+            steps=data["steps"],
+            served={route: dict(split) for route, split in data["served"].items()},
+            goal={route: dict(split) for route, split in data["goal"].items()},
+            canary=RolloutCounts.from_json(data["canary"]) if data["canary"] else None,
+            stable=RolloutCounts.from_json(data["stable"]) if data["stable"] else None,
+            message=data["message"],
+            decided_at=data["decidedAt"],
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class StatusDocument:
     """The whole document: the engine's part, then every connected proxy (``proxies`` in the JSON)."""
 
     engine: EngineDocument
     proxies: tuple[ProxyDocument, ...] = ()
+    rollouts: tuple[RolloutDocument, ...] = ()
 
     @classmethod
-    def of(cls, engine: EngineDocument, proxies: Iterable[ProxyStatus]) -> StatusDocument:
-        return cls(engine=engine, proxies=tuple(ProxyDocument.of(proxy) for proxy in proxies))
+    def of(
+        cls, engine: EngineDocument, proxies: Iterable[ProxyStatus], rollouts: Iterable[RolloutDocument] = ()
+    ) -> StatusDocument:
+        return cls(engine=engine, proxies=tuple(ProxyDocument.of(proxy) for proxy in proxies), rollouts=tuple(rollouts))
 
     def to_json(self) -> dict[str, Any]:
-        # One flat object on the wire: the engine's keys, then "proxies".
-        return {**self.engine.to_json(), "proxies": [proxy.to_json() for proxy in self.proxies]}
+        # One flat object on the wire: the engine's keys, then "proxies" and "rollouts".
+        return {
+            **self.engine.to_json(),
+            "proxies": [proxy.to_json() for proxy in self.proxies],
+            "rollouts": [rollout.to_json() for rollout in self.rollouts],
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StatusDocument:
         """The document ``data`` holds; ``KeyError``, ``TypeError`` or ``ValueError`` when it is not one."""
         return cls(
-            engine=EngineDocument.from_json(data), proxies=tuple(ProxyDocument.from_json(p) for p in data["proxies"])
+            engine=EngineDocument.from_json(data),
+            proxies=tuple(ProxyDocument.from_json(p) for p in data["proxies"]),
+            # A daemon from before rollouts sends none.
+            rollouts=tuple(RolloutDocument.from_json(r) for r in data.get("rollouts", ())),
         )

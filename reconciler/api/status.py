@@ -1,13 +1,14 @@
-"""Read-only HTTP endpoints: ``/api/v1/status``, ``/healthz``, ``/readyz``, ``/metrics``."""
+"""Read-only HTTP endpoints: ``/api/v1/status``, ``/api/v1/rollouts[/{ns}/{name}]``, ``/healthz``, ``/readyz``,
+``/metrics``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from reconciler.api.document import EngineDocument, StatusDocument
+from reconciler.api.document import EngineDocument, RolloutDocument, StatusDocument
 from reconciler.model.text import excerpt
 from reconciler.xds.cache import ProxyStatus
 
@@ -22,11 +23,23 @@ def status_routes(
     status: Callable[[], EngineDocument],
     proxies: Callable[[], tuple[ProxyStatus, ...]],
     registry: CollectorRegistry,
+    rollouts: Callable[[], Sequence[RolloutDocument]] = tuple,
 ) -> list[web.RouteDef]:
-    """Routes over the engine's part of the status document (its ``ready`` decides /readyz) and the proxy table."""
+    """Routes over the engine's part of the status document (its ``ready`` decides /readyz), the proxy table
+    and the rollouts (one per RolloutPolicy, ``namespace/name``)."""
 
     async def get_status(_: web.Request) -> web.Response:
-        return web.json_response(StatusDocument.of(status(), proxies()).to_json())
+        return web.json_response(StatusDocument.of(status(), proxies(), rollouts()).to_json())
+
+    async def get_rollouts(_: web.Request) -> web.Response:
+        return web.json_response({"rollouts": [rollout.to_json() for rollout in rollouts()]})
+
+    async def get_rollout(request: web.Request) -> web.Response:
+        policy = f"{request.match_info['namespace']}/{request.match_info['name']}"
+        found = next((rollout for rollout in rollouts() if rollout.policy == policy), None)
+        if found is None:
+            return web.json_response({"error": f"no rollout under RolloutPolicy {policy}"}, status=404)
+        return web.json_response(found.to_json())
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -44,6 +57,8 @@ def status_routes(
 
     return [
         web.get("/api/v1/status", get_status),
+        web.get("/api/v1/rollouts", get_rollouts),
+        web.get("/api/v1/rollouts/{namespace}/{name}", get_rollout),
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
         web.get("/metrics", metrics),

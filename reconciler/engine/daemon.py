@@ -31,11 +31,13 @@ from reconciler.api.webhook import webhook_routes
 from reconciler.engine.lock import StateDirLock
 from reconciler.engine.metrics import Metrics
 from reconciler.engine.reconcile import Engine, PassResult
+from reconciler.engine.rollouts import RolloutController
 from reconciler.engine.settings import Settings
 from reconciler.engine.source_factory import make_source
 from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import EngineStatus
 from reconciler.errors import ReconcilerError
+from reconciler.metrics import MetricsService, MetricsStore
 from reconciler.model.address import parse_address
 from reconciler.sources.backoff import Backoff
 from reconciler.sources.revision import Watch
@@ -81,6 +83,9 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
         limits=settings.source.limits,
         removal_guard=settings.safety.removal_guard,
     )
+    # Proxies push their per-cluster stats to the xDS port; the controller judges rollout steps on them.
+    store = MetricsStore()
+    rollouts = RolloutController(engine=engine, cache=cache, metrics=store, clock=time.time)
     if engine.restore():
         log.info("daemon.serving_stored_revision", sha=status.served.sha[:12] if status.served else None)
 
@@ -100,9 +105,13 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
     # Port 0 asks the kernel for a free port (tests, benchmarks); the bound ports are reported to ``ready``.
     xds_host, _ = parse_address(settings.xds.address, what="--xds-address", allow_port_zero=True)
     http_host, http_port = parse_address(settings.api.address, what="--http-address", allow_port_zero=True)
-    server = await start_server(cache=cache, address=settings.xds.address)
+    server = await start_server(cache=cache, address=settings.xds.address, services=[MetricsService(store).add_to])
     app = web.Application()
-    app.add_routes(status_routes(status=status.document, proxies=cache.statuses, registry=metrics.registry))
+    app.add_routes(
+        status_routes(
+            status=status.document, proxies=cache.statuses, registry=metrics.registry, rollouts=rollouts.documents
+        )
+    )
     app.add_routes(webhook_routes(secret=settings.api.webhook_secret, trigger=trigger))
     runner = web.AppRunner(app, access_log=None)
     watcher: Watch | None = None
@@ -130,14 +139,19 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
             source.abort()
             engine.abort()
 
-        await _loop(
-            engine=engine,
-            metrics=metrics,
-            wake=wake,
-            stop=stop,
-            poll_interval=settings.source.poll_interval,
-            abort=abort,
-        )
+        ticking = asyncio.ensure_future(rollouts.run(period=ROLLOUT_TICK_SECONDS))
+        try:
+            await _loop(
+                engine=engine,
+                metrics=metrics,
+                wake=wake,
+                stop=stop,
+                poll_interval=settings.source.poll_interval,
+                abort=abort,
+            )
+        finally:
+            ticking.cancel()
+            await asyncio.gather(ticking, return_exceptions=True)
     finally:
         if watcher is not None:
             watcher.stop()
@@ -148,6 +162,8 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
         log.info("daemon.stopped")
 
 
+#: How often running rollouts are judged between ACKs: well under any step's interval.
+ROLLOUT_TICK_SECONDS = 0.5
 #: How long a stopping daemon waits for an aborted pass to end (Kubernetes' grace period is 30 s).
 ABORT_GRACE_SECONDS = 5.0
 # abort() is a no-op when no poll runs yet; repeated so a poll that starts just after the stop is cut short too.

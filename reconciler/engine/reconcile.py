@@ -40,6 +40,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import structlog
 
@@ -68,7 +69,7 @@ from reconciler.translate.snapshot import SHORT_NAMES
 from reconciler.validate.findings import Code, Finding, Severity
 from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
 
-__all__ = ["Engine", "PassResult"]
+__all__ = ["Engine", "PassResult", "RevisionGate"]
 
 log = structlog.get_logger("reconciler.engine")
 
@@ -87,6 +88,14 @@ class PassResult:
     #: A failure that may pass by itself (a fetch): try again on backoff. Otherwise the next poll or
     #: trigger comes first: a refused commit stays refused until a new commit arrives (Flux's "stalled").
     retry: bool = False
+
+
+class RevisionGate(Protocol):
+    """Serves a commit's config as committed or as a rollout's step (``engine.rollouts.RolloutController``)."""
+
+    def serve_revision(self, revision: Revision, config: ConfigSnapshots, *, change: Change) -> bool:
+        """Serve ``revision``'s validated ``config`` through :meth:`Engine.serve`; False when it was refused."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +180,19 @@ class Engine:
         self._acked: _Published | None = None
         # One writer thread: saves land in the order they were asked for (a rollback after the save it undoes).
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-save")
+        self._gate: RevisionGate | None = None
         # Set by abort(), read by the checkpoint that loading and translation call between files and proxies.
         self._stopping = threading.Event()
         cache.add_listener(self._on_xds_event)
+
+    def govern(self, gate: RevisionGate) -> None:
+        """From now on serve every commit (new, adopted at start, restored) through ``gate``."""
+        self._gate = gate
+
+    @property
+    def served_config(self) -> ConfigSnapshots | None:
+        """The config the proxies are being given now (``None`` before anything was served)."""
+        return self._current.snapshots if self._current is not None else None
 
     def abort(self) -> None:
         """Stop a pass's loading and translation at their next checkpoint, for shutdown; safe from any thread.
@@ -246,16 +265,23 @@ class Engine:
             self._succeed(Reason.UP_TO_DATE, f"serving {self._served_label()}; no config change")
             return self._result(ok=True)
         current = self._current
-        if (
-            current is not None
-            and current.origin.as_committed
-            and revision.config_tree == current.origin.revision.config_tree
-        ):
+        if current is not None and self._already_served(current.origin, revision):
             await self._adopt(revision, current, head=head)
             return self._result(ok=True)
         log.info("engine.revision", sha=revision.short_sha, trigger=trigger)
         self._succeed(Reason.PROGRESSING, f"validating and translating revision {revision.short_sha}")
         return self._result(ok=await self._apply_off_loop(revision, head=head))
+
+    def _already_served(self, origin: Origin, revision: Revision) -> bool:
+        """Whether what ``origin`` serves is what ``revision`` is to be served as, so nothing is published again.
+
+        A commit's own config with the same tree; with a gate, also a rollout's step or rollback for that
+        tree: serving git's weights again for a rolled-back (or half-walked) commit would undo the rollout.
+        Only a new config tree is compared with the served weights again.
+        """
+        if revision.config_tree != origin.revision.config_tree:
+            return False
+        return origin.as_committed or (self._gate is not None and origin.change in _ROLLOUT_CHANGES)
 
     def _result(self, *, ok: bool) -> PassResult:
         return PassResult(ok=ok, reason=self.status.reason)
@@ -278,7 +304,11 @@ class Engine:
     async def _adopt(self, revision: Revision, current: _Published, *, head: str | None) -> None:
         """A new commit whose config equals what is served (e.g. a revert of a rejected commit)."""
         self._head_rejection = None
-        adopted = _Published(Origin(revision, Change.COMMIT), current.snapshots)
+        # A rollout's step or rollback stays what it is: only the commit it belongs to is the new one.
+        origin = (
+            Origin(revision) if current.origin.as_committed else dataclasses.replace(current.origin, revision=revision)
+        )
+        adopted = _Published(origin, current.snapshots)
         self._acked = adopted if self._acked == current else self._acked
         self._current = adopted
         if self._acked == self._current or not self._cache.proxies():
@@ -320,7 +350,7 @@ class Engine:
             snapshots = self._prepare(revision, self._cache.proxies())
         except Exception as error:
             return self._refuse(revision, error)
-        return self.serve(snapshots, origin=Origin(revision, Change.RESTORE))
+        return self._serve_commit(revision, snapshots, change=Change.RESTORE)
 
     async def _apply_off_loop(self, revision: Revision, *, head: str | None) -> bool:
         """Load and translate in a worker thread, then publish on the loop.
@@ -344,8 +374,8 @@ class Engine:
         except Exception as error:
             published = self._refuse(revision, error)
         else:
-            published = not self._refuse_removal(revision, snapshots) and self.serve(
-                snapshots, origin=Origin(revision, Change.COMMIT)
+            published = not self._refuse_removal(revision, snapshots) and self._serve_commit(
+                revision, snapshots, change=Change.COMMIT
             )
         self.status.head_sha = head  # in the same step as the outcome it belongs to
         if published and not self._cache.proxies():
@@ -427,6 +457,11 @@ class Engine:
             sha=revision.sha,
         )
         return True
+
+    def _serve_commit(self, revision: Revision, config: ConfigSnapshots, *, change: Change) -> bool:
+        if self._gate is not None:
+            return self._gate.serve_revision(revision, config, change=change)
+        return self.serve(config, origin=Origin(revision, change))
 
     def serve(self, config: ConfigSnapshots, *, origin: Origin) -> bool:
         """Publish ``config`` to every proxy as one new generation, served because of ``origin``.
@@ -597,6 +632,10 @@ class Engine:
         self.status.reason = error.reason
         self.status.message = error.message
         self.status.last_error = error
+
+
+#: Configs a rollout derives from a commit's: with a gate, what a commit with their tree is served as.
+_ROLLOUT_CHANGES = frozenset({Change.ROLLOUT_STEP, Change.ROLLBACK})
 
 
 #: Error findings one log line lists; a commit with thousands of them must not make a giant line.

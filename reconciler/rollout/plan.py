@@ -33,6 +33,7 @@ __all__ = [
     "WeightTable",
     "classify_revision",
     "plan",
+    "same_traffic",
     "split_route",
 ]
 
@@ -119,11 +120,16 @@ def split_route(served: Split, goal: Split, *, percent: float) -> Split:
 
 def classify_revision(weights: WeightTable, *, pre_rollout: WeightTable, goal: WeightTable) -> RevisionChange:
     """Compare a new revision's weights with the rollout's; a zero weight counts as no destination."""
-    if _traffic(weights) == _traffic(pre_rollout):
+    if same_traffic(weights, pre_rollout):
         return RevisionChange.REVERT
-    if _traffic(weights) == _traffic(goal):
+    if same_traffic(weights, goal):
         return RevisionChange.SAME_GOAL
     return RevisionChange.NEW_GOAL
+
+
+def same_traffic(one: WeightTable, other: WeightTable) -> bool:
+    """Whether two tables send every route's traffic alike; a zero weight counts as no destination."""
+    return _traffic(one) == _traffic(other)
 
 
 def _destinations(served: Split, goal: Split) -> list[Destination]:

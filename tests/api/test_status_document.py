@@ -15,6 +15,8 @@ from reconciler.api.document import (
     OriginDocument,
     ProxyDocument,
     RevisionInfo,
+    RolloutCounts,
+    RolloutDocument,
     StatusDocument,
     TypeDocument,
 )
@@ -82,7 +84,21 @@ def everything_set() -> StatusDocument:
             }
         ),
     )
-    return StatusDocument(engine=engine, proxies=(proxy,))
+    rollout = RolloutDocument(
+        policy="default/reviews",
+        virtual_services=("default/reviews",),
+        sha="a" * 40,
+        phase="RolledBack",
+        step=0,
+        steps=2,
+        served={"default/reviews#1": {"reviews.example.com:v1": 100, "reviews.example.com:v2": 0}},
+        goal={"default/reviews#1": {"reviews.example.com:v1": 0, "reviews.example.com:v2": 100}},
+        canary=RolloutCounts(requests=100, errors=31),
+        stable=RolloutCounts(requests=900, errors=0),
+        message="failed beyond doubt: canary error rate 31/100 = 31% > 1%",
+        decided_at=1_750_000_000.5,
+    )
+    return StatusDocument(engine=engine, proxies=(proxy,), rollouts=(rollout,))
 
 
 def test_a_document_with_every_part_set_reads_back_equal_from_its_json_text() -> None:
@@ -111,12 +127,23 @@ def test_a_document_of_a_daemon_serving_nothing_reads_back_equal_from_its_json_t
     assert StatusDocument.from_json(json.loads(json.dumps(document.to_json()))) == document
 
 
+def test_a_rollout_without_counts_reads_back_equal_and_a_document_without_rollouts_reads_as_none() -> None:
+    document = everything_set()
+    [rollout] = document.rollouts
+    quiet = replace(document, rollouts=(replace(rollout, canary=None, stable=None, decided_at=None),))
+    body = document.to_json()
+    del body["rollouts"]
+
+    assert StatusDocument.from_json(json.loads(json.dumps(quiet.to_json()))) == quiet
+    assert StatusDocument.from_json(body).rollouts == ()
+
+
 def test_the_json_is_one_object_of_camel_case_keys_with_utc_times_ending_in_z_and_proxies_last() -> None:
     body = everything_set().to_json()
 
     assert list(body) == [
         "repo", "branch", "path", "headSha", "served", "origin", "servedSince", "syncedAt", "synced", "generation",
-        "reason", "message", "lastAttempt", "lastError", "warnings", "ready", "proxies",
+        "reason", "message", "lastAttempt", "lastError", "warnings", "ready", "proxies", "rollouts",
     ]  # fmt: skip
     assert body["servedSince"] == "2025-06-01T12:00:00.123456Z"
     assert list(body["proxies"][0]["types"]) == ["CDS", "LDS", "EDS", "RDS"]

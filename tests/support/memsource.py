@@ -116,6 +116,10 @@ class MemorySource:
         )
         return self._head
 
+    def forget(self) -> None:
+        """The next poll returns the head again, as a fresh ``GitSource``'s first poll does (a restart, a re-clone)."""
+        self._seen_sha = self._seen_tree = None
+
     def fail_with(
         self, message: str = "could not read from remote repository", failure: type[SourceError] = FetchError
     ) -> None:

@@ -1,0 +1,411 @@
+"""The rollout controller: walks the weights of VirtualServices under a RolloutPolicy on live traffic.
+
+The imperative shell around :mod:`reconciler.rollout` (which decides): it reads the clock and
+the metrics provider, serves each step through :meth:`Engine.serve`, and keeps every decision.
+
+* **A commit** reaches the proxies through :meth:`RolloutController.serve_revision` (the
+  engine's :class:`~reconciler.engine.reconcile.RevisionGate`). Per policy, git's weights are
+  compared with the weights served: equal, or nothing served yet (the first revision), and
+  git's are served; different, and a rollout starts from the served weights. Everything else
+  in the commit is served in the same push, with each rollout's weights for its routes.
+* **A running rollout** is judged by :meth:`RolloutController.tick` (periodically, and on every
+  ACK or NACK): whether every proxy ACKed the step's generation, the NACK of it, and the counts
+  of canary and stable clusters since the analysis window opened go to ``decide``; its answer
+  is served (advance, finish, roll back) and recorded.
+* **A rollout is tied to its commit's config tree.** A rolled-back rollout keeps serving the
+  pre-rollout weights for that tree, so a pass that sees the same tree again serves nothing
+  new (the engine adopts the served config: ``Engine._already_served``), and only a new
+  config tree is compared with the served weights again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol
+
+import structlog
+
+from reconciler.api.document import RolloutCounts, RolloutDocument
+from reconciler.engine.origin import Change, Origin
+from reconciler.engine.reconcile import Engine
+from reconciler.engine.snapshots import ConfigSnapshots
+from reconciler.metrics import MetricsProvider
+from reconciler.model.hosts import resolve_host
+from reconciler.model.virtualservice import Destination
+from reconciler.rollout.analysis import Counts, sum_counts
+from reconciler.rollout.decide import (
+    Action,
+    Decision,
+    Observation,
+    Phase,
+    Record,
+    RolloutState,
+    decide,
+    start,
+)
+from reconciler.rollout.decide import Revision as RolloutRevision
+from reconciler.rollout.plan import RouteRef, Split, WeightTable, plan, same_traffic
+from reconciler.rollout.routes import Governed, governed, weights_of, with_weights
+from reconciler.sources.revision import Revision
+from reconciler.translate import ServiceRegistry, build_registry
+from reconciler.translate.names import cluster_name
+from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
+
+__all__ = ["Clock", "DecisionRecord", "RolloutController", "RolloutView"]
+
+log = structlog.get_logger("reconciler.rollouts")
+
+#: Decisions kept per rollout for status; the store keeps them all.
+RECORDS_KEPT = 100
+#: Actions that change what is served.
+_MOVES = frozenset({Action.ADVANCE, Action.FINISH, Action.ROLL_BACK})
+
+
+class Clock(Protocol):
+    """Seconds on the metrics provider's clock (``time.time`` for the built-in store)."""
+
+    def __call__(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One decision as status shows it: ``decide``'s record, the generation serving its weights, when ACKed."""
+
+    policy: str
+    record: Record
+    generation: int
+    """The xDS generation serving the decision's weights (for a hold: the step's)."""
+    acked_at: float | None
+    """When every proxy had ACKed the step (the analysis window's start), ``None`` before."""
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutView:
+    """A rollout as status shows it."""
+
+    policy: str
+    virtual_services: tuple[str, ...]
+    state: RolloutState
+    steps: tuple[float, ...]
+    served: WeightTable
+    goal: WeightTable
+    last: DecisionRecord | None
+    """The latest decision, holds included: its counts are the step's so far."""
+
+
+@dataclass(slots=True)
+class _Rollout:
+    governed: Governed
+    revision: Revision
+    state: RolloutState
+    weights: WeightTable
+    """What is served for its routes: the latest decision's weights."""
+    clusters: Mapping[Destination, tuple[str, ...]]
+    generation: int = 0
+    nacked: bool = False
+    last: DecisionRecord | None = None
+    records: deque[DecisionRecord] = field(default_factory=lambda: deque(maxlen=RECORDS_KEPT))
+
+
+class RolloutController:
+    """Serves commits through rollouts and walks them; ``tick`` judges every running one."""
+
+    def __init__(self, *, engine: Engine, cache: SnapshotCache, metrics: MetricsProvider, clock: Clock) -> None:
+        self._engine = engine
+        self._cache = cache
+        self._metrics = metrics
+        self._clock = clock
+        self._rollouts: dict[str, _Rollout] = {}
+        # Git's config for the head revision: each step serves it with the rollouts' weights.
+        self._head: tuple[Revision, ConfigSnapshots] | None = None
+        self._tick_pending = False
+        engine.govern(self)
+        cache.add_listener(self._on_xds_event)
+
+    def views(self) -> tuple[RolloutView, ...]:
+        """Every rollout of the head revision, by policy."""
+        return tuple(
+            RolloutView(
+                policy=policy,
+                virtual_services=rollout.governed.virtual_services,
+                state=rollout.state,
+                steps=rollout.governed.spec.steps,
+                served=rollout.weights,
+                goal=rollout.state.goal,
+                last=rollout.last,
+            )
+            for policy, rollout in sorted(self._rollouts.items())
+        )
+
+    def documents(self) -> tuple[RolloutDocument, ...]:
+        """Every rollout as the status document shows it."""
+        return tuple(_document(view) for view in self.views())
+
+    def records(self, policy: str) -> tuple[DecisionRecord, ...]:
+        """The decisions of the rollout under ``policy`` (``namespace/name``) that changed something, oldest first."""
+        rollout = self._rollouts.get(policy)
+        return tuple(rollout.records) if rollout is not None else ()
+
+    def serve_revision(self, revision: Revision, config: ConfigSnapshots, *, change: Change) -> bool:
+        """Serve a commit: git's weights where nothing is to be walked, each rollout's weights where one is."""
+        now = self._clock()
+        served = self._engine.served_config
+        registry = build_registry(config.config)
+        rollouts: dict[str, _Rollout] = {}
+        moved: list[_Rollout] = []
+        decisions: list[tuple[_Rollout, Decision]] = []
+        for policy in governed(config.config):
+            goal = weights_of(config.config, policy.virtual_services)
+            running = self._rollouts.get(policy.policy)
+            if running is not None and running.revision.config_tree == revision.config_tree:
+                # The same config again (a restart, a commit that changed nothing here): the rollout goes on.
+                rollouts[policy.policy] = dataclasses.replace(running, revision=revision)
+                continue
+            if running is not None and not running.state.phase.ended:
+                observation = Observation(revision=RolloutRevision(revision.sha, goal))
+                decision = decide(running.state, observation, policy=running.governed.spec, now=now)
+                if decision.successor is not None:
+                    # Superseded: a new walk from the weights served now; its records start with why.
+                    fresh = self._new_rollout(policy, revision, decision.successor, decision.weights, registry=registry)
+                else:
+                    # Same goal (the walk goes on with the new commit's config) or a revert (ended, stable served).
+                    weights = decision.weights if decision.action in _MOVES else running.weights
+                    fresh = dataclasses.replace(
+                        running, governed=policy, revision=revision, state=decision.state, weights=weights
+                    )
+                rollouts[policy.policy] = fresh
+                decisions.append((fresh, decision))
+                if decision.action in _MOVES:
+                    moved.append(fresh)
+                continue
+            started = self._maybe_start(
+                policy, revision, goal, served=served, registry=registry, now=now, out=decisions
+            )
+            if started is not None:
+                rollouts[policy.policy] = started
+                moved.append(started)
+        if not self._serve(revision, config, rollouts, change=change):
+            return False
+        self._rollouts = rollouts
+        self._head = (revision, config)
+        generation = self._engine.status.generation
+        for rollout in moved:
+            rollout.generation = generation
+            rollout.nacked = False
+        for rollout, decision in decisions:
+            self._record(rollout, decision)
+        return True
+
+    def tick(self) -> None:
+        """Judge every running rollout once, and serve what the decisions say."""
+        self._tick_pending = False
+        for rollout in list(self._rollouts.values()):
+            if rollout.state.phase.ended:
+                continue
+            observation = Observation(
+                acked=rollout.generation > 0 and self._cache.all_acked(rollout.generation),
+                nacked=rollout.nacked,
+                counts=self._counts(rollout),
+            )
+            decision = decide(rollout.state, observation, policy=rollout.governed.spec, now=self._clock())
+            rollout.nacked = False
+            self._act(rollout, decision)
+
+    async def run(self, *, period: float) -> None:
+        """Tick every ``period`` seconds until cancelled (ACKs and NACKs tick in between)."""
+        while True:
+            self.tick()
+            await asyncio.sleep(period)
+
+    def _act(self, rollout: _Rollout, decision: Decision) -> None:
+        changed = decision.state != rollout.state
+        judged_ack = rollout.state.acked_at
+        rollout.state = decision.state
+        if decision.action in _MOVES and self._head is not None:
+            rollout.weights = decision.weights
+            revision, config = self._head
+            if self._serve(revision, config, self._rollouts, change=Change.COMMIT):
+                rollout.generation = self._engine.status.generation
+        if changed or decision.action in _MOVES:
+            self._record(rollout, decision, judged_ack=judged_ack)
+        else:
+            # A hold that changes nothing: status shows its counts, the log and the records do not repeat it.
+            rollout.last = self._decision_record(rollout, decision, judged_ack=judged_ack)
+
+    def _maybe_start(
+        self,
+        policy: Governed,
+        revision: Revision,
+        goal: WeightTable,
+        *,
+        served: ConfigSnapshots | None,
+        registry: ServiceRegistry,
+        now: float,
+        out: list[tuple[_Rollout, Decision]],
+    ) -> _Rollout | None:
+        """A rollout from the served weights to ``goal``; None when git's weights are served at once."""
+        if served is None:
+            return None  # the first revision ever served is served as committed
+        before = weights_of(served.config, policy.virtual_services)
+        if same_traffic(before, goal):
+            return None
+        try:
+            decision = start(before, goal, sha=revision.sha, policy=policy.spec, now=now)
+        except ValueError as error:
+            # Routes added or removed, totals changed: no lockstep walk exists, so git's weights are served.
+            log.warning("rollout.not_walkable", policy=policy.policy, sha=revision.short_sha, reason=str(error))
+            return None
+        rollout = self._new_rollout(policy, revision, decision.state, decision.weights, registry=registry)
+        out.append((rollout, decision))
+        return rollout
+
+    def _new_rollout(
+        self,
+        policy: Governed,
+        revision: Revision,
+        state: RolloutState,
+        weights: WeightTable,
+        *,
+        registry: ServiceRegistry,
+    ) -> _Rollout:
+        namespace = policy.policy.split("/", 1)[0]
+        destinations = {d for table in (state.pre_rollout, state.goal) for split in table.values() for d in split}
+        clusters = {d: _clusters_of(d, namespace=namespace, registry=registry) for d in destinations}
+        return _Rollout(policy, revision, state, weights, MappingProxyType(clusters))
+
+    def _serve(
+        self, revision: Revision, config: ConfigSnapshots, rollouts: Mapping[str, _Rollout], *, change: Change
+    ) -> bool:
+        """Serve git's ``config`` with each rollout's weights for its routes, in one push."""
+        weights: dict[RouteRef, Split] = {}
+        for rollout in rollouts.values():
+            weights.update(rollout.weights)
+        goal = weights_of(config.config, {vs for r in rollouts.values() for vs in r.governed.virtual_services})
+        if same_traffic(weights, goal):
+            return self._engine.serve(config, origin=Origin(revision, change))
+        stepped = with_weights(config.config, MappingProxyType(weights))
+        snapshots = ConfigSnapshots(config=stepped, registry=build_registry(stepped), findings=config.warnings())
+        return self._engine.serve(snapshots, origin=_origin(revision, rollouts))
+
+    def _counts(self, rollout: _Rollout) -> Mapping[Destination, Counts]:
+        since = rollout.state.window_start
+        if since is None:
+            return MappingProxyType({})
+        names = [name for names in rollout.clusters.values() for name in names]
+        by_cluster = self._metrics.counts(names, since=since)
+        return MappingProxyType(
+            {d: sum_counts(by_cluster[name] for name in names) for d, names in rollout.clusters.items()}
+        )
+
+    def _record(self, rollout: _Rollout, decision: Decision, *, judged_ack: float | None = None) -> None:
+        entry = self._decision_record(rollout, decision, judged_ack=judged_ack)
+        rollout.last = entry
+        rollout.records.append(entry)
+        record = decision.record
+        log.info(
+            "rollout.decision",
+            policy=entry.policy,
+            sha=record.sha[:12],
+            phase=record.phase.value,
+            action=record.action.value,
+            step=record.step,
+            weights=_describe(record.weights),
+            generation=entry.generation,
+            acked_at=entry.acked_at,
+            counts={_label(d): (c.requests, c.errors) for d, c in record.counts.items()},
+            checks=[(c.metric.value, c.outcome.value, c.statistic, c.threshold) for c in record.checks],
+            reason=record.reason,
+        )
+
+    def _decision_record(self, rollout: _Rollout, decision: Decision, *, judged_ack: float | None) -> DecisionRecord:
+        # A move starts a step not ACKed yet: its record keeps the ACK of the step whose counts it judged.
+        acked_at = decision.state.acked_at if decision.state.acked_at is not None else judged_ack
+        return DecisionRecord(
+            policy=rollout.governed.policy, record=decision.record, generation=rollout.generation, acked_at=acked_at
+        )
+
+    def _on_xds_event(self, event: XdsEvent) -> None:
+        if event.kind is EventKind.NACK:
+            for rollout in self._rollouts.values():
+                if rollout.generation and event.generation == rollout.generation:
+                    rollout.nacked = True
+        elif event.kind is not EventKind.SNAPSHOT_ACKED:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.tick()  # driven without a loop (tests): nothing to coalesce
+            return
+        # After the engine has handled the event (its NACK rollback), once per loop turn however many ACKs came.
+        if not self._tick_pending:
+            self._tick_pending = True
+            loop.call_soon(self.tick)
+
+
+def _document(view: RolloutView) -> RolloutDocument:
+    walk = plan(view.state.pre_rollout, view.goal, steps=view.steps)
+    counts = view.last.record.counts if view.last is not None else {}
+
+    def side(destinations: frozenset[Destination]) -> RolloutCounts | None:
+        if not counts:
+            return None
+        total = sum_counts(c for d, c in counts.items() if d in destinations)
+        return RolloutCounts(requests=total.requests, errors=total.errors)
+
+    return RolloutDocument(
+        policy=view.policy,
+        virtual_services=view.virtual_services,
+        sha=view.state.sha,
+        phase=view.state.phase.value,
+        step=view.state.step,
+        steps=walk.final_step,
+        served=_describe(view.served),
+        goal=_describe(view.goal),
+        canary=side(walk.canary),
+        stable=side(walk.stable),
+        message=view.last.record.reason if view.last is not None else "",
+        decided_at=view.last.record.time if view.last is not None else None,
+    )
+
+
+def _origin(revision: Revision, rollouts: Mapping[str, _Rollout]) -> Origin:
+    """A step's origin, or a rollback's when some rollout serves its pre-rollout weights."""
+    backed = sorted(p for p, r in rollouts.items() if r.state.phase in (Phase.ROLLED_BACK, Phase.ABORTED))
+    if backed:
+        return Origin(revision, Change.ROLLBACK, step=f"rolled back: {', '.join(backed)}")
+    walking = [r for r in rollouts.values() if not r.state.phase.ended]
+    labels = sorted({_step_label(r) for r in walking}) or ["git's weights"]
+    return Origin(revision, Change.ROLLOUT_STEP, step=", ".join(labels))
+
+
+def _step_label(rollout: _Rollout) -> str:
+    steps = rollout.governed.spec.steps
+    step = rollout.state.step
+    percent = steps[step] if step < len(steps) else 100.0
+    return f"step {step + 1} ({percent:g}%)"
+
+
+def _clusters_of(destination: Destination, *, namespace: str, registry: ServiceRegistry) -> tuple[str, ...]:
+    """The Envoy clusters a destination's requests are counted in: its port's, or every port of its service."""
+    host = resolve_host(destination.host, namespace)
+    if destination.port is not None and destination.port.number is not None:
+        ports = [int(destination.port.number)]
+    else:
+        ports = sorted({int(port.number) for service in registry.lookup(host) for port in service.ports})
+    return tuple(cluster_name(host=host, port=port, subset=destination.subset) for port in ports)
+
+
+def _label(destination: Destination) -> str:
+    return f"{destination.host}:{destination.subset}" if destination.subset else destination.host
+
+
+def _describe(weights: WeightTable) -> dict[str, dict[str, int]]:
+    return {
+        f"{route.virtual_service}#{route.route}": {_label(d): w for d, w in split.items()}
+        for route, split in weights.items()
+    }

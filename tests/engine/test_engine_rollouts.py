@@ -1,0 +1,260 @@
+"""The rollout controller walks weights step by step on counts from a fake provider, by a manual clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, mesh_files
+from rollout_yaml import policy_yaml
+from test_engine_nack import nack_listeners
+
+from reconciler.api.document import RolloutCounts
+from reconciler.engine.origin import Change
+from reconciler.engine.reconcile import Engine
+from reconciler.engine.rollouts import RolloutController
+from reconciler.engine.status import Reason
+from reconciler.model.virtualservice import Destination
+from reconciler.rollout.analysis import Counts, sum_counts
+from reconciler.rollout.decide import Action, Phase
+from reconciler.rollout.plan import RouteRef
+from reconciler.rollout.routes import weights_of
+from reconciler.translate.names import cluster_name
+from reconciler.xds.cache import ProxyConnection, SnapshotCache
+
+Run = Callable[..., Any]
+
+V1, V2 = Destination("reviews.example.com", "v1"), Destination("reviews.example.com", "v2")
+DEFAULT = RouteRef("default/reviews", 1)
+POLICY = "default/reviews"
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeMetrics:
+    """Counts per cluster, each served at a time of the manual clock."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self._clock = clock
+        self._served: list[tuple[float, str, Counts]] = []
+
+    def serve(self, destination: Destination, *, requests: int, errors: int = 0) -> None:
+        cluster = cluster_name(host=destination.host, port=80, subset=destination.subset)
+        self._served.append((self._clock.now, cluster, Counts(requests=requests, errors=errors)))
+
+    def counts(self, clusters: Iterable[str], *, since: float) -> Mapping[str, Counts]:
+        return {
+            name: sum_counts(counts for at, cluster, counts in self._served if cluster == name and at >= since)
+            for name in clusters
+        }
+
+
+@dataclass
+class Mesh:
+    source: MemorySource
+    engine: Engine
+    controller: RolloutController
+    gateway: ProxyConnection
+    clock: ManualClock
+    metrics: FakeMetrics
+    run: Run
+
+    def commit(self, *, v1: int, v2: int, policy: bytes) -> None:
+        self.source.commit({**mesh_files(v1=v1, v2=v2), "policy.yaml": policy}, f"reviews {v1}/{v2}")
+        assert self.run(self.engine.reconcile(trigger="test")).ok
+
+    def served(self) -> dict[Destination, int]:
+        config = self.engine.served_config
+        assert config is not None
+        return {d: w for d, w in weights_of(config.config, {POLICY})[DEFAULT].items() if w}
+
+    def phase(self) -> Phase:
+        [view] = self.controller.views()
+        return view.state.phase
+
+    def later(self, seconds: float, *, canary: tuple[int, int] = (0, 0), stable: int = 0) -> None:
+        """Time passes while the canary (v2) serves ``canary`` (requests, errors) and the stable (v1) ``stable``."""
+        self.clock.now += 1
+        self.metrics.serve(V2, requests=canary[0], errors=canary[1])
+        self.metrics.serve(V1, requests=stable)
+        self.clock.now += seconds - 1
+        self.controller.tick()
+
+
+@pytest.fixture
+def mesh(source: MemorySource, make_engine: EngineFactory, run: Run) -> Mesh:
+    cache = SnapshotCache()
+    gateway = cache.connect(GATEWAY, on_change=lambda: None)
+    engine = make_engine(source, cache)
+    clock = ManualClock()
+    metrics = FakeMetrics(clock)
+    controller = RolloutController(engine=engine, cache=cache, metrics=metrics, clock=clock)
+    return Mesh(source, engine, controller, gateway, clock, metrics, run)
+
+
+def start_v2_rollout(mesh: Mesh, policy: bytes) -> None:
+    """v1 served and ACKed, then a commit moving everything to v2 under ``policy``."""
+    mesh.commit(v1=100, v2=0, policy=policy)
+    ack_all(mesh.gateway)
+    mesh.commit(v1=0, v2=100, policy=policy)
+
+
+def test_the_first_revision_is_served_as_committed_and_a_change_under_a_policy_starts_at_its_first_step(
+    mesh: Mesh,
+) -> None:
+    policy = policy_yaml(steps="10, 50")
+    mesh.commit(v1=0, v2=100, policy=policy)
+    assert mesh.served() == {V2: 100}
+    assert mesh.controller.views() == ()
+    ack_all(mesh.gateway)
+
+    mesh.commit(v1=100, v2=0, policy=policy)
+
+    assert mesh.served() == {V1: 10, V2: 90}
+    assert mesh.engine.status.origin is not None
+    assert (mesh.engine.status.origin.change, mesh.engine.status.origin.step) == (Change.ROLLOUT_STEP, "step 1 (10%)")
+    assert mesh.phase() is Phase.PROGRESSING
+
+
+def test_a_virtual_service_under_no_policy_changes_at_once(mesh: Mesh) -> None:
+    mesh.source.commit(mesh_files(v1=100, v2=0), "v1")
+    mesh.run(mesh.engine.reconcile(trigger="test"))
+    ack_all(mesh.gateway)
+    mesh.source.commit(mesh_files(v1=0, v2=100), "v2")
+    mesh.run(mesh.engine.reconcile(trigger="test"))
+
+    assert mesh.served() == {V2: 100}
+    assert mesh.controller.views() == ()
+
+
+def test_a_healthy_canary_is_promoted_through_every_step_judging_only_traffic_after_each_ack(mesh: Mesh) -> None:
+    start_v2_rollout(mesh, policy_yaml(steps="10, 50", interval="30s", min_requests=100))
+    assert mesh.served() == {V1: 90, V2: 10}
+    # Errors before every proxy ACKed the step are not the step's: the window opens at the ACK.
+    mesh.later(5, canary=(50, 50))
+    assert mesh.phase() is Phase.PROGRESSING
+
+    for weights in ({V1: 50, V2: 50}, {V2: 100}):
+        ack_all(mesh.gateway)
+        mesh.later(31, canary=(200, 0), stable=1_000)
+        assert mesh.served() == weights
+
+    ack_all(mesh.gateway)
+    assert mesh.phase() is Phase.SUCCEEDED
+    assert mesh.engine.status.origin is not None
+    assert mesh.engine.status.origin.as_committed
+    moves = [
+        entry for entry in mesh.controller.records(POLICY) if entry.record.action in (Action.ADVANCE, Action.FINISH)
+    ]
+    assert [entry.record.step for entry in moves] == [0, 1, 2]
+    for judged in moves[1:]:
+        assert judged.record.counts[V2] == Counts(requests=200)
+        assert judged.acked_at is not None
+        assert judged.acked_at < judged.record.time
+    generations = [entry.generation for entry in moves]
+    assert generations == sorted(set(generations))
+
+
+def test_a_canary_failing_30_percent_is_rolled_back_in_the_first_step_and_the_pass_does_not_undo_it(
+    mesh: Mesh,
+) -> None:
+    start_v2_rollout(mesh, policy_yaml(steps="10, 50", min_requests=20, interval="2s"))
+    ack_all(mesh.gateway)
+
+    mesh.later(3, canary=(100, 30), stable=900)
+
+    assert mesh.phase() is Phase.ROLLED_BACK
+    assert mesh.served() == {V1: 100}
+    origin = mesh.engine.status.origin
+    assert origin is not None
+    assert origin.change is Change.ROLLBACK
+    [view] = mesh.controller.views()
+    assert {d: w for d, w in view.goal[DEFAULT].items() if w} == {V2: 100}
+    assert view.last is not None
+    assert "30/100" in view.last.record.reason
+    [document] = mesh.controller.documents()
+    assert (document.phase, document.step, document.steps) == ("RolledBack", 0, 2)
+    assert document.served["default/reviews#1"] == {"reviews.example.com:v1": 100, "reviews.example.com:v2": 0}
+    assert document.goal["default/reviews#1"] == {"reviews.example.com:v1": 0, "reviews.example.com:v2": 100}
+    assert (document.canary, document.stable) == (
+        RolloutCounts(requests=100, errors=30),
+        RolloutCounts(requests=900, errors=0),
+    )
+    ack_all(mesh.gateway)
+    generation = mesh.engine.status.generation
+
+    assert mesh.run(mesh.engine.reconcile(trigger="poll")).reason is Reason.UP_TO_DATE
+    mesh.source.forget()  # the next pass sees the rolled-back commit again, as after a restart
+    mesh.run(mesh.engine.reconcile(trigger="poll"))
+
+    assert mesh.served() == {V1: 100}
+    assert mesh.engine.status.generation == generation
+    assert mesh.phase() is Phase.ROLLED_BACK
+
+
+def test_a_new_commit_after_a_rollback_starts_a_new_rollout(mesh: Mesh) -> None:
+    policy = policy_yaml(steps="10, 50", min_requests=20, interval="2s")
+    start_v2_rollout(mesh, policy)
+    ack_all(mesh.gateway)
+    mesh.later(3, canary=(100, 30))
+    assert mesh.phase() is Phase.ROLLED_BACK
+
+    mesh.commit(v1=20, v2=80, policy=policy)
+
+    assert mesh.served() == {V1: 92, V2: 8}
+    assert mesh.phase() is Phase.PROGRESSING
+
+
+def test_too_little_traffic_holds_the_step_and_reports_stalled(mesh: Mesh) -> None:
+    start_v2_rollout(mesh, policy_yaml(steps="10, 50", interval="30s", max_interval="1m", min_requests=100))
+    ack_all(mesh.gateway)
+
+    mesh.later(61, canary=(5, 0), stable=45)
+
+    assert mesh.phase() is Phase.STALLED
+    assert mesh.served() == {V1: 90, V2: 10}
+
+
+def test_a_revert_mid_rollout_ends_it_reverted_serving_the_stable_weights_in_one_push(mesh: Mesh) -> None:
+    policy = policy_yaml(steps="10, 50")
+    start_v2_rollout(mesh, policy)
+    generation = mesh.engine.status.generation
+
+    mesh.commit(v1=100, v2=0, policy=policy)
+
+    assert mesh.phase() is Phase.REVERTED
+    assert mesh.served() == {V1: 100}
+    assert mesh.engine.status.generation == generation + 1
+    assert mesh.engine.status.origin is not None
+    assert mesh.engine.status.origin.as_committed
+
+
+def test_a_new_goal_mid_rollout_supersedes_it_and_walks_from_the_weights_served(mesh: Mesh) -> None:
+    policy = policy_yaml(steps="10, 50")
+    start_v2_rollout(mesh, policy)
+
+    mesh.commit(v1=50, v2=50, policy=policy)
+
+    [view] = mesh.controller.views()
+    assert view.state.phase is Phase.PROGRESSING
+    assert {d: w for d, w in view.state.pre_rollout[DEFAULT].items() if w} == {V1: 90, V2: 10}
+    assert mesh.served() == {V1: 86, V2: 14}
+    assert mesh.controller.records(POLICY)[0].record.phase is Phase.SUPERSEDED
+
+
+def test_a_nacked_step_rolls_back(mesh: Mesh) -> None:
+    start_v2_rollout(mesh, policy_yaml(steps="10, 50"))
+
+    nack_listeners(mesh.gateway)
+
+    assert mesh.phase() is Phase.ROLLED_BACK
+    assert mesh.served() == {V1: 100}
+    assert "NACKed" in mesh.controller.records(POLICY)[-1].record.reason
