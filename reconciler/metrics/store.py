@@ -42,6 +42,21 @@ class ReportingProxy:
     last_report_at: float | None
 
 
+class _Slot:
+    """The deltas of one cluster received in one second, and when the last of them arrived."""
+
+    __slots__ = ("delta", "last_received", "second")
+
+    def __init__(self, second: int) -> None:
+        self.second = second
+        self.last_received = float(second)
+        self.delta = ClusterDelta()
+
+    def add(self, delta: ClusterDelta, *, received: float) -> None:
+        self.delta.add(delta)
+        self.last_received = received
+
+
 class MetricsStore:
     """Deltas in, per-cluster :class:`~reconciler.rollout.analysis.Counts` since a time out.
 
@@ -55,7 +70,8 @@ class MetricsStore:
         self._retention = retention
         self._clock = clock
         self._lock = threading.Lock()
-        self._slots: dict[str, deque[tuple[int, ClusterDelta]]] = {}
+        # Per cluster, oldest first: (second, last receipt in that second, the second's summed deltas).
+        self._slots: dict[str, deque[_Slot]] = {}
         self._proxies: dict[int, ReportingProxy] = {}
         self._tokens = itertools.count(1)
         self._last_sweep = clock()
@@ -82,30 +98,27 @@ class MetricsStore:
                 self._proxies[token] = ReportingProxy(proxy.node_id, proxy.connected_at, now)
             for cluster, delta in deltas.items():
                 slots = self._slots.setdefault(cluster, deque())
-                if slots and slots[-1][0] == second:
-                    slots[-1][1].add(delta)
-                else:
-                    copy = ClusterDelta()
-                    copy.add(delta)
-                    slots.append((second, copy))
+                if not slots or slots[-1].second != second:
+                    slots.append(_Slot(second))
+                slots[-1].add(delta, received=now)
             if now - self._last_sweep >= _SWEEP_EVERY_SECONDS:
                 self._sweep(now)
 
     def counts(self, clusters: Iterable[str], *, since: float) -> Mapping[str, Counts]:
         """Each cluster's counts from flushes received at or after ``since``, summed over proxies.
 
-        A flush covers the flush interval before it arrived, so up to one interval before
-        ``since`` may be included. Clusters nobody reported are all zero.
+        Counts are kept per second: a second in which a flush arrived at or after ``since`` counts
+        whole, so flushes up to a second before ``since`` may be included, and a flush covers the
+        flush interval before it arrived. Clusters nobody reported are all zero.
         """
-        first = math.ceil(since)
         result: dict[str, Counts] = {}
         with self._lock:
             for cluster in clusters:
                 total = ClusterDelta()
-                for second, delta in reversed(self._slots.get(cluster, ())):
-                    if second < first:
+                for slot in reversed(self._slots.get(cluster, ())):
+                    if slot.last_received < since:
                         break
-                    total.add(delta)
+                    total.add(slot.delta)
                 result[cluster] = to_counts(total)
         return MappingProxyType(result)
 
@@ -118,7 +131,7 @@ class MetricsStore:
         oldest = math.floor(now - self._retention)
         for cluster in list(self._slots):
             slots = self._slots[cluster]
-            while slots and slots[0][0] < oldest:
+            while slots and slots[0].second < oldest:
                 slots.popleft()
             if not slots:
                 del self._slots[cluster]

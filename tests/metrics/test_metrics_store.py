@@ -40,6 +40,20 @@ def test_counts_from_two_proxies_add_up_and_a_window_leaves_out_earlier_flushes(
     assert store.counts(["canary"], since=1001.0)["canary"] == Counts(7, 1)
 
 
+def test_a_flush_received_after_since_counts_even_within_the_same_second() -> None:
+    clock = Clock(1000.2)
+    store = MetricsStore(clock=clock)
+    token = store.connect("a")
+    store.record(token, {"canary": delta(completed=2)})  # before the window opens, same second
+    clock.now = 1000.7
+    store.record(token, {"stable": delta(completed=4)})  # after it, same second
+
+    counts = store.counts(["canary", "stable"], since=1000.5)
+
+    assert counts["stable"] == Counts(4)  # a window opening mid-second still sees the flush after it
+    assert counts["canary"] == Counts()  # and not a second whose only flush came before it
+
+
 def test_a_proxy_is_forgotten_when_its_stream_ends_but_its_counts_stay() -> None:
     store = MetricsStore(clock=Clock(1000.0))
     token = store.connect("a")
