@@ -69,12 +69,14 @@ def destination_key(destination: Destination, namespace: str) -> str:
 
 
 def duration_text(nanos: int) -> str:
-    """One spelling per duration: ``2s``, ``1.5s``, ``250ms``, ``10us``."""
-    for unit, size in (("s", 10**9), ("ms", 10**6), ("us", 10**3)):
+    """One spelling per duration: ``2s``, ``1.5s``, ``250ms``, ``10us``, ``7ns``."""
+    if nanos % 10**9 == 0:
+        return f"{nanos // 10**9}s"
+    if nanos >= 10**9 and nanos % 10**6 == 0:
+        return f"{nanos // 10**9}.{nanos % 10**9 // 10**6:03d}".rstrip("0") + "s"
+    for unit, size in (("ms", 10**6), ("us", 10**3)):
         if nanos % size == 0:
             return f"{nanos // size}{unit}"
-    if nanos >= 10**9:
-        return f"{nanos / 10**9:g}s"
     return f"{nanos}ns"
 
 

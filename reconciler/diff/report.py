@@ -9,9 +9,13 @@ from typing import Any
 from reconciler.diff.changes import Change, ObjectChange
 from reconciler.diff.mesh import MeshDiff
 from reconciler.diff.routes import RouteRow
+from reconciler.model.text import excerpt
 from reconciler.validate.findings import Finding
 
 __all__ = ["format_json", "format_markdown", "format_text"]
+
+#: How much of a value a text or Markdown line shows.
+_VALUE_CHARS = 120
 
 
 def format_text(diff: MeshDiff, *, title: str) -> str:
@@ -89,7 +93,8 @@ def _change_lines(changes: Sequence[ObjectChange]) -> list[str]:
 
 
 def _value(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+    # Whole added objects (a virtual host) would fill screens; the JSON output keeps them in full.
+    return excerpt(json.dumps(value, sort_keys=True, default=str), limit=_VALUE_CHARS)
 
 
 def _cell(text: str) -> str:
