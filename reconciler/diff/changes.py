@@ -82,6 +82,7 @@ class ObjectChange:
 
 def diff_fields(old: Any, new: Any) -> tuple[FieldChange, ...]:
     """Every leaf-most difference between two plain values, sorted by path."""
+    old, new = _prune(old, new)
     # threshold_to_diff_deeper=0: always descend, so a dict whose every key changed still names each key.
     tree = DeepDiff(old, new, view="tree", verbose_level=2, threshold_to_diff_deeper=0)
     found: list[FieldChange] = []
@@ -122,6 +123,28 @@ def diff_objects(
             fields = diff_fields(plain(old[key]), plain(new[key]))
             changes.append(ObjectChange(kind=kind, name=name, change=Change.CHANGED, fields=fields))
     return tuple(changes)
+
+
+def _prune(old: Any, new: Any) -> tuple[Any, Any]:
+    """Both values without the map entries equal on both sides, at every depth; paths stay the same.
+
+    A sidecar's RouteConfiguration holds a virtual host per service: comparing the thousand
+    equal ones with ``==`` (C speed) first leaves deepdiff the one that changed.
+    """
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return old, new
+    kept_old: dict[Any, Any] = {}
+    kept_new: dict[Any, Any] = {}
+    for key in old.keys() | new.keys():
+        if key in old and key in new:
+            if old[key] == new[key]:
+                continue
+            kept_old[key], kept_new[key] = _prune(old[key], new[key])
+        elif key in old:
+            kept_old[key] = old[key]
+        else:
+            kept_new[key] = new[key]
+    return kept_old, kept_new
 
 
 def _path_key(path: tuple[str | int, ...]) -> tuple[tuple[int, int, str], ...]:

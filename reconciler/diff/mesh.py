@@ -48,7 +48,7 @@ def diff_configs(old: MeshConfig, new: MeshConfig, *, envoy: bool = True) -> Mes
     With ``envoy`` (and only when the Istio resources differ) both are translated for every
     proxy shape either implies, and the Envoy resources compared too.
     """
-    before, after = _normalized(old), _normalized(new)
+    before, after = _normalized(old, unless_in=new), _normalized(new, unless_in=old)
     resources = diff_objects(before, after, plain=lambda value: value)
     routes = route_table(
         resources, old=_of_kind(before, Kind.VIRTUAL_SERVICE), new=_of_kind(after, Kind.VIRTUAL_SERVICE)
@@ -57,8 +57,17 @@ def diff_configs(old: MeshConfig, new: MeshConfig, *, envoy: bool = True) -> Mes
     return MeshDiff(resources=resources, routes=routes, proxies=proxies)
 
 
-def _normalized(config: MeshConfig) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(resource.kind.value, resource.ref): normalize_resource(resource) for resource in config.resources()}
+def _normalized(config: MeshConfig, *, unless_in: MeshConfig) -> dict[tuple[str, str], Any]:
+    """Each resource normalized, except one whose spec is equal in ``unless_in`` (most of them: no work, no change).
+
+    The spec itself stands in for those, so the two sides still compare equal.
+    """
+    other = {(resource.kind.value, resource.ref): resource.spec for resource in unless_in.resources()}
+    values: dict[tuple[str, str], Any] = {}
+    for resource in config.resources():
+        key = (resource.kind.value, resource.ref)
+        values[key] = resource.spec if other.get(key) == resource.spec else normalize_resource(resource)
+    return values
 
 
 def _of_kind(values: Mapping[tuple[str, str], Any], kind: Kind) -> dict[str, Any]:
