@@ -10,28 +10,26 @@ one call that does not take the lock: it ends a running fetch or clone from anot
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, TypeVar
 
 import git
 from git.exc import GitError, ODBError
-from git.objects import Blob, Commit, Tree
+from git.objects import Commit, Tree
 
 from reconciler.errors import CloneError, PathNotFoundError, SourceError, SourceReadError, UsageError
-from reconciler.model.limits import DEFAULT_LIMITS, InputLimits, SkippedFile, SkipReason, plan_reads
+from reconciler.model.limits import DEFAULT_LIMITS, InputLimits, SkipReason
 from reconciler.model.text import excerpt
 from reconciler.sources.git.clone import Clone, CorruptClone
+from reconciler.sources.git.tree import config_tree, read_config_tree
 from reconciler.sources.git.url import redact_url, validate_url
-from reconciler.sources.revision import ALLOW_REMOVAL_FILE, Revision, is_config_file
+from reconciler.sources.revision import ALLOW_REMOVAL_FILE, Revision
 
 __all__ = ["GitSource"]
 
 _T = TypeVar("_T")
-
-#: git's ``mode`` for a regular file (either permission); a symlinked config file is skipped with a warning.
-_REGULAR_FILE_MODES = frozenset({0o100644, 0o100755})
 
 
 def _normalise_path(path: str) -> str:
@@ -56,17 +54,6 @@ def _validate_branch(branch: str) -> str:
     if bad:
         raise UsageError(f"invalid branch name {branch!r}")
     return branch
-
-
-def _walk(tree: Tree, prefix: str = "") -> Iterator[tuple[str, Blob]]:
-    """Every blob under ``tree`` (files, symlinks) with its ``/``-joined path, skipping hidden dirs."""
-    for blob in tree.blobs:
-        yield f"{prefix}{blob.name}", blob
-    for subtree in tree.trees:
-        # Pruned here, not just filtered later, so a big hidden dir (.github, vendored
-        # docs) is never read at all.
-        if not subtree.name.startswith("."):
-            yield from _walk(subtree, f"{prefix}{subtree.name}/")
 
 
 class GitSource:
@@ -285,14 +272,8 @@ class GitSource:
         return repo.commit(sha)
 
     def _config_tree(self, repo: git.Repo, sha: str) -> Tree:
-        commit = self._commit(repo, sha)
-        if not self._path:
-            return commit.tree
-        try:
-            found = commit.tree / self._path
-        except KeyError:
-            found = None
-        if not isinstance(found, Tree):
+        found = config_tree(self._commit(repo, sha), self._path)
+        if found is None:
             raise PathNotFoundError(
                 f"config path {self._path!r} is not a directory at commit {sha[:12]} "
                 f"of branch {self._branch!r} in {self.url}"
@@ -302,32 +283,21 @@ class GitSource:
     def _read(self, repo: git.Repo, sha: str) -> Revision:
         tree = self._config_tree(repo, sha)
         commit = self._commit(repo, sha)
-        blobs: dict[str, Blob] = {}
-        skipped: list[SkippedFile] = []
-        for relative, blob in _walk(tree):
-            if not is_config_file(relative):
-                continue
-            if blob.mode in _REGULAR_FILE_MODES:
-                blobs[relative] = blob
-            else:
-                # A symlink's target may lie outside the config path or the repository: never followed, but said.
-                self._log.warning("git.config_file_skipped", sha=sha[:12], file=relative, reason="Symlink")
-                skipped.append(SkippedFile(relative, SkipReason.SYMLINK))
-        # Sizes come from the object headers: a file over the limit is never read into memory.
-        readable, too_large = plan_reads({path: blob.size for path, blob in blobs.items()}, self._limits)
-        skipped.extend(too_large)
-        files = {path: blobs[path].data_stream.read() for path in readable}
+        read = read_config_tree(tree, limits=self._limits)
+        for skipped in read.skipped:
+            if skipped.reason is SkipReason.SYMLINK:
+                self._log.warning("git.config_file_skipped", sha=sha[:12], file=skipped.path, reason="Symlink")
         message = commit.message
         if isinstance(message, bytes):
             message = message.decode("utf-8", errors="replace")
         author = f"{commit.author.name} <{commit.author.email}>"
         return Revision(
             sha=commit.hexsha,
-            files=files,
+            files=read.files,
             config_tree=tree.hexsha,
             message=message.strip(),
             author=author,
             committed_at=commit.committed_datetime,
-            skipped=tuple(skipped),
+            skipped=read.skipped,
             allow_removal=any(blob.name == ALLOW_REMOVAL_FILE for blob in tree.blobs),
         )

@@ -1,0 +1,133 @@
+"""The Envoy view: what each shape of proxy would get differently, resource by resource.
+
+Offline, the proxies are the shapes the config itself implies, as validation translates
+for them (:func:`~reconciler.translate.translator.representative_proxies`): a sidecar per
+namespace the config uses and a gateway per Gateway selector. Both configs are translated
+for the union of both sides' shapes. Resources are compared by their deterministic bytes
+first; only those that differ are turned into Envoy's JSON and compared field by field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+
+from reconciler.diff.changes import ObjectChange, diff_objects
+from reconciler.model.config import MeshConfig
+from reconciler.translate.proxy import ProxyIdentity, ProxyRole
+from reconciler.translate.registry import build_registry
+from reconciler.translate.snapshot import PUSH_ORDER, SHORT_NAMES, Snapshot
+from reconciler.translate.translator import representative_proxies, translate
+
+__all__ = ["ProxyDiff", "affected_summary", "diff_proxies", "diff_snapshots", "proxy_shapes"]
+
+#: Lists Envoy treats in order even when their entries are named: routes of a virtual host (first match wins).
+_ORDERED = frozenset({"routes"})
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyDiff:
+    """One proxy shape and the changes to the resources it would be sent."""
+
+    proxy: ProxyIdentity
+    changes: tuple[ObjectChange, ...]
+    #: Short names (CDS, EDS, LDS, RDS) of the xDS types that change, in push order.
+    xds_types: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        """``sidecar in bookinfo`` or ``gateway istio=ingressgateway in istio-system``."""
+        if self.proxy.role is ProxyRole.SIDECAR:
+            return f"sidecar in {self.proxy.namespace}"
+        labels = ",".join(f"{key}={value}" for key, value in sorted(self.proxy.labels.items()))
+        return f"gateway {labels or '(no selector)'} in {self.proxy.namespace}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "role": self.proxy.role.value if self.proxy.role else None,
+            "namespace": self.proxy.namespace,
+            "labels": dict(sorted(self.proxy.labels.items())),
+            "xdsTypes": list(self.xds_types),
+            "resources": [change.to_json() for change in self.changes],
+        }
+
+
+def diff_snapshots(old: Snapshot, new: Snapshot) -> tuple[ObjectChange, ...]:
+    """The Envoy resources added, removed or changed from ``old`` to ``new``, in push order."""
+    changes: list[ObjectChange] = []
+    for type_url in PUSH_ORDER:
+        if old.version_of(type_url) == new.version_of(type_url):
+            continue  # content-hashed: equal versions, equal resources
+        changes.extend(diff_objects(_by_key(old, type_url), _by_key(new, type_url), plain=_plain, same=_same))
+    return tuple(changes)
+
+
+def proxy_shapes(*configs: MeshConfig) -> tuple[ProxyIdentity, ...]:
+    """Every proxy shape any of ``configs`` implies, once each, sidecars first."""
+    shapes: dict[tuple[Any, ...], ProxyIdentity] = {}
+    for config in configs:
+        for proxy in representative_proxies(config):
+            shapes.setdefault((proxy.role, proxy.namespace, tuple(sorted(proxy.labels.items()))), proxy)
+    return tuple(shapes[key] for key in sorted(shapes, key=lambda key: (key[0] != ProxyRole.SIDECAR, key[1:])))
+
+
+def diff_proxies(
+    old: MeshConfig, new: MeshConfig, *, proxies: Sequence[ProxyIdentity] | None = None
+) -> tuple[ProxyDiff, ...]:
+    """For each proxy (default: :func:`proxy_shapes` of both), what translating ``new`` changes from ``old``."""
+    old_registry, new_registry = build_registry(old), build_registry(new)
+    result: list[ProxyDiff] = []
+    for proxy in proxy_shapes(old, new) if proxies is None else proxies:
+        before = translate(old, proxy, registry=old_registry).snapshot
+        after = translate(new, proxy, registry=new_registry).snapshot
+        changes = diff_snapshots(before, after)
+        types = tuple(SHORT_NAMES[url] for url in PUSH_ORDER if before.version_of(url) != after.version_of(url))
+        result.append(ProxyDiff(proxy=proxy, changes=changes, xds_types=types))
+    return tuple(result)
+
+
+def affected_summary(proxies: Iterable[ProxyDiff]) -> str:
+    """``sidecars in 2 of 3 namespaces: RDS; gateways: 1 of 1 selector: LDS, RDS`` (``none`` when nothing changes)."""
+    parts = []
+    for role, unit in ((ProxyRole.SIDECAR, "namespace"), (ProxyRole.GATEWAY, "selector")):
+        shapes = [proxy for proxy in proxies if proxy.proxy.role is role]
+        affected = [proxy for proxy in shapes if proxy.xds_types]
+        if not affected:
+            continue
+        types = [
+            name for name in (SHORT_NAMES[url] for url in PUSH_ORDER) if any(name in p.xds_types for p in affected)
+        ]
+        only = " only" if len(types) == 1 else ""
+        plural = "s" if len(shapes) != 1 else ""
+        parts.append(f"{role.value}s: {len(affected)} of {len(shapes)} {unit}{plural}: {', '.join(types)}{only}")
+    return "; ".join(parts) or "none"
+
+
+def _by_key(snapshot: Snapshot, type_url: str) -> Mapping[tuple[str, str], Message]:
+    kind = type_url.rsplit(".", 1)[-1]
+    return {(kind, name): message for name, message in snapshot.resources(type_url).items()}
+
+
+def _same(first: Message, second: Message) -> bool:
+    return first.SerializeToString(deterministic=True) == second.SerializeToString(deterministic=True)
+
+
+def _plain(message: Message) -> Any:
+    return _named(MessageToDict(message, preserving_proto_field_name=True))
+
+
+def _named(value: Any, key: str = "") -> Any:
+    """Lists of named entries keyed by name (``virtual_hosts["reviews:9080"]``), so an insertion shifts nothing."""
+    if isinstance(value, dict):
+        return {name: _named(item, name) for name, item in value.items()}
+    if isinstance(value, list):
+        items = [_named(item) for item in value]
+        names = [item.get("name") if isinstance(item, dict) else None for item in items]
+        if key not in _ORDERED and names and None not in names and len(set(names)) == len(names):
+            return dict(zip(names, items, strict=True))
+        return items
+    return value

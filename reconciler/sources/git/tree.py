@@ -1,0 +1,90 @@
+"""Config files out of one commit's tree: the one rule for the daemon's clone and ``reconciler diff``.
+
+Files under the config path that :func:`~reconciler.model.source.is_config_file` accepts,
+hidden directories never walked, symlinks never followed (reported as skipped), sizes
+checked from the object headers before anything is read (:func:`~reconciler.model.limits.plan_reads`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import git
+from git.exc import BadName, GitError, InvalidGitRepositoryError, NoSuchPathError
+from git.objects import Blob, Commit, Tree
+
+from reconciler.errors import PathNotFoundError, UsageError
+from reconciler.loader.files import ConfigFiles
+from reconciler.model.limits import DEFAULT_LIMITS, InputLimits, SkippedFile, SkipReason, plan_reads
+from reconciler.model.source import is_config_file
+
+__all__ = ["config_tree", "read_config_tree", "read_revision"]
+
+#: git's ``mode`` for a regular file (either permission); a symlinked config file is skipped with a warning.
+_REGULAR_FILE_MODES = frozenset({0o100644, 0o100755})
+
+
+def config_tree(commit: Commit, path: str) -> Tree | None:
+    """The directory ``path`` (``""``: the root) of ``commit``, or None when it is not a directory there."""
+    if not path:
+        return commit.tree
+    try:
+        found = commit.tree / path
+    except KeyError:
+        return None
+    return found if isinstance(found, Tree) else None
+
+
+def read_config_tree(tree: Tree, *, limits: InputLimits = DEFAULT_LIMITS) -> ConfigFiles:
+    """The config files under ``tree`` by ``/``-separated path relative to it, and those left unread."""
+    blobs: dict[str, Blob] = {}
+    skipped: list[SkippedFile] = []
+    for relative, blob in _walk(tree):
+        if not is_config_file(relative):
+            continue
+        if blob.mode in _REGULAR_FILE_MODES:
+            blobs[relative] = blob
+        else:
+            # A symlink's target may lie outside the config path or the repository: never followed, but said.
+            skipped.append(SkippedFile(relative, SkipReason.SYMLINK))
+    # Sizes come from the object headers: a file over the limit is never read into memory.
+    readable, too_large = plan_reads({path: blob.size for path, blob in blobs.items()}, limits)
+    skipped.extend(too_large)
+    return ConfigFiles(files={path: blobs[path].data_stream.read() for path in readable}, skipped=tuple(skipped))
+
+
+def read_revision(
+    repo_dir: Path, revision: str, *, path: str = "", limits: InputLimits = DEFAULT_LIMITS
+) -> tuple[str, ConfigFiles]:
+    """The commit ``revision`` names (any of git's spellings) in the repository at ``repo_dir``, and its config files.
+
+    Raises UsageError for a directory that is not in a git repository or a revision git
+    cannot resolve, PathNotFoundError when ``path`` is not a directory at that commit.
+    """
+    if revision.startswith("-"):
+        raise UsageError(f"revision {revision!r} must not start with '-'")
+    try:
+        repo = git.Repo(repo_dir, search_parent_directories=True)
+    except (InvalidGitRepositoryError, NoSuchPathError) as error:
+        raise UsageError(f"{repo_dir} is not in a git repository") from error
+    with repo:
+        try:
+            commit = repo.commit(revision)
+        except (BadName, GitError, ValueError) as error:
+            raise UsageError(f"unknown revision {revision!r} in {repo.working_dir}") from error
+        tree = config_tree(commit, path)
+        if tree is None:
+            raise PathNotFoundError(f"{path!r} is not a directory at {revision} ({commit.hexsha[:12]})")
+        return commit.hexsha, read_config_tree(tree, limits=limits)
+
+
+def _walk(tree: Tree, prefix: str = "") -> Iterator[tuple[str, Blob]]:
+    """Every blob under ``tree`` (files, symlinks) with its ``/``-joined path, skipping hidden dirs."""
+    for blob in tree.blobs:
+        yield f"{prefix}{blob.name}", blob
+    for subtree in tree.trees:
+        # Pruned here, not just filtered later, so a big hidden dir (.github, vendored
+        # docs) is never read at all.
+        if not subtree.name.startswith("."):
+            yield from _walk(subtree, f"{prefix}{subtree.name}/")
