@@ -194,8 +194,8 @@ def rollout_rows(rollouts: Sequence[RolloutDocument], *, now: float | None = Non
             r.policy,
             r.phase,
             f"{r.step + 1}/{r.steps + 1}",
-            _weights(r.served, labels=_short_labels(r)),
-            _weights(r.goal, labels=_short_labels(r)),
+            _weights(r.served, routes=_moving(r), labels=_short_labels(r)),
+            _weights(r.goal, routes=_moving(r), labels=_short_labels(r)),
             f"{r.canary.requests}/{r.canary.errors}" if r.canary else "-",
             f"{r.stable.requests}/{r.stable.errors}" if r.stable else "-",
             f"{duration(moment - r.decided_at)} ago" if r.decided_at is not None else "-",
@@ -213,10 +213,16 @@ def _short_labels(rollout: RolloutDocument) -> Mapping[str, str]:
     return {label: label for label in labels}
 
 
-def _weights(weights: Weights, *, labels: Mapping[str, str]) -> str:
-    """Each distinct split of the routes, weighted destinations only: ``v1 90, v2 10``."""
+def _moving(rollout: RolloutDocument) -> list[str]:
+    """The routes a table cell shows: those whose served weights are not git's, or all when none differ."""
+    moving = [route for route, split in rollout.served.items() if rollout.goal.get(route) != split]
+    return moving or list(rollout.served)
+
+
+def _weights(weights: Weights, *, routes: Sequence[str], labels: Mapping[str, str]) -> str:
+    """Each distinct split of ``routes``, weighted destinations only: ``v1 90, v2 10``."""
     splits = []
-    for split in weights.values():
+    for split in (weights[route] for route in routes if route in weights):
         text = ", ".join(f"{labels[label]} {weight}" for label, weight in sorted(split.items()) if weight)
         if text not in splits:
             splits.append(text)
@@ -263,7 +269,7 @@ def _time_left(rollout: RolloutDocument, *, now: float) -> str:
     if rollout.acked_at is None:
         return f"waiting for every proxy to ACK the step; Stalled in {deadline} unless they do"
     look = rollout.next_look_at
-    next_look = "now, once the canary has minRequests" if look is None or look <= now else duration(look - now)
+    next_look = "as soon as the canary has minRequests" if look is None or look <= now else f"in {duration(look - now)}"
     return f"every proxy ACKed {duration(now - rollout.acked_at)} ago; next look {next_look}; decided within {deadline}"
 
 
