@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, mesh_files
-from rollout_yaml import policy_yaml
+from memsource import EngineFactory, MemorySource
+from rollout_walk import first_step_acked
 
 from reconciler.api.rollouts import rollout_routes
-from reconciler.engine.rollouts import RolloutController
-from reconciler.metrics.store import MetricsStore
-from reconciler.xds.cache import SnapshotCache
 
 Run = Callable[..., Any]
 Post = Callable[..., tuple[int, Any]]
@@ -25,17 +21,7 @@ ROLLOUT = "/api/v1/rollouts/default/reviews"
 @pytest.fixture
 def post(source: MemorySource, make_engine: EngineFactory, run: Run) -> Post:
     """``post(path, **kwargs)`` → (status, JSON body), to the command routes over a rollout in its first step."""
-    cache = SnapshotCache()
-    gateway = cache.connect(GATEWAY, on_change=lambda: None)
-    engine = make_engine(source, cache)
-    controller = RolloutController(engine=engine, cache=cache, metrics=MetricsStore(), clock=time.time)
-    policy = policy_yaml(steps="10, 50", interval="10m")
-    for v1, v2 in ((100, 0), (0, 100)):
-        source.commit({**mesh_files(v1=v1, v2=v2), "policy.yaml": policy}, f"reviews {v1}/{v2}")
-        assert run(engine.reconcile(trigger="test")).ok
-        ack_all(gateway)
-    [walking] = controller.documents()
-    assert (walking.phase, walking.step) == ("Progressing", 0)
+    controller = first_step_acked(source, make_engine, run).controller
 
     def send(path: str, **kwargs: Any) -> tuple[int, Any]:
         async def call() -> tuple[int, Any]:

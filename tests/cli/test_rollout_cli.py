@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,9 +13,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, mesh_files
+from memsource import EngineFactory, MemorySource, ack_all
 from prometheus_client import CollectorRegistry
-from rollout_yaml import policy_yaml
+from rollout_walk import first_step_acked
 
 from reconciler.api.document import RolloutDocument, StatusDocument
 from reconciler.api.rollouts import rollout_routes
@@ -26,7 +25,6 @@ from reconciler.cli.main import main
 from reconciler.cli.rollout import watch_exit
 from reconciler.cli.status import render_status
 from reconciler.engine.rollouts import RolloutController
-from reconciler.metrics.store import MetricsStore
 from reconciler.xds.cache import ProxyConnection, SnapshotCache
 
 Run = Callable[..., Any]
@@ -76,17 +74,9 @@ def serving(controller: RolloutController, cache: SnapshotCache, status: Any) ->
 @pytest.fixture
 def daemon(source: MemorySource, make_engine: EngineFactory, run: Run) -> Iterator[Daemon]:
     """A rollout of reviews 100/0 → 0/100 in steps 10, 50, its first step served and ACKed; nothing judged yet."""
-    cache = SnapshotCache()
-    gateway = cache.connect(GATEWAY, on_change=lambda: None)
-    engine = make_engine(source, cache)
-    controller = RolloutController(engine=engine, cache=cache, metrics=MetricsStore(), clock=time.time)
-    policy = policy_yaml(steps="10, 50", interval="10m")
-    for v1, v2 in ((100, 0), (0, 100)):
-        source.commit({**mesh_files(v1=v1, v2=v2), "policy.yaml": policy}, f"reviews {v1}/{v2}")
-        assert run(engine.reconcile(trigger="test")).ok
-        ack_all(gateway)
-    with serving(controller, cache, engine.status.document) as url:
-        yield Daemon(url, controller, gateway)
+    walk = first_step_acked(source, make_engine, run)
+    with serving(walk.controller, walk.cache, walk.engine.status.document) as url:
+        yield Daemon(url, walk.controller, walk.gateway)
 
 
 def test_list_shows_each_rollout_as_a_row_and_its_json_reads_back_into_the_documents(
