@@ -23,6 +23,8 @@ chained as ``__cause__``::
     │   └── SourceAborted              Aborted: a poll was cut short for shutdown (also a Cancelled)
     ├── XdsError                   ADS server / proxy protocol failure
     ├── StateError                 the embedded state store could not be read or written
+    ├── RolloutNotFoundError       no rollout under that RolloutPolicy (HTTP 404)
+    ├── RolloutCommandError        a user's command that does not apply to the rollout's phase (HTTP 409)
     ├── Cancelled                  the work was stopped, not failed: the daemon is shutting down
     │   └── SourceAborted              (see above)
     └── EnvoyError                 a local Envoy process (validate mode, tests, demo) failed
@@ -48,6 +50,8 @@ __all__ = [
     "PathNotFoundError",
     "PayloadError",
     "ReconcilerError",
+    "RolloutCommandError",
+    "RolloutNotFoundError",
     "SignatureError",
     "SourceAborted",
     "SourceError",
@@ -178,6 +182,14 @@ class XdsError(ReconcilerError):
 
 class StateError(ReconcilerError):
     """The embedded state store could not be read or written."""
+
+
+class RolloutNotFoundError(ReconcilerError):
+    """No rollout runs, or ran, under the RolloutPolicy named (``namespace/name``)."""
+
+
+class RolloutCommandError(ReconcilerError):
+    """A user's command does not apply to the rollout as it stands (ended, not paused, serving git's weights)."""
 
 
 class EnvoyError(ReconcilerError):

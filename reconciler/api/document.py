@@ -10,7 +10,7 @@ proxies' part comes from the xDS cache (:meth:`ProxyDocument.of`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -349,6 +349,14 @@ class RolloutDocument:
     message: str
     decided_at: float | None
     """The latest decision's time (seconds since the epoch)."""
+    counts: Mapping[str, RolloutCounts] = field(default_factory=lambda: MappingProxyType({}))
+    """Per destination (``host:subset``): the counts ``canary`` and ``stable`` sum."""
+    acked_at: float | None = None
+    """When every proxy had ACKed the step (its analysis window opened); None before."""
+    next_look_at: float | None = None
+    """When the open window's counts get their look (if the canary has ``minRequests`` by then)."""
+    deadline: float | None = None
+    """When ``maxInterval`` runs out: the step is decided by then, or (not ACKed yet) reported Stalled."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -364,6 +372,10 @@ class RolloutDocument:
             "stable": self.stable.to_json() if self.stable else None,
             "message": self.message,
             "decidedAt": self.decided_at,
+            "counts": {destination: counts.to_json() for destination, counts in self.counts.items()},
+            "ackedAt": self.acked_at,
+            "nextLookAt": self.next_look_at,
+            "deadline": self.deadline,
         }
 
     @classmethod
@@ -381,6 +393,12 @@ class RolloutDocument:
             stable=RolloutCounts.from_json(data["stable"]) if data["stable"] else None,
             message=data["message"],
             decided_at=data["decidedAt"],
+            counts=MappingProxyType(
+                {destination: RolloutCounts.from_json(counts) for destination, counts in data["counts"].items()}
+            ),
+            acked_at=data["ackedAt"],
+            next_look_at=data["nextLookAt"],
+            deadline=data["deadline"],
         )
 
 

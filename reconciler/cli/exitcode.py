@@ -16,7 +16,7 @@ class ExitCode(IntEnum):
     FAILED = 1
     #: The command was used wrongly (bad flag, malformed address); the message says how to fix it.
     USAGE = 2
-    #: ``reconciler status`` only: the daemon could not be reached, which is not the same as "not in sync".
+    #: ``reconciler status`` and ``rollout``: the daemon could not be reached, which is not "not in sync" or "failed".
     UNREACHABLE = 3
     #: Stopped by Ctrl-C (128 + SIGINT, as shells report it).
     INTERRUPTED = 130

@@ -2,7 +2,7 @@
 
 Exit codes follow one rule everywhere (:class:`~reconciler.cli.exitcode.ExitCode`): 0 success,
 1 the thing checked is not OK (config errors, proxies not synced), 2 the command was used
-wrongly; `status` adds 3, the daemon could not be reached.
+wrongly; `status` and `rollout` add 3, the daemon could not be reached.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from reconciler import __version__
-from reconciler.cli import bootstrap, diff, render, run, status, validate
+from reconciler.cli import bootstrap, diff, render, rollout, run, status, validate
 from reconciler.cli.exitcode import ExitCode
 from reconciler.errors import ReconcilerError, UsageError
 
@@ -32,6 +32,7 @@ Typical flow:
   reconciler run --repo https://git.example/mesh.git --path mesh
                                                the daemon: git → Envoy
   reconciler status                            proxy sync table, like istioctl proxy-status
+  reconciler rollout status reviews --watch    a rollout step by step, like kubectl argo rollouts
 """
 
 
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     # Listed in the order a user meets them: check, compare, inspect, connect a proxy, run, watch.
-    for command in (validate, diff, render, bootstrap, run, status):
+    for command in (validate, diff, render, bootstrap, run, status, rollout):
         command.register(commands)
     return parser
 

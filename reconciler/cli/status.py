@@ -6,18 +6,17 @@ import argparse
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from reconciler.api.document import ProxyDocument, StatusDocument
+from reconciler.cli.client import Refused, Unreachable, duration, request, table
 from reconciler.cli.exitcode import ExitCode
+from reconciler.cli.rollout import rollout_rows
 from reconciler.cli.run import parse_interval
 from reconciler.engine.settings import ApiSettings
-from reconciler.errors import ReconcilerError
 from reconciler.model.text import printable, quote_path
 from reconciler.translate.snapshot import SHORT_NAMES
 from reconciler.validate.findings import Finding
@@ -27,8 +26,9 @@ __all__ = ["WaitOutcome", "is_healthy", "register", "render_status", "wait_outco
 _HELP = """\
 Show what the daemon serves and whether every proxy has accepted it.
 
-The first block is the config: the branch head, the revision being served, and the
-last error (for a refused commit: each finding with file:line). The table lists each
+The first block is the config: the branch head, the revision being served, the
+last error (for a refused commit: each finding with file:line), and the rollouts still
+walking (`reconciler rollout` shows more). The table lists each
 connected proxy with its labels and, per xDS type, SYNCED (ACKed), STALE (sent, not yet
 ACKed) or NACKED (rejected: the proxy keeps its previous config), like `istioctl
 proxy-status`. Every type whose sent version is not the ACKed one gets a row in a second
@@ -55,6 +55,8 @@ Examples:
 """
 
 _WARNINGS_SHOWN = 5
+#: The phases of a rollout still walking.
+_ACTIVE = ("Progressing", "Paused", "Stalled")
 
 
 def register(commands: Any) -> None:
@@ -78,39 +80,17 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=_status)
 
 
-class _Unreachable(ReconcilerError):
-    """The daemon's status API did not answer with a status document."""
-
-
 def _fetch(server: str) -> StatusDocument:
-    url = server.rstrip("/") + "/api/v1/status"
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body = json.load(response)
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = error.reason if isinstance(error, urllib.error.URLError) else error
-        raise _Unreachable(f"cannot reach the daemon at {server}: {reason}") from error
-    try:
-        return StatusDocument.from_json(body)
+        return StatusDocument.from_json(request(server, "/api/v1/status"))
+    except Refused as error:
+        raise Unreachable(f"cannot reach the daemon at {server}: {error}") from error
     except (KeyError, TypeError, ValueError) as error:
-        raise _Unreachable(f"{server} did not answer with a status document: {error!r}") from error
+        raise Unreachable(f"{server} did not answer with a status document: {error!r}") from error
 
 
 def _age(moment: datetime | None, now: datetime) -> str:
-    if moment is None:
-        return "-"
-    seconds = int((now - moment).total_seconds())
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h"
-
-
-def _table(rows: list[list[str]]) -> list[str]:
-    rows = [[printable(cell) for cell in row] for row in rows]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return ["   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "-" if moment is None else duration((now - moment).total_seconds())
 
 
 def _finding_lines(findings: Sequence[Finding]) -> list[str]:
@@ -175,6 +155,7 @@ def render_status(status: StatusDocument, *, now: datetime) -> str:
     if engine.warnings:
         lines.append(f"WARNINGS {len(engine.warnings)} about the served config (reconciler validate shows them all)")
         lines.extend(_finding_lines(engine.warnings[:_WARNINGS_SHOWN]))
+    lines.extend(_rollout_lines(status, now=now))
     lines.append("")
     if not status.proxies:
         lines.append("No proxies connected.")
@@ -184,12 +165,25 @@ def render_status(status: StatusDocument, *, now: datetime) -> str:
         states = [proxy.types[name].state for name in SHORT_NAMES.values()]
         version = _short(proxy.acked_snapshot_version)
         rows.append([proxy.node_id, *states, version, _age(proxy.connected_since, now), _labels(proxy.labels)])
-    lines.extend(_table(rows))
+    lines.extend(table(rows))
     unsynced = _unsynced_rows(status.proxies)
     if unsynced:
         lines.append("")
-        lines.extend(_table([["NAME", "TYPE", "STATE", "SENT", "ACKED", "NACK"], *unsynced]))
+        lines.extend(table([["NAME", "TYPE", "STATE", "SENT", "ACKED", "NACK"], *unsynced]))
     return "\n".join(printable(line) for line in lines)
+
+
+def _rollout_lines(status: StatusDocument, *, now: datetime) -> list[str]:
+    """The rollouts still walking (Progressing, Paused, Stalled): policy, phase, step, served against git's."""
+    active = [r for r in status.rollouts if r.phase in _ACTIVE]
+    if not active:
+        return []
+    rows = [row[:5] for row in rollout_rows(active, now=now.timestamp())]
+    lines = table([["POLICY", "PHASE", "STEP", "SERVED", "GOAL"], *rows])
+    return [
+        f"ROLLOUTS {len(active)} walking (reconciler rollout status NAME shows one)",
+        *(f"         {line}" for line in lines),
+    ]
 
 
 def _seconds_since(moment: datetime | None, now: datetime) -> float:
@@ -249,7 +243,7 @@ def _wait(args: argparse.Namespace) -> int:
     while True:
         try:
             status = _fetch(args.server)
-        except _Unreachable as error:
+        except Unreachable as error:
             # A daemon restarting mid-wait: keep asking until the deadline.
             if time.monotonic() >= deadline:
                 print(f"reconciler: {error}", file=sys.stderr)
@@ -283,7 +277,7 @@ def _status(args: argparse.Namespace) -> int:
         return _wait(args)
     try:
         status = _fetch(args.server)
-    except _Unreachable as error:
+    except Unreachable as error:
         print(f"reconciler: {error}", file=sys.stderr)
         return ExitCode.UNREACHABLE
     now = datetime.now(UTC)

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 import structlog
 from aiohttp import web
 
+from reconciler.api.rollouts import rollout_routes
 from reconciler.api.status import status_routes
 from reconciler.api.webhook import webhook_routes
 from reconciler.engine.lock import StateDirLock
@@ -113,6 +114,7 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
         )
     )
     app.add_routes(webhook_routes(secret=settings.api.webhook_secret, trigger=trigger))
+    app.add_routes(rollout_routes(command=rollouts.command))
     runner = web.AppRunner(app, access_log=None)
     watcher: Watch | None = None
     try:

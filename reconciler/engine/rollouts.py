@@ -12,6 +12,9 @@ the metrics provider, serves each step through :meth:`Engine.serve`, and keeps e
   ACK or NACK): whether every proxy ACKed the step's generation, the NACK of it, and the counts
   of canary and stable clusters since the analysis window opened go to ``decide``; its answer
   is served (advance, finish, roll back) and recorded.
+* **A user's command** (:meth:`RolloutController.command`: pause, resume, promote, abort) is
+  ``decide``'s too, acted on at once like a tick's decision; one that does not apply to the
+  rollout's phase is refused before it reaches ``decide`` (``refusal``).
 * **A rollout is tied to its commit's config tree.** A rolled-back rollout keeps serving the
   pre-rollout weights for that tree, so a pass that sees the same tree again serves nothing
   new (the engine adopts the served config: ``Engine._already_served``), and only a new
@@ -34,18 +37,21 @@ from reconciler.api.document import RolloutCounts, RolloutDocument
 from reconciler.engine.origin import Change, Origin
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.snapshots import ConfigSnapshots
+from reconciler.errors import RolloutCommandError, RolloutNotFoundError
 from reconciler.metrics import MetricsProvider
 from reconciler.model.hosts import resolve_host
 from reconciler.model.virtualservice import Destination
 from reconciler.rollout.analysis import Counts, sum_counts
 from reconciler.rollout.decide import (
     Action,
+    Command,
     Decision,
     Observation,
     Phase,
     Record,
     RolloutState,
     decide,
+    refusal,
     start,
 )
 from reconciler.rollout.decide import Revision as RolloutRevision
@@ -96,6 +102,8 @@ class RolloutView:
     goal: WeightTable
     last: DecisionRecord | None
     """The latest decision, holds included: its counts are the step's so far."""
+    interval: float
+    max_interval: float
 
 
 @dataclass(slots=True)
@@ -129,18 +137,7 @@ class RolloutController:
 
     def views(self) -> tuple[RolloutView, ...]:
         """Every rollout of the head revision, by policy."""
-        return tuple(
-            RolloutView(
-                policy=policy,
-                virtual_services=rollout.governed.virtual_services,
-                state=rollout.state,
-                steps=rollout.governed.spec.steps,
-                served=rollout.weights,
-                goal=rollout.state.goal,
-                last=rollout.last,
-            )
-            for policy, rollout in sorted(self._rollouts.items())
-        )
+        return tuple(_view(rollout) for _, rollout in sorted(self._rollouts.items()))
 
     def documents(self) -> tuple[RolloutDocument, ...]:
         """Every rollout as the status document shows it."""
@@ -150,6 +147,24 @@ class RolloutController:
         """The decisions of the rollout under ``policy`` (``namespace/name``) that changed something, oldest first."""
         rollout = self._rollouts.get(policy)
         return tuple(rollout.records) if rollout is not None else ()
+
+    def command(self, policy: str, command: Command) -> RolloutDocument:
+        """Act on a user's command for the rollout under ``policy`` (``namespace/name``) now; the rollout after it.
+
+        Raises RolloutNotFoundError when no rollout is under ``policy``, RolloutCommandError when
+        the command does not apply to the rollout's phase.
+        """
+        rollout = self._rollouts.get(policy)
+        if rollout is None:
+            raise RolloutNotFoundError(f"no rollout under RolloutPolicy {policy}")
+        refused = refusal(rollout.state, command, policy=rollout.governed.spec)
+        if refused is not None:
+            raise RolloutCommandError(f"cannot {command} the rollout under RolloutPolicy {policy}: {refused}")
+        decision = decide(rollout.state, Observation(command=command), policy=rollout.governed.spec, now=self._clock())
+        self._act(rollout, decision)
+        if decision.action in _MOVES:
+            rollout.nacked = False  # a NACK of the weights just replaced judges nothing served now
+        return _document(_view(rollout))
 
     def serve_revision(self, revision: Revision, config: ConfigSnapshots, *, change: Change) -> bool:
         """Serve a commit: git's weights where nothing is to be walked, each rollout's weights where one is."""
@@ -347,9 +362,25 @@ class RolloutController:
             loop.call_soon(self.tick)
 
 
+def _view(rollout: _Rollout) -> RolloutView:
+    spec = rollout.governed.spec
+    return RolloutView(
+        policy=rollout.governed.policy,
+        virtual_services=rollout.governed.virtual_services,
+        state=rollout.state,
+        steps=spec.steps,
+        served=rollout.weights,
+        goal=rollout.state.goal,
+        last=rollout.last,
+        interval=spec.interval.seconds,
+        max_interval=spec.max_interval.seconds,
+    )
+
+
 def _document(view: RolloutView) -> RolloutDocument:
     walk = plan(view.state.pre_rollout, view.goal, steps=view.steps)
     counts = view.last.record.counts if view.last is not None else {}
+    next_look_at, deadline = _timing(view)
 
     def side(destinations: frozenset[Destination]) -> RolloutCounts | None:
         if not counts:
@@ -370,7 +401,21 @@ def _document(view: RolloutView) -> RolloutDocument:
         stable=side(walk.stable),
         message=view.last.record.reason if view.last is not None else "",
         decided_at=view.last.record.time if view.last is not None else None,
+        counts={_label(d): RolloutCounts(requests=c.requests, errors=c.errors) for d, c in counts.items()},
+        acked_at=view.state.acked_at,
+        next_look_at=next_look_at,
+        deadline=deadline,
     )
+
+
+def _timing(view: RolloutView) -> tuple[float | None, float | None]:
+    """When a walking step's counts get their next look, and when ``maxInterval`` runs out (held: neither)."""
+    state = view.state
+    if state.phase is not Phase.PROGRESSING:
+        return None, None
+    if state.acked_at is None or state.window_start is None:
+        return None, state.step_started_at + view.max_interval
+    return state.window_start + view.interval, state.acked_at + view.max_interval
 
 
 def _origin(revision: Revision, rollouts: Mapping[str, _Rollout]) -> Origin:

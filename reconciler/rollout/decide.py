@@ -53,6 +53,7 @@ __all__ = [
     "Revision",
     "RolloutState",
     "decide",
+    "refusal",
     "start",
 ]
 
@@ -267,6 +268,24 @@ def _command(context: _Context, state: RolloutState, command: Command) -> Decisi
         final if command is Command.PROMOTE_FULL else min(state.step + 1, final),
         f"promoted by a user ({command})",
     )
+
+
+def refusal(state: RolloutState, command: Command, *, policy: RolloutPolicySpec) -> str | None:
+    """Why ``command`` does not apply to the rollout as it stands, or None when ``decide`` may act on it.
+
+    A refused command would change nothing or undo progress: a resume restarts the step's
+    window, so it applies only to a held rollout; a promote past git's weights has nowhere to go.
+    """
+    if state.phase.ended:
+        return f"the rollout has ended: {state.phase}"
+    if command is Command.PAUSE and state.phase is Phase.PAUSED:
+        return "it is already paused"
+    if command is Command.RESUME and state.phase is Phase.PROGRESSING:
+        return "it is not paused or stalled"
+    final = plan(state.pre_rollout, state.goal, steps=policy.steps).final_step
+    if command in (Command.PROMOTE, Command.PROMOTE_FULL) and state.step == final:
+        return "it already serves git's weights and waits for every proxy to ACK them"
+    return None
 
 
 def _acknowledgement(context: _Context, state: RolloutState, *, acked: bool, policy: RolloutPolicySpec) -> Decision:

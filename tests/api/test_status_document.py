@@ -97,6 +97,13 @@ def everything_set() -> StatusDocument:
         stable=RolloutCounts(requests=900, errors=0),
         message="failed beyond doubt: canary error rate 31/100 = 31% > 1%",
         decided_at=1_750_000_000.5,
+        counts={
+            "reviews.example.com:v1": RolloutCounts(requests=900, errors=0),
+            "reviews.example.com:v2": RolloutCounts(requests=100, errors=31),
+        },
+        acked_at=1_749_999_990.25,
+        next_look_at=1_750_000_020.25,
+        deadline=1_750_000_590.25,
     )
     return StatusDocument(engine=engine, proxies=(proxy,), rollouts=(rollout,))
 
