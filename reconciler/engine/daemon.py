@@ -2,7 +2,7 @@
 
 Its parts live beside it: :mod:`~reconciler.engine.settings` (what it is configured with),
 :mod:`~reconciler.engine.source_factory` (which source), :mod:`~reconciler.engine.lock` (one
-daemon per state dir), :mod:`~reconciler.engine.metrics` (Prometheus).
+daemon per state dir), :mod:`~reconciler.engine.telemetry` (Prometheus).
 
 The loop reconciles on start, then on every trigger (webhook, manual sync, file
 save) or poll tick, whichever comes first. Failures back off with jitter up to
@@ -29,7 +29,7 @@ from aiohttp import web
 from reconciler.api.status import status_routes
 from reconciler.api.webhook import webhook_routes
 from reconciler.engine.lock import StateDirLock
-from reconciler.engine.metrics import Metrics
+from reconciler.engine.telemetry import DaemonMetrics
 from reconciler.engine.reconcile import Engine, PassResult
 from reconciler.engine.rollouts import RolloutController
 from reconciler.engine.settings import Settings
@@ -69,7 +69,7 @@ async def run_daemon(settings: Settings, *, ready: Callable[[int, int], None] | 
 async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] | None) -> None:
     source, repo_label, prefix = make_source(settings)
     cache = SnapshotCache()
-    metrics = Metrics(cache=cache)
+    metrics = DaemonMetrics(cache=cache)
     status = EngineStatus(repo=repo_label, branch=settings.source.branch, path=settings.source.path)
     engine = Engine(
         source=source,
@@ -173,7 +173,7 @@ _ABORT_REPEAT_SECONDS = 0.25
 async def _loop(
     *,
     engine: Engine,
-    metrics: Metrics,
+    metrics: DaemonMetrics,
     wake: asyncio.Event,
     stop: asyncio.Event,
     poll_interval: float,

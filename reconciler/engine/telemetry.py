@@ -10,10 +10,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from reconciler.translate.snapshot import SHORT_NAMES
 from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
 
-__all__ = ["Metrics"]
+__all__ = ["DaemonMetrics"]
 
 
-class Metrics:
+class DaemonMetrics:
     """Reconcile passes and their duration (the loop records them); xDS responses and proxies (from ``cache``)."""
 
     def __init__(self, *, cache: SnapshotCache) -> None:
