@@ -29,13 +29,13 @@ from aiohttp import web
 from reconciler.api.status import status_routes
 from reconciler.api.webhook import webhook_routes
 from reconciler.engine.lock import StateDirLock
-from reconciler.engine.telemetry import DaemonMetrics
 from reconciler.engine.reconcile import Engine, PassResult
 from reconciler.engine.rollouts import RolloutController
 from reconciler.engine.settings import Settings
 from reconciler.engine.source_factory import make_source
 from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import EngineStatus
+from reconciler.engine.telemetry import DaemonMetrics
 from reconciler.errors import ReconcilerError
 from reconciler.metrics import MetricsService, MetricsStore
 from reconciler.model.address import parse_address

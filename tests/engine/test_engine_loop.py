@@ -11,9 +11,9 @@ import pytest
 from memsource import EngineFactory, MemorySource, mesh_files
 
 from reconciler.engine.daemon import _loop
-from reconciler.engine.telemetry import DaemonMetrics
 from reconciler.engine.reconcile import Engine, PassResult
 from reconciler.engine.status import EngineStatus, Reason
+from reconciler.engine.telemetry import DaemonMetrics
 from reconciler.errors import PathNotFoundError, SourceAborted
 from reconciler.sources.revision import Revision
 from reconciler.xds.cache import SnapshotCache
