@@ -71,10 +71,11 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
     cache = SnapshotCache()
     metrics = DaemonMetrics(cache=cache)
     status = EngineStatus(repo=repo_label, branch=settings.source.branch, path=settings.source.path)
+    state = SqliteStateStore(settings.state.dir)
     engine = Engine(
         source=source,
         cache=cache,
-        store=SqliteStateStore(settings.state.dir),
+        store=state,
         status=status,
         clock=_utc_now,
         default_namespace=settings.source.namespace,
@@ -85,7 +86,9 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
     )
     # Proxies push their per-cluster stats to the xDS port; the controller judges rollout steps on them.
     store = MetricsStore()
-    rollouts = RolloutController(engine=engine, cache=cache, metrics=store, clock=time.time)
+    # Built before the restore: a stored rollout of the restored commit is served with its step's weights.
+    rollouts = RolloutController(engine=engine, cache=cache, metrics=store, clock=time.time, store=state)
+    metrics.watch_rollouts(rollouts)
     if engine.restore():
         log.info("daemon.serving_stored_revision", sha=status.served.sha[:12] if status.served else None)
 
@@ -152,6 +155,7 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
         finally:
             ticking.cancel()
             await asyncio.gather(ticking, return_exceptions=True)
+            await asyncio.to_thread(rollouts.wait_saved)  # a clean stop keeps the last decision
     finally:
         if watcher is not None:
             watcher.stop()
