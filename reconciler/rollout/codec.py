@@ -7,8 +7,9 @@ dataclasses (weight tables, counts) become lists of entries, since JSON keys are
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -59,7 +60,7 @@ def state_to_json(state: RolloutState) -> dict[str, Any]:
 
 
 def state_from_json(data: Any) -> RolloutState:
-    try:
+    with _reading("rollout state"):
         return RolloutState(
             phase=Phase(data["phase"]),
             step=_int(data["step"]),
@@ -72,8 +73,6 @@ def state_from_json(data: Any) -> RolloutState:
             failures=_int(data["failures"]),
             over_max_looks=_int(data["over_max_looks"]),
         )
-    except (KeyError, TypeError) as error:
-        raise ValueError(f"not a stored rollout state: {error!r}") from error
 
 
 def record_to_json(record: Record) -> dict[str, Any]:
@@ -110,7 +109,7 @@ def record_to_json(record: Record) -> dict[str, Any]:
 
 
 def record_from_json(data: Any) -> Record:
-    try:
+    with _reading("decision record"):
         counts = {
             _destination_from_json(entry["destination"]): Counts(
                 requests=_int(entry["requests"]),
@@ -142,8 +141,6 @@ def record_from_json(data: Any) -> Record:
             checks=checks,
             reason=_str(data["reason"]),
         )
-    except (KeyError, TypeError) as error:
-        raise ValueError(f"not a stored decision record: {error!r}") from error
 
 
 def weights_to_json(weights: WeightTable) -> list[dict[str, Any]]:
@@ -158,15 +155,13 @@ def weights_to_json(weights: WeightTable) -> list[dict[str, Any]]:
 
 
 def weights_from_json(data: Any) -> WeightTable:
-    try:
+    with _reading("weight table"):
         table: dict[RouteRef, Mapping[Destination, int]] = {
             RouteRef(_str(entry["virtual_service"]), _int(entry["route"])): MappingProxyType(
                 {_destination_from_json(destination): _int(weight) for destination, weight in entry["split"]}
             )
             for entry in data
         }
-    except (KeyError, TypeError) as error:
-        raise ValueError(f"not a stored weight table: {error!r}") from error
     return MappingProxyType(table)
 
 
@@ -182,6 +177,15 @@ def _destination_from_json(data: Any) -> Destination:
 
 
 # JSON's types, checked: a row this code did not write must fail here, not later in a decision.
+
+
+@contextlib.contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Missing keys and wrong shapes of a stored ``what`` as the ``ValueError`` the readers promise."""
+    try:
+        yield
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"not a stored {what}: {error!r}") from error
 
 
 def _str(value: Any) -> str:

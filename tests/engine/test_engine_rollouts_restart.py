@@ -7,18 +7,16 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, mesh_files, stored_sha
+from memsource import EngineFactory, MemorySource, ack_all, mesh_files, stored_sha
 from rollout_yaml import policy_yaml
 from structlog.testing import capture_logs
 from test_engine_nack import nack_listeners
-from test_engine_rollouts import DEFAULT, POLICY, V1, V2, FakeMetrics, ManualClock, Mesh, Run, start_v2_rollout
+from test_engine_rollouts import DEFAULT, POLICY, V1, V2, Mesh, Run, mesh_of, start_v2_rollout
 
 from reconciler.engine import state
 from reconciler.engine.origin import Change
-from reconciler.engine.rollouts import RolloutController
 from reconciler.engine.state import SourceIdentity, SqliteStateStore
 from reconciler.rollout.decide import Action, Phase
-from reconciler.xds.cache import SnapshotCache
 
 HEALTHY = policy_yaml(steps="10, 50", interval="30s", min_requests=100)
 FRAGILE = policy_yaml(steps="10, 50", min_requests=20, interval="2s")
@@ -28,16 +26,7 @@ def daemon(
     source: MemorySource, make_engine: EngineFactory, run: Run, state_dir: Path, *, now: float = 1_000.0
 ) -> Mesh:
     """An engine and a rollout controller as the daemon wires them: both over the store in ``state_dir``."""
-    cache = SnapshotCache()
-    gateway = cache.connect(GATEWAY, on_change=lambda: None)
-    engine = make_engine(source, cache)
-    clock = ManualClock()
-    clock.now = now
-    metrics = FakeMetrics(clock)
-    controller = RolloutController(
-        engine=engine, cache=cache, metrics=metrics, clock=clock, store=SqliteStateStore(state_dir)
-    )
-    return Mesh(source, engine, controller, gateway, clock, metrics, run)
+    return mesh_of(source, make_engine, run, store=SqliteStateStore(state_dir), now=now)[0]
 
 
 def restarted(before: Mesh, make_engine: EngineFactory, state_dir: Path) -> Mesh:
@@ -188,19 +177,11 @@ def test_a_store_that_cannot_save_is_logged_and_the_rollout_walks_on(
 ) -> None:
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the state directory should be")
-    cache = SnapshotCache()
-    gateway = cache.connect(GATEWAY, on_change=lambda: None)
-    clock = ManualClock()
-    engine = make_engine(source, cache)
-    metrics = FakeMetrics(clock)
-    controller = RolloutController(
-        engine=engine, cache=cache, metrics=metrics, clock=clock, store=SqliteStateStore(blocked)
-    )
-    mesh = Mesh(source, engine, controller, gateway, clock, metrics, run)
+    mesh, _ = mesh_of(source, make_engine, run, store=SqliteStateStore(blocked))
 
     with capture_logs() as logs:
         start_v2_rollout(mesh, HEALTHY)
-        controller.wait_saved()
+        mesh.controller.wait_saved()
 
     assert mesh.served() == {V1: 90, V2: 10}
     assert any(entry["event"] == "rollout.state_save_failed" for entry in logs)

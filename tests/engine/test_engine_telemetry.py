@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-from memsource import GATEWAY, EngineFactory, MemorySource, ack_all
+from memsource import EngineFactory, MemorySource, ack_all
 from rollout_yaml import policy_yaml
-from test_engine_rollouts import FakeMetrics, ManualClock, Mesh, Run, start_v2_rollout
+from test_engine_rollouts import Mesh, Run, mesh_of, start_v2_rollout
 
-from reconciler.engine.rollouts import RolloutController
 from reconciler.engine.telemetry import DaemonMetrics
 from reconciler.rollout.decide import Phase
-from reconciler.xds.cache import SnapshotCache
 
 LABELS = {"namespace": "default", "policy": "reviews"}
 
 
 def watched(source: MemorySource, make_engine: EngineFactory, run: Run) -> tuple[Mesh, DaemonMetrics]:
-    cache = SnapshotCache()
-    gateway = cache.connect(GATEWAY, on_change=lambda: None)
-    engine = make_engine(source, cache)
-    clock = ManualClock()
-    metrics = FakeMetrics(clock)
-    controller = RolloutController(engine=engine, cache=cache, metrics=metrics, clock=clock)
+    mesh, cache = mesh_of(source, make_engine, run)
     telemetry = DaemonMetrics(cache=cache)
-    telemetry.watch_rollouts(controller)
-    return Mesh(source, engine, controller, gateway, clock, metrics, run), telemetry
+    telemetry.watch_rollouts(mesh.controller)
+    return mesh, telemetry
 
 
 def phases(telemetry: DaemonMetrics) -> dict[str, float | None]:
