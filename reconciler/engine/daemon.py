@@ -2,7 +2,7 @@
 
 Its parts live beside it: :mod:`~reconciler.engine.settings` (what it is configured with),
 :mod:`~reconciler.engine.source_factory` (which source), :mod:`~reconciler.engine.lock` (one
-daemon per state dir), :mod:`~reconciler.engine.metrics` (Prometheus).
+daemon per state dir), :mod:`~reconciler.engine.telemetry` (Prometheus).
 
 The loop reconciles on start, then on every trigger (webhook, manual sync, file
 save) or poll tick, whichever comes first. Failures back off with jitter up to
@@ -30,13 +30,13 @@ from reconciler.api.rollouts import rollout_routes
 from reconciler.api.status import status_routes
 from reconciler.api.webhook import webhook_routes
 from reconciler.engine.lock import StateDirLock
-from reconciler.engine.metrics import Metrics
 from reconciler.engine.reconcile import Engine, PassResult
 from reconciler.engine.rollouts import RolloutController
 from reconciler.engine.settings import Settings
 from reconciler.engine.source_factory import make_source
 from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import EngineStatus
+from reconciler.engine.telemetry import DaemonMetrics
 from reconciler.errors import ReconcilerError
 from reconciler.metrics import MetricsService, MetricsStore
 from reconciler.model.address import parse_address
@@ -70,12 +70,13 @@ async def run_daemon(settings: Settings, *, ready: Callable[[int, int], None] | 
 async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] | None) -> None:
     source, repo_label, prefix = make_source(settings)
     cache = SnapshotCache()
-    metrics = Metrics(cache=cache)
+    metrics = DaemonMetrics(cache=cache)
     status = EngineStatus(repo=repo_label, branch=settings.source.branch, path=settings.source.path)
+    state = SqliteStateStore(settings.state.dir)
     engine = Engine(
         source=source,
         cache=cache,
-        store=SqliteStateStore(settings.state.dir),
+        store=state,
         status=status,
         clock=_utc_now,
         default_namespace=settings.source.namespace,
@@ -86,7 +87,9 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
     )
     # Proxies push their per-cluster stats to the xDS port; the controller judges rollout steps on them.
     store = MetricsStore()
-    rollouts = RolloutController(engine=engine, cache=cache, metrics=store, clock=time.time)
+    # Built before the restore: a stored rollout of the restored commit is served with its step's weights.
+    rollouts = RolloutController(engine=engine, cache=cache, metrics=store, clock=time.time, store=state)
+    metrics.watch_rollouts(rollouts)
     if engine.restore():
         log.info("daemon.serving_stored_revision", sha=status.served.sha[:12] if status.served else None)
 
@@ -154,6 +157,7 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
         finally:
             ticking.cancel()
             await asyncio.gather(ticking, return_exceptions=True)
+            await asyncio.to_thread(rollouts.wait_saved)  # a clean stop keeps the last decision
     finally:
         if watcher is not None:
             watcher.stop()
@@ -175,7 +179,7 @@ _ABORT_REPEAT_SECONDS = 0.25
 async def _loop(
     *,
     engine: Engine,
-    metrics: Metrics,
+    metrics: DaemonMetrics,
     wake: asyncio.Event,
     stop: asyncio.Event,
     poll_interval: float,

@@ -22,9 +22,9 @@ rollback), published by :meth:`Engine.serve`, the one way in for all of them. Th
 the served state's identity: a new generation per served config, synced when every proxy
 ACKed that generation, and a new commit counts as "the served config" only when what is served
 is a commit's config as committed with the same tree. The store keeps commits, never a step's
-weights: once an origin is synced, the commit it belongs to is saved, so a restart serves that
-commit as committed (for a rollout step: its commit in full; the rollout issue will persist the
-step so that a restart resumes it instead).
+weights: once an origin is synced, the commit it belongs to is saved. A restart serves that commit
+through the gate like any other (:meth:`Engine.restore`): as committed, or, when the rollout
+controller stored a rollout for its config tree, with that rollout's weights.
 
 Failures are exception classes (:mod:`reconciler.errors`); :data:`_FAILURES` is the one table
 that says what each means for status (its :class:`Reason`) and for the loop (retry or wait).

@@ -19,14 +19,21 @@ the metrics provider, serves each step through :meth:`Engine.serve`, and keeps e
   pre-rollout weights for that tree, so a pass that sees the same tree again serves nothing
   new (the engine adopts the served config: ``Engine._already_served``), and only a new
   config tree is compared with the served weights again.
+* **A rollout outlives the process** (with a :class:`~reconciler.engine.state.RolloutStore`): its
+  state and weights are saved on every recorded decision, in order, on a writer thread. At start
+  each policy's latest stored rollout may be resumed: the first serve of its config tree (the
+  restore of the stored last good, or the first pass of that commit) serves its weights and goes
+  on with its step (:func:`~reconciler.rollout.codec.restarted`), instead of git's weights.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
@@ -37,11 +44,13 @@ from reconciler.api.document import RolloutCounts, RolloutDocument
 from reconciler.engine.origin import Change, Origin
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.snapshots import ConfigSnapshots
-from reconciler.errors import RolloutCommandError, RolloutNotFoundError
+from reconciler.engine.state import RolloutStore, StoredDecision, StoredRollout
+from reconciler.errors import RolloutCommandError, RolloutNotFoundError, StateError
 from reconciler.metrics import MetricsProvider
 from reconciler.model.hosts import resolve_host
 from reconciler.model.virtualservice import Destination
 from reconciler.rollout.analysis import Counts, sum_counts
+from reconciler.rollout.codec import restarted
 from reconciler.rollout.decide import (
     Action,
     Command,
@@ -118,12 +127,22 @@ class _Rollout:
     nacked: bool = False
     last: DecisionRecord | None = None
     records: deque[DecisionRecord] = field(default_factory=lambda: deque(maxlen=RECORDS_KEPT))
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """The rollout's identity in the store."""
 
 
 class RolloutController:
     """Serves commits through rollouts and walks them; ``tick`` judges every running one."""
 
-    def __init__(self, *, engine: Engine, cache: SnapshotCache, metrics: MetricsProvider, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        cache: SnapshotCache,
+        metrics: MetricsProvider,
+        clock: Clock,
+        store: RolloutStore | None = None,
+    ) -> None:
         self._engine = engine
         self._cache = cache
         self._metrics = metrics
@@ -132,6 +151,13 @@ class RolloutController:
         # Git's config for the head revision: each step serves it with the rollouts' weights.
         self._head: tuple[Revision, ConfigSnapshots] | None = None
         self._tick_pending = False
+        self._listeners: list[Callable[[DecisionRecord], None]] = []
+        self._store = store
+        # One writer thread: a rollout's saves land in the order its decisions were made.
+        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollout-save")
+        self._saving: Future[None] | None = None
+        # The latest stored rollout per policy and config tree, resumable until a commit is served (restores aside).
+        self._resumable = self._load_stored()
         engine.govern(self)
         cache.add_listener(self._on_xds_event)
 
@@ -174,9 +200,16 @@ class RolloutController:
         rollouts: dict[str, _Rollout] = {}
         moved: list[_Rollout] = []
         decisions: list[tuple[_Rollout, Decision]] = []
+        ended: list[_Rollout] = []
         for policy in governed(config.config):
             goal = weights_of(config.config, policy.virtual_services)
             running = self._rollouts.get(policy.policy)
+            fresh_tree = running is None or running.revision.config_tree != revision.config_tree
+            resumed = self._resume(policy, revision, registry=registry) if fresh_tree else None
+            if resumed is not None:
+                rollouts[policy.policy] = resumed
+                moved.append(resumed)
+                continue
             if running is not None and running.revision.config_tree == revision.config_tree:
                 # The same config again (a restart, a commit that changed nothing here): the rollout goes on.
                 rollouts[policy.policy] = dataclasses.replace(running, revision=revision)
@@ -185,6 +218,7 @@ class RolloutController:
                 observation = Observation(revision=RolloutRevision(revision.sha, goal))
                 decision = decide(running.state, observation, policy=running.governed.spec, now=now)
                 if decision.successor is not None:
+                    ended.append(dataclasses.replace(running, state=decision.state))
                     # Superseded: a new walk from the weights served now; its records start with why.
                     fresh = self._new_rollout(policy, revision, decision.successor, decision.weights, registry=registry)
                 else:
@@ -212,6 +246,10 @@ class RolloutController:
         for rollout in moved:
             rollout.generation = generation
             rollout.nacked = False
+        if change is not Change.RESTORE:
+            self._resumable = {}
+        for rollout in (*ended, *rollouts.values()):
+            self._save(rollout)
         for rollout, decision in decisions:
             self._record(rollout, decision)
         return True
@@ -307,6 +345,79 @@ class RolloutController:
         snapshots = ConfigSnapshots(config=stepped, registry=build_registry(stepped), findings=config.warnings())
         return self._engine.serve(snapshots, origin=_origin(revision, rollouts))
 
+    def add_listener(self, listener: Callable[[DecisionRecord], None]) -> None:
+        """Call ``listener`` with every recorded decision (not with holds that change nothing)."""
+        self._listeners.append(listener)
+
+    def wait_saved(self) -> None:
+        """Block until every save asked for so far has landed (a clean stop; tests)."""
+        if self._saving is not None:
+            self._saving.result()
+
+    def _load_stored(self) -> dict[tuple[str, str], StoredRollout]:
+        if self._store is None:
+            return {}
+        try:
+            return {(stored.policy, stored.config_tree): stored for stored in self._store.load_rollouts()}
+        except StateError as error:
+            # Rollouts then start afresh from what is served, as without a store.
+            log.error("rollout.state_load_failed", error=str(error))
+            return {}
+
+    def _resume(self, policy: Governed, revision: Revision, *, registry: ServiceRegistry) -> _Rollout | None:
+        """The stored rollout of ``policy`` for this config tree: its weights, its step observed afresh.
+
+        Read once per resumed rollout, in the first passes after a start: a few rows of an indexed table.
+        """
+        stored = self._resumable.get((policy.policy, revision.config_tree))
+        if stored is None or self._store is None:
+            return None
+        try:
+            decisions = self._store.load_decisions(stored.key, last=RECORDS_KEPT)
+        except StateError as error:
+            log.error("rollout.state_load_failed", policy=policy.policy, error=str(error))
+            decisions = ()
+        rollout = self._new_rollout(
+            policy, revision, restarted(stored.state, now=self._clock()), stored.weights, registry=registry
+        )
+        rollout.key = stored.key
+        records = [DecisionRecord(policy.policy, d.record, d.generation, d.acked_at) for d in decisions]
+        rollout.records.extend(records)
+        rollout.last = records[-1] if records else None
+        log.info(
+            "rollout.resumed",
+            policy=policy.policy,
+            sha=stored.sha[:12],
+            phase=rollout.state.phase.value,
+            step=rollout.state.step,
+            weights=_describe(rollout.weights),
+        )
+        return rollout
+
+    def _save(self, rollout: _Rollout, decision: DecisionRecord | None = None) -> None:
+        """Save the rollout (and a decision of it) on the writer thread; a failed save is logged, never raised."""
+        if self._store is None:
+            return
+        store = self._store
+        row = StoredRollout(
+            key=rollout.key,
+            policy=rollout.governed.policy,
+            sha=rollout.revision.sha,
+            config_tree=rollout.revision.config_tree,
+            state=rollout.state,
+            weights=rollout.weights,
+        )
+        entry = None if decision is None else StoredDecision(decision.record, decision.generation, decision.acked_at)
+
+        def save() -> None:
+            # Serving goes on either way; only a restart's resume is at risk. Say so loudly.
+            try:
+                store.save_rollout(row, decision=entry)
+            except Exception as error:
+                log.error("rollout.state_save_failed", policy=row.policy, error=repr(error))
+
+        self._saving = self._saver.submit(save)
+
     def _counts(self, rollout: _Rollout) -> Mapping[Destination, Counts]:
         since = rollout.state.window_start
         if since is None:
@@ -321,6 +432,9 @@ class RolloutController:
         entry = self._decision_record(rollout, decision, judged_ack=judged_ack)
         rollout.last = entry
         rollout.records.append(entry)
+        self._save(rollout, entry)
+        for listener in self._listeners:
+            listener(entry)
         record = decision.record
         log.info(
             "rollout.decision",

@@ -11,6 +11,11 @@ and a store that still cannot be opened makes every load and save raise
 :class:`StateError` (the engine then serves from git alone). Each revision is saved
 with the source it came from (:class:`SourceIdentity`), so a restart with another
 ``--repo``/``--branch``/``--path`` does not serve the old source's config.
+
+Rollouts are kept too (:class:`RolloutStore`): each rollout's state and the weights it serves, tied
+to its commit's config tree, and every decision it recorded. A restart resumes the rollout of the
+tree it serves (``engine.rollouts``). Retention: the last :data:`ROLLOUTS_KEPT` rollouts, with
+their decisions; older ones are deleted as new ones start.
 """
 
 from __future__ import annotations
@@ -21,15 +26,34 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from reconciler.errors import StateError
+from reconciler.rollout.codec import (
+    record_from_json,
+    record_to_json,
+    state_from_json,
+    state_to_json,
+    weights_from_json,
+    weights_to_json,
+)
+from reconciler.rollout.decide import Record, RolloutState
+from reconciler.rollout.plan import WeightTable
 from reconciler.sources.git import redact_url
 from reconciler.sources.revision import Revision
 
-__all__ = ["SourceIdentity", "SqliteStateStore", "StateStore", "StoredRevision"]
+__all__ = [
+    "ROLLOUTS_KEPT",
+    "RolloutStore",
+    "SourceIdentity",
+    "SqliteStateStore",
+    "StateStore",
+    "StoredDecision",
+    "StoredRevision",
+    "StoredRollout",
+]
 
 log = structlog.get_logger("reconciler.state")
 
@@ -48,7 +72,33 @@ CREATE TABLE IF NOT EXISTS last_good (
     source_branch TEXT,
     source_path TEXT
 );
+CREATE TABLE IF NOT EXISTS rollouts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    policy TEXT NOT NULL,
+    sha TEXT NOT NULL,
+    config_tree TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    weights TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rollout_decisions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    rollout TEXT NOT NULL,
+    time REAL NOT NULL,
+    phase TEXT NOT NULL,
+    action TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    acked_at REAL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rollout_decisions_by_rollout ON rollout_decisions (rollout, seq);
 """
+
+#: Rollouts kept (with their decisions); the oldest beyond are deleted when a new one is saved.
+ROLLOUTS_KEPT = 100
 
 #: Added after the first release; a store written before has none of them (NULL: source unknown).
 _SOURCE_COLUMNS = ("source_repo", "source_branch", "source_path")
@@ -97,6 +147,44 @@ class StoredRevision:
 
     revision: Revision
     source: SourceIdentity | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRollout:
+    """A rollout as stored: its state, the weights it serves, and the commit (and config tree) it walks."""
+
+    key: str
+    """Unique per rollout: a new walk (a new goal) is a new rollout."""
+    policy: str
+    sha: str
+    config_tree: str
+    state: RolloutState
+    weights: WeightTable
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDecision:
+    """One recorded decision of a rollout, the generation that served its weights, and the ACK it judged."""
+
+    record: Record
+    generation: int
+    acked_at: float | None
+
+
+class RolloutStore(Protocol):
+    """Where rollouts outlive the process. Every method raises only :class:`StateError`."""
+
+    def save_rollout(self, rollout: StoredRollout, *, decision: StoredDecision | None = None) -> None:
+        """Insert or update ``rollout`` (by key), appending ``decision`` to its decisions."""
+        ...
+
+    def load_rollouts(self) -> tuple[StoredRollout, ...]:
+        """Each policy's latest rollout per config tree."""
+        ...
+
+    def load_decisions(self, key: str, *, last: int) -> tuple[StoredDecision, ...]:
+        """The rollout's ``last`` decisions, oldest first."""
+        ...
 
 
 class StateStore(Protocol):
@@ -245,3 +333,97 @@ class SqliteStateStore:
         return StoredRevision(
             revision=revision, source=SourceIdentity(repo=repo, branch=branch, path=path) if known else None
         )
+
+    def save_rollout(self, rollout: StoredRollout, *, decision: StoredDecision | None = None) -> None:
+        self._ensure_ready()
+        row = (
+            rollout.key,
+            _storable(rollout.policy),
+            rollout.sha,
+            rollout.config_tree,
+            rollout.state.phase.value,
+            rollout.state.step,
+            json.dumps(state_to_json(rollout.state)),
+            json.dumps(weights_to_json(rollout.weights)),
+        )
+        try:
+            with contextlib.closing(self._connect()) as db, db:
+                db.execute(
+                    "INSERT INTO rollouts (id, policy, sha, config_tree, phase, step, state, weights)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET sha = excluded.sha,"
+                    " config_tree = excluded.config_tree, phase = excluded.phase, step = excluded.step,"
+                    " state = excluded.state, weights = excluded.weights",
+                    row,
+                )
+                if decision is not None:
+                    record = decision.record
+                    db.execute(
+                        "INSERT INTO rollout_decisions (rollout, time, phase, action, step, generation, acked_at,"
+                        " record) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            rollout.key,
+                            record.time,
+                            record.phase.value,
+                            record.action.value,
+                            record.step,
+                            decision.generation,
+                            decision.acked_at,
+                            json.dumps(record_to_json(record)),
+                        ),
+                    )
+                _prune(db)
+        except (sqlite3.Error, ValueError) as error:
+            self._ready = False
+            raise StateError(f"cannot save rollout {rollout.policy} to {self._path}: {error}") from error
+
+    def load_rollouts(self) -> tuple[StoredRollout, ...]:
+        rows = self._read(
+            "SELECT id, policy, sha, config_tree, state, weights FROM rollouts"
+            " WHERE seq IN (SELECT MAX(seq) FROM rollouts GROUP BY policy, config_tree) ORDER BY seq",
+            (),
+        )
+        try:
+            return tuple(
+                StoredRollout(
+                    key=key,
+                    policy=policy,
+                    sha=sha,
+                    config_tree=tree,
+                    state=state_from_json(json.loads(state)),
+                    weights=weights_from_json(json.loads(weights)),
+                )
+                for key, policy, sha, tree, state, weights in rows
+            )
+        except ValueError as error:  # JSONDecodeError too
+            raise StateError(f"cannot decode the rollouts stored in {self._path}: {error}") from error
+
+    def load_decisions(self, key: str, *, last: int) -> tuple[StoredDecision, ...]:
+        rows = self._read(
+            "SELECT generation, acked_at, record FROM rollout_decisions WHERE rollout = ? ORDER BY seq DESC LIMIT ?",
+            (key, last),
+        )
+        try:
+            return tuple(
+                StoredDecision(record=record_from_json(json.loads(record)), generation=generation, acked_at=acked_at)
+                for generation, acked_at, record in reversed(rows)
+            )
+        except ValueError as error:
+            raise StateError(f"cannot decode the decisions stored in {self._path}: {error}") from error
+
+    def _read(self, query: str, parameters: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        self._ensure_ready()
+        try:
+            with contextlib.closing(self._connect()) as db, db:
+                return db.execute(query, parameters).fetchall()
+        except sqlite3.Error as error:
+            self._ready = False
+            raise StateError(f"cannot read state store {self._path}: {error}") from error
+
+
+def _prune(db: sqlite3.Connection) -> None:
+    """Keep the last :data:`ROLLOUTS_KEPT` rollouts and their decisions."""
+    deleted = db.execute(
+        "DELETE FROM rollouts WHERE seq NOT IN (SELECT seq FROM rollouts ORDER BY seq DESC LIMIT ?)", (ROLLOUTS_KEPT,)
+    ).rowcount
+    if deleted:
+        db.execute("DELETE FROM rollout_decisions WHERE rollout NOT IN (SELECT id FROM rollouts)")

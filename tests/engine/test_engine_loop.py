@@ -11,9 +11,9 @@ import pytest
 from memsource import EngineFactory, MemorySource, mesh_files
 
 from reconciler.engine.daemon import _loop
-from reconciler.engine.metrics import Metrics
 from reconciler.engine.reconcile import Engine, PassResult
 from reconciler.engine.status import EngineStatus, Reason
+from reconciler.engine.telemetry import DaemonMetrics
 from reconciler.errors import PathNotFoundError, SourceAborted
 from reconciler.sources.revision import Revision
 from reconciler.xds.cache import SnapshotCache
@@ -46,7 +46,7 @@ def _run_loop(engine: _FailingEngine | Engine, *, seconds: float, poll_interval:
         loop = asyncio.create_task(
             _loop(
                 engine=engine,
-                metrics=Metrics(cache=SnapshotCache()),
+                metrics=DaemonMetrics(cache=SnapshotCache()),
                 wake=asyncio.Event(),
                 stop=stop,
                 poll_interval=poll_interval,
@@ -123,7 +123,7 @@ def _stop_during_a_pass(
         loop = asyncio.create_task(
             _loop(
                 engine=engine,
-                metrics=Metrics(cache=SnapshotCache()),
+                metrics=DaemonMetrics(cache=SnapshotCache()),
                 wake=asyncio.Event(),
                 stop=stop,
                 poll_interval=60.0,

@@ -15,6 +15,7 @@ from reconciler.api.document import RolloutCounts
 from reconciler.engine.origin import Change
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.rollouts import RolloutController
+from reconciler.engine.state import RolloutStore
 from reconciler.engine.status import Reason
 from reconciler.model.virtualservice import Destination
 from reconciler.rollout.analysis import Counts, sum_counts
@@ -89,15 +90,28 @@ class Mesh:
         self.controller.tick()
 
 
-@pytest.fixture
-def mesh(source: MemorySource, make_engine: EngineFactory, run: Run) -> Mesh:
+def mesh_of(
+    source: MemorySource,
+    make_engine: EngineFactory,
+    run: Run,
+    *,
+    store: RolloutStore | None = None,
+    now: float = 1_000.0,
+) -> tuple[Mesh, SnapshotCache]:
+    """An engine and a rollout controller as the daemon wires them (``store``: where rollouts are kept)."""
     cache = SnapshotCache()
     gateway = cache.connect(GATEWAY, on_change=lambda: None)
     engine = make_engine(source, cache)
     clock = ManualClock()
+    clock.now = now
     metrics = FakeMetrics(clock)
-    controller = RolloutController(engine=engine, cache=cache, metrics=metrics, clock=clock)
-    return Mesh(source, engine, controller, gateway, clock, metrics, run)
+    controller = RolloutController(engine=engine, cache=cache, metrics=metrics, clock=clock, store=store)
+    return Mesh(source, engine, controller, gateway, clock, metrics, run), cache
+
+
+@pytest.fixture
+def mesh(source: MemorySource, make_engine: EngineFactory, run: Run) -> Mesh:
+    return mesh_of(source, make_engine, run)[0]
 
 
 def start_v2_rollout(mesh: Mesh, policy: bytes) -> None:
