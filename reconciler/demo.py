@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,6 +93,16 @@ def _edit(path: Path, *replacements: tuple[str, str]) -> None:
             raise ReconcilerError(f"{path.name} no longer contains {old!r}: update reconciler/demo.py")
         text = text.replace(old, new)
     path.write_text(text)
+
+
+def _set_weights(virtualservice: Path, *, v1: int, v2: int) -> None:
+    """Set the template's default route to ``v1``/``v2``."""
+    text = virtualservice.read_text()
+    for subset, weight in (("v1", v1), ("v2", v2)):
+        text, found = re.subn(rf"(subset: {subset}\n\s+weight:) \d+", rf"\g<1> {weight}", text)
+        if found != 1:
+            raise ReconcilerError(f"{virtualservice.name} no longer has one weighted subset {subset}")
+    virtualservice.write_text(text)
 
 
 def _bar(result: TrafficResult) -> str:
@@ -204,8 +215,7 @@ def _steps(*, work: Path, mesh: Path, api: str, port: int) -> None:
     _show_traffic(port, 3)
 
     _say("\n② git commit -am 'reviews: canary 20% to v2' && git push")
-    text = vs.read_text()
-    vs.write_text(text.replace("weight: 100", "weight: 80").replace("weight: 0", "weight: 20"))
+    _set_weights(vs, v1=80, v2=20)
     _git(work, "commit", "-qam", "reviews: canary 20% to v2")
     took = _push_and_sync(work=work, api=api)
     _say(f"   pushed → every proxy ACKed in {took * 1000:.0f} ms")
@@ -231,6 +241,7 @@ def _steps(*, work: Path, mesh: Path, api: str, port: int) -> None:
 
 
 def _canary(*, work: Path, mesh: Path, api: str, port: int, policy: str, v2: UpstreamServer) -> None:
+    """Acts ⑤ to ⑦: a walk that succeeds, a move at once without the policy, a walk the daemon rolls back."""
     vs = mesh / "virtualservice.yaml"
     steps = " → ".join(f"{step}%" for step in STEPS)
     _say(f"\n⑤ Canary: commit the template's {POLICY} (at demo speed: {steps}, each judged after 2 s")
@@ -241,17 +252,17 @@ def _canary(*, work: Path, mesh: Path, api: str, port: int, policy: str, v2: Ups
     _git(work, "commit", "-qm", "reviews: walk weight changes in steps")
     took = _push_and_sync(work=work, api=api)
     _say(f"   git push (the policy) → served at once, no weights changed: every proxy ACKed in {took * 1000:.0f} ms")
-    _edit(vs, ("weight: 100", "weight: 0"), ("subset: v2\n      weight: 0", "subset: v2\n      weight: 100"))
+    _set_weights(vs, v1=0, v2=100)
     _git(work, "commit", "-qam", "reviews: all traffic to v2")
     _say("   git commit -am 'reviews: all traffic to v2' && git push — the live view:")
     _walk(work=work, api=api, port=port, until="Succeeded")
 
     _say("\n⑥ Back to v1 at once: skip the walk by deleting the policy in the same commit")
+    _say(f"   git rm mesh/{POLICY} && git commit -am 'reviews: all traffic to v1 now' && git push")
     (mesh / POLICY).unlink()
-    _edit(vs, ("weight: 0", "weight: 100"), ("subset: v2\n      weight: 100", "subset: v2\n      weight: 0"))
+    _set_weights(vs, v1=100, v2=0)
     _git(work, "commit", "-qam", "reviews: all traffic to v1 now")
     took = _push_and_sync(work=work, api=api)
-    _say(f"   git rm mesh/{POLICY} && git commit -am 'reviews: all traffic to v1 now' && git push")
     _say(f"   pushed → every proxy ACKed in {took * 1000:.0f} ms")
     _show_traffic(port, 2)
 
