@@ -42,8 +42,15 @@ START_TIMEOUT = 30.0
 
 
 def mesh_files(*, v1_port: int, v2_port: int, gateway_port: int, v1: int = 100, v2: int = 0) -> dict[str, str]:
-    """``mesh/*.yaml`` from the repo template: endpoints on the given upstream ports, weights v1/v2."""
-    files = {f"mesh/{path.name}": path.read_text() for path in sorted(TEMPLATE.glob("*.yaml"))}
+    """``mesh/*.yaml`` from the repo template: endpoints on the given upstream ports, weights v1/v2.
+
+    Without the template's RolloutPolicy: these weights are served at once, rollout tests add their own policy.
+    """
+    files = {
+        f"mesh/{path.name}": path.read_text()
+        for path in sorted(TEMPLATE.glob("*.yaml"))
+        if path.name != "rolloutpolicy.yaml"
+    }
     files["mesh/serviceentry.yaml"] = (
         files["mesh/serviceentry.yaml"]
         .replace("http: 9081", f"http: {v1_port}")

@@ -10,34 +10,93 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from daemon_harness import REPO_ROOT, git_env, run_command
 
-pytestmark = [pytest.mark.git, pytest.mark.envoy, pytest.mark.slow, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.git, pytest.mark.envoy, pytest.mark.slow, pytest.mark.timeout(150)]
+
+#: One bar of the live view: its v1 and v2 shares, its errors, and the step it ran in wholly (if any).
+BAR = re.compile(r"^  v1 \S+ v2 +([\d.]+)% / +([\d.]+)% +errors (\d+)(?: +(.+))?$")
+
+
+@dataclass(frozen=True)
+class Bar:
+    v2: float
+    errors: int
+    step: str | None
+
+
+def bars(section: str) -> list[Bar]:
+    return [
+        Bar(float(match.group(2)), int(match.group(3)), match.group(4))
+        for line in section.splitlines()
+        if (match := BAR.match(line))
+    ]
+
+
+def acts(output: str) -> dict[str, str]:
+    """The demo's output by act: ``"①"`` ... ``"⑧"`` → the text from its heading to the next one."""
+    parts = re.split(r"^([①②③④⑤⑥⑦⑧]) ", output, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def within(share: float, *, expected: float, n: int = 100) -> bool:
+    """A bar of ``n`` requests (send_at_rate's count is exact) each going to v2 with probability ``expected`` %:
+    within 4.5 sigma of it. A two-sided 4.5 sigma miss has probability 7e-6 per bar."""
+    p = expected / 100
+    return abs(share - expected) <= 4.5 * 100 * (p * (1 - p) / n) ** 0.5
 
 
 def test_demo_runs_the_whole_loop() -> None:
-    done = run_command([sys.executable, "-m", "reconciler.demo"], timeout=75)
+    done = run_command([sys.executable, "-m", "reconciler.demo"], timeout=120)
     output = done.stdout + done.stderr
 
     assert done.returncode == 0, output
-    bars = [line for line in output.splitlines() if line.startswith("  v1 ")]
-    shares = [float(match.group(1)) for line in bars if (match := re.search(r"v2\s+[\d.]+% /\s+([\d.]+)%", line))]
-    assert len(shares) == len(bars) == 13
+    by_act = acts(output)
+    assert list(by_act) == ["①", "②", "③", "④", "⑤", "⑥", "⑦", "⑧"], output
+    before_policy = [bar for act in "①②③④" for bar in bars(by_act[act])]
+    shares = [bar.v2 for bar in before_policy]
+    assert len(shares) == 13
     assert shares[:3] == [0.0, 0.0, 0.0]  # ① 100/0
-    # ② the 20% canary, ③ unchanged by the bad commit: 7 bars of exactly 100 requests each (send_at_rate's
-    # count is exact, and every bar has 0 errors). One bar: sigma = sqrt(100 * 0.2 * 0.8) = 4 points, so 20 +- 18
-    # is 4.5 sigma. All 700 together: sigma = 1.5 points, so 20 +- 7 is 4.6 sigma. A two-sided 4.5 sigma miss has
-    # probability 7e-6, so the 8 checks fail by chance about once in 20,000 runs.
+    # ② the 20% canary, ③ unchanged by the bad commit: 7 bars of exactly 100 requests each. One bar: sigma =
+    # sqrt(100 * 0.2 * 0.8) = 4 points, so 20 +- 18 is 4.5 sigma. All 700 together: sigma = 1.5 points, so 20 +- 7
+    # is 4.6 sigma. The 8 checks fail by chance about once in 20,000 runs.
     canary = shares[3:10]
-    assert all(2.0 <= share <= 38.0 for share in canary), canary
+    assert all(within(share, expected=20) for share in canary), canary
     assert sum(canary) / len(canary) == pytest.approx(20.0, abs=7.0), canary
     assert shares[10:] == [0.0, 0.0, 0.0]  # ④ reverted
-    assert all(line.endswith("errors 0") for line in bars)
-    assert re.search(r"mesh/virtualservice\.yaml:\d+: IST0101", output)
-    assert re.search(r"ingress-1\s+SYNCED\s+SYNCED\s+SYNCED\s+SYNCED", output)
+    assert re.search(r"mesh/virtualservice\.yaml:\d+: IST0101", by_act["③"])
+    assert all(bar.errors == 0 and bar.step is None for bar in before_policy)
+
+    # ⑤ under the policy, 100/0 -> 0/100 walks 80/20, 50/50, then git's weights, each step announced once every
+    # proxy ACKed it; a bar that ran wholly within one ACKed step is tagged with it and matches its split.
+    walk = by_act["⑤"]
+    acked = re.findall(r"✓ (.+?): v1 (\d+) / v2 (\d+), all proxies ACKed", walk)
+    assert acked == [("step 1 of 2", "80", "20"), ("step 2 of 2", "50", "50"), ("Succeeded", "0", "100")], walk
+    walked = bars(walk)
+    assert all(bar.errors == 0 for bar in walked), walk
+    assert all(within(bar.v2, expected=20) for bar in walked if bar.step == "step 1 of 2"), walk
+    assert all(within(bar.v2, expected=50) for bar in walked if bar.step == "step 2 of 2"), walk
+    # The demo goes on until two bars ran wholly in the final phase.
+    assert [bar.v2 for bar in walked if bar.step == "Succeeded"] == [100.0, 100.0], walk
+
+    skipped = bars(by_act["⑥"])  # no policy: 100/0 at once
+    assert [(bar.v2, bar.errors) for bar in skipped] == [(0.0, 0), (0.0, 0)], by_act["⑥"]
+
+    # ⑦ the same move to a v2 failing 40% of its requests: the first step is rolled back by the daemon itself.
+    failed = by_act["⑦"]
+    acked = re.findall(r"[✓✗] (.+?): v1 (\d+) / v2 (\d+), all proxies ACKed", failed)
+    assert acked == [("step 1 of 2", "80", "20"), ("RolledBack", "100", "0")], failed
+    decision = re.search(r"the decision: step 1 \(20%\): failed beyond doubt: canary error rate (\d+)/(\d+) = ", failed)
+    assert decision, failed
+    assert 0 < int(decision.group(1)) <= int(decision.group(2))
+    assert all(within(bar.v2, expected=20) for bar in bars(failed) if bar.step == "step 1 of 2"), failed
+    assert [(bar.v2, bar.errors) for bar in bars(failed) if bar.step == "RolledBack"] == [(0.0, 0), (0.0, 0)], failed
+
+    assert re.search(r"ingress-1\s+SYNCED\s+SYNCED\s+SYNCED\s+SYNCED", by_act["⑧"])
     assert "Every process was stopped" in output
 
 

@@ -35,8 +35,13 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "repo-template" / "mesh"
 
 
 def mesh_files(*, v1: int = 80, v2: int = 20, subset_v2: str = "v2") -> dict[str, bytes]:
-    """The repo template's files (relative to ``mesh/``) with the default route's weights set."""
-    files = {path.name: path.read_text() for path in sorted(TEMPLATE.glob("*.yaml"))}
+    """The repo template's files (relative to ``mesh/``) with the default route's weights set.
+
+    Without the template's RolloutPolicy: these weights are served at once, rollout tests add their own policy.
+    """
+    files = {
+        path.name: path.read_text() for path in sorted(TEMPLATE.glob("*.yaml")) if path.name != "rolloutpolicy.yaml"
+    }
     files["virtualservice.yaml"] = (
         files["virtualservice.yaml"]
         .replace("weight: 100", f"weight: {v1}")
