@@ -307,7 +307,7 @@ def _analysis(
     outcomes = {check.outcome for check in context.checks}
     verdicts = "; ".join(check.message for check in context.checks)
     if any(check.beyond_doubt for check in context.checks):
-        return context.decide(state, Action.ROLL_BACK, f"failed beyond doubt: {verdicts}", phase=Phase.ROLLED_BACK)
+        return context.decide(state, Action.ROLL_BACK, f"rolled back at once: {verdicts}", phase=Phase.ROLLED_BACK)
     if Outcome.FAIL in outcomes:
         return _failed_analysis(context, state, verdicts, policy=policy)
     if outcomes == {Outcome.PASS}:

@@ -95,7 +95,7 @@ def everything_set() -> StatusDocument:
         goal={"default/reviews#1": {"reviews.example.com:v1": 0, "reviews.example.com:v2": 100}},
         canary=RolloutCounts(requests=100, errors=31),
         stable=RolloutCounts(requests=900, errors=0),
-        message="failed beyond doubt: canary error rate 31/100 = 31% > 1%",
+        message="rolled back at once: canary error rate 31/100 = 31% > 1%",
         decided_at=1_750_000_000.5,
         counts={
             "reviews.example.com:v1": RolloutCounts(requests=900, errors=0),

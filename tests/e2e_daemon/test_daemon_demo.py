@@ -90,7 +90,7 @@ def test_demo_runs_the_whole_loop() -> None:
     failed = by_act["⑦"]
     acked = re.findall(r"[✓✗] (.+?): v1 (\d+) / v2 (\d+), all proxies ACKed", failed)
     assert acked == [("step 1 of 2", "80", "20"), ("RolledBack", "100", "0")], failed
-    decision = re.search(r"the decision: step 1 \(20%\): failed beyond doubt: canary error rate (\d+)/(\d+) = ", failed)
+    decision = re.search(r"the decision: step 1 \(20%\): rolled back at once: canary error rate (\d+)/(\d+) = ", failed)
     assert decision, failed
     assert 0 < int(decision.group(1)) <= int(decision.group(2))
     assert all(within(bar.v2, expected=20) for bar in bars(failed) if bar.step == "step 1 of 2"), failed
