@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -197,18 +197,8 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
             daemon(remote=repo.bare, state=workdir / "state", log=workdir / "daemon.log", secret_file=secret_file)
         )
         ready_s = time.monotonic() - started
-        envoys = []
         started = time.monotonic()
-        for number in range(args.gateways):
-            identity = ProxyIdentity(
-                node_id=f"ingress-{number + 1}", labels={"istio": "ingressgateway"}, role=ProxyRole.GATEWAY
-            )
-            bootstrap = build_bootstrap(proxy=identity, xds_host="127.0.0.1", xds_port=xds_port, admin_port=0)
-            envoys.append(
-                stack.enter_context(EnvoyProcess(bootstrap, workdir=workdir / f"envoy-{number}", wait_live=False))
-            )
-        for envoy in envoys:
-            envoy.wait_live(timeout=60)
+        envoys = stack.enter_context(gateways(args.gateways, xds_port=xds_port, workdir=workdir))
         wait_synced(api, initial, args.gateways)
         first_sync_s = time.monotonic() - started
 
@@ -276,15 +266,38 @@ def main() -> int:
     args = parser.parse_args()
     if args.gateways < 1 or args.services < 1 or args.commits < 1:
         parser.error("--gateways, --services and --commits must be positive")
-    workdir = Path(tempfile.mkdtemp(prefix="reconciler-push-bench-"))
+    in_workdir("reconciler-push-bench-", keep=args.keep, body=lambda workdir: run(args, workdir))
+    return 0
+
+
+@contextlib.contextmanager
+def gateways(count: int, *, xds_port: int, workdir: Path) -> Iterator[list[EnvoyProcess]]:
+    """``count`` Envoy ingress gateways (node ids ingress-1, ...) connected to the daemon, live when entered."""
+    with contextlib.ExitStack() as stack:
+        envoys = []
+        for number in range(count):
+            identity = ProxyIdentity(
+                node_id=f"ingress-{number + 1}", labels={"istio": "ingressgateway"}, role=ProxyRole.GATEWAY
+            )
+            bootstrap = build_bootstrap(proxy=identity, xds_host="127.0.0.1", xds_port=xds_port, admin_port=0)
+            envoys.append(
+                stack.enter_context(EnvoyProcess(bootstrap, workdir=workdir / f"envoy-{number}", wait_live=False))
+            )
+        for envoy in envoys:
+            envoy.wait_live(timeout=60)
+        yield envoys
+
+
+def in_workdir(prefix: str, *, keep: bool, body: Callable[[Path], object]) -> None:
+    """Run ``body`` in a fresh temporary directory, removed afterwards unless ``keep`` (then its path is printed)."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        run(args, workdir)
+        body(workdir)
     finally:
-        if args.keep:
+        if keep:
             print(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":

@@ -28,26 +28,32 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 # The push-to-ACK bench's daemon, mesh YAML and git repo (tests/support's GitRemote) serve this bench too.
-from push_to_ack_bench import GATEWAY, HOST, GitRemote, daemon, get_json, service_yaml, wait_synced
+from push_to_ack_bench import (
+    GATEWAY,
+    HOST,
+    GitRemote,
+    daemon,
+    gateways,
+    get_json,
+    in_workdir,
+    service_yaml,
+    wait_synced,
+)
 
 from reconciler.api.document import RolloutDocument, StatusDocument
-from reconciler.harness.envoy import EnvoyProcess, free_port
+from reconciler.harness.envoy import free_port
 from reconciler.harness.traffic import TrafficResult, send_at_rate
 from reconciler.harness.upstream import UpstreamServer
-from reconciler.translate.bootstrap import build_bootstrap
-from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 
 POLICY = """\
 apiVersion: reconciler.dev/v1alpha1
@@ -185,23 +191,6 @@ def bad_rollout(*, repo: GitRemote, api: str, files: dict[str, str], port: int, 
     )
 
 
-@contextlib.contextmanager
-def gateways(count: int, *, xds_port: int, workdir: Path) -> Iterator[None]:
-    with contextlib.ExitStack() as stack:
-        envoys = []
-        for number in range(count):
-            identity = ProxyIdentity(
-                node_id=f"ingress-{number + 1}", labels={"istio": "ingressgateway"}, role=ProxyRole.GATEWAY
-            )
-            bootstrap = build_bootstrap(proxy=identity, xds_host="127.0.0.1", xds_port=xds_port, admin_port=0)
-            envoys.append(
-                stack.enter_context(EnvoyProcess(bootstrap, workdir=workdir / f"envoy-{number}", wait_live=False))
-            )
-        for envoy in envoys:
-            envoy.wait_live(timeout=60)
-        yield
-
-
 def run(args: argparse.Namespace, workdir: Path) -> list[BadRollout]:
     secret_file = workdir / "secret"
     secret_file.write_bytes(b"unused: the bench pokes POST /api/v1/sync")
@@ -265,14 +254,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.reps < 1 or args.gateways < 1 or args.rate <= 0 or not 0 < args.fail <= 1:
         parser.error("--reps and --gateways must be positive, --rate > 0, --fail within (0, 1]")
-    workdir = Path(tempfile.mkdtemp(prefix="reconciler-rollout-bench-"))
-    try:
-        report(args, run(args, workdir))
-    finally:
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    in_workdir("reconciler-rollout-bench-", keep=args.keep, body=lambda workdir: report(args, run(args, workdir)))
     return 0
 
 
