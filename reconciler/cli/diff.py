@@ -134,7 +134,7 @@ def _diff(args: argparse.Namespace) -> int:
             " is missing from its side",
             file=sys.stderr,
         )
-    diff = diff_configs(old.config, new.config)
+    diff = diff_configs(old.config, new.config, old_translated=old.translations, new_translated=new.translations)
     title = f"{_named(args.from_rev, old_sha)}..{_named(args.to_rev, new_sha)}{f' {path}/' if path else ''}"
     if args.output == "json":
         base = {"from": {"revision": args.from_rev, "sha": old_sha}, "to": {"revision": args.to_rev, "sha": new_sha}}

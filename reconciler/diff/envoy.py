@@ -3,8 +3,10 @@
 Offline, the proxies are the shapes the config itself implies, as validation translates
 for them (:func:`~reconciler.translate.translator.representative_proxies`): a sidecar per
 namespace the config uses and a gateway per Gateway selector. Both configs are translated
-for the union of both sides' shapes. Resources are compared by their deterministic bytes
-first; only those that differ are turned into Envoy's JSON and compared field by field.
+for the union of both sides' shapes; a side's translations validation already made
+(``LoadResult.translations``) may be passed in and are used instead of translating again.
+Resources are compared by their deterministic bytes first; only those that differ are
+turned into Envoy's JSON and compared field by field.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ from google.protobuf.message import Message
 from reconciler.diff.changes import ObjectChange, diff_objects
 from reconciler.model.config import MeshConfig
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
-from reconciler.translate.registry import build_registry
+from reconciler.translate.registry import ServiceRegistry, build_registry
 from reconciler.translate.snapshot import PUSH_ORDER, SHORT_NAMES, Snapshot
-from reconciler.translate.translator import representative_proxies, translate
+from reconciler.translate.translator import ProxyShape, Translation, proxy_shape, representative_proxies, translate
 
-__all__ = ["ProxyDiff", "affected_summary", "diff_proxies", "diff_snapshots", "proxy_shapes"]
+__all__ = ["ProxyDiff", "Translated", "affected_summary", "diff_proxies", "diff_snapshots", "proxy_shapes"]
 
 #: Lists Envoy treats in order even when their entries are named: routes of a virtual host (first match wins).
 _ORDERED = frozenset({"routes"})
+
+#: A config's translations already made, by proxy shape (``LoadResult.translations``).
+Translated = Mapping[ProxyShape, Translation]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,18 +81,42 @@ def proxy_shapes(*configs: MeshConfig) -> tuple[ProxyIdentity, ...]:
 
 
 def diff_proxies(
-    old: MeshConfig, new: MeshConfig, *, proxies: Sequence[ProxyIdentity] | None = None
+    old: MeshConfig,
+    new: MeshConfig,
+    *,
+    proxies: Sequence[ProxyIdentity] | None = None,
+    old_translated: Translated | None = None,
+    new_translated: Translated | None = None,
 ) -> tuple[ProxyDiff, ...]:
-    """For each proxy (default: :func:`proxy_shapes` of both), what translating ``new`` changes from ``old``."""
-    old_registry, new_registry = build_registry(old), build_registry(new)
+    """For each proxy (default: :func:`proxy_shapes` of both), what translating ``new`` changes from ``old``.
+
+    ``old_translated`` and ``new_translated`` are each side's translations made with ``build_registry`` of it.
+    """
+    old_side, new_side = _Side(old, old_translated or {}), _Side(new, new_translated or {})
     result: list[ProxyDiff] = []
     for proxy in proxy_shapes(old, new) if proxies is None else proxies:
-        before = translate(old, proxy, registry=old_registry).snapshot
-        after = translate(new, proxy, registry=new_registry).snapshot
+        before, after = old_side.snapshot(proxy), new_side.snapshot(proxy)
         changes = diff_snapshots(before, after)
         types = tuple(SHORT_NAMES[url] for url in PUSH_ORDER if before.version_of(url) != after.version_of(url))
         result.append(ProxyDiff(proxy=proxy, changes=changes, xds_types=types))
     return tuple(result)
+
+
+class _Side:
+    """One config's snapshots: a translation already made for the proxy's shape, else a new one."""
+
+    def __init__(self, config: MeshConfig, translated: Translated) -> None:
+        self._config = config
+        self._translated = translated
+        self._registry: ServiceRegistry | None = None  # built on the first shape not translated yet
+
+    def snapshot(self, proxy: ProxyIdentity) -> Snapshot:
+        found = self._translated.get(proxy_shape(self._config, proxy))
+        if found is not None:
+            return found.snapshot
+        if self._registry is None:
+            self._registry = build_registry(self._config)
+        return translate(self._config, proxy, registry=self._registry).snapshot
 
 
 def affected_summary(proxies: Iterable[ProxyDiff]) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.diff.changes import ObjectChange, diff_objects
-from reconciler.diff.envoy import ProxyDiff, affected_summary, diff_proxies
+from reconciler.diff.envoy import ProxyDiff, Translated, affected_summary, diff_proxies
 from reconciler.diff.normalize import normalize_resource
 from reconciler.diff.routes import RouteRow, route_table
 from reconciler.model.config import Kind, MeshConfig
@@ -42,18 +42,30 @@ class MeshDiff:
         }
 
 
-def diff_configs(old: MeshConfig, new: MeshConfig, *, envoy: bool = True) -> MeshDiff:
+def diff_configs(
+    old: MeshConfig,
+    new: MeshConfig,
+    *,
+    envoy: bool = True,
+    old_translated: Translated | None = None,
+    new_translated: Translated | None = None,
+) -> MeshDiff:
     """Compare two validated configs after normalizing both (:mod:`~reconciler.diff.normalize`).
 
     With ``envoy`` (and only when the Istio resources differ) both are translated for every
-    proxy shape either implies, and the Envoy resources compared too.
+    proxy shape either implies, and the Envoy resources compared too; a side's translations
+    already made (``LoadResult.translations``) are used, not made again.
     """
     before, after = _normalized(old, unless_in=new), _normalized(new, unless_in=old)
     resources = diff_objects(before, after, plain=lambda value: value)
     routes = route_table(
         resources, old=_of_kind(before, Kind.VIRTUAL_SERVICE), new=_of_kind(after, Kind.VIRTUAL_SERVICE)
     )
-    proxies = diff_proxies(old, new) if envoy and resources else ()
+    proxies = (
+        diff_proxies(old, new, old_translated=old_translated, new_translated=new_translated)
+        if envoy and resources
+        else ()
+    )
     return MeshDiff(resources=resources, routes=routes, proxies=proxies)
 
 

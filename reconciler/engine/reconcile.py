@@ -413,6 +413,7 @@ class Engine:
             config=result.config,
             registry=build_registry(result.config),
             findings=result.findings,
+            seeds=result.translations,  # validation translated these shapes already
             checkpoint=self._checkpoint,
         )
         snapshots.translate_all(proxies)

@@ -1,21 +1,24 @@
 """One revision's config as a :class:`~reconciler.xds.cache.SnapshotSource`.
 
 Translation is per proxy, but proxies with the same labels, role, namespace and
-port get the same snapshot, so results are memoised by that shape: a thousand
-identical sidecars cost one translation.
+port get the same snapshot, so results are memoised by that shape
+(:func:`~reconciler.translate.translator.proxy_shape`): a thousand identical sidecars
+cost one translation. Validation already translated the config for representative
+proxies (``LoadResult.translations``); given as seeds, a proxy of such a shape costs none.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable, Mapping
 
 from reconciler.model.checkpoint import Checkpoint, no_checkpoint
 from reconciler.model.config import MeshConfig
-from reconciler.translate import ServiceRegistry, translate
+from reconciler.translate import ServiceRegistry, Translation, translate
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.translate.snapshot import Snapshot
+from reconciler.translate.translator import ProxyShape, proxy_shape
 from reconciler.validate.findings import Finding, sort_findings
 
 __all__ = ["MAX_REMEMBERED_SHAPES", "ConfigSnapshots"]
@@ -26,16 +29,16 @@ __all__ = ["MAX_REMEMBERED_SHAPES", "ConfigSnapshots"]
 MAX_REMEMBERED_SHAPES = 256
 
 
-def _shape(proxy: ProxyIdentity) -> Hashable:
-    return (tuple(sorted(proxy.labels.items())), proxy.role, proxy.namespace, proxy.outbound_port)
-
-
 class ConfigSnapshots:
     """Snapshots of one validated config, translated on demand and checked for consistency.
 
     Keeps every non-error finding about the config, from validation (``findings``) and
     from each translation (things Envoy cannot be told yet), for status to show.
     Thread-safe: the engine and the cache translate from worker threads.
+
+    ``seeds`` are translations of this same config with this same registry, by shape (what
+    :func:`~reconciler.loader.load_files` returns): used instead of translating. A seed's findings
+    join the warnings only once a proxy of its shape asks, as if it had been translated then.
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class ConfigSnapshots:
         config: MeshConfig,
         registry: ServiceRegistry | None = None,
         findings: Iterable[Finding] = (),
+        seeds: Mapping[ProxyShape, Translation] | None = None,
         max_shapes: int = MAX_REMEMBERED_SHAPES,
         checkpoint: Checkpoint = no_checkpoint,
     ) -> None:
@@ -51,7 +55,8 @@ class ConfigSnapshots:
         self._checkpoint = checkpoint
         self._registry = registry
         self._max_shapes = max_shapes
-        self._memo: OrderedDict[Hashable, Snapshot] = OrderedDict()  # least recently used first
+        self._memo: OrderedDict[ProxyShape, Snapshot] = OrderedDict()  # least recently used first
+        self._seeds: dict[ProxyShape, Translation] = dict(seeds or {})  # each taken out by its first use
         self._warnings: dict[Finding, None] = dict.fromkeys(findings)
         # Guards memo and warnings only, never a translation: readers on the event loop
         # (status, warnings) must not wait for a translation running in a worker thread.
@@ -64,14 +69,15 @@ class ConfigSnapshots:
 
     def snapshot_for(self, proxy: ProxyIdentity) -> Snapshot:
         """The proxy's snapshot (translate() checks it); raises TranslationError if it would be inconsistent."""
-        key = _shape(proxy)
+        key = proxy_shape(self._config, proxy)
         with self._lock:
             found = self._memo.get(key)
             if found is not None:
                 self._memo.move_to_end(key)
                 return found
+            seed = self._seeds.pop(key, None)
         # Two threads may translate the same new shape at once; the result is identical, the first one kept.
-        translation = translate(self._config, proxy, registry=self._registry)
+        translation = seed if seed is not None else translate(self._config, proxy, registry=self._registry)
         with self._lock:
             self._warnings.update(dict.fromkeys(translation.findings))
             snapshot = self._memo.setdefault(key, translation.snapshot)
@@ -89,9 +95,10 @@ class ConfigSnapshots:
             self.snapshot_for(proxy)
 
     def untranslated(self, proxies: Iterable[ProxyIdentity]) -> list[ProxyIdentity]:
-        """The given proxies whose shape has no snapshot yet."""
+        """The given proxies whose shape has no snapshot yet (neither translated nor seeded)."""
         with self._lock:
-            return [proxy for proxy in proxies if _shape(proxy) not in self._memo]
+            known = self._memo.keys() | self._seeds.keys()
+        return [proxy for proxy in proxies if proxy_shape(self._config, proxy) not in known]
 
     def warnings(self) -> tuple[Finding, ...]:
         """Warnings and notes about the served config, in report order, without repeats."""

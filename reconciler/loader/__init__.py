@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from reconciler.loader.files import ConfigFiles, read_paths, read_tree
@@ -18,11 +19,24 @@ from reconciler.loader.parse import parse_yaml
 from reconciler.model.checkpoint import Checkpoint, no_checkpoint
 from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits, SkippedFile, SkipReason, format_size
-from reconciler.translate.translator import envoy_rejections
+from reconciler.translate.translator import ProxyShape, Translation, check_representatives
 from reconciler.validate import analyze, build_config, decode_resource, has_errors, sort_findings
 from reconciler.validate.findings import Code, Finding, Severity
 
-__all__ = ["ConfigFiles", "DecodeCache", "LoadResult", "load_files", "load_paths", "read_paths", "read_tree"]
+__all__ = [
+    "KEPT_TRANSLATIONS",
+    "ConfigFiles",
+    "DecodeCache",
+    "LoadResult",
+    "load_files",
+    "load_paths",
+    "read_paths",
+    "read_tree",
+]
+
+#: Translations a load keeps for its caller to serve or diff (one per namespace and Gateway selector, usually a
+#: handful); shapes beyond it are translated again when asked for, rather than held in memory by every load.
+KEPT_TRANSLATIONS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +46,10 @@ class LoadResult:
     config: MeshConfig
     findings: tuple[Finding, ...]
     documents: int
+    #: What validation translated (and checked) for representative proxies, by shape, made with
+    #: ``build_registry(config)``: seeds for :class:`~reconciler.engine.snapshots.ConfigSnapshots` and the diff.
+    #: Empty when an error stopped validation before translating.
+    translations: Mapping[ProxyShape, Translation] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def ok(self) -> bool:
@@ -157,10 +175,15 @@ def load_files(
     config, build_findings = build_config(resources)
     findings.extend(build_findings)
     findings.extend(analyze(config, checkpoint=checkpoint))
+    translations: Mapping[ProxyShape, Translation] = MappingProxyType({})
     if not has_errors(findings):
         # A config that validates must also be one Envoy accepts: translate it as proxies would get it.
-        findings.extend(envoy_rejections(config))
-    return LoadResult(config=config, findings=tuple(sort_findings(findings)), documents=documents)
+        checked = check_representatives(config, keep=KEPT_TRANSLATIONS)
+        findings.extend(checked.rejections)
+        translations = checked.translations
+    return LoadResult(
+        config=config, findings=tuple(sort_findings(findings)), documents=documents, translations=translations
+    )
 
 
 def load_paths(

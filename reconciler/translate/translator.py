@@ -7,7 +7,9 @@ a byte-identical snapshot (and so the same version).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2, route_pb2
@@ -28,7 +30,19 @@ from reconciler.translate.sidecar import build_sidecar
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot
 from reconciler.validate.findings import Finding
 
-__all__ = ["Translation", "envoy_rejections", "representative_proxies", "resolve_role", "translate"]
+__all__ = [
+    "Checked",
+    "ProxyShape",
+    "Translation",
+    "check_representatives",
+    "proxy_shape",
+    "representative_proxies",
+    "resolve_role",
+    "translate",
+]
+
+#: What a proxy's snapshot of one config depends on: labels, resolved role, namespace, and (sidecars only) the port.
+ProxyShape = tuple[tuple[tuple[str, str], ...], ProxyRole, str, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,22 +148,47 @@ def representative_proxies(config: MeshConfig) -> list[ProxyIdentity]:
     return proxies
 
 
-def envoy_rejections(config: MeshConfig, *, registry: ServiceRegistry | None = None) -> tuple[Finding, ...]:
-    """What Envoy would reject in any snapshot of ``config`` (translated for :func:`representative_proxies`).
+def proxy_shape(config: MeshConfig, proxy: ProxyIdentity) -> ProxyShape:
+    """The key under which proxies get the same snapshot of ``config``: :func:`translate` reads nothing else.
 
-    Error findings (RC0203) at the Istio field responsible, without repeats; empty when Envoy would accept it all.
+    The role is the resolved one (a sidecar that states no role is a sidecar), and the outbound port
+    counts only for sidecars (a gateway's listeners come from its Gateways).
     """
-    if registry is None:
-        registry = build_registry(config)
+    role, _ = resolve_role(config, proxy)
+    port = proxy.outbound_port if role is ProxyRole.SIDECAR else None
+    return tuple(sorted(proxy.labels.items())), role, proxy.namespace, port
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """``config`` translated for :func:`representative_proxies`: what Envoy would reject, and the translations kept."""
+
+    #: RC0203 error findings at the Istio field responsible, without repeats; empty when Envoy would accept it all.
+    rejections: tuple[Finding, ...]
+    #: The translations that passed, by :func:`proxy_shape`, made with ``build_registry(config)`` (at most ``keep``).
+    translations: Mapping[ProxyShape, Translation]
+
+
+def check_representatives(config: MeshConfig, *, keep: int) -> Checked:
+    """What Envoy would reject in any snapshot of ``config``, keeping up to ``keep`` of the translations made.
+
+    Kept so that serving or diffing the config need not translate those shapes again; the bound holds
+    memory to ``keep`` snapshots however many namespaces the config uses.
+    """
+    registry = build_registry(config)
     found: dict[Finding, None] = {}
+    kept: dict[ProxyShape, Translation] = {}
     for proxy in representative_proxies(config):
         try:
-            translate(config, proxy, registry=registry)
+            translation = translate(config, proxy, registry=registry)
         except TranslationError as error:
             if not error.findings:
                 raise
             found.update(dict.fromkeys(error.findings))
-    return tuple(found)
+            continue
+        if len(kept) < keep:
+            kept[proxy_shape(config, proxy)] = translation
+    return Checked(rejections=tuple(found), translations=MappingProxyType(kept))
 
 
 @dataclass(frozen=True, slots=True)

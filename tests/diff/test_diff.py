@@ -5,6 +5,7 @@ from __future__ import annotations
 from translate_support import SIDECAR, load, load_fixture
 
 from reconciler.diff import Change, diff_configs, diff_snapshots, normalize_resource
+from reconciler.loader import load_files
 from reconciler.translate import translate
 
 VS = """\
@@ -84,3 +85,14 @@ def test_snapshots_of_the_same_config_have_no_differences() -> None:
     config = load_fixture("weighted-80-20.yaml")
 
     assert diff_snapshots(translate(config, SIDECAR).snapshot, translate(config, SIDECAR).snapshot) == ()
+
+
+def test_translations_already_made_are_used_instead_of_translating_again() -> None:
+    old, new = load_files({"mesh.yaml": VS}), load_files({"mesh.yaml": VS.replace("1500ms", "3s")})
+
+    seeded = diff_configs(old.config, new.config, old_translated=old.translations, new_translated=new.translations)
+    # Told that the new side translates as the old one did, the diff believes it: the seeds are what it compares.
+    stale = diff_configs(old.config, new.config, old_translated=old.translations, new_translated=old.translations)
+
+    assert seeded == diff_configs(old.config, new.config)
+    assert [(proxy.label, proxy.xds_types) for proxy in stale.proxies] == [("sidecar in default", ())]

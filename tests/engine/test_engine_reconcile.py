@@ -15,13 +15,16 @@ import structlog.testing
 from gitrepo import GitRemote
 from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, line_of, mesh_files, watch_status_while_saving
 
+import reconciler.loader
 from reconciler.engine import reconcile as reconcile_module
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.state import SourceIdentity, SqliteStateStore
 from reconciler.engine.status import EngineStatus, Reason
 from reconciler.errors import PathNotFoundError, SourceAborted
+from reconciler.loader import LoadResult
 from reconciler.sources.git import GitSource
 from reconciler.translate.proxy import ProxyIdentity
+from reconciler.translate.translator import proxy_shape
 from reconciler.xds.cache import ProxyConnection, SnapshotCache
 
 Run = Callable[..., Any]
@@ -43,6 +46,26 @@ def served_version(cache: SnapshotCache, node_id: str = GATEWAY.node_id) -> str 
     status = cache.status(node_id)
     assert status is not None
     return status.snapshot_version
+
+
+def test_a_connected_proxy_of_a_shape_validation_translated_is_sent_that_snapshot(
+    source: MemorySource, make_engine: EngineFactory, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[LoadResult] = []
+
+    def recording_load(*args: Any, **kwargs: Any) -> LoadResult:
+        loads.append(reconciler.loader.load_files(*args, **kwargs))
+        return loads[-1]
+
+    monkeypatch.setattr(reconcile_module, "load_files", recording_load)
+    cache = SnapshotCache()
+    gateway = connect(cache)
+    engine = make_engine(source, cache)
+    source.commit(mesh_files(), "reviews 80/20")
+
+    assert run(engine.reconcile(trigger="test")).ok is True
+    (loaded,) = loads
+    assert gateway.snapshot is loaded.translations[proxy_shape(loaded.config, GATEWAY)].snapshot
 
 
 def test_a_valid_revision_is_published_to_connected_proxies_and_saved_as_last_good_once_they_acked_it(

@@ -11,7 +11,8 @@ from memsource import GATEWAY, mesh_files
 from reconciler.engine import snapshots as snapshots_module
 from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.loader import load_files
-from reconciler.translate.proxy import ProxyIdentity
+from reconciler.translate.proxy import ProxyIdentity, ProxyRole
+from reconciler.translate.translator import proxy_shape
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -71,3 +72,20 @@ def test_only_the_most_recently_used_shapes_are_remembered() -> None:
     assert snapshots.untranslated(rollouts) == rollouts[:2]
     again = snapshots.snapshot_for(rollouts[0])
     assert again == first  # translated anew, same content
+
+
+def test_a_shape_validation_translated_is_served_from_that_translation() -> None:
+    loaded = load_files({f"mesh/{name}": text for name, text in mesh_files().items()})
+    snapshots = ConfigSnapshots(config=loaded.config, seeds=loaded.translations)
+    seeded = loaded.translations[proxy_shape(loaded.config, GATEWAY)]
+
+    assert snapshots.untranslated([GATEWAY]) == []
+    assert snapshots.snapshot_for(GATEWAY) is seeded.snapshot
+
+
+def test_a_sidecar_that_states_no_role_has_the_shape_of_one_that_does() -> None:
+    snapshots = ConfigSnapshots(config=_config())
+    stated = ProxyIdentity(node_id="sidecar-1", role=ProxyRole.SIDECAR)
+    unstated = ProxyIdentity(node_id="sidecar-2")
+
+    assert snapshots.snapshot_for(unstated) is snapshots.snapshot_for(stated)
