@@ -28,11 +28,9 @@ def rolled_back(mesh: Mesh, daemon: Daemon, *, policy: str, fault: Callable[[], 
 
 
 def test_a_canary_500_ms_slower_is_rolled_back_on_its_latency_check(
-    mesh: Mesh, daemons: Callable[..., Daemon], gateway: Callable[..., EnvoyProcess]
+    mesh: Mesh, served: tuple[Daemon, EnvoyProcess]
 ) -> None:
-    daemon = daemons(repo=mesh.repo.url).start()
-    gateway(daemon, mesh)
-    daemon.wait_synced(mesh.initial_sha, proxies=1)
+    daemon, _ = served
     policy = policy_yaml(
         steps="10, 50",
         interval="2s",
@@ -52,11 +50,9 @@ def test_a_canary_500_ms_slower_is_rolled_back_on_its_latency_check(
 
 
 def test_a_canary_refusing_connections_is_rolled_back_and_users_see_v1_only_again(
-    mesh: Mesh, daemons: Callable[..., Daemon], gateway: Callable[..., EnvoyProcess]
+    mesh: Mesh, served: tuple[Daemon, EnvoyProcess]
 ) -> None:
-    daemon = daemons(repo=mesh.repo.url).start()
-    gateway(daemon, mesh)
-    daemon.wait_synced(mesh.initial_sha, proxies=1)
+    daemon, _ = served
     policy = policy_yaml(steps="10, 50", interval="2s", min_requests=20, max_interval="1m").decode()
 
     last = rolled_back(mesh, daemon, policy=policy, fault=mesh.v2.stop)  # its port refuses connections

@@ -108,11 +108,9 @@ def route_weights(proxy: EnvoyProcess) -> dict[str, int]:
 
 
 def test_a_gateway_connecting_while_a_step_is_held_is_served_the_steps_weights(
-    mesh: Mesh, daemons: Callable[..., Daemon], gateway: Callable[..., EnvoyProcess]
+    mesh: Mesh, served: tuple[Daemon, EnvoyProcess], gateway: Callable[..., EnvoyProcess]
 ) -> None:
-    daemon = daemons(repo=mesh.repo.url).start()
-    first = gateway(daemon, mesh, node_id=GATEWAYS[0])
-    daemon.wait_synced(mesh.initial_sha, proxies=1)
+    daemon, first = served  # GATEWAYS[0]
     sha = start_rollout_to_v2(mesh, daemon)
     daemon.wait_status("step 0 ACKed", lambda s: s["synced"] and origin_change(s) == "rollout-step")
     code, paused = daemon.request("POST", "/api/v1/rollouts/default/reviews/pause")

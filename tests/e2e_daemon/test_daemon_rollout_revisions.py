@@ -3,7 +3,6 @@ a revert ends it at once, a new goal restarts the walk from what is served, low 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -45,11 +44,9 @@ def held_at_step_0(mesh: Mesh, daemon: Daemon, *, policy: str = HELD) -> str:
 
 
 def test_a_git_revert_mid_rollout_ends_it_reverted_and_serves_the_stable_weights_in_one_push(
-    mesh: Mesh, daemons: Callable[..., Daemon], gateway: Callable[..., EnvoyProcess]
+    mesh: Mesh, served: tuple[Daemon, EnvoyProcess]
 ) -> None:
-    daemon = daemons(repo=mesh.repo.url).start()
-    gateway(daemon, mesh)
-    daemon.wait_synced(mesh.initial_sha, proxies=1)
+    daemon, _ = served
     sha = held_at_step_0(mesh, daemon)
 
     reverted = mesh.repo.revert(sha)
@@ -67,11 +64,9 @@ def test_a_git_revert_mid_rollout_ends_it_reverted_and_serves_the_stable_weights
 
 
 def test_a_new_goal_mid_rollout_supersedes_it_and_walks_from_the_weights_served_at_the_step(
-    mesh: Mesh, daemons: Callable[..., Daemon], gateway: Callable[..., EnvoyProcess]
+    mesh: Mesh, served: tuple[Daemon, EnvoyProcess]
 ) -> None:
-    daemon = daemons(repo=mesh.repo.url).start()
-    proxy = gateway(daemon, mesh)
-    daemon.wait_synced(mesh.initial_sha, proxies=1)
+    daemon, proxy = served
     sha = held_at_step_0(mesh, daemon)
     assert route_weights(proxy) == {"v1": 90, "v2": 10}
 
@@ -90,11 +85,9 @@ def test_a_new_goal_mid_rollout_supersedes_it_and_walks_from_the_weights_served_
 
 
 def test_a_step_without_traffic_is_stalled_at_max_interval_when_the_policy_says_hold(
-    mesh: Mesh, daemons: Callable[..., Daemon], gateway: Callable[..., EnvoyProcess]
+    mesh: Mesh, served: tuple[Daemon, EnvoyProcess]
 ) -> None:
-    daemon = daemons(repo=mesh.repo.url).start()
-    proxy = gateway(daemon, mesh)
-    daemon.wait_synced(mesh.initial_sha, proxies=1)
+    daemon, proxy = served
     held_at_step_0(mesh, daemon, policy=low_traffic("hold"))
 
     daemon.wait_status("the rollout to stall", lambda _: rollout_phase(daemon) == "Stalled", timeout=60)
@@ -108,11 +101,9 @@ def test_a_step_without_traffic_is_stalled_at_max_interval_when_the_policy_says_
 
 
 def test_steps_without_traffic_are_promoted_at_max_interval_when_the_policy_says_promote(
-    mesh: Mesh, daemons: Callable[..., Daemon], gateway: Callable[..., EnvoyProcess]
+    mesh: Mesh, served: tuple[Daemon, EnvoyProcess]
 ) -> None:
-    daemon = daemons(repo=mesh.repo.url).start()
-    gateway(daemon, mesh)
-    daemon.wait_synced(mesh.initial_sha, proxies=1)
+    daemon, _ = served
     sha = held_at_step_0(mesh, daemon, policy=low_traffic("promote"))
 
     daemon.wait_status("the rollout to succeed", lambda _: rollout_phase(daemon) == "Succeeded", timeout=60)
