@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -88,6 +91,50 @@ def test_each_step_over_two_gateways_is_judged_only_after_the_last_gateway_acked
     # And every step's weights were ACKed by both: the ACK status over proxies agrees.
     status = daemon.wait_synced(sha, proxies=len(GATEWAYS))
     assert sorted(p["nodeId"] for p in status["proxies"]) == list(GATEWAYS)
+
+
+def test_a_step_is_not_judged_while_one_gateway_has_not_acked_it_and_is_once_it_has(
+    mesh: Mesh, served: tuple[Daemon, EnvoyProcess], gateway: Callable[..., EnvoyProcess]
+) -> None:
+    daemon, _ = served
+    frozen = gateway(daemon, mesh, node_id=GATEWAYS[1])
+    daemon.wait_synced(mesh.initial_sha, proxies=2)
+    try:
+        # Still connected, but stopped: it cannot ACK the step.
+        start_rollout_to_v2(mesh, daemon, proxies=2, fault=lambda: os.kill(frozen.pid, signal.SIGSTOP))
+        status = daemon.wait_status(
+            "ingress-1 to ACK step 0", lambda s: origin_change(s) == "rollout-step" and acked(s, GATEWAYS[0])
+        )
+        one_acked = time.time()
+        waiting = wait_for("a decision after ingress-1's ACK", lambda: after(rollout(daemon), one_acked))
+        assert waiting["message"] == "waiting for every proxy to ACK step 0"
+        assert (waiting["phase"], waiting["ackedAt"]) == ("Progressing", None)
+        assert not acked(daemon.status(), GATEWAYS[1])
+    finally:
+        thawed = time.time()
+        os.kill(frozen.pid, signal.SIGCONT)
+
+    opened = wait_for("the step's window to open", lambda: rollout(daemon)["ackedAt"])
+    assert opened >= thawed
+    assert opened >= ack_times(log_entries(daemon))[(GATEWAYS[1], status["generation"])]
+
+
+def acked(status: dict[str, Any], node_id: str) -> bool:
+    """Whether ``node_id`` ACKed the served generation."""
+    [proxy] = [p for p in status["proxies"] if p["nodeId"] == node_id]
+    return bool(proxy["ackedGeneration"] >= status["generation"])
+
+
+def after(document: dict[str, Any], moment: float) -> dict[str, Any] | None:
+    """The rollout document if its latest decision (holds included) was made after ``moment``."""
+    return document if document["decidedAt"] > moment else None
+
+
+def rollout(daemon: Daemon) -> dict[str, Any]:
+    code, document = daemon.request("GET", "/api/v1/rollouts/default/reviews")
+    assert code == 200, document
+    assert isinstance(document, dict)
+    return document
 
 
 def rollout_phase(daemon: Daemon) -> str | None:

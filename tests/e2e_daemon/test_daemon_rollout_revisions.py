@@ -3,13 +3,11 @@ a revert ends it at once, a new goal restarts the walk from what is served, low 
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from daemon_harness import Daemon, Mesh, measure
 from rollout_yaml import policy_yaml
 from test_daemon_rollout import origin_change, start_rollout_to_v2
-from test_daemon_rollout_proxies import logged_at, rollout_phase, route_weights
+from test_daemon_rollout_proxies import logged_at, rollout, rollout_phase, route_weights
 from test_daemon_traffic import logged
 
 from reconciler.harness.envoy import EnvoyProcess
@@ -27,13 +25,6 @@ def low_traffic(on_low_traffic: str) -> str:
     return policy_yaml(
         steps="10, 50", interval="1s", min_requests=20, max_interval="2s", on_low_traffic=on_low_traffic
     ).decode()
-
-
-def rollout(daemon: Daemon) -> dict[str, Any]:
-    code, document = daemon.request("GET", "/api/v1/rollouts/default/reviews")
-    assert code == 200, document
-    assert isinstance(document, dict)
-    return document
 
 
 def held_at_step_0(mesh: Mesh, daemon: Daemon, *, policy: str = HELD) -> str:
