@@ -78,3 +78,14 @@ def gateway(envoy: Callable[..., EnvoyProcess]) -> Callable[[Daemon, Mesh], Envo
         return proxy
 
     return start
+
+
+@pytest.fixture
+def served(
+    mesh: Mesh, daemons: Callable[..., Daemon], gateway: Callable[[Daemon, Mesh], EnvoyProcess]
+) -> tuple[Daemon, EnvoyProcess]:
+    """A daemon serving the mesh's first commit to one gateway (``ingress-1``) that ACKed it."""
+    daemon = daemons(repo=mesh.repo.url).start()
+    proxy = gateway(daemon, mesh)
+    daemon.wait_synced(mesh.initial_sha, proxies=1)
+    return daemon, proxy

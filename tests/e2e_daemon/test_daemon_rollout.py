@@ -40,12 +40,16 @@ def steady_traffic(mesh: Mesh) -> Iterator[None]:
         sender.join(timeout=60)
 
 
-def start_rollout_to_v2(mesh: Mesh, daemon: Daemon) -> str:
-    """The policy first (nothing to walk: served at once), then a commit moving reviews to v2."""
-    with_policy = mesh.repo.commit({"mesh/policy.yaml": POLICY}, "reviews: walk weight changes")
+def start_rollout_to_v2(
+    mesh: Mesh, daemon: Daemon, *, policy: str = POLICY, proxies: int = 1, fault: Callable[[], None] = lambda: None
+) -> str:
+    """The policy first (nothing to walk: served at once), then ``fault`` (v2 breaking), then a commit moving to v2."""
+    to_v2 = mesh.files(v1=0, v2=100)  # before the fault: a stopped upstream has no port to read
+    with_policy = mesh.repo.commit({"mesh/policy.yaml": policy}, "reviews: walk weight changes")
     daemon.sync()
-    daemon.wait_synced(with_policy, proxies=1)
-    sha = mesh.repo.commit(mesh.files(v1=0, v2=100), "reviews: all to v2")
+    daemon.wait_synced(with_policy, proxies=proxies)
+    fault()
+    sha = mesh.repo.commit(to_v2, "reviews: all to v2")
     daemon.sync()
     return sha
 

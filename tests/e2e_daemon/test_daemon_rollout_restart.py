@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, Mesh, measure
+from daemon_harness import Daemon, Mesh, measure, wait_for
 from rollout_yaml import policy_yaml
 from test_daemon_rollout import origin_change, steady_traffic
 
+from reconciler.engine.state import SqliteStateStore
 from reconciler.harness.envoy import EnvoyProcess
 
 pytestmark = [pytest.mark.git, pytest.mark.envoy, pytest.mark.slow, pytest.mark.timeout(180)]
@@ -31,6 +32,12 @@ def logged_since_start(daemon: Daemon, event: str) -> list[dict[str, Any]]:
     return entries
 
 
+def stored_last_good(daemon: Daemon) -> str | None:
+    """The sha of the last good revision in the daemon's state store (read while it runs: SQLite allows it)."""
+    stored = SqliteStateStore(daemon.state_dir).load_last_good()
+    return stored.revision.sha if stored is not None else None
+
+
 def test_a_daemon_killed_mid_rollout_serves_the_steps_weights_at_once_after_a_restart_and_finishes_the_step(
     mesh: Mesh, daemons: Callable[..., Daemon], gateway: Callable[..., EnvoyProcess], free_port: Callable[[], int]
 ) -> None:
@@ -43,10 +50,12 @@ def test_a_daemon_killed_mid_rollout_serves_the_steps_weights_at_once_after_a_re
     daemon.wait_synced(with_policy, proxies=1)
     sha = mesh.repo.commit(mesh.files(v1=0, v2=100), "reviews: all to v2")
     daemon.sync()
-    # Every proxy ACKed the step: its commit is the stored last good, the step is in the rollout table.
     daemon.wait_status(
         "the first step to be ACKed", lambda s: origin_change(s) == "rollout-step" and s["synced"], timeout=30
     )
+    # Every proxy ACKed the step, so its commit becomes the stored last good: saved off the loop, a moment later.
+    # A kill before that restores the commit before until the first pass resumes the step (docs/rollouts.md).
+    wait_for("the step's commit stored as last good", lambda: stored_last_good(daemon) == sha)
     daemon.kill9()
 
     daemon.start()

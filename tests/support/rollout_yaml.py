@@ -25,12 +25,18 @@ def policy_yaml(
     min_requests: int = 100,
     max_interval: str = "10m",
     on_low_traffic: str = "hold",
+    checks: tuple[str, ...] = (),
 ) -> bytes:
-    """A policy over ``reviews`` with the default check (canary error rate at most 1%)."""
-    return _POLICY.format(
+    """A policy over ``reviews`` with ``checks`` (flow mappings: ``{metric: latency, max: 200ms}``).
+
+    Without ``checks``, the default check: canary error rate at most 1%.
+    """
+    policy = _POLICY.format(
         steps=steps,
         interval=interval,
         min_requests=min_requests,
         max_interval=max_interval,
         on_low_traffic=on_low_traffic,
-    ).encode()
+    )
+    listed = "".join(f"  - {check}\n" for check in checks)
+    return (policy + ("  checks:\n" + listed if checks else "")).encode()
