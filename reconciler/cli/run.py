@@ -30,7 +30,7 @@ from reconciler.model.address import parse_address
 from reconciler.sources.git import redact_url
 from reconciler.sources.revision import ALLOW_REMOVAL_FILE
 from reconciler.sources.webhook import load_secret
-from reconciler.xds.tls import ServerTls
+from reconciler.xds.tls import ServerTls, check_files, check_listen_security
 
 __all__ = ["default_state_dir", "parse_interval", "register"]
 
@@ -214,7 +214,7 @@ def _server_tls(args: argparse.Namespace) -> ServerTls | None:
         return None
     if args.xds_client_ca is None and (args.xds_allow_identity or args.xds_trust_domain):
         raise UsageError("--xds-allow-identity and --xds-trust-domain check client certificates: add --xds-client-ca")
-    return ServerTls(
+    tls = ServerTls(
         cert_file=args.xds_tls_cert,
         key_file=args.xds_tls_key,
         client_ca_file=args.xds_client_ca,
@@ -222,6 +222,8 @@ def _server_tls(args: argparse.Namespace) -> ServerTls | None:
         bind_node_ids=args.xds_node_binding,
         trust_domain=args.xds_trust_domain,
     )
+    check_files(tls)  # a missing file or a mismatched key is a usage error, before the daemon takes its lock
+    return tls
 
 
 def register(commands: Any) -> None:
@@ -301,17 +303,19 @@ def _settings(
     args: argparse.Namespace, *, source: SourceSettings, state_dir: Path, webhook_secret: bytes | None
 ) -> Settings:
     """The daemon's settings: ``source`` and the state dir as the command chose them, the rest from the common flags."""
-    parse_address(args.xds_address, what="--xds-address", allow_port_zero=True)
+    xds_host, _ = parse_address(args.xds_address, what="--xds-address", allow_port_zero=True)
     parse_address(args.http_address, what="--http-address", allow_port_zero=True)
     if not 0 <= args.max_removal_percent <= 100:
         raise UsageError(f"--max-removal-percent {args.max_removal_percent} is not a percentage (0..100)")
+    tls = _server_tls(args)
+    check_listen_security(xds_host, tls=tls, plaintext=args.xds_plaintext)
     return Settings(
         state=StateSettings(dir=state_dir),
         source=source,
         xds=XdsSettings(
             address=args.xds_address,
             rollback_on_nack=args.rollback_on_nack,
-            tls=_server_tls(args),
+            tls=tls,
             plaintext=args.xds_plaintext,
         ),
         api=ApiSettings(address=args.http_address, webhook_secret=webhook_secret),

@@ -23,7 +23,7 @@ from reconciler.model.address import format_address, parse_address
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds.cache import XdsCache
 from reconciler.xds.session import AdsSession
-from reconciler.xds.tls import ServerTls, check_listen_security, server_credentials
+from reconciler.xds.tls import ServerTls, check_listen_security, is_loopback, server_credentials
 
 __all__ = ["MIN_PING_INTERVAL_SECONDS", "AggregatedDiscoveryService", "XdsServer", "start_server"]
 
@@ -145,6 +145,10 @@ async def start_server(
     """
     host, _ = parse_address(address, what="xDS address", allow_port_zero=True)
     check_listen_security(host, tls=tls, plaintext=plaintext)
+    if tls is None and not is_loopback(host):
+        _log.warning(
+            "xds.plaintext", host=host, message="plaintext xDS beyond loopback: routes readable, node ids unchecked"
+        )
     credentials, interceptors = server_credentials(tls) if tls is not None else (None, [])
     options = [
         # Without this, gRPC's SO_REUSEPORT lets a second server silently share a busy port.

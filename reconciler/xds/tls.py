@@ -15,7 +15,7 @@ allowlist, then the node id of the stream's first message against the certificat
 neither the cache nor status.
 
 Plaintext is refused on any address but loopback unless asked for (``--xds-plaintext``), and
-then warned about at start: :func:`check_listen_security`.
+then warned about at start (:func:`check_listen_security`, :func:`reconciler.xds.server.start_server`).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ __all__ = [
     "CertificateFiles",
     "IdentityInterceptor",
     "ServerTls",
+    "check_files",
     "check_listen_security",
     "is_loopback",
     "server_credentials",
@@ -89,27 +90,23 @@ def is_loopback(host: str) -> bool:
 
 
 def check_listen_security(host: str, *, tls: ServerTls | None, plaintext: bool) -> None:
-    """Refuse plaintext xDS beyond loopback unless ``plaintext`` asks for it, and warn when it does.
+    """UsageError for plaintext xDS beyond loopback unless ``plaintext`` asks for it (the server then warns).
 
     Plaintext lets anyone who reaches the port read every route and claim any node id.
     """
-    if tls is not None:
-        if plaintext:
-            raise UsageError("--xds-plaintext cannot be combined with --xds-tls-cert/--xds-tls-key")
-        return
-    if is_loopback(host):
-        return
-    if not plaintext:
+    if tls is not None and plaintext:
+        raise UsageError("--xds-plaintext cannot be combined with --xds-tls-cert/--xds-tls-key")
+    if tls is None and not plaintext and not is_loopback(host):
         raise UsageError(
             f"xDS on {quote(host)} would be plaintext to the network: anyone reaching it can read every route and "
             "pose as any proxy. Give --xds-tls-cert and --xds-tls-key (and --xds-client-ca for mutual TLS; "
             "`reconciler certs` makes a local set), or --xds-plaintext to accept plaintext"
         )
-    _log.warning(
-        "xds.plaintext",
-        host=host,
-        message="xDS is served in plaintext beyond loopback: routes are readable and node ids unauthenticated",
-    )
+
+
+def check_files(tls: ServerTls) -> None:
+    """UsageError when a file is missing or unreadable, or the key is not the certificate's: before starting."""
+    CertificateFiles(tls)
 
 
 @dataclass(frozen=True, slots=True)

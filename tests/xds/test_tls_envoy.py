@@ -20,6 +20,7 @@ from reconciler.cli.certs import issue_certificates
 from reconciler.harness.envoy import EnvoyProcess, free_port
 from reconciler.translate.bootstrap import XdsClientTls, build_bootstrap
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
+from reconciler.translate.snapshot import CLUSTER
 from reconciler.xds.tls import ServerTls
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(90)]
@@ -73,15 +74,19 @@ async def wait_until(what: str, predicate: Callable[[], bool], *, timeout: float
     assert predicate(), what
 
 
-async def assert_refused(env: Any, proxy: EnvoyProcess, node_id: str) -> None:
-    """Envoy tried again and again, holds no dynamic config, and the server never listed ``node_id``."""
-    await wait_until(
-        "Envoy to retry its refused xDS connection",
-        lambda: proxy.stat("cluster.xds_cluster.upstream_cx_total") >= REFUSED_ATTEMPTS,
-    )
+async def assert_served_nothing(proxy: EnvoyProcess, *, failures: str, what: str) -> None:
+    """Once Envoy's ``failures`` counter shows it tried again and again: it holds no connection and no config."""
+    await wait_until(what, lambda: proxy.stat(failures) >= REFUSED_ATTEMPTS)
     assert proxy.stat("control_plane.connected_state") == 0
     assert proxy.config_dump(resource="dynamic_active_clusters").get("configs", []) == []
-    assert env.cache.status(node_id) is None
+
+
+async def serve_gw1(env: Any, envoy: Callable[..., EnvoyProcess], pki: Path) -> int:
+    """Publish a snapshot and start gw-1 with its own certificate; the generation, once it ACKed it."""
+    generation: int = env.publish(snapshot(listen_port=free_port()))
+    await start(envoy, bootstrap("gw-1", xds_port=env.server.port, tls=client_tls(pki, "gw-1")))
+    await env.status_where("gw-1", lambda s: s.acked_generation >= generation, timeout=ENVOY_TIMEOUT)
+    return generation
 
 
 def test_envoy_is_served_and_acks_over_mutual_tls(ads, pki: Path, envoy: Callable[..., EnvoyProcess]) -> None:
@@ -91,7 +96,7 @@ def test_envoy_is_served_and_acks_over_mutual_tls(ads, pki: Path, envoy: Callabl
         generation = env.publish(snapshot(listen_port=listen_port))
         proxy = await start(envoy, bootstrap("gw-1", xds_port=env.server.port, tls=client_tls(pki, "gw-1")))
         status = await env.status_where("gw-1", lambda s: s.acked_generation >= generation, timeout=ENVOY_TIMEOUT)
-        assert status.node_id == "gw-1"
+        assert status.types[CLUSTER].version_acked is not None
         assert proxy.stat("cluster.xds_cluster.ssl.handshake") >= 1
         assert proxy.stat("control_plane.connected_state") == 1
 
@@ -108,7 +113,9 @@ def test_envoy_without_a_certificate_from_the_ca_is_refused_and_served_nothing(
         env.publish(snapshot(listen_port=free_port()))
         config = bootstrap("gw-1", xds_port=env.server.port, tls=client_tls(pki, node, ca=ca))
         proxy = await start(envoy, config, wait_live=False)
-        await assert_refused(env, proxy, "gw-1")
+        failures = "cluster.xds_cluster.upstream_cx_total"
+        await assert_served_nothing(proxy, failures=failures, what="Envoy to retry its refused xDS connection")
+        assert env.cache.status("gw-1") is None
 
     ads.run(scenario, tls=mutual(pki))
 
@@ -117,19 +124,13 @@ def test_envoy_claiming_another_proxys_node_id_is_refused_while_the_real_one_is_
     ads, pki: Path, envoy: Callable[..., EnvoyProcess]
 ) -> None:
     async def scenario(env: Any) -> None:
-        generation = env.publish(snapshot(listen_port=free_port()))
-        await start(envoy, bootstrap("gw-1", xds_port=env.server.port, tls=client_tls(pki, "gw-1")))
-        await env.status_where("gw-1", lambda s: s.acked_generation >= generation, timeout=ENVOY_TIMEOUT)
+        generation = await serve_gw1(env, envoy, pki)
         # gw-2's certificate, gw-1's node id: the impostor must not replace gw-1's row or get its config.
         impostor = await start(
             envoy, bootstrap("gw-1", xds_port=env.server.port, tls=client_tls(pki, "gw-2")), wait_live=False
         )
-        await wait_until(
-            "the impostor to be refused again and again",
-            lambda: impostor.stat("cluster.xds_cluster.upstream_rq_total") >= REFUSED_ATTEMPTS,
-        )
-        assert impostor.stat("control_plane.connected_state") == 0
-        assert impostor.config_dump(resource="dynamic_active_clusters").get("configs", []) == []
+        failures = "cluster.xds_cluster.upstream_rq_total"  # TLS succeeds; each stream is refused
+        await assert_served_nothing(impostor, failures=failures, what="the impostor to be refused again and again")
         assert [status.node_id for status in env.cache.statuses()] == ["gw-1"]
         assert env.cache.status("gw-1").acked_generation >= generation
 
@@ -143,9 +144,7 @@ def test_a_replaced_server_certificate_serves_new_envoys_without_a_restart(
     ca = pki / "ca"
 
     async def scenario(env: Any) -> None:
-        generation = env.publish(snapshot(listen_port=free_port()))
-        await start(envoy, bootstrap("gw-1", xds_port=env.server.port, tls=client_tls(pki, "gw-1")))
-        await env.status_where("gw-1", lambda s: s.acked_generation >= generation, timeout=ENVOY_TIMEOUT)
+        generation = await serve_gw1(env, envoy, pki)
         # Rotate the server's certificate to one from the next CA (client certificates stay on the old CA).
         for name in ("server.key", "server.crt"):
             shutil.copyfile(pki / "next-ca" / name, ca / f".{name}")
@@ -159,12 +158,8 @@ def test_a_replaced_server_certificate_serves_new_envoys_without_a_restart(
         stale = await start(
             envoy, bootstrap("gw-1", xds_port=env.server.port, tls=client_tls(pki, "gw-1")), wait_live=False
         )
-        await wait_until(
-            "the stale Envoy to fail verifying the new server certificate, again and again",
-            lambda: stale.stat("cluster.xds_cluster.ssl.fail_verify_error") >= REFUSED_ATTEMPTS,
-        )
-        assert stale.stat("control_plane.connected_state") == 0
-        assert stale.config_dump(resource="dynamic_active_clusters").get("configs", []) == []
+        what = "the stale Envoy to fail verifying the new server certificate, again and again"
+        await assert_served_nothing(stale, failures="cluster.xds_cluster.ssl.fail_verify_error", what=what)
         # The Envoy connected before the rotation keeps its stream and its config.
         assert env.cache.status("gw-1") is not None
 

@@ -226,7 +226,7 @@ def test_a_missing_certificate_file_stops_the_server_from_starting(tmp_path: Pat
 def test_plaintext_beyond_loopback_needs_to_be_asked_for() -> None:
     with pytest.raises(UsageError, match="--xds-plaintext"):
         check_listen_security("0.0.0.0", tls=None, plaintext=False)
-    check_listen_security("0.0.0.0", tls=None, plaintext=True)  # allowed, with a warning
+    check_listen_security("0.0.0.0", tls=None, plaintext=True)  # allowed; the server warns at start
     check_listen_security("127.0.0.1", tls=None, plaintext=False)
 
 
