@@ -17,7 +17,7 @@ from reconciler.cli.args import add_label_and_role, parse_labels, proxy_from_arg
 from reconciler.cli.exitcode import ExitCode
 from reconciler.errors import UsageError
 from reconciler.model.address import parse_address
-from reconciler.translate.bootstrap import DEFAULT_ADMIN_HOST, DEFAULT_ADMIN_PORT, build_bootstrap
+from reconciler.translate.bootstrap import DEFAULT_ADMIN_HOST, DEFAULT_ADMIN_PORT, XdsClientTls, build_bootstrap
 from reconciler.translate.proxy import DEFAULT_SIDECAR_PORT
 
 __all__ = ["bootstrap_from_args", "parse_labels", "register", "run"]
@@ -40,6 +40,10 @@ example:
   reconciler bootstrap --node-id ingress-1 --xds-address reconciler.mesh.svc:18000 \\
       --label istio=ingressgateway --role gateway --namespace istio-system > envoy.yaml
   envoy -c envoy.yaml
+
+mutual TLS (certificates from `reconciler certs`; paths as the proxy sees them):
+  reconciler bootstrap --node-id ingress-1 --namespace istio-system --xds-address 127.0.0.1:18000 \\
+      --xds-ca certs/ca.crt --xds-client-cert certs/ingress-1.crt --xds-client-key certs/ingress-1.key
 
 exit status: 0 printed, 2 bad arguments (label not k=v, address not HOST:PORT).
 """
@@ -78,6 +82,17 @@ def register(commands: argparse._SubParsersAction[_Parser]) -> None:
         metavar="N",
         help="port a sidecar captures outbound traffic on (default: %(default)s)",
     )
+    tls = parser.add_argument_group(
+        "xDS TLS", "how the proxy reaches a daemon started with --xds-tls-cert (and --xds-client-ca)"
+    )
+    tls.add_argument("--xds-ca", metavar="FILE", help="CA (PEM) the daemon's certificate chains to; enables TLS")
+    tls.add_argument("--xds-client-cert", metavar="FILE", help="the proxy's certificate (PEM), for mutual TLS")
+    tls.add_argument("--xds-client-key", metavar="FILE", help="the proxy's private key (PEM), for mutual TLS")
+    tls.add_argument(
+        "--xds-server-name",
+        metavar="NAME",
+        help="SNI, and the DNS (or IP) SAN the daemon's certificate must have (default: the --xds-address host)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -97,5 +112,23 @@ def bootstrap_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if not args.namespace:
         raise UsageError("--namespace must not be empty")
     return build_bootstrap(
-        proxy=proxy_from_args(args), xds_host=xds_host, xds_port=xds_port, admin_host=admin_host, admin_port=admin_port
+        proxy=proxy_from_args(args),
+        xds_host=xds_host,
+        xds_port=xds_port,
+        admin_host=admin_host,
+        admin_port=admin_port,
+        xds_tls=_xds_tls(args),
+    )
+
+
+def _xds_tls(args: argparse.Namespace) -> XdsClientTls | None:
+    if args.xds_ca is None:
+        if args.xds_client_cert or args.xds_client_key or args.xds_server_name:
+            raise UsageError("--xds-client-cert, --xds-client-key and --xds-server-name need --xds-ca (TLS)")
+        return None
+    return XdsClientTls(
+        ca_file=args.xds_ca,
+        cert_file=args.xds_client_cert,
+        key_file=args.xds_client_key,
+        server_name=args.xds_server_name,
     )

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from reconciler import __version__
-from reconciler.cli import bootstrap, diff, render, rollout, run, status, validate
+from reconciler.cli import bootstrap, certs, diff, render, rollout, run, status, validate
 from reconciler.cli.exitcode import ExitCode
 from reconciler.errors import ReconcilerError, UsageError
 
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     # Listed in the order a user meets them: check, compare, inspect, connect a proxy, run, watch.
-    for command in (validate, diff, render, bootstrap, run, status, rollout):
+    for command in (validate, diff, render, bootstrap, certs, run, status, rollout):
         command.register(commands)
     return parser
 

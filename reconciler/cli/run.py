@@ -30,6 +30,7 @@ from reconciler.model.address import parse_address
 from reconciler.sources.git import redact_url
 from reconciler.sources.revision import ALLOW_REMOVAL_FILE
 from reconciler.sources.webhook import load_secret
+from reconciler.xds.tls import ServerTls, check_files, check_listen_security
 
 __all__ = ["default_state_dir", "parse_interval", "register"]
 
@@ -69,6 +70,18 @@ Examples:
   reconciler run --repo https://git.example.com/platform/mesh.git --path mesh
   reconciler run --repo /srv/git/mesh.git --poll-interval 5s --webhook-secret-file /etc/reconciler/hook
   reconciler run --repo-dir ~/mesh --path mesh --watch      # local: reconcile on file save
+
+xDS security (the ADS port, which also takes the proxies' metrics):
+  Plaintext is for loopback. On any other address the daemon refuses to start without
+  --xds-tls-cert/--xds-tls-key, unless --xds-plaintext accepts plaintext (and logs a warning).
+  --xds-client-ca makes it mutual TLS: a proxy needs a certificate from that CA, and may only
+  use the node id its certificate names, the URI SAN spiffe://TRUST_DOMAIN/ns/NAMESPACE/node/NODE_ID
+  or a DNS SAN equal to the node id (--no-xds-node-binding lifts that, e.g. for one certificate
+  shared by gateway replicas). Replaced certificate files are picked up for new connections
+  without a restart. `reconciler certs` makes a local CA and certificates;
+  `reconciler bootstrap --xds-ca ...` writes the matching Envoy side.
+  reconciler run --repo ... --xds-address 0.0.0.0:18000 --xds-tls-cert certs/server.crt \
+      --xds-tls-key certs/server.key --xds-client-ca certs/ca.crt
 
 Endpoints (on --http-address):
   GET  /api/v1/status   served revision, last error with file:line, per-proxy sync state
@@ -151,6 +164,66 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
         help="when a proxy NACKs a revision, keep serving it instead of the last revision every proxy ACKed",
     )
     add_limit_flags(parser)
+    _xds_security_flags(parser)
+
+
+def _xds_security_flags(parser: argparse.ArgumentParser) -> None:
+    tls = parser.add_argument_group(
+        "xDS security",
+        "TLS on the ADS/metrics port. Plaintext beyond loopback needs --xds-plaintext; with --xds-client-ca a proxy "
+        "may use only the node id its certificate names (details: reconciler run --help)",
+    )
+    tls.add_argument("--xds-tls-cert", type=Path, metavar="FILE", help="server certificate chain (PEM); enables TLS")
+    tls.add_argument("--xds-tls-key", type=Path, metavar="FILE", help="server private key (PEM, unencrypted)")
+    tls.add_argument(
+        "--xds-client-ca", type=Path, metavar="FILE", help="CA (PEM) proxies' certificates must chain to: mutual TLS"
+    )
+    tls.add_argument(
+        "--xds-allow-identity",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="admit only client certificates with a URI or DNS SAN matching PATTERN (* wildcards); repeat for more, "
+        "e.g. 'spiffe://cluster.local/ns/istio-system/*'",
+    )
+    tls.add_argument(
+        "--xds-trust-domain",
+        metavar="DOMAIN",
+        help="node URIs must be in this SPIFFE trust domain (default: any the CA signed)",
+    )
+    tls.add_argument(
+        "--no-xds-node-binding",
+        dest="xds_node_binding",
+        action="store_false",
+        help="with --xds-client-ca: let any admitted certificate use any node id",
+    )
+    tls.add_argument(
+        "--xds-plaintext",
+        action="store_true",
+        help="accept plaintext xDS on an address beyond loopback (refused without; logged as a warning)",
+    )
+
+
+def _server_tls(args: argparse.Namespace) -> ServerTls | None:
+    """The xDS TLS settings the flags ask for; UsageError for flags that only make sense together."""
+    if (args.xds_tls_cert is None) != (args.xds_tls_key is None):
+        raise UsageError("--xds-tls-cert and --xds-tls-key go together")
+    if args.xds_tls_cert is None:
+        if args.xds_client_ca is not None:
+            raise UsageError("--xds-client-ca needs --xds-tls-cert and --xds-tls-key (mutual TLS is TLS first)")
+        return None
+    if args.xds_client_ca is None and (args.xds_allow_identity or args.xds_trust_domain):
+        raise UsageError("--xds-allow-identity and --xds-trust-domain check client certificates: add --xds-client-ca")
+    tls = ServerTls(
+        cert_file=args.xds_tls_cert,
+        key_file=args.xds_tls_key,
+        client_ca_file=args.xds_client_ca,
+        allowed_identities=tuple(args.xds_allow_identity),
+        bind_node_ids=args.xds_node_binding,
+        trust_domain=args.xds_trust_domain,
+    )
+    check_files(tls)  # a missing file or a mismatched key is a usage error, before the daemon takes its lock
+    return tls
 
 
 def register(commands: Any) -> None:
@@ -230,14 +303,21 @@ def _settings(
     args: argparse.Namespace, *, source: SourceSettings, state_dir: Path, webhook_secret: bytes | None
 ) -> Settings:
     """The daemon's settings: ``source`` and the state dir as the command chose them, the rest from the common flags."""
-    parse_address(args.xds_address, what="--xds-address", allow_port_zero=True)
+    xds_host, _ = parse_address(args.xds_address, what="--xds-address", allow_port_zero=True)
     parse_address(args.http_address, what="--http-address", allow_port_zero=True)
     if not 0 <= args.max_removal_percent <= 100:
         raise UsageError(f"--max-removal-percent {args.max_removal_percent} is not a percentage (0..100)")
+    tls = _server_tls(args)
+    check_listen_security(xds_host, tls=tls, plaintext=args.xds_plaintext)
     return Settings(
         state=StateSettings(dir=state_dir),
         source=source,
-        xds=XdsSettings(address=args.xds_address, rollback_on_nack=args.rollback_on_nack),
+        xds=XdsSettings(
+            address=args.xds_address,
+            rollback_on_nack=args.rollback_on_nack,
+            tls=tls,
+            plaintext=args.xds_plaintext,
+        ),
         api=ApiSettings(address=args.http_address, webhook_secret=webhook_secret),
         safety=SafetySettings(
             removal_guard=RemovalGuard(max_removal_percent=args.max_removal_percent, allow_empty=args.allow_empty)

@@ -109,7 +109,13 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
     # Port 0 asks the kernel for a free port (tests, benchmarks); the bound ports are reported to ``ready``.
     xds_host, _ = parse_address(settings.xds.address, what="--xds-address", allow_port_zero=True)
     http_host, http_port = parse_address(settings.api.address, what="--http-address", allow_port_zero=True)
-    server = await start_server(cache=cache, address=settings.xds.address, services=[MetricsService(store).add_to])
+    server = await start_server(
+        cache=cache,
+        address=settings.xds.address,
+        services=[MetricsService(store).add_to],
+        tls=settings.xds.tls,
+        plaintext=settings.xds.plaintext,
+    )
     app = web.Application()
     app.add_routes(
         status_routes(

@@ -5,13 +5,13 @@ One frozen :class:`Settings`, grouped by concern like kopf's ``OperatorSettings`
     Settings
     ├── source   SourceSettings   what is followed: repo or directory, branch, path, polling, watching,
     │                             how the YAML is read (default namespace, size limits)
-    ├── xds      XdsSettings      where ADS listens; what a NACK does
+    ├── xds      XdsSettings      where ADS listens, over TLS or not; what a NACK does
     ├── api      ApiSettings      where the status/webhook HTTP API listens; the webhook secret
     ├── state    StateSettings    the directory of the clone, the last good revision and the lock
     └── safety   SafetySettings   what a revision may remove without an opt-in
 
-Each default is written here and only here (the size limits' and the removal guard's in
-their own types, :class:`InputLimits` and :class:`RemovalGuard`): the CLI's flags and their
+Each default is written here and only here (the size limits', the removal guard's and xDS
+TLS's in their own types, :class:`InputLimits`, :class:`RemovalGuard` and :class:`ServerTls`): the CLI's flags and their
 ``--help`` read them from these classes (``SourceSettings().branch``), and so does
 ``reconciler status``'s default server URL. The state directory has no default here: the CLI derives one per
 source (:func:`reconciler.cli.run.default_state_dir`).
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from reconciler.engine.guard import RemovalGuard
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
+from reconciler.xds.tls import ServerTls
 
 __all__ = [
     "DIRECTORY_POLL_INTERVAL",
@@ -69,6 +70,10 @@ class XdsSettings:
     address: str = "127.0.0.1:18000"
     #: A revision a proxy NACKs is replaced by the last one every proxy ACKed (off: it keeps being served).
     rollback_on_nack: bool = True
+    #: TLS on the port (mutual TLS with a client CA, node ids bound to certificates); ``None``: plaintext.
+    tls: ServerTls | None = None
+    #: Plaintext on an address beyond loopback, accepted explicitly (refused without, warned about with).
+    plaintext: bool = False
 
 
 @dataclass(frozen=True, slots=True)

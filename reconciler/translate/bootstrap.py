@@ -15,11 +15,16 @@ with 4,000 clusters) only :data:`CLUSTER_COUNTERS` and :data:`CLUSTER_HISTOGRAM`
 every stat outside ``cluster.`` (server, listeners, HTTP managers, cluster manager, xDS) is kept,
 for operators and tests reading the admin API, and costs a few hundred stats per proxy whatever
 the number of clusters.
+
+With :class:`XdsClientTls` the ``xds_cluster`` speaks TLS (mutual TLS with a client certificate):
+Envoy checks the server's certificate against the CA *and* its SAN against the name it dials
+(SNI), so another certificate the same CA signed (a proxy's) cannot pose as reconciler.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import UsageError
@@ -38,6 +43,7 @@ __all__ = [
     "XDS_CLUSTER",
     "XDS_CONNECT_TIMEOUT",
     "XDS_KEEPALIVE_INTERVAL_SECONDS",
+    "XdsClientTls",
     "build_bootstrap",
     "envoy_runtime",
     "is_ip_address",
@@ -77,9 +83,23 @@ _MAX_FLUSH_INTERVAL_SECONDS = 300.0  # Envoy rejects a stats_flush_interval of 3
 _HTTP_OPTIONS_NAME = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _HTTP_OPTIONS_TYPE = f"type.googleapis.com/{_HTTP_OPTIONS_NAME}"
 _METRICS_SERVICE_TYPE = "type.googleapis.com/envoy.config.metrics.v3.MetricsServiceConfig"
+_UPSTREAM_TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 _DOWNSTREAM_CONNECTIONS_TYPE = (
     "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig"
 )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class XdsClientTls:
+    """TLS from a proxy to reconciler's xDS port; paths are as the proxy sees them (they are not read here)."""
+
+    #: CA (PEM) the server's certificate must chain to.
+    ca_file: str
+    #: The proxy's certificate and key (PEM) for mutual TLS; both or neither.
+    cert_file: str | None = None
+    key_file: str | None = None
+    #: The name sent as SNI and required in the server certificate's SANs; ``None``: the xDS host.
+    server_name: str | None = None
 
 
 def envoy_runtime() -> dict[str, Any]:
@@ -130,6 +150,7 @@ def build_bootstrap(
     admin_host: str = DEFAULT_ADMIN_HOST,
     admin_port: int = DEFAULT_ADMIN_PORT,
     stats_flush_interval: float = DEFAULT_STATS_FLUSH_INTERVAL_SECONDS,
+    xds_tls: XdsClientTls | None = None,
 ) -> dict[str, Any]:
     """Return a complete Envoy v3 bootstrap for ``proxy`` that fetches all its config over ADS.
 
@@ -137,6 +158,7 @@ def build_bootstrap(
     so a reconciler Service whose address changes is followed). ``admin_port`` may be ``0``
     to let the kernel choose (pair it with ``envoy --admin-address-path``). The proxy pushes
     its statistics every ``stats_flush_interval`` seconds (1 ms up to, not including, 300 s).
+    With ``xds_tls`` it reaches the server over TLS.
 
     Raises :class:`~reconciler.errors.UsageError` for an empty node id or host, a port
     out of range, or a flush interval out of range.
@@ -153,6 +175,9 @@ def build_bootstrap(
             f"stats flush interval {stats_flush_interval!r} s is out of range"
             f" (0.001 s up to, not including, {_MAX_FLUSH_INTERVAL_SECONDS:g} s)"
         )
+    xds_cluster = _xds_cluster(xds_host, xds_port)
+    if xds_tls is not None:
+        xds_cluster["transport_socket"] = _xds_transport_socket(xds_tls, xds_host=xds_host)
 
     return {
         "node": {"id": proxy.node_id, "cluster": service_cluster(proxy), "metadata": proxy.to_metadata()},
@@ -169,7 +194,7 @@ def build_bootstrap(
             "cds_config": {"ads": {}, "resource_api_version": "V3"},
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
         },
-        "static_resources": {"clusters": [_xds_cluster(xds_host, xds_port)]},
+        "static_resources": {"clusters": [xds_cluster]},
         "stats_flush_interval": f"{flush_ms / 1000:g}s",
         "stats_sinks": [
             {
@@ -234,6 +259,36 @@ def _xds_cluster(host: str, port: int) -> dict[str, Any]:
         }
     }
     return cluster
+
+
+def _xds_transport_socket(tls: XdsClientTls, *, xds_host: str) -> dict[str, Any]:
+    """Envoy's upstream TLS for ``xds_cluster``: the CA, the SAN the server must present, the client certificate."""
+    if not tls.ca_file:
+        raise UsageError("xDS TLS needs the CA file the server's certificate chains to")
+    if bool(tls.cert_file) != bool(tls.key_file):
+        raise UsageError("the proxy's client certificate and key go together")
+    server_name = tls.server_name or xds_host
+    _check_host("xDS server name", server_name)
+    by_ip = is_ip_address(server_name)
+    common: dict[str, Any] = {
+        # gRPC servers require HTTP/2 to be negotiated.
+        "alpn_protocols": ["h2"],
+        "validation_context": {
+            "trusted_ca": {"filename": tls.ca_file},
+            # Envoy checks no host name by itself: without this any certificate of the CA would do.
+            "match_typed_subject_alt_names": [
+                {"san_type": "IP_ADDRESS" if by_ip else "DNS", "matcher": {"exact": server_name}}
+            ],
+        },
+    }
+    if tls.cert_file and tls.key_file:
+        common["tls_certificates"] = [
+            {"certificate_chain": {"filename": tls.cert_file}, "private_key": {"filename": tls.key_file}}
+        ]
+    context: dict[str, Any] = {"@type": _UPSTREAM_TLS_TYPE, "common_tls_context": common}
+    if not by_ip:  # SNI carries host names only
+        context["sni"] = server_name
+    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
 
 
 def _socket_address(host: str, port: int) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from reconciler.model.address import format_address, parse_address
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds.cache import XdsCache
 from reconciler.xds.session import AdsSession
+from reconciler.xds.tls import ServerTls, check_listen_security, is_loopback, server_credentials
 
 __all__ = ["MIN_PING_INTERVAL_SECONDS", "AggregatedDiscoveryService", "XdsServer", "start_server"]
 
@@ -130,6 +131,8 @@ async def start_server(
     address: str,
     min_ping_interval: float = MIN_PING_INTERVAL_SECONDS,
     services: Sequence[Callable[[grpc.aio.Server], None]] = (),
+    tls: ServerTls | None = None,
+    plaintext: bool = False,
 ) -> XdsServer:
     """Serve ADS on ``address`` (``host:port``; port 0 picks a free one, see ``XdsServer.port``).
 
@@ -137,8 +140,16 @@ async def start_server(
     UsageError when ``address`` is not ``HOST:PORT``.
     ``services`` add more servicers to the same server, which proxies reach over the same
     ``xds_cluster`` (e.g. ``reconciler.metrics.MetricsService(store).add_to``).
+    With ``tls`` the port speaks TLS (mutual TLS with a client CA; :mod:`reconciler.xds.tls`),
+    for every service; without it, plaintext beyond loopback needs ``plaintext=True``.
     """
     host, _ = parse_address(address, what="xDS address", allow_port_zero=True)
+    check_listen_security(host, tls=tls, plaintext=plaintext)
+    if tls is None and not is_loopback(host):
+        _log.warning(
+            "xds.plaintext", host=host, message="plaintext xDS beyond loopback: routes readable, node ids unchecked"
+        )
+    credentials, interceptors = server_credentials(tls) if tls is not None else (None, [])
     options = [
         # Without this, gRPC's SO_REUSEPORT lets a second server silently share a busy port.
         ("grpc.so_reuseport", 0),
@@ -149,14 +160,22 @@ async def start_server(
         ("grpc.keepalive_time_ms", _SERVER_PING_INTERVAL_MS),
         ("grpc.keepalive_timeout_ms", _SERVER_PING_TIMEOUT_MS),
     ]
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(options=options, interceptors=interceptors)
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(AggregatedDiscoveryService(cache), server)
     for add_service in services:
         add_service(server)
     try:
-        port = server.add_insecure_port(address)
+        port = (
+            server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
+        )
         await server.start()
     except RuntimeError as exc:
         raise XdsError(f"cannot serve xDS on {address}: {exc}") from exc
-    _log.info("xds.server_started", address=format_address(host, port))
+    _log.info("xds.server_started", address=format_address(host, port), tls=_tls_mode(tls))
     return XdsServer(server=server, host=host, port=port)
+
+
+def _tls_mode(tls: ServerTls | None) -> str:
+    if tls is None:
+        return "plaintext"
+    return "mutual" if tls.mutual else "server-only"

@@ -8,6 +8,7 @@ around it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,6 +24,7 @@ from reconciler.translate.proxy import ProxyIdentity
 from reconciler.translate.snapshot import Snapshot
 from reconciler.xds.cache import ProxyStatus, SnapshotCache
 from reconciler.xds.server import XdsServer, start_server
+from reconciler.xds.tls import ServerTls
 
 #: Long enough for a loaded CI machine, short enough that a missing response fails fast.
 RECV_TIMEOUT = 5.0
@@ -86,6 +88,17 @@ class AdsStream:
     def cancel(self) -> None:
         self._call.cancel()
 
+    async def refusal(self, type_url: str) -> tuple[grpc.StatusCode, str]:
+        """Request ``type_url`` expecting the server to end the stream instead; its status code and details.
+
+        A server that refuses before reading anything may end the call before the request is even
+        written, so a failed write counts as well as a failed read.
+        """
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            response = await self.request(type_url)
+            raise AssertionError(f"served instead of refused: {response.type_url}")
+        return await self._call.code(), str(await self._call.details())
+
 
 class AdsEnv:
     def __init__(self, *, cache: SnapshotCache, server: XdsServer, channel: grpc.aio.Channel) -> None:
@@ -131,14 +144,32 @@ def _struct(values: dict[str, Any]) -> struct_pb2.Struct:
 
 
 class AdsRunner:
-    def run(self, scenario: Callable[[AdsEnv], Awaitable[None]], *, cache: SnapshotCache | None = None) -> None:
-        asyncio.run(self._main(scenario, cache or SnapshotCache()))
+    def run(
+        self,
+        scenario: Callable[[AdsEnv], Awaitable[None]],
+        *,
+        cache: SnapshotCache | None = None,
+        tls: ServerTls | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        """Run ``scenario`` against a fresh server; with ``tls`` it speaks TLS and the client uses ``credentials``."""
+        asyncio.run(self._main(scenario, cache or SnapshotCache(), tls=tls, credentials=credentials))
 
     @staticmethod
-    async def _main(scenario: Callable[[AdsEnv], Awaitable[None]], cache: SnapshotCache) -> None:
-        server = await start_server(cache=cache, address="127.0.0.1:0")
+    async def _main(
+        scenario: Callable[[AdsEnv], Awaitable[None]],
+        cache: SnapshotCache,
+        *,
+        tls: ServerTls | None,
+        credentials: grpc.ChannelCredentials | None,
+    ) -> None:
+        server = await start_server(cache=cache, address="127.0.0.1:0", tls=tls)
         try:
-            async with grpc.aio.insecure_channel(server.address) as channel:
+            if credentials is None:
+                client = grpc.aio.insecure_channel(server.address)
+            else:
+                client = grpc.aio.secure_channel(server.address, credentials)
+            async with client as channel:
                 await scenario(AdsEnv(cache=cache, server=server, channel=channel))
         finally:
             await server.stop(grace=0)
