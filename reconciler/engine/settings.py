@@ -25,7 +25,7 @@ from pathlib import Path
 
 from reconciler.engine.guard import RemovalGuard
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
-from reconciler.sources.git.credentials import GitCredentials
+from reconciler.sources.git.credentials import NO_CREDENTIALS, GitCredentials
 
 __all__ = [
     "DIRECTORY_POLL_INTERVAL",
@@ -62,7 +62,7 @@ class SourceSettings:
     #: Bytes one config file and one revision may have.
     limits: InputLimits = DEFAULT_LIMITS
     #: How git authenticates to a private remote (token file or variable, SSH deploy key); none by default.
-    credentials: GitCredentials = GitCredentials()
+    credentials: GitCredentials = NO_CREDENTIALS
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ import structlog
 from git.exc import GitCommandError, GitError, InvalidGitRepositoryError, NoSuchPathError
 
 from reconciler.errors import CloneError, FetchError, SourceAborted, SourceError, StateDirNotWritableError
-from reconciler.sources.git.credentials import GitCredentials, git_environment, split_credentials
+from reconciler.sources.git.credentials import NO_CREDENTIALS, GitCredentials, git_environment, split_credentials
 from reconciler.sources.git.process import ProcessAborted, run_abortable
 from reconciler.sources.git.stderr import classify, looks_corrupt, stderr_of
 from reconciler.sources.git.url import redact_url
@@ -48,7 +48,8 @@ class Clone:
     """The bare clone of ``branch`` of ``url`` at ``state_dir/repo``.
 
     Credentials in ``url`` are taken out of it: the clone's config holds the URL without them, and
-    git gets them, like ``credentials``, from its environment. Network commands are bounded by ``timeout_seconds`` and end at once when ``aborted`` is set
+    git gets them, like ``credentials``, from its environment. Network commands are bounded by
+    ``timeout_seconds`` and end at once when ``aborted`` is set
     (raising :class:`~reconciler.errors.SourceAborted`). Not thread-safe: the source serialises calls.
     """
 
@@ -61,7 +62,7 @@ class Clone:
         timeout_seconds: float,
         aborted: threading.Event,
         log_context: Mapping[str, str],
-        credentials: GitCredentials = GitCredentials(),
+        credentials: GitCredentials = NO_CREDENTIALS,
     ) -> None:
         self._url, user, password = split_credentials(url)
         self._environment = git_environment(self._url, credentials, url_user=user, url_password=password)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-__all__ = ["DEFAULT_TOKEN_USERNAME", "GitCredentials", "git_environment", "split_credentials"]
+__all__ = ["DEFAULT_TOKEN_USERNAME", "NO_CREDENTIALS", "GitCredentials", "git_environment", "split_credentials"]
 
 #: The user name sent with a token: GitHub's for app and personal tokens; GitLab, Gitea and Bitbucket
 #: accept any non-empty name with a token (``--git-username`` changes it, e.g. ``oauth2``).
@@ -62,6 +62,10 @@ class GitCredentials:
     @property
     def has_token(self) -> bool:
         return self.token_file is not None or bool(self.token)
+
+
+#: Nothing configured: git's own configuration (and a URL's credentials) decide.
+NO_CREDENTIALS = GitCredentials()
 
 
 def split_credentials(url: str) -> tuple[str, str | None, str | None]:

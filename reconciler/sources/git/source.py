@@ -24,7 +24,7 @@ from reconciler.errors import CloneError, PathNotFoundError, SourceError, Source
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits, SkipReason
 from reconciler.model.text import excerpt
 from reconciler.sources.git.clone import Clone, CorruptClone
-from reconciler.sources.git.credentials import GitCredentials, split_credentials
+from reconciler.sources.git.credentials import NO_CREDENTIALS, GitCredentials, split_credentials
 from reconciler.sources.git.tree import config_tree, read_config_tree
 from reconciler.sources.git.url import redact_url, validate_url
 from reconciler.sources.revision import ALLOW_REMOVAL_FILE, Revision
@@ -78,7 +78,7 @@ class GitSource:
         state_dir: Path,
         timeout_seconds: float = 120.0,
         limits: InputLimits = DEFAULT_LIMITS,
-        credentials: GitCredentials = GitCredentials(),
+        credentials: GitCredentials = NO_CREDENTIALS,
     ) -> None:
         self._branch = _validate_branch(branch)
         if split_credentials(url)[1] is not None:
@@ -86,7 +86,7 @@ class GitSource:
             log.warning(
                 "git.credentials_in_url",
                 url=redact_url(url),
-                hint="move the token to a file: --git-token-file FILE (or RECONCILER_GIT_TOKEN), and drop it from the URL",
+                hint="ps shows it: move the token to --git-token-file FILE (or RECONCILER_GIT_TOKEN), out of the URL",
             )
         self._path = _normalise_path(path)
         self._limits = limits
