@@ -61,7 +61,7 @@ class PrivateGitServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet: the test's output is the daemon's
 
             def do_GET(self) -> None:
