@@ -197,3 +197,40 @@ def test_a_token_in_the_repo_url_works_is_warned_about_and_never_reaches_git_s_c
     assert [name for name, data in _state_files(daemon.state_dir).items() if token.encode() in data] == []
     assert ps.git_children()
     assert [line for line in ps.git_children() if token in line] == []
+
+
+def test_the_api_over_https_answers_the_cli_with_its_ca_and_token_and_refuses_it_without_the_token(
+    mesh: Mesh, daemons: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    cert, key = tmp_path / "api.crt", tmp_path / "api.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )  # fmt: skip
+    api_token = f"apitok-{secrets.token_hex(12)}"
+    daemon = daemons(
+        repo=mesh.repo.url,
+        extra_args=["--api-token-file", str(_write(tmp_path / "api-token", api_token)),
+                    "--api-tls-cert", str(cert), "--api-tls-key", str(key)],
+    ).start()  # fmt: skip
+    server = f"https://127.0.0.1:{daemon.http_port}"
+
+    def status(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        command = [*CLI, "status", "--server", server, "--ca-file", str(cert), "-o", "json"]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, cwd=REPO_ROOT, check=False)
+
+    served = wait_for(
+        "status over HTTPS",
+        lambda: (
+            (answer := status({**git_env(), "RECONCILER_API_TOKEN": api_token})).returncode == 0
+            and json.loads(answer.stdout)["served"]
+        ),
+        timeout=60,
+    )
+    assert served["sha"] == mesh.initial_sha
+    refused = status(git_env())
+    assert refused.returncode != 0
+    assert "bearer token" in refused.stderr
