@@ -9,6 +9,7 @@ its state dir. The git remote is ``git http-backend`` behind a server that deman
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 import subprocess
@@ -41,10 +42,8 @@ class _CommandLines:
     def _sample(self) -> None:
         while not self._stop.is_set():
             for path in Path("/proc").glob("[0-9]*/cmdline"):
-                try:
+                with contextlib.suppress(OSError):  # the process ended meanwhile
                     self.seen.add(path.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-                except OSError:
-                    pass  # the process ended meanwhile
             self._stop.wait(0.02)
 
     @contextmanager
@@ -173,7 +172,8 @@ def test_no_secret_reaches_logs_status_metrics_errors_command_lines_or_the_state
     )
     outputs.update({f"command line {number}": line for number, line in enumerate(sorted(ps.seen))})
     assert ps.git_children(), "no git child was seen: the command lines were not sampled"
-    assert remote.served > 0 and remote.refused > 0
+    assert remote.served > 0
+    assert remote.refused > 0
 
     for secret in (git_token, api_token, hook_secret, basic, api_token[:-1], hook_secret[:-1]):
         leaks = [name for name, text in outputs.items() if secret in text]
@@ -191,9 +191,11 @@ def test_a_token_in_the_repo_url_works_is_warned_about_and_never_reaches_git_s_c
         daemon.stop()
 
     log = daemon.log_since_start()
-    assert "git.credentials_in_url" in log and "--git-token-file" in log
+    assert "git.credentials_in_url" in log
+    assert "--git-token-file" in log
     assert status["repo"] == remote.url(mesh.repo.bare.name).replace("http://", f"http://{USER}:***@")
-    assert token not in log and token not in json.dumps(status)
+    assert token not in log
+    assert token not in json.dumps(status)
     assert [name for name, data in _state_files(daemon.state_dir).items() if token.encode() in data] == []
     assert ps.git_children()
     assert [line for line in ps.git_children() if token in line] == []

@@ -64,6 +64,8 @@ class Clone:
         log_context: Mapping[str, str],
         credentials: GitCredentials = NO_CREDENTIALS,
     ) -> None:
+        # Shown as given, redacted (``user:***``): status and logs name the remote the user wrote.
+        self._shown = redact_url(url)
         self._url, user, password = split_credentials(url)
         self._environment = git_environment(self._url, credentials, url_user=user, url_password=password)
         # Replaced by *** in any detail git's stderr or an OS error carries.
@@ -81,7 +83,7 @@ class Clone:
     @property
     def url(self) -> str:
         """The remote URL with credentials redacted (safe to log and display)."""
-        return redact_url(self._url)
+        return self._shown
 
     @property
     def log(self) -> Any:
