@@ -16,10 +16,12 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from reconciler.api.access import RejectionLog
 from reconciler.errors import SignatureError, SourceError
 from reconciler.sources.webhook import (
     GITHUB_SIGNATURE_HEADER,
     GITLAB_TOKEN_HEADER,
+    MAX_JSON_DEPTH,
     Provider,
     PushEvent,
     detect_provider,
@@ -86,14 +88,18 @@ def webhook_routes(
     secret: bytes | None,
     trigger: Trigger,
     max_body_bytes: int = 1 << 20,
+    max_json_depth: int = MAX_JSON_DEPTH,
+    rejections: RejectionLog | None = None,
 ) -> list[web.RouteDef]:
     """The routes for ``POST /hooks/git`` and ``POST /api/v1/sync``.
 
     ``trigger`` is called on the event loop (it must not block): with the
     :class:`PushEvent` for a verified push, with ``None`` for a manual sync. It returns
     whether a sync was scheduled (False: e.g. a push to a branch that is not followed).
-    ``secret=None`` keeps the hook endpoint closed (401 with set-up instructions).
+    ``secret=None`` keeps the hook endpoint closed (401 with set-up instructions). Refused pushes are
+    logged through ``rejections`` (a few lines per interval, however many arrive).
     """
+    refused = rejections if rejections is not None else RejectionLog()
 
     def _fire(event: PushEvent | None) -> web.Response | None:
         try:
@@ -108,16 +114,16 @@ def webhook_routes(
 
     async def hook(request: web.Request) -> web.Response:
         if not secret:
-            log.warning("webhook.rejected", reason="NoSecretConfigured", remote=request.remote)
+            refused.record("webhook.rejected", reason="NoSecretConfigured", remote=request.remote)
             return _error(401, _NO_SECRET_MESSAGE, reason="NoSecretConfigured")
         try:
             body = await _read_capped(request, max_body_bytes)
         except _TooLarge:
-            log.warning("webhook.rejected", reason="PayloadTooLarge", limit=max_body_bytes, remote=request.remote)
+            refused.record("webhook.rejected", reason="PayloadTooLarge", limit=max_body_bytes, remote=request.remote)
             return _error(413, f"payload larger than {max_body_bytes} bytes", reason="PayloadTooLarge")
         provider = detect_provider(request.headers)
         if provider is None:
-            log.warning("webhook.rejected", reason="BadSignature", remote=request.remote, detail="unknown sender")
+            refused.record("webhook.rejected", reason="BadSignature", remote=request.remote, detail="unknown sender")
             return _error(
                 401,
                 f"missing signature: expected {GITHUB_SIGNATURE_HEADER} (GitHub) or {GITLAB_TOKEN_HEADER} (GitLab)",
@@ -126,12 +132,12 @@ def webhook_routes(
         try:
             _verify(provider, request, body, secret)
         except SignatureError as error:
-            log.warning("webhook.rejected", reason=error.reason, provider=str(provider), remote=request.remote)
+            refused.record("webhook.rejected", reason=error.reason, provider=str(provider), remote=request.remote)
             return _error(401, str(error), reason=error.reason)
         try:
-            event = parse_push_event(provider=provider, headers=request.headers, body=body)
+            event = parse_push_event(provider=provider, headers=request.headers, body=body, max_depth=max_json_depth)
         except SourceError as error:
-            log.warning("webhook.rejected", reason=error.reason, provider=str(provider), error=str(error))
+            refused.record("webhook.rejected", reason=error.reason, provider=str(provider), error=str(error))
             return _error(400, str(error), reason=error.reason)
         if event is None:
             # Ping (sent when the hook is created) and other event types: say hello, sync nothing.

@@ -1,5 +1,8 @@
 """Asking the running daemon over its HTTP API (``--server``), and printing what it says as tables.
 
+:func:`add_server_flags` gives a command ``--server``, ``--token-file`` and ``--ca-file``, and
+:meth:`Server.of` reads them back: the API token comes from the file or ``$RECONCILER_API_TOKEN``
+(never from a flag's value, which ``ps`` shows) and is sent as ``Authorization: Bearer``.
 Every command that talks to the daemon goes through :func:`request`: no answer at all is
 :class:`Unreachable` (exit 3, "not running, wrong address"), an answer with an error status
 is :class:`Refused` with the daemon's message. :func:`table` and :func:`duration` lay out
@@ -8,15 +11,22 @@ what came back; cells are escaped, since the daemon echoes what git and proxies 
 
 from __future__ import annotations
 
+import argparse
 import json
+import ssl
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from reconciler.api.access import TOKEN_ENV
+from reconciler.engine.settings import ApiSettings
 from reconciler.errors import ReconcilerError
 from reconciler.model.text import printable
+from reconciler.sources.webhook import load_secret
 
-__all__ = ["Refused", "Unreachable", "duration", "request", "table"]
+__all__ = ["Refused", "Server", "Unreachable", "add_server_flags", "duration", "request", "table"]
 
 #: Seconds one request may take; the daemon answers from memory.
 _TIMEOUT_SECONDS = 10
@@ -34,11 +44,49 @@ class Refused(ReconcilerError):
         self.status = status
 
 
-def request(server: str, path: str, *, method: str = "GET") -> Any:
+@dataclass(frozen=True, slots=True)
+class Server:
+    """Where the daemon answers, and what to show it: the API token, the CA its HTTPS certificate is from."""
+
+    url: str
+    token: bytes | None = None
+    ca_file: Path | None = None
+
+    def __str__(self) -> str:
+        return self.url
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> Server:
+        """The server ``--server``, ``--token-file`` (or ``$RECONCILER_API_TOKEN``) and ``--ca-file`` name."""
+        token = load_secret(file=args.token_file, env_var=TOKEN_ENV, what="API token")
+        return cls(url=args.server, token=token, ca_file=args.ca_file)
+
+
+def add_server_flags(parser: argparse.ArgumentParser) -> None:
+    """``--server``, ``--token-file`` and ``--ca-file``: how a command reaches the daemon."""
+    parser.add_argument(
+        "--server", default=f"http://{ApiSettings().address}", help="daemon HTTP address (default %(default)s)"
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help=f"the daemon's API token (default: env {TOKEN_ENV}; needed when the daemon has one)",
+    )
+    parser.add_argument(
+        "--ca-file", type=Path, metavar="PEM", help="CA of an https --server's certificate (default: the system's)"
+    )
+
+
+def request(server: Server, path: str, *, method: str = "GET") -> Any:
     """The JSON the daemon at ``server`` answers to ``method path``."""
-    url = server.rstrip("/") + path
+    url = server.url.rstrip("/") + path
+    headers = {"Authorization": f"Bearer {server.token.decode()}"} if server.token else {}
+    context = ssl.create_default_context(cafile=server.ca_file) if server.ca_file else None
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=_TIMEOUT_SECONDS) as answer:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, method=method, headers=headers), timeout=_TIMEOUT_SECONDS, context=context
+        ) as answer:
             return json.load(answer)
     except urllib.error.HTTPError as error:
         raise Refused(_error_of(error), status=error.code) from error

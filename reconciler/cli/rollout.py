@@ -10,10 +10,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from reconciler.api.document import RolloutDocument, Weights
-from reconciler.cli.client import Refused, Unreachable, duration, request, table
+from reconciler.cli.client import Refused, Server, Unreachable, add_server_flags, duration, request, table
 from reconciler.cli.exitcode import ExitCode
 from reconciler.cli.run import parse_interval
-from reconciler.engine.settings import ApiSettings, SourceSettings
+from reconciler.engine.settings import SourceSettings
 from reconciler.errors import UsageError
 from reconciler.model.text import printable
 
@@ -120,9 +120,7 @@ def _common(parser: argparse.ArgumentParser, *, named: bool = False) -> None:
     if named:
         parser.add_argument("name", metavar="NAME", help="the RolloutPolicy's name, or NAMESPACE/NAME")
         parser.add_argument("-n", "--namespace", help=f"its namespace (default {SourceSettings().namespace})")
-    parser.add_argument(
-        "--server", default=f"http://{ApiSettings().address}", help="daemon HTTP address (default %(default)s)"
-    )
+    add_server_flags(parser)
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
 
 
@@ -160,11 +158,11 @@ def _reporting(action: Callable[[argparse.Namespace], int]) -> Callable[[argpars
     return run
 
 
-def _fetch_rollout(server: str, policy: str) -> RolloutDocument:
+def _fetch_rollout(server: Server, policy: str) -> RolloutDocument:
     return _document(request(server, f"/api/v1/rollouts/{policy}"), server=server)
 
 
-def _document(data: Any, *, server: str) -> RolloutDocument:
+def _document(data: Any, *, server: Server) -> RolloutDocument:
     try:
         return RolloutDocument.from_json(data)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
@@ -173,8 +171,9 @@ def _document(data: Any, *, server: str) -> RolloutDocument:
 
 @_reporting
 def _list(args: argparse.Namespace) -> int:
-    data = request(args.server, "/api/v1/rollouts")
-    rollouts = [_document(r, server=args.server) for r in data["rollouts"]]
+    server = Server.of(args)
+    data = request(server, "/api/v1/rollouts")
+    rollouts = [_document(r, server=server) for r in data["rollouts"]]
     if args.output == "json":
         print(json.dumps({"rollouts": [r.to_json() for r in rollouts]}, indent=2))
     elif not rollouts:
@@ -283,7 +282,7 @@ def _status(args: argparse.Namespace) -> int:
     policy = _policy(args)
     if args.watch:
         return _watch(args, policy)
-    rollout = _fetch_rollout(args.server, policy)
+    rollout = _fetch_rollout(Server.of(args), policy)
     _show(rollout, output=args.output)
     return ExitCode.FAILED if watch_exit(rollout.phase) is ExitCode.FAILED else ExitCode.OK
 
@@ -303,7 +302,7 @@ def _watch(args: argparse.Namespace, policy: str) -> int:
     while True:
         expired = deadline is not None and time.monotonic() >= deadline
         try:
-            rollout = _fetch_rollout(args.server, policy)
+            rollout = _fetch_rollout(Server.of(args), policy)
         except Unreachable:
             # A daemon restarting mid-watch is waited for; one that never answered is the wrong --server.
             if not answered or expired:
@@ -351,7 +350,8 @@ def _redraw(rollout: RolloutDocument, *, output: str, terminal: bool, shown: obj
 def _command(args: argparse.Namespace) -> int:
     policy = _policy(args)
     path = f"/api/v1/rollouts/{policy}/{args.verb}" + ("?full=true" if getattr(args, "full", False) else "")
-    rollout = _document(request(args.server, path, method="POST"), server=args.server)
+    server = Server.of(args)
+    rollout = _document(request(server, path, method="POST"), server=server)
     if args.output == "json":
         print(json.dumps(rollout.to_json(), indent=2))
     else:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from reconciler.api.access import TOKEN_ENV
 from reconciler.cli.args import add_limit_flags, limits_from_args
 from reconciler.cli.exitcode import ExitCode
 from reconciler.cli.logs import configure_logging
@@ -28,6 +29,7 @@ from reconciler.engine.settings import (
 from reconciler.errors import UsageError
 from reconciler.model.address import parse_address
 from reconciler.sources.git import redact_url
+from reconciler.sources.git.credentials import DEFAULT_TOKEN_USERNAME, GitCredentials
 from reconciler.sources.revision import ALLOW_REMOVAL_FILE
 from reconciler.sources.webhook import load_secret
 from reconciler.xds.tls import ServerTls, check_files, check_listen_security
@@ -37,6 +39,7 @@ __all__ = ["default_state_dir", "parse_interval", "register"]
 _INTERVAL = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 SECRET_ENV = "RECONCILER_WEBHOOK_SECRET"
+GIT_TOKEN_ENV = "RECONCILER_GIT_TOKEN"
 
 # The defaults every flag shows and falls back to: written once, in reconciler.engine.settings.
 _SOURCE = SourceSettings()
@@ -70,6 +73,8 @@ Examples:
   reconciler run --repo https://git.example.com/platform/mesh.git --path mesh
   reconciler run --repo /srv/git/mesh.git --poll-interval 5s --webhook-secret-file /etc/reconciler/hook
   reconciler run --repo-dir ~/mesh --path mesh --watch      # local: reconcile on file save
+  reconciler run --repo https://github.com/acme/mesh.git --git-token-file /etc/reconciler/git-token \
+      --api-token-file /etc/reconciler/api-token --http-address 0.0.0.0:18001
 
 xDS security (the ADS port, which also takes the proxies' metrics):
   Plaintext is for loopback. On any other address the daemon refuses to start without
@@ -85,9 +90,22 @@ xDS security (the ADS port, which also takes the proxies' metrics):
 
 Endpoints (on --http-address):
   GET  /api/v1/status   served revision, last error with file:line, per-proxy sync state
-  GET  /healthz /readyz /metrics
+  GET  /api/v1/rollouts rollouts, their step and analysis
+  GET  /healthz /readyz /metrics                      always open (probes, Prometheus)
   POST /api/v1/sync     reconcile now
+  POST /api/v1/rollouts/NS/NAME/{pause,resume,promote,abort}
   POST /hooks/git       GitHub (X-Hub-Signature-256) or GitLab (X-Gitlab-Token) push webhook
+
+Who may call the API: POSTs under /api/ need "Authorization: Bearer TOKEN" with the token
+of --api-token-file (or $RECONCILER_API_TOKEN); so do GETs under /api/ unless --api-open-reads.
+The CLI sends it from --token-file or the same variable. Without a token the API is open
+when it listens on loopback only (127.0.0.1, the default), and refuses /api/ requests (403)
+on any other address. The webhook proves itself with its signature instead. POSTs and the
+webhook are rate limited per client address (429 with Retry-After).
+
+Private repositories: an HTTPS token from --git-token-file (re-read on every fetch) or
+$RECONCILER_GIT_TOKEN; an SSH deploy key with --git-ssh-key and --git-known-hosts. Never
+put a token in --repo: ps would show it (it is accepted, redacted, and warned about).
 """
 
 _SERVE_HELP = """\
@@ -165,6 +183,7 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
     )
     add_limit_flags(parser)
     _xds_security_flags(parser)
+    _api_flags(parser)
 
 
 def _xds_security_flags(parser: argparse.ArgumentParser) -> None:
@@ -226,6 +245,59 @@ def _server_tls(args: argparse.Namespace) -> ServerTls | None:
     return tls
 
 
+def _api_flags(parser: argparse.ArgumentParser) -> None:
+    api = parser.add_argument_group("HTTP API security")
+    api.add_argument(
+        "--api-token-file",
+        type=Path,
+        metavar="FILE",
+        help=f"bearer token for POSTs (and GETs) under /api/ (or env {TOKEN_ENV}; never a flag value: ps shows those)",
+    )
+    api.add_argument(
+        "--api-open-reads",
+        action="store_true",
+        help="GET /api/v1/status and /api/v1/rollouts answer without the token (POSTs still need it)",
+    )
+    api.add_argument("--api-tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate chain")
+    api.add_argument("--api-tls-key", type=Path, metavar="PEM", help="...and this private key")
+    api.add_argument(
+        "--api-rate-limit",
+        type=float,
+        default=_API.rate_per_second,
+        metavar="PER_SECOND",
+        help="POSTs and webhooks a client address may send per second, sustained (0: no limit; default %(default)s)",
+    )
+    api.add_argument(
+        "--api-rate-burst",
+        type=int,
+        default=_API.rate_burst,
+        metavar="N",
+        help="...and at once, before 429 Too Many Requests (default %(default)s)",
+    )
+
+
+def _git_flags(parser: argparse.ArgumentParser) -> None:
+    git = parser.add_argument_group("private repositories")
+    git.add_argument(
+        "--git-token-file",
+        type=Path,
+        metavar="FILE",
+        help=f"HTTPS token for --repo, read by git on every fetch (or env {GIT_TOKEN_ENV})",
+    )
+    git.add_argument(
+        "--git-username",
+        default=DEFAULT_TOKEN_USERNAME,
+        help="user name sent with the token (default %(default)s; GitLab OAuth tokens: oauth2)",
+    )
+    git.add_argument("--git-ssh-key", type=Path, metavar="FILE", help="SSH private key (a deploy key) for --repo")
+    git.add_argument(
+        "--git-known-hosts",
+        type=Path,
+        metavar="FILE",
+        help="known_hosts the SSH server's key must be in (default ~/.ssh/known_hosts; unknown hosts are refused)",
+    )
+
+
 def register(commands: Any) -> None:
     run = commands.add_parser(
         "run", help="the GitOps daemon: git repo → Envoy", description=_RUN_HELP, formatter_class=_RAW
@@ -244,6 +316,7 @@ def register(commands: Any) -> None:
     run.add_argument("--webhook-secret-file", type=Path, help=f"push webhook secret (or env {SECRET_ENV})")
     run.add_argument("--watch", action="store_true", help="with --repo-dir: reconcile on file save")
     _common_flags(run)
+    _git_flags(run)
     run.set_defaults(handler=_run)
 
     serve = commands.add_parser(
@@ -276,6 +349,7 @@ def _run(args: argparse.Namespace) -> int:
         watch=args.watch,
         namespace=args.namespace,
         limits=limits_from_args(args),
+        credentials=_git_credentials(args),
     )
     state_dir = args.state_dir or default_state_dir(
         source=args.repo or str(args.repo_dir.resolve()), branch=args.branch, path=args.path, environ=os.environ
@@ -299,6 +373,38 @@ def _serve(args: argparse.Namespace) -> int:
     return _start(_settings(args, source=source, state_dir=state_dir, webhook_secret=secret), args.log_format)
 
 
+def _git_credentials(args: argparse.Namespace) -> GitCredentials:
+    for flag, path in (("--git-ssh-key", args.git_ssh_key), ("--git-known-hosts", args.git_known_hosts)):
+        if path is not None and not path.is_file():
+            raise UsageError(f"{flag} {path}: no such file")
+    token_file = args.git_token_file
+    # Read once now so a missing or empty file stops start-up; git reads it again on every fetch.
+    load_secret(file=token_file, env_var=None, what="git token")
+    token = None if token_file else load_secret(file=None, env_var=GIT_TOKEN_ENV)
+    return GitCredentials(
+        token_file=token_file.resolve() if token_file else None,
+        token=token.decode() if token else None,
+        username=args.git_username,
+        ssh_key=args.git_ssh_key.resolve() if args.git_ssh_key else None,
+        known_hosts=args.git_known_hosts.resolve() if args.git_known_hosts else None,
+    )
+
+
+def _api_settings(args: argparse.Namespace, *, webhook_secret: bytes | None) -> ApiSettings:
+    if args.api_rate_limit < 0 or args.api_rate_burst < 1:
+        raise UsageError("--api-rate-limit is 0 or more and --api-rate-burst 1 or more")
+    return ApiSettings(
+        address=args.http_address,
+        webhook_secret=webhook_secret,
+        token=load_secret(file=args.api_token_file, env_var=TOKEN_ENV, what="API token"),
+        open_reads=args.api_open_reads,
+        tls_cert=args.api_tls_cert,
+        tls_key=args.api_tls_key,
+        rate_per_second=args.api_rate_limit,
+        rate_burst=args.api_rate_burst,
+    )
+
+
 def _settings(
     args: argparse.Namespace, *, source: SourceSettings, state_dir: Path, webhook_secret: bytes | None
 ) -> Settings:
@@ -318,7 +424,7 @@ def _settings(
             tls=tls,
             plaintext=args.xds_plaintext,
         ),
-        api=ApiSettings(address=args.http_address, webhook_secret=webhook_secret),
+        api=_api_settings(args, webhook_secret=webhook_secret),
         safety=SafetySettings(
             removal_guard=RemovalGuard(max_removal_percent=args.max_removal_percent, allow_empty=args.allow_empty)
         ),

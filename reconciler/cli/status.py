@@ -12,11 +12,10 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.api.document import ProxyDocument, StatusDocument
-from reconciler.cli.client import Refused, Unreachable, duration, request, table
+from reconciler.cli.client import Refused, Server, Unreachable, add_server_flags, duration, request, table
 from reconciler.cli.exitcode import ExitCode
 from reconciler.cli.rollout import rollout_rows
 from reconciler.cli.run import parse_interval
-from reconciler.engine.settings import ApiSettings
 from reconciler.model.text import printable, quote_path
 from reconciler.translate.snapshot import SHORT_NAMES
 from reconciler.validate.findings import Finding
@@ -66,9 +65,7 @@ def register(commands: Any) -> None:
         description=_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--server", default=f"http://{ApiSettings().address}", help="daemon HTTP address (default %(default)s)"
-    )
+    add_server_flags(parser)
     parser.add_argument(
         "-o", "--output", "--format", dest="format", choices=["table", "json"], default="table", help="output format"
     )
@@ -80,7 +77,7 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=_status)
 
 
-def _fetch(server: str) -> StatusDocument:
+def _fetch(server: Server) -> StatusDocument:
     try:
         return StatusDocument.from_json(request(server, "/api/v1/status"))
     except Refused as error:
@@ -242,7 +239,7 @@ def _wait(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + parse_interval(args.timeout)
     while True:
         try:
-            status = _fetch(args.server)
+            status = _fetch(Server.of(args))
         except Unreachable as error:
             # A daemon restarting mid-wait: keep asking until the deadline.
             if time.monotonic() >= deadline:
@@ -276,7 +273,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.wait:
         return _wait(args)
     try:
-        status = _fetch(args.server)
+        status = _fetch(Server.of(args))
     except Unreachable as error:
         print(f"reconciler: {error}", file=sys.stderr)
         return ExitCode.UNREACHABLE

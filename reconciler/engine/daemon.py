@@ -26,8 +26,10 @@ from datetime import UTC, datetime
 import structlog
 from aiohttp import web
 
+from reconciler.api.access import AccessPolicy, RateLimiter, RejectionLog, secured_application
 from reconciler.api.rollouts import rollout_routes
 from reconciler.api.status import status_routes
+from reconciler.api.tls import server_tls_context
 from reconciler.api.webhook import webhook_routes
 from reconciler.engine.lock import StateDirLock
 from reconciler.engine.reconcile import Engine, PassResult
@@ -39,7 +41,7 @@ from reconciler.engine.status import EngineStatus
 from reconciler.engine.telemetry import DaemonMetrics
 from reconciler.errors import ReconcilerError
 from reconciler.metrics import MetricsService, MetricsStore
-from reconciler.model.address import parse_address
+from reconciler.model.address import is_loopback, parse_address
 from reconciler.sources.backoff import Backoff
 from reconciler.sources.revision import Watch
 from reconciler.sources.webhook import PushEvent
@@ -109,6 +111,8 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
     # Port 0 asks the kernel for a free port (tests, benchmarks); the bound ports are reported to ``ready``.
     xds_host, _ = parse_address(settings.xds.address, what="--xds-address", allow_port_zero=True)
     http_host, http_port = parse_address(settings.api.address, what="--http-address", allow_port_zero=True)
+    api = settings.api
+    tls = server_tls_context(cert=api.tls_cert, key=api.tls_key)
     server = await start_server(
         cache=cache,
         address=settings.xds.address,
@@ -116,19 +120,34 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
         tls=settings.xds.tls,
         plaintext=settings.xds.plaintext,
     )
-    app = web.Application()
+    rejections = RejectionLog(interval=api.rejection_log_interval)
+    policy = AccessPolicy(token=api.token, open_reads=api.open_reads, loopback=is_loopback(http_host))
+    app = secured_application(
+        policy=policy,
+        limiter=RateLimiter(per_second=api.rate_per_second, burst=api.rate_burst),
+        rejections=rejections,
+        max_body_bytes=api.max_body_bytes,
+    )
     app.add_routes(
         status_routes(
             status=status.document, proxies=cache.statuses, registry=metrics.registry, rollouts=rollouts.documents
         )
     )
-    app.add_routes(webhook_routes(secret=settings.api.webhook_secret, trigger=trigger))
+    app.add_routes(
+        webhook_routes(
+            secret=api.webhook_secret,
+            trigger=trigger,
+            max_body_bytes=api.max_body_bytes,
+            max_json_depth=api.max_json_depth,
+            rejections=rejections,
+        )
+    )
     app.add_routes(rollout_routes(command=rollouts.command))
     runner = web.AppRunner(app, access_log=None)
     watcher: Watch | None = None
     try:
         await runner.setup()
-        site = web.TCPSite(runner, http_host, http_port)
+        site = web.TCPSite(runner, http_host, http_port, ssl_context=tls)
         try:
             await site.start()
         except OSError as error:
@@ -141,6 +160,7 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
                 loop.add_signal_handler(signum, stop.set)
         if settings.source.watch:
             watcher = source.watch(lambda: loop.call_soon_threadsafe(wake.set))
+        policy.log_start(tls=tls is not None)
         log.info("daemon.started", xds=f"{xds_host}:{server.port}", http=f"{http_host}:{bound_http}", repo=repo_label)
         if ready is not None:
             ready(server.port, bound_http)

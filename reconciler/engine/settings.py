@@ -4,9 +4,10 @@ One frozen :class:`Settings`, grouped by concern like kopf's ``OperatorSettings`
 
     Settings
     ├── source   SourceSettings   what is followed: repo or directory, branch, path, polling, watching,
-    │                             how the YAML is read (default namespace, size limits)
+    │                             how the YAML is read (default namespace, size limits), git credentials
     ├── xds      XdsSettings      where ADS listens, over TLS or not; what a NACK does
-    ├── api      ApiSettings      where the status/webhook HTTP API listens; the webhook secret
+    ├── api      ApiSettings      where the status/webhook HTTP API listens; the webhook secret; who may
+    │                             call it (bearer token, open reads), TLS, request size and rate limits
     ├── state    StateSettings    the directory of the clone, the last good revision and the lock
     └── safety   SafetySettings   what a revision may remove without an opt-in
 
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from reconciler.engine.guard import RemovalGuard
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
+from reconciler.sources.git.credentials import NO_CREDENTIALS, GitCredentials
 from reconciler.xds.tls import ServerTls
 
 __all__ = [
@@ -60,6 +62,8 @@ class SourceSettings:
     namespace: str = "default"
     #: Bytes one config file and one revision may have.
     limits: InputLimits = DEFAULT_LIMITS
+    #: How git authenticates to a private remote (token file or variable, SSH deploy key); none by default.
+    credentials: GitCredentials = NO_CREDENTIALS
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,24 @@ class ApiSettings:
     address: str = "127.0.0.1:18001"
     #: The push webhook's shared secret; ``None``: the webhook is refused.
     webhook_secret: bytes | None = None
+    #: The bearer token ``POST /api/v1/...`` (and reads under /api/, unless ``open_reads``) require. ``None``:
+    #: the API is open on a loopback address and refuses those requests (403) on any other.
+    token: bytes | None = None
+    #: Reads under /api/ (status, rollouts) answer without a token; /healthz, /readyz, /metrics always do.
+    open_reads: bool = False
+    #: Serve HTTPS with this certificate chain and key (PEM); both or neither.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: The largest request body any endpoint reads (the webhook's payloads are well under 1 MiB).
+    max_body_bytes: int = 1 << 20
+    #: How deeply a JSON body may nest: a push payload nests about 5 levels.
+    max_json_depth: int = 64
+    #: Per client address, on the webhook and every mutating endpoint: requests a second, sustained...
+    rate_per_second: float = 2.0
+    #: ...and in a burst; past them a request is answered 429 with Retry-After. 0 requests a second: no limit.
+    rate_burst: int = 30
+    #: Rejected requests are logged once per reason per interval (seconds), with how many were not.
+    rejection_log_interval: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ def make_source(settings: Settings) -> tuple[ConfigSource, str, str]:
             path=source.path,
             state_dir=settings.state.dir,
             limits=source.limits,
+            credentials=source.credentials,
         )
         return git, redact_url(source.repo), prefix  # status and logs never show a token
     if source.repo_dir is not None:

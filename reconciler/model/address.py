@@ -7,9 +7,11 @@ CLI (``bootstrap``'s xDS and admin addresses). Pure: text in, ``(host, port)`` o
 
 from __future__ import annotations
 
+from ipaddress import ip_address
+
 from reconciler.errors import UsageError
 
-__all__ = ["format_address", "parse_address"]
+__all__ = ["format_address", "is_loopback", "parse_address"]
 
 
 def parse_address(text: str, *, what: str, allow_port_zero: bool = False) -> tuple[str, int]:
@@ -35,3 +37,16 @@ def parse_address(text: str, *, what: str, allow_port_zero: bool = False) -> tup
 def format_address(host: str, port: int) -> str:
     """``(host, port)`` → ``HOST:PORT``, an IPv6 host in brackets: what :func:`parse_address` reads back."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listener on ``host`` is reachable from this machine only: ``localhost``, 127.0.0.0/8, ``::1``.
+
+    ``0.0.0.0``, ``::``, an empty host and any other name or address are not.
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

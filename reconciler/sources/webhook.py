@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,10 +28,12 @@ __all__ = [
     "GITHUB_SIGNATURE_HEADER",
     "GITLAB_EVENT_HEADER",
     "GITLAB_TOKEN_HEADER",
+    "MAX_JSON_DEPTH",
     "Provider",
     "PushEvent",
     "detect_provider",
     "load_secret",
+    "loads_bounded",
     "parse_push_event",
     "verify_github_signature",
     "verify_gitlab_token",
@@ -43,6 +46,12 @@ GITLAB_EVENT_HEADER = "X-Gitlab-Event"
 
 _SIGNATURE_PREFIX = "sha256="
 _BRANCH_PREFIX = "refs/heads/"
+
+#: How deeply a webhook payload may nest (a push nests about 5 levels); Python's parser recurses per level.
+MAX_JSON_DEPTH = 64
+# A JSON string, escapes included: its brackets do not nest anything. Linear (no nested quantifiers).
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 class Provider(StrEnum):
@@ -127,15 +136,33 @@ def detect_provider(headers: Mapping[str, str]) -> Provider | None:
     return None
 
 
-def _decode_json(*, headers: Mapping[str, str], body: bytes) -> Mapping[str, Any]:
+def loads_bounded(text: str, *, max_depth: int) -> Any:
+    """``json.loads(text)``, refused with :class:`PayloadError` first when arrays and objects nest deeper than
+    ``max_depth``: a 100,000-deep payload would otherwise end the parse in a RecursionError.
+
+    The depth is counted on the text with its strings left out, in time linear in its length.
+    """
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > max_depth:
+                raise PayloadError(f"JSON nests deeper than {max_depth} levels")
+    return json.loads(text)
+
+
+def _decode_json(*, headers: Mapping[str, str], body: bytes, max_depth: int) -> Mapping[str, Any]:
     content_type = (_header(headers, "Content-Type") or "").split(";")[0].strip().lower()
     try:
         if content_type == "application/x-www-form-urlencoded":
             # GitHub's "application/x-www-form-urlencoded" content type: JSON in a 'payload' field.
             fields = parse_qs(body.decode("utf-8"), strict_parsing=False)
-            document = json.loads(fields["payload"][0])
+            document = loads_bounded(fields["payload"][0], max_depth=max_depth)
         else:
-            document = json.loads(body)
+            document = loads_bounded(body.decode("utf-8"), max_depth=max_depth)
+    except PayloadError:
+        raise
     except (UnicodeDecodeError, ValueError, KeyError, IndexError) as error:
         raise PayloadError(f"webhook payload is not valid JSON: {error}") from error
     if not isinstance(document, dict):
@@ -143,11 +170,14 @@ def _decode_json(*, headers: Mapping[str, str], body: bytes) -> Mapping[str, Any
     return document
 
 
-def parse_push_event(*, provider: Provider | str, headers: Mapping[str, str], body: bytes) -> PushEvent | None:
+def parse_push_event(
+    *, provider: Provider | str, headers: Mapping[str, str], body: bytes, max_depth: int = MAX_JSON_DEPTH
+) -> PushEvent | None:
     """The push in a verified webhook, or ``None`` for events that should not sync (ping, issues...).
 
     Raises :class:`~reconciler.errors.PayloadError` (reason ``BadPayload``) for a push whose body lacks
-    ``ref``/``after``. Verify the signature *before* calling this.
+    ``ref``/``after``, or that is not JSON nesting at most ``max_depth`` levels. Verify the signature *before*
+    calling this.
     """
     provider = Provider(provider)
     if provider is Provider.GITHUB:
@@ -158,7 +188,7 @@ def parse_push_event(*, provider: Provider | str, headers: Mapping[str, str], bo
         event = (_header(headers, GITLAB_EVENT_HEADER) or "").strip().lower()
         if event != "push hook":
             return None
-    document = _decode_json(headers=headers, body=body)
+    document = _decode_json(headers=headers, body=body, max_depth=max_depth)
     ref = document.get("ref")
     after = document.get("after")
     if not isinstance(ref, str) or not ref or not isinstance(after, str):
@@ -166,8 +196,9 @@ def parse_push_event(*, provider: Provider | str, headers: Mapping[str, str], bo
     return PushEvent(ref=ref, after_sha=after, provider=provider)
 
 
-def load_secret(*, file: Path | None, env_var: str | None) -> bytes | None:
-    """The webhook secret from ``file`` (preferred) or the environment variable ``env_var``.
+def load_secret(*, file: Path | None, env_var: str | None, what: str = "webhook secret") -> bytes | None:
+    """The webhook secret (or another one: ``what`` names it in errors) from ``file`` (preferred) or the
+    environment variable ``env_var``.
 
     Surrounding whitespace is stripped: secret files written by ``echo`` or mounted
     from Kubernetes often end in a newline the sender never signed with. Returns
@@ -179,9 +210,9 @@ def load_secret(*, file: Path | None, env_var: str | None) -> bytes | None:
         try:
             secret = Path(file).read_bytes().strip()
         except OSError as error:
-            raise UsageError(f"cannot read webhook secret file {file}: {error.strerror or error}") from error
+            raise UsageError(f"cannot read {what} file {file}: {error.strerror or error}") from error
         if not secret:
-            raise UsageError(f"webhook secret file {file} is empty")
+            raise UsageError(f"{what} file {file} is empty")
         return secret
     if env_var:
         value = os.environ.get(env_var, "").strip()

@@ -19,11 +19,11 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import json_format
 
 from reconciler.errors import XdsError
-from reconciler.model.address import format_address, parse_address
+from reconciler.model.address import format_address, is_loopback, parse_address
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds.cache import XdsCache
 from reconciler.xds.session import AdsSession
-from reconciler.xds.tls import ServerTls, check_listen_security, is_loopback, server_credentials
+from reconciler.xds.tls import ServerTls, check_listen_security, server_credentials
 
 __all__ = ["MIN_PING_INTERVAL_SECONDS", "AggregatedDiscoveryService", "XdsServer", "start_server"]
 

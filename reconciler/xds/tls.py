@@ -20,7 +20,6 @@ then warned about at start (:func:`check_listen_security`, :func:`reconciler.xds
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from reconciler.errors import UsageError, XdsError
+from reconciler.model.address import is_loopback
 from reconciler.model.text import quote
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds.identity import PeerIdentity, allowed_by, node_refusal, peer_identity_from_pem
@@ -46,7 +46,6 @@ __all__ = [
     "ServerTls",
     "check_files",
     "check_listen_security",
-    "is_loopback",
     "server_credentials",
 ]
 
@@ -77,16 +76,6 @@ class ServerTls:
     @property
     def mutual(self) -> bool:
         return self.client_ca_file is not None
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an IP or ``localhost``) is reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_listen_security(host: str, *, tls: ServerTls | None, plaintext: bool) -> None:

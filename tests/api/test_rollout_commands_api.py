@@ -82,3 +82,11 @@ def test_an_unknown_rollout_is_404_a_command_that_does_not_apply_409_a_bad_promo
     assert post(f"{ROLLOUT}/promote", json={"full": "true"})[0] == 400
     status, body = post(f"{ROLLOUT}/pause")
     assert (status, body["phase"]) == (200, "Paused"), "refused requests changed nothing"
+
+
+def test_a_promote_body_nested_a_thousand_levels_deep_is_400_not_a_recursion_error(post: Post) -> None:
+    # 1,000 bytes: under the body limit, and deep enough to overflow Python's JSON parser.
+    status, body = post(f"{ROLLOUT}/promote", data=b"[" * 500 + b"]" * 500)
+
+    assert status == 400
+    assert "deeper than" in body["error"]

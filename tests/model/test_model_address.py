@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reconciler.errors import UsageError
-from reconciler.model.address import format_address, parse_address
+from reconciler.model.address import format_address, is_loopback, parse_address
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,21 @@ def test_a_malformed_address_is_a_usage_error_naming_the_flag(text: str, message
 
 def test_port_zero_asks_for_a_free_port_only_where_a_listener_allows_it() -> None:
     assert parse_address("127.0.0.1:0", what="--http-address", allow_port_zero=True) == ("127.0.0.1", 0)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.3.2.1", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("", False),
+        ("10.0.0.7", False),
+        ("reconciler.mesh-system", False),
+    ],
+)
+def test_only_loopback_hosts_are_reachable_from_this_machine_alone(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback

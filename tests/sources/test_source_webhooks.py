@@ -15,6 +15,7 @@ from reconciler.sources.webhook import (
     PushEvent,
     detect_provider,
     load_secret,
+    loads_bounded,
     parse_push_event,
     verify_github_signature,
     verify_gitlab_token,
@@ -123,3 +124,11 @@ def test_unreadable_or_empty_secret_file_is_a_usage_error(tmp_path: Path) -> Non
         load_secret(file=tmp_path / "missing", env_var=None)
     with pytest.raises(UsageError):
         load_secret(file=empty, env_var=None)
+
+
+def test_json_nesting_past_the_bound_is_a_payload_error_and_brackets_inside_strings_do_not_count() -> None:
+    assert loads_bounded('{"a": [[1]], "b": "[[[[[[[[\\"]]"}', max_depth=3) == {"a": [[1]], "b": '[[[[[[[["]]'}
+    with pytest.raises(SourceError, match="deeper than 3"):
+        loads_bounded('{"a": [[[1]]]}', max_depth=3)
+    with pytest.raises(SourceError, match="deeper than"):
+        loads_bounded("[" * 100_000 + "]" * 100_000, max_depth=64)

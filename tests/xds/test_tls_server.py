@@ -19,10 +19,11 @@ from reconciler.errors import UsageError
 from reconciler.metrics.service import MetricsService
 from reconciler.metrics.store import MetricsStore
 from reconciler.metrics.wire import METRICS_SERVICE, STREAM_METRICS, StreamMetricsMessage, StreamMetricsResponse
+from reconciler.model.address import is_loopback
 from reconciler.translate.snapshot import CLUSTER, Snapshot
 from reconciler.xds.cache import SnapshotCache
 from reconciler.xds.server import start_server
-from reconciler.xds.tls import ServerTls, check_listen_security, is_loopback
+from reconciler.xds.tls import ServerTls, check_listen_security
 
 EMPTY = Snapshot.build(clusters=[], endpoints=[], listeners=[], routes=[])
 

@@ -17,13 +17,13 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import git
 import structlog
 from git.exc import GitCommandError, GitError, InvalidGitRepositoryError, NoSuchPathError
 
 from reconciler.errors import CloneError, FetchError, SourceAborted, SourceError, StateDirNotWritableError
+from reconciler.sources.git.credentials import NO_CREDENTIALS, GitCredentials, git_environment, split_credentials
 from reconciler.sources.git.process import ProcessAborted, run_abortable
 from reconciler.sources.git.stderr import classify, looks_corrupt, stderr_of
 from reconciler.sources.git.url import redact_url
@@ -47,7 +47,9 @@ class CorruptClone(Exception):
 class Clone:
     """The bare clone of ``branch`` of ``url`` at ``state_dir/repo``.
 
-    Network commands are bounded by ``timeout_seconds`` and end at once when ``aborted`` is set
+    Credentials in ``url`` are taken out of it: the clone's config holds the URL without them, and
+    git gets them, like ``credentials``, from its environment. Network commands are bounded by
+    ``timeout_seconds`` and end at once when ``aborted`` is set
     (raising :class:`~reconciler.errors.SourceAborted`). Not thread-safe: the source serialises calls.
     """
 
@@ -60,8 +62,16 @@ class Clone:
         timeout_seconds: float,
         aborted: threading.Event,
         log_context: Mapping[str, str],
+        credentials: GitCredentials = NO_CREDENTIALS,
     ) -> None:
-        self._url = url
+        # Shown as given, redacted (``user:***``): status and logs name the remote the user wrote.
+        self._shown = redact_url(url)
+        self._url, user, password = split_credentials(url)
+        self._environment = git_environment(self._url, credentials, url_user=user, url_password=password)
+        # Replaced by *** in any detail git's stderr or an OS error carries.
+        self._secrets = tuple(
+            secret for secret in (password, user if password == "" else None, credentials.token) if secret
+        )
         self._branch = branch
         self._state_dir = state_dir
         self.repo_dir = state_dir / "repo"
@@ -73,7 +83,7 @@ class Clone:
     @property
     def url(self) -> str:
         """The remote URL with credentials redacted (safe to log and display)."""
-        return redact_url(self._url)
+        return self._shown
 
     @property
     def log(self) -> Any:
@@ -222,6 +232,7 @@ class Clone:
             GIT_TERMINAL_PROMPT="0",
             GCM_INTERACTIVE="never",
             **{name: os.environ.get(name, default) for name, default in _HTTP_LOW_SPEED_DEFAULTS.items()},
+            **self._environment,
         )
         try:
             current = str(repo.git.config("--get", "remote.origin.url"))
@@ -267,10 +278,8 @@ class Clone:
         return True
 
     def _error(self, operation: str, detail: str, failure: type[SourceError]) -> SourceError:
-        detail = detail.replace(self._url, self.url)
-        password = urlsplit(self._url).password if "://" in self._url else None
-        if password:
-            detail = detail.replace(password, "***")
+        for secret in self._secrets:
+            detail = detail.replace(secret, "***")
         if len(detail) > _STDERR_LIMIT:
             detail = detail[:_STDERR_LIMIT] + "…"
         event = "git.clone_failed" if operation in {"git clone", "preparing the clone"} else "git.fetch_failed"

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import git
+import structlog
 from git.exc import GitError, ODBError
 from git.objects import Commit, Tree
 
@@ -23,11 +24,14 @@ from reconciler.errors import CloneError, PathNotFoundError, SourceError, Source
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits, SkipReason
 from reconciler.model.text import excerpt
 from reconciler.sources.git.clone import Clone, CorruptClone
+from reconciler.sources.git.credentials import NO_CREDENTIALS, GitCredentials, split_credentials
 from reconciler.sources.git.tree import config_tree, read_config_tree
 from reconciler.sources.git.url import redact_url, validate_url
 from reconciler.sources.revision import ALLOW_REMOVAL_FILE, Revision
 
 __all__ = ["GitSource"]
+
+log = structlog.get_logger("reconciler.sources.git")
 
 _T = TypeVar("_T")
 
@@ -74,8 +78,16 @@ class GitSource:
         state_dir: Path,
         timeout_seconds: float = 120.0,
         limits: InputLimits = DEFAULT_LIMITS,
+        credentials: GitCredentials = NO_CREDENTIALS,
     ) -> None:
         self._branch = _validate_branch(branch)
+        if split_credentials(url)[1] is not None:
+            # Accepted, but the token is on the daemon's command line (ps) and in its manifest.
+            log.warning(
+                "git.credentials_in_url",
+                url=redact_url(url),
+                hint="ps shows it: move the token to --git-token-file FILE (or RECONCILER_GIT_TOKEN), out of the URL",
+            )
         self._path = _normalise_path(path)
         self._limits = limits
         self._lock = threading.Lock()
@@ -87,6 +99,7 @@ class GitSource:
             state_dir=Path(state_dir),
             timeout_seconds=timeout_seconds,
             aborted=self._aborted,
+            credentials=credentials,
             log_context={"url": redact_url(url), "branch": branch, "path": self._path or "."},
         )
         self._head_sha: str | None = None
