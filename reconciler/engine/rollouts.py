@@ -48,6 +48,7 @@ from reconciler.engine.state import RolloutStore, StoredDecision, StoredRollout
 from reconciler.errors import RolloutCommandError, RolloutNotFoundError, StateError
 from reconciler.metrics import MetricsProvider
 from reconciler.model.hosts import resolve_host
+from reconciler.model.text import MESSAGE_CHARS, excerpt
 from reconciler.model.virtualservice import Destination
 from reconciler.rollout.analysis import Counts, sum_counts
 from reconciler.rollout.codec import restarted
@@ -124,7 +125,8 @@ class _Rollout:
     """What is served for its routes: the latest decision's weights."""
     clusters: Mapping[Destination, tuple[str, ...]]
     generation: int = 0
-    nacked: bool = False
+    nack: str | None = None
+    """The NACK of the step's generation (proxy and Envoy's message), until a tick judges it."""
     last: DecisionRecord | None = None
     records: deque[DecisionRecord] = field(default_factory=lambda: deque(maxlen=RECORDS_KEPT))
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -187,9 +189,9 @@ class RolloutController:
         if refused is not None:
             raise RolloutCommandError(f"cannot {command} the rollout under RolloutPolicy {policy}: {refused}")
         decision = decide(rollout.state, Observation(command=command), policy=rollout.governed.spec, now=self._clock())
-        self._act(rollout, decision)
+        self._act([(rollout, decision)])
         if decision.action in _MOVES:
-            rollout.nacked = False  # a NACK of the weights just replaced judges nothing served now
+            rollout.nack = None  # a NACK of the weights just replaced judges nothing served now
         return _document(_view(rollout))
 
     def serve_revision(self, revision: Revision, config: ConfigSnapshots, *, change: Change) -> bool:
@@ -245,7 +247,7 @@ class RolloutController:
         generation = self._engine.status.generation
         for rollout in moved:
             rollout.generation = generation
-            rollout.nacked = False
+            rollout.nack = None
         if change is not Change.RESTORE:
             self._resumable = {}
         for rollout in (*ended, *rollouts.values()):
@@ -255,19 +257,23 @@ class RolloutController:
         return True
 
     def tick(self) -> None:
-        """Judge every running rollout once, and serve what the decisions say."""
+        """Judge every running rollout once, and serve what the decisions say (every move in one push)."""
         self._tick_pending = False
+        decided: list[tuple[_Rollout, Decision]] = []
         for rollout in list(self._rollouts.values()):
             if rollout.state.phase.ended:
                 continue
             observation = Observation(
                 acked=rollout.generation > 0 and self._cache.all_acked(rollout.generation),
-                nacked=rollout.nacked,
+                nacked=rollout.nack is not None,
+                nack=rollout.nack or "",
                 counts=self._counts(rollout),
             )
-            decision = decide(rollout.state, observation, policy=rollout.governed.spec, now=self._clock())
-            rollout.nacked = False
-            self._act(rollout, decision)
+            decided.append(
+                (rollout, decide(rollout.state, observation, policy=rollout.governed.spec, now=self._clock()))
+            )
+            rollout.nack = None
+        self._act(decided)
 
     async def run(self, *, period: float) -> None:
         """Tick every ``period`` seconds until cancelled (ACKs and NACKs tick in between)."""
@@ -275,20 +281,56 @@ class RolloutController:
             self.tick()
             await asyncio.sleep(period)
 
-    def _act(self, rollout: _Rollout, decision: Decision) -> None:
-        changed = decision.state != rollout.state
-        judged_ack = rollout.state.acked_at
-        rollout.state = decision.state
-        if decision.action in _MOVES and self._head is not None:
-            rollout.weights = decision.weights
-            revision, config = self._head
-            if self._serve(revision, config, self._rollouts, change=Change.COMMIT):
-                rollout.generation = self._engine.status.generation
-        if changed or decision.action in _MOVES:
-            self._record(rollout, decision, judged_ack=judged_ack)
-        else:
-            # A hold that changes nothing: status shows its counts, the log and the records do not repeat it.
-            rollout.last = self._decision_record(rollout, decision, judged_ack=judged_ack)
+    def _act(self, decided: list[tuple[_Rollout, Decision]]) -> None:
+        """Take the decisions, serve the moves among them in one push, and record them.
+
+        A push the engine refuses (a proxy's config cannot be translated) ends each walk that
+        moved in it ``RolledBack`` with the refusal as its reason, and its pre-rollout weights
+        are pushed: a walk whose next weights cannot be served has nowhere to go.
+        """
+        taken: list[tuple[_Rollout, Decision, bool, float | None]] = []
+        moved: list[_Rollout] = []
+        for rollout, decision in decided:
+            taken.append((rollout, decision, decision.state != rollout.state, rollout.state.acked_at))
+            rollout.state = decision.state
+            if decision.action in _MOVES:
+                rollout.weights = decision.weights
+                moved.append(rollout)
+        if moved and not self._serve_head(moved):
+            refused = self._refused(moved)
+            taken.extend((rollout, decision, True, rollout.state.acked_at) for rollout, decision in refused)
+            for rollout, decision in refused:
+                rollout.state, rollout.weights = decision.state, decision.weights
+            if refused:
+                self._serve_head([rollout for rollout, _ in refused])
+        for rollout, decision, changed, judged_ack in taken:
+            if changed or decision.action in _MOVES:
+                self._record(rollout, decision, judged_ack=judged_ack)
+            else:
+                # A hold that changes nothing: status shows its counts, the log and the records do not repeat it.
+                rollout.last = self._decision_record(rollout, decision, judged_ack=judged_ack)
+
+    def _serve_head(self, moved: list[_Rollout]) -> bool:
+        """Serve the head revision with every rollout's weights; False when the engine refused the push."""
+        if self._head is None:
+            return True
+        revision, config = self._head
+        if not self._serve(revision, config, self._rollouts, change=Change.COMMIT):
+            return False
+        for rollout in moved:
+            rollout.generation = self._engine.status.generation
+        return True
+
+    def _refused(self, moved: list[_Rollout]) -> list[tuple[_Rollout, Decision]]:
+        """The decisions ending each walk among ``moved`` whose new weights the engine refused to serve."""
+        error = self._engine.status.last_error
+        why = error.message if error is not None else "the engine refused the push"
+        now = self._clock()
+        return [
+            (rollout, decide(rollout.state, Observation(refused=why), policy=rollout.governed.spec, now=now))
+            for rollout in moved
+            if not rollout.state.phase.ended
+        ]
 
     def _maybe_start(
         self,
@@ -461,8 +503,8 @@ class RolloutController:
     def _on_xds_event(self, event: XdsEvent) -> None:
         if event.kind is EventKind.NACK:
             for rollout in self._rollouts.values():
-                if rollout.generation and event.generation == rollout.generation:
-                    rollout.nacked = True
+                if rollout.generation and event.generation == rollout.generation and rollout.nack is None:
+                    rollout.nack = excerpt(f"proxy {event.node_id} rejected it: {event.message}", MESSAGE_CHARS)
         elif event.kind is not EventKind.SNAPSHOT_ACKED:
             return
         try:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, mesh_files
 from rollout_yaml import policy_yaml
-from test_engine_nack import nack_listeners
+from test_engine_nack import CANNOT_BIND, nack_listeners
 
 from reconciler.api.document import RolloutCounts
 from reconciler.engine.origin import Change
@@ -17,12 +17,14 @@ from reconciler.engine.reconcile import Engine
 from reconciler.engine.rollouts import RolloutController
 from reconciler.engine.state import RolloutStore
 from reconciler.engine.status import Reason
+from reconciler.errors import TranslationError
 from reconciler.model.virtualservice import Destination
 from reconciler.rollout.analysis import Counts, sum_counts
 from reconciler.rollout.decide import Action, Phase
 from reconciler.rollout.plan import RouteRef
 from reconciler.rollout.routes import weights_of
 from reconciler.translate.names import cluster_name
+from reconciler.xds import cache as cache_module
 from reconciler.xds.cache import ProxyConnection, SnapshotCache
 
 Run = Callable[..., Any]
@@ -271,4 +273,43 @@ def test_a_nacked_step_rolls_back(mesh: Mesh) -> None:
 
     assert mesh.phase() is Phase.ROLLED_BACK
     assert mesh.served() == {V1: 100}
-    assert "NACKed" in mesh.controller.records(POLICY)[-1].record.reason
+    reason = mesh.controller.records(POLICY)[-1].record.reason
+    assert f"a proxy NACKed the weights of step 0: proxy {GATEWAY.node_id} rejected it: {CANNOT_BIND}" == reason
+
+
+def test_a_step_whose_config_the_engine_refuses_ends_the_rollout_rolled_back_to_the_pre_rollout_weights(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start_v2_rollout(mesh, policy_yaml(steps="10, 50", interval="30s", min_requests=100))
+    ack_all(mesh.gateway)
+    generation = mesh.engine.status.generation
+    build = cache_module._build
+    refusals = []
+
+    def refuse_once(source: Any, proxy: Any) -> Any:
+        if not refusals:
+            refusals.append(proxy.node_id)
+            raise TranslationError(f"cannot build the snapshot for proxy {proxy.node_id!r}: a bug")
+        return build(source, proxy)
+
+    monkeypatch.setattr(cache_module, "_build", refuse_once)
+
+    mesh.later(31, canary=(200, 0), stable=1_000)  # step 0 passes: step 1 (50/50) is refused
+
+    assert refusals == [GATEWAY.node_id]
+    assert mesh.phase() is Phase.ROLLED_BACK
+    assert mesh.served() == {V1: 100}
+    assert mesh.engine.status.generation == generation + 1  # the rollback's push; the refused one published nothing
+    origin = mesh.engine.status.origin
+    assert origin is not None
+    assert origin.change is Change.ROLLBACK
+    [*_, advance, refused] = mesh.controller.records(POLICY)
+    assert (advance.record.action, advance.record.step) == (Action.ADVANCE, 1)
+    assert (refused.record.action, refused.record.phase, refused.record.step) == (
+        Action.ROLL_BACK,
+        Phase.ROLLED_BACK,
+        1,
+    )
+    assert "the weights of step 1 could not be served" in refused.record.reason
+    assert "a bug" in refused.record.reason
+    assert refused.generation == generation + 1
