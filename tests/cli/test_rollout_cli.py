@@ -174,6 +174,16 @@ def test_status_watch_exits_1_when_the_timeout_passes_while_the_rollout_still_wa
     assert [RolloutDocument.from_json(json.loads(line)).phase for line in out.splitlines()] == ["Progressing"]
 
 
+def test_status_watch_of_a_name_without_a_rollout_exits_1_after_the_grace_not_the_timeout(
+    daemon: Daemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = daemon.cli(capsys, "rollout", "status", "ratings", "--watch", "--timeout", "1h", "--grace", "1s")
+
+    assert code == ExitCode.FAILED
+    assert "waiting up to 1s for a rollout under RolloutPolicy default/ratings" in err
+    assert err.strip().endswith("reconciler: no rollout under RolloutPolicy default/ratings (waited 1s)")
+
+
 def test_every_phase_has_its_watch_outcome() -> None:
     assert {phase: watch_exit(phase) for phase in ("Succeeded", "RolledBack", "Aborted", "Reverted")} == {
         "Succeeded": ExitCode.OK,
