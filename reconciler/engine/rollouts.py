@@ -290,12 +290,18 @@ class RolloutController:
         """
         taken: list[tuple[_Rollout, Decision, bool, float | None]] = []
         moved: list[_Rollout] = []
+        refused_head = self._head_refused()
         for rollout, decision in decided:
             taken.append((rollout, decision, decision.state != rollout.state, rollout.state.acked_at))
             rollout.state = decision.state
             if decision.action in _MOVES:
                 rollout.weights = decision.weights
-                moved.append(rollout)
+                if refused_head and decision.action is Action.ROLL_BACK:
+                    # A proxy NACKed the commit and the engine serves the config from before it again (its weights
+                    # the pre-rollout ones): pushing the refused commit with them would only be NACKed once more.
+                    rollout.generation = self._engine.status.generation
+                else:
+                    moved.append(rollout)
         if moved and not self._serve_head(moved):
             refused = self._refused(moved)
             taken.extend((rollout, decision, True, rollout.state.acked_at) for rollout, decision in refused)
@@ -309,6 +315,13 @@ class RolloutController:
             else:
                 # A hold that changes nothing: status shows its counts, the log and the records do not repeat it.
                 rollout.last = self._decision_record(rollout, decision, judged_ack=judged_ack)
+
+    def _head_refused(self) -> bool:
+        """Whether the engine serves another commit's config than the head's: a NACK made it refuse the head."""
+        origin = self._engine.status.origin
+        return (
+            self._head is not None and origin is not None and origin.revision.config_tree != self._head[0].config_tree
+        )
 
     def _serve_head(self, moved: list[_Rollout]) -> bool:
         """Serve the head revision with every rollout's weights; False when the engine refused the push."""

@@ -266,15 +266,25 @@ def test_a_new_goal_mid_rollout_supersedes_it_and_walks_from_the_weights_served(
     assert mesh.controller.records(POLICY)[0].record.phase is Phase.SUPERSEDED
 
 
-def test_a_nacked_step_rolls_back(mesh: Mesh) -> None:
+def test_a_nacked_first_step_rolls_back_to_the_commit_before_without_offering_the_refused_commit_again(
+    mesh: Mesh,
+) -> None:
     start_v2_rollout(mesh, policy_yaml(steps="10, 50"))
+    stepped = mesh.engine.status.generation
 
     nack_listeners(mesh.gateway)
 
     assert mesh.phase() is Phase.ROLLED_BACK
     assert mesh.served() == {V1: 100}
-    reason = mesh.controller.records(POLICY)[-1].record.reason
-    assert f"a proxy NACKed the weights of step 0: proxy {GATEWAY.node_id} rejected it: {CANNOT_BIND}" == reason
+    last = mesh.controller.records(POLICY)[-1]
+    assert last.record.reason == (
+        f"a proxy NACKed the weights of step 0: proxy {GATEWAY.node_id} rejected it: {CANNOT_BIND}"
+    )
+    # The engine's NACK rollback serves the commit before (its weights the pre-rollout ones); nothing else is pushed.
+    status = mesh.engine.status
+    assert (status.reason, status.generation, last.generation) == (Reason.REJECTED, stepped + 1, stepped + 1)
+    assert status.origin is not None
+    assert status.origin.change is Change.NACK_ROLLBACK
 
 
 def test_a_step_whose_config_the_engine_refuses_ends_the_rollout_rolled_back_to_the_pre_rollout_weights(
