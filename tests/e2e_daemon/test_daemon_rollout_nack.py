@@ -40,7 +40,7 @@ def test_a_step_one_gateway_nacks_rolls_the_rollout_back_with_envoys_reason_and_
     daemons: Callable[..., Daemon],
     gateway: Callable[..., EnvoyProcess],
     envoy: Callable[..., EnvoyProcess],
-    busy_port: int,
+    busy_port: int,  # noqa: F811 - the fixture imported above
 ) -> None:
     daemon = daemons(repo=mesh.repo.url).start()
     first = gateway(daemon, mesh)  # ingress-1
