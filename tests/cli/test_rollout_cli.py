@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -145,7 +146,12 @@ def test_the_commands_steer_the_rollout_and_one_that_does_not_apply_exits_1_with
 
 
 def test_status_watch_exits_0_when_the_rollout_succeeds(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:
+    before = daemon.gateway.snapshot
     daemon.cli(capsys, "rollout", "promote", "reviews", "--full")
+    # The push is translated off the daemon's loop: the gateway ACKs git's weights once it has them.
+    deadline = time.monotonic() + 30
+    while daemon.gateway.snapshot is before and time.monotonic() < deadline:
+        time.sleep(0.01)
     ack_all(daemon.gateway)
 
     code, out, _ = daemon.cli(capsys, "rollout", "status", "reviews", "--watch", "--timeout", "1m")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,7 @@ from reconciler.api.document import RolloutCounts
 from reconciler.engine.origin import Change
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.rollouts import RolloutController
+from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.engine.state import RolloutStore
 from reconciler.engine.status import Reason
 from reconciler.errors import TranslationError
@@ -24,6 +27,7 @@ from reconciler.rollout.decide import Action, Phase
 from reconciler.rollout.plan import RouteRef
 from reconciler.rollout.routes import weights_of
 from reconciler.translate.names import cluster_name
+from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds import cache as cache_module
 from reconciler.xds.cache import ProxyConnection, SnapshotCache
 
@@ -323,3 +327,40 @@ def test_a_step_whose_config_the_engine_refuses_ends_the_rollout_rolled_back_to_
     assert "the weights of step 1 could not be served" in refused.record.reason
     assert "a bug" in refused.record.reason
     assert refused.generation == generation + 1
+
+
+def test_on_the_event_loop_a_steps_config_is_translated_in_a_worker_thread_and_its_move_recorded_once_served(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start_v2_rollout(mesh, policy_yaml(steps="10, 50", interval="30s", min_requests=100))
+    ack_all(mesh.gateway)
+    mesh.later(5)  # the window opens
+    generation = mesh.engine.status.generation
+    translated_in: list[threading.Thread] = []
+    translate_all = ConfigSnapshots.translate_all
+
+    def recording(self: ConfigSnapshots, proxies: Iterable[ProxyIdentity]) -> None:
+        translated_in.append(threading.current_thread())
+        translate_all(self, proxies)
+
+    monkeypatch.setattr(ConfigSnapshots, "translate_all", recording)
+    mesh.clock.now += 1
+    mesh.metrics.serve(V2, requests=200)
+    mesh.clock.now += 30
+
+    async def tick_on_the_loop() -> threading.Thread:
+        mesh.controller.tick()
+        waiting = mesh.controller.records(POLICY)[-1].record.action  # the move is recorded once served
+        while mesh.engine.status.generation == generation:
+            await asyncio.sleep(0.01)
+        assert waiting is not Action.ADVANCE
+        return threading.current_thread()
+
+    loop_thread = mesh.run(tick_on_the_loop())
+
+    assert translated_in
+    assert loop_thread not in translated_in
+    assert mesh.served() == {V1: 50, V2: 50}
+    advanced = mesh.controller.records(POLICY)[-1]
+    assert (advanced.record.action, advanced.record.step) == (Action.ADVANCE, 1)
+    assert advanced.generation == mesh.engine.status.generation == generation + 1
