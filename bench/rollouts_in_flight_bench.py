@@ -34,7 +34,7 @@ import time
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from push_to_ack_bench import (
     GATEWAY,
@@ -103,55 +103,59 @@ def memory_kib(pid: int, field: str) -> int:
     raise SystemExit(f"/proc/{pid}/status has no {field}")
 
 
-class Sampler:
-    """RSS of ``pid`` and the latency of ``GET /api/v1/status`` in a thread, every SAMPLE_SECONDS, until stopped."""
+class Background:
+    """``step()`` in a thread every ``every`` seconds from entering the block until leaving it."""
+
+    def __init__(self, *, every: float) -> None:
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.step()
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+
+class Sampler(Background):
+    """RSS of ``pid`` and the latency of ``GET /api/v1/status``, every SAMPLE_SECONDS."""
 
     def __init__(self, *, pid: int, api: str) -> None:
+        super().__init__(every=SAMPLE_SECONDS)
         self._pid, self._api = pid, api
-        self._stop = threading.Event()
         self.rss_kib: list[int] = []
         self.status_ms: list[float] = []
-        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
 
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.wait(SAMPLE_SECONDS):
-            self.rss_kib.append(memory_kib(self._pid, "VmRSS"))
-            started = time.monotonic()
-            get_json(f"{self._api}/api/v1/status")
-            self.status_ms.append((time.monotonic() - started) * 1000)
+    def step(self) -> None:
+        self.rss_kib.append(memory_kib(self._pid, "VmRSS"))
+        started = time.monotonic()
+        get_json(f"{self._api}/api/v1/status")
+        self.status_ms.append((time.monotonic() - started) * 1000)
 
 
-class Traffic:
-    """Requests round-robin over the hosts through the gateways, ``rate`` per second, until stopped."""
+class Traffic(Background):
+    """Requests round-robin over the hosts through the gateways, ``rate`` per second."""
 
     def __init__(self, *, port: int, hosts: list[str], rate: float) -> None:
-        self._port, self._hosts, self._rate = port, hosts, rate
-        self._stop = threading.Event()
+        super().__init__(every=1.0 / rate)
+        self._port, self._hosts = port, hosts
+        self._next = 0
         self.sent = 0
-        self._thread = threading.Thread(target=self._run, name="bench-traffic", daemon=True)
 
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        index = 0
-        while not self._stop.wait(1.0 / self._rate):
-            host = self._hosts[index % len(self._hosts)]
-            self.sent += send_requests(port=self._port, count=1, authority=host, workers=1, deadline=10).sent
-            index += 1
+    def step(self) -> None:
+        host = self._hosts[self._next % len(self._hosts)]
+        self._next += 1
+        self.sent += send_requests(port=self._port, count=1, authority=host, workers=1, deadline=10).sent
 
 
 def rollouts(api: str) -> list[RolloutDocument]:

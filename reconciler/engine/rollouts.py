@@ -11,7 +11,9 @@ the metrics provider, serves each step through :meth:`Engine.serve`, and keeps e
 * **A running rollout** is judged by :meth:`RolloutController.tick` (periodically, and on every
   ACK or NACK): whether every proxy ACKed the step's generation, the NACK of it, and the counts
   of canary and stable clusters since the analysis window opened go to ``decide``; its answer
-  is served (advance, finish, roll back) and recorded.
+  is served (advance, finish, roll back) and recorded. The moves of one tick go out in one push,
+  translated in a worker thread (:meth:`RolloutController._push_pending`); a push the engine
+  refuses ends the moved walks ``RolledBack``.
 * **A user's command** (:meth:`RolloutController.command`: pause, resume, promote, abort) is
   ``decide``'s too, acted on at once like a tick's decision; one that does not apply to the
   rollout's phase is refused before it reaches ``decide`` (``refusal``).

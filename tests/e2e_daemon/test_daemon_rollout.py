@@ -22,14 +22,16 @@ POLICY = policy_yaml(steps="10, 50", interval="2s", min_requests=20, max_interva
 
 
 @contextmanager
-def steady_traffic(mesh: Mesh, *, port: int | None = None) -> Iterator[None]:
-    """Requests through the gateway (or the proxy listening on ``port``), a few dozen a second, until the block ends."""
+def steady_traffic(mesh: Mesh, *, port: int | None = None, count: int = 20, pause: float = 0.1) -> Iterator[None]:
+    """``count`` requests through the gateway (or the proxy on ``port``) every ``pause`` s, until the block ends."""
     stop = threading.Event()
 
     def send() -> None:
         while not stop.is_set():
-            send_requests(port=port or mesh.gateway_port, count=20, authority=HOST, workers=2, deadline=30)
-            stop.wait(0.1)
+            send_requests(
+                port=port or mesh.gateway_port, count=count, authority=HOST, workers=min(count, 2), deadline=30
+            )
+            stop.wait(pause)
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()

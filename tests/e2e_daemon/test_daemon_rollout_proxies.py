@@ -63,6 +63,21 @@ def ack_times(entries: list[dict[str, Any]]) -> dict[tuple[str, int], float]:
     return acked
 
 
+def windows_opened_after_every_ack(
+    entries: list[dict[str, Any]], *, sha: str, proxies: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Assert that the windows of steps 0 and 1 opened (on a recorded decision carrying the step's generation and
+    ACK time) after every one of ``proxies`` ACKed the step; the rollout's decisions."""
+    acked = ack_times(entries)
+    decisions = [e for e in entries if e["event"] == "rollout.decision" and e["sha"] == sha[:12]]
+    opened = {e["step"]: e for e in decisions if "analysis window opens" in e["reason"]}
+    assert sorted(opened) == [0, 1]
+    for step, decision in opened.items():
+        last_ack = max(acked[(node_id, decision["generation"])] for node_id in proxies)
+        assert decision["acked_at"] >= last_ack, f"step {step} judged before every one of {proxies} ACKed it"
+    return decisions
+
+
 def test_each_step_over_two_gateways_is_judged_only_after_the_last_gateway_acked_it(
     mesh: Mesh, daemons: Callable[..., Daemon], gateway: Callable[..., EnvoyProcess]
 ) -> None:
@@ -81,13 +96,7 @@ def test_each_step_over_two_gateways_is_judged_only_after_the_last_gateway_acked
 
     entries = log_entries(daemon)
     acked = ack_times(entries)
-    decisions = [e for e in entries if e["event"] == "rollout.decision" and e["sha"] == sha[:12]]
-    # The window of steps 0 and 1 opens on a recorded decision carrying the step's generation and ACK time.
-    opened = {e["step"]: e for e in decisions if "analysis window opens" in e["reason"]}
-    assert sorted(opened) == [0, 1]
-    for step, decision in opened.items():
-        last_ack = max(acked[(node_id, decision["generation"])] for node_id in GATEWAYS)
-        assert decision["acked_at"] >= last_ack, f"step {step} judged before every gateway ACKed it"
+    decisions = windows_opened_after_every_ack(entries, sha=sha, proxies=GATEWAYS)
     # Git's weights: Succeeded only once both gateways ACKed them.
     [succeeded] = [e for e in decisions if e["phase"] == "Succeeded"]
     assert logged_at(succeeded) >= max(acked[(node_id, succeeded["generation"])] for node_id in GATEWAYS)
@@ -197,15 +206,8 @@ def test_each_step_over_a_gateway_and_a_sidecar_carrying_traffic_is_judged_only_
         sha = start_rollout_to_v2(mesh, daemon, proxies=2, sidecars=True)
         daemon.wait_status("the rollout to finish", lambda _: rollout_phase(daemon) == "Succeeded", timeout=120)
 
-    entries = log_entries(daemon)
-    acked = ack_times(entries)
-    decisions = [e for e in entries if e["event"] == "rollout.decision" and e["sha"] == sha[:12]]
-    opened = {e["step"]: e for e in decisions if "analysis window opens" in e["reason"]}
-    assert sorted(opened) == [0, 1]
-    for step, decision in opened.items():
-        # The sidecar carries the route too: its ACK of the step is one the window waited for.
-        last_ack = max(acked[(node_id, decision["generation"])] for node_id in proxies)
-        assert decision["acked_at"] >= last_ack, f"step {step} judged before the gateway and the sidecar ACKed it"
+    # The sidecar carries the route too: its ACK of each step is one the window waited for.
+    windows_opened_after_every_ack(log_entries(daemon), sha=sha, proxies=proxies)
     daemon.wait_synced(sha, proxies=2)
     through_sidecar = send_requests(port=outbound, count=100, authority=HOST, workers=4, deadline=60)
     assert through_sidecar.share("v2") == 100.0

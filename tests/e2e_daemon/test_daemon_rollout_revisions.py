@@ -4,19 +4,14 @@ a revert ends it at once, a new goal restarts the walk from what is served, low 
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-from daemon_harness import HOST, Daemon, Mesh, measure
+from daemon_harness import Daemon, Mesh, measure
 from rollout_yaml import policy_yaml
-from test_daemon_rollout import origin_change, start_rollout_to_v2
+from test_daemon_rollout import origin_change, start_rollout_to_v2, steady_traffic
 from test_daemon_rollout_proxies import logged_at, rollout, rollout_phase, route_weights
 from test_daemon_traffic import logged
 
 from reconciler.harness.envoy import EnvoyProcess
-from reconciler.harness.traffic import send_requests
 
 pytestmark = [pytest.mark.git, pytest.mark.envoy, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -112,24 +107,6 @@ def test_steps_without_traffic_are_promoted_at_max_interval_when_the_policy_says
     assert measure(mesh, count=200).share("v2") == 100.0
 
 
-@contextmanager
-def trickle(mesh: Mesh, *, every: float) -> Iterator[None]:
-    """One request through the gateway every ``every`` seconds until the block ends."""
-    stop = threading.Event()
-
-    def send() -> None:
-        while not stop.wait(every):
-            send_requests(port=mesh.gateway_port, count=1, authority=HOST, workers=1, deadline=10)
-
-    sender = threading.Thread(target=send, daemon=True)
-    sender.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        sender.join(timeout=30)
-
-
 #: Half the way at once, so a trickle reaches the canary; 100 canary requests are far off within 4 s.
 TRICKLE_MIN_REQUESTS = 100
 
@@ -143,7 +120,7 @@ def test_a_step_with_a_trickle_below_min_requests_does_what_on_low_traffic_says_
         steps="50", interval="1s", min_requests=TRICKLE_MIN_REQUESTS, max_interval="4s", on_low_traffic=on_low_traffic
     ).decode()
 
-    with trickle(mesh, every=0.2):
+    with steady_traffic(mesh, count=1, pause=0.2):  # a trickle
         held_at_step_0(mesh, daemon, policy=policy)
         daemon.wait_status(f"the rollout {phase}", lambda _: rollout_phase(daemon) == phase, timeout=60)
 
