@@ -5,7 +5,7 @@ a revert ends it at once, a new goal restarts the walk from what is served, low 
 from __future__ import annotations
 
 import pytest
-from daemon_harness import Daemon, Mesh, measure
+from daemon_harness import Daemon, Mesh, measure, wait_for
 from rollout_yaml import policy_yaml
 from test_daemon_rollout import origin_change, start_rollout_to_v2, steady_traffic
 from test_daemon_rollout_proxies import logged_at, rollout, rollout_phase, route_weights
@@ -122,9 +122,12 @@ def test_a_step_with_a_trickle_below_min_requests_does_what_on_low_traffic_says_
 
     with steady_traffic(mesh, count=1, pause=0.2):  # a trickle
         held_at_step_0(mesh, daemon, policy=policy)
-        daemon.wait_status(f"the rollout {phase}", lambda _: rollout_phase(daemon) == phase, timeout=60)
-
-    [decided] = [e for e in logged(daemon, "rollout.decision") if e["phase"] == phase]
+        # A move's decision is logged once its push is published (translated off the loop): wait for the log.
+        [decided] = wait_for(
+            f"the rollout {phase}",
+            lambda: [e for e in logged(daemon, "rollout.decision") if e["phase"] == phase],
+            timeout=60,
+        )
     assert (decided["action"], decided["step"]) == ({"hold": "hold", "rollback": "roll_back"}[on_low_traffic], 0)
     assert "too few requests within 4s" in decided["reason"]
     canary, _errors = decided["counts"]["reviews.example.com:v2"]
