@@ -61,8 +61,10 @@ a terminal) until the rollout ends, like `kubectl argo rollouts status`:
 Paused and Stalled are waited through (someone may resume or promote). A new commit that
 sets other weights supersedes the rollout: the policy's new rollout takes its place and
 --watch follows it, so the exit code is the new rollout's. Until a rollout exists under
-NAME (the daemon has not seen the commit yet) --watch waits. To wait for one commit, wait
-until it is served first: reconciler status --wait SHA && reconciler rollout status NAME --watch
+NAME (the daemon has not seen the commit yet) --watch waits --grace (default 10s, never past
+--timeout), then exits 1 saying no rollout is under NAME: a name with no rollout is not waited
+on until --timeout. To wait for one commit, wait until it is served first:
+reconciler status --wait SHA && reconciler rollout status NAME --watch
 
 Examples:
   reconciler rollout status reviews
@@ -79,6 +81,8 @@ _WATCH_EXITS = {
 }
 #: How often --watch asks the daemon.
 _WATCH_SECONDS = 1.0
+#: How long --watch waits for a rollout to appear under a name that has none (a commit the daemon has not seen yet).
+_GRACE = "10s"
 #: Clears a terminal and homes the cursor, for --watch's redraw.
 _CLEAR = "\x1b[H\x1b[2J"
 
@@ -103,6 +107,11 @@ def register(commands: Any) -> None:
     _common(status, named=True)
     status.add_argument("-w", "--watch", action="store_true", help="redraw every second until the rollout ends")
     status.add_argument("--timeout", help="how long --watch waits, e.g. 10m (default: until the rollout ends)")
+    status.add_argument(
+        "--grace",
+        default=_GRACE,
+        help=f"how long --watch waits for a rollout to appear under NAME before it exits 1 (default {_GRACE})",
+    )
     status.set_defaults(handler=_status)
     for verb, what in _ACTIONS.items():
         action = verbs.add_parser(verb, help=what, description=f"{what[0].upper()}{what[1:]}.")
@@ -295,9 +304,12 @@ def _show(rollout: RolloutDocument, *, output: str) -> None:
 
 
 def _watch(args: argparse.Namespace, policy: str) -> int:
-    deadline = None if args.timeout is None else time.monotonic() + parse_interval(args.timeout)
+    started = time.monotonic()
+    deadline = None if args.timeout is None else started + parse_interval(args.timeout)
+    grace = started + parse_interval(args.grace)
     terminal = args.output == "table" and sys.stdout.isatty()
     answered = False
+    found = False
     shown: object = None
     while True:
         expired = deadline is not None and time.monotonic() >= deadline
@@ -312,14 +324,17 @@ def _watch(args: argparse.Namespace, policy: str) -> int:
         except Refused as error:
             if error.status != 404:
                 raise
-            if expired:
-                raise Refused(f"{error} (waited {args.timeout})", status=error.status) from error
+            if expired or (not found and time.monotonic() >= grace):
+                waited = args.timeout if expired else args.grace
+                raise Refused(f"{error} (waited {waited})", status=error.status) from error
             if not answered:
-                print(printable(f"waiting for a rollout under RolloutPolicy {policy}"), file=sys.stderr)
+                print(
+                    printable(f"waiting up to {args.grace} for a rollout under RolloutPolicy {policy}"), file=sys.stderr
+                )
             answered = True
             time.sleep(_WATCH_SECONDS)
             continue
-        answered = True
+        answered = found = True
         shown = _redraw(rollout, output=args.output, terminal=terminal, shown=shown)
         outcome = watch_exit(rollout.phase)
         if outcome is not None:

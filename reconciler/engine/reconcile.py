@@ -126,8 +126,8 @@ def _failure_of(error: BaseException, *, otherwise: _Failure) -> _Failure:
 #: The status reason a served config ends its pass with, by what served it.
 _SERVED_REASONS = {
     Change.COMMIT: Reason.APPLIED,
-    Change.ROLLOUT_STEP: Reason.APPLIED,
-    Change.ROLLBACK: Reason.APPLIED,
+    Change.ROLLOUT_STEP: Reason.ROLLOUT_STEP,
+    Change.ROLLBACK: Reason.ROLLOUT_ROLLBACK,
     Change.RESTORE: Reason.RESTORED,
     Change.NACK_ROLLBACK: Reason.REJECTED,
 }
@@ -318,7 +318,11 @@ class Engine:
         self.status.served = RevisionInfo.of(revision)
         self.status.origin = adopted.origin
         self.status.last_error = None
-        self._succeed(Reason.UP_TO_DATE, f"revision {revision.short_sha} has the served config")
+        if origin.as_committed:
+            self._succeed(Reason.UP_TO_DATE, f"revision {revision.short_sha} has the served config")
+        else:
+            # A restart's first pass meets the rollout's commit: what is served is still its step (or rollback).
+            self._succeed(_SERVED_REASONS[origin.change], f"serving {origin.describe()}; no config change")
 
     def _persist(self, revision: Revision | None) -> asyncio.Future[None]:
         """Save ``revision`` as last good (None: forget the stored one) on the writer thread."""

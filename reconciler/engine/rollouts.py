@@ -11,7 +11,9 @@ the metrics provider, serves each step through :meth:`Engine.serve`, and keeps e
 * **A running rollout** is judged by :meth:`RolloutController.tick` (periodically, and on every
   ACK or NACK): whether every proxy ACKed the step's generation, the NACK of it, and the counts
   of canary and stable clusters since the analysis window opened go to ``decide``; its answer
-  is served (advance, finish, roll back) and recorded.
+  is served (advance, finish, roll back) and recorded. The moves of one tick go out in one push,
+  translated in a worker thread (:meth:`RolloutController._push_pending`); a push the engine
+  refuses ends the moved walks ``RolledBack``.
 * **A user's command** (:meth:`RolloutController.command`: pause, resume, promote, abort) is
   ``decide``'s too, acted on at once like a tick's decision; one that does not apply to the
   rollout's phase is refused before it reaches ``decide`` (``refusal``).
@@ -29,6 +31,7 @@ the metrics provider, serves each step through :meth:`Engine.serve`, and keeps e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import uuid
 from collections import deque
@@ -45,9 +48,10 @@ from reconciler.engine.origin import Change, Origin
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.engine.state import RolloutStore, StoredDecision, StoredRollout
-from reconciler.errors import RolloutCommandError, RolloutNotFoundError, StateError
+from reconciler.errors import ReconcilerError, RolloutCommandError, RolloutNotFoundError, StateError
 from reconciler.metrics import MetricsProvider
 from reconciler.model.hosts import resolve_host
+from reconciler.model.text import MESSAGE_CHARS, excerpt
 from reconciler.model.virtualservice import Destination
 from reconciler.rollout.analysis import Counts, sum_counts
 from reconciler.rollout.codec import restarted
@@ -69,6 +73,7 @@ from reconciler.rollout.routes import Governed, governed, weights_of, with_weigh
 from reconciler.sources.revision import Revision
 from reconciler.translate import ServiceRegistry, build_registry
 from reconciler.translate.names import cluster_name
+from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
 
 __all__ = ["Clock", "DecisionRecord", "RolloutController", "RolloutView"]
@@ -124,7 +129,8 @@ class _Rollout:
     """What is served for its routes: the latest decision's weights."""
     clusters: Mapping[Destination, tuple[str, ...]]
     generation: int = 0
-    nacked: bool = False
+    nack: str | None = None
+    """The NACK of the step's generation (proxy and Envoy's message), until a tick judges it."""
     last: DecisionRecord | None = None
     records: deque[DecisionRecord] = field(default_factory=lambda: deque(maxlen=RECORDS_KEPT))
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -151,6 +157,9 @@ class RolloutController:
         # Git's config for the head revision: each step serves it with the rollouts' weights.
         self._head: tuple[Revision, ConfigSnapshots] | None = None
         self._tick_pending = False
+        # Moves decided on the loop, waiting for their push (translated off the loop), and its task.
+        self._pending: list[_Taken] = []
+        self._pusher: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[DecisionRecord], None]] = []
         self._store = store
         # One writer thread: a rollout's saves land in the order its decisions were made.
@@ -187,9 +196,9 @@ class RolloutController:
         if refused is not None:
             raise RolloutCommandError(f"cannot {command} the rollout under RolloutPolicy {policy}: {refused}")
         decision = decide(rollout.state, Observation(command=command), policy=rollout.governed.spec, now=self._clock())
-        self._act(rollout, decision)
+        self._act([(rollout, decision)])
         if decision.action in _MOVES:
-            rollout.nacked = False  # a NACK of the weights just replaced judges nothing served now
+            rollout.nack = None  # a NACK of the weights just replaced judges nothing served now
         return _document(_view(rollout))
 
     def serve_revision(self, revision: Revision, config: ConfigSnapshots, *, change: Change) -> bool:
@@ -245,7 +254,10 @@ class RolloutController:
         generation = self._engine.status.generation
         for rollout in moved:
             rollout.generation = generation
-            rollout.nacked = False
+            rollout.nack = None
+        for rollout in rollouts.values():
+            if rollout.generation == 0:
+                rollout.generation = generation  # its push was waiting: this one serves its weights
         if change is not Change.RESTORE:
             self._resumable = {}
         for rollout in (*ended, *rollouts.values()):
@@ -255,19 +267,23 @@ class RolloutController:
         return True
 
     def tick(self) -> None:
-        """Judge every running rollout once, and serve what the decisions say."""
+        """Judge every running rollout once, and serve what the decisions say (every move in one push)."""
         self._tick_pending = False
+        decided: list[tuple[_Rollout, Decision]] = []
         for rollout in list(self._rollouts.values()):
             if rollout.state.phase.ended:
                 continue
             observation = Observation(
                 acked=rollout.generation > 0 and self._cache.all_acked(rollout.generation),
-                nacked=rollout.nacked,
+                nacked=rollout.nack is not None,
+                nack=rollout.nack or "",
                 counts=self._counts(rollout),
             )
-            decision = decide(rollout.state, observation, policy=rollout.governed.spec, now=self._clock())
-            rollout.nacked = False
-            self._act(rollout, decision)
+            decided.append(
+                (rollout, decide(rollout.state, observation, policy=rollout.governed.spec, now=self._clock()))
+            )
+            rollout.nack = None
+        self._act(decided)
 
     async def run(self, *, period: float) -> None:
         """Tick every ``period`` seconds until cancelled (ACKs and NACKs tick in between)."""
@@ -275,20 +291,119 @@ class RolloutController:
             self.tick()
             await asyncio.sleep(period)
 
-    def _act(self, rollout: _Rollout, decision: Decision) -> None:
-        changed = decision.state != rollout.state
-        judged_ack = rollout.state.acked_at
-        rollout.state = decision.state
-        if decision.action in _MOVES and self._head is not None:
-            rollout.weights = decision.weights
-            revision, config = self._head
-            if self._serve(revision, config, self._rollouts, change=Change.COMMIT):
-                rollout.generation = self._engine.status.generation
-        if changed or decision.action in _MOVES:
-            self._record(rollout, decision, judged_ack=judged_ack)
-        else:
-            # A hold that changes nothing: status shows its counts, the log and the records do not repeat it.
-            rollout.last = self._decision_record(rollout, decision, judged_ack=judged_ack)
+    def _act(self, decided: list[tuple[_Rollout, Decision]]) -> None:
+        """Take the decisions, serve the moves among them in one push, and record them.
+
+        On the event loop the push's config is translated in a worker thread (:meth:`_push_pending`):
+        until it is published, a moved rollout has no generation, so nothing counts as its ACK.
+        Driven without a loop (tools, tests), the push is served here.
+
+        A push the engine refuses (a proxy's config cannot be translated) ends each walk that
+        moved in it ``RolledBack`` with the refusal as its reason, and its pre-rollout weights
+        are pushed: a walk whose next weights cannot be served has nowhere to go.
+        """
+        taken: list[_Taken] = []
+        moved: list[_Rollout] = []
+        refused_head = self._head_refused()
+        for rollout, decision in decided:
+            taken.append(_Taken(rollout, decision, decision.state != rollout.state, rollout.state.acked_at))
+            rollout.state = decision.state
+            if decision.action in _MOVES:
+                rollout.weights = decision.weights
+                if refused_head and decision.action is Action.ROLL_BACK:
+                    # A proxy NACKed the commit and the engine serves the config from before it again (its weights
+                    # the pre-rollout ones): pushing the refused commit with them would only be NACKed once more.
+                    rollout.generation = self._engine.status.generation
+                else:
+                    moved.append(rollout)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            if moved and not self._serve_head(moved):
+                refused = self._end_refused(moved)
+                taken.extend(refused)
+                self._serve_head([entry.rollout for entry in refused])
+            self._record_taken(taken)
+            return
+        waiting = {id(rollout) for rollout in moved}
+        self._record_taken([entry for entry in taken if id(entry.rollout) not in waiting])
+        for rollout in moved:
+            rollout.generation = 0
+        self._pending.extend(entry for entry in taken if id(entry.rollout) in waiting)
+        if moved and (self._pusher is None or self._pusher.done()):
+            self._pusher = loop.create_task(self._push_pending())
+
+    async def _push_pending(self) -> None:
+        """Serve the moves waiting, translated off the loop, one push at a time, until none waits."""
+        while self._pending:
+            taken, self._pending = self._pending, []
+            moved = [entry.rollout for entry in taken]
+            if not await self._serve_head_off_loop(moved):
+                refused = self._end_refused(moved)
+                taken.extend(refused)
+                await self._serve_head_off_loop([entry.rollout for entry in refused])
+            self._record_taken(taken)
+
+    async def _serve_head_off_loop(self, moved: list[_Rollout]) -> bool:
+        """:meth:`_serve_head` with the config translated in a worker thread."""
+        head = self._head
+        if head is None:
+            return True
+        revision, config = head
+        snapshots, origin = await asyncio.to_thread(
+            _translated, revision, config, dict(self._rollouts), proxies=self._cache.proxies()
+        )
+        # When the head changed meanwhile, serve_revision has served the newer commit with every rollout's weights.
+        if self._head is head and not self._engine.serve(snapshots, origin=origin):
+            return False
+        for rollout in moved:
+            rollout.generation = self._engine.status.generation
+        return True
+
+    def _record_taken(self, taken: list[_Taken]) -> None:
+        for entry in taken:
+            if entry.changed or entry.decision.action in _MOVES:
+                self._record(entry.rollout, entry.decision, judged_ack=entry.judged_ack)
+            else:
+                # A hold that changes nothing: status shows its counts, the log and the records do not repeat it.
+                entry.rollout.last = self._decision_record(entry.rollout, entry.decision, judged_ack=entry.judged_ack)
+
+    def _head_refused(self) -> bool:
+        """Whether the engine serves another commit's config than the head's: a NACK made it refuse the head."""
+        origin = self._engine.status.origin
+        return (
+            self._head is not None and origin is not None and origin.revision.config_tree != self._head[0].config_tree
+        )
+
+    def _serve_head(self, moved: list[_Rollout]) -> bool:
+        """Serve the head revision with every rollout's weights; False when the engine refused the push."""
+        if self._head is None:
+            return True
+        revision, config = self._head
+        if not self._serve(revision, config, self._rollouts, change=Change.COMMIT):
+            return False
+        for rollout in moved:
+            rollout.generation = self._engine.status.generation
+        return True
+
+    def _end_refused(self, moved: list[_Rollout]) -> list[_Taken]:
+        """End each walk among ``moved`` whose new weights the engine refused to serve: RolledBack, not yet pushed."""
+        ended = []
+        for rollout, decision in self._refused(moved):
+            ended.append(_Taken(rollout, decision, True, rollout.state.acked_at))
+            rollout.state, rollout.weights = decision.state, decision.weights
+        return ended
+
+    def _refused(self, moved: list[_Rollout]) -> list[tuple[_Rollout, Decision]]:
+        """The decisions ending each walk among ``moved`` whose new weights the engine refused to serve."""
+        error = self._engine.status.last_error
+        why = error.message if error is not None else "the engine refused the push"
+        now = self._clock()
+        return [
+            (rollout, decide(rollout.state, Observation(refused=why), policy=rollout.governed.spec, now=now))
+            for rollout in moved
+            if not rollout.state.phase.ended
+        ]
 
     def _maybe_start(
         self,
@@ -335,15 +450,8 @@ class RolloutController:
         self, revision: Revision, config: ConfigSnapshots, rollouts: Mapping[str, _Rollout], *, change: Change
     ) -> bool:
         """Serve git's ``config`` with each rollout's weights for its routes, in one push."""
-        weights: dict[RouteRef, Split] = {}
-        for rollout in rollouts.values():
-            weights.update(rollout.weights)
-        goal = weights_of(config.config, {vs for r in rollouts.values() for vs in r.governed.virtual_services})
-        if same_traffic(weights, goal):
-            return self._engine.serve(config, origin=Origin(revision, change))
-        stepped = with_weights(config.config, MappingProxyType(weights))
-        snapshots = ConfigSnapshots(config=stepped, registry=build_registry(stepped), findings=config.warnings())
-        return self._engine.serve(snapshots, origin=_origin(revision, rollouts))
+        snapshots, origin = _stepped(revision, config, rollouts, change=change)
+        return self._engine.serve(snapshots, origin=origin)
 
     def add_listener(self, listener: Callable[[DecisionRecord], None]) -> None:
         """Call ``listener`` with every recorded decision (not with holds that change nothing)."""
@@ -461,8 +569,8 @@ class RolloutController:
     def _on_xds_event(self, event: XdsEvent) -> None:
         if event.kind is EventKind.NACK:
             for rollout in self._rollouts.values():
-                if rollout.generation and event.generation == rollout.generation:
-                    rollout.nacked = True
+                if rollout.generation and event.generation == rollout.generation and rollout.nack is None:
+                    rollout.nack = excerpt(f"proxy {event.node_id} rejected it: {event.message}", MESSAGE_CHARS)
         elif event.kind is not EventKind.SNAPSHOT_ACKED:
             return
         try:
@@ -474,6 +582,46 @@ class RolloutController:
         if not self._tick_pending:
             self._tick_pending = True
             loop.call_soon(self.tick)
+
+
+@dataclass(frozen=True, slots=True)
+class _Taken:
+    """A decision taken, to be recorded (after its push, for a move): whether it changed the state, the ACK judged."""
+
+    rollout: _Rollout
+    decision: Decision
+    changed: bool
+    judged_ack: float | None
+
+
+def _stepped(
+    revision: Revision, config: ConfigSnapshots, rollouts: Mapping[str, _Rollout], *, change: Change
+) -> tuple[ConfigSnapshots, Origin]:
+    """Git's ``config`` with each rollout's weights for its routes, and the origin to serve it as."""
+    weights: dict[RouteRef, Split] = {}
+    for rollout in rollouts.values():
+        weights.update(rollout.weights)
+    goal = weights_of(config.config, {vs for r in rollouts.values() for vs in r.governed.virtual_services})
+    if same_traffic(weights, goal):
+        return config, Origin(revision, change)
+    stepped = with_weights(config.config, MappingProxyType(weights))
+    snapshots = ConfigSnapshots(config=stepped, registry=build_registry(stepped), findings=config.warnings())
+    return snapshots, _origin(revision, rollouts)
+
+
+def _translated(
+    revision: Revision,
+    config: ConfigSnapshots,
+    rollouts: Mapping[str, _Rollout],
+    *,
+    proxies: tuple[ProxyIdentity, ...],
+) -> tuple[ConfigSnapshots, Origin]:
+    """:func:`_stepped` translated for ``proxies`` (in a worker thread), so publishing it on the loop is cheap."""
+    snapshots, origin = _stepped(revision, config, rollouts, change=Change.COMMIT)
+    with contextlib.suppress(ReconcilerError):
+        # A proxy it does not translate for: the engine's publish meets the error again and refuses it as usual.
+        snapshots.translate_all(proxies)
+    return snapshots, origin
 
 
 def _view(rollout: _Rollout) -> RolloutView:

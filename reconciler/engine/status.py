@@ -24,6 +24,10 @@ class Reason(StrEnum):
     """Why the last reconcile pass ended the way it did."""
 
     APPLIED = "Applied"
+    #: A rollout's step is served: the head commit's config with the step's weights, not git's (docs/rollouts.md).
+    ROLLOUT_STEP = "RolloutStep"
+    #: A rollout was rolled back (or aborted): the head commit's config with the weights from before the rollout.
+    ROLLOUT_ROLLBACK = "RolloutRollback"
     UP_TO_DATE = "UpToDate"
     RESTORED = "Restored"
     VALIDATION_FAILED = "ValidationFailed"

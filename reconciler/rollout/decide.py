@@ -8,7 +8,8 @@ keeps ``Decision.record``. One call handles, in this order of precedence:
    ``Reverted`` at once, whatever else happened; a new goal ends it ``Superseded`` and
    ``successor`` walks from the weights served now to the new goal;
 2. a user command: pause, resume, promote (next step now), promote full (goal now), abort;
-3. a NACK of the step by any proxy: the step failed, roll back;
+3. a NACK of the step by any proxy, or the engine refusing to serve it (its config does not
+   translate for some proxy): the step failed, roll back;
 4. the step's ACK: nothing is judged until every proxy ACKed the step; the analysis window
    opens at the first call that sees it (counts are reported since ``window_start``);
 5. the analysis (see ``analysis``):
@@ -112,6 +113,10 @@ class Observation:
     """Every proxy that carries the routes has ACKed the current step's weights."""
     nacked: bool = False
     """Some proxy NACKed them."""
+    nack: str = ""
+    """Which proxy NACKed them and Envoy's message, for the record."""
+    refused: str | None = None
+    """Why the engine could not serve them (their config did not translate for some proxy), if it could not."""
     counts: Mapping[Destination, Counts] = field(default_factory=lambda: MappingProxyType({}))
     """Per destination, since ``RolloutState.window_start``."""
     command: Command | None = None
@@ -223,7 +228,12 @@ def decide(state: RolloutState, observation: Observation, *, policy: RolloutPoli
     if observation.command is not None:
         return _command(context, state, observation.command)
     if observation.nacked:
-        reason = f"a proxy NACKed the weights of step {state.step}"
+        reason = f"a proxy NACKed the weights of step {state.step}" + (
+            f": {observation.nack}" if observation.nack else ""
+        )
+        return context.decide(state, Action.ROLL_BACK, reason, phase=Phase.ROLLED_BACK)
+    if observation.refused is not None:
+        reason = f"the weights of step {state.step} could not be served: {observation.refused}"
         return context.decide(state, Action.ROLL_BACK, reason, phase=Phase.ROLLED_BACK)
     if state.phase is Phase.PAUSED:
         return context.decide(state, Action.HOLD, "paused")

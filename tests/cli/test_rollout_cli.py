@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -145,7 +146,12 @@ def test_the_commands_steer_the_rollout_and_one_that_does_not_apply_exits_1_with
 
 
 def test_status_watch_exits_0_when_the_rollout_succeeds(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:
+    before = daemon.gateway.snapshot
     daemon.cli(capsys, "rollout", "promote", "reviews", "--full")
+    # The push is translated off the daemon's loop: the gateway ACKs git's weights once it has them.
+    deadline = time.monotonic() + 30
+    while daemon.gateway.snapshot is before and time.monotonic() < deadline:
+        time.sleep(0.01)
     ack_all(daemon.gateway)
 
     code, out, _ = daemon.cli(capsys, "rollout", "status", "reviews", "--watch", "--timeout", "1m")
@@ -172,6 +178,16 @@ def test_status_watch_exits_1_when_the_timeout_passes_while_the_rollout_still_wa
     assert "default/reviews is still Progressing after 1s" in err
     # Not a terminal: one JSON document per change, each a rollout document.
     assert [RolloutDocument.from_json(json.loads(line)).phase for line in out.splitlines()] == ["Progressing"]
+
+
+def test_status_watch_of_a_name_without_a_rollout_exits_1_after_the_grace_not_the_timeout(
+    daemon: Daemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = daemon.cli(capsys, "rollout", "status", "ratings", "--watch", "--timeout", "1h", "--grace", "1s")
+
+    assert code == ExitCode.FAILED
+    assert "waiting up to 1s for a rollout under RolloutPolicy default/ratings" in err
+    assert err.strip().endswith("reconciler: no rollout under RolloutPolicy default/ratings (waited 1s)")
 
 
 def test_every_phase_has_its_watch_outcome() -> None:

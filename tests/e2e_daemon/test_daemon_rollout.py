@@ -22,14 +22,16 @@ POLICY = policy_yaml(steps="10, 50", interval="2s", min_requests=20, max_interva
 
 
 @contextmanager
-def steady_traffic(mesh: Mesh) -> Iterator[None]:
-    """Requests through the gateway, a few dozen a second, until the block ends."""
+def steady_traffic(mesh: Mesh, *, port: int | None = None, count: int = 20, pause: float = 0.1) -> Iterator[None]:
+    """``count`` requests through the gateway (or the proxy on ``port``) every ``pause`` s, until the block ends."""
     stop = threading.Event()
 
     def send() -> None:
         while not stop.is_set():
-            send_requests(port=mesh.gateway_port, count=20, authority=HOST, workers=2, deadline=30)
-            stop.wait(0.1)
+            send_requests(
+                port=port or mesh.gateway_port, count=count, authority=HOST, workers=min(count, 2), deadline=30
+            )
+            stop.wait(pause)
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
@@ -41,17 +43,37 @@ def steady_traffic(mesh: Mesh) -> Iterator[None]:
 
 
 def start_rollout_to_v2(
-    mesh: Mesh, daemon: Daemon, *, policy: str = POLICY, proxies: int = 1, fault: Callable[[], None] = lambda: None
+    mesh: Mesh,
+    daemon: Daemon,
+    *,
+    policy: str = POLICY,
+    proxies: int = 1,
+    fault: Callable[[], None] = lambda: None,
+    sidecars: bool = False,
 ) -> str:
-    """The policy first (nothing to walk: served at once), then ``fault`` (v2 breaking), then a commit moving to v2."""
+    """The policy first (nothing to walk: served at once), then ``fault`` (v2 breaking), then a commit moving to v2.
+
+    ``sidecars``: the VirtualService is bound to sidecars (``mesh``) too, from the policy's commit on.
+    """
     to_v2 = mesh.files(v1=0, v2=100)  # before the fault: a stopped upstream has no port to read
-    with_policy = mesh.repo.commit({"mesh/policy.yaml": policy}, "reviews: walk weight changes")
+    before: dict[str, str] = {}
+    if sidecars:
+        before = {"mesh/virtualservice.yaml": with_mesh(mesh.files(v1=100, v2=0)["mesh/virtualservice.yaml"])}
+        to_v2["mesh/virtualservice.yaml"] = with_mesh(to_v2["mesh/virtualservice.yaml"])
+    with_policy = mesh.repo.commit({**before, "mesh/policy.yaml": policy}, "reviews: walk weight changes")
     daemon.sync()
     daemon.wait_synced(with_policy, proxies=proxies)
     fault()
     sha = mesh.repo.commit(to_v2, "reviews: all to v2")
     daemon.sync()
     return sha
+
+
+def with_mesh(virtualservice: str) -> str:
+    """The template's VirtualService bound to the sidecars (``mesh``) as well as to the ingress gateway."""
+    bound = virtualservice.replace("  - ingress ", "  - mesh\n  - ingress ", 1)
+    assert bound != virtualservice
+    return bound
 
 
 def origin_change(status: dict[str, Any]) -> str | None:

@@ -1,5 +1,5 @@
-"""Rollouts over several real Envoy gateways: each step is judged only once the last one ACKed it, and a
-gateway connecting mid-step is served the step's weights."""
+"""Rollouts over several real Envoy proxies (gateways, and a sidecar): each step is judged only once the last one
+ACKed it, and a gateway connecting mid-step is served the step's weights."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, Mesh, wait_for
+from daemon_harness import HOST, Daemon, Mesh, wait_for
 from test_daemon_rollout import origin_change, start_rollout_to_v2, steady_traffic
 
 from reconciler.harness.envoy import EnvoyProcess
+from reconciler.harness.traffic import send_requests
+from reconciler.translate.bootstrap import build_bootstrap
+from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 
 pytestmark = [pytest.mark.git, pytest.mark.envoy, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -60,6 +63,21 @@ def ack_times(entries: list[dict[str, Any]]) -> dict[tuple[str, int], float]:
     return acked
 
 
+def windows_opened_after_every_ack(
+    entries: list[dict[str, Any]], *, sha: str, proxies: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Assert that the windows of steps 0 and 1 opened (on a recorded decision carrying the step's generation and
+    ACK time) after every one of ``proxies`` ACKed the step; the rollout's decisions."""
+    acked = ack_times(entries)
+    decisions = [e for e in entries if e["event"] == "rollout.decision" and e["sha"] == sha[:12]]
+    opened = {e["step"]: e for e in decisions if "analysis window opens" in e["reason"]}
+    assert sorted(opened) == [0, 1]
+    for step, decision in opened.items():
+        last_ack = max(acked[(node_id, decision["generation"])] for node_id in proxies)
+        assert decision["acked_at"] >= last_ack, f"step {step} judged before every one of {proxies} ACKed it"
+    return decisions
+
+
 def test_each_step_over_two_gateways_is_judged_only_after_the_last_gateway_acked_it(
     mesh: Mesh, daemons: Callable[..., Daemon], gateway: Callable[..., EnvoyProcess]
 ) -> None:
@@ -78,13 +96,7 @@ def test_each_step_over_two_gateways_is_judged_only_after_the_last_gateway_acked
 
     entries = log_entries(daemon)
     acked = ack_times(entries)
-    decisions = [e for e in entries if e["event"] == "rollout.decision" and e["sha"] == sha[:12]]
-    # The window of steps 0 and 1 opens on a recorded decision carrying the step's generation and ACK time.
-    opened = {e["step"]: e for e in decisions if "analysis window opens" in e["reason"]}
-    assert sorted(opened) == [0, 1]
-    for step, decision in opened.items():
-        last_ack = max(acked[(node_id, decision["generation"])] for node_id in GATEWAYS)
-        assert decision["acked_at"] >= last_ack, f"step {step} judged before every gateway ACKed it"
+    decisions = windows_opened_after_every_ack(entries, sha=sha, proxies=GATEWAYS)
     # Git's weights: Succeeded only once both gateways ACKed them.
     [succeeded] = [e for e in decisions if e["phase"] == "Succeeded"]
     assert logged_at(succeeded) >= max(acked[(node_id, succeeded["generation"])] for node_id in GATEWAYS)
@@ -174,3 +186,28 @@ def test_a_gateway_connecting_while_a_step_is_held_is_served_the_steps_weights(
     code, rollout = daemon.request("GET", "/api/v1/rollouts/default/reviews")
     assert code == 200, rollout
     assert (rollout["phase"], rollout["step"], rollout["served"]) == ("Paused", 0, paused["served"])
+
+
+def test_each_step_over_a_gateway_and_a_sidecar_carrying_traffic_is_judged_only_after_both_acked_it(
+    mesh: Mesh,
+    served: tuple[Daemon, EnvoyProcess],
+    envoy: Callable[..., EnvoyProcess],
+    free_port: Callable[[], int],
+) -> None:
+    daemon, _ = served  # GATEWAYS[0]
+    outbound = free_port()
+    identity = ProxyIdentity(
+        node_id="sidecar-1", labels={"app": "reviews-client"}, role=ProxyRole.SIDECAR, outbound_port=outbound
+    )
+    envoy(build_bootstrap(proxy=identity, xds_host="127.0.0.1", xds_port=daemon.xds_port, admin_port=0))
+    proxies = (GATEWAYS[0], identity.node_id)
+
+    with steady_traffic(mesh), steady_traffic(mesh, port=outbound):
+        sha = start_rollout_to_v2(mesh, daemon, proxies=2, sidecars=True)
+        daemon.wait_status("the rollout to finish", lambda _: rollout_phase(daemon) == "Succeeded", timeout=120)
+
+    # The sidecar carries the route too: its ACK of each step is one the window waited for.
+    windows_opened_after_every_ack(log_entries(daemon), sha=sha, proxies=proxies)
+    daemon.wait_synced(sha, proxies=2)
+    through_sidecar = send_requests(port=outbound, count=100, authority=HOST, workers=4, deadline=60)
+    assert through_sidecar.share("v2") == 100.0

@@ -1,12 +1,13 @@
 """A rollout meets new commits and too little traffic, through real git and a real Envoy gateway:
-a revert ends it at once, a new goal restarts the walk from what is served, low traffic follows ``onLowTraffic``."""
+a revert ends it at once, a new goal restarts the walk from what is served, low traffic (none, or a trickle below
+``minRequests``) follows ``onLowTraffic`` at ``maxInterval``."""
 
 from __future__ import annotations
 
 import pytest
-from daemon_harness import Daemon, Mesh, measure
+from daemon_harness import Daemon, Mesh, measure, wait_for
 from rollout_yaml import policy_yaml
-from test_daemon_rollout import origin_change, start_rollout_to_v2
+from test_daemon_rollout import origin_change, start_rollout_to_v2, steady_traffic
 from test_daemon_rollout_proxies import logged_at, rollout, rollout_phase, route_weights
 from test_daemon_traffic import logged
 
@@ -104,3 +105,36 @@ def test_steps_without_traffic_are_promoted_at_max_interval_when_the_policy_says
     assert all(logged_at(e) - e["acked_at"] >= 2.0 - LOG_RESOLUTION for e in promoted)
     daemon.wait_synced(sha, proxies=1)
     assert measure(mesh, count=200).share("v2") == 100.0
+
+
+#: Half the way at once, so a trickle reaches the canary; 100 canary requests are far off within 4 s.
+TRICKLE_MIN_REQUESTS = 100
+
+
+@pytest.mark.parametrize(("on_low_traffic", "phase"), [("hold", "Stalled"), ("rollback", "RolledBack")])
+def test_a_step_with_a_trickle_below_min_requests_does_what_on_low_traffic_says_at_max_interval(
+    mesh: Mesh, served: tuple[Daemon, EnvoyProcess], on_low_traffic: str, phase: str
+) -> None:
+    daemon, proxy = served
+    policy = policy_yaml(
+        steps="50", interval="1s", min_requests=TRICKLE_MIN_REQUESTS, max_interval="4s", on_low_traffic=on_low_traffic
+    ).decode()
+
+    with steady_traffic(mesh, count=1, pause=0.2):  # a trickle
+        held_at_step_0(mesh, daemon, policy=policy)
+        # A move's decision is logged once its push is published (translated off the loop): wait for the log.
+        [decided] = wait_for(
+            f"the rollout {phase}",
+            lambda: [e for e in logged(daemon, "rollout.decision") if e["phase"] == phase],
+            timeout=60,
+        )
+    assert (decided["action"], decided["step"]) == ({"hold": "hold", "rollback": "roll_back"}[on_low_traffic], 0)
+    assert "too few requests within 4s" in decided["reason"]
+    canary, _errors = decided["counts"]["reviews.example.com:v2"]
+    assert 0 < canary < TRICKLE_MIN_REQUESTS  # traffic, not none: too little of it
+    assert logged_at(decided) - decided["acked_at"] >= 4.0 - LOG_RESOLUTION
+    if phase == "Stalled":
+        assert route_weights(proxy) == {"v1": 50, "v2": 50}  # held at the step
+    else:
+        daemon.wait_status("the rollback ACKed", lambda s: s["synced"] and origin_change(s) == "rollback")
+        assert measure(mesh, count=200).share("v1") == 100.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -9,20 +11,24 @@ from typing import Any
 import pytest
 from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, mesh_files
 from rollout_yaml import policy_yaml
-from test_engine_nack import nack_listeners
+from test_engine_nack import CANNOT_BIND, nack_listeners
 
 from reconciler.api.document import RolloutCounts
 from reconciler.engine.origin import Change
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.rollouts import RolloutController
+from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.engine.state import RolloutStore
 from reconciler.engine.status import Reason
+from reconciler.errors import TranslationError
 from reconciler.model.virtualservice import Destination
 from reconciler.rollout.analysis import Counts, sum_counts
 from reconciler.rollout.decide import Action, Phase
 from reconciler.rollout.plan import RouteRef
 from reconciler.rollout.routes import weights_of
 from reconciler.translate.names import cluster_name
+from reconciler.translate.proxy import ProxyIdentity
+from reconciler.xds import cache as cache_module
 from reconciler.xds.cache import ProxyConnection, SnapshotCache
 
 Run = Callable[..., Any]
@@ -264,11 +270,97 @@ def test_a_new_goal_mid_rollout_supersedes_it_and_walks_from_the_weights_served(
     assert mesh.controller.records(POLICY)[0].record.phase is Phase.SUPERSEDED
 
 
-def test_a_nacked_step_rolls_back(mesh: Mesh) -> None:
+def test_a_nacked_first_step_rolls_back_to_the_commit_before_without_offering_the_refused_commit_again(
+    mesh: Mesh,
+) -> None:
     start_v2_rollout(mesh, policy_yaml(steps="10, 50"))
+    stepped = mesh.engine.status.generation
 
     nack_listeners(mesh.gateway)
 
     assert mesh.phase() is Phase.ROLLED_BACK
     assert mesh.served() == {V1: 100}
-    assert "NACKed" in mesh.controller.records(POLICY)[-1].record.reason
+    last = mesh.controller.records(POLICY)[-1]
+    assert last.record.reason == (
+        f"a proxy NACKed the weights of step 0: proxy {GATEWAY.node_id} rejected it: {CANNOT_BIND}"
+    )
+    # The engine's NACK rollback serves the commit before (its weights the pre-rollout ones); nothing else is pushed.
+    status = mesh.engine.status
+    assert (status.reason, status.generation, last.generation) == (Reason.REJECTED, stepped + 1, stepped + 1)
+    assert status.origin is not None
+    assert status.origin.change is Change.NACK_ROLLBACK
+
+
+def test_a_step_whose_config_the_engine_refuses_ends_the_rollout_rolled_back_to_the_pre_rollout_weights(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start_v2_rollout(mesh, policy_yaml(steps="10, 50", interval="30s", min_requests=100))
+    ack_all(mesh.gateway)
+    generation = mesh.engine.status.generation
+    build = cache_module._build
+    refusals = []
+
+    def refuse_once(source: Any, proxy: Any) -> Any:
+        if not refusals:
+            refusals.append(proxy.node_id)
+            raise TranslationError(f"cannot build the snapshot for proxy {proxy.node_id!r}: a bug")
+        return build(source, proxy)
+
+    monkeypatch.setattr(cache_module, "_build", refuse_once)
+
+    mesh.later(31, canary=(200, 0), stable=1_000)  # step 0 passes: step 1 (50/50) is refused
+
+    assert refusals == [GATEWAY.node_id]
+    assert mesh.phase() is Phase.ROLLED_BACK
+    assert mesh.served() == {V1: 100}
+    assert mesh.engine.status.generation == generation + 1  # the rollback's push; the refused one published nothing
+    origin = mesh.engine.status.origin
+    assert origin is not None
+    assert origin.change is Change.ROLLBACK
+    [*_, advance, refused] = mesh.controller.records(POLICY)
+    assert (advance.record.action, advance.record.step) == (Action.ADVANCE, 1)
+    assert (refused.record.action, refused.record.phase, refused.record.step) == (
+        Action.ROLL_BACK,
+        Phase.ROLLED_BACK,
+        1,
+    )
+    assert "the weights of step 1 could not be served" in refused.record.reason
+    assert "a bug" in refused.record.reason
+    assert refused.generation == generation + 1
+
+
+def test_on_the_event_loop_a_steps_config_is_translated_in_a_worker_thread_and_its_move_recorded_once_served(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start_v2_rollout(mesh, policy_yaml(steps="10, 50", interval="30s", min_requests=100))
+    ack_all(mesh.gateway)
+    mesh.later(5)  # the window opens
+    generation = mesh.engine.status.generation
+    translated_in: list[threading.Thread] = []
+    translate_all = ConfigSnapshots.translate_all
+
+    def recording(self: ConfigSnapshots, proxies: Iterable[ProxyIdentity]) -> None:
+        translated_in.append(threading.current_thread())
+        translate_all(self, proxies)
+
+    monkeypatch.setattr(ConfigSnapshots, "translate_all", recording)
+    mesh.clock.now += 1
+    mesh.metrics.serve(V2, requests=200)
+    mesh.clock.now += 30
+
+    async def tick_on_the_loop() -> threading.Thread:
+        mesh.controller.tick()
+        waiting = mesh.controller.records(POLICY)[-1].record.action  # the move is recorded once served
+        while mesh.engine.status.generation == generation:
+            await asyncio.sleep(0.01)
+        assert waiting is not Action.ADVANCE
+        return threading.current_thread()
+
+    loop_thread = mesh.run(tick_on_the_loop())
+
+    assert translated_in
+    assert loop_thread not in translated_in
+    assert mesh.served() == {V1: 50, V2: 50}
+    advanced = mesh.controller.records(POLICY)[-1]
+    assert (advanced.record.action, advanced.record.step) == (Action.ADVANCE, 1)
+    assert advanced.generation == mesh.engine.status.generation == generation + 1

@@ -16,6 +16,7 @@ from test_engine_rollouts import DEFAULT, POLICY, V1, V2, Mesh, Run, mesh_of, st
 from reconciler.engine import state
 from reconciler.engine.origin import Change
 from reconciler.engine.state import SourceIdentity, SqliteStateStore
+from reconciler.engine.status import Reason
 from reconciler.rollout.decide import Action, Phase
 
 HEALTHY = policy_yaml(steps="10, 50", interval="30s", min_requests=100)
@@ -54,11 +55,17 @@ def test_a_restart_mid_rollout_serves_the_steps_weights_at_once_and_goes_on_with
     [view] = second.controller.views()
     assert (view.state.phase, view.state.step, view.state.acked_at) == (Phase.PROGRESSING, 1, None)
     assert [entry.record for entry in second.controller.records(POLICY)] == [entry.record for entry in decided]
-    # The first pass finds the same commit at the head: nothing new is served.
+    step = f"revision {source.head_sha[:12]} (step 2 (50%))"
+    assert (second.engine.status.reason, second.engine.status.message) == (Reason.ROLLOUT_STEP, f"serving {step}")
+    # The first pass finds the same commit at the head: nothing new is served, and status still names the step.
     generation = second.engine.status.generation
     assert run(second.engine.reconcile(trigger="start")).ok
     assert second.engine.status.generation == generation
     assert second.served() == {V1: 50, V2: 50}
+    assert (second.engine.status.reason, second.engine.status.message) == (
+        Reason.ROLLOUT_STEP,
+        f"serving {step}; no config change",
+    )
 
     # The step is judged on traffic after the new process saw every proxy ACK it, and passes.
     second.later(20, canary=(500, 0), stable=1_000)
@@ -92,6 +99,7 @@ def test_a_rolled_back_rollout_is_restored_rolled_back_and_the_first_pass_does_n
     assert origin is not None
     assert origin.change is Change.ROLLBACK
     run(second.engine.reconcile(trigger="start"))
+    assert second.engine.status.reason is Reason.ROLLOUT_ROLLBACK
     ack_all(second.gateway)
     second.later(60)
     assert second.served() == {V1: 100}

@@ -68,7 +68,7 @@ def test_a_rollout_step_is_served_as_a_new_generation_synced_once_acked_and_show
     assert (status["generation"], status["synced"]) == (2, False)
     assert status["origin"] == {"change": "rollout-step", "sha": commit.sha, "step": "step 1 of 2: v2 at 50%"}
     assert status["served"]["sha"] == commit.sha
-    assert status["reason"] == Reason.APPLIED
+    assert status["reason"] == Reason.ROLLOUT_STEP
     assert status["message"] == f"serving revision {commit.short_sha} (step 1 of 2: v2 at 50%)"
     assert serving.version() != serving.committed_version
 
