@@ -93,7 +93,8 @@ def test_run_daemon_serves_a_directory_from_a_worker_thread_and_stops_when_cance
             "the edit served",
             lambda: (s := get(f"{api}/api/v1/status"))["served"]["sha"] != first["sha"] and s,
         )
-        assert status["reason"] == "Applied"
+        # the template's RolloutPolicy governs reviews: a weight change is served as a rollout's first step
+        assert status["reason"] == "RolloutStep"
         assert status["generation"] == 2
 
 
