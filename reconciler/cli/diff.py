@@ -119,9 +119,12 @@ def run(args: argparse.Namespace) -> int:
 def _diff(args: argparse.Namespace) -> int:
     limits = limits_from_args(args)
     path = args.path.strip("/")
-    cache = DecodeCache()  # the two revisions share most files: each distinct file is parsed once
-    old_sha, old = _load(args, args.from_rev, path=path, limits=limits, cache=cache)
-    new_sha, new = _load(args, args.to_rev, path=path, limits=limits, cache=cache)
+    cache = DecodeCache()  # the two revisions share most files: each distinct file is parsed and checked once
+    old_sha, old_read = _read(args, args.from_rev, path=path, limits=limits)
+    new_sha, new_read = _read(args, args.to_rev, path=path, limits=limits)
+    old = _load(args, old_read, limits=limits, cache=cache)
+    # Loading is deterministic: the same config files (a commit that changed only a README) load the same.
+    new = old if new_read == old_read else _load(args, new_read, limits=limits, cache=cache)
     if not new.ok:
         for finding in new.findings:
             print(finding.format(), file=sys.stderr)
@@ -153,16 +156,14 @@ def _named(revision: str, sha: str) -> str:
     return sha[:12] if sha.startswith(revision) else f"{revision} ({sha[:12]})"
 
 
-def _load(
-    args: argparse.Namespace, revision: str, *, path: str, limits: InputLimits, cache: DecodeCache
-) -> tuple[str, LoadResult]:
+def _read(args: argparse.Namespace, revision: str, *, path: str, limits: InputLimits) -> tuple[str, ConfigFiles]:
     sha, read = read_revision(args.repo, revision, path=path, limits=limits)
     # Keyed by path in the repository, so findings point at mesh/reviews.yaml:14, not reviews.yaml:14.
-    prefixed = _under(read, path)
-    result = load_files(
-        prefixed.files, skipped=prefixed.skipped, default_namespace=args.namespace, cache=cache, limits=limits
-    )
-    return sha, result
+    return sha, _under(read, path)
+
+
+def _load(args: argparse.Namespace, read: ConfigFiles, *, limits: InputLimits, cache: DecodeCache) -> LoadResult:
+    return load_files(read.files, skipped=read.skipped, default_namespace=args.namespace, cache=cache, limits=limits)
 
 
 def _under(read: ConfigFiles, path: str) -> ConfigFiles:

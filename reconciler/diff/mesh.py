@@ -57,7 +57,7 @@ def diff_configs(
     already made (``LoadResult.translations``) are used, not made again.
     """
     before, after = _normalized(old, unless_in=new), _normalized(new, unless_in=old)
-    resources = diff_objects(before, after, plain=lambda value: value)
+    resources = diff_objects(before, after, plain=lambda first, second: (first, second))
     routes = route_table(
         resources, old=_of_kind(before, Kind.VIRTUAL_SERVICE), new=_of_kind(after, Kind.VIRTUAL_SERVICE)
     )
