@@ -27,6 +27,7 @@ __all__ = [
     "CLUSTER",
     "ENDPOINT",
     "LISTENER",
+    "MESSAGE_TYPES",
     "PUSH_ORDER",
     "ROUTE",
     "SHORT_NAMES",
@@ -56,6 +57,8 @@ _MESSAGE_TYPES: Mapping[str, type[Message]] = MappingProxyType(
         ROUTE: route_pb2.RouteConfiguration,
     }
 )
+#: The message class of each xDS type (to read a resource back, say from a proxy's config dump).
+MESSAGE_TYPES = _MESSAGE_TYPES
 _HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 
