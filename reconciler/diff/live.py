@@ -213,9 +213,7 @@ def _same(first: Message, second: Message) -> bool:
     return first.SerializeToString(deterministic=True) == second.SerializeToString(deterministic=True)
 
 
-def _read_entry(
-    entry: Any, *, type_url: str, keys: tuple[str, ...], static: bool
-) -> tuple[str, LiveResource] | str:
+def _read_entry(entry: Any, *, type_url: str, keys: tuple[str, ...], static: bool) -> tuple[str, LiveResource] | str:
     """(name, resource) of one dump entry, or what is wrong with it."""
     if not isinstance(entry, Mapping):
         return "an entry is not an object"
