@@ -37,7 +37,7 @@ from reconciler.diff.live import DriftKind, ResourceDrift, compare_live, parse_c
 from reconciler.engine.settings import DriftSettings
 from reconciler.errors import XdsError
 from reconciler.translate.snapshot import PUSH_ORDER, SHORT_NAMES, Snapshot
-from reconciler.xds.cache import ProxyStatus, SnapshotCache
+from reconciler.xds.cache import ProxyStatus, SnapshotCache, SyncState
 
 __all__ = ["DriftMonitor", "FetchDump", "ProxyInspection"]
 
@@ -150,13 +150,19 @@ class DriftMonitor:
         seen = self._seen.setdefault(node_id, _Seen())
         now = self._clock()
         base = DriftDocument(node_id=node_id, state="Unchecked", message="", live="", checked_at=now)
+        acked = snapshot is not None and status.acked_snapshot_version == snapshot.version
         if snapshot is None:
             document = replace(base, message="nothing is served to this proxy yet", live="not read")
-        elif status.acked_snapshot_version != snapshot.version:
-            document = self._unacked(base, status=status, snapshot=snapshot, seen=seen)
-        else:
-            seen.unacked_since = None
+        elif acked or _answered(status):
+            # Every push answered, yet not ACKed in full: it never asked for some resource (say, the endpoints of a
+            # cluster its bootstrap holds statically). Its config dump tells; without one, its ACKs judge.
             document = await self._live(base, admin=proxy.admin_address, snapshot=snapshot)
+            if document.drifted or (acked and document.state == "InSync"):
+                seen.unacked_since = None
+            else:
+                document = self._unacked(base, status=status, snapshot=snapshot, seen=seen)
+        else:
+            document = self._unacked(base, status=status, snapshot=snapshot, seen=seen)
         document = self._conclude(node_id, document, seen=seen)
         self._reports[node_id] = document
         return document
@@ -283,6 +289,11 @@ class DriftMonitor:
             )
             return replace(document, repushed_at=seen.repushed_at)
         return document
+
+
+def _answered(status: ProxyStatus) -> bool:
+    """Every type sent to the proxy was ACKed (none in flight, none NACKed)."""
+    return bool(status.types) and all(entry.state is SyncState.SYNCED for entry in status.types.values())
 
 
 def _fingerprint(document: DriftDocument) -> str:
