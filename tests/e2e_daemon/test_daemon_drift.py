@@ -139,7 +139,7 @@ def test_a_gateway_restarted_with_a_stale_static_cluster_is_reported_as_drifted_
         ),
     )
     drifted = status["drift"][0]
-    # The static cluster and its endpoints (Envoy dumps a static cluster's as static endpoints, and never asks for ours).
+    # The static cluster and its endpoints (Envoy dumps those as static endpoints and never asks for ours).
     assert [(item["type"], item["name"], item["kind"]) for item in drifted["items"]] == [
         ("CDS", served_v1["name"], "static"),
         ("EDS", served_v1["name"], "static"),
