@@ -23,6 +23,8 @@ from reconciler.xds.cache import ProxyStatus, SyncState
 
 __all__ = [
     "NOT_SENT",
+    "DriftDocument",
+    "DriftItem",
     "EngineDocument",
     "ErrorDocument",
     "NackDocument",
@@ -402,6 +404,73 @@ class RolloutDocument:
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriftItem:
+    """One resource a proxy runs other than it was served: type (``CDS``...), name, kind, what it means."""
+
+    type: str
+    name: str
+    kind: str
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "name": self.name, "kind": self.kind, "detail": self.detail}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DriftItem:
+        return cls(type=data["type"], name=data["name"], kind=data["kind"], detail=data["detail"])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriftDocument:
+    """The latest drift check of one connected proxy.
+
+    ``state``: ``InSync`` (it runs what it ACKed), ``Drifted``, ``Pending`` (a push is not answered
+    yet: not drift), ``Unchecked`` (nothing to compare yet), ``Healed`` (drifted, then re-pushed and
+    in sync). ``live`` says how far the check went: ``checked`` (its /config_dump was compared),
+    or why not (``no admin address announced``, ``unreachable: ...``): then only ACKs were compared.
+    """
+
+    node_id: str
+    state: str
+    message: str
+    live: str
+    checked_at: datetime | None
+    #: At most ``DriftSettings.max_listed`` of them; ``total`` counts all.
+    items: tuple[DriftItem, ...] = ()
+    total: int = 0
+    repushed_at: datetime | None = None
+
+    @property
+    def drifted(self) -> bool:
+        return self.state == "Drifted"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nodeId": self.node_id,
+            "state": self.state,
+            "message": self.message,
+            "live": self.live,
+            "checkedAt": _iso(self.checked_at),
+            "items": [item.to_json() for item in self.items],
+            "total": self.total,
+            "repushedAt": _iso(self.repushed_at),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DriftDocument:
+        return cls(
+            node_id=data["nodeId"],
+            state=data["state"],
+            message=data["message"],
+            live=data["live"],
+            checked_at=_time(data["checkedAt"]),
+            items=tuple(DriftItem.from_json(item) for item in data["items"]),
+            total=data["total"],
+            repushed_at=_time(data["repushedAt"]),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class StatusDocument:
     """The whole document: the engine's part, then every connected proxy (``proxies`` in the JSON)."""
@@ -409,12 +478,23 @@ class StatusDocument:
     engine: EngineDocument
     proxies: tuple[ProxyDocument, ...] = ()
     rollouts: tuple[RolloutDocument, ...] = ()
+    #: The latest drift check of each connected proxy (empty when drift checks are off).
+    drift: tuple[DriftDocument, ...] = ()
 
     @classmethod
     def of(
-        cls, engine: EngineDocument, proxies: Iterable[ProxyStatus], rollouts: Iterable[RolloutDocument] = ()
+        cls,
+        engine: EngineDocument,
+        proxies: Iterable[ProxyStatus],
+        rollouts: Iterable[RolloutDocument] = (),
+        drift: Iterable[DriftDocument] = (),
     ) -> StatusDocument:
-        return cls(engine=engine, proxies=tuple(ProxyDocument.of(proxy) for proxy in proxies), rollouts=tuple(rollouts))
+        return cls(
+            engine=engine,
+            proxies=tuple(ProxyDocument.of(proxy) for proxy in proxies),
+            rollouts=tuple(rollouts),
+            drift=tuple(drift),
+        )
 
     def to_json(self) -> dict[str, Any]:
         # One flat object on the wire: the engine's keys, then "proxies" and "rollouts".
@@ -422,6 +502,7 @@ class StatusDocument:
             **self.engine.to_json(),
             "proxies": [proxy.to_json() for proxy in self.proxies],
             "rollouts": [rollout.to_json() for rollout in self.rollouts],
+            "drift": [entry.to_json() for entry in self.drift],
         }
 
     @classmethod
@@ -432,4 +513,6 @@ class StatusDocument:
             proxies=tuple(ProxyDocument.from_json(p) for p in data["proxies"]),
             # A daemon from before rollouts sends none.
             rollouts=tuple(RolloutDocument.from_json(r) for r in data.get("rollouts", ())),
+            # ...and none from before drift checks.
+            drift=tuple(DriftDocument.from_json(d) for d in data.get("drift", ())),
         )

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from reconciler.api.document import EngineDocument, RolloutDocument, StatusDocument
+from reconciler.api.document import DriftDocument, EngineDocument, RolloutDocument, StatusDocument
 from reconciler.model.text import excerpt
 from reconciler.xds.cache import ProxyStatus
 
@@ -24,12 +24,13 @@ def status_routes(
     proxies: Callable[[], tuple[ProxyStatus, ...]],
     registry: CollectorRegistry,
     rollouts: Callable[[], Sequence[RolloutDocument]] = tuple,
+    drift: Callable[[], Sequence[DriftDocument]] = tuple,
 ) -> list[web.RouteDef]:
-    """Routes over the engine's part of the status document (its ``ready`` decides /readyz), the proxy table
-    and the rollouts (one per RolloutPolicy, ``namespace/name``)."""
+    """Routes over the engine's part of the status document (its ``ready`` decides /readyz), the proxy table,
+    the rollouts (one per RolloutPolicy, ``namespace/name``) and each proxy's latest drift check."""
 
     async def get_status(_: web.Request) -> web.Response:
-        return web.json_response(StatusDocument.of(status(), proxies(), rollouts()).to_json())
+        return web.json_response(StatusDocument.of(status(), proxies(), rollouts(), drift()).to_json())
 
     async def get_rollouts(_: web.Request) -> web.Response:
         return web.json_response({"rollouts": [rollout.to_json() for rollout in rollouts()]})

@@ -62,11 +62,20 @@ class Server:
         return cls(url=args.server, token=token, ca_file=args.ca_file)
 
 
-def add_server_flags(parser: argparse.ArgumentParser) -> None:
-    """``--server``, ``--token-file`` and ``--ca-file``: how a command reaches the daemon."""
-    parser.add_argument(
-        "--server", default=f"http://{ApiSettings().address}", help="daemon HTTP address (default %(default)s)"
-    )
+_SERVER_HELP = "daemon HTTP address (default %(default)s)"
+
+
+def add_server_flags(
+    parser: argparse.ArgumentParser,
+    *,
+    default: str | None = f"http://{ApiSettings().address}",
+    help: str = _SERVER_HELP,
+) -> None:
+    """``--server``, ``--token-file`` and ``--ca-file``: how a command reaches the daemon.
+
+    ``default`` None makes ``--server`` optional for a command that also works without a daemon (``diff``).
+    """
+    parser.add_argument("--server", default=default, metavar="URL", help=help)
     parser.add_argument(
         "--token-file",
         type=Path,

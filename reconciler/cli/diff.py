@@ -1,26 +1,37 @@
-"""``reconciler diff``: what a change to the config repository does to routing, offline, between two git revisions.
+"""``reconciler diff``: what a change does to routing, and what a daemon and its proxies really run.
 
-Reads the config files of both revisions straight from git (the daemon's rule for which
-files are config, and its size limits), loads and validates each, and prints the pure
-comparison of :mod:`reconciler.diff`: a route table, the Istio resources, and the Envoy
-resources per proxy shape. Exit status like diff(1): 0 equal, 1 different, 2 trouble.
+Three comparisons, one command (exit status like diff(1): 0 equal, 1 different, 2 trouble):
+
+- ``--from REV --to REV``, offline: reads the config files of both revisions straight from git
+  (the daemon's rule for which files are config, and its size limits), loads and validates
+  each, and prints the pure comparison of :mod:`reconciler.diff`: a route table, the Istio
+  resources, and the Envoy resources per proxy shape;
+- ``PATH --server URL``: a working tree (desired) against what the daemon serves
+  (``/api/v1/config``): route table and Istio resources;
+- ``--server URL --proxy NODE``: one proxy's served, ACKed and live (its ``/config_dump``, read
+  by the daemon) versions per xDS type, and every resource it runs other than served.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 from reconciler.cli.args import add_limit_flags, limits_from_args
+from reconciler.cli.client import Server, add_server_flags, request, table
 from reconciler.cli.exitcode import ExitCode
 from reconciler.diff import diff_configs, format_json, format_markdown, format_text
-from reconciler.errors import ReconcilerError
-from reconciler.loader import ConfigFiles, DecodeCache, LoadResult, load_files
+from reconciler.diff.mesh import MeshDiff, diff_normalized
+from reconciler.errors import ReconcilerError, UsageError
+from reconciler.loader import ConfigFiles, DecodeCache, LoadResult, load_files, load_paths
 from reconciler.model.limits import InputLimits, SkippedFile
+from reconciler.model.text import printable
 from reconciler.sources.git.tree import read_revision
-from reconciler.validate.findings import Severity
+from reconciler.validate.findings import Finding, Severity
 
 __all__ = ["register", "run"]
 
@@ -55,6 +66,18 @@ for markdown and json); an error there is exit 2 with file:line, since the daemo
 would refuse that revision. Errors in --from are a warning: a pull request that
 fixes a broken main still gets its diff (resources that did not load are missing
 from the --from side).
+
+Against a running daemon (--server URL):
+  PATH --server URL          a working tree against what the daemon serves now: the
+                             route table and Istio resources (no Envoy view). While a
+                             rollout walks, the daemon serves a step's weights, not
+                             git's: that difference is intended and said so.
+  --server URL --proxy NODE  one proxy: per xDS type the version served, the version it
+                             ACKed and how many resources it runs (from its admin
+                             /config_dump, read by the daemon at the address its
+                             bootstrap announces), then every resource it runs other
+                             than served: missing, held statically by its bootstrap,
+                             changed, or not served by this daemon at all.
 """
 
 _EPILOG = """\
@@ -63,9 +86,12 @@ examples:
   reconciler diff --from origin/main --to HEAD --path mesh
   reconciler diff --from origin/main --to HEAD --path mesh --output markdown > comment.md
   reconciler diff --from v1.4 --to v1.5 --repo ~/mesh -o json | jq '.routes[]'
+  reconciler diff mesh --server http://127.0.0.1:18001      my edits against what is served
+  reconciler diff --server http://127.0.0.1:18001 --proxy ingress-1
 
-exit status (like diff): 0 no routing change, 1 different, 2 trouble (not a git
-repository, an unknown revision, no --path at a revision, --to does not validate).
+exit status (like diff): 0 no routing change (or the proxy runs what it is served),
+1 different, 2 trouble (not a git repository, an unknown revision, no --path at a
+revision, --to or PATH does not validate, the daemon cannot be reached).
 """
 
 
@@ -102,6 +128,11 @@ def register(commands: argparse._SubParsersAction[_Parser]) -> None:
         metavar="NS",
         help="namespace of resources whose metadata sets none (default: %(default)s)",
     )
+    parser.add_argument(
+        "config_dir", nargs="?", type=Path, metavar="PATH", help="with --server: a directory of YAML (desired)"
+    )
+    add_server_flags(parser, default=None, help="a daemon's HTTP address: compare with what it serves")
+    parser.add_argument("--proxy", metavar="NODE", help="with --server: served, ACKed and live of one proxy")
     add_limit_flags(parser)
     parser.set_defaults(handler=run)
 
@@ -117,14 +148,106 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
+    if args.server is None:
+        if args.config_dir is not None or args.proxy is not None:
+            raise UsageError("PATH and --proxy compare with a running daemon: add --server URL")
+        return _revisions(args)
+    if args.proxy is not None:
+        if args.config_dir is not None:
+            raise UsageError("--proxy compares a proxy with what it is served; leave PATH out")
+        return _proxy(args)
+    if args.config_dir is None:
+        raise UsageError("--server needs PATH (a working tree to compare) or --proxy NODE")
+    return _against_served(args)
+
+
+def _against_served(args: argparse.Namespace) -> int:
+    loaded = load_paths([args.config_dir], default_namespace=args.namespace, limits=limits_from_args(args))
+    if not loaded.ok:
+        _print_findings(loaded.findings)
+        print(f"reconciler: error: {args.config_dir} does not validate; the daemon would refuse it", file=sys.stderr)
+        return ExitCode.USAGE
+    served = request(Server.of(args), "/api/v1/config")
+    if not isinstance(served, dict) or not isinstance(served.get("resources"), dict):
+        raise UsageError(f"{args.server} did not answer a served config")
+    origin = served.get("origin") or {}
+    sha = str(origin.get("sha", ""))[:12]
+    change = str(origin.get("change", ""))
+    if change in ("rollout-step", "rollback"):
+        print(
+            printable(
+                f"reconciler: note: the daemon serves a {change} {origin.get('step') or ''} of {sha}: its weights"
+                " differ from git's on purpose, so those differences are intended"
+            ),
+            file=sys.stderr,
+        )
+    diff = diff_normalized(served["resources"], loaded.config)
+    title = printable(f"served ({sha or 'unknown'})..{args.config_dir}")
+    return _print(args, diff, title=title, base={"served": origin, "path": str(args.config_dir)}, findings=())
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    found = request(Server.of(args), f"/api/v1/proxies/{quote(args.proxy, safe='')}/config")
+    if not isinstance(found, dict) or not isinstance(found.get("types"), dict):
+        raise UsageError(f"{args.server} did not answer a proxy's config")
+    if args.output == "json":
+        print(json.dumps(found, indent=2))
+    else:
+        sys.stdout.write(_proxy_text(found))
+    acked = all(entry.get("served") == entry.get("acked") for entry in found["types"].values())
+    return ExitCode.OK if acked and not found.get("total") else ExitCode.FAILED
+
+
+def _proxy_text(found: Any) -> str:
+    lines = [printable(f"proxy {found.get('nodeId')}: live {found.get('live')}"), ""]
+    rows = [["TYPE", "SERVED", "ACKED", "LIVE"]]
+    for short, entry in found.get("types", {}).items():
+        live = entry.get("live")
+        acked = entry.get("acked") or "-"
+        same = "=" if entry.get("acked") == entry.get("served") else acked
+        rows.append([short, str(entry.get("served")), same, "-" if live is None else f"{live} resources"])
+    lines.extend(table(rows))
+    drift = found.get("drift", [])
+    lines.append("")
+    if not drift:
+        lines.append("It runs every resource it is served, as served." if found.get("live") == "checked" else "")
+    for item in drift:
+        fields = ", ".join(str(field.get("path")) for field in item.get("fields", [])[:5])
+        lines.append(printable(f"  {item.get('kind'):<8} {item.get('type')} {item.get('name')}  {fields}".rstrip()))
+    if found.get("total", 0) > len(drift):
+        lines.append(f"  ... and {found['total'] - len(drift)} more")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _print_findings(findings: tuple[Finding, ...]) -> None:
+    for finding in findings:
+        print(finding.format(), file=sys.stderr)
+
+
+def _print(
+    args: argparse.Namespace, diff: MeshDiff, *, title: str, base: dict[str, Any], findings: tuple[Finding, ...]
+) -> int:
+    if args.output == "json":
+        sys.stdout.write(format_json(diff, base=base, findings=findings))
+    elif args.output == "markdown":
+        sys.stdout.write(format_markdown(diff, title=title, findings=findings))
+    else:
+        _print_findings(findings)
+        sys.stdout.write(format_text(diff, title=title))
+    return ExitCode.OK if diff.equal else ExitCode.FAILED
+
+
+def _revisions(args: argparse.Namespace) -> int:
     limits = limits_from_args(args)
     path = args.path.strip("/")
-    cache = DecodeCache()  # the two revisions share most files: each distinct file is parsed once
-    old_sha, old = _load(args, args.from_rev, path=path, limits=limits, cache=cache)
-    new_sha, new = _load(args, args.to_rev, path=path, limits=limits, cache=cache)
+    cache = DecodeCache()  # the two revisions share most files: each distinct file is parsed and checked once
+    old_sha, old_read = _read(args, args.from_rev, path=path, limits=limits)
+    new_sha, new_read = _read(args, args.to_rev, path=path, limits=limits)
+    old = _load(args, old_read, limits=limits, cache=cache)
+    # Loading is deterministic: the same config files (a commit that changed only a README) load the same.
+    new = old if new_read == old_read else _load(args, new_read, limits=limits, cache=cache)
     if not new.ok:
-        for finding in new.findings:
-            print(finding.format(), file=sys.stderr)
+        _print_findings(new.findings)
         print(f"reconciler: error: --to {args.to_rev} does not validate; the daemon would refuse it", file=sys.stderr)
         return ExitCode.USAGE
     if not old.ok:
@@ -136,16 +259,8 @@ def _diff(args: argparse.Namespace) -> int:
         )
     diff = diff_configs(old.config, new.config, old_translated=old.translations, new_translated=new.translations)
     title = f"{_named(args.from_rev, old_sha)}..{_named(args.to_rev, new_sha)}{f' {path}/' if path else ''}"
-    if args.output == "json":
-        base = {"from": {"revision": args.from_rev, "sha": old_sha}, "to": {"revision": args.to_rev, "sha": new_sha}}
-        sys.stdout.write(format_json(diff, base={**base, "path": path}, findings=new.findings))
-    elif args.output == "markdown":
-        sys.stdout.write(format_markdown(diff, title=title, findings=new.findings))
-    else:
-        for finding in new.findings:
-            print(finding.format(), file=sys.stderr)
-        sys.stdout.write(format_text(diff, title=title))
-    return ExitCode.OK if diff.equal else ExitCode.FAILED
+    base = {"from": {"revision": args.from_rev, "sha": old_sha}, "to": {"revision": args.to_rev, "sha": new_sha}}
+    return _print(args, diff, title=title, base={**base, "path": path}, findings=new.findings)
 
 
 def _named(revision: str, sha: str) -> str:
@@ -153,16 +268,14 @@ def _named(revision: str, sha: str) -> str:
     return sha[:12] if sha.startswith(revision) else f"{revision} ({sha[:12]})"
 
 
-def _load(
-    args: argparse.Namespace, revision: str, *, path: str, limits: InputLimits, cache: DecodeCache
-) -> tuple[str, LoadResult]:
+def _read(args: argparse.Namespace, revision: str, *, path: str, limits: InputLimits) -> tuple[str, ConfigFiles]:
     sha, read = read_revision(args.repo, revision, path=path, limits=limits)
     # Keyed by path in the repository, so findings point at mesh/reviews.yaml:14, not reviews.yaml:14.
-    prefixed = _under(read, path)
-    result = load_files(
-        prefixed.files, skipped=prefixed.skipped, default_namespace=args.namespace, cache=cache, limits=limits
-    )
-    return sha, result
+    return sha, _under(read, path)
+
+
+def _load(args: argparse.Namespace, read: ConfigFiles, *, limits: InputLimits, cache: DecodeCache) -> LoadResult:
+    return load_files(read.files, skipped=read.skipped, default_namespace=args.namespace, cache=cache, limits=limits)
 
 
 def _under(read: ConfigFiles, path: str) -> ConfigFiles:

@@ -20,6 +20,7 @@ from reconciler.engine.guard import RemovalGuard
 from reconciler.engine.settings import (
     DIRECTORY_POLL_INTERVAL,
     ApiSettings,
+    DriftSettings,
     SafetySettings,
     Settings,
     SourceSettings,
@@ -46,6 +47,7 @@ _SOURCE = SourceSettings()
 _XDS = XdsSettings()
 _API = ApiSettings()
 _GUARD = SafetySettings().removal_guard
+_DRIFT = DriftSettings()
 
 _RUN_HELP = """\
 Watch a git repository of Istio networking YAML and serve it to Envoy proxies over ADS.
@@ -180,6 +182,20 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
         dest="rollback_on_nack",
         action="store_false",
         help="when a proxy NACKs a revision, keep serving it instead of the last revision every proxy ACKed",
+    )
+    parser.add_argument(
+        "--drift-interval",
+        default=_seconds(_DRIFT.interval),
+        metavar="DURATION",
+        help="how often every connected proxy is checked for running other than it ACKed: its ACKs, and its"
+        " admin /config_dump where its bootstrap announces a reachable admin address; 0 turns it off"
+        " (default %(default)s)",
+    )
+    parser.add_argument(
+        "--no-self-heal",
+        dest="self_heal",
+        action="store_false",
+        help="report drift only; by default a drifted proxy's resources are pushed again (once per drift)",
     )
     add_limit_flags(parser)
     _xds_security_flags(parser)
@@ -427,6 +443,10 @@ def _settings(
         api=_api_settings(args, webhook_secret=webhook_secret),
         safety=SafetySettings(
             removal_guard=RemovalGuard(max_removal_percent=args.max_removal_percent, allow_empty=args.allow_empty)
+        ),
+        drift=DriftSettings(
+            interval=0.0 if args.drift_interval.strip() in ("0", "off") else parse_interval(args.drift_interval),
+            self_heal=args.self_heal,
         ),
     )
 

@@ -56,6 +56,8 @@ Examples:
 _WARNINGS_SHOWN = 5
 #: The phases of a rollout still walking.
 _ACTIVE = ("Progressing", "Paused", "Stalled")
+#: Served-config origins that differ from git on purpose: shown as intended, never as drift.
+_INTENDED = ("rollout-step", "rollback")
 
 
 def register(commands: Any) -> None:
@@ -145,6 +147,13 @@ def render_status(status: StatusDocument, *, now: datetime) -> str:
         f"SYNCED   {_synced_line(status, now)}",
         f"STATE    {engine.reason}: {engine.message}",
     ]
+    origin = engine.origin
+    if origin is not None and origin.change in _INTENDED:
+        step = f" {origin.step}" if origin.step else ""
+        lines.append(
+            f"INTENDED serving a {origin.change}{step} of {_short(origin.sha)}: weights differ from git's on purpose"
+            " (not drift)"
+        )
     error = engine.last_error
     if error:
         lines.append(f"ERROR    {error.reason} at {_short(error.sha)}: {error.message}")
@@ -157,12 +166,23 @@ def render_status(status: StatusDocument, *, now: datetime) -> str:
     if not status.proxies:
         lines.append("No proxies connected.")
         return "\n".join(printable(line) for line in lines)
-    rows = [["NAME", *SHORT_NAMES.values(), "VERSION", "CONNECTED", "LABELS"]]
+    drift = {entry.node_id: entry for entry in status.drift}
+    rows = [["NAME", *SHORT_NAMES.values(), "VERSION", "DRIFT", "CONNECTED", "LABELS"]]
     for proxy in status.proxies:
         states = [proxy.types[name].state for name in SHORT_NAMES.values()]
         version = _short(proxy.acked_snapshot_version)
-        rows.append([proxy.node_id, *states, version, _age(proxy.connected_since, now), _labels(proxy.labels)])
+        checked = drift[proxy.node_id].state if proxy.node_id in drift else "-"
+        rows.append([proxy.node_id, *states, version, checked, _age(proxy.connected_since, now), _labels(proxy.labels)])
     lines.extend(table(rows))
+    for entry in status.drift:
+        if not entry.drifted:
+            continue
+        lines += ["", f"DRIFT    {entry.node_id}: {entry.message}"]
+        lines.extend(f"         {item.detail}" for item in entry.items)
+        if entry.total > len(entry.items):
+            lines.append(f"         ... and {entry.total - len(entry.items)} more")
+        if entry.repushed_at:
+            lines.append(f"         re-pushed {_age(entry.repushed_at, now)} ago")
     unsynced = _unsynced_rows(status.proxies)
     if unsynced:
         lines.append("")
@@ -190,7 +210,7 @@ def _seconds_since(moment: datetime | None, now: datetime) -> float:
 
 
 def is_healthy(status: StatusDocument, *, now: datetime, grace_seconds: float) -> bool:
-    """Head served; no proxy NACKED; none behind the served generation for longer than the grace period.
+    """Head served; no proxy NACKED or drifted; none behind the served generation for longer than the grace period.
 
     "Behind" is by generation, not by per-type state: a proxy SYNCED on an older snapshot,
     or one that was never sent anything, is not running what is served.
@@ -199,6 +219,8 @@ def is_healthy(status: StatusDocument, *, now: datetime, grace_seconds: float) -
     if engine.last_error or not engine.served:
         return False
     served_age = _seconds_since(engine.served_since, now)
+    if any(entry.drifted for entry in status.drift):
+        return False
     for proxy in status.proxies:
         if proxy.nacked:
             return False

@@ -104,13 +104,14 @@ def diff_objects(
     old: Mapping[tuple[str, str], _V],
     new: Mapping[tuple[str, str], _V],
     *,
-    plain: Callable[[_V], Any],
+    plain: Callable[[_V, _V], tuple[Any, Any]],
     same: Callable[[_V, _V], bool] = operator.eq,
 ) -> tuple[ObjectChange, ...]:
     """Objects keyed by ``(kind, name)`` added, removed or changed, in key order.
 
     ``same`` decides cheaply that an object did not change (equality, or equal serialized
-    bytes); only objects it calls different are turned ``plain`` and compared field by field.
+    bytes); only pairs it calls different are turned ``plain`` (both at once, so the parts
+    equal on both sides may be left unconverted) and compared field by field.
     """
     changes: list[ObjectChange] = []
     for key in sorted(old.keys() | new.keys()):
@@ -120,7 +121,7 @@ def diff_objects(
         elif key not in new:
             changes.append(ObjectChange(kind=kind, name=name, change=Change.REMOVED))
         elif not same(old[key], new[key]):
-            fields = diff_fields(plain(old[key]), plain(new[key]))
+            fields = diff_fields(*plain(old[key], new[key]))
             changes.append(ObjectChange(kind=kind, name=name, change=Change.CHANGED, fields=fields))
     return tuple(changes)
 

@@ -6,7 +6,8 @@ namespace the config uses and a gateway per Gateway selector. Both configs are t
 for the union of both sides' shapes; a side's translations validation already made
 (``LoadResult.translations``) may be passed in and are used instead of translating again.
 Resources are compared by their deterministic bytes first; only those that differ are
-turned into Envoy's JSON and compared field by field.
+turned into Envoy's JSON and compared field by field, and of those only the named entries
+(virtual hosts, filter chains) whose bytes differ.
 """
 
 from __future__ import annotations
@@ -25,10 +26,21 @@ from reconciler.translate.registry import ServiceRegistry, build_registry
 from reconciler.translate.snapshot import PUSH_ORDER, SHORT_NAMES, Snapshot
 from reconciler.translate.translator import ProxyShape, Translation, proxy_shape, representative_proxies, translate
 
-__all__ = ["ProxyDiff", "Translated", "affected_summary", "diff_proxies", "diff_snapshots", "proxy_shapes"]
+__all__ = [
+    "ProxyDiff",
+    "Translated",
+    "affected_summary",
+    "diff_proxies",
+    "diff_snapshots",
+    "plain_pair",
+    "proxy_shapes",
+]
 
 #: Lists Envoy treats in order even when their entries are named: routes of a virtual host (first match wins).
 _ORDERED = frozenset({"routes"})
+
+#: What an entry equal on both sides is compared as (it is never shown: equal values leave no change).
+_UNCHANGED = "(unchanged)"
 
 #: A config's translations already made, by proxy shape (``LoadResult.translations``).
 Translated = Mapping[ProxyShape, Translation]
@@ -67,7 +79,7 @@ def diff_snapshots(old: Snapshot, new: Snapshot) -> tuple[ObjectChange, ...]:
     for type_url in PUSH_ORDER:
         if old.version_of(type_url) == new.version_of(type_url):
             continue  # content-hashed: equal versions, equal resources
-        changes.extend(diff_objects(_by_key(old, type_url), _by_key(new, type_url), plain=_plain, same=_same))
+        changes.extend(diff_objects(_by_key(old, type_url), _by_key(new, type_url), plain=plain_pair, same=_same))
     return tuple(changes)
 
 
@@ -143,6 +155,56 @@ def _by_key(snapshot: Snapshot, type_url: str) -> Mapping[tuple[str, str], Messa
 
 def _same(first: Message, second: Message) -> bool:
     return first.SerializeToString(deterministic=True) == second.SerializeToString(deterministic=True)
+
+
+def plain_pair(old: Message, new: Message) -> tuple[Any, Any]:
+    """Two resources as Envoy's JSON (lists of named entries keyed by name), for comparing field by field.
+
+    A named entry of a top-level list with the same bytes on both sides is not converted: both
+    get one placeholder, which compares equal. A sidecar's route table holds a virtual host per
+    service, and converting the thousand unchanged ones would cost more than the diff.
+    """
+    if type(old) is not type(new):
+        return _plain(old), _plain(new)
+    old_rest, new_rest = type(old)(), type(new)()
+    old_rest.CopyFrom(old)
+    new_rest.CopyFrom(new)
+    old_lists: dict[str, Any] = {}
+    new_lists: dict[str, Any] = {}
+    for field in old.DESCRIPTOR.fields:
+        if not field.is_repeated or field.message_type is None or field.name in _ORDERED:
+            continue
+        if "name" not in field.message_type.fields_by_name or field.message_type.GetOptions().map_entry:
+            continue
+        old_items, new_items = _by_name(getattr(old, field.name)), _by_name(getattr(new, field.name))
+        if old_items is None or new_items is None or not (old_items or new_items):
+            continue
+        old_rest.ClearField(field.name)
+        new_rest.ClearField(field.name)
+        old_lists[field.name], new_lists[field.name] = _keyed_pair(old_items, new_items)
+    old_plain, new_plain = _plain(old_rest), _plain(new_rest)
+    return {**old_plain, **old_lists}, {**new_plain, **new_lists}
+
+
+def _by_name(items: Sequence[Message]) -> dict[str, Message] | None:
+    """Entries by name, or None when a name is missing or repeated (then the list stays a list)."""
+    named = {str(getattr(item, "name")): item for item in items}  # noqa: B009 - checked by the caller
+    return named if len(named) == len(items) and "" not in named else None
+
+
+def _keyed_pair(old: Mapping[str, Message], new: Mapping[str, Message]) -> tuple[dict[str, Any], dict[str, Any]]:
+    old_out: dict[str, Any] = {}
+    new_out: dict[str, Any] = {}
+    for name in old.keys() | new.keys():
+        first, second = old.get(name), new.get(name)
+        if first is not None and second is not None and _same(first, second):
+            old_out[name] = new_out[name] = _UNCHANGED
+            continue
+        if first is not None:
+            old_out[name] = _plain(first)
+        if second is not None:
+            new_out[name] = _plain(second)
+    return old_out, new_out
 
 
 def _plain(message: Message) -> Any:

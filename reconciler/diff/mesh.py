@@ -12,7 +12,7 @@ from reconciler.diff.normalize import normalize_resource
 from reconciler.diff.routes import RouteRow, route_table
 from reconciler.model.config import Kind, MeshConfig
 
-__all__ = ["MeshDiff", "diff_configs"]
+__all__ = ["MeshDiff", "diff_configs", "diff_normalized", "normalized_config"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ def diff_configs(
     already made (``LoadResult.translations``) are used, not made again.
     """
     before, after = _normalized(old, unless_in=new), _normalized(new, unless_in=old)
-    resources = diff_objects(before, after, plain=lambda value: value)
+    resources = diff_objects(before, after, plain=lambda first, second: (first, second))
     routes = route_table(
         resources, old=_of_kind(before, Kind.VIRTUAL_SERVICE), new=_of_kind(after, Kind.VIRTUAL_SERVICE)
     )
@@ -67,6 +67,36 @@ def diff_configs(
         else ()
     )
     return MeshDiff(resources=resources, routes=routes, proxies=proxies)
+
+
+def normalized_config(config: MeshConfig) -> dict[str, Any]:
+    """Every resource of ``config`` normalized, keyed ``Kind namespace/name``: a JSON-ready served state.
+
+    What the daemon answers on ``/api/v1/config``; :func:`diff_normalized` compares it with a local config.
+    """
+    return {f"{resource.kind.value} {resource.ref}": normalize_resource(resource) for resource in config.resources()}
+
+
+def diff_normalized(served: Mapping[str, Any], desired: MeshConfig) -> MeshDiff:
+    """Compare a served state (:func:`normalized_config`, say from a daemon) with ``desired``: resources and routes.
+
+    Served snapshots are not at hand, so there is no Envoy view (``proxies`` is empty).
+    """
+    before = _by_kind_and_name(served)
+    after = _by_kind_and_name(normalized_config(desired))
+    resources = diff_objects(before, after, plain=lambda first, second: (first, second))
+    routes = route_table(
+        resources, old=_of_kind(before, Kind.VIRTUAL_SERVICE), new=_of_kind(after, Kind.VIRTUAL_SERVICE)
+    )
+    return MeshDiff(resources=resources, routes=routes, proxies=())
+
+
+def _by_kind_and_name(values: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
+    keyed: dict[tuple[str, str], Any] = {}
+    for key, value in values.items():
+        kind, _, name = key.partition(" ")
+        keyed[(kind, name)] = value
+    return keyed
 
 
 def _normalized(config: MeshConfig, *, unless_in: MeshConfig) -> dict[tuple[str, str], Any]:

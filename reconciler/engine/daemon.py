@@ -27,10 +27,13 @@ import structlog
 from aiohttp import web
 
 from reconciler.api.access import AccessPolicy, RateLimiter, RejectionLog, secured_application
+from reconciler.api.config import config_routes
+from reconciler.api.document import OriginDocument
 from reconciler.api.rollouts import rollout_routes
 from reconciler.api.status import status_routes
 from reconciler.api.tls import server_tls_context
 from reconciler.api.webhook import webhook_routes
+from reconciler.engine.drift import DriftMonitor
 from reconciler.engine.lock import StateDirLock
 from reconciler.engine.reconcile import Engine, PassResult
 from reconciler.engine.rollouts import RolloutController
@@ -42,9 +45,11 @@ from reconciler.engine.telemetry import DaemonMetrics
 from reconciler.errors import ReconcilerError
 from reconciler.metrics import MetricsService, MetricsStore
 from reconciler.model.address import is_loopback, parse_address
+from reconciler.model.config import MeshConfig
 from reconciler.sources.backoff import Backoff
 from reconciler.sources.revision import Watch
 from reconciler.sources.webhook import PushEvent
+from reconciler.xds.admin import fetch_config_dump
 from reconciler.xds.cache import SnapshotCache
 from reconciler.xds.server import start_server
 
@@ -92,6 +97,16 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
     # Built before the restore: a stored rollout of the restored commit is served with its step's weights.
     rollouts = RolloutController(engine=engine, cache=cache, metrics=store, clock=time.time, store=state)
     metrics.watch_rollouts(rollouts)
+    drift_settings = settings.drift
+    drift = DriftMonitor(
+        cache=cache,
+        settings=drift_settings,
+        fetch=lambda address: fetch_config_dump(
+            address, timeout=drift_settings.admin_timeout, max_bytes=drift_settings.max_dump_bytes
+        ),
+        clock=_utc_now,
+    )
+    metrics.watch_drift(drift.drifted)
     if engine.restore():
         log.info("daemon.serving_stored_revision", sha=status.served.sha[:12] if status.served else None)
 
@@ -130,9 +145,23 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
     )
     app.add_routes(
         status_routes(
-            status=status.document, proxies=cache.statuses, registry=metrics.registry, rollouts=rollouts.documents
+            status=status.document,
+            proxies=cache.statuses,
+            registry=metrics.registry,
+            rollouts=rollouts.documents,
+            drift=drift.documents,
         )
     )
+
+    def served() -> tuple[MeshConfig, OriginDocument | None] | None:
+        current = engine.served_config
+        return None if current is None else (current.config, status.document().origin)
+
+    async def inspect(node_id: str) -> dict[str, object] | None:
+        found = await drift.inspect(node_id)
+        return None if found is None else found.to_json(max_listed=drift_settings.max_listed)
+
+    app.add_routes(config_routes(served=served, inspect=inspect))
     app.add_routes(
         webhook_routes(
             secret=api.webhook_secret,
@@ -171,6 +200,7 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
             engine.abort()
 
         ticking = asyncio.ensure_future(rollouts.run(period=ROLLOUT_TICK_SECONDS))
+        checking = asyncio.ensure_future(drift.run()) if drift_settings.interval > 0 else None
         try:
             await _loop(
                 engine=engine,
@@ -182,7 +212,9 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
             )
         finally:
             ticking.cancel()
-            await asyncio.gather(ticking, return_exceptions=True)
+            if checking is not None:
+                checking.cancel()
+            await asyncio.gather(ticking, *([checking] if checking else []), return_exceptions=True)
             await asyncio.to_thread(rollouts.wait_saved)  # a clean stop keeps the last decision
     finally:
         if watcher is not None:

@@ -9,7 +9,8 @@ One frozen :class:`Settings`, grouped by concern like kopf's ``OperatorSettings`
     ├── api      ApiSettings      where the status/webhook HTTP API listens; the webhook secret; who may
     │                             call it (bearer token, open reads), TLS, request size and rate limits
     ├── state    StateSettings    the directory of the clone, the last good revision and the lock
-    └── safety   SafetySettings   what a revision may remove without an opt-in
+    ├── safety   SafetySettings   what a revision may remove without an opt-in
+    └── drift    DriftSettings    how often each proxy is checked for running other than it ACKed; self-heal
 
 Each default is written here and only here (the size limits', the removal guard's and xDS
 TLS's in their own types, :class:`InputLimits`, :class:`RemovalGuard` and :class:`ServerTls`): the CLI's flags and their
@@ -31,6 +32,7 @@ from reconciler.xds.tls import ServerTls
 __all__ = [
     "DIRECTORY_POLL_INTERVAL",
     "ApiSettings",
+    "DriftSettings",
     "SafetySettings",
     "Settings",
     "SourceSettings",
@@ -127,6 +129,22 @@ class SafetySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DriftSettings:
+    """The periodic check that each connected proxy runs what it ACKed (``engine/drift.py``)."""
+
+    #: Seconds between checks of every connected proxy; 0 turns drift checks off.
+    interval: float = 30.0
+    #: Re-push a drifted proxy's resources (once per drift), logging what that overwrites.
+    self_heal: bool = True
+    #: Seconds a proxy's admin API has to answer ``/config_dump``.
+    admin_timeout: float = 5.0
+    #: Bytes of ``/config_dump`` read at most (a 1,000-service sidecar's is about 10 MiB with endpoints).
+    max_dump_bytes: int = 64 * 1024 * 1024
+    #: Drifted resources listed per proxy in status and the log (the count is always whole).
+    max_listed: int = 20
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything ``reconciler run`` and ``reconciler serve`` configure; only ``state`` has no default."""
 
@@ -135,3 +153,4 @@ class Settings:
     xds: XdsSettings = field(default_factory=XdsSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     safety: SafetySettings = field(default_factory=SafetySettings)
+    drift: DriftSettings = field(default_factory=DriftSettings)

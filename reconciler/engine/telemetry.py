@@ -6,7 +6,7 @@ controller at each scrape, like kube-state-metrics' phase gauges: one series per
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -68,6 +68,10 @@ class DaemonMetrics:
         controller.add_listener(self._on_decision)
         self.registry.register(_RolloutCollector(controller))
 
+    def watch_drift(self, drifted: Callable[[], Mapping[str, bool]]) -> None:
+        """Show ``reconciler_drift_detected{node_id}`` at every scrape: 1 for a proxy drifted now, else 0."""
+        self.registry.register(_DriftCollector(drifted))
+
     def _on_decision(self, entry: DecisionRecord) -> None:
         namespace, name = _split(entry.policy)
         record = entry.record
@@ -102,6 +106,23 @@ class _RolloutCollector(Collector):
             step.add_metric([namespace, name], float(view.state.step))
         yield phase
         yield step
+
+
+class _DriftCollector(Collector):
+    """``reconciler_drift_detected`` per connected proxy its drift check has seen."""
+
+    def __init__(self, drifted: Callable[[], Mapping[str, bool]]) -> None:
+        self._drifted = drifted
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "reconciler_drift_detected",
+            "1 while the proxy runs other than it ACKed (its latest drift check), else 0.",
+            labels=["node_id"],
+        )
+        for node_id, drifted in sorted(self._drifted().items()):
+            gauge.add_metric([node_id], 1.0 if drifted else 0.0)
+        yield gauge
 
 
 def _split(policy: str) -> tuple[str, str]:

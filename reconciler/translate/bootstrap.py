@@ -7,6 +7,11 @@ that fetch Clusters and Listeners (and through them endpoints and routes) over t
 ADS stream. Pure: plain values in, a plain ``dict`` out (JSON/YAML-ready), same input gives
 the same dict.
 
+The node metadata announces the admin address (``ADMIN_ADDRESS``, unless the admin port is
+0, which only the kernel knows): the daemon reads ``/config_dump`` there to check that the
+proxy runs what it ACKed (drift). It must be reachable from the daemon for that; when it is
+not, drift checks rest on the proxy's ACKs alone.
+
 Every proxy also pushes its per-cluster request statistics to the same server
 (``envoy.stat_sinks.metrics_service`` over ``xds_cluster``, every ``stats_flush_interval``),
 which progressive delivery judges canaries by (:mod:`reconciler.metrics`). A stats matcher keeps
@@ -28,8 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import UsageError
+from reconciler.model.address import format_address
 from reconciler.model.hosts import is_ip_address
-from reconciler.translate.proxy import ProxyIdentity
+from reconciler.translate.proxy import METADATA_ADMIN_ADDRESS, ProxyIdentity
 from reconciler.validate.schema import REGEX_PROGRAM_SIZE_LIMIT
 
 __all__ = [
@@ -179,8 +185,13 @@ def build_bootstrap(
     if xds_tls is not None:
         xds_cluster["transport_socket"] = _xds_transport_socket(xds_tls, xds_host=xds_host)
 
+    metadata = proxy.to_metadata()
+    if admin_port:
+        # The daemon reads /config_dump there to check what the proxy really runs (drift): it must reach it.
+        # An address the identity already announces (say, a pod IP while admin binds 0.0.0.0) wins.
+        metadata.setdefault(METADATA_ADMIN_ADDRESS, format_address(admin_host, admin_port))
     return {
-        "node": {"id": proxy.node_id, "cluster": service_cluster(proxy), "metadata": proxy.to_metadata()},
+        "node": {"id": proxy.node_id, "cluster": service_cluster(proxy), "metadata": metadata},
         "admin": {"address": _socket_address(admin_host, admin_port)},
         "dynamic_resources": {
             "ads_config": {

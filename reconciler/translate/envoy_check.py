@@ -6,6 +6,11 @@ reported at the Istio resource and field the translator built that Envoy resourc
 (asked of a ``locate`` function the translator provides); where no Istio source is known,
 the finding names the Envoy resource and field path instead. Validation rules catch the
 common cases first with friendlier words: these findings are the safety net. Pure.
+
+A :class:`PassCache` remembers which resources (by the digest of their deterministic
+bytes) passed, so a resource met again (the clusters every proxy shape shares, the
+unchanged services of the next commit, the other side of a diff) is not checked again.
+Its owner scopes it (one load, one diff, a daemon's decode cache); nothing is global.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from reconciler.translate.registry import Origin
 from reconciler.translate.snapshot import PUSH_ORDER, Snapshot
 from reconciler.validate.findings import Code, Finding, Severity
 
-__all__ = ["Locate", "Source", "envoy_findings"]
+__all__ = ["Locate", "PassCache", "Source", "envoy_findings"]
 
 #: An Istio resource (or registry origin) and a field path in it.
 Source = tuple[Resource[Any] | Origin, str]
@@ -28,12 +33,55 @@ Source = tuple[Resource[Any] | Origin, str]
 Locate = Callable[[str, str, Any, str], Source | None]
 
 
-def envoy_findings(snapshot: Snapshot, *, locate: Locate) -> list[Finding]:
-    """An error finding (RC0203) per constraint an emitted resource breaks; empty when Envoy would accept all."""
+class PassCache:
+    """Resources known to break no constraint, by (xDS type, digest of their bytes).
+
+    Only passes are remembered: a resource with a violation is checked again, so its findings
+    (located per translation) are never lost. :meth:`retain_used` bounds the size to what the
+    last round of checks met.
+    """
+
+    def __init__(self) -> None:
+        self._passed: set[tuple[str, bytes]] = set()
+        self._used: set[tuple[str, bytes]] = set()
+
+    def __len__(self) -> int:
+        return len(self._passed)
+
+    def known(self, type_url: str, digest: bytes) -> bool:
+        """True when a resource of these bytes passed before (and counts as used this round)."""
+        key = (type_url, digest)
+        if key in self._passed:
+            self._used.add(key)
+            return True
+        return False
+
+    def add(self, type_url: str, digest: bytes) -> None:
+        key = (type_url, digest)
+        self._passed.add(key)
+        self._used.add(key)
+
+    def retain_used(self) -> None:
+        """Forget the passes no check since the previous call met; a new round starts."""
+        self._passed, self._used = self._used, set()
+
+
+def envoy_findings(snapshot: Snapshot, *, locate: Locate, passed: PassCache | None = None) -> list[Finding]:
+    """An error finding (RC0203) per constraint an emitted resource breaks; empty when Envoy would accept all.
+
+    With ``passed``, a resource whose bytes passed before is not checked again, and one that passes is added.
+    """
     found: list[Finding] = []
     for type_url in PUSH_ORDER:
+        digests = snapshot.digests(type_url)
         for name, resource in snapshot.resources(type_url).items():
-            for violation in violations(resource):
+            digest = digests[name]
+            if passed is not None and passed.known(type_url, digest):
+                continue
+            broken = violations(resource)
+            if not broken and passed is not None:
+                passed.add(type_url, digest)
+            for violation in broken:
                 kind = type_url.rsplit(".", 1)[-1]
                 envoy_field = f"{kind} {name!r} {violation.path}"
                 message = f"Envoy would reject {envoy_field}: {violation.message}"

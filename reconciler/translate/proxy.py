@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_SIDECAR_PORT",
+    "METADATA_ADMIN_ADDRESS",
     "METADATA_LABELS",
     "METADATA_NAMESPACE",
     "METADATA_OUTBOUND_PORT",
@@ -27,6 +28,10 @@ METADATA_LABELS = "LABELS"
 METADATA_ROLE = "ROLE"
 METADATA_NAMESPACE = "NAMESPACE"
 METADATA_OUTBOUND_PORT = "OUTBOUND_PORT"
+#: ``HOST:PORT`` of the proxy's admin API, announced so the daemon can read ``/config_dump`` (drift checks).
+METADATA_ADMIN_ADDRESS = "ADMIN_ADDRESS"
+#: Longest admin address read from metadata (a host name of 253 characters, a colon and a port).
+_MAX_ADDRESS_CHARS = 260
 
 #: Istio's sidecar outbound capture port; our sidecar role listens here by default.
 DEFAULT_SIDECAR_PORT = 15001
@@ -48,6 +53,8 @@ class ProxyIdentity:
     role: ProxyRole | None = None
     namespace: str = "default"
     outbound_port: int = DEFAULT_SIDECAR_PORT
+    #: ``HOST:PORT`` of its admin API as the proxy announces it ("" when it does not); translation ignores it.
+    admin_address: str = ""
 
     def to_metadata(self) -> dict[str, Any]:
         """The Envoy ``node.metadata`` that carries this identity (for bootstraps)."""
@@ -58,6 +65,8 @@ class ProxyIdentity:
         }
         if self.role is not None:
             metadata[METADATA_ROLE] = self.role.value
+        if self.admin_address:
+            metadata[METADATA_ADMIN_ADDRESS] = self.admin_address
         return metadata
 
     @classmethod
@@ -70,10 +79,13 @@ class ProxyIdentity:
         raw_port = str(metadata.get(METADATA_OUTBOUND_PORT, DEFAULT_SIDECAR_PORT))
         port = int(raw_port) if raw_port.isdigit() and 0 < int(raw_port) < 65536 else DEFAULT_SIDECAR_PORT
         namespace = metadata.get(METADATA_NAMESPACE)
+        admin = metadata.get(METADATA_ADMIN_ADDRESS)
+        admin_ok = isinstance(admin, str) and 0 < len(admin) <= _MAX_ADDRESS_CHARS and admin.isprintable()
         return cls(
             node_id=node_id,
             labels=MappingProxyType(labels),
             role=role,
             namespace=namespace if isinstance(namespace, str) and namespace else "default",
             outbound_port=port,
+            admin_address=admin if admin_ok and isinstance(admin, str) and " " not in admin else "",
         )

@@ -27,6 +27,7 @@ __all__ = [
     "CLUSTER",
     "ENDPOINT",
     "LISTENER",
+    "MESSAGE_TYPES",
     "PUSH_ORDER",
     "ROUTE",
     "SHORT_NAMES",
@@ -56,6 +57,8 @@ _MESSAGE_TYPES: Mapping[str, type[Message]] = MappingProxyType(
         ROUTE: route_pb2.RouteConfiguration,
     }
 )
+#: The message class of each xDS type (to read a resource back, say from a proxy's config dump).
+MESSAGE_TYPES = _MESSAGE_TYPES
 _HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 
@@ -81,6 +84,8 @@ class ResourceSet:
     type_url: str
     version: str
     resources: Mapping[str, Message]
+    #: Per resource name, a digest of its deterministic bytes: equal digests, equal resources.
+    digests: Mapping[str, bytes]
 
     @classmethod
     def build(cls, type_url: str, messages: Iterable[Message]) -> ResourceSet:
@@ -96,10 +101,15 @@ class ResourceSet:
                 raise TranslationError(f"duplicate {expected.__name__} named {quote(name)}")
             by_name[name] = message
         ordered = dict(sorted(by_name.items()))
-        version = _digest(
-            name.encode() + b"\0" + msg.SerializeToString(deterministic=True) for name, msg in ordered.items()
+        serialized = {name: msg.SerializeToString(deterministic=True) for name, msg in ordered.items()}
+        version = _digest(name.encode() + b"\0" + data for name, data in serialized.items())
+        digests = {name: hashlib.blake2b(data, digest_size=16).digest() for name, data in serialized.items()}
+        return cls(
+            type_url=type_url,
+            version=version,
+            resources=MappingProxyType(ordered),
+            digests=MappingProxyType(digests),
         )
-        return cls(type_url=type_url, version=version, resources=MappingProxyType(ordered))
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +142,10 @@ class Snapshot:
 
     def version_of(self, type_url: str) -> str:
         return self.sets[type_url].version
+
+    def digests(self, type_url: str) -> Mapping[str, bytes]:
+        """Per resource name of ``type_url``, the digest of its deterministic bytes."""
+        return self.sets[type_url].digests
 
     def problems(self) -> tuple[str, ...]:
         """Every broken reference inside the snapshot; empty when consistent."""

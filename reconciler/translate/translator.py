@@ -19,7 +19,7 @@ from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.gateway import GatewaySpec
 from reconciler.model.lookup import selects
 from reconciler.translate.clusters import ClusterSet
-from reconciler.translate.envoy_check import Source, envoy_findings
+from reconciler.translate.envoy_check import PassCache, Source, envoy_findings
 from reconciler.translate.gateway import build_gateway
 from reconciler.translate.notes import Notes
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
@@ -73,7 +73,13 @@ def resolve_role(config: MeshConfig, proxy: ProxyIdentity) -> tuple[ProxyRole, l
     return ProxyRole.SIDECAR, []
 
 
-def translate(config: MeshConfig, proxy: ProxyIdentity, *, registry: ServiceRegistry | None = None) -> Translation:
+def translate(
+    config: MeshConfig,
+    proxy: ProxyIdentity,
+    *,
+    registry: ServiceRegistry | None = None,
+    passed: PassCache | None = None,
+) -> Translation:
     """Translate ``config`` into the complete, consistent snapshot for ``proxy``.
 
     ``registry`` defaults to the services of the config's ServiceEntries
@@ -81,6 +87,7 @@ def translate(config: MeshConfig, proxy: ProxyIdentity, *, registry: ServiceRegi
     service the proxy can see is included; the listeners and routes depend on the role.
     Raises :class:`~reconciler.errors.TranslationError` only if the snapshot would be
     inconsistent, which is a bug: what cannot be expressed becomes a finding instead.
+    ``passed`` skips the Envoy-constraint check of resources that passed it before.
     """
     if registry is None:
         registry = build_registry(config)
@@ -104,7 +111,7 @@ def translate(config: MeshConfig, proxy: ProxyIdentity, *, registry: ServiceRegi
         listeners=listeners,
         routes=route_configs,
     ).check()
-    refused = envoy_findings(snapshot, locate=_Locator(scope=scope, routes=routes, gateways=gateways))
+    refused = envoy_findings(snapshot, locate=_Locator(scope=scope, routes=routes, gateways=gateways), passed=passed)
     if refused:
         raise TranslationError(
             f"Envoy would reject {len(refused)} value(s) of this config, first: {refused[0].format()}",
@@ -169,18 +176,21 @@ class Checked:
     translations: Mapping[ProxyShape, Translation]
 
 
-def check_representatives(config: MeshConfig, *, keep: int) -> Checked:
+def check_representatives(config: MeshConfig, *, keep: int, passed: PassCache | None = None) -> Checked:
     """What Envoy would reject in any snapshot of ``config``, keeping up to ``keep`` of the translations made.
 
     Kept so that serving or diffing the config need not translate those shapes again; the bound holds
-    memory to ``keep`` snapshots however many namespaces the config uses.
+    memory to ``keep`` snapshots however many namespaces the config uses. Each distinct resource is
+    checked against Envoy's constraints once (the shapes share most clusters): in ``passed`` when
+    given (say, shared with the other side of a diff), else in one scoped to this call.
     """
+    passed = passed if passed is not None else PassCache()
     registry = build_registry(config)
     found: dict[Finding, None] = {}
     kept: dict[ProxyShape, Translation] = {}
     for proxy in representative_proxies(config):
         try:
-            translation = translate(config, proxy, registry=registry)
+            translation = translate(config, proxy, registry=registry, passed=passed)
         except TranslationError as error:
             if not error.findings:
                 raise

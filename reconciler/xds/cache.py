@@ -66,6 +66,10 @@ class ProxyConnection(Protocol):
 
     def record_snapshot_acked(self, version: str) -> None: ...
 
+    def take_resend(self) -> bool:
+        """True once after :meth:`SnapshotCache.resend` asked this stream to send its resources again."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -248,6 +252,23 @@ class SnapshotCache:
     def status(self, node_id: str) -> ProxyStatus | None:
         return next((status for status in self.statuses() if status.node_id == node_id), None)
 
+    def served(self, node_id: str) -> tuple[ProxyIdentity, Snapshot | None] | None:
+        """The identity of a connected proxy (as its node metadata said) and the snapshot it is served now."""
+        connection = self._newest_by_node().get(node_id)
+        return None if connection is None else (connection.proxy, connection.current)
+
+    def resend(self, node_id: str) -> bool:
+        """Ask the proxy's stream to send every type it subscribes to again, unchanged (drift's self-heal).
+
+        Envoy applies what differs from what it runs and ACKs as usual. False when the proxy is not connected.
+        """
+        connection = self._newest_by_node().get(node_id)
+        if connection is None:
+            return False
+        connection.resend_requested = True
+        connection.on_change()
+        return True
+
     def add_listener(self, listener: Callable[[XdsEvent], None]) -> Callable[[], None]:
         """Call ``listener`` on every event, on the loop thread; returns a function that removes it."""
         self._listeners.append(listener)
@@ -321,6 +342,7 @@ class _Connection:
     # Per type: the generation and snapshot version the latest response was cut from, to attribute a NACK.
     pushed_from: dict[str, tuple[int, str]] = field(default_factory=dict)
     closed: bool = False
+    resend_requested: bool = False
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -377,6 +399,10 @@ class _Connection:
         self.acked_version = version
         self.acked_generation = max(self.acked_generation, generation)
         self.cache._emit(XdsEvent(kind=EventKind.SNAPSHOT_ACKED, node_id=self.proxy.node_id, version=version))
+
+    def take_resend(self) -> bool:
+        requested, self.resend_requested = self.resend_requested, False
+        return requested
 
     def close(self) -> None:
         if not self.closed:

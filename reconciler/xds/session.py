@@ -136,6 +136,10 @@ class AdsSession:
         snapshot = self._connection.snapshot
         if snapshot is None:
             return []
+        if self._connection.take_resend():
+            # Drift's self-heal: every type the proxy holds goes out again, so Envoy replaces what differs.
+            for state in self._types.values():
+                state.resend = state.subscribed and state.sent is not None and not state.rejected
         retained = self._retained_clusters(snapshot)
         responses = []
         for type_url in PUSH_ORDER:

@@ -56,6 +56,7 @@ def test_bootstrap_command_prints_yaml_for_the_given_proxy_and_exits_0(capsys: p
         "NAMESPACE": "edge",
         "OUTBOUND_PORT": "15001",
         "ROLE": "gateway",
+        "ADMIN_ADDRESS": "127.0.0.1:9901",
     }
     assert bootstrap["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 9901}
     xds_endpoint = bootstrap["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]

@@ -75,7 +75,7 @@ def test_a_synced_proxy_shows_synced_for_every_type_and_the_daemon_is_healthy(se
     assert f"SERVED   {status.engine.served.sha[:12]}  reviews: canary 20% to v2" in text
     # Nothing is out of sync, so the proxy table ends the output (the end-to-end tests read its last line).
     header, row = text.splitlines()[-2:]
-    assert header.split() == ["NAME", "CDS", "LDS", "EDS", "RDS", "VERSION", "CONNECTED", "LABELS"]
+    assert header.split() == ["NAME", "CDS", "LDS", "EDS", "RDS", "VERSION", "DRIFT", "CONNECTED", "LABELS"]
     assert row.split() == [
         "ingress-1",
         "SYNCED",
@@ -83,6 +83,7 @@ def test_a_synced_proxy_shows_synced_for_every_type_and_the_daemon_is_healthy(se
         "SYNCED",
         "SYNCED",
         status.proxies[0].acked_snapshot_version[:12],
+        "-",  # no drift check has run
         f"{int((now - connected).total_seconds())}s",
         "istio=ingressgateway",
     ]

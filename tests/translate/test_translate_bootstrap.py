@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -34,7 +35,10 @@ def test_bootstrap_carries_the_proxy_identity_that_the_xds_side_reads_back() -> 
     node = bootstrap["node"]
     assert node["id"] == "ingress-1"
     assert node["cluster"] == "edge.istio-system"
-    assert ProxyIdentity.from_metadata(node["id"], node["metadata"]) == GATEWAY
+    # ...and announces its admin address, where the daemon reads /config_dump (drift checks).
+    assert ProxyIdentity.from_metadata(node["id"], node["metadata"]) == dataclasses.replace(
+        GATEWAY, admin_address="127.0.0.1:15000"
+    )
 
 
 def test_bootstrap_fetches_clusters_and_listeners_over_one_ads_stream() -> None:
