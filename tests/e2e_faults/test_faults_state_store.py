@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from daemon_harness import HOST, Daemon, Mesh, wait_for
+from small_disk import fill, small_tmpfs
 from steady_traffic import Traffic
 
 from reconciler.harness.envoy import EnvoyProcess
@@ -120,31 +120,8 @@ def test_a_store_corrupted_while_running_fails_one_save_then_is_moved_aside_and_
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs (a disk that fills up for real); skipped where mounting is not allowed."""
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "--lazy", str(mount_point)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Write zeros into ``directory`` until the disk is full; the filler file."""
-    filler = directory / "filler"
-    with filler.open("wb") as out, contextlib.suppress(OSError):
-        while True:
-            out.write(b"\0" * 65536)
-            out.flush()
-    return filler
+    with small_tmpfs(tmp_path / "small-disk", size="4m") as mountpoint:
+        yield mountpoint
 
 
 def test_a_full_disk_under_the_state_dir_stops_fetches_and_saves_with_a_clear_error_while_serving_goes_on(
