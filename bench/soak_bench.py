@@ -67,7 +67,7 @@ def main() -> int:
         first = repo.commit(files(100, 0), "soak: start")
         daemon = Daemon(repo=repo.url, state_dir=root / "state", log_path=root / "daemon.log", poll_interval="60s")
         proxies: list[EnvoyProcess] = []
-        traffic = Traffic(gateway_port, authority=HOST)
+        traffic = Traffic(gateway_port, authority=HOST, bursts=10**7)  # until stopped
         try:
             daemon.start()
             for node_id in GATEWAYS:
@@ -96,6 +96,7 @@ def main() -> int:
                     print(f"commit {commits} ({sha[:12]}) not synced: {str(error)[:200]}", file=sys.stderr)
                 time.sleep(max(0.0, args.commit_every - (time.monotonic() - tick)))
             elapsed = time.monotonic() - started
+            throughout = traffic.is_alive()
             rss_end = rss_mib(daemon.pid)
             envoy_end = [rss_mib(proxy.pid) for proxy in proxies]
         finally:
@@ -111,7 +112,7 @@ def main() -> int:
         ("machine", f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}"),
         ("duration", f"{elapsed:.0f} s, a commit every {args.commit_every:g} s"),
         ("commits / synced by both gateways", f"{commits} / {synced}"),
-        ("requests answered", f"{traffic.responses:,}"),
+        ("requests answered", f"{traffic.responses:,} (traffic ran to the end: {'yes' if throughout else 'NO'})"),
         ("failed requests (non-200 or no answer)", f"{failed}"),
         ("by status", dict(sorted(traffic.by_status.items()))),
         ("errors", dict(traffic.errors) or "none"),
@@ -125,7 +126,7 @@ def main() -> int:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-    return 0 if failed == 0 and synced == commits else 1
+    return 0 if failed == 0 and synced == commits and throughout else 1
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ __all__ = ["Traffic", "acked_versions"]
 class Traffic(threading.Thread):
     """Requests through the gateway in bursts until stopped; tallies everything that came back."""
 
-    def __init__(self, port: int, *, authority: str) -> None:
+    def __init__(self, port: int, *, authority: str, bursts: int = 6000) -> None:
         super().__init__(name="e2e-traffic", daemon=True)
         self._port = port
+        self._bursts = bursts
         self._authority = authority
         self._stop_requested = threading.Event()
         self.by_status: Counter[int] = Counter()
@@ -25,8 +26,8 @@ class Traffic(threading.Thread):
         self.local_replies: Counter[str] = Counter()
 
     def run(self) -> None:
-        # Bounded: at most 10 minutes of bursts even if nobody stops it (the test timeout is far shorter).
-        for _ in range(6000):
+        # Bounded: by default at most ~10 minutes of bursts even if nobody stops it (test timeouts are far shorter).
+        for _ in range(self._bursts):
             if self._stop_requested.is_set():
                 return
             result = send_requests(port=self._port, count=50, authority=self._authority, workers=2, deadline=10)
