@@ -17,10 +17,13 @@ $(STAMP): pyproject.toml $(LOCK)
 
 # Refresh the lock after changing dependencies in pyproject.toml (versions already locked are kept
 # where they still fit; `make lock UPGRADE=1` moves everything to the newest allowed). Python 3.11,
-# every platform (Linux x86_64 and aarch64 included), hashes for every file.
+# every platform (Linux x86_64 and aarch64 included), hashes for every file. deploy/requirements.lock is the
+# daemon image's subset (no extras), at the same versions.
 lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --generate-hashes \
 		--custom-compile-command "make lock" --quiet $(if $(UPGRADE),--upgrade) -o $(LOCK)
+	$(BIN)/uv pip compile pyproject.toml deploy/requirements.in --universal --python-version 3.11 --generate-hashes \
+		--constraint $(LOCK) --custom-compile-command "make lock" --quiet -o deploy/requirements.lock
 
 demo: $(STAMP)
 	$(BIN)/python -m reconciler.demo

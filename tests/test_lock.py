@@ -1,4 +1,5 @@
-"""requirements.lock is what `make` installs: it must agree with pyproject.toml's dependencies.
+"""requirements.lock is what `make` installs (deploy/requirements.lock, the daemon image's runtime part): both must
+agree with pyproject.toml's dependencies.
 
 Checked offline from the two files: every dependency of the package and of its ``dev`` extra
 is locked at a version its range allows, and the lock holds no direct dependency that
@@ -26,12 +27,12 @@ def _declared() -> list[Requirement]:
     return [Requirement(text) for text in [*project["dependencies"], *project["optional-dependencies"]["dev"]]]
 
 
-def _locked() -> tuple[dict[str, str], set[str]]:
+def _locked(lock: Path = LOCK) -> tuple[dict[str, str], set[str]]:
     """Locked versions by normalized name, and the names the lock says pyproject.toml asked for."""
     versions: dict[str, str] = {}
     direct: set[str] = set()
     current = ""
-    for line in LOCK.read_text().splitlines():
+    for line in lock.read_text().splitlines():
         if match := _PIN.match(line):
             current = canonicalize_name(match["name"])
             versions[current] = match["version"]
@@ -49,6 +50,18 @@ def test_every_declared_dependency_is_locked_at_a_version_its_range_allows() -> 
         or not requirement.specifier.contains(versions[canonicalize_name(requirement.name)], prereleases=True)
     ]
     assert stale == [], f"requirements.lock is out of date with pyproject.toml (run `make lock`): {stale}"
+
+
+def test_the_daemon_images_lock_holds_every_runtime_dependency_at_a_version_its_range_allows() -> None:
+    versions, _ = _locked(ROOT / "deploy" / "requirements.lock")
+    runtime = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    stale = [
+        text
+        for text in runtime
+        if (version := versions.get(canonicalize_name(Requirement(text).name))) is None
+        or not Requirement(text).specifier.contains(version, prereleases=True)
+    ]
+    assert stale == [], f"deploy/requirements.lock is out of date with pyproject.toml (run `make lock`): {stale}"
 
 
 def test_the_lock_holds_no_direct_dependency_that_pyproject_no_longer_declares() -> None:

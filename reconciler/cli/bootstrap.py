@@ -37,7 +37,7 @@ configures proxies started with `--label istio=ingressgateway`.
 
 _EPILOG = """\
 example:
-  reconciler bootstrap --node-id ingress-1 --xds-address reconciler.mesh.svc:18000 \\
+  reconciler bootstrap --node-id ingress-1 --xds-address reconciler.mesh-system.svc:18000 \\
       --label istio=ingressgateway --role gateway --namespace istio-system > envoy.yaml
   envoy -c envoy.yaml
 

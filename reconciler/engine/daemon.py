@@ -34,6 +34,7 @@ from reconciler.api.status import status_routes
 from reconciler.api.tls import server_tls_context
 from reconciler.api.webhook import webhook_routes
 from reconciler.engine.drift import DriftMonitor
+from reconciler.engine.faults import arm_from_environment
 from reconciler.engine.lock import StateDirLock
 from reconciler.engine.reconcile import Engine, PassResult
 from reconciler.engine.rollouts import RolloutController
@@ -67,6 +68,7 @@ async def run_daemon(settings: Settings, *, ready: Callable[[int, int], None] | 
 
     Raises StateError at once when another daemon holds ``settings.state.dir``.
     """
+    arm_from_environment()  # test-only fault points (RECONCILER_FAULT); off unless set
     lock = StateDirLock(settings.state.dir)
     try:
         await _run_locked(settings, ready=ready)

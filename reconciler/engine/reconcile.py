@@ -44,6 +44,8 @@ from typing import Protocol
 
 import structlog
 
+from reconciler.engine import faults
+from reconciler.engine.faults import FaultPoint
 from reconciler.engine.guard import RemovalGuard, ResourceKey, resource_keys
 from reconciler.engine.origin import Change, Origin
 from reconciler.engine.snapshots import ConfigSnapshots
@@ -268,6 +270,7 @@ class Engine:
         if current is not None and self._already_served(current.origin, revision):
             await self._adopt(revision, current, head=head)
             return self._result(ok=True)
+        faults.reached(FaultPoint.AFTER_FETCH, sha=revision.sha)
         log.info("engine.revision", sha=revision.short_sha, trigger=trigger)
         self._succeed(Reason.PROGRESSING, f"validating and translating revision {revision.short_sha}")
         return self._result(ok=await self._apply_off_loop(revision, head=head))
@@ -378,6 +381,7 @@ class Engine:
         except Exception as error:
             published = self._refuse(revision, error)
         else:
+            faults.reached(FaultPoint.AFTER_VALIDATION, sha=revision.sha)
             published = not self._refuse_removal(revision, snapshots) and self._serve_commit(
                 revision, snapshots, change=Change.COMMIT
             )
@@ -506,10 +510,13 @@ class Engine:
             reason=reason.value,
             change=origin.change.value,
         )
+        faults.reached(FaultPoint.AFTER_PUBLISH_BEFORE_ACK, sha=origin.revision.sha)
         self._update_synced()
         return True
 
     def _on_xds_event(self, event: XdsEvent) -> None:
+        if event.kind is EventKind.ACK and self._current is not None:
+            faults.reached(FaultPoint.MID_PUBLISH, sha=self._current.origin.revision.sha)
         if event.kind is EventKind.NACK:
             try:
                 # After the stream has finished handling the NACK: a rollback publishes to every stream.

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from reconciler.engine.faults import FaultPoint, reached
 from reconciler.errors import StateError
 from reconciler.rollout.codec import (
     record_from_json,
@@ -289,6 +290,7 @@ class SqliteStateStore:
                     " source_repo, source_branch, source_path) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     row,
                 )
+                reached(FaultPoint.MID_STATE_SAVE, sha=revision.sha)  # written, not committed
         except (sqlite3.Error, ValueError) as error:
             self._ready = False
             raise StateError(f"cannot save revision {revision.short_sha} to {self._path}: {error}") from error

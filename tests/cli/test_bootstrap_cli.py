@@ -9,20 +9,20 @@ import yaml
 
 from reconciler.cli.main import main
 
-DEPLOY_EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "envoy-bootstrap.yaml"
-# Must match the command in the header of deploy/envoy-bootstrap.yaml.
+DEPLOY_EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "gateway" / "envoy-bootstrap.yaml"
+# Must match the command in the header of deploy/gateway/envoy-bootstrap.yaml.
 DEPLOY_ARGS = [
     "bootstrap",
     "--node-id",
     "istio-ingressgateway",
     "--xds-address",
-    "reconciler.reconciler-system.svc:18000",
+    "reconciler.mesh-system.svc:18000",
     "--label",
     "istio=ingressgateway",
     "--role",
     "gateway",
     "--namespace",
-    "istio-system",
+    "mesh-gateways",
 ]
 
 

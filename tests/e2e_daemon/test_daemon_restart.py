@@ -2,61 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from daemon_harness import HOST, Daemon, Mesh
+from steady_traffic import Traffic, acked_versions
 
 from reconciler.harness.envoy import EnvoyProcess
-from reconciler.harness.traffic import send_requests
 
 pytestmark = [pytest.mark.git, pytest.mark.envoy, pytest.mark.slow, pytest.mark.timeout(120)]
-
-
-class Traffic(threading.Thread):
-    """Requests through the gateway in bursts until stopped; tallies everything that came back."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(name="e2e-traffic", daemon=True)
-        self._port = port
-        self._stop_requested = threading.Event()
-        self.by_status: Counter[int] = Counter()
-        self.by_version: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-        self.local_replies: Counter[str] = Counter()
-
-    def run(self) -> None:
-        # Bounded: at most 10 minutes of bursts even if nobody stops it (the test timeout is far shorter).
-        for _ in range(6000):
-            if self._stop_requested.is_set():
-                return
-            result = send_requests(port=self._port, count=50, authority=HOST, workers=2, deadline=10)
-            self.by_status.update(result.by_status)
-            self.by_version.update(result.by_version)
-            self.errors.update(result.errors)
-            self.local_replies.update(result.local_replies)
-
-    def stop(self) -> None:
-        self._stop_requested.set()
-        self.join(timeout=30)
-
-    @property
-    def responses(self) -> int:
-        return sum(self.by_status.values())
-
-    def share(self, version: str) -> float:
-        return 100.0 * self.by_version[version] / self.responses
-
-
-def acked_versions(status: dict[str, Any], node_id: str) -> dict[str, Any] | None:
-    """What ``node_id`` has ACKed: its snapshot version and each type's version; None if not (yet) synced."""
-    proxy = next((p for p in status["proxies"] if p["nodeId"] == node_id), None)
-    if proxy is None or any(t["state"] != "SYNCED" for t in proxy["types"].values()):
-        return None
-    return {"snapshot": proxy["ackedSnapshotVersion"], **{name: t["acked"] for name, t in proxy["types"].items()}}
 
 
 def test_envoy_keeps_routing_through_a_kill_9_and_the_restarted_daemon_serves_the_same_versions_before_git_answers(
@@ -72,7 +26,7 @@ def test_envoy_keeps_routing_through_a_kill_9_and_the_restarted_daemon_serves_th
     before = acked_versions(synced, "ingress-1")
     assert before is not None
 
-    traffic = Traffic(mesh.gateway_port)
+    traffic = Traffic(mesh.gateway_port, authority=HOST)
     traffic.start()
     try:
         daemon.kill9()
@@ -92,8 +46,7 @@ def test_envoy_keeps_routing_through_a_kill_9_and_the_restarted_daemon_serves_th
         assert status["lastError"]["reason"] == "FetchFailed"
         assert acked_versions(status, "ingress-1") == before
         # At least a thousand requests in all, spanning the outage and the reconnect.
-        while traffic.responses < 1000 and traffic.is_alive():
-            traffic.join(timeout=0.1)
+        traffic.wait_for(1000)
     finally:
         traffic.stop()
 

@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import stat
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import small_disk
 import structlog
 from gitrepo import GitRemote, git
 
@@ -193,32 +193,8 @@ def test_polls_after_abort_raise_at_once_without_fetching(remote: GitRemote, sta
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs: a disk that really fills up. Needs root (and mount rights), else the test is skipped."""
-    mountpoint = tmp_path / "tmpfs"
-    mountpoint.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mountpoint)], capture_output=True, check=False
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
-    try:
+    with small_disk.small_tmpfs(tmp_path / "tmpfs", size="2m") as mountpoint:
         yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
-
-
-def _fill(directory: Path) -> Path:
-    """Write zeros into ``directory`` until its filesystem is full; return the file to delete."""
-    filler = directory / "filler"
-    with filler.open("wb", buffering=0) as stream:
-        for size in (65536, 1):  # big chunks, then top up what is left
-            try:
-                while True:
-                    stream.write(b"\0" * size)
-            except OSError:
-                pass
-    return filler
 
 
 def test_full_disk_is_state_dir_not_writable_and_never_triggers_a_reclone(remote: GitRemote, small_tmpfs: Path) -> None:
@@ -227,7 +203,7 @@ def test_full_disk_is_state_dir_not_writable_and_never_triggers_a_reclone(remote
         before = _cloned_sha(small_tmpfs)
         # Random bytes do not compress: the fetch has to write ~300 KiB of objects.
         pushed = remote.commit({"mesh/blob.txt": os.urandom(150_000).hex()}, "bigger than the free space")
-        filler = _fill(small_tmpfs)
+        filler = small_disk.fill(small_tmpfs)
 
         with structlog.testing.capture_logs() as logs:
             for _retry in range(2):
@@ -251,7 +227,7 @@ def test_changed_url_on_a_full_disk_is_state_dir_not_writable_not_corruption(
 ) -> None:
     with GitSource(url=remote.url, path="mesh", state_dir=small_tmpfs) as first:
         expected = first.poll()
-    filler = _fill(small_tmpfs)
+    filler = small_disk.fill(small_tmpfs)
 
     # The same remote under another URL: remote.origin.url has to be rewritten, and cannot be.
     with (
@@ -263,7 +239,7 @@ def test_changed_url_on_a_full_disk_is_state_dir_not_writable_not_corruption(
     filler.unlink()
     with GitSource(url=remote.url, path="mesh", state_dir=small_tmpfs) as same_url:
         # Full again: with an unchanged URL nothing needs writing, so an up-to-date poll works.
-        _fill(small_tmpfs)
+        small_disk.fill(small_tmpfs)
         revision = same_url.poll()
 
     assert excinfo.value.reason == "StateDirNotWritable"
