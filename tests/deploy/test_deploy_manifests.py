@@ -29,6 +29,8 @@ GATEWAY = ROOT / "deploy" / "gateway"
 KUBERNETES_VERSIONS = ("1.32.0", kubernetes_validate.latest_version())
 DAEMON_NAMESPACE = "mesh-system"
 GATEWAY_NAMESPACE = "mesh-gateways"
+
+
 #: Flags the Deployment passes that other work in issue 11 adds (xDS TLS, API tokens); not in `run --help` yet.
 def one(manifests: list[Manifest], kind: str, name: str | None = None) -> Manifest:
     [found] = [m for m in manifests if m["kind"] == kind and (name is None or m["metadata"]["name"] == name)]
