@@ -23,6 +23,12 @@ DEPLOY_ARGS = [
     "gateway",
     "--namespace",
     "mesh-gateways",
+    "--xds-ca",
+    "/etc/xds-tls/ca.crt",
+    "--xds-client-cert",
+    "/etc/xds-tls/tls.crt",
+    "--xds-client-key",
+    "/etc/xds-tls/tls.key",
 ]
 
 
@@ -133,7 +139,13 @@ def test_checked_in_example_bootstrap_is_what_the_command_prints(capsys: pytest.
 
 
 @pytest.mark.envoy
-def test_checked_in_example_bootstrap_passes_envoy_validate_mode(envoy_binary: Path) -> None:
+def test_checked_in_example_bootstrap_passes_envoy_validate_mode(envoy_binary: Path, tmp_path: Path) -> None:
     from reconciler.envoy import validate_config
 
-    validate_config(yaml.safe_load(DEPLOY_EXAMPLE.read_text(encoding="utf-8")), envoy_binary=envoy_binary)
+    # Envoy's validate mode reads the TLS files: the Secret's mount becomes certificates made here.
+    assert main(["certs", "--out", str(tmp_path), "--client", "gw"]) == 0
+    text = DEPLOY_EXAMPLE.read_text(encoding="utf-8")
+    for mounted, made in {"ca.crt": "ca.crt", "tls.crt": "gw.crt", "tls.key": "gw.key"}.items():
+        assert f"/etc/xds-tls/{mounted}" in text
+        text = text.replace(f"/etc/xds-tls/{mounted}", str(tmp_path / made))
+    validate_config(yaml.safe_load(text), envoy_binary=envoy_binary)
