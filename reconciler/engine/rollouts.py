@@ -67,7 +67,7 @@ from reconciler.rollout.decide import Revision as RolloutRevision
 from reconciler.rollout.plan import RouteRef, Split, WeightTable, plan, same_traffic
 from reconciler.rollout.routes import Governed, governed, weights_of, with_weights
 from reconciler.sources.revision import Revision
-from reconciler.translate import ServiceRegistry, build_registry
+from reconciler.translate import ServiceRegistry
 from reconciler.translate.names import cluster_name
 from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
 
@@ -196,7 +196,7 @@ class RolloutController:
         """Serve a commit: git's weights where nothing is to be walked, each rollout's weights where one is."""
         now = self._clock()
         served = self._engine.served_config
-        registry = build_registry(config.config)
+        registry = self._engine.registry_for(config.config)
         rollouts: dict[str, _Rollout] = {}
         moved: list[_Rollout] = []
         decisions: list[tuple[_Rollout, Decision]] = []
@@ -342,7 +342,9 @@ class RolloutController:
         if same_traffic(weights, goal):
             return self._engine.serve(config, origin=Origin(revision, change))
         stepped = with_weights(config.config, MappingProxyType(weights))
-        snapshots = ConfigSnapshots(config=stepped, registry=build_registry(stepped), findings=config.warnings())
+        snapshots = ConfigSnapshots(
+            config=stepped, registry=self._engine.registry_for(stepped), findings=config.warnings()
+        )
         return self._engine.serve(snapshots, origin=_origin(revision, rollouts))
 
     def add_listener(self, listener: Callable[[DecisionRecord], None]) -> None:

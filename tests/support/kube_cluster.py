@@ -35,7 +35,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from reconciler.harness.envoy import free_port
 from reconciler.harness.lifecycle import stop_process
 
-__all__ = ["BUILD_SCRIPT", "BuildUnavailable", "KubeCluster", "apiserver_binary"]
+__all__ = [
+    "BUILD_SCRIPT",
+    "BuildUnavailable",
+    "KubeCluster",
+    "apiserver_binary",
+    "endpoint_slice",
+    "pod",
+    "service",
+    "slices_path",
+]
 
 BUILD_SCRIPT = Path(__file__).resolve().parent / "build_kube_apiserver.sh"
 #: The script's exit status for "impossible on this machine" (as opposed to a failed build).
@@ -44,7 +53,8 @@ _IMPOSSIBLE = 3
 _BUILD_TIMEOUT = 1800.0
 #: etcd is up in well under a second and the API server in a few; headroom for a loaded CI machine.
 _START_TIMEOUT = 120.0
-_TOKEN = "reconciler-test-token"  # noqa: S105 - a throwaway token for a server on 127.0.0.1 only
+#: A throwaway token for a server on 127.0.0.1 only.
+_TOKEN = "reconciler-test-token"
 
 
 class BuildUnavailable(Exception):
@@ -256,3 +266,42 @@ class KubeCluster:
             "current-context": "test",
         }
         self.kubeconfig.write_text(json.dumps(config, indent=2))
+
+
+# -- objects as tests create them (no controller makes them here) ---------------------------------
+
+
+def service(name: str, *, port: int, target_port: int | None = None, port_name: str = "http") -> dict[str, Any]:
+    spec_port: dict[str, Any] = {"name": port_name, "port": port, "protocol": "TCP"}
+    if target_port is not None:
+        spec_port["targetPort"] = target_port
+    return {"metadata": {"name": name}, "spec": {"ports": [spec_port], "selector": {"app": name}}}
+
+
+def pod(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": labels}, "spec": {"containers": [{"name": "app", "image": "app"}]}}
+
+
+def endpoint_slice(
+    name: str, *, service: str, port: int, endpoints: list[tuple[str, str | None]], port_name: str = "http"
+) -> dict[str, Any]:
+    """A ``discovery.k8s.io/v1beta1`` EndpointSlice (what 1.20 serves) of ready ``(address, pod)`` endpoints."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1beta1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": name, "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
+        "endpoints": [
+            {
+                "addresses": [address],
+                "conditions": {"ready": True},
+                **({"targetRef": {"kind": "Pod", "name": pod_name}} if pod_name else {}),
+            }
+            for address, pod_name in endpoints
+        ],
+    }
+
+
+def slices_path(namespace: str, name: str = "") -> str:
+    return f"/apis/discovery.k8s.io/v1beta1/namespaces/{namespace}/endpointslices" + (f"/{name}" if name else "")
