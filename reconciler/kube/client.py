@@ -30,7 +30,6 @@ from reconciler.model.text import MESSAGE_CHARS, excerpt
 __all__ = [
     "MAX_EVENT_BYTES",
     "MAX_PAGE_BYTES",
-    "METADATA_ONLY",
     "PAGE_SIZE",
     "KubeApi",
     "KubeClient",
@@ -43,8 +42,10 @@ PAGE_SIZE = 500
 MAX_PAGE_BYTES = 64 << 20
 #: One watch event: one object (an EndpointSlice of 1000 endpoints is well under 1 MiB).
 MAX_EVENT_BYTES = 8 << 20
-#: Ask for metadata only (``PartialObjectMetadata``): a Pod's labels without its spec and status.
-METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+#: Metadata only (``PartialObjectMetadata``): a Pod's labels without its spec and status. A list asks
+#: for the list form, a watch for the object form (a watch asking for the list form gets no events).
+_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+_METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 #: Seconds a watch lasts before the server ends it and it is resumed (client-go picks 5-10 minutes).
 WATCH_SECONDS = 300
 #: A request that is not a watch: connecting and reading a page.
@@ -58,11 +59,13 @@ class KubeApi(Protocol):
         """One object or discovery document."""
         ...
 
-    async def list(self, path: str, *, accept: str | None = None) -> tuple[list[Any], str]:
-        """Every item of the collection, and the list's resourceVersion to watch from."""
+    async def list(self, path: str, *, metadata_only: bool = False) -> tuple[list[Any], str]:
+        """Every item of the collection (only their metadata, if asked), and the resourceVersion to watch from."""
         ...
 
-    def watch(self, path: str, *, resource_version: str, accept: str | None = None) -> AsyncIterator[Mapping[str, Any]]:
+    def watch(
+        self, path: str, *, resource_version: str, metadata_only: bool = False
+    ) -> AsyncIterator[Mapping[str, Any]]:
         """Events (``{"type": ..., "object": ...}``) after ``resource_version`` until the server ends the watch.
 
         Raises KubeExpiredError when ``resource_version`` is too old.
@@ -107,7 +110,8 @@ class KubeClient:
         body = await self._read(path, (), accept=None)
         return body if isinstance(body, Mapping) else {}
 
-    async def list(self, path: str, *, accept: str | None = None) -> tuple[list[Any], str]:
+    async def list(self, path: str, *, metadata_only: bool = False) -> tuple[list[Any], str]:
+        accept = _METADATA_LIST if metadata_only else None
         items: list[Any] = []
         token = ""
         while True:
@@ -124,8 +128,9 @@ class KubeClient:
                 return items, version if isinstance(version, str) else ""
 
     async def watch(
-        self, path: str, *, resource_version: str, accept: str | None = None
+        self, path: str, *, resource_version: str, metadata_only: bool = False
     ) -> AsyncIterator[Mapping[str, Any]]:
+        accept = _METADATA_WATCH if metadata_only else None
         query = [
             ("watch", "true"),
             ("resourceVersion", resource_version),

@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
 
 from reconciler.errors import KubeError
-from reconciler.kube.client import METADATA_ONLY, KubeApi, preferred_version
+from reconciler.kube.client import KubeApi, preferred_version
 from reconciler.kube.informer import Informer, RetryDelays
 from reconciler.kube.objects import (
     KubeService,
@@ -37,6 +38,8 @@ from reconciler.translate.registry import ServiceRegistry
 __all__ = ["SLICE_VERSIONS", "ClusterEndpoints"]
 
 log = structlog.get_logger("reconciler.kube")
+
+T = TypeVar("T")
 
 #: EndpointSlice API versions, preferred first.
 SLICE_VERSIONS = ("v1", "v1beta1")
@@ -79,7 +82,7 @@ class ClusterEndpoints:
         self.slices = self._informer(
             f"/apis/discovery.k8s.io/{self.slice_version}/endpointslices", parse_endpoint_slice
         )
-        self.pods = self._informer("/api/v1/pods", parse_pod, accept=METADATA_ONLY)
+        self.pods = self._informer("/api/v1/pods", parse_pod, metadata_only=True)
         informers: tuple[Informer[KubeService], Informer[KubeSlice], Informer[PodLabels]] = (
             self.services,
             self.slices,
@@ -95,9 +98,14 @@ class ClusterEndpoints:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _informer(self, path: str, parse: Callable[[object], object], *, accept: str | None = None) -> Informer:  # type: ignore[type-arg]
+    def _informer(self, path: str, parse: Callable[[object], T | None], *, metadata_only: bool = False) -> Informer[T]:
         return Informer(
-            api=self._api, path=path, parse=parse, on_change=self._dirty.set, backoff=self._backoff(), accept=accept
+            api=self._api,
+            path=path,
+            parse=parse,
+            on_change=self._dirty.set,
+            backoff=self._backoff(),
+            metadata_only=metadata_only,
         )
 
     async def _slice_version(self) -> str:

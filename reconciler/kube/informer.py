@@ -46,14 +46,14 @@ class Informer(Generic[T]):
         parse: Callable[[object], T | None],
         on_change: Callable[[], None],
         backoff: RetryDelays,
-        accept: str | None = None,
+        metadata_only: bool = False,
     ) -> None:
         self._api = api
         self._path = path
         self._parse = parse
         self._on_change = on_change
         self._backoff = backoff
-        self._accept = accept
+        self._metadata_only = metadata_only
         self.items: dict[ObjectKey, T] = {}
         #: Set once the first list is in: before it, the store is not the cluster's view.
         self.synced = asyncio.Event()
@@ -71,7 +71,9 @@ class Informer(Generic[T]):
                 version = await self._list()
                 self._backoff.reset()
                 while True:
-                    async for event in self._api.watch(self._path, resource_version=version, accept=self._accept):
+                    async for event in self._api.watch(
+                        self._path, resource_version=version, metadata_only=self._metadata_only
+                    ):
                         version = self._apply(event) or version
             except KubeExpiredError as error:
                 log.info("kube.relist", path=self._path, reason="Expired", message=str(error))
@@ -81,7 +83,7 @@ class Informer(Generic[T]):
                 await asyncio.sleep(delay)
 
     async def _list(self) -> str:
-        raw, version = await self._api.list(self._path, accept=self._accept)
+        raw, version = await self._api.list(self._path, metadata_only=self._metadata_only)
         items: dict[ObjectKey, T] = {}
         for obj in raw:
             key, parsed = object_key(obj), self._parse(obj)
