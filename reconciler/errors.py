@@ -22,6 +22,8 @@ chained as ``__cause__``::
     │   ├── SignatureError             BadSignature: a webhook's signature or token did not verify
     │   └── SourceAborted              Aborted: a poll was cut short for shutdown (also a Cancelled)
     ├── XdsError                   ADS server / proxy protocol failure
+    ├── KubeError                  the Kubernetes API failed, refused, or answered something unreadable
+    │   └── KubeExpiredError           410 Gone: a watch's resourceVersion is too old; list again
     ├── StateError                 the embedded state store could not be read or written
     ├── RolloutNotFoundError       no rollout under that RolloutPolicy (HTTP 404)
     ├── RolloutCommandError        a user's command that does not apply to the rollout's phase (HTTP 409)
@@ -47,6 +49,8 @@ __all__ = [
     "EnvoyError",
     "FetchError",
     "InvalidConfigError",
+    "KubeError",
+    "KubeExpiredError",
     "PathNotFoundError",
     "PayloadError",
     "ReconcilerError",
@@ -178,6 +182,21 @@ class SourceAborted(SourceError, Cancelled):
 
 class XdsError(ReconcilerError):
     """The ADS server or a proxy stream broke a protocol rule."""
+
+
+class KubeError(ReconcilerError):
+    """The Kubernetes API failed, refused a request, or answered something unreadable.
+
+    ``status`` is the HTTP status (or a watch ERROR event's code) when there was one.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class KubeExpiredError(KubeError):
+    """410 Gone: the resourceVersion a watch resumes from was compacted away; list again (client-go's relist)."""
 
 
 class StateError(ReconcilerError):

@@ -21,6 +21,7 @@ from reconciler.engine.settings import (
     DIRECTORY_POLL_INTERVAL,
     ApiSettings,
     DriftSettings,
+    KubeSettings,
     SafetySettings,
     Settings,
     SourceSettings,
@@ -314,6 +315,24 @@ def _git_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _kube_flags(parser: argparse.ArgumentParser) -> None:
+    kube = parser.add_argument_group(
+        "Kubernetes endpoints",
+        "Serve the endpoints of Kubernetes Services (name.namespace.svc.cluster.local) from the cluster's "
+        "EndpointSlices, with Pod labels for DestinationRule subsets, beside the ServiceEntries from git.",
+    )
+    where = kube.add_mutually_exclusive_group()
+    where.add_argument("--kubeconfig", type=Path, metavar="FILE", help="watch the cluster of this kubeconfig's context")
+    where.add_argument("--in-cluster", action="store_true", help="watch the cluster the daemon runs in")
+
+
+def _kube_settings(args: argparse.Namespace) -> KubeSettings:
+    if args.kubeconfig is not None and not args.kubeconfig.is_file():
+        raise UsageError(f"--kubeconfig {args.kubeconfig}: no such file")
+    enabled = args.kubeconfig is not None or args.in_cluster
+    return KubeSettings(enabled=enabled, kubeconfig=args.kubeconfig.resolve() if args.kubeconfig else None)
+
+
 def register(commands: Any) -> None:
     run = commands.add_parser(
         "run", help="the GitOps daemon: git repo → Envoy", description=_RUN_HELP, formatter_class=_RAW
@@ -333,6 +352,7 @@ def register(commands: Any) -> None:
     run.add_argument("--watch", action="store_true", help="with --repo-dir: reconcile on file save")
     _common_flags(run)
     _git_flags(run)
+    _kube_flags(run)
     run.set_defaults(handler=_run)
 
     serve = commands.add_parser(
@@ -347,6 +367,7 @@ def register(commands: Any) -> None:
         help="how often to re-read the directory (default %(default)s)",
     )
     _common_flags(serve)
+    _kube_flags(serve)
     serve.set_defaults(handler=_serve)
 
 
@@ -448,6 +469,7 @@ def _settings(
             interval=0.0 if args.drift_interval.strip() in ("0", "off") else parse_interval(args.drift_interval),
             self_heal=args.self_heal,
         ),
+        kube=_kube_settings(args),
     )
 
 

@@ -38,12 +38,14 @@ from reconciler.engine.faults import arm_from_environment
 from reconciler.engine.lock import StateDirLock
 from reconciler.engine.reconcile import Engine, PassResult
 from reconciler.engine.rollouts import RolloutController
-from reconciler.engine.settings import Settings
+from reconciler.engine.settings import KubeSettings, Settings
 from reconciler.engine.source_factory import make_source
 from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import EngineStatus
 from reconciler.engine.telemetry import DaemonMetrics
 from reconciler.errors import ReconcilerError
+from reconciler.kube.client import KubeClient
+from reconciler.kube.endpoints import ClusterEndpoints
 from reconciler.metrics import MetricsService, MetricsStore
 from reconciler.model.address import is_loopback, parse_address
 from reconciler.model.config import MeshConfig
@@ -203,6 +205,7 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
 
         ticking = asyncio.ensure_future(rollouts.run(period=ROLLOUT_TICK_SECONDS))
         checking = asyncio.ensure_future(drift.run()) if drift_settings.interval > 0 else None
+        cluster = asyncio.ensure_future(_watch_cluster(settings.kube, engine)) if settings.kube.enabled else None
         try:
             await _loop(
                 engine=engine,
@@ -214,9 +217,10 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
             )
         finally:
             ticking.cancel()
-            if checking is not None:
-                checking.cancel()
-            await asyncio.gather(ticking, *([checking] if checking else []), return_exceptions=True)
+            background = [task for task in (checking, cluster) if task is not None]
+            for task in background:
+                task.cancel()
+            await asyncio.gather(ticking, *background, return_exceptions=True)
             await asyncio.to_thread(rollouts.wait_saved)  # a clean stop keeps the last decision
     finally:
         if watcher is not None:
@@ -226,6 +230,27 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
         # close() waits for a poll still running in a worker thread; the loop aborted any such poll.
         await asyncio.to_thread(source.close)
         log.info("daemon.stopped")
+
+
+async def _watch_cluster(settings: KubeSettings, engine: Engine) -> None:
+    """Serve the cluster's Services and endpoints beside the ServiceEntries until cancelled."""
+    try:
+        client = await KubeClient.connect(settings.kubeconfig)
+    except ReconcilerError as error:
+        # Start-up checked the file; a cluster unreachable later is retried by the informers, not here.
+        log.error("daemon.kube_unavailable", error=str(error))
+        return
+    watcher = ClusterEndpoints(
+        api=client,
+        on_change=engine.update_cluster,
+        backoff=lambda: Backoff(base=settings.retry_base, cap=settings.retry_cap),
+        debounce=settings.debounce,
+        domain=settings.domain,
+    )
+    try:
+        await watcher.run()
+    finally:
+        await client.close()
 
 
 #: How often running rollouts are judged between ACKs: well under any step's interval.

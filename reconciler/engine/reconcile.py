@@ -61,10 +61,11 @@ from reconciler.errors import (
     TranslationError,
 )
 from reconciler.loader import DecodeCache, load_files
+from reconciler.model.config import MeshConfig
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
 from reconciler.model.text import MESSAGE_CHARS, excerpt
 from reconciler.sources.revision import ALLOW_REMOVAL_FILE, ConfigSource, Revision
-from reconciler.translate import build_registry
+from reconciler.translate import ServiceRegistry, build_registry
 from reconciler.translate.provenance import producers_of
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.translate.snapshot import SHORT_NAMES
@@ -185,6 +186,8 @@ class Engine:
         self._gate: RevisionGate | None = None
         # Set by abort(), read by the checkpoint that loading and translation call between files and proxies.
         self._stopping = threading.Event()
+        # The cluster's services (reconciler.kube), merged before the ServiceEntries'; None: no cluster.
+        self._cluster: ServiceRegistry | None = None
         cache.add_listener(self._on_xds_event)
 
     def govern(self, gate: RevisionGate) -> None:
@@ -195,6 +198,45 @@ class Engine:
     def served_config(self) -> ConfigSnapshots | None:
         """The config the proxies are being given now (``None`` before anything was served)."""
         return self._current.snapshots if self._current is not None else None
+
+    def registry_for(self, config: MeshConfig) -> ServiceRegistry:
+        """The services ``config`` is translated with: the cluster's (when watched), then its ServiceEntries'.
+
+        A Kubernetes Service wins over a ServiceEntry of the same host and namespace, as in Istio.
+        """
+        own = build_registry(config)
+        return self._cluster.merged(own) if self._cluster is not None else own
+
+    async def update_cluster(self, registry: ServiceRegistry) -> None:
+        """The cluster's services changed: serve what is served again, with them (same origin, new generation).
+
+        Only the translation of the served config is redone (memoised per proxy shape, in a worker
+        thread), no fetch and no validation; when only endpoints changed, only the load assignments
+        differ, so the ADS streams push EDS alone (each type is versioned by content).
+        """
+        self._cluster = registry
+        await self._refresh_cluster()
+
+    async def _refresh_cluster(self) -> None:
+        while (current := self._current) is not None and self._cluster is not None:
+            config = current.snapshots.config
+            registry = self.registry_for(config)
+            if registry == current.snapshots.registry:
+                return
+            snapshots = ConfigSnapshots(
+                config=config, registry=registry, findings=current.snapshots.warnings(), checkpoint=self._checkpoint
+            )
+            try:
+                await asyncio.to_thread(snapshots.translate_all, self._cache.proxies())
+            except Cancelled:
+                return
+            except Exception as error:
+                # The served config keeps serving with the endpoints it had; the next change tries again.
+                log.warning("engine.endpoints_not_served", error=excerpt(str(error), MESSAGE_CHARS))
+                return
+            if self._current is current:  # else a commit or a rollout step came meanwhile: look again
+                self.serve(snapshots, origin=current.origin)
+                return
 
     def abort(self) -> None:
         """Stop a pass's loading and translation at their next checkpoint, for shutdown; safe from any thread.
@@ -390,6 +432,8 @@ class Engine:
             # No proxy to ACK it (today's behaviour): good as far as anyone can tell. With proxies,
             # it is saved once every one ACKed it (_update_synced).
             await self._persist(revision)
+        if published:
+            await self._refresh_cluster()  # the cluster changed while this revision was translated
         return published
 
     def _prepare(self, revision: Revision, proxies: tuple[ProxyIdentity, ...]) -> ConfigSnapshots:
@@ -419,9 +463,10 @@ class Engine:
             )
         snapshots = ConfigSnapshots(
             config=result.config,
-            registry=build_registry(result.config),
+            registry=self.registry_for(result.config),
             findings=result.findings,
-            seeds=result.translations,  # validation translated these shapes already
+            # Validation translated these shapes already, with the ServiceEntries alone.
+            seeds=result.translations if self._cluster is None else None,
             checkpoint=self._checkpoint,
         )
         snapshots.translate_all(proxies)

@@ -50,6 +50,7 @@ from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.engine.state import RolloutStore, StoredDecision, StoredRollout
 from reconciler.errors import ReconcilerError, RolloutCommandError, RolloutNotFoundError, StateError
 from reconciler.metrics import MetricsProvider
+from reconciler.model.config import MeshConfig
 from reconciler.model.hosts import resolve_host
 from reconciler.model.text import MESSAGE_CHARS, excerpt
 from reconciler.model.virtualservice import Destination
@@ -71,7 +72,7 @@ from reconciler.rollout.decide import Revision as RolloutRevision
 from reconciler.rollout.plan import RouteRef, Split, WeightTable, plan, same_traffic
 from reconciler.rollout.routes import Governed, governed, weights_of, with_weights
 from reconciler.sources.revision import Revision
-from reconciler.translate import ServiceRegistry, build_registry
+from reconciler.translate import ServiceRegistry
 from reconciler.translate.names import cluster_name
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
@@ -205,7 +206,7 @@ class RolloutController:
         """Serve a commit: git's weights where nothing is to be walked, each rollout's weights where one is."""
         now = self._clock()
         served = self._engine.served_config
-        registry = build_registry(config.config)
+        registry = self._engine.registry_for(config.config)
         rollouts: dict[str, _Rollout] = {}
         moved: list[_Rollout] = []
         decisions: list[tuple[_Rollout, Decision]] = []
@@ -351,7 +352,12 @@ class RolloutController:
             return True
         revision, config = head
         snapshots, origin = await asyncio.to_thread(
-            _translated, revision, config, dict(self._rollouts), proxies=self._cache.proxies()
+            _translated,
+            revision,
+            config,
+            dict(self._rollouts),
+            proxies=self._cache.proxies(),
+            registry_for=self._engine.registry_for,
         )
         # When the head changed meanwhile, serve_revision has served the newer commit with every rollout's weights.
         if self._head is head and not self._engine.serve(snapshots, origin=origin):
@@ -450,7 +456,7 @@ class RolloutController:
         self, revision: Revision, config: ConfigSnapshots, rollouts: Mapping[str, _Rollout], *, change: Change
     ) -> bool:
         """Serve git's ``config`` with each rollout's weights for its routes, in one push."""
-        snapshots, origin = _stepped(revision, config, rollouts, change=change)
+        snapshots, origin = _stepped(revision, config, rollouts, change=change, registry_for=self._engine.registry_for)
         return self._engine.serve(snapshots, origin=origin)
 
     def add_listener(self, listener: Callable[[DecisionRecord], None]) -> None:
@@ -595,7 +601,12 @@ class _Taken:
 
 
 def _stepped(
-    revision: Revision, config: ConfigSnapshots, rollouts: Mapping[str, _Rollout], *, change: Change
+    revision: Revision,
+    config: ConfigSnapshots,
+    rollouts: Mapping[str, _Rollout],
+    *,
+    change: Change,
+    registry_for: Callable[[MeshConfig], ServiceRegistry],
 ) -> tuple[ConfigSnapshots, Origin]:
     """Git's ``config`` with each rollout's weights for its routes, and the origin to serve it as."""
     weights: dict[RouteRef, Split] = {}
@@ -605,7 +616,7 @@ def _stepped(
     if same_traffic(weights, goal):
         return config, Origin(revision, change)
     stepped = with_weights(config.config, MappingProxyType(weights))
-    snapshots = ConfigSnapshots(config=stepped, registry=build_registry(stepped), findings=config.warnings())
+    snapshots = ConfigSnapshots(config=stepped, registry=registry_for(stepped), findings=config.warnings())
     return snapshots, _origin(revision, rollouts)
 
 
@@ -615,9 +626,10 @@ def _translated(
     rollouts: Mapping[str, _Rollout],
     *,
     proxies: tuple[ProxyIdentity, ...],
+    registry_for: Callable[[MeshConfig], ServiceRegistry],
 ) -> tuple[ConfigSnapshots, Origin]:
     """:func:`_stepped` translated for ``proxies`` (in a worker thread), so publishing it on the loop is cheap."""
-    snapshots, origin = _stepped(revision, config, rollouts, change=Change.COMMIT)
+    snapshots, origin = _stepped(revision, config, rollouts, change=Change.COMMIT, registry_for=registry_for)
     with contextlib.suppress(ReconcilerError):
         # A proxy it does not translate for: the engine's publish meets the error again and refuses it as usual.
         snapshots.translate_all(proxies)

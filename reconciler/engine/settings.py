@@ -10,7 +10,8 @@ One frozen :class:`Settings`, grouped by concern like kopf's ``OperatorSettings`
     │                             call it (bearer token, open reads), TLS, request size and rate limits
     ├── state    StateSettings    the directory of the clone, the last good revision and the lock
     ├── safety   SafetySettings   what a revision may remove without an opt-in
-    └── drift    DriftSettings    how often each proxy is checked for running other than it ACKed; self-heal
+    ├── drift    DriftSettings    how often each proxy is checked for running other than it ACKed; self-heal
+    └── kube     KubeSettings     endpoints from a Kubernetes cluster: off, a kubeconfig, or in-cluster
 
 Each default is written here and only here (the size limits', the removal guard's and xDS
 TLS's in their own types, :class:`InputLimits`, :class:`RemovalGuard` and :class:`ServerTls`): the CLI's flags and their
@@ -33,6 +34,7 @@ __all__ = [
     "DIRECTORY_POLL_INTERVAL",
     "ApiSettings",
     "DriftSettings",
+    "KubeSettings",
     "SafetySettings",
     "Settings",
     "SourceSettings",
@@ -145,6 +147,23 @@ class DriftSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class KubeSettings:
+    """Services, EndpointSlices and Pods from a Kubernetes cluster, as endpoints (``reconciler.kube``)."""
+
+    #: Watch a cluster at all; off, endpoints come from ServiceEntries only.
+    enabled: bool = False
+    #: The kubeconfig whose current context names the cluster; ``None`` (when enabled): in-cluster.
+    kubeconfig: Path | None = None
+    #: The cluster's DNS domain: Services are ``name.namespace.svc.<domain>``.
+    domain: str = "cluster.local"
+    #: Seconds changes gather before one update is served: a rollout of twenty Pods is one push.
+    debounce: float = 0.1
+    #: Retry delays after a failed list or watch: from ``retry_base`` doubling up to ``retry_cap``, with jitter.
+    retry_base: float = 0.5
+    retry_cap: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything ``reconciler run`` and ``reconciler serve`` configure; only ``state`` has no default."""
 
@@ -154,3 +173,4 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     safety: SafetySettings = field(default_factory=SafetySettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
+    kube: KubeSettings = field(default_factory=KubeSettings)

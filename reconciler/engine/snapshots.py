@@ -67,6 +67,11 @@ class ConfigSnapshots:
         """The validated config these snapshots translate."""
         return self._config
 
+    @property
+    def registry(self) -> ServiceRegistry | None:
+        """The services they are translated with (``None``: the config's ServiceEntries)."""
+        return self._registry
+
     def snapshot_for(self, proxy: ProxyIdentity) -> Snapshot:
         """The proxy's snapshot (translate() checks it); raises TranslationError if it would be inconsistent."""
         key = proxy_shape(self._config, proxy)
