@@ -25,9 +25,11 @@ from reconciler.cli.args import add_limit_flags, limits_from_args
 from reconciler.cli.client import Server, add_server_flags, request, table
 from reconciler.cli.exitcode import ExitCode
 from reconciler.diff import diff_configs, format_json, format_markdown, format_text
-from reconciler.diff.mesh import MeshDiff, diff_normalized
+from reconciler.diff.envoy import ProxyGroup
+from reconciler.diff.manifests import manifest_files
+from reconciler.diff.mesh import MeshDiff
 from reconciler.errors import ReconcilerError, UsageError
-from reconciler.loader import ConfigFiles, DecodeCache, LoadResult, load_files, load_paths
+from reconciler.loader import ConfigFiles, DecodeCache, LoadResult, load_files, read_paths
 from reconciler.model.limits import InputLimits, SkippedFile
 from reconciler.model.text import printable
 from reconciler.sources.git.tree import read_revision
@@ -162,15 +164,25 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _against_served(args: argparse.Namespace) -> int:
-    loaded = load_paths([args.config_dir], default_namespace=args.namespace, limits=limits_from_args(args))
+    limits = limits_from_args(args)
+    cache = DecodeCache()  # shared by both sides: each distinct Envoy resource is checked once
+    read = read_paths([args.config_dir], limits=limits)
+    loaded = load_files(read.files, skipped=read.skipped, default_namespace=args.namespace, cache=cache, limits=limits)
     if not loaded.ok:
         _print_findings(loaded.findings)
         print(f"reconciler: error: {args.config_dir} does not validate; the daemon would refuse it", file=sys.stderr)
         return ExitCode.USAGE
-    served = request(Server.of(args), "/api/v1/config")
-    if not isinstance(served, dict) or not isinstance(served.get("resources"), dict):
+    # JSON of a config is about the size of its YAML; the loader then holds it to the same limits as PATH.
+    answer = request(Server.of(args), "/api/v1/config/manifests", max_bytes=2 * limits.revision_bytes)
+    if not isinstance(answer, dict) or not isinstance(answer.get("manifests"), list):
         raise UsageError(f"{args.server} did not answer a served config")
-    origin = served.get("origin") or {}
+    served = load_files(manifest_files(answer["manifests"]), cache=cache, limits=limits)
+    if not served.ok:
+        _print_findings(served.findings)
+        raise UsageError(
+            f"the config {args.server} serves does not load here: is this reconciler older than the daemon's?"
+        )
+    origin: dict[str, Any] = answer["origin"] if isinstance(answer.get("origin"), dict) else {}
     sha = str(origin.get("sha", ""))[:12]
     change = str(origin.get("change", ""))
     if change in ("rollout-step", "rollback"):
@@ -181,9 +193,23 @@ def _against_served(args: argparse.Namespace) -> int:
             ),
             file=sys.stderr,
         )
-    diff = diff_normalized(served["resources"], loaded.config)
+    diff = diff_configs(
+        served.config,
+        loaded.config,
+        connected=_groups(answer),
+        old_translated=served.translations,
+        new_translated=loaded.translations,
+    )
     title = printable(f"served ({sha or 'unknown'})..{args.config_dir}")
-    return _print(args, diff, title=title, base={"served": origin, "path": str(args.config_dir)}, findings=())
+    base = {"served": origin, "path": str(args.config_dir), "unlistedProxies": answer.get("unlistedProxies", 0)}
+    return _print(args, diff, title=title, base=base, findings=loaded.findings)
+
+
+def _groups(answer: dict[str, Any]) -> list[ProxyGroup]:
+    """The connected proxies' groups the daemon listed; an entry that is not one is left out."""
+    listed = answer.get("proxies")
+    found = (ProxyGroup.from_json(item, index=index) for index, item in enumerate(listed or ()))
+    return [group for group in found if group is not None] if isinstance(listed, list) else []
 
 
 def _proxy(args: argparse.Namespace) -> int:
