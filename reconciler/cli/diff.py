@@ -218,6 +218,8 @@ def _proxy(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.server} did not answer a proxy's config")
     if args.output == "json":
         print(json.dumps(found, indent=2))
+    elif args.output == "markdown":
+        sys.stdout.write(_proxy_markdown(found))
     else:
         sys.stdout.write(_proxy_text(found))
     acked = all(entry.get("served") == entry.get("acked") for entry in found["types"].values())
@@ -226,23 +228,48 @@ def _proxy(args: argparse.Namespace) -> int:
 
 def _proxy_text(found: Any) -> str:
     lines = [printable(f"proxy {found.get('nodeId')}: live {found.get('live')}"), ""]
-    rows = [["TYPE", "SERVED", "ACKED", "LIVE"]]
+    lines.extend(table([["TYPE", "SERVED", "ACKED", "LIVE"], *_version_rows(found)]))
+    lines += ["", _in_sync(found)] if not found.get("drift") else [""]
+    lines.extend(f"  {line}" for line in _drift_lines(found))
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _proxy_markdown(found: Any) -> str:
+    """The same as :func:`_proxy_text`, as a heading, a table and a fenced list (an issue or a PR comment)."""
+    lines = [printable(f"### proxy {found.get('nodeId')}: live {found.get('live')}"), ""]
+    lines += ["| type | served | acked | live |", "| --- | --- | --- | --- |"]
+    lines.extend(
+        "| " + " | ".join(f"`{printable(cell).replace('|', '¦')}`" for cell in row) + " |"
+        for row in _version_rows(found)
+    )
+    if not found.get("drift"):
+        return "\n".join([*lines, "", _in_sync(found)]).rstrip("\n") + "\n"
+    return "\n".join([*lines, "", "```", *_drift_lines(found), "```"]) + "\n"
+
+
+def _version_rows(found: Any) -> list[list[str]]:
+    """Per xDS type: served, ACKed (``=`` when the same) and how many resources it runs live."""
+    rows = []
     for short, entry in found.get("types", {}).items():
         live = entry.get("live")
-        acked = entry.get("acked") or "-"
-        same = "=" if entry.get("acked") == entry.get("served") else acked
-        rows.append([short, str(entry.get("served")), same, "-" if live is None else f"{live} resources"])
-    lines.extend(table(rows))
+        acked = "=" if entry.get("acked") == entry.get("served") else entry.get("acked") or "-"
+        rows.append([short, str(entry.get("served")), acked, "-" if live is None else f"{live} resources"])
+    return rows
+
+
+def _in_sync(found: Any) -> str:
+    return "It runs every resource it is served, as served." if found.get("live") == "checked" else ""
+
+
+def _drift_lines(found: Any) -> list[str]:
     drift = found.get("drift", [])
-    lines.append("")
-    if not drift:
-        lines.append("It runs every resource it is served, as served." if found.get("live") == "checked" else "")
+    lines = []
     for item in drift:
         fields = ", ".join(str(field.get("path")) for field in item.get("fields", [])[:5])
-        lines.append(printable(f"  {item.get('kind'):<8} {item.get('type')} {item.get('name')}  {fields}".rstrip()))
+        lines.append(printable(f"{item.get('kind'):<8} {item.get('type')} {item.get('name')}  {fields}".rstrip()))
     if found.get("total", 0) > len(drift):
-        lines.append(f"  ... and {found['total'] - len(drift)} more")
-    return "\n".join(lines).rstrip("\n") + "\n"
+        lines.append(f"... and {found['total'] - len(drift)} more")
+    return lines
 
 
 def _print_findings(findings: tuple[Finding, ...]) -> None:
