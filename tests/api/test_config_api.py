@@ -44,7 +44,12 @@ def _weights(config: MeshConfig) -> list[int | None]:
 
 def test_the_manifests_of_a_rollout_step_carry_the_weights_served_not_the_commits() -> None:
     commit = load(_TEXT)
-    step = with_weights(commit, weights_of(load(_TEXT.replace("80", "55").replace("20", "45")), {"default/reviews"}))
+    step = with_weights(
+        commit,
+        weights_of(
+            load(_TEXT.replace("weight: 80", "weight: 55").replace("weight: 20", "weight: 45")), {"default/reviews"}
+        ),
+    )
     sidecars = [ProxyIdentity(node_id=f"s{i}", labels={"app": "ratings"}, role=ProxyRole.SIDECAR) for i in range(3)]
     gateway = ProxyIdentity(node_id="g", labels={"istio": "ingressgateway"}, role=ProxyRole.GATEWAY)
 
