@@ -7,7 +7,8 @@ Three comparisons, one command (exit status like diff(1): 0 equal, 1 different, 
   each, and prints the pure comparison of :mod:`reconciler.diff`: a route table, the Istio
   resources, and the Envoy resources per proxy shape;
 - ``PATH --server URL``: a working tree (desired) against what the daemon serves
-  (``/api/v1/config``): route table and Istio resources;
+  (``/api/v1/config/manifests``, loaded back into a config): the same views, plus which of the
+  proxies connected to the daemon the change reaches;
 - ``--server URL --proxy NODE``: one proxy's served, ACKed and live (its ``/config_dump``, read
   by the daemon) versions per xDS type, and every resource it runs other than served.
 """
@@ -70,10 +71,14 @@ fixes a broken main still gets its diff (resources that did not load are missing
 from the --from side).
 
 Against a running daemon (--server URL):
-  PATH --server URL          a working tree against what the daemon serves now: the
-                             route table and Istio resources (no Envoy view). While a
-                             rollout walks, the daemon serves a step's weights, not
-                             git's: that difference is intended and said so.
+  PATH --server URL          a working tree against what the daemon serves now, in
+                             the same three views, plus which of the proxies connected
+                             to it the change reaches ("Connected proxies: 1 of 1
+                             gateway: RDS only"). The daemon answers the config it
+                             serves as manifests; both sides are translated here for
+                             every shape either implies and for each connected shape.
+                             While a rollout walks, the daemon serves a step's weights,
+                             not git's: that difference is intended and said so.
   --server URL --proxy NODE  one proxy: per xDS type the version served, the version it
                              ACKed and how many resources it runs (from its admin
                              /config_dump, read by the daemon at the address its
@@ -91,9 +96,10 @@ examples:
   reconciler diff mesh --server http://127.0.0.1:18001      my edits against what is served
   reconciler diff --server http://127.0.0.1:18001 --proxy ingress-1
 
-exit status (like diff): 0 no routing change (or the proxy runs what it is served),
-1 different, 2 trouble (not a git repository, an unknown revision, no --path at a
-revision, --to or PATH does not validate, the daemon cannot be reached).
+exit status (like diff), in every --output: 0 no routing change (or the proxy runs
+what it is served), 1 different, 2 trouble (not a git repository, an unknown
+revision, no --path at a revision, --to or PATH does not validate, the daemon cannot
+be reached or knows no such --proxy).
 """
 
 
