@@ -87,8 +87,8 @@ def add_server_flags(
     )
 
 
-def request(server: Server, path: str, *, method: str = "GET") -> Any:
-    """The JSON the daemon at ``server`` answers to ``method path``."""
+def request(server: Server, path: str, *, method: str = "GET", max_bytes: int | None = None) -> Any:
+    """The JSON the daemon at ``server`` answers to ``method path`` (refused past ``max_bytes``, when given)."""
     url = server.url.rstrip("/") + path
     headers = {"Authorization": f"Bearer {server.token.decode()}"} if server.token else {}
     context = ssl.create_default_context(cafile=server.ca_file) if server.ca_file else None
@@ -96,7 +96,10 @@ def request(server: Server, path: str, *, method: str = "GET") -> Any:
         with urllib.request.urlopen(
             urllib.request.Request(url, method=method, headers=headers), timeout=_TIMEOUT_SECONDS, context=context
         ) as answer:
-            return json.load(answer)
+            body = answer.read() if max_bytes is None else answer.read(max_bytes + 1)
+        if max_bytes is not None and len(body) > max_bytes:
+            raise Refused(f"the answer to {path} is larger than {max_bytes} bytes", status=200)
+        return json.loads(body)
     except urllib.error.HTTPError as error:
         raise Refused(_error_of(error), status=error.code) from error
     except (urllib.error.URLError, OSError, ValueError) as error:

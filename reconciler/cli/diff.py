@@ -7,7 +7,8 @@ Three comparisons, one command (exit status like diff(1): 0 equal, 1 different, 
   each, and prints the pure comparison of :mod:`reconciler.diff`: a route table, the Istio
   resources, and the Envoy resources per proxy shape;
 - ``PATH --server URL``: a working tree (desired) against what the daemon serves
-  (``/api/v1/config``): route table and Istio resources;
+  (``/api/v1/config/manifests``, loaded back into a config): the same views, plus which of the
+  proxies connected to the daemon the change reaches;
 - ``--server URL --proxy NODE``: one proxy's served, ACKed and live (its ``/config_dump``, read
   by the daemon) versions per xDS type, and every resource it runs other than served.
 """
@@ -25,9 +26,11 @@ from reconciler.cli.args import add_limit_flags, limits_from_args
 from reconciler.cli.client import Server, add_server_flags, request, table
 from reconciler.cli.exitcode import ExitCode
 from reconciler.diff import diff_configs, format_json, format_markdown, format_text
-from reconciler.diff.mesh import MeshDiff, diff_normalized
+from reconciler.diff.envoy import ProxyGroup
+from reconciler.diff.manifests import manifest_files
+from reconciler.diff.mesh import MeshDiff
 from reconciler.errors import ReconcilerError, UsageError
-from reconciler.loader import ConfigFiles, DecodeCache, LoadResult, load_files, load_paths
+from reconciler.loader import ConfigFiles, DecodeCache, LoadResult, load_files, read_paths
 from reconciler.model.limits import InputLimits, SkippedFile
 from reconciler.model.text import printable
 from reconciler.sources.git.tree import read_revision
@@ -68,10 +71,14 @@ fixes a broken main still gets its diff (resources that did not load are missing
 from the --from side).
 
 Against a running daemon (--server URL):
-  PATH --server URL          a working tree against what the daemon serves now: the
-                             route table and Istio resources (no Envoy view). While a
-                             rollout walks, the daemon serves a step's weights, not
-                             git's: that difference is intended and said so.
+  PATH --server URL          a working tree against what the daemon serves now, in
+                             the same three views, plus which of the proxies connected
+                             to it the change reaches ("Connected proxies: 1 of 1
+                             gateway: RDS only"). The daemon answers the config it
+                             serves as manifests; both sides are translated here for
+                             every shape either implies and for each connected shape.
+                             While a rollout walks, the daemon serves a step's weights,
+                             not git's: that difference is intended and said so.
   --server URL --proxy NODE  one proxy: per xDS type the version served, the version it
                              ACKed and how many resources it runs (from its admin
                              /config_dump, read by the daemon at the address its
@@ -89,9 +96,10 @@ examples:
   reconciler diff mesh --server http://127.0.0.1:18001      my edits against what is served
   reconciler diff --server http://127.0.0.1:18001 --proxy ingress-1
 
-exit status (like diff): 0 no routing change (or the proxy runs what it is served),
-1 different, 2 trouble (not a git repository, an unknown revision, no --path at a
-revision, --to or PATH does not validate, the daemon cannot be reached).
+exit status (like diff), in every --output: 0 no routing change (or the proxy runs
+what it is served), 1 different, 2 trouble (not a git repository, an unknown
+revision, no --path at a revision, --to or PATH does not validate, the daemon cannot
+be reached or knows no such --proxy).
 """
 
 
@@ -162,15 +170,25 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _against_served(args: argparse.Namespace) -> int:
-    loaded = load_paths([args.config_dir], default_namespace=args.namespace, limits=limits_from_args(args))
+    limits = limits_from_args(args)
+    cache = DecodeCache()  # shared by both sides: each distinct Envoy resource is checked once
+    read = read_paths([args.config_dir], limits=limits)
+    loaded = load_files(read.files, skipped=read.skipped, default_namespace=args.namespace, cache=cache, limits=limits)
     if not loaded.ok:
         _print_findings(loaded.findings)
         print(f"reconciler: error: {args.config_dir} does not validate; the daemon would refuse it", file=sys.stderr)
         return ExitCode.USAGE
-    served = request(Server.of(args), "/api/v1/config")
-    if not isinstance(served, dict) or not isinstance(served.get("resources"), dict):
+    # JSON of a config is about the size of its YAML; the loader then holds it to the same limits as PATH.
+    answer = request(Server.of(args), "/api/v1/config/manifests", max_bytes=2 * limits.revision_bytes)
+    if not isinstance(answer, dict) or not isinstance(answer.get("manifests"), list):
         raise UsageError(f"{args.server} did not answer a served config")
-    origin = served.get("origin") or {}
+    served = load_files(manifest_files(answer["manifests"]), cache=cache, limits=limits)
+    if not served.ok:
+        _print_findings(served.findings)
+        raise UsageError(
+            f"the config {args.server} serves does not load here: is this reconciler older than the daemon's?"
+        )
+    origin: dict[str, Any] = answer["origin"] if isinstance(answer.get("origin"), dict) else {}
     sha = str(origin.get("sha", ""))[:12]
     change = str(origin.get("change", ""))
     if change in ("rollout-step", "rollback"):
@@ -181,9 +199,23 @@ def _against_served(args: argparse.Namespace) -> int:
             ),
             file=sys.stderr,
         )
-    diff = diff_normalized(served["resources"], loaded.config)
+    diff = diff_configs(
+        served.config,
+        loaded.config,
+        connected=_groups(answer),
+        old_translated=served.translations,
+        new_translated=loaded.translations,
+    )
     title = printable(f"served ({sha or 'unknown'})..{args.config_dir}")
-    return _print(args, diff, title=title, base={"served": origin, "path": str(args.config_dir)}, findings=())
+    base = {"served": origin, "path": str(args.config_dir), "unlistedProxies": answer.get("unlistedProxies", 0)}
+    return _print(args, diff, title=title, base=base, findings=loaded.findings)
+
+
+def _groups(answer: dict[str, Any]) -> list[ProxyGroup]:
+    """The connected proxies' groups the daemon listed; an entry that is not one is left out."""
+    listed = answer.get("proxies")
+    found = (ProxyGroup.from_json(item, index=index) for index, item in enumerate(listed or ()))
+    return [group for group in found if group is not None] if isinstance(listed, list) else []
 
 
 def _proxy(args: argparse.Namespace) -> int:
@@ -192,6 +224,8 @@ def _proxy(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.server} did not answer a proxy's config")
     if args.output == "json":
         print(json.dumps(found, indent=2))
+    elif args.output == "markdown":
+        sys.stdout.write(_proxy_markdown(found))
     else:
         sys.stdout.write(_proxy_text(found))
     acked = all(entry.get("served") == entry.get("acked") for entry in found["types"].values())
@@ -200,23 +234,48 @@ def _proxy(args: argparse.Namespace) -> int:
 
 def _proxy_text(found: Any) -> str:
     lines = [printable(f"proxy {found.get('nodeId')}: live {found.get('live')}"), ""]
-    rows = [["TYPE", "SERVED", "ACKED", "LIVE"]]
+    lines.extend(table([["TYPE", "SERVED", "ACKED", "LIVE"], *_version_rows(found)]))
+    lines += ["", _in_sync(found)] if not found.get("drift") else [""]
+    lines.extend(f"  {line}" for line in _drift_lines(found))
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _proxy_markdown(found: Any) -> str:
+    """The same as :func:`_proxy_text`, as a heading, a table and a fenced list (an issue or a PR comment)."""
+    lines = [printable(f"### proxy {found.get('nodeId')}: live {found.get('live')}"), ""]
+    lines += ["| type | served | acked | live |", "| --- | --- | --- | --- |"]
+    lines.extend(
+        "| " + " | ".join(f"`{printable(cell).replace('|', '¦')}`" for cell in row) + " |"
+        for row in _version_rows(found)
+    )
+    if not found.get("drift"):
+        return "\n".join([*lines, "", _in_sync(found)]).rstrip("\n") + "\n"
+    return "\n".join([*lines, "", "```", *_drift_lines(found), "```"]) + "\n"
+
+
+def _version_rows(found: Any) -> list[list[str]]:
+    """Per xDS type: served, ACKed (``=`` when the same) and how many resources it runs live."""
+    rows = []
     for short, entry in found.get("types", {}).items():
         live = entry.get("live")
-        acked = entry.get("acked") or "-"
-        same = "=" if entry.get("acked") == entry.get("served") else acked
-        rows.append([short, str(entry.get("served")), same, "-" if live is None else f"{live} resources"])
-    lines.extend(table(rows))
+        acked = "=" if entry.get("acked") == entry.get("served") else entry.get("acked") or "-"
+        rows.append([short, str(entry.get("served")), acked, "-" if live is None else f"{live} resources"])
+    return rows
+
+
+def _in_sync(found: Any) -> str:
+    return "It runs every resource it is served, as served." if found.get("live") == "checked" else ""
+
+
+def _drift_lines(found: Any) -> list[str]:
     drift = found.get("drift", [])
-    lines.append("")
-    if not drift:
-        lines.append("It runs every resource it is served, as served." if found.get("live") == "checked" else "")
+    lines = []
     for item in drift:
         fields = ", ".join(str(field.get("path")) for field in item.get("fields", [])[:5])
-        lines.append(printable(f"  {item.get('kind'):<8} {item.get('type')} {item.get('name')}  {fields}".rstrip()))
+        lines.append(printable(f"{item.get('kind'):<8} {item.get('type')} {item.get('name')}  {fields}".rstrip()))
     if found.get("total", 0) > len(drift):
-        lines.append(f"  ... and {found['total'] - len(drift)} more")
-    return "\n".join(lines).rstrip("\n") + "\n"
+        lines.append(f"... and {found['total'] - len(drift)} more")
+    return lines
 
 
 def _print_findings(findings: tuple[Finding, ...]) -> None:

@@ -5,6 +5,12 @@ for them (:func:`~reconciler.translate.translator.representative_proxies`): a si
 namespace the config uses and a gateway per Gateway selector. Both configs are translated
 for the union of both sides' shapes; a side's translations validation already made
 (``LoadResult.translations``) may be passed in and are used instead of translating again.
+Against a daemon, the proxies connected to it count too: they come in as
+:class:`ProxyGroup` (one shape, how many proxies have it; :func:`group_proxies`), are
+translated for both sides like the shapes the config implies (a connected shape equal to one of
+those is that one), and :func:`connected_summary` says how many of them a change reaches and
+how: ``1 of 1 gateway: LDS, RDS; 120 of 130 sidecars: RDS only``.
+
 Resources are compared by their deterministic bytes first; only those that differ are
 turned into Envoy's JSON and compared field by field, and of those only the named entries
 (virtual hosts, filter chains) whose bytes differ.
@@ -13,7 +19,7 @@ turned into Envoy's JSON and compared field by field, and of those only the name
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -24,14 +30,24 @@ from reconciler.model.config import MeshConfig
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 from reconciler.translate.registry import ServiceRegistry, build_registry
 from reconciler.translate.snapshot import PUSH_ORDER, SHORT_NAMES, Snapshot
-from reconciler.translate.translator import ProxyShape, Translation, proxy_shape, representative_proxies, translate
+from reconciler.translate.translator import (
+    ProxyShape,
+    Translation,
+    proxy_shape,
+    representative_proxies,
+    resolve_role,
+    translate,
+)
 
 __all__ = [
     "ProxyDiff",
+    "ProxyGroup",
     "Translated",
     "affected_summary",
+    "connected_summary",
     "diff_proxies",
     "diff_snapshots",
+    "group_proxies",
     "plain_pair",
     "proxy_shapes",
 ]
@@ -54,13 +70,17 @@ class ProxyDiff:
     changes: tuple[ObjectChange, ...]
     #: Short names (CDS, EDS, LDS, RDS) of the xDS types that change, in push order.
     xds_types: tuple[str, ...]
+    #: How many connected proxies have this shape.
+    connected: int = 0
+    #: A shape the configs imply (a sidecar per namespace, a gateway per selector), not only a connected proxy's.
+    implied: bool = True
 
     @property
     def label(self) -> str:
-        """``sidecar in bookinfo`` or ``gateway istio=ingressgateway in istio-system``."""
-        if self.proxy.role is ProxyRole.SIDECAR:
-            return f"sidecar in {self.proxy.namespace}"
+        """``sidecar in bookinfo``, ``sidecar app=reviews in bookinfo``, ``gateway istio=ingress in istio-system``."""
         labels = ",".join(f"{key}={value}" for key, value in sorted(self.proxy.labels.items()))
+        if self.proxy.role is ProxyRole.SIDECAR:
+            return f"sidecar {labels} in {self.proxy.namespace}" if labels else f"sidecar in {self.proxy.namespace}"
         return f"gateway {labels or '(no selector)'} in {self.proxy.namespace}"
 
     def to_json(self) -> dict[str, Any]:
@@ -68,9 +88,60 @@ class ProxyDiff:
             "role": self.proxy.role.value if self.proxy.role else None,
             "namespace": self.proxy.namespace,
             "labels": dict(sorted(self.proxy.labels.items())),
+            "connected": self.connected,
             "xdsTypes": list(self.xds_types),
             "resources": [change.to_json() for change in self.changes],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyGroup:
+    """Connected proxies that translation sees alike (labels, role, namespace, port), and how many there are."""
+
+    proxy: ProxyIdentity
+    count: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "role": self.proxy.role.value if self.proxy.role else None,
+            "namespace": self.proxy.namespace,
+            "labels": dict(sorted(self.proxy.labels.items())),
+            "outboundPort": self.proxy.outbound_port,
+            "count": self.count,
+        }
+
+    @classmethod
+    def from_json(cls, value: Any, *, index: int) -> ProxyGroup | None:
+        """A group as :meth:`to_json` wrote it (an untrusted answer): None when it is not one."""
+        if not isinstance(value, dict) or not isinstance(value.get("labels"), dict):
+            return None
+        count, port = value.get("count"), value.get("outboundPort")
+        role = value.get("role")
+        if not isinstance(count, int) or count < 1 or not isinstance(port, int) or not 0 < port < 65536:
+            return None
+        if role is not None and role not in {item.value for item in ProxyRole}:
+            return None
+        labels = {str(key): str(item) for key, item in value["labels"].items()}
+        proxy = ProxyIdentity(
+            node_id=f"connected-{index}",
+            labels=labels,
+            role=ProxyRole(role) if role is not None else None,
+            namespace=str(value.get("namespace") or "default"),
+            outbound_port=port,
+        )
+        return cls(proxy=proxy, count=count)
+
+
+def group_proxies(proxies: Iterable[ProxyIdentity]) -> tuple[ProxyGroup, ...]:
+    """Connected proxies grouped by what translation reads of them, the largest group first."""
+    counts: dict[tuple[Any, ...], int] = {}
+    first: dict[tuple[Any, ...], ProxyIdentity] = {}
+    for proxy in proxies:
+        key = (tuple(sorted(proxy.labels.items())), proxy.role, proxy.namespace, proxy.outbound_port)
+        counts[key] = counts.get(key, 0) + 1
+        first.setdefault(key, proxy)
+    ordered = sorted(counts, key=lambda key: (-counts[key], str(key)))
+    return tuple(ProxyGroup(proxy=first[key], count=counts[key]) for key in ordered)
 
 
 def diff_snapshots(old: Snapshot, new: Snapshot) -> tuple[ObjectChange, ...]:
@@ -97,20 +168,42 @@ def diff_proxies(
     new: MeshConfig,
     *,
     proxies: Sequence[ProxyIdentity] | None = None,
+    connected: Sequence[ProxyGroup] = (),
     old_translated: Translated | None = None,
     new_translated: Translated | None = None,
 ) -> tuple[ProxyDiff, ...]:
     """For each proxy (default: :func:`proxy_shapes` of both), what translating ``new`` changes from ``old``.
 
+    Then each ``connected`` group's shape, unless it is one of those (it then counts there).
     ``old_translated`` and ``new_translated`` are each side's translations made with ``build_registry`` of it.
     """
     old_side, new_side = _Side(old, old_translated or {}), _Side(new, new_translated or {})
-    result: list[ProxyDiff] = []
+    shapes: dict[ProxyShape, ProxyIdentity] = {}
+    counts: dict[ProxyShape, int] = {}
     for proxy in proxy_shapes(old, new) if proxies is None else proxies:
+        shapes.setdefault(proxy_shape(new, proxy), proxy)
+    implied = set(shapes)
+    for group in connected:
+        # Labelled by the role it has in ``new`` (a proxy that names none is a gateway where a Gateway selects it).
+        role, _ = resolve_role(new, group.proxy)
+        proxy = replace(group.proxy, role=role)
+        shape = proxy_shape(new, proxy)
+        shapes.setdefault(shape, proxy)
+        counts[shape] = counts.get(shape, 0) + group.count
+    result: list[ProxyDiff] = []
+    for shape, proxy in shapes.items():
         before, after = old_side.snapshot(proxy), new_side.snapshot(proxy)
         changes = diff_snapshots(before, after)
         types = tuple(SHORT_NAMES[url] for url in PUSH_ORDER if before.version_of(url) != after.version_of(url))
-        result.append(ProxyDiff(proxy=proxy, changes=changes, xds_types=types))
+        result.append(
+            ProxyDiff(
+                proxy=proxy,
+                changes=changes,
+                xds_types=types,
+                connected=counts.get(shape, 0),
+                implied=shape in implied,
+            )
+        )
     return tuple(result)
 
 
@@ -131,21 +224,43 @@ class _Side:
         return translate(self._config, proxy, registry=self._registry).snapshot
 
 
-def affected_summary(proxies: Iterable[ProxyDiff]) -> str:
-    """``sidecars in 2 of 3 namespaces: RDS; gateways: 1 of 1 selector: LDS, RDS`` (``none`` when nothing changes)."""
+def affected_summary(proxies: Sequence[ProxyDiff]) -> str:
+    """``sidecars: 2 of 3 namespaces: RDS only; gateways: 1 of 1 selector: LDS, RDS`` (``none`` when nothing changes).
+
+    Counts the shapes the configs imply (a sidecar per namespace, a gateway per selector), not connected proxies.
+    """
     parts = []
     for role, unit in ((ProxyRole.SIDECAR, "namespace"), (ProxyRole.GATEWAY, "selector")):
-        shapes = [proxy for proxy in proxies if proxy.proxy.role is role]
+        shapes = [proxy for proxy in proxies if proxy.proxy.role is role and proxy.implied]
         affected = [proxy for proxy in shapes if proxy.xds_types]
         if not affected:
             continue
-        types = [
-            name for name in (SHORT_NAMES[url] for url in PUSH_ORDER) if any(name in p.xds_types for p in affected)
-        ]
-        only = " only" if len(types) == 1 else ""
         plural = "s" if len(shapes) != 1 else ""
-        parts.append(f"{role.value}s: {len(affected)} of {len(shapes)} {unit}{plural}: {', '.join(types)}{only}")
+        parts.append(f"{role.value}s: {len(affected)} of {len(shapes)} {unit}{plural}: {_types_of(affected)}")
     return "; ".join(parts) or "none"
+
+
+def connected_summary(proxies: Sequence[ProxyDiff]) -> str:
+    """``1 of 1 gateway: LDS, RDS; 120 of 130 sidecars: RDS only``: the connected proxies a change reaches, and how.
+
+    ``""`` when no proxy is connected.
+    """
+    parts = []
+    for role in (ProxyRole.GATEWAY, ProxyRole.SIDECAR):
+        shapes = [proxy for proxy in proxies if proxy.proxy.role is role and proxy.connected]
+        total = sum(proxy.connected for proxy in shapes)
+        if not total:
+            continue
+        affected = [proxy for proxy in shapes if proxy.xds_types]
+        reached = sum(proxy.connected for proxy in affected)
+        text = f"{reached} of {total} {role.value}{'s' if total != 1 else ''}"
+        parts.append(f"{text}: {_types_of(affected)}" if affected else text)
+    return "; ".join(parts)
+
+
+def _types_of(affected: Sequence[ProxyDiff]) -> str:
+    types = [name for name in (SHORT_NAMES[url] for url in PUSH_ORDER) if any(name in p.xds_types for p in affected)]
+    return f"{', '.join(types)}{' only' if len(types) == 1 else ''}"
 
 
 def _by_key(snapshot: Snapshot, type_url: str) -> Mapping[tuple[str, str], Message]:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from reconciler.diff.changes import ObjectChange, diff_objects
-from reconciler.diff.envoy import ProxyDiff, Translated, affected_summary, diff_proxies
+from reconciler.diff.envoy import ProxyDiff, ProxyGroup, Translated, affected_summary, connected_summary, diff_proxies
 from reconciler.diff.normalize import normalize_resource
 from reconciler.diff.routes import RouteRow, route_table
 from reconciler.model.config import Kind, MeshConfig
 
-__all__ = ["MeshDiff", "diff_configs", "diff_normalized", "normalized_config"]
+__all__ = ["MeshDiff", "diff_configs", "normalized_config"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,11 @@ class MeshDiff:
         """Which proxy shapes change and how (``sidecars: 2 of 3 namespaces: RDS only``)."""
         return affected_summary(self.proxies)
 
+    @property
+    def connected(self) -> str:
+        """Of the proxies connected to a daemon, which change and how (``1 of 1 gateway: RDS only``); ``""``: none."""
+        return connected_summary(self.proxies)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "equal": self.equal,
@@ -39,6 +44,7 @@ class MeshDiff:
             "routes": [row.to_json() for row in self.routes],
             "proxies": [proxy.to_json() for proxy in self.proxies],
             "affected": self.affected,
+            "connected": self.connected,
         }
 
 
@@ -47,14 +53,16 @@ def diff_configs(
     new: MeshConfig,
     *,
     envoy: bool = True,
+    connected: Sequence[ProxyGroup] = (),
     old_translated: Translated | None = None,
     new_translated: Translated | None = None,
 ) -> MeshDiff:
     """Compare two validated configs after normalizing both (:mod:`~reconciler.diff.normalize`).
 
     With ``envoy`` (and only when the Istio resources differ) both are translated for every
-    proxy shape either implies, and the Envoy resources compared too; a side's translations
-    already made (``LoadResult.translations``) are used, not made again.
+    proxy shape either implies and for each ``connected`` group's (proxies connected to a
+    daemon), and the Envoy resources compared too; a side's translations already made
+    (``LoadResult.translations``) are used, not made again.
     """
     before, after = _normalized(old, unless_in=new), _normalized(new, unless_in=old)
     resources = diff_objects(before, after, plain=lambda first, second: (first, second))
@@ -62,7 +70,7 @@ def diff_configs(
         resources, old=_of_kind(before, Kind.VIRTUAL_SERVICE), new=_of_kind(after, Kind.VIRTUAL_SERVICE)
     )
     proxies = (
-        diff_proxies(old, new, old_translated=old_translated, new_translated=new_translated)
+        diff_proxies(old, new, connected=connected, old_translated=old_translated, new_translated=new_translated)
         if envoy and resources
         else ()
     )
@@ -72,31 +80,9 @@ def diff_configs(
 def normalized_config(config: MeshConfig) -> dict[str, Any]:
     """Every resource of ``config`` normalized, keyed ``Kind namespace/name``: a JSON-ready served state.
 
-    What the daemon answers on ``/api/v1/config``; :func:`diff_normalized` compares it with a local config.
+    What the daemon answers on ``/api/v1/config``.
     """
     return {f"{resource.kind.value} {resource.ref}": normalize_resource(resource) for resource in config.resources()}
-
-
-def diff_normalized(served: Mapping[str, Any], desired: MeshConfig) -> MeshDiff:
-    """Compare a served state (:func:`normalized_config`, say from a daemon) with ``desired``: resources and routes.
-
-    Served snapshots are not at hand, so there is no Envoy view (``proxies`` is empty).
-    """
-    before = _by_kind_and_name(served)
-    after = _by_kind_and_name(normalized_config(desired))
-    resources = diff_objects(before, after, plain=lambda first, second: (first, second))
-    routes = route_table(
-        resources, old=_of_kind(before, Kind.VIRTUAL_SERVICE), new=_of_kind(after, Kind.VIRTUAL_SERVICE)
-    )
-    return MeshDiff(resources=resources, routes=routes, proxies=())
-
-
-def _by_kind_and_name(values: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
-    keyed: dict[tuple[str, str], Any] = {}
-    for key, value in values.items():
-        kind, _, name = key.partition(" ")
-        keyed[(kind, name)] = value
-    return keyed
 
 
 def _normalized(config: MeshConfig, *, unless_in: MeshConfig) -> dict[tuple[str, str], Any]:

@@ -45,7 +45,7 @@ from reconciler.model.virtualservice import (
 )
 from reconciler.validate.schema import istio_name
 
-__all__ = ["destination_key", "duration_text", "normalize_resource"]
+__all__ = ["destination_key", "duration_text", "field_default", "normalize_resource"]
 
 #: A single route destination without a weight gets all the traffic.
 _FULL_WEIGHT = 100
@@ -162,7 +162,7 @@ def _dataclass(value: Any, namespace: str) -> dict[str, Any]:
     cls = type(value)
     for field in dataclasses.fields(value):
         item = getattr(value, field.name)
-        if item is None or item == _default(field) or (isinstance(item, tuple | Mapping) and not item):
+        if item is None or item == field_default(field) or (isinstance(item, tuple | Mapping) and not item):
             continue
         special = _FIELDS.get((cls, field.name))
         normalized = special(item, namespace) if special is not None else _value(item, namespace)
@@ -171,7 +171,8 @@ def _dataclass(value: Any, namespace: str) -> dict[str, Any]:
     return out
 
 
-def _default(field: dataclasses.Field[Any]) -> Any:
+def field_default(field: dataclasses.Field[Any]) -> Any:
+    """A dataclass field's default value (``MISSING`` when it has none)."""
     if field.default is not dataclasses.MISSING:
         return field.default
     if field.default_factory is not dataclasses.MISSING:

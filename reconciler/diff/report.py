@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler.diff.changes import Change, ObjectChange
+from reconciler.diff.envoy import ProxyDiff
 from reconciler.diff.mesh import MeshDiff
 from reconciler.diff.routes import RouteRow
 from reconciler.model.text import excerpt
@@ -28,10 +29,13 @@ def format_text(diff: MeshDiff, *, title: str) -> str:
     lines.extend(f"  {line}" for line in _change_lines(diff.resources))
     if diff.proxies:
         lines += ["", "Envoy resources"]
-        for proxy in diff.proxies:
-            lines.append(f"  {proxy.label}: {', '.join(proxy.xds_types) or 'unchanged'}")
-            lines.extend(f"    {line}" for line in _change_lines(proxy.changes))
+        for proxy, same_as in _proxies(diff.proxies):
+            lines.append(f"  {_proxy_label(proxy)}: {', '.join(proxy.xds_types) or 'unchanged'}{same_as}")
+            if not same_as:
+                lines.extend(f"    {line}" for line in _change_lines(proxy.changes))
         lines += ["", f"Affected proxies: {diff.affected}"]
+        if diff.connected:
+            lines.append(f"Connected proxies: {diff.connected}")
     return "\n".join(lines) + "\n"
 
 
@@ -42,6 +46,8 @@ def format_markdown(diff: MeshDiff, *, title: str, findings: Sequence[Finding] =
         lines.append("No routing change.")
     else:
         lines += [f"{_counts(diff.resources)}. Affected proxies: {diff.affected}.", ""]
+        if diff.connected:
+            lines += [f"Connected proxies: {diff.connected}.", ""]
         if diff.routes:
             lines += ["#### Routes", "", "| host | route | changes |", "| --- | --- | --- |"]
             lines.extend(
@@ -52,11 +58,12 @@ def format_markdown(diff: MeshDiff, *, title: str, findings: Sequence[Finding] =
         lines += ["#### Istio resources", "", "```diff", *_change_lines(diff.resources), "```", ""]
         if diff.proxies:
             lines += ["#### Envoy resources", ""]
-            for proxy in diff.proxies:
+            for proxy, same_as in _proxies(diff.proxies):
                 if not proxy.changes:
                     continue
-                lines += [f"**{proxy.label}**: {', '.join(proxy.xds_types)}", ""]
-                lines += ["```diff", *_change_lines(proxy.changes), "```", ""]
+                lines += [f"**{_proxy_label(proxy)}**: {', '.join(proxy.xds_types)}{same_as}", ""]
+                if not same_as:
+                    lines += ["```diff", *_change_lines(proxy.changes), "```", ""]
     if findings:
         lines += ["#### Findings", "", "```", *(finding.format() for finding in findings), "```"]
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -71,6 +78,23 @@ def format_json(diff: MeshDiff, *, base: dict[str, Any], findings: Sequence[Find
 def _counts(changes: Sequence[ObjectChange]) -> str:
     counted = {change: sum(1 for item in changes if item.change is change) for change in Change}
     return ", ".join(f"{count} {change.value}" for change, count in counted.items() if count) or "no change"
+
+
+def _proxies(proxies: Sequence[ProxyDiff]) -> list[tuple[ProxyDiff, str]]:
+    """Each proxy shape, and for a connected proxy's own shape `` (same resources as ...)`` when an earlier one's
+    changes are the same: connected sidecars of a namespace differ in labels, rarely in what they get."""
+    seen: dict[str, str] = {}
+    shown: list[tuple[ProxyDiff, str]] = []
+    for proxy in proxies:
+        key = json.dumps([change.to_json() for change in proxy.changes], sort_keys=True, default=str)
+        first = seen.setdefault(key, proxy.label)
+        same = proxy.changes and not proxy.implied and first != proxy.label
+        shown.append((proxy, f" (same resources as {first})" if same else ""))
+    return shown
+
+
+def _proxy_label(proxy: ProxyDiff) -> str:
+    return f"{proxy.label} ({proxy.connected} connected)" if proxy.connected else proxy.label
 
 
 def _route_lines(rows: Sequence[RouteRow]) -> list[str]:

@@ -165,7 +165,7 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
         found = await drift.inspect(node_id)
         return None if found is None else found.to_json(max_listed=drift_settings.max_listed)
 
-    app.add_routes(config_routes(served=served, inspect=inspect))
+    app.add_routes(config_routes(served=served, connected=cache.proxies, inspect=inspect))
     app.add_routes(
         webhook_routes(
             secret=api.webhook_secret,

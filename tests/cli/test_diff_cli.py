@@ -9,11 +9,11 @@ output change is intended, rewrite the golden files and review their diff like c
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from diff_repo import DiffRepo, build_diff_repo
+from golden import assert_golden
 from translate_support import GOLDEN
 
 from reconciler.cli.main import main
@@ -40,15 +40,6 @@ def diff(repo: DiffRepo, case: str, capsys: pytest.CaptureFixture[str], *extra: 
     return code, out, captured.err
 
 
-def assert_golden(text: str, name: str) -> None:
-    golden = DIFF_GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN"):
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text, encoding="utf-8")
-    assert golden.exists(), f"{golden.name} is missing: run with UPDATE_GOLDEN=1 to create it"
-    assert text == golden.read_text(encoding="utf-8"), f"{golden.name} differs; UPDATE_GOLDEN=1 if intended"
-
-
 @pytest.mark.parametrize("case", CHANGES)
 def test_a_change_prints_its_route_table_and_resources_and_exits_1(
     repo: DiffRepo, case: str, capsys: pytest.CaptureFixture[str]
@@ -56,7 +47,7 @@ def test_a_change_prints_its_route_table_and_resources_and_exits_1(
     code, out, _ = diff(repo, case, capsys)
 
     assert code == 1
-    assert_golden(out, f"{case}.txt")
+    assert_golden(out, DIFF_GOLDEN / f"{case}.txt")
 
 
 @pytest.mark.parametrize("case", ["weight-change", "new-service"])
@@ -67,7 +58,7 @@ def test_markdown_output_is_a_pull_request_comment(
 
     assert code == 1
     assert "| host | route | changes |" in out
-    assert_golden(out, f"{case}.md")
+    assert_golden(out, DIFF_GOLDEN / f"{case}.md")
 
 
 def test_the_route_table_says_each_change_in_a_few_characters(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from translate_support import SIDECAR, load, load_fixture
+from translate_support import FIXTURES, SIDECAR, load, load_fixture
 
-from reconciler.diff import Change, diff_configs, diff_snapshots, normalize_resource
+from reconciler.diff import Change, diff_configs, diff_snapshots, format_text, normalize_resource
+from reconciler.diff.envoy import ProxyGroup, group_proxies
 from reconciler.loader import load_files
 from reconciler.translate import translate
+from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 
 VS = """\
 apiVersion: networking.istio.io/v1
@@ -96,3 +98,48 @@ def test_translations_already_made_are_used_instead_of_translating_again() -> No
 
     assert seeded == diff_configs(old.config, new.config)
     assert [(proxy.label, proxy.xds_types) for proxy in stale.proxies] == [("sidecar in default", ())]
+
+
+def test_connected_proxies_are_counted_by_shape_and_summarized_per_role() -> None:
+    text = (FIXTURES / "weighted-80-20.yaml").read_text(encoding="utf-8")
+    old, new = load(text), load(text.replace("weight: 80", "weight: 50").replace("weight: 20", "weight: 50"))
+    proxies = [
+        *(ProxyIdentity(node_id=f"ratings-{i}", labels={"app": "ratings"}, role=ProxyRole.SIDECAR) for i in range(3)),
+        *(ProxyIdentity(node_id=f"other-{i}", namespace="other", role=ProxyRole.SIDECAR) for i in range(4)),
+        ProxyIdentity(node_id="plain", role=ProxyRole.SIDECAR),
+        ProxyIdentity(node_id="ingress", labels={"istio": "ingressgateway"}, role=ProxyRole.GATEWAY),
+    ]
+
+    diff = diff_configs(old, new, connected=group_proxies(proxies))
+
+    shown = {proxy.label: (proxy.connected, proxy.implied, proxy.xds_types) for proxy in diff.proxies}
+    assert shown == {
+        "sidecar in default": (1, True, ("RDS",)),
+        "sidecar in other": (4, False, ("RDS",)),
+        "sidecar app=ratings in default": (3, False, ("RDS",)),
+        "gateway istio=ingressgateway in default": (1, False, ()),
+    }
+    assert diff.affected == "sidecars: 1 of 1 namespace: RDS only"
+    assert diff.connected == "0 of 1 gateway; 8 of 8 sidecars: RDS only"
+    assert "  sidecar in other (4 connected): RDS (same resources as sidecar in default)\n" in format_text(
+        diff, title="t"
+    )
+
+
+def test_a_connected_group_read_back_from_json_is_the_same_group_and_junk_is_none() -> None:
+    group = group_proxies([ProxyIdentity(node_id="a", labels={"app": "x"}, namespace="shop", outbound_port=15006)] * 2)[
+        0
+    ]
+
+    read = ProxyGroup.from_json(group.to_json(), index=0)
+
+    assert read is not None
+    assert (read.count, read.proxy.labels, read.proxy.namespace, read.proxy.outbound_port, read.proxy.role) == (
+        2,
+        {"app": "x"},
+        "shop",
+        15006,
+        None,
+    )
+    for junk in (None, [], {"labels": {}}, {**group.to_json(), "count": 0}, {**group.to_json(), "role": "boss"}):
+        assert ProxyGroup.from_json(junk, index=0) is None

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from daemon_harness import CLI, HOST, Daemon, Mesh, run_command, wait_for
+from golden import assert_golden
+from translate_support import GOLDEN
 
 from reconciler.harness.envoy import EnvoyProcess
 from reconciler.harness.traffic import send_requests
@@ -70,21 +72,39 @@ def checked(
     return daemon, proxy, admin_port
 
 
-def test_a_gateway_that_runs_what_it_acked_is_in_sync_and_diff_proxy_says_so(
-    checked: tuple[Daemon, EnvoyProcess, int],
+@pytest.mark.parametrize("output", ["text", "markdown", "json"])
+def test_a_gateway_that_runs_what_it_acked_is_in_sync_and_diff_proxy_says_so_in_every_output(
+    checked: tuple[Daemon, EnvoyProcess, int], output: str
 ) -> None:
     daemon, _, _ = checked
 
-    shown = run_command([*CLI, "diff", "--server", daemon.url, "--proxy", "ingress-1"], timeout=30)
+    shown = run_command([*CLI, "diff", "--server", daemon.url, "--proxy", "ingress-1", "-o", output], timeout=30)
+    unknown = run_command([*CLI, "diff", "--server", daemon.url, "--proxy", "ingress-9", "-o", output], timeout=30)
 
     assert shown.returncode == 0, shown.stdout + shown.stderr
-    assert "live checked" in shown.stdout
-    assert "It runs every resource it is served, as served." in shown.stdout
+    if output == "json":
+        found = json.loads(shown.stdout)
+        assert (found["nodeId"], found["live"], found["drift"], found["total"]) == ("ingress-1", "checked", [], 0)
+        assert all(entry["served"] == entry["acked"] for entry in found["types"].values())
+    else:
+        assert "live checked" in shown.stdout
+        assert "It runs every resource it is served, as served." in shown.stdout
+    assert unknown.returncode == 2
+    assert "no connected proxy 'ingress-9'" in unknown.stderr
     assert _drift_metric(daemon) == 'reconciler_drift_detected{node_id="ingress-1"} 0.0'
 
 
-def test_diff_of_a_working_tree_against_the_served_config_shows_the_route_change(
-    checked: tuple[Daemon, EnvoyProcess, int], mesh: Mesh, tmp_path: Path
+def _diff_tree(daemon: Daemon, mesh: Mesh, tree: Path, *, output: str) -> tuple[int, str]:
+    """``reconciler diff TREE --server``: exit code and stdout with the run's SHA, path and port made stable."""
+    shown = run_command([*CLI, "diff", str(tree), "--server", daemon.url, "-o", output], timeout=60)
+    assert not shown.stderr, shown.stderr
+    out = shown.stdout.replace(mesh.initial_sha, "SERVED").replace(mesh.initial_sha[:12], "SERVED")
+    return shown.returncode, out.replace(str(tree), "TREE").replace(str(mesh.gateway_port), "GATEWAY_PORT")
+
+
+@pytest.mark.parametrize("output", ["text", "markdown", "json"])
+def test_diff_of_a_working_tree_against_the_served_config_shows_routes_envoy_resources_and_the_connected_gateway(
+    checked: tuple[Daemon, EnvoyProcess, int], mesh: Mesh, tmp_path: Path, output: str
 ) -> None:
     daemon, _, _ = checked
     tree = tmp_path / "tree"
@@ -92,14 +112,28 @@ def test_diff_of_a_working_tree_against_the_served_config_shows_the_route_change
     for name, content in mesh.files(v1=100, v2=0).items():
         (tree / Path(name).name).write_text(content)
 
-    same = run_command([*CLI, "diff", str(tree), "--server", daemon.url], timeout=30)
+    same_code, same = _diff_tree(daemon, mesh, tree, output=output)
     (tree / "virtualservice.yaml").write_text(mesh.files(v1=60, v2=40)["mesh/virtualservice.yaml"])
-    changed = run_command([*CLI, "diff", str(tree), "--server", daemon.url], timeout=30)
+    changed_code, changed = _diff_tree(daemon, mesh, tree, output=output)
+    (tree / "virtualservice.yaml").write_text("kind: VirtualService\nspec: [")
+    broken = run_command([*CLI, "diff", str(tree), "--server", daemon.url, "-o", output], timeout=60)
 
-    assert same.returncode == 0, same.stdout + same.stderr
-    assert changed.returncode == 1, changed.stdout + changed.stderr
-    assert "v1 100→60" in changed.stdout
-    assert "v2 0→40" in changed.stdout
+    assert (same_code, changed_code, broken.returncode) == (0, 1, 2), changed + broken.stderr
+    if output == "json":
+        document = json.loads(changed)
+        assert (json.loads(same)["equal"], document["equal"]) == (True, False)
+        assert document["connected"] == "1 of 1 gateway: RDS only"
+        gateway = next(proxy for proxy in document["proxies"] if proxy["connected"])
+        assert (gateway["role"], gateway["labels"], gateway["xdsTypes"]) == (
+            "gateway",
+            {"istio": "ingressgateway"},
+            ["RDS"],
+        )
+        assert document["served"]["sha"] == "SERVED"
+    else:
+        suffix = "md" if output == "markdown" else "txt"
+        assert_golden(same, GOLDEN / "diff" / f"server-equal.{suffix}")
+        assert_golden(changed, GOLDEN / "diff" / f"server-weight-change.{suffix}")
 
 
 def test_a_gateway_restarted_with_a_stale_static_cluster_is_reported_as_drifted_and_in_sync_once_fixed(
