@@ -69,8 +69,11 @@ def test_a_kill_9_at_each_point_of_a_reconcile_costs_no_request_and_the_restart_
         traffic.wait_for(traffic.responses + 200)  # while the daemon is dead
 
         daemon.start()
+        # Envoy's reconnect backoff has grown while the daemon was dead (seconds under load): wait it out.
         restored = daemon.wait_status(
-            "the gateway to ACK the restored revision", lambda s: acked_versions(s, "ingress-1") is not None
+            "the gateway to ACK the restored revision",
+            lambda s: acked_versions(s, "ingress-1") is not None,
+            timeout=60,
         )
         assert restored["served"]["sha"] in {mesh.initial_sha, new}
         daemon.sync()
