@@ -94,7 +94,8 @@ def test_a_leader_renews_the_lease_so_a_follower_never_takes_it(kube: KubeCluste
             for _ in range(int(3 * QUICK.lease_duration / QUICK.retry_period)):
                 assert await follower._attempt(timeout=DEADLINE) is False
                 await asyncio.sleep(QUICK.retry_period)
-            assert leader.is_leader and not holding.done()
+            assert leader.is_leader
+            assert not holding.done()
         finally:
             holding.cancel()
             await asyncio.gather(holding, return_exceptions=True)
