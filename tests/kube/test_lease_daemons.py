@@ -9,7 +9,6 @@ whose Lease is taken steps down.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import signal
@@ -44,6 +43,7 @@ daemons = _fixtures.daemons
 from daemon_harness import HOST, Daemon, Mesh, measure, wait_for  # noqa: E402
 from rollout_yaml import policy_yaml  # noqa: E402
 from test_daemon_rollout import origin_change, steady_traffic  # noqa: E402
+from test_daemon_rollout_restart import logged_since_start  # noqa: E402
 
 from reconciler.harness.traffic import send_requests  # noqa: E402
 
@@ -120,16 +120,6 @@ def stored_rollouts(kube: KubeCluster, namespace: str) -> list[dict[str, Any]]:
     return rollouts
 
 
-def logged(daemon: Daemon, event: str) -> list[dict[str, Any]]:
-    entries = []
-    for line in daemon.log_since_start().splitlines():
-        with contextlib.suppress(ValueError):
-            entry = json.loads(line)
-            if isinstance(entry, dict) and entry.get("event") == event:
-                entries.append(entry)
-    return entries
-
-
 def test_the_follower_takes_the_lease_of_a_leader_killed_mid_rollout_and_goes_on_with_its_step(  # noqa: PLR0917
     kube: KubeCluster,
     namespace: str,
@@ -185,7 +175,7 @@ def test_the_follower_takes_the_lease_of_a_leader_killed_mid_rollout_and_goes_on
     assert taken["leaseTransitions"] == 1
 
     # The new leader serves the step's weights from the rollout state it read, not git's 0/100.
-    [resumed] = wait_for("the rollout resumed", lambda: logged(second, "rollout.resumed"), timeout=60)
+    [resumed] = wait_for("the rollout resumed", lambda: logged_since_start(second, "rollout.resumed"), timeout=60)
     assert (resumed["phase"], resumed["step"], resumed["sha"]) == ("Progressing", 0, sha[:12])
     second.wait_synced(sha, proxies=1, timeout=60)
     wait_for(
@@ -200,10 +190,10 @@ def test_the_follower_takes_the_lease_of_a_leader_killed_mid_rollout_and_goes_on
     with steady_traffic(mesh):
         second.wait_status(
             "the resumed step to pass and the rollout to finish",
-            lambda s: any(e["phase"] == "Succeeded" for e in logged(second, "rollout.decision")),
+            lambda s: any(e["phase"] == "Succeeded" for e in logged_since_start(second, "rollout.decision")),
             timeout=120,
         )
-    moves = [(e["action"], e["step"]) for e in logged(second, "rollout.decision")]
+    moves = [(e["action"], e["step"]) for e in logged_since_start(second, "rollout.decision")]
     assert ("finish", 1) in moves
     assert ("advance", 0) not in moves  # the step went on; no new rollout started
     assert measure(mesh, count=200).share("v2") == 100.0
@@ -221,11 +211,11 @@ def test_a_leader_stopped_cleanly_releases_the_lease_and_the_follower_leads_at_o
     wait_follower(second, leader=first)
 
     assert first.signal_and_wait(signal.SIGTERM, timeout=30) == 0
-    assert logged(first, "leader.released")
+    assert logged_since_start(first, "leader.released")
     wait_for("the follower to lead", lambda: readyz(second)[0] == 200, timeout=30)
     spec = lease(kube, namespace)
     assert (spec["holderIdentity"], spec["leaseTransitions"]) == (identity(second), 1)
-    assert logged(second, "daemon.started")
+    assert logged_since_start(second, "daemon.started")
 
 
 def test_a_leader_whose_lease_is_taken_steps_down_and_exits(
@@ -239,7 +229,7 @@ def test_a_leader_whose_lease_is_taken_steps_down_and_exits(
 
     # Within a retry period or two, not after the renew deadline: another holder means another leader now.
     assert leader.wait_exit(timeout=30) == 1
-    [lost] = logged(leader, "leader.lost")
+    [lost] = logged_since_start(leader, "leader.lost")
     assert "intruder" in lost["reason"]
-    assert not logged(leader, "leader.released")  # not its Lease to release
+    assert not logged_since_start(leader, "leader.released")  # not its Lease to release
     assert lease(kube, namespace)["holderIdentity"] == "intruder"
