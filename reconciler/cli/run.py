@@ -22,6 +22,7 @@ from reconciler.engine.settings import (
     ApiSettings,
     DriftSettings,
     KubeSettings,
+    LeaderSettings,
     SafetySettings,
     Settings,
     SourceSettings,
@@ -29,6 +30,7 @@ from reconciler.engine.settings import (
     XdsSettings,
 )
 from reconciler.errors import UsageError
+from reconciler.kube.lease import LeaseTiming
 from reconciler.model.address import parse_address
 from reconciler.sources.git import redact_url
 from reconciler.sources.git.credentials import DEFAULT_TOKEN_USERNAME, GitCredentials
@@ -49,6 +51,7 @@ _XDS = XdsSettings()
 _API = ApiSettings()
 _GUARD = SafetySettings().removal_guard
 _DRIFT = DriftSettings()
+_LEADER = LeaderSettings()
 
 _RUN_HELP = """\
 Watch a git repository of Istio networking YAML and serve it to Envoy proxies over ADS.
@@ -333,6 +336,65 @@ def _kube_settings(args: argparse.Namespace) -> KubeSettings:
     return KubeSettings(enabled=enabled, kubeconfig=args.kubeconfig.resolve() if args.kubeconfig else None)
 
 
+def _leader_flags(parser: argparse.ArgumentParser) -> None:
+    leader = parser.add_argument_group(
+        "High availability (leader election)",
+        "Run several replicas: they elect a leader with a coordination.k8s.io/v1 Lease (needs --kubeconfig or "
+        "--in-cluster). Only the leader fetches, serves xDS and moves rollouts; rollout state is kept in the "
+        "ConfigMap NAME-rollouts beside the Lease, so the next leader goes on with the step. A follower's "
+        "/readyz answers 503 (reason Follower) and its xDS port stays closed; a leader that cannot renew "
+        "steps down and exits; a clean stop releases the Lease. Flags as kube-controller-manager's.",
+    )
+    leader.add_argument("--leader-elect", action="store_true", help="elect a leader among replicas")
+    leader.add_argument(
+        "--leader-elect-resource-name", default=_LEADER.name, metavar="NAME", help="the Lease (default %(default)s)"
+    )
+    leader.add_argument(
+        "--leader-elect-resource-namespace",
+        metavar="NS",
+        help="the Lease's namespace (default: the pod's own in-cluster, else default)",
+    )
+    leader.add_argument(
+        "--leader-elect-lease-duration",
+        default=_seconds(_LEADER.lease_duration),
+        metavar="DURATION",
+        help="how long a follower waits after the Lease last changed before taking it (default %(default)s)",
+    )
+    leader.add_argument(
+        "--leader-elect-renew-deadline",
+        default=_seconds(_LEADER.renew_deadline),
+        metavar="DURATION",
+        help="how long the leader tries to renew before it steps down (default %(default)s)",
+    )
+    leader.add_argument(
+        "--leader-elect-retry-period",
+        default=_seconds(_LEADER.retry_period),
+        metavar="DURATION",
+        help="time between attempts to take or renew the Lease (default %(default)s)",
+    )
+
+
+def _leader_settings(args: argparse.Namespace) -> LeaderSettings:
+    if not args.leader_elect:
+        return LeaderSettings()
+    if args.kubeconfig is None and not args.in_cluster:
+        raise UsageError("--leader-elect needs a cluster: --kubeconfig FILE or --in-cluster")
+    durations = (args.leader_elect_lease_duration, args.leader_elect_renew_deadline, args.leader_elect_retry_period)
+    lease_duration, renew_deadline, retry_period = (parse_interval(text) for text in durations)
+    try:
+        LeaseTiming(lease_duration=lease_duration, renew_deadline=renew_deadline, retry_period=retry_period)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return LeaderSettings(
+        enabled=True,
+        name=args.leader_elect_resource_name,
+        namespace=args.leader_elect_resource_namespace,
+        lease_duration=lease_duration,
+        renew_deadline=renew_deadline,
+        retry_period=retry_period,
+    )
+
+
 def register(commands: Any) -> None:
     run = commands.add_parser(
         "run", help="the GitOps daemon: git repo → Envoy", description=_RUN_HELP, formatter_class=_RAW
@@ -353,6 +415,7 @@ def register(commands: Any) -> None:
     _common_flags(run)
     _git_flags(run)
     _kube_flags(run)
+    _leader_flags(run)
     run.set_defaults(handler=_run)
 
     serve = commands.add_parser(
@@ -470,6 +533,7 @@ def _settings(
             self_heal=args.self_heal,
         ),
         kube=_kube_settings(args),
+        leader=_leader_settings(args) if hasattr(args, "leader_elect") else LeaderSettings(),
     )
 
 

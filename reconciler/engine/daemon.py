@@ -12,15 +12,24 @@ loading and translation at their next checkpoint (between files, resources and p
 
 One daemon owns a state directory (:class:`~reconciler.engine.lock.StateDirLock`): a second
 one fails fast instead of fighting over the clone.
+
+With leader election (``settings.leader``, :mod:`reconciler.kube.lease`) replicas share a Lease.
+A follower serves its HTTP API (``/readyz`` answers 503 ``Follower`` naming the holder) and
+nothing else: no fetch, no xDS port, no rollout. The replica that takes the Lease reads the
+rollout state the previous leader left in the cluster (:mod:`~reconciler.engine.cluster_state`),
+then starts like a single daemon. A leader that loses the Lease stops moving rollouts at once
+and stops (``KubeError``; restarted, it is a follower); a clean stop releases the Lease.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -28,33 +37,36 @@ from aiohttp import web
 
 from reconciler.api.access import AccessPolicy, RateLimiter, RejectionLog, secured_application
 from reconciler.api.config import config_routes
-from reconciler.api.document import OriginDocument
+from reconciler.api.document import EngineDocument, OriginDocument
 from reconciler.api.rollouts import rollout_routes
 from reconciler.api.status import status_routes
 from reconciler.api.tls import server_tls_context
 from reconciler.api.webhook import webhook_routes
+from reconciler.engine.cluster_state import ClusterRolloutStore
 from reconciler.engine.drift import DriftMonitor
 from reconciler.engine.faults import arm_from_environment
 from reconciler.engine.lock import StateDirLock
 from reconciler.engine.reconcile import Engine, PassResult
 from reconciler.engine.rollouts import RolloutController
-from reconciler.engine.settings import KubeSettings, Settings
+from reconciler.engine.settings import KubeSettings, LeaderSettings, Settings
 from reconciler.engine.source_factory import make_source
 from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import EngineStatus
 from reconciler.engine.telemetry import DaemonMetrics
-from reconciler.errors import ReconcilerError
+from reconciler.errors import KubeError, ReconcilerError, StateError
 from reconciler.kube.client import KubeClient
 from reconciler.kube.endpoints import ClusterEndpoints
+from reconciler.kube.lease import KubeWriter, LeaderElector, LeaseTiming, default_identity, default_namespace
 from reconciler.metrics import MetricsService, MetricsStore
 from reconciler.model.address import is_loopback, parse_address
 from reconciler.model.config import MeshConfig
+from reconciler.model.text import MESSAGE_CHARS, excerpt
 from reconciler.sources.backoff import Backoff
 from reconciler.sources.revision import Watch
 from reconciler.sources.webhook import PushEvent
 from reconciler.xds.admin import fetch_config_dump
 from reconciler.xds.cache import SnapshotCache
-from reconciler.xds.server import start_server
+from reconciler.xds.server import XdsServer, start_server
 
 __all__ = ["run_daemon"]
 
@@ -68,17 +80,72 @@ def _utc_now() -> datetime:
 async def run_daemon(settings: Settings, *, ready: Callable[[int, int], None] | None = None) -> None:
     """Run until SIGINT/SIGTERM (or until cancelled). ``ready(xds_port, http_port)`` is called once both listen.
 
-    Raises StateError at once when another daemon holds ``settings.state.dir``.
+    Raises StateError at once when another daemon holds ``settings.state.dir``; with leader election,
+    KubeError when the cluster's configuration cannot be read or after leadership was lost (the
+    replica stepped down: its restart comes back as a follower).
     """
     arm_from_environment()  # test-only fault points (RECONCILER_FAULT); off unless set
     lock = StateDirLock(settings.state.dir)
     try:
-        await _run_locked(settings, ready=ready)
+        if not settings.leader.enabled:
+            await _run_locked(settings, ready=ready, leadership=None)
+            return
+        writer = await KubeWriter.connect(settings.kube.kubeconfig)
+        try:
+            await _run_locked(settings, ready=ready, leadership=_Leadership.of(settings.leader, writer))
+        finally:
+            await writer.close()
     finally:
         lock.release()
 
 
-async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] | None) -> None:
+@dataclass(frozen=True, slots=True)
+class _Leadership:
+    """Leader election's parts: the Lease, and the rollout state every replica reads."""
+
+    elector: LeaderElector
+    store: ClusterRolloutStore
+
+    @classmethod
+    def of(cls, settings: LeaderSettings, api: KubeWriter) -> _Leadership:
+        namespace = settings.namespace or default_namespace()
+        elector = LeaderElector(
+            api=api,
+            namespace=namespace,
+            name=settings.name,
+            identity=settings.identity or default_identity(),
+            timing=LeaseTiming(
+                lease_duration=settings.lease_duration,
+                renew_deadline=settings.renew_deadline,
+                retry_period=settings.retry_period,
+            ),
+        )
+        store = ClusterRolloutStore(
+            api=api,
+            namespace=namespace,
+            name=f"{settings.name}-rollouts",
+            loop=asyncio.get_running_loop(),
+            leading=lambda: elector.is_leader,
+            timeout=settings.renew_deadline,
+        )
+        return cls(elector, store)
+
+    def document(self, engine: EngineDocument) -> EngineDocument:
+        """``engine`` as a follower shows it: not ready (a Service sends proxies to the leader only), and who leads."""
+        if self.elector.is_leader:
+            return engine
+        holder = self.elector.holder or "nobody yet"
+        message = f"standby: the Lease {self.elector.lease} is held by {excerpt(holder, MESSAGE_CHARS)}"
+        return dataclasses.replace(engine, ready=False, reason=FOLLOWER_REASON, message=message)
+
+
+#: The status reason of a replica that does not hold the Lease.
+FOLLOWER_REASON = "Follower"
+
+
+async def _run_locked(
+    settings: Settings, *, ready: Callable[[int, int], None] | None, leadership: _Leadership | None
+) -> None:
     source, repo_label, prefix = make_source(settings)
     cache = SnapshotCache()
     metrics = DaemonMetrics(cache=cache)
@@ -98,8 +165,14 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
     )
     # Proxies push their per-cluster stats to the xDS port; the controller judges rollout steps on them.
     store = MetricsStore()
-    # Built before the restore: a stored rollout of the restored commit is served with its step's weights.
-    rollouts = RolloutController(engine=engine, cache=cache, metrics=store, clock=time.time, store=state)
+    # With leader election rollouts live in the cluster: the replica that takes over goes on with the step.
+    rollouts = RolloutController(
+        engine=engine,
+        cache=cache,
+        metrics=store,
+        clock=time.time,
+        store=state if leadership is None else leadership.store,
+    )
     metrics.watch_rollouts(rollouts)
     drift_settings = settings.drift
     drift = DriftMonitor(
@@ -111,8 +184,6 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
         clock=_utc_now,
     )
     metrics.watch_drift(drift.drifted)
-    if engine.restore():
-        log.info("daemon.serving_stored_revision", sha=status.served.sha[:12] if status.served else None)
 
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
@@ -132,13 +203,6 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
     http_host, http_port = parse_address(settings.api.address, what="--http-address", allow_port_zero=True)
     api = settings.api
     tls = server_tls_context(cert=api.tls_cert, key=api.tls_key)
-    server = await start_server(
-        cache=cache,
-        address=settings.xds.address,
-        services=[MetricsService(store).add_to],
-        tls=settings.xds.tls,
-        plaintext=settings.xds.plaintext,
-    )
     rejections = RejectionLog(interval=api.rejection_log_interval)
     policy = AccessPolicy(token=api.token, open_reads=api.open_reads, loopback=is_loopback(http_host))
     app = secured_application(
@@ -149,7 +213,7 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
     )
     app.add_routes(
         status_routes(
-            status=status.document,
+            status=status.document if leadership is None else lambda: leadership.document(status.document()),
             proxies=cache.statuses,
             registry=metrics.registry,
             rollouts=rollouts.documents,
@@ -178,7 +242,10 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
     app.add_routes(rollout_routes(command=rollouts.command))
     runner = web.AppRunner(app, access_log=None)
     watcher: Watch | None = None
+    server: XdsServer | None = None
+    lost = False
     try:
+        # The HTTP API first: a follower answers its probes (/readyz: 503 Follower) while it waits for the Lease.
         await runner.setup()
         site = web.TCPSite(runner, http_host, http_port, ssl_context=tls)
         try:
@@ -191,6 +258,18 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
             # the daemon stops when its task is cancelled instead.
             with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
                 loop.add_signal_handler(signum, stop.set)
+        if leadership is not None and not await _lead(leadership, rollouts, stop=stop):
+            return
+        if engine.restore():
+            log.info("daemon.serving_stored_revision", sha=status.served.sha[:12] if status.served else None)
+        # A follower's xDS port stays closed: a proxy given every replica's address connects to the leader's.
+        server = await start_server(
+            cache=cache,
+            address=settings.xds.address,
+            services=[MetricsService(store).add_to],
+            tls=settings.xds.tls,
+            plaintext=settings.xds.plaintext,
+        )
         if settings.source.watch:
             watcher = source.watch(lambda: loop.call_soon_threadsafe(wake.set))
         policy.log_start(tls=tls is not None)
@@ -206,6 +285,19 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
         ticking = asyncio.ensure_future(rollouts.run(period=ROLLOUT_TICK_SECONDS))
         checking = asyncio.ensure_future(drift.run()) if drift_settings.interval > 0 else None
         cluster = asyncio.ensure_future(_watch_cluster(settings.kube, engine)) if settings.kube.enabled else None
+        holding = asyncio.ensure_future(leadership.elector.hold()) if leadership is not None else None
+
+        def step_down(_: asyncio.Future[None]) -> None:
+            nonlocal lost
+            if holding is not None and not holding.cancelled():
+                # Lost, not stopped: no rollout moves from now on; the daemon stops (a restart is a follower).
+                lost = True
+                rollouts.stop()
+                ticking.cancel()
+                stop.set()
+
+        if holding is not None:
+            holding.add_done_callback(step_down)
         try:
             await _loop(
                 engine=engine,
@@ -217,7 +309,7 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
             )
         finally:
             ticking.cancel()
-            background = [task for task in (checking, cluster) if task is not None]
+            background = [task for task in (checking, cluster, holding) if task is not None]
             for task in background:
                 task.cancel()
             await asyncio.gather(ticking, *background, return_exceptions=True)
@@ -226,10 +318,37 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
         if watcher is not None:
             watcher.stop()
         await runner.cleanup()
-        await server.stop(grace=1.0)
+        if server is not None:
+            await server.stop(grace=1.0)
+        if leadership is not None and not lost:
+            # After the last save and the xDS server: the next leader takes over at once, from the saved step.
+            await leadership.elector.release()
         # close() waits for a poll still running in a worker thread; the loop aborted any such poll.
         await asyncio.to_thread(source.close)
         log.info("daemon.stopped")
+    if lost:
+        raise KubeError(f"lost the Lease {leadership.elector.lease if leadership else ''}: stepped down")
+
+
+async def _lead(leadership: _Leadership, rollouts: RolloutController, *, stop: asyncio.Event) -> bool:
+    """Wait for the Lease (False: stopped first), then read the rollouts the previous leader left."""
+    acquiring = asyncio.ensure_future(leadership.elector.acquire())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (acquiring, stopping):
+            task.cancel()
+        await asyncio.gather(acquiring, stopping, return_exceptions=True)
+    if not leadership.elector.is_leader or stop.is_set():
+        return False
+    try:
+        await leadership.store.load()
+    except StateError as error:
+        # Rollouts then start afresh from what is served, as after a lost state store.
+        log.error("rollout.state_load_failed", store=leadership.store.where, error=str(error))
+    rollouts.reload_stored()
+    return True
 
 
 async def _watch_cluster(settings: KubeSettings, engine: Engine) -> None:

@@ -158,6 +158,7 @@ class RolloutController:
         # Git's config for the head revision: each step serves it with the rollouts' weights.
         self._head: tuple[Revision, ConfigSnapshots] | None = None
         self._tick_pending = False
+        self._stopped = False
         # Moves decided on the loop, waiting for their push (translated off the loop), and its task.
         self._pending: list[_Taken] = []
         self._pusher: asyncio.Task[None] | None = None
@@ -190,6 +191,10 @@ class RolloutController:
         Raises RolloutNotFoundError when no rollout is under ``policy``, RolloutCommandError when
         the command does not apply to the rollout's phase.
         """
+        if self._stopped:
+            raise RolloutCommandError(
+                f"cannot {command} the rollout under RolloutPolicy {policy}: this replica stopped"
+            )
         rollout = self._rollouts.get(policy)
         if rollout is None:
             raise RolloutNotFoundError(f"no rollout under RolloutPolicy {policy}")
@@ -270,6 +275,8 @@ class RolloutController:
     def tick(self) -> None:
         """Judge every running rollout once, and serve what the decisions say (every move in one push)."""
         self._tick_pending = False
+        if self._stopped:
+            return
         decided: list[tuple[_Rollout, Decision]] = []
         for rollout in list(self._rollouts.values()):
             if rollout.state.phase.ended:
@@ -285,6 +292,10 @@ class RolloutController:
             )
             rollout.nack = None
         self._act(decided)
+
+    def stop(self) -> None:
+        """Move nothing from now on: ticks, ACKs and commands decide nothing (a leader that lost its Lease)."""
+        self._stopped = True
 
     async def run(self, *, period: float) -> None:
         """Tick every ``period`` seconds until cancelled (ACKs and NACKs tick in between)."""
@@ -467,6 +478,10 @@ class RolloutController:
         """Block until every save asked for so far has landed (a clean stop; tests)."""
         if self._saving is not None:
             self._saving.result()
+
+    def reload_stored(self) -> None:
+        """Read the stored rollouts again (a replica that just became leader: another one moved them since)."""
+        self._resumable = self._load_stored()
 
     def _load_stored(self) -> dict[tuple[str, str], StoredRollout]:
         if self._store is None:

@@ -11,7 +11,8 @@ One frozen :class:`Settings`, grouped by concern like kopf's ``OperatorSettings`
     ├── state    StateSettings    the directory of the clone, the last good revision and the lock
     ├── safety   SafetySettings   what a revision may remove without an opt-in
     ├── drift    DriftSettings    how often each proxy is checked for running other than it ACKed; self-heal
-    └── kube     KubeSettings     endpoints from a Kubernetes cluster: off, a kubeconfig, or in-cluster
+    ├── kube     KubeSettings     endpoints from a Kubernetes cluster: off, a kubeconfig, or in-cluster
+    └── leader   LeaderSettings   leader election among replicas with a coordination.k8s.io Lease
 
 Each default is written here and only here (the size limits', the removal guard's and xDS
 TLS's in their own types, :class:`InputLimits`, :class:`RemovalGuard` and :class:`ServerTls`): the CLI's flags and their
@@ -35,6 +36,7 @@ __all__ = [
     "ApiSettings",
     "DriftSettings",
     "KubeSettings",
+    "LeaderSettings",
     "SafetySettings",
     "Settings",
     "SourceSettings",
@@ -164,6 +166,26 @@ class KubeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaderSettings:
+    """Leader election among replicas (``reconciler.kube.lease``); the cluster is ``kube``'s. client-go's defaults."""
+
+    #: Elect a leader: only it fetches, serves xDS and moves rollouts; rollout state lives in the cluster.
+    enabled: bool = False
+    #: The Lease's name; the rollout state's ConfigMap is ``<name>-rollouts`` beside it.
+    name: str = "reconciler"
+    #: The Lease's namespace; ``None``: the pod's own (in-cluster), else ``default``.
+    namespace: str | None = None
+    #: This replica's ``holderIdentity``; ``None``: ``$POD_NAME``, else ``hostname_pid``.
+    identity: str | None = None
+    #: Seconds a follower waits after it last saw the Lease change before it takes it.
+    lease_duration: float = 15.0
+    #: Seconds a leader keeps trying to renew before it steps down (under ``lease_duration``: it stops first).
+    renew_deadline: float = 10.0
+    #: Seconds between attempts to take or renew the Lease.
+    retry_period: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything ``reconciler run`` and ``reconciler serve`` configure; only ``state`` has no default."""
 
@@ -174,3 +196,4 @@ class Settings:
     safety: SafetySettings = field(default_factory=SafetySettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
     kube: KubeSettings = field(default_factory=KubeSettings)
+    leader: LeaderSettings = field(default_factory=LeaderSettings)

@@ -21,6 +21,7 @@ import yaml
 from kustomize_render import CLUSTER_SCOPED, Manifest, render
 
 from reconciler.cli.main import main
+from reconciler.kube.lease import API_CALLS
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "deploy" / "base"
@@ -136,9 +137,11 @@ def test_the_daemons_listen_addresses_ports_and_probes_agree_with_its_service(ba
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert set(container["resources"]["requests"]) == {"cpu", "memory"}
-    # One writer of the state volume: a rolling update would start a second daemon on it.
-    assert deployment["spec"]["replicas"] == 1
+    # Replicas elect a leader; a follower is never Ready, so a rolling update would wait for it forever.
+    assert deployment["spec"]["replicas"] == 2
+    assert "--leader-elect" in container["args"]
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert "persistentVolumeClaim" not in str(pod_spec(deployment)["volumes"])  # per-pod state
 
 
 def test_the_daemon_is_started_only_with_flags_reconciler_run_knows(
@@ -180,19 +183,20 @@ def test_no_secret_value_is_checked_in(base: list[Manifest], gateway: list[Manif
         assert set(secret["stringData"].values()) == {""}, secret["metadata"]["name"]
 
 
-def test_pods_run_as_non_root_with_a_read_only_root_and_no_kubernetes_api_access(
+def test_pods_run_as_non_root_with_a_read_only_root_and_only_the_daemon_mounts_an_api_token(
     base: list[Manifest], gateway: list[Manifest]
 ) -> None:
     manifests = [*base, *gateway]
-    # The daemon and the proxies call no Kubernetes API: no RBAC object, no token mounted (docs/operations.md).
+    # The proxies call no Kubernetes API: no RBAC object, no token. The daemon's pod mounts its token (the
+    # Lease, the endpoints); its account does not mount one into anything else (docs/operations.md).
     rbac = {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
-    assert [m["kind"] for m in manifests if m["kind"] in rbac] == []
+    assert [m["kind"] for m in gateway if m["kind"] in rbac] == []
     accounts = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "ServiceAccount"}
     assert all(account["automountServiceAccountToken"] is False for account in accounts.values())
     for deployment in (m for m in manifests if m["kind"] == "Deployment"):
         spec = pod_spec(deployment)
         assert spec["serviceAccountName"] in accounts
-        assert spec["automountServiceAccountToken"] is False
+        assert spec["automountServiceAccountToken"] is (deployment in base)
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["runAsUser"] > 0
         for container in spec["containers"]:
@@ -203,6 +207,36 @@ def test_pods_run_as_non_root_with_a_read_only_root_and_no_kubernetes_api_access
             assert ":" in container["image"]
             assert not container["image"].endswith(":latest")
             assert set(container["resources"]["requests"]) == {"cpu", "memory"}
+
+
+def granted(base: list[Manifest]) -> set[tuple[str, str, str]]:
+    """(API group, resource, verb) the daemon's ServiceAccount is bound to, through any Role or ClusterRole."""
+    roles = {(m["kind"], m["metadata"]["name"]): m for m in base if m["kind"] in {"Role", "ClusterRole"}}
+    found = set()
+    for binding in (m for m in base if m["kind"] in {"RoleBinding", "ClusterRoleBinding"}):
+        subjects = {(s["kind"], s["name"], s.get("namespace")) for s in binding["subjects"]}
+        assert subjects == {("ServiceAccount", "reconciler", DAEMON_NAMESPACE)}
+        role = roles[(binding["roleRef"]["kind"], binding["roleRef"]["name"])]
+        for rule in role["rules"]:
+            found |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    return found
+
+
+def test_every_verb_granted_to_the_daemon_is_one_its_code_makes_and_every_call_is_granted(
+    base: list[Manifest],
+) -> None:
+    used = {(call.group, call.resource, verb) for call in API_CALLS for verb in call.verbs}
+    assert granted(base) == used
+    assert not {verb for _, _, verb in used} & {"*", "delete", "deletecollection", "patch", "escalate", "bind"}
+
+
+def test_the_daemons_writes_are_limited_to_its_own_lease_and_configmap_by_name(base: list[Manifest]) -> None:
+    role = one(base, "Role", "reconciler-leader")
+    for rule in role["rules"]:
+        # create cannot name its object; get and update can, and do.
+        assert set(rule["verbs"]) == {"create"} or rule["resourceNames"] in (["reconciler"], ["reconciler-rollouts"])
+    [container] = pod_spec(one(base, "Deployment", "reconciler"))["containers"]
+    assert "--leader-elect-resource-name" not in flag_values(container["args"])  # the default: "reconciler"
 
 
 def test_the_network_policy_admits_proxies_to_xds_and_only_the_webhook_source_to_the_api(
