@@ -5,7 +5,7 @@ One frozen :class:`Settings`, grouped by concern like kopf's ``OperatorSettings`
     Settings
     ├── source   SourceSettings   what is followed: repo or directory, branch, path, polling, watching,
     │                             how the YAML is read (default namespace, size limits)
-    ├── xds      XdsSettings      where ADS listens; what a NACK does
+    ├── xds      XdsSettings      where ADS listens; what a NACK does; push debounce; reconnect memory
     ├── api      ApiSettings      where the status/webhook HTTP API listens; the webhook secret
     ├── state    StateSettings    the directory of the clone, the last good revision and the lock
     └── safety   SafetySettings   what a revision may remove without an opt-in
@@ -69,6 +69,15 @@ class XdsSettings:
     address: str = "127.0.0.1:18000"
     #: A revision a proxy NACKs is replaced by the last one every proxy ACKed (off: it keeps being served).
     rollback_on_nack: bool = True
+    #: Seconds of quiet that end a burst of publishes (commits, rollout steps): the first change after a
+    #: quiet spell is pushed at once, the rest of a burst as one push of the latest config.
+    push_debounce: float = 0.1
+    #: The longest a published change waits for its burst to end before it is pushed anyway.
+    push_max_delay: float = 1.0
+    #: How long what a proxy ACKed is remembered after its stream ends, so that its reconnect keeps the
+    #: clusters its routes still use; and for how many proxies at most (the oldest forgotten first).
+    remember_seconds: float = 300.0
+    remember_nodes: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)

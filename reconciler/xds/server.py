@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 import structlog
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format
 
 from reconciler.errors import XdsError
@@ -23,6 +23,7 @@ from reconciler.model.address import format_address, parse_address
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds.cache import XdsCache
 from reconciler.xds.session import AdsSession
+from reconciler.xds.shared import Shared
 
 __all__ = ["MIN_PING_INTERVAL_SECONDS", "AggregatedDiscoveryService", "XdsServer", "start_server"]
 
@@ -32,6 +33,13 @@ _log = structlog.get_logger()
 MIN_PING_INTERVAL_SECONDS = 10.0
 _SERVER_PING_INTERVAL_MS = 60_000
 _SERVER_PING_TIMEOUT_MS = 20_000
+
+
+_ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+
+
+def _as_is(response: bytes) -> bytes:
+    return response
 
 
 class _Signal(enum.Enum):
@@ -44,10 +52,28 @@ class AggregatedDiscoveryService:
 
     def __init__(self, cache: XdsCache) -> None:
         self._cache = cache
+        # One for every stream: a snapshot's resource set is framed once, whoever sends it first.
+        self._shared = Shared()
+
+    def add_to(self, server: grpc.aio.Server) -> None:
+        """Serve ADS on ``server``. Responses go out as the bytes the sessions framed, not re-serialized."""
+        handlers = {
+            "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                self.StreamAggregatedResources,
+                request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                response_serializer=_as_is,
+            ),
+            "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                self.DeltaAggregatedResources,
+                request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                response_serializer=_as_is,
+            ),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_ADS_SERVICE, handlers),))
 
     async def StreamAggregatedResources(
         self, requests: AsyncIterator[discovery_pb2.DiscoveryRequest], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+    ) -> AsyncIterator[bytes]:
         # One queue for both inputs, so requests and snapshot changes are handled strictly in turn.
         inbox: asyncio.Queue[Any] = asyncio.Queue()
         reader = asyncio.create_task(_read_requests(requests, inbox, peer=context.peer()))
@@ -61,16 +87,20 @@ class AggregatedDiscoveryService:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             connection = self._cache.connect(proxy, on_change=lambda: inbox.put_nowait(_Signal.SNAPSHOT_CHANGED))
             _log.info("xds.connect", node_id=proxy.node_id, peer=context.peer())
-            session = AdsSession(node_id=proxy.node_id, connection=connection)
+            session = AdsSession(node_id=proxy.node_id, connection=connection, shared=self._shared)
             try:
                 item = first
+                del first
                 while item is not _Signal.END_OF_REQUESTS:
                     if item is _Signal.SNAPSHOT_CHANGED:
                         responses = session.handle_snapshot_change()
                     else:
                         responses = session.handle_request(item)
-                    for response in responses:
-                        yield response
+                    # Nothing kept while the stream idles: an EDS request names every cluster, and a
+                    # response is megabytes; a thousand idle streams would hold a copy each.
+                    del item
+                    while responses:
+                        yield responses.pop(0)
                     item = await inbox.get()
             finally:
                 connection.close()
@@ -92,6 +122,7 @@ async def _read_requests(
     try:
         async for request in requests:
             inbox.put_nowait(request)
+            del request  # not held while waiting for the next one (see StreamAggregatedResources)
     except grpc.RpcError as exc:
         # The proxy went away mid-read; ending the stream is all there is to do.
         _log.info("xds.stream_broken", peer=peer, error=str(exc))
@@ -150,7 +181,7 @@ async def start_server(
         ("grpc.keepalive_timeout_ms", _SERVER_PING_TIMEOUT_MS),
     ]
     server = grpc.aio.server(options=options)
-    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(AggregatedDiscoveryService(cache), server)
+    AggregatedDiscoveryService(cache).add_to(server)
     for add_service in services:
         add_service(server)
     try:

@@ -620,3 +620,23 @@ def test_synced_ignores_an_older_stream_of_the_same_node_id(ads) -> None:
         assert status.node_id == "n1"
 
     ads.run(scenario)
+
+
+def test_a_request_repeating_a_nacked_eds_nonce_is_answered_so_a_warming_cluster_gets_endpoints(ads) -> None:
+    snapshot = full_snapshot(weights={"a": 1, "b": 1})
+
+    async def scenario(env) -> None:
+        env.publish(snapshot)
+        async with env.stream() as stream:
+            await stream.ack(await stream.request(CLUSTER))
+            endpoints = await stream.request(ENDPOINT, names=["a", "b"])
+            await stream.nack(endpoints, message="endpoints of a: bad port", names=["a", "b"])
+            await env.status_where("node-1", lambda s: s.types[ENDPOINT].state is SyncState.NACKED)
+            # Cluster b updated in place warms and asks for its endpoints with the nonce Envoy last saw.
+            await stream.send(ENDPOINT, names=["a", "b"], nonce=endpoints.nonce)
+            again = await stream.recv()
+        assert again.type_url == ENDPOINT
+        assert names_in(again) == {"a", "b"}
+        assert again.nonce != endpoints.nonce
+
+    ads.run(scenario)
