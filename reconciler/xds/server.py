@@ -1,9 +1,10 @@
-"""The gRPC edge: an asyncio Aggregated Discovery Service serving state-of-the-world xDS.
+"""The gRPC edge: an asyncio Aggregated Discovery Service serving state-of-the-world and delta xDS.
 
-Each ``StreamAggregatedResources`` call is one proxy: the node from its first request
-identifies it to the cache, and an :class:`~reconciler.xds.session.AdsSession` decides
-what to send in answer to requests and to snapshot changes. ``DeltaAggregatedResources``
-answers UNIMPLEMENTED until incremental xDS gets its own session type.
+Each ``StreamAggregatedResources`` (state of the world) or ``DeltaAggregatedResources``
+(incremental) call is one proxy: the node from its first request identifies it to the
+cache, and an :class:`~reconciler.xds.session.AdsSession` or
+:class:`~reconciler.xds.delta.DeltaAdsSession` decides what to send in answer to requests
+and to snapshot changes. Responses leave as the bytes the session framed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import structlog
@@ -22,6 +23,7 @@ from reconciler.errors import XdsError
 from reconciler.model.address import format_address, parse_address
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds.cache import XdsCache
+from reconciler.xds.delta import DeltaAdsSession
 from reconciler.xds.session import AdsSession
 from reconciler.xds.shared import Shared
 
@@ -36,6 +38,8 @@ _SERVER_PING_TIMEOUT_MS = 20_000
 
 
 _ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+
+_Request: TypeAlias = discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest
 
 
 def _as_is(response: bytes) -> bytes:
@@ -74,6 +78,20 @@ class AggregatedDiscoveryService:
     async def StreamAggregatedResources(
         self, requests: AsyncIterator[discovery_pb2.DiscoveryRequest], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes]:
+        """State-of-the-world ADS: every response carries a type's whole set."""
+        async for response in self._serve(requests, context, delta=False):
+            yield response
+
+    async def DeltaAggregatedResources(
+        self, requests: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[bytes]:
+        """Incremental ADS: responses carry what changed and the names of what is gone."""
+        async for response in self._serve(requests, context, delta=True):
+            yield response
+
+    async def _serve(
+        self, requests: AsyncIterator[_Request], context: grpc.aio.ServicerContext[Any, Any], *, delta: bool
+    ) -> AsyncIterator[bytes]:
         # One queue for both inputs, so requests and snapshot changes are handled strictly in turn.
         inbox: asyncio.Queue[Any] = asyncio.Queue()
         reader = asyncio.create_task(_read_requests(requests, inbox, peer=context.peer()))
@@ -86,8 +104,10 @@ class AggregatedDiscoveryService:
             except XdsError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             connection = self._cache.connect(proxy, on_change=lambda: inbox.put_nowait(_Signal.SNAPSHOT_CHANGED))
-            _log.info("xds.connect", node_id=proxy.node_id, peer=context.peer())
-            session = AdsSession(node_id=proxy.node_id, connection=connection, shared=self._shared)
+            _log.info("xds.connect", node_id=proxy.node_id, peer=context.peer(), delta=delta)
+            session: AdsSession | DeltaAdsSession = (DeltaAdsSession if delta else AdsSession)(
+                node_id=proxy.node_id, connection=connection, shared=self._shared
+            )
             try:
                 item = first
                 del first
@@ -108,17 +128,8 @@ class AggregatedDiscoveryService:
         finally:
             reader.cancel()
 
-    async def DeltaAggregatedResources(
-        self, requests: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> None:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "incremental (delta) xDS is not served; use state-of-the-world ADS"
-        )
 
-
-async def _read_requests(
-    requests: AsyncIterator[discovery_pb2.DiscoveryRequest], inbox: asyncio.Queue[Any], *, peer: str
-) -> None:
+async def _read_requests(requests: AsyncIterator[_Request], inbox: asyncio.Queue[Any], *, peer: str) -> None:
     try:
         async for request in requests:
             inbox.put_nowait(request)
@@ -130,7 +141,7 @@ async def _read_requests(
         inbox.put_nowait(_Signal.END_OF_REQUESTS)
 
 
-def _identify(request: discovery_pb2.DiscoveryRequest) -> ProxyIdentity:
+def _identify(request: _Request) -> ProxyIdentity:
     if not request.HasField("node") or not request.node.id:
         raise XdsError("the first request on an ADS stream must carry node.id")
     metadata = json_format.MessageToDict(request.node.metadata)

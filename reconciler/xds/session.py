@@ -97,15 +97,23 @@ class _TypeState:
 class DesiredState:
     """What a proxy should be sent per type: its snapshot, plus what make-before-break keeps.
 
-    Shared by the state-of-the-world and the incremental session; each keeps per type a
-    :class:`_TypeState` of what it sent and what the proxy answered.
+    The part of a stream's protocol state shared by the state-of-the-world and the incremental
+    session: per type a :class:`_TypeState` of what was sent and what the proxy answered, the
+    push loop in make-before-break order, and ACK/NACK bookkeeping. Subclasses say how a
+    type's desired resources become a response (:meth:`_response_for`).
     """
 
-    def __init__(self, *, connection: ProxyConnection, shared: Shared) -> None:
+    def __init__(self, *, node_id: str, connection: ProxyConnection, shared: Shared | None = None) -> None:
+        self._node_id = node_id
         self._connection = connection
-        self._shared = shared
+        self._shared = shared or Shared()
         remembered = connection.remembered
         self._types = {type_url: _TypeState(remembered=remembered.get(type_url)) for type_url in PUSH_ORDER}
+        # Random per stream so a nonce from an earlier stream can never pass as current.
+        self._nonces = (f"{secrets.token_hex(4)}-{n}" for n in itertools.count(1))
+
+    def handle_snapshot_change(self) -> list[bytes]:
+        return self._push_changes()
 
     def clusters_warm(self, routes: Mapping[str, Resource]) -> bool:
         """Whether every cluster ``routes`` use was in a CDS response the proxy answered (so is warm).
@@ -180,61 +188,14 @@ class DesiredState:
                 return False
         return True
 
-
-class AdsSession(DesiredState):
-    """Protocol state of one state-of-the-world ADS stream; the caller sends what ``handle_*`` return."""
-
-    def __init__(
-        self,
-        *,
-        node_id: str,
-        connection: ProxyConnection,
-        shared: Shared | None = None,
-    ) -> None:
-        super().__init__(connection=connection, shared=shared or Shared())
-        self._node_id = node_id
-        # Random per stream so a nonce from an earlier stream can never pass as current.
-        self._nonces = (f"{secrets.token_hex(4)}-{n}" for n in itertools.count(1))
-
-    def handle_request(self, request: discovery_pb2.DiscoveryRequest) -> list[bytes]:
-        type_url = str(request.type_url)
-        state = self._types.get(type_url)
-        if state is None:
-            _log.warning("xds.unsupported_type", node_id=self._node_id, type_url=type_url)
-            return []
-        nonce = str(request.response_nonce)
-        if nonce:
-            if state.sent is None or nonce != state.sent.nonce:
-                _log.debug("xds.stale_nonce", node_id=self._node_id, type=SHORT_NAMES[type_url], nonce=nonce)
-                return []
-            if not state.answered:
-                self._answer(type_url, state=state, request=request)
-            elif not state.rejected or type_url not in WILDCARD_TYPES:
-                # The latest response was answered already, so this is Envoy asking again: a cluster
-                # (or listener) updated in place is warming and needs its endpoints (routes) resent,
-                # changed or not (xDS protocol, "Resource warming"). After an EDS or RDS NACK too: each
-                # subscription takes its own resources from the response, so the warming cluster gets its
-                # endpoints even if another's are refused, instead of waiting out Envoy's initial fetch
-                # timeout (15 s). A rejected CDS or LDS response would only be rejected again.
-                state.resend = True
-        else:
-            # A request without a nonce opens (or reopens) the subscription and must be answered.
-            state.sent = None
-        state.subscribed = True
-        if type_url not in WILDCARD_TYPES:
-            state.names = self._shared.names(request.resource_names)
-        return self._push_changes()
-
-    def handle_snapshot_change(self) -> list[bytes]:
-        return self._push_changes()
-
-    def _answer(self, type_url: str, *, state: _TypeState, request: discovery_pb2.DiscoveryRequest) -> None:
+    def _answer(self, type_url: str, *, state: _TypeState, error: str | None) -> None:
+        """Record the proxy's answer to ``state.sent``: an ACK, or a NACK with Envoy's ``error`` message."""
         assert state.sent is not None
         state.answered = True
         version = state.sent.version
-        if request.HasField("error_detail"):
+        if error is not None:
             state.rejected = True
-            message = envoy_cause(str(request.error_detail.message))
+            message = envoy_cause(error)
             _log.warning(
                 "xds.nack", node_id=self._node_id, type=SHORT_NAMES[type_url], version=version, message=message
             )
@@ -261,14 +222,71 @@ class AdsSession(DesiredState):
                 # Make-before-break: routes to a cluster Envoy is still warming would answer 503 (NC).
                 # Envoy ACKs CDS only once its new clusters are warm; the routes go out then.
                 continue
-            if (state.resend and resources) or self._should_send(
-                type_url, state=state, version=version, resources=resources
-            ):
-                full = resources is snapshot.sets[type_url].items
-                responses.append(self._respond(type_url, state=state, version=version, resources=resources, full=full))
+            full = resources is snapshot.sets[type_url].items
+            response = self._response_for(type_url, state=state, version=version, resources=resources, full=full)
+            if response is not None:
+                responses.append(response)
         if self.fully_acked(snapshot):
             self._connection.record_snapshot_acked(snapshot.version)
         return responses
+
+    def _response_for(
+        self, type_url: str, *, state: _TypeState, version: str, resources: Mapping[str, Resource], full: bool
+    ) -> bytes | None:
+        """The response that brings the proxy to ``resources`` (``full``: the snapshot's whole set), if one is due."""
+        raise NotImplementedError
+
+    def _sent(self, type_url: str, *, state: _TypeState, version: str, resources: Mapping[str, Resource]) -> str:
+        """Record a response carrying ``resources`` at ``version``; its nonce."""
+        nonce = next(self._nonces)
+        state.sent = _Response(version=version, nonce=nonce, resources=resources)
+        state.answered = False
+        state.rejected = False
+        state.resend = False
+        _log.info(
+            "xds.push",
+            node_id=self._node_id,
+            type=SHORT_NAMES[type_url],
+            version=version,
+            nonce=nonce,
+            resources=len(resources),
+        )
+        self._connection.record_push(type_url, version)
+        return nonce
+
+
+class AdsSession(DesiredState):
+    """Protocol state of one state-of-the-world ADS stream; the caller sends what ``handle_*`` return."""
+
+    def handle_request(self, request: discovery_pb2.DiscoveryRequest) -> list[bytes]:
+        type_url = str(request.type_url)
+        state = self._types.get(type_url)
+        if state is None:
+            _log.warning("xds.unsupported_type", node_id=self._node_id, type_url=type_url)
+            return []
+        nonce = str(request.response_nonce)
+        if nonce:
+            if state.sent is None or nonce != state.sent.nonce:
+                _log.debug("xds.stale_nonce", node_id=self._node_id, type=SHORT_NAMES[type_url], nonce=nonce)
+                return []
+            if not state.answered:
+                error = str(request.error_detail.message) if request.HasField("error_detail") else None
+                self._answer(type_url, state=state, error=error)
+            elif not state.rejected or type_url not in WILDCARD_TYPES:
+                # The latest response was answered already, so this is Envoy asking again: a cluster
+                # (or listener) updated in place is warming and needs its endpoints (routes) resent,
+                # changed or not (xDS protocol, "Resource warming"). After an EDS or RDS NACK too: each
+                # subscription takes its own resources from the response, so the warming cluster gets its
+                # endpoints even if another's are refused, instead of waiting out Envoy's initial fetch
+                # timeout (15 s). A rejected CDS or LDS response would only be rejected again.
+                state.resend = True
+        else:
+            # A request without a nonce opens (or reopens) the subscription and must be answered.
+            state.sent = None
+        state.subscribed = True
+        if type_url not in WILDCARD_TYPES:
+            state.names = self._shared.names(request.resource_names)
+        return self._push_changes()
 
     def _should_send(
         self, type_url: str, *, state: _TypeState, version: str, resources: Mapping[str, Resource]
@@ -284,23 +302,14 @@ class AdsSession(DesiredState):
             return True
         return not self._shared.covers(state.sent.resources, resources)
 
-    def _respond(
+    def _response_for(
         self, type_url: str, *, state: _TypeState, version: str, resources: Mapping[str, Resource], full: bool
-    ) -> bytes:
-        nonce = next(self._nonces)
-        state.sent = _Response(version=version, nonce=nonce, resources=resources)
-        state.answered = False
-        state.rejected = False
-        state.resend = False
+    ) -> bytes | None:
+        if not (state.resend and resources) and not self._should_send(
+            type_url, state=state, version=version, resources=resources
+        ):
+            return None
+        nonce = self._sent(type_url, state=state, version=version, resources=resources)
         # A snapshot's whole set is framed once for every stream; a subset or extras only for this one.
         body = self._shared.encoder.sotw_body(type_url, resources.values(), key=version if full else None)
-        _log.info(
-            "xds.push",
-            node_id=self._node_id,
-            type=SHORT_NAMES[type_url],
-            version=version,
-            nonce=nonce,
-            resources=len(resources),
-        )
-        self._connection.record_push(type_url, version)
         return encode_response(version=version, type_url=type_url, nonce=nonce, body=body)

@@ -65,6 +65,21 @@ class Shared:
         """Those of ``names`` not in ``container``, sorted (both immutable)."""
         return self._fact("missing", (names, container), lambda: tuple(sorted(n for n in names if n not in container)))
 
+    def delta(
+        self, base: Mapping[str, Resource], resources: Mapping[str, Resource]
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The names in ``resources`` new or changed since ``base``, and the names gone from it, sorted."""
+
+        def compute() -> tuple[tuple[str, ...], tuple[str, ...]]:
+            changed = tuple(
+                name
+                for name, item in resources.items()
+                if (old := base.get(name)) is not item and (old is None or old.version != item.version)
+            )
+            return changed, tuple(sorted(name for name in base if name not in resources))
+
+        return self._fact("delta", (base, resources), compute)
+
     def _fact(self, kind: str, objects: tuple[object, ...], compute: Callable[[], T]) -> T:
         key = (kind, *(id(item) for item in objects))
         found = self._facts.get(key)

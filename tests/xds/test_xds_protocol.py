@@ -402,14 +402,14 @@ def test_first_request_without_node_is_rejected(ads) -> None:
     ads.run(scenario)
 
 
-def test_delta_xds_is_unimplemented(ads) -> None:
+def test_a_delta_stream_whose_first_request_has_no_node_is_rejected(ads) -> None:
     async def scenario(env) -> None:
         call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(env.channel).DeltaAggregatedResources()
         # The server may end the stream before this write lands; then the write fails, not the read.
         with contextlib.suppress(grpc.aio.AioRpcError):
             await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=CLUSTER))
             await call.read()
-        assert await call.code() is grpc.StatusCode.UNIMPLEMENTED
+        assert await call.code() is grpc.StatusCode.INVALID_ARGUMENT
 
     ads.run(scenario)
 
