@@ -78,6 +78,11 @@ def register(commands: argparse._SubParsersAction[_Parser]) -> None:
         metavar="N",
         help="port a sidecar captures outbound traffic on (default: %(default)s)",
     )
+    parser.add_argument(
+        "--delta",
+        action="store_true",
+        help="use incremental (delta) xDS: each update sends only the resources that changed",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -97,5 +102,10 @@ def bootstrap_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if not args.namespace:
         raise UsageError("--namespace must not be empty")
     return build_bootstrap(
-        proxy=proxy_from_args(args), xds_host=xds_host, xds_port=xds_port, admin_host=admin_host, admin_port=admin_port
+        proxy=proxy_from_args(args),
+        xds_host=xds_host,
+        xds_port=xds_port,
+        admin_host=admin_host,
+        admin_port=admin_port,
+        delta=args.delta,
     )

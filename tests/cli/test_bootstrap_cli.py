@@ -136,3 +136,14 @@ def test_checked_in_example_bootstrap_passes_envoy_validate_mode(envoy_binary: P
     from reconciler.envoy import validate_config
 
     validate_config(yaml.safe_load(DEPLOY_EXAMPLE.read_text(encoding="utf-8")), envoy_binary=envoy_binary)
+
+
+def test_bootstrap_with_delta_asks_envoy_for_incremental_xds(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bootstrap", "--node-id", "gw-1", "--xds-address", "127.0.0.1:18000", "--delta"])
+
+    dynamic = yaml.safe_load(capsys.readouterr().out)["dynamic_resources"]
+    assert code == 0
+    assert dynamic["ads_config"]["api_type"] == "DELTA_GRPC"
+    assert dynamic["ads_config"]["transport_api_version"] == "V3"
+    assert dynamic["cds_config"] == {"ads": {}, "resource_api_version": "V3"}
+    assert dynamic["lds_config"] == {"ads": {}, "resource_api_version": "V3"}

@@ -28,6 +28,9 @@ from reconciler.xds.nack import MAX_CAUSE_CHARS
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(40)]
 
+#: Every test runs with state-of-the-world and with incremental (delta) ADS.
+both_modes = pytest.mark.parametrize("api_type", ["GRPC", "DELTA_GRPC"], ids=["sotw", "delta"])
+
 ENVOY = Path(sys.executable).with_name("envoy")
 NODE_ID = "envoy-under-test"
 #: Envoy starts in well under a second; this is headroom for a loaded machine.
@@ -39,7 +42,7 @@ admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
 dynamic_resources:
   ads_config:
-    api_type: GRPC
+    api_type: {api_type}
     transport_api_version: V3
     grpc_services: [{{envoy_grpc: {{cluster_name: xds_cluster}}}}]
   cds_config: {{ads: {{}}, resource_api_version: V3}}
@@ -124,10 +127,10 @@ def snapshot(
 
 
 @asynccontextmanager
-async def running_envoy(tmp_path: Path, *, xds_port: int) -> AsyncIterator[str]:
-    """Start Envoy against the server; yields its admin base URL."""
+async def running_envoy(tmp_path: Path, *, xds_port: int, api_type: str) -> AsyncIterator[str]:
+    """Start Envoy against the server (``api_type`` GRPC or DELTA_GRPC); yields its admin base URL."""
     bootstrap = tmp_path / "bootstrap.yaml"
-    bootstrap.write_text(BOOTSTRAP.format(node_id=NODE_ID, xds_port=xds_port))
+    bootstrap.write_text(BOOTSTRAP.format(node_id=NODE_ID, xds_port=xds_port, api_type=api_type))
     admin_file = tmp_path / "admin-address"
     log_file = tmp_path / "envoy.log"
     process = await asyncio.create_subprocess_exec(
@@ -171,7 +174,10 @@ def dynamic_cluster_names(config_dump: dict) -> set[str]:
 
 
 @pytest.mark.skipif(shutil.which(str(ENVOY)) is None, reason="envoy binary not installed in the venv")
-def test_real_envoy_acks_all_types_and_nacks_a_bad_cluster_without_losing_config(ads, tmp_path: Path) -> None:
+@both_modes
+def test_real_envoy_acks_all_types_and_nacks_a_bad_cluster_without_losing_config(
+    ads, tmp_path: Path, api_type: str
+) -> None:
     listen_port = free_port()
     good = snapshot(listen_port=listen_port)
     bad = snapshot(listen_port=listen_port, extra_clusters=(broken_cluster(),))
@@ -181,7 +187,7 @@ def test_real_envoy_acks_all_types_and_nacks_a_bad_cluster_without_losing_config
     async def scenario(env) -> None:
         env.cache.add_listener(events.append)
         first = env.publish(good)
-        async with running_envoy(tmp_path, xds_port=env.server.port) as admin:
+        async with running_envoy(tmp_path, xds_port=env.server.port, api_type=api_type) as admin:
             # Stop early on a rejection instead of waiting out the timeout.
             settled = await env.cache.wait_until(
                 lambda ss: any(s.nacked for s in ss) or any(s.acked_generation >= first for s in ss),
@@ -216,7 +222,10 @@ def test_real_envoy_acks_all_types_and_nacks_a_bad_cluster_without_losing_config
 
 
 @pytest.mark.skipif(shutil.which(str(ENVOY)) is None, reason="envoy binary not installed in the venv")
-def test_real_envoy_drops_a_removed_cluster_only_after_acking_routes_without_it(ads, tmp_path: Path) -> None:
+@both_modes
+def test_real_envoy_drops_a_removed_cluster_only_after_acking_routes_without_it(
+    ads, tmp_path: Path, api_type: str
+) -> None:
     listen_port = free_port()
     split = snapshot(listen_port=listen_port, weights={"v1": 90, "v2": 10})
     moved = snapshot(listen_port=listen_port, weights={"v2": 100})
@@ -224,7 +233,7 @@ def test_real_envoy_drops_a_removed_cluster_only_after_acking_routes_without_it(
 
     async def scenario(env) -> None:
         first = env.publish(split)
-        async with running_envoy(tmp_path, xds_port=env.server.port) as admin:
+        async with running_envoy(tmp_path, xds_port=env.server.port, api_type=api_type) as admin:
             # wait_for_acks alone would hold at once, before Envoy has even connected.
             await env.status_where(NODE_ID, lambda s: s.acked_generation == first, timeout=ENVOY_TIMEOUT)
             env.cache.add_listener(events.append)
@@ -269,7 +278,10 @@ def huge_header(routes: route_pb2.RouteConfiguration) -> None:
 
 
 @pytest.mark.skipif(shutil.which(str(ENVOY)) is None, reason="envoy binary not installed in the venv")
-def test_a_real_nack_is_recorded_as_envoys_cause_without_its_copy_of_the_resource(ads, tmp_path: Path) -> None:
+@both_modes
+def test_a_real_nack_is_recorded_as_envoys_cause_without_its_copy_of_the_resource(
+    ads, tmp_path: Path, api_type: str
+) -> None:
     good = snapshot(listen_port=free_port())
     short_echo = with_route(good, no_domains)
     long_echo = with_route(good, huge_header)
@@ -288,7 +300,7 @@ def test_a_real_nack_is_recorded_as_envoys_cause_without_its_copy_of_the_resourc
         return str(status.types[ROUTE].last_nack.message)
 
     async def scenario(env: Any) -> None:
-        async with running_envoy(tmp_path, xds_port=env.server.port):
+        async with running_envoy(tmp_path, xds_port=env.server.port, api_type=api_type):
             short = await nack_of(env, short_echo)
             long = await nack_of(env, long_echo)
         # Envoy quotes the route configuration before its reason; the quote is replaced by the name.
