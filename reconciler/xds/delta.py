@@ -9,7 +9,8 @@ what it holds (each with its own content-hash version) and the names of those it
 * Cluster and Listener are wildcard (every resource of the snapshot); ClusterLoadAssignment
   and RouteConfiguration are what the proxy subscribed to (``resource_names_subscribe``,
   ``resource_names_unsubscribe``); a name it subscribes to again is sent again, changed or
-  not (a warming cluster waits for it);
+  not, and so are the endpoints of a cluster updated in place (it warms on a new EDS
+  subscription of the same name, and Envoy does not ask again);
 * a proxy's first request of a type on a new stream may list what it holds
   (``initial_resource_versions``): only what differs from that is sent, and what it holds
   that no longer exists is removed;
@@ -29,7 +30,7 @@ from collections.abc import Mapping
 import structlog
 from envoy.service.discovery.v3 import discovery_pb2
 
-from reconciler.translate.snapshot import SHORT_NAMES, Resource
+from reconciler.translate.snapshot import CLUSTER, ENDPOINT, SHORT_NAMES, Resource
 from reconciler.xds.cache import ProxyConnection
 from reconciler.xds.session import WILDCARD_TYPES, DesiredState, _TypeState
 from reconciler.xds.shared import Shared
@@ -91,8 +92,17 @@ class DeltaAdsSession(DesiredState):
             if type_url not in WILDCARD_TYPES:
                 # A name the proxy unsubscribed from is already dropped on its side.
                 removed = [name for name in removed if name in state.names]
-            if not changed and not removed:
+            if not changed and not removed and version == state.sent.version:
                 return None
+            # Nothing new for the proxy, but a new version (back to what it holds after a NACK): an
+            # empty response lets it say so with an ACK, or status would show the NACK forever.
+        if type_url == CLUSTER and state.sent is not None:
+            # A cluster updated in place warms on a fresh EDS subscription of the same name, which
+            # Envoy does not ask for again in delta mode: send its endpoints right after it.
+            held = state.in_flight_or_held()
+            self._forced.setdefault(ENDPOINT, set()).update(
+                name for cluster in changed if cluster.name in held for name in cluster.references
+            )
         nonce = self._sent(type_url, state=state, version=version, resources=resources)
         whole = full and len(changed) == len(resources)
         body = self._shared.encoder.delta_body(type_url, changed, key=version if whole else None)

@@ -42,8 +42,23 @@ _ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 _Request: TypeAlias = discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest
 
 
-def _as_is(response: bytes) -> bytes:
-    return response
+class _Outgoing:
+    """One response on its way to gRPC, handed over once.
+
+    gRPC's server loop keeps the message a handler yielded last until the handler yields
+    the next: for an idle stream that is its last response, up to megabytes, for as long
+    as the proxy stays connected. gRPC gets this holder instead, and the bytes leave it
+    when gRPC serializes it.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def take(self) -> bytes:
+        data, self._data = self._data, b""
+        return data
 
 
 class _Signal(enum.Enum):
@@ -65,33 +80,33 @@ class AggregatedDiscoveryService:
             "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
                 self.StreamAggregatedResources,
                 request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
-                response_serializer=_as_is,
+                response_serializer=_Outgoing.take,
             ),
             "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
                 self.DeltaAggregatedResources,
                 request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
-                response_serializer=_as_is,
+                response_serializer=_Outgoing.take,
             ),
         }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_ADS_SERVICE, handlers),))
 
     async def StreamAggregatedResources(
         self, requests: AsyncIterator[discovery_pb2.DiscoveryRequest], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncIterator[_Outgoing]:
         """State-of-the-world ADS: every response carries a type's whole set."""
         async for response in self._serve(requests, context, delta=False):
             yield response
 
     async def DeltaAggregatedResources(
         self, requests: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncIterator[_Outgoing]:
         """Incremental ADS: responses carry what changed and the names of what is gone."""
         async for response in self._serve(requests, context, delta=True):
             yield response
 
     async def _serve(
         self, requests: AsyncIterator[_Request], context: grpc.aio.ServicerContext[Any, Any], *, delta: bool
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncIterator[_Outgoing]:
         # One queue for both inputs, so requests and snapshot changes are handled strictly in turn.
         inbox: asyncio.Queue[Any] = asyncio.Queue()
         reader = asyncio.create_task(_read_requests(requests, inbox, peer=context.peer()))
@@ -120,7 +135,7 @@ class AggregatedDiscoveryService:
                     # response is megabytes; a thousand idle streams would hold a copy each.
                     del item
                     while responses:
-                        yield responses.pop(0)
+                        yield _Outgoing(responses.pop(0))
                     item = await inbox.get()
             finally:
                 connection.close()

@@ -201,3 +201,32 @@ def test_a_name_subscribed_again_is_sent_again_unchanged(ads) -> None:
         assert names(again) == {"a"}
 
     ads.run(scenario)
+
+
+def test_endpoints_of_a_cluster_updated_in_place_follow_it_unchanged(ads) -> None:
+    before = full_snapshot(weights={"a": 1})
+    # Only the cluster changes (its connect timeout), not its endpoints: Envoy warms it on a new
+    # EDS subscription of the same name and, in delta mode, does not ask for the endpoints again.
+    changed = full_snapshot(weights={"a": 1}, revision=1)
+    after = type(before).build(
+        clusters=changed.resources(CLUSTER).values(),
+        endpoints=before.resources(ENDPOINT).values(),
+        listeners=before.resources(LISTENER).values(),
+        routes=before.resources(ROUTE).values(),
+    )
+
+    async def scenario(env) -> None:
+        env.publish(before)
+        async with delta_stream(env) as stream:
+            await sync(stream, endpoints=["a"])
+            await env.status_where("node-1", lambda s: s.acked_snapshot_version == before.version)
+            env.publish(after)
+            clusters = await stream.recv()
+            endpoints = await stream.recv()
+        assert clusters.type_url == CLUSTER
+        assert names(clusters) == {"a"}
+        assert endpoints.type_url == ENDPOINT
+        assert names(endpoints) == {"a"}
+        assert endpoints.system_version_info == before.version_of(ENDPOINT)
+
+    ads.run(scenario)
