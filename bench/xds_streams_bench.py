@@ -31,6 +31,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any, TypeAlias
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -71,56 +72,44 @@ async def _proxy(address: str, node_id: str, names: dict[str, list[str]], *, del
     node.metadata.CopyFrom(metadata)
     options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", 1 << 30)]
     async with grpc.aio.insecure_channel(address, options=options) as channel:
-        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+        await _subscribe_and_ack(ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel), node, names, delta=delta)
+
+
+#: What Envoy asks for once a type's first response is in: endpoints and listeners after clusters, routes after.
+_FOLLOW = {CLUSTER: (ENDPOINT, LISTENER), LISTENER: (ROUTE,)}
+
+_Request: TypeAlias = discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest
+
+
+async def _subscribe_and_ack(
+    stub: ads_pb2_grpc.AggregatedDiscoveryServiceStub, node: base_pb2.Node, names: dict[str, list[str]], *, delta: bool
+) -> None:
+    def subscribe(type_url: str) -> _Request:
         if delta:
-            await _delta_proxy(stub, node, names)
-        else:
-            await _sotw_proxy(stub, node, names)
+            return discovery_pb2.DeltaDiscoveryRequest(type_url=type_url, resource_names_subscribe=names.get(type_url))
+        return discovery_pb2.DiscoveryRequest(type_url=type_url, resource_names=names.get(type_url))
 
-
-async def _sotw_proxy(
-    stub: ads_pb2_grpc.AggregatedDiscoveryServiceStub, node: base_pb2.Node, names: dict[str, list[str]]
-) -> None:
-    call = stub.StreamAggregatedResources()
-    await call.write(discovery_pb2.DiscoveryRequest(type_url=CLUSTER, node=node))
-    subscribed = {CLUSTER}
-    async for response in call:
-        type_url = response.type_url
-        await call.write(
-            discovery_pb2.DiscoveryRequest(
-                type_url=type_url,
-                version_info=response.version_info,
-                response_nonce=response.nonce,
-                resource_names=names.get(type_url, ()),
-            )
+    def ack(response: Any) -> _Request:
+        if delta:
+            return discovery_pb2.DeltaDiscoveryRequest(type_url=response.type_url, response_nonce=response.nonce)
+        return discovery_pb2.DiscoveryRequest(
+            type_url=response.type_url,
+            version_info=response.version_info,
+            response_nonce=response.nonce,
+            resource_names=names.get(response.type_url),
         )
-        follow = {CLUSTER: (ENDPOINT, LISTENER), LISTENER: (ROUTE,)}.get(type_url, ())
-        for next_type in follow:
-            if next_type not in subscribed:
-                subscribed.add(next_type)
-                await call.write(
-                    discovery_pb2.DiscoveryRequest(type_url=next_type, resource_names=names.get(next_type, ()))
-                )
 
-
-async def _delta_proxy(
-    stub: ads_pb2_grpc.AggregatedDiscoveryServiceStub, node: base_pb2.Node, names: dict[str, list[str]]
-) -> None:
-    call = stub.DeltaAggregatedResources()
-    await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=CLUSTER, node=node))
+    call = stub.DeltaAggregatedResources() if delta else stub.StreamAggregatedResources()
+    first = subscribe(CLUSTER)
+    first.node.CopyFrom(node)
+    await call.write(first)
     subscribed = {CLUSTER}
     async for response in call:
-        type_url = response.type_url
-        await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=type_url, response_nonce=response.nonce))
-        follow = {CLUSTER: (ENDPOINT, LISTENER), LISTENER: (ROUTE,)}.get(type_url, ())
-        for next_type in follow:
+        await call.write(ack(response))
+        for next_type in _FOLLOW.get(response.type_url, ()):
             if next_type not in subscribed:
                 subscribed.add(next_type)
-                await call.write(
-                    discovery_pb2.DeltaDiscoveryRequest(
-                        type_url=next_type, resource_names_subscribe=names.get(next_type, ())
-                    )
-                )
+                await call.write(subscribe(next_type))
 
 
 def _worker(address: str, node_ids: list[str], names: dict[str, list[str]], delta: bool) -> None:

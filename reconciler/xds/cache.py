@@ -364,11 +364,14 @@ class SnapshotCache:
 
     async def wait_until(self, predicate: Callable[[Sequence[ProxyStatus]], bool], *, timeout: float) -> bool:
         """Wait until ``predicate(statuses())`` holds; False if it still does not after ``timeout`` s."""
+        return await self._wait(lambda: predicate(self.statuses()), timeout=timeout)
+
+    async def _wait(self, check: Callable[[], bool], *, timeout: float) -> bool:
         wake = asyncio.Event()
         self._waiters.add(wake)
         try:
             async with asyncio.timeout(timeout):
-                while not predicate(self.statuses()):
+                while not check():
                     await wake.wait()
                     wake.clear()
         except TimeoutError:
@@ -383,9 +386,9 @@ class SnapshotCache:
         True at once when no proxy is connected. Pair with ``ProxyStatus.nacked`` in
         :meth:`wait_until` to stop early on a rejection.
         """
-        return await self.wait_until(
-            lambda statuses: all(status.acked_generation >= generation for status in statuses),
-            timeout=timeout,
+        # Plain fields, no status records: checked on every event of every stream until it holds.
+        return await self._wait(
+            lambda: all(c.acked_generation >= generation for c in self._newest_by_node().values()), timeout=timeout
         )
 
     def _recall(self, node_id: str) -> dict[str, Held]:

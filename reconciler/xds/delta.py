@@ -30,7 +30,7 @@ from collections.abc import Mapping
 import structlog
 from envoy.service.discovery.v3 import discovery_pb2
 
-from reconciler.translate.snapshot import CLUSTER, ENDPOINT, SHORT_NAMES, Resource
+from reconciler.translate.snapshot import CLUSTER, ENDPOINT, Resource
 from reconciler.xds.cache import ProxyConnection
 from reconciler.xds.session import WILDCARD_TYPES, DesiredState, _TypeState
 from reconciler.xds.shared import Shared
@@ -52,18 +52,10 @@ class DeltaAdsSession(DesiredState):
         self._forced: dict[str, set[str]] = {}
 
     def handle_request(self, request: discovery_pb2.DeltaDiscoveryRequest) -> list[bytes]:
-        type_url = str(request.type_url)
-        state = self._types.get(type_url)
-        if state is None:
-            _log.warning("xds.unsupported_type", node_id=self._node_id, type_url=type_url)
+        received = self._receive(request)  # records an ACK or NACK; subscription changes apply regardless
+        if received is None:
             return []
-        nonce = str(request.response_nonce)
-        if nonce:
-            if state.sent is not None and nonce == state.sent.nonce and not state.answered:
-                error = str(request.error_detail.message) if request.HasField("error_detail") else None
-                self._answer(type_url, state=state, error=error)
-            elif state.sent is None or nonce != state.sent.nonce:
-                _log.debug("xds.stale_nonce", node_id=self._node_id, type=SHORT_NAMES[type_url], nonce=nonce)
+        type_url, state, _ = received
         if not state.subscribed:
             state.subscribed = True
             self._initial[type_url] = dict(request.initial_resource_versions)

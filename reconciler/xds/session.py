@@ -22,6 +22,7 @@ built) framed by :mod:`reconciler.xds.wire`; a push costs the bytes it sends.
 
 from __future__ import annotations
 
+import enum
 import itertools
 import secrets
 from collections.abc import Mapping
@@ -55,6 +56,15 @@ WILDCARD_TYPES = frozenset({CLUSTER, LISTENER})
 _NO_RESOURCES: Mapping[str, Resource] = MappingProxyType({})
 
 _log = structlog.get_logger()
+
+
+class _Nonce(enum.Enum):
+    """What a request's ``response_nonce`` makes of it."""
+
+    NONE = enum.auto()  # no nonce: a new subscription (or a subscription change, in delta)
+    STALE = enum.auto()  # an older response's: its answer is superseded
+    ANSWER = enum.auto()  # the latest response's ACK or NACK
+    REPEATED = enum.auto()  # the latest response's again, after it was answered: Envoy asks again
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,6 +124,30 @@ class DesiredState:
 
     def handle_snapshot_change(self) -> list[bytes]:
         return self._push_changes()
+
+    def _receive(
+        self, request: discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest
+    ) -> tuple[str, _TypeState, _Nonce] | None:
+        """The request's type, its state and what its nonce is; an ACK or NACK of the latest response is recorded.
+
+        None (and a warning) for a type this server does not serve.
+        """
+        type_url = str(request.type_url)
+        state = self._types.get(type_url)
+        if state is None:
+            _log.warning("xds.unsupported_type", node_id=self._node_id, type_url=type_url)
+            return None
+        nonce = str(request.response_nonce)
+        if not nonce:
+            return type_url, state, _Nonce.NONE
+        if state.sent is None or nonce != state.sent.nonce:
+            _log.debug("xds.stale_nonce", node_id=self._node_id, type=SHORT_NAMES[type_url], nonce=nonce)
+            return type_url, state, _Nonce.STALE
+        if state.answered:
+            return type_url, state, _Nonce.REPEATED
+        error = str(request.error_detail.message) if request.HasField("error_detail") else None
+        self._answer(type_url, state=state, error=error)
+        return type_url, state, _Nonce.ANSWER
 
     def clusters_warm(self, routes: Mapping[str, Resource]) -> bool:
         """Whether every cluster ``routes`` use was in a CDS response the proxy answered (so is warm).
@@ -259,20 +293,14 @@ class AdsSession(DesiredState):
     """Protocol state of one state-of-the-world ADS stream; the caller sends what ``handle_*`` return."""
 
     def handle_request(self, request: discovery_pb2.DiscoveryRequest) -> list[bytes]:
-        type_url = str(request.type_url)
-        state = self._types.get(type_url)
-        if state is None:
-            _log.warning("xds.unsupported_type", node_id=self._node_id, type_url=type_url)
+        received = self._receive(request)
+        if received is None:
             return []
-        nonce = str(request.response_nonce)
-        if nonce:
-            if state.sent is None or nonce != state.sent.nonce:
-                _log.debug("xds.stale_nonce", node_id=self._node_id, type=SHORT_NAMES[type_url], nonce=nonce)
-                return []
-            if not state.answered:
-                error = str(request.error_detail.message) if request.HasField("error_detail") else None
-                self._answer(type_url, state=state, error=error)
-            elif not state.rejected or type_url not in WILDCARD_TYPES:
+        type_url, state, nonce = received
+        if nonce is _Nonce.STALE:
+            return []
+        if nonce is _Nonce.REPEATED:
+            if not state.rejected or type_url not in WILDCARD_TYPES:
                 # The latest response was answered already, so this is Envoy asking again: a cluster
                 # (or listener) updated in place is warming and needs its endpoints (routes) resent,
                 # changed or not (xDS protocol, "Resource warming"). After an EDS or RDS NACK too: each
@@ -280,7 +308,7 @@ class AdsSession(DesiredState):
                 # endpoints even if another's are refused, instead of waiting out Envoy's initial fetch
                 # timeout (15 s). A rejected CDS or LDS response would only be rejected again.
                 state.resend = True
-        else:
+        elif nonce is _Nonce.NONE:
             # A request without a nonce opens (or reopens) the subscription and must be answered.
             state.sent = None
         state.subscribed = True

@@ -58,6 +58,12 @@ class AdsStream:
         request = discovery_pb2.DiscoveryRequest(
             type_url=type_url, resource_names=list(names), version_info=version, response_nonce=nonce
         )
+        await self._write(request, error=error)
+
+    async def _write(
+        self, request: discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest, *, error: str | None
+    ) -> None:
+        """Send ``request``, with the node if it is the first, and ``error`` as a NACK's detail."""
         if self._node is not None:
             request.node.CopyFrom(self._node)
             self._node = None
@@ -65,7 +71,7 @@ class AdsStream:
             request.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
         await self._call.write(request)
 
-    async def recv(self) -> discovery_pb2.DiscoveryResponse:
+    async def recv(self) -> Any:
         response = await asyncio.wait_for(self._call.read(), RECV_TIMEOUT)
         assert response is not grpc.aio.EOF, "the server closed the stream"
         return response

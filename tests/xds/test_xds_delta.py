@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
 
-import grpc
 import pytest
+from conftest import AdsStream
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
-from google.rpc import status_pb2
 from test_xds_protocol import full_snapshot
 
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE
@@ -22,14 +20,10 @@ pytestmark = pytest.mark.timeout(20)
 RECV_TIMEOUT = 5.0
 
 
-class DeltaStream:
+class DeltaStream(AdsStream):
     """One client delta ADS stream; sends the node only on its first request, like Envoy."""
 
-    def __init__(self, call: Any, *, node_id: str) -> None:
-        self._call = call
-        self._node: base_pb2.Node | None = base_pb2.Node(id=node_id)
-
-    async def send(
+    async def send(  # type: ignore[override]
         self,
         type_url: str,
         *,
@@ -46,19 +40,9 @@ class DeltaStream:
             response_nonce=nonce,
             initial_resource_versions=initial or {},
         )
-        if self._node is not None:
-            request.node.CopyFrom(self._node)
-            self._node = None
-        if error is not None:
-            request.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
-        await self._call.write(request)
+        await self._write(request, error=error)
 
-    async def recv(self) -> discovery_pb2.DeltaDiscoveryResponse:
-        response = await asyncio.wait_for(self._call.read(), RECV_TIMEOUT)
-        assert response is not grpc.aio.EOF, "the server closed the stream"
-        return response
-
-    async def ack(self, response: discovery_pb2.DeltaDiscoveryResponse) -> None:
+    async def ack(self, response: discovery_pb2.DeltaDiscoveryResponse) -> None:  # type: ignore[override]
         await self.send(response.type_url, nonce=response.nonce)
 
     async def expect_silence(self) -> None:
@@ -70,7 +54,7 @@ class DeltaStream:
 async def delta_stream(env, node_id: str = "node-1") -> AsyncIterator[DeltaStream]:
     call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(env.channel).DeltaAggregatedResources()
     try:
-        yield DeltaStream(call, node_id=node_id)
+        yield DeltaStream(call, node=base_pb2.Node(id=node_id))
     finally:
         call.cancel()
 
