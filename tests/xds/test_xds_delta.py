@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 import pytest
-from conftest import AdsStream
+from ads_client import AdsStream
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from test_xds_protocol import full_snapshot
@@ -17,7 +17,6 @@ from reconciler.xds.cache import SyncState
 
 pytestmark = pytest.mark.timeout(20)
 
-RECV_TIMEOUT = 5.0
 
 
 class DeltaStream(AdsStream):
