@@ -18,7 +18,6 @@ from reconciler.xds.cache import SyncState
 pytestmark = pytest.mark.timeout(20)
 
 
-
 class DeltaStream(AdsStream):
     """One client delta ADS stream; sends the node only on its first request, like Envoy."""
 
