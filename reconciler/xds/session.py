@@ -90,6 +90,10 @@ class _TypeState:
         """What the proxy holds or is about to hold: the latest response unless it was rejected."""
         if self.sent is not None and not self.rejected:
             return self.sent.resources
+        return self.held()
+
+    def held(self) -> Mapping[str, Resource]:
+        """What the proxy is known to hold: what it ACKed here, or (until then) on its previous stream."""
         if self.acked is not None:
             return self.acked.resources
         return _NO_RESOURCES if self.remembered is None else self.remembered.resources
@@ -168,7 +172,7 @@ class DesiredState:
         # unsubscribes, and their clusters may go; no RDS response would ever say so otherwise.
         subscribed = routes.held_names()
         wanted = snapshot.sets[CLUSTER].items
-        held = (routes.in_flight_or_held(), routes.acked.resources if routes.acked is not None else _NO_RESOURCES)
+        held = (routes.in_flight_or_held(), routes.held())
         gone = {
             name
             for resources in held

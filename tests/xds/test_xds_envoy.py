@@ -23,8 +23,9 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 
 from reconciler.harness.envoy import free_port
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, Snapshot
-from reconciler.xds.cache import EventKind, SyncState, XdsEvent
+from reconciler.xds.cache import EventKind, SnapshotCache, SyncState, XdsEvent
 from reconciler.xds.nack import MAX_CAUSE_CHARS
+from reconciler.xds.server import start_server
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(40)]
 
@@ -314,3 +315,44 @@ def test_a_real_nack_is_recorded_as_envoys_cause_without_its_copy_of_the_resourc
         assert "4 KB" in long
 
     ads.run(scenario)
+
+
+@pytest.mark.skipif(shutil.which(str(ENVOY)) is None, reason="envoy binary not installed in the venv")
+@both_modes
+def test_a_real_envoy_reconnecting_keeps_a_removed_cluster_until_it_acks_routes_without_it(
+    ads, tmp_path: Path, api_type: str
+) -> None:
+    listen_port = free_port()
+    split = snapshot(listen_port=listen_port, weights={"v1": 90, "v2": 10})
+    moved = snapshot(listen_port=listen_port, weights={"v2": 100})
+    events: list[XdsEvent] = []
+
+    async def scenario(env) -> None:
+        first = env.publish(split)
+        async with running_envoy(tmp_path, xds_port=env.server.port, api_type=api_type) as admin:
+            await env.status_where(NODE_ID, lambda s: s.acked_generation == first, timeout=ENVOY_TIMEOUT)
+            address = env.server.address
+            await env.server.stop(grace=0)  # the stream drops; Envoy keeps its config and reconnects
+            await env.cache.wait_until(lambda statuses: not statuses, timeout=ENVOY_TIMEOUT)
+            second = env.publish(moved)  # v1 is gone while the proxy is away; its routes still use it
+            env.cache.add_listener(events.append)
+            server = await start_server(cache=env.cache, address=address)
+            try:
+                await env.status_where(NODE_ID, lambda s: s.acked_generation >= second, timeout=ENVOY_TIMEOUT)
+                config_dump = await admin_json(admin, "/config_dump?resource=dynamic_active_clusters")
+            finally:
+                await server.stop(grace=0)
+
+        assert not [e for e in events if e.kind is EventKind.NACK]
+        pushes = [e for e in events if e.kind is EventKind.PUSH and e.type_url == CLUSTER]
+        assert pushes[0].version != moved.version_of(CLUSTER)  # the new stream's first CDS still has v1
+        routes_acked = next(
+            i for i, e in enumerate(events) if e.kind is EventKind.ACK and e.version == moved.version_of(ROUTE)
+        )
+        v1_dropped = next(
+            i for i, e in enumerate(events) if e.kind is EventKind.PUSH and e.version == moved.version_of(CLUSTER)
+        )
+        assert routes_acked < v1_dropped
+        assert dynamic_cluster_names(config_dump) == {"v2"}
+
+    ads.run(scenario, cache=SnapshotCache(remember_nodes=10, remember_seconds=60.0))
