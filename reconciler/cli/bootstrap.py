@@ -93,6 +93,11 @@ def register(commands: argparse._SubParsersAction[_Parser]) -> None:
         metavar="NAME",
         help="SNI, and the DNS (or IP) SAN the daemon's certificate must have (default: the --xds-address host)",
     )
+    parser.add_argument(
+        "--delta",
+        action="store_true",
+        help="use incremental (delta) xDS: each update sends only the resources that changed",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -118,6 +123,7 @@ def bootstrap_from_args(args: argparse.Namespace) -> dict[str, Any]:
         admin_host=admin_host,
         admin_port=admin_port,
         xds_tls=_xds_tls(args),
+        delta=args.delta,
     )
 
 

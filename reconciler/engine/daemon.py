@@ -147,7 +147,12 @@ async def _run_locked(
     settings: Settings, *, ready: Callable[[int, int], None] | None, leadership: _Leadership | None
 ) -> None:
     source, repo_label, prefix = make_source(settings)
-    cache = SnapshotCache()
+    cache = SnapshotCache(
+        push_debounce=settings.xds.push_debounce,
+        push_max_delay=settings.xds.push_max_delay,
+        remember_nodes=settings.xds.remember_nodes,
+        remember_seconds=settings.xds.remember_seconds,
+    )
     metrics = DaemonMetrics(cache=cache)
     status = EngineStatus(repo=repo_label, branch=settings.source.branch, path=settings.source.path)
     state = SqliteStateStore(settings.state.dir)

@@ -5,7 +5,8 @@ One frozen :class:`Settings`, grouped by concern like kopf's ``OperatorSettings`
     Settings
     ├── source   SourceSettings   what is followed: repo or directory, branch, path, polling, watching,
     │                             how the YAML is read (default namespace, size limits), git credentials
-    ├── xds      XdsSettings      where ADS listens, over TLS or not; what a NACK does
+    ├── xds      XdsSettings      where ADS listens, over TLS or not; what a NACK does; push debounce;
+    │                             reconnect memory
     ├── api      ApiSettings      where the status/webhook HTTP API listens; the webhook secret; who may
     │                             call it (bearer token, open reads), TLS, request size and rate limits
     ├── state    StateSettings    the directory of the clone, the last good revision and the lock
@@ -84,6 +85,15 @@ class XdsSettings:
     tls: ServerTls | None = None
     #: Plaintext on an address beyond loopback, accepted explicitly (refused without, warned about with).
     plaintext: bool = False
+    #: Seconds of quiet that end a burst of publishes (commits, rollout steps): the first change after a
+    #: quiet spell is pushed at once, the rest of a burst as one push of the latest config.
+    push_debounce: float = 0.1
+    #: The longest a published change waits for its burst to end before it is pushed anyway.
+    push_max_delay: float = 1.0
+    #: How long what a proxy ACKed is remembered after its stream ends, so that its reconnect keeps the
+    #: clusters its routes still use; and for how many proxies at most (the oldest forgotten first).
+    remember_seconds: float = 300.0
+    remember_nodes: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,6 +157,7 @@ def build_bootstrap(
     admin_port: int = DEFAULT_ADMIN_PORT,
     stats_flush_interval: float = DEFAULT_STATS_FLUSH_INTERVAL_SECONDS,
     xds_tls: XdsClientTls | None = None,
+    delta: bool = False,
 ) -> dict[str, Any]:
     """Return a complete Envoy v3 bootstrap for ``proxy`` that fetches all its config over ADS.
 
@@ -164,7 +165,8 @@ def build_bootstrap(
     so a reconciler Service whose address changes is followed). ``admin_port`` may be ``0``
     to let the kernel choose (pair it with ``envoy --admin-address-path``). The proxy pushes
     its statistics every ``stats_flush_interval`` seconds (1 ms up to, not including, 300 s).
-    With ``xds_tls`` it reaches the server over TLS.
+    With ``xds_tls`` it reaches the server over TLS. ``delta``: the proxy uses incremental xDS (only what
+    changed is sent) instead of state of the world.
 
     Raises :class:`~reconciler.errors.UsageError` for an empty node id or host, a port
     out of range, or a flush interval out of range.
@@ -195,7 +197,7 @@ def build_bootstrap(
         "admin": {"address": _socket_address(admin_host, admin_port)},
         "dynamic_resources": {
             "ads_config": {
-                "api_type": "GRPC",
+                "api_type": "DELTA_GRPC" if delta else "GRPC",
                 "transport_api_version": "V3",
                 # The server learns the node from the first request; repeating it on every
                 # request only costs bandwidth on a long-lived stream.

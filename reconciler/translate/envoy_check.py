@@ -42,13 +42,13 @@ class PassCache:
     """
 
     def __init__(self) -> None:
-        self._passed: set[tuple[str, bytes]] = set()
-        self._used: set[tuple[str, bytes]] = set()
+        self._passed: set[tuple[str, str]] = set()
+        self._used: set[tuple[str, str]] = set()
 
     def __len__(self) -> int:
         return len(self._passed)
 
-    def known(self, type_url: str, digest: bytes) -> bool:
+    def known(self, type_url: str, digest: str) -> bool:
         """True when a resource of these bytes passed before (and counts as used this round)."""
         key = (type_url, digest)
         if key in self._passed:
@@ -56,7 +56,7 @@ class PassCache:
             return True
         return False
 
-    def add(self, type_url: str, digest: bytes) -> None:
+    def add(self, type_url: str, digest: str) -> None:
         key = (type_url, digest)
         self._passed.add(key)
         self._used.add(key)

@@ -2,8 +2,13 @@
 
 A :class:`Snapshot` holds every Cluster, ClusterLoadAssignment, Listener and
 RouteConfiguration a proxy should have. Versions are content hashes of the
-deterministically serialized resources, per type and overall, so a restart never
-reuses a version for different content and unchanged types are not resent.
+deterministically serialized resources, per resource, per type and overall, so a
+restart never reuses a version for different content and unchanged types are not resent.
+
+Each resource is serialized once, when its set is built (in whatever thread translates),
+into a :class:`Resource`: the message, its bytes packed as a ``google.protobuf.Any``, its
+version and the names it points at. Every stream that sends it sends those bytes; none
+packs or walks the message again.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
+from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from reconciler.errors import TranslationError
@@ -31,11 +37,13 @@ __all__ = [
     "PUSH_ORDER",
     "ROUTE",
     "SHORT_NAMES",
+    "Resource",
     "ResourceSet",
     "Snapshot",
     "clusters_referenced_by_routes",
     "http_connection_managers",
     "resource_name",
+    "set_version",
 ]
 
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
@@ -78,14 +86,54 @@ def _digest(chunks: Iterable[bytes]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Resource:
+    """One xDS resource, serialized once.
+
+    ``packed`` is the resource as a serialized ``google.protobuf.Any`` (what goes on the wire);
+    ``version`` a hash of its name and content; ``references`` the names of the resources it
+    points at: a route configuration's clusters, an EDS cluster's load assignment, a listener's
+    route configurations.
+    """
+
+    name: str
+    message: Message
+    packed: bytes
+    version: str
+    references: frozenset[str]
+
+    @classmethod
+    def of(cls, type_url: str, message: Message) -> Resource:
+        name = resource_name(message)
+        data = message.SerializeToString(deterministic=True)
+        return cls(
+            name=name,
+            message=message,
+            packed=any_pb2.Any(type_url=type_url, value=data).SerializeToString(),
+            version=_digest((name.encode(), data)),
+            references=_references(message),
+        )
+
+
+def set_version(resources: Iterable[Resource]) -> str:
+    """The content hash of a set of resources, from their names and versions, in name order.
+
+    A :class:`ResourceSet`'s version; a set a stream composes (the snapshot's plus what
+    make-before-break keeps) has the same version as any set with the same content.
+    """
+    return _digest(f"{item.name}\0{item.version}".encode() for item in sorted(resources, key=lambda item: item.name))
+
+
+@dataclass(frozen=True, slots=True)
 class ResourceSet:
-    """All resources of one type, keyed by name, with their content-hash version."""
+    """All resources of one type, keyed by name, with their content-hash version.
+
+    ``resources`` holds the messages, ``items`` the same resources serialized (:class:`Resource`).
+    """
 
     type_url: str
     version: str
     resources: Mapping[str, Message]
-    #: Per resource name, a digest of its deterministic bytes: equal digests, equal resources.
-    digests: Mapping[str, bytes]
+    items: Mapping[str, Resource]
 
     @classmethod
     def build(cls, type_url: str, messages: Iterable[Message]) -> ResourceSet:
@@ -101,14 +149,12 @@ class ResourceSet:
                 raise TranslationError(f"duplicate {expected.__name__} named {quote(name)}")
             by_name[name] = message
         ordered = dict(sorted(by_name.items()))
-        serialized = {name: msg.SerializeToString(deterministic=True) for name, msg in ordered.items()}
-        version = _digest(name.encode() + b"\0" + data for name, data in serialized.items())
-        digests = {name: hashlib.blake2b(data, digest_size=16).digest() for name, data in serialized.items()}
+        items = {name: Resource.of(type_url, message) for name, message in ordered.items()}
         return cls(
             type_url=type_url,
-            version=version,
+            version=set_version(items.values()),
             resources=MappingProxyType(ordered),
-            digests=MappingProxyType(digests),
+            items=MappingProxyType(items),
         )
 
 
@@ -143,9 +189,9 @@ class Snapshot:
     def version_of(self, type_url: str) -> str:
         return self.sets[type_url].version
 
-    def digests(self, type_url: str) -> Mapping[str, bytes]:
-        """Per resource name of ``type_url``, the digest of its deterministic bytes."""
-        return self.sets[type_url].digests
+    def digests(self, type_url: str) -> Mapping[str, str]:
+        """Per resource name of ``type_url``, the hash of its name and deterministic bytes (its version)."""
+        return {name: item.version for name, item in self.sets[type_url].items.items()}
 
     def problems(self) -> tuple[str, ...]:
         """Every broken reference inside the snapshot; empty when consistent."""
@@ -156,17 +202,14 @@ class Snapshot:
         for name in sorted(clusters_referenced_by_routes(routes.values())):
             if name not in clusters:
                 found.append(f"a route names cluster {quote(name)}, which does not exist")
-        for name, cluster in clusters.items():
-            assert isinstance(cluster, cluster_pb2.Cluster)
-            if cluster.type == cluster_pb2.Cluster.EDS and name not in assignments:
+        for name, cluster in self.sets[CLUSTER].items.items():
+            if cluster.references and not cluster.references <= assignments.keys():
                 found.append(f"EDS cluster {quote(name)} has no ClusterLoadAssignment")
-        for listener in self.resources(LISTENER).values():
-            assert isinstance(listener, listener_pb2.Listener)
-            for route_name in _rds_names(listener):
+        for name, listener in self.sets[LISTENER].items.items():
+            for route_name in sorted(listener.references):
                 if route_name not in routes:
                     found.append(
-                        f"listener {quote(listener.name)} uses RouteConfiguration {quote(route_name)},"
-                        " which does not exist"
+                        f"listener {quote(name)} uses RouteConfiguration {quote(route_name)}, which does not exist"
                     )
         return tuple(found)
 
@@ -208,7 +251,16 @@ def http_connection_managers(
             yield network_filter, manager
 
 
-def _rds_names(listener: listener_pb2.Listener) -> list[str]:
-    return [
-        manager.rds.route_config_name for _, manager in http_connection_managers(listener) if manager.HasField("rds")
-    ]
+def _references(message: Message) -> frozenset[str]:
+    """The names ``message`` points at (see :class:`Resource`); empty for load assignments."""
+    if isinstance(message, route_pb2.RouteConfiguration):
+        return clusters_referenced_by_routes((message,))
+    if isinstance(message, cluster_pb2.Cluster):
+        if message.type != cluster_pb2.Cluster.EDS:
+            return frozenset()
+        return frozenset((message.eds_cluster_config.service_name or message.name,))
+    if isinstance(message, listener_pb2.Listener):
+        return frozenset(
+            manager.rds.route_config_name for _, manager in http_connection_managers(message) if manager.HasField("rds")
+        )
+    return frozenset()

@@ -3,11 +3,17 @@
 The engine publishes a :class:`SnapshotSource`; every connected proxy's snapshot is
 recomputed from it, all or nothing (if any proxy's snapshot cannot be built, nothing
 changes and :meth:`SnapshotCache.publish` raises), and each stream is told to push
-what changed. A proxy that connects later is translated in a worker thread, so a
-large config never stalls the loop that serves every other stream. The ADS streams
-report what they sent and what each proxy ACKed or NACKed; the engine reads that
-back as :class:`ProxyStatus` records, listens for :class:`XdsEvent` values, or awaits
-:meth:`SnapshotCache.wait_for_acks`.
+what changed. Pushes are debounced: the first publish after a quiet spell is pushed at
+once, a burst after it becomes one push of the latest snapshot once the burst pauses
+(``push_debounce``) or at most ``push_max_delay`` after it began. A proxy that connects
+later is translated in a worker thread, so a large config never stalls the loop that
+serves every other stream. The ADS streams report what they sent and what each proxy
+ACKed or NACKed; the engine reads that back as :class:`ProxyStatus` records, listens
+for :class:`XdsEvent` values, or awaits :meth:`SnapshotCache.wait_for_acks`.
+
+What each node ACKed outlives its stream for a while (bounded, expiring): a proxy that
+reconnects still holds that config, and its new stream must not drop clusters the routes
+it holds still use (make-before-break across reconnects).
 
 No gRPC here: the server depends on this module only through :class:`XdsCache` and
 :class:`ProxyConnection`. Everything runs on the event loop thread; call
@@ -17,7 +23,9 @@ No gRPC here: the server depends on this module only through :class:`XdsCache` a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -28,10 +36,11 @@ import structlog
 
 from reconciler.errors import TranslationError
 from reconciler.translate.proxy import ProxyIdentity
-from reconciler.translate.snapshot import Snapshot
+from reconciler.translate.snapshot import Resource, ResourceSet, Snapshot
 
 __all__ = [
     "EventKind",
+    "Held",
     "Nack",
     "ProxyConnection",
     "ProxyStatus",
@@ -52,15 +61,29 @@ class SnapshotSource(Protocol):
     def snapshot_for(self, proxy: ProxyIdentity) -> Snapshot: ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Held:
+    """What a proxy ACKed of one type: the version, the resources and the names it subscribed to."""
+
+    version: str
+    resources: Mapping[str, Resource]
+    names: frozenset[str] = frozenset()
+
+
 class ProxyConnection(Protocol):
     """One live ADS stream as the cache sees it: its proxy's snapshot and what happened on the wire."""
 
     @property
     def snapshot(self) -> Snapshot | None: ...
 
+    @property
+    def remembered(self) -> Mapping[str, Held]:
+        """Per type, what this node's previous stream had ACKed (it still holds it); empty for a new node."""
+        ...
+
     def record_push(self, type_url: str, version: str) -> None: ...
 
-    def record_ack(self, type_url: str, version: str) -> None: ...
+    def record_ack(self, type_url: str, version: str, *, held: Held | None = None) -> None: ...
 
     def record_nack(self, type_url: str, *, version: str, message: str) -> None: ...
 
@@ -151,10 +174,35 @@ class ProxyStatus:
 
 
 class SnapshotCache:
-    """The producer side (``publish``), the server side (``connect``) and the status side."""
+    """The producer side (``publish``), the server side (``connect``) and the status side.
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    Without arguments every publish is pushed at once and nothing outlives a stream; the
+    daemon passes :class:`~reconciler.engine.settings.XdsSettings`' debounce and memory.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        push_debounce: float = 0.0,
+        push_max_delay: float = 0.0,
+        remember_nodes: int = 0,
+        remember_seconds: float = 0.0,
+    ) -> None:
         self._clock = clock
+        self._debounce = push_debounce
+        self._max_delay = push_max_delay
+        # Loop time of the latest push to streams, of the first publish waiting, and the timer of the next push.
+        self._last_push = float("-inf")
+        self._pending_since: float | None = None
+        self._push_timer: asyncio.TimerHandle | None = None
+        self._unpushed: dict[_Connection, None] = {}
+        # The resource sets of the snapshots connected proxies have, by type and version (see _share).
+        self._sets: dict[tuple[str, str], ResourceSet] = {}
+        self._remember_nodes = remember_nodes
+        self._remember_seconds = remember_seconds
+        # node id -> (expiry on the clock, what its last stream ACKed per type); oldest first.
+        self._remembered: OrderedDict[str, tuple[float, dict[str, Held]]] = OrderedDict()
         self._source: SnapshotSource | None = None
         self._generation = 0
         # Insertion order: when one node has two streams (a reconnect racing the old
@@ -180,13 +228,73 @@ class SnapshotCache:
         self._source = source
         self._generation += 1
         for connection, snapshot in computed:
-            connection.update(snapshot, generation=self._generation)
+            if connection.update(self._share(snapshot), generation=self._generation):
+                self._unpushed[connection] = None
+        # Only the sets some proxy has now are worth sharing with the next publish.
+        self._sets = {
+            (type_url, resource_set.version): resource_set
+            for connection in self._connections
+            if connection.current is not None
+            for type_url, resource_set in connection.current.sets.items()
+        }
+        self._schedule_push()
         self._changed()
         return self._generation
 
+    def _share(self, snapshot: Snapshot) -> Snapshot:
+        """``snapshot`` made of the very set objects proxies have already, where the content is the same.
+
+        A new revision is translated afresh, but most of its sets are unchanged: reusing the
+        objects lets every stream see at a glance (by identity) that nothing changed there,
+        keeps facts and framed bodies about them valid, and frees the duplicates.
+        """
+        sets = dict(snapshot.sets)
+        for type_url, resource_set in snapshot.sets.items():
+            known = self._sets.setdefault((type_url, resource_set.version), resource_set)
+            sets[type_url] = known
+        if all(sets[type_url] is snapshot.sets[type_url] for type_url in sets):
+            return snapshot
+        return Snapshot(sets=MappingProxyType(sets), version=snapshot.version)
+
+    def _schedule_push(self) -> None:
+        """Tell the streams whose snapshot changed now, or once the burst this publish is part of pauses."""
+        if not self._unpushed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or self._debounce <= 0:
+            self._push()
+            return
+        now = loop.time()
+        if self._push_timer is None and now - self._last_push >= self._debounce:
+            self._push()  # the first change after a quiet spell goes out at once
+            return
+        if self._pending_since is None:
+            self._pending_since = now
+        if self._push_timer is not None:
+            self._push_timer.cancel()
+        at = min(now + self._debounce, self._pending_since + self._max_delay)
+        self._push_timer = loop.call_at(at, self._push)
+
+    def _push(self) -> None:
+        if self._push_timer is not None:
+            self._push_timer.cancel()
+            self._push_timer = None
+        self._pending_since = None
+        with contextlib.suppress(RuntimeError):
+            self._last_push = asyncio.get_running_loop().time()
+        unpushed, self._unpushed = self._unpushed, {}
+        for connection in unpushed:
+            if not connection.closed:
+                connection.on_change()
+
     def connect(self, proxy: ProxyIdentity, *, on_change: Callable[[], None]) -> ProxyConnection:
         """Register a proxy's stream. Its snapshot is built off the loop; ``on_change`` fires when ready."""
-        connection = _Connection(cache=self, proxy=proxy, on_change=on_change, since=self._clock())
+        connection = _Connection(
+            cache=self, proxy=proxy, on_change=on_change, since=self._clock(), held=self._recall(proxy.node_id)
+        )
         if any(other.proxy.node_id == proxy.node_id for other in self._connections):
             # Harmless once when a reconnect races the old stream's close; lasting, it hides proxies from status.
             _log.warning(
@@ -214,7 +322,8 @@ class SnapshotCache:
     def _settle(self, connection: _Connection, source: SnapshotSource, snapshot: Snapshot | None) -> None:
         # A publish while the snapshot was being built has already given the connection a newer one.
         if snapshot is not None and source is self._source and not connection.closed and connection.current is None:
-            connection.update(snapshot, generation=self._generation)
+            if connection.update(self._share(snapshot), generation=self._generation):
+                connection.on_change()
             self._changed()
 
     @staticmethod
@@ -258,7 +367,7 @@ class SnapshotCache:
         return None if connection is None else (connection.proxy, connection.current)
 
     def resend(self, node_id: str) -> bool:
-        """Ask the proxy's stream to send every type it subscribes to again, unchanged (drift's self-heal).
+        """Ask the proxy's stream to send every type it holds again, unchanged (drift's self-heal).
 
         Envoy applies what differs from what it runs and ACKs as usual. False when the proxy is not connected.
         """
@@ -276,11 +385,14 @@ class SnapshotCache:
 
     async def wait_until(self, predicate: Callable[[Sequence[ProxyStatus]], bool], *, timeout: float) -> bool:
         """Wait until ``predicate(statuses())`` holds; False if it still does not after ``timeout`` s."""
+        return await self._wait(lambda: predicate(self.statuses()), timeout=timeout)
+
+    async def _wait(self, check: Callable[[], bool], *, timeout: float) -> bool:
         wake = asyncio.Event()
         self._waiters.add(wake)
         try:
             async with asyncio.timeout(timeout):
-                while not predicate(self.statuses()):
+                while not check():
                     await wake.wait()
                     wake.clear()
         except TimeoutError:
@@ -295,14 +407,38 @@ class SnapshotCache:
         True at once when no proxy is connected. Pair with ``ProxyStatus.nacked`` in
         :meth:`wait_until` to stop early on a rejection.
         """
-        return await self.wait_until(
-            lambda statuses: all(status.acked_generation >= generation for status in statuses),
-            timeout=timeout,
+        # Plain fields, no status records: checked on every event of every stream until it holds.
+        return await self._wait(
+            lambda: all(c.acked_generation >= generation for c in self._newest_by_node().values()), timeout=timeout
         )
+
+    def _recall(self, node_id: str) -> dict[str, Held]:
+        """What ``node_id`` ACKed on its live or latest stream, if that is not forgotten yet."""
+        live = [connection for connection in self._connections if connection.proxy.node_id == node_id]
+        if live:
+            return dict(live[-1].held)
+        entry = self._remembered.pop(node_id, None)
+        if entry is None or entry[0] < self._clock():
+            return {}
+        return dict(entry[1])
 
     def _disconnect(self, connection: _Connection) -> None:
         self._connections.remove(connection)
-        self._emit(XdsEvent(kind=EventKind.DISCONNECT, node_id=connection.proxy.node_id))
+        self._unpushed.pop(connection, None)
+        node_id = connection.proxy.node_id
+        if (
+            connection.held
+            and self._remember_nodes > 0
+            and not any(other.proxy.node_id == node_id for other in self._connections)
+        ):
+            self._remembered.pop(node_id, None)
+            self._remembered[node_id] = (self._clock() + self._remember_seconds, connection.held)
+            now = self._clock()
+            while self._remembered and (
+                len(self._remembered) > self._remember_nodes or next(iter(self._remembered.values()))[0] < now
+            ):
+                self._remembered.popitem(last=False)
+        self._emit(XdsEvent(kind=EventKind.DISCONNECT, node_id=node_id))
 
     def _emit(self, event: XdsEvent) -> None:
         for listener in list(self._listeners):
@@ -343,20 +479,27 @@ class _Connection:
     pushed_from: dict[str, tuple[int, str]] = field(default_factory=dict)
     closed: bool = False
     resend_requested: bool = False
+    # Per type: what the proxy holds, as ACKed on this stream or (until then) on the node's previous one.
+    held: dict[str, Held] = field(default_factory=dict)
+    remembered: Mapping[str, Held] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.remembered = MappingProxyType(dict(self.held))
 
     @property
     def snapshot(self) -> Snapshot | None:
         return self.current
 
-    def update(self, snapshot: Snapshot, *, generation: int) -> None:
+    def update(self, snapshot: Snapshot, *, generation: int) -> bool:
+        """Make ``snapshot`` current; True when its content changed (the stream has something to push)."""
         self.generation = generation
         if self.current is not None and snapshot.version == self.current.version:
             # Same content under a newer generation: a proxy already in sync is in sync with it too.
             if self.acked_version == snapshot.version:
                 self.acked_generation = generation
-            return
+            return False
         self.current = snapshot
-        self.on_change()
+        return True
 
     def record_push(self, type_url: str, version: str) -> None:
         if self.current is not None:
@@ -369,7 +512,9 @@ class _Connection:
         )
         self.cache._emit(XdsEvent(kind=EventKind.PUSH, node_id=self.proxy.node_id, type_url=type_url, version=version))
 
-    def record_ack(self, type_url: str, version: str) -> None:
+    def record_ack(self, type_url: str, version: str, *, held: Held | None = None) -> None:
+        if held is not None:
+            self.held[type_url] = held
         self.types[type_url] = replace(self.types[type_url], version_acked=version, state=SyncState.SYNCED)
         self.cache._emit(XdsEvent(kind=EventKind.ACK, node_id=self.proxy.node_id, type_url=type_url, version=version))
 

@@ -1,9 +1,10 @@
-"""The gRPC edge: an asyncio Aggregated Discovery Service serving state-of-the-world xDS.
+"""The gRPC edge: an asyncio Aggregated Discovery Service serving state-of-the-world and delta xDS.
 
-Each ``StreamAggregatedResources`` call is one proxy: the node from its first request
-identifies it to the cache, and an :class:`~reconciler.xds.session.AdsSession` decides
-what to send in answer to requests and to snapshot changes. ``DeltaAggregatedResources``
-answers UNIMPLEMENTED until incremental xDS gets its own session type.
+Each ``StreamAggregatedResources`` (state of the world) or ``DeltaAggregatedResources``
+(incremental) call is one proxy: the node from its first request identifies it to the
+cache, and an :class:`~reconciler.xds.session.AdsSession` or
+:class:`~reconciler.xds.delta.DeltaAdsSession` decides what to send in answer to requests
+and to snapshot changes. Responses leave as the bytes the session framed.
 """
 
 from __future__ import annotations
@@ -11,18 +12,20 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import structlog
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format
 
 from reconciler.errors import XdsError
 from reconciler.model.address import format_address, is_loopback, parse_address
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds.cache import XdsCache
+from reconciler.xds.delta import DeltaAdsSession
 from reconciler.xds.session import AdsSession
+from reconciler.xds.shared import Shared
 from reconciler.xds.tls import ServerTls, check_listen_security, server_credentials
 
 __all__ = ["MIN_PING_INTERVAL_SECONDS", "AggregatedDiscoveryService", "XdsServer", "start_server"]
@@ -35,6 +38,30 @@ _SERVER_PING_INTERVAL_MS = 60_000
 _SERVER_PING_TIMEOUT_MS = 20_000
 
 
+_ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+
+_Request: TypeAlias = discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest
+
+
+class _Outgoing:
+    """One response on its way to gRPC, handed over once.
+
+    gRPC's server loop keeps the message a handler yielded last until the handler yields
+    the next: for an idle stream that is its last response, up to megabytes, for as long
+    as the proxy stays connected. gRPC gets this holder instead, and the bytes leave it
+    when gRPC serializes it.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def take(self) -> bytes:
+        data, self._data = self._data, b""
+        return data
+
+
 class _Signal(enum.Enum):
     SNAPSHOT_CHANGED = enum.auto()
     END_OF_REQUESTS = enum.auto()
@@ -45,10 +72,42 @@ class AggregatedDiscoveryService:
 
     def __init__(self, cache: XdsCache) -> None:
         self._cache = cache
+        # One for every stream: a snapshot's resource set is framed once, whoever sends it first.
+        self._shared = Shared()
+
+    def add_to(self, server: grpc.aio.Server) -> None:
+        """Serve ADS on ``server``. Responses go out as the bytes the sessions framed, not re-serialized."""
+        handlers = {
+            "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                self.StreamAggregatedResources,
+                request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                response_serializer=_Outgoing.take,
+            ),
+            "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                self.DeltaAggregatedResources,
+                request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                response_serializer=_Outgoing.take,
+            ),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_ADS_SERVICE, handlers),))
 
     async def StreamAggregatedResources(
         self, requests: AsyncIterator[discovery_pb2.DiscoveryRequest], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+    ) -> AsyncIterator[_Outgoing]:
+        """State-of-the-world ADS: every response carries a type's whole set."""
+        async for response in self._serve(requests, context, delta=False):
+            yield response
+
+    async def DeltaAggregatedResources(
+        self, requests: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[_Outgoing]:
+        """Incremental ADS: responses carry what changed and the names of what is gone."""
+        async for response in self._serve(requests, context, delta=True):
+            yield response
+
+    async def _serve(
+        self, requests: AsyncIterator[_Request], context: grpc.aio.ServicerContext[Any, Any], *, delta: bool
+    ) -> AsyncIterator[_Outgoing]:
         # One queue for both inputs, so requests and snapshot changes are handled strictly in turn.
         inbox: asyncio.Queue[Any] = asyncio.Queue()
         reader = asyncio.create_task(_read_requests(requests, inbox, peer=context.peer()))
@@ -61,17 +120,23 @@ class AggregatedDiscoveryService:
             except XdsError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             connection = self._cache.connect(proxy, on_change=lambda: inbox.put_nowait(_Signal.SNAPSHOT_CHANGED))
-            _log.info("xds.connect", node_id=proxy.node_id, peer=context.peer())
-            session = AdsSession(node_id=proxy.node_id, connection=connection)
+            _log.info("xds.connect", node_id=proxy.node_id, peer=context.peer(), delta=delta)
+            session: AdsSession | DeltaAdsSession = (DeltaAdsSession if delta else AdsSession)(
+                node_id=proxy.node_id, connection=connection, shared=self._shared
+            )
             try:
                 item = first
+                del first
                 while item is not _Signal.END_OF_REQUESTS:
                     if item is _Signal.SNAPSHOT_CHANGED:
                         responses = session.handle_snapshot_change()
                     else:
                         responses = session.handle_request(item)
-                    for response in responses:
-                        yield response
+                    # Nothing kept while the stream idles: an EDS request names every cluster, and a
+                    # response is megabytes; a thousand idle streams would hold a copy each.
+                    del item
+                    while responses:
+                        yield _Outgoing(responses.pop(0))
                     item = await inbox.get()
             finally:
                 connection.close()
@@ -79,20 +144,12 @@ class AggregatedDiscoveryService:
         finally:
             reader.cancel()
 
-    async def DeltaAggregatedResources(
-        self, requests: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> None:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "incremental (delta) xDS is not served; use state-of-the-world ADS"
-        )
 
-
-async def _read_requests(
-    requests: AsyncIterator[discovery_pb2.DiscoveryRequest], inbox: asyncio.Queue[Any], *, peer: str
-) -> None:
+async def _read_requests(requests: AsyncIterator[_Request], inbox: asyncio.Queue[Any], *, peer: str) -> None:
     try:
         async for request in requests:
             inbox.put_nowait(request)
+            del request  # not held while waiting for the next one (see StreamAggregatedResources)
     except grpc.RpcError as exc:
         # The proxy went away mid-read; ending the stream is all there is to do.
         _log.info("xds.stream_broken", peer=peer, error=str(exc))
@@ -100,7 +157,7 @@ async def _read_requests(
         inbox.put_nowait(_Signal.END_OF_REQUESTS)
 
 
-def _identify(request: discovery_pb2.DiscoveryRequest) -> ProxyIdentity:
+def _identify(request: _Request) -> ProxyIdentity:
     if not request.HasField("node") or not request.node.id:
         raise XdsError("the first request on an ADS stream must carry node.id")
     metadata = json_format.MessageToDict(request.node.metadata)
@@ -161,7 +218,7 @@ async def start_server(
         ("grpc.keepalive_timeout_ms", _SERVER_PING_TIMEOUT_MS),
     ]
     server = grpc.aio.server(options=options, interceptors=interceptors)
-    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(AggregatedDiscoveryService(cache), server)
+    AggregatedDiscoveryService(cache).add_to(server)
     for add_service in services:
         add_service(server)
     try:

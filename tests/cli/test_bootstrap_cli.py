@@ -149,3 +149,14 @@ def test_checked_in_example_bootstrap_passes_envoy_validate_mode(envoy_binary: P
         assert f"/etc/xds-tls/{mounted}" in text
         text = text.replace(f"/etc/xds-tls/{mounted}", str(tmp_path / made))
     validate_config(yaml.safe_load(text), envoy_binary=envoy_binary)
+
+
+def test_bootstrap_with_delta_asks_envoy_for_incremental_xds(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bootstrap", "--node-id", "gw-1", "--xds-address", "127.0.0.1:18000", "--delta"])
+
+    dynamic = yaml.safe_load(capsys.readouterr().out)["dynamic_resources"]
+    assert code == 0
+    assert dynamic["ads_config"]["api_type"] == "DELTA_GRPC"
+    assert dynamic["ads_config"]["transport_api_version"] == "V3"
+    assert dynamic["cds_config"] == {"ads": {}, "resource_api_version": "V3"}
+    assert dynamic["lds_config"] == {"ads": {}, "resource_api_version": "V3"}

@@ -242,8 +242,11 @@ def running_proxy(
     gateway_port: int,
     node_id: str | None = None,
     serving_authority: str | None = None,
+    delta: bool = False,
 ) -> Iterator[Proxy]:
     """Start an Envoy of ``role`` against ``xds``, which has published ``generation`` already.
+
+    ``delta``: the Envoy uses incremental xDS (``reconciler bootstrap --delta``).
 
     Returns once Envoy is LIVE, has ACKed ``generation`` in full and, when
     ``serving_authority`` is given, answers a request for it with 200.
@@ -251,7 +254,7 @@ def running_proxy(
     node_id = node_id or f"{role.value}-e2e"
     port = gateway_port if role is ProxyRole.GATEWAY else free_port()
     identity = proxy_identity(role, node_id=node_id, outbound_port=port)
-    bootstrap = build_bootstrap(proxy=identity, xds_host="127.0.0.1", xds_port=xds.port, admin_port=0)
+    bootstrap = build_bootstrap(proxy=identity, xds_host="127.0.0.1", xds_port=xds.port, admin_port=0, delta=delta)
     envoy = EnvoyProcess(bootstrap, workdir=workdir, log_level="warn")
     with envoy:
         try:

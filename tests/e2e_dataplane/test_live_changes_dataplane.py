@@ -63,8 +63,11 @@ def _routed_after(upstreams: Upstreams, since: dict[str, int], versions: frozens
     return _by_version(upstreams)
 
 
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
 @pytest.mark.parametrize("role", [ProxyRole.GATEWAY, ProxyRole.SIDECAR], ids=["gateway", "sidecar"])
-def test_changing_the_served_config_under_steady_traffic_loses_no_request(role: ProxyRole, tmp_path: Path) -> None:
+def test_changing_the_served_config_under_steady_traffic_loses_no_request(
+    role: ProxyRole, delta: bool, tmp_path: Path
+) -> None:
     gateway_port = free_port()
     with running_upstreams() as upstreams, running_xds() as xds:
 
@@ -75,7 +78,7 @@ def test_changing_the_served_config_under_steady_traffic_loses_no_request(role: 
         with (
             running_proxy(
                 xds, role, generation=first, workdir=tmp_path / "envoy", gateway_port=gateway_port,
-                serving_authority=AUTHORITY,
+                serving_authority=AUTHORITY, delta=delta,
             ) as proxy,
             ThreadPoolExecutor(max_workers=1) as pool,
         ):  # fmt: skip

@@ -49,9 +49,13 @@ class WithBrokenCluster:
         ).check()
 
 
-@pytest.mark.parametrize("role", [ProxyRole.GATEWAY, ProxyRole.SIDECAR], ids=["gateway", "sidecar"])
+@pytest.mark.parametrize(
+    ("role", "delta"),
+    [(ProxyRole.GATEWAY, False), (ProxyRole.SIDECAR, False), (ProxyRole.SIDECAR, True)],
+    ids=["gateway", "sidecar", "sidecar-delta"],
+)
 def test_a_config_envoy_rejects_is_nacked_recorded_not_resent_and_traffic_carries_on(
-    role: ProxyRole, tmp_path: Path
+    role: ProxyRole, delta: bool, tmp_path: Path
 ) -> None:
     gateway_port = free_port()
     with running_upstreams() as upstreams, running_xds() as xds:
@@ -61,7 +65,7 @@ def test_a_config_envoy_rejects_is_nacked_recorded_not_resent_and_traffic_carrie
         first = xds.publish(good)
         with running_proxy(
             xds, role, generation=first, workdir=tmp_path / "envoy", gateway_port=gateway_port,
-            serving_authority="v1only.e2e.test",
+            serving_authority="v1only.e2e.test", delta=delta,
         ) as proxy:  # fmt: skip
             before = proxy.send(authority="split.e2e.test", count=200)
             good_clusters = good.snapshot_for(proxy.identity).version_of(CLUSTER)

@@ -33,9 +33,14 @@ class Routed:
     upstreams: Upstreams
 
 
-@pytest.fixture(scope="module", params=[ProxyRole.GATEWAY, ProxyRole.SIDECAR], ids=["gateway", "sidecar"])
+@pytest.fixture(
+    scope="module",
+    params=[(ProxyRole.GATEWAY, False), (ProxyRole.SIDECAR, False), (ProxyRole.SIDECAR, True)],
+    ids=["gateway", "sidecar", "sidecar-delta"],
+)
 def routed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routed]:
-    role: ProxyRole = request.param
+    role: ProxyRole
+    role, delta = request.param
     gateway_port = free_port()
     with running_upstreams() as upstreams, running_xds() as xds:
         config = mesh_config(["routing.yaml"], role=role, upstreams=upstreams, gateway_port=gateway_port)
@@ -47,6 +52,7 @@ def routed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             workdir=tmp_path_factory.mktemp(f"envoy-{role.value}"),
             gateway_port=gateway_port,
             serving_authority="v1only.e2e.test",
+            delta=delta,
         ) as proxy:
             yield Routed(proxy=proxy, upstreams=upstreams)
 

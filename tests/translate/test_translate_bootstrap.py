@@ -117,6 +117,22 @@ def test_generated_bootstrap_passes_envoy_validate_mode(envoy_binary: Path, xds_
     validate_config(bootstrap, envoy_binary=envoy_binary)
 
 
+def test_a_delta_bootstrap_fetches_the_same_over_incremental_xds() -> None:
+    plain = build_bootstrap(proxy=GATEWAY, xds_host="127.0.0.1", xds_port=18000)
+    delta = build_bootstrap(proxy=GATEWAY, xds_host="127.0.0.1", xds_port=18000, delta=True)
+
+    assert delta["dynamic_resources"]["ads_config"]["api_type"] == "DELTA_GRPC"
+    plain["dynamic_resources"]["ads_config"]["api_type"] = "DELTA_GRPC"
+    assert delta == plain
+
+
+@pytest.mark.envoy
+def test_generated_delta_bootstrap_passes_envoy_validate_mode(envoy_binary: Path) -> None:
+    validate_config(
+        build_bootstrap(proxy=GATEWAY, xds_host="127.0.0.1", xds_port=18000, delta=True), envoy_binary=envoy_binary
+    )
+
+
 @pytest.mark.envoy
 def test_validate_config_raises_with_envoys_reason_when_envoy_rejects_the_config(envoy_binary: Path) -> None:
     bootstrap = build_bootstrap(proxy=GATEWAY, xds_host="127.0.0.1", xds_port=18000)

@@ -221,3 +221,40 @@ def test_a_nack_of_content_republished_unchanged_names_the_newest_generation() -
 
     [nack] = [event for event in heard if event.kind is EventKind.NACK]
     assert nack.generation == second
+
+
+def test_a_burst_of_publishes_is_pushed_at_once_then_as_one_push_of_the_latest() -> None:
+    async def scenario() -> None:
+        cache = SnapshotCache(push_debounce=0.3, push_max_delay=5.0)
+        cache.publish(PerNode({"a": clusters("x")}))
+        changes = Changes()
+        connection = cache.connect(ProxyIdentity(node_id="a"), on_change=changes)
+        cache.publish(PerNode({"a": clusters("first")}))
+        assert changes.count == 1  # the first change after a quiet spell is not delayed
+        cache.publish(PerNode({"a": clusters("second")}))
+        cache.publish(PerNode({"a": clusters("latest")}))
+        assert changes.count == 1
+        async with asyncio.timeout(10):
+            while changes.count < 2:
+                await asyncio.sleep(0.01)
+        assert connection.snapshot == clusters("latest")
+        await asyncio.sleep(0.5)
+        assert changes.count == 2  # the burst became one push
+
+    asyncio.run(scenario())
+
+
+def test_a_burst_that_does_not_pause_is_pushed_after_the_maximum_delay() -> None:
+    async def scenario() -> None:
+        # A quiet spell this long never comes within the test: only the maximum delay can push.
+        cache = SnapshotCache(push_debounce=60.0, push_max_delay=0.2)
+        cache.publish(PerNode({"a": clusters("x")}))
+        changes = Changes()
+        cache.connect(ProxyIdentity(node_id="a"), on_change=changes)
+        cache.publish(PerNode({"a": clusters("first")}))
+        cache.publish(PerNode({"a": clusters("second")}))
+        async with asyncio.timeout(10):
+            while changes.count < 2:
+                await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())

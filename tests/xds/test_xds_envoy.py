@@ -23,10 +23,14 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 
 from reconciler.harness.envoy import free_port
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, Snapshot
-from reconciler.xds.cache import EventKind, SyncState, XdsEvent
+from reconciler.xds.cache import EventKind, SnapshotCache, SyncState, XdsEvent
 from reconciler.xds.nack import MAX_CAUSE_CHARS
+from reconciler.xds.server import start_server
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(40)]
+
+#: Every test runs with state-of-the-world and with incremental (delta) ADS.
+both_modes = pytest.mark.parametrize("api_type", ["GRPC", "DELTA_GRPC"], ids=["sotw", "delta"])
 
 ENVOY = Path(sys.executable).with_name("envoy")
 NODE_ID = "envoy-under-test"
@@ -39,7 +43,7 @@ admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
 dynamic_resources:
   ads_config:
-    api_type: GRPC
+    api_type: {api_type}
     transport_api_version: V3
     grpc_services: [{{envoy_grpc: {{cluster_name: xds_cluster}}}}]
   cds_config: {{ads: {{}}, resource_api_version: V3}}
@@ -124,10 +128,10 @@ def snapshot(
 
 
 @asynccontextmanager
-async def running_envoy(tmp_path: Path, *, xds_port: int) -> AsyncIterator[str]:
-    """Start Envoy against the server; yields its admin base URL."""
+async def running_envoy(tmp_path: Path, *, xds_port: int, api_type: str) -> AsyncIterator[str]:
+    """Start Envoy against the server (``api_type`` GRPC or DELTA_GRPC); yields its admin base URL."""
     bootstrap = tmp_path / "bootstrap.yaml"
-    bootstrap.write_text(BOOTSTRAP.format(node_id=NODE_ID, xds_port=xds_port))
+    bootstrap.write_text(BOOTSTRAP.format(node_id=NODE_ID, xds_port=xds_port, api_type=api_type))
     admin_file = tmp_path / "admin-address"
     log_file = tmp_path / "envoy.log"
     process = await asyncio.create_subprocess_exec(
@@ -171,7 +175,10 @@ def dynamic_cluster_names(config_dump: dict) -> set[str]:
 
 
 @pytest.mark.skipif(shutil.which(str(ENVOY)) is None, reason="envoy binary not installed in the venv")
-def test_real_envoy_acks_all_types_and_nacks_a_bad_cluster_without_losing_config(ads, tmp_path: Path) -> None:
+@both_modes
+def test_real_envoy_acks_all_types_and_nacks_a_bad_cluster_without_losing_config(
+    ads, tmp_path: Path, api_type: str
+) -> None:
     listen_port = free_port()
     good = snapshot(listen_port=listen_port)
     bad = snapshot(listen_port=listen_port, extra_clusters=(broken_cluster(),))
@@ -181,7 +188,7 @@ def test_real_envoy_acks_all_types_and_nacks_a_bad_cluster_without_losing_config
     async def scenario(env) -> None:
         env.cache.add_listener(events.append)
         first = env.publish(good)
-        async with running_envoy(tmp_path, xds_port=env.server.port) as admin:
+        async with running_envoy(tmp_path, xds_port=env.server.port, api_type=api_type) as admin:
             # Stop early on a rejection instead of waiting out the timeout.
             settled = await env.cache.wait_until(
                 lambda ss: any(s.nacked for s in ss) or any(s.acked_generation >= first for s in ss),
@@ -216,7 +223,10 @@ def test_real_envoy_acks_all_types_and_nacks_a_bad_cluster_without_losing_config
 
 
 @pytest.mark.skipif(shutil.which(str(ENVOY)) is None, reason="envoy binary not installed in the venv")
-def test_real_envoy_drops_a_removed_cluster_only_after_acking_routes_without_it(ads, tmp_path: Path) -> None:
+@both_modes
+def test_real_envoy_drops_a_removed_cluster_only_after_acking_routes_without_it(
+    ads, tmp_path: Path, api_type: str
+) -> None:
     listen_port = free_port()
     split = snapshot(listen_port=listen_port, weights={"v1": 90, "v2": 10})
     moved = snapshot(listen_port=listen_port, weights={"v2": 100})
@@ -224,7 +234,7 @@ def test_real_envoy_drops_a_removed_cluster_only_after_acking_routes_without_it(
 
     async def scenario(env) -> None:
         first = env.publish(split)
-        async with running_envoy(tmp_path, xds_port=env.server.port) as admin:
+        async with running_envoy(tmp_path, xds_port=env.server.port, api_type=api_type) as admin:
             # wait_for_acks alone would hold at once, before Envoy has even connected.
             await env.status_where(NODE_ID, lambda s: s.acked_generation == first, timeout=ENVOY_TIMEOUT)
             env.cache.add_listener(events.append)
@@ -269,7 +279,10 @@ def huge_header(routes: route_pb2.RouteConfiguration) -> None:
 
 
 @pytest.mark.skipif(shutil.which(str(ENVOY)) is None, reason="envoy binary not installed in the venv")
-def test_a_real_nack_is_recorded_as_envoys_cause_without_its_copy_of_the_resource(ads, tmp_path: Path) -> None:
+@both_modes
+def test_a_real_nack_is_recorded_as_envoys_cause_without_its_copy_of_the_resource(
+    ads, tmp_path: Path, api_type: str
+) -> None:
     good = snapshot(listen_port=free_port())
     short_echo = with_route(good, no_domains)
     long_echo = with_route(good, huge_header)
@@ -288,7 +301,7 @@ def test_a_real_nack_is_recorded_as_envoys_cause_without_its_copy_of_the_resourc
         return str(status.types[ROUTE].last_nack.message)
 
     async def scenario(env: Any) -> None:
-        async with running_envoy(tmp_path, xds_port=env.server.port):
+        async with running_envoy(tmp_path, xds_port=env.server.port, api_type=api_type):
             short = await nack_of(env, short_echo)
             long = await nack_of(env, long_echo)
         # Envoy quotes the route configuration before its reason; the quote is replaced by the name.
@@ -302,3 +315,44 @@ def test_a_real_nack_is_recorded_as_envoys_cause_without_its_copy_of_the_resourc
         assert "4 KB" in long
 
     ads.run(scenario)
+
+
+@pytest.mark.skipif(shutil.which(str(ENVOY)) is None, reason="envoy binary not installed in the venv")
+@both_modes
+def test_a_real_envoy_reconnecting_keeps_a_removed_cluster_until_it_acks_routes_without_it(
+    ads, tmp_path: Path, api_type: str
+) -> None:
+    listen_port = free_port()
+    split = snapshot(listen_port=listen_port, weights={"v1": 90, "v2": 10})
+    moved = snapshot(listen_port=listen_port, weights={"v2": 100})
+    events: list[XdsEvent] = []
+
+    async def scenario(env) -> None:
+        first = env.publish(split)
+        async with running_envoy(tmp_path, xds_port=env.server.port, api_type=api_type) as admin:
+            await env.status_where(NODE_ID, lambda s: s.acked_generation == first, timeout=ENVOY_TIMEOUT)
+            address = env.server.address
+            await env.server.stop(grace=0)  # the stream drops; Envoy keeps its config and reconnects
+            await env.cache.wait_until(lambda statuses: not statuses, timeout=ENVOY_TIMEOUT)
+            second = env.publish(moved)  # v1 is gone while the proxy is away; its routes still use it
+            env.cache.add_listener(events.append)
+            server = await start_server(cache=env.cache, address=address)
+            try:
+                await env.status_where(NODE_ID, lambda s: s.acked_generation >= second, timeout=ENVOY_TIMEOUT)
+                config_dump = await admin_json(admin, "/config_dump?resource=dynamic_active_clusters")
+            finally:
+                await server.stop(grace=0)
+
+        assert not [e for e in events if e.kind is EventKind.NACK]
+        pushes = [e for e in events if e.kind is EventKind.PUSH and e.type_url == CLUSTER]
+        assert pushes[0].version != moved.version_of(CLUSTER)  # the new stream's first CDS still has v1
+        routes_acked = next(
+            i for i, e in enumerate(events) if e.kind is EventKind.ACK and e.version == moved.version_of(ROUTE)
+        )
+        v1_dropped = next(
+            i for i, e in enumerate(events) if e.kind is EventKind.PUSH and e.version == moved.version_of(CLUSTER)
+        )
+        assert routes_acked < v1_dropped
+        assert dynamic_cluster_names(config_dump) == {"v2"}
+
+    ads.run(scenario, cache=SnapshotCache(remember_nodes=10, remember_seconds=60.0))

@@ -402,14 +402,14 @@ def test_first_request_without_node_is_rejected(ads) -> None:
     ads.run(scenario)
 
 
-def test_delta_xds_is_unimplemented(ads) -> None:
+def test_a_delta_stream_whose_first_request_has_no_node_is_rejected(ads) -> None:
     async def scenario(env) -> None:
         call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(env.channel).DeltaAggregatedResources()
         # The server may end the stream before this write lands; then the write fails, not the read.
         with contextlib.suppress(grpc.aio.AioRpcError):
             await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=CLUSTER))
             await call.read()
-        assert await call.code() is grpc.StatusCode.UNIMPLEMENTED
+        assert await call.code() is grpc.StatusCode.INVALID_ARGUMENT
 
     ads.run(scenario)
 
@@ -618,5 +618,25 @@ def test_synced_ignores_an_older_stream_of_the_same_node_id(ads) -> None:
             status = await env.status_where("n1", lambda s: s.acked_generation >= generation)
             assert env.cache.all_acked(generation)
         assert status.node_id == "n1"
+
+    ads.run(scenario)
+
+
+def test_a_request_repeating_a_nacked_eds_nonce_is_answered_so_a_warming_cluster_gets_endpoints(ads) -> None:
+    snapshot = full_snapshot(weights={"a": 1, "b": 1})
+
+    async def scenario(env) -> None:
+        env.publish(snapshot)
+        async with env.stream() as stream:
+            await stream.ack(await stream.request(CLUSTER))
+            endpoints = await stream.request(ENDPOINT, names=["a", "b"])
+            await stream.nack(endpoints, message="endpoints of a: bad port", names=["a", "b"])
+            await env.status_where("node-1", lambda s: s.types[ENDPOINT].state is SyncState.NACKED)
+            # Cluster b updated in place warms and asks for its endpoints with the nonce Envoy last saw.
+            await stream.send(ENDPOINT, names=["a", "b"], nonce=endpoints.nonce)
+            again = await stream.recv()
+        assert again.type_url == ENDPOINT
+        assert names_in(again) == {"a", "b"}
+        assert again.nonce != endpoints.nonce
 
     ads.run(scenario)

@@ -1,0 +1,214 @@
+"""Benchmark: one daemon's ADS server with a thousand concurrent streams.
+
+The real ADS server and cache run in this process on their own event loop; simulated
+proxies run in worker processes (grpc.aio clients, each stream on its own HTTP/2
+connection, as each Envoy has): each subscribes like an Envoy sidecar (CDS, then EDS for
+its clusters and LDS, then RDS for its listener's routes) and ACKs every response. The
+mesh is ``xds_ack_bench``'s generated one (N services, 4 clusters and 4 endpoint sets
+each); every proxy is a sidecar of the same shape, so one translation serves them all.
+
+Each repetition changes one service's weights, translates the new config in a worker
+thread (as the daemon does) and times ``publish`` → every stream ACKed it
+(:meth:`~reconciler.xds.SnapshotCache.wait_for_acks`), with the server process's CPU
+time over the same span. Memory per stream: the server's RSS with every stream synced
+minus its RSS with one, over the rest.
+
+    .venv/bin/python bench/xds_streams_bench.py                       # 1,000 streams, 1,000 services
+    .venv/bin/python bench/xds_streams_bench.py --streams 200 --services 200 --reps 3 --delta
+
+Not a test: prints a table. Everything listens on 127.0.0.1; workers are stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TypeAlias
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import struct_pb2
+
+from reconciler.cli.logs import configure_logging
+from reconciler.engine.snapshots import ConfigSnapshots
+from reconciler.translate import ProxyIdentity, ProxyRole
+from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from xds_ack_bench import Ads, load, percentile, service_file, with_weight
+
+SYNC_TIMEOUT = 600.0
+WORKERS = 2
+LABELS = {"app": "bench-client"}
+PORT = 15001
+
+
+def identity(node_id: str) -> ProxyIdentity:
+    return ProxyIdentity(node_id=node_id, labels=LABELS, role=ProxyRole.SIDECAR, outbound_port=PORT)
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+async def _proxy(address: str, node_id: str, names: dict[str, list[str]], *, delta: bool) -> None:
+    """One simulated Envoy: subscribe like a sidecar and ACK everything, until cancelled."""
+    node = base_pb2.Node(id=node_id)
+    metadata = struct_pb2.Struct()
+    metadata.update(identity(node_id).to_metadata())
+    node.metadata.CopyFrom(metadata)
+    options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", 1 << 30)]
+    async with grpc.aio.insecure_channel(address, options=options) as channel:
+        await _subscribe_and_ack(ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel), node, names, delta=delta)
+
+
+#: What Envoy asks for once a type's first response is in: endpoints and listeners after clusters, routes after.
+_FOLLOW = {CLUSTER: (ENDPOINT, LISTENER), LISTENER: (ROUTE,)}
+
+_Request: TypeAlias = discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest
+
+
+async def _subscribe_and_ack(
+    stub: ads_pb2_grpc.AggregatedDiscoveryServiceStub, node: base_pb2.Node, names: dict[str, list[str]], *, delta: bool
+) -> None:
+    def subscribe(type_url: str) -> _Request:
+        if delta:
+            return discovery_pb2.DeltaDiscoveryRequest(type_url=type_url, resource_names_subscribe=names.get(type_url))
+        return discovery_pb2.DiscoveryRequest(type_url=type_url, resource_names=names.get(type_url))
+
+    def ack(response: Any) -> _Request:
+        if delta:
+            return discovery_pb2.DeltaDiscoveryRequest(type_url=response.type_url, response_nonce=response.nonce)
+        return discovery_pb2.DiscoveryRequest(
+            type_url=response.type_url,
+            version_info=response.version_info,
+            response_nonce=response.nonce,
+            resource_names=names.get(response.type_url),
+        )
+
+    call = stub.DeltaAggregatedResources() if delta else stub.StreamAggregatedResources()
+    first = subscribe(CLUSTER)
+    first.node.CopyFrom(node)
+    await call.write(first)
+    subscribed = {CLUSTER}
+    async for response in call:
+        await call.write(ack(response))
+        for next_type in _FOLLOW.get(response.type_url, ()):
+            if next_type not in subscribed:
+                subscribed.add(next_type)
+                await call.write(subscribe(next_type))
+
+
+def _worker(address: str, node_ids: list[str], names: dict[str, list[str]], delta: bool) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # gRPC's C core reports every stream cancelled at exit; the table is what matters.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+
+    async def main() -> None:
+        results = await asyncio.gather(
+            *(_proxy(address, node_id, names, delta=delta) for node_id in node_ids), return_exceptions=True
+        )
+        failures = [result for result in results if isinstance(result, Exception)]
+        if failures:
+            print(f"{len(failures)} simulated proxies failed, first: {failures[0]!r}", file=sys.stdout, flush=True)
+
+    asyncio.run(main())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--services", type=int, default=1000, help="generated services (default 1000)")
+    parser.add_argument("--streams", type=int, default=1000, help="concurrent ADS streams (default 1000)")
+    parser.add_argument("--reps", type=int, default=7, help="weight changes measured (default 7)")
+    parser.add_argument("--delta", action="store_true", help="the proxies use incremental (delta) xDS")
+    args = parser.parse_args(argv)
+    if args.services < 1 or args.reps < 1 or args.streams < 2:
+        parser.error("--services and --reps must be positive, --streams at least 2")
+    configure_logging(json=False, level=logging.WARNING)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    base = load({f"svc-{i}.yaml": service_file(i) for i in range(args.services)})
+    probe = identity("probe")
+    snapshots = ConfigSnapshots(config=base)
+    snapshot = snapshots.snapshot_for(probe)
+    names = {ENDPOINT: sorted(snapshot.resources(ENDPOINT)), ROUTE: sorted(snapshot.resources(ROUTE))}
+    counts = {url.rsplit(".", 1)[-1]: len(resource_set.resources) for url, resource_set in snapshot.sets.items()}
+    mode = "delta" if args.delta else "state of the world"
+    print(f"{args.services} services; one sidecar snapshot: {counts}; {args.streams} streams, {mode}", flush=True)
+
+    node_ids = [f"bench-proxy-{i}" for i in range(args.streams)]
+    context = multiprocessing.get_context("spawn")
+    workers: list[multiprocessing.process.BaseProcess] = []
+    ads = Ads()
+    try:
+        generation = ads.publish(snapshots)
+
+        def start(ids: list[str]) -> None:
+            worker = context.Process(target=_worker, args=(ads.server.address, ids, names, args.delta), daemon=True)
+            worker.start()
+            workers.append(worker)
+
+        def synced(count: int) -> float:
+            began = time.perf_counter()
+            if not ads.wait_synced(count, generation, timeout=SYNC_TIMEOUT):
+                raise SystemExit(f"{count} streams did not sync within {SYNC_TIMEOUT:g}s")
+            return time.perf_counter() - began
+
+        start(node_ids[:1])
+        synced(1)
+        rss_one = rss_kib()
+        rest = node_ids[1:]
+        for index in range(WORKERS):
+            start(rest[index::WORKERS])
+        sync_s = synced(args.streams)
+        rss_all = rss_kib()
+        print(f"{args.streams} streams connected and synced in {sync_s:.1f}s", flush=True)
+        per_stream_kib = (rss_all - rss_one) / (args.streams - 1)
+
+        totals, cpus = [], []
+        weight = 10
+        for _ in range(args.reps):
+            weight = 10 + (weight - 9) % 80
+            changed = ConfigSnapshots(config=with_weight(base, weight))
+            changed.translate_all([probe])  # the daemon translates before publishing, off the loop
+            cpu_before = time.process_time()
+            _, ack_ms, acked = ads.publish_and_wait(changed)
+            cpus.append((time.process_time() - cpu_before) * 1000.0)
+            if not acked:
+                raise SystemExit("not every stream ACKed the weight change")
+            totals.append(ack_ms)
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.join(timeout=10.0)
+        ads.close()
+
+    print()
+    print(f"{args.streams} ADS streams ({mode}), {args.services} services; a weight change, publish → all ACKed:")
+    print()
+    print("| streams | reps | p50 ms | p99 ms | max ms | server CPU p50 ms | RSS per stream KiB | first sync s |")
+    print("|--------:|-----:|-------:|-------:|-------:|------------------:|-------------------:|-------------:|")
+    print(
+        f"| {args.streams} | {len(totals)} | {statistics.median(totals):.0f} | {percentile(totals, 99):.0f} "
+        f"| {max(totals):.0f} | {statistics.median(cpus):.0f} | {per_stream_kib:.0f} | {sync_s:.1f} |"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

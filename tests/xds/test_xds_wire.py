@@ -1,0 +1,77 @@
+"""Responses framed from resources serialized once decode as the protobuf messages Envoy expects."""
+
+from __future__ import annotations
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+
+from reconciler.translate.snapshot import CLUSTER, Resource, ResourceSet, set_version
+from reconciler.xds.wire import Encoder, encode_delta_response, encode_response
+
+
+def clusters(*names: str) -> ResourceSet:
+    return ResourceSet.build(CLUSTER, [cluster_pb2.Cluster(name=name, alt_stat_name="x" * 300) for name in names])
+
+
+def test_a_state_of_the_world_response_decodes_to_the_resources_packed_as_any() -> None:
+    resource_set = clusters("a", "b")
+    body = Encoder().sotw_body(CLUSTER, resource_set.items.values(), key=resource_set.version)
+
+    decoded = discovery_pb2.DiscoveryResponse.FromString(
+        encode_response(version=resource_set.version, type_url=CLUSTER, nonce="n-1", body=body)
+    )
+
+    assert decoded.version_info == resource_set.version
+    assert decoded.type_url == CLUSTER
+    assert decoded.nonce == "n-1"
+    unpacked = []
+    for packed in decoded.resources:
+        cluster = cluster_pb2.Cluster()
+        assert packed.Unpack(cluster)
+        unpacked.append(cluster)
+    assert unpacked == list(resource_set.resources.values())
+
+
+def test_a_delta_response_decodes_with_names_versions_and_removals() -> None:
+    resource_set = clusters("a")
+    body = Encoder().delta_body(CLUSTER, resource_set.items.values(), key=None)
+
+    decoded = discovery_pb2.DeltaDiscoveryResponse.FromString(
+        encode_delta_response(system_version="v", type_url=CLUSTER, nonce="n-2", body=body, removed=["gone"])
+    )
+
+    (resource,) = decoded.resources
+    assert resource.name == "a"
+    assert resource.version == resource_set.items["a"].version
+    cluster = cluster_pb2.Cluster()
+    assert resource.resource.Unpack(cluster)
+    assert cluster == resource_set.resources["a"]
+    assert list(decoded.removed_resources) == ["gone"]
+    assert decoded.nonce == "n-2"
+    assert decoded.system_version_info == "v"
+
+
+def test_a_resource_set_is_framed_once_for_every_stream_that_sends_it() -> None:
+    encoder = Encoder()
+    resource_set = clusters("a", "b")
+
+    first = encoder.sotw_body(CLUSTER, resource_set.items.values(), key=resource_set.version)
+    second = encoder.sotw_body(CLUSTER, clusters("a", "b").items.values(), key=resource_set.version)
+
+    assert second is first
+
+
+def test_identical_resources_of_different_snapshots_have_one_version() -> None:
+    one = clusters("a", "b")
+    other = clusters("a", "c")
+
+    assert one.items["a"].version == other.items["a"].version
+    assert one.items["a"].packed == other.items["a"].packed
+    assert one.items["b"].version != other.items["c"].version
+
+
+def test_a_set_with_the_same_content_has_the_same_version_however_it_was_composed() -> None:
+    whole = clusters("a", "b")
+    composed = {**clusters("a").items, "b": Resource.of(CLUSTER, whole.resources["b"])}
+
+    assert set_version(composed.values()) == whole.version
