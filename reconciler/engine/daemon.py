@@ -28,13 +28,14 @@ from aiohttp import web
 
 from reconciler.api.access import AccessPolicy, RateLimiter, RejectionLog, secured_application
 from reconciler.api.config import config_routes
-from reconciler.api.document import OriginDocument
+from reconciler.api.document import DriftDocument, OriginDocument
 from reconciler.api.rollouts import rollout_routes
 from reconciler.api.status import status_routes
 from reconciler.api.tls import server_tls_context
 from reconciler.api.webhook import webhook_routes
 from reconciler.engine.drift import DriftMonitor
 from reconciler.engine.faults import arm_from_environment
+from reconciler.engine.kube_sink import ClusterDriftCollector, KubernetesSink
 from reconciler.engine.lock import StateDirLock
 from reconciler.engine.reconcile import Engine, PassResult
 from reconciler.engine.rollouts import RolloutController
@@ -44,6 +45,7 @@ from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import EngineStatus
 from reconciler.engine.telemetry import DaemonMetrics
 from reconciler.errors import ReconcilerError
+from reconciler.kube.apply import IstioApplier
 from reconciler.kube.client import KubeClient
 from reconciler.kube.endpoints import ClusterEndpoints
 from reconciler.metrics import MetricsService, MetricsStore
@@ -111,6 +113,25 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
         clock=_utc_now,
     )
     metrics.watch_drift(drift.drifted)
+    kube = settings.kube
+    # CRD mode: the client is made before the restore, so the restored config is applied too (once connected).
+    kube_client = await KubeClient.connect(kube.kubeconfig) if kube.apply else None
+    applier: IstioApplier | None = None
+    cluster_drift: Callable[[], tuple[DriftDocument, ...]] = tuple
+    if kube_client is not None:
+        applier = IstioApplier(
+            api=kube_client,
+            inventory=(kube.inventory_namespace, kube.inventory_name),
+            backoff=lambda: Backoff(base=kube.retry_base, cap=kube.retry_cap),
+            clock=_utc_now,
+            self_heal=drift_settings.self_heal,
+            debounce=kube.debounce,
+            max_listed=drift_settings.max_listed,
+        )
+        sink = KubernetesSink(applier, default_namespace=settings.source.namespace)
+        engine.add_sink(sink)
+        metrics.registry.register(ClusterDriftCollector(applier))
+        cluster_drift = sink.documents
     if engine.restore():
         log.info("daemon.serving_stored_revision", sha=status.served.sha[:12] if status.served else None)
 
@@ -138,6 +159,7 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
         services=[MetricsService(store).add_to],
         tls=settings.xds.tls,
         plaintext=settings.xds.plaintext,
+        ads=settings.xds.serve,
     )
     rejections = RejectionLog(interval=api.rejection_log_interval)
     policy = AccessPolicy(token=api.token, open_reads=api.open_reads, loopback=is_loopback(http_host))
@@ -153,7 +175,7 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
             proxies=cache.statuses,
             registry=metrics.registry,
             rollouts=rollouts.documents,
-            drift=drift.documents,
+            drift=lambda: (*cluster_drift(), *drift.documents()),
         )
     )
 
@@ -206,6 +228,7 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
         ticking = asyncio.ensure_future(rollouts.run(period=ROLLOUT_TICK_SECONDS))
         checking = asyncio.ensure_future(drift.run()) if drift_settings.interval > 0 else None
         cluster = asyncio.ensure_future(_watch_cluster(settings.kube, engine)) if settings.kube.enabled else None
+        applying = asyncio.ensure_future(applier.run()) if applier is not None else None
         try:
             await _loop(
                 engine=engine,
@@ -217,7 +240,7 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
             )
         finally:
             ticking.cancel()
-            background = [task for task in (checking, cluster) if task is not None]
+            background = [task for task in (checking, cluster, applying) if task is not None]
             for task in background:
                 task.cancel()
             await asyncio.gather(ticking, *background, return_exceptions=True)
@@ -229,6 +252,8 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
         await server.stop(grace=1.0)
         # close() waits for a poll still running in a worker thread; the loop aborted any such poll.
         await asyncio.to_thread(source.close)
+        if kube_client is not None:
+            await kube_client.close()
         log.info("daemon.stopped")
 
 

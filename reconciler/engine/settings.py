@@ -11,7 +11,8 @@ One frozen :class:`Settings`, grouped by concern like kopf's ``OperatorSettings`
     ├── state    StateSettings    the directory of the clone, the last good revision and the lock
     ├── safety   SafetySettings   what a revision may remove without an opt-in
     ├── drift    DriftSettings    how often each proxy is checked for running other than it ACKed; self-heal
-    └── kube     KubeSettings     endpoints from a Kubernetes cluster: off, a kubeconfig, or in-cluster
+    └── kube     KubeSettings     a Kubernetes cluster (a kubeconfig, or in-cluster): endpoints from it for
+                                  xDS; CRD mode (``--sink kubernetes``): Istio objects applied to it
 
 Each default is written here and only here (the size limits', the removal guard's and xDS
 TLS's in their own types, :class:`InputLimits`, :class:`RemovalGuard` and :class:`ServerTls`): the CLI's flags and their
@@ -82,6 +83,8 @@ class XdsSettings:
     tls: ServerTls | None = None
     #: Plaintext on an address beyond loopback, accepted explicitly (refused without, warned about with).
     plaintext: bool = False
+    #: Serve ADS (the ``xds`` sink). Off (``--sink kubernetes`` alone), the port still takes Envoy's metrics.
+    serve: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,11 @@ class KubeSettings:
     #: Retry delays after a failed list or watch: from ``retry_base`` doubling up to ``retry_cap``, with jitter.
     retry_base: float = 0.5
     retry_cap: float = 30.0
+    #: CRD mode (``--sink kubernetes``): apply the Istio objects to the cluster, for an istiod to serve.
+    apply: bool = False
+    #: The ConfigMap listing what was applied (``--inventory NAMESPACE/NAME``): what git removes is pruned.
+    inventory_namespace: str = "default"
+    inventory_name: str = "reconciler-inventory"
 
 
 @dataclass(frozen=True, slots=True)

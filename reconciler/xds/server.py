@@ -133,6 +133,7 @@ async def start_server(
     services: Sequence[Callable[[grpc.aio.Server], None]] = (),
     tls: ServerTls | None = None,
     plaintext: bool = False,
+    ads: bool = True,
 ) -> XdsServer:
     """Serve ADS on ``address`` (``host:port``; port 0 picks a free one, see ``XdsServer.port``).
 
@@ -142,6 +143,7 @@ async def start_server(
     ``xds_cluster`` (e.g. ``reconciler.metrics.MetricsService(store).add_to``).
     With ``tls`` the port speaks TLS (mutual TLS with a client CA; :mod:`reconciler.xds.tls`),
     for every service; without it, plaintext beyond loopback needs ``plaintext=True``.
+    ``ads=False`` serves only ``services`` (CRD mode: istiod serves the proxies).
     """
     host, _ = parse_address(address, what="xDS address", allow_port_zero=True)
     check_listen_security(host, tls=tls, plaintext=plaintext)
@@ -161,7 +163,8 @@ async def start_server(
         ("grpc.keepalive_timeout_ms", _SERVER_PING_TIMEOUT_MS),
     ]
     server = grpc.aio.server(options=options, interceptors=interceptors)
-    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(AggregatedDiscoveryService(cache), server)
+    if ads:
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(AggregatedDiscoveryService(cache), server)
     for add_service in services:
         add_service(server)
     try:
