@@ -58,7 +58,7 @@ from reconciler.kube.istio import (
 )
 from reconciler.model.config import API_GROUP, API_VERSIONS, Kind
 
-__all__ = ["ClusterApi", "ClusterReport", "IstioApplier"]
+__all__ = ["ClusterApi", "ClusterReport", "IstioApplier", "spec_patch"]
 
 log = structlog.get_logger("reconciler.kube")
 
@@ -342,7 +342,7 @@ class IstioApplier:
 
 
 def spec_patch(wanted: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON merge patch that turns ``live`` into ``wanted``: maps recursed, lists and values replaced, extras null."""
+    """The JSON merge patch turning ``live`` into ``wanted``: maps recursed, lists and values replaced, extras null."""
     patch: dict[str, Any] = {}
     for key in live.keys() - wanted.keys():
         patch[key] = None

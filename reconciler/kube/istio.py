@@ -193,9 +193,12 @@ def _write_weights(spec: dict[str, Any], served: VirtualServiceSpec) -> None:
         for index, entry in enumerate(route.route):
             if index >= len(written):
                 written.append({"destination": _destination(entry.destination), "weight": entry.weight})
-            elif entry.weight is not None and isinstance(written[index], dict):
-                if written[index].get("weight") != entry.weight:
-                    written[index]["weight"] = entry.weight
+            elif (
+                entry.weight is not None
+                and isinstance(written[index], dict)
+                and written[index].get("weight") != entry.weight
+            ):
+                written[index]["weight"] = entry.weight
 
 
 def _destination(destination: Destination) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The Istio objects CRD mode applies, their order, the inventory and drift, without a cluster (reconciler.kube.istio)."""
+"""CRD mode without a cluster: the objects applied, their order, the inventory and drift (reconciler.kube.istio)."""
 
 from __future__ import annotations
 
@@ -141,7 +141,8 @@ def test_a_subset_dropped_from_a_destination_rule_outlives_the_virtual_services_
         (Kind.DESTINATION_RULE, False),
     ]
     interim, final = steps[1].body, steps[3].body
-    assert interim is not None and final is not None
+    assert interim is not None
+    assert final is not None
     assert [s["name"] for s in interim["spec"]["subsets"]] == ["v1", "v2", "v3"]
     assert final == desired[DR].body
 
@@ -181,7 +182,8 @@ def test_a_weight_changed_by_another_manager_is_drift_naming_the_field_and_the_m
     live = _live(vs.body, managers=(FIELD_MANAGER, "kubectl-edit"))
     live["spec"]["http"][0]["route"][0]["weight"] = 50
     found = drift_of(vs, live)
-    assert found is not None and found.kind is DriftKindName.CHANGED
+    assert found is not None
+    assert found.kind is DriftKindName.CHANGED
     assert found.managers == ("kubectl-edit",)
     assert [(f.field_path, f.change, f.old, f.new) for f in found.fields] == [
         ('spec.http[0].route["reviews.example.com/v1"].weight', Change.CHANGED, 100, 50)
@@ -191,7 +193,8 @@ def test_a_weight_changed_by_another_manager_is_drift_naming_the_field_and_the_m
 
 def test_an_object_deleted_outside_git_is_missing() -> None:
     found = drift_of(_desired()[SE], None)
-    assert found is not None and found.kind is DriftKindName.MISSING
+    assert found is not None
+    assert found.kind is DriftKindName.MISSING
 
 
 def test_an_object_not_ours_is_not_kept_by_the_informer() -> None:
