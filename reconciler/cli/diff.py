@@ -9,12 +9,17 @@ Three comparisons, one command (exit status like diff(1): 0 equal, 1 different, 
 - ``PATH --server URL``: a working tree (desired) against what the daemon serves
   (``/api/v1/config``): route table and Istio resources;
 - ``--server URL --proxy NODE``: one proxy's served, ACKed and live (its ``/config_dump``, read
-  by the daemon) versions per xDS type, and every resource it runs other than served.
+  by the daemon) versions per xDS type, and every resource it runs other than served;
+- ``PATH --kubeconfig FILE``: a working tree against the Istio objects CRD mode applied to a cluster
+  (those carrying its ownership label), the cluster being a fourth state beside desired, served
+  and live: a ``kubectl edit`` shows as a difference, normalized like the others.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -27,6 +32,9 @@ from reconciler.cli.exitcode import ExitCode
 from reconciler.diff import diff_configs, format_json, format_markdown, format_text
 from reconciler.diff.mesh import MeshDiff, diff_normalized
 from reconciler.errors import ReconcilerError, UsageError
+from reconciler.kube.apply import managed_objects
+from reconciler.kube.client import KubeClient
+from reconciler.kube.istio import cluster_config
 from reconciler.loader import ConfigFiles, DecodeCache, LoadResult, load_files, load_paths
 from reconciler.model.limits import InputLimits, SkippedFile
 from reconciler.model.text import printable
@@ -72,6 +80,9 @@ Against a running daemon (--server URL):
                              route table and Istio resources (no Envoy view). While a
                              rollout walks, the daemon serves a step's weights, not
                              git's: that difference is intended and said so.
+  PATH --kubeconfig FILE     a working tree against the Istio objects the daemon applied
+                             to a cluster (--sink kubernetes): what an apply would change,
+                             including edits made outside git (kubectl edit).
   --server URL --proxy NODE  one proxy: per xDS type the version served, the version it
                              ACKed and how many resources it runs (from its admin
                              /config_dump, read by the daemon at the address its
@@ -88,6 +99,7 @@ examples:
   reconciler diff --from v1.4 --to v1.5 --repo ~/mesh -o json | jq '.routes[]'
   reconciler diff mesh --server http://127.0.0.1:18001      my edits against what is served
   reconciler diff --server http://127.0.0.1:18001 --proxy ingress-1
+  reconciler diff mesh --kubeconfig ~/.kube/config           my edits against the cluster (CRD mode)
 
 exit status (like diff): 0 no routing change (or the proxy runs what it is served),
 1 different, 2 trouble (not a git repository, an unknown revision, no --path at a
@@ -133,6 +145,12 @@ def register(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     add_server_flags(parser, default=None, help="a daemon's HTTP address: compare with what it serves")
     parser.add_argument("--proxy", metavar="NODE", help="with --server: served, ACKed and live of one proxy")
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        metavar="FILE",
+        help="compare PATH with the Istio objects applied to this kubeconfig's cluster (CRD mode)",
+    )
     add_limit_flags(parser)
     parser.set_defaults(handler=run)
 
@@ -148,6 +166,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
+    if args.kubeconfig is not None:
+        if args.config_dir is None or args.server is not None or args.proxy is not None:
+            raise UsageError("--kubeconfig compares PATH with the cluster: give PATH, and neither --server nor --proxy")
+        return _against_cluster(args)
     if args.server is None:
         if args.config_dir is not None or args.proxy is not None:
             raise UsageError("PATH and --proxy compare with a running daemon: add --server URL")
@@ -161,11 +183,19 @@ def _diff(args: argparse.Namespace) -> int:
     return _against_served(args)
 
 
-def _against_served(args: argparse.Namespace) -> int:
+def _load_desired(args: argparse.Namespace) -> LoadResult | None:
+    """PATH loaded and validated; None (findings printed) when the daemon would refuse it."""
     loaded = load_paths([args.config_dir], default_namespace=args.namespace, limits=limits_from_args(args))
     if not loaded.ok:
         _print_findings(loaded.findings)
         print(f"reconciler: error: {args.config_dir} does not validate; the daemon would refuse it", file=sys.stderr)
+        return None
+    return loaded
+
+
+def _against_served(args: argparse.Namespace) -> int:
+    loaded = _load_desired(args)
+    if loaded is None:
         return ExitCode.USAGE
     served = request(Server.of(args), "/api/v1/config")
     if not isinstance(served, dict) or not isinstance(served.get("resources"), dict):
@@ -184,6 +214,30 @@ def _against_served(args: argparse.Namespace) -> int:
     diff = diff_normalized(served["resources"], loaded.config)
     title = printable(f"served ({sha or 'unknown'})..{args.config_dir}")
     return _print(args, diff, title=title, base={"served": origin, "path": str(args.config_dir)}, findings=())
+
+
+def _against_cluster(args: argparse.Namespace) -> int:
+    loaded = _load_desired(args)
+    if loaded is None:
+        return ExitCode.USAGE
+    if not args.kubeconfig.is_file():
+        raise UsageError(f"--kubeconfig {args.kubeconfig}: no such file")
+    cluster, _ = cluster_config(asyncio.run(_read_cluster(args.kubeconfig)))
+    # RolloutPolicies stay in git (the cluster holds no such kind); while a rollout walks, weights differ on purpose.
+    desired = dataclasses.replace(loaded.config, rollout_policies=())
+    diff = diff_configs(cluster, desired, envoy=False)
+    title = printable(f"cluster..{args.config_dir}")
+    return _print(
+        args, diff, title=title, base={"cluster": str(args.kubeconfig), "path": str(args.config_dir)}, findings=()
+    )
+
+
+async def _read_cluster(kubeconfig: Path) -> list[Any]:
+    client = await KubeClient.connect(kubeconfig)
+    try:
+        return await managed_objects(client)
+    finally:
+        await client.close()
 
 
 def _proxy(args: argparse.Namespace) -> int:

@@ -58,7 +58,7 @@ from reconciler.kube.istio import (
 )
 from reconciler.model.config import API_GROUP, API_VERSIONS, Kind
 
-__all__ = ["ClusterApi", "ClusterReport", "IstioApplier", "spec_patch"]
+__all__ = ["ClusterApi", "ClusterReport", "IstioApplier", "managed_objects", "spec_patch"]
 
 log = structlog.get_logger("reconciler.kube")
 
@@ -165,11 +165,7 @@ class IstioApplier:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _start(self) -> None:
-        group = await self._api.get(f"/apis/{API_GROUP}")
-        version = preferred_version(group, wanted=API_VERSIONS)
-        if version is None:
-            raise KubeError(f"the cluster serves no {API_GROUP} API: install Istio's CRDs")
-        self._version = f"{API_GROUP}/{version}"
+        self._version = await _istio_version(self._api)
         namespace, name = self._inventory_at
         try:
             self._inventory = parse_inventory(await self._api.get(f"/api/v1/namespaces/{namespace}/configmaps/{name}"))
@@ -339,6 +335,29 @@ class IstioApplier:
             total=self._report.total,
             healed_at=self._report.healed_at,
         )
+
+
+async def _istio_version(api: KubeApi) -> str:
+    """``networking.istio.io/VERSION``, the newest the cluster serves; KubeError when Istio's CRDs are not installed."""
+    try:
+        version = preferred_version(await api.get(f"/apis/{API_GROUP}"), wanted=API_VERSIONS)
+    except KubeError as error:
+        if error.status != 404:
+            raise
+        version = None
+    if version is None:
+        raise KubeError(f"the cluster serves no {API_GROUP} API: install Istio's CRDs")
+    return f"{API_GROUP}/{version}"
+
+
+async def managed_objects(api: KubeApi) -> list[Mapping[str, Any]]:
+    """Every Istio object in the cluster carrying the ownership label (what ``reconciler diff --kubeconfig`` reads)."""
+    version = await _istio_version(api)
+    found: list[Mapping[str, Any]] = []
+    for plural in PLURALS.values():
+        items, _ = await api.list(f"/apis/{version}/{plural}")
+        found.extend(kept for item in items if (kept := kept_object(item)) is not None)
+    return found
 
 
 def spec_patch(wanted: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from kube_cluster import KubeCluster
 from memsource import GATEWAY, MemorySource, ack_all, mesh_files
 from rollout_yaml import policy_yaml
 
+from reconciler.cli.main import main
 from reconciler.engine.kube_sink import KubernetesSink
 from reconciler.engine.reconcile import Engine
 from reconciler.engine.rollouts import RolloutController
@@ -326,3 +328,31 @@ def test_a_rollout_writes_its_step_weights_through_the_same_field_manager(
             assert running.applier.report().state in ("InSync", "Pending")
 
     run(scenario())
+
+
+def test_reconciler_diff_kubeconfig_shows_a_kubectl_edit_as_the_difference_from_git(
+    istio: KubeCluster, namespace: str, run: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mesh = tmp_path / "mesh"
+    mesh.mkdir()
+    (mesh / "mesh.yaml").write_bytes(_mesh(namespace))
+
+    async def applied() -> None:
+        async with _applier(istio, namespace, self_heal=False) as running:
+            running.applier.submit(_desired({"mesh.yaml": _mesh(namespace)}, namespace), label="revision one")
+            await _until(lambda: running.applier.report().state == "InSync", "in sync")
+
+    run(applied())
+    argv = ["diff", str(mesh), "--kubeconfig", str(istio.kubeconfig), "--namespace", namespace, "-o", "json"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    spec = _get(istio, "VirtualService", namespace)["spec"]
+    spec["http"][0]["route"][0]["weight"] = 70
+    _kubectl_edit(istio, namespace, {"spec": {"http": spec["http"]}})
+    capsys.readouterr()
+    assert main(argv) == 1
+    found = json.loads(capsys.readouterr().out)
+    [change] = [c for c in found["resources"] if c["name"].endswith(f"{namespace}/reviews")]
+    assert [(f["path"], f["old"], f["new"]) for f in change["fields"]] == [
+        ('spec.http[0].route["reviews.example.com/v1"].weight', 70, 100)
+    ]
