@@ -356,3 +356,24 @@ def test_reconciler_diff_kubeconfig_shows_a_kubectl_edit_as_the_difference_from_
     assert [(f["path"], f["old"], f["new"]) for f in change["fields"]] == [
         ('spec.http[0].route["reviews.example.com/v1"].weight', 70, 100)
     ]
+
+
+def test_a_refused_write_is_reported_failed_and_retried_until_it_succeeds(
+    istio: KubeCluster, namespace: str, run: Any
+) -> None:
+    later = f"{namespace}-later"  # the objects' namespace does not exist yet: every write to it is a 404
+
+    async def scenario() -> None:
+        async with _applier(istio, namespace) as running:
+            running.applier.submit(_desired({"mesh.yaml": _mesh(later)}, later), label="revision one")
+            failed = await _until(lambda: (r := running.applier.report()).state == "Failed" and r, "reported failed")
+            assert "404" in failed.message
+            assert _get(istio, "VirtualService", later) is None  # nothing after the failed ServiceEntry
+            istio.create("/api/v1/namespaces", {"metadata": {"name": later}})
+            try:
+                await _until(lambda: running.applier.report().state == "InSync", "applied once it can be")
+                assert _get(istio, "VirtualService", later) is not None
+            finally:
+                istio.delete(f"/api/v1/namespaces/{later}")
+
+    run(scenario())
