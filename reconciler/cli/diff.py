@@ -31,6 +31,7 @@ from reconciler.cli.client import Server, add_server_flags, request, table
 from reconciler.cli.exitcode import ExitCode
 from reconciler.diff import diff_configs, format_json, format_markdown, format_text
 from reconciler.diff.mesh import MeshDiff, diff_normalized
+from reconciler.engine.settings import KubeSettings
 from reconciler.errors import ReconcilerError, UsageError
 from reconciler.kube.apply import managed_objects
 from reconciler.kube.client import KubeClient
@@ -42,6 +43,8 @@ from reconciler.sources.git.tree import read_revision
 from reconciler.validate.findings import Finding, Severity
 
 __all__ = ["register", "run"]
+
+_KUBE = KubeSettings()
 
 # Generic so the CLI's own ArgumentParser subclass type-checks without importing main (which imports us).
 _Parser = TypeVar("_Parser", bound=argparse.ArgumentParser)
@@ -151,6 +154,12 @@ def register(commands: argparse._SubParsersAction[_Parser]) -> None:
         metavar="FILE",
         help="compare PATH with the Istio objects applied to this kubeconfig's cluster (CRD mode)",
     )
+    parser.add_argument(
+        "--inventory",
+        default=f"{_KUBE.inventory_namespace}/{_KUBE.inventory_name}",
+        metavar="NAMESPACE/NAME",
+        help="with --kubeconfig: the daemon's inventory ConfigMap: the objects it applied (default %(default)s)",
+    )
     add_limit_flags(parser)
     parser.set_defaults(handler=run)
 
@@ -222,7 +231,10 @@ def _against_cluster(args: argparse.Namespace) -> int:
         return ExitCode.USAGE
     if not args.kubeconfig.is_file():
         raise UsageError(f"--kubeconfig {args.kubeconfig}: no such file")
-    cluster, _ = cluster_config(asyncio.run(_read_cluster(args.kubeconfig)))
+    namespace, slash, name = args.inventory.partition("/")
+    if not slash or not namespace or not name:
+        raise UsageError(f"--inventory {args.inventory!r}: write it NAMESPACE/NAME")
+    cluster, _ = cluster_config(asyncio.run(_read_cluster(args.kubeconfig, inventory=(namespace, name))))
     # RolloutPolicies stay in git (the cluster holds no such kind); while a rollout walks, weights differ on purpose.
     desired = dataclasses.replace(loaded.config, rollout_policies=())
     diff = diff_configs(cluster, desired, envoy=False)
@@ -232,10 +244,10 @@ def _against_cluster(args: argparse.Namespace) -> int:
     )
 
 
-async def _read_cluster(kubeconfig: Path) -> list[Any]:
+async def _read_cluster(kubeconfig: Path, *, inventory: tuple[str, str]) -> list[Any]:
     client = await KubeClient.connect(kubeconfig)
     try:
-        return await managed_objects(client)
+        return await managed_objects(client, inventory=inventory)
     finally:
         await client.close()
 

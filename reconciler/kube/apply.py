@@ -56,6 +56,7 @@ from reconciler.kube.istio import (
     parse_inventory,
     plan_changes,
 )
+from reconciler.kube.objects import object_key
 from reconciler.model.config import API_GROUP, API_VERSIONS, Kind
 
 __all__ = ["ClusterApi", "ClusterReport", "IstioApplier", "managed_objects", "spec_patch"]
@@ -167,12 +168,7 @@ class IstioApplier:
     async def _start(self) -> None:
         self._version = await _istio_version(self._api)
         namespace, name = self._inventory_at
-        try:
-            self._inventory = parse_inventory(await self._api.get(f"/api/v1/namespaces/{namespace}/configmaps/{name}"))
-        except KubeError as error:
-            if error.status != 404:
-                raise
-            self._inventory = {}
+        self._inventory = await _read_inventory(self._api, self._inventory_at)
         log.info("kube.crd_mode", api=self._version, inventory=f"{namespace}/{name}", listed=len(self._inventory))
         self._informers = {
             kind: Informer(
@@ -350,14 +346,31 @@ async def _istio_version(api: KubeApi) -> str:
     return f"{API_GROUP}/{version}"
 
 
-async def managed_objects(api: KubeApi) -> list[Mapping[str, Any]]:
-    """Every Istio object in the cluster carrying the ownership label (what ``reconciler diff --kubeconfig`` reads)."""
+async def managed_objects(api: KubeApi, *, inventory: tuple[str, str]) -> list[Mapping[str, Any]]:
+    """The Istio objects the inventory ConfigMap lists that the cluster holds (what ``reconciler diff --kubeconfig``
+    compares): objects carrying the ownership label but applied by another daemon (another inventory) are left out.
+    """
     version = await _istio_version(api)
+    listed = await _read_inventory(api, inventory)
     found: list[Mapping[str, Any]] = []
-    for plural in PLURALS.values():
+    for kind, plural in PLURALS.items():
         items, _ = await api.list(f"/apis/{version}/{plural}")
-        found.extend(kept for item in items if (kept := kept_object(item)) is not None)
+        for item in items:
+            kept = kept_object(item)
+            key = object_key(kept)
+            if kept is not None and key is not None and ObjectRef(kind, *key) in listed:
+                found.append(kept)
     return found
+
+
+async def _read_inventory(api: KubeApi, inventory: tuple[str, str]) -> dict[ObjectRef, str]:
+    namespace, name = inventory
+    try:
+        return parse_inventory(await api.get(f"/api/v1/namespaces/{namespace}/configmaps/{name}"))
+    except KubeError as error:
+        if error.status != 404:
+            raise
+        return {}
 
 
 def spec_patch(wanted: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:

@@ -228,10 +228,13 @@ class KubeClient:
         response = await self._request(path, query, accept=accept, timeout=timeout, request=request)
         try:
             await _raise_for_status(response, path, method=method)
-            answer = await _guarded(response.content.read(MAX_PAGE_BYTES + 1), path)
-            if len(answer) > MAX_PAGE_BYTES:
-                raise KubeError(f"{method} {path}: the answer is over {MAX_PAGE_BYTES} bytes")
-            return _json(answer, path)
+            # read(n) returns what has arrived (one chunk of a large list), not n bytes: read to the end.
+            answer = bytearray()
+            while chunk := await _guarded(response.content.read(MAX_PAGE_BYTES + 1 - len(answer)), path):
+                answer += chunk
+                if len(answer) > MAX_PAGE_BYTES:
+                    raise KubeError(f"{method} {path}: the answer is over {MAX_PAGE_BYTES} bytes")
+            return _json(bytes(answer), path)
         finally:
             response.release()
 

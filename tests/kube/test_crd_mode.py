@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,13 +65,6 @@ def istio(kube: KubeCluster) -> KubeCluster:
             return kube
         time.sleep(0.2)
     raise AssertionError("Istio's CRDs were not established")
-
-
-@pytest.fixture
-def run() -> Iterator[Callable[..., Any]]:
-    loop = asyncio.new_event_loop()
-    yield loop.run_until_complete
-    loop.close()
 
 
 def _mesh(namespace: str, *, subsets: tuple[str, ...] = ("v1", "v2"), routes: tuple[str, ...] = ("v1", "v2")) -> bytes:
@@ -343,7 +336,9 @@ def test_reconciler_diff_kubeconfig_shows_a_kubectl_edit_as_the_difference_from_
             await _until(lambda: running.applier.report().state == "InSync", "in sync")
 
     run(applied())
-    argv = ["diff", str(mesh), "--kubeconfig", str(istio.kubeconfig), "--namespace", namespace, "-o", "json"]
+    inventory = f"{namespace}/reconciler-inventory"
+    argv = ["diff", str(mesh), "--kubeconfig", str(istio.kubeconfig), "--inventory", inventory, "-n", namespace]
+    argv += ["-o", "json"]
     capsys.readouterr()
     assert main(argv) == 0
     spec = _get(istio, "VirtualService", namespace)["spec"]
