@@ -423,7 +423,7 @@ class DriftItem:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DriftDocument:
-    """The latest drift check of one connected proxy.
+    """The latest drift check of one connected proxy, or (``source`` ``cluster``) of the cluster's Istio objects.
 
     ``state``: ``InSync`` (it runs what it ACKed), ``Drifted``, ``Pending`` (a push is not answered
     yet: not drift), ``Unchecked`` (nothing to compare yet), ``Healed`` (drifted, then re-pushed and
@@ -440,6 +440,9 @@ class DriftDocument:
     items: tuple[DriftItem, ...] = ()
     total: int = 0
     repushed_at: datetime | None = None
+    #: ``proxy`` (``node_id`` names it) or ``cluster`` (CRD mode: the Istio objects applied; ``node_id`` is empty,
+    #: ``items`` are objects: ``type`` their kind, ``name`` namespace/name; ``repushedAt`` the last re-apply).
+    source: str = "proxy"
 
     @property
     def drifted(self) -> bool:
@@ -455,6 +458,7 @@ class DriftDocument:
             "items": [item.to_json() for item in self.items],
             "total": self.total,
             "repushedAt": _iso(self.repushed_at),
+            "source": self.source,
         }
 
     @classmethod
@@ -468,6 +472,7 @@ class DriftDocument:
             items=tuple(DriftItem.from_json(item) for item in data["items"]),
             total=data["total"],
             repushed_at=_time(data["repushedAt"]),
+            source=data.get("source", "proxy"),  # a daemon from before CRD mode sends none
         )
 
 

@@ -10,12 +10,17 @@ Three comparisons, one command (exit status like diff(1): 0 equal, 1 different, 
   (``/api/v1/config/manifests``, loaded back into a config): the same views, plus which of the
   proxies connected to the daemon the change reaches;
 - ``--server URL --proxy NODE``: one proxy's served, ACKed and live (its ``/config_dump``, read
-  by the daemon) versions per xDS type, and every resource it runs other than served.
+  by the daemon) versions per xDS type, and every resource it runs other than served;
+- ``PATH --kubeconfig FILE``: a working tree against the Istio objects CRD mode applied to a cluster
+  (those carrying its ownership label), the cluster being a fourth state beside desired, served
+  and live: a ``kubectl edit`` shows as a difference, normalized like the others.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -29,7 +34,11 @@ from reconciler.diff import diff_configs, format_json, format_markdown, format_t
 from reconciler.diff.envoy import ProxyGroup
 from reconciler.diff.manifests import manifest_files
 from reconciler.diff.mesh import MeshDiff
+from reconciler.engine.settings import KubeSettings
 from reconciler.errors import ReconcilerError, UsageError
+from reconciler.kube.apply import managed_objects
+from reconciler.kube.client import KubeClient
+from reconciler.kube.istio import cluster_config
 from reconciler.loader import ConfigFiles, DecodeCache, LoadResult, load_files, read_paths
 from reconciler.model.limits import InputLimits, SkippedFile
 from reconciler.model.text import printable
@@ -37,6 +46,8 @@ from reconciler.sources.git.tree import read_revision
 from reconciler.validate.findings import Finding, Severity
 
 __all__ = ["register", "run"]
+
+_KUBE = KubeSettings()
 
 # Generic so the CLI's own ArgumentParser subclass type-checks without importing main (which imports us).
 _Parser = TypeVar("_Parser", bound=argparse.ArgumentParser)
@@ -79,6 +90,9 @@ Against a running daemon (--server URL):
                              every shape either implies and for each connected shape.
                              While a rollout walks, the daemon serves a step's weights,
                              not git's: that difference is intended and said so.
+  PATH --kubeconfig FILE     a working tree against the Istio objects the daemon applied
+                             to a cluster (--sink kubernetes): what an apply would change,
+                             including edits made outside git (kubectl edit).
   --server URL --proxy NODE  one proxy: per xDS type the version served, the version it
                              ACKed and how many resources it runs (from its admin
                              /config_dump, read by the daemon at the address its
@@ -95,6 +109,7 @@ examples:
   reconciler diff --from v1.4 --to v1.5 --repo ~/mesh -o json | jq '.routes[]'
   reconciler diff mesh --server http://127.0.0.1:18001      my edits against what is served
   reconciler diff --server http://127.0.0.1:18001 --proxy ingress-1
+  reconciler diff mesh --kubeconfig ~/.kube/config           my edits against the cluster (CRD mode)
 
 exit status (like diff), in every --output: 0 no routing change (or the proxy runs
 what it is served), 1 different, 2 trouble (not a git repository, an unknown
@@ -141,6 +156,18 @@ def register(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     add_server_flags(parser, default=None, help="a daemon's HTTP address: compare with what it serves")
     parser.add_argument("--proxy", metavar="NODE", help="with --server: served, ACKed and live of one proxy")
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        metavar="FILE",
+        help="compare PATH with the Istio objects applied to this kubeconfig's cluster (CRD mode)",
+    )
+    parser.add_argument(
+        "--inventory",
+        default=f"{_KUBE.inventory_namespace}/{_KUBE.inventory_name}",
+        metavar="NAMESPACE/NAME",
+        help="with --kubeconfig: the daemon's inventory ConfigMap: the objects it applied (default %(default)s)",
+    )
     add_limit_flags(parser)
     parser.set_defaults(handler=run)
 
@@ -156,6 +183,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
+    if args.kubeconfig is not None:
+        if args.config_dir is None or args.server is not None or args.proxy is not None:
+            raise UsageError("--kubeconfig compares PATH with the cluster: give PATH, and neither --server nor --proxy")
+        return _against_cluster(args)
     if args.server is None:
         if args.config_dir is not None or args.proxy is not None:
             raise UsageError("PATH and --proxy compare with a running daemon: add --server URL")
@@ -169,14 +200,22 @@ def _diff(args: argparse.Namespace) -> int:
     return _against_served(args)
 
 
-def _against_served(args: argparse.Namespace) -> int:
-    limits = limits_from_args(args)
-    cache = DecodeCache()  # shared by both sides: each distinct Envoy resource is checked once
+def _load_desired(args: argparse.Namespace, *, limits: InputLimits, cache: DecodeCache) -> LoadResult | None:
+    """PATH loaded and validated; None (findings printed) when the daemon would refuse it."""
     read = read_paths([args.config_dir], limits=limits)
     loaded = load_files(read.files, skipped=read.skipped, default_namespace=args.namespace, cache=cache, limits=limits)
     if not loaded.ok:
         _print_findings(loaded.findings)
         print(f"reconciler: error: {args.config_dir} does not validate; the daemon would refuse it", file=sys.stderr)
+        return None
+    return loaded
+
+
+def _against_served(args: argparse.Namespace) -> int:
+    limits = limits_from_args(args)
+    cache = DecodeCache()  # shared by both sides: each distinct Envoy resource is checked once
+    loaded = _load_desired(args, limits=limits, cache=cache)
+    if loaded is None:
         return ExitCode.USAGE
     # JSON of a config is about the size of its YAML; the loader then holds it to the same limits as PATH.
     answer = request(Server.of(args), "/api/v1/config/manifests", max_bytes=2 * limits.revision_bytes)
@@ -216,6 +255,33 @@ def _groups(answer: dict[str, Any]) -> list[ProxyGroup]:
     listed = answer.get("proxies")
     found = (ProxyGroup.from_json(item, index=index) for index, item in enumerate(listed or ()))
     return [group for group in found if group is not None] if isinstance(listed, list) else []
+
+
+def _against_cluster(args: argparse.Namespace) -> int:
+    loaded = _load_desired(args, limits=limits_from_args(args), cache=DecodeCache())
+    if loaded is None:
+        return ExitCode.USAGE
+    if not args.kubeconfig.is_file():
+        raise UsageError(f"--kubeconfig {args.kubeconfig}: no such file")
+    namespace, slash, name = args.inventory.partition("/")
+    if not slash or not namespace or not name:
+        raise UsageError(f"--inventory {args.inventory!r}: write it NAMESPACE/NAME")
+    cluster, _ = cluster_config(asyncio.run(_read_cluster(args.kubeconfig, inventory=(namespace, name))))
+    # RolloutPolicies stay in git (the cluster holds no such kind); while a rollout walks, weights differ on purpose.
+    desired = dataclasses.replace(loaded.config, rollout_policies=())
+    diff = diff_configs(cluster, desired, envoy=False)
+    title = printable(f"cluster..{args.config_dir}")
+    return _print(
+        args, diff, title=title, base={"cluster": str(args.kubeconfig), "path": str(args.config_dir)}, findings=()
+    )
+
+
+async def _read_cluster(kubeconfig: Path, *, inventory: tuple[str, str]) -> list[Any]:
+    client = await KubeClient.connect(kubeconfig)
+    try:
+        return await managed_objects(client, inventory=inventory)
+    finally:
+        await client.close()
 
 
 def _proxy(args: argparse.Namespace) -> int:

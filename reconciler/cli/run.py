@@ -52,6 +52,7 @@ _API = ApiSettings()
 _GUARD = SafetySettings().removal_guard
 _DRIFT = DriftSettings()
 _LEADER = LeaderSettings()
+_KUBE = KubeSettings()
 
 _RUN_HELP = """\
 Watch a git repository of Istio networking YAML and serve it to Envoy proxies over ADS.
@@ -320,20 +321,56 @@ def _git_flags(parser: argparse.ArgumentParser) -> None:
 
 def _kube_flags(parser: argparse.ArgumentParser) -> None:
     kube = parser.add_argument_group(
-        "Kubernetes endpoints",
-        "Serve the endpoints of Kubernetes Services (name.namespace.svc.cluster.local) from the cluster's "
-        "EndpointSlices, with Pod labels for DestinationRule subsets, beside the ServiceEntries from git.",
+        "Kubernetes",
+        "With the xds sink: serve the endpoints of Kubernetes Services (name.namespace.svc.cluster.local) from the "
+        "cluster's EndpointSlices, with Pod labels for DestinationRule subsets, beside the ServiceEntries from git. "
+        "With the kubernetes sink (CRD mode, for clusters running istiod): apply git's VirtualServices, "
+        "DestinationRules, ServiceEntries and Gateways to the cluster (server-side apply, field manager "
+        "'reconciler'; rollout steps too), prune what git removes, and re-apply objects changed outside git "
+        "(--no-self-heal: report only).",
     )
     where = kube.add_mutually_exclusive_group()
-    where.add_argument("--kubeconfig", type=Path, metavar="FILE", help="watch the cluster of this kubeconfig's context")
-    where.add_argument("--in-cluster", action="store_true", help="watch the cluster the daemon runs in")
+    where.add_argument("--kubeconfig", type=Path, metavar="FILE", help="the cluster of this kubeconfig's context")
+    where.add_argument("--in-cluster", action="store_true", help="the cluster the daemon runs in")
+    kube.add_argument(
+        "--sink",
+        action="append",
+        choices=SINKS,
+        metavar="{xds,kubernetes}",
+        help="where served configs go, repeatable: xds (ADS to Envoy proxies; the default) and/or kubernetes "
+        "(Istio objects applied to the cluster; needs --kubeconfig or --in-cluster)",
+    )
+    kube.add_argument(
+        "--inventory",
+        default=f"{_KUBE.inventory_namespace}/{_KUBE.inventory_name}",
+        metavar="NAMESPACE/NAME",
+        help="with --sink kubernetes: the ConfigMap listing the objects applied, so what git removes is pruned "
+        "(default %(default)s)",
+    )
+
+
+#: ``--sink`` values.
+SINKS = ("xds", "kubernetes")
 
 
 def _kube_settings(args: argparse.Namespace) -> KubeSettings:
     if args.kubeconfig is not None and not args.kubeconfig.is_file():
         raise UsageError(f"--kubeconfig {args.kubeconfig}: no such file")
-    enabled = args.kubeconfig is not None or args.in_cluster
-    return KubeSettings(enabled=enabled, kubeconfig=args.kubeconfig.resolve() if args.kubeconfig else None)
+    cluster = args.kubeconfig is not None or args.in_cluster
+    sinks = set(args.sink or ["xds"])
+    if "kubernetes" in sinks and not cluster:
+        raise UsageError("--sink kubernetes applies to a cluster: add --kubeconfig FILE or --in-cluster")
+    namespace, slash, name = args.inventory.partition("/")
+    if not slash or not namespace or not name or "/" in name:
+        raise UsageError(f"--inventory {args.inventory!r}: write it NAMESPACE/NAME")
+    return KubeSettings(
+        # Endpoints are for the proxies this daemon serves; with the kubernetes sink alone, istiod serves them.
+        enabled=cluster and "xds" in sinks,
+        kubeconfig=args.kubeconfig.resolve() if args.kubeconfig else None,
+        apply="kubernetes" in sinks,
+        inventory_namespace=namespace,
+        inventory_name=name,
+    )
 
 
 def _leader_flags(parser: argparse.ArgumentParser) -> None:
@@ -523,6 +560,7 @@ def _settings(
             rollback_on_nack=args.rollback_on_nack,
             tls=tls,
             plaintext=args.xds_plaintext,
+            serve="xds" in (args.sink or ["xds"]),
         ),
         api=_api_settings(args, webhook_secret=webhook_secret),
         safety=SafetySettings(

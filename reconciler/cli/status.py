@@ -162,11 +162,12 @@ def render_status(status: StatusDocument, *, now: datetime) -> str:
         lines.append(f"WARNINGS {len(engine.warnings)} about the served config (reconciler validate shows them all)")
         lines.extend(_finding_lines(engine.warnings[:_WARNINGS_SHOWN]))
     lines.extend(_rollout_lines(status, now=now))
+    lines.extend(_cluster_lines(status, now=now))
     lines.append("")
     if not status.proxies:
         lines.append("No proxies connected.")
         return "\n".join(printable(line) for line in lines)
-    drift = {entry.node_id: entry for entry in status.drift}
+    drift = {entry.node_id: entry for entry in status.drift if entry.source == "proxy"}
     rows = [["NAME", *SHORT_NAMES.values(), "VERSION", "DRIFT", "CONNECTED", "LABELS"]]
     for proxy in status.proxies:
         states = [proxy.types[name].state for name in SHORT_NAMES.values()]
@@ -175,7 +176,7 @@ def render_status(status: StatusDocument, *, now: datetime) -> str:
         rows.append([proxy.node_id, *states, version, checked, _age(proxy.connected_since, now), _labels(proxy.labels)])
     lines.extend(table(rows))
     for entry in status.drift:
-        if not entry.drifted:
+        if not entry.drifted or entry.source != "proxy":
             continue
         lines += ["", f"DRIFT    {entry.node_id}: {entry.message}"]
         lines.extend(f"         {item.detail}" for item in entry.items)
@@ -188,6 +189,19 @@ def render_status(status: StatusDocument, *, now: datetime) -> str:
         lines.append("")
         lines.extend(table([["NAME", "TYPE", "STATE", "SENT", "ACKED", "NACK"], *unsynced]))
     return "\n".join(printable(line) for line in lines)
+
+
+def _cluster_lines(status: StatusDocument, *, now: datetime) -> list[str]:
+    """CRD mode: the cluster's Istio objects against git (state, then what differs)."""
+    lines = []
+    for entry in (entry for entry in status.drift if entry.source == "cluster"):
+        lines.append(f"CLUSTER  {entry.state}: {entry.message}")
+        lines.extend(f"         {item.detail}" for item in entry.items)
+        if entry.total > len(entry.items):
+            lines.append(f"         ... and {entry.total - len(entry.items)} more")
+        if entry.repushed_at:
+            lines.append(f"         re-applied {_age(entry.repushed_at, now)} ago")
+    return lines
 
 
 def _rollout_lines(status: StatusDocument, *, now: datetime) -> list[str]:

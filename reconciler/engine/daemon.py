@@ -37,7 +37,7 @@ from aiohttp import web
 
 from reconciler.api.access import AccessPolicy, RateLimiter, RejectionLog, secured_application
 from reconciler.api.config import config_routes
-from reconciler.api.document import EngineDocument, OriginDocument
+from reconciler.api.document import DriftDocument, EngineDocument, OriginDocument
 from reconciler.api.rollouts import rollout_routes
 from reconciler.api.status import status_routes
 from reconciler.api.tls import server_tls_context
@@ -45,6 +45,7 @@ from reconciler.api.webhook import webhook_routes
 from reconciler.engine.cluster_state import ClusterRolloutStore
 from reconciler.engine.drift import DriftMonitor
 from reconciler.engine.faults import arm_from_environment
+from reconciler.engine.kube_sink import ClusterDriftCollector, KubernetesSink
 from reconciler.engine.lock import StateDirLock
 from reconciler.engine.reconcile import Engine, PassResult
 from reconciler.engine.rollouts import RolloutController
@@ -54,6 +55,7 @@ from reconciler.engine.state import SqliteStateStore
 from reconciler.engine.status import EngineStatus
 from reconciler.engine.telemetry import DaemonMetrics
 from reconciler.errors import KubeError, ReconcilerError, StateError
+from reconciler.kube.apply import IstioApplier
 from reconciler.kube.client import KubeClient
 from reconciler.kube.endpoints import ClusterEndpoints
 from reconciler.kube.lease import KubeWriter, LeaderElector, LeaseTiming, default_identity, default_namespace
@@ -189,6 +191,25 @@ async def _run_locked(
         clock=_utc_now,
     )
     metrics.watch_drift(drift.drifted)
+    kube = settings.kube
+    # CRD mode: the client is made before the restore, so the restored config is applied too (once connected).
+    kube_client = await KubeClient.connect(kube.kubeconfig) if kube.apply else None
+    applier: IstioApplier | None = None
+    cluster_drift: Callable[[], tuple[DriftDocument, ...]] = tuple
+    if kube_client is not None:
+        applier = IstioApplier(
+            api=kube_client,
+            inventory=(kube.inventory_namespace, kube.inventory_name),
+            backoff=lambda: Backoff(base=kube.retry_base, cap=kube.retry_cap),
+            clock=_utc_now,
+            self_heal=drift_settings.self_heal,
+            debounce=kube.debounce,
+            max_listed=drift_settings.max_listed,
+        )
+        sink = KubernetesSink(applier, default_namespace=settings.source.namespace)
+        engine.add_sink(sink)
+        metrics.registry.register(ClusterDriftCollector(applier))
+        cluster_drift = sink.documents
 
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
@@ -222,7 +243,7 @@ async def _run_locked(
             proxies=cache.statuses,
             registry=metrics.registry,
             rollouts=rollouts.documents,
-            drift=drift.documents,
+            drift=lambda: (*cluster_drift(), *drift.documents()),
         )
     )
 
@@ -274,6 +295,7 @@ async def _run_locked(
             services=[MetricsService(store).add_to],
             tls=settings.xds.tls,
             plaintext=settings.xds.plaintext,
+            ads=settings.xds.serve,
         )
         if settings.source.watch:
             watcher = source.watch(lambda: loop.call_soon_threadsafe(wake.set))
@@ -303,6 +325,7 @@ async def _run_locked(
 
         if holding is not None:
             holding.add_done_callback(step_down)
+        applying = asyncio.ensure_future(applier.run()) if applier is not None else None
         try:
             await _loop(
                 engine=engine,
@@ -314,7 +337,7 @@ async def _run_locked(
             )
         finally:
             ticking.cancel()
-            background = [task for task in (checking, cluster, holding) if task is not None]
+            background = [task for task in (checking, cluster, holding, applying) if task is not None]
             for task in background:
                 task.cancel()
             await asyncio.gather(ticking, *background, return_exceptions=True)
@@ -330,6 +353,8 @@ async def _run_locked(
             await leadership.elector.release()
         # close() waits for a poll still running in a worker thread; the loop aborted any such poll.
         await asyncio.to_thread(source.close)
+        if kube_client is not None:
+            await kube_client.close()
         log.info("daemon.stopped")
     if lost:
         raise KubeError(f"lost the Lease {leadership.elector.lease if leadership else ''}: stepped down")

@@ -72,7 +72,7 @@ from reconciler.translate.snapshot import SHORT_NAMES
 from reconciler.validate.findings import Code, Finding, Severity
 from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
 
-__all__ = ["Engine", "PassResult", "RevisionGate"]
+__all__ = ["ConfigSink", "Engine", "PassResult", "RevisionGate"]
 
 log = structlog.get_logger("reconciler.engine")
 
@@ -98,6 +98,14 @@ class RevisionGate(Protocol):
 
     def serve_revision(self, revision: Revision, config: ConfigSnapshots, *, change: Change) -> bool:
         """Serve ``revision``'s validated ``config`` through :meth:`Engine.serve`; False when it was refused."""
+        ...
+
+
+class ConfigSink(Protocol):
+    """Where else a served config goes besides the proxies' cache: the cluster's Istio objects in CRD mode."""
+
+    def served(self, config: ConfigSnapshots, origin: Origin) -> None:
+        """``config`` is served now, because of ``origin``; hand it on without blocking (the loop serves ADS)."""
         ...
 
 
@@ -188,7 +196,12 @@ class Engine:
         self._stopping = threading.Event()
         # The cluster's services (reconciler.kube), merged before the ServiceEntries'; None: no cluster.
         self._cluster: ServiceRegistry | None = None
+        self._sinks: list[ConfigSink] = []
         cache.add_listener(self._on_xds_event)
+
+    def add_sink(self, sink: ConfigSink) -> None:
+        """Hand every config served from now on to ``sink`` too (commits, rollout steps, rollbacks, restores)."""
+        self._sinks.append(sink)
 
     def govern(self, gate: RevisionGate) -> None:
         """From now on serve every commit (new, adopted at start, restored) through ``gate``."""
@@ -548,6 +561,8 @@ class Engine:
         self.status.last_error = None
         self.status.warnings = config.warnings
         self._succeed(reason, f"serving {origin.describe()}")
+        for sink in self._sinks:
+            sink.served(config, origin)
         log.info(
             "engine.published",
             sha=origin.revision.short_sha,

@@ -12,7 +12,8 @@ One frozen :class:`Settings`, grouped by concern like kopf's ``OperatorSettings`
     ├── state    StateSettings    the directory of the clone, the last good revision and the lock
     ├── safety   SafetySettings   what a revision may remove without an opt-in
     ├── drift    DriftSettings    how often each proxy is checked for running other than it ACKed; self-heal
-    ├── kube     KubeSettings     endpoints from a Kubernetes cluster: off, a kubeconfig, or in-cluster
+    ├── kube     KubeSettings     a Kubernetes cluster (a kubeconfig, or in-cluster): endpoints from it for
+    │                             xDS; CRD mode (``--sink kubernetes``): Istio objects applied to it
     └── leader   LeaderSettings   leader election among replicas with a coordination.k8s.io Lease
 
 Each default is written here and only here (the size limits', the removal guard's and xDS
@@ -94,6 +95,8 @@ class XdsSettings:
     #: clusters its routes still use; and for how many proxies at most (the oldest forgotten first).
     remember_seconds: float = 300.0
     remember_nodes: int = 10_000
+    #: Serve ADS (the ``xds`` sink). Off (``--sink kubernetes`` alone), the port still takes Envoy's metrics.
+    serve: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +176,11 @@ class KubeSettings:
     #: Retry delays after a failed list or watch: from ``retry_base`` doubling up to ``retry_cap``, with jitter.
     retry_base: float = 0.5
     retry_cap: float = 30.0
+    #: CRD mode (``--sink kubernetes``): apply the Istio objects to the cluster, for an istiod to serve.
+    apply: bool = False
+    #: The ConfigMap listing what was applied (``--inventory NAMESPACE/NAME``): what git removes is pruned.
+    inventory_namespace: str = "default"
+    inventory_name: str = "reconciler-inventory"
 
 
 @dataclass(frozen=True, slots=True)

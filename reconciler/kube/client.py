@@ -1,10 +1,15 @@
-"""The Kubernetes API as this package uses it: paged lists and watches of raw JSON, behind :class:`KubeApi`.
+"""The Kubernetes API as this package uses it: paged lists and watches of raw JSON, behind :class:`KubeApi`;
+server-side apply and delete behind :class:`KubeWriter`.
 
 :class:`KubeClient` is the one place the ``kubernetes_asyncio`` library is called: it reads a
 kubeconfig (or the in-cluster service account), and makes requests through the library's
 authenticated aiohttp client. Objects stay JSON (:mod:`reconciler.kube.objects` reads them) so
 one code path serves every API version, ``discovery.k8s.io/v1beta1`` included, which the
 library no longer models.
+
+Writes are server-side apply (``PATCH`` with ``application/apply-patch+yaml``; JSON is YAML) under a
+field manager, and deletes. Server-side apply is GA since Kubernetes 1.22 and beta, on by default, in
+1.18-1.21 (1.20 is what the tests run): the requests are the same.
 
 Everything the server sends is bounded: a list is read page by page (``limit``/``continue``),
 a page and a watch event each have a byte cap. Every failure leaves as :class:`KubeError`
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,6 +39,7 @@ __all__ = [
     "PAGE_SIZE",
     "KubeApi",
     "KubeClient",
+    "KubeWriter",
     "preferred_version",
 ]
 
@@ -46,6 +53,20 @@ MAX_EVENT_BYTES = 8 << 20
 #: for the list form, a watch for the object form (a watch asking for the list form gets no events).
 _METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 _METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+#: Server-side apply's media type: its body is YAML, of which JSON is a subset.
+_APPLY_PATCH = "application/apply-patch+yaml"
+_MERGE_PATCH = "application/merge-patch+json"
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    method: str = "GET"
+    body: Mapping[str, Any] | None = None
+    content_type: str = _APPLY_PATCH
+
+
+_GET = _Request()
+
 #: Seconds a watch lasts before the server ends it and it is resumed (client-go picks 5-10 minutes).
 WATCH_SECONDS = 300
 #: A request that is not a watch: connecting and reading a page.
@@ -70,6 +91,22 @@ class KubeApi(Protocol):
 
         Raises KubeExpiredError when ``resource_version`` is too old.
         """
+        ...
+
+
+class KubeWriter(Protocol):
+    """Server-side apply and delete of one object path (``/apis/GROUP/VERSION/namespaces/NS/PLURAL/NAME``)."""
+
+    async def apply(self, path: str, body: Mapping[str, Any], *, field_manager: str, force: bool) -> Mapping[str, Any]:
+        """Apply ``body`` as ``field_manager`` (``force``: take over fields other managers own); the object after it."""
+        ...
+
+    async def merge_patch(self, path: str, body: Mapping[str, Any], *, field_manager: str) -> Mapping[str, Any]:
+        """A JSON merge patch (RFC 7386) as ``field_manager``: sets fields whoever owns them (``null`` removes)."""
+        ...
+
+    async def delete(self, path: str) -> bool:
+        """Delete the object; False when it was already gone (404)."""
         ...
 
 
@@ -157,34 +194,76 @@ class KubeClient:
         finally:
             response.release()
 
-    async def _read(self, path: str, query: Sequence[tuple[str, str]], *, accept: str | None) -> Any:
-        timeout = aiohttp.ClientTimeout(total=REQUEST_SECONDS)
-        response = await self._request(path, query, accept=accept, timeout=timeout)
+    async def apply(self, path: str, body: Mapping[str, Any], *, field_manager: str, force: bool) -> Mapping[str, Any]:
+        query = [("fieldManager", field_manager)] + ([("force", "true")] if force else [])
+        answer = await self._read(path, query, accept=None, method="PATCH", body=body, content_type=_APPLY_PATCH)
+        return answer if isinstance(answer, Mapping) else {}
+
+    async def merge_patch(self, path: str, body: Mapping[str, Any], *, field_manager: str) -> Mapping[str, Any]:
+        query = [("fieldManager", field_manager)]
+        answer = await self._read(path, query, accept=None, method="PATCH", body=body, content_type=_MERGE_PATCH)
+        return answer if isinstance(answer, Mapping) else {}
+
+    async def delete(self, path: str) -> bool:
         try:
-            await _raise_for_status(response, path)
-            body = await _guarded(response.content.read(MAX_PAGE_BYTES + 1), path)
-            if len(body) > MAX_PAGE_BYTES:
-                raise KubeError(f"GET {path}: the answer is over {MAX_PAGE_BYTES} bytes")
-            return _json(body, path)
+            await self._read(path, (), accept=None, method="DELETE")
+        except KubeError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    async def _read(
+        self,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        *,
+        accept: str | None,
+        method: str = "GET",
+        body: Mapping[str, Any] | None = None,
+        content_type: str = _APPLY_PATCH,
+    ) -> Any:
+        timeout = aiohttp.ClientTimeout(total=REQUEST_SECONDS)
+        request = _Request(method=method, body=body, content_type=content_type)
+        response = await self._request(path, query, accept=accept, timeout=timeout, request=request)
+        try:
+            await _raise_for_status(response, path, method=method)
+            # read(n) returns what has arrived (one chunk of a large list), not n bytes: read to the end.
+            answer = bytearray()
+            while chunk := await _guarded(response.content.read(MAX_PAGE_BYTES + 1 - len(answer)), path):
+                answer += chunk
+                if len(answer) > MAX_PAGE_BYTES:
+                    raise KubeError(f"{method} {path}: the answer is over {MAX_PAGE_BYTES} bytes")
+            return _json(bytes(answer), path)
         finally:
             response.release()
 
     async def _request(
-        self, path: str, query: Sequence[tuple[str, str]], *, accept: str | None, timeout: aiohttp.ClientTimeout
+        self,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        *,
+        accept: str | None,
+        timeout: aiohttp.ClientTimeout,
+        request: _Request = _GET,
     ) -> aiohttp.ClientResponse:
+        method = request.method
         headers = {"Accept": accept or "application/json"}
+        if request.body is not None:
+            headers["Content-Type"] = request.content_type
         try:
             response: aiohttp.ClientResponse = await self._api.call_api(
                 path,
-                "GET",
+                method,
                 query_params=list(query),
                 header_params=headers,
+                body=dict(request.body) if request.body is not None else None,
                 auth_settings=["BearerToken"],
                 _preload_content=False,
                 _request_timeout=timeout,
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
-            raise KubeError(f"GET {path}: {excerpt(str(error) or type(error).__name__, MESSAGE_CHARS)}") from error
+            raise KubeError(f"{method} {path}: {excerpt(str(error) or type(error).__name__, MESSAGE_CHARS)}") from error
         return response
 
 
@@ -196,7 +275,7 @@ async def _guarded(read: Any, path: str) -> bytes:
     return data
 
 
-async def _raise_for_status(response: aiohttp.ClientResponse, path: str) -> None:
+async def _raise_for_status(response: aiohttp.ClientResponse, path: str, *, method: str = "GET") -> None:
     if 200 <= response.status < 300:
         return
     try:
@@ -205,7 +284,7 @@ async def _raise_for_status(response: aiohttp.ClientResponse, path: str) -> None
         detail = ""
     kind = KubeExpiredError if response.status == 410 else KubeError
     message = _status_message(detail) or response.reason or ""
-    raise kind(f"GET {path}: {response.status} {excerpt(message, MESSAGE_CHARS)}", status=response.status)
+    raise kind(f"{method} {path}: {response.status} {excerpt(message, MESSAGE_CHARS)}", status=response.status)
 
 
 def _status_message(text: str) -> str:

@@ -59,6 +59,9 @@ class Informer(Generic[T]):
         self.synced = asyncio.Event()
         #: How many lists were made (the first, and one per 410 or failure).
         self.lists = 0
+        #: The resourceVersion the store is current to (the list's, then each event's): a writer that got
+        #: version N back knows the store holds its write once this reaches N (its event calls on_change).
+        self.version = ""
 
     @property
     def path(self) -> str:
@@ -74,7 +77,7 @@ class Informer(Generic[T]):
                     async for event in self._api.watch(
                         self._path, resource_version=version, metadata_only=self._metadata_only
                     ):
-                        version = self._apply(event) or version
+                        version = self.version = self._apply(event) or version
             except KubeExpiredError as error:
                 log.info("kube.relist", path=self._path, reason="Expired", message=str(error))
             except KubeError as error:
@@ -92,6 +95,7 @@ class Informer(Generic[T]):
         self.lists += 1
         changed = items != self.items or not self.synced.is_set()
         self.items = items
+        self.version = version
         self.synced.set()
         log.info("kube.listed", path=self._path, objects=len(items), resource_version=version)
         if changed:

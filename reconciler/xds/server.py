@@ -190,6 +190,7 @@ async def start_server(
     services: Sequence[Callable[[grpc.aio.Server], None]] = (),
     tls: ServerTls | None = None,
     plaintext: bool = False,
+    ads: bool = True,
 ) -> XdsServer:
     """Serve ADS on ``address`` (``host:port``; port 0 picks a free one, see ``XdsServer.port``).
 
@@ -199,6 +200,7 @@ async def start_server(
     ``xds_cluster`` (e.g. ``reconciler.metrics.MetricsService(store).add_to``).
     With ``tls`` the port speaks TLS (mutual TLS with a client CA; :mod:`reconciler.xds.tls`),
     for every service; without it, plaintext beyond loopback needs ``plaintext=True``.
+    ``ads=False`` serves only ``services`` (CRD mode: istiod serves the proxies).
     """
     host, _ = parse_address(address, what="xDS address", allow_port_zero=True)
     check_listen_security(host, tls=tls, plaintext=plaintext)
@@ -218,7 +220,8 @@ async def start_server(
         ("grpc.keepalive_timeout_ms", _SERVER_PING_TIMEOUT_MS),
     ]
     server = grpc.aio.server(options=options, interceptors=interceptors)
-    AggregatedDiscoveryService(cache).add_to(server)
+    if ads:
+        AggregatedDiscoveryService(cache).add_to(server)
     for add_service in services:
         add_service(server)
     try:

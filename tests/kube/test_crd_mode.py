@@ -1,0 +1,374 @@
+"""CRD mode against a real kube-apiserver with Istio's CRDs: apply as written, prune in order, heal drift, rollouts.
+
+The order of writes is read from the server, not from the client: every write gets the next
+etcd revision as its resourceVersion, and a watch of each kind started before a change reports
+each write (a deletion with the revision it happened at), so sorting the events by version is
+the order the API server applied them in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from istio_crds import crd_documents
+from kube_cluster import KubeCluster
+from memsource import GATEWAY, MemorySource, ack_all, mesh_files
+from rollout_yaml import policy_yaml
+
+from reconciler.cli.main import main
+from reconciler.engine.kube_sink import KubernetesSink
+from reconciler.engine.reconcile import Engine
+from reconciler.engine.rollouts import RolloutController
+from reconciler.engine.state import SqliteStateStore
+from reconciler.engine.status import EngineStatus
+from reconciler.kube.apply import IstioApplier
+from reconciler.kube.client import KubeClient
+from reconciler.kube.istio import FIELD_MANAGER, ObjectRef, desired_objects
+from reconciler.loader import load_files
+from reconciler.metrics.store import MetricsStore
+from reconciler.model.config import Kind
+from reconciler.sources.backoff import Backoff
+from reconciler.xds.cache import SnapshotCache
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180), pytest.mark.xdist_group("kube")]
+
+#: Writes and watch events take milliseconds; this is headroom for a loaded machine.
+DEADLINE = 60.0
+GROUP = "/apis/networking.istio.io/v1"
+PLURAL = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules", "ServiceEntry": "serviceentries"}
+
+
+@pytest.fixture(scope="session")
+def istio(kube: KubeCluster) -> KubeCluster:
+    """The cluster with Istio's networking CRDs installed and established."""
+    for crd in crd_documents():
+        try:
+            kube.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        except Exception as error:  # already there from an earlier module of the session
+            if getattr(error, "code", None) != 409:
+                raise
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        try:
+            served = {r["name"] for r in kube.request("GET", GROUP)["resources"]}
+        except Exception:
+            served = set()
+        if {"virtualservices", "destinationrules", "serviceentries", "gateways"} <= served:
+            return kube
+        time.sleep(0.2)
+    raise AssertionError("Istio's CRDs were not established")
+
+
+def _mesh(namespace: str, *, subsets: tuple[str, ...] = ("v1", "v2"), routes: tuple[str, ...] = ("v1", "v2")) -> bytes:
+    subset_yaml = "".join(f"  - {{name: {s}, labels: {{version: {s}}}}}\n" for s in subsets)
+    route_yaml = "".join(
+        f"    - destination: {{host: reviews.example.com, subset: {s}}}\n      weight: {100 if i == 0 else 0}\n"
+        for i, s in enumerate(routes)
+    )
+    return f"""\
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: reviews, namespace: {namespace}}}
+spec:
+  hosts: [reviews.example.com]
+  http:
+  - route:
+{route_yaml}---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: {namespace}}}
+spec:
+  host: reviews.example.com
+  subsets:
+{subset_yaml}---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: reviews, namespace: {namespace}}}
+spec:
+  hosts: [reviews.example.com]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 10.0.0.1, labels: {{version: v1}}}}, {{address: 10.0.0.2, labels: {{version: v2}}}}]
+""".encode()
+
+
+def _desired(files: dict[str, bytes], namespace: str) -> Callable[[], Any]:
+    result = load_files(files, default_namespace=namespace)
+    assert result.ok, [f.format() for f in result.findings]
+    return lambda: desired_objects(result.config, files, default_namespace=namespace)
+
+
+async def _until(check: Callable[[], Any], what: str) -> Any:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {DEADLINE:.0f} s: {what}")
+
+
+class _Running:
+    def __init__(self, applier: IstioApplier, client: KubeClient) -> None:
+        self.applier = applier
+        self.client = client
+
+
+@contextlib.asynccontextmanager
+async def _applier(kube: KubeCluster, namespace: str, *, self_heal: bool = True) -> AsyncIterator[_Running]:
+    client = await KubeClient.connect(kube.kubeconfig)
+    applier = IstioApplier(
+        api=client,
+        inventory=(namespace, "reconciler-inventory"),
+        backoff=lambda: Backoff(base=0.05, cap=0.5),
+        clock=lambda: datetime.now(UTC),
+        self_heal=self_heal,
+        debounce=0.02,
+    )
+    task = asyncio.ensure_future(applier.run())
+    try:
+        yield _Running(applier, client)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.close()
+
+
+def _get(kube: KubeCluster, kind: str, namespace: str, name: str = "reviews") -> Any:
+    try:
+        return kube.request("GET", f"{GROUP}/namespaces/{namespace}/{PLURAL[kind]}/{name}")
+    except Exception as error:
+        if getattr(error, "code", None) == 404:
+            return None
+        raise
+
+
+async def _watch_writes(client: KubeClient, namespace: str, version: str, into: list[tuple[int, str, str]]) -> None:
+    """Every write to the three kinds in ``namespace`` after ``version``: (resourceVersion, event, kind)."""
+
+    async def one(kind: str) -> None:
+        async for event in client.watch(f"{GROUP}/namespaces/{namespace}/{PLURAL[kind]}", resource_version=version):
+            into.append((int(event["object"]["metadata"]["resourceVersion"]), str(event["type"]), kind))
+
+    await asyncio.gather(*(one(kind) for kind in PLURAL))
+
+
+def test_crd_mode_applies_gits_yaml_and_prunes_in_reverse_order(istio: KubeCluster, namespace: str, run: Any) -> None:
+    async def scenario() -> None:
+        async with _applier(istio, namespace) as running:
+            files = {"mesh.yaml": _mesh(namespace)}
+            version = istio.request("GET", f"/api/v1/namespaces/{namespace}/configmaps")["metadata"]["resourceVersion"]
+            writes: list[tuple[int, str, str]] = []
+            watching = asyncio.ensure_future(_watch_writes(running.client, namespace, version, writes))
+            running.applier.submit(_desired(files, namespace), label="revision one")
+            await _until(lambda: running.applier.report().state == "InSync", "applied and in sync")
+
+            vs = _get(istio, "VirtualService", namespace)
+            assert vs["apiVersion"] == "networking.istio.io/v1"  # stored as v1, applied as the v1beta1 git has
+            assert vs["spec"]["http"][0]["route"][1] == {
+                "destination": {"host": "reviews.example.com", "subset": "v2"},
+                "weight": 0,
+            }
+            assert vs["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "reconciler"}
+            assert [(m["manager"], m["operation"]) for m in vs["metadata"]["managedFields"]] == [
+                (FIELD_MANAGER, "Apply")
+            ]
+            await _until(lambda: len(writes) >= 3, "three creations watched")
+            assert [(event, kind) for _, event, kind in sorted(writes)] == [
+                ("ADDED", "ServiceEntry"),
+                ("ADDED", "DestinationRule"),
+                ("ADDED", "VirtualService"),
+            ]
+            inventory = istio.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/reconciler-inventory")
+            assert '"kind":"VirtualService"' in inventory["data"]["inventory.json"]
+
+            # Git drops subset v2 and the route to it: the route goes first, the subset after it.
+            writes.clear()
+            files = {"mesh.yaml": _mesh(namespace, subsets=("v1",), routes=("v1",))}
+            running.applier.submit(_desired(files, namespace), label="revision two")
+            await _until(
+                lambda: len(_get(istio, "DestinationRule", namespace)["spec"]["subsets"]) == 1, "subset v2 removed"
+            )
+            await _until(lambda: len(writes) >= 2, "two changes watched")
+            assert [(event, kind) for _, event, kind in sorted(writes)] == [
+                ("MODIFIED", "VirtualService"),
+                ("MODIFIED", "DestinationRule"),
+            ]
+
+            # Git removes the VirtualService and the DestinationRule: the VirtualService goes first.
+            writes.clear()
+            only_se = _mesh(namespace).split(b"---\n")[2]
+            running.applier.submit(_desired({"mesh.yaml": only_se}, namespace), label="revision three")
+            await _until(lambda: _get(istio, "VirtualService", namespace) is None, "the VirtualService pruned")
+            await _until(lambda: len(writes) >= 2, "two deletions watched")
+            assert [(event, kind) for _, event, kind in sorted(writes)] == [
+                ("DELETED", "VirtualService"),
+                ("DELETED", "DestinationRule"),
+            ]
+            assert _get(istio, "ServiceEntry", namespace) is not None
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
+
+    run(scenario())
+
+
+def _kubectl_edit(kube: KubeCluster, namespace: str, patch: dict[str, Any]) -> None:
+    """What ``kubectl edit`` sends: a merge patch under its own field manager."""
+    kube.request("PATCH", f"{GROUP}/namespaces/{namespace}/virtualservices/reviews?fieldManager=kubectl-edit", patch)
+
+
+def _weights(kube: KubeCluster, namespace: str, *, rule: int = 0) -> list[Any]:
+    return [entry.get("weight") for entry in _get(kube, "VirtualService", namespace)["spec"]["http"][rule]["route"]]
+
+
+def test_a_kubectl_edit_is_drift_healed_by_reapplying_git_and_reported(
+    istio: KubeCluster, namespace: str, run: Any
+) -> None:
+    async def scenario() -> None:
+        async with _applier(istio, namespace) as running:
+            files = {"mesh.yaml": _mesh(namespace)}
+            running.applier.submit(_desired(files, namespace), label="revision one")
+            await _until(lambda: running.applier.report().state == "InSync", "in sync")
+            spec = _get(istio, "VirtualService", namespace)["spec"]
+            spec["http"][0]["route"][0]["weight"] = 50
+            spec["http"][0]["route"][1]["weight"] = 50
+            _kubectl_edit(istio, namespace, {"spec": {"http": spec["http"], "exportTo": ["."]}})
+
+            report = await _until(
+                lambda: (r := running.applier.report()).state == "Healed" and r, "healed after the edit"
+            )
+            assert _weights(istio, namespace) == [100, 0]
+            assert "exportTo" not in _get(istio, "VirtualService", namespace)["spec"]
+            assert ("patch", f"VirtualService {namespace}/reviews") in running.applier.writes
+            assert report.healed_at is not None
+            assert running.applier.drifted() == dict.fromkeys(
+                [ObjectRef(Kind.DESTINATION_RULE, namespace, "reviews"), *_refs(namespace)], False
+            )
+
+    run(scenario())
+
+
+def _refs(namespace: str) -> list[ObjectRef]:
+    return [ObjectRef(Kind.SERVICE_ENTRY, namespace, "reviews"), ObjectRef(Kind.VIRTUAL_SERVICE, namespace, "reviews")]
+
+
+def test_without_self_heal_a_kubectl_edit_stays_and_is_reported_field_by_field(
+    istio: KubeCluster, namespace: str, run: Any
+) -> None:
+    async def scenario() -> None:
+        async with _applier(istio, namespace, self_heal=False) as running:
+            running.applier.submit(_desired({"mesh.yaml": _mesh(namespace)}, namespace), label="revision one")
+            await _until(lambda: running.applier.report().state == "InSync", "in sync")
+            spec = _get(istio, "VirtualService", namespace)["spec"]
+            spec["http"][0]["route"][0]["weight"] = 40
+            _kubectl_edit(istio, namespace, {"spec": {"http": spec["http"]}})
+
+            report = await _until(lambda: (r := running.applier.report()).state == "Drifted" and r, "drift reported")
+            [item] = report.drift
+            assert item.ref == ObjectRef(Kind.VIRTUAL_SERVICE, namespace, "reviews")
+            assert item.managers == ("kubectl-edit",)
+            assert [(f.field_path, f.old, f.new) for f in item.fields] == [
+                ('spec.http[0].route["reviews.example.com/v1"].weight', 100, 40)
+            ]
+            assert running.applier.drifted()[item.ref] is True
+            assert _weights(istio, namespace) == [40, 0]
+
+    run(scenario())
+
+
+def test_a_rollout_writes_its_step_weights_through_the_same_field_manager(
+    istio: KubeCluster, namespace: str, run: Any, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with _applier(istio, namespace) as running:
+            source = MemorySource()
+            cache = SnapshotCache()
+            gateway = cache.connect(GATEWAY, on_change=lambda: None)
+            engine = Engine(
+                source=source,
+                cache=cache,
+                store=SqliteStateStore(tmp_path / "state"),
+                status=EngineStatus(repo="mem://mesh", branch="main", path="mesh"),
+                clock=lambda: datetime.now(UTC),
+                default_namespace=namespace,
+                file_prefix="mesh/",
+            )
+            engine.add_sink(KubernetesSink(running.applier, default_namespace=namespace))
+            controller = RolloutController(engine=engine, cache=cache, metrics=MetricsStore(), clock=time.time)
+            policy = policy_yaml(steps="10, 50", interval="10m")
+            source.commit({**mesh_files(v1=100, v2=0), "policy.yaml": policy}, "reviews 100/0")
+            assert (await engine.reconcile(trigger="test")).ok
+            ack_all(gateway)
+            await _until(lambda: _get(istio, "VirtualService", namespace) is not None, "git's weights applied")
+            assert _weights(istio, namespace, rule=1) == [100, 0]
+
+            source.commit({**mesh_files(v1=0, v2=100), "policy.yaml": policy}, "reviews 0/100")
+            assert (await engine.reconcile(trigger="test")).ok
+            ack_all(gateway)
+            [walking] = controller.documents()
+            assert (walking.phase, walking.step) == ("Progressing", 0)
+            await _until(lambda: _weights(istio, namespace, rule=1) == [90, 10], "the first step's weights applied")
+            vs = _get(istio, "VirtualService", namespace)
+            assert {m["manager"] for m in vs["metadata"]["managedFields"]} == {FIELD_MANAGER}
+            assert running.applier.report().state in ("InSync", "Pending")
+
+    run(scenario())
+
+
+def test_reconciler_diff_kubeconfig_shows_a_kubectl_edit_as_the_difference_from_git(
+    istio: KubeCluster, namespace: str, run: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mesh = tmp_path / "mesh"
+    mesh.mkdir()
+    (mesh / "mesh.yaml").write_bytes(_mesh(namespace))
+
+    async def applied() -> None:
+        async with _applier(istio, namespace, self_heal=False) as running:
+            running.applier.submit(_desired({"mesh.yaml": _mesh(namespace)}, namespace), label="revision one")
+            await _until(lambda: running.applier.report().state == "InSync", "in sync")
+
+    run(applied())
+    inventory = f"{namespace}/reconciler-inventory"
+    argv = ["diff", str(mesh), "--kubeconfig", str(istio.kubeconfig), "--inventory", inventory, "-n", namespace]
+    argv += ["-o", "json"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    spec = _get(istio, "VirtualService", namespace)["spec"]
+    spec["http"][0]["route"][0]["weight"] = 70
+    _kubectl_edit(istio, namespace, {"spec": {"http": spec["http"]}})
+    capsys.readouterr()
+    assert main(argv) == 1
+    found = json.loads(capsys.readouterr().out)
+    [change] = [c for c in found["resources"] if c["name"].endswith(f"{namespace}/reviews")]
+    assert [(f["path"], f["old"], f["new"]) for f in change["fields"]] == [
+        ('spec.http[0].route["reviews.example.com/v1"].weight', 70, 100)
+    ]
+
+
+def test_a_refused_write_is_reported_failed_and_retried_until_it_succeeds(
+    istio: KubeCluster, namespace: str, run: Any
+) -> None:
+    later = f"{namespace}-later"  # the objects' namespace does not exist yet: every write to it is a 404
+
+    async def scenario() -> None:
+        async with _applier(istio, namespace) as running:
+            running.applier.submit(_desired({"mesh.yaml": _mesh(later)}, later), label="revision one")
+            failed = await _until(lambda: (r := running.applier.report()).state == "Failed" and r, "reported failed")
+            assert "404" in failed.message
+            assert _get(istio, "VirtualService", later) is None  # nothing after the failed ServiceEntry
+            istio.create("/api/v1/namespaces", {"metadata": {"name": later}})
+            try:
+                await _until(lambda: running.applier.report().state == "InSync", "applied once it can be")
+                assert _get(istio, "VirtualService", later) is not None
+            finally:
+                istio.delete(f"/api/v1/namespaces/{later}")
+
+    run(scenario())
