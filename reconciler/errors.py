@@ -10,7 +10,8 @@ chained as ``__cause__``::
     ├── InvalidConfigError         validation found error-level findings in a revision (carries them)
     ├── TranslationError           a valid model could not be turned into a consistent snapshot
     ├── SourceError                the config source failed; ``reason`` names how, for status and logs
-    │   ├── FetchError                 FetchFailed: network, server or timeout; the clone is kept
+    │   ├── FetchError                 FetchFailed: network or server; the clone is kept
+    │   │   └── FetchTimeoutError          FetchTimedOut: the remote did not finish within --git-timeout
     │   ├── AuthError                  AuthFailed: the remote refused the credentials, or there were none
     │   ├── BranchNotFoundError        BranchNotFound: the remote has no such branch
     │   ├── CloneError                 CloneFailed: no usable clone, and making one failed
@@ -48,6 +49,7 @@ __all__ = [
     "CloneError",
     "EnvoyError",
     "FetchError",
+    "FetchTimeoutError",
     "InvalidConfigError",
     "KubeError",
     "KubeExpiredError",
@@ -118,6 +120,15 @@ class FetchError(SourceError):
     """The fetch failed (network, server, timeout); the existing clone is kept."""
 
     reason = "FetchFailed"
+
+
+class FetchTimeoutError(FetchError):
+    """A git fetch or clone did not finish within its timeout (a remote that accepts and never answers).
+
+    The git process is ended and the existing clone kept; like any failed fetch, the next poll retries.
+    """
+
+    reason = "FetchTimedOut"
 
 
 class AuthError(SourceError):

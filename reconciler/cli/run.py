@@ -347,6 +347,13 @@ def register(commands: Any) -> None:
     run.add_argument(
         "--poll-interval", default=_seconds(_SOURCE.poll_interval), help="how often to fetch (default %(default)s)"
     )
+    run.add_argument(
+        "--git-timeout",
+        default=_seconds(_SOURCE.git_timeout),
+        metavar="DURATION",
+        help="how long one git fetch or clone may take; a remote that hangs past it is ended and status says "
+        "FetchTimedOut, the last good revision keeps serving and the next poll tries again (default %(default)s)",
+    )
     run.add_argument("--state-dir", type=Path, default=None, help=_STATE_DIR_HELP)
     run.add_argument("--webhook-secret-file", type=Path, help=f"push webhook secret (or env {SECRET_ENV})")
     run.add_argument("--watch", action="store_true", help="with --repo-dir: reconcile on file save")
@@ -387,6 +394,7 @@ def _run(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         limits=limits_from_args(args),
         credentials=_git_credentials(args),
+        git_timeout=parse_interval(args.git_timeout),
     )
     state_dir = args.state_dir or default_state_dir(
         source=args.repo or str(args.repo_dir.resolve()), branch=args.branch, path=args.path, environ=os.environ

@@ -14,7 +14,8 @@ One frozen :class:`Settings`, grouped by concern like kopf's ``OperatorSettings`
     └── kube     KubeSettings     endpoints from a Kubernetes cluster: off, a kubeconfig, or in-cluster
 
 Each default is written here and only here (the size limits', the removal guard's and xDS
-TLS's in their own types, :class:`InputLimits`, :class:`RemovalGuard` and :class:`ServerTls`): the CLI's flags and their
+TLS's in their own types, :class:`InputLimits`, :class:`RemovalGuard` and :class:`ServerTls`; the git
+timeout beside :class:`GitSource`, which runs without settings too): the CLI's flags and their
 ``--help`` read them from these classes (``SourceSettings().branch``), and so does
 ``reconciler status``'s default server URL. The state directory has no default here: the CLI derives one per
 source (:func:`reconciler.cli.run.default_state_dir`).
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from reconciler.engine.guard import RemovalGuard
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
+from reconciler.sources.git import DEFAULT_TIMEOUT_SECONDS
 from reconciler.sources.git.credentials import NO_CREDENTIALS, GitCredentials
 from reconciler.xds.tls import ServerTls
 
@@ -68,6 +70,9 @@ class SourceSettings:
     limits: InputLimits = DEFAULT_LIMITS
     #: How git authenticates to a private remote (token file or variable, SSH deploy key); none by default.
     credentials: GitCredentials = NO_CREDENTIALS
+    #: Seconds one git fetch or clone may take before it is ended as ``FetchTimedOut`` (a hung remote);
+    #: the next poll tries again. Written with the git source (``DEFAULT_TIMEOUT_SECONDS``), like the limits.
+    git_timeout: float = DEFAULT_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
