@@ -13,6 +13,7 @@ chained as ``__cause__``::
     │   ├── FetchError                 FetchFailed: network or server; the clone is kept
     │   │   └── FetchTimeoutError          FetchTimedOut: the remote did not finish within --git-timeout
     │   ├── AuthError                  AuthFailed: the remote refused the credentials, or there were none
+    │   │   └── HostKeyError               HostKeyRejected: the SSH host key is not the one in known_hosts
     │   ├── BranchNotFoundError        BranchNotFound: the remote has no such branch
     │   ├── CloneError                 CloneFailed: no usable clone, and making one failed
     │   ├── StateDirNotWritableError   StateDirNotWritable: disk full, read-only, permissions
@@ -50,6 +51,7 @@ __all__ = [
     "EnvoyError",
     "FetchError",
     "FetchTimeoutError",
+    "HostKeyError",
     "InvalidConfigError",
     "KubeError",
     "KubeExpiredError",
@@ -135,6 +137,12 @@ class AuthError(SourceError):
     """The remote refused the credentials, or there were none to give."""
 
     reason = "AuthFailed"
+
+
+class HostKeyError(AuthError):
+    """ssh refused the server: its host key is not in known_hosts, or differs from the one there."""
+
+    reason = "HostKeyRejected"
 
 
 class BranchNotFoundError(SourceError):

@@ -32,7 +32,7 @@ from reconciler.errors import (
 )
 from reconciler.sources.git.credentials import NO_CREDENTIALS, GitCredentials, git_environment, split_credentials
 from reconciler.sources.git.process import ProcessAborted, ProcessTimedOut, run_abortable
-from reconciler.sources.git.stderr import classify, looks_corrupt, stderr_of
+from reconciler.sources.git.stderr import classify, explain, looks_corrupt, stderr_of
 from reconciler.sources.git.url import redact_url
 
 __all__ = ["Clone", "CorruptClone"]
@@ -290,6 +290,7 @@ class Clone:
         return True
 
     def _error(self, operation: str, detail: str, failure: type[SourceError]) -> SourceError:
+        detail = explain(detail)
         for secret in self._secrets:
             detail = detail.replace(secret, "***")
         if len(detail) > _STDERR_LIMIT:
