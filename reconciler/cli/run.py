@@ -238,6 +238,14 @@ def _xds_security_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="accept plaintext xDS on an address beyond loopback (refused without; logged as a warning)",
     )
+    tls.add_argument(
+        "--tls-expiry-warning-days",
+        type=float,
+        default=_XDS.tls_expiry_warning_days,
+        metavar="DAYS",
+        help="warn in the log (tls.certificate_expiring, once a day) when the xDS or API server certificate expires "
+        "within DAYS; /metrics has reconciler_tls_certificate_expiry_timestamp_seconds always (default %(default)g)",
+    )
 
 
 def _server_tls(args: argparse.Namespace) -> ServerTls | None:
@@ -460,6 +468,8 @@ def _settings(
         raise UsageError(f"--max-removal-percent {args.max_removal_percent} is not a percentage (0..100)")
     tls = _server_tls(args)
     check_listen_security(xds_host, tls=tls, plaintext=args.xds_plaintext)
+    if args.tls_expiry_warning_days < 0:
+        raise UsageError(f"--tls-expiry-warning-days {args.tls_expiry_warning_days:g} is negative")
     return Settings(
         state=StateSettings(dir=state_dir),
         source=source,
@@ -468,6 +478,7 @@ def _settings(
             rollback_on_nack=args.rollback_on_nack,
             tls=tls,
             plaintext=args.xds_plaintext,
+            tls_expiry_warning_days=args.tls_expiry_warning_days,
         ),
         api=_api_settings(args, webhook_secret=webhook_secret),
         safety=SafetySettings(

@@ -33,6 +33,7 @@ from reconciler.api.rollouts import rollout_routes
 from reconciler.api.status import status_routes
 from reconciler.api.tls import server_tls_context
 from reconciler.api.webhook import webhook_routes
+from reconciler.engine.certificates import CertificateExpiry
 from reconciler.engine.drift import DriftMonitor
 from reconciler.engine.faults import arm_from_environment
 from reconciler.engine.lock import StateDirLock
@@ -111,6 +112,19 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
         clock=_utc_now,
     )
     metrics.watch_drift(drift.drifted)
+    served_certificates = {
+        server: cert
+        for server, cert in (
+            ("xds", settings.xds.tls.cert_file if settings.xds.tls else None),
+            ("api", settings.api.tls_cert),
+        )
+        if cert is not None
+    }
+    certificates = CertificateExpiry(
+        served_certificates, warn_days=settings.xds.tls_expiry_warning_days, clock=time.time
+    )
+    certificates.check()
+    metrics.registry.register(certificates)
     if engine.restore():
         log.info("daemon.serving_stored_revision", sha=status.served.sha[:12] if status.served else None)
 
@@ -206,6 +220,9 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
         ticking = asyncio.ensure_future(rollouts.run(period=ROLLOUT_TICK_SECONDS))
         checking = asyncio.ensure_future(drift.run()) if drift_settings.interval > 0 else None
         cluster = asyncio.ensure_future(_watch_cluster(settings.kube, engine)) if settings.kube.enabled else None
+        expiry = (
+            asyncio.ensure_future(certificates.run(period=CERTIFICATE_CHECK_SECONDS)) if certificates.watched else None
+        )
         try:
             await _loop(
                 engine=engine,
@@ -217,7 +234,7 @@ async def _run_locked(settings: Settings, *, ready: Callable[[int, int], None] |
             )
         finally:
             ticking.cancel()
-            background = [task for task in (checking, cluster) if task is not None]
+            background = [task for task in (checking, cluster, expiry) if task is not None]
             for task in background:
                 task.cancel()
             await asyncio.gather(ticking, *background, return_exceptions=True)
@@ -253,6 +270,8 @@ async def _watch_cluster(settings: KubeSettings, engine: Engine) -> None:
         await client.close()
 
 
+#: How often the serving certificates' expiry is read again (a replaced file, a day passing).
+CERTIFICATE_CHECK_SECONDS = 3600.0
 #: How often running rollouts are judged between ACKs: well under any step's interval.
 ROLLOUT_TICK_SECONDS = 0.5
 #: How long a stopping daemon waits for an aborted pass to end (Kubernetes' grace period is 30 s).

@@ -87,6 +87,10 @@ class XdsSettings:
     tls: ServerTls | None = None
     #: Plaintext on an address beyond loopback, accepted explicitly (refused without, warned about with).
     plaintext: bool = False
+    #: Days before the serving certificate expires (xDS's, and the API's with ``api.tls_cert``) from which the
+    #: log warns (``tls.certificate_expiring``, once a day); ``reconciler_tls_certificate_expiry_timestamp_seconds``
+    #: shows the expiry always.
+    tls_expiry_warning_days: float = 14.0
 
 
 @dataclass(frozen=True, slots=True)
