@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from daemon_thread import daemon_thread
-from memsource import TEMPLATE
+from memsource import template_dir
 
 from reconciler.api.access import TOKEN_ENV
 from reconciler.cli.exitcode import ExitCode
@@ -25,18 +25,10 @@ TOKEN = "api-token-5f0c9d2e7b"
 WRONG = "api-token-not-the-one"
 
 
-def _mesh(root: Path) -> Path:
-    mesh = root / "mesh"
-    mesh.mkdir()
-    for path in TEMPLATE.glob("*.yaml"):
-        (mesh / path.name).write_text(path.read_text())
-    return mesh
-
-
 def _daemon(root: Path, *, api: ApiSettings) -> Iterator[str]:
     settings = Settings(
         state=StateSettings(dir=root / "state"),
-        source=SourceSettings(repo_dir=_mesh(root), poll_interval=60.0),
+        source=SourceSettings(repo_dir=template_dir(root), poll_interval=60.0),
         xds=XdsSettings(address="127.0.0.1:0"),
         api=api,
     )

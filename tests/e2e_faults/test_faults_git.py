@@ -20,16 +20,30 @@ from reconciler.harness.envoy import EnvoyProcess
 pytestmark = [pytest.mark.git, pytest.mark.envoy, pytest.mark.slow, pytest.mark.timeout(180)]
 
 
+def _serving_canary_under_traffic(
+    daemon: Daemon, mesh: Mesh, gateway: Callable[..., EnvoyProcess]
+) -> tuple[str, Traffic]:
+    """A gateway fed by ``daemon`` serving an 80/20 commit, and steady traffic through it (started)."""
+    gateway(daemon, mesh)
+    canary = mesh.push_weights(80, 20)
+    daemon.wait_synced(canary, proxies=1)
+    traffic = Traffic(mesh.gateway_port, authority=HOST)
+    traffic.start()
+    return canary, traffic
+
+
+def _assert_no_request_failed(traffic: Traffic, daemon: Daemon) -> None:
+    assert traffic.errors == {}
+    assert traffic.local_replies == {}
+    assert set(traffic.by_status) == {200}
+    assert daemon.running
+
+
 def test_a_remote_answering_errors_then_rewriting_history_keeps_serving_says_why_and_recovers_by_itself(
     mesh: Mesh, daemons: Callable[..., Daemon], gateway: Callable[..., EnvoyProcess]
 ) -> None:
     daemon = daemons(repo=mesh.repo.url, poll_interval="1s").start()
-    gateway(daemon, mesh)
-    canary = mesh.push_weights(80, 20)
-    daemon.wait_synced(canary, proxies=1)
-
-    traffic = Traffic(mesh.gateway_port, authority=HOST)
-    traffic.start()
+    canary, traffic = _serving_canary_under_traffic(daemon, mesh, gateway)
     try:
         # The remote's path now holds something that is not a repository: every fetch gets git's error.
         hidden = mesh.repo.bare.with_name("remote-real.git")
@@ -52,10 +66,7 @@ def test_a_remote_answering_errors_then_rewriting_history_keeps_serving_says_why
 
     assert status["lastError"] is None
     assert '"event": "git.history_rewritten"' in daemon.log_since_start()
-    assert traffic.errors == {}
-    assert traffic.local_replies == {}
-    assert set(traffic.by_status) == {200}
-    assert daemon.running
+    _assert_no_request_failed(traffic, daemon)
 
 
 @pytest.mark.skipif(not has_git_daemon(), reason="git daemon is not installed")
@@ -65,12 +76,7 @@ def test_a_remote_that_accepts_and_never_answers_times_out_keeps_serving_retries
     with git_daemon(mesh.repo.bare.parent) as port, StallingRemote(port) as front:
         url = f"git://127.0.0.1:{front.port}/{mesh.repo.bare.name}"
         daemon = daemons(repo=url, poll_interval="1s", extra_args=["--git-timeout", "2s"]).start()
-        gateway(daemon, mesh)
-        canary = mesh.push_weights(80, 20)
-        daemon.wait_synced(canary, proxies=1)
-
-        traffic = Traffic(mesh.gateway_port, authority=HOST)
-        traffic.start()
+        canary, traffic = _serving_canary_under_traffic(daemon, mesh, gateway)
         try:
             # The remote now takes connections and says nothing; a commit waits there meanwhile.
             front.stall()
@@ -92,7 +98,4 @@ def test_a_remote_that_accepts_and_never_answers_times_out_keeps_serving_retries
         assert status["ready"] is True
     assert recovered["lastError"] is None
     assert '"reason": "FetchTimedOut"' in daemon.log_since_start()
-    assert traffic.errors == {}
-    assert traffic.local_replies == {}
-    assert set(traffic.by_status) == {200}
-    assert daemon.running
+    _assert_no_request_failed(traffic, daemon)

@@ -18,7 +18,7 @@ import pytest
 import structlog
 from cryptography import x509
 from daemon_thread import daemon_thread
-from memsource import TEMPLATE
+from memsource import template_dir
 from prometheus_client import CollectorRegistry
 
 from reconciler.cli.certs import issue_certificates
@@ -136,13 +136,9 @@ def test_the_daemon_warns_about_its_short_lived_xds_certificate_and_shows_both_e
 ) -> None:
     short = _server_certificate(tmp_path / "xds", days=1)
     long = _server_certificate(tmp_path / "api", days=90)
-    mesh = tmp_path / "mesh"
-    mesh.mkdir()
-    for path in TEMPLATE.glob("*.yaml"):
-        (mesh / path.name).write_text(path.read_text())
     settings = Settings(
         state=StateSettings(dir=tmp_path / "state"),
-        source=SourceSettings(repo_dir=mesh, poll_interval=60.0),
+        source=SourceSettings(repo_dir=template_dir(tmp_path), poll_interval=60.0),
         xds=XdsSettings(address="127.0.0.1:0", tls=ServerTls(cert_file=short, key_file=short.with_suffix(".key"))),
         api=ApiSettings(address="127.0.0.1:0", tls_cert=long, tls_key=long.with_suffix(".key")),
     )
