@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LOCK   := requirements.lock
 
-.PHONY: demo test lint typecheck layers unit kube-apiserver bench mutation lock clean
+.PHONY: demo test lint typecheck layers unit kube-apiserver sshd bench mutation lock clean
 
 # The package itself is installed editable, without build isolation: its build backend comes from the lock too.
 $(STAMP): pyproject.toml $(LOCK)
@@ -41,7 +41,7 @@ layers: $(STAMP)
 	$(BIN)/lint-imports
 
 # The Kubernetes tests (tests/kube) group onto one xdist worker: one API server for all of them.
-unit: $(STAMP) kube-apiserver
+unit: $(STAMP) kube-apiserver sshd
 	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # A real kube-apiserver for tests/kube, built once from Debian's source package into a cache outside
@@ -49,6 +49,12 @@ unit: $(STAMP) kube-apiserver
 # impossible (no apt, no network: exit 3) the tests skip and say why, except under CI, where they fail.
 kube-apiserver:
 	@bash tests/support/build_kube_apiserver.sh >/dev/null || { rc=$$?; [ $$rc -eq 3 ] || exit $$rc; }
+
+# Debian's openssh-server for the SSH deploy-key tests (tests/sources/test_git_ssh.py, tests/e2e_daemon/test_daemon_ssh.py):
+# they start their own sshd on 127.0.0.1 with their own host key, never the system's service. Where the install is
+# impossible (no apt, not root: exit 3) they skip and say why, except under CI, where they fail.
+sshd:
+	@bash tests/support/install_sshd.sh >/dev/null || { rc=$$?; [ $$rc -eq 3 ] || exit $$rc; }
 
 # Mutation testing of validate/, translate/ and xds/ against their fast tests ([tool.mutmut] in pyproject.toml).
 # The whole run takes hours on 2 shared cores; MUTANTS narrows it with mutmut's name patterns, e.g. a ~10%

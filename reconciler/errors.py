@@ -10,8 +10,10 @@ chained as ``__cause__``::
     ├── InvalidConfigError         validation found error-level findings in a revision (carries them)
     ├── TranslationError           a valid model could not be turned into a consistent snapshot
     ├── SourceError                the config source failed; ``reason`` names how, for status and logs
-    │   ├── FetchError                 FetchFailed: network, server or timeout; the clone is kept
+    │   ├── FetchError                 FetchFailed: network or server; the clone is kept
+    │   │   └── FetchTimeoutError          FetchTimedOut: the remote did not finish within --git-timeout
     │   ├── AuthError                  AuthFailed: the remote refused the credentials, or there were none
+    │   │   └── HostKeyError               HostKeyRejected: the SSH host key is not the one in known_hosts
     │   ├── BranchNotFoundError        BranchNotFound: the remote has no such branch
     │   ├── CloneError                 CloneFailed: no usable clone, and making one failed
     │   ├── StateDirNotWritableError   StateDirNotWritable: disk full, read-only, permissions
@@ -48,6 +50,8 @@ __all__ = [
     "CloneError",
     "EnvoyError",
     "FetchError",
+    "FetchTimeoutError",
+    "HostKeyError",
     "InvalidConfigError",
     "KubeError",
     "KubeExpiredError",
@@ -120,10 +124,25 @@ class FetchError(SourceError):
     reason = "FetchFailed"
 
 
+class FetchTimeoutError(FetchError):
+    """A git fetch or clone did not finish within its timeout (a remote that accepts and never answers).
+
+    The git process is ended and the existing clone kept; like any failed fetch, the next poll retries.
+    """
+
+    reason = "FetchTimedOut"
+
+
 class AuthError(SourceError):
     """The remote refused the credentials, or there were none to give."""
 
     reason = "AuthFailed"
+
+
+class HostKeyError(AuthError):
+    """ssh refused the server: its host key is not in known_hosts, or differs from the one there."""
+
+    reason = "HostKeyRejected"
 
 
 class BranchNotFoundError(SourceError):

@@ -62,11 +62,12 @@ async def _full(request: web.Request) -> bool:
         if query not in ("true", "false"):
             raise UsageError(f"full must be true or false, not {query!r}")
         return query == "true"
-    body = (await request.content.read(_BODY_BYTES + 1)).strip()
+    raw = await request.content.read(_BODY_BYTES + 1)
+    if len(raw) > _BODY_BYTES:  # measured before stripping: padding must not hide the rest of a large body
+        raise UsageError(f"a promote's body is at most {_BODY_BYTES} bytes")
+    body = raw.strip()
     if not body:
         return False
-    if len(body) > _BODY_BYTES:
-        raise UsageError(f"a promote's body is at most {_BODY_BYTES} bytes")
     try:
         data = loads_bounded(body.decode("utf-8"), max_depth=_BODY_DEPTH)
     except (PayloadError, ValueError) as error:

@@ -4,9 +4,11 @@
 :meth:`Server.of` reads them back: the API token comes from the file or ``$RECONCILER_API_TOKEN``
 (never from a flag's value, which ``ps`` shows) and is sent as ``Authorization: Bearer``.
 Every command that talks to the daemon goes through :func:`request`: no answer at all is
-:class:`Unreachable` (exit 3, "not running, wrong address"), an answer with an error status
-is :class:`Refused` with the daemon's message. :func:`table` and :func:`duration` lay out
-what came back; cells are escaped, since the daemon echoes what git and proxies wrote.
+:class:`Unreachable` (exit 3, "not running, wrong address"); a 401 or 403 is :class:`Denied`
+(exit 4: the daemon is there and turned the caller away; the message says which token is
+missing or wrong, never its value); any other error status is :class:`Refused` with the
+daemon's message. :func:`table` and :func:`duration` lay out what came back; cells are
+escaped, since the daemon echoes what git and proxies wrote.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.model.text import printable
 from reconciler.sources.webhook import load_secret
 
-__all__ = ["Refused", "Server", "Unreachable", "add_server_flags", "duration", "request", "table"]
+__all__ = ["Denied", "Refused", "Server", "Unreachable", "add_server_flags", "duration", "request", "table"]
 
 #: Seconds one request may take; the daemon answers from memory.
 _TIMEOUT_SECONDS = 10
@@ -44,6 +46,14 @@ class Refused(ReconcilerError):
         self.status = status
 
 
+class Denied(ReconcilerError):
+    """The daemon answered 401 or 403: it is running and turned this caller away (no token, or not its token).
+
+    Not :class:`Unreachable` (nothing is wrong with the address) and not :class:`Refused` (nothing is
+    wrong with the request): a script tells the three apart by the exit code.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Server:
     """Where the daemon answers, and what to show it: the API token, the CA its HTTPS certificate is from."""
@@ -51,6 +61,8 @@ class Server:
     url: str
     token: bytes | None = None
     ca_file: Path | None = None
+    #: Where the token came from (``--token-file PATH`` or ``$RECONCILER_API_TOKEN``), to name it, never show it.
+    token_origin: str = ""
 
     def __str__(self) -> str:
         return self.url
@@ -59,7 +71,8 @@ class Server:
     def of(cls, args: argparse.Namespace) -> Server:
         """The server ``--server``, ``--token-file`` (or ``$RECONCILER_API_TOKEN``) and ``--ca-file`` name."""
         token = load_secret(file=args.token_file, env_var=TOKEN_ENV, what="API token")
-        return cls(url=args.server, token=token, ca_file=args.ca_file)
+        origin = f"--token-file {args.token_file}" if args.token_file else f"${TOKEN_ENV}"
+        return cls(url=args.server, token=token, ca_file=args.ca_file, token_origin=origin if token else "")
 
 
 _SERVER_HELP = "daemon HTTP address (default %(default)s)"
@@ -101,10 +114,28 @@ def request(server: Server, path: str, *, method: str = "GET", max_bytes: int | 
             raise Refused(f"the answer to {path} is larger than {max_bytes} bytes", status=200)
         return json.loads(body)
     except urllib.error.HTTPError as error:
+        if error.code in (401, 403):
+            raise _denied(server, error) from error
         raise Refused(_error_of(error), status=error.code) from error
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = error.reason if isinstance(error, urllib.error.URLError) else error
         raise Unreachable(f"cannot reach the daemon at {server}: {reason}") from error
+
+
+def _denied(server: Server, error: urllib.error.HTTPError) -> Denied:
+    """What a 401 or 403 means for this caller: which token to give or fix (named by where it came from)."""
+    if error.code == 403:
+        # The daemon's own words say why (no token configured beyond loopback) and what to set.
+        return Denied(f"the daemon at {server} refused the request (403 Forbidden): {printable(_error_of(error))}")
+    if not server.token:
+        return Denied(
+            f"the daemon at {server} needs an API token (401 Unauthorized): give --token-file FILE "
+            f"or set ${TOKEN_ENV} (the token of the daemon's --api-token-file)"
+        )
+    return Denied(
+        f"the daemon at {server} did not accept the API token from {server.token_origin} (401 Unauthorized): "
+        "it is not the token of the daemon's --api-token-file"
+    )
 
 
 def _error_of(error: urllib.error.HTTPError) -> str:

@@ -1,6 +1,6 @@
 """``reconciler diff``: what a change does to routing, and what a daemon and its proxies really run.
 
-Three comparisons, one command (exit status like diff(1): 0 equal, 1 different, 2 trouble):
+Three comparisons, one command (exit status like diff(1): 0 equal, 1 different, 2 trouble, 4 refused token):
 
 - ``--from REV --to REV``, offline: reads the config files of both revisions straight from git
   (the daemon's rule for which files are config, and its size limits), loads and validates
@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from reconciler.cli.args import add_limit_flags, limits_from_args
-from reconciler.cli.client import Server, add_server_flags, request, table
+from reconciler.cli.client import Denied, Server, add_server_flags, request, table
 from reconciler.cli.exitcode import ExitCode
 from reconciler.diff import diff_configs, format_json, format_markdown, format_text
 from reconciler.diff.envoy import ProxyGroup
@@ -112,9 +112,10 @@ examples:
   reconciler diff mesh --kubeconfig ~/.kube/config           my edits against the cluster (CRD mode)
 
 exit status (like diff), in every --output: 0 no routing change (or the proxy runs
-what it is served), 1 different, 2 trouble (not a git repository, an unknown
-revision, no --path at a revision, --to or PATH does not validate, the daemon cannot
-be reached or knows no such --proxy).
+what it is served), 1 different, 2 trouble (not a git repository, an unknown revision,
+no --path at a revision, --to or PATH does not validate, the daemon cannot be reached
+or knows no such --proxy), 4 the daemon refused the API token (missing: --token-file
+FILE or $RECONCILER_API_TOKEN; or not its own).
 """
 
 
@@ -176,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
     """Read, load, compare and print; see the command's help for exit codes."""
     try:
         return _diff(args)
+    except Denied:
+        raise  # exit 4 in main, as for every command that asks the daemon: fix the token, not the input
     except ReconcilerError as error:
         # Every failure is 2 here, not 1: 1 means "different", as in diff(1).
         print(f"reconciler: error: {error}", file=sys.stderr)

@@ -16,7 +16,11 @@ class ExitCode(IntEnum):
     FAILED = 1
     #: The command was used wrongly (bad flag, malformed address); the message says how to fix it.
     USAGE = 2
-    #: ``reconciler status`` and ``rollout``: the daemon could not be reached, which is not "not in sync" or "failed".
+    #: Commands that ask the daemon (``status``, ``rollout``, ``diff --server``): the daemon could not be reached,
+    #: which is not "not in sync" or "failed".
     UNREACHABLE = 3
+    #: The same commands: the daemon answered and turned the caller away (401: no API token or not its token;
+    #: 403: it has none configured and listens beyond loopback). Fix the token, not the daemon or the config.
+    DENIED = 4
     #: Stopped by Ctrl-C (128 + SIGINT, as shells report it).
     INTERRUPTED = 130

@@ -2,7 +2,8 @@
 
 Exit codes follow one rule everywhere (:class:`~reconciler.cli.exitcode.ExitCode`): 0 success,
 1 the thing checked is not OK (config errors, proxies not synced), 2 the command was used
-wrongly; `status` and `rollout` add 3, the daemon could not be reached.
+wrongly; the commands that ask the daemon (`status`, `rollout`, `diff --server`) add 3, the
+daemon could not be reached, and 4, it refused the caller (API token missing or wrong).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from reconciler import __version__
 from reconciler.cli import bootstrap, certs, diff, render, rollout, run, status, validate
+from reconciler.cli.client import Denied
 from reconciler.cli.exitcode import ExitCode
 from reconciler.errors import ReconcilerError, UsageError
 
@@ -70,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"reconciler: error: {error}", file=sys.stderr)
         return ExitCode.USAGE
+    except Denied as error:
+        print(f"reconciler: {error}", file=sys.stderr)
+        return ExitCode.DENIED
     except ReconcilerError as error:
         print(f"reconciler: {error}", file=sys.stderr)
         return ExitCode.FAILED

@@ -35,7 +35,7 @@ namespace -n (default "default"), or NAMESPACE/NAME.
 Exit codes: 0 done (status: the rollout has not failed); 1 the rollout failed (RolledBack,
 Aborted, Reverted), --timeout passed, no such rollout, or the command does not apply to
 its phase (e.g. resume of a rollout that is not paused); 2 bad arguments; 3 the daemon
-cannot be reached at --server.
+cannot be reached at --server; 4 the daemon refused the API token (missing or not its own).
 
 Examples:
   reconciler rollout list
@@ -57,6 +57,7 @@ a terminal) until the rollout ends, like `kubectl argo rollouts status`:
   exit 1  RolledBack, Aborted or Reverted (a commit went back to the weights from before
           it: the change being watched is not live), or --timeout passed
   exit 3  the daemon cannot be reached (at the start; later, once --timeout passed)
+  exit 4  the daemon refused the API token (missing or not its own)
 
 Paused and Stalled are waited through (someone may resume or promote). A new commit that
 sets other weights supersedes the rollout: the policy's new rollout takes its place and
@@ -152,7 +153,10 @@ def _policy(args: argparse.Namespace) -> str:
 
 
 def _reporting(action: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """What the daemon could not do, on stderr: exit 3 when it did not answer, 1 when it refused."""
+    """What the daemon could not do, on stderr: exit 3 when it did not answer, 1 when it refused the command.
+
+    A refused token (:class:`Denied`) is left to ``main``: exit 4, as for every command.
+    """
 
     def run(args: argparse.Namespace) -> int:
         try:

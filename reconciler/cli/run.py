@@ -242,6 +242,14 @@ def _xds_security_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="accept plaintext xDS on an address beyond loopback (refused without; logged as a warning)",
     )
+    tls.add_argument(
+        "--tls-expiry-warning-days",
+        type=float,
+        default=_XDS.tls_expiry_warning_days,
+        metavar="DAYS",
+        help="warn in the log (tls.certificate_expiring, once a day) when the xDS or API server certificate expires "
+        "within DAYS; /metrics has reconciler_tls_certificate_expiry_timestamp_seconds always (default %(default)g)",
+    )
 
 
 def _server_tls(args: argparse.Namespace) -> ServerTls | None:
@@ -446,6 +454,13 @@ def register(commands: Any) -> None:
     run.add_argument(
         "--poll-interval", default=_seconds(_SOURCE.poll_interval), help="how often to fetch (default %(default)s)"
     )
+    run.add_argument(
+        "--git-timeout",
+        default=_seconds(_SOURCE.git_timeout),
+        metavar="DURATION",
+        help="how long one git fetch or clone may take; a remote that hangs past it is ended and status says "
+        "FetchTimedOut, the last good revision keeps serving and the next poll tries again (default %(default)s)",
+    )
     run.add_argument("--state-dir", type=Path, default=None, help=_STATE_DIR_HELP)
     run.add_argument("--webhook-secret-file", type=Path, help=f"push webhook secret (or env {SECRET_ENV})")
     run.add_argument("--watch", action="store_true", help="with --repo-dir: reconcile on file save")
@@ -487,6 +502,7 @@ def _run(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         limits=limits_from_args(args),
         credentials=_git_credentials(args),
+        git_timeout=parse_interval(args.git_timeout),
     )
     state_dir = args.state_dir or default_state_dir(
         source=args.repo or str(args.repo_dir.resolve()), branch=args.branch, path=args.path, environ=os.environ
@@ -552,6 +568,8 @@ def _settings(
         raise UsageError(f"--max-removal-percent {args.max_removal_percent} is not a percentage (0..100)")
     tls = _server_tls(args)
     check_listen_security(xds_host, tls=tls, plaintext=args.xds_plaintext)
+    if args.tls_expiry_warning_days < 0:
+        raise UsageError(f"--tls-expiry-warning-days {args.tls_expiry_warning_days:g} is negative")
     return Settings(
         state=StateSettings(dir=state_dir),
         source=source,
@@ -561,6 +579,7 @@ def _settings(
             tls=tls,
             plaintext=args.xds_plaintext,
             serve="xds" in (args.sink or ["xds"]),
+            tls_expiry_warning_days=args.tls_expiry_warning_days,
         ),
         api=_api_settings(args, webhook_secret=webhook_secret),
         safety=SafetySettings(

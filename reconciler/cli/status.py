@@ -38,7 +38,8 @@ connected); 1 when the head is refused or not yet served (including while git ca
 fetched, and Rejected: a proxy NACKed it and the daemon went back to the last revision
 every proxy ACKed), a proxy NACKED, or a proxy is still behind the served revision after
 --grace; 2 bad arguments; 3 the daemon cannot be reached at --server (not running, wrong
-address).
+address); 4 the daemon refused the request: no API token was given (--token-file FILE or
+$RECONCILER_API_TOKEN) or it is not the daemon's (the message says which, never the token).
 
 With --wait SHA the command blocks until that commit is served and every connected proxy
 has ACKed it (exit 0), or the daemon refused it (exit 1: the finding or Envoy's reason is

@@ -42,6 +42,7 @@ from reconciler.api.rollouts import rollout_routes
 from reconciler.api.status import status_routes
 from reconciler.api.tls import server_tls_context
 from reconciler.api.webhook import webhook_routes
+from reconciler.engine.certificates import CertificateExpiry
 from reconciler.engine.cluster_state import ClusterRolloutStore
 from reconciler.engine.drift import DriftMonitor
 from reconciler.engine.faults import arm_from_environment
@@ -210,6 +211,19 @@ async def _run_locked(
         engine.add_sink(sink)
         metrics.registry.register(ClusterDriftCollector(applier))
         cluster_drift = sink.documents
+    served_certificates = {
+        server: cert
+        for server, cert in (
+            ("xds", settings.xds.tls.cert_file if settings.xds.tls else None),
+            ("api", settings.api.tls_cert),
+        )
+        if cert is not None
+    }
+    certificates = CertificateExpiry(
+        served_certificates, warn_days=settings.xds.tls_expiry_warning_days, clock=time.time
+    )
+    certificates.check()
+    metrics.registry.register(certificates)
 
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
@@ -326,6 +340,9 @@ async def _run_locked(
         if holding is not None:
             holding.add_done_callback(step_down)
         applying = asyncio.ensure_future(applier.run()) if applier is not None else None
+        expiry = (
+            asyncio.ensure_future(certificates.run(period=CERTIFICATE_CHECK_SECONDS)) if certificates.watched else None
+        )
         try:
             await _loop(
                 engine=engine,
@@ -337,7 +354,7 @@ async def _run_locked(
             )
         finally:
             ticking.cancel()
-            background = [task for task in (checking, cluster, holding, applying) if task is not None]
+            background = [task for task in (checking, cluster, holding, applying, expiry) if task is not None]
             for task in background:
                 task.cancel()
             await asyncio.gather(ticking, *background, return_exceptions=True)
@@ -402,6 +419,8 @@ async def _watch_cluster(settings: KubeSettings, engine: Engine) -> None:
         await client.close()
 
 
+#: How often the serving certificates' expiry is read again (a replaced file, a day passing).
+CERTIFICATE_CHECK_SECONDS = 3600.0
 #: How often running rollouts are judged between ACKs: well under any step's interval.
 ROLLOUT_TICK_SECONDS = 0.5
 #: How long a stopping daemon waits for an aborted pass to end (Kubernetes' grace period is 30 s).

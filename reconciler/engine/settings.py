@@ -17,7 +17,8 @@ One frozen :class:`Settings`, grouped by concern like kopf's ``OperatorSettings`
     └── leader   LeaderSettings   leader election among replicas with a coordination.k8s.io Lease
 
 Each default is written here and only here (the size limits', the removal guard's and xDS
-TLS's in their own types, :class:`InputLimits`, :class:`RemovalGuard` and :class:`ServerTls`): the CLI's flags and their
+TLS's in their own types, :class:`InputLimits`, :class:`RemovalGuard` and :class:`ServerTls`; the git
+timeout beside :class:`GitSource`, which runs without settings too): the CLI's flags and their
 ``--help`` read them from these classes (``SourceSettings().branch``), and so does
 ``reconciler status``'s default server URL. The state directory has no default here: the CLI derives one per
 source (:func:`reconciler.cli.run.default_state_dir`).
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from reconciler.engine.guard import RemovalGuard
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
+from reconciler.sources.git import DEFAULT_TIMEOUT_SECONDS
 from reconciler.sources.git.credentials import NO_CREDENTIALS, GitCredentials
 from reconciler.xds.tls import ServerTls
 
@@ -72,6 +74,9 @@ class SourceSettings:
     limits: InputLimits = DEFAULT_LIMITS
     #: How git authenticates to a private remote (token file or variable, SSH deploy key); none by default.
     credentials: GitCredentials = NO_CREDENTIALS
+    #: Seconds one git fetch or clone may take before it is ended as ``FetchTimedOut`` (a hung remote);
+    #: the next poll tries again. Written with the git source (``DEFAULT_TIMEOUT_SECONDS``), like the limits.
+    git_timeout: float = DEFAULT_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,10 @@ class XdsSettings:
     remember_nodes: int = 10_000
     #: Serve ADS (the ``xds`` sink). Off (``--sink kubernetes`` alone), the port still takes Envoy's metrics.
     serve: bool = True
+    #: Days before the serving certificate expires (xDS's, and the API's with ``api.tls_cert``) from which the
+    #: log warns (``tls.certificate_expiring``, once a day); ``reconciler_tls_certificate_expiry_timestamp_seconds``
+    #: shows the expiry always.
+    tls_expiry_warning_days: float = 14.0
 
 
 @dataclass(frozen=True, slots=True)

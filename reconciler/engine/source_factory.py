@@ -23,6 +23,7 @@ def make_source(settings: Settings) -> tuple[ConfigSource, str, str]:
             state_dir=settings.state.dir,
             limits=source.limits,
             credentials=source.credentials,
+            timeout_seconds=source.git_timeout,
         )
         return git, redact_url(source.repo), prefix  # status and logs never show a token
     if source.repo_dir is not None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
@@ -44,6 +45,7 @@ __all__ = [
     "CertificateFiles",
     "IdentityInterceptor",
     "ServerTls",
+    "certificate_not_after",
     "check_files",
     "check_listen_security",
     "server_credentials",
@@ -171,6 +173,14 @@ class CertificateFiles:
             except ValueError as exc:
                 raise UsageError(f"{tls.client_ca_file} holds no PEM CA certificate: {exc}") from exc
         return _Material(cert_chain=cert_chain, key=key, client_ca=client_ca)
+
+
+def certificate_not_after(path: Path) -> datetime:
+    """When the leaf (first) certificate in ``path`` expires (UTC); UsageError naming the file if unreadable."""
+    try:
+        return x509.load_pem_x509_certificates(_read_pem(path))[0].not_valid_after_utc
+    except ValueError as exc:
+        raise UsageError(f"{path} holds no PEM certificate: {exc}") from exc
 
 
 def _public_bytes(key: Any) -> bytes:

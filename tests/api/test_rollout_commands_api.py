@@ -90,3 +90,12 @@ def test_a_promote_body_nested_a_thousand_levels_deep_is_400_not_a_recursion_err
 
     assert status == 400
     assert "deeper than" in body["error"]
+
+
+def test_a_promote_body_over_a_kilobyte_is_400_and_only_a_kilobyte_of_it_is_read(post: Post) -> None:
+    status, body = post(f"{ROLLOUT}/promote", data=b'{"full": true' + b" " * (1 << 20) + b"}")
+
+    assert status == 400
+    assert body == {"error": "a promote's body is at most 1024 bytes"}
+    status, body = post(f"{ROLLOUT}/pause")
+    assert (status, body["phase"]) == (200, "Paused"), "the oversized promote changed nothing"

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from reconciler.cli.main import build_parser
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli.exitcode import ExitCode
+from reconciler.cli.main import build_parser, main
 from reconciler.cli.run import parse_interval
 from reconciler.engine.settings import DIRECTORY_POLL_INTERVAL, ApiSettings, SafetySettings, SourceSettings, XdsSettings
 
@@ -13,6 +18,7 @@ def test_the_run_flags_default_to_the_daemon_settings_defaults() -> None:
 
     assert (args.branch, args.path, args.namespace) == (source.branch, source.path, source.namespace)
     assert parse_interval(args.poll_interval) == source.poll_interval
+    assert parse_interval(args.git_timeout) == source.git_timeout == 120
     assert (args.max_file_size, args.max_revision_size) == (source.limits.file_bytes, source.limits.revision_bytes)
     assert (args.xds_address, args.rollback_on_nack) == (XdsSettings().address, XdsSettings().rollback_on_nack)
     assert args.http_address == ApiSettings().address
@@ -30,3 +36,12 @@ def test_status_asks_the_daemon_where_it_listens_by_default() -> None:
     args = build_parser().parse_args(["status"])
 
     assert args.server == f"http://{ApiSettings().address}"
+
+
+def test_a_git_timeout_that_is_not_a_positive_duration_stops_start_up_with_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", "--repo", str(tmp_path / "r.git"), "--git-timeout", "0s", "--state-dir", str(tmp_path / "s")])
+
+    assert code == ExitCode.USAGE
+    assert "interval '0s' is not a positive duration" in capsys.readouterr().err

@@ -9,19 +9,17 @@ its state dir. The git remote is ``git http-backend`` behind a server that deman
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import secrets
 import subprocess
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from command_lines import CommandLines
 from daemon_harness import CLI, REPO_ROOT, Daemon, Mesh, github_signature, wait_for
 from githttp import PrivateGitServer
 from gitrepo import git_env
@@ -29,34 +27,6 @@ from gitrepo import git_env
 pytestmark = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads command lines from /proc")
 
 USER = "deploy-bot"
-
-
-class _CommandLines:
-    """Every process's command line, sampled from /proc until stopped: what ``ps`` would have shown."""
-
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            for path in Path("/proc").glob("[0-9]*/cmdline"):
-                with contextlib.suppress(OSError):  # the process ended meanwhile
-                    self.seen.add(path.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-            self._stop.wait(0.02)
-
-    @contextmanager
-    def running(self) -> Iterator[_CommandLines]:
-        self._thread.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            self._thread.join(timeout=10)
-
-    def git_children(self) -> list[str]:
-        return [line for line in self.seen if "remote-http" in line or ("git" in line and " fetch " in line)]
 
 
 def _call(daemon: Daemon, method: str, path: str, *, token: str | None, body: bytes | None = None) -> tuple[int, str]:
@@ -95,7 +65,7 @@ def test_no_secret_reaches_logs_status_metrics_errors_command_lines_or_the_state
     basic = base64.b64encode(f"{USER}:{git_token}".encode()).decode()  # what git puts on the wire
     outputs: dict[str, str] = {}
 
-    with PrivateGitServer(mesh.repo.bare.parent, user=USER, token=git_token) as remote, _CommandLines().running() as ps:
+    with PrivateGitServer(mesh.repo.bare.parent, user=USER, token=git_token) as remote, CommandLines().running() as ps:
         daemon = daemons(
             repo=remote.url(mesh.repo.bare.name),
             webhook_secret_file=_write(tmp_path / "hook-secret", hook_secret),
@@ -184,7 +154,7 @@ def test_a_token_in_the_repo_url_works_is_warned_about_and_never_reaches_git_s_c
     mesh: Mesh, daemons: Callable[..., Daemon]
 ) -> None:
     token = f"urltok-{secrets.token_hex(12)}"
-    with PrivateGitServer(mesh.repo.bare.parent, user=USER, token=token) as remote, _CommandLines().running() as ps:
+    with PrivateGitServer(mesh.repo.bare.parent, user=USER, token=token) as remote, CommandLines().running() as ps:
         url = remote.url(mesh.repo.bare.name).replace("http://", f"http://{USER}:{token}@")
         daemon = daemons(repo=url).start()
         status = daemon.wait_status("the first commit served", lambda s: s["served"], timeout=60)
@@ -234,5 +204,5 @@ def test_the_api_over_https_answers_the_cli_with_its_ca_and_token_and_refuses_it
     )
     assert served["sha"] == mesh.initial_sha
     refused = status(git_env())
-    assert refused.returncode != 0
-    assert "bearer token" in refused.stderr
+    assert refused.returncode == 4  # ExitCode.DENIED: the daemon answered, and wants a token
+    assert "needs an API token (401 Unauthorized)" in refused.stderr

@@ -556,7 +556,7 @@ def test_damage_found_only_when_reading_triggers_a_reclone(remote: GitRemote, st
     )
 
 
-def test_hung_remote_times_out_as_clone_failed(state_dir: Path) -> None:
+def test_a_clone_from_a_hung_remote_ends_at_the_timeout_as_fetch_timed_out(state_dir: Path) -> None:
     # A listener that accepts TCP connections (via the backlog) but never answers.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
         silent.bind(("127.0.0.1", 0))
@@ -568,8 +568,8 @@ def test_hung_remote_times_out_as_clone_failed(state_dir: Path) -> None:
             src.poll()
 
     assert time.monotonic() - started < 10
-    assert _reason(excinfo) == "CloneFailed"
-    assert "did not complete" in str(excinfo.value)
+    assert _reason(excinfo) == "FetchTimedOut"
+    assert "did not finish within 1 s (--git-timeout)" in str(excinfo.value)
 
 
 def test_a_git_source_cannot_be_watched_so_the_daemon_relies_on_webhooks_and_polls(tmp_path: Path) -> None:

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import small_disk
 import structlog
-from gitrepo import GitRemote, git
+from gitrepo import GitRemote, git, git_daemon, has_git_daemon
+from stalling_remote import StallingRemote
 
-from reconciler.errors import SourceAborted, SourceError, StateDirNotWritableError
+from reconciler.errors import FetchTimeoutError, SourceAborted, SourceError, StateDirNotWritableError
 from reconciler.sources.git import GitSource
 
 pytestmark = pytest.mark.git
@@ -106,6 +107,31 @@ def _poll_in_thread(src: GitSource) -> tuple[threading.Thread, list[Exception]]:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, raised
+
+
+@pytest.mark.skipif(not has_git_daemon(), reason="git daemon is not installed")
+def test_a_fetch_from_a_remote_that_stops_answering_times_out_keeps_the_clone_and_the_next_poll_recovers(
+    remote: GitRemote, state_dir: Path
+) -> None:
+    with git_daemon(remote.bare.parent) as port, StallingRemote(port) as front:
+        url = f"git://127.0.0.1:{front.port}/{remote.bare.name}"
+        with GitSource(url=url, path="mesh", state_dir=state_dir, timeout_seconds=1.0) as src:
+            assert src.poll() is not None
+            before = _cloned_sha(state_dir)
+            front.stall()
+            newer = remote.commit({"mesh/gateway.yaml": "kind: Gateway\nname: renamed\n"}, "rename the gateway")
+            with pytest.raises(FetchTimeoutError) as excinfo:
+                src.poll()
+            kept = _cloned_sha(state_dir)
+            front.answer()
+            revision = src.poll()
+
+    assert excinfo.value.reason == "FetchTimedOut"
+    assert f"git fetch of {url} (branch 'main') failed: did not finish within 1 s" in str(excinfo.value)
+    assert front.stalled == 1
+    assert kept == before
+    assert revision is not None
+    assert revision.sha == newer
 
 
 @pytest.mark.parametrize("scheme", ["git", "http"])

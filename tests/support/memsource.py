@@ -34,6 +34,15 @@ EngineFactory = Callable[..., Engine]
 TEMPLATE = Path(__file__).resolve().parents[2] / "repo-template" / "mesh"
 
 
+def template_dir(root: Path) -> Path:
+    """A copy of the repo template's YAML files at ``root/mesh`` (a directory a daemon can serve); its path."""
+    mesh = root / "mesh"
+    mesh.mkdir()
+    for path in TEMPLATE.glob("*.yaml"):
+        (mesh / path.name).write_text(path.read_text())
+    return mesh
+
+
 def mesh_files(*, v1: int = 80, v2: int = 20, subset_v2: str = "v2") -> dict[str, bytes]:
     """The repo template's files (relative to ``mesh/``) with the default route's weights set.
 

@@ -17,7 +17,7 @@ One room per part:
 - :mod:`~reconciler.sources.git.url`: URL checks and credential redaction.
 """
 
-from reconciler.sources.git.source import GitSource
+from reconciler.sources.git.source import DEFAULT_TIMEOUT_SECONDS, GitSource
 from reconciler.sources.git.url import redact_url
 
-__all__ = ["GitSource", "redact_url"]
+__all__ = ["DEFAULT_TIMEOUT_SECONDS", "GitSource", "redact_url"]

@@ -22,10 +22,17 @@ import git
 import structlog
 from git.exc import GitCommandError, GitError, InvalidGitRepositoryError, NoSuchPathError
 
-from reconciler.errors import CloneError, FetchError, SourceAborted, SourceError, StateDirNotWritableError
+from reconciler.errors import (
+    CloneError,
+    FetchError,
+    FetchTimeoutError,
+    SourceAborted,
+    SourceError,
+    StateDirNotWritableError,
+)
 from reconciler.sources.git.credentials import NO_CREDENTIALS, GitCredentials, git_environment, split_credentials
-from reconciler.sources.git.process import ProcessAborted, run_abortable
-from reconciler.sources.git.stderr import classify, looks_corrupt, stderr_of
+from reconciler.sources.git.process import ProcessAborted, ProcessTimedOut, run_abortable
+from reconciler.sources.git.stderr import classify, explain, looks_corrupt, stderr_of
 from reconciler.sources.git.url import redact_url
 
 __all__ = ["Clone", "CorruptClone"]
@@ -108,6 +115,8 @@ class Clone:
         """``git fetch`` the branch; raise SourceError, or CorruptClone when the clone is bad."""
         try:
             self._run_network(repo, "fetch", "--no-tags", "origin", self._refspec)
+        except ProcessTimedOut as error:
+            raise self._error("git fetch", stderr_of(error), FetchTimeoutError) from error
         except GitCommandError as error:
             stderr = stderr_of(error)
             failure = classify(stderr)
@@ -155,6 +164,9 @@ class Clone:
                 self._configure(fresh)
                 try:
                     self._run_network(fresh, "fetch", "--no-tags", "origin", self._refspec)
+                except ProcessTimedOut as error:
+                    # Named apart from CloneFailed: the remote hung, nothing is wrong with the state dir.
+                    raise self._error("git clone", stderr_of(error), FetchTimeoutError) from error
                 except GitCommandError as error:
                     stderr = stderr_of(error)
                     raise self._error("git clone", stderr, classify(stderr) or CloneError) from error
@@ -278,6 +290,7 @@ class Clone:
         return True
 
     def _error(self, operation: str, detail: str, failure: type[SourceError]) -> SourceError:
+        detail = explain(detail)
         for secret in self._secrets:
             detail = detail.replace(secret, "***")
         if len(detail) > _STDERR_LIMIT:

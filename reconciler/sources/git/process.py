@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from git.exc import GitCommandError
 
-__all__ = ["ProcessAborted", "run_abortable"]
+__all__ = ["ProcessAborted", "ProcessTimedOut", "run_abortable"]
 
 # How often a running network command checks for abort and its deadline.
 _WAIT_SLICE_SECONDS = 0.1
@@ -28,6 +28,10 @@ _KILL_GRACE_SECONDS = 5.0
 
 class ProcessAborted(Exception):
     """Internal: the command was ended because ``aborted`` was set (the caller turns it into SourceAborted)."""
+
+
+class ProcessTimedOut(GitCommandError):
+    """The command was ended at its deadline (a GitCommandError, so callers unaware of it still see a failure)."""
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
@@ -46,8 +50,8 @@ def run_abortable(
 ) -> None:
     """Run ``command`` to its end, within ``timeout`` seconds, unless ``aborted`` is set meanwhile.
 
-    Raises GitCommandError like gitpython (stderr is git's, or the timeout's message), and
-    :class:`ProcessAborted` when ``aborted`` ended the command.
+    Raises GitCommandError like gitpython (stderr is git's), :class:`ProcessTimedOut` when the
+    deadline ended it, and :class:`ProcessAborted` when ``aborted`` did.
     """
     process = subprocess.Popen(
         list(command),
@@ -88,7 +92,7 @@ def run_abortable(
     if was_aborted:
         raise ProcessAborted(command[1] if len(command) > 1 else command[0])
     if timed_out:
-        message = f'Timeout: the command "git {" ".join(command[1:])}" did not complete in {timeout:g} secs.'
-        raise GitCommandError(list(command), process.returncode, message)
+        message = f"did not finish within {timeout:g} s (--git-timeout); git {command[1]} was ended"
+        raise ProcessTimedOut(list(command), process.returncode, message)
     if process.returncode != 0:
         raise GitCommandError(list(command), process.returncode, stderr.decode("utf-8", errors="replace").strip())

@@ -29,11 +29,15 @@ from reconciler.sources.git.tree import config_tree, read_config_tree
 from reconciler.sources.git.url import redact_url, validate_url
 from reconciler.sources.revision import ALLOW_REMOVAL_FILE, Revision
 
-__all__ = ["GitSource"]
+__all__ = ["DEFAULT_TIMEOUT_SECONDS", "GitSource"]
 
 log = structlog.get_logger("reconciler.sources.git")
 
 _T = TypeVar("_T")
+
+#: Seconds one git fetch or clone may take (``--git-timeout``; ``SourceSettings.git_timeout`` reads it):
+#: far above a healthy fetch of a config repo, short enough that a hung remote is named within minutes.
+DEFAULT_TIMEOUT_SECONDS = 120.0
 
 
 def _normalise_path(path: str) -> str:
@@ -65,7 +69,8 @@ class GitSource:
 
     ``path`` is the config directory inside the repository (``""`` for the root).
     ``timeout_seconds`` bounds each git network operation so a hung server cannot
-    wedge the engine's worker thread; :meth:`abort` ends one at once. Config files are
+    wedge the engine's worker thread (``FetchTimeoutError``, retried by the next poll);
+    :meth:`abort` ends one at once. Config files are
     read within ``limits``; symlinks and files over them are left out of the revision.
     """
 
@@ -76,7 +81,7 @@ class GitSource:
         branch: str = "main",
         path: str = "",
         state_dir: Path,
-        timeout_seconds: float = 120.0,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         limits: InputLimits = DEFAULT_LIMITS,
         credentials: GitCredentials = NO_CREDENTIALS,
     ) -> None:
@@ -139,8 +144,9 @@ class GitSource:
         """Clone if needed, fetch the branch and return its head SHA.
 
         Raises a :class:`SourceError`: ``CloneError`` (no usable clone and the first clone
-        failed), ``FetchError``, ``AuthError``, ``BranchNotFoundError``, ``StateDirNotWritableError``
-        or ``SourceAborted``. The existing clone is left in place on every failure.
+        failed), ``FetchError`` (``FetchTimeoutError``: the remote hung), ``AuthError``,
+        ``BranchNotFoundError``, ``StateDirNotWritableError`` or ``SourceAborted``. The existing
+        clone is left in place on every failure.
         """
         with self._lock:
             return self._fetch_locked()

@@ -6,11 +6,19 @@ server talking about *its* repository and never count as local corruption.
 
 from __future__ import annotations
 
+import re
+
 from git.exc import GitCommandError
 
-from reconciler.errors import AuthError, BranchNotFoundError, SourceError, StateDirNotWritableError
+from reconciler.errors import AuthError, BranchNotFoundError, HostKeyError, SourceError, StateDirNotWritableError
 
-__all__ = ["classify", "looks_corrupt", "stderr_of"]
+__all__ = ["classify", "explain", "looks_corrupt", "stderr_of"]
+
+# ssh's own words (OpenSSH): the host it could not verify, and, for a changed key, the key it was sent.
+_UNKNOWN_HOST_KEY = re.compile(r"no \S+ host key is known for (\S+) and you have requested strict checking", re.I)
+_CHANGED_HOST_KEY = re.compile(r"REMOTE HOST IDENTIFICATION HAS CHANGED")
+_SENT_FINGERPRINT = re.compile(r"key sent by the remote host is\s+(SHA256:[A-Za-z0-9+/=]+)")
+_OFFENDING_HOST = re.compile(r"Host key for (\S+) has changed")
 
 _AUTH_MARKERS = (
     "authentication failed",
@@ -70,6 +78,8 @@ def _local_lines(stderr: str) -> list[str]:
 def classify(stderr: str) -> type[SourceError] | None:
     """The named failure git's stderr (or an OSError's text) shows, ``None`` when it is a plain failure."""
     lowered = stderr.lower()
+    if "host key verification failed" in lowered:
+        return HostKeyError
     if any(marker in lowered for marker in _AUTH_MARKERS):
         return AuthError
     if any(marker in lowered for marker in _BRANCH_MARKERS):
@@ -82,3 +92,22 @@ def classify(stderr: str) -> type[SourceError] | None:
 def looks_corrupt(stderr: str) -> bool:
     """Whether git's stderr says the local clone is damaged (a fresh clone is the way out)."""
     return any(marker in line for line in _local_lines(stderr) for marker in _CORRUPT_MARKERS)
+
+
+def explain(stderr: str) -> str:
+    """``stderr`` in a sentence where git's or ssh's own words bury the point (ssh's host key banner)."""
+    unknown = _UNKNOWN_HOST_KEY.search(stderr)
+    if unknown:
+        return (
+            f"Host key verification failed: the SSH host key of {unknown.group(1)} is not in the known_hosts file "
+            "(--git-known-hosts); add it (ssh-keyscan the host and check the fingerprint with its admins)"
+        )
+    if _CHANGED_HOST_KEY.search(stderr):
+        host = _OFFENDING_HOST.search(stderr)
+        sent = _SENT_FINGERPRINT.search(stderr)
+        return (
+            f"Host key verification failed: the SSH host key of {host.group(1) if host else 'the remote'} differs "
+            f"from the one in the known_hosts file (--git-known-hosts); it sent {sent.group(1) if sent else 'another'}"
+            " (a reinstalled server, or someone in between): refused"
+        )
+    return stderr
