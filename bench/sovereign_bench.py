@@ -407,11 +407,14 @@ def install_sovereign(cache: Path) -> Path:
     marker = venv / ".installed"
     if not marker.exists():
         print(f"installing sovereign=={SOVEREIGN_VERSION} into {venv} (once)", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run(
-            [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"sovereign=={SOVEREIGN_VERSION}"],
-            check=True,
-        )
+        try:
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+            subprocess.run(
+                [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"sovereign=={SOVEREIGN_VERSION}"],
+                check=True,
+            )
+        except subprocess.CalledProcessError as error:
+            raise SystemExit(f"could not install sovereign=={SOVEREIGN_VERSION} (needs PyPI): {error}") from error
         marker.touch()
     return executable
 
@@ -593,7 +596,8 @@ def report(rows: Sequence[Row], *, args: argparse.Namespace, hashes: dict[int, s
             (peer.idle_mib[0], ours.idle_mib[0]),
             (peer.idle_mib[1], ours.idle_mib[1]),
         ]
-        print(f"| {proxies} | " + " | ".join(f"{a / b:.1f}x" if b else "n/a" for a, b in pairs) + " |")
+        # A CPU figure of 0 is below one clock tick over the window: no ratio to print.
+        print(f"| {proxies} | " + " | ".join(f"{a / b:.1f}x" if b else "n/a (0)" for a, b in pairs) + " |")
     same = all(len(digests) == 1 for digests in hashes.values())
     print(
         "\nroute configuration hashes (Envoy's own) per weight state, both control planes: "
@@ -612,6 +616,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     resources = [sovereign_resources(document, refresh_delay=args.refresh_delay) for document in documents]
     hashes: dict[int, set[str]] = {}
     rows = []
+    load_before = os.getloadavg()
     for proxies in sorted(set(args.proxies)):
         for name in args.order:
             rundir = workdir / f"{name}-{proxies}"
@@ -630,6 +635,11 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
                 )
             rows.append(measure(plane, proxies, args=args, workdir=rundir, hashes=hashes))
     report(rows, args=args, hashes=hashes)
+    load_after = os.getloadavg()
+    print(
+        f"\nload average (1, 5, 15 min) before: {', '.join(f'{v:.1f}' for v in load_before)}; "
+        f"after: {', '.join(f'{v:.1f}' for v in load_after)} ({os.cpu_count()} CPUs)"
+    )
 
 
 def default_cache() -> Path:
