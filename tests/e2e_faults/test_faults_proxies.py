@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from ads_client import fetch_snapshot
 from daemon_harness import HOST, Daemon, Mesh, measure
+from simulated_proxy import fetch_snapshot
 from steady_traffic import Traffic, acked_versions
 
 from reconciler.harness.envoy import EnvoyProcess
