@@ -9,7 +9,7 @@ reuses a version for different content and unchanged types are not resent.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -26,6 +26,8 @@ from reconciler.model.text import quote
 __all__ = [
     "CLUSTER",
     "ENDPOINT",
+    "Encode",
+    "Encoded",
     "LISTENER",
     "MESSAGE_TYPES",
     "PUSH_ORDER",
@@ -34,6 +36,7 @@ __all__ = [
     "ResourceSet",
     "Snapshot",
     "clusters_referenced_by_routes",
+    "encode_message",
     "http_connection_managers",
     "resource_name",
 ]
@@ -59,6 +62,10 @@ _MESSAGE_TYPES: Mapping[str, type[Message]] = MappingProxyType(
 )
 #: The message class of each xDS type (to read a resource back, say from a proxy's config dump).
 MESSAGE_TYPES = _MESSAGE_TYPES
+#: A resource's deterministic bytes and their digest.
+Encoded = tuple[bytes, bytes]
+#: How a resource set gets each message's :data:`Encoded` form.
+Encode = Callable[[Message], Encoded]
 _HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 
@@ -67,6 +74,12 @@ def resource_name(message: Message) -> str:
     if isinstance(message, endpoint_pb2.ClusterLoadAssignment):
         return str(message.cluster_name)
     return str(getattr(message, "name"))  # noqa: B009 - every other xDS resource has `name`
+
+
+def encode_message(message: Message) -> Encoded:
+    """A message's deterministic bytes and a digest of them (equal digests, equal resources)."""
+    data = message.SerializeToString(deterministic=True)
+    return data, hashlib.blake2b(data, digest_size=16).digest()
 
 
 def _digest(chunks: Iterable[bytes]) -> str:
@@ -88,7 +101,8 @@ class ResourceSet:
     digests: Mapping[str, bytes]
 
     @classmethod
-    def build(cls, type_url: str, messages: Iterable[Message]) -> ResourceSet:
+    def build(cls, type_url: str, messages: Iterable[Message], *, encode: Encode = encode_message) -> ResourceSet:
+        """The set of ``messages``; ``encode`` gives each one's deterministic bytes and digest (a cache may)."""
         expected = _MESSAGE_TYPES.get(type_url)
         if expected is None:
             raise TranslationError(f"unknown xDS type {type_url}")
@@ -101,9 +115,9 @@ class ResourceSet:
                 raise TranslationError(f"duplicate {expected.__name__} named {quote(name)}")
             by_name[name] = message
         ordered = dict(sorted(by_name.items()))
-        serialized = {name: msg.SerializeToString(deterministic=True) for name, msg in ordered.items()}
-        version = _digest(name.encode() + b"\0" + data for name, data in serialized.items())
-        digests = {name: hashlib.blake2b(data, digest_size=16).digest() for name, data in serialized.items()}
+        encoded = {name: encode(msg) for name, msg in ordered.items()}
+        version = _digest(name.encode() + b"\0" + data for name, (data, _) in encoded.items())
+        digests = {name: digest for name, (_, digest) in encoded.items()}
         return cls(
             type_url=type_url,
             version=version,
@@ -127,10 +141,12 @@ class Snapshot:
         endpoints: Iterable[endpoint_pb2.ClusterLoadAssignment] = (),
         listeners: Iterable[listener_pb2.Listener] = (),
         routes: Iterable[route_pb2.RouteConfiguration] = (),
+        encode_shared: Encode = encode_message,
     ) -> Snapshot:
+        """``encode_shared`` encodes clusters and load assignments: what proxies and configs share, a cache may keep."""
         sets = {
-            CLUSTER: ResourceSet.build(CLUSTER, clusters),
-            ENDPOINT: ResourceSet.build(ENDPOINT, endpoints),
+            CLUSTER: ResourceSet.build(CLUSTER, clusters, encode=encode_shared),
+            ENDPOINT: ResourceSet.build(ENDPOINT, endpoints, encode=encode_shared),
             LISTENER: ResourceSet.build(LISTENER, listeners),
             ROUTE: ResourceSet.build(ROUTE, routes),
         }

@@ -1,0 +1,160 @@
+"""What one translation can hand the next: per-host work reused across proxy shapes and across configs.
+
+A :class:`TranslationCache` is a plain value its owner keeps between ``translate`` calls
+(one load, one daemon's passes); nothing is global. Every entry is stored under the full
+content of the inputs that determine it and is reused only when the next inputs compare
+equal, so a cached translation is byte-identical to an uncached one:
+
+* the service registry, by the config's ServiceEntries; the DestinationRule index, by its
+  DestinationRules (a rollout step changes only VirtualServices: both are reused);
+* a service's clusters and load assignments, and the findings building them made, by the
+  service (its ports and endpoints), the DestinationRule the proxy uses for it and whether
+  the proxy reports non-HTTP ports (sidecar or gateway); clusters do not depend on the
+  proxy's outbound port, so every shape of one config shares them, and a one-host change
+  rebuilds only that host's;
+* a reused cluster's or load assignment's deterministic bytes and digest, by the message
+  itself (the same object), so a snapshot of reused resources is versioned without
+  serializing them again.
+
+Which resources passed Envoy's constraint check is remembered apart, by their digests
+(:class:`~reconciler.translate.envoy_check.PassCache`, ``translate(passed=...)``).
+
+Entries live for two configs: those the current config used and those the previous one
+did; switching to a new config forgets the rest, so memory follows the config's size, not
+the number of commits seen. Concurrent use stays correct (an entry is only ever returned
+for inputs equal to its key), it may only miss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from google.protobuf.message import Message
+
+from reconciler.model.config import MeshConfig, Resource
+from reconciler.model.destinationrule import DestinationRuleSpec
+from reconciler.model.lookup import DestinationRules
+from reconciler.translate.notes import NoteCall
+from reconciler.translate.registry import Service, ServiceRegistry, build_registry
+from reconciler.translate.snapshot import Encode, Encoded, encode_message
+
+__all__ = ["ServiceClusters", "TranslationCache"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceClusters:
+    """One service's clusters and load assignments for one DestinationRule, and the findings building them made."""
+
+    service: Service
+    rule: Resource[DestinationRuleSpec] | None
+    clusters: Mapping[str, cluster_pb2.Cluster]
+    assignments: Mapping[str, endpoint_pb2.ClusterLoadAssignment]
+    notes: Sequence[NoteCall]
+
+
+class _Generations(Generic[K, V]):
+    """A dict that keeps what the current generation used plus what the previous one did."""
+
+    __slots__ = ("_new", "_old")
+
+    def __init__(self) -> None:
+        self._new: dict[K, V] = {}
+        self._old: dict[K, V] = {}
+
+    def get(self, key: K) -> V | None:
+        found = self._new.get(key)
+        if found is None:
+            found = self._old.pop(key, None)
+            if found is not None:
+                self._new[key] = found
+        return found
+
+    def put(self, key: K, value: V) -> None:
+        self._new[key] = value
+
+    def advance(self) -> None:
+        self._old, self._new = self._new, {}
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._old)
+
+
+def _same(first: object, second: object) -> bool:
+    return first is second or first == second
+
+
+class TranslationCache:
+    """Work of earlier translations, reused where the inputs are equal; pass it to ``translate(cache=...)``."""
+
+    def __init__(self) -> None:
+        self._config: MeshConfig | None = None
+        self._registry: tuple[tuple[Resource[object], ...], ServiceRegistry] | None = None
+        self._rules: tuple[tuple[Resource[DestinationRuleSpec], ...], DestinationRules] | None = None
+        self._clusters: _Generations[tuple[str, str, bool], ServiceClusters] = _Generations()
+        self._encoded: _Generations[int, tuple[Message, Encoded]] = _Generations()
+
+    def __len__(self) -> int:
+        """Entries held (services' clusters and encoded resources), for tests and metrics."""
+        return len(self._clusters) + len(self._encoded)
+
+    def begin(self, config: MeshConfig) -> None:
+        """Start translating ``config``: on a new config, forget what neither it nor the previous one used."""
+        if config is self._config:
+            return
+        self._config = config
+        self._clusters.advance()
+        self._encoded.advance()
+
+    def registry(self, config: MeshConfig) -> ServiceRegistry:
+        """``build_registry(config)``, reused while the ServiceEntries compare equal."""
+        entries: tuple[Resource[object], ...] = config.service_entries
+        memo = self._registry
+        if memo is not None and _same(memo[0], entries):
+            return memo[1]
+        registry = build_registry(config)
+        self._registry = (entries, registry)
+        return registry
+
+    def rules(self, config: MeshConfig) -> DestinationRules:
+        """The DestinationRule index of ``config``, reused while the DestinationRules compare equal."""
+        rules = config.destination_rules
+        memo = self._rules
+        if memo is not None and _same(memo[0], rules):
+            return memo[1]
+        index = DestinationRules(rules)
+        self._rules = (rules, index)
+        return index
+
+    def service_clusters(
+        self, service: Service, rule: Resource[DestinationRuleSpec] | None, *, report_ports: bool
+    ) -> ServiceClusters | None:
+        """The clusters built before for an equal service and rule, if any."""
+        found = self._clusters.get((service.host, service.namespace, report_ports))
+        if found is None or not (_same(found.service, service) and _same(found.rule, rule)):
+            return None
+        return found
+
+    def keep_service_clusters(self, built: ServiceClusters, *, report_ports: bool) -> None:
+        self._clusters.put((built.service.host, built.service.namespace, report_ports), built)
+
+    def encoder(self) -> Encode:
+        """Deterministic bytes and digest of a message, computed once per message object (clusters and assignments)."""
+        encoded = self._encoded
+
+        def encode(message: Message) -> Encoded:
+            found = encoded.get(id(message))
+            # The message is kept with its bytes, so its id cannot be reused while the entry lives.
+            if found is not None and found[0] is message:
+                return found[1]
+            result = encode_message(message)
+            encoded.put(id(message), (message, result))
+            return result
+
+        return encode
