@@ -28,7 +28,7 @@ from reconciler.model.hosts import is_ip_address
 from reconciler.model.text import quote
 from reconciler.translate.memo import ServiceClusters, TranslationCache
 from reconciler.translate.names import cluster_name
-from reconciler.translate.notes import Notes
+from reconciler.translate.notes import NoteCall, Notes
 from reconciler.translate.policy import (
     ClusterPolicy,
     policy_settings,
@@ -55,7 +55,9 @@ def socket_address(address: str, port: int) -> address_pb2.Address:
 class ClusterSet:
     """Builds each cluster (and its load assignment) once, on first use, for one translation."""
 
-    def __init__(self, *, scope: Scope, notes: Notes, report_ports: bool, cache: TranslationCache | None = None) -> None:
+    def __init__(
+        self, *, scope: Scope, notes: Notes, report_ports: bool, cache: TranslationCache | None = None
+    ) -> None:
         self._scope = scope
         self._notes = notes
         self._cache = cache
@@ -90,11 +92,12 @@ class ClusterSet:
             self.assignments.update(reused.assignments)
             self._notes.replay(reused.notes)
             return
-        notes = self._notes.record()
+        notes: list[NoteCall] = []
+        self._notes.record(notes)
         try:
             self._add_service(service, rule)
         finally:
-            self._notes.stop()
+            self._notes.record(None)
         # Hosts are distinct, so every cluster named for this service was built just now.
         names = self._names(service, rule)
         built = ServiceClusters(

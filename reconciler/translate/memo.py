@@ -12,6 +12,9 @@ equal, so a cached translation is byte-identical to an uncached one:
   the proxy reports non-HTTP ports (sidecar or gateway); clusters do not depend on the
   proxy's outbound port, so every shape of one config shares them, and a one-host change
   rebuilds only that host's;
+* a VirtualService's routes for one listener port, and what building them reported and
+  which clusters they asked for, by the VirtualService and the services its destinations
+  name (a route's cluster follows from those; whether that cluster exists is asked again);
 * a reused cluster's or load assignment's deterministic bytes and digest, by the message
   itself (the same object), so a snapshot of reused resources is versioned without
   serializing them again.
@@ -33,16 +36,19 @@ from typing import Generic, TypeVar
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.route.v3 import route_components_pb2
 from google.protobuf.message import Message
 
 from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.destinationrule import DestinationRuleSpec
 from reconciler.model.lookup import DestinationRules
+from reconciler.model.serviceentry import ServiceEntrySpec
+from reconciler.model.virtualservice import VirtualServiceSpec
 from reconciler.translate.notes import NoteCall
 from reconciler.translate.registry import Service, ServiceRegistry, build_registry
 from reconciler.translate.snapshot import Encode, Encoded, encode_message
 
-__all__ = ["ServiceClusters", "TranslationCache"]
+__all__ = ["EnsureCall", "ServiceClusters", "TranslationCache", "VirtualServiceRoutes"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -57,6 +63,30 @@ class ServiceClusters:
     clusters: Mapping[str, cluster_pb2.Cluster]
     assignments: Mapping[str, endpoint_pb2.ClusterLoadAssignment]
     notes: Sequence[NoteCall]
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureCall:
+    """A route asked for the cluster of ``host:port`` (and ``subset``) from the rule at ``path``."""
+
+    host: str
+    port: int
+    subset: str | None
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualServiceRoutes:
+    """One VirtualService's routes for one listener port, and what building them reported and asked for, in order."""
+
+    vs: Resource[VirtualServiceSpec]
+    listener_port: int
+    #: The service each destination host resolved to, in :func:`~reconciler.translate.routes` order.
+    services: tuple[Service | None, ...]
+    routes: tuple[route_components_pb2.Route, ...]
+    events: tuple[NoteCall | EnsureCall, ...]
+    #: Each route built, with the path of the HTTP rule it came from (for locating what Envoy rejects).
+    built: tuple[tuple[route_components_pb2.Route, str], ...]
 
 
 class _Generations(Generic[K, V]):
@@ -95,14 +125,15 @@ class TranslationCache:
 
     def __init__(self) -> None:
         self._config: MeshConfig | None = None
-        self._registry: tuple[tuple[Resource[object], ...], ServiceRegistry] | None = None
+        self._registry: tuple[tuple[Resource[ServiceEntrySpec], ...], ServiceRegistry] | None = None
         self._rules: tuple[tuple[Resource[DestinationRuleSpec], ...], DestinationRules] | None = None
         self._clusters: _Generations[tuple[str, str, bool], ServiceClusters] = _Generations()
+        self._routes: _Generations[tuple[str, str, int], VirtualServiceRoutes] = _Generations()
         self._encoded: _Generations[int, tuple[Message, Encoded]] = _Generations()
 
     def __len__(self) -> int:
         """Entries held (services' clusters and encoded resources), for tests and metrics."""
-        return len(self._clusters) + len(self._encoded)
+        return len(self._clusters) + len(self._routes) + len(self._encoded)
 
     def begin(self, config: MeshConfig) -> None:
         """Start translating ``config``: on a new config, forget what neither it nor the previous one used."""
@@ -110,11 +141,12 @@ class TranslationCache:
             return
         self._config = config
         self._clusters.advance()
+        self._routes.advance()
         self._encoded.advance()
 
     def registry(self, config: MeshConfig) -> ServiceRegistry:
         """``build_registry(config)``, reused while the ServiceEntries compare equal."""
-        entries: tuple[Resource[object], ...] = config.service_entries
+        entries = config.service_entries
         memo = self._registry
         if memo is not None and _same(memo[0], entries):
             return memo[1]
@@ -143,6 +175,18 @@ class TranslationCache:
 
     def keep_service_clusters(self, built: ServiceClusters, *, report_ports: bool) -> None:
         self._clusters.put((built.service.host, built.service.namespace, report_ports), built)
+
+    def routes(
+        self, vs: Resource[VirtualServiceSpec], *, listener_port: int, services: tuple[Service | None, ...]
+    ) -> VirtualServiceRoutes | None:
+        """The routes built before for an equal VirtualService, port and destination services, if any."""
+        found = self._routes.get((vs.namespace, vs.name, listener_port))
+        if found is None or not (_same(found.vs, vs) and _same(found.services, services)):
+            return None
+        return found
+
+    def keep_routes(self, built: VirtualServiceRoutes) -> None:
+        self._routes.put((built.vs.namespace, built.vs.name, built.listener_port), built)
 
     def encoder(self) -> Encode:
         """Deterministic bytes and digest of a message, computed once per message object (clusters and assignments)."""

@@ -30,15 +30,11 @@ class Notes:
     def __init__(self) -> None:
         self._findings: list[Finding] = []
         self._seen: set[tuple[str, int, str, str, str]] = set()
-        self._recording: list[NoteCall] | None = None
+        self._recording: list[Any] | None = None
 
-    def record(self) -> list[NoteCall]:
-        """Record every following call (repeats too: replayed elsewhere, they may be first) until :meth:`stop`."""
-        self._recording = []
-        return self._recording
-
-    def stop(self) -> None:
-        self._recording = None
+    def record(self, into: list[Any] | None) -> None:
+        """Append every following call to ``into`` (repeats too: replayed elsewhere, they may be first); None stops."""
+        self._recording = into
 
     def replay(self, calls: Sequence[NoteCall]) -> None:
         """Report recorded calls again, in order, as if made here."""

@@ -107,7 +107,7 @@ def translate(
         rules=cache.rules(config) if cache is not None else None,
     )
     clusters = ClusterSet(scope=scope, notes=notes, report_ports=role is ProxyRole.SIDECAR, cache=cache)
-    routes = RouteBuilder(scope=scope, clusters=clusters, notes=notes)
+    routes = RouteBuilder(scope=scope, clusters=clusters, notes=notes, cache=cache)
     # Every visible service's clusters first: routes then find the clusters they name
     # already built, and only destinations outside the registry add clusters of their own.
     for service in scope.services():
