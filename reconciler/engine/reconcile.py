@@ -64,7 +64,6 @@ from reconciler.loader import DecodeCache, load_files
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
 from reconciler.model.text import MESSAGE_CHARS, excerpt
 from reconciler.sources.revision import ALLOW_REMOVAL_FILE, ConfigSource, Revision
-from reconciler.translate import build_registry
 from reconciler.translate.provenance import producers_of
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.translate.snapshot import SHORT_NAMES
@@ -419,10 +418,11 @@ class Engine:
             )
         snapshots = ConfigSnapshots(
             config=result.config,
-            registry=build_registry(result.config),
+            registry=self._decode_cache.translations.registry(result.config),
             findings=result.findings,
             seeds=result.translations,  # validation translated these shapes already
             checkpoint=self._checkpoint,
+            cache=self._decode_cache.translations,  # and the other shapes share its per-service work
         )
         snapshots.translate_all(proxies)
         return snapshots
