@@ -192,12 +192,12 @@ class TranslationCache:
         """Deterministic bytes and digest of a message, computed once per message object (clusters and assignments)."""
         encoded = self._encoded
 
-        def encode(message: Message) -> Encoded:
+        def encode(name: str, message: Message) -> Encoded:
             found = encoded.get(id(message))
             # The message is kept with its bytes, so its id cannot be reused while the entry lives.
             if found is not None and found[0] is message:
                 return found[1]
-            result = encode_message(message)
+            result = encode_message(name, message)
             encoded.put(id(message), (message, result))
             return result
 

@@ -62,10 +62,10 @@ _MESSAGE_TYPES: Mapping[str, type[Message]] = MappingProxyType(
 )
 #: The message class of each xDS type (to read a resource back, say from a proxy's config dump).
 MESSAGE_TYPES = _MESSAGE_TYPES
-#: A resource's deterministic bytes and their digest.
+#: A resource's name and bytes framed for its set's version (:func:`encode_message`), and a digest of the bytes.
 Encoded = tuple[bytes, bytes]
-#: How a resource set gets each message's :data:`Encoded` form.
-Encode = Callable[[Message], Encoded]
+#: How a resource set gets each (name, message)'s :data:`Encoded` form.
+Encode = Callable[[str, Message], Encoded]
 _HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 
@@ -76,10 +76,14 @@ def resource_name(message: Message) -> str:
     return str(getattr(message, "name"))  # noqa: B009 - every other xDS resource has `name`
 
 
-def encode_message(message: Message) -> Encoded:
-    """A message's deterministic bytes and a digest of them (equal digests, equal resources)."""
+def encode_message(name: str, message: Message) -> Encoded:
+    """Resource ``name`` and its deterministic bytes framed as its set's version hashes them, and their digest.
+
+    Equal digests, equal resources. Framed once, a set's version is one hash over the joined frames.
+    """
     data = message.SerializeToString(deterministic=True)
-    return data, hashlib.blake2b(data, digest_size=16).digest()
+    chunk = name.encode() + b"\0" + data
+    return len(chunk).to_bytes(8, "big") + chunk, hashlib.blake2b(data, digest_size=16).digest()
 
 
 def _digest(chunks: Iterable[bytes]) -> str:
@@ -115,8 +119,9 @@ class ResourceSet:
                 raise TranslationError(f"duplicate {expected.__name__} named {quote(name)}")
             by_name[name] = message
         ordered = dict(sorted(by_name.items()))
-        encoded = {name: encode(msg) for name, msg in ordered.items()}
-        version = _digest(name.encode() + b"\0" + data for name, (data, _) in encoded.items())
+        encoded = {name: encode(name, msg) for name, msg in ordered.items()}
+        # What _digest computes chunk by chunk, over frames made (or kept) per resource.
+        version = hashlib.sha256(b"".join(frame for frame, _ in encoded.values())).hexdigest()[:16]
         digests = {name: digest for name, (_, digest) in encoded.items()}
         return cls(
             type_url=type_url,
