@@ -30,7 +30,7 @@ for inputs equal to its key), it may only miss.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -120,13 +120,30 @@ def _same(first: object, second: object) -> bool:
     return first is second or first == second
 
 
+class _Latest(Generic[K, V]):
+    """The value built for the last key, reused while the next key compares equal."""
+
+    __slots__ = ("_memo",)
+
+    def __init__(self) -> None:
+        self._memo: tuple[K, V] | None = None
+
+    def get(self, key: K, build: Callable[[], V]) -> V:
+        memo = self._memo
+        if memo is not None and _same(memo[0], key):
+            return memo[1]
+        value = build()
+        self._memo = (key, value)
+        return value
+
+
 class TranslationCache:
     """Work of earlier translations, reused where the inputs are equal; pass it to ``translate(cache=...)``."""
 
     def __init__(self) -> None:
         self._config: MeshConfig | None = None
-        self._registry: tuple[tuple[Resource[ServiceEntrySpec], ...], ServiceRegistry] | None = None
-        self._rules: tuple[tuple[Resource[DestinationRuleSpec], ...], DestinationRules] | None = None
+        self._registry: _Latest[tuple[Resource[ServiceEntrySpec], ...], ServiceRegistry] = _Latest()
+        self._rules: _Latest[tuple[Resource[DestinationRuleSpec], ...], DestinationRules] = _Latest()
         self._clusters: _Generations[tuple[str, str, bool], ServiceClusters] = _Generations()
         self._routes: _Generations[tuple[str, str, int], VirtualServiceRoutes] = _Generations()
         self._encoded: _Generations[int, tuple[Message, Encoded]] = _Generations()
@@ -146,23 +163,11 @@ class TranslationCache:
 
     def registry(self, config: MeshConfig) -> ServiceRegistry:
         """``build_registry(config)``, reused while the ServiceEntries compare equal."""
-        entries = config.service_entries
-        memo = self._registry
-        if memo is not None and _same(memo[0], entries):
-            return memo[1]
-        registry = build_registry(config)
-        self._registry = (entries, registry)
-        return registry
+        return self._registry.get(config.service_entries, lambda: build_registry(config))
 
     def rules(self, config: MeshConfig) -> DestinationRules:
         """The DestinationRule index of ``config``, reused while the DestinationRules compare equal."""
-        rules = config.destination_rules
-        memo = self._rules
-        if memo is not None and _same(memo[0], rules):
-            return memo[1]
-        index = DestinationRules(rules)
-        self._rules = (rules, index)
-        return index
+        return self._rules.get(config.destination_rules, lambda: DestinationRules(config.destination_rules))
 
     def service_clusters(
         self, service: Service, rule: Resource[DestinationRuleSpec] | None, *, report_ports: bool

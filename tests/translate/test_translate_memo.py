@@ -69,9 +69,8 @@ class ServiceYaml:
             f"{{address: {address}, labels: {{version: {version}}}}}" for address, version in self.endpoints
         )
         docs = [
-            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
-            f"metadata: {{name: {name}, namespace: {ns}}}\nspec:\n  hosts: [{name}.{ns}.svc.cluster.local]\n"
-            f"  ports: [{', '.join(_PORTS[port] for port in self.ports)}]\n"
+            _document("ServiceEntry", name, ns, f"  hosts: [{name}.{ns}.svc.cluster.local]\n")
+            + f"  ports: [{', '.join(_PORTS[port] for port in self.ports)}]\n"
             f"  resolution: {self.resolution}\n  endpoints: [{endpoints}]\n"
             + ('  exportTo: ["."]\n' if self.export_here else "")
         ]
@@ -82,9 +81,8 @@ class ServiceYaml:
             policy = "  trafficPolicy: {tls: {mode: SIMPLE}, loadBalancer: {simple: RANDOM}}\n" if self.tls else ""
             selector = "  workloadSelector: {matchLabels: {app: canary}}\n" if self.selector else ""
             docs.append(
-                "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
-                f"metadata: {{name: {name}, namespace: {ns}}}\nspec:\n  host: {name}.{ns}.svc.cluster.local\n"
-                f"{policy}{selector}  subsets: [{subsets}]\n"
+                _document("DestinationRule", name, ns, f"  host: {name}.{ns}.svc.cluster.local\n{policy}{selector}")
+                + f"  subsets: [{subsets}]\n"
             )
         if self.routes_to:
             destinations = "\n".join(
@@ -97,11 +95,15 @@ class ServiceYaml:
             gateways = "  gateways: [mesh, alpha/ingress]\n" if self.on_gateway else ""
             fault = "    fault: {abort: {httpStatus: 503, percentage: {value: 5}}}\n" if self.fault else ""
             docs.append(
-                "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
-                f"metadata: {{name: {name}, namespace: {ns}}}\nspec:\n"
-                f"  hosts: [{name}.{ns}.svc.cluster.local]\n{gateways}  http:\n  - route:\n{destinations}\n{fault}"
+                _document("VirtualService", name, ns, f"  hosts: [{name}.{ns}.svc.cluster.local]\n{gateways}")
+                + f"  http:\n  - route:\n{destinations}\n{fault}"
             )
         return "---\n".join(docs)
+
+
+def _document(kind: str, name: str, namespace: str, spec: str) -> str:
+    header = f"apiVersion: networking.istio.io/v1\nkind: {kind}\nmetadata: {{name: {name}, namespace: {namespace}}}\n"
+    return f"{header}spec:\n{spec}"
 
 
 def _subset(target: ServiceYaml, subset: str | None) -> str:
