@@ -11,25 +11,43 @@ than wall-clock time.
 
     .venv/bin/python bench/translate_bench.py                  # the table, both sizes
     .venv/bin/python bench/translate_bench.py --sizes 1000 --profile   # + cProfile top 25
+    .venv/bin/python bench/translate_bench.py --change         # + reuse across shapes and one-host changes
 
 Targets: 1,000 services < 0.5 s, 10,000 services < 5 s (per proxy).
+
+``--change`` times translation with a :class:`TranslationCache` kept between calls (as the daemon
+keeps one between passes), each row's cache warmed by the translation before it and not timed:
+
+* ``cold``: the first translation into an empty cache (what the cache costs when nothing is reused);
+* ``shape``: the same config for another sidecar (another outbound port), after the first;
+* ``weight``: after a rollout step changed one VirtualService's weights (the other objects are the same);
+* ``endpoint``: after one ServiceEntry's endpoint moved (an endpoint-only change);
+* ``reload``: the weight change of a config loaded again from YAML (equal objects, none the same).
+
+Targets for ``--change`` (issue #12): a full translation of 10,000 services < 2 s, a one-host change < 20 ms.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import pstats
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from reconciler.loader import load_files
+from reconciler.model.common import Weight
 from reconciler.model.config import MeshConfig
 from reconciler.translate import ProxyIdentity, ProxyRole, translate
+from reconciler.translate.envoy_check import PassCache
+from reconciler.translate.memo import TranslationCache
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 TARGETS = {1_000: 0.5, 10_000: 5.0}
+#: ``--change`` targets, CPU seconds: a full translation, and a translation after a one-host change.
+CHANGE_TARGETS = {"full": 2.0, "change": 0.020}
 
 _GATEWAY = """\
 apiVersion: networking.istio.io/v1
@@ -123,6 +141,89 @@ def build_config(services: int) -> MeshConfig:
     return loaded.config
 
 
+def weight_step(config: MeshConfig, index: int) -> MeshConfig:
+    """``config`` with service ``index``'s 80/15/5 split moved to 70/20/10, as a rollout step changes it."""
+    vs = config.virtual_services[index]
+    rule = vs.spec.http[1]
+    moved = tuple(
+        dataclasses.replace(destination, weight=Weight(weight))
+        for destination, weight in zip(rule.route, (70, 20, 10), strict=True)
+    )
+    http = (vs.spec.http[0], dataclasses.replace(rule, route=moved), *vs.spec.http[2:])
+    changed = dataclasses.replace(vs, spec=dataclasses.replace(vs.spec, http=http))
+    services = config.virtual_services
+    return dataclasses.replace(config, virtual_services=(*services[:index], changed, *services[index + 1 :]))
+
+
+def endpoint_move(config: MeshConfig, index: int) -> MeshConfig:
+    """``config`` with the first endpoint of service ``index`` at another address (an endpoint-only change)."""
+    entry = config.service_entries[index]
+    first = dataclasses.replace(entry.spec.endpoints[0], address="10.255.255.254")
+    spec = dataclasses.replace(entry.spec, endpoints=(first, *entry.spec.endpoints[1:]))
+    entries = config.service_entries
+    changed = dataclasses.replace(entry, spec=spec)
+    return dataclasses.replace(config, service_entries=(*entries[:index], changed, *entries[index + 1 :]))
+
+
+def _cpu(run: Callable[[], object], repeat: int, *, before: Callable[[], object] | None = None) -> float:
+    """Best CPU seconds of ``repeat`` calls of ``run``, each after an untimed ``before``."""
+    best = float("inf")
+    for _ in range(repeat):
+        if before is not None:
+            before()
+        started = time.process_time()
+        run()
+        best = min(best, time.process_time() - started)
+    return best
+
+
+def change_table(size: int, repeat: int) -> bool:
+    """Print the ``--change`` rows for ``size`` services; False when a target is missed."""
+    config = build_config(size)
+    reloaded = build_config(size)
+    sidecar = ProxyIdentity(node_id="bench-sidecar", namespace="bench", role=ProxyRole.SIDECAR)
+    other = dataclasses.replace(sidecar, node_id="bench-sidecar-2", outbound_port=15002)
+    middle = size // 2
+    stepped, moved, reloaded_step = (
+        weight_step(config, middle),
+        endpoint_move(config, middle),
+        weight_step(reloaded, middle),
+    )
+    state: dict[str, TranslationCache | PassCache] = {}
+
+    def fresh() -> None:
+        state["cache"], state["passed"] = TranslationCache(), PassCache()
+
+    def run(target: MeshConfig, proxy: ProxyIdentity) -> object:
+        cache, passed = state["cache"], state["passed"]
+        assert isinstance(cache, TranslationCache)
+        assert isinstance(passed, PassCache)
+        return translate(target, proxy, cache=cache, passed=passed)
+
+    def warmed(*steps: tuple[MeshConfig, ProxyIdentity]) -> Callable[[], None]:
+        def warm() -> None:
+            fresh()
+            for target, proxy in steps:
+                run(target, proxy)
+
+        return warm
+
+    rows = [
+        ("cold", "full", _cpu(lambda: run(config, sidecar), repeat, before=fresh)),
+        ("shape", "full", _cpu(lambda: run(config, other), repeat, before=warmed((config, sidecar)))),
+        ("weight", "change", _cpu(lambda: run(stepped, sidecar), repeat, before=warmed((config, sidecar)))),
+        ("endpoint", "change", _cpu(lambda: run(moved, sidecar), repeat, before=warmed((config, sidecar)))),
+        ("reload", "change", _cpu(lambda: run(reloaded_step, sidecar), repeat, before=warmed((config, sidecar)))),
+    ]
+    ok = True
+    for name, kind, cpu in rows:
+        target = CHANGE_TARGETS[kind]
+        met = cpu < target
+        ok = ok and (met or name == "cold")
+        print(f"{size:>9,} {name:<9} {cpu * 1000:>9.1f} {target * 1000:>9.0f} {'yes' if met else 'NO':<3}")
+    return ok
+
+
 def _time(config: MeshConfig, proxy: ProxyIdentity, repeat: int) -> tuple[float, float, dict[str, int]]:
     """Best wall-clock and best CPU seconds of ``repeat`` translations, and the snapshot's size."""
     best_wall = best_cpu = float("inf")
@@ -147,7 +248,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=sorted(TARGETS), help="service counts")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best is reported)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of one sidecar translation")
+    parser.add_argument(
+        "--change", action="store_true", help="time translations with a kept cache: another shape, one-host changes"
+    )
     args = parser.parse_args(argv)
+    if args.change:
+        header = f"{'services':>9} {'case':<9} {'cpu ms':>9} {'target':>9} {'ok':<3}"
+        print(header)
+        print("-" * len(header))
+        results = [change_table(size, args.repeat) for size in args.sizes]
+        return 0 if all(results) else 1
 
     proxies = {
         "sidecar": ProxyIdentity(node_id="bench-sidecar", namespace="bench", role=ProxyRole.SIDECAR),

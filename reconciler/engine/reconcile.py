@@ -65,7 +65,7 @@ from reconciler.model.config import MeshConfig
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
 from reconciler.model.text import MESSAGE_CHARS, excerpt
 from reconciler.sources.revision import ALLOW_REMOVAL_FILE, ConfigSource, Revision
-from reconciler.translate import ServiceRegistry, build_registry
+from reconciler.translate import ServiceRegistry
 from reconciler.translate.provenance import producers_of
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.translate.snapshot import SHORT_NAMES
@@ -217,7 +217,7 @@ class Engine:
 
         A Kubernetes Service wins over a ServiceEntry of the same host and namespace, as in Istio.
         """
-        own = build_registry(config)
+        own = self._decode_cache.translations.registry(config)  # built once per config
         return self._cluster.merged(own) if self._cluster is not None else own
 
     async def update_cluster(self, registry: ServiceRegistry) -> None:
@@ -481,6 +481,7 @@ class Engine:
             # Validation translated these shapes already, with the ServiceEntries alone.
             seeds=result.translations if self._cluster is None else None,
             checkpoint=self._checkpoint,
+            cache=self._decode_cache.translations,  # and the other shapes share its per-service work
         )
         snapshots.translate_all(proxies)
         return snapshots

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from reconciler.model.checkpoint import Checkpoint, no_checkpoint
 from reconciler.model.config import MeshConfig
 from reconciler.translate import ServiceRegistry, Translation, translate
+from reconciler.translate.memo import TranslationCache
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.translate.snapshot import Snapshot
 from reconciler.translate.translator import ProxyShape, proxy_shape
@@ -39,6 +40,7 @@ class ConfigSnapshots:
     ``seeds`` are translations of this same config with this same registry, by shape (what
     :func:`~reconciler.loader.load_files` returns): used instead of translating. A seed's findings
     join the warnings only once a proxy of its shape asks, as if it had been translated then.
+    ``cache`` reuses per-service work of earlier translations (the result is the same).
     """
 
     def __init__(
@@ -50,8 +52,10 @@ class ConfigSnapshots:
         seeds: Mapping[ProxyShape, Translation] | None = None,
         max_shapes: int = MAX_REMEMBERED_SHAPES,
         checkpoint: Checkpoint = no_checkpoint,
+        cache: TranslationCache | None = None,
     ) -> None:
         self._config = config
+        self._cache = cache
         self._checkpoint = checkpoint
         self._registry = registry
         self._max_shapes = max_shapes
@@ -82,7 +86,9 @@ class ConfigSnapshots:
                 return found
             seed = self._seeds.pop(key, None)
         # Two threads may translate the same new shape at once; the result is identical, the first one kept.
-        translation = seed if seed is not None else translate(self._config, proxy, registry=self._registry)
+        translation = (
+            seed if seed is not None else translate(self._config, proxy, registry=self._registry, cache=self._cache)
+        )
         with self._lock:
             self._warnings.update(dict.fromkeys(translation.findings))
             snapshot = self._memo.setdefault(key, translation.snapshot)

@@ -20,6 +20,7 @@ from reconciler.model.checkpoint import Checkpoint, no_checkpoint
 from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits, SkippedFile, SkipReason, format_size
 from reconciler.translate.envoy_check import PassCache
+from reconciler.translate.memo import TranslationCache
 from reconciler.translate.translator import ProxyShape, Translation, check_representatives
 from reconciler.validate import analyze, build_config, decode_resource, has_errors, sort_findings
 from reconciler.validate.findings import Code, Finding, Severity
@@ -75,12 +76,15 @@ class DecodeCache:
     its size follows the config, not the number of commits seen.
 
     It also holds the Envoy resources that passed the constraint check (:class:`PassCache`),
-    so the next load checks only resources it has not met: after each load, those that load met.
+    so the next load checks only resources it has not met: after each load, those that load met;
+    and the per-service translation work (:class:`TranslationCache`), so the next load translates
+    only the services, rules and routes that changed.
     """
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str, str, int], _FileResult] = {}
         self.passed = PassCache()
+        self.translations = TranslationCache()
 
     def _load_all(
         self, files: Mapping[str, bytes | str], default_namespace: str, max_chars: int, checkpoint: Checkpoint
@@ -183,7 +187,7 @@ def load_files(
     translations: Mapping[ProxyShape, Translation] = MappingProxyType({})
     if not has_errors(findings):
         # A config that validates must also be one Envoy accepts: translate it as proxies would get it.
-        checked = check_representatives(config, keep=KEPT_TRANSLATIONS, passed=cache.passed)
+        checked = check_representatives(config, keep=KEPT_TRANSLATIONS, passed=cache.passed, cache=cache.translations)
         cache.passed.retain_used()
         findings.extend(checked.rejections)
         translations = checked.translations

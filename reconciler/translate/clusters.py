@@ -26,8 +26,9 @@ from reconciler.model.config import Resource
 from reconciler.model.destinationrule import DestinationRuleSpec, Subset, TrafficPolicy
 from reconciler.model.hosts import is_ip_address
 from reconciler.model.text import quote
+from reconciler.translate.memo import ServiceClusters, TranslationCache
 from reconciler.translate.names import cluster_name
-from reconciler.translate.notes import Notes
+from reconciler.translate.notes import NoteCall, Notes
 from reconciler.translate.policy import (
     ClusterPolicy,
     policy_settings,
@@ -54,9 +55,12 @@ def socket_address(address: str, port: int) -> address_pb2.Address:
 class ClusterSet:
     """Builds each cluster (and its load assignment) once, on first use, for one translation."""
 
-    def __init__(self, *, scope: Scope, notes: Notes, report_ports: bool) -> None:
+    def __init__(
+        self, *, scope: Scope, notes: Notes, report_ports: bool, cache: TranslationCache | None = None
+    ) -> None:
         self._scope = scope
         self._notes = notes
+        self._cache = cache
         #: Sidecars route by port protocol; gateways never see a service's non-HTTP ports.
         self._report_ports = report_ports
         self.clusters: dict[str, cluster_pb2.Cluster] = {}
@@ -72,8 +76,49 @@ class ClusterSet:
     # -- public ----------------------------------------------------------------------
 
     def add_service(self, service: Service) -> None:
-        """Every cluster of ``service``: per port, the default one and one per DestinationRule subset."""
+        """Every cluster of ``service``: per port, the default one and one per DestinationRule subset.
+
+        With a cache, what an equal service and rule built before is used (and what is built, kept).
+        """
         rule = self._scope.destination_rule(service.host, service_namespace=service.namespace)
+        cache = self._cache
+        if cache is None:
+            self._add_service(service, rule)
+            return
+        reused = cache.service_clusters(service, rule, report_ports=self._report_ports)
+        if reused is not None:
+            self._reported_services.add((service.host, service.namespace))
+            self.clusters.update(reused.clusters)
+            self.assignments.update(reused.assignments)
+            self._notes.replay(reused.notes)
+            return
+        notes: list[NoteCall] = []
+        self._notes.record(notes)
+        try:
+            self._add_service(service, rule)
+        finally:
+            self._notes.record(None)
+        # Hosts are distinct, so every cluster named for this service was built just now.
+        names = self._names(service, rule)
+        built = ServiceClusters(
+            service=service,
+            rule=rule,
+            clusters={name: self.clusters[name] for name in names},
+            assignments={name: self.assignments[name] for name in names if name in self.assignments},
+            notes=tuple(notes),
+        )
+        cache.keep_service_clusters(built, report_ports=self._report_ports)
+
+    @staticmethod
+    def _names(service: Service, rule: Rule | None) -> list[str]:
+        subsets = [subset.name for subset in rule.spec.subsets] if rule is not None else []
+        return [
+            cluster_name(host=service.host, port=port.number, subset=subset)
+            for port in service.ports
+            for subset in (None, *subsets)
+        ]
+
+    def _add_service(self, service: Service, rule: Rule | None) -> None:
         for port in service.ports:
             self._service_cluster(service=service, port=port, rule=rule, subset=None)
             if rule is not None:

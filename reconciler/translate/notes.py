@@ -2,11 +2,13 @@
 
 One :class:`Notes` lives for one ``translate`` call (never global). The same problem met
 twice (a destination used by two routes, a policy shared by several clusters) is reported
-once.
+once. What a piece of work reported can be recorded and replayed into another translation's
+notes (:mod:`reconciler.translate.memo` reuses work that way), with the same result as reporting it again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from reconciler.model.config import Resource
@@ -14,17 +16,30 @@ from reconciler.model.source import SourceInfo
 from reconciler.translate.registry import Origin
 from reconciler.validate.findings import Code, Finding, Severity, sort_findings
 
-__all__ = ["Notes"]
+__all__ = ["NoteCall", "Notes"]
+
+#: The arguments of one :meth:`Notes.about` call: subject, path, message, hint, code, severity.
+NoteCall = tuple[Resource[Any] | Origin | None, str, str, str, Code, Severity]
 
 
 class Notes:
     """An ordered, de-duplicated set of findings produced while translating."""
 
-    __slots__ = ("_findings", "_seen")
+    __slots__ = ("_findings", "_recording", "_seen")
 
     def __init__(self) -> None:
         self._findings: list[Finding] = []
         self._seen: set[tuple[str, int, str, str, str]] = set()
+        self._recording: list[Any] | None = None
+
+    def record(self, into: list[Any] | None) -> None:
+        """Append every following call to ``into`` (repeats too: replayed elsewhere, they may be first); None stops."""
+        self._recording = into
+
+    def replay(self, calls: Sequence[NoteCall]) -> None:
+        """Report recorded calls again, in order, as if made here."""
+        for subject, path, message, hint, code, severity in calls:
+            self.about(subject, path=path, message=message, hint=hint, code=code, severity=severity)
 
     def about(
         self,
@@ -37,6 +52,8 @@ class Notes:
         severity: Severity = Severity.WARNING,
     ) -> None:
         """Record a finding about ``subject`` (a resource or a registry origin) at field ``path``."""
+        if self._recording is not None:
+            self._recording.append((subject, path, message, hint, code, severity))
         source: SourceInfo | None
         if isinstance(subject, Resource):
             kind, namespace, name = subject.kind.value, subject.namespace, subject.name

@@ -9,7 +9,7 @@ route uses exists.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -37,7 +37,8 @@ from reconciler.model.virtualservice import (
     VirtualServiceSpec,
 )
 from reconciler.translate.clusters import ClusterSet
-from reconciler.translate.notes import Notes
+from reconciler.translate.memo import EnsureCall, TranslationCache, VirtualServiceRoutes
+from reconciler.translate.notes import NoteCall, Notes
 from reconciler.translate.protos import duration
 from reconciler.translate.registry import Service
 from reconciler.translate.scope import Scope
@@ -203,10 +204,15 @@ def _header_values(values: Mapping[HeaderName, str] | None, *, append: bool) -> 
 class RouteBuilder:
     """Translates the HTTP rules of VirtualServices for one proxy."""
 
-    def __init__(self, *, scope: Scope, clusters: ClusterSet, notes: Notes) -> None:
+    def __init__(
+        self, *, scope: Scope, clusters: ClusterSet, notes: Notes, cache: TranslationCache | None = None
+    ) -> None:
         self._scope = scope
         self._clusters = clusters
         self._notes = notes
+        self._cache = cache
+        #: While a cache records: what was reported and which clusters were asked for, in order.
+        self._events: list[NoteCall | EnsureCall] | None = None
         # Only the last result is kept: callers ask for one VirtualService's routes for each
         # of its hosts in a row, and a full cache would keep every route alive to the end.
         self._last: tuple[tuple[int, int], list[rc.Route]] | None = None
@@ -245,6 +251,51 @@ class RouteBuilder:
         key = (id(vs), listener_port)
         if self._last is not None and self._last[0] == key:
             return self._last[1]
+        out = self._build(vs, listener_port) if self._cache is None else self._reuse(vs, listener_port)
+        self._last = (key, out)
+        return out
+
+    def _reuse(self, vs: Resource[VirtualServiceSpec], listener_port: int) -> list[rc.Route]:
+        """:meth:`_build` through the cache: the routes depend on ``vs``, the port and the services it names.
+
+        A reused result replays what building it reported and the clusters it asked for, in order,
+        so this translation's notes and clusters end up as if the routes were built here.
+        """
+        assert self._cache is not None
+        services = tuple(self._scope.service(host) for host in _destination_hosts(vs))
+        reused = self._cache.routes(vs, listener_port=listener_port, services=services)
+        if reused is not None:
+            for event in reused.events:
+                if isinstance(event, EnsureCall):
+                    self._clusters.ensure(
+                        host=event.host, port=event.port, subset=event.subset, referrer=vs, path=event.path
+                    )
+                else:
+                    self._notes.replay((event,))
+            self._built.extend((route, vs, path) for route, path in reused.built)
+            return list(reused.routes)
+        events: list[NoteCall | EnsureCall] = []
+        self._events = events
+        self._notes.record(events)
+        built_from = len(self._built)
+        try:
+            out = self._build(vs, listener_port)
+        finally:
+            self._notes.record(None)
+            self._events = None
+        self._cache.keep_routes(
+            VirtualServiceRoutes(
+                vs=vs,
+                listener_port=listener_port,
+                services=services,
+                routes=tuple(out),
+                events=tuple(events),
+                built=tuple((route, path) for route, _, path in self._built[built_from:]),
+            )
+        )
+        return out
+
+    def _build(self, vs: Resource[VirtualServiceSpec], listener_port: int) -> list[rc.Route]:
         out: list[rc.Route] = []
         for index, http in enumerate(vs.spec.http):
             path = f"spec.http[{index}]"
@@ -258,7 +309,6 @@ class RouteBuilder:
                     break
             if done:
                 break
-        self._last = (key, out)
         return out
 
     # -- one route -------------------------------------------------------------------
@@ -403,7 +453,16 @@ class RouteBuilder:
             number = int(destination.port.number)
         else:
             number = _default_destination_port(self._scope.service(host), listener_port=port)
-        return self._clusters.ensure(host=host, port=number, subset=destination.subset, referrer=vs, path=path)
+        events = self._events
+        if events is None:
+            return self._clusters.ensure(host=host, port=number, subset=destination.subset, referrer=vs, path=path)
+        # Recorded as a call, not as what it reported: replayed, it reports (or not) as it would here.
+        events.append(EnsureCall(host=host, port=number, subset=destination.subset, path=path))
+        self._notes.record(None)
+        try:
+            return self._clusters.ensure(host=host, port=number, subset=destination.subset, referrer=vs, path=path)
+        finally:
+            self._notes.record(events)
 
     def _redirect(self, out: rc.Route, redirect: HTTPRedirect, *, vs: Resource[VirtualServiceSpec], path: str) -> None:
         action = out.redirect
@@ -470,6 +529,17 @@ class RouteBuilder:
         if not out.HasField("delay") and not out.HasField("abort"):
             return None
         return out
+
+
+def _destination_hosts(vs: Resource[VirtualServiceSpec]) -> Iterator[str]:
+    """Every host ``vs`` routes or mirrors to, resolved, in rule order (what its routes read of the registry)."""
+    for http in vs.spec.http:
+        for destination in http.route:
+            yield resolve_host(destination.destination.host, vs.namespace)
+        if http.mirror is not None:
+            yield resolve_host(http.mirror.host, vs.namespace)
+        for mirror in http.mirrors:
+            yield resolve_host(mirror.destination.host, vs.namespace)
 
 
 def _default_destination_port(service: Service | None, *, listener_port: int) -> int:

@@ -5,7 +5,8 @@ namespace first when several objects compete, DestinationRule ``workloadSelector
 service and which DestinationRule a host gets is decided by :mod:`reconciler.model.lookup`,
 which the analyzers use too, so validation and translation agree.
 Lookups are indexed by host (translation runs over tens of thousands of services) and
-memoised for the life of one :class:`Scope`, which lives for one ``translate`` call.
+memoised for the life of one :class:`Scope`, which lives for one ``translate`` call (the
+DestinationRule index, which depends on the config alone, may be handed in).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Scope:
         registry: ServiceRegistry,
         namespace: str,
         labels: Mapping[str, str],
+        rules: DestinationRules | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -52,7 +54,8 @@ class Scope:
         self.labels = labels
         self._services: dict[str, Service | None] = {}
         self._rules: dict[tuple[str, str], Resource[DestinationRuleSpec] | None] = {}
-        self._rule_index = DestinationRules(config.destination_rules)
+        # The index depends on the config alone: a cache hands the one it built for an earlier proxy.
+        self._rule_index = rules if rules is not None else DestinationRules(config.destination_rules)
 
     # -- services ----------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ packs or walks the message again.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -37,6 +37,7 @@ __all__ = [
     "PUSH_ORDER",
     "ROUTE",
     "SHORT_NAMES",
+    "Encode",
     "Resource",
     "ResourceSet",
     "Snapshot",
@@ -114,6 +115,10 @@ class Resource:
         )
 
 
+#: How a resource set gets each (type URL, message)'s :class:`Resource` (a translation cache keeps them).
+Encode = Callable[[str, Message], Resource]
+
+
 def set_version(resources: Iterable[Resource]) -> str:
     """The content hash of a set of resources, from their names and versions, in name order.
 
@@ -136,7 +141,8 @@ class ResourceSet:
     items: Mapping[str, Resource]
 
     @classmethod
-    def build(cls, type_url: str, messages: Iterable[Message]) -> ResourceSet:
+    def build(cls, type_url: str, messages: Iterable[Message], *, encode: Encode = Resource.of) -> ResourceSet:
+        """The set of ``messages``; ``encode`` serializes each one (a cache may return one made before)."""
         expected = _MESSAGE_TYPES.get(type_url)
         if expected is None:
             raise TranslationError(f"unknown xDS type {type_url}")
@@ -149,7 +155,7 @@ class ResourceSet:
                 raise TranslationError(f"duplicate {expected.__name__} named {quote(name)}")
             by_name[name] = message
         ordered = dict(sorted(by_name.items()))
-        items = {name: Resource.of(type_url, message) for name, message in ordered.items()}
+        items = {name: encode(type_url, message) for name, message in ordered.items()}
         return cls(
             type_url=type_url,
             version=set_version(items.values()),
@@ -173,10 +179,12 @@ class Snapshot:
         endpoints: Iterable[endpoint_pb2.ClusterLoadAssignment] = (),
         listeners: Iterable[listener_pb2.Listener] = (),
         routes: Iterable[route_pb2.RouteConfiguration] = (),
+        encode_shared: Encode = Resource.of,
     ) -> Snapshot:
+        """``encode_shared`` encodes clusters and load assignments: what proxies and configs share, a cache may keep."""
         sets = {
-            CLUSTER: ResourceSet.build(CLUSTER, clusters),
-            ENDPOINT: ResourceSet.build(ENDPOINT, endpoints),
+            CLUSTER: ResourceSet.build(CLUSTER, clusters, encode=encode_shared),
+            ENDPOINT: ResourceSet.build(ENDPOINT, endpoints, encode=encode_shared),
             LISTENER: ResourceSet.build(LISTENER, listeners),
             ROUTE: ResourceSet.build(ROUTE, routes),
         }

@@ -21,6 +21,7 @@ from reconciler.model.lookup import selects
 from reconciler.translate.clusters import ClusterSet
 from reconciler.translate.envoy_check import PassCache, Source, envoy_findings
 from reconciler.translate.gateway import build_gateway
+from reconciler.translate.memo import TranslationCache
 from reconciler.translate.notes import Notes
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 from reconciler.translate.registry import Origin, ServiceRegistry, build_registry
@@ -28,6 +29,7 @@ from reconciler.translate.routes import RouteBuilder
 from reconciler.translate.scope import Scope
 from reconciler.translate.sidecar import build_sidecar
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot
+from reconciler.translate.snapshot import Resource as XdsResource
 from reconciler.validate.findings import Finding
 
 __all__ = [
@@ -79,6 +81,7 @@ def translate(
     *,
     registry: ServiceRegistry | None = None,
     passed: PassCache | None = None,
+    cache: TranslationCache | None = None,
 ) -> Translation:
     """Translate ``config`` into the complete, consistent snapshot for ``proxy``.
 
@@ -87,15 +90,25 @@ def translate(
     service the proxy can see is included; the listeners and routes depend on the role.
     Raises :class:`~reconciler.errors.TranslationError` only if the snapshot would be
     inconsistent, which is a bug: what cannot be expressed becomes a finding instead.
-    ``passed`` skips the Envoy-constraint check of resources that passed it before.
+    ``passed`` skips the Envoy-constraint check of resources that passed it before. ``cache`` reuses
+    the work of earlier translations (of this config for other proxies, or of earlier configs) where
+    its inputs are equal (:class:`~reconciler.translate.memo.TranslationCache`): the result is the same.
     """
+    if cache is not None:
+        cache.begin(config)
     if registry is None:
-        registry = build_registry(config)
+        registry = cache.registry(config) if cache is not None else build_registry(config)
     role, gateways = resolve_role(config, proxy)
     notes = Notes()
-    scope = Scope(config=config, registry=registry, namespace=proxy.namespace, labels=proxy.labels)
-    clusters = ClusterSet(scope=scope, notes=notes, report_ports=role is ProxyRole.SIDECAR)
-    routes = RouteBuilder(scope=scope, clusters=clusters, notes=notes)
+    scope = Scope(
+        config=config,
+        registry=registry,
+        namespace=proxy.namespace,
+        labels=proxy.labels,
+        rules=cache.rules(config) if cache is not None else None,
+    )
+    clusters = ClusterSet(scope=scope, notes=notes, report_ports=role is ProxyRole.SIDECAR, cache=cache)
+    routes = RouteBuilder(scope=scope, clusters=clusters, notes=notes, cache=cache)
     # Every visible service's clusters first: routes then find the clusters they name
     # already built, and only destinations outside the registry add clusters of their own.
     for service in scope.services():
@@ -110,6 +123,7 @@ def translate(
         endpoints=clusters.assignments.values(),
         listeners=listeners,
         routes=route_configs,
+        encode_shared=cache.encoder() if cache is not None else XdsResource.of,
     ).check()
     refused = envoy_findings(snapshot, locate=_Locator(scope=scope, routes=routes, gateways=gateways), passed=passed)
     if refused:
@@ -176,21 +190,26 @@ class Checked:
     translations: Mapping[ProxyShape, Translation]
 
 
-def check_representatives(config: MeshConfig, *, keep: int, passed: PassCache | None = None) -> Checked:
+def check_representatives(
+    config: MeshConfig, *, keep: int, passed: PassCache | None = None, cache: TranslationCache | None = None
+) -> Checked:
     """What Envoy would reject in any snapshot of ``config``, keeping up to ``keep`` of the translations made.
 
     Kept so that serving or diffing the config need not translate those shapes again; the bound holds
     memory to ``keep`` snapshots however many namespaces the config uses. Each distinct resource is
     checked against Envoy's constraints once (the shapes share most clusters): in ``passed`` when
-    given (say, shared with the other side of a diff), else in one scoped to this call.
+    given (say, shared with the other side of a diff), else in one scoped to this call. The shapes
+    share their per-service work in ``cache`` when given (say, kept across a daemon's passes), else in
+    one scoped to this call.
     """
     passed = passed if passed is not None else PassCache()
-    registry = build_registry(config)
+    cache = cache if cache is not None else TranslationCache()
+    registry = cache.registry(config)
     found: dict[Finding, None] = {}
     kept: dict[ProxyShape, Translation] = {}
     for proxy in representative_proxies(config):
         try:
-            translation = translate(config, proxy, registry=registry, passed=passed)
+            translation = translate(config, proxy, registry=registry, passed=passed, cache=cache)
         except TranslationError as error:
             if not error.findings:
                 raise

@@ -1,0 +1,210 @@
+"""What one translation can hand the next: per-host work reused across proxy shapes and across configs.
+
+A :class:`TranslationCache` is a plain value its owner keeps between ``translate`` calls
+(one load, one daemon's passes); nothing is global. Every entry is stored under the full
+content of the inputs that determine it and is reused only when the next inputs compare
+equal, so a cached translation is byte-identical to an uncached one:
+
+* the service registry, by the config's ServiceEntries; the DestinationRule index, by its
+  DestinationRules (a rollout step changes only VirtualServices: both are reused);
+* a service's clusters and load assignments, and the findings building them made, by the
+  service (its ports and endpoints), the DestinationRule the proxy uses for it and whether
+  the proxy reports non-HTTP ports (sidecar or gateway); clusters do not depend on the
+  proxy's outbound port, so every shape of one config shares them, and a one-host change
+  rebuilds only that host's;
+* a VirtualService's routes for one listener port, and what building them reported and
+  which clusters they asked for, by the VirtualService and the services its destinations
+  name (a route's cluster follows from those; whether that cluster exists is asked again);
+* a reused cluster's or load assignment's deterministic bytes and digest, by the message
+  itself (the same object), so a snapshot of reused resources is versioned without
+  serializing them again.
+
+Which resources passed Envoy's constraint check is remembered apart, by their digests
+(:class:`~reconciler.translate.envoy_check.PassCache`, ``translate(passed=...)``).
+
+Entries live for two configs: those the current config used and those the previous one
+did; switching to a new config forgets the rest, so memory follows the config's size, not
+the number of commits seen. Concurrent use stays correct (an entry is only ever returned
+for inputs equal to its key), it may only miss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.route.v3 import route_components_pb2
+from google.protobuf.message import Message
+
+from reconciler.model.config import MeshConfig, Resource
+from reconciler.model.destinationrule import DestinationRuleSpec
+from reconciler.model.lookup import DestinationRules
+from reconciler.model.serviceentry import ServiceEntrySpec
+from reconciler.model.virtualservice import VirtualServiceSpec
+from reconciler.translate.notes import NoteCall
+from reconciler.translate.registry import Service, ServiceRegistry, build_registry
+from reconciler.translate.snapshot import Encode
+from reconciler.translate.snapshot import Resource as XdsResource
+
+__all__ = ["EnsureCall", "ServiceClusters", "TranslationCache", "VirtualServiceRoutes"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceClusters:
+    """One service's clusters and load assignments for one DestinationRule, and the findings building them made."""
+
+    service: Service
+    rule: Resource[DestinationRuleSpec] | None
+    clusters: Mapping[str, cluster_pb2.Cluster]
+    assignments: Mapping[str, endpoint_pb2.ClusterLoadAssignment]
+    notes: Sequence[NoteCall]
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureCall:
+    """A route asked for the cluster of ``host:port`` (and ``subset``) from the rule at ``path``."""
+
+    host: str
+    port: int
+    subset: str | None
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualServiceRoutes:
+    """One VirtualService's routes for one listener port, and what building them reported and asked for, in order."""
+
+    vs: Resource[VirtualServiceSpec]
+    listener_port: int
+    #: The service each destination host resolved to, in :func:`~reconciler.translate.routes` order.
+    services: tuple[Service | None, ...]
+    routes: tuple[route_components_pb2.Route, ...]
+    events: tuple[NoteCall | EnsureCall, ...]
+    #: Each route built, with the path of the HTTP rule it came from (for locating what Envoy rejects).
+    built: tuple[tuple[route_components_pb2.Route, str], ...]
+
+
+class _Generations(Generic[K, V]):
+    """A dict that keeps what the current generation used plus what the previous one did."""
+
+    __slots__ = ("_new", "_old")
+
+    def __init__(self) -> None:
+        self._new: dict[K, V] = {}
+        self._old: dict[K, V] = {}
+
+    def get(self, key: K) -> V | None:
+        found = self._new.get(key)
+        if found is None:
+            found = self._old.pop(key, None)
+            if found is not None:
+                self._new[key] = found
+        return found
+
+    def put(self, key: K, value: V) -> None:
+        self._new[key] = value
+
+    def advance(self) -> None:
+        self._old, self._new = self._new, {}
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._old)
+
+
+def _same(first: object, second: object) -> bool:
+    return first is second or first == second
+
+
+class _Latest(Generic[K, V]):
+    """The value built for the last key, reused while the next key compares equal."""
+
+    __slots__ = ("_memo",)
+
+    def __init__(self) -> None:
+        self._memo: tuple[K, V] | None = None
+
+    def get(self, key: K, build: Callable[[], V]) -> V:
+        memo = self._memo
+        if memo is not None and _same(memo[0], key):
+            return memo[1]
+        value = build()
+        self._memo = (key, value)
+        return value
+
+
+class TranslationCache:
+    """Work of earlier translations, reused where the inputs are equal; pass it to ``translate(cache=...)``."""
+
+    def __init__(self) -> None:
+        self._config: MeshConfig | None = None
+        self._registry: _Latest[tuple[Resource[ServiceEntrySpec], ...], ServiceRegistry] = _Latest()
+        self._rules: _Latest[tuple[Resource[DestinationRuleSpec], ...], DestinationRules] = _Latest()
+        self._clusters: _Generations[tuple[str, str, bool], ServiceClusters] = _Generations()
+        self._routes: _Generations[tuple[str, str, int], VirtualServiceRoutes] = _Generations()
+        self._encoded: _Generations[int, tuple[Message, XdsResource]] = _Generations()
+
+    def __len__(self) -> int:
+        """Entries held (services' clusters and encoded resources), for tests and metrics."""
+        return len(self._clusters) + len(self._routes) + len(self._encoded)
+
+    def begin(self, config: MeshConfig) -> None:
+        """Start translating ``config``: on a new config, forget what neither it nor the previous one used."""
+        if config is self._config:
+            return
+        self._config = config
+        self._clusters.advance()
+        self._routes.advance()
+        self._encoded.advance()
+
+    def registry(self, config: MeshConfig) -> ServiceRegistry:
+        """``build_registry(config)``, reused while the ServiceEntries compare equal."""
+        return self._registry.get(config.service_entries, lambda: build_registry(config))
+
+    def rules(self, config: MeshConfig) -> DestinationRules:
+        """The DestinationRule index of ``config``, reused while the DestinationRules compare equal."""
+        return self._rules.get(config.destination_rules, lambda: DestinationRules(config.destination_rules))
+
+    def service_clusters(
+        self, service: Service, rule: Resource[DestinationRuleSpec] | None, *, report_ports: bool
+    ) -> ServiceClusters | None:
+        """The clusters built before for an equal service and rule, if any."""
+        found = self._clusters.get((service.host, service.namespace, report_ports))
+        if found is None or not (_same(found.service, service) and _same(found.rule, rule)):
+            return None
+        return found
+
+    def keep_service_clusters(self, built: ServiceClusters, *, report_ports: bool) -> None:
+        self._clusters.put((built.service.host, built.service.namespace, report_ports), built)
+
+    def routes(
+        self, vs: Resource[VirtualServiceSpec], *, listener_port: int, services: tuple[Service | None, ...]
+    ) -> VirtualServiceRoutes | None:
+        """The routes built before for an equal VirtualService, port and destination services, if any."""
+        found = self._routes.get((vs.namespace, vs.name, listener_port))
+        if found is None or not (_same(found.vs, vs) and _same(found.services, services)):
+            return None
+        return found
+
+    def keep_routes(self, built: VirtualServiceRoutes) -> None:
+        self._routes.put((built.vs.namespace, built.vs.name, built.listener_port), built)
+
+    def encoder(self) -> Encode:
+        """A message serialized (packed, versioned) once per message object (clusters and assignments)."""
+        encoded = self._encoded
+
+        def encode(type_url: str, message: Message) -> XdsResource:
+            found = encoded.get(id(message))
+            # The message is kept with its bytes, so its id cannot be reused while the entry lives.
+            if found is not None and found[0] is message:
+                return found[1]
+            result = XdsResource.of(type_url, message)
+            encoded.put(id(message), (message, result))
+            return result
+
+        return encode
