@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crd_mesh import crd_mesh
 from kube_cluster import KubeCluster
 from memsource import GATEWAY, MemorySource, ack_all, mesh_files
 from rollout_yaml import policy_yaml
@@ -43,39 +44,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180), pytest.mark.xdist_grou
 DEADLINE = 60.0
 GROUP = "/apis/networking.istio.io/v1"
 PLURAL = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules", "ServiceEntry": "serviceentries"}
-
-
-def _mesh(namespace: str, *, subsets: tuple[str, ...] = ("v1", "v2"), routes: tuple[str, ...] = ("v1", "v2")) -> bytes:
-    subset_yaml = "".join(f"  - {{name: {s}, labels: {{version: {s}}}}}\n" for s in subsets)
-    route_yaml = "".join(
-        f"    - destination: {{host: reviews.example.com, subset: {s}}}\n      weight: {100 if i == 0 else 0}\n"
-        for i, s in enumerate(routes)
-    )
-    return f"""\
-apiVersion: networking.istio.io/v1beta1
-kind: VirtualService
-metadata: {{name: reviews, namespace: {namespace}}}
-spec:
-  hosts: [reviews.example.com]
-  http:
-  - route:
-{route_yaml}---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: {namespace}}}
-spec:
-  host: reviews.example.com
-  subsets:
-{subset_yaml}---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: reviews, namespace: {namespace}}}
-spec:
-  hosts: [reviews.example.com]
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  endpoints: [{{address: 10.0.0.1, labels: {{version: v1}}}}, {{address: 10.0.0.2, labels: {{version: v2}}}}]
-""".encode()
 
 
 def _desired(files: dict[str, bytes], namespace: str) -> Callable[[], Any]:
@@ -142,7 +110,7 @@ async def _watch_writes(client: KubeClient, namespace: str, version: str, into: 
 def test_crd_mode_applies_gits_yaml_and_prunes_in_reverse_order(istio: KubeCluster, namespace: str, run: Any) -> None:
     async def scenario() -> None:
         async with _applier(istio, namespace) as running:
-            files = {"mesh.yaml": _mesh(namespace)}
+            files = {"mesh.yaml": crd_mesh(namespace)}
             version = istio.request("GET", f"/api/v1/namespaces/{namespace}/configmaps")["metadata"]["resourceVersion"]
             writes: list[tuple[int, str, str]] = []
             watching = asyncio.ensure_future(_watch_writes(running.client, namespace, version, writes))
@@ -170,7 +138,7 @@ def test_crd_mode_applies_gits_yaml_and_prunes_in_reverse_order(istio: KubeClust
 
             # Git drops subset v2 and the route to it: the route goes first, the subset after it.
             writes.clear()
-            files = {"mesh.yaml": _mesh(namespace, subsets=("v1",), routes=("v1",))}
+            files = {"mesh.yaml": crd_mesh(namespace, subsets=("v1",), routes=("v1",))}
             running.applier.submit(_desired(files, namespace), label="revision two", generation=2)
             await _until(
                 lambda: len(_get(istio, "DestinationRule", namespace)["spec"]["subsets"]) == 1, "subset v2 removed"
@@ -183,7 +151,7 @@ def test_crd_mode_applies_gits_yaml_and_prunes_in_reverse_order(istio: KubeClust
 
             # Git removes the VirtualService and the DestinationRule: the VirtualService goes first.
             writes.clear()
-            only_se = _mesh(namespace).split(b"---\n")[2]
+            only_se = crd_mesh(namespace).split(b"---\n")[2]
             running.applier.submit(_desired({"mesh.yaml": only_se}, namespace), label="revision three", generation=3)
             await _until(lambda: _get(istio, "VirtualService", namespace) is None, "the VirtualService pruned")
             await _until(lambda: len(writes) >= 2, "two deletions watched")
@@ -212,7 +180,7 @@ def test_a_kubectl_edit_is_drift_healed_by_reapplying_git_and_reported(
 ) -> None:
     async def scenario() -> None:
         async with _applier(istio, namespace) as running:
-            files = {"mesh.yaml": _mesh(namespace)}
+            files = {"mesh.yaml": crd_mesh(namespace)}
             running.applier.submit(_desired(files, namespace), label="revision one", generation=1)
             await _until(lambda: running.applier.report().state == "InSync", "in sync")
             spec = _get(istio, "VirtualService", namespace)["spec"]
@@ -244,7 +212,7 @@ def test_without_self_heal_a_kubectl_edit_stays_and_is_reported_field_by_field(
     async def scenario() -> None:
         async with _applier(istio, namespace, self_heal=False) as running:
             running.applier.submit(
-                _desired({"mesh.yaml": _mesh(namespace)}, namespace), label="revision one", generation=1
+                _desired({"mesh.yaml": crd_mesh(namespace)}, namespace), label="revision one", generation=1
             )
             await _until(lambda: running.applier.report().state == "InSync", "in sync")
             spec = _get(istio, "VirtualService", namespace)["spec"]
@@ -308,12 +276,12 @@ def test_reconciler_diff_kubeconfig_shows_a_kubectl_edit_as_the_difference_from_
 ) -> None:
     mesh = tmp_path / "mesh"
     mesh.mkdir()
-    (mesh / "mesh.yaml").write_bytes(_mesh(namespace))
+    (mesh / "mesh.yaml").write_bytes(crd_mesh(namespace))
 
     async def applied() -> None:
         async with _applier(istio, namespace, self_heal=False) as running:
             running.applier.submit(
-                _desired({"mesh.yaml": _mesh(namespace)}, namespace), label="revision one", generation=1
+                _desired({"mesh.yaml": crd_mesh(namespace)}, namespace), label="revision one", generation=1
             )
             await _until(lambda: running.applier.report().state == "InSync", "in sync")
 
@@ -342,7 +310,7 @@ def test_a_refused_write_is_reported_failed_and_retried_until_it_succeeds(
 
     async def scenario() -> None:
         async with _applier(istio, namespace) as running:
-            running.applier.submit(_desired({"mesh.yaml": _mesh(later)}, later), label="revision one", generation=1)
+            running.applier.submit(_desired({"mesh.yaml": crd_mesh(later)}, later), label="revision one", generation=1)
             failed = await _until(lambda: (r := running.applier.report()).state == "Failed" and r, "reported failed")
             assert "404" in failed.message
             assert _get(istio, "VirtualService", later) is None  # nothing after the failed ServiceEntry
