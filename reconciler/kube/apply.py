@@ -42,7 +42,7 @@ from typing import Any, Protocol
 import structlog
 
 from reconciler.errors import KubeError
-from reconciler.kube.client import KubeApi, KubeWriter, preferred_version
+from reconciler.kube.client import ApplyApi, KubeApi, preferred_version
 from reconciler.kube.informer import Informer, RetryDelays
 from reconciler.kube.istio import (
     FIELD_MANAGER,
@@ -66,7 +66,7 @@ __all__ = ["ClusterApi", "ClusterReport", "IstioApplier", "managed_objects", "sp
 log = structlog.get_logger("reconciler.kube")
 
 
-class ClusterApi(KubeApi, KubeWriter, Protocol):
+class ClusterApi(KubeApi, ApplyApi, Protocol):
     """Reads and writes: what the applier needs of :class:`~reconciler.kube.client.KubeClient`."""
 
 
