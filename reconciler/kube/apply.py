@@ -58,12 +58,34 @@ from reconciler.kube.istio import (
     parse_inventory,
     plan_changes,
 )
+from reconciler.kube.lease import ApiCall
 from reconciler.kube.objects import object_key
 from reconciler.model.config import API_GROUP, API_VERSIONS, Kind
 
-__all__ = ["ClusterApi", "ClusterReport", "IstioApplier", "managed_objects", "spec_patch"]
+__all__ = ["CRD_MODE_CALLS", "ClusterApi", "ClusterReport", "IstioApplier", "managed_objects", "spec_patch"]
 
 log = structlog.get_logger("reconciler.kube")
+
+
+#: Every request CRD mode adds to :data:`~reconciler.kube.lease.API_CALLS` (``deploy/crd-mode`` grants these).
+CRD_MODE_CALLS = (
+    *(
+        ApiCall(
+            API_GROUP,
+            plural,
+            frozenset({"list", "watch", "create", "patch", "delete"}),
+            "informers of the managed objects, in every namespace; server-side apply (a patch, and a create when the "
+            "object is new); the merge patch that heals drift; pruning",
+        )
+        for plural in PLURALS.values()
+    ),
+    ApiCall(
+        "",
+        "configmaps",
+        frozenset({"get", "create", "patch"}),
+        "the inventory: read at start, server-side applied (created the first time)",
+    ),
+)
 
 
 class ClusterApi(KubeApi, ApplyApi, Protocol):
