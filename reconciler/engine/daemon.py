@@ -190,7 +190,7 @@ async def _run_locked(
     if kube_client is not None:
         applier = IstioApplier(
             api=kube_client,
-            inventory=(kube.inventory_namespace, kube.inventory_name),
+            inventory=(kube.inventory_namespace or default_namespace(), kube.inventory_name),
             backoff=lambda: Backoff(base=kube.retry_base, cap=kube.retry_cap),
             clock=_utc_now,
             self_heal=drift_settings.self_heal,
