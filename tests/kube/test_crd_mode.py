@@ -232,24 +232,32 @@ def test_without_self_heal_a_kubectl_edit_stays_and_is_reported_field_by_field(
     run(scenario())
 
 
+def _crd_engine(
+    source: MemorySource, cache: SnapshotCache, applier: IstioApplier, *, namespace: str, state: Path
+) -> tuple[Engine, KubernetesSink]:
+    """An engine serving ``source``'s ``mesh/`` to ``cache`` and, through the kubernetes sink, to ``applier``."""
+    engine = Engine(
+        source=source,
+        cache=cache,
+        store=SqliteStateStore(state),
+        status=EngineStatus(repo="mem://mesh", branch="main", path="mesh"),
+        clock=lambda: datetime.now(UTC),
+        default_namespace=namespace,
+        file_prefix="mesh/",
+    )
+    sink = KubernetesSink(applier, default_namespace=namespace)
+    engine.add_sink(sink)
+    return engine, sink
+
+
 def test_a_rollout_writes_its_step_weights_through_the_same_field_manager(
     istio: KubeCluster, namespace: str, run: Any, tmp_path: Path
 ) -> None:
     async def scenario() -> None:
         async with _applier(istio, namespace) as running:
-            source = MemorySource()
-            cache = SnapshotCache()
+            source, cache = MemorySource(), SnapshotCache()
             gateway = cache.connect(GATEWAY, on_change=lambda: None)
-            engine = Engine(
-                source=source,
-                cache=cache,
-                store=SqliteStateStore(tmp_path / "state"),
-                status=EngineStatus(repo="mem://mesh", branch="main", path="mesh"),
-                clock=lambda: datetime.now(UTC),
-                default_namespace=namespace,
-                file_prefix="mesh/",
-            )
-            engine.add_sink(KubernetesSink(running.applier, default_namespace=namespace))
+            engine, _ = _crd_engine(source, cache, running.applier, namespace=namespace, state=tmp_path / "state")
             controller = RolloutController(engine=engine, cache=cache, metrics=MetricsStore(), clock=time.time)
             policy = policy_yaml(steps="10, 50", interval="10m")
             source.commit({**mesh_files(v1=100, v2=0), "policy.yaml": policy}, "reviews 100/0")
@@ -333,19 +341,8 @@ def test_a_rollout_under_the_kubernetes_sink_alone_walks_its_steps_on_the_api_se
 
     async def scenario() -> None:
         async with _applier(istio, namespace) as running:
-            source = MemorySource()
-            cache = SnapshotCache()
-            engine = Engine(
-                source=source,
-                cache=cache,
-                store=SqliteStateStore(tmp_path / "state"),
-                status=EngineStatus(repo="mem://mesh", branch="main", path="mesh"),
-                clock=lambda: datetime.now(UTC),
-                default_namespace=namespace,
-                file_prefix="mesh/",
-            )
-            sink = KubernetesSink(running.applier, default_namespace=namespace)
-            engine.add_sink(sink)
+            source, cache = MemorySource(), SnapshotCache()
+            engine, sink = _crd_engine(source, cache, running.applier, namespace=namespace, state=tmp_path / "state")
             controller = RolloutController(
                 engine=engine, cache=cache, metrics=MetricsStore(), clock=time.time, acks=[sink]
             )
