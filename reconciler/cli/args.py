@@ -1,15 +1,26 @@
-"""Flags several commands share: a proxy (``bootstrap``, ``render``), size limits (``validate``, ``run``, ``serve``)."""
+"""Flags several commands share: a proxy (``bootstrap``, ``render``), size limits (``validate``, ``run``, ``serve``),
+CRD mode's inventory (``run``, ``diff``)."""
 
 from __future__ import annotations
 
 import argparse
 import re
 
+from reconciler.engine.settings import KubeSettings
 from reconciler.errors import UsageError
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits, format_size
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 
-__all__ = ["add_label_and_role", "add_limit_flags", "limits_from_args", "parse_labels", "parse_size", "proxy_from_args"]
+__all__ = [
+    "add_inventory_flag",
+    "add_label_and_role",
+    "add_limit_flags",
+    "inventory_from_args",
+    "limits_from_args",
+    "parse_labels",
+    "parse_size",
+    "proxy_from_args",
+]
 
 _SIZE = re.compile(r"^(\d+)\s*(b|k|ki|kib|m|mi|mib|g|gi|gib)?$", re.IGNORECASE)
 _UNIT_BYTES = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -24,6 +35,26 @@ def add_label_and_role(parser: argparse.ArgumentParser, *, label_help: str) -> N
         default=None,
         help="gateway or sidecar (default: gateway if a Gateway selects the labels)",
     )
+
+
+def add_inventory_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, purpose: str) -> None:
+    """Add ``--inventory NAMESPACE/NAME``, CRD mode's inventory ConfigMap; ``purpose`` starts its help."""
+    parser.add_argument(
+        "--inventory",
+        metavar="NAMESPACE/NAME",
+        help=f"{purpose} (default {KubeSettings().inventory_name} in the pod's own namespace when run in a pod, "
+        "else in default)",
+    )
+
+
+def inventory_from_args(args: argparse.Namespace) -> tuple[str | None, str]:
+    """``--inventory``'s namespace (``None``: not given, the pod's own or ``default``) and name."""
+    if args.inventory is None:
+        return None, KubeSettings().inventory_name
+    namespace, slash, name = args.inventory.partition("/")
+    if not slash or not namespace or not name or "/" in name:
+        raise UsageError(f"--inventory {args.inventory!r}: write it NAMESPACE/NAME")
+    return namespace, name
 
 
 def proxy_from_args(args: argparse.Namespace) -> ProxyIdentity:

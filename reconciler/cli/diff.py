@@ -27,18 +27,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from reconciler.cli.args import add_limit_flags, limits_from_args
+from reconciler.cli.args import add_inventory_flag, add_limit_flags, inventory_from_args, limits_from_args
 from reconciler.cli.client import Denied, Server, add_server_flags, request, table
 from reconciler.cli.exitcode import ExitCode
 from reconciler.diff import diff_configs, format_json, format_markdown, format_text
 from reconciler.diff.envoy import ProxyGroup
 from reconciler.diff.manifests import manifest_files
 from reconciler.diff.mesh import MeshDiff
-from reconciler.engine.settings import KubeSettings
 from reconciler.errors import ReconcilerError, UsageError
 from reconciler.kube.apply import managed_objects
 from reconciler.kube.client import KubeClient
 from reconciler.kube.istio import cluster_config
+from reconciler.kube.lease import default_namespace
 from reconciler.loader import ConfigFiles, DecodeCache, LoadResult, load_files, read_paths
 from reconciler.model.limits import InputLimits, SkippedFile
 from reconciler.model.text import printable
@@ -47,7 +47,6 @@ from reconciler.validate.findings import Finding, Severity
 
 __all__ = ["register", "run"]
 
-_KUBE = KubeSettings()
 
 # Generic so the CLI's own ArgumentParser subclass type-checks without importing main (which imports us).
 _Parser = TypeVar("_Parser", bound=argparse.ArgumentParser)
@@ -163,12 +162,7 @@ def register(commands: argparse._SubParsersAction[_Parser]) -> None:
         metavar="FILE",
         help="compare PATH with the Istio objects applied to this kubeconfig's cluster (CRD mode)",
     )
-    parser.add_argument(
-        "--inventory",
-        default=f"{_KUBE.inventory_namespace}/{_KUBE.inventory_name}",
-        metavar="NAMESPACE/NAME",
-        help="with --kubeconfig: the daemon's inventory ConfigMap: the objects it applied (default %(default)s)",
-    )
+    add_inventory_flag(parser, purpose="with --kubeconfig: the daemon's inventory ConfigMap: the objects it applied")
     add_limit_flags(parser)
     parser.set_defaults(handler=run)
 
@@ -266,10 +260,9 @@ def _against_cluster(args: argparse.Namespace) -> int:
         return ExitCode.USAGE
     if not args.kubeconfig.is_file():
         raise UsageError(f"--kubeconfig {args.kubeconfig}: no such file")
-    namespace, slash, name = args.inventory.partition("/")
-    if not slash or not namespace or not name:
-        raise UsageError(f"--inventory {args.inventory!r}: write it NAMESPACE/NAME")
-    cluster, _ = cluster_config(asyncio.run(_read_cluster(args.kubeconfig, inventory=(namespace, name))))
+    namespace, name = inventory_from_args(args)
+    inventory = (namespace or default_namespace(), name)
+    cluster, _ = cluster_config(asyncio.run(_read_cluster(args.kubeconfig, inventory=inventory)))
     # RolloutPolicies stay in git (the cluster holds no such kind); while a rollout walks, weights differ on purpose.
     desired = dataclasses.replace(loaded.config, rollout_policies=())
     diff = diff_configs(cluster, desired, envoy=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.api.access import TOKEN_ENV
-from reconciler.cli.args import add_limit_flags, limits_from_args
+from reconciler.cli.args import add_inventory_flag, add_limit_flags, inventory_from_args, limits_from_args
 from reconciler.cli.exitcode import ExitCode
 from reconciler.cli.logs import configure_logging
 from reconciler.engine.daemon import run_daemon
@@ -52,7 +52,6 @@ _API = ApiSettings()
 _GUARD = SafetySettings().removal_guard
 _DRIFT = DriftSettings()
 _LEADER = LeaderSettings()
-_KUBE = KubeSettings()
 
 _RUN_HELP = """\
 Watch a git repository of Istio networking YAML and serve it to Envoy proxies over ADS.
@@ -348,12 +347,8 @@ def _kube_flags(parser: argparse.ArgumentParser) -> None:
         help="where served configs go, repeatable: xds (ADS to Envoy proxies; the default) and/or kubernetes "
         "(Istio objects applied to the cluster; needs --kubeconfig or --in-cluster)",
     )
-    kube.add_argument(
-        "--inventory",
-        default=f"{_KUBE.inventory_namespace}/{_KUBE.inventory_name}",
-        metavar="NAMESPACE/NAME",
-        help="with --sink kubernetes: the ConfigMap listing the objects applied, so what git removes is pruned "
-        "(default %(default)s)",
+    add_inventory_flag(
+        kube, purpose="with --sink kubernetes: the ConfigMap listing the objects applied, so what git removes is pruned"
     )
 
 
@@ -368,9 +363,7 @@ def _kube_settings(args: argparse.Namespace) -> KubeSettings:
     sinks = set(args.sink or ["xds"])
     if "kubernetes" in sinks and not cluster:
         raise UsageError("--sink kubernetes applies to a cluster: add --kubeconfig FILE or --in-cluster")
-    namespace, slash, name = args.inventory.partition("/")
-    if not slash or not namespace or not name or "/" in name:
-        raise UsageError(f"--inventory {args.inventory!r}: write it NAMESPACE/NAME")
+    namespace, name = inventory_from_args(args)
     return KubeSettings(
         # Endpoints are for the proxies this daemon serves; with the kubernetes sink alone, istiod serves them.
         enabled=cluster and "xds" in sinks,

@@ -49,7 +49,7 @@ from reconciler.engine.faults import arm_from_environment
 from reconciler.engine.kube_sink import ClusterDriftCollector, KubernetesSink
 from reconciler.engine.lock import StateDirLock
 from reconciler.engine.reconcile import Engine, PassResult
-from reconciler.engine.rollouts import RolloutController
+from reconciler.engine.rollouts import Acknowledger, RolloutController
 from reconciler.engine.settings import KubeSettings, LeaderSettings, Settings
 from reconciler.engine.source_factory import make_source
 from reconciler.engine.state import SqliteStateStore
@@ -171,17 +171,6 @@ async def _run_locked(
         limits=settings.source.limits,
         removal_guard=settings.safety.removal_guard,
     )
-    # Proxies push their per-cluster stats to the xDS port; the controller judges rollout steps on them.
-    store = MetricsStore()
-    # With leader election rollouts live in the cluster: the replica that takes over goes on with the step.
-    rollouts = RolloutController(
-        engine=engine,
-        cache=cache,
-        metrics=store,
-        clock=time.time,
-        store=state if leadership is None else leadership.store,
-    )
-    metrics.watch_rollouts(rollouts)
     drift_settings = settings.drift
     drift = DriftMonitor(
         cache=cache,
@@ -196,11 +185,12 @@ async def _run_locked(
     # CRD mode: the client is made before the restore, so the restored config is applied too (once connected).
     kube_client = await KubeClient.connect(kube.kubeconfig) if kube.apply else None
     applier: IstioApplier | None = None
+    sink: KubernetesSink | None = None
     cluster_drift: Callable[[], tuple[DriftDocument, ...]] = tuple
     if kube_client is not None:
         applier = IstioApplier(
             api=kube_client,
-            inventory=(kube.inventory_namespace, kube.inventory_name),
+            inventory=(kube.inventory_namespace or default_namespace(), kube.inventory_name),
             backoff=lambda: Backoff(base=kube.retry_base, cap=kube.retry_cap),
             clock=_utc_now,
             self_heal=drift_settings.self_heal,
@@ -211,6 +201,21 @@ async def _run_locked(
         engine.add_sink(sink)
         metrics.registry.register(ClusterDriftCollector(applier))
         cluster_drift = sink.documents
+    # Proxies push their per-cluster stats to the xDS port; the controller judges rollout steps on them.
+    store = MetricsStore()
+    # A step's analysis starts once every sink has it: the proxies ACKed it, the API server accepted its apply.
+    acks: list[Acknowledger] = [cache] if settings.xds.serve else []
+    acks += [sink] if sink is not None else []
+    # With leader election rollouts live in the cluster: the replica that takes over goes on with the step.
+    rollouts = RolloutController(
+        engine=engine,
+        cache=cache,
+        metrics=store,
+        clock=time.time,
+        store=state if leadership is None else leadership.store,
+        acks=acks,
+    )
+    metrics.watch_rollouts(rollouts)
     served_certificates = {
         server: cert
         for server, cert in (

@@ -4,7 +4,9 @@
 engine serves (a commit, a rollout step, a rollback, a restore) it submits the Istio objects the
 config's revision holds, with the served weights, to an :class:`~reconciler.kube.apply.IstioApplier`;
 the same config served again with new endpoints (``Engine.update_cluster``) changes no object
-and is not submitted. It reads the applier's state for status (one ``drift`` entry with source
+and is not submitted. A served generation is acknowledged (:meth:`KubernetesSink.all_acked`, what a
+rollout step waits for) once the API server accepted every write of the submission that holds its
+objects. It reads the applier's state for status (one ``drift`` entry with source
 ``cluster``) and for ``/metrics`` (``reconciler_cluster_drift_detected{kind,namespace,name}``,
 beside the proxies' ``reconciler_drift_detected{node_id}``).
 """
@@ -33,14 +35,29 @@ class KubernetesSink:
         self._applier = applier
         self._namespace = default_namespace
         self._last: tuple[MeshConfig, str] | None = None
+        self._submitted = 0  # the generation of the latest submission: later ones until the next hold its objects
 
-    def served(self, config: ConfigSnapshots, origin: Origin) -> None:
+    def served(self, config: ConfigSnapshots, origin: Origin, *, generation: int) -> None:
         mesh, files = config.config, origin.revision.files
         if self._last is not None and self._last[0] is mesh and self._last[1] == origin.revision.config_tree:
             return  # the same config served again with the cluster's new endpoints: no object changes
         self._last = (mesh, origin.revision.config_tree)
+        self._submitted = generation
         namespace = self._namespace
-        self._applier.submit(lambda: desired_objects(mesh, files, default_namespace=namespace), label=origin.describe())
+        self._applier.submit(
+            lambda: desired_objects(mesh, files, default_namespace=namespace),
+            label=origin.describe(),
+            generation=generation,
+        )
+
+    def all_acked(self, generation: int) -> bool:
+        """The API server accepted every write of ``generation``'s objects (or of a later config's).
+
+        A generation served without a submission (new endpoints only) holds the objects of the
+        latest submission, so that one's success acknowledges it.
+        """
+        applied = self._applier.applied_generation
+        return applied > 0 and applied >= min(generation, self._submitted)
 
     def documents(self) -> tuple[DriftDocument, ...]:
         """The cluster's entry of the status document's ``drift`` list."""

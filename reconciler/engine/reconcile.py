@@ -104,8 +104,8 @@ class RevisionGate(Protocol):
 class ConfigSink(Protocol):
     """Where else a served config goes besides the proxies' cache: the cluster's Istio objects in CRD mode."""
 
-    def served(self, config: ConfigSnapshots, origin: Origin) -> None:
-        """``config`` is served now, because of ``origin``; hand it on without blocking (the loop serves ADS)."""
+    def served(self, config: ConfigSnapshots, origin: Origin, *, generation: int) -> None:
+        """``config`` is served now as ``generation``, because of ``origin``; hand it on without blocking."""
         ...
 
 
@@ -563,7 +563,7 @@ class Engine:
         self.status.warnings = config.warnings
         self._succeed(reason, f"serving {origin.describe()}")
         for sink in self._sinks:
-            sink.served(config, origin)
+            sink.served(config, origin, generation=generation)
         log.info(
             "engine.published",
             sha=origin.revision.short_sha,

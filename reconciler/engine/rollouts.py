@@ -9,7 +9,9 @@ the metrics provider, serves each step through :meth:`Engine.serve`, and keeps e
   git's are served; different, and a rollout starts from the served weights. Everything else
   in the commit is served in the same push, with each rollout's weights for its routes.
 * **A running rollout** is judged by :meth:`RolloutController.tick` (periodically, and on every
-  ACK or NACK): whether every proxy ACKed the step's generation, the NACK of it, and the counts
+  ACK or NACK): whether every target acknowledged the step's generation (each of ``acks``: the
+  proxies' cache, every proxy ACKed it; in CRD mode the kubernetes sink, the API server accepted
+  its apply), the NACK of it, and the counts
   of canary and stable clusters since the analysis window opened go to ``decide``; its answer
   is served (advance, finish, roll back) and recorded. The moves of one tick go out in one push,
   translated in a worker thread (:meth:`RolloutController._push_pending`); a push the engine
@@ -35,7 +37,7 @@ import contextlib
 import dataclasses
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -77,7 +79,7 @@ from reconciler.translate.names import cluster_name
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
 
-__all__ = ["Clock", "DecisionRecord", "RolloutController", "RolloutView"]
+__all__ = ["Acknowledger", "Clock", "DecisionRecord", "RolloutController", "RolloutView"]
 
 log = structlog.get_logger("reconciler.rollouts")
 
@@ -91,6 +93,14 @@ class Clock(Protocol):
     """Seconds on the metrics provider's clock (``time.time`` for the built-in store)."""
 
     def __call__(self) -> float: ...
+
+
+class Acknowledger(Protocol):
+    """A target a step is served to: the proxies' :class:`~reconciler.xds.cache.SnapshotCache`, the kubernetes sink."""
+
+    def all_acked(self, generation: int) -> bool:
+        """Whether ``generation`` (or a later one) reached this target in full."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +159,14 @@ class RolloutController:
         metrics: MetricsProvider,
         clock: Clock,
         store: RolloutStore | None = None,
+        acks: Sequence[Acknowledger] | None = None,
     ) -> None:
+        """``acks``: the targets whose acknowledgement of a step opens its analysis window (default: the proxies')."""
         self._engine = engine
         self._cache = cache
+        self._acks: tuple[Acknowledger, ...] = tuple(acks) if acks is not None else (cache,)
+        if not self._acks:
+            raise ValueError("a rollout needs a target to acknowledge its steps")
         self._metrics = metrics
         self._clock = clock
         self._rollouts: dict[str, _Rollout] = {}
@@ -282,7 +297,7 @@ class RolloutController:
             if rollout.state.phase.ended:
                 continue
             observation = Observation(
-                acked=rollout.generation > 0 and self._cache.all_acked(rollout.generation),
+                acked=rollout.generation > 0 and all(target.all_acked(rollout.generation) for target in self._acks),
                 nacked=rollout.nack is not None,
                 nack=rollout.nack or "",
                 counts=self._counts(rollout),

@@ -188,7 +188,8 @@ class KubeSettings:
     #: CRD mode (``--sink kubernetes``): apply the Istio objects to the cluster, for an istiod to serve.
     apply: bool = False
     #: The ConfigMap listing what was applied (``--inventory NAMESPACE/NAME``): what git removes is pruned.
-    inventory_namespace: str = "default"
+    #: Its namespace ``None``: the pod's own (in-cluster, as the Lease's), else ``default``.
+    inventory_namespace: str | None = None
     inventory_name: str = "reconciler-inventory"
 
 

@@ -4,7 +4,9 @@
 in its own task, writes it with server-side apply under the field manager ``reconciler``, with
 ``force`` (git is the authority: a field another manager took is taken back, as Flux and Argo CD
 do), in the make-before-break order of :func:`~reconciler.kube.istio.plan_changes`. A commit and a
-rollout step go the same way, so git and the canary are one field manager.
+rollout step go the same way, so git and the canary are one field manager. Each submission carries
+the engine's generation; :attr:`~IstioApplier.applied_generation` is the latest one whose every
+write the API server accepted (what a rollout step waits for in CRD mode: the sink's ACK).
 
 **Inventory.** What was applied is listed in a ConfigMap (``--inventory NAMESPACE/NAME``), like
 Flux's inventory, so an object git removes is deleted, and only objects this daemon applied are.
@@ -40,7 +42,7 @@ from typing import Any, Protocol
 import structlog
 
 from reconciler.errors import KubeError
-from reconciler.kube.client import KubeApi, KubeWriter, preferred_version
+from reconciler.kube.client import ApplyApi, KubeApi, preferred_version
 from reconciler.kube.informer import Informer, RetryDelays
 from reconciler.kube.istio import (
     FIELD_MANAGER,
@@ -56,15 +58,37 @@ from reconciler.kube.istio import (
     parse_inventory,
     plan_changes,
 )
+from reconciler.kube.lease import ApiCall
 from reconciler.kube.objects import object_key
 from reconciler.model.config import API_GROUP, API_VERSIONS, Kind
 
-__all__ = ["ClusterApi", "ClusterReport", "IstioApplier", "managed_objects", "spec_patch"]
+__all__ = ["CRD_MODE_CALLS", "ClusterApi", "ClusterReport", "IstioApplier", "managed_objects", "spec_patch"]
 
 log = structlog.get_logger("reconciler.kube")
 
 
-class ClusterApi(KubeApi, KubeWriter, Protocol):
+#: Every request CRD mode adds to :data:`~reconciler.kube.lease.API_CALLS` (``deploy/crd-mode`` grants these).
+CRD_MODE_CALLS = (
+    *(
+        ApiCall(
+            API_GROUP,
+            plural,
+            frozenset({"list", "watch", "create", "patch", "delete"}),
+            "informers of the managed objects, in every namespace; server-side apply (a patch, and a create when the "
+            "object is new); the merge patch that heals drift; pruning",
+        )
+        for plural in PLURALS.values()
+    ),
+    ApiCall(
+        "",
+        "configmaps",
+        frozenset({"get", "create", "patch"}),
+        "the inventory: read at start, server-side applied (created the first time)",
+    ),
+)
+
+
+class ClusterApi(KubeApi, ApplyApi, Protocol):
     """Reads and writes: what the applier needs of :class:`~reconciler.kube.client.KubeClient`."""
 
 
@@ -105,7 +129,8 @@ class IstioApplier:
         self._debounce = debounce
         self._max_listed = max_listed
         self._dirty = asyncio.Event()
-        self._pending: tuple[Callable[[], Mapping[ObjectRef, DesiredObject]], str] | None = None
+        self._pending: tuple[Callable[[], Mapping[ObjectRef, DesiredObject]], str, int] | None = None
+        self._applied_generation = 0
         self._applied: dict[ObjectRef, DesiredObject] | None = None
         self._applied_label = ""
         self._inventory: dict[ObjectRef, str] = {}
@@ -121,13 +146,19 @@ class IstioApplier:
         #: Writes in the order they were made (``apply``/``delete``, ``Kind ns/name``): for logs and tests.
         self.writes: list[tuple[str, str]] = []
 
-    def submit(self, desired: Callable[[], Mapping[ObjectRef, DesiredObject]], *, label: str) -> None:
+    def submit(self, desired: Callable[[], Mapping[ObjectRef, DesiredObject]], *, label: str, generation: int) -> None:
         """Apply what ``desired()`` makes (every Istio object of a served config) next; a later submit replaces it.
 
         ``desired`` runs in a worker thread (it parses the revision's files) and may raise KubeError.
+        ``generation`` (the engine's, increasing) becomes :attr:`applied_generation` once every write succeeded.
         """
-        self._pending = (desired, label)
+        self._pending = (desired, label, generation)
         self._dirty.set()
+
+    @property
+    def applied_generation(self) -> int:
+        """The generation of the latest submission the API server accepted in full (0: none yet)."""
+        return self._applied_generation
 
     def report(self) -> ClusterReport:
         return self._report
@@ -185,8 +216,9 @@ class IstioApplier:
         pending = self._pending
         try:
             if pending is not None:
-                build, label = pending
+                build, label, generation = pending
                 await self._apply(dict(await asyncio.to_thread(build)), label)
+                self._applied_generation = generation
                 if self._pending is pending:
                     self._pending = None
             if self._pending is None:

@@ -1,15 +1,17 @@
 """The Kubernetes API as this package uses it: paged lists and watches of raw JSON, behind :class:`KubeApi`;
-server-side apply and delete behind :class:`KubeWriter`.
+server-side apply and delete behind :class:`ApplyApi`; create and replace (the Lease, the rollout state).
 
-:class:`KubeClient` is the one place the ``kubernetes_asyncio`` library is called: it reads a
-kubeconfig (or the in-cluster service account), and makes requests through the library's
-authenticated aiohttp client. Objects stay JSON (:mod:`reconciler.kube.objects` reads them) so
+:class:`KubeClient` is the one Kubernetes client, the one place the ``kubernetes_asyncio`` library
+is called: it reads a kubeconfig (or the in-cluster service account), and makes requests through
+the library's authenticated aiohttp client. Objects stay JSON (:mod:`reconciler.kube.objects` reads them) so
 one code path serves every API version, ``discovery.k8s.io/v1beta1`` included, which the
 library no longer models.
 
 Writes are server-side apply (``PATCH`` with ``application/apply-patch+yaml``; JSON is YAML) under a
-field manager, and deletes. Server-side apply is GA since Kubernetes 1.22 and beta, on by default, in
-1.18-1.21 (1.20 is what the tests run): the requests are the same.
+field manager, and deletes (CRD mode's Istio objects and inventory); ``POST`` and ``PUT`` with the
+``resourceVersion`` read (optimistic concurrency: the Lease and the rollout state ConfigMap).
+Server-side apply is GA since Kubernetes 1.22 and beta, on by default, in 1.18-1.21 (1.20 is what
+the tests run): the requests are the same.
 
 Everything the server sends is bounded: a list is read page by page (``limit``/``continue``),
 a page and a watch event each have a byte cap. Every failure leaves as :class:`KubeError`
@@ -37,9 +39,9 @@ __all__ = [
     "MAX_EVENT_BYTES",
     "MAX_PAGE_BYTES",
     "PAGE_SIZE",
+    "ApplyApi",
     "KubeApi",
     "KubeClient",
-    "KubeWriter",
     "preferred_version",
 ]
 
@@ -56,6 +58,7 @@ _METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,
 #: Server-side apply's media type: its body is YAML, of which JSON is a subset.
 _APPLY_PATCH = "application/apply-patch+yaml"
 _MERGE_PATCH = "application/merge-patch+json"
+_JSON = "application/json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +97,7 @@ class KubeApi(Protocol):
         ...
 
 
-class KubeWriter(Protocol):
+class ApplyApi(Protocol):
     """Server-side apply and delete of one object path (``/apis/GROUP/VERSION/namespaces/NS/PLURAL/NAME``)."""
 
     async def apply(self, path: str, body: Mapping[str, Any], *, field_manager: str, force: bool) -> Mapping[str, Any]:
@@ -118,7 +121,8 @@ def preferred_version(group: Mapping[str, Any], *, wanted: Sequence[str]) -> str
 
 
 class KubeClient:
-    """A :class:`KubeApi` over ``kubernetes_asyncio``'s client; make one with :meth:`connect`, then :meth:`close`."""
+    """:class:`KubeApi` and :class:`ApplyApi` over ``kubernetes_asyncio``'s client, creates and replaces too;
+    make one with :meth:`connect`, then :meth:`close`."""
 
     def __init__(self, api: kube_client.ApiClient) -> None:
         self._api = api
@@ -202,6 +206,16 @@ class KubeClient:
     async def merge_patch(self, path: str, body: Mapping[str, Any], *, field_manager: str) -> Mapping[str, Any]:
         query = [("fieldManager", field_manager)]
         answer = await self._read(path, query, accept=None, method="PATCH", body=body, content_type=_MERGE_PATCH)
+        return answer if isinstance(answer, Mapping) else {}
+
+    async def create(self, collection: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """POST ``body`` to ``collection``; the object created (KubeError 409 when it exists)."""
+        answer = await self._read(collection, (), accept=None, method="POST", body=body, content_type=_JSON)
+        return answer if isinstance(answer, Mapping) else {}
+
+    async def replace(self, path: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """PUT ``body`` (with the ``resourceVersion`` it was read at); KubeError 409 when it changed since."""
+        answer = await self._read(path, (), accept=None, method="PUT", body=body, content_type=_JSON)
         return answer if isinstance(answer, Mapping) else {}
 
     async def delete(self, path: str) -> bool:

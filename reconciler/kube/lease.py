@@ -15,8 +15,8 @@ Several replicas of the daemon share one Lease; the one named in ``spec.holderId
 * **Release** (:meth:`LeaderElector.release`, on a clean stop): the holder is cleared and the
   duration set to 1 s, so a follower takes over at its next retry instead of after the duration.
 
-``leaseTransitions`` counts changes of holder. The Lease's writes go through :class:`KubeWriter`
-(``create``/``replace`` beside :class:`~reconciler.kube.client.KubeClient`'s reads); every verb
+``leaseTransitions`` counts changes of holder. The Lease's writes go through
+:class:`~reconciler.kube.client.KubeClient` (``create``/``replace`` beside its reads); every verb
 used against the API server is listed in :data:`API_CALLS`, which the RBAC in ``deploy/`` is
 checked against.
 """
@@ -24,7 +24,6 @@ checked against.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import socket
@@ -33,13 +32,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-import aiohttp
 import structlog
 
 from reconciler.errors import KubeError
-from reconciler.kube.client import REQUEST_SECONDS, KubeClient
+from reconciler.kube.client import KubeClient
 from reconciler.model.text import MESSAGE_CHARS, excerpt
 
 __all__ = [
@@ -62,8 +60,6 @@ log = structlog.get_logger("reconciler.leader")
 IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 #: client-go's ``JitterFactor``: each wait between attempts is ``retry_period`` times 1 to 1.2.
 _JITTER = 1.2
-#: The largest object the writer reads back (a Lease is under 1 KiB; a ConfigMap at most 1 MiB).
-_MAX_ANSWER_BYTES = 2 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,52 +106,8 @@ class ObjectApi(Protocol):
         ...
 
 
-class KubeWriter(KubeClient):
-    """:class:`KubeClient` that also creates and replaces objects (the Lease, the shared rollout state)."""
-
-    @classmethod
-    async def connect(cls, kubeconfig: Path | None) -> KubeWriter:
-        return cast(KubeWriter, await super().connect(kubeconfig))  # it builds ``cls``
-
-    async def create(self, collection: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        return await self._send("POST", collection, body)
-
-    async def replace(self, path: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        return await self._send("PUT", path, body)
-
-    async def _send(self, method: str, path: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        try:
-            response: aiohttp.ClientResponse = await self._api.call_api(
-                path,
-                method,
-                body=dict(body),
-                header_params={"Accept": "application/json", "Content-Type": "application/json"},
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=aiohttp.ClientTimeout(total=REQUEST_SECONDS),
-            )
-            try:
-                text = await response.content.read(_MAX_ANSWER_BYTES)
-            finally:
-                response.release()
-        except (aiohttp.ClientError, OSError, TimeoutError) as error:
-            raise KubeError(f"{method} {path}: {excerpt(str(error) or type(error).__name__, MESSAGE_CHARS)}") from error
-        answer = _decoded(text)
-        if not 200 <= response.status < 300:
-            message = answer.get("message") if isinstance(answer.get("message"), str) else response.reason
-            raise KubeError(
-                f"{method} {path}: {response.status} {excerpt(str(message or ''), MESSAGE_CHARS)}",
-                status=response.status,
-            )
-        return answer
-
-
-def _decoded(text: bytes) -> Mapping[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return value if isinstance(value, Mapping) else {}
+#: The former name of :class:`~reconciler.kube.client.KubeClient`, which now creates and replaces objects too.
+KubeWriter = KubeClient
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,11 +21,15 @@ import yaml
 from kustomize_render import CLUSTER_SCOPED, Manifest, render
 
 from reconciler.cli.main import main
-from reconciler.kube.lease import API_CALLS
+from reconciler.engine.settings import KubeSettings
+from reconciler.kube.apply import CRD_MODE_CALLS
+from reconciler.kube.istio import PLURALS
+from reconciler.kube.lease import API_CALLS, ApiCall
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "deploy" / "base"
 GATEWAY = ROOT / "deploy" / "gateway"
+CRD_MODE = ROOT / "deploy" / "crd-mode"
 #: The oldest Kubernetes docs/operations.md#kubernetes supports, and the newest schema kubernetes-validate has.
 KUBERNETES_VERSIONS = ("1.32.0", kubernetes_validate.latest_version())
 DAEMON_NAMESPACE = "mesh-system"
@@ -61,8 +65,13 @@ def gateway() -> list[Manifest]:
     return render(GATEWAY)
 
 
+@pytest.fixture(scope="module")
+def crd_mode() -> list[Manifest]:
+    return render(CRD_MODE)
+
+
 def every_manifest() -> Iterator[tuple[str, Manifest]]:
-    for directory in (BASE, GATEWAY):
+    for directory in (BASE, GATEWAY, CRD_MODE):
         for manifest in render(directory):
             yield f"{directory.name}/{manifest['kind']}/{manifest['metadata']['name']}", manifest
 
@@ -87,7 +96,7 @@ def test_the_schema_check_refuses_a_misspelt_field_so_the_check_above_can_fail(b
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with its built-in kustomize) is not installed")
-@pytest.mark.parametrize("directory", [BASE, GATEWAY], ids=lambda path: path.name)
+@pytest.mark.parametrize("directory", [BASE, GATEWAY, CRD_MODE], ids=lambda path: path.name)
 def test_the_python_rendering_is_what_kubectl_kustomize_builds(directory: Path) -> None:
     built = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True, check=True)
 
@@ -144,13 +153,14 @@ def test_the_daemons_listen_addresses_ports_and_probes_agree_with_its_service(ba
     assert "persistentVolumeClaim" not in str(pod_spec(deployment)["volumes"])  # per-pod state
 
 
+@pytest.mark.parametrize("directory", [BASE, CRD_MODE], ids=lambda path: path.name)
 def test_the_daemon_is_started_only_with_flags_reconciler_run_knows(
-    base: list[Manifest], capsys: pytest.CaptureFixture[str]
+    directory: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     known = set(re.findall(r"--[a-z][a-z-]+", capsys.readouterr().out))
-    [container] = pod_spec(one(base, "Deployment", "reconciler"))["containers"]
+    [container] = pod_spec(one(render(directory), "Deployment", "reconciler"))["containers"]
 
     assert container["args"][0] == "run"
     assert set(flag_values(container["args"])) - known == set()
@@ -225,9 +235,37 @@ def granted(base: list[Manifest]) -> set[tuple[str, str, str]]:
 def test_every_verb_granted_to_the_daemon_is_one_its_code_makes_and_every_call_is_granted(
     base: list[Manifest],
 ) -> None:
-    used = {(call.group, call.resource, verb) for call in API_CALLS for verb in call.verbs}
-    assert granted(base) == used
-    assert not {verb for _, _, verb in used} & {"*", "delete", "deletecollection", "patch", "escalate", "bind"}
+    assert granted(base) == used(API_CALLS)
+    assert not {verb for _, _, verb in used(API_CALLS)} & {
+        "*",
+        "delete",
+        "deletecollection",
+        "patch",
+        "escalate",
+        "bind",
+    }
+
+
+def used(calls: tuple[ApiCall, ...]) -> set[tuple[str, str, str]]:
+    return {(call.group, call.resource, verb) for call in calls for verb in call.verbs}
+
+
+def test_crd_mode_grants_exactly_the_calls_of_the_base_and_of_crd_mode(crd_mode: list[Manifest]) -> None:
+    assert granted(crd_mode) == used(API_CALLS) | used(CRD_MODE_CALLS)
+
+
+def test_crd_mode_deletes_and_patches_only_istio_objects_and_its_own_inventory(crd_mode: list[Manifest]) -> None:
+    writes = {"patch", "delete"}
+    istio = {("networking.istio.io", plural) for plural in PLURALS.values()}
+    assert {(g, r) for g, r, verb in granted(crd_mode) if verb in writes} == istio | {("", "configmaps")}
+    # The inventory's default: KubeSettings' name, in the daemon's own namespace (where the Role is).
+    role = one(crd_mode, "Role", "reconciler-inventory")
+    [rule] = role["rules"]
+    assert rule["resourceNames"] == [KubeSettings().inventory_name]
+    assert role["metadata"]["namespace"] == DAEMON_NAMESPACE
+    [container] = pod_spec(one(crd_mode, "Deployment", "reconciler"))["containers"]
+    assert {"--sink=kubernetes", "--in-cluster"} <= set(container["args"])
+    assert not any(arg.startswith("--inventory") for arg in container["args"])
 
 
 def test_the_daemons_writes_are_limited_to_its_own_lease_and_configmap_by_name(base: list[Manifest]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from istio_crds import crd_documents
+from crd_mesh import crd_mesh
 from kube_cluster import KubeCluster
 from memsource import GATEWAY, MemorySource, ack_all, mesh_files
 from rollout_yaml import policy_yaml
@@ -44,60 +44,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180), pytest.mark.xdist_grou
 DEADLINE = 60.0
 GROUP = "/apis/networking.istio.io/v1"
 PLURAL = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules", "ServiceEntry": "serviceentries"}
-
-
-@pytest.fixture(scope="session")
-def istio(kube: KubeCluster) -> KubeCluster:
-    """The cluster with Istio's networking CRDs installed and established."""
-    for crd in crd_documents():
-        try:
-            kube.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
-        except Exception as error:  # already there from an earlier module of the session
-            if getattr(error, "code", None) != 409:
-                raise
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        try:
-            served = {r["name"] for r in kube.request("GET", GROUP)["resources"]}
-        except Exception:
-            served = set()
-        if {"virtualservices", "destinationrules", "serviceentries", "gateways"} <= served:
-            return kube
-        time.sleep(0.2)
-    raise AssertionError("Istio's CRDs were not established")
-
-
-def _mesh(namespace: str, *, subsets: tuple[str, ...] = ("v1", "v2"), routes: tuple[str, ...] = ("v1", "v2")) -> bytes:
-    subset_yaml = "".join(f"  - {{name: {s}, labels: {{version: {s}}}}}\n" for s in subsets)
-    route_yaml = "".join(
-        f"    - destination: {{host: reviews.example.com, subset: {s}}}\n      weight: {100 if i == 0 else 0}\n"
-        for i, s in enumerate(routes)
-    )
-    return f"""\
-apiVersion: networking.istio.io/v1beta1
-kind: VirtualService
-metadata: {{name: reviews, namespace: {namespace}}}
-spec:
-  hosts: [reviews.example.com]
-  http:
-  - route:
-{route_yaml}---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: {namespace}}}
-spec:
-  host: reviews.example.com
-  subsets:
-{subset_yaml}---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: reviews, namespace: {namespace}}}
-spec:
-  hosts: [reviews.example.com]
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  endpoints: [{{address: 10.0.0.1, labels: {{version: v1}}}}, {{address: 10.0.0.2, labels: {{version: v2}}}}]
-""".encode()
 
 
 def _desired(files: dict[str, bytes], namespace: str) -> Callable[[], Any]:
@@ -164,11 +110,11 @@ async def _watch_writes(client: KubeClient, namespace: str, version: str, into: 
 def test_crd_mode_applies_gits_yaml_and_prunes_in_reverse_order(istio: KubeCluster, namespace: str, run: Any) -> None:
     async def scenario() -> None:
         async with _applier(istio, namespace) as running:
-            files = {"mesh.yaml": _mesh(namespace)}
+            files = {"mesh.yaml": crd_mesh(namespace)}
             version = istio.request("GET", f"/api/v1/namespaces/{namespace}/configmaps")["metadata"]["resourceVersion"]
             writes: list[tuple[int, str, str]] = []
             watching = asyncio.ensure_future(_watch_writes(running.client, namespace, version, writes))
-            running.applier.submit(_desired(files, namespace), label="revision one")
+            running.applier.submit(_desired(files, namespace), label="revision one", generation=1)
             await _until(lambda: running.applier.report().state == "InSync", "applied and in sync")
 
             vs = _get(istio, "VirtualService", namespace)
@@ -192,8 +138,8 @@ def test_crd_mode_applies_gits_yaml_and_prunes_in_reverse_order(istio: KubeClust
 
             # Git drops subset v2 and the route to it: the route goes first, the subset after it.
             writes.clear()
-            files = {"mesh.yaml": _mesh(namespace, subsets=("v1",), routes=("v1",))}
-            running.applier.submit(_desired(files, namespace), label="revision two")
+            files = {"mesh.yaml": crd_mesh(namespace, subsets=("v1",), routes=("v1",))}
+            running.applier.submit(_desired(files, namespace), label="revision two", generation=2)
             await _until(
                 lambda: len(_get(istio, "DestinationRule", namespace)["spec"]["subsets"]) == 1, "subset v2 removed"
             )
@@ -205,8 +151,8 @@ def test_crd_mode_applies_gits_yaml_and_prunes_in_reverse_order(istio: KubeClust
 
             # Git removes the VirtualService and the DestinationRule: the VirtualService goes first.
             writes.clear()
-            only_se = _mesh(namespace).split(b"---\n")[2]
-            running.applier.submit(_desired({"mesh.yaml": only_se}, namespace), label="revision three")
+            only_se = crd_mesh(namespace).split(b"---\n")[2]
+            running.applier.submit(_desired({"mesh.yaml": only_se}, namespace), label="revision three", generation=3)
             await _until(lambda: _get(istio, "VirtualService", namespace) is None, "the VirtualService pruned")
             await _until(lambda: len(writes) >= 2, "two deletions watched")
             assert [(event, kind) for _, event, kind in sorted(writes)] == [
@@ -234,8 +180,8 @@ def test_a_kubectl_edit_is_drift_healed_by_reapplying_git_and_reported(
 ) -> None:
     async def scenario() -> None:
         async with _applier(istio, namespace) as running:
-            files = {"mesh.yaml": _mesh(namespace)}
-            running.applier.submit(_desired(files, namespace), label="revision one")
+            files = {"mesh.yaml": crd_mesh(namespace)}
+            running.applier.submit(_desired(files, namespace), label="revision one", generation=1)
             await _until(lambda: running.applier.report().state == "InSync", "in sync")
             spec = _get(istio, "VirtualService", namespace)["spec"]
             spec["http"][0]["route"][0]["weight"] = 50
@@ -265,7 +211,9 @@ def test_without_self_heal_a_kubectl_edit_stays_and_is_reported_field_by_field(
 ) -> None:
     async def scenario() -> None:
         async with _applier(istio, namespace, self_heal=False) as running:
-            running.applier.submit(_desired({"mesh.yaml": _mesh(namespace)}, namespace), label="revision one")
+            running.applier.submit(
+                _desired({"mesh.yaml": crd_mesh(namespace)}, namespace), label="revision one", generation=1
+            )
             await _until(lambda: running.applier.report().state == "InSync", "in sync")
             spec = _get(istio, "VirtualService", namespace)["spec"]
             spec["http"][0]["route"][0]["weight"] = 40
@@ -284,24 +232,32 @@ def test_without_self_heal_a_kubectl_edit_stays_and_is_reported_field_by_field(
     run(scenario())
 
 
+def _crd_engine(
+    source: MemorySource, cache: SnapshotCache, applier: IstioApplier, *, namespace: str, state: Path
+) -> tuple[Engine, KubernetesSink]:
+    """An engine serving ``source``'s ``mesh/`` to ``cache`` and, through the kubernetes sink, to ``applier``."""
+    engine = Engine(
+        source=source,
+        cache=cache,
+        store=SqliteStateStore(state),
+        status=EngineStatus(repo="mem://mesh", branch="main", path="mesh"),
+        clock=lambda: datetime.now(UTC),
+        default_namespace=namespace,
+        file_prefix="mesh/",
+    )
+    sink = KubernetesSink(applier, default_namespace=namespace)
+    engine.add_sink(sink)
+    return engine, sink
+
+
 def test_a_rollout_writes_its_step_weights_through_the_same_field_manager(
     istio: KubeCluster, namespace: str, run: Any, tmp_path: Path
 ) -> None:
     async def scenario() -> None:
         async with _applier(istio, namespace) as running:
-            source = MemorySource()
-            cache = SnapshotCache()
+            source, cache = MemorySource(), SnapshotCache()
             gateway = cache.connect(GATEWAY, on_change=lambda: None)
-            engine = Engine(
-                source=source,
-                cache=cache,
-                store=SqliteStateStore(tmp_path / "state"),
-                status=EngineStatus(repo="mem://mesh", branch="main", path="mesh"),
-                clock=lambda: datetime.now(UTC),
-                default_namespace=namespace,
-                file_prefix="mesh/",
-            )
-            engine.add_sink(KubernetesSink(running.applier, default_namespace=namespace))
+            engine, _ = _crd_engine(source, cache, running.applier, namespace=namespace, state=tmp_path / "state")
             controller = RolloutController(engine=engine, cache=cache, metrics=MetricsStore(), clock=time.time)
             policy = policy_yaml(steps="10, 50", interval="10m")
             source.commit({**mesh_files(v1=100, v2=0), "policy.yaml": policy}, "reviews 100/0")
@@ -328,11 +284,13 @@ def test_reconciler_diff_kubeconfig_shows_a_kubectl_edit_as_the_difference_from_
 ) -> None:
     mesh = tmp_path / "mesh"
     mesh.mkdir()
-    (mesh / "mesh.yaml").write_bytes(_mesh(namespace))
+    (mesh / "mesh.yaml").write_bytes(crd_mesh(namespace))
 
     async def applied() -> None:
         async with _applier(istio, namespace, self_heal=False) as running:
-            running.applier.submit(_desired({"mesh.yaml": _mesh(namespace)}, namespace), label="revision one")
+            running.applier.submit(
+                _desired({"mesh.yaml": crd_mesh(namespace)}, namespace), label="revision one", generation=1
+            )
             await _until(lambda: running.applier.report().state == "InSync", "in sync")
 
     run(applied())
@@ -360,15 +318,65 @@ def test_a_refused_write_is_reported_failed_and_retried_until_it_succeeds(
 
     async def scenario() -> None:
         async with _applier(istio, namespace) as running:
-            running.applier.submit(_desired({"mesh.yaml": _mesh(later)}, later), label="revision one")
+            running.applier.submit(_desired({"mesh.yaml": crd_mesh(later)}, later), label="revision one", generation=1)
             failed = await _until(lambda: (r := running.applier.report()).state == "Failed" and r, "reported failed")
             assert "404" in failed.message
             assert _get(istio, "VirtualService", later) is None  # nothing after the failed ServiceEntry
+            assert running.applier.applied_generation == 0  # a rollout step applied so is not acknowledged
             istio.create("/api/v1/namespaces", {"metadata": {"name": later}})
             try:
                 await _until(lambda: running.applier.report().state == "InSync", "applied once it can be")
                 assert _get(istio, "VirtualService", later) is not None
+                assert running.applier.applied_generation == 1
             finally:
                 istio.delete(f"/api/v1/namespaces/{later}")
+
+    run(scenario())
+
+
+def test_a_rollout_under_the_kubernetes_sink_alone_walks_its_steps_on_the_api_servers_acknowledgement(
+    istio: KubeCluster, namespace: str, run: Any, tmp_path: Path
+) -> None:
+    """No proxy is connected: each step is acknowledged by its accepted apply, and low traffic promotes it."""
+
+    async def scenario() -> None:
+        async with _applier(istio, namespace) as running:
+            source, cache = MemorySource(), SnapshotCache()
+            engine, sink = _crd_engine(source, cache, running.applier, namespace=namespace, state=tmp_path / "state")
+            controller = RolloutController(
+                engine=engine, cache=cache, metrics=MetricsStore(), clock=time.time, acks=[sink]
+            )
+            policy = policy_yaml(steps="10, 50", interval="1s", max_interval="2s", on_low_traffic="promote")
+            source.commit({**mesh_files(v1=100, v2=0), "policy.yaml": policy}, "reviews 100/0")
+            assert (await engine.reconcile(trigger="test")).ok
+            await _until(lambda: running.applier.applied_generation > 0, "git's weights applied")
+            version = _get(istio, "VirtualService", namespace)["metadata"]["resourceVersion"]
+            seen: list[tuple[list[Any], set[str]]] = []
+
+            async def watch() -> None:
+                path = f"{GROUP}/namespaces/{namespace}/virtualservices"
+                async for event in running.client.watch(path, resource_version=version):
+                    vs = event["object"]
+                    weights = [entry.get("weight") for entry in vs["spec"]["http"][1]["route"]]
+                    seen.append((weights, {m["manager"] for m in vs["metadata"]["managedFields"]}))
+
+            watching = asyncio.ensure_future(watch())
+            ticking = asyncio.ensure_future(controller.run(period=0.1))
+            try:
+                source.commit({**mesh_files(v1=0, v2=100), "policy.yaml": policy}, "reviews 0/100")
+                assert (await engine.reconcile(trigger="test")).ok
+                done = await _until(
+                    lambda: [d for d in controller.documents() if d.phase == "Succeeded"], "the rollout succeeded"
+                )
+                await _until(lambda: seen and seen[-1][0] == [0, 100], "git's weights watched")
+            finally:
+                for task in (ticking, watching):
+                    task.cancel()
+                await asyncio.gather(ticking, watching, return_exceptions=True)
+            assert [weights for weights, _ in seen] == [[90, 10], [50, 50], [0, 100]]
+            assert all(managers == {FIELD_MANAGER} for _, managers in seen)
+            assert cache.proxies() == ()
+            reasons = [record.record.reason for record in controller.records(done[0].policy)]
+            assert sum("promoting as the policy says" in reason for reason in reasons) == 2, reasons
 
     run(scenario())

@@ -10,6 +10,7 @@ from reconciler.cli import run as run_cli
 from reconciler.cli.exitcode import ExitCode
 from reconciler.cli.main import build_parser, main
 from reconciler.engine.settings import KubeSettings, SourceSettings, XdsSettings
+from reconciler.kube.lease import default_namespace
 
 
 def _settings(tmp_path: Path, *flags: str) -> tuple[KubeSettings, XdsSettings]:
@@ -24,6 +25,16 @@ def test_the_kubernetes_sink_alone_applies_to_the_cluster_and_serves_no_ads(tmp_
     kube, xds = _settings(tmp_path, "--kubeconfig", str(config), "--sink", "kubernetes", "--inventory", "ops/inv")
     assert (kube.apply, kube.enabled, xds.serve) == (True, False, False)
     assert (kube.inventory_namespace, kube.inventory_name) == ("ops", "inv")
+
+
+def test_without_inventory_the_inventory_is_reconciler_inventory_in_the_pods_own_namespace(tmp_path: Path) -> None:
+    kube, _ = _settings(tmp_path, "--in-cluster", "--sink", "kubernetes")
+    assert (kube.inventory_namespace, kube.inventory_name) == (None, "reconciler-inventory")
+    # The daemon resolves None as the Lease's namespace: the service account's namespace file, else default.
+    account = tmp_path / "namespace"
+    account.write_text("mesh-system\n")
+    assert default_namespace(account) == "mesh-system"
+    assert default_namespace(tmp_path / "no-such-file") == "default"
 
 
 def test_both_sinks_apply_and_serve_ads_with_the_clusters_endpoints(tmp_path: Path) -> None:
