@@ -34,7 +34,7 @@ class _Poll:
         self.deadline = time.monotonic() + timeout
         self.last_error: Exception | None = None
 
-    def attempt(self, check: Callable[[], T]) -> T | None:
+    def attempt(self, check: Callable[[], T | None]) -> T | None:
         try:
             return check()
         except NOT_READY as error:
@@ -52,7 +52,7 @@ class _Poll:
 
 def wait_for(
     what: str,
-    check: Callable[[], T],
+    check: Callable[[], T | None],
     *,
     timeout: float = DEADLINE,
     interval: float = 0.05,
@@ -74,7 +74,7 @@ def wait_for(
 
 async def wait_for_async(
     what: str,
-    check: Callable[[], T],
+    check: Callable[[], T | None],
     *,
     timeout: float = DEADLINE,
     interval: float = 0.05,
@@ -83,8 +83,12 @@ async def wait_for_async(
 ) -> T:
     """:func:`wait_for` inside an event loop; ``off_loop`` runs a blocking ``check`` on a worker thread."""
     poll = _Poll(what, timeout=timeout, seen=seen)
+
+    def attempt() -> T | None:
+        return poll.attempt(check)
+
     while True:
-        value = await asyncio.to_thread(poll.attempt, check) if off_loop else poll.attempt(check)
+        value = await asyncio.to_thread(attempt) if off_loop else attempt()
         if value:
             return value
         if poll.expired():

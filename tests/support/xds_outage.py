@@ -17,6 +17,7 @@ from xds_thread import XdsThread
 
 from reconciler.harness.envoy import EnvoyProcess
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
+from reconciler.xds import ProxyStatus
 
 __all__ = ["OUTAGE_SECONDS", "PROXY", "reconnect_delay"]
 
@@ -54,5 +55,5 @@ def reconnect_delay(
         restarted.close()
 
 
-def _connected(server: XdsThread) -> Any:
+def _connected(server: XdsThread) -> ProxyStatus | None:
     return server.call(server.cache.status, PROXY.node_id)
