@@ -17,7 +17,14 @@ from reconciler.cli.args import add_label_and_role, parse_labels, proxy_from_arg
 from reconciler.cli.exitcode import ExitCode
 from reconciler.errors import UsageError
 from reconciler.model.address import parse_address
-from reconciler.translate.bootstrap import DEFAULT_ADMIN_HOST, DEFAULT_ADMIN_PORT, XdsClientTls, build_bootstrap
+from reconciler.translate.bootstrap import (
+    DEFAULT_ADMIN_HOST,
+    DEFAULT_ADMIN_PORT,
+    DEFAULT_XDS_RECONNECT_BASE_SECONDS,
+    DEFAULT_XDS_RECONNECT_MAX_SECONDS,
+    XdsClientTls,
+    build_bootstrap,
+)
 from reconciler.translate.proxy import DEFAULT_SIDECAR_PORT
 
 __all__ = ["bootstrap_from_args", "parse_labels", "register", "run"]
@@ -45,7 +52,7 @@ mutual TLS (certificates from `reconciler certs`; paths as the proxy sees them):
   reconciler bootstrap --node-id ingress-1 --namespace istio-system --xds-address 127.0.0.1:18000 \\
       --xds-ca certs/ca.crt --xds-client-cert certs/ingress-1.crt --xds-client-key certs/ingress-1.key
 
-exit status: 0 printed, 2 bad arguments (label not k=v, address not HOST:PORT).
+exit status: 0 printed, 2 bad arguments (label not k=v, address not HOST:PORT, reconnect backoff out of range).
 """
 
 
@@ -98,6 +105,23 @@ def register(commands: argparse._SubParsersAction[_Parser]) -> None:
         action="store_true",
         help="use incremental (delta) xDS: each update sends only the resources that changed",
     )
+    reconnect = parser.add_argument_group(
+        "xDS reconnect", "when the ADS stream breaks (the daemon restarts), Envoy retries with a jittered backoff"
+    )
+    reconnect.add_argument(
+        "--xds-reconnect-base",
+        type=float,
+        default=DEFAULT_XDS_RECONNECT_BASE_SECONDS,
+        metavar="SECONDS",
+        help="first wait before a retry; each failed retry doubles it (default: %(default)g)",
+    )
+    reconnect.add_argument(
+        "--xds-reconnect-max",
+        type=float,
+        default=DEFAULT_XDS_RECONNECT_MAX_SECONDS,
+        metavar="SECONDS",
+        help="longest wait between retries: a proxy is back about this long after the daemon (default: %(default)g)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -124,6 +148,8 @@ def bootstrap_from_args(args: argparse.Namespace) -> dict[str, Any]:
         admin_port=admin_port,
         xds_tls=_xds_tls(args),
         delta=args.delta,
+        xds_reconnect_base=args.xds_reconnect_base,
+        xds_reconnect_max=args.xds_reconnect_max,
     )
 
 

@@ -21,6 +21,12 @@ every stat outside ``cluster.`` (server, listeners, HTTP managers, cluster manag
 for operators and tests reading the admin API, and costs a few hundred stats per proxy whatever
 the number of clusters.
 
+When its ADS stream breaks (the daemon restarts, is upgraded or killed) Envoy opens it again after a
+jittered exponential backoff. Envoy's own (0.5 s growing to 30 s) leaves a proxy away for tens of
+seconds after a short outage; the bootstrap asks for :data:`DEFAULT_XDS_RECONNECT_BASE_SECONDS` growing to
+:data:`DEFAULT_XDS_RECONNECT_MAX_SECONDS` instead (Envoy honours ``retry_policy`` on xDS streams only, so
+the metrics stream, which reopens at the next flush, has none).
+
 With :class:`XdsClientTls` the ``xds_cluster`` speaks TLS (mutual TLS with a client certificate):
 Envoy checks the server's certificate against the CA *and* its SAN against the name it dials
 (SNI), so another certificate the same CA signed (a proxy's) cannot pose as reconciler.
@@ -44,6 +50,8 @@ __all__ = [
     "DEFAULT_ADMIN_HOST",
     "DEFAULT_ADMIN_PORT",
     "DEFAULT_STATS_FLUSH_INTERVAL_SECONDS",
+    "DEFAULT_XDS_RECONNECT_BASE_SECONDS",
+    "DEFAULT_XDS_RECONNECT_MAX_SECONDS",
     "MAX_DOWNSTREAM_CONNECTIONS",
     "METRICS_BATCH_SIZE",
     "XDS_CLUSTER",
@@ -65,6 +73,11 @@ DEFAULT_ADMIN_HOST = "127.0.0.1"
 DEFAULT_ADMIN_PORT = 15000
 #: Short so a proxy whose reconciler restarts reconnects quickly; Envoy backs off on its own.
 XDS_CONNECT_TIMEOUT = "1s"
+#: First wait before Envoy reopens a broken ADS stream; each failed try doubles it (jittered)...
+DEFAULT_XDS_RECONNECT_BASE_SECONDS = 0.25
+#: ...up to this: a proxy is back within about this long of its daemon's restart. Thousands of proxies
+#: retrying at most every 5 s, jittered, are a small load for the daemon's gRPC server.
+DEFAULT_XDS_RECONNECT_MAX_SECONDS = 5.0
 #: How often Envoy pings the ADS server over HTTP/2; the server must accept pings this often.
 XDS_KEEPALIVE_INTERVAL_SECONDS = 30
 #: Envoy warns at startup when no downstream connection limit is configured; this is the limit
@@ -85,6 +98,7 @@ CLUSTER_HISTOGRAM = "upstream_rq_time"
 #: Metric families per StreamMetrics message: keeps a 4,000-cluster sidecar's flush far below gRPC's 4 MB limit.
 METRICS_BATCH_SIZE = 1000
 _MAX_FLUSH_INTERVAL_SECONDS = 300.0  # Envoy rejects a stats_flush_interval of 300 s or more
+_RECONNECT_RANGE_SECONDS = (0.001, 300.0)  # Envoy's base_interval is at least 1 ms; longer than 5 min helps nobody
 
 _HTTP_OPTIONS_NAME = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _HTTP_OPTIONS_TYPE = f"type.googleapis.com/{_HTTP_OPTIONS_NAME}"
@@ -158,6 +172,8 @@ def build_bootstrap(
     stats_flush_interval: float = DEFAULT_STATS_FLUSH_INTERVAL_SECONDS,
     xds_tls: XdsClientTls | None = None,
     delta: bool = False,
+    xds_reconnect_base: float = DEFAULT_XDS_RECONNECT_BASE_SECONDS,
+    xds_reconnect_max: float = DEFAULT_XDS_RECONNECT_MAX_SECONDS,
 ) -> dict[str, Any]:
     """Return a complete Envoy v3 bootstrap for ``proxy`` that fetches all its config over ADS.
 
@@ -166,10 +182,11 @@ def build_bootstrap(
     to let the kernel choose (pair it with ``envoy --admin-address-path``). The proxy pushes
     its statistics every ``stats_flush_interval`` seconds (1 ms up to, not including, 300 s).
     With ``xds_tls`` it reaches the server over TLS. ``delta``: the proxy uses incremental xDS (only what
-    changed is sent) instead of state of the world.
+    changed is sent) instead of state of the world. A broken ADS stream is reopened after ``xds_reconnect_base``
+    seconds, doubling (jittered) up to ``xds_reconnect_max``.
 
     Raises :class:`~reconciler.errors.UsageError` for an empty node id or host, a port
-    out of range, or a flush interval out of range.
+    out of range, or a flush interval or reconnect backoff out of range.
     """
     if not proxy.node_id.strip():
         raise UsageError("bootstrap needs a non-empty node id: it is how reconciler tells proxies apart")
@@ -183,6 +200,7 @@ def build_bootstrap(
             f"stats flush interval {stats_flush_interval!r} s is out of range"
             f" (0.001 s up to, not including, {_MAX_FLUSH_INTERVAL_SECONDS:g} s)"
         )
+    retry_back_off = _retry_back_off(base=xds_reconnect_base, maximum=xds_reconnect_max)
     xds_cluster = _xds_cluster(xds_host, xds_port)
     if xds_tls is not None:
         xds_cluster["transport_socket"] = _xds_transport_socket(xds_tls, xds_host=xds_host)
@@ -202,7 +220,9 @@ def build_bootstrap(
                 # The server learns the node from the first request; repeating it on every
                 # request only costs bandwidth on a long-lived stream.
                 "set_node_on_first_message_only": True,
-                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                "grpc_services": [
+                    {"envoy_grpc": {"cluster_name": XDS_CLUSTER, "retry_policy": {"retry_back_off": retry_back_off}}}
+                ],
             },
             "cds_config": {"ads": {}, "resource_api_version": "V3"},
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
@@ -272,6 +292,21 @@ def _xds_cluster(host: str, port: int) -> dict[str, Any]:
         }
     }
     return cluster
+
+
+def _retry_back_off(*, base: float, maximum: float) -> dict[str, str]:
+    """Envoy's ``BackoffStrategy`` for reopening the ADS stream, in whole milliseconds."""
+    low, high = _RECONNECT_RANGE_SECONDS
+    for what, seconds in (("base", base), ("max", maximum)):
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not low <= seconds <= high:
+            raise UsageError(f"xDS reconnect {what} interval {seconds!r} s is out of range ({low:g} s to {high:g} s)")
+    if maximum < base:
+        raise UsageError(f"xDS reconnect max interval {maximum:g} s is below the base interval {base:g} s")
+    return {"base_interval": _duration(base), "max_interval": _duration(maximum)}
+
+
+def _duration(seconds: float) -> str:
+    return f"{round(seconds * 1000) / 1000:g}s"
 
 
 def _xds_transport_socket(tls: XdsClientTls, *, xds_host: str) -> dict[str, Any]:

@@ -91,6 +91,8 @@ def test_bootstrap_command_accepts_bracketed_ipv6_addresses(capsys: pytest.Captu
         ("--xds-address", "::1:18000", "in brackets"),
         ("--admin-address", "localhost:99999", "out of range"),
         ("--outbound-port", "0", "is not a port"),
+        ("--xds-reconnect-base", "0", "reconnect base interval 0.0 s is out of range"),
+        ("--xds-reconnect-max", "0.1", "below the base interval 0.25 s"),
     ],
 )
 def test_bootstrap_command_exits_2_and_says_what_is_wrong_with_bad_input(
@@ -104,6 +106,16 @@ def test_bootstrap_command_exits_2_and_says_what_is_wrong_with_bad_input(
     assert code == 2
     assert complaint in captured.err
     assert captured.out == ""
+
+
+def test_bootstrap_command_sets_envoys_ads_reconnect_backoff_from_its_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["bootstrap", "--node-id", "gw-1", "--xds-address", "127.0.0.1:18000"]
+
+    code = main([*args, "--xds-reconnect-base", "0.5", "--xds-reconnect-max", "10"])
+
+    [service] = yaml.safe_load(capsys.readouterr().out)["dynamic_resources"]["ads_config"]["grpc_services"]
+    assert code == 0
+    assert service["envoy_grpc"]["retry_policy"] == {"retry_back_off": {"base_interval": "0.5s", "max_interval": "10s"}}
 
 
 def test_bootstrap_command_exits_2_for_conflicting_repeated_labels(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from aiohttp import web
 from memsource import EngineFactory, MemorySource, ack_all
 from prometheus_client import CollectorRegistry
 from rollout_walk import first_step_acked
+from waiting import wait_for
 
 from reconciler.api.document import RolloutDocument, StatusDocument
 from reconciler.api.rollouts import rollout_routes
@@ -149,9 +149,7 @@ def test_status_watch_exits_0_when_the_rollout_succeeds(daemon: Daemon, capsys: 
     before = daemon.gateway.snapshot
     daemon.cli(capsys, "rollout", "promote", "reviews", "--full")
     # The push is translated off the daemon's loop: the gateway ACKs git's weights once it has them.
-    deadline = time.monotonic() + 30
-    while daemon.gateway.snapshot is before and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for("the promoted weights at the gateway", lambda: daemon.gateway.snapshot is not before, interval=0.01)
     ack_all(daemon.gateway)
 
     code, out, _ = daemon.cli(capsys, "rollout", "status", "reviews", "--watch", "--timeout", "1m")

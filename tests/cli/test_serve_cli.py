@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import wait_for
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "repo-template" / "mesh"
 
@@ -29,18 +29,15 @@ def _status(http_port: int) -> dict[str, Any]:
 
 
 def _wait_for(predicate: Callable[[dict[str, Any]], bool], http_port: int, *, timeout: float = 15.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
     last: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        try:
-            last = _status(http_port)
-        except (urllib.error.URLError, OSError):
-            pass
-        else:
-            if predicate(last):
-                return last
-        time.sleep(0.05)
-    raise AssertionError(f"status never matched; last: {last}")
+
+    def matched() -> bool:
+        nonlocal last
+        last = _status(http_port)
+        return predicate(last)
+
+    wait_for("the status to match", matched, timeout=timeout, seen=lambda: last)
+    return last
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import HOST, Daemon, Mesh, mesh_files, wait_for
+from daemon_harness import HOST, Daemon, Mesh, mesh_files
 from gitrepo import GitRemote
+from waiting import wait_for
 
 from reconciler.harness.envoy import EnvoyProcess
 from reconciler.harness.traffic import send_requests

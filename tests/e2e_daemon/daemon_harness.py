@@ -19,7 +19,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gitrepo import GitRemote, git_env
+from waiting import wait_for
 
 from reconciler.harness.lifecycle import stop_process
 from reconciler.harness.traffic import TrafficResult, send_requests
@@ -102,22 +102,6 @@ def run_command(command: Sequence[str], *, timeout: float) -> subprocess.Complet
 
 def line_of(text: str, needle: str) -> int:
     return next(number for number, line in enumerate(text.splitlines(), start=1) if needle in line)
-
-
-def wait_for(what: str, predicate: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except (OSError, ValueError, KeyError, TypeError) as error:  # not up yet, or a half-built document
-            last_error = error
-        else:
-            if value:
-                return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last error: {last_error})")
 
 
 def github_signature(body: bytes, secret: bytes) -> str:

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import CLI, HOST, Daemon, Mesh, run_command, wait_for
+from daemon_harness import CLI, HOST, Daemon, Mesh, run_command
 from golden import assert_golden
 from translate_support import GOLDEN
+from waiting import wait_for
 
 from reconciler.harness.envoy import EnvoyProcess
 from reconciler.harness.traffic import send_requests

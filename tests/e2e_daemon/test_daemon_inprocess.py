@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import TEMPLATE, wait_for, with_weights
+from daemon_harness import TEMPLATE, with_weights
 from daemon_thread import daemon_thread
+from waiting import wait_for
 
 from reconciler.engine.settings import ApiSettings, Settings, SourceSettings, StateSettings, XdsSettings
 

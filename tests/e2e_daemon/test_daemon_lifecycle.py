@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, Mesh, wait_for
+from daemon_harness import Daemon, Mesh
 from gitrepo import GitRemote
+from waiting import wait_for
 
 pytestmark = [pytest.mark.git, pytest.mark.slow, pytest.mark.timeout(120)]
 

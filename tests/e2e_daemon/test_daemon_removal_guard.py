@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from daemon_harness import HOST, Daemon, Mesh, wait_for
+from daemon_harness import HOST, Daemon, Mesh
+from waiting import wait_for
 
 from reconciler.harness.envoy import EnvoyProcess
 from reconciler.harness.traffic import send_requests

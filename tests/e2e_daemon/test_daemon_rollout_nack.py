@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from daemon_harness import HOST, Daemon, Mesh, measure, wait_for
+from daemon_harness import HOST, Daemon, Mesh, measure
 from test_daemon_nack import busy_port  # noqa: F401 - the fixture
 from test_daemon_rollout import POLICY
 from test_daemon_rollout_proxies import rollout, rollout_phase, route_weights
 from test_daemon_traffic import logged
+from waiting import wait_for
 
 from reconciler.harness.envoy import EnvoyProcess
 from reconciler.harness.traffic import send_requests

@@ -13,8 +13,9 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from daemon_harness import HOST, Daemon, Mesh, wait_for
+from daemon_harness import HOST, Daemon, Mesh
 from test_daemon_rollout import origin_change, start_rollout_to_v2, steady_traffic
+from waiting import wait_for
 
 from reconciler.harness.envoy import EnvoyProcess
 from reconciler.harness.traffic import send_requests

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, Mesh, measure, wait_for
+from daemon_harness import Daemon, Mesh, measure
 from rollout_yaml import policy_yaml
 from test_daemon_rollout import origin_change, steady_traffic
+from waiting import wait_for
 
 from reconciler.engine.state import SqliteStateStore
 from reconciler.harness.envoy import EnvoyProcess

@@ -5,11 +5,12 @@ a revert ends it at once, a new goal restarts the walk from what is served, low 
 from __future__ import annotations
 
 import pytest
-from daemon_harness import Daemon, Mesh, measure, wait_for
+from daemon_harness import Daemon, Mesh, measure
 from rollout_yaml import policy_yaml
 from test_daemon_rollout import origin_change, start_rollout_to_v2, steady_traffic
 from test_daemon_rollout_proxies import logged_at, rollout, rollout_phase, route_weights
 from test_daemon_traffic import logged
+from waiting import wait_for
 
 from reconciler.harness.envoy import EnvoyProcess
 

@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 from command_lines import CommandLines
-from daemon_harness import CLI, REPO_ROOT, Daemon, Mesh, github_signature, wait_for
+from daemon_harness import CLI, REPO_ROOT, Daemon, Mesh, github_signature
 from githttp import PrivateGitServer
 from gitrepo import git_env
+from waiting import wait_for
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads command lines from /proc")
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from daemon_harness import CLI, HOST, Daemon, Mesh, run_command, wait_for
+from daemon_harness import CLI, HOST, Daemon, Mesh, run_command
+from waiting import wait_for
 
 from reconciler.harness.envoy import EnvoyProcess
 from reconciler.harness.traffic import send_requests

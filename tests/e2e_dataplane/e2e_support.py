@@ -11,15 +11,15 @@ on 127.0.0.1 (Envoy listeners bind 0.0.0.0 as Istio's do; clients only use loopb
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
-import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from typing import Any, TypeVar
+
+from waiting import wait_for
+from xds_thread import XdsThread
 
 from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.harness.envoy import EnvoyProcess, free_port
@@ -29,7 +29,7 @@ from reconciler.loader import load_files
 from reconciler.model.config import MeshConfig
 from reconciler.translate.bootstrap import build_bootstrap
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
-from reconciler.xds import ProxyStatus, SnapshotCache, SnapshotSource, XdsEvent, start_server
+from reconciler.xds import ProxyStatus, XdsEvent
 
 __all__ = [
     "FIXTURES",
@@ -44,7 +44,6 @@ __all__ = [
     "running_proxy",
     "running_upstreams",
     "running_xds",
-    "wait_for",
 ]
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "e2e"
@@ -56,37 +55,13 @@ SIDECAR_LABELS: Mapping[str, str] = {"app": "e2e-client"}
 T = TypeVar("T")
 
 
-class XdsHarness:
-    """A SnapshotCache and the real ADS server, on an asyncio loop in a background thread.
-
-    The cache is loop-bound (``publish`` must run on the loop); every method here hops
-    onto the loop and blocks the calling (test) thread until it is done.
-    """
+class XdsHarness(XdsThread):
+    """The daemon's ADS server and its cache (see :class:`XdsThread`), with the xDS events it saw."""
 
     def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="e2e-xds-loop", daemon=True)
-        self._thread.start()
-        self.cache = SnapshotCache()
-        self.server = self.run(start_server(cache=self.cache, address="127.0.0.1:0"), timeout=10.0)
+        super().__init__(name="e2e-xds-loop")
         self.events: list[XdsEvent] = []
         self.call(self.cache.add_listener, self.events.append)
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def run(self, coroutine: Coroutine[Any, Any, T], *, timeout: float) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
-
-    def call(self, function: Callable[..., T], *args: Any) -> T:
-        async def on_loop() -> T:
-            return function(*args)
-
-        return self.run(on_loop(), timeout=10.0)
-
-    def publish(self, source: SnapshotSource) -> int:
-        return self.call(self.cache.publish, source)
 
     def publish_config(self, config: MeshConfig) -> int:
         return self.publish(ConfigSnapshots(config=config))
@@ -126,13 +101,6 @@ class XdsHarness:
         )
         assert status.acked_generation >= generation, f"{node_id} rejected generation {generation}: {status.types}"
         return status
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.run(self.server.stop(grace=0), timeout=10.0)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10.0)
-        self._loop.close()
 
 
 @contextlib.contextmanager
@@ -269,14 +237,3 @@ def running_proxy(
         except BaseException:
             print(f"--- {envoy.log_path} (tail) ---\n{envoy.log_tail()}")
             raise
-
-
-def wait_for(
-    what: str, condition: Callable[[], bool], *, timeout: float = SYNC_TIMEOUT, interval: float = 0.05
-) -> None:
-    """Poll ``condition`` until it holds; AssertionError naming ``what`` when ``timeout`` passes first."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)

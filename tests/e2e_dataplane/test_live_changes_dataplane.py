@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from e2e_support import Upstreams, mesh_config, running_proxy, running_upstreams, running_xds, wait_for
+from e2e_support import Upstreams, mesh_config, running_proxy, running_upstreams, running_xds
+from waiting import wait_for
 
 from reconciler.harness.envoy import free_port
 from reconciler.harness.traffic import send_at_rate

@@ -11,15 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from e2e_support import (
-    Proxy,
-    Upstreams,
-    mesh_config,
-    running_proxy,
-    running_upstreams,
-    running_xds,
-    wait_for,
-)
+from e2e_support import Proxy, Upstreams, mesh_config, running_proxy, running_upstreams, running_xds
+from waiting import wait_for
 
 from reconciler.harness.envoy import free_port
 from reconciler.translate.proxy import ProxyRole

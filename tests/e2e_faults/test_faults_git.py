@@ -10,10 +10,11 @@ import shutil
 from collections.abc import Callable
 
 import pytest
-from daemon_harness import HOST, Daemon, Mesh, wait_for
+from daemon_harness import HOST, Daemon, Mesh
 from gitrepo import git_daemon, has_git_daemon
 from stalling_remote import StallingRemote
 from steady_traffic import Traffic
+from waiting import wait_for
 
 from reconciler.harness.envoy import EnvoyProcess
 

@@ -1,6 +1,6 @@
 """Proxies reconnecting: twenty at once after a daemon crash, one on an old version, a restarted Envoy.
 
-Twenty simulated proxies (``ads_client``: Envoy's SotW subscription over a real gRPC stream, with the
+Twenty simulated proxies (``simulated_proxies``: Envoy's SotW subscription over a real gRPC stream, with the
 real gateway's node metadata) and one real Envoy gateway under steady traffic. Each must get the
 whole snapshot the real gateway runs, at once and consistent (the four xDS types of one revision),
 with no failed request through the real gateway.
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from daemon_harness import HOST, Daemon, Mesh, measure
-from simulated_proxy import fetch_snapshot
+from simulated_proxies import fetch_snapshot
 from steady_traffic import Traffic, acked_versions
 
 from reconciler.harness.envoy import EnvoyProcess

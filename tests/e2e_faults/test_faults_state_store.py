@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import HOST, Daemon, Mesh, wait_for
+from daemon_harness import HOST, Daemon, Mesh
 from small_disk import fill, small_tmpfs
 from steady_traffic import Traffic
+from waiting import wait_for
 
 from reconciler.harness.envoy import EnvoyProcess
 

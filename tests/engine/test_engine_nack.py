@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, line_of, mesh_files, push_all, stored_sha
 
+from reconciler.engine.reconcile import Engine
 from reconciler.engine.status import Reason
+from reconciler.sources import Revision
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.translate.snapshot import LISTENER
 from reconciler.xds.cache import ProxyConnection, SnapshotCache
@@ -27,19 +31,48 @@ def nack_listeners(connection: ProxyConnection, message: str = CANNOT_BIND) -> N
     connection.record_nack(LISTENER, version=snapshot.version_of(LISTENER), message=message)
 
 
+@dataclass(frozen=True)
+class Acked:
+    """An engine whose gateway ACKed its first revision, ``good``: reviews on v1."""
+
+    source: MemorySource
+    cache: SnapshotCache
+    gateway: ProxyConnection
+    engine: Engine
+    good: Revision
+    run: Run
+
+    def commit(self, files: Mapping[str, bytes], message: str) -> Revision:
+        """Commit ``files`` and reconcile them (pushed to the gateway, not yet answered)."""
+        revision = self.source.commit(files, message)
+        self.run(self.engine.reconcile(trigger="test"))
+        return revision
+
+
+@pytest.fixture
+def acked(source: MemorySource, make_engine: EngineFactory, run: Run) -> Callable[..., Acked]:
+    """``acked(**make_engine options)``: an engine serving reviews on v1 to a gateway that ACKed it."""
+
+    def make(**options: Any) -> Acked:
+        cache = SnapshotCache()
+        gateway = cache.connect(GATEWAY, on_change=lambda: None)
+        engine = make_engine(source, cache, **options)
+        good = source.commit(mesh_files(v1=100, v2=0), "reviews on v1")
+        run(engine.reconcile(trigger="test"))
+        ack_all(gateway)
+        return Acked(source=source, cache=cache, gateway=gateway, engine=engine, good=good, run=run)
+
+    return make
+
+
 def test_a_nacked_revision_is_rejected_with_envoys_cause_and_the_acked_one_is_served_again(
-    source: MemorySource, make_engine: EngineFactory, run: Run, state_dir: Path
+    acked: Callable[..., Acked], state_dir: Path
 ) -> None:
-    cache = SnapshotCache()
-    gateway = cache.connect(GATEWAY, on_change=lambda: None)
-    engine = make_engine(source, cache)
-    good = source.commit(mesh_files(v1=100, v2=0), "reviews on v1")
-    run(engine.reconcile(trigger="test"))
-    ack_all(gateway)
+    setup = acked()
+    engine, gateway, good = setup.engine, setup.gateway, setup.good
     acked_version = gateway.snapshot.version if gateway.snapshot else None
     files = mesh_files(v1=80, v2=20)
-    bad = source.commit(files, "canary")
-    run(engine.reconcile(trigger="test"))
+    bad = setup.commit(files, "canary")
     assert gateway.snapshot is not None
     assert gateway.snapshot.version != acked_version
 
@@ -67,16 +100,11 @@ def test_a_nacked_revision_is_rejected_with_envoys_cause_and_the_acked_one_is_se
 
 
 def test_a_rejected_commit_stays_refused_until_a_new_commit_which_is_applied_normally(
-    source: MemorySource, make_engine: EngineFactory, run: Run, state_dir: Path
+    acked: Callable[..., Acked], source: MemorySource, run: Run, state_dir: Path
 ) -> None:
-    cache = SnapshotCache()
-    gateway = cache.connect(GATEWAY, on_change=lambda: None)
-    engine = make_engine(source, cache)
-    source.commit(mesh_files(v1=100, v2=0), "reviews on v1")
-    run(engine.reconcile(trigger="test"))
-    ack_all(gateway)
-    bad = source.commit(mesh_files(v1=80, v2=20), "canary")
-    run(engine.reconcile(trigger="test"))
+    setup = acked()
+    engine, gateway = setup.engine, setup.gateway
+    bad = setup.commit(mesh_files(v1=80, v2=20), "canary")
     nack_listeners(gateway)
 
     assert run(engine.reconcile(trigger="poll")).ok is False
@@ -97,16 +125,11 @@ def test_a_rejected_commit_stays_refused_until_a_new_commit_which_is_applied_nor
 
 
 def test_without_rollback_the_rejected_revision_keeps_serving_and_the_daemon_is_not_ready(
-    source: MemorySource, make_engine: EngineFactory, run: Run, state_dir: Path
+    acked: Callable[..., Acked], state_dir: Path
 ) -> None:
-    cache = SnapshotCache()
-    gateway = cache.connect(GATEWAY, on_change=lambda: None)
-    engine = make_engine(source, cache, rollback_on_nack=False)
-    good = source.commit(mesh_files(v1=100, v2=0), "reviews on v1")
-    run(engine.reconcile(trigger="test"))
-    ack_all(gateway)
-    bad = source.commit(mesh_files(v1=80, v2=20), "canary")
-    run(engine.reconcile(trigger="test"))
+    setup = acked(rollback_on_nack=False)
+    engine, gateway, good = setup.engine, setup.gateway, setup.good
+    bad = setup.commit(mesh_files(v1=80, v2=20), "canary")
     bad_version = gateway.snapshot.version if gateway.snapshot else None
 
     nack_listeners(gateway)
@@ -138,19 +161,14 @@ def test_a_revision_saved_while_no_proxy_was_connected_is_forgotten_when_the_fir
 
 
 def test_a_revision_saved_while_no_proxy_was_connected_is_rolled_back_to_the_acked_one_after_a_restart(
-    source: MemorySource, make_engine: EngineFactory, run: Run, state_dir: Path
+    acked: Callable[..., Acked], make_engine: EngineFactory, state_dir: Path
 ) -> None:
-    cache = SnapshotCache()
-    gateway = cache.connect(GATEWAY, on_change=lambda: None)
-    engine = make_engine(source, cache)
-    good = source.commit(mesh_files(v1=100, v2=0), "reviews on v1")
-    run(engine.reconcile(trigger="test"))
-    ack_all(gateway)
-    gateway.close()
-    source.commit(mesh_files(v1=80, v2=20), "canary")
-    run(engine.reconcile(trigger="test"))
+    setup = acked()
+    engine, good = setup.engine, setup.good
+    setup.gateway.close()
+    setup.commit(mesh_files(v1=80, v2=20), "canary")
 
-    nack_listeners(cache.connect(GATEWAY, on_change=lambda: None))
+    nack_listeners(setup.cache.connect(GATEWAY, on_change=lambda: None))
 
     assert engine.status.served is not None
     assert engine.status.served.sha == good.sha
@@ -187,21 +205,13 @@ def test_a_proxy_joining_later_that_nacks_a_revision_every_other_proxy_acked_rol
     assert stored_sha(state_dir) == synced.sha
 
 
-def test_a_nack_of_a_revision_already_replaced_changes_nothing(
-    source: MemorySource, make_engine: EngineFactory, run: Run
-) -> None:
-    cache = SnapshotCache()
-    gateway = cache.connect(GATEWAY, on_change=lambda: None)
-    engine = make_engine(source, cache)
-    source.commit(mesh_files(v1=100, v2=0), "reviews on v1")
-    run(engine.reconcile(trigger="test"))
-    ack_all(gateway)
-    source.commit(mesh_files(v1=80, v2=20), "canary")
-    run(engine.reconcile(trigger="test"))
+def test_a_nack_of_a_revision_already_replaced_changes_nothing(acked: Callable[..., Acked]) -> None:
+    setup = acked()
+    engine, gateway = setup.engine, setup.gateway
+    setup.commit(mesh_files(v1=80, v2=20), "canary")
     push_all(gateway)
-    newer = source.commit(mesh_files(v1=50, v2=50), "half and half")
-    run(engine.reconcile(trigger="test"))
-    status = cache.status(GATEWAY.node_id)
+    newer = setup.commit(mesh_files(v1=50, v2=50), "half and half")
+    status = setup.cache.status(GATEWAY.node_id)
     assert status is not None
     old = status.types[LISTENER].version_sent
 

@@ -22,6 +22,7 @@ from crd_mesh import crd_mesh
 from kube_cluster import KubeCluster
 from memsource import GATEWAY, MemorySource, ack_all, mesh_files
 from rollout_yaml import policy_yaml
+from waiting import wait_for_async
 
 from reconciler.cli.main import main
 from reconciler.engine.kube_sink import KubernetesSink
@@ -53,13 +54,7 @@ def _desired(files: dict[str, bytes], namespace: str) -> Callable[[], Any]:
 
 
 async def _until(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {DEADLINE:.0f} s: {what}")
+    return await wait_for_async(what, check, timeout=DEADLINE)
 
 
 class _Running:

@@ -11,7 +11,6 @@ once the proxy no longer sends it traffic.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 from daemon_thread import daemon_thread
 from kube_cluster import KubeCluster, endpoint_slice, pod, service, slices_path
+from waiting import wait_for
 
 from reconciler.engine.settings import ApiSettings, KubeSettings, Settings, SourceSettings, StateSettings, XdsSettings
 from reconciler.harness.envoy import EnvoyProcess, free_port
@@ -103,10 +103,7 @@ class Traffic:
 
 
 def wait_until(what: str, predicate: Callable[[], Any]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+    wait_for(what, predicate, timeout=DEADLINE)
 
 
 def envoy_hosts(proxy: EnvoyProcess) -> set[str]:

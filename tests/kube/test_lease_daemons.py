@@ -40,10 +40,11 @@ _spec.loader.exec_module(_fixtures)
 mesh = _fixtures.mesh
 daemons = _fixtures.daemons
 
-from daemon_harness import HOST, Daemon, Mesh, measure, wait_for  # noqa: E402
+from daemon_harness import HOST, Daemon, Mesh, measure  # noqa: E402
 from rollout_yaml import policy_yaml  # noqa: E402
 from test_daemon_rollout import origin_change, steady_traffic  # noqa: E402
 from test_daemon_rollout_restart import logged_since_start  # noqa: E402
+from waiting import wait_for  # noqa: E402
 
 from reconciler.harness.traffic import send_requests  # noqa: E402
 

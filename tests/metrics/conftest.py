@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from metrics_harness import MetricsHarness, Sidecar, wait_for
+from metrics_harness import MetricsHarness, Sidecar
+from waiting import wait_for
 
 from reconciler.harness.envoy import EnvoyProcess, free_port
 from reconciler.translate.bootstrap import build_bootstrap

@@ -4,14 +4,11 @@ real upstreams; a request with header ``canary: yes`` goes to v2, every other on
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
-import time
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import grpc
+from xds_thread import XdsThread
 
 from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.harness.envoy import EnvoyProcess
@@ -19,7 +16,6 @@ from reconciler.harness.upstream import UpstreamServer
 from reconciler.loader import load_files
 from reconciler.metrics import MetricsService, MetricsStore
 from reconciler.translate.names import cluster_name
-from reconciler.xds import SnapshotCache, start_server
 
 T = TypeVar("T")
 
@@ -63,52 +59,20 @@ spec:
 """
 
 
-class MetricsHarness:
+class MetricsHarness(XdsThread):
     """The daemon's gRPC server (ADS + StreamMetrics) on an asyncio loop in a background thread."""
 
     def __init__(self, *, services: Sequence[Callable[[grpc.aio.Server], None]] | None = None) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="metrics-loop", daemon=True)
-        self._thread.start()
         self.store = MetricsStore()
         #: Proxies report into ``store`` (not into test-given services instead).
         self.reports_to_store = services is None
-        self.cache = SnapshotCache()
-        self.server = self._run(
-            start_server(
-                cache=self.cache,
-                address="127.0.0.1:0",
-                services=[MetricsService(self.store).add_to] if services is None else services,
-            )
-        )
-
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(DEADLINE)
+        own = [MetricsService(self.store).add_to]
+        super().__init__(services=own if services is None else services, name="metrics-loop")
 
     def serve(self, *, v1: UpstreamServer, v2: UpstreamServer) -> None:
         result = load_files({"app.yaml": _CONFIG.format(host=HOST, v1=v1.port, v2=v2.port)})
         assert result.ok, [str(finding) for finding in result.findings]
-
-        async def publish() -> None:
-            self.cache.publish(ConfigSnapshots(config=result.config))
-
-        self._run(publish())
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._run(self.server.stop(grace=0))
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10.0)
-        self._loop.close()
+        self.publish(ConfigSnapshots(config=result.config))
 
 
 Sidecar = Callable[[MetricsHarness, str], tuple[int, EnvoyProcess]]
-
-
-def wait_for(what: str, condition: Callable[[], bool], *, seen: Callable[[], object] = lambda: None) -> None:
-    """Poll ``condition`` until it holds; AssertionError naming ``what`` and what was ``seen`` after ``DEADLINE``."""
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {DEADLINE:g}s waiting for {what}; saw {seen()}")
-        time.sleep(0.1)

@@ -6,7 +6,8 @@ import time
 from collections.abc import Callable
 
 import pytest
-from metrics_harness import CANARY, HOST, STABLE, MetricsHarness, Sidecar, wait_for
+from metrics_harness import CANARY, HOST, STABLE, MetricsHarness, Sidecar
+from waiting import wait_for
 
 from reconciler.harness.traffic import send_requests
 from reconciler.harness.upstream import UpstreamServer

@@ -8,7 +8,8 @@ from typing import Any
 
 import grpc
 import pytest
-from metrics_harness import CANARY, HOST, STABLE, MetricsHarness, Sidecar, wait_for
+from metrics_harness import CANARY, HOST, STABLE, MetricsHarness, Sidecar
+from waiting import wait_for
 
 from reconciler.harness.traffic import send_requests
 from reconciler.harness.upstream import UpstreamServer

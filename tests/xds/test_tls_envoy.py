@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from test_xds_envoy import ENVOY_TIMEOUT, snapshot
+from waiting import wait_for_async
 
 from reconciler.cli.certs import issue_certificates
 from reconciler.harness.envoy import EnvoyProcess, free_port
@@ -67,16 +68,10 @@ async def start(envoy: Callable[..., EnvoyProcess], config: dict[str, Any], *, w
     return await asyncio.to_thread(envoy, config, wait_live=wait_live)
 
 
-async def wait_until(what: str, predicate: Callable[[], bool], *, timeout: float = ENVOY_TIMEOUT) -> None:
-    async with asyncio.timeout(timeout):
-        while not await asyncio.to_thread(predicate):
-            await asyncio.sleep(0.1)  # polling Envoy's admin API; there is no event to await
-    assert predicate(), what
-
-
 async def assert_served_nothing(proxy: EnvoyProcess, *, failures: str, what: str) -> None:
     """Once Envoy's ``failures`` counter shows it tried again and again: it holds no connection and no config."""
-    await wait_until(what, lambda: proxy.stat(failures) >= REFUSED_ATTEMPTS)
+    # Off the loop: Envoy's admin API blocks, and this loop's server must keep refusing meanwhile.
+    await wait_for_async(what, lambda: proxy.stat(failures) >= REFUSED_ATTEMPTS, timeout=ENVOY_TIMEOUT, off_loop=True)
     assert proxy.stat("control_plane.connected_state") == 0
     assert proxy.config_dump(resource="dynamic_active_clusters").get("configs", []) == []
 
