@@ -7,12 +7,11 @@ CI (``CI`` set) they fail instead: CI must run them. Every test gets its own nam
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from kube_cluster import BuildUnavailable, KubeCluster, apiserver_binary
+from kube_cluster import KubeCluster, started_cluster
 
 # One API server for every test here: they share one xdist worker (`make unit` runs --dist loadgroup).
 pytestmark = [pytest.mark.xdist_group("kube")]
@@ -21,13 +20,7 @@ pytestmark = [pytest.mark.xdist_group("kube")]
 @pytest.fixture(scope="session")
 def kube() -> Iterator[KubeCluster]:
     """etcd and kube-apiserver on 127.0.0.1, ready; stopped (the API server first) after the session."""
-    try:
-        binary = apiserver_binary()
-        cluster = KubeCluster(binary).start()
-    except BuildUnavailable as reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the Kubernetes tests, but: {reason}")
-        pytest.skip(f"no kube-apiserver on this machine: {reason}")
+    cluster = started_cluster()
     try:
         yield cluster
     finally:
