@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from reconciler.cli.args import add_limit_flags, limits_from_args
 from reconciler.cli.exitcode import ExitCode
+from reconciler.engine.settings import KubeSettings
 from reconciler.errors import UsageError
 from reconciler.loader import load_files, read_paths
 from reconciler.validate.findings import Finding, Severity
@@ -60,6 +61,7 @@ examples:
   reconciler validate mesh/                       a whole directory
   reconciler validate vs.yaml dr.yaml             some files
   reconciler validate mesh/ --namespace shop      namespace for resources that set none
+  reconciler validate mesh/ --cluster-services    routing to Kubernetes Services the daemon reads
   reconciler validate mesh/ --format json | jq '.findings[] | select(.severity == "error")'
 
 exit status: 0 no error-level findings (warnings and info allowed), 1 at least one
@@ -91,6 +93,18 @@ def register(commands: argparse._SubParsersAction[_Parser]) -> None:
         metavar="NS",
         help="namespace of resources whose metadata sets none (default: %(default)s)",
     )
+    parser.add_argument(
+        "--cluster-services",
+        action="store_true",
+        help="the config is served beside a Kubernetes cluster (the daemon runs with --kubeconfig or --in-cluster): "
+        "hosts NAME.NAMESPACE.svc.DOMAIN are its Services, not missing ones (no RC0202 'has no endpoints')",
+    )
+    parser.add_argument(
+        "--cluster-domain",
+        default=KubeSettings().domain,
+        metavar="DOMAIN",
+        help="with --cluster-services: the cluster's DNS domain (default: %(default)s)",
+    )
     add_limit_flags(parser)
     parser.set_defaults(handler=run)
 
@@ -116,7 +130,13 @@ def run(args: argparse.Namespace) -> int:
             f"no *.yaml or *.yml files under {named}; config files end in .yaml or .yml (any case), "
             "directories are searched recursively, skipping hidden files and directories"
         )
-    result = load_files(read.files, skipped=read.skipped, default_namespace=args.namespace, limits=limits)
+    result = load_files(
+        read.files,
+        skipped=read.skipped,
+        default_namespace=args.namespace,
+        limits=limits,
+        cluster_domain=args.cluster_domain if args.cluster_services else None,
+    )
     if args.format == "json":
         document = {"findings": [finding.to_json() for finding in result.findings], "resources": result.documents}
         json.dump(document, sys.stdout, indent=2)

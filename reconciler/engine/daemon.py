@@ -169,6 +169,8 @@ async def _run_locked(
         rollback_on_nack=settings.xds.rollback_on_nack,
         limits=settings.source.limits,
         removal_guard=settings.safety.removal_guard,
+        # With a cluster (endpoints or CRD mode) its Services are real hosts, whether listed yet or not.
+        cluster_domain=settings.kube.domain if settings.kube.enabled or settings.kube.apply else None,
     )
     # Proxies push their per-cluster stats to the xDS port; the controller judges rollout steps on them.
     store = MetricsStore()

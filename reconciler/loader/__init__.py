@@ -161,13 +161,15 @@ def load_files(
     cache: DecodeCache | None = None,
     limits: InputLimits = DEFAULT_LIMITS,
     checkpoint: Checkpoint = no_checkpoint,
+    cluster_domain: str | None = None,
 ) -> LoadResult:
     """Parse, decode and validate in-memory files (path → content), in sorted path order.
 
     ``skipped`` are the files the source left unread (each becomes a finding); ``limits``
     bounds what aliases may expand a file to. Pass a :class:`DecodeCache` kept across calls
     to skip files whose content did not change. ``checkpoint`` is called before each file
-    and between analysis steps; what it raises ends the load.
+    and between analysis steps; what it raises ends the load. ``cluster_domain``: the config is served
+    beside that cluster's Services, so ``name.namespace.svc.<domain>`` hosts are not missing.
     """
     cache = cache if cache is not None else DecodeCache()
     findings = [_skipped_finding(entry, limits) for entry in skipped]
@@ -183,7 +185,9 @@ def load_files(
     translations: Mapping[ProxyShape, Translation] = MappingProxyType({})
     if not has_errors(findings):
         # A config that validates must also be one Envoy accepts: translate it as proxies would get it.
-        checked = check_representatives(config, keep=KEPT_TRANSLATIONS, passed=cache.passed)
+        checked = check_representatives(
+            config, keep=KEPT_TRANSLATIONS, passed=cache.passed, cluster_domain=cluster_domain
+        )
         cache.passed.retain_used()
         findings.extend(checked.rejections)
         translations = checked.translations

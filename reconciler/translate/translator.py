@@ -172,20 +172,23 @@ class Checked:
 
     #: RC0203 error findings at the Istio field responsible, without repeats; empty when Envoy would accept it all.
     rejections: tuple[Finding, ...]
-    #: The translations that passed, by :func:`proxy_shape`, made with ``build_registry(config)`` (at most ``keep``).
+    #: The translations that passed, by :func:`proxy_shape`, made with the config's own registry (at most ``keep``).
     translations: Mapping[ProxyShape, Translation]
 
 
-def check_representatives(config: MeshConfig, *, keep: int, passed: PassCache | None = None) -> Checked:
+def check_representatives(
+    config: MeshConfig, *, keep: int, passed: PassCache | None = None, cluster_domain: str | None = None
+) -> Checked:
     """What Envoy would reject in any snapshot of ``config``, keeping up to ``keep`` of the translations made.
 
     Kept so that serving or diffing the config need not translate those shapes again; the bound holds
     memory to ``keep`` snapshots however many namespaces the config uses. Each distinct resource is
     checked against Envoy's constraints once (the shapes share most clusters): in ``passed`` when
-    given (say, shared with the other side of a diff), else in one scoped to this call.
+    given (say, shared with the other side of a diff), else in one scoped to this call. ``cluster_domain``:
+    the config is served beside a cluster's Services (:meth:`ServiceRegistry.from_cluster`).
     """
     passed = passed if passed is not None else PassCache()
-    registry = build_registry(config)
+    registry = build_registry(config, cluster_domain=cluster_domain)
     found: dict[Finding, None] = {}
     kept: dict[ProxyShape, Translation] = {}
     for proxy in representative_proxies(config):
