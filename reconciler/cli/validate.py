@@ -19,7 +19,7 @@ from reconciler.cli.exitcode import ExitCode
 from reconciler.engine.settings import KubeSettings
 from reconciler.errors import UsageError
 from reconciler.loader import load_files, read_paths
-from reconciler.validate.findings import Finding, Severity
+from reconciler.validate.findings import Finding, Severity, sort_findings
 
 __all__ = ["register", "run", "summary_line"]
 
@@ -48,6 +48,12 @@ DestinationRule host; RC0xxx are reconciler's own (YAML syntax, duplicates,
 unsupported fields, non-Istio kinds, files that are not UTF-8, over a size limit
 or symlinked out of PATH; RC0203: Envoy itself would reject the translated
 value).
+
+Warnings also list what the daemon would serve differently from what Istio
+would (RC0202: TLS termination, non-HTTP ports, a host without endpoints). A
+host NAME.NAMESPACE.svc.cluster.local that no ServiceEntry declares gets its
+endpoints only from a cluster the daemon watches (--kubeconfig, --in-cluster):
+give --cluster-services to check as for such a daemon.
 
 Untrusted input stays bounded: a file over --max-file-size is a finding and is
 not parsed, config files together over --max-revision-size are refused unread,
@@ -137,12 +143,14 @@ def run(args: argparse.Namespace) -> int:
         limits=limits,
         cluster_domain=args.cluster_domain if args.cluster_services else None,
     )
+    # What the daemon would warn about once proxies connect (a host without endpoints...), beside validation's own.
+    findings = sort_findings([*result.findings, *result.notes])
     if args.format == "json":
-        document = {"findings": [finding.to_json() for finding in result.findings], "resources": result.documents}
+        document = {"findings": [finding.to_json() for finding in findings], "resources": result.documents}
         json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        for finding in result.findings:
+        for finding in findings:
             print(finding.format())
-        print(summary_line(result.findings, resources=result.documents, files=len(read.files)))
+        print(summary_line(findings, resources=result.documents, files=len(read.files)))
     return ExitCode.OK if result.ok else ExitCode.FAILED

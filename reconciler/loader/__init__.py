@@ -51,6 +51,9 @@ class LoadResult:
     #: ``build_registry(config)``: seeds for :class:`~reconciler.engine.snapshots.ConfigSnapshots` and the diff.
     #: Empty when an error stopped validation before translating.
     translations: Mapping[ProxyShape, Translation] = field(default_factory=lambda: MappingProxyType({}))
+    #: Warnings of those translations (what Envoy is not told: a host without endpoints...), sorted. Not in
+    #: ``findings``: the daemon shows a translation's notes once a proxy of its shape connects; ``validate`` all.
+    notes: tuple[Finding, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -183,6 +186,7 @@ def load_files(
     findings.extend(build_findings)
     findings.extend(analyze(config, checkpoint=checkpoint))
     translations: Mapping[ProxyShape, Translation] = MappingProxyType({})
+    notes: tuple[Finding, ...] = ()
     if not has_errors(findings):
         # A config that validates must also be one Envoy accepts: translate it as proxies would get it.
         checked = check_representatives(
@@ -191,8 +195,13 @@ def load_files(
         cache.passed.retain_used()
         findings.extend(checked.rejections)
         translations = checked.translations
+        notes = tuple(sort_findings(list(checked.notes)))
     return LoadResult(
-        config=config, findings=tuple(sort_findings(findings)), documents=documents, translations=translations
+        config=config,
+        findings=tuple(sort_findings(findings)),
+        documents=documents,
+        translations=translations,
+        notes=notes,
     )
 
 

@@ -174,6 +174,8 @@ class Checked:
     rejections: tuple[Finding, ...]
     #: The translations that passed, by :func:`proxy_shape`, made with the config's own registry (at most ``keep``).
     translations: Mapping[ProxyShape, Translation]
+    #: What those translations could not express (warnings: a host without endpoints...), without repeats.
+    notes: tuple[Finding, ...] = ()
 
 
 def check_representatives(
@@ -190,6 +192,7 @@ def check_representatives(
     passed = passed if passed is not None else PassCache()
     registry = build_registry(config, cluster_domain=cluster_domain)
     found: dict[Finding, None] = {}
+    notes: dict[Finding, None] = {}
     kept: dict[ProxyShape, Translation] = {}
     for proxy in representative_proxies(config):
         try:
@@ -199,9 +202,10 @@ def check_representatives(
                 raise
             found.update(dict.fromkeys(error.findings))
             continue
+        notes.update(dict.fromkeys(translation.findings))
         if len(kept) < keep:
             kept[proxy_shape(config, proxy)] = translation
-    return Checked(rejections=tuple(found), translations=MappingProxyType(kept))
+    return Checked(rejections=tuple(found), translations=MappingProxyType(kept), notes=tuple(notes))
 
 
 @dataclass(frozen=True, slots=True)
