@@ -42,7 +42,8 @@ def test_a_valid_tree_exits_0_with_what_the_daemon_would_warn_about_and_a_summar
     assert code == 0
     *warnings, summary = out.splitlines()
     # What translation cannot express yet (TLS termination, non-HTTP ports), as the daemon's status lists it.
-    assert [line.split(": ")[1] for line in warnings] == ["WARNING RC0202 Gateway bookinfo/bookinfo-gateway"] + [
+    assert [line.split(": ")[1] for line in warnings] == [
+        "WARNING RC0202 Gateway bookinfo/bookinfo-gateway",
         "WARNING RC0202 ServiceEntry bookinfo/books-api",
         "WARNING RC0202 ServiceEntry bookinfo/mysqldb",
     ]

@@ -125,6 +125,23 @@ def stored_rollouts(kube: KubeCluster, namespace: str) -> list[dict[str, Any]]:
     return rollouts
 
 
+def walk_to_the_first_step(leader: Daemon, mesh: Mesh, kube: KubeCluster, namespace: str) -> str:
+    """Commit :data:`POLICY`, then git's 0/100: the rollout's first step ACKed and stored; the commit's sha."""
+    with_policy = mesh.repo.commit({"mesh/policy.yaml": POLICY}, "reviews: walk weight changes")
+    leader.sync()
+    leader.wait_synced(with_policy, proxies=1, timeout=45)
+    sha: str = mesh.repo.commit(mesh.files(v1=0, v2=100), "reviews: all to v2")
+    leader.sync()
+    leader.wait_status(
+        "the first step to be ACKed", lambda s: origin_change(s) == "rollout-step" and s["synced"], timeout=30
+    )
+    wait_for(
+        "the step stored in the cluster",
+        lambda: [(r["sha"], r["state"]["phase"]) for r in stored_rollouts(kube, namespace)] == [(sha, "Progressing")],
+    )
+    return sha
+
+
 def test_the_follower_takes_the_lease_of_a_leader_killed_mid_rollout_and_goes_on_with_its_step(  # noqa: PLR0917
     kube: KubeCluster,
     namespace: str,
@@ -149,18 +166,7 @@ def test_the_follower_takes_the_lease_of_a_leader_killed_mid_rollout_and_goes_on
     )
     envoy(bootstrap)
     first.wait_synced(mesh.initial_sha, proxies=1, timeout=45)
-    with_policy = mesh.repo.commit({"mesh/policy.yaml": POLICY}, "reviews: walk weight changes")
-    first.sync()
-    first.wait_synced(with_policy, proxies=1)
-    sha = mesh.repo.commit(mesh.files(v1=0, v2=100), "reviews: all to v2")
-    first.sync()
-    first.wait_status(
-        "the first step to be ACKed", lambda s: origin_change(s) == "rollout-step" and s["synced"], timeout=30
-    )
-    wait_for(
-        "the step stored in the cluster",
-        lambda: [(r["sha"], r["state"]["phase"]) for r in stored_rollouts(kube, namespace)] == [(sha, "Progressing")],
-    )
+    sha = walk_to_the_first_step(first, mesh, kube, namespace)
 
     first.kill9()
     killed_at = time.time()
@@ -205,6 +211,20 @@ def test_the_follower_takes_the_lease_of_a_leader_killed_mid_rollout_and_goes_on
     assert [r["state"]["phase"] for r in stored_rollouts(kube, namespace)] == ["Succeeded"]
 
 
+def leader_and_follower(
+    daemons: Callable[..., Daemon], mesh: Mesh, kube: KubeCluster, namespace: str, *, free_port: Callable[[], int]
+) -> tuple[Daemon, Daemon]:
+    """Two daemons on a minute-long Lease (no expiry within a test): the first leads, the second follows it."""
+    pair = [
+        elected(daemons, mesh, kube, namespace, http_port=free_port(), xds_port=free_port(), lease=60, renew=40)
+        for _ in range(2)
+    ]
+    pair[0].start()
+    pair[1].launch()
+    wait_follower(pair[1], leader=pair[0])
+    return pair[0], pair[1]
+
+
 def leader_metrics(daemon: Daemon) -> tuple[float, float]:
     """``reconciler_leader`` and ``reconciler_leader_transitions_total`` as ``daemon`` serves them now."""
     with urllib.request.urlopen(f"{daemon.url}/metrics", timeout=10) as answer:
@@ -218,11 +238,7 @@ def leader_metrics(daemon: Daemon) -> tuple[float, float]:
 def test_a_follower_turns_writes_away_with_503_naming_the_leader_and_the_cli_exits_5_saying_so(
     kube: KubeCluster, namespace: str, mesh: Mesh, daemons: Callable[..., Daemon], free_port: Callable[[], int]
 ) -> None:
-    leader = elected(daemons, mesh, kube, namespace, http_port=free_port(), xds_port=free_port(), lease=60, renew=40)
-    leader.start()
-    follower = elected(daemons, mesh, kube, namespace, http_port=free_port(), xds_port=free_port(), lease=60, renew=40)
-    follower.launch()
-    wait_follower(follower, leader=leader)
+    leader, follower = leader_and_follower(daemons, mesh, kube, namespace, free_port=free_port)
 
     for path in ("/api/v1/rollouts/default/reviews/promote", "/api/v1/sync", "/hooks/git"):
         code, body = follower.request("POST", path)
@@ -251,11 +267,7 @@ def test_a_leader_stopped_cleanly_releases_the_lease_and_the_follower_leads_at_o
     kube: KubeCluster, namespace: str, mesh: Mesh, daemons: Callable[..., Daemon], free_port: Callable[[], int]
 ) -> None:
     # A minute-long Lease: the follower leading within the wait below can only be the release.
-    first = elected(daemons, mesh, kube, namespace, http_port=free_port(), xds_port=free_port(), lease=60, renew=40)
-    first.start()
-    second = elected(daemons, mesh, kube, namespace, http_port=free_port(), xds_port=free_port(), lease=60, renew=40)
-    second.launch()
-    wait_follower(second, leader=first)
+    first, second = leader_and_follower(daemons, mesh, kube, namespace, free_port=free_port)
 
     assert first.signal_and_wait(signal.SIGTERM, timeout=30) == 0
     assert logged_since_start(first, "leader.released")
@@ -316,18 +328,7 @@ def test_a_leader_cut_off_from_the_api_server_steps_down_moves_no_rollout_and_le
     kube.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
     leader = elected(daemons, mesh, kube, namespace, http_port=free_port(), xds_port=free_port()).start()
     gateway(leader, mesh)
-    with_policy = mesh.repo.commit({"mesh/policy.yaml": POLICY}, "reviews: walk weight changes")
-    leader.sync()
-    leader.wait_synced(with_policy, proxies=1, timeout=45)
-    sha = mesh.repo.commit(mesh.files(v1=0, v2=100), "reviews: all to v2")
-    leader.sync()
-    leader.wait_status(
-        "the first step to be ACKed", lambda s: origin_change(s) == "rollout-step" and s["synced"], timeout=30
-    )
-    wait_for(
-        "the step stored in the cluster",
-        lambda: [(r["sha"], r["state"]["phase"]) for r in stored_rollouts(kube, namespace)] == [(sha, "Progressing")],
-    )
+    sha = walk_to_the_first_step(leader, mesh, kube, namespace)
 
     # Traffic through the outage: a leader that went on judging would pass the step after its 10 s interval.
     with steady_traffic(mesh):
