@@ -6,7 +6,8 @@
 Every command that talks to the daemon goes through :func:`request`: no answer at all is
 :class:`Unreachable` (exit 3, "not running, wrong address"); a 401 or 403 is :class:`Denied`
 (exit 4: the daemon is there and turned the caller away; the message says which token is
-missing or wrong, never its value); any other error status is :class:`Refused` with the
+missing or wrong, never its value); a 503 from a follower replica is :class:`Standby` (exit 5:
+the message names the leader to ask); any other error status is :class:`Refused` with the
 daemon's message. :func:`table` and :func:`duration` lay out what came back; cells are
 escaped, since the daemon echoes what git and proxies wrote.
 """
@@ -23,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.api.access import TOKEN_ENV
+from reconciler.api.standby import FOLLOWER_REASON
 from reconciler.engine.settings import ApiSettings
 from reconciler.errors import ReconcilerError
 from reconciler.model.text import printable
 from reconciler.sources.webhook import load_secret
 
-__all__ = ["Denied", "Refused", "Server", "Unreachable", "add_server_flags", "duration", "request", "table"]
+__all__ = ["Denied", "Refused", "Server", "Standby", "Unreachable", "add_server_flags", "duration", "request", "table"]
 
 #: Seconds one request may take; the daemon answers from memory.
 _TIMEOUT_SECONDS = 10
@@ -51,6 +53,14 @@ class Denied(ReconcilerError):
 
     Not :class:`Unreachable` (nothing is wrong with the address) and not :class:`Refused` (nothing is
     wrong with the request): a script tells the three apart by the exit code.
+    """
+
+
+class Standby(ReconcilerError):
+    """The daemon is a follower replica (leader election): only the leader, named in the message, does this.
+
+    Not :class:`Refused` (nothing is wrong with the request): ask the leader, or the Service in front of the
+    replicas, which sends requests to the ready one.
     """
 
 
@@ -116,7 +126,10 @@ def request(server: Server, path: str, *, method: str = "GET", max_bytes: int | 
     except urllib.error.HTTPError as error:
         if error.code in (401, 403):
             raise _denied(server, error) from error
-        raise Refused(_error_of(error), status=error.code) from error
+        body = _body_of(error)
+        if error.code == 503 and body.get("reason") == FOLLOWER_REASON:
+            raise Standby(f"the daemon at {server} is a follower: {printable(_message_of(error, body))}") from error
+        raise Refused(_message_of(error, body), status=error.code) from error
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = error.reason if isinstance(error, urllib.error.URLError) else error
         raise Unreachable(f"cannot reach the daemon at {server}: {reason}") from error
@@ -126,7 +139,8 @@ def _denied(server: Server, error: urllib.error.HTTPError) -> Denied:
     """What a 401 or 403 means for this caller: which token to give or fix (named by where it came from)."""
     if error.code == 403:
         # The daemon's own words say why (no token configured beyond loopback) and what to set.
-        return Denied(f"the daemon at {server} refused the request (403 Forbidden): {printable(_error_of(error))}")
+        said = printable(_message_of(error, _body_of(error)))
+        return Denied(f"the daemon at {server} refused the request (403 Forbidden): {said}")
     if not server.token:
         return Denied(
             f"the daemon at {server} needs an API token (401 Unauthorized): give --token-file FILE "
@@ -138,12 +152,16 @@ def _denied(server: Server, error: urllib.error.HTTPError) -> Denied:
     )
 
 
-def _error_of(error: urllib.error.HTTPError) -> str:
+def _body_of(error: urllib.error.HTTPError) -> dict[str, Any]:
     try:
         body = json.load(error)
     except ValueError:
-        body = None
-    message = body.get("error") if isinstance(body, dict) else None
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _message_of(error: urllib.error.HTTPError, body: dict[str, Any]) -> str:
+    message = body.get("error")
     return str(message) if message else f"{error.code} {error.reason}"
 
 

@@ -22,5 +22,8 @@ class ExitCode(IntEnum):
     #: The same commands: the daemon answered and turned the caller away (401: no API token or not its token;
     #: 403: it has none configured and listens beyond loopback). Fix the token, not the daemon or the config.
     DENIED = 4
+    #: The same commands: the daemon is a follower replica (leader election) and named the leader, which alone
+    #: takes rollout commands and syncs and holds the rollouts. Ask the leader (or the Service in front of both).
+    STANDBY = 5
     #: Stopped by Ctrl-C (128 + SIGINT, as shells report it).
     INTERRUPTED = 130

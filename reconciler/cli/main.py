@@ -3,7 +3,8 @@
 Exit codes follow one rule everywhere (:class:`~reconciler.cli.exitcode.ExitCode`): 0 success,
 1 the thing checked is not OK (config errors, proxies not synced), 2 the command was used
 wrongly; the commands that ask the daemon (`status`, `rollout`, `diff --server`) add 3, the
-daemon could not be reached, and 4, it refused the caller (API token missing or wrong).
+daemon could not be reached, 4, it refused the caller (API token missing or wrong), and 5, it is a
+follower replica (leader election) and named the leader to ask.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from reconciler import __version__
 from reconciler.cli import bootstrap, certs, diff, render, rollout, run, status, validate
-from reconciler.cli.client import Denied
+from reconciler.cli.client import Denied, Standby
 from reconciler.cli.exitcode import ExitCode
 from reconciler.errors import ReconcilerError, UsageError
 
@@ -75,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Denied as error:
         print(f"reconciler: {error}", file=sys.stderr)
         return ExitCode.DENIED
+    except Standby as error:
+        print(f"reconciler: {error}", file=sys.stderr)
+        return ExitCode.STANDBY
     except ReconcilerError as error:
         print(f"reconciler: {error}", file=sys.stderr)
         return ExitCode.FAILED

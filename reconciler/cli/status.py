@@ -12,7 +12,8 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.api.document import ProxyDocument, StatusDocument
-from reconciler.cli.client import Refused, Server, Unreachable, add_server_flags, duration, request, table
+from reconciler.api.standby import FOLLOWER_REASON
+from reconciler.cli.client import Refused, Server, Standby, Unreachable, add_server_flags, duration, request, table
 from reconciler.cli.exitcode import ExitCode
 from reconciler.cli.rollout import rollout_rows
 from reconciler.cli.run import parse_interval
@@ -39,7 +40,8 @@ fetched, and Rejected: a proxy NACKed it and the daemon went back to the last re
 every proxy ACKed), a proxy NACKED, or a proxy is still behind the served revision after
 --grace; 2 bad arguments; 3 the daemon cannot be reached at --server (not running, wrong
 address); 4 the daemon refused the request: no API token was given (--token-file FILE or
-$RECONCILER_API_TOKEN) or it is not the daemon's (the message says which, never the token).
+$RECONCILER_API_TOKEN) or it is not the daemon's (the message says which, never the token);
+5 the daemon is a follower replica (--leader-elect): the message names the leader to ask.
 
 With --wait SHA the command blocks until that commit is served and every connected proxy
 has ACKed it (exit 0), or the daemon refused it (exit 1: the finding or Envoy's reason is
@@ -87,6 +89,14 @@ def _fetch(server: Server) -> StatusDocument:
         raise Unreachable(f"cannot reach the daemon at {server}: {error}") from error
     except (KeyError, TypeError, ValueError) as error:
         raise Unreachable(f"{server} did not answer with a status document: {error!r}") from error
+
+
+def _following(status: StatusDocument, server: Server) -> Standby | None:
+    """A follower replica serves no config: what to tell the caller instead (its message names the leader)."""
+    engine = status.engine
+    if engine.reason != FOLLOWER_REASON:
+        return None
+    return Standby(f"the daemon at {server} is a follower: {printable(engine.message)}")
 
 
 def _age(moment: datetime | None, now: datetime) -> str:
@@ -284,6 +294,8 @@ def _wait(args: argparse.Namespace) -> int:
                 return ExitCode.UNREACHABLE
             time.sleep(_WAIT_POLL_SECONDS)
             continue
+        if (standby := _following(status, Server.of(args))) is not None:
+            raise standby  # it never serves the commit while it follows: ask the leader
         outcome = wait_outcome(status, args.wait)
         if outcome is not WaitOutcome.PENDING or time.monotonic() >= deadline:
             return _report_wait(args, status, outcome)
@@ -319,4 +331,6 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(status.to_json(), indent=2))
     else:
         print(render_status(status, now=now))
+    if (standby := _following(status, Server.of(args))) is not None:
+        raise standby
     return ExitCode.OK if is_healthy(status, now=now, grace_seconds=grace) else ExitCode.FAILED

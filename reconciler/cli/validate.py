@@ -16,9 +16,10 @@ from typing import TypeVar
 
 from reconciler.cli.args import add_limit_flags, limits_from_args
 from reconciler.cli.exitcode import ExitCode
+from reconciler.engine.settings import KubeSettings
 from reconciler.errors import UsageError
 from reconciler.loader import load_files, read_paths
-from reconciler.validate.findings import Finding, Severity
+from reconciler.validate.findings import Finding, Severity, sort_findings
 
 __all__ = ["register", "run", "summary_line"]
 
@@ -48,6 +49,12 @@ unsupported fields, non-Istio kinds, files that are not UTF-8, over a size limit
 or symlinked out of PATH; RC0203: Envoy itself would reject the translated
 value).
 
+Warnings also list what the daemon would serve differently from what Istio
+would (RC0202: TLS termination, non-HTTP ports, a host without endpoints). A
+host NAME.NAMESPACE.svc.cluster.local that no ServiceEntry declares gets its
+endpoints only from a cluster the daemon watches (--kubeconfig, --in-cluster):
+give --cluster-services to check as for such a daemon.
+
 Untrusted input stays bounded: a file over --max-file-size is a finding and is
 not parsed, config files together over --max-revision-size are refused unread,
 and a symlink whose target is outside the directory given is never read (a
@@ -60,6 +67,7 @@ examples:
   reconciler validate mesh/                       a whole directory
   reconciler validate vs.yaml dr.yaml             some files
   reconciler validate mesh/ --namespace shop      namespace for resources that set none
+  reconciler validate mesh/ --cluster-services    routing to Kubernetes Services the daemon reads
   reconciler validate mesh/ --format json | jq '.findings[] | select(.severity == "error")'
 
 exit status: 0 no error-level findings (warnings and info allowed), 1 at least one
@@ -91,6 +99,18 @@ def register(commands: argparse._SubParsersAction[_Parser]) -> None:
         metavar="NS",
         help="namespace of resources whose metadata sets none (default: %(default)s)",
     )
+    parser.add_argument(
+        "--cluster-services",
+        action="store_true",
+        help="the config is served beside a Kubernetes cluster (the daemon runs with --kubeconfig or --in-cluster): "
+        "hosts NAME.NAMESPACE.svc.DOMAIN are its Services, not missing ones (no RC0202 'has no endpoints')",
+    )
+    parser.add_argument(
+        "--cluster-domain",
+        default=KubeSettings().domain,
+        metavar="DOMAIN",
+        help="with --cluster-services: the cluster's DNS domain (default: %(default)s)",
+    )
     add_limit_flags(parser)
     parser.set_defaults(handler=run)
 
@@ -116,13 +136,21 @@ def run(args: argparse.Namespace) -> int:
             f"no *.yaml or *.yml files under {named}; config files end in .yaml or .yml (any case), "
             "directories are searched recursively, skipping hidden files and directories"
         )
-    result = load_files(read.files, skipped=read.skipped, default_namespace=args.namespace, limits=limits)
+    result = load_files(
+        read.files,
+        skipped=read.skipped,
+        default_namespace=args.namespace,
+        limits=limits,
+        cluster_domain=args.cluster_domain if args.cluster_services else None,
+    )
+    # What the daemon would warn about once proxies connect (a host without endpoints...), beside validation's own.
+    findings = sort_findings([*result.findings, *result.notes])
     if args.format == "json":
-        document = {"findings": [finding.to_json() for finding in result.findings], "resources": result.documents}
+        document = {"findings": [finding.to_json() for finding in findings], "resources": result.documents}
         json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        for finding in result.findings:
+        for finding in findings:
             print(finding.format())
-        print(summary_line(result.findings, resources=result.documents, files=len(read.files)))
+        print(summary_line(findings, resources=result.documents, files=len(read.files)))
     return ExitCode.OK if result.ok else ExitCode.FAILED

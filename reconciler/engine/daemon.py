@@ -39,6 +39,7 @@ from reconciler.api.access import AccessPolicy, RateLimiter, RejectionLog, secur
 from reconciler.api.config import config_routes
 from reconciler.api.document import DriftDocument, EngineDocument, OriginDocument
 from reconciler.api.rollouts import rollout_routes
+from reconciler.api.standby import FOLLOWER_REASON, Standby, standby_middleware
 from reconciler.api.status import status_routes
 from reconciler.api.tls import server_tls_context
 from reconciler.api.webhook import webhook_routes
@@ -63,7 +64,6 @@ from reconciler.kube.lease import KubeWriter, LeaderElector, LeaseTiming, defaul
 from reconciler.metrics import MetricsService, MetricsStore
 from reconciler.model.address import is_loopback, parse_address
 from reconciler.model.config import MeshConfig
-from reconciler.model.text import MESSAGE_CHARS, excerpt
 from reconciler.sources.backoff import Backoff
 from reconciler.sources.revision import Watch
 from reconciler.sources.webhook import PushEvent
@@ -133,17 +133,16 @@ class _Leadership:
         )
         return cls(elector, store)
 
+    def standby(self) -> Standby | None:
+        """Who leads, while this replica follows; None while it holds the Lease."""
+        return None if self.elector.is_leader else Standby(lease=self.elector.lease, leader=self.elector.holder)
+
     def document(self, engine: EngineDocument) -> EngineDocument:
         """``engine`` as a follower shows it: not ready (a Service sends proxies to the leader only), and who leads."""
-        if self.elector.is_leader:
+        standby = self.standby()
+        if standby is None:
             return engine
-        holder = self.elector.holder or "nobody yet"
-        message = f"standby: the Lease {self.elector.lease} is held by {excerpt(holder, MESSAGE_CHARS)}"
-        return dataclasses.replace(engine, ready=False, reason=FOLLOWER_REASON, message=message)
-
-
-#: The status reason of a replica that does not hold the Lease.
-FOLLOWER_REASON = "Follower"
+        return dataclasses.replace(engine, ready=False, reason=FOLLOWER_REASON, message=standby.message)
 
 
 async def _run_locked(
@@ -170,6 +169,8 @@ async def _run_locked(
         rollback_on_nack=settings.xds.rollback_on_nack,
         limits=settings.source.limits,
         removal_guard=settings.safety.removal_guard,
+        # With a cluster (endpoints or CRD mode) its Services are real hosts, whether listed yet or not.
+        cluster_domain=settings.kube.domain if settings.kube.enabled or settings.kube.apply else None,
     )
     drift_settings = settings.drift
     drift = DriftMonitor(
@@ -285,6 +286,12 @@ async def _run_locked(
         )
     )
     app.add_routes(rollout_routes(command=rollouts.command))
+    if leadership is not None:
+        # A follower's loop and rollouts do not run: what only they would do is answered 503, naming the leader.
+        app.middlewares.append(standby_middleware(leadership.standby))
+        metrics.watch_leader(
+            is_leader=lambda: leadership.elector.is_leader, transitions=lambda: leadership.elector.transitions
+        )
     runner = web.AppRunner(app, access_log=None)
     watcher: Watch | None = None
     server: XdsServer | None = None

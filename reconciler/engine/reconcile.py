@@ -168,6 +168,7 @@ class Engine:
         rollback_on_nack: bool = True,
         limits: InputLimits = DEFAULT_LIMITS,
         removal_guard: RemovalGuard | None = None,
+        cluster_domain: str | None = None,
     ) -> None:
         self._source = source
         self._cache = cache
@@ -196,6 +197,8 @@ class Engine:
         self._stopping = threading.Event()
         # The cluster's services (reconciler.kube), merged before the ServiceEntries'; None: no cluster.
         self._cluster: ServiceRegistry | None = None
+        # Set when a cluster is configured: its Services' hosts are never "missing", listed yet or not.
+        self._cluster_domain = cluster_domain
         self._sinks: list[ConfigSink] = []
         cache.add_listener(self._on_xds_event)
 
@@ -217,7 +220,7 @@ class Engine:
 
         A Kubernetes Service wins over a ServiceEntry of the same host and namespace, as in Istio.
         """
-        own = self._decode_cache.translations.registry(config)  # built once per config
+        own = self._decode_cache.translations.registry(config, cluster_domain=self._cluster_domain)  # once per config
         return self._cluster.merged(own) if self._cluster is not None else own
 
     async def update_cluster(self, registry: ServiceRegistry) -> None:
@@ -467,6 +470,7 @@ class Engine:
             cache=self._decode_cache,
             limits=self._limits,
             checkpoint=self._checkpoint,
+            cluster_domain=self._cluster_domain,
         )
         if not result.ok:
             errors = [finding for finding in result.findings if finding.severity is Severity.ERROR]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from reconciler.engine.rollouts import DecisionRecord, RolloutController
@@ -72,6 +72,11 @@ class DaemonMetrics:
         """Show ``reconciler_drift_detected{node_id}`` at every scrape: 1 for a proxy drifted now, else 0."""
         self.registry.register(_DriftCollector(drifted))
 
+    def watch_leader(self, *, is_leader: Callable[[], bool], transitions: Callable[[], int]) -> None:
+        """With leader election: ``reconciler_leader`` (1 on the replica holding the Lease, else 0) and
+        ``reconciler_leader_transitions_total`` (the Lease's ``leaseTransitions``: changes of holder, cluster-wide)."""
+        self.registry.register(_LeaderCollector(is_leader=is_leader, transitions=transitions))
+
     def _on_decision(self, entry: DecisionRecord) -> None:
         namespace, name = _split(entry.policy)
         record = entry.record
@@ -123,6 +128,24 @@ class _DriftCollector(Collector):
         for node_id, drifted in sorted(self._drifted().items()):
             gauge.add_metric([node_id], 1.0 if drifted else 0.0)
         yield gauge
+
+
+class _LeaderCollector(Collector):
+    """Read from the elector at each scrape, like client-go's ``leader_election_master_status``."""
+
+    def __init__(self, *, is_leader: Callable[[], bool], transitions: Callable[[], int]) -> None:
+        self._is_leader = is_leader
+        self._transitions = transitions
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        yield GaugeMetricFamily(
+            "reconciler_leader", "1 while this replica holds the leader Lease, else 0.", value=float(self._is_leader())
+        )
+        yield CounterMetricFamily(
+            "reconciler_leader_transitions",
+            "Changes of the Lease's holder (its leaseTransitions), as this replica last read it.",
+            value=float(self._transitions()),
+        )
 
 
 def _split(policy: str) -> tuple[str, str]:

@@ -52,6 +52,9 @@ class LoadResult:
     #: ``build_registry(config)``: seeds for :class:`~reconciler.engine.snapshots.ConfigSnapshots` and the diff.
     #: Empty when an error stopped validation before translating.
     translations: Mapping[ProxyShape, Translation] = field(default_factory=lambda: MappingProxyType({}))
+    #: Warnings of those translations (what Envoy is not told: a host without endpoints...), sorted. Not in
+    #: ``findings``: the daemon shows a translation's notes once a proxy of its shape connects; ``validate`` all.
+    notes: tuple[Finding, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -165,13 +168,15 @@ def load_files(
     cache: DecodeCache | None = None,
     limits: InputLimits = DEFAULT_LIMITS,
     checkpoint: Checkpoint = no_checkpoint,
+    cluster_domain: str | None = None,
 ) -> LoadResult:
     """Parse, decode and validate in-memory files (path → content), in sorted path order.
 
     ``skipped`` are the files the source left unread (each becomes a finding); ``limits``
     bounds what aliases may expand a file to. Pass a :class:`DecodeCache` kept across calls
     to skip files whose content did not change. ``checkpoint`` is called before each file
-    and between analysis steps; what it raises ends the load.
+    and between analysis steps; what it raises ends the load. ``cluster_domain``: the config is served
+    beside that cluster's Services, so ``name.namespace.svc.<domain>`` hosts are not missing.
     """
     cache = cache if cache is not None else DecodeCache()
     findings = [_skipped_finding(entry, limits) for entry in skipped]
@@ -185,14 +190,26 @@ def load_files(
     findings.extend(build_findings)
     findings.extend(analyze(config, checkpoint=checkpoint))
     translations: Mapping[ProxyShape, Translation] = MappingProxyType({})
+    notes: tuple[Finding, ...] = ()
     if not has_errors(findings):
         # A config that validates must also be one Envoy accepts: translate it as proxies would get it.
-        checked = check_representatives(config, keep=KEPT_TRANSLATIONS, passed=cache.passed, cache=cache.translations)
+        checked = check_representatives(
+            config,
+            keep=KEPT_TRANSLATIONS,
+            passed=cache.passed,
+            cache=cache.translations,
+            cluster_domain=cluster_domain,
+        )
         cache.passed.retain_used()
         findings.extend(checked.rejections)
         translations = checked.translations
+        notes = tuple(sort_findings(list(checked.notes)))
     return LoadResult(
-        config=config, findings=tuple(sort_findings(findings)), documents=documents, translations=translations
+        config=config,
+        findings=tuple(sort_findings(findings)),
+        documents=documents,
+        translations=translations,
+        notes=notes,
     )
 
 

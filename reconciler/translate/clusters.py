@@ -8,7 +8,8 @@ a port's default cluster). How endpoints reach Envoy follows the service's resol
 * ``DNS``: a ``STRICT_DNS`` cluster with the endpoints (or the host itself) inline.
 * ``DNS_ROUND_ROBIN``: ``LOGICAL_DNS`` (one address at a time) when there is one name.
 * ``NONE``, ``DYNAMIC_DNS``, hosts outside the registry: an EDS cluster with no endpoints,
-  and a finding, so routes stay valid and requests get a clear 503 instead of a NACK.
+  and a finding, so routes stay valid and requests get a clear 503 instead of a NACK. A
+  Kubernetes Service of a watched cluster not listed yet gets the cluster without the finding.
 """
 
 from __future__ import annotations
@@ -155,10 +156,15 @@ class ClusterSet:
                 f"subset {quote(subset)} of {host} is not defined by a DestinationRule",
                 "add the subset to the host's DestinationRule",
             )
+        elif service is None and self._scope.registry.from_cluster(host):
+            # A Service of the watched cluster, not listed (yet): its endpoints arrive with it, nothing is missing.
+            self._orphan(name=name, rule=rule, subset=subset_entry, port=port)
+            return name
         elif service is None:
             problem = (
                 f"{host} is not in the service registry",
-                "add a ServiceEntry for the host (Kubernetes services are not read yet)",
+                "add a ServiceEntry for the host (or, for a Kubernetes Service, run the daemon with --kubeconfig "
+                "or --in-cluster; `reconciler validate --cluster-services` checks as it would)",
             )
         elif service_port is None:
             known = ", ".join(str(p.number) for p in service.ports) or "none"

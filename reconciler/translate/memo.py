@@ -143,7 +143,7 @@ class TranslationCache:
 
     def __init__(self) -> None:
         self._config: MeshConfig | None = None
-        self._registry: _Latest[tuple[Resource[ServiceEntrySpec], ...], ServiceRegistry] = _Latest()
+        self._registry: _Latest[tuple[tuple[Resource[ServiceEntrySpec], ...], str | None], ServiceRegistry] = _Latest()
         self._rules: _Latest[tuple[Resource[DestinationRuleSpec], ...], DestinationRules] = _Latest()
         self._clusters: _Generations[tuple[str, str, bool], ServiceClusters] = _Generations()
         self._routes: _Generations[tuple[str, str, int], VirtualServiceRoutes] = _Generations()
@@ -162,9 +162,11 @@ class TranslationCache:
         self._routes.advance()
         self._encoded.advance()
 
-    def registry(self, config: MeshConfig) -> ServiceRegistry:
-        """``build_registry(config)``, reused while the ServiceEntries compare equal."""
-        return self._registry.get(config.service_entries, lambda: build_registry(config))
+    def registry(self, config: MeshConfig, *, cluster_domain: str | None = None) -> ServiceRegistry:
+        """``build_registry(config, cluster_domain=...)``, reused while the ServiceEntries and domain compare equal."""
+        return self._registry.get(
+            (config.service_entries, cluster_domain), lambda: build_registry(config, cluster_domain=cluster_domain)
+        )
 
     def rules(self, config: MeshConfig) -> DestinationRules:
         """The DestinationRule index of ``config``, reused while the DestinationRules compare equal."""

@@ -1,9 +1,12 @@
 """The service registry: every service the mesh knows, its ports and its endpoints, as one value.
 
 Translation never reads ServiceEntries directly for hosts, ports and endpoints: it asks a
-:class:`ServiceRegistry`. Today :func:`build_registry` fills one from ServiceEntries; Kubernetes
-Services and EndpointSlices will produce another registry of the same shape, combined with
-:meth:`ServiceRegistry.merged`. Pure values: immutable, hashable where it matters, no I/O.
+:class:`ServiceRegistry`. :func:`build_registry` fills one from ServiceEntries; Kubernetes
+Services and EndpointSlices (``reconciler.kube``) produce another of the same shape, combined with
+:meth:`ServiceRegistry.merged`. A registry made for a daemon that watches a cluster names the
+cluster's DNS domain (``cluster_domain``): a ``name.namespace.svc.<domain>`` host it does not list
+(yet) is the cluster's to fill, not a missing service (:meth:`ServiceRegistry.from_cluster`). Pure
+values: immutable, hashable where it matters, no I/O.
 """
 
 from __future__ import annotations
@@ -140,6 +143,8 @@ class ServiceRegistry:
     """
 
     services: tuple[Service, ...] = ()
+    #: The DNS domain of the cluster whose Services fill this registry; ``None``: no cluster is watched.
+    cluster_domain: str | None = None
     _by_host: Mapping[str, tuple[Service, ...]] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -158,6 +163,14 @@ class ServiceRegistry:
         """Distinct hosts in registry order."""
         return tuple(self._by_host)
 
+    def from_cluster(self, host: str) -> bool:
+        """Whether ``host`` (resolved) names a Kubernetes Service, ``name.namespace.svc.<domain>``, of the cluster."""
+        if self.cluster_domain is None:
+            return False
+        name, dot, rest = host.partition(".")
+        namespace, _, suffix = rest.partition(".")
+        return bool(dot and name and namespace) and suffix == f"svc.{self.cluster_domain}" and "*" not in host
+
     def merged(self, other: ServiceRegistry) -> ServiceRegistry:
         """This registry plus ``other``'s services; on the same host and namespace, this one's wins.
 
@@ -166,10 +179,12 @@ class ServiceRegistry:
         """
         seen = {(service.host, service.namespace) for service in self.services}
         extra = tuple(service for service in other.services if (service.host, service.namespace) not in seen)
-        return ServiceRegistry(services=self.services + extra)
+        return ServiceRegistry(
+            services=self.services + extra, cluster_domain=self.cluster_domain or other.cluster_domain
+        )
 
 
-def build_registry(config: MeshConfig) -> ServiceRegistry:
+def build_registry(config: MeshConfig, *, cluster_domain: str | None = None) -> ServiceRegistry:
     """A registry with one service per ServiceEntry host, in load order.
 
     Short hosts are resolved in the entry's namespace like Istio. A host listed by two
@@ -183,7 +198,7 @@ def build_registry(config: MeshConfig) -> ServiceRegistry:
             if key not in seen:
                 seen.add(key)
                 services.append(service)
-    return ServiceRegistry(services=tuple(services))
+    return ServiceRegistry(services=tuple(services), cluster_domain=cluster_domain)
 
 
 def _services_of(entry: Resource[ServiceEntrySpec]) -> Iterable[Service]:

@@ -186,12 +186,19 @@ class Checked:
 
     #: RC0203 error findings at the Istio field responsible, without repeats; empty when Envoy would accept it all.
     rejections: tuple[Finding, ...]
-    #: The translations that passed, by :func:`proxy_shape`, made with ``build_registry(config)`` (at most ``keep``).
+    #: The translations that passed, by :func:`proxy_shape`, made with the config's own registry (at most ``keep``).
     translations: Mapping[ProxyShape, Translation]
+    #: What those translations could not express (warnings: a host without endpoints...), without repeats.
+    notes: tuple[Finding, ...] = ()
 
 
 def check_representatives(
-    config: MeshConfig, *, keep: int, passed: PassCache | None = None, cache: TranslationCache | None = None
+    config: MeshConfig,
+    *,
+    keep: int,
+    passed: PassCache | None = None,
+    cache: TranslationCache | None = None,
+    cluster_domain: str | None = None,
 ) -> Checked:
     """What Envoy would reject in any snapshot of ``config``, keeping up to ``keep`` of the translations made.
 
@@ -200,12 +207,14 @@ def check_representatives(
     checked against Envoy's constraints once (the shapes share most clusters): in ``passed`` when
     given (say, shared with the other side of a diff), else in one scoped to this call. The shapes
     share their per-service work in ``cache`` when given (say, kept across a daemon's passes), else in
-    one scoped to this call.
+    one scoped to this call. ``cluster_domain``: the config is served beside a cluster's Services
+    (:meth:`ServiceRegistry.from_cluster`).
     """
     passed = passed if passed is not None else PassCache()
     cache = cache if cache is not None else TranslationCache()
-    registry = cache.registry(config)
+    registry = cache.registry(config, cluster_domain=cluster_domain)
     found: dict[Finding, None] = {}
+    notes: dict[Finding, None] = {}
     kept: dict[ProxyShape, Translation] = {}
     for proxy in representative_proxies(config):
         try:
@@ -215,9 +224,10 @@ def check_representatives(
                 raise
             found.update(dict.fromkeys(error.findings))
             continue
+        notes.update(dict.fromkeys(translation.findings))
         if len(kept) < keep:
             kept[proxy_shape(config, proxy)] = translation
-    return Checked(rejections=tuple(found), translations=MappingProxyType(kept))
+    return Checked(rejections=tuple(found), translations=MappingProxyType(kept), notes=tuple(notes))
 
 
 @dataclass(frozen=True, slots=True)

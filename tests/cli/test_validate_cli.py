@@ -35,10 +35,19 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def test_a_valid_tree_exits_0_with_only_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, str(VALID))
+def test_a_valid_tree_exits_0_with_what_the_daemon_would_warn_about_and_a_summary(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, str(VALID), "--cluster-services")
     assert code == 0
-    assert out == "0 errors, 0 warnings, 0 info in 13 resources from 4 files\n"
+    *warnings, summary = out.splitlines()
+    # What translation cannot express yet (TLS termination, non-HTTP ports), as the daemon's status lists it.
+    assert [line.split(": ")[1] for line in warnings] == [
+        "WARNING RC0202 Gateway bookinfo/bookinfo-gateway",
+        "WARNING RC0202 ServiceEntry bookinfo/books-api",
+        "WARNING RC0202 ServiceEntry bookinfo/mysqldb",
+    ]
+    assert summary == "0 errors, 3 warnings, 0 info in 13 resources from 4 files"
 
 
 def test_errors_exit_1_with_one_line_per_finding_sorted_then_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
@@ -105,7 +114,7 @@ def test_a_path_without_config_beside_one_with_config_is_checked_as_usual(
 ) -> None:
     (tmp_path / "vs.yaml").write_text(GOOD_VS)
     (tmp_path / "README.md").write_text("# mesh\n")
-    code, out, err = run(capsys, str(tmp_path / "vs.yaml"), str(tmp_path / "README.md"))
+    code, out, err = run(capsys, str(tmp_path / "vs.yaml"), str(tmp_path / "README.md"), "--cluster-services")
     assert (code, err) == (0, "")
     assert out == "0 errors, 0 warnings, 0 info in 1 resource from 1 file\n"
 
@@ -140,10 +149,11 @@ def test_json_output_names_the_resource_of_a_duplicate_key(capsys: pytest.Captur
     assert (finding["kind"], finding["namespace"], finding["name"]) == ("VirtualService", "shop", "reviews")
 
 
-def test_json_output_of_a_clean_tree(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "--format=json", str(VALID))
+def test_json_output_of_a_clean_tree(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "vs.yaml").write_text(GOOD_VS)
+    code, out, _ = run(capsys, "--format=json", "--cluster-services", str(tmp_path))
     assert code == 0
-    assert json.loads(out) == {"findings": [], "resources": 13}
+    assert json.loads(out) == {"findings": [], "resources": 1}
 
 
 def test_namespace_option_sets_the_default_namespace(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -160,7 +170,7 @@ def test_only_yaml_files_are_read_from_directories(capsys: pytest.CaptureFixture
     (tmp_path / "nested" / "b.yml").write_text(
         GOOD_VS.replace("name: reviews", "name: other").replace("[reviews]", "[other]")
     )
-    code, out, _ = run(capsys, str(tmp_path))
+    code, out, _ = run(capsys, str(tmp_path), "--cluster-services")
     assert code == 0
     assert out == "0 errors, 0 warnings, 0 info in 2 resources from 2 files\n"
 
@@ -174,3 +184,20 @@ def test_help_teaches_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--format json" in out
     assert "exit status" in out
     assert "IST0101" in out
+
+
+def test_a_route_to_a_kubernetes_service_is_warned_about_only_without_cluster_services(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "vs.yaml").write_text(GOOD_VS.replace("{host: reviews}", "{host: ratings, port: {number: 9080}}"))
+
+    plain = run(capsys, str(tmp_path))
+    beside_a_cluster = run(capsys, str(tmp_path), "--cluster-services")
+    another_domain = run(capsys, str(tmp_path), "--cluster-services", "--cluster-domain", "corp.internal")
+
+    assert plain[0] == beside_a_cluster[0] == another_domain[0] == 0  # a warning, never an error
+    assert "RC0202" in plain[1]
+    assert "ratings.default.svc.cluster.local is not in the service registry" in plain[1]
+    assert "RC0202" not in beside_a_cluster[1]
+    assert "0 warnings" in beside_a_cluster[1]
+    assert "RC0202" in another_domain[1]  # its Services are named *.svc.corp.internal

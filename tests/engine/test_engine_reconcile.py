@@ -437,6 +437,26 @@ def test_status_lists_what_the_served_config_asks_for_but_envoy_is_not_told(
     assert not_translated[0]["path"].startswith("spec.tcp[0]")
 
 
+@pytest.mark.parametrize("cluster_domain", [None, "cluster.local"], ids=["no cluster", "a cluster configured"])
+def test_a_route_to_a_kubernetes_service_is_warned_about_only_when_no_cluster_is_configured(
+    source: MemorySource, make_engine: EngineFactory, run: Run, cluster_domain: str | None
+) -> None:
+    cache = SnapshotCache()
+    connect(cache)
+    engine = make_engine(source, cache, cluster_domain=cluster_domain)
+    files = mesh_files(v1=100, v2=0)
+    files["virtualservice.yaml"] = files["virtualservice.yaml"].replace(
+        b"  - name: default\n", b"  - name: default\n    mirror: {host: ratings, port: {number: 9080}}\n"
+    )
+    source.commit(files, "reviews: mirror to ratings, a Kubernetes Service")
+
+    assert run(engine.reconcile(trigger="test")).ok is True
+
+    missing = [w for w in engine.status.to_json()["warnings"] if "ratings.default.svc.cluster.local" in w["message"]]
+    # Without a cluster the host has no endpoints anywhere; with one, the Service's arrive from the cluster.
+    assert bool(missing) is (cluster_domain is None)
+
+
 def test_a_clean_config_has_no_warnings_in_status(source: MemorySource, make_engine: EngineFactory, run: Run) -> None:
     engine, _ = gateway_engine(make_engine, source)
     source.commit(mesh_files(v1=100, v2=0), "reviews on v1")

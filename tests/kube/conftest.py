@@ -7,14 +7,13 @@ CI (``CI`` set) they fail instead: CI must run them. Every test gets its own nam
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from istio_crds import crd_documents
-from kube_cluster import BuildUnavailable, KubeCluster, apiserver_binary
+from kube_cluster import KubeCluster, started_cluster
 
 #: Istio's networking API, as the tests read it.
 ISTIO_GROUP = "/apis/networking.istio.io/v1"
@@ -28,13 +27,7 @@ pytestmark = [pytest.mark.xdist_group("kube")]
 @pytest.fixture(scope="session")
 def kube() -> Iterator[KubeCluster]:
     """etcd and kube-apiserver on 127.0.0.1, ready; stopped (the API server first) after the session."""
-    try:
-        binary = apiserver_binary()
-        cluster = KubeCluster(binary).start()
-    except BuildUnavailable as reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the Kubernetes tests, but: {reason}")
-        pytest.skip(f"no kube-apiserver on this machine: {reason}")
+    cluster = started_cluster()
     try:
         yield cluster
     finally:

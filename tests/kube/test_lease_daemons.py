@@ -4,7 +4,8 @@ The leader serves a real Envoy gateway (whose xDS cluster lists both daemons: a 
 port is closed, so the gateway connects to whichever leads); ``kill -9`` the leader mid-rollout,
 and the follower takes the Lease once it expired and goes on with the rollout's step from the
 state the leader left in the cluster. A clean stop releases the Lease (taken at once); a leader
-whose Lease is taken steps down.
+whose Lease is taken steps down, and so does one cut off from its API server (a private cluster
+whose API server the test stops and restarts).
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kube_cluster import KubeCluster
+from kube_cluster import KubeCluster, started_cluster
+from prometheus_client.parser import text_string_to_metric_families
 
+from reconciler.cli.exitcode import ExitCode
 from reconciler.engine.cluster_state import DATA_KEY, configmap_path
 from reconciler.harness.envoy import EnvoyProcess
 from reconciler.kube.lease import lease_path
@@ -39,8 +43,9 @@ _fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_fixtures)
 mesh = _fixtures.mesh
 daemons = _fixtures.daemons
+gateway = _fixtures.gateway
 
-from daemon_harness import HOST, Daemon, Mesh, measure  # noqa: E402
+from daemon_harness import CLI, HOST, Daemon, Mesh, measure, run_command  # noqa: E402
 from rollout_yaml import policy_yaml  # noqa: E402
 from test_daemon_rollout import origin_change, steady_traffic  # noqa: E402
 from test_daemon_rollout_restart import logged_since_start  # noqa: E402
@@ -121,6 +126,23 @@ def stored_rollouts(kube: KubeCluster, namespace: str) -> list[dict[str, Any]]:
     return rollouts
 
 
+def walk_to_the_first_step(leader: Daemon, mesh: Mesh, kube: KubeCluster, namespace: str) -> str:
+    """Commit :data:`POLICY`, then git's 0/100: the rollout's first step ACKed and stored; the commit's sha."""
+    with_policy = mesh.repo.commit({"mesh/policy.yaml": POLICY}, "reviews: walk weight changes")
+    leader.sync()
+    leader.wait_synced(with_policy, proxies=1, timeout=45)
+    sha: str = mesh.repo.commit(mesh.files(v1=0, v2=100), "reviews: all to v2")
+    leader.sync()
+    leader.wait_status(
+        "the first step to be ACKed", lambda s: origin_change(s) == "rollout-step" and s["synced"], timeout=30
+    )
+    wait_for(
+        "the step stored in the cluster",
+        lambda: [(r["sha"], r["state"]["phase"]) for r in stored_rollouts(kube, namespace)] == [(sha, "Progressing")],
+    )
+    return sha
+
+
 def test_the_follower_takes_the_lease_of_a_leader_killed_mid_rollout_and_goes_on_with_its_step(  # noqa: PLR0917
     kube: KubeCluster,
     namespace: str,
@@ -145,18 +167,7 @@ def test_the_follower_takes_the_lease_of_a_leader_killed_mid_rollout_and_goes_on
     )
     envoy(bootstrap)
     first.wait_synced(mesh.initial_sha, proxies=1, timeout=45)
-    with_policy = mesh.repo.commit({"mesh/policy.yaml": POLICY}, "reviews: walk weight changes")
-    first.sync()
-    first.wait_synced(with_policy, proxies=1)
-    sha = mesh.repo.commit(mesh.files(v1=0, v2=100), "reviews: all to v2")
-    first.sync()
-    first.wait_status(
-        "the first step to be ACKed", lambda s: origin_change(s) == "rollout-step" and s["synced"], timeout=30
-    )
-    wait_for(
-        "the step stored in the cluster",
-        lambda: [(r["sha"], r["state"]["phase"]) for r in stored_rollouts(kube, namespace)] == [(sha, "Progressing")],
-    )
+    sha = walk_to_the_first_step(first, mesh, kube, namespace)
 
     first.kill9()
     killed_at = time.time()
@@ -201,15 +212,63 @@ def test_the_follower_takes_the_lease_of_a_leader_killed_mid_rollout_and_goes_on
     assert [r["state"]["phase"] for r in stored_rollouts(kube, namespace)] == ["Succeeded"]
 
 
+def leader_and_follower(
+    daemons: Callable[..., Daemon], mesh: Mesh, kube: KubeCluster, namespace: str, *, free_port: Callable[[], int]
+) -> tuple[Daemon, Daemon]:
+    """Two daemons on a minute-long Lease (no expiry within a test): the first leads, the second follows it."""
+    pair = [
+        elected(daemons, mesh, kube, namespace, http_port=free_port(), xds_port=free_port(), lease=60, renew=40)
+        for _ in range(2)
+    ]
+    pair[0].start()
+    pair[1].launch()
+    wait_follower(pair[1], leader=pair[0])
+    return pair[0], pair[1]
+
+
+def leader_metrics(daemon: Daemon) -> tuple[float, float]:
+    """``reconciler_leader`` and ``reconciler_leader_transitions_total`` as ``daemon`` serves them now."""
+    with urllib.request.urlopen(f"{daemon.url}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    samples = {
+        sample.name: sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+    }
+    return samples["reconciler_leader"], samples["reconciler_leader_transitions_total"]
+
+
+def test_a_follower_turns_writes_away_with_503_naming_the_leader_and_the_cli_exits_5_saying_so(
+    kube: KubeCluster, namespace: str, mesh: Mesh, daemons: Callable[..., Daemon], free_port: Callable[[], int]
+) -> None:
+    leader, follower = leader_and_follower(daemons, mesh, kube, namespace, free_port=free_port)
+
+    for path in ("/api/v1/rollouts/default/reviews/promote", "/api/v1/sync", "/hooks/git"):
+        code, body = follower.request("POST", path)
+        assert (code, body["reason"], body["leader"]) == (503, "Follower", identity(leader)), path
+        assert identity(leader) in body["error"]
+    assert follower.request("GET", "/api/v1/rollouts")[0] == 503  # it holds no rollouts: not an empty list
+    assert follower.request("GET", "/api/v1/status")[0] == 200  # reads of its own state stay open
+    assert leader.request("POST", "/api/v1/rollouts/default/reviews/promote")[0] == 404  # the leader answers itself
+    assert leader.request("POST", "/api/v1/sync")[0] == 202
+
+    for argv in (["rollout", "promote", "reviews"], ["rollout", "status", "reviews"], ["status"]):
+        done = run_command([*CLI, *argv, "--server", follower.url], timeout=60)
+        assert done.returncode == ExitCode.STANDBY, (argv, done.stdout, done.stderr)
+        assert "is a follower" in done.stderr
+        assert identity(leader) in done.stderr
+
+    assert leader_metrics(leader) == (1.0, 0.0)
+    assert leader_metrics(follower) == (0.0, 0.0)
+    assert leader.signal_and_wait(signal.SIGTERM, timeout=30) == 0
+    wait_for("the follower to lead", lambda: readyz(follower)[0] == 200, timeout=30)
+    assert leader_metrics(follower) == (1.0, 1.0)
+    assert follower.request("POST", "/api/v1/sync")[0] == 202
+
+
 def test_a_leader_stopped_cleanly_releases_the_lease_and_the_follower_leads_at_once(
     kube: KubeCluster, namespace: str, mesh: Mesh, daemons: Callable[..., Daemon], free_port: Callable[[], int]
 ) -> None:
     # A minute-long Lease: the follower leading within the wait below can only be the release.
-    first = elected(daemons, mesh, kube, namespace, http_port=free_port(), xds_port=free_port(), lease=60, renew=40)
-    first.start()
-    second = elected(daemons, mesh, kube, namespace, http_port=free_port(), xds_port=free_port(), lease=60, renew=40)
-    second.launch()
-    wait_follower(second, leader=first)
+    first, second = leader_and_follower(daemons, mesh, kube, namespace, free_port=free_port)
 
     assert first.signal_and_wait(signal.SIGTERM, timeout=30) == 0
     assert logged_since_start(first, "leader.released")
@@ -234,3 +293,63 @@ def test_a_leader_whose_lease_is_taken_steps_down_and_exits(
     assert "intruder" in lost["reason"]
     assert not logged_since_start(leader, "leader.released")  # not its Lease to release
     assert lease(kube, namespace)["holderIdentity"] == "intruder"
+
+
+@pytest.fixture
+def own_kube() -> Iterator[KubeCluster]:
+    """A cluster of this test's own: its API server is stopped mid-test, which the session's must not be."""
+    cluster = started_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def events(daemon: Daemon) -> list[str]:
+    """The event names this run logged, in order."""
+    names = []
+    for line in daemon.log_since_start().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("event"), str):
+            names.append(entry["event"])
+    return names
+
+
+def test_a_leader_cut_off_from_the_api_server_steps_down_moves_no_rollout_and_leads_again_after_the_outage(
+    own_kube: KubeCluster,
+    mesh: Mesh,
+    daemons: Callable[..., Daemon],
+    gateway: Callable[..., EnvoyProcess],
+    free_port: Callable[[], int],
+) -> None:
+    kube, namespace = own_kube, "mesh-system"
+    kube.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
+    leader = elected(daemons, mesh, kube, namespace, http_port=free_port(), xds_port=free_port()).start()
+    gateway(leader, mesh)
+    sha = walk_to_the_first_step(leader, mesh, kube, namespace)
+
+    # Traffic through the outage: a leader that went on judging would pass the step after its 10 s interval.
+    with steady_traffic(mesh):
+        kube.stop_apiserver()  # etcd stays: the API server alone is gone (stopping etcd first would hang it)
+        stopped = time.monotonic()
+        assert leader.wait_exit(timeout=60) == 1
+        print(f"outage: the leader exited {time.monotonic() - stopped:.2f} s after its API server stopped")
+    [lost] = logged_since_start(leader, "leader.lost")
+    assert lost["reason"] == f"not renewed for {RENEW_SECONDS:g}s"
+    after = events(leader)[events(leader).index("leader.lost") :]
+    assert "rollout.decision" not in after
+    assert "leader.released" not in after  # the API server is gone; the Lease expires instead
+
+    kube.restart_apiserver()
+    assert [(r["sha"], r["state"]["phase"], r["state"]["step"]) for r in stored_rollouts(kube, namespace)] == [
+        (sha, "Progressing", 0)
+    ]
+    leader.start()  # a new process, a new identity: it waits for the old Lease to expire, then leads
+    assert readyz(leader)[0] == 200
+    spec = lease(kube, namespace)
+    assert (spec["holderIdentity"], spec["leaseTransitions"]) == (identity(leader), 1)
+    [resumed] = wait_for("the rollout resumed", lambda: logged_since_start(leader, "rollout.resumed"), timeout=60)
+    assert (resumed["phase"], resumed["step"], resumed["sha"]) == ("Progressing", 0, sha[:12])

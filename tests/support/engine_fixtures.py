@@ -47,7 +47,7 @@ def make_engine(state_dir: Path) -> EngineFactory:
 
     ``repo``, ``branch`` and ``path`` name the source as the daemon's flags would; ``rollback_on_nack``
     is ``--no-rollback-on-nack`` negated; ``removal_guard`` as ``--max-removal-percent`` and
-    ``--allow-empty`` set it.
+    ``--allow-empty`` set it; ``cluster_domain`` as ``--kubeconfig`` sets it (a watched cluster's DNS domain).
     """
 
     def make(
@@ -59,6 +59,7 @@ def make_engine(state_dir: Path) -> EngineFactory:
         path: str = "mesh",
         rollback_on_nack: bool = True,
         removal_guard: RemovalGuard | None = None,
+        cluster_domain: str | None = None,
     ) -> Engine:
         return Engine(
             source=source,
@@ -69,6 +70,7 @@ def make_engine(state_dir: Path) -> EngineFactory:
             file_prefix="mesh/",
             rollback_on_nack=rollback_on_nack,
             removal_guard=removal_guard,
+            cluster_domain=cluster_domain,
         )
 
     return make

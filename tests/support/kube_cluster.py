@@ -11,7 +11,9 @@ no root, no network) it says why, and :class:`KubeCluster` users skip with that 
 there is no controller-manager to create the ``default`` service accounts pods would need), waits
 for ``/readyz``, and writes a kubeconfig for the daemon. There is no kubelet or controller-manager:
 tests create Services, Pods and EndpointSlices as plain objects. On stop the API server goes
-first: without etcd it ignores SIGTERM for a long time.
+first: without etcd it ignores SIGTERM for a long time. :meth:`KubeCluster.stop_apiserver` and
+:meth:`KubeCluster.restart_apiserver` make an outage of the API server alone (use a private cluster
+for that, not the session's).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -44,6 +47,7 @@ __all__ = [
     "pod",
     "service",
     "slices_path",
+    "started_cluster",
 ]
 
 BUILD_SCRIPT = Path(__file__).resolve().parent / "build_kube_apiserver.sh"
@@ -76,6 +80,16 @@ def apiserver_binary() -> Path:
     if done.returncode != 0:
         raise RuntimeError(f"building kube-apiserver failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return Path(done.stdout.strip().splitlines()[-1])
+
+
+def started_cluster() -> KubeCluster:
+    """A started :class:`KubeCluster`; skips the test where none can be built here, fails instead under CI."""
+    try:
+        return KubeCluster(apiserver_binary()).start()
+    except BuildUnavailable as reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the Kubernetes tests, but: {reason}")
+        pytest.skip(f"no kube-apiserver on this machine: {reason}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +142,18 @@ class KubeCluster:
         self._apiserver = self._etcd = None
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def stop_apiserver(self) -> None:
+        """Stop the API server alone (an outage: etcd and the cluster's objects stay); :meth:`restart_apiserver`."""
+        if self._apiserver is not None:
+            stop_process(self._apiserver, timeout=15.0)
+        self._apiserver = None
+
+    def restart_apiserver(self) -> None:
+        """Start the API server again on the same port, with the same serving certificate (the kubeconfig holds)."""
+        assert self._apiserver is None, "the API server is running"
+        self._start_apiserver()
+        self._wait_ready()
 
     def __enter__(self) -> KubeCluster:
         return self.start()

@@ -203,6 +203,39 @@ def test_route_to_host_outside_the_registry_gets_an_empty_cluster_and_a_finding(
     assert "not in the service registry" in finding.message
 
 
+def test_a_kubernetes_service_of_a_watched_cluster_gets_its_empty_cluster_without_a_finding() -> None:
+    config = load(REVIEWS + virtual_service("reviews", "  http:\n  - route:\n    - destination: {host: ratings}\n"))
+
+    watched = translate(config, SIDECAR, registry=build_registry(config, cluster_domain="cluster.local"))
+    other_domain = translate(config, SIDECAR, registry=build_registry(config, cluster_domain="corp.internal"))
+
+    # ratings.default.svc.cluster.local is the cluster's to fill (EDS, once its Service is listed).
+    name = "outbound|9080||ratings.default.svc.cluster.local"
+    assert clusters(watched.snapshot)[name].type == cluster_pb2.Cluster.EDS
+    assert endpoint_addresses(assignment(watched.snapshot, name)) == []
+    assert not not_translated(watched.findings)
+    (finding,) = not_translated(other_domain.findings)
+    assert "not in the service registry" in finding.message
+
+
+@pytest.mark.parametrize(
+    ("host", "domain", "expected"),
+    [
+        ("ratings.default.svc.cluster.local", "cluster.local", True),
+        ("ratings.default.svc.corp.internal", "corp.internal", True),
+        ("ratings.default.svc.cluster.local", "corp.internal", False),
+        ("ratings.default.svc.cluster.local", None, False),
+        ("default.svc.cluster.local", "cluster.local", False),
+        ("a.b.default.svc.cluster.local", "cluster.local", False),
+        ("*.default.svc.cluster.local", "cluster.local", False),
+    ],
+)
+def test_only_name_namespace_svc_domain_hosts_are_a_cluster_s_services(
+    host: str, domain: str | None, expected: bool
+) -> None:
+    assert build_registry(MeshConfig(), cluster_domain=domain).from_cluster(host) is expected
+
+
 def test_route_to_undefined_subset_gets_an_empty_cluster_and_a_finding() -> None:
     config = load(REVIEWS + virtual_service("reviews", "  http:\n  - route:\n    - destination: {host: reviews}\n"))
     # Validation rejects unknown subsets (IST0101); translation must stay consistent all the same.
