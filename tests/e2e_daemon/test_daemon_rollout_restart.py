@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from daemon_harness import Daemon, Mesh, measure
+from memsource import stored_sha
 from rollout_yaml import policy_yaml
 from test_daemon_rollout import origin_change, steady_traffic
 from waiting import wait_for
 
-from reconciler.engine.state import SqliteStateStore
 from reconciler.harness.envoy import EnvoyProcess
 
 pytestmark = [pytest.mark.git, pytest.mark.envoy, pytest.mark.slow, pytest.mark.timeout(180)]
@@ -33,12 +33,6 @@ def logged_since_start(daemon: Daemon, event: str) -> list[dict[str, Any]]:
     return entries
 
 
-def stored_last_good(daemon: Daemon) -> str | None:
-    """The sha of the last good revision in the daemon's state store (read while it runs: SQLite allows it)."""
-    stored = SqliteStateStore(daemon.state_dir).load_last_good()
-    return stored.revision.sha if stored is not None else None
-
-
 def test_a_daemon_killed_mid_rollout_serves_the_steps_weights_at_once_after_a_restart_and_finishes_the_step(
     mesh: Mesh, daemons: Callable[..., Daemon], gateway: Callable[..., EnvoyProcess], free_port: Callable[[], int]
 ) -> None:
@@ -56,7 +50,7 @@ def test_a_daemon_killed_mid_rollout_serves_the_steps_weights_at_once_after_a_re
     )
     # Every proxy ACKed the step, so its commit becomes the stored last good: saved off the loop, a moment later.
     # A kill before that restores the commit before until the first pass resumes the step (docs/rollouts.md).
-    wait_for("the step's commit stored as last good", lambda: stored_last_good(daemon) == sha)
+    wait_for("the step's commit stored as last good", lambda: stored_sha(daemon.state_dir) == sha)
     daemon.kill9()
 
     daemon.start()
