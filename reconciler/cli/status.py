@@ -160,11 +160,11 @@ def render_status(status: StatusDocument, *, now: datetime) -> str:
     ]
     origin = engine.origin
     if origin is not None and origin.change in _INTENDED:
-        step = f" {origin.step}" if origin.step else ""
-        lines.append(
-            f"INTENDED serving a {origin.change}{step} of {_short(origin.sha)}: weights differ from git's on purpose"
-            " (not drift)"
+        # e.g. "rollout step 2 (50%)" or "rolled back: default/reviews"
+        label = (
+            f"rollout {origin.step or ''}".rstrip() if origin.change == "rollout-step" else origin.step or "rollback"
         )
+        lines.append(f"INTENDED {label}, at {_short(origin.sha)}: weights differ from git's on purpose (not drift)")
     error = engine.last_error
     if error:
         lines.append(f"ERROR    {error.reason} at {_short(error.sha)}: {error.message}")

@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from memsource import GATEWAY, EngineFactory, MemorySource, ack_all, line_of, mesh_files, push_all
 
-from reconciler.api.document import StatusDocument
+from reconciler.api.document import OriginDocument, StatusDocument
 from reconciler.cli.exitcode import ExitCode
 from reconciler.cli.main import main
 from reconciler.cli.status import WaitOutcome, is_healthy, render_status, wait_outcome
@@ -378,3 +379,29 @@ def test_a_commit_that_changes_no_config_is_served_once_it_is_the_synced_head(se
 
     assert wait_outcome(served, readme_only.sha) is WaitOutcome.PENDING
     assert wait_outcome(document(engine, cache), readme_only.sha) is WaitOutcome.SERVED
+
+
+@pytest.mark.parametrize(
+    ("change", "step", "label"),
+    [
+        ("rollout-step", "step 2 (50%)", "INTENDED rollout step 2 (50%), at "),
+        ("rollback", "rolled back: default/reviews", "INTENDED rolled back: default/reviews, at "),
+        ("commit", None, None),
+    ],
+)
+def test_weights_a_rollout_serves_on_purpose_are_labelled_intended_and_a_plain_commit_is_not(
+    serving: Any, change: str, step: str | None, label: str | None
+) -> None:
+    engine, cache, connection, _ = serving
+    ack_all(connection)
+    status = document(engine, cache)
+    assert status.engine.served is not None
+    origin = OriginDocument(change=change, sha=status.engine.served.sha, step=step)
+
+    text = render_status(replace(status, engine=replace(status.engine, origin=origin)), now=now_after(status, 5))
+
+    intended = [line for line in text.splitlines() if line.startswith("INTENDED")]
+    if label is None:
+        assert intended == []
+    else:
+        assert intended == [f"{label}{status.engine.served.sha[:12]}: weights differ from git's on purpose (not drift)"]
