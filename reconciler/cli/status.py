@@ -45,7 +45,8 @@ $RECONCILER_API_TOKEN) or it is not the daemon's (the message says which, never 
 5 the daemon is a follower replica (--leader-elect): the message names the leader to ask.
 
 With --wait SHA the command blocks until that commit is served and every connected proxy
-has ACKed it (with --sink kubernetes: the API server accepted its objects) (exit 0), or the daemon refused it (exit 1: the finding or Envoy's reason is
+has ACKed it (with --sink kubernetes: the API server accepted its objects too; alone, that
+is all) (exit 0), or the daemon refused it (exit 1: the finding or Envoy's reason is
 printed), or --timeout passes (exit 1). A commit that does not touch the config counts as
 served once it is the head. A CI job can `git push` and then wait on the outcome:
 
