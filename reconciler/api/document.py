@@ -22,7 +22,9 @@ from reconciler.validate.findings import Finding
 from reconciler.xds.cache import ProxyStatus, SyncState
 
 __all__ = [
+    "API_SERVER",
     "NOT_SENT",
+    "PROXIES",
     "DriftDocument",
     "DriftItem",
     "EngineDocument",
@@ -37,6 +39,9 @@ __all__ = [
     "TypeDocument",
 ]
 
+#: ``syncedBy``'s targets: every connected proxy ACKed the generation; the API server accepted its objects.
+PROXIES = "proxies"
+API_SERVER = "apiServer"
 #: The state of a type nothing was sent for yet; the others are :class:`SyncState` upper-cased, like istioctl.
 NOT_SENT = "NOT SENT"
 
@@ -151,6 +156,8 @@ class EngineDocument:
     warnings: tuple[Finding, ...]
     #: A revision is served and no proxy's NACK left the daemon without one every proxy accepts: ``/readyz``.
     ready: bool
+    #: Who must accept the served generation for it to be synced: ``proxies`` (xDS), ``apiServer`` (CRD mode).
+    synced_by: tuple[str, ...] = (PROXIES,)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -170,6 +177,7 @@ class EngineDocument:
             "lastError": self.last_error.to_json() if self.last_error else None,
             "warnings": [finding.to_json() for finding in self.warnings],
             "ready": self.ready,
+            "syncedBy": list(self.synced_by),
         }
 
     @classmethod
@@ -191,6 +199,7 @@ class EngineDocument:
             last_error=ErrorDocument.from_json(data["lastError"]) if data["lastError"] else None,
             warnings=tuple(Finding.from_json(finding) for finding in data["warnings"]),
             ready=data["ready"],
+            synced_by=tuple(data.get("syncedBy", (PROXIES,))),  # a daemon from before CRD mode: the proxies
         )
 
 

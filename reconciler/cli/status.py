@@ -11,13 +11,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from reconciler.api.document import ProxyDocument, StatusDocument
+from reconciler.api.document import API_SERVER, PROXIES, EngineDocument, ProxyDocument, StatusDocument
 from reconciler.api.standby import FOLLOWER_REASON
 from reconciler.cli.client import Refused, Server, Standby, Unreachable, add_server_flags, duration, request, table
 from reconciler.cli.exitcode import ExitCode
 from reconciler.cli.rollout import rollout_rows
 from reconciler.cli.run import parse_interval
 from reconciler.model.text import printable, quote_path
+from reconciler.rollout.decide import Acknowledgement
 from reconciler.translate.snapshot import SHORT_NAMES
 from reconciler.validate.findings import Finding
 
@@ -44,7 +45,8 @@ $RECONCILER_API_TOKEN) or it is not the daemon's (the message says which, never 
 5 the daemon is a follower replica (--leader-elect): the message names the leader to ask.
 
 With --wait SHA the command blocks until that commit is served and every connected proxy
-has ACKed it (exit 0), or the daemon refused it (exit 1: the finding or Envoy's reason is
+has ACKed it (with --sink kubernetes: the API server accepted its objects too; alone, that
+is all) (exit 0), or the daemon refused it (exit 1: the finding or Envoy's reason is
 printed), or --timeout passes (exit 1). A commit that does not touch the config counts as
 served once it is the head. A CI job can `git push` and then wait on the outcome:
 
@@ -110,11 +112,18 @@ def _finding_lines(findings: Sequence[Finding]) -> list[str]:
     ]
 
 
+def _accepted(engine: EngineDocument) -> str:
+    """Who accepted the served revision once it is synced, in words: the API server, every proxy, or both."""
+    return Acknowledgement(proxies=PROXIES in engine.synced_by, api_server=API_SERVER in engine.synced_by).done
+
+
 def _synced_line(status: StatusDocument, now: datetime) -> str:
+    if status.engine.synced:
+        return f"yes, {_accepted(status.engine)} it {_age(status.engine.synced_at, now)} ago"
+    if API_SERVER in status.engine.synced_by and not status.proxies:
+        return "no, the API server has not accepted the served revision yet"
     if not status.proxies:
         return "no proxies connected"
-    if status.engine.synced:
-        return f"yes, every proxy ACKed it {_age(status.engine.synced_at, now)} ago"
     behind = sum(1 for p in status.proxies if p.acked_generation < status.engine.generation)
     return f"no, {behind} of {len(status.proxies)} proxies have not ACKed the served revision yet"
 
@@ -269,7 +278,8 @@ def wait_outcome(status: StatusDocument, sha: str) -> WaitOutcome:
     error = engine.last_error
     if error is not None and error.sha is not None and error.sha.startswith(sha):
         return WaitOutcome.REFUSED
-    acked = engine.synced or not status.proxies
+    # No proxy connected: nothing to wait for from the proxies, only from the API server in CRD mode.
+    acked = engine.synced or (not status.proxies and API_SERVER not in engine.synced_by)
     served = engine.served is not None and engine.served.sha.startswith(sha)
     # A commit that changed nothing under --path is never "served" itself: it is done once it is the head.
     head_unchanged = engine.head_sha is not None and engine.head_sha.startswith(sha) and error is None
@@ -305,7 +315,7 @@ def _wait(args: argparse.Namespace) -> int:
 def _report_wait(args: argparse.Namespace, status: StatusDocument, outcome: WaitOutcome) -> int:
     engine = status.engine
     if outcome is WaitOutcome.SERVED:
-        print(f"{args.wait}: served, every connected proxy ACKed it")
+        print(f"{args.wait}: served, {_accepted(engine)} it")
         return ExitCode.OK
     refusal = engine.last_error
     if outcome is WaitOutcome.REFUSED and refusal is not None:

@@ -19,6 +19,9 @@ nothing else: no fetch, no xDS port, no rollout. The replica that takes the Leas
 rollout state the previous leader left in the cluster (:mod:`~reconciler.engine.cluster_state`),
 then starts like a single daemon. A leader that loses the Lease stops moving rollouts at once
 and stops (``KubeError``; restarted, it is a follower); a clean stop releases the Lease.
+
+One Kubernetes client (:class:`~reconciler.kube.client.KubeClient`) serves the Lease, the rollout
+state, CRD mode's applier and the endpoint informers: one connection pool, one configuration read.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from reconciler.engine.faults import arm_from_environment
 from reconciler.engine.kube_sink import ClusterDriftCollector, KubernetesSink
 from reconciler.engine.lock import StateDirLock
 from reconciler.engine.reconcile import Engine, PassResult
-from reconciler.engine.rollouts import Acknowledger, RolloutController
+from reconciler.engine.rollouts import RolloutController
 from reconciler.engine.settings import KubeSettings, LeaderSettings, Settings
 from reconciler.engine.source_factory import make_source
 from reconciler.engine.state import SqliteStateStore
@@ -60,7 +63,7 @@ from reconciler.errors import KubeError, ReconcilerError, StateError
 from reconciler.kube.apply import IstioApplier
 from reconciler.kube.client import KubeClient
 from reconciler.kube.endpoints import ClusterEndpoints
-from reconciler.kube.lease import KubeWriter, LeaderElector, LeaseTiming, default_identity, default_namespace
+from reconciler.kube.lease import LeaderElector, LeaseTiming, default_identity, default_namespace
 from reconciler.metrics import MetricsService, MetricsStore
 from reconciler.model.address import is_loopback, parse_address
 from reconciler.model.config import MeshConfig
@@ -83,21 +86,24 @@ def _utc_now() -> datetime:
 async def run_daemon(settings: Settings, *, ready: Callable[[int, int], None] | None = None) -> None:
     """Run until SIGINT/SIGTERM (or until cancelled). ``ready(xds_port, http_port)`` is called once both listen.
 
-    Raises StateError at once when another daemon holds ``settings.state.dir``; with leader election,
-    KubeError when the cluster's configuration cannot be read or after leadership was lost (the
-    replica stepped down: its restart comes back as a follower).
+    Raises StateError at once when another daemon holds ``settings.state.dir``; with a cluster
+    (endpoints, CRD mode, leader election), KubeError when its configuration cannot be read; with
+    leader election, KubeError after leadership was lost (the replica stepped down: its restart
+    comes back as a follower).
     """
     arm_from_environment()  # test-only fault points (RECONCILER_FAULT); off unless set
     lock = StateDirLock(settings.state.dir)
     try:
-        if not settings.leader.enabled:
-            await _run_locked(settings, ready=ready, leadership=None)
+        uses_cluster = settings.kube.enabled or settings.kube.apply or settings.leader.enabled
+        if not uses_cluster:
+            await _run_locked(settings, ready=ready, kube=None, leadership=None)
             return
-        writer = await KubeWriter.connect(settings.kube.kubeconfig)
+        kube = await KubeClient.connect(settings.kube.kubeconfig)
         try:
-            await _run_locked(settings, ready=ready, leadership=_Leadership.of(settings.leader, writer))
+            leadership = _Leadership.of(settings.leader, kube) if settings.leader.enabled else None
+            await _run_locked(settings, ready=ready, kube=kube, leadership=leadership)
         finally:
-            await writer.close()
+            await kube.close()
     finally:
         lock.release()
 
@@ -110,7 +116,7 @@ class _Leadership:
     store: ClusterRolloutStore
 
     @classmethod
-    def of(cls, settings: LeaderSettings, api: KubeWriter) -> _Leadership:
+    def of(cls, settings: LeaderSettings, api: KubeClient) -> _Leadership:
         namespace = settings.namespace or default_namespace()
         elector = LeaderElector(
             api=api,
@@ -146,8 +152,13 @@ class _Leadership:
 
 
 async def _run_locked(
-    settings: Settings, *, ready: Callable[[int, int], None] | None, leadership: _Leadership | None
+    settings: Settings,
+    *,
+    ready: Callable[[int, int], None] | None,
+    kube: KubeClient | None,
+    leadership: _Leadership | None,
 ) -> None:
+    """The daemon's run on its locked state dir; ``kube``: the one cluster client, when a cluster is used."""
     source, repo_label, prefix = make_source(settings)
     cache = SnapshotCache(
         push_debounce=settings.xds.push_debounce,
@@ -171,6 +182,8 @@ async def _run_locked(
         removal_guard=settings.safety.removal_guard,
         # With a cluster (endpoints or CRD mode) its Services are real hosts, whether listed yet or not.
         cluster_domain=settings.kube.domain if settings.kube.enabled or settings.kube.apply else None,
+        # With --sink kubernetes alone no proxy is served: the API server's acceptance alone makes a config synced.
+        proxies_acknowledge=settings.xds.serve,
     )
     drift_settings = settings.drift
     drift = DriftMonitor(
@@ -182,20 +195,18 @@ async def _run_locked(
         clock=_utc_now,
     )
     metrics.watch_drift(drift.drifted)
-    kube = settings.kube
-    # CRD mode: the client is made before the restore, so the restored config is applied too (once connected).
-    kube_client = await KubeClient.connect(kube.kubeconfig) if kube.apply else None
+    kube_settings = settings.kube
     applier: IstioApplier | None = None
-    sink: KubernetesSink | None = None
     cluster_drift: Callable[[], tuple[DriftDocument, ...]] = tuple
-    if kube_client is not None:
+    if kube is not None and kube_settings.apply:
+        # CRD mode: the sink is added before the restore, so the restored config is applied too.
         applier = IstioApplier(
-            api=kube_client,
-            inventory=(kube.inventory_namespace or default_namespace(), kube.inventory_name),
-            backoff=lambda: Backoff(base=kube.retry_base, cap=kube.retry_cap),
+            api=kube,
+            inventory=(kube_settings.inventory_namespace or default_namespace(), kube_settings.inventory_name),
+            backoff=lambda: Backoff(base=kube_settings.retry_base, cap=kube_settings.retry_cap),
             clock=_utc_now,
             self_heal=drift_settings.self_heal,
-            debounce=kube.debounce,
+            debounce=kube_settings.debounce,
             max_listed=drift_settings.max_listed,
         )
         sink = KubernetesSink(applier, default_namespace=settings.source.namespace)
@@ -204,17 +215,14 @@ async def _run_locked(
         cluster_drift = sink.documents
     # Proxies push their per-cluster stats to the xDS port; the controller judges rollout steps on them.
     store = MetricsStore()
-    # A step's analysis starts once every sink has it: the proxies ACKed it, the API server accepted its apply.
-    acks: list[Acknowledger] = [cache] if settings.xds.serve else []
-    acks += [sink] if sink is not None else []
-    # With leader election rollouts live in the cluster: the replica that takes over goes on with the step.
+    # A step is acknowledged as a config is synced (the engine's targets). With leader election rollouts
+    # live in the cluster: the replica that takes over goes on with the step.
     rollouts = RolloutController(
         engine=engine,
         cache=cache,
         metrics=store,
         clock=time.time,
         store=state if leadership is None else leadership.store,
-        acks=acks,
     )
     metrics.watch_rollouts(rollouts)
     served_certificates = {
@@ -337,7 +345,11 @@ async def _run_locked(
 
         ticking = asyncio.ensure_future(rollouts.run(period=ROLLOUT_TICK_SECONDS))
         checking = asyncio.ensure_future(drift.run()) if drift_settings.interval > 0 else None
-        cluster = asyncio.ensure_future(_watch_cluster(settings.kube, engine)) if settings.kube.enabled else None
+        cluster = (
+            asyncio.ensure_future(_watch_cluster(kube_settings, kube, engine))
+            if kube is not None and kube_settings.enabled
+            else None
+        )
         holding = asyncio.ensure_future(leadership.elector.hold()) if leadership is not None else None
 
         def step_down(_: asyncio.Future[None]) -> None:
@@ -382,8 +394,6 @@ async def _run_locked(
             await leadership.elector.release()
         # close() waits for a poll still running in a worker thread; the loop aborted any such poll.
         await asyncio.to_thread(source.close)
-        if kube_client is not None:
-            await kube_client.close()
         log.info("daemon.stopped")
     if lost:
         raise KubeError(f"lost the Lease {leadership.elector.lease if leadership else ''}: stepped down")
@@ -410,14 +420,11 @@ async def _lead(leadership: _Leadership, rollouts: RolloutController, *, stop: a
     return True
 
 
-async def _watch_cluster(settings: KubeSettings, engine: Engine) -> None:
-    """Serve the cluster's Services and endpoints beside the ServiceEntries until cancelled."""
-    try:
-        client = await KubeClient.connect(settings.kubeconfig)
-    except ReconcilerError as error:
-        # Start-up checked the file; a cluster unreachable later is retried by the informers, not here.
-        log.error("daemon.kube_unavailable", error=str(error))
-        return
+async def _watch_cluster(settings: KubeSettings, client: KubeClient, engine: Engine) -> None:
+    """Serve the cluster's Services and endpoints beside the ServiceEntries until cancelled.
+
+    A cluster unreachable at start or later is retried by the informers.
+    """
     watcher = ClusterEndpoints(
         api=client,
         on_change=engine.update_cluster,
@@ -425,10 +432,7 @@ async def _watch_cluster(settings: KubeSettings, engine: Engine) -> None:
         debounce=settings.debounce,
         domain=settings.domain,
     )
-    try:
-        await watcher.run()
-    finally:
-        await client.close()
+    await watcher.run()
 
 
 #: How often the serving certificates' expiry is read again (a replaced file, a day passing).

@@ -5,20 +5,21 @@ engine serves (a commit, a rollout step, a rollback, a restore) it submits the I
 config's revision holds, with the served weights, to an :class:`~reconciler.kube.apply.IstioApplier`;
 the same config served again with new endpoints (``Engine.update_cluster``) changes no object
 and is not submitted. A served generation is acknowledged (:meth:`KubernetesSink.all_acked`, what a
-rollout step waits for) once the API server accepted every write of the submission that holds its
-objects. It reads the applier's state for status (one ``drift`` entry with source
-``cluster``) and for ``/metrics`` (``reconciler_cluster_drift_detected{kind,namespace,name}``,
-beside the proxies' ``reconciler_drift_detected{node_id}``).
+rollout step waits for and what makes it synced) once the API server accepted every write of the
+submission that holds its objects; the engine hears of each acceptance (:meth:`KubernetesSink.add_listener`).
+It reads the applier's state for status (one ``drift`` entry with source ``cluster``) and for
+``/metrics`` (``reconciler_cluster_drift_detected{kind,namespace,name}``, beside the proxies'
+``reconciler_drift_detected{node_id}``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from reconciler.api.document import DriftDocument, DriftItem
+from reconciler.api.document import API_SERVER, DriftDocument, DriftItem
 from reconciler.engine.origin import Origin
 from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.kube.apply import IstioApplier
@@ -30,6 +31,8 @@ __all__ = ["ClusterDriftCollector", "KubernetesSink"]
 
 class KubernetesSink:
     """Submits each served config's Istio objects to ``applier``; reports its drift for status and metrics."""
+
+    target = API_SERVER
 
     def __init__(self, applier: IstioApplier, *, default_namespace: str) -> None:
         self._applier = applier
@@ -58,6 +61,10 @@ class KubernetesSink:
         """
         applied = self._applier.applied_generation
         return applied > 0 and applied >= min(generation, self._submitted)
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` each time the API server accepted a submission in full (:meth:`all_acked` may change)."""
+        self._applier.add_listener(listener)
 
     def documents(self) -> tuple[DriftDocument, ...]:
         """The cluster's entry of the status document's ``drift`` list."""

@@ -7,14 +7,16 @@ all-or-nothing), before any proxy sees it. On any failure the last good snapshot
 keeps serving. CPU work (validation, translation) and disk writes run in worker
 threads so the loop serving every ADS stream never stalls.
 
-"Synced" means Envoy accepted it: every connected proxy (at least one) has ACKed
-the served generation in full. It is derived from the cache's ACK events, never
-from a timer.
+"Synced" means every target accepted the served generation (:attr:`Engine.acknowledgers`):
+every connected proxy (at least one) has ACKed it in full, and in CRD mode the API server
+accepted every object of it (with ``--sink kubernetes`` alone, that acceptance only). It is
+derived from the cache's ACK events and the sinks' notices, never from a timer.
 
 Envoy's word is final: a revision any proxy NACKs before it is synced is refused
 (``Rejected``) and the last revision every proxy ACKed is published again, so all
-proxies run one config. The store therefore holds the last synced revision, or the
-last published one while no proxy is connected to ACK it; a rejection rewrites it.
+proxies run one config. The store therefore holds the last synced revision, or, when the
+proxies are the only target, the last published one while no proxy is connected to ACK it;
+a rejection rewrites it.
 
 What is served is a config with an :class:`~reconciler.engine.origin.Origin` (the commit it
 belongs to, and what served it: a commit, a rollout step, a rollback, a restore, a NACK
@@ -44,6 +46,7 @@ from typing import Protocol
 
 import structlog
 
+from reconciler.api.document import PROXIES
 from reconciler.engine import faults
 from reconciler.engine.faults import FaultPoint
 from reconciler.engine.guard import RemovalGuard, ResourceKey, resource_keys
@@ -72,7 +75,7 @@ from reconciler.translate.snapshot import SHORT_NAMES
 from reconciler.validate.findings import Code, Finding, Severity
 from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
 
-__all__ = ["ConfigSink", "Engine", "PassResult", "RevisionGate"]
+__all__ = ["Acknowledger", "ConfigSink", "Engine", "PassResult", "RevisionGate"]
 
 log = structlog.get_logger("reconciler.engine")
 
@@ -101,11 +104,26 @@ class RevisionGate(Protocol):
         ...
 
 
-class ConfigSink(Protocol):
+class Acknowledger(Protocol):
+    """A target a generation is served to: the proxies' :class:`~reconciler.xds.cache.SnapshotCache`, a sink."""
+
+    def all_acked(self, generation: int) -> bool:
+        """Whether ``generation`` (or a later one) reached this target in full."""
+        ...
+
+
+class ConfigSink(Acknowledger, Protocol):
     """Where else a served config goes besides the proxies' cache: the cluster's Istio objects in CRD mode."""
+
+    #: Who acknowledges what it is handed, as status' ``syncedBy`` names it (``apiServer``).
+    target: str
 
     def served(self, config: ConfigSnapshots, origin: Origin, *, generation: int) -> None:
         """``config`` is served now as ``generation``, because of ``origin``; hand it on without blocking."""
+        ...
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` on the loop whenever :meth:`all_acked` may have turned true."""
         ...
 
 
@@ -169,7 +187,9 @@ class Engine:
         limits: InputLimits = DEFAULT_LIMITS,
         removal_guard: RemovalGuard | None = None,
         cluster_domain: str | None = None,
+        proxies_acknowledge: bool = True,
     ) -> None:
+        """``proxies_acknowledge``: False when no proxy is served (``--sink kubernetes`` alone): the sinks alone do."""
         self._source = source
         self._cache = cache
         self._store = store
@@ -200,11 +220,27 @@ class Engine:
         # Set when a cluster is configured: its Services' hosts are never "missing", listed yet or not.
         self._cluster_domain = cluster_domain
         self._sinks: list[ConfigSink] = []
+        self._proxies_acknowledge = proxies_acknowledge
+        status.synced_by = (PROXIES,) if proxies_acknowledge else ()
         cache.add_listener(self._on_xds_event)
 
     def add_sink(self, sink: ConfigSink) -> None:
-        """Hand every config served from now on to ``sink`` too (commits, rollout steps, rollbacks, restores)."""
+        """Hand every config served from now on to ``sink`` too (commits, rollout steps, rollbacks, restores).
+
+        A generation is synced only once ``sink`` acknowledged it too.
+        """
         self._sinks.append(sink)
+        self.status.synced_by = (sink.target, *self.status.synced_by)
+        sink.add_listener(self._check_synced_soon)
+
+    @property
+    def acknowledgers(self) -> tuple[Acknowledger, ...]:
+        """What must have a generation for it to be synced: the proxies' cache (when served), every sink."""
+        return ((self._cache,) if self._proxies_acknowledge else ()) + tuple(self._sinks)
+
+    def _unacknowledged(self) -> bool:
+        """Nothing can acknowledge what is served: the proxies are the only target and none is connected."""
+        return not self._sinks and not self._cache.proxies()
 
     def govern(self, gate: RevisionGate) -> None:
         """From now on serve every commit (new, adopted at start, restored) through ``gate``."""
@@ -372,7 +408,7 @@ class Engine:
         adopted = _Published(origin, current.snapshots)
         self._acked = adopted if self._acked == current else self._acked
         self._current = adopted
-        if self._acked == self._current or not self._cache.proxies():
+        if self._acked == self._current or self._unacknowledged():
             await self._persist(revision)
         # No await from here on: a status reader sees head, served revision, error and reason change together.
         self.status.head_sha = head
@@ -444,9 +480,9 @@ class Engine:
                 revision, snapshots, change=Change.COMMIT
             )
         self.status.head_sha = head  # in the same step as the outcome it belongs to
-        if published and not self._cache.proxies():
-            # No proxy to ACK it (today's behaviour): good as far as anyone can tell. With proxies,
-            # it is saved once every one ACKed it (_update_synced).
+        if published and self._unacknowledged():
+            # No proxy to ACK it (today's behaviour): good as far as anyone can tell. Otherwise it is
+            # saved once every target has it (_update_synced): each proxy ACKed it, the API server accepted it.
             await self._persist(revision)
         if published:
             await self._refresh_cluster()  # the cluster changed while this revision was translated
@@ -589,8 +625,10 @@ class Engine:
             except RuntimeError:
                 self._on_nack(event)
             return
-        if event.kind not in (EventKind.SNAPSHOT_ACKED, EventKind.CONNECT, EventKind.DISCONNECT):
-            return
+        if event.kind in (EventKind.SNAPSHOT_ACKED, EventKind.CONNECT, EventKind.DISCONNECT):
+            self._check_synced_soon()
+
+    def _check_synced_soon(self) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -602,10 +640,10 @@ class Engine:
             loop.call_soon(self._update_synced)
 
     def _update_synced(self) -> None:
-        """Synced: at least one proxy, and every connected one ACKed the served generation in full."""
+        """Synced: every target has the served generation (at least one proxy, each ACKed it; the API server)."""
         self._synced_check_pending = False
         generation = self.status.generation
-        synced = generation > 0 and self._cache.all_acked(generation)
+        synced = generation > 0 and all(target.all_acked(generation) for target in self.acknowledgers)
         if synced and self.status.synced_at is None:
             # When this generation first reached every proxy; a proxy joining later does not move it.
             self.status.synced_at = self._clock()

@@ -9,9 +9,10 @@ the metrics provider, serves each step through :meth:`Engine.serve`, and keeps e
   git's are served; different, and a rollout starts from the served weights. Everything else
   in the commit is served in the same push, with each rollout's weights for its routes.
 * **A running rollout** is judged by :meth:`RolloutController.tick` (periodically, and on every
-  ACK or NACK): whether every target acknowledged the step's generation (each of ``acks``: the
-  proxies' cache, every proxy ACKed it; in CRD mode the kubernetes sink, the API server accepted
-  its apply), the NACK of it, and the counts
+  ACK or NACK): whether every target acknowledged the step's generation (each of ``acks``, by default
+  the engine's :attr:`~reconciler.engine.reconcile.Engine.acknowledgers`: the proxies' cache, every
+  proxy ACKed it; in CRD mode the kubernetes sink, the API server accepted its apply; the records
+  say which), the NACK of it, and the counts
   of canary and stable clusters since the analysis window opened go to ``decide``; its answer
   is served (advance, finish, roll back) and recorded. The moves of one tick go out in one push,
   translated in a worker thread (:meth:`RolloutController._push_pending`); a push the engine
@@ -47,7 +48,7 @@ import structlog
 
 from reconciler.api.document import RolloutCounts, RolloutDocument
 from reconciler.engine.origin import Change, Origin
-from reconciler.engine.reconcile import Engine
+from reconciler.engine.reconcile import Acknowledger, Engine
 from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.engine.state import RolloutStore, StoredDecision, StoredRollout
 from reconciler.errors import ReconcilerError, RolloutCommandError, RolloutNotFoundError, StateError
@@ -59,6 +60,7 @@ from reconciler.model.virtualservice import Destination
 from reconciler.rollout.analysis import Counts, sum_counts
 from reconciler.rollout.codec import restarted
 from reconciler.rollout.decide import (
+    Acknowledgement,
     Action,
     Command,
     Decision,
@@ -79,7 +81,7 @@ from reconciler.translate.names import cluster_name
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
 
-__all__ = ["Acknowledger", "Clock", "DecisionRecord", "RolloutController", "RolloutView"]
+__all__ = ["Clock", "DecisionRecord", "RolloutController", "RolloutView"]
 
 log = structlog.get_logger("reconciler.rollouts")
 
@@ -95,14 +97,6 @@ class Clock(Protocol):
     def __call__(self) -> float: ...
 
 
-class Acknowledger(Protocol):
-    """A target a step is served to: the proxies' :class:`~reconciler.xds.cache.SnapshotCache`, the kubernetes sink."""
-
-    def all_acked(self, generation: int) -> bool:
-        """Whether ``generation`` (or a later one) reached this target in full."""
-        ...
-
-
 @dataclass(frozen=True, slots=True)
 class DecisionRecord:
     """One decision as status shows it: ``decide``'s record, the generation serving its weights, when ACKed."""
@@ -112,7 +106,7 @@ class DecisionRecord:
     generation: int
     """The xDS generation serving the decision's weights (for a hold: the step's)."""
     acked_at: float | None
-    """When every proxy had ACKed the step (the analysis window's start), ``None`` before."""
+    """When every target had acknowledged the step (the analysis window's start), ``None`` before."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,12 +155,17 @@ class RolloutController:
         store: RolloutStore | None = None,
         acks: Sequence[Acknowledger] | None = None,
     ) -> None:
-        """``acks``: the targets whose acknowledgement of a step opens its analysis window (default: the proxies')."""
+        """``acks``: the targets whose acknowledgement of a step opens its analysis window (default: the engine's)."""
         self._engine = engine
         self._cache = cache
-        self._acks: tuple[Acknowledger, ...] = tuple(acks) if acks is not None else (cache,)
+        self._acks: tuple[Acknowledger, ...] = tuple(acks) if acks is not None else engine.acknowledgers
         if not self._acks:
             raise ValueError("a rollout needs a target to acknowledge its steps")
+        # The records name who acknowledged: every target but the proxies' cache is the kubernetes sink.
+        self._acknowledgement = Acknowledgement(
+            proxies=any(target is cache for target in self._acks),
+            api_server=any(target is not cache for target in self._acks),
+        )
         self._metrics = metrics
         self._clock = clock
         self._rollouts: dict[str, _Rollout] = {}
@@ -213,10 +212,10 @@ class RolloutController:
         rollout = self._rollouts.get(policy)
         if rollout is None:
             raise RolloutNotFoundError(f"no rollout under RolloutPolicy {policy}")
-        refused = refusal(rollout.state, command, policy=rollout.governed.spec)
+        refused = refusal(rollout.state, command, policy=rollout.governed.spec, acknowledgement=self._acknowledgement)
         if refused is not None:
             raise RolloutCommandError(f"cannot {command} the rollout under RolloutPolicy {policy}: {refused}")
-        decision = decide(rollout.state, Observation(command=command), policy=rollout.governed.spec, now=self._clock())
+        decision = self._decide(rollout, Observation(command=command), now=self._clock())
         self._act([(rollout, decision)])
         if decision.action in _MOVES:
             rollout.nack = None  # a NACK of the weights just replaced judges nothing served now
@@ -246,7 +245,7 @@ class RolloutController:
                 continue
             if running is not None and not running.state.phase.ended:
                 observation = Observation(revision=RolloutRevision(revision.sha, goal))
-                decision = decide(running.state, observation, policy=running.governed.spec, now=now)
+                decision = self._decide(running, observation, now=now)
                 if decision.successor is not None:
                     ended.append(dataclasses.replace(running, state=decision.state))
                     # Superseded: a new walk from the weights served now; its records start with why.
@@ -302,11 +301,13 @@ class RolloutController:
                 nack=rollout.nack or "",
                 counts=self._counts(rollout),
             )
-            decided.append(
-                (rollout, decide(rollout.state, observation, policy=rollout.governed.spec, now=self._clock()))
-            )
+            decided.append((rollout, self._decide(rollout, observation, now=self._clock())))
             rollout.nack = None
         self._act(decided)
+
+    def _decide(self, rollout: _Rollout, observation: Observation, *, now: float) -> Decision:
+        spec = rollout.governed.spec
+        return decide(rollout.state, observation, policy=spec, now=now, acknowledgement=self._acknowledgement)
 
     def stop(self) -> None:
         """Move nothing from now on: ticks, ACKs and commands decide nothing (a leader that lost its Lease)."""
@@ -432,7 +433,7 @@ class RolloutController:
         why = error.message if error is not None else "the engine refused the push"
         now = self._clock()
         return [
-            (rollout, decide(rollout.state, Observation(refused=why), policy=rollout.governed.spec, now=now))
+            (rollout, self._decide(rollout, Observation(refused=why), now=now))
             for rollout in moved
             if not rollout.state.phase.ended
         ]

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from reconciler.api.document import EngineDocument, ErrorDocument, RevisionInfo
+from reconciler.api.document import PROXIES, EngineDocument, ErrorDocument, RevisionInfo
 from reconciler.engine.origin import Origin
 from reconciler.validate.findings import Finding
 
@@ -85,6 +85,8 @@ class EngineStatus:
     last_error: SyncError | None = None
     #: A proxy NACKed the served revision and nothing every proxy ACKed could be served instead.
     served_rejected: bool = False
+    #: Who must accept a generation for it to be synced (``syncedBy``): the proxies, the API server, or both.
+    synced_by: tuple[str, ...] = (PROXIES,)
     #: Warnings and notes about the served config (validation and translation); read when asked.
     warnings: Callable[[], Sequence[Finding]] = field(default=lambda: ())
 
@@ -107,6 +109,7 @@ class EngineStatus:
             last_error=self.last_error.document() if self.last_error else None,
             warnings=tuple(self.warnings()),
             ready=self.served is not None and not self.served_rejected,
+            synced_by=self.synced_by,
         )
 
     def to_json(self) -> dict[str, Any]:

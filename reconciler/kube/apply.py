@@ -131,6 +131,7 @@ class IstioApplier:
         self._dirty = asyncio.Event()
         self._pending: tuple[Callable[[], Mapping[ObjectRef, DesiredObject]], str, int] | None = None
         self._applied_generation = 0
+        self._listeners: list[Callable[[], None]] = []
         self._applied: dict[ObjectRef, DesiredObject] | None = None
         self._applied_label = ""
         self._inventory: dict[ObjectRef, str] = {}
@@ -154,6 +155,10 @@ class IstioApplier:
         """
         self._pending = (desired, label, generation)
         self._dirty.set()
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (on the loop) each time :attr:`applied_generation` moves on."""
+        self._listeners.append(listener)
 
     @property
     def applied_generation(self) -> int:
@@ -219,6 +224,8 @@ class IstioApplier:
                 build, label, generation = pending
                 await self._apply(dict(await asyncio.to_thread(build)), label)
                 self._applied_generation = generation
+                for listener in self._listeners:
+                    listener()
                 if self._pending is pending:
                     self._pending = None
             if self._pending is None:

@@ -37,14 +37,12 @@ from typing import Any, Protocol
 import structlog
 
 from reconciler.errors import KubeError
-from reconciler.kube.client import KubeClient
 from reconciler.model.text import MESSAGE_CHARS, excerpt
 
 __all__ = [
     "API_CALLS",
     "IN_CLUSTER_NAMESPACE_FILE",
     "ApiCall",
-    "KubeWriter",
     "LeaderElector",
     "LeaseRecord",
     "LeaseTiming",
@@ -104,10 +102,6 @@ class ObjectApi(Protocol):
     async def replace(self, path: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
         """PUT ``body`` (with the ``resourceVersion`` it was read at) to ``path``; 409 when it changed since."""
         ...
-
-
-#: The former name of :class:`~reconciler.kube.client.KubeClient`, which now creates and replaces objects too.
-KubeWriter = KubeClient
 
 
 @dataclass(frozen=True, slots=True)

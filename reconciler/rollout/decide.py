@@ -45,6 +45,7 @@ from reconciler.rollout.analysis import CheckResult, Counts, Outcome, analyse, s
 from reconciler.rollout.plan import Plan, RevisionChange, WeightTable, classify_revision, plan
 
 __all__ = [
+    "Acknowledgement",
     "Action",
     "Command",
     "Decision",
@@ -95,6 +96,36 @@ class Command(StrEnum):
     PROMOTE = "promote"
     PROMOTE_FULL = "promote-full"
     ABORT = "abort"
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """Who acknowledges a step, for the records' wording: the proxies (ACK), the API server (CRD mode), or both."""
+
+    proxies: bool = True
+    api_server: bool = False
+
+    @property
+    def done(self) -> str:
+        """``... step 1``: it reached every target."""
+        return self._join("the API server accepted", "every proxy ACKed")
+
+    @property
+    def awaited(self) -> str:
+        """``waiting for ... step 1``."""
+        return self._join("the API server to accept", "every proxy to ACK")
+
+    @property
+    def missing(self) -> str:
+        """``step 1 is still not ...``."""
+        return self._join("accepted by the API server", "ACKed by every proxy")
+
+    def _join(self, api_server: str, proxies: str) -> str:
+        return " and ".join(words for words, on in ((api_server, self.api_server), (proxies, self.proxies)) if on)
+
+
+#: The proxies alone acknowledge a step: the default (``--sink xds``).
+_PROXIES_ONLY = Acknowledgement()
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,8 +246,15 @@ def start(pre_rollout: WeightTable, goal: WeightTable, *, sha: str, policy: Roll
     return context.decide(state, Action.ADVANCE, f"revision {sha} starts a rollout")
 
 
-def decide(state: RolloutState, observation: Observation, *, policy: RolloutPolicySpec, now: float) -> Decision:
-    """The next action for a rollout, given what happened since the last call."""
+def decide(
+    state: RolloutState,
+    observation: Observation,
+    *,
+    policy: RolloutPolicySpec,
+    now: float,
+    acknowledgement: Acknowledgement = _PROXIES_ONLY,
+) -> Decision:
+    """The next action for a rollout, given what happened since the last call (``acknowledgement``: who acks)."""
     context = _Context(plan(state.pre_rollout, state.goal, steps=policy.steps), now)
     if state.phase.ended:
         return context.decide(state, Action.DONE, f"the rollout has ended: {state.phase}")
@@ -238,7 +276,7 @@ def decide(state: RolloutState, observation: Observation, *, policy: RolloutPoli
     if state.phase is Phase.PAUSED:
         return context.decide(state, Action.HOLD, "paused")
     if state.acked_at is None or state.window_start is None:
-        return _acknowledgement(context, state, acked=observation.acked, policy=policy)
+        return _acknowledgement(context, state, acked=observation.acked, by=acknowledgement, policy=policy)
     counts = MappingProxyType(dict(observation.counts))
     canary = sum_counts(c for d, c in counts.items() if d in context.walk.canary)
     stable = sum_counts(c for d, c in counts.items() if d in context.walk.stable)
@@ -280,7 +318,13 @@ def _command(context: _Context, state: RolloutState, command: Command) -> Decisi
     )
 
 
-def refusal(state: RolloutState, command: Command, *, policy: RolloutPolicySpec) -> str | None:
+def refusal(
+    state: RolloutState,
+    command: Command,
+    *,
+    policy: RolloutPolicySpec,
+    acknowledgement: Acknowledgement = _PROXIES_ONLY,
+) -> str | None:
     """Why ``command`` does not apply to the rollout as it stands, or None when ``decide`` may act on it.
 
     A refused command would change nothing or undo progress: a resume restarts the step's
@@ -294,21 +338,23 @@ def refusal(state: RolloutState, command: Command, *, policy: RolloutPolicySpec)
         return "it is not paused or stalled"
     final = plan(state.pre_rollout, state.goal, steps=policy.steps).final_step
     if command in (Command.PROMOTE, Command.PROMOTE_FULL) and state.step == final:
-        return "it already serves git's weights and waits for every proxy to ACK them"
+        return f"it already serves git's weights and waits for {acknowledgement.awaited} them"
     return None
 
 
-def _acknowledgement(context: _Context, state: RolloutState, *, acked: bool, policy: RolloutPolicySpec) -> Decision:
+def _acknowledgement(
+    context: _Context, state: RolloutState, *, acked: bool, by: Acknowledgement, policy: RolloutPolicySpec
+) -> Decision:
     if acked and state.step == context.walk.final_step:
-        return context.decide(state, Action.DONE, "every proxy ACKed git's weights", phase=Phase.SUCCEEDED)
+        return context.decide(state, Action.DONE, f"{by.done} git's weights", phase=Phase.SUCCEEDED)
     if acked:
         opened = dataclasses.replace(state, acked_at=context.now, window_start=context.now)
-        reason = f"every proxy ACKed step {state.step}: the analysis window opens"
+        reason = f"{by.done} step {state.step}: the analysis window opens"
         return context.decide(opened, Action.HOLD, reason, phase=Phase.PROGRESSING)
     if context.now - state.step_started_at >= policy.max_interval.seconds:
-        reason = f"step {state.step} is still not ACKed by every proxy after {policy.max_interval.text}"
+        reason = f"step {state.step} is still not {by.missing} after {policy.max_interval.text}"
         return context.decide(state, Action.WAIT_FOR_ACK, reason, phase=Phase.STALLED)
-    return context.decide(state, Action.WAIT_FOR_ACK, f"waiting for every proxy to ACK step {state.step}")
+    return context.decide(state, Action.WAIT_FOR_ACK, f"waiting for {by.awaited} step {state.step}")
 
 
 def _analysis(

@@ -150,7 +150,8 @@ def test_the_json_is_one_object_of_camel_case_keys_with_utc_times_ending_in_z_an
 
     assert list(body) == [
         "repo", "branch", "path", "headSha", "served", "origin", "servedSince", "syncedAt", "synced", "generation",
-        "reason", "message", "lastAttempt", "lastError", "warnings", "ready", "proxies", "rollouts", "drift",
+        "reason", "message", "lastAttempt", "lastError", "warnings", "ready", "syncedBy",
+        "proxies", "rollouts", "drift",
     ]  # fmt: skip
     assert body["servedSince"] == "2025-06-01T12:00:00.123456Z"
     assert list(body["proxies"][0]["types"]) == ["CDS", "LDS", "EDS", "RDS"]

@@ -329,7 +329,31 @@ def test_status_wait_returns_0_once_the_commit_is_served_and_every_proxy_acked_i
     with status_server(answers_in_turn(before_ack, before_ack, after_ack)) as url:
         assert main(["status", "--server", url, "--wait", sha[:7], "--timeout", "30s"]) == ExitCode.OK
 
-    assert f"{sha[:7]}: served, every connected proxy ACKed it" in capsys.readouterr().out
+    assert f"{sha[:7]}: served, every proxy ACKed it" in capsys.readouterr().out
+
+
+def test_under_the_kubernetes_sink_alone_status_wait_waits_for_the_api_server_to_accept_the_commit(
+    serving: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine, cache, _, source = serving
+    sha = source.head_sha
+    assert sha is not None
+    # What a --sink kubernetes daemon answers: no proxy, synced once the API server accepted the commit.
+    pending = {**document(engine, cache).to_json(), "proxies": [], "syncedBy": ["apiServer"], "synced": False}
+    accepted = {**pending, "synced": True, "syncedAt": pending["servedSince"]}
+    assert wait_outcome(StatusDocument.from_json(pending), sha) is WaitOutcome.PENDING
+    now = now_after(StatusDocument.from_json(accepted), 2)
+    assert "SYNCED   no, the API server has not accepted the served revision yet" in render_status(
+        StatusDocument.from_json(pending), now=now
+    )
+    assert "SYNCED   yes, the API server accepted it 2s ago" in render_status(
+        StatusDocument.from_json(accepted), now=now
+    )
+
+    with status_server(answers_in_turn(pending, pending, accepted)) as url:
+        assert main(["status", "--server", url, "--wait", sha[:7], "--timeout", "30s"]) == ExitCode.OK
+
+    assert f"{sha[:7]}: served, the API server accepted it" in capsys.readouterr().out
 
 
 def test_status_wait_returns_1_with_the_findings_when_the_commit_is_refused(

@@ -228,7 +228,13 @@ def test_without_self_heal_a_kubectl_edit_stays_and_is_reported_field_by_field(
 
 
 def _crd_engine(
-    source: MemorySource, cache: SnapshotCache, applier: IstioApplier, *, namespace: str, state: Path
+    source: MemorySource,
+    cache: SnapshotCache,
+    applier: IstioApplier,
+    *,
+    namespace: str,
+    state: Path,
+    proxies_acknowledge: bool = True,
 ) -> tuple[Engine, KubernetesSink]:
     """An engine serving ``source``'s ``mesh/`` to ``cache`` and, through the kubernetes sink, to ``applier``."""
     engine = Engine(
@@ -239,6 +245,7 @@ def _crd_engine(
         clock=lambda: datetime.now(UTC),
         default_namespace=namespace,
         file_prefix="mesh/",
+        proxies_acknowledge=proxies_acknowledge,
     )
     sink = KubernetesSink(applier, default_namespace=namespace)
     engine.add_sink(sink)
@@ -270,6 +277,80 @@ def test_a_rollout_writes_its_step_weights_through_the_same_field_manager(
             vs = _get(istio, "VirtualService", namespace)
             assert {m["manager"] for m in vs["metadata"]["managedFields"]} == {FIELD_MANAGER}
             assert running.applier.report().state in ("InSync", "Pending")
+            ack_all(gateway)
+            controller.tick()
+            reasons = [record.record.reason for record in controller.records(walking.policy)]
+            assert "the API server accepted and every proxy ACKed step 0: the analysis window opens" in reasons
+
+    run(scenario())
+
+
+def test_under_the_kubernetes_sink_alone_a_commit_is_synced_and_saved_once_the_api_server_accepted_it(
+    istio: KubeCluster, namespace: str, run: Any, tmp_path: Path
+) -> None:
+    """Refused writes keep it unsynced and unsaved; accepted, it is the last good a restart serves again."""
+    later = f"{namespace}-later"  # the objects' namespace does not exist yet: every write to it is a 404
+    state = tmp_path / "state"
+
+    async def scenario() -> None:
+        async with _applier(istio, later) as running:
+            source = MemorySource()
+            engine, _ = _crd_engine(
+                source, SnapshotCache(), running.applier, namespace=later, state=state, proxies_acknowledge=False
+            )
+            head = source.commit(mesh_files(v1=100, v2=0), "reviews on v1").sha
+            assert (await engine.reconcile(trigger="test")).ok
+            await _until(lambda: running.applier.report().state == "Failed", "the refused writes reported")
+            assert not engine.status.synced
+            assert engine.status.document().synced_by == ("apiServer",)
+            assert SqliteStateStore(state).load_last_good() is None
+            istio.create("/api/v1/namespaces", {"metadata": {"name": later}})
+            try:
+                await _until(lambda: engine.status.synced, "synced once the API server accepted it")
+                assert _get(istio, "VirtualService", later) is not None
+                stored = await _until(lambda: SqliteStateStore(state).load_last_good(), "saved as the last good")
+                assert stored.revision.sha == head
+
+                restarted, _ = _crd_engine(
+                    MemorySource(), SnapshotCache(), running.applier, namespace=later, state=state,
+                    proxies_acknowledge=False,
+                )  # fmt: skip
+                assert restarted.restore()
+                assert restarted.status.served is not None
+                assert restarted.status.served.sha == head
+                await _until(lambda: restarted.status.synced, "the restored commit synced by the API server again")
+            finally:
+                istio.delete(f"/api/v1/namespaces/{later}")
+
+    run(scenario())
+
+
+def test_with_both_sinks_a_commit_is_synced_once_every_proxy_acked_it_and_the_api_server_accepted_it(
+    istio: KubeCluster, namespace: str, run: Any, tmp_path: Path
+) -> None:
+    later = f"{namespace}-later"
+
+    async def scenario() -> None:
+        async with _applier(istio, later) as running:
+            source, cache = MemorySource(), SnapshotCache()
+            gateway = cache.connect(GATEWAY, on_change=lambda: None)
+            engine, _ = _crd_engine(source, cache, running.applier, namespace=later, state=tmp_path / "state")
+            head = source.commit(mesh_files(v1=100, v2=0), "reviews on v1").sha
+            assert (await engine.reconcile(trigger="test")).ok
+            ack_all(gateway)
+            await _until(lambda: running.applier.report().state == "Failed", "the refused writes reported")
+            assert cache.all_acked(engine.status.generation)
+            assert not engine.status.synced  # every proxy ACKed it, the API server did not accept it
+            assert engine.status.document().synced_by == ("apiServer", "proxies")
+            istio.create("/api/v1/namespaces", {"metadata": {"name": later}})
+            try:
+                await _until(lambda: engine.status.synced, "synced once the API server accepted it too")
+                stored = await _until(
+                    lambda: SqliteStateStore(tmp_path / "state").load_last_good(), "saved as the last good"
+                )
+                assert stored.revision.sha == head
+            finally:
+                istio.delete(f"/api/v1/namespaces/{later}")
 
     run(scenario())
 
@@ -373,5 +454,8 @@ def test_a_rollout_under_the_kubernetes_sink_alone_walks_its_steps_on_the_api_se
             assert cache.proxies() == ()
             reasons = [record.record.reason for record in controller.records(done[0].policy)]
             assert sum("promoting as the policy says" in reason for reason in reasons) == 2, reasons
+            assert "the API server accepted step 0: the analysis window opens" in reasons, reasons
+            assert reasons[-1] == "the API server accepted git's weights"
+            assert not [reason for reason in reasons if "prox" in reason], reasons
 
     run(scenario())

@@ -1,9 +1,11 @@
 """``reconciler run --sink kubernetes`` as a process: a real git remote, a real kube-apiserver with Istio's CRDs.
 
-A commit is applied; a commit dropping a subset and the route to it is applied route first (the
-etcd revisions the objects carry say in which order the API server took the writes); a ``kubectl
-edit`` is healed and reported in ``/api/v1/status`` and ``/metrics``; ``reconciler diff PATH
---kubeconfig`` agrees with the cluster after the heal.
+A commit is applied, and synced once the API server accepted it: ``reconciler status --wait``
+returns then, it is saved as the last good, and a restart serves it again at once. A commit
+dropping a subset and the route to it is applied route first (the etcd revisions the objects
+carry say in which order the API server took the writes); a ``kubectl edit`` is healed and
+reported in ``/api/v1/status`` and ``/metrics``; ``reconciler diff PATH --kubeconfig`` agrees
+with the cluster after the heal.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from reconciler.kube.istio import FIELD_MANAGER
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e_daemon"))
 from daemon_harness import CLI, Daemon, run_command, wait_for
-from test_daemon_rollout_restart import logged_since_start
+from test_daemon_rollout_restart import logged_since_start, stored_last_good
 
 pytestmark = [pytest.mark.git, pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.xdist_group("kube")]
 
@@ -93,7 +95,7 @@ def test_a_crd_mode_daemon_applies_commits_in_order_heals_a_kubectl_edit_and_rep
     istio: KubeCluster, namespace: str, tmp_path: Path, daemon_log: Path
 ) -> None:
     repo = GitRemote.create(tmp_path / "git")
-    repo.commit({"mesh/reviews.yaml": crd_mesh(namespace).decode()}, "reviews on v1")
+    first = repo.commit({"mesh/reviews.yaml": crd_mesh(namespace).decode()}, "reviews on v1")
     inventory = f"{namespace}/reconciler-inventory"
     daemon = Daemon(
         repo=repo.url,
@@ -108,6 +110,14 @@ def test_a_crd_mode_daemon_applies_commits_in_order_heals_a_kubectl_edit_and_rep
     )
     try:
         daemon.start()
+        # `status --wait` returns once the API server accepted the commit: synced, and saved as the last good.
+        waited = run_command([*CLI, "status", "--server", daemon.url, "--wait", first, "--timeout", "60s"], timeout=90)
+        assert waited.returncode == 0, waited.stdout + waited.stderr
+        assert f"{first}: served, the API server accepted it" in waited.stdout
+        assert _exists(istio, namespace, "virtualservices")
+        engine = daemon.status()
+        assert (engine["synced"], engine["syncedBy"], engine["served"]["sha"]) == (True, ["apiServer"], first)
+        wait_for("the first commit saved as last good", lambda: stored_last_good(daemon) == first, timeout=DEADLINE)
         # The first commit: created, by our field manager alone, and reported in sync.
         wait_for("the first commit applied", lambda: _cluster_drift(daemon)["state"] == "InSync", timeout=DEADLINE)
         vs = _object(istio, namespace, "virtualservices")
@@ -159,5 +169,13 @@ def test_a_crd_mode_daemon_applies_commits_in_order_heals_a_kubectl_edit_and_rep
         assert [item["name"] for item in entry["items"]] == [f"{namespace}/reviews"]
         assert _drift_gauge(daemon, namespace)["VirtualService"] == 1.0
         assert run_command(diff, timeout=DEADLINE).returncode == 1
+        assert stored_last_good(daemon) == head
+
+        # A restart serves the last good at once, before the first fetch, and is synced by the API server again.
+        daemon.stop()
+        daemon.start()
+        [restored] = logged_since_start(daemon, "engine.restored")
+        assert restored["sha"] == head[:12]
+        daemon.wait_status("synced after the restart", lambda s: s["synced"] and s["served"]["sha"] == head)
     finally:
         daemon.stop()

@@ -15,7 +15,8 @@ from kube_cluster import KubeCluster
 from reconciler.engine.cluster_state import DECISIONS_KEPT, ClusterRolloutStore, configmap_path
 from reconciler.engine.state import StoredDecision, StoredRollout
 from reconciler.errors import StateError
-from reconciler.kube.lease import KubeWriter, LeaderElector, LeaseTiming, lease_path
+from reconciler.kube.client import KubeClient
+from reconciler.kube.lease import LeaderElector, LeaseTiming, lease_path
 from reconciler.model.rolloutpolicy import RolloutPolicySpec, RolloutTarget
 from reconciler.model.virtualservice import Destination
 from reconciler.rollout.decide import start
@@ -31,9 +32,9 @@ SLOW = LeaseTiming(lease_duration=60.0, renew_deadline=40.0, retry_period=0.2)
 DEADLINE = 30.0
 
 
-def run(kube: KubeCluster, body: Callable[[KubeWriter], Awaitable[None]]) -> None:
+def run(kube: KubeCluster, body: Callable[[KubeClient], Awaitable[None]]) -> None:
     async def main() -> None:
-        client = await KubeWriter.connect(kube.kubeconfig)
+        client = await KubeClient.connect(kube.kubeconfig)
         try:
             await asyncio.wait_for(body(client), DEADLINE * 2)
         finally:
@@ -42,7 +43,7 @@ def run(kube: KubeCluster, body: Callable[[KubeWriter], Awaitable[None]]) -> Non
     asyncio.run(main())
 
 
-def elector(client: KubeWriter, namespace: str, identity: str, timing: LeaseTiming = QUICK) -> LeaderElector:
+def elector(client: KubeClient, namespace: str, identity: str, timing: LeaseTiming = QUICK) -> LeaderElector:
     return LeaderElector(api=client, namespace=namespace, name="reconciler", identity=identity, timing=timing)
 
 
@@ -54,7 +55,7 @@ def lease_spec(kube: KubeCluster, namespace: str) -> dict[str, Any]:
 def test_the_first_candidate_creates_the_lease_and_leads_while_another_candidate_is_refused(
     kube: KubeCluster, namespace: str
 ) -> None:
-    async def body(client: KubeWriter) -> None:
+    async def body(client: KubeClient) -> None:
         first, second = elector(client, namespace, "a"), elector(client, namespace, "b")
         await first.acquire()
         assert await second._attempt(timeout=DEADLINE) is False
@@ -70,7 +71,7 @@ def test_a_follower_takes_a_lease_that_is_no_longer_renewed_only_after_the_lease
 ) -> None:
     seen: dict[str, Any] = {}
 
-    async def body(client: KubeWriter) -> None:
+    async def body(client: KubeClient) -> None:
         await elector(client, namespace, "a").acquire()  # and never renews: a leader killed with -9
         seen["before"] = lease_spec(kube, namespace)
         await elector(client, namespace, "b").acquire()
@@ -85,7 +86,7 @@ def test_a_follower_takes_a_lease_that_is_no_longer_renewed_only_after_the_lease
 
 
 def test_a_leader_renews_the_lease_so_a_follower_never_takes_it(kube: KubeCluster, namespace: str) -> None:
-    async def body(client: KubeWriter) -> None:
+    async def body(client: KubeClient) -> None:
         leader, follower = elector(client, namespace, "a"), elector(client, namespace, "b")
         await leader.acquire()
         holding = asyncio.ensure_future(leader.hold())
@@ -109,7 +110,7 @@ def test_a_leader_renews_the_lease_so_a_follower_never_takes_it(kube: KubeCluste
 def test_a_released_lease_is_taken_by_the_next_candidate_at_once_not_after_the_duration(
     kube: KubeCluster, namespace: str
 ) -> None:
-    async def body(client: KubeWriter) -> None:
+    async def body(client: KubeClient) -> None:
         leader, follower = elector(client, namespace, "a", SLOW), elector(client, namespace, "b", SLOW)
         await leader.acquire()
         waiting = asyncio.ensure_future(follower.acquire())
@@ -124,7 +125,7 @@ def test_a_released_lease_is_taken_by_the_next_candidate_at_once_not_after_the_d
 
 
 def test_a_leader_whose_lease_was_taken_by_another_holder_steps_down(kube: KubeCluster, namespace: str) -> None:
-    async def body(client: KubeWriter) -> None:
+    async def body(client: KubeClient) -> None:
         leader = elector(client, namespace, "a", SLOW)
         await leader.acquire()
         holding = asyncio.ensure_future(leader.hold())
@@ -140,7 +141,7 @@ def test_a_leader_whose_lease_was_taken_by_another_holder_steps_down(kube: KubeC
 
 
 def test_of_candidates_racing_for_one_lease_exactly_one_wins_each_round(kube: KubeCluster, namespace: str) -> None:
-    async def body(client: KubeWriter) -> None:
+    async def body(client: KubeClient) -> None:
         candidates = [elector(client, namespace, name) for name in "abcd"]
         created = await asyncio.gather(*(c._attempt(timeout=DEADLINE) for c in candidates))
         assert sum(created) == 1  # one create succeeds; the others get 409
@@ -180,7 +181,7 @@ def rollout(key: str, *, step_time: float = 100.0) -> tuple[StoredRollout, Store
     return stored, StoredDecision(decision.record, generation=3, acked_at=None)
 
 
-def cluster_store(client: KubeWriter, namespace: str, *, leading: Callable[[], bool]) -> ClusterRolloutStore:
+def cluster_store(client: KubeClient, namespace: str, *, leading: Callable[[], bool]) -> ClusterRolloutStore:
     return ClusterRolloutStore(
         api=client,
         namespace=namespace,
@@ -210,7 +211,7 @@ async def in_thread(call: Callable[[], None]) -> None:
 def test_rollouts_saved_by_one_replica_are_read_by_another_with_their_decisions(
     kube: KubeCluster, namespace: str
 ) -> None:
-    async def body(client: KubeWriter) -> None:
+    async def body(client: KubeClient) -> None:
         writer = cluster_store(client, namespace, leading=lambda: True)
         await writer.load()
         stored, decision = rollout("r1")
@@ -227,7 +228,7 @@ def test_rollouts_saved_by_one_replica_are_read_by_another_with_their_decisions(
 
 
 def test_a_replica_that_does_not_lead_refuses_to_write_the_rollout_state(kube: KubeCluster, namespace: str) -> None:
-    async def body(client: KubeWriter) -> None:
+    async def body(client: KubeClient) -> None:
         store = cluster_store(client, namespace, leading=lambda: False)
         await store.load()
         stored, _ = rollout("r1")

@@ -17,7 +17,18 @@ from reconciler.model.rolloutpolicy import (
 )
 from reconciler.model.virtualservice import Destination
 from reconciler.rollout.analysis import Counts, Outcome
-from reconciler.rollout.decide import Action, Command, Decision, Observation, Phase, Revision, decide, start
+from reconciler.rollout.decide import (
+    Acknowledgement,
+    Action,
+    Command,
+    Decision,
+    Observation,
+    Phase,
+    Revision,
+    decide,
+    refusal,
+    start,
+)
 from reconciler.rollout.plan import RouteRef, WeightTable
 
 V1, V2 = (
@@ -69,6 +80,36 @@ def test_a_step_not_acked_within_max_interval_is_reported_stalled_and_still_wait
 
     assert (waiting.action, waiting.state.phase) == (Action.WAIT_FOR_ACK, Phase.STALLED)
     assert acked(waiting, at=601.0).state.phase is Phase.PROGRESSING
+
+
+def test_the_records_name_who_acknowledges_the_step_the_proxies_the_api_server_or_both() -> None:
+    def reasons(by: Acknowledgement) -> list[str]:
+        step = begin().state
+        waited = decide(step, Observation(), policy=POLICY, now=1.0, acknowledgement=by)
+        stalled = decide(step, Observation(), policy=POLICY, now=600.0, acknowledgement=by)
+        opened = decide(step, Observation(acked=True), policy=POLICY, now=601.0, acknowledgement=by)
+        goal = dataclasses.replace(step, step=3)
+        done = decide(goal, Observation(acked=True), policy=POLICY, now=602.0, acknowledgement=by)
+        promote = refusal(goal, Command.PROMOTE, policy=POLICY, acknowledgement=by)
+        return [waited.record.reason, stalled.record.reason, opened.record.reason, done.record.reason, str(promote)]
+
+    assert reasons(Acknowledgement()) == [
+        "waiting for every proxy to ACK step 0",
+        "step 0 is still not ACKed by every proxy after 10m",
+        "every proxy ACKed step 0: the analysis window opens",
+        "every proxy ACKed git's weights",
+        "it already serves git's weights and waits for every proxy to ACK them",
+    ]
+    assert reasons(Acknowledgement(proxies=False, api_server=True)) == [
+        "waiting for the API server to accept step 0",
+        "step 0 is still not accepted by the API server after 10m",
+        "the API server accepted step 0: the analysis window opens",
+        "the API server accepted git's weights",
+        "it already serves git's weights and waits for the API server to accept them",
+    ]
+    assert reasons(Acknowledgement(proxies=True, api_server=True))[2] == (
+        "the API server accepted and every proxy ACKed step 0: the analysis window opens"
+    )
 
 
 def test_a_step_with_enough_clean_requests_advances_only_after_the_interval() -> None:
