@@ -125,4 +125,5 @@ def test_a_broken_virtual_host_in_a_route_table_seen_before_is_reported_as_witho
 
     assert found == envoy_findings(broken, locate=_nowhere)
     assert len(found) == 1
-    assert "virtual_hosts[" in found[0].message and "timeout" in found[0].message
+    assert "virtual_hosts[" in found[0].message
+    assert "timeout" in found[0].message
