@@ -69,6 +69,7 @@ from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
 from reconciler.model.text import MESSAGE_CHARS, excerpt
 from reconciler.sources.revision import ALLOW_REMOVAL_FILE, ConfigSource, Revision
 from reconciler.translate import ServiceRegistry
+from reconciler.translate.memo import TranslationCache
 from reconciler.translate.provenance import producers_of
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.translate.snapshot import SHORT_NAMES
@@ -250,6 +251,11 @@ class Engine:
     def served_config(self) -> ConfigSnapshots | None:
         """The config the proxies are being given now (``None`` before anything was served)."""
         return self._current.snapshots if self._current is not None else None
+
+    @property
+    def translations(self) -> TranslationCache:
+        """The per-service translation work kept between passes (every ConfigSnapshots the engine serves shares it)."""
+        return self._decode_cache.translations
 
     def registry_for(self, config: MeshConfig) -> ServiceRegistry:
         """The services ``config`` is translated with: the cluster's (when watched), then its ServiceEntries'.

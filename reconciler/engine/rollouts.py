@@ -77,6 +77,7 @@ from reconciler.rollout.plan import RouteRef, Split, WeightTable, plan, same_tra
 from reconciler.rollout.routes import Governed, governed, weights_of, with_weights
 from reconciler.sources.revision import Revision
 from reconciler.translate import ServiceRegistry
+from reconciler.translate.memo import TranslationCache
 from reconciler.translate.names import cluster_name
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds.cache import EventKind, SnapshotCache, XdsEvent
@@ -385,6 +386,7 @@ class RolloutController:
             dict(self._rollouts),
             proxies=self._cache.proxies(),
             registry_for=self._engine.registry_for,
+            cache=self._engine.translations,
         )
         # When the head changed meanwhile, serve_revision has served the newer commit with every rollout's weights.
         if self._head is head and not self._engine.serve(snapshots, origin=origin):
@@ -483,7 +485,14 @@ class RolloutController:
         self, revision: Revision, config: ConfigSnapshots, rollouts: Mapping[str, _Rollout], *, change: Change
     ) -> bool:
         """Serve git's ``config`` with each rollout's weights for its routes, in one push."""
-        snapshots, origin = _stepped(revision, config, rollouts, change=change, registry_for=self._engine.registry_for)
+        snapshots, origin = _stepped(
+            revision,
+            config,
+            rollouts,
+            change=change,
+            registry_for=self._engine.registry_for,
+            cache=self._engine.translations,
+        )
         return self._engine.serve(snapshots, origin=origin)
 
     def add_listener(self, listener: Callable[[DecisionRecord], None]) -> None:
@@ -638,8 +647,12 @@ def _stepped(
     *,
     change: Change,
     registry_for: Callable[[MeshConfig], ServiceRegistry],
+    cache: TranslationCache,
 ) -> tuple[ConfigSnapshots, Origin]:
-    """Git's ``config`` with each rollout's weights for its routes, and the origin to serve it as."""
+    """Git's ``config`` with each rollout's weights for its routes, and the origin to serve it as.
+
+    ``cache``: the engine's, so a step re-translates only what its weights change.
+    """
     weights: dict[RouteRef, Split] = {}
     for rollout in rollouts.values():
         weights.update(rollout.weights)
@@ -647,7 +660,7 @@ def _stepped(
     if same_traffic(weights, goal):
         return config, Origin(revision, change)
     stepped = with_weights(config.config, MappingProxyType(weights))
-    snapshots = ConfigSnapshots(config=stepped, registry=registry_for(stepped), findings=config.warnings())
+    snapshots = ConfigSnapshots(config=stepped, registry=registry_for(stepped), findings=config.warnings(), cache=cache)
     return snapshots, _origin(revision, rollouts)
 
 
@@ -658,9 +671,12 @@ def _translated(
     *,
     proxies: tuple[ProxyIdentity, ...],
     registry_for: Callable[[MeshConfig], ServiceRegistry],
+    cache: TranslationCache,
 ) -> tuple[ConfigSnapshots, Origin]:
     """:func:`_stepped` translated for ``proxies`` (in a worker thread), so publishing it on the loop is cheap."""
-    snapshots, origin = _stepped(revision, config, rollouts, change=Change.COMMIT, registry_for=registry_for)
+    snapshots, origin = _stepped(
+        revision, config, rollouts, change=Change.COMMIT, registry_for=registry_for, cache=cache
+    )
     with contextlib.suppress(ReconcilerError):
         # A proxy it does not translate for: the engine's publish meets the error again and refuses it as usual.
         snapshots.translate_all(proxies)

@@ -140,10 +140,15 @@ _FieldCheck = Callable[[Message], str]  # the message holding the field → "" w
 _Found = list[tuple["_Path", str]]  # (field path, problem), in the order met
 
 
-def violations(message: Message) -> list[Violation]:
-    """Every constraint ``message`` (and everything inside it, ``Any`` unpacked) breaks; empty when Envoy-valid."""
+def violations(message: Message, *, without: str | None = None) -> list[Violation]:
+    """Every constraint ``message`` (and everything inside it, ``Any`` unpacked) breaks; empty when Envoy-valid.
+
+    ``without`` names a message field of ``message`` whose messages are not descended into (the
+    field's own rules, such as its item count, still apply): a caller checks them one by one, so
+    a large resource's unchanged parts need not be walked again. Together the two are the whole check.
+    """
     found: _Found = []
-    _walk(message, None, found)
+    _walk(message, None, found, without=without)
     return [Violation(path=_format(path), message=problem) for path, problem in found]
 
 
@@ -186,7 +191,7 @@ _Path = tuple[Any, str | int] | None
 _SINGLE, _LIST, _MAP = 1, 2, 3
 
 
-def _walk(message: Message, path: _Path, found: _Found) -> None:
+def _walk(message: Message, path: _Path, found: _Found, *, without: str | None = None) -> None:
     plan = _plan(message.DESCRIPTOR)
     if plan.special is not None:
         plan.special(message, path, found)
@@ -203,7 +208,7 @@ def _walk(message: Message, path: _Path, found: _Found) -> None:
             _walk(inner, path, found)
     for field, value in message.ListFields() if plan.children else ():
         shape = plan.children.get(field.name)
-        if shape is None:
+        if shape is None or field.name == without:
             continue
         field_path = (path, field.name)
         if shape == _SINGLE:

@@ -11,21 +11,30 @@ A :class:`PassCache` remembers which resources (by the digest of their determini
 bytes) passed, so a resource met again (the clusters every proxy shape shares, the
 unchanged services of the next commit, the other side of a diff) is not checked again.
 Its owner scopes it (one load, one diff, a daemon's decode cache); nothing is global.
+A RouteConfiguration is also remembered per virtual host: a sidecar's one route configuration
+holds a virtual host per service port, and a one-host change makes it new, so it is checked as
+its own fields plus each virtual host, and only the virtual hosts not seen before are walked.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
+
+from envoy.config.route.v3 import route_pb2
 
 from reconciler.model.config import Resource
 from reconciler.model.source import SourceInfo
 from reconciler.translate.constraints import violations
 from reconciler.translate.registry import Origin
-from reconciler.translate.snapshot import PUSH_ORDER, Snapshot
+from reconciler.translate.snapshot import PUSH_ORDER, ROUTE, Snapshot
 from reconciler.validate.findings import Code, Finding, Severity
 
 __all__ = ["Locate", "PassCache", "Source", "envoy_findings"]
+
+#: The pass-cache "type" of one virtual host of a RouteConfiguration (checked apart, see :func:`_route_passes`).
+_VIRTUAL_HOST = ROUTE + "#virtual_host"
 
 #: An Istio resource (or registry origin) and a field path in it.
 Source = tuple[Resource[Any] | Origin, str]
@@ -46,6 +55,7 @@ class PassCache:
         self._used: set[tuple[str, str]] = set()
 
     def __len__(self) -> int:
+        """Passes held: resources and route tables' virtual hosts."""
         return len(self._passed)
 
     def known(self, type_url: str, digest: str) -> bool:
@@ -78,6 +88,9 @@ def envoy_findings(snapshot: Snapshot, *, locate: Locate, passed: PassCache | No
             digest = digests[name]
             if passed is not None and passed.known(type_url, digest):
                 continue
+            if passed is not None and type_url == ROUTE and _route_passes(resource, passed):
+                passed.add(type_url, digest)
+                continue
             broken = violations(resource)
             if not broken and passed is not None:
                 passed.add(type_url, digest)
@@ -87,6 +100,27 @@ def envoy_findings(snapshot: Snapshot, *, locate: Locate, passed: PassCache | No
                 message = f"Envoy would reject {envoy_field}: {violation.message}"
                 found.append(_finding(locate(type_url, name, resource, violation.path), message))
     return found
+
+
+def _route_passes(config: route_pb2.RouteConfiguration, passed: PassCache) -> bool:
+    """Whether ``config`` breaks no constraint, walking only the virtual hosts ``passed`` has not seen.
+
+    The route configuration's own fields and each virtual host together are the whole check
+    (:func:`violations` ``without``). False on any violation: the caller then walks it whole,
+    so what is reported (paths, order) never depends on the cache.
+    """
+    if violations(config, without="virtual_hosts"):
+        return False
+    fresh = []
+    for vhost in config.virtual_hosts:
+        digest = hashlib.sha256(vhost.SerializeToString(deterministic=True)).hexdigest()
+        if not passed.known(_VIRTUAL_HOST, digest):
+            if violations(vhost):
+                return False
+            fresh.append(digest)
+    for digest in fresh:
+        passed.add(_VIRTUAL_HOST, digest)
+    return True
 
 
 def _finding(source: Source | None, message: str) -> Finding:

@@ -15,9 +15,10 @@ equal, so a cached translation is byte-identical to an uncached one:
 * a VirtualService's routes for one listener port, and what building them reported and
   which clusters they asked for, by the VirtualService and the services its destinations
   name (a route's cluster follows from those; whether that cluster exists is asked again);
-* a reused cluster's or load assignment's deterministic bytes and digest, by the message
-  itself (the same object), so a snapshot of reused resources is versioned without
-  serializing them again.
+* sets of clusters and of load assignments, by their messages: a change that
+  leaves every cluster as it was (a rollout step) reuses the whole set, name order and version;
+  in a new set, a message a kept set holds (the same object) keeps its bytes and digest, so a
+  snapshot of reused resources is versioned without serializing them again.
 
 Which resources passed Envoy's constraint check is remembered apart, by their digests
 (:class:`~reconciler.translate.envoy_check.PassCache`, ``translate(passed=...)``).
@@ -30,7 +31,7 @@ for inputs equal to its key), it may only miss.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -46,8 +47,8 @@ from reconciler.model.serviceentry import ServiceEntrySpec
 from reconciler.model.virtualservice import VirtualServiceSpec
 from reconciler.translate.notes import NoteCall
 from reconciler.translate.registry import Service, ServiceRegistry, build_registry
-from reconciler.translate.snapshot import Encode
 from reconciler.translate.snapshot import Resource as XdsResource
+from reconciler.translate.snapshot import ResourceSet
 
 __all__ = ["EnsureCall", "ServiceClusters", "TranslationCache", "VirtualServiceRoutes"]
 
@@ -99,13 +100,21 @@ class _Generations(Generic[K, V]):
         self._new: dict[K, V] = {}
         self._old: dict[K, V] = {}
 
-    def get(self, key: K) -> V | None:
+    def get(self, key: K, accept: Callable[[V], bool] | None = None) -> V | None:
+        """The value of ``key`` (moved into the current generation), if any and ``accept`` takes it."""
         found = self._new.get(key)
         if found is None:
-            found = self._old.pop(key, None)
-            if found is not None:
-                self._new[key] = found
-        return found
+            found = self._old.get(key)
+            if found is None or (accept is not None and not accept(found)):
+                return None
+            del self._old[key]
+            self._new[key] = found
+        return found if accept is None or accept(found) else None
+
+    def values(self) -> Iterator[V]:
+        """Every value of both generations."""
+        yield from self._new.values()
+        yield from self._old.values()
 
     def put(self, key: K, value: V) -> None:
         self._new[key] = value
@@ -147,11 +156,12 @@ class TranslationCache:
         self._rules: _Latest[tuple[Resource[DestinationRuleSpec], ...], DestinationRules] = _Latest()
         self._clusters: _Generations[tuple[str, str, bool], ServiceClusters] = _Generations()
         self._routes: _Generations[tuple[str, str, int], VirtualServiceRoutes] = _Generations()
-        self._encoded: _Generations[int, tuple[Message, XdsResource]] = _Generations()
+        # By type and size: the messages a set was built from (in the order given) and the set.
+        self._sets: _Generations[tuple[str, int], tuple[tuple[Message, ...], ResourceSet]] = _Generations()
 
     def __len__(self) -> int:
-        """Entries held (services' clusters and encoded resources), for tests and metrics."""
-        return len(self._clusters) + len(self._routes) + len(self._encoded)
+        """Entries held (services' clusters, VirtualServices' routes, kept resource sets), for tests and metrics."""
+        return len(self._clusters) + len(self._routes) + len(self._sets)
 
     def begin(self, config: MeshConfig) -> None:
         """Start translating ``config``: on a new config, forget what neither it nor the previous one used."""
@@ -160,7 +170,7 @@ class TranslationCache:
         self._config = config
         self._clusters.advance()
         self._routes.advance()
-        self._encoded.advance()
+        self._sets.advance()
 
     def registry(self, config: MeshConfig, *, cluster_domain: str | None = None) -> ServiceRegistry:
         """``build_registry(config, cluster_domain=...)``, reused while the ServiceEntries and domain compare equal."""
@@ -196,17 +206,30 @@ class TranslationCache:
     def keep_routes(self, built: VirtualServiceRoutes) -> None:
         self._routes.put((built.vs.namespace, built.vs.name, built.listener_port), built)
 
-    def encoder(self) -> Encode:
-        """A message serialized (packed, versioned) once per message object (clusters and assignments)."""
-        encoded = self._encoded
+    def resource_set(self, type_url: str, messages: Iterable[Message]) -> ResourceSet:
+        """``ResourceSet.build`` of ``messages`` (clusters, assignments), each serialized once per message object.
+
+        A set built before from equal messages, in the same order, is returned as it is; otherwise
+        the messages a kept set holds are not serialized again.
+        """
+        given = tuple(messages)
+        key = (type_url, len(given))
+        # Compares by identity first: the messages a cache reused are the same objects.
+        found = self._sets.get(key, lambda kept: kept[0] == given)
+        if found is not None:
+            return found[1]
+        # The kept sets hold their messages, so no id here is reused while this dict lives.
+        encoded = {
+            id(item.message): item
+            for _, kept in self._sets.values()
+            if kept.type_url == type_url
+            for item in kept.items.values()
+        }
 
         def encode(type_url: str, message: Message) -> XdsResource:
             found = encoded.get(id(message))
-            # The message is kept with its bytes, so its id cannot be reused while the entry lives.
-            if found is not None and found[0] is message:
-                return found[1]
-            result = XdsResource.of(type_url, message)
-            encoded.put(id(message), (message, result))
-            return result
+            return found if found is not None else XdsResource.of(type_url, message)
 
-        return encode
+        built = ResourceSet.build(type_url, given, encode=encode)
+        self._sets.put(key, (given, built))
+        return built

@@ -37,6 +37,7 @@ __all__ = [
     "PUSH_ORDER",
     "ROUTE",
     "SHORT_NAMES",
+    "BuildSet",
     "Encode",
     "Resource",
     "ResourceSet",
@@ -164,6 +165,10 @@ class ResourceSet:
         )
 
 
+#: How a snapshot gets the :class:`ResourceSet` of a type's messages (a translation cache may return one built before).
+BuildSet = Callable[[str, Iterable[Message]], ResourceSet]
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """One proxy's complete desired Envoy configuration; immutable and versioned."""
@@ -179,12 +184,12 @@ class Snapshot:
         endpoints: Iterable[endpoint_pb2.ClusterLoadAssignment] = (),
         listeners: Iterable[listener_pb2.Listener] = (),
         routes: Iterable[route_pb2.RouteConfiguration] = (),
-        encode_shared: Encode = Resource.of,
+        shared_set: BuildSet = ResourceSet.build,
     ) -> Snapshot:
-        """``encode_shared`` encodes clusters and load assignments: what proxies and configs share, a cache may keep."""
+        """``shared_set`` builds the sets of clusters and load assignments (what a translation cache keeps)."""
         sets = {
-            CLUSTER: ResourceSet.build(CLUSTER, clusters, encode=encode_shared),
-            ENDPOINT: ResourceSet.build(ENDPOINT, endpoints, encode=encode_shared),
+            CLUSTER: shared_set(CLUSTER, clusters),
+            ENDPOINT: shared_set(ENDPOINT, endpoints),
             LISTENER: ResourceSet.build(LISTENER, listeners),
             ROUTE: ResourceSet.build(ROUTE, routes),
         }
@@ -207,7 +212,9 @@ class Snapshot:
         clusters = self.resources(CLUSTER)
         assignments = self.resources(ENDPOINT)
         routes = self.resources(ROUTE)
-        for name in sorted(clusters_referenced_by_routes(routes.values())):
+        # Each route configuration's references were collected when it was serialized.
+        referenced = frozenset().union(*(item.references for item in self.sets[ROUTE].items.values()))
+        for name in sorted(referenced):
             if name not in clusters:
                 found.append(f"a route names cluster {quote(name)}, which does not exist")
         for name, cluster in self.sets[CLUSTER].items.items():

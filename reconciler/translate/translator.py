@@ -28,8 +28,7 @@ from reconciler.translate.registry import Origin, ServiceRegistry, build_registr
 from reconciler.translate.routes import RouteBuilder
 from reconciler.translate.scope import Scope
 from reconciler.translate.sidecar import build_sidecar
-from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot
-from reconciler.translate.snapshot import Resource as XdsResource
+from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, ResourceSet, Snapshot
 from reconciler.validate.findings import Finding
 
 __all__ = [
@@ -123,7 +122,7 @@ def translate(
         endpoints=clusters.assignments.values(),
         listeners=listeners,
         routes=route_configs,
-        encode_shared=cache.encoder() if cache is not None else XdsResource.of,
+        shared_set=cache.resource_set if cache is not None else ResourceSet.build,
     ).check()
     refused = envoy_findings(snapshot, locate=_Locator(scope=scope, routes=routes, gateways=gateways), passed=passed)
     if refused:

@@ -272,5 +272,6 @@ def test_the_cache_forgets_what_neither_the_current_nor_the_previous_config_used
         translate(config, PROXIES[0], cache=cache)
         sizes.append(len(cache))
 
-    assert sizes[1] == 2 * sizes[0]
+    # The previous config's entries are kept (equal ones, such as the empty sets of load assignments, shared).
+    assert sizes[0] < sizes[1] <= 2 * sizes[0]
     assert sizes[3] == sizes[2] == sizes[1]
