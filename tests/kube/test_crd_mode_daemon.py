@@ -25,7 +25,8 @@ from reconciler.kube.istio import FIELD_MANAGER
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e_daemon"))
 from daemon_harness import CLI, Daemon, run_command, wait_for
-from test_daemon_rollout_restart import logged_since_start, stored_last_good
+from memsource import stored_sha
+from test_daemon_rollout_restart import logged_since_start
 
 pytestmark = [pytest.mark.git, pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.xdist_group("kube")]
 
@@ -117,7 +118,7 @@ def test_a_crd_mode_daemon_applies_commits_in_order_heals_a_kubectl_edit_and_rep
         assert _exists(istio, namespace, "virtualservices")
         engine = daemon.status()
         assert (engine["synced"], engine["syncedBy"], engine["served"]["sha"]) == (True, ["apiServer"], first)
-        wait_for("the first commit saved as last good", lambda: stored_last_good(daemon) == first, timeout=DEADLINE)
+        wait_for("the first commit saved as last good", lambda: stored_sha(daemon.state_dir) == first, timeout=DEADLINE)
         # The first commit: created, by our field manager alone, and reported in sync.
         wait_for("the first commit applied", lambda: _cluster_drift(daemon)["state"] == "InSync", timeout=DEADLINE)
         vs = _object(istio, namespace, "virtualservices")
@@ -169,7 +170,7 @@ def test_a_crd_mode_daemon_applies_commits_in_order_heals_a_kubectl_edit_and_rep
         assert [item["name"] for item in entry["items"]] == [f"{namespace}/reviews"]
         assert _drift_gauge(daemon, namespace)["VirtualService"] == 1.0
         assert run_command(diff, timeout=DEADLINE).returncode == 1
-        assert stored_last_good(daemon) == head
+        assert stored_sha(daemon.state_dir) == head
 
         # A restart serves the last good at once, before the first fetch, and is synced by the API server again.
         daemon.stop()
