@@ -40,7 +40,8 @@ def _bootstrap(values: list[str]) -> dict[str, Any]:
     headers = [{"header": {"key": f"x-h{index}", "value": value}} for index, value in enumerate(values)]
     route = {"match": {"prefix": "/"}, "route": {"cluster": "c"}, "request_headers_to_add": headers}
     manager = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "@type": "type.googleapis.com/envoy.extensions.filters.network"
+        ".http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "s",
         "http_filters": [
             {
