@@ -2,7 +2,7 @@
 
 Configs are drawn across the translated field set with a bias to the boundaries (uint32-max
 weights and counts, the longest duration Envoy takes, header values just under 16 KiB) and
-just past them, which validation must refuse. Each
+just past them, which validation must refuse; header values mix Envoy's ``%VARIABLE%`` formats. Each
 example runs Envoy once, so the example count is small; the CI profile replays fixed ones.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from envoy_variables import variable_example
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from translate_support import SIDECAR
@@ -20,6 +21,7 @@ from translate_support import SIDECAR
 from reconciler.envoy import validate_config
 from reconciler.loader import load_files
 from reconciler.translate import static_bootstrap, translate
+from reconciler.validate.rules.header_format import ENVOY_HEADER_VARIABLES
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 
@@ -48,9 +50,23 @@ durations = st.one_of(
     st.integers(1, 10**9).map(lambda ms: f"{ms}ms"),
 )
 header_names = st.from_regex(r"\Ax-[a-z0-9]{1,12}\Z")
-# Printable ASCII (what Envoy's strict header-value rule takes), a few long values near the limit.
+# Envoy reads header values as substitution formats: known variables (with their arguments and
+# lengths), unknown ones, wrong arguments, lone and escaped % mixed with plain text.
+format_pieces = st.one_of(
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters="%"), max_size=8),
+    st.sampled_from(["%", "%%", "%%%", "%FOO%", "%hostname%", "%REQ(x%", "%REQ()%", "%HOSTNAME()%", "()", ":8"]),
+    st.sampled_from(sorted(ENVOY_HEADER_VARIABLES)).map(variable_example),
+    st.builds(
+        "%{}{}{}%".format,
+        st.sampled_from(sorted(ENVOY_HEADER_VARIABLES)),
+        st.sampled_from(["", "(x-a)", "(x-a?x-b)", "(a?b?c)", "(FOO)", "(NQ:ORIG)", "(k:FIELD:f)", "(ROUTE:ns)"]),
+        st.sampled_from(["", ":0", ":8", f":{2**64}"]),
+    ),
+)
+# Printable ASCII (what Envoy's strict header-value rule takes), formats, a few long values near the limit.
 header_values = st.one_of(
     st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40),
+    st.lists(format_pieces, max_size=4).map("".join),
     st.integers(_HEADER_LIMIT - 2, _HEADER_LIMIT + 1).map(lambda size: "v" * size),
 )
 percents = st.one_of(st.sampled_from([0.0, 0.0001, 100.0]), st.floats(0.0001, 100.0))
@@ -74,8 +90,8 @@ def http_rules(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         rule["retries"] = {"attempts": draw(st.integers(1, _UINT32_MAX)), "perTryTimeout": draw(durations)}
     if draw(st.booleans()):
-        operation = draw(st.sampled_from(["set", "add"]))
-        rule["headers"] = {"request": {operation: draw(st.dictionaries(header_names, header_values, max_size=2))}}
+        direction, operation = draw(st.sampled_from(["request", "response"])), draw(st.sampled_from(["set", "add"]))
+        rule["headers"] = {direction: {operation: draw(st.dictionaries(header_names, header_values, max_size=2))}}
     if draw(st.booleans()):
         rule["fault"] = {
             "delay": {"fixedDelay": draw(durations), "percentage": {"value": draw(percents)}},

@@ -24,6 +24,7 @@ from reconciler.model.virtualservice import (
     VirtualServiceSpec,
 )
 from reconciler.validate.rules.checker import Checker, dns1123_label_error, wildcard_domain_error
+from reconciler.validate.rules.header_format import header_format_problem
 from reconciler.validate.schema import MAX_UINT32
 
 __all__ = ["MAX_HEADER_VALUE_BYTES", "RETRY_ON_POLICIES", "check_virtual_service"]
@@ -333,6 +334,9 @@ def _check_header_operations(check: Checker, operations: HeaderOperations | None
                     name_path,
                     f"header value of {name!r} is {size} bytes, more than Envoy accepts ({MAX_HEADER_VALUE_BYTES})",
                 )
+            elif (problem := header_format_problem(value)) is not None:
+                message, hint = problem
+                check.error(name_path, f"header value of {quote(name)}: {message}", hint=hint)
             if request and lowered in (":authority", "host"):
                 continue  # rewriting the authority on requests is allowed (checked for conflicts elsewhere)
             if not request and lowered == "host":
