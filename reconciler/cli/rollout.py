@@ -279,10 +279,11 @@ def _time_left(rollout: RolloutDocument, *, now: float) -> str:
         )
     deadline = f"{duration(max(rollout.deadline - now, 0))}" if rollout.deadline is not None else "-"
     if rollout.acked_at is None:
-        return f"waiting for every proxy to ACK the step; Stalled in {deadline} unless they do"
+        # Acknowledged: every proxy ACKed it (xds), and/or the API server accepted it (CRD mode).
+        return f"waiting for the step to be acknowledged; Stalled in {deadline} unless it is"
     look = rollout.next_look_at
     next_look = "as soon as the canary has minRequests" if look is None or look <= now else f"in {duration(look - now)}"
-    return f"every proxy ACKed {duration(now - rollout.acked_at)} ago; next look {next_look}; decided within {deadline}"
+    return f"acknowledged {duration(now - rollout.acked_at)} ago; next look {next_look}; decided within {deadline}"
 
 
 def watch_exit(phase: str) -> ExitCode | None:

@@ -110,7 +110,7 @@ def test_status_shows_weights_per_destination_the_time_left_and_the_last_decisio
     assert code == ExitCode.OK
     assert "PHASE      Progressing" in out
     assert "STEP       1 of 3" in out
-    assert "every proxy ACKed 0s ago; next look in 9m; decided within 9m" in out
+    assert "acknowledged 0s ago; next look in 9m; decided within 9m" in out
     assert "DECISION   0s ago: every proxy ACKed step 0: the analysis window opens" in out
     rows = [line.split() for line in out.splitlines() if "reviews.example.com:" in line]
     assert rows == [
