@@ -96,6 +96,18 @@ class ConfigSnapshots:
                 self._memo.popitem(last=False)
             return snapshot
 
+    def adopt(self, proxy: ProxyIdentity, snapshot: Snapshot) -> None:
+        """Keep ``snapshot`` for the proxy's shape instead of the one translated, if it has the same content.
+
+        The cache serves proxies snapshots made of the sets it already shares (unchanged since the
+        previous revision); keeping ours as well would hold every unchanged set twice.
+        """
+        key = proxy_shape(self._config, proxy)
+        with self._lock:
+            found = self._memo.get(key)
+            if found is not None and found.version == snapshot.version:
+                self._memo[key] = snapshot
+
     def translate_all(self, proxies: Iterable[ProxyIdentity]) -> None:
         """Translate every given proxy now (in the caller's thread), so publishing is cheap.
 

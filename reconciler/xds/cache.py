@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import structlog
 
@@ -39,6 +39,7 @@ from reconciler.translate.proxy import ProxyIdentity
 from reconciler.translate.snapshot import Resource, ResourceSet, Snapshot
 
 __all__ = [
+    "AdoptingSource",
     "EventKind",
     "Held",
     "Nack",
@@ -59,6 +60,15 @@ class SnapshotSource(Protocol):
     """Computes the snapshot one proxy should have; raises a ReconcilerError if it cannot."""
 
     def snapshot_for(self, proxy: ProxyIdentity) -> Snapshot: ...
+
+
+@runtime_checkable
+class AdoptingSource(SnapshotSource, Protocol):
+    """A source that keeps what it computed (a memo): it takes back the cache's equal copy, so one copy is held."""
+
+    def adopt(self, proxy: ProxyIdentity, snapshot: Snapshot) -> None:
+        """Hold ``snapshot`` (same content as ``snapshot_for(proxy)``, made of the cache's shared sets) instead."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,7 +238,7 @@ class SnapshotCache:
         self._source = source
         self._generation += 1
         for connection, snapshot in computed:
-            if connection.update(self._share(snapshot), generation=self._generation):
+            if connection.update(self._share(source, connection.proxy, snapshot), generation=self._generation):
                 self._unpushed[connection] = None
         # Only the sets some proxy has now are worth sharing with the next publish.
         self._sets = {
@@ -241,12 +251,13 @@ class SnapshotCache:
         self._changed()
         return self._generation
 
-    def _share(self, snapshot: Snapshot) -> Snapshot:
+    def _share(self, source: SnapshotSource, proxy: ProxyIdentity, snapshot: Snapshot) -> Snapshot:
         """``snapshot`` made of the very set objects proxies have already, where the content is the same.
 
         A new revision is translated afresh, but most of its sets are unchanged: reusing the
         objects lets every stream see at a glance (by identity) that nothing changed there,
-        keeps facts and framed bodies about them valid, and frees the duplicates.
+        keeps facts and framed bodies about them valid, and frees the duplicates. A source that
+        memoises its snapshots takes the shared one back, or it would keep the duplicates alive.
         """
         sets = dict(snapshot.sets)
         for type_url, resource_set in snapshot.sets.items():
@@ -254,7 +265,10 @@ class SnapshotCache:
             sets[type_url] = known
         if all(sets[type_url] is snapshot.sets[type_url] for type_url in sets):
             return snapshot
-        return Snapshot(sets=MappingProxyType(sets), version=snapshot.version)
+        shared = Snapshot(sets=MappingProxyType(sets), version=snapshot.version)
+        if isinstance(source, AdoptingSource):
+            source.adopt(proxy, shared)
+        return shared
 
     def _schedule_push(self) -> None:
         """Tell the streams whose snapshot changed now, or once the burst this publish is part of pauses."""
@@ -322,7 +336,7 @@ class SnapshotCache:
     def _settle(self, connection: _Connection, source: SnapshotSource, snapshot: Snapshot | None) -> None:
         # A publish while the snapshot was being built has already given the connection a newer one.
         if snapshot is not None and source is self._source and not connection.closed and connection.current is None:
-            if connection.update(self._share(snapshot), generation=self._generation):
+            if connection.update(self._share(source, connection.proxy, snapshot), generation=self._generation):
                 connection.on_change()
             self._changed()
 

@@ -12,7 +12,9 @@ from reconciler.engine import snapshots as snapshots_module
 from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.loader import load_files
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
+from reconciler.translate.snapshot import CLUSTER, ROUTE
 from reconciler.translate.translator import proxy_shape
+from reconciler.xds.cache import SnapshotCache
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -89,3 +91,22 @@ def test_a_sidecar_that_states_no_role_has_the_shape_of_one_that_does() -> None:
     unstated = ProxyIdentity(node_id="sidecar-2")
 
     assert snapshots.snapshot_for(unstated) is snapshots.snapshot_for(stated)
+
+
+def test_a_published_revision_holds_one_copy_of_each_set_unchanged_since_the_last() -> None:
+    cache = SnapshotCache()
+    cache.connect(GATEWAY, on_change=lambda: None)
+    first = ConfigSnapshots(config=_config())
+    cache.publish(first)
+    second = ConfigSnapshots(config=load_files({f"mesh/{n}": t for n, t in mesh_files(v1=50, v2=50).items()}).config)
+    second.translate_all([GATEWAY])  # as the engine does, off the loop: its memo has its own copy of every set
+    cache.publish(second)
+
+    served = cache.served(GATEWAY.node_id)
+    assert served is not None
+    assert served[1] is not None
+    kept = second.snapshot_for(GATEWAY)
+    assert kept is served[1]  # the memo holds the snapshot the proxy is served, not a twin
+    before = first.snapshot_for(GATEWAY)
+    assert kept.sets[CLUSTER] is before.sets[CLUSTER]  # unchanged by a weight change: one object for both
+    assert kept.sets[ROUTE] is not before.sets[ROUTE]
