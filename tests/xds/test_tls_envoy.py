@@ -69,10 +69,15 @@ async def start(envoy: Callable[..., EnvoyProcess], config: dict[str, Any], *, w
 
 
 async def assert_served_nothing(proxy: EnvoyProcess, *, failures: str, what: str) -> None:
-    """Once Envoy's ``failures`` counter shows it tried again and again: it holds no connection and no config."""
+    """Once Envoy's ``failures`` counter shows it tried again and again: it never took a config.
+
+    Not ``control_plane.connected_state``: a stream refused after it opened (a node-id impostor) reads
+    "connected" for a moment on every fast retry.
+    """
     # Off the loop: Envoy's admin API blocks, and this loop's server must keep refusing meanwhile.
     await wait_for_async(what, lambda: proxy.stat(failures) >= REFUSED_ATTEMPTS, timeout=ENVOY_TIMEOUT, off_loop=True)
-    assert proxy.stat("control_plane.connected_state") == 0
+    assert proxy.stat("cluster_manager.cds.update_success") == 0
+    assert proxy.stat("listener_manager.lds.update_success") == 0
     assert proxy.config_dump(resource="dynamic_active_clusters").get("configs", []) == []
 
 
