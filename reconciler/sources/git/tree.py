@@ -3,11 +3,13 @@
 Files under the config path that :func:`~reconciler.model.source.is_config_file` accepts,
 hidden directories never walked, symlinks never followed (reported as skipped), sizes
 checked from the object headers before anything is read (:func:`~reconciler.model.limits.plan_reads`).
+A :class:`BlobCache` kept between reads makes a new commit cost the blobs it changed: git names a
+blob by its content, so one already read is neither asked for its size nor read again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import git
@@ -19,10 +21,35 @@ from reconciler.loader.files import ConfigFiles
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits, SkippedFile, SkipReason, plan_reads
 from reconciler.model.source import is_config_file
 
-__all__ = ["config_tree", "read_config_tree", "read_revision"]
+__all__ = ["BlobCache", "config_tree", "read_config_tree", "read_revision"]
 
 #: git's ``mode`` for a regular file (either permission); a symlinked config file is skipped with a warning.
 _REGULAR_FILE_MODES = frozenset({0o100644, 0o100755})
+
+
+class BlobCache:
+    """The contents of the config blobs the last read took, by object id; each read keeps only those it used.
+
+    Not thread-safe: its owner serialises reads (the git source holds its lock).
+    """
+
+    def __init__(self) -> None:
+        self._contents: dict[str, bytes] = {}
+
+    def size(self, blob: Blob) -> int:
+        """The blob's size: from what was read before, else from its object header (one request to git)."""
+        known = self._contents.get(blob.hexsha)
+        return len(known) if known is not None else int(blob.size)
+
+    def read(self, blobs: Mapping[str, Blob]) -> dict[str, bytes]:
+        """Each blob's content by path: read from git only when not known; the cache then holds exactly these."""
+        kept: dict[str, bytes] = {}
+        contents: dict[str, bytes] = {}
+        for path, blob in blobs.items():
+            content = self._contents.get(blob.hexsha)
+            contents[path] = kept[blob.hexsha] = content if content is not None else blob.data_stream.read()
+        self._contents = kept
+        return contents
 
 
 def config_tree(commit: Commit, path: str) -> Tree | None:
@@ -36,8 +63,14 @@ def config_tree(commit: Commit, path: str) -> Tree | None:
     return found if isinstance(found, Tree) else None
 
 
-def read_config_tree(tree: Tree, *, limits: InputLimits = DEFAULT_LIMITS) -> ConfigFiles:
-    """The config files under ``tree`` by ``/``-separated path relative to it, and those left unread."""
+def read_config_tree(
+    tree: Tree, *, limits: InputLimits = DEFAULT_LIMITS, cache: BlobCache | None = None
+) -> ConfigFiles:
+    """The config files under ``tree`` by ``/``-separated path relative to it, and those left unread.
+
+    ``cache``: blobs a previous read took are not read again (pass the same one to every read).
+    """
+    cache = cache if cache is not None else BlobCache()
     blobs: dict[str, Blob] = {}
     skipped: list[SkippedFile] = []
     for relative, blob in _walk(tree):
@@ -49,9 +82,9 @@ def read_config_tree(tree: Tree, *, limits: InputLimits = DEFAULT_LIMITS) -> Con
             # A symlink's target may lie outside the config path or the repository: never followed, but said.
             skipped.append(SkippedFile(relative, SkipReason.SYMLINK))
     # Sizes come from the object headers: a file over the limit is never read into memory.
-    readable, too_large = plan_reads({path: blob.size for path, blob in blobs.items()}, limits)
+    readable, too_large = plan_reads({path: cache.size(blob) for path, blob in blobs.items()}, limits)
     skipped.extend(too_large)
-    return ConfigFiles(files={path: blobs[path].data_stream.read() for path in readable}, skipped=tuple(skipped))
+    return ConfigFiles(files=cache.read({path: blobs[path] for path in readable}), skipped=tuple(skipped))
 
 
 def read_revision(
