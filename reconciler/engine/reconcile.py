@@ -104,6 +104,10 @@ class RevisionGate(Protocol):
         """Serve ``revision``'s validated ``config`` through :meth:`Engine.serve`; False when it was refused."""
         ...
 
+    async def serve_revision_off_loop(self, revision: Revision, config: ConfigSnapshots, *, change: Change) -> bool:
+        """:meth:`serve_revision` with what it translates translated in a worker thread (the loop serves meanwhile)."""
+        ...
+
 
 class Acknowledger(Protocol):
     """A target a generation is served to: the proxies' :class:`~reconciler.xds.cache.SnapshotCache`, a sink."""
@@ -482,8 +486,8 @@ class Engine:
             published = self._refuse(revision, error)
         else:
             faults.reached(FaultPoint.AFTER_VALIDATION, sha=revision.sha)
-            published = not self._refuse_removal(revision, snapshots) and self._serve_commit(
-                revision, snapshots, change=Change.COMMIT
+            published = not self._refuse_removal(revision, snapshots) and await self._serve_commit_off_loop(
+                revision, snapshots
             )
         self.status.head_sha = head  # in the same step as the outcome it belongs to
         if published and self._unacknowledged():
@@ -576,6 +580,12 @@ class Engine:
         if self._gate is not None:
             return self._gate.serve_revision(revision, config, change=change)
         return self.serve(config, origin=Origin(revision, change))
+
+    async def _serve_commit_off_loop(self, revision: Revision, config: ConfigSnapshots) -> bool:
+        """A new commit's config, translated for every proxy already: a gate's rollout step translates off the loop."""
+        if self._gate is not None:
+            return await self._gate.serve_revision_off_loop(revision, config, change=Change.COMMIT)
+        return self.serve(config, origin=Origin(revision, Change.COMMIT))
 
     def serve(self, config: ConfigSnapshots, *, origin: Origin) -> bool:
         """Publish ``config`` to every proxy as one new generation, served because of ``origin``.

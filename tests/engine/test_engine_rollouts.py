@@ -364,3 +364,42 @@ def test_on_the_event_loop_a_steps_config_is_translated_in_a_worker_thread_and_i
     advanced = mesh.controller.records(POLICY)[-1]
     assert (advanced.record.action, advanced.record.step) == (Action.ADVANCE, 1)
     assert advanced.generation == mesh.engine.status.generation == generation + 1
+
+
+def test_a_commits_first_step_is_translated_in_a_worker_thread_while_the_loop_runs_other_coroutines(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = policy_yaml(steps="10, 50")
+    mesh.commit(v1=100, v2=0, policy=policy)
+    ack_all(mesh.gateway)
+    mesh.source.commit({**mesh_files(v1=0, v2=100), "policy.yaml": policy}, "reviews 0/100")
+    translating, loop_ran = threading.Event(), threading.Event()
+    step_translated: list[tuple[threading.Thread, bool]] = []
+    snapshot_for = ConfigSnapshots.snapshot_for
+
+    def first_step_waits_for_the_loop(self: ConfigSnapshots, proxy: ProxyIdentity) -> Any:
+        if weights_of(self.config, {POLICY})[DEFAULT].get(V2) == 10 and not translating.is_set():
+            translating.set()
+            # Returns True only if a coroutine ran meanwhile: on the loop's own thread it could not.
+            step_translated.append((threading.current_thread(), loop_ran.wait(timeout=30)))
+        return snapshot_for(self, proxy)
+
+    monkeypatch.setattr(ConfigSnapshots, "snapshot_for", first_step_waits_for_the_loop)
+
+    async def a_pass_beside_another_coroutine() -> tuple[bool, threading.Thread]:
+        async def another() -> None:
+            while not translating.is_set():
+                await asyncio.sleep(0.01)
+            loop_ran.set()
+
+        other = asyncio.create_task(another())
+        result = await mesh.engine.reconcile(trigger="test")
+        other.cancel()
+        return result.ok, threading.current_thread()
+
+    ok, loop_thread = mesh.run(a_pass_beside_another_coroutine())
+
+    assert ok
+    assert [(thread is loop_thread, coroutine_ran) for thread, coroutine_ran in step_translated] == [(False, True)]
+    assert mesh.served() == {V1: 90, V2: 10}
+    assert mesh.phase() is Phase.PROGRESSING
