@@ -38,6 +38,7 @@ import asyncio
 import dataclasses
 import re
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -352,8 +353,10 @@ class Engine:
     async def reconcile(self, *, trigger: str) -> PassResult:
         """One pass: poll the source and serve its head config when it changed."""
         self.status.last_attempt = self._clock()
+        laps = _Laps()
         try:
             revision = await asyncio.to_thread(self._source.poll)
+            laps.lap("fetch")
         except Cancelled:
             # The daemon is stopping: not a failure of the source, so status keeps the last real outcome.
             log.info("engine.pass_aborted", sha=self.status.head_sha)
@@ -377,7 +380,10 @@ class Engine:
         faults.reached(FaultPoint.AFTER_FETCH, sha=revision.sha)
         log.info("engine.revision", sha=revision.short_sha, trigger=trigger)
         self._succeed(Reason.PROGRESSING, f"validating and translating revision {revision.short_sha}")
-        return self._result(ok=await self._apply_off_loop(revision, head=head))
+        applied = await self._apply_off_loop(revision, head=head, laps=laps)
+        # Where a pass's time went (fetch and read, load and validate, translate, publish), to find what to speed up.
+        log.debug("engine.pass_timings", sha=revision.short_sha, **laps.milliseconds)
+        return self._result(ok=applied)
 
     def _already_served(self, origin: Origin, revision: Revision) -> bool:
         """Whether what ``origin`` serves is what ``revision`` is to be served as, so nothing is published again.
@@ -463,7 +469,7 @@ class Engine:
             return self._refuse(revision, error)
         return self._serve_commit(revision, snapshots, change=Change.RESTORE)
 
-    async def _apply_off_loop(self, revision: Revision, *, head: str | None) -> bool:
+    async def _apply_off_loop(self, revision: Revision, *, head: str | None, laps: _Laps) -> bool:
         """Load and translate in a worker thread, then publish on the loop.
 
         Validating and translating thousands of resources takes seconds of CPU; done on the
@@ -472,12 +478,13 @@ class Engine:
         head next to the previous revision's syncedAt or error and mistakes them for the new one's.
         """
         try:
-            snapshots = await asyncio.to_thread(self._prepare, revision, self._cache.proxies())
+            snapshots = await asyncio.to_thread(self._prepare, revision, self._cache.proxies(), laps=laps)
             for _ in range(_LATE_PROXY_ROUNDS):
                 late = snapshots.untranslated(self._cache.proxies())
                 if not late:
                     break
                 await asyncio.to_thread(snapshots.translate_all, late)
+            laps.lap("translate")
         except Cancelled:
             # The daemon is stopping: like an aborted poll, not an outcome of the revision.
             log.info("engine.pass_aborted", sha=revision.short_sha)
@@ -489,6 +496,7 @@ class Engine:
             published = not self._refuse_removal(revision, snapshots) and await self._serve_commit_off_loop(
                 revision, snapshots
             )
+            laps.lap("publish")
         self.status.head_sha = head  # in the same step as the outcome it belongs to
         if published and self._unacknowledged():
             # No proxy to ACK it (today's behaviour): good as far as anyone can tell. Otherwise it is
@@ -498,7 +506,9 @@ class Engine:
             await self._refresh_cluster()  # the cluster changed while this revision was translated
         return published
 
-    def _prepare(self, revision: Revision, proxies: tuple[ProxyIdentity, ...]) -> ConfigSnapshots:
+    def _prepare(
+        self, revision: Revision, proxies: tuple[ProxyIdentity, ...], *, laps: _Laps | None = None
+    ) -> ConfigSnapshots:
         """The revision's config as snapshots, translated for every given proxy.
 
         Runs in a worker thread; the only shared state it touches is the decode cache,
@@ -518,6 +528,8 @@ class Engine:
             checkpoint=self._checkpoint,
             cluster_domain=self._cluster_domain,
         )
+        if laps is not None:
+            laps.lap("validate")
         if not result.ok:
             errors = [finding for finding in result.findings if finding.severity is Severity.ERROR]
             raise InvalidConfigError(
@@ -763,6 +775,19 @@ class Engine:
         self.status.reason = error.reason
         self.status.message = error.message
         self.status.last_error = error
+
+
+class _Laps:
+    """Milliseconds per phase of one pass, each from the end of the phase before (the first from its creation)."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self.milliseconds: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.milliseconds[f"{phase}_ms"] = round((now - self._last) * 1000, 1)
+        self._last = now
 
 
 #: Configs a rollout derives from a commit's: with a gate, what a commit with their tree is served as.
