@@ -10,7 +10,12 @@ virtual hosts and 3N clusters; commits alternate one service's weights 80/20 ↔
     .venv/bin/python bench/push_to_ack_bench.py                       # 10 gateways, 1,000 services, 50 commits
     .venv/bin/python bench/push_to_ack_bench.py --gateways 3 --services 200 --commits 20
 
-Not a test: prints a table. Everything listens on 127.0.0.1 and is stopped on exit.
+The daemon runs with ``--log-level debug``; a second table splits each commit's time in the daemon
+by phase, from its log: webhook received → fetched and read (``fetch``), parsed and validated
+(``validate``), translated for the connected proxies (``translate``), published (``publish``), every
+proxy ACKed (``ACKs``: ``engine.published`` → ``engine.synced``).
+
+Not a test: prints tables. Everything listens on 127.0.0.1 and is stopped on exit.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +158,7 @@ def daemon(*, remote: Path, state: Path, log: Path, secret_file: Path) -> Iterat
         *DAEMON,
         "--repo", str(remote), "--path", "mesh", "--poll-interval", "60s", "--state-dir", str(state),
         "--xds-address", f"127.0.0.1:{xds_port}", "--http-address", f"127.0.0.1:{http_port}",
-        "--webhook-secret-file", str(secret_file),
+        "--webhook-secret-file", str(secret_file), "--log-level", "debug",
     ]  # fmt: skip
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=git_env(), cwd=REPO_ROOT)
@@ -251,10 +257,45 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
             f"{name:<28}{percentile(values, 50) * 1000:>10.0f}{percentile(values, 99) * 1000:>10.0f}"
             f"{max(values) * 1000:>10.0f}{statistics.fmean(values) * 1000:>10.0f}"
         )
+    print_phases(workdir / "daemon.log", commits=args.commits)
     print(
         f"\nsanity: last commit {last[0]}/{last[1]}; 1,000 requests through the gateways: "
         f"v2 {traffic.share('v2'):.1f}%, errors {sum(traffic.errors.values())}"
     )
+
+
+#: The daemon's log lines that close a phase of a commit's pass, after ``daemon.triggered``.
+_PHASE_EVENTS = ("engine.pass_timings", "engine.published", "engine.synced")
+
+
+def print_phases(log: Path, *, commits: int) -> None:
+    """Per phase of the daemon's pass, p50 and max over the last ``commits`` webhooks, from its log."""
+    passes: list[dict[str, float]] = []
+    current: dict[str, float] | None = None
+    for line in log.read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue
+        entry = json.loads(line)
+        event = entry.get("event")
+        if event == "daemon.triggered" and entry.get("by") == "webhook":
+            current = {}
+        elif current is not None and event in _PHASE_EVENTS:
+            at = datetime.fromisoformat(entry["timestamp"]).timestamp() * 1000
+            if event == "engine.pass_timings":
+                current.update({key.removesuffix("_ms"): value for key, value in entry.items() if key.endswith("_ms")})
+            elif event == "engine.published":
+                current["published_at"] = at
+            elif "published_at" in current:
+                current["ACKs"] = at - current["published_at"]
+                passes.append(current)
+                current = None
+    passes = passes[-commits:]
+    print(f"\nin the daemon, per commit ({len(passes)} passes; engine.pass_timings, engine.published → engine.synced)")
+    print(f"{'phase':<28}{'p50 ms':>10}{'max ms':>10}")
+    for phase in ("fetch", "validate", "translate", "publish", "ACKs"):
+        values = [entry[phase] for entry in passes if phase in entry]
+        if values:
+            print(f"{phase:<28}{statistics.median(values):>10.0f}{max(values):>10.0f}")
 
 
 def main() -> int:
