@@ -112,7 +112,7 @@ class GitSource:
         # that leave the config directory untouched by its tree id.
         self._seen_sha: str | None = None
         self._seen_tree: str | None = None
-        # The blobs of the last revision read, by object id: the next commit reads only the files it changed.
+        # The trees and blobs of the last revision read, by object id: the next commit reads only what it changed.
         self._blobs = BlobCache()
 
     # -- public -----------------------------------------------------------------
@@ -282,6 +282,7 @@ class GitSource:
         except (GitError, ODBError, ValueError, OSError) as error:
             self._log.warning("git.clone_corrupt", reason="CorruptClone", error=f"{type(error).__name__}: {error}")
         repo = self._clone.clone()
+        self._blobs = BlobCache()  # its git objects belong to the clone replaced
         try:
             return action(repo)
         except SourceError:
