@@ -23,7 +23,7 @@ from reconciler.engine.status import Reason
 from reconciler.errors import TranslationError
 from reconciler.model.virtualservice import Destination
 from reconciler.rollout.analysis import Counts, sum_counts
-from reconciler.rollout.decide import Action, Phase
+from reconciler.rollout.decide import Action, Command, Phase
 from reconciler.rollout.plan import RouteRef
 from reconciler.rollout.routes import weights_of
 from reconciler.translate.names import cluster_name
@@ -403,3 +403,43 @@ def test_a_commits_first_step_is_translated_in_a_worker_thread_while_the_loop_ru
     assert [(thread is loop_thread, coroutine_ran) for thread, coroutine_ran in step_translated] == [(False, True)]
     assert mesh.served() == {V1: 90, V2: 10}
     assert mesh.phase() is Phase.PROGRESSING
+
+
+def test_a_command_taken_while_a_commits_step_translates_is_kept_by_the_commit(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = policy_yaml(steps="10, 50")
+    start_v2_rollout(mesh, policy)  # step 1 (v2 at 10%) served
+    ack_all(mesh.gateway)
+    # The same goal in a new tree: the walk goes on with the new commit, its step translated again.
+    mesh.source.commit({**mesh_files(v1=0, v2=100), "policy.yaml": policy + b"# touched\n"}, "touch the policy")
+    translating, commanded = threading.Event(), threading.Event()
+    snapshot_for = ConfigSnapshots.snapshot_for
+
+    def step_waits_for_the_command(self: ConfigSnapshots, proxy: ProxyIdentity) -> Any:
+        if weights_of(self.config, {POLICY})[DEFAULT].get(V2) == 10 and not translating.is_set():
+            translating.set()
+            commanded.wait(timeout=30)
+        return snapshot_for(self, proxy)
+
+    monkeypatch.setattr(ConfigSnapshots, "snapshot_for", step_waits_for_the_command)
+
+    async def a_pause_during_the_pass() -> bool:
+        async def pause() -> None:
+            while not translating.is_set():
+                await asyncio.sleep(0.01)
+            mesh.controller.command(POLICY, Command.PAUSE)
+            commanded.set()
+
+        pausing = asyncio.create_task(pause())
+        result = await mesh.engine.reconcile(trigger="test")
+        await pausing
+        return result.ok
+
+    assert mesh.run(a_pause_during_the_pass())
+    assert commanded.is_set()
+    assert mesh.phase() is Phase.PAUSED
+    assert mesh.served() == {V1: 90, V2: 10}
+    [view] = mesh.controller.views()
+    assert view.last is not None
+    assert view.last.record.phase is Phase.PAUSED
