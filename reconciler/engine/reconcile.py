@@ -380,10 +380,7 @@ class Engine:
         faults.reached(FaultPoint.AFTER_FETCH, sha=revision.sha)
         log.info("engine.revision", sha=revision.short_sha, trigger=trigger)
         self._succeed(Reason.PROGRESSING, f"validating and translating revision {revision.short_sha}")
-        applied = await self._apply_off_loop(revision, head=head, laps=laps)
-        # Where a pass's time went (fetch and read, load and validate, translate, publish), to find what to speed up.
-        log.debug("engine.pass_timings", sha=revision.short_sha, **laps.milliseconds)
-        return self._result(ok=applied)
+        return self._result(ok=await self._apply_off_loop(revision, head=head, laps=laps))
 
     def _already_served(self, origin: Origin, revision: Revision) -> bool:
         """Whether what ``origin`` serves is what ``revision`` is to be served as, so nothing is published again.
@@ -497,6 +494,8 @@ class Engine:
                 revision, snapshots
             )
             laps.lap("publish")
+        # Where the pass's time went (fetch and read, load and validate, translate, publish), to find what to speed up.
+        log.debug("engine.pass_timings", sha=revision.short_sha, **laps.milliseconds)
         self.status.head_sha = head  # in the same step as the outcome it belongs to
         if published and self._unacknowledged():
             # No proxy to ACK it (today's behaviour): good as far as anyone can tell. Otherwise it is
