@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -151,8 +152,8 @@ def wait_synced(api: str, sha: str, gateways: int, *, timeout: float = STEP_TIME
 
 
 @contextlib.contextmanager
-def daemon(*, remote: Path, state: Path, log: Path, secret_file: Path) -> Iterator[tuple[str, int]]:
-    """The daemon as a child process; yields (status API URL, xDS port)."""
+def daemon(*, remote: Path, state: Path, log: Path, secret_file: Path) -> Iterator[tuple[str, int, int]]:
+    """The daemon as a child process; yields (status API URL, xDS port, process id)."""
     xds_port, http_port = free_port(), free_port()
     command = [
         *DAEMON,
@@ -174,9 +175,15 @@ def daemon(*, remote: Path, state: Path, log: Path, secret_file: Path) -> Iterat
             if time.monotonic() > deadline:
                 raise SystemExit(f"the daemon did not become ready; see {log}")
             time.sleep(0.05)
-        yield api, xds_port
+        yield api, xds_port, process.pid
     finally:
         stop_process(process, timeout=10)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -199,7 +206,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         initial = repo.commit(files, f"{args.services} services")
 
         started = time.monotonic()
-        api, xds_port = stack.enter_context(
+        api, xds_port, pid = stack.enter_context(
             daemon(remote=repo.bare, state=workdir / "state", log=workdir / "daemon.log", secret_file=secret_file)
         )
         ready_s = time.monotonic() - started
@@ -208,6 +215,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         wait_synced(api, initial, args.gateways)
         first_sync_s = time.monotonic() - started
 
+        cpu_before = cpu_seconds(pid)
         push_s: list[float] = []
         hook_to_ack_s: list[float] = []
         total_s: list[float] = []
@@ -235,6 +243,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
             hook_to_ack_s.append(t2 - t1)
             total_s.append(t2 - t0)
 
+        cpu_per_commit = (cpu_seconds(pid) - cpu_before) / args.commits
         # Sanity: the last commit's weights really carry traffic (the gateways share the port via SO_REUSEPORT).
         traffic = send_requests(port=gateway_port, count=1000, authority=HOST, workers=8)
         clusters = len(envoys[0].clusters().get("cluster_statuses", [])) - 1  # less the static xds_cluster
@@ -257,6 +266,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
             f"{name:<28}{percentile(values, 50) * 1000:>10.0f}{percentile(values, 99) * 1000:>10.0f}"
             f"{max(values) * 1000:>10.0f}{statistics.fmean(values) * 1000:>10.0f}"
         )
+    print(f"\ndaemon CPU per commit (user + system, status polls included): {cpu_per_commit * 1000:.0f} ms")
     print_phases(workdir / "daemon.log", commits=args.commits)
     print(
         f"\nsanity: last commit {last[0]}/{last[1]}; 1,000 requests through the gateways: "
