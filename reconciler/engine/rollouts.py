@@ -7,7 +7,9 @@ the metrics provider, serves each step through :meth:`Engine.serve`, and keeps e
   engine's :class:`~reconciler.engine.reconcile.RevisionGate`). Per policy, git's weights are
   compared with the weights served: equal, or nothing served yet (the first revision), and
   git's are served; different, and a rollout starts from the served weights. Everything else
-  in the commit is served in the same push, with each rollout's weights for its routes.
+  in the commit is served in the same push, with each rollout's weights for its routes. A new
+  commit's (:meth:`RolloutController.serve_revision_off_loop`) is translated in a worker thread;
+  the decisions are made on the loop, again if a rollout changed while it translated.
 * **A running rollout** is judged by :meth:`RolloutController.tick` (periodically, and on every
   ACK or NACK): whether every target acknowledged the step's generation (each of ``acks``, by default
   the engine's :attr:`~reconciler.engine.reconcile.Engine.acknowledgers`: the proxies' cache, every
