@@ -10,7 +10,12 @@ virtual hosts and 3N clusters; commits alternate one service's weights 80/20 ↔
     .venv/bin/python bench/push_to_ack_bench.py                       # 10 gateways, 1,000 services, 50 commits
     .venv/bin/python bench/push_to_ack_bench.py --gateways 3 --services 200 --commits 20
 
-Not a test: prints a table. Everything listens on 127.0.0.1 and is stopped on exit.
+The daemon runs with ``--log-level debug``; a second table splits each commit's time in the daemon
+by phase, from its log: webhook received → fetched and read (``fetch``), parsed and validated
+(``validate``), translated for the connected proxies (``translate``), published (``publish``), every
+proxy ACKed (``ACKs``: ``engine.published`` → ``engine.synced``).
+
+Not a test: prints tables. Everything listens on 127.0.0.1 and is stopped on exit.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -28,6 +34,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -145,14 +152,14 @@ def wait_synced(api: str, sha: str, gateways: int, *, timeout: float = STEP_TIME
 
 
 @contextlib.contextmanager
-def daemon(*, remote: Path, state: Path, log: Path, secret_file: Path) -> Iterator[tuple[str, int]]:
-    """The daemon as a child process; yields (status API URL, xDS port)."""
+def daemon(*, remote: Path, state: Path, log: Path, secret_file: Path) -> Iterator[tuple[str, int, int]]:
+    """The daemon as a child process; yields (status API URL, xDS port, process id)."""
     xds_port, http_port = free_port(), free_port()
     command = [
         *DAEMON,
         "--repo", str(remote), "--path", "mesh", "--poll-interval", "60s", "--state-dir", str(state),
         "--xds-address", f"127.0.0.1:{xds_port}", "--http-address", f"127.0.0.1:{http_port}",
-        "--webhook-secret-file", str(secret_file),
+        "--webhook-secret-file", str(secret_file), "--log-level", "debug",
     ]  # fmt: skip
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=git_env(), cwd=REPO_ROOT)
@@ -168,9 +175,15 @@ def daemon(*, remote: Path, state: Path, log: Path, secret_file: Path) -> Iterat
             if time.monotonic() > deadline:
                 raise SystemExit(f"the daemon did not become ready; see {log}")
             time.sleep(0.05)
-        yield api, xds_port
+        yield api, xds_port, process.pid
     finally:
         stop_process(process, timeout=10)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -193,7 +206,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         initial = repo.commit(files, f"{args.services} services")
 
         started = time.monotonic()
-        api, xds_port = stack.enter_context(
+        api, xds_port, pid = stack.enter_context(
             daemon(remote=repo.bare, state=workdir / "state", log=workdir / "daemon.log", secret_file=secret_file)
         )
         ready_s = time.monotonic() - started
@@ -202,6 +215,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         wait_synced(api, initial, args.gateways)
         first_sync_s = time.monotonic() - started
 
+        cpu_before = cpu_seconds(pid)
         push_s: list[float] = []
         hook_to_ack_s: list[float] = []
         total_s: list[float] = []
@@ -229,6 +243,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
             hook_to_ack_s.append(t2 - t1)
             total_s.append(t2 - t0)
 
+        cpu_per_commit = (cpu_seconds(pid) - cpu_before) / args.commits
         # Sanity: the last commit's weights really carry traffic (the gateways share the port via SO_REUSEPORT).
         traffic = send_requests(port=gateway_port, count=1000, authority=HOST, workers=8)
         clusters = len(envoys[0].clusters().get("cluster_statuses", [])) - 1  # less the static xds_cluster
@@ -251,10 +266,46 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
             f"{name:<28}{percentile(values, 50) * 1000:>10.0f}{percentile(values, 99) * 1000:>10.0f}"
             f"{max(values) * 1000:>10.0f}{statistics.fmean(values) * 1000:>10.0f}"
         )
+    print(f"\ndaemon CPU per commit (user + system, status polls included): {cpu_per_commit * 1000:.0f} ms")
+    print_phases(workdir / "daemon.log", commits=args.commits)
     print(
         f"\nsanity: last commit {last[0]}/{last[1]}; 1,000 requests through the gateways: "
         f"v2 {traffic.share('v2'):.1f}%, errors {sum(traffic.errors.values())}"
     )
+
+
+#: The daemon's log lines that close a phase of a commit's pass, after ``daemon.triggered``.
+_PHASE_EVENTS = ("engine.pass_timings", "engine.published", "engine.synced")
+
+
+def print_phases(log: Path, *, commits: int) -> None:
+    """Per phase of the daemon's pass, p50 and max over the last ``commits`` webhooks, from its log."""
+    passes: list[dict[str, float]] = []
+    current: dict[str, float] | None = None
+    for line in log.read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue
+        entry = json.loads(line)
+        event = entry.get("event")
+        if event == "daemon.triggered" and entry.get("by") == "webhook":
+            current = {}
+        elif current is not None and event in _PHASE_EVENTS:
+            at = datetime.fromisoformat(entry["timestamp"]).timestamp() * 1000
+            if event == "engine.pass_timings":
+                current.update({key.removesuffix("_ms"): value for key, value in entry.items() if key.endswith("_ms")})
+            elif event == "engine.published":
+                current["published_at"] = at
+            elif "published_at" in current:
+                current["ACKs"] = at - current["published_at"]
+                passes.append(current)
+                current = None
+    passes = passes[-commits:]
+    print(f"\nin the daemon, per commit ({len(passes)} passes; engine.pass_timings, engine.published → engine.synced)")
+    print(f"{'phase':<28}{'p50 ms':>10}{'max ms':>10}")
+    for phase in ("fetch", "validate", "translate", "publish", "ACKs"):
+        values = [entry[phase] for entry in passes if phase in entry]
+        if values:
+            print(f"{phase:<28}{statistics.median(values):>10.0f}{max(values):>10.0f}")
 
 
 def main() -> int:

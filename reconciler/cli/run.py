@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -181,6 +182,12 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
         help="serve a revision with no Istio resources (default: refused, it would remove all routing)",
     )
     parser.add_argument("--log-format", choices=["json", "console"], default="json", help="log output (default json)")
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning"],
+        default="info",
+        help="least severe log lines written (default info; debug adds engine.pass_timings: each pass's phases in ms)",
+    )
     parser.add_argument(
         "--no-rollback-on-nack",
         dest="rollback_on_nack",
@@ -501,7 +508,7 @@ def _run(args: argparse.Namespace) -> int:
         source=args.repo or str(args.repo_dir.resolve()), branch=args.branch, path=args.path, environ=os.environ
     )
     secret = load_secret(file=args.webhook_secret_file, env_var=SECRET_ENV)
-    return _start(_settings(args, source=source, state_dir=state_dir, webhook_secret=secret), args.log_format)
+    return _start(_settings(args, source=source, state_dir=state_dir, webhook_secret=secret), args)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -516,7 +523,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     state_dir = args.state_dir or default_state_dir(source=str(args.config_dir.resolve()), environ=os.environ)
     secret = load_secret(file=None, env_var=SECRET_ENV)
-    return _start(_settings(args, source=source, state_dir=state_dir, webhook_secret=secret), args.log_format)
+    return _start(_settings(args, source=source, state_dir=state_dir, webhook_secret=secret), args)
 
 
 def _git_credentials(args: argparse.Namespace) -> GitCredentials:
@@ -587,7 +594,7 @@ def _settings(
     )
 
 
-def _start(settings: Settings, log_format: str) -> int:
-    configure_logging(json=log_format == "json")
+def _start(settings: Settings, args: argparse.Namespace) -> int:
+    configure_logging(json=args.log_format == "json", level=logging.getLevelNamesMapping()[args.log_level.upper()])
     asyncio.run(run_daemon(settings))
     return ExitCode.OK

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import signal
 import time
 from collections.abc import Callable
@@ -463,6 +464,8 @@ async def _loop(
         result = await _pass_unless_stopped(engine=engine, trigger=trigger, stop=stop, abort=abort, grace=abort_grace)
         if result is None:
             return
+        if trigger == "start":
+            _freeze_heap()
         metrics.duration.observe(time.monotonic() - started)
         metrics.passes.labels(result.reason.value).inc()
         # Only a transient failure is retried soon; a refused commit stays refused until a new
@@ -479,6 +482,18 @@ async def _loop(
                 task.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
         trigger = "event" if done else "poll"
+
+
+def _freeze_heap() -> None:
+    """Keep what is alive after the first pass (modules, gRPC, the config) out of every later full collection.
+
+    CPython's full collection walks every tracked object: 0.15-0.3 s with 1,000 services, every few
+    seconds while commits arrive, a pause of every ADS stream and pass. Unchanged files keep their
+    decoded resources across commits (the decode cache), so most of the config stays in the frozen
+    part. Collected first, so only garbage-free objects are frozen; acyclic ones are still freed.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _pass_unless_stopped(

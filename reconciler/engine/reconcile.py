@@ -38,6 +38,7 @@ import asyncio
 import dataclasses
 import re
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -102,6 +103,10 @@ class RevisionGate(Protocol):
 
     def serve_revision(self, revision: Revision, config: ConfigSnapshots, *, change: Change) -> bool:
         """Serve ``revision``'s validated ``config`` through :meth:`Engine.serve`; False when it was refused."""
+        ...
+
+    async def serve_revision_off_loop(self, revision: Revision, config: ConfigSnapshots, *, change: Change) -> bool:
+        """:meth:`serve_revision` with what it translates translated in a worker thread (the loop serves meanwhile)."""
         ...
 
 
@@ -348,8 +353,10 @@ class Engine:
     async def reconcile(self, *, trigger: str) -> PassResult:
         """One pass: poll the source and serve its head config when it changed."""
         self.status.last_attempt = self._clock()
+        laps = _Laps()
         try:
             revision = await asyncio.to_thread(self._source.poll)
+            laps.lap("fetch")
         except Cancelled:
             # The daemon is stopping: not a failure of the source, so status keeps the last real outcome.
             log.info("engine.pass_aborted", sha=self.status.head_sha)
@@ -373,7 +380,7 @@ class Engine:
         faults.reached(FaultPoint.AFTER_FETCH, sha=revision.sha)
         log.info("engine.revision", sha=revision.short_sha, trigger=trigger)
         self._succeed(Reason.PROGRESSING, f"validating and translating revision {revision.short_sha}")
-        return self._result(ok=await self._apply_off_loop(revision, head=head))
+        return self._result(ok=await self._apply_off_loop(revision, head=head, laps=laps))
 
     def _already_served(self, origin: Origin, revision: Revision) -> bool:
         """Whether what ``origin`` serves is what ``revision`` is to be served as, so nothing is published again.
@@ -459,7 +466,7 @@ class Engine:
             return self._refuse(revision, error)
         return self._serve_commit(revision, snapshots, change=Change.RESTORE)
 
-    async def _apply_off_loop(self, revision: Revision, *, head: str | None) -> bool:
+    async def _apply_off_loop(self, revision: Revision, *, head: str | None, laps: _Laps) -> bool:
         """Load and translate in a worker thread, then publish on the loop.
 
         Validating and translating thousands of resources takes seconds of CPU; done on the
@@ -468,12 +475,13 @@ class Engine:
         head next to the previous revision's syncedAt or error and mistakes them for the new one's.
         """
         try:
-            snapshots = await asyncio.to_thread(self._prepare, revision, self._cache.proxies())
+            snapshots = await asyncio.to_thread(self._prepare, revision, self._cache.proxies(), laps=laps)
             for _ in range(_LATE_PROXY_ROUNDS):
                 late = snapshots.untranslated(self._cache.proxies())
                 if not late:
                     break
                 await asyncio.to_thread(snapshots.translate_all, late)
+            laps.lap("translate")
         except Cancelled:
             # The daemon is stopping: like an aborted poll, not an outcome of the revision.
             log.info("engine.pass_aborted", sha=revision.short_sha)
@@ -482,9 +490,12 @@ class Engine:
             published = self._refuse(revision, error)
         else:
             faults.reached(FaultPoint.AFTER_VALIDATION, sha=revision.sha)
-            published = not self._refuse_removal(revision, snapshots) and self._serve_commit(
-                revision, snapshots, change=Change.COMMIT
+            published = not self._refuse_removal(revision, snapshots) and await self._serve_commit_off_loop(
+                revision, snapshots
             )
+            laps.lap("publish")
+        # Where the pass's time went (fetch and read, load and validate, translate, publish), to find what to speed up.
+        log.debug("engine.pass_timings", sha=revision.short_sha, **laps.milliseconds)
         self.status.head_sha = head  # in the same step as the outcome it belongs to
         if published and self._unacknowledged():
             # No proxy to ACK it (today's behaviour): good as far as anyone can tell. Otherwise it is
@@ -494,7 +505,9 @@ class Engine:
             await self._refresh_cluster()  # the cluster changed while this revision was translated
         return published
 
-    def _prepare(self, revision: Revision, proxies: tuple[ProxyIdentity, ...]) -> ConfigSnapshots:
+    def _prepare(
+        self, revision: Revision, proxies: tuple[ProxyIdentity, ...], *, laps: _Laps | None = None
+    ) -> ConfigSnapshots:
         """The revision's config as snapshots, translated for every given proxy.
 
         Runs in a worker thread; the only shared state it touches is the decode cache,
@@ -514,6 +527,8 @@ class Engine:
             checkpoint=self._checkpoint,
             cluster_domain=self._cluster_domain,
         )
+        if laps is not None:
+            laps.lap("validate")
         if not result.ok:
             errors = [finding for finding in result.findings if finding.severity is Severity.ERROR]
             raise InvalidConfigError(
@@ -576,6 +591,12 @@ class Engine:
         if self._gate is not None:
             return self._gate.serve_revision(revision, config, change=change)
         return self.serve(config, origin=Origin(revision, change))
+
+    async def _serve_commit_off_loop(self, revision: Revision, config: ConfigSnapshots) -> bool:
+        """A new commit's config, translated for every proxy already: a gate's rollout step translates off the loop."""
+        if self._gate is not None:
+            return await self._gate.serve_revision_off_loop(revision, config, change=Change.COMMIT)
+        return self.serve(config, origin=Origin(revision, Change.COMMIT))
 
     def serve(self, config: ConfigSnapshots, *, origin: Origin) -> bool:
         """Publish ``config`` to every proxy as one new generation, served because of ``origin``.
@@ -753,6 +774,19 @@ class Engine:
         self.status.reason = error.reason
         self.status.message = error.message
         self.status.last_error = error
+
+
+class _Laps:
+    """Milliseconds per phase of one pass, each from the end of the phase before (the first from its creation)."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self.milliseconds: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.milliseconds[f"{phase}_ms"] = round((now - self._last) * 1000, 1)
+        self._last = now
 
 
 #: Configs a rollout derives from a commit's: with a gate, what a commit with their tree is served as.

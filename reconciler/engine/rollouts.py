@@ -7,7 +7,9 @@ the metrics provider, serves each step through :meth:`Engine.serve`, and keeps e
   engine's :class:`~reconciler.engine.reconcile.RevisionGate`). Per policy, git's weights are
   compared with the weights served: equal, or nothing served yet (the first revision), and
   git's are served; different, and a rollout starts from the served weights. Everything else
-  in the commit is served in the same push, with each rollout's weights for its routes.
+  in the commit is served in the same push, with each rollout's weights for its routes. A new
+  commit's (:meth:`RolloutController.serve_revision_off_loop`) is translated in a worker thread;
+  the decisions are made on the loop, again if a rollout changed while it translated.
 * **A running rollout** is judged by :meth:`RolloutController.tick` (periodically, and on every
   ACK or NACK): whether every target acknowledged the step's generation (each of ``acks``, by default
   the engine's :attr:`~reconciler.engine.reconcile.Engine.acknowledgers`: the proxies' cache, every
@@ -90,6 +92,8 @@ log = structlog.get_logger("reconciler.rollouts")
 RECORDS_KEPT = 100
 #: Actions that change what is served.
 _MOVES = frozenset({Action.ADVANCE, Action.FINISH, Action.ROLL_BACK})
+#: Times a commit's decisions are made again when a rollout changed while its config translated; then on the loop.
+_REPLAN_ROUNDS = 3
 
 
 class Clock(Protocol):
@@ -174,6 +178,8 @@ class RolloutController:
         self._head: tuple[Revision, ConfigSnapshots] | None = None
         self._tick_pending = False
         self._stopped = False
+        # Counts changes to the running rollouts: a commit decided on a count that moved is decided again.
+        self._changes = 0
         # Moves decided on the loop, waiting for their push (translated off the loop), and its task.
         self._pending: list[_Taken] = []
         self._pusher: asyncio.Task[None] | None = None
@@ -223,32 +229,60 @@ class RolloutController:
         return _document(_view(rollout))
 
     def serve_revision(self, revision: Revision, config: ConfigSnapshots, *, change: Change) -> bool:
-        """Serve a commit: git's weights where nothing is to be walked, each rollout's weights where one is."""
+        """Serve a commit: git's weights where nothing is to be walked, each rollout's weights where one is.
+
+        Translated on the calling thread: a restore before anything is served, tools and tests without a loop.
+        """
+        plan = self._plan(revision, config, change=change)
+        return self._carry_out(plan, *self._stepped(revision, config, plan.rollouts, change=change))
+
+    async def serve_revision_off_loop(self, revision: Revision, config: ConfigSnapshots, *, change: Change) -> bool:
+        """:meth:`serve_revision` with the config (a rollout's first step) translated in a worker thread.
+
+        The decisions are made on the loop; a tick, command or NACK that changes a rollout while the
+        config translates makes them be made again from what it left, a few rounds at most, then on the loop.
+        """
+        for _ in range(_REPLAN_ROUNDS):
+            changes = self._changes
+            plan = self._plan(revision, config, change=change)
+            snapshots, origin = await asyncio.to_thread(
+                _translated,
+                revision,
+                config,
+                plan.rollouts,
+                change=change,
+                proxies=self._cache.proxies(),
+                registry_for=self._engine.registry_for,
+                cache=self._engine.translations,
+            )
+            if changes == self._changes:
+                return self._carry_out(plan, snapshots, origin)
+        return self.serve_revision(revision, config, change=change)
+
+    def _plan(self, revision: Revision, config: ConfigSnapshots, *, change: Change) -> _Plan:
+        """Per policy of ``config``, the rollout that serves ``revision`` and what it decided; nothing changes yet."""
         now = self._clock()
         served = self._engine.served_config
         registry = self._engine.registry_for(config.config)
-        rollouts: dict[str, _Rollout] = {}
-        moved: list[_Rollout] = []
-        decisions: list[tuple[_Rollout, Decision]] = []
-        ended: list[_Rollout] = []
+        plan = _Plan(revision, config, change)
         for policy in governed(config.config):
             goal = weights_of(config.config, policy.virtual_services)
             running = self._rollouts.get(policy.policy)
             fresh_tree = running is None or running.revision.config_tree != revision.config_tree
             resumed = self._resume(policy, revision, registry=registry) if fresh_tree else None
             if resumed is not None:
-                rollouts[policy.policy] = resumed
-                moved.append(resumed)
+                plan.rollouts[policy.policy] = resumed
+                plan.moved.append(resumed)
                 continue
             if running is not None and running.revision.config_tree == revision.config_tree:
                 # The same config again (a restart, a commit that changed nothing here): the rollout goes on.
-                rollouts[policy.policy] = dataclasses.replace(running, revision=revision)
+                plan.rollouts[policy.policy] = dataclasses.replace(running, revision=revision)
                 continue
             if running is not None and not running.state.phase.ended:
                 observation = Observation(revision=RolloutRevision(revision.sha, goal))
                 decision = self._decide(running, observation, now=now)
                 if decision.successor is not None:
-                    ended.append(dataclasses.replace(running, state=decision.state))
+                    plan.ended.append(dataclasses.replace(running, state=decision.state))
                     # Superseded: a new walk from the weights served now; its records start with why.
                     fresh = self._new_rollout(policy, revision, decision.successor, decision.weights, registry=registry)
                 else:
@@ -257,33 +291,38 @@ class RolloutController:
                     fresh = dataclasses.replace(
                         running, governed=policy, revision=revision, state=decision.state, weights=weights
                     )
-                rollouts[policy.policy] = fresh
-                decisions.append((fresh, decision))
+                plan.rollouts[policy.policy] = fresh
+                plan.decisions.append((fresh, decision))
                 if decision.action in _MOVES:
-                    moved.append(fresh)
+                    plan.moved.append(fresh)
                 continue
             started = self._maybe_start(
-                policy, revision, goal, served=served, registry=registry, now=now, out=decisions
+                policy, revision, goal, served=served, registry=registry, now=now, out=plan.decisions
             )
             if started is not None:
-                rollouts[policy.policy] = started
-                moved.append(started)
-        if not self._serve(revision, config, rollouts, change=change):
+                plan.rollouts[policy.policy] = started
+                plan.moved.append(started)
+        return plan
+
+    def _carry_out(self, plan: _Plan, snapshots: ConfigSnapshots, origin: Origin) -> bool:
+        """Serve ``plan``'s config (``snapshots``, as ``origin``) and make its rollouts the running ones."""
+        if not self._engine.serve(snapshots, origin=origin):
             return False
-        self._rollouts = rollouts
-        self._head = (revision, config)
+        self._changes += 1
+        self._rollouts = plan.rollouts
+        self._head = (plan.revision, plan.config)
         generation = self._engine.status.generation
-        for rollout in moved:
+        for rollout in plan.moved:
             rollout.generation = generation
             rollout.nack = None
-        for rollout in rollouts.values():
+        for rollout in plan.rollouts.values():
             if rollout.generation == 0:
                 rollout.generation = generation  # its push was waiting: this one serves its weights
-        if change is not Change.RESTORE:
+        if plan.change is not Change.RESTORE:
             self._resumable = {}
-        for rollout in (*ended, *rollouts.values()):
+        for rollout in (*plan.ended, *plan.rollouts.values()):
             self._save(rollout)
-        for rollout, decision in decisions:
+        for rollout, decision in plan.decisions:
             self._record(rollout, decision)
         return True
 
@@ -336,6 +375,8 @@ class RolloutController:
         refused_head = self._head_refused()
         for rollout, decision in decided:
             taken.append(_Taken(rollout, decision, decision.state != rollout.state, rollout.state.acked_at))
+            if taken[-1].changed or decision.action in _MOVES:
+                self._changes += 1
             rollout.state = decision.state
             if decision.action in _MOVES:
                 rollout.weights = decision.weights
@@ -425,6 +466,7 @@ class RolloutController:
         """End each walk among ``moved`` whose new weights the engine refused to serve: RolledBack, not yet pushed."""
         ended = []
         for rollout, decision in self._refused(moved):
+            self._changes += 1
             ended.append(_Taken(rollout, decision, True, rollout.state.acked_at))
             rollout.state, rollout.weights = decision.state, decision.weights
         return ended
@@ -485,7 +527,13 @@ class RolloutController:
         self, revision: Revision, config: ConfigSnapshots, rollouts: Mapping[str, _Rollout], *, change: Change
     ) -> bool:
         """Serve git's ``config`` with each rollout's weights for its routes, in one push."""
-        snapshots, origin = _stepped(
+        snapshots, origin = self._stepped(revision, config, rollouts, change=change)
+        return self._engine.serve(snapshots, origin=origin)
+
+    def _stepped(
+        self, revision: Revision, config: ConfigSnapshots, rollouts: Mapping[str, _Rollout], *, change: Change
+    ) -> tuple[ConfigSnapshots, Origin]:
+        return _stepped(
             revision,
             config,
             rollouts,
@@ -493,7 +541,6 @@ class RolloutController:
             registry_for=self._engine.registry_for,
             cache=self._engine.translations,
         )
-        return self._engine.serve(snapshots, origin=origin)
 
     def add_listener(self, listener: Callable[[DecisionRecord], None]) -> None:
         """Call ``listener`` with every recorded decision (not with holds that change nothing)."""
@@ -616,6 +663,7 @@ class RolloutController:
         if event.kind is EventKind.NACK:
             for rollout in self._rollouts.values():
                 if rollout.generation and event.generation == rollout.generation and rollout.nack is None:
+                    self._changes += 1
                     rollout.nack = excerpt(f"proxy {event.node_id} rejected it: {event.message}", MESSAGE_CHARS)
         elif event.kind is not EventKind.SNAPSHOT_ACKED:
             return
@@ -628,6 +676,19 @@ class RolloutController:
         if not self._tick_pending:
             self._tick_pending = True
             loop.call_soon(self.tick)
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What serving a commit decided for its rollouts, carried out once its config is served."""
+
+    revision: Revision
+    config: ConfigSnapshots
+    change: Change
+    rollouts: dict[str, _Rollout] = field(default_factory=dict)
+    moved: list[_Rollout] = field(default_factory=list)
+    decisions: list[tuple[_Rollout, Decision]] = field(default_factory=list)
+    ended: list[_Rollout] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -669,14 +730,13 @@ def _translated(
     config: ConfigSnapshots,
     rollouts: Mapping[str, _Rollout],
     *,
+    change: Change = Change.COMMIT,
     proxies: tuple[ProxyIdentity, ...],
     registry_for: Callable[[MeshConfig], ServiceRegistry],
     cache: TranslationCache,
 ) -> tuple[ConfigSnapshots, Origin]:
     """:func:`_stepped` translated for ``proxies`` (in a worker thread), so publishing it on the loop is cheap."""
-    snapshots, origin = _stepped(
-        revision, config, rollouts, change=Change.COMMIT, registry_for=registry_for, cache=cache
-    )
+    snapshots, origin = _stepped(revision, config, rollouts, change=change, registry_for=registry_for, cache=cache)
     with contextlib.suppress(ReconcilerError):
         # A proxy it does not translate for: the engine's publish meets the error again and refuses it as usual.
         snapshots.translate_all(proxies)

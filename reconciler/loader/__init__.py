@@ -24,6 +24,7 @@ from reconciler.translate.memo import TranslationCache
 from reconciler.translate.translator import ProxyShape, Translation, check_representatives
 from reconciler.validate import analyze, build_config, decode_resource, has_errors, sort_findings
 from reconciler.validate.findings import Code, Finding, Severity
+from reconciler.validate.rules import check_resource
 
 __all__ = [
     "KEPT_TRANSLATIONS",
@@ -73,19 +74,21 @@ class DecodeCache:
     """Parse and decode results per file, keyed by path, content digest, default namespace and size limit.
 
     A daemon sees the same thousand files on every commit and only a few change; with
-    this cache only those are parsed again. Cross-resource analysis always reruns on
-    the whole config. After each load the cache holds exactly the entries that load
+    this cache only those are parsed again. After each load the cache holds exactly the entries that load
     used, one per file: older contents of a file and removed files are dropped, so
     its size follows the config, not the number of commits seen.
 
     It also holds the Envoy resources that passed the constraint check (:class:`PassCache`),
     so the next load checks only resources it has not met: after each load, those that load met;
     and the per-service translation work (:class:`TranslationCache`), so the next load translates
-    only the services, rules and routes that changed.
+    only the services, rules and routes that changed. Analysis reruns on the whole config, but a
+    resource it met before is not checked against the per-resource rules again.
     """
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str, str, int], _FileResult] = {}
+        # Rule findings per resource (by id, the resource kept so the id stays its own): the entries' resources.
+        self._checks: dict[int, tuple[Resource[Any], list[Finding]]] = {}
         self.passed = PassCache()
         self.translations = TranslationCache()
 
@@ -103,6 +106,21 @@ class DecodeCache:
             used[key] = found if found is not None else _load_file(path, raw, default_namespace, max_chars)
         self._entries = used
         return list(used.values())
+
+    def _analyze(self, config: MeshConfig, checkpoint: Checkpoint) -> list[Finding]:
+        """:func:`analyze` with each unchanged resource's rules and the unchanged DestinationRule index reused."""
+        checks: dict[int, tuple[Resource[Any], list[Finding]]] = {}
+
+        def check(resource: Resource[Any]) -> list[Finding]:
+            found = self._checks.get(id(resource))
+            if found is None or found[0] is not resource:
+                found = (resource, check_resource(resource))
+            checks[id(resource)] = found
+            return found[1]
+
+        findings = analyze(config, checkpoint=checkpoint, check=check, rule_index=self.translations.rules(config))
+        self._checks = checks
+        return findings
 
 
 def _load_file(path: str, content: bytes, default_namespace: str, max_chars: int) -> _FileResult:
@@ -188,7 +206,7 @@ def load_files(
         documents += result.documents
     config, build_findings = build_config(resources)
     findings.extend(build_findings)
-    findings.extend(analyze(config, checkpoint=checkpoint))
+    findings.extend(cache._analyze(config, checkpoint))
     translations: Mapping[ProxyShape, Translation] = MappingProxyType({})
     notes: tuple[Finding, ...] = ()
     if not has_errors(findings):

@@ -91,3 +91,20 @@ def test_each_revision_logs_its_sha_when_every_proxy_has_acked_it(
         (revisions[0].short_sha, 1),
         (revisions[1].short_sha, 2),
     ]
+
+
+def test_each_pass_that_applies_a_commit_logs_where_its_time_went_at_debug_level(
+    source: MemorySource, make_engine: EngineFactory, run: Run
+) -> None:
+    engine = make_engine(source, SnapshotCache())
+    commit = source.commit(mesh_files(), "good")
+
+    with capture_logs() as logs:
+        run(engine.reconcile(trigger="test"))
+
+    [timings] = events(logs, "engine.pass_timings")
+    assert timings["log_level"] == "debug"
+    assert timings["sha"] == commit.sha[:12]
+    phases = {key: value for key, value in timings.items() if key.endswith("_ms")}
+    assert list(phases) == ["fetch_ms", "validate_ms", "translate_ms", "publish_ms"]
+    assert all(isinstance(value, float) and value >= 0 for value in phases.values())

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -187,3 +189,19 @@ def test_a_head_without_the_config_directory_is_not_fetched_again_before_the_pol
 
     assert engine.status.reason is Reason.PATH_NOT_FOUND
     assert source.polls == 1
+
+
+@pytest.fixture
+def unfrozen_heap() -> Iterator[None]:
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+@pytest.mark.usefixtures("unfrozen_heap")
+def test_what_is_alive_after_the_first_pass_is_left_out_of_later_full_collections() -> None:
+    assert gc.get_freeze_count() == 0
+
+    _passes_within(Reason.FETCH_FAILED, retry=False, seconds=0.5, poll_interval=30.0)
+
+    assert gc.get_freeze_count() > 0

@@ -23,7 +23,7 @@ from reconciler.engine.status import Reason
 from reconciler.errors import TranslationError
 from reconciler.model.virtualservice import Destination
 from reconciler.rollout.analysis import Counts, sum_counts
-from reconciler.rollout.decide import Action, Phase
+from reconciler.rollout.decide import Action, Command, Phase
 from reconciler.rollout.plan import RouteRef
 from reconciler.rollout.routes import weights_of
 from reconciler.translate.names import cluster_name
@@ -364,3 +364,82 @@ def test_on_the_event_loop_a_steps_config_is_translated_in_a_worker_thread_and_i
     advanced = mesh.controller.records(POLICY)[-1]
     assert (advanced.record.action, advanced.record.step) == (Action.ADVANCE, 1)
     assert advanced.generation == mesh.engine.status.generation == generation + 1
+
+
+def test_a_commits_first_step_is_translated_in_a_worker_thread_while_the_loop_runs_other_coroutines(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = policy_yaml(steps="10, 50")
+    mesh.commit(v1=100, v2=0, policy=policy)
+    ack_all(mesh.gateway)
+    mesh.source.commit({**mesh_files(v1=0, v2=100), "policy.yaml": policy}, "reviews 0/100")
+    translating, loop_ran = threading.Event(), threading.Event()
+    step_translated: list[tuple[threading.Thread, bool]] = []
+    snapshot_for = ConfigSnapshots.snapshot_for
+
+    def first_step_waits_for_the_loop(self: ConfigSnapshots, proxy: ProxyIdentity) -> Any:
+        if weights_of(self.config, {POLICY})[DEFAULT].get(V2) == 10 and not translating.is_set():
+            translating.set()
+            # Returns True only if a coroutine ran meanwhile: on the loop's own thread it could not.
+            step_translated.append((threading.current_thread(), loop_ran.wait(timeout=30)))
+        return snapshot_for(self, proxy)
+
+    monkeypatch.setattr(ConfigSnapshots, "snapshot_for", first_step_waits_for_the_loop)
+
+    async def a_pass_beside_another_coroutine() -> tuple[bool, threading.Thread]:
+        async def another() -> None:
+            while not translating.is_set():
+                await asyncio.sleep(0.01)
+            loop_ran.set()
+
+        other = asyncio.create_task(another())
+        result = await mesh.engine.reconcile(trigger="test")
+        other.cancel()
+        return result.ok, threading.current_thread()
+
+    ok, loop_thread = mesh.run(a_pass_beside_another_coroutine())
+
+    assert ok
+    assert [(thread is loop_thread, coroutine_ran) for thread, coroutine_ran in step_translated] == [(False, True)]
+    assert mesh.served() == {V1: 90, V2: 10}
+    assert mesh.phase() is Phase.PROGRESSING
+
+
+def test_a_command_taken_while_a_commits_step_translates_is_kept_by_the_commit(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = policy_yaml(steps="10, 50")
+    start_v2_rollout(mesh, policy)  # step 1 (v2 at 10%) served
+    ack_all(mesh.gateway)
+    # The same goal in a new tree: the walk goes on with the new commit, its step translated again.
+    mesh.source.commit({**mesh_files(v1=0, v2=100), "policy.yaml": policy + b"# touched\n"}, "touch the policy")
+    translating, commanded = threading.Event(), threading.Event()
+    snapshot_for = ConfigSnapshots.snapshot_for
+
+    def step_waits_for_the_command(self: ConfigSnapshots, proxy: ProxyIdentity) -> Any:
+        if weights_of(self.config, {POLICY})[DEFAULT].get(V2) == 10 and not translating.is_set():
+            translating.set()
+            commanded.wait(timeout=30)
+        return snapshot_for(self, proxy)
+
+    monkeypatch.setattr(ConfigSnapshots, "snapshot_for", step_waits_for_the_command)
+
+    async def a_pause_during_the_pass() -> bool:
+        async def pause() -> None:
+            while not translating.is_set():
+                await asyncio.sleep(0.01)
+            mesh.controller.command(POLICY, Command.PAUSE)
+            commanded.set()
+
+        pausing = asyncio.create_task(pause())
+        result = await mesh.engine.reconcile(trigger="test")
+        await pausing
+        return result.ok
+
+    assert mesh.run(a_pause_during_the_pass())
+    assert commanded.is_set()
+    assert mesh.phase() is Phase.PAUSED
+    assert mesh.served() == {V1: 90, V2: 10}
+    [view] = mesh.controller.views()
+    assert view.last is not None
+    assert view.last.record.phase is Phase.PAUSED

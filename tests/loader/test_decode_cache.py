@@ -1,8 +1,15 @@
 """The decode cache: unchanged files are reused, changed and removed files are not."""
 
+from typing import Any
+
+import pytest
 from mesh_yaml import service_entry
 
+import reconciler.loader as loader_module
 from reconciler.loader import DecodeCache, load_files
+from reconciler.model.config import Resource
+from reconciler.validate.findings import Code, Finding
+from reconciler.validate.rules import check_resource
 
 
 def _files(**names: str) -> dict[str, bytes]:
@@ -34,3 +41,25 @@ def test_file_removed_between_loads_is_gone_from_the_config() -> None:
     after = load_files(_files(**{"a.yaml": "alpha"}), cache=cache)
 
     assert [entry.name for entry in after.config.service_entries] == ["alpha"]
+
+
+def test_only_resources_not_met_before_are_checked_against_the_rules_and_findings_stay_those_of_a_fresh_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bad = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec:\n  hosts: []\n"
+    cache = DecodeCache()
+    load_files({**_files(**{"a.yaml": "alpha", "b.yaml": "beta"}), "vs.yaml": bad}, cache=cache)
+    checked: list[str] = []
+
+    def recording(resource: Resource[Any]) -> list[Finding]:
+        checked.append(resource.name)
+        return check_resource(resource)
+
+    monkeypatch.setattr(loader_module, "check_resource", recording)
+    files = {**_files(**{"a.yaml": "alpha", "b.yaml": "gamma"}), "vs.yaml": bad}
+
+    cached = load_files(files, cache=cache)
+
+    assert checked == ["gamma"]
+    assert cached.findings == load_files(files).findings
+    assert any(finding.file == "vs.yaml" and finding.code is Code.SCHEMA for finding in cached.findings)

@@ -220,6 +220,44 @@ def test_fast_forward_is_not_reported_as_rewrite(source: GitSource, remote: GitR
     assert not [entry for entry in logs if entry["event"] == "git.history_rewritten"]
 
 
+def test_several_commits_fetched_at_once_are_not_reported_as_rewrite(source: GitSource, remote: GitRemote) -> None:
+    source.poll()
+    with structlog.testing.capture_logs() as logs:
+        remote.commit({"mesh/a.yaml": "kind: A\n"}, "a")
+        remote.commit({"mesh/b.yaml": "kind: B\n"}, "b")
+        assert source.poll() is not None
+
+    assert not [entry for entry in logs if entry["event"] == "git.history_rewritten"]
+
+
+def test_a_new_commit_reads_only_the_files_it_changed(source: GitSource, remote: GitRemote) -> None:
+    remote.commit({"mesh/a.yaml": "kind: A\n", "mesh/b.yaml": "kind: B\n"}, "a and b")
+    first = source.poll()
+    remote.commit({"mesh/a.yaml": "kind: A2\n", "mesh/b.yaml": None, "mesh/c.yaml": "kind: C\n"}, "a2, c, no b")
+
+    second = source.poll()
+
+    assert first is not None
+    assert second is not None
+    assert dict(second.files) == {"gateway.yaml": GATEWAY, "a.yaml": b"kind: A2\n", "c.yaml": b"kind: C\n"}
+    # The unchanged file is the very content read before: git was not asked for it again.
+    assert second.files["gateway.yaml"] is first.files["gateway.yaml"]
+
+
+def test_files_read_before_count_toward_the_revision_limit(remote: GitRemote, state_dir: Path) -> None:
+    remote.commit({"mesh/small.yaml": "#" * 1000}, "a small file")
+    limits = InputLimits(file_bytes=4096, revision_bytes=4096)
+    with GitSource(url=remote.url, path="mesh", state_dir=state_dir, limits=limits) as src:
+        assert src.poll() is not None
+        remote.commit({"mesh/more.yaml": "#" * 3100}, "more")
+        revision = src.poll()
+
+    assert revision is not None
+    assert revision.files == {}
+    size = 1000 + 3100 + len(GATEWAY)
+    assert revision.skipped == (SkippedFile("more.yaml", SkipReason.REVISION_TOO_LARGE, size=size, files=3),)
+
+
 def test_read_returns_any_fetched_commit_without_changing_poll_state(source: GitSource, remote: GitRemote) -> None:
     first_sha = remote.head()
     source.poll()

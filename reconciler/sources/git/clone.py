@@ -9,6 +9,7 @@ the caller for a fresh clone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -20,7 +21,8 @@ from typing import Any
 
 import git
 import structlog
-from git.exc import GitCommandError, GitError, InvalidGitRepositoryError, NoSuchPathError
+from git.exc import GitCommandError, GitError, InvalidGitRepositoryError, NoSuchPathError, ODBError
+from git.refs.reference import Reference
 
 from reconciler.errors import (
     CloneError,
@@ -269,8 +271,14 @@ class Clone:
             self._repo = None
 
     def ref_sha(self, repo: git.Repo) -> str | None:
-        """The fetched head of the branch, ``None`` when it does not resolve."""
-        return self.resolve_commit(repo, self.ref)
+        """The fetched head of the branch, ``None`` when it does not resolve.
+
+        Read by gitpython from the ref files and its long-running object reader: no git process per call.
+        """
+        try:
+            return str(Reference(repo, self.ref, check_path=False).commit.hexsha)
+        except (GitError, ODBError, ValueError, OSError):
+            return None
 
     def resolve_commit(self, repo: git.Repo, rev: str) -> str | None:
         if rev.startswith("-"):
@@ -281,6 +289,9 @@ class Clone:
             return None
 
     def is_ancestor(self, repo: git.Repo, old: str, new: str) -> bool:
+        with contextlib.suppress(GitError, ODBError, ValueError, OSError):
+            if any(parent.hexsha == old for parent in repo.commit(new).parents):
+                return True  # the usual push, one commit on top: no git process to ask
         try:
             repo.git.merge_base("--is-ancestor", old, new)
         except GitCommandError:

@@ -25,7 +25,7 @@ from reconciler.model.limits import DEFAULT_LIMITS, InputLimits, SkipReason
 from reconciler.model.text import excerpt
 from reconciler.sources.git.clone import Clone, CorruptClone
 from reconciler.sources.git.credentials import NO_CREDENTIALS, GitCredentials, split_credentials
-from reconciler.sources.git.tree import config_tree, read_config_tree
+from reconciler.sources.git.tree import BlobCache, config_tree, read_config_tree
 from reconciler.sources.git.url import redact_url, validate_url
 from reconciler.sources.revision import ALLOW_REMOVAL_FILE, Revision
 
@@ -112,6 +112,8 @@ class GitSource:
         # that leave the config directory untouched by its tree id.
         self._seen_sha: str | None = None
         self._seen_tree: str | None = None
+        # The trees and blobs of the last revision read, by object id: the next commit reads only what it changed.
+        self._blobs = BlobCache()
 
     # -- public -----------------------------------------------------------------
 
@@ -280,6 +282,7 @@ class GitSource:
         except (GitError, ODBError, ValueError, OSError) as error:
             self._log.warning("git.clone_corrupt", reason="CorruptClone", error=f"{type(error).__name__}: {error}")
         repo = self._clone.clone()
+        self._blobs = BlobCache()  # its git objects belong to the clone replaced
         try:
             return action(repo)
         except SourceError:
@@ -302,7 +305,7 @@ class GitSource:
     def _read(self, repo: git.Repo, sha: str) -> Revision:
         tree = self._config_tree(repo, sha)
         commit = self._commit(repo, sha)
-        read = read_config_tree(tree, limits=self._limits)
+        read = read_config_tree(tree, limits=self._limits, cache=self._blobs)
         for skipped in read.skipped:
             if skipped.reason is SkipReason.SYMLINK:
                 self._log.warning("git.config_file_skipped", sha=sha[:12], file=skipped.path, reason="Symlink")

@@ -124,8 +124,10 @@ def routed_destinations(spec: VirtualServiceSpec) -> Iterator[RoutedDestination]
 class AnalysisContext:
     """One config and the indexes built from it (lazily, once) for the analyzers."""
 
-    def __init__(self, config: MeshConfig) -> None:
+    def __init__(self, config: MeshConfig, *, rule_index: DestinationRules | None = None) -> None:
+        """``rule_index``: ``config``'s DestinationRules indexed already (built here when needed otherwise)."""
         self.config = config
+        self._rule_index = rule_index
         # Several analyzers look up the same destinations; each lookup is done once.
         self._services_for: dict[tuple[str, str], list[Resource[ServiceEntrySpec]]] = {}
         self._rules_for: dict[tuple[str, str], list[Resource[DestinationRuleSpec]]] = {}
@@ -142,7 +144,7 @@ class AnalysisContext:
     @functools.cached_property
     def destination_rules(self) -> DestinationRules:
         """DestinationRules by namespace and resolved ``host``, chosen from as translation does."""
-        return DestinationRules(self.config.destination_rules)
+        return self._rule_index if self._rule_index is not None else DestinationRules(self.config.destination_rules)
 
     @functools.cached_property
     def gateways(self) -> dict[str, Resource[GatewaySpec]]:
