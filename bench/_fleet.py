@@ -11,12 +11,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["START_BATCH", "child_pid", "cpu_seconds", "memory_mib", "process_tree", "start_in_batches", "wait_until"]
+from push_to_ack_bench import in_workdir
+
+__all__ = [
+    "START_BATCH",
+    "child_pid",
+    "cpu_seconds",
+    "memory_mib",
+    "process_tree",
+    "run_in_workdir",
+    "start_in_batches",
+    "wait_until",
+]
 
 T = TypeVar("T")
 
@@ -110,3 +123,13 @@ def start_in_batches(
             pending.append(start(number))
             started.append(pending[-1])
         synced(pending)
+
+
+def run_in_workdir(prefix: str, *, keep: bool, body: Callable[[Path], object]) -> int:
+    """``body`` in a fresh temporary directory (kept if ``keep``); exit status 0.
+
+    SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, through the finally blocks that stop every process.
+    """
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    in_workdir(prefix, keep=keep, body=body)
+    return 0

@@ -43,10 +43,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from _fleet import child_pid, memory_mib, start_in_batches, wait_until
+from _fleet import child_pid, memory_mib, run_in_workdir, start_in_batches, wait_until
 
 # GitRemote is tests/support's (repos driven as the e2e tests drive theirs); push_to_ack_bench puts it on the path.
-from push_to_ack_bench import GitRemote, daemon, in_workdir, wait_synced
+from push_to_ack_bench import GitRemote, daemon, wait_synced
 from xds_ack_bench import service_file
 
 from reconciler.harness.envoy import EnvoyProcess, free_port
@@ -273,10 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.services < 1 or args.proxies < 2 or args.settle < 0 or args.tracemalloc < 0:
         parser.error("--services must be positive, --proxies at least 2, --settle and --tracemalloc not negative")
-    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, through the finally blocks that stop every process.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    in_workdir("reconciler-memory-bench-", keep=args.keep, body=lambda workdir: run(args, workdir))
-    return 0
+    return run_in_workdir("reconciler-memory-bench-", keep=args.keep, body=lambda workdir: run(args, workdir))
 
 
 if __name__ == "__main__":

@@ -79,8 +79,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _fleet import cpu_seconds, memory_mib, start_in_batches, wait_until
-from push_to_ack_bench import GATEWAY, in_workdir, service_yaml
+from _fleet import cpu_seconds, memory_mib, run_in_workdir, start_in_batches, wait_until
+from push_to_ack_bench import GATEWAY, service_yaml
 
 from reconciler.cli.render import snapshot_document
 from reconciler.harness.envoy import EnvoyProcess, free_port
@@ -626,10 +626,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.services < 1 or args.changes < 1 or any(p < 1 for p in args.proxies) or args.sovereign_refresh < 1:
         parser.error("--services, --changes, --proxies and --sovereign-refresh must be positive")
-    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, through the finally blocks that stop every process.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    in_workdir("reconciler-sovereign-bench-", keep=args.keep, body=lambda workdir: run(args, workdir))
-    return 0
+    return run_in_workdir("reconciler-sovereign-bench-", keep=args.keep, body=lambda workdir: run(args, workdir))
 
 
 if __name__ == "__main__":
