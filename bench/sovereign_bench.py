@@ -79,7 +79,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from push_to_ack_bench import GATEWAY, in_workdir, service_yaml
+from _fleet import cpu_seconds, memory_mib, run_in_workdir, start_in_batches, wait_until
+from push_to_ack_bench import GATEWAY, service_yaml
 
 from reconciler.cli.render import snapshot_document
 from reconciler.harness.envoy import EnvoyProcess, free_port
@@ -106,7 +107,6 @@ SOVEREIGN_TYPES = ("clusters", "listeners", "routes")
 #: Generous: Envoy turns 3,000 clusters into config on a shared 2-core machine, 10 at a time.
 SYNC_TIMEOUT = 300.0
 CHANGE_TIMEOUT = 60.0
-START_BATCH = 10
 #: How often the log files are read while a change is in flight.
 TAIL_SECONDS = 0.01
 #: Between changes, a random pause: a change lands at a random point of sovereign's poll cycles.
@@ -146,8 +146,10 @@ def rest_config_source(refresh_delay: float) -> dict[str, Any]:
             "transport_api_version": "V3",
             "cluster_names": [SOVEREIGN_CLUSTER],
             "refresh_delay": f"{refresh_delay:g}s",
-            # Envoy's default (1 s) is shorter than sovereign takes to render 3,000 clusters on a busy machine.
-            "request_timeout": "10s",
+            # Envoy's default (1 s) is shorter than sovereign takes to render 3,000 clusters on a busy machine; with
+            # 50 Envoys polling, a new Envoy's first fetch queues behind ~150 polls a second and took over 10 s (it
+            # then never synced: each retry timed out again). A timeout only matters when hit: 1-10 proxies never do.
+            "request_timeout": "30s",
         },
     }
 
@@ -171,55 +173,6 @@ def sovereign_resources(document: dict[str, Any], *, refresh_delay: float) -> di
                 if rds is not None:
                     rds["config_source"] = rest_config_source(refresh_delay)
     return {"clusters": clusters, "listeners": listeners, "routes": document["routes"]}
-
-
-# -- processes: CPU and memory of a process tree ------------------------------------------
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _stat_fields(pid: int) -> list[str]:
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return text[text.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
-
-
-def process_tree(root: int) -> list[int]:
-    """``root`` and every process descended from it, now."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                children.setdefault(int(_stat_fields(int(entry.name))[1]), []).append(int(entry.name))
-    tree, pending = [], [root]
-    while pending:
-        pid = pending.pop()
-        tree.append(pid)
-        pending.extend(children.get(pid, []))
-    return tree
-
-
-def cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of ``root``'s process tree (processes that exited meanwhile are lost)."""
-    total = 0
-    for pid in process_tree(root):
-        with contextlib.suppress(OSError, IndexError):
-            fields = _stat_fields(pid)
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / _CLOCK_TICKS
-
-
-def memory_mib(root: int) -> tuple[float, float]:
-    """(RSS, PSS) of ``root``'s process tree, summed, in MiB."""
-    rss = pss = 0
-    for pid in process_tree(root):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Rss:"):
-                    rss += int(line.split()[1])
-                elif line.startswith("Pss:"):
-                    pss += int(line.split()[1])
-    return rss / 1024, pss / 1024
 
 
 # -- the two control planes ----------------------------------------------------------------
@@ -452,27 +405,28 @@ class Proxy:
 def fleet(plane: ControlPlane, count: int, *, workdir: Path) -> Iterator[list[Proxy]]:
     """``count`` Envoy gateways of ``plane``, each having applied its first route configuration."""
     with contextlib.ExitStack() as stack:
-        proxies: list[Proxy] = []
-        while len(proxies) < count:
-            batch = []
-            for number in range(len(proxies) + 1, min(count, len(proxies) + START_BATCH) + 1):
-                envoy = EnvoyProcess(
-                    plane.bootstrap(number),
-                    workdir=workdir / f"{plane.name}-envoy-{number}",
-                    wait_live=False,
-                    startup_timeout=60,
-                    extra_args=ENVOY_ARGS,
-                )
-                batch.append(Proxy(stack.enter_context(envoy), RdsLog(envoy.log_path)))
-            deadline = time.monotonic() + SYNC_TIMEOUT
-            while not all(proxy.hash for proxy in batch):
+
+        def start(number: int) -> Proxy:
+            envoy = EnvoyProcess(
+                plane.bootstrap(number),
+                workdir=workdir / f"{plane.name}-envoy-{number}",
+                wait_live=False,
+                startup_timeout=60,
+                extra_args=ENVOY_ARGS,
+            )
+            return Proxy(stack.enter_context(envoy), RdsLog(envoy.log_path))
+
+        def synced(batch: Sequence[Proxy]) -> None:
+            def loaded() -> bool:
                 for proxy in batch:
                     for _, digest in proxy.log.loads():
                         proxy.hash = digest
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{plane.name}: Envoys without a route configuration after {SYNC_TIMEOUT:g}s")
-                time.sleep(0.1)
-            proxies.extend(batch)
+                return all(proxy.hash for proxy in batch)
+
+            wait_until(loaded, timeout=SYNC_TIMEOUT, what=f"{plane.name}: a route configuration in every new Envoy")
+
+        proxies: list[Proxy] = []
+        start_in_batches(proxies, total=count, start=start, synced=synced)
         yield proxies
 
 
@@ -674,10 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.services < 1 or args.changes < 1 or any(p < 1 for p in args.proxies) or args.sovereign_refresh < 1:
         parser.error("--services, --changes, --proxies and --sovereign-refresh must be positive")
-    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, through the finally blocks that stop every process.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    in_workdir("reconciler-sovereign-bench-", keep=args.keep, body=lambda workdir: run(args, workdir))
-    return 0
+    return run_in_workdir("reconciler-sovereign-bench-", keep=args.keep, body=lambda workdir: run(args, workdir))
 
 
 if __name__ == "__main__":
