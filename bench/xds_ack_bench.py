@@ -257,8 +257,12 @@ def start_envoys(
     shared_port: int | None,
     batch: int,
     delta: bool,
+    others: int = 0,
 ) -> None:
-    """Grow ``started`` to ``total`` Envoys, ``batch`` at a time, each batch synced to ``generation`` first."""
+    """Grow ``started`` to ``total`` Envoys, ``batch`` at a time, each batch synced to ``generation`` first.
+
+    ``others``: proxies connected to the server that are not these Envoys (simulated streams).
+    """
     while len(started) < total:
         for _ in range(min(batch, total - len(started))):
             identity = sidecar(len(started), port=shared_port or listener_port(ports))
@@ -268,7 +272,7 @@ def start_envoys(
             process = EnvoyProcess(bootstrap, log_level="error", concurrency=1, wait_live=False)
             started.append(process)
             process.start()
-        if not ads.wait_synced(len(started), generation, timeout=STARTUP_TIMEOUT):
+        if not ads.wait_synced(others + len(started), generation, timeout=STARTUP_TIMEOUT):
             nacks = [
                 (status.node_id, nack.message)
                 for status in ads.statuses()

@@ -58,11 +58,14 @@ def _delta_entries(resources: Iterable[Resource]) -> bytes:
 
 def encode_response(*, version: str, type_url: str, nonce: str, body: bytes) -> bytes:
     """A serialized ``DiscoveryResponse``; ``body`` is :meth:`Encoder.sotw_body` of its resources."""
-    return (
-        _field(_SOTW_VERSION, version.encode())
-        + body
-        + _field(_SOTW_TYPE_URL, type_url.encode())
-        + _field(_SOTW_NONCE, nonce.encode())
+    # One join, one copy of the (shared, often megabytes) body per response; chained + would copy it three times.
+    return b"".join(
+        (
+            _field(_SOTW_VERSION, version.encode()),
+            body,
+            _field(_SOTW_TYPE_URL, type_url.encode()),
+            _field(_SOTW_NONCE, nonce.encode()),
+        )
     )
 
 
@@ -70,12 +73,14 @@ def encode_delta_response(
     *, system_version: str, type_url: str, nonce: str, body: bytes, removed: Iterable[str] = ()
 ) -> bytes:
     """A serialized ``DeltaDiscoveryResponse``; ``body`` is :meth:`Encoder.delta_body` of its resources."""
-    return (
-        _field(_DELTA_VERSION, system_version.encode())
-        + body
-        + _field(_DELTA_TYPE_URL, type_url.encode())
-        + _field(_DELTA_NONCE, nonce.encode())
-        + b"".join(_field(_DELTA_REMOVED, name.encode()) for name in removed)
+    return b"".join(
+        (
+            _field(_DELTA_VERSION, system_version.encode()),
+            body,
+            _field(_DELTA_TYPE_URL, type_url.encode()),
+            _field(_DELTA_NONCE, nonce.encode()),
+            *(_field(_DELTA_REMOVED, name.encode()) for name in removed),
+        )
     )
 
 
