@@ -17,7 +17,8 @@ DiscoveryResponses to send, following Envoy's xDS protocol:
   listener needs its endpoints or routes, so it is answered (for EDS and RDS even after a NACK).
 
 Responses are bytes: the resources' own serialization (done once, when the snapshot was
-built) framed by :mod:`reconciler.xds.wire`; a push costs the bytes it sends.
+built) framed by :mod:`reconciler.xds.wire`, once for every stream that sends the same whole
+set (nonce included; a nonce still never repeats on a stream); a push costs the bytes it sends.
 """
 
 from __future__ import annotations
