@@ -1,20 +1,27 @@
-"""Benchmark: from ``publish`` of a weight change until every connected Envoy has ACKed it.
+"""Benchmark: from a weight change until every connected Envoy has ACKed it.
 
 A generated mesh of N services (default 1,000), each a STATIC ServiceEntry with three
 labelled endpoints, a DestinationRule with three subsets and a VirtualService splitting
 traffic over two of them, is served by the real ADS server (in this process) to 1, 10
 and 50 real Envoy sidecars (``--concurrency 1``, ``--log-level error``, each with its own
-free outbound port). Each repetition changes one service's weights, publishes a fresh
-:class:`~reconciler.engine.snapshots.ConfigSnapshots` (as the engine does for a new
-revision) and waits for :meth:`~reconciler.xds.SnapshotCache.wait_for_acks`.
+free outbound port). Envoys start ``--start-batch`` at a time, each batch synced before
+the next, so startup does not starve the server; the first full sync is waited for.
+
+Each repetition changes one service's weights and does what the daemon does: translates
+the new config for every connected proxy in a worker thread (a
+:class:`~reconciler.engine.snapshots.ConfigSnapshots` sharing one
+:class:`~reconciler.translate.memo.TranslationCache` across revisions, memoised per proxy
+shape), then publishes it on the server's loop and waits for
+:meth:`~reconciler.xds.SnapshotCache.wait_for_acks`. The two are reported apart.
 
     .venv/bin/python bench/xds_ack_bench.py
+    .venv/bin/python bench/xds_ack_bench.py --proxies 50 --reps 7 [--delta] [--shared-port]
     .venv/bin/python bench/xds_ack_bench.py --services 200 --proxies 1 5 --reps 3
 
-Not a test: prints a table. Columns: publish → all ACKed (p50, p99, max), the part of it
-spent inside ``publish`` translating for every connected proxy, and the rest (sending to
-and ACKed by every proxy). Translation is memoised per proxy shape (labels, role,
-namespace, outbound port): distinct outbound ports mean one translation per proxy;
+Not a test: prints a table. Columns: translation of the change for every shape (wall and
+CPU, p50), push → all ACKed (publish until every proxy ACKed; p50, p99, max), the server
+process's CPU and the Envoys' CPU over that span, and which types were pushed per repetition (a weight change
+should push RDS only). Distinct outbound ports mean one translation per proxy;
 ``--shared-port`` gives all sidecars one port, as real sidecars (all on 15001) have.
 Every Envoy started is stopped on exit, Ctrl-C or SIGTERM. Everything listens on 127.0.0.1
 (the sidecar listeners bind 0.0.0.0, as Istio's do); no request is sent through them.
@@ -28,11 +35,13 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import signal
 import statistics
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -41,17 +50,20 @@ from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.harness.envoy import EnvoyProcess, free_port
 from reconciler.loader import load_files
 from reconciler.model.config import MeshConfig
-from reconciler.translate import ProxyIdentity, ProxyRole, translate
+from reconciler.translate import ProxyIdentity, ProxyRole
 from reconciler.translate.bootstrap import build_bootstrap
-from reconciler.xds import ProxyStatus, SnapshotCache, start_server
+from reconciler.translate.memo import TranslationCache
+from reconciler.translate.snapshot import PUSH_ORDER, SHORT_NAMES
+from reconciler.xds import ProxyStatus, SnapshotCache, XdsEvent, start_server
+from reconciler.xds.cache import EventKind
 
 T = TypeVar("T")
 
 #: Generous: 50 Envoys on a two-core laptop, each taking 4,000 clusters at startup.
 STARTUP_TIMEOUT = 300.0
 ACK_TIMEOUT = 120.0
-#: Envoys started at once; the rest wait, so startup does not starve the ADS server of CPU.
-START_BATCH = 10
+#: Envoys started at once (``--start-batch``); the rest wait, so startup does not starve the ADS server of CPU.
+START_BATCH = 5
 
 _SERVICE = """\
 apiVersion: networking.istio.io/v1
@@ -142,20 +154,42 @@ class Ads:
         self._thread.start()
         self.cache = SnapshotCache()
         self.server = self.run(start_server(cache=self.cache, address="127.0.0.1:0"), timeout=10.0)
+        #: Responses sent, by type (a loop-thread counter; read it through :meth:`take_pushes`).
+        self._pushes: Counter[str] = Counter()
+        self.cache.add_listener(self._count)
+
+    def _count(self, event: XdsEvent) -> None:
+        if event.kind is EventKind.PUSH:
+            self._pushes[event.type_url] += 1
+
+    def take_pushes(self) -> Counter[str]:
+        """Responses sent by type since the last call."""
+
+        async def on_loop() -> Counter[str]:
+            pushes, self._pushes = self._pushes, Counter()
+            return pushes
+
+        return self.run(on_loop(), timeout=10.0)
+
+    def proxies(self) -> tuple[ProxyIdentity, ...]:
+        async def on_loop() -> tuple[ProxyIdentity, ...]:
+            return self.cache.proxies()
+
+        return self.run(on_loop(), timeout=10.0)
 
     def run(self, coroutine: Coroutine[Any, Any, T], *, timeout: float) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def publish_and_wait(self, source: ConfigSnapshots) -> tuple[float, float, bool]:
-        """(ms inside publish, ms from publish until every proxy ACKed, all ACKed?), timed on the loop."""
+        """(ms from publish until every proxy ACKed, this process's CPU ms meanwhile, all ACKed?), timed on the loop."""
 
         async def measure() -> tuple[float, float, bool]:
+            cpu = time.process_time()
             started = time.perf_counter()
             generation = self.cache.publish(source)
-            published = time.perf_counter()
             acked = await self.cache.wait_for_acks(generation, timeout=ACK_TIMEOUT)
             done = time.perf_counter()
-            return (published - started) * 1000.0, (done - started) * 1000.0, acked
+            return (done - started) * 1000.0, (time.process_time() - cpu) * 1000.0, acked
 
         return self.run(measure(), timeout=ACK_TIMEOUT + 60.0)
 
@@ -214,18 +248,31 @@ def envoys() -> Iterator[list[EnvoyProcess]]:
 
 
 def start_envoys(
-    started: list[EnvoyProcess], *, total: int, ads: Ads, generation: int, ports: set[int], shared_port: int | None
+    started: list[EnvoyProcess],
+    *,
+    total: int,
+    ads: Ads,
+    generation: int,
+    ports: set[int],
+    shared_port: int | None,
+    batch: int,
+    delta: bool,
+    others: int = 0,
 ) -> None:
-    """Grow ``started`` to ``total`` Envoys, in batches, each synced to ``generation`` before the next batch."""
+    """Grow ``started`` to ``total`` Envoys, ``batch`` at a time, each batch synced to ``generation`` first.
+
+    ``others``: proxies connected to the server that are not these Envoys (simulated streams).
+    """
     while len(started) < total:
-        batch = min(START_BATCH, total - len(started))
-        for _ in range(batch):
+        for _ in range(min(batch, total - len(started))):
             identity = sidecar(len(started), port=shared_port or listener_port(ports))
-            bootstrap = build_bootstrap(proxy=identity, xds_host="127.0.0.1", xds_port=ads.server.port, admin_port=0)
+            bootstrap = build_bootstrap(
+                proxy=identity, xds_host="127.0.0.1", xds_port=ads.server.port, admin_port=0, delta=delta
+            )
             process = EnvoyProcess(bootstrap, log_level="error", concurrency=1, wait_live=False)
             started.append(process)
             process.start()
-        if not ads.wait_synced(len(started), generation, timeout=STARTUP_TIMEOUT):
+        if not ads.wait_synced(others + len(started), generation, timeout=STARTUP_TIMEOUT):
             nacks = [
                 (status.node_id, nack.message)
                 for status in ads.statuses()
@@ -238,6 +285,43 @@ def start_envoys(
 def percentile(values: Sequence[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[max(1, math.ceil(pct / 100.0 * len(ordered))) - 1]
+
+
+@dataclasses.dataclass
+class Row:
+    """One proxy count's repetitions."""
+
+    proxies: int
+    translate_ms: list[float] = dataclasses.field(default_factory=list)
+    translate_cpu_ms: list[float] = dataclasses.field(default_factory=list)
+    push_ms: list[float] = dataclasses.field(default_factory=list)
+    push_cpu_ms: list[float] = dataclasses.field(default_factory=list)
+    envoy_cpu_ms: list[float] = dataclasses.field(default_factory=list)
+    pushes: Counter[str] = dataclasses.field(default_factory=Counter)
+
+
+def translate_for(snapshots: ConfigSnapshots, proxies: Sequence[ProxyIdentity]) -> tuple[float, float]:
+    """Translate for every proxy in this thread (the daemon's worker thread); (wall ms, this thread's CPU ms)."""
+    cpu = time.thread_time()
+    started = time.perf_counter()
+    snapshots.translate_all(proxies)
+    return (time.perf_counter() - started) * 1000.0, (time.thread_time() - cpu) * 1000.0
+
+
+def cpu_ms(processes: Sequence[EnvoyProcess]) -> float:
+    """User and system CPU the processes used so far, in ms (``/proc/PID/stat``)."""
+    total = 0
+    for process in processes:
+        with open(f"/proc/{process.pid}/stat") as stat:
+            # After the command name (in parentheses, may hold spaces): utime and stime are fields 14 and 15.
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
+def pushed(counts: Counter[str], reps: int) -> str:
+    """Responses per repetition by type, in push order: ``RDS 50`` when a weight change reached 50 proxies."""
+    return ", ".join(f"{SHORT_NAMES[url]} {counts[url] / reps:g}" for url in PUSH_ORDER if counts[url]) or "none"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -253,9 +337,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "that all listen on 15001: one translation serves them all"
         ),
     )
+    parser.add_argument("--delta", action="store_true", help="the Envoys use incremental (delta) xDS")
+    parser.add_argument(
+        "--start-batch", type=int, default=START_BATCH, help=f"Envoys started at once (default {START_BATCH})"
+    )
     args = parser.parse_args(argv)
-    if args.services < 1 or args.reps < 1 or any(p < 1 for p in args.proxies):
-        parser.error("--services, --reps and --proxies must be positive")
+    if args.services < 1 or args.reps < 1 or args.start_batch < 1 or any(p < 1 for p in args.proxies):
+        parser.error("--services, --reps, --start-batch and --proxies must be positive")
 
     # The ADS server logs every push and ACK at info level: thousands of lines per step here.
     configure_logging(json=False, level=logging.WARNING)
@@ -265,14 +353,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     base = load({f"svc-{i}.yaml": service_file(i) for i in range(args.services)})
     load_s = time.perf_counter() - started
-    single = []
-    for port in (15001, 15002, 15003):
-        started = time.perf_counter()
-        snapshot = translate(base, ProxyIdentity(node_id="probe", role=ProxyRole.SIDECAR, outbound_port=port)).snapshot
-        single.append((time.perf_counter() - started) * 1000.0)
-    translate_ms = statistics.median(single)
+    # One for the whole run, as the daemon keeps one across revisions (every ConfigSnapshots it serves shares it).
+    translations = TranslationCache()
+    first = ConfigSnapshots(config=base, cache=translations)
+    snapshot = first.snapshot_for(sidecar(0, port=15001))
     counts = {url.rsplit(".", 1)[-1]: len(resource_set.resources) for url, resource_set in snapshot.sets.items()}
-    print(f"{args.services} services loaded and validated in {load_s:.1f}s; one sidecar snapshot: {counts}")
+    mode = "delta" if args.delta else "state of the world"
+    print(f"{args.services} services loaded and validated in {load_s:.1f}s; one sidecar snapshot: {counts}; {mode}")
 
     rows = []
     weight = 10
@@ -281,44 +368,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     ads = Ads()
     try:
         with envoys() as started_envoys:
-            generation = ads.publish(ConfigSnapshots(config=base))
+            generation = ads.publish(first)
             for proxies in sorted(set(args.proxies)):
                 began = time.perf_counter()
                 start_envoys(
-                    started_envoys, total=proxies, ads=ads, generation=generation, ports=ports, shared_port=shared_port
+                    started_envoys,
+                    total=proxies,
+                    ads=ads,
+                    generation=generation,
+                    ports=ports,
+                    shared_port=shared_port,
+                    batch=args.start_batch,
+                    delta=args.delta,
                 )
                 print(
                     f"{proxies} Envoys connected and synced ({time.perf_counter() - began:.1f}s to start)", flush=True
                 )
-                inside, total = [], []
+                row = Row(proxies=proxies)
+                ads.take_pushes()
                 for _ in range(args.reps):
                     weight = 10 + (weight - 9) % 80  # a different split every time
-                    publish_ms, ack_ms, acked = ads.publish_and_wait(ConfigSnapshots(config=with_weight(base, weight)))
+                    changed = ConfigSnapshots(config=with_weight(base, weight), cache=translations)
+                    translate_ms, translate_cpu_ms = translate_for(changed, ads.proxies())
+                    envoy_cpu = cpu_ms(started_envoys)
+                    push_ms, push_cpu_ms, acked = ads.publish_and_wait(changed)
+                    row.envoy_cpu_ms.append(cpu_ms(started_envoys) - envoy_cpu)
                     if not acked:
                         raise SystemExit(f"not every proxy ACKed within {ACK_TIMEOUT:g}s: {ads.statuses()}")
-                    inside.append(publish_ms)
-                    total.append(ack_ms)
+                    row.translate_ms.append(translate_ms)
+                    row.translate_cpu_ms.append(translate_cpu_ms)
+                    row.push_ms.append(push_ms)
+                    row.push_cpu_ms.append(push_cpu_ms)
+                row.pushes = ads.take_pushes()
                 generation = max(status.acked_generation for status in ads.statuses())
                 if any(status.nacked for status in ads.statuses()):
                     print("warning: a proxy NACKed", file=sys.stderr)
-                rows.append((proxies, len(total), total, inside))
+                rows.append(row)
     finally:
         ads.close()
 
     print()
     ports_note = "one shared outbound port" if args.shared_port else "a distinct outbound port each"
-    print(f"{args.services} services, sidecars with {ports_note}; a weight change, from publish until all ACKed it:")
+    print(f"{args.services} services, sidecars with {ports_note}, {mode}; a weight change:")
     print()
-    print("| proxies | reps | p50 ms | p99 ms | max ms | translating in publish, p50 ms | push to all ACKed, p50 ms |")
-    print("|--------:|-----:|-------:|-------:|-------:|-------------------------------:|--------------------------:|")
-    for proxies, reps, total, inside in rows:
-        rest = [whole - part for whole, part in zip(total, inside, strict=True)]
+    print(
+        "| proxies | reps | translate all shapes p50 ms | its CPU p50 ms | push → all ACKed p50 ms | p99 ms | max ms "
+        "| server CPU p50 ms | Envoys' CPU p50 ms | pushed per rep |"
+    )
+    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+    for row in rows:
         print(
-            f"| {proxies} | {reps} | {statistics.median(total):.0f} | {percentile(total, 99):.0f} | {max(total):.0f} "
-            f"| {statistics.median(inside):.0f} | {statistics.median(rest):.0f} |"
+            f"| {row.proxies} | {len(row.push_ms)} | {statistics.median(row.translate_ms):.0f} "
+            f"| {statistics.median(row.translate_cpu_ms):.0f} | {statistics.median(row.push_ms):.0f} "
+            f"| {percentile(row.push_ms, 99):.0f} | {max(row.push_ms):.0f} | {statistics.median(row.push_cpu_ms):.0f} "
+            f"| {statistics.median(row.envoy_cpu_ms):.0f} | {pushed(row.pushes, len(row.push_ms))} |"
         )
-    print()
-    print(f"one translation (one sidecar, nothing else running): {translate_ms:.0f} ms")
     return 0
 
 

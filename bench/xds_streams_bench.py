@@ -16,13 +16,22 @@ minus its RSS with one, over the rest.
     .venv/bin/python bench/xds_streams_bench.py                       # 1,000 streams, 1,000 services
     .venv/bin/python bench/xds_streams_bench.py --streams 200 --services 200 --reps 3 --delta
 
-Not a test: prints a table. Everything listens on 127.0.0.1; workers are stopped on exit.
+``--envoys N`` connects N real Envoy sidecars (``--concurrency 1``, the same shape as the
+simulated ones, all on one outbound port) once the simulated streams are synced, and a
+repetition then waits for the Envoys' ACKs too: the issue's "1,000 streams plus 50 real
+Envoys", timed together. The Envoys' CPU over the same span is reported; RSS per stream is
+measured before they connect (it is the simulated streams').
+
+    .venv/bin/python bench/xds_streams_bench.py --envoys 50
+
+Not a test: prints a table. Everything listens on 127.0.0.1; workers and Envoys are stopped on exit.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -44,16 +53,27 @@ from reconciler.translate import ProxyIdentity, ProxyRole
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from xds_ack_bench import Ads, load, percentile, service_file, with_weight
+from xds_ack_bench import (
+    START_BATCH,
+    Ads,
+    cpu_ms,
+    envoys,
+    listener_port,
+    load,
+    percentile,
+    service_file,
+    start_envoys,
+    with_weight,
+)
 
 SYNC_TIMEOUT = 600.0
 WORKERS = 2
 LABELS = {"app": "bench-client"}
-PORT = 15001
 
 
-def identity(node_id: str) -> ProxyIdentity:
-    return ProxyIdentity(node_id=node_id, labels=LABELS, role=ProxyRole.SIDECAR, outbound_port=PORT)
+def identity(node_id: str, *, port: int) -> ProxyIdentity:
+    """A sidecar of the one shape every proxy here has (``port``: the outbound port they all share)."""
+    return ProxyIdentity(node_id=node_id, labels=LABELS, role=ProxyRole.SIDECAR, outbound_port=port)
 
 
 def rss_kib() -> int:
@@ -64,11 +84,11 @@ def rss_kib() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-async def _proxy(address: str, node_id: str, names: dict[str, list[str]], *, delta: bool) -> None:
+async def _proxy(address: str, node_id: str, names: dict[str, list[str]], *, port: int, delta: bool) -> None:
     """One simulated Envoy: subscribe like a sidecar and ACK everything, until cancelled."""
     node = base_pb2.Node(id=node_id)
     metadata = struct_pb2.Struct()
-    metadata.update(identity(node_id).to_metadata())
+    metadata.update(identity(node_id, port=port).to_metadata())
     node.metadata.CopyFrom(metadata)
     options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", 1 << 30)]
     async with grpc.aio.insecure_channel(address, options=options) as channel:
@@ -112,7 +132,7 @@ async def _subscribe_and_ack(
                 await call.write(subscribe(next_type))
 
 
-def _worker(address: str, node_ids: list[str], names: dict[str, list[str]], delta: bool) -> None:
+def _worker(address: str, node_ids: list[str], names: dict[str, list[str]], port: int, delta: bool) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # gRPC's C core reports every stream cancelled at exit; the table is what matters.
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -120,7 +140,7 @@ def _worker(address: str, node_ids: list[str], names: dict[str, list[str]], delt
 
     async def main() -> None:
         results = await asyncio.gather(
-            *(_proxy(address, node_id, names, delta=delta) for node_id in node_ids), return_exceptions=True
+            *(_proxy(address, node_id, names, port=port, delta=delta) for node_id in node_ids), return_exceptions=True
         )
         failures = [result for result in results if isinstance(result, Exception)]
         if failures:
@@ -135,14 +155,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=1000, help="concurrent ADS streams (default 1000)")
     parser.add_argument("--reps", type=int, default=7, help="weight changes measured (default 7)")
     parser.add_argument("--delta", action="store_true", help="the proxies use incremental (delta) xDS")
+    parser.add_argument(
+        "--envoys", type=int, default=0, help="real Envoy sidecars connected next to the streams (default 0)"
+    )
     args = parser.parse_args(argv)
-    if args.services < 1 or args.reps < 1 or args.streams < 2:
-        parser.error("--services and --reps must be positive, --streams at least 2")
+    if args.services < 1 or args.reps < 1 or args.streams < 2 or args.envoys < 0:
+        parser.error("--services and --reps must be positive, --streams at least 2, --envoys not negative")
     configure_logging(json=False, level=logging.WARNING)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     base = load({f"svc-{i}.yaml": service_file(i) for i in range(args.services)})
-    probe = identity("probe")
+    # Free now; the real Envoys (if any) bind it together with SO_REUSEPORT, the simulated ones never do.
+    port = listener_port(set())
+    probe = identity("probe", port=port)
     snapshots = ConfigSnapshots(config=base)
     snapshot = snapshots.snapshot_for(probe)
     names = {ENDPOINT: sorted(snapshot.resources(ENDPOINT)), ROUTE: sorted(snapshot.resources(ROUTE))}
@@ -154,11 +179,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     context = multiprocessing.get_context("spawn")
     workers: list[multiprocessing.process.BaseProcess] = []
     ads = Ads()
+    stack = contextlib.ExitStack()
     try:
+        started_envoys = stack.enter_context(envoys())  # every Envoy stopped on the way out
         generation = ads.publish(snapshots)
 
         def start(ids: list[str]) -> None:
-            worker = context.Process(target=_worker, args=(ads.server.address, ids, names, args.delta), daemon=True)
+            worker = context.Process(
+                target=_worker, args=(ads.server.address, ids, names, port, args.delta), daemon=True
+            )
             worker.start()
             workers.append(worker)
 
@@ -178,20 +207,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         rss_all = rss_kib()
         print(f"{args.streams} streams connected and synced in {sync_s:.1f}s", flush=True)
         per_stream_kib = (rss_all - rss_one) / (args.streams - 1)
+        if args.envoys:
+            began = time.perf_counter()
+            start_envoys(
+                started_envoys,
+                total=args.envoys,
+                ads=ads,
+                generation=generation,
+                ports=set(),
+                shared_port=port,
+                batch=START_BATCH,
+                delta=args.delta,
+                others=args.streams,
+            )
+            print(f"{args.envoys} Envoys connected and synced in {time.perf_counter() - began:.1f}s", flush=True)
 
-        totals, cpus = [], []
+        totals, cpus, envoy_cpus = [], [], []
         weight = 10
         for _ in range(args.reps):
             weight = 10 + (weight - 9) % 80
             changed = ConfigSnapshots(config=with_weight(base, weight))
             changed.translate_all([probe])  # the daemon translates before publishing, off the loop
-            cpu_before = time.process_time()
-            _, ack_ms, acked = ads.publish_and_wait(changed)
-            cpus.append((time.process_time() - cpu_before) * 1000.0)
+            envoy_cpu = cpu_ms(started_envoys)
+            ack_ms, cpu, acked = ads.publish_and_wait(changed)
+            envoy_cpus.append(cpu_ms(started_envoys) - envoy_cpu)
+            cpus.append(cpu)
             if not acked:
-                raise SystemExit("not every stream ACKed the weight change")
+                raise SystemExit("not every proxy ACKed the weight change")
             totals.append(ack_ms)
     finally:
+        stack.close()
         for worker in workers:
             worker.terminate()
         for worker in workers:
@@ -199,13 +244,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         ads.close()
 
     print()
-    print(f"{args.streams} ADS streams ({mode}), {args.services} services; a weight change, publish → all ACKed:")
-    print()
-    print("| streams | reps | p50 ms | p99 ms | max ms | server CPU p50 ms | RSS per stream KiB | first sync s |")
-    print("|--------:|-----:|-------:|-------:|-------:|------------------:|-------------------:|-------------:|")
     print(
-        f"| {args.streams} | {len(totals)} | {statistics.median(totals):.0f} | {percentile(totals, 99):.0f} "
-        f"| {max(totals):.0f} | {statistics.median(cpus):.0f} | {per_stream_kib:.0f} | {sync_s:.1f} |"
+        f"{args.streams} ADS streams and {args.envoys} real Envoys ({mode}), {args.services} services; "
+        "a weight change, publish → all ACKed:"
+    )
+    print()
+    print(
+        "| streams | Envoys | reps | p50 ms | p99 ms | max ms | server CPU p50 ms | Envoys' CPU p50 ms "
+        "| RSS per stream KiB | first sync s |"
+    )
+    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    print(
+        f"| {args.streams} | {args.envoys} | {len(totals)} | {statistics.median(totals):.0f} "
+        f"| {percentile(totals, 99):.0f} | {max(totals):.0f} | {statistics.median(cpus):.0f} "
+        f"| {statistics.median(envoy_cpus):.0f} | {per_stream_kib:.0f} | {sync_s:.1f} |"
     )
     return 0
 

@@ -34,7 +34,6 @@ from reconciler.translate.snapshot import CLUSTER, ENDPOINT, Resource
 from reconciler.xds.cache import ProxyConnection
 from reconciler.xds.session import WILDCARD_TYPES, DesiredState, _TypeState
 from reconciler.xds.shared import Shared
-from reconciler.xds.wire import encode_delta_response
 
 __all__ = ["DeltaAdsSession"]
 
@@ -101,10 +100,16 @@ class DeltaAdsSession(DesiredState):
             self._forced.setdefault(ENDPOINT, set()).update(
                 name for cluster in changed if cluster.name in held for name in cluster.references
             )
-        nonce = self._sent(type_url, state=state, version=version, resources=resources)
         whole = full and len(changed) == len(resources)
-        body = self._shared.encoder.delta_body(type_url, changed, key=version if whole else None)
-        return encode_delta_response(system_version=version, type_url=type_url, nonce=nonce, body=body, removed=removed)
+        framed = self._shared.encoder.delta(
+            type_url=type_url,
+            system_version=version,
+            resources=changed,
+            removed=removed,
+            key=version if whole else None,
+            after=state.serial,
+        )
+        return self._sent(type_url, state=state, version=version, resources=resources, framed=framed)
 
     def _diff(
         self, base: Mapping[str, Resource], resources: Mapping[str, Resource], *, forced: set[str]

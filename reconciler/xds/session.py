@@ -17,14 +17,13 @@ DiscoveryResponses to send, following Envoy's xDS protocol:
   listener needs its endpoints or routes, so it is answered (for EDS and RDS even after a NACK).
 
 Responses are bytes: the resources' own serialization (done once, when the snapshot was
-built) framed by :mod:`reconciler.xds.wire`; a push costs the bytes it sends.
+built) framed by :mod:`reconciler.xds.wire`, once for every stream that sends the same whole
+set (nonce included; a nonce still never repeats on a stream); a push costs the bytes it sends.
 """
 
 from __future__ import annotations
 
 import enum
-import itertools
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -46,7 +45,7 @@ from reconciler.translate.snapshot import (
 from reconciler.xds.cache import Held, ProxyConnection
 from reconciler.xds.nack import envoy_cause
 from reconciler.xds.shared import Shared
-from reconciler.xds.wire import encode_response
+from reconciler.xds.wire import Framed
 
 __all__ = ["WILDCARD_TYPES", "AdsSession", "DesiredState"]
 
@@ -72,6 +71,7 @@ class _Response:
     version: str
     nonce: str
     resources: Mapping[str, Resource]
+    serial: int
 
 
 @dataclass(slots=True)
@@ -85,6 +85,9 @@ class _TypeState:
     resend: bool = False  # the proxy asked again for what it has: answer even if nothing changed
     # What the node's previous stream had ACKed, until this stream gets an ACK of its own.
     remembered: Held | None = None
+    # The serial of the latest response of this type sent on this stream (never reset): the next one's
+    # nonce must be above it, so no nonce repeats on the stream (see wire.Encoder).
+    serial: int = 0
 
     def in_flight_or_held(self) -> Mapping[str, Resource]:
         """What the proxy holds or is about to hold: the latest response unless it was rejected."""
@@ -123,8 +126,6 @@ class DesiredState:
         self._shared = shared or Shared()
         remembered = connection.remembered
         self._types = {type_url: _TypeState(remembered=remembered.get(type_url)) for type_url in PUSH_ORDER}
-        # Random per stream so a nonce from an earlier stream can never pass as current.
-        self._nonces = (f"{secrets.token_hex(4)}-{n}" for n in itertools.count(1))
 
     def handle_snapshot_change(self) -> list[bytes]:
         return self._push_changes()
@@ -281,10 +282,13 @@ class DesiredState:
         """The response that brings the proxy to ``resources`` (``full``: the snapshot's whole set), if one is due."""
         raise NotImplementedError
 
-    def _sent(self, type_url: str, *, state: _TypeState, version: str, resources: Mapping[str, Resource]) -> str:
-        """Record a response carrying ``resources`` at ``version``; its nonce."""
-        nonce = next(self._nonces)
-        state.sent = _Response(version=version, nonce=nonce, resources=resources)
+    def _sent(
+        self, type_url: str, *, state: _TypeState, version: str, resources: Mapping[str, Resource], framed: Framed
+    ) -> bytes:
+        """Record ``framed``, a response carrying ``resources`` at ``version``; its bytes."""
+        nonce = framed.nonce
+        state.sent = _Response(version=version, nonce=nonce, resources=resources, serial=framed.serial)
+        state.serial = framed.serial
         state.answered = False
         state.rejected = False
         state.resend = False
@@ -297,7 +301,7 @@ class DesiredState:
             resources=len(resources),
         )
         self._connection.record_push(type_url, version)
-        return nonce
+        return framed.data
 
 
 class AdsSession(DesiredState):
@@ -348,7 +352,12 @@ class AdsSession(DesiredState):
             type_url, state=state, version=version, resources=resources
         ):
             return None
-        nonce = self._sent(type_url, state=state, version=version, resources=resources)
         # A snapshot's whole set is framed once for every stream; a subset or extras only for this one.
-        body = self._shared.encoder.sotw_body(type_url, resources.values(), key=version if full else None)
-        return encode_response(version=version, type_url=type_url, nonce=nonce, body=body)
+        framed = self._shared.encoder.sotw(
+            type_url=type_url,
+            version=version,
+            resources=resources.values(),
+            key=version if full else None,
+            after=state.serial,
+        )
+        return self._sent(type_url, state=state, version=version, resources=resources, framed=framed)

@@ -4,9 +4,15 @@ Proxies of a shape get the same snapshot objects, and their subscriptions name t
 resources; a stream deciding what to push asks the same questions of the same objects as
 a thousand others. :class:`Shared` answers each question once per distinct set of objects:
 response bodies (:class:`~reconciler.xds.wire.Encoder`), one frozenset per distinct set of
-subscribed names, and set relations (is every resource here subscribed, which clusters do
-these routes use). Facts are keyed by the identity of immutable objects, held while cached,
-so an answer can never belong to another object that reused an address.
+names (subscribed, or referenced by routes), and set relations (is every resource here
+subscribed, which clusters do these routes use). Facts are keyed by the identity of
+immutable objects, held while cached, so an answer can never belong to another object that
+reused an address.
+
+Proxies of different shapes (each sidecar its own outbound port) get route configurations
+of their own that name the same clusters, revision after revision: the clusters they use
+are one interned frozenset, so what follows from it (is any of them missing from CDS) is
+answered once for every shape and every weight change, not once per proxy.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from reconciler.xds.wire import Encoder
 
 __all__ = ["MAX_FACTS", "Shared"]
 
-#: Facts kept (least recently used dropped first): a few per proxy shape and resource type. Each holds
+#: Facts kept (least recently used dropped first): about ten per proxy shape served at once (questions about
+#: its route set, what it subscribes to and what it was sent and ACKed), for a few hundred shapes. Each holds
 #: the objects it is about; the cache shares unchanged sets across publishes, so only changed ones churn.
-MAX_FACTS = 256
+MAX_FACTS = 4096
 
 T = TypeVar("T")
 
@@ -33,13 +40,14 @@ class Shared:
 
     def __init__(self, *, max_facts: int = MAX_FACTS) -> None:
         self.encoder = Encoder()
+        # Interned name sets by hash: a hit is only used when equal (two sets may share a hash).
         self._names: weakref.WeakValueDictionary[int, frozenset[str]] = weakref.WeakValueDictionary()
         self._facts: OrderedDict[tuple[object, ...], tuple[tuple[object, ...], object]] = OrderedDict()
         self._max_facts = max_facts
 
     def names(self, names: Iterable[str]) -> frozenset[str]:
-        """``names`` as the one frozenset every stream subscribing to exactly them shares."""
-        fresh = frozenset(names)
+        """``names`` as the one frozenset every stream subscribing to (or referring to) exactly them shares."""
+        fresh = frozenset(names)  # the same object when given a frozenset
         key = hash(fresh)
         known = self._names.get(key)
         if known is not None and known == fresh:
@@ -54,12 +62,13 @@ class Shared:
         return self._fact("covers", (container, names), lambda: all(name in container for name in names))
 
     def references(self, resources: Mapping[str, Resource], names: Collection[str]) -> frozenset[str]:
-        """What the resources among ``names`` point at (both immutable)."""
-        return self._fact(
-            "references",
-            (resources, names),
-            lambda: frozenset(ref for name, item in resources.items() if name in names for ref in item.references),
-        )
+        """What the resources among ``names`` point at (both immutable), as an interned frozenset."""
+
+        def compute() -> frozenset[str]:
+            pointed = [item.references for name, item in resources.items() if name in names]
+            return self.names(pointed[0] if len(pointed) == 1 else frozenset().union(*pointed))
+
+        return self._fact("references", (resources, names), compute)
 
     def missing(self, names: Collection[str], container: Collection[str]) -> tuple[str, ...]:
         """Those of ``names`` not in ``container``, sorted (both immutable)."""

@@ -2,23 +2,26 @@
 
 A snapshot's resources are packed into ``Any`` when it is built
 (:class:`~reconciler.translate.snapshot.Resource`); a response is those bytes framed as
-protobuf fields, so sending a resource to a thousand proxies costs a thousand copies of
-its bytes, not a thousand serializations. The framing of a whole resource set (the bulk
-of every full response) is kept by :class:`Encoder`, keyed by the set's content hash, and
-shared by every stream that sends the same set. Pure functions but for that bounded cache.
+protobuf fields, so sending a resource to a thousand proxies costs no serialization. A
+response carrying a whole resource set (the bulk of every push) is framed once by
+:class:`Encoder`, nonce included, and the same bytes object goes to every stream that sends
+that set: a push to a thousand proxies costs one copy of it, not a thousand. Pure functions but for that bounded cache.
 """
 
 from __future__ import annotations
 
+import itertools
+import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from reconciler.translate.snapshot import Resource
 
-__all__ = ["MAX_CACHED_BODIES", "Encoder", "encode_delta_response", "encode_response"]
+__all__ = ["MAX_CACHED_RESPONSES", "Encoder", "Framed"]
 
-#: Framed resource sets kept for reuse: a few per type for each proxy shape served at once.
-MAX_CACHED_BODIES = 256
+#: Framed responses kept for reuse: a few per type for each proxy shape served at once.
+MAX_CACHED_RESPONSES = 256
 
 # Field numbers of envoy.service.discovery.v3.DiscoveryResponse, DeltaDiscoveryResponse and Resource.
 _SOTW_VERSION, _SOTW_RESOURCES, _SOTW_TYPE_URL, _SOTW_NONCE = 1, 2, 4, 5
@@ -56,62 +59,105 @@ def _delta_entries(resources: Iterable[Resource]) -> bytes:
     )
 
 
-def encode_response(*, version: str, type_url: str, nonce: str, body: bytes) -> bytes:
-    """A serialized ``DiscoveryResponse``; ``body`` is :meth:`Encoder.sotw_body` of its resources."""
-    return (
-        _field(_SOTW_VERSION, version.encode())
-        + body
-        + _field(_SOTW_TYPE_URL, type_url.encode())
-        + _field(_SOTW_NONCE, nonce.encode())
-    )
+@dataclass(frozen=True, slots=True)
+class Framed:
+    """A whole discovery response: its nonce, the serial the nonce was made from, and its bytes."""
 
-
-def encode_delta_response(
-    *, system_version: str, type_url: str, nonce: str, body: bytes, removed: Iterable[str] = ()
-) -> bytes:
-    """A serialized ``DeltaDiscoveryResponse``; ``body`` is :meth:`Encoder.delta_body` of its resources."""
-    return (
-        _field(_DELTA_VERSION, system_version.encode())
-        + body
-        + _field(_DELTA_TYPE_URL, type_url.encode())
-        + _field(_DELTA_NONCE, nonce.encode())
-        + b"".join(_field(_DELTA_REMOVED, name.encode()) for name in removed)
-    )
+    serial: int
+    nonce: str
+    data: bytes
 
 
 class Encoder:
-    """Frames resources into response bodies, once per distinct set (least recently used dropped first).
+    """Frames whole responses, once per distinct response for every stream (least recently used dropped first).
 
     ``key`` is the content hash of exactly the resources given (a :class:`ResourceSet`'s version
-    when a stream sends the whole set); ``None`` frames them without caching.
+    when a stream sends the whole set); ``None`` frames a response of this stream's own.
+    A response is a few hundred kilobytes to megabytes: framed per stream, a push to a thousand
+    proxies would allocate (and fault in) a copy for each while they queue in gRPC.
+
+    The nonce is part of the bytes, so streams that share a response share its nonce. A nonce
+    must never repeat on a stream (a late answer to an earlier response would pass for an
+    answer to the latest), so nonces are ``<token>-<serial>`` with a serial that only grows,
+    and a shared response is handed out only to a stream whose previous response of that type
+    has a lower serial (``after``); otherwise it is framed again under a new serial.
     """
 
-    def __init__(self, *, max_bodies: int = MAX_CACHED_BODIES) -> None:
-        self._max = max_bodies
-        self._bodies: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+    def __init__(self, *, max_responses: int = MAX_CACHED_RESPONSES) -> None:
+        self._max = max_responses
+        # Random per encoder (per server): a nonce of another server process never passes as one of ours.
+        self._token = secrets.token_hex(4)
+        self._serials = itertools.count(1)
+        # cache key -> (response, where its body starts and ends in the bytes)
+        self._responses: OrderedDict[tuple[str, ...], tuple[Framed, int, int]] = OrderedDict()
 
-    def sotw_body(self, type_url: str, resources: Iterable[Resource], *, key: str | None) -> bytes:
-        return self._body(("sotw", type_url, key), resources, frame=_sotw_entries)
+    def sotw(
+        self, *, type_url: str, version: str, resources: Iterable[Resource], key: str | None, after: int
+    ) -> Framed:
+        """A ``DiscoveryResponse`` carrying ``resources`` at ``version``, with a nonce above serial ``after``."""
+        return self._framed(
+            None if key is None else ("sotw", type_url, version, key),
+            after=after,
+            head=_field(_SOTW_VERSION, version.encode()),
+            tail=_field(_SOTW_TYPE_URL, type_url.encode()),
+            nonce_field=_SOTW_NONCE,
+            entries=lambda: _sotw_entries(resources),
+        )
 
-    def delta_body(self, type_url: str, resources: Iterable[Resource], *, key: str | None) -> bytes:
-        return self._body(("delta", type_url, key), resources, frame=_delta_entries)
-
-    def _body(
+    def delta(
         self,
-        cache_key: tuple[str, str, str | None],
-        resources: Iterable[Resource],
         *,
-        frame: Callable[[Iterable[Resource]], bytes],
-    ) -> bytes:
-        kind, type_url, key = cache_key
-        if key is None:
-            return frame(resources)
-        full_key = (kind, type_url, key)
-        body = self._bodies.get(full_key)
-        if body is None:
-            body = self._bodies[full_key] = frame(resources)
-            while len(self._bodies) > self._max:
-                self._bodies.popitem(last=False)
+        type_url: str,
+        system_version: str,
+        resources: Iterable[Resource],
+        removed: Sequence[str] = (),
+        key: str | None,
+        after: int,
+    ) -> Framed:
+        """A ``DeltaDiscoveryResponse`` carrying ``resources`` and dropping ``removed``, nonce above ``after``."""
+        return self._framed(
+            None if key is None or removed else ("delta", type_url, system_version, key),
+            after=after,
+            head=_field(_DELTA_VERSION, system_version.encode()),
+            # Field order is free in protobuf: the removed names go before the nonce, which comes last.
+            tail=b"".join(
+                (
+                    _field(_DELTA_TYPE_URL, type_url.encode()),
+                    *(_field(_DELTA_REMOVED, name.encode()) for name in removed),
+                )
+            ),
+            nonce_field=_DELTA_NONCE,
+            entries=lambda: _delta_entries(resources),
+        )
+
+    def _framed(
+        self,
+        cache_key: tuple[str, ...] | None,
+        *,
+        after: int,
+        head: bytes,
+        tail: bytes,
+        nonce_field: int,
+        entries: Callable[[], bytes],
+    ) -> Framed:
+        found = self._responses.get(cache_key) if cache_key is not None else None
+        if found is not None:
+            framed, start, end = found
+            if framed.serial > after:
+                self._responses.move_to_end(cache_key)  # type: ignore[arg-type]
+                return framed
+            body = framed.data[start:end]  # this stream had it already: the same body under a new nonce
         else:
-            self._bodies.move_to_end(full_key)
-        return body
+            body = entries()
+        serial = next(self._serials)
+        nonce = f"{self._token}-{serial}"
+        # One join: one copy of the body, however many fields surround it.
+        framed = Framed(
+            serial=serial, nonce=nonce, data=b"".join((head, body, tail, _field(nonce_field, nonce.encode())))
+        )
+        if cache_key is not None:
+            self._responses[cache_key] = (framed, len(head), len(head) + len(body))
+            self._responses.move_to_end(cache_key)
+            while len(self._responses) > self._max:
+                self._responses.popitem(last=False)
+        return framed

@@ -549,6 +549,29 @@ def test_request_repeating_an_answered_nonce_is_answered_again(ads) -> None:
     ads.run(scenario)
 
 
+def test_proxies_sent_the_same_set_share_one_response_and_a_stream_never_sees_a_nonce_twice(ads) -> None:
+    snapshot = full_snapshot(weights={"a": 1})
+
+    async def scenario(env) -> None:
+        env.publish(snapshot)
+        async with env.stream("node-1") as first, env.stream("node-2") as second:
+            one = await first.request(CLUSTER)
+            other = await second.request(CLUSTER)
+            # Shared: the same framed bytes, so the same nonce; each stream's later nonces are new to it.
+            assert other.nonce == one.nonce
+            await first.ack(one)
+            endpoints = await first.request(ENDPOINT, names=["a"])
+            await first.ack(endpoints, names=["a"])
+            await env.status_where("node-1", lambda s: s.types[ENDPOINT].state is SyncState.SYNCED)
+            await first.ack(endpoints, names=["a"])  # asks again: same content, and a nonce it has not seen
+            again = await first.recv()
+
+        assert again.nonce not in {one.nonce, endpoints.nonce}
+        assert names_in(again) == {"a"}
+
+    ads.run(scenario)
+
+
 def test_a_fresh_proxy_gets_its_routes_after_nacking_one_of_its_clusters(ads) -> None:
     snapshot = full_snapshot(weights={"a": 1, "b": 1})
 

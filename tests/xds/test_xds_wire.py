@@ -6,7 +6,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
 from reconciler.translate.snapshot import CLUSTER, Resource, ResourceSet, set_version
-from reconciler.xds.wire import Encoder, encode_delta_response, encode_response
+from reconciler.xds.wire import Encoder, Framed
 
 
 def clusters(*names: str) -> ResourceSet:
@@ -15,15 +15,15 @@ def clusters(*names: str) -> ResourceSet:
 
 def test_a_state_of_the_world_response_decodes_to_the_resources_packed_as_any() -> None:
     resource_set = clusters("a", "b")
-    body = Encoder().sotw_body(CLUSTER, resource_set.items.values(), key=resource_set.version)
-
-    decoded = discovery_pb2.DiscoveryResponse.FromString(
-        encode_response(version=resource_set.version, type_url=CLUSTER, nonce="n-1", body=body)
+    framed = Encoder().sotw(
+        type_url=CLUSTER, version=resource_set.version, resources=resource_set.items.values(), key=None, after=0
     )
+
+    decoded = discovery_pb2.DiscoveryResponse.FromString(framed.data)
 
     assert decoded.version_info == resource_set.version
     assert decoded.type_url == CLUSTER
-    assert decoded.nonce == "n-1"
+    assert decoded.nonce == framed.nonce
     unpacked = []
     for packed in decoded.resources:
         cluster = cluster_pb2.Cluster()
@@ -34,11 +34,11 @@ def test_a_state_of_the_world_response_decodes_to_the_resources_packed_as_any() 
 
 def test_a_delta_response_decodes_with_names_versions_and_removals() -> None:
     resource_set = clusters("a")
-    body = Encoder().delta_body(CLUSTER, resource_set.items.values(), key=None)
-
-    decoded = discovery_pb2.DeltaDiscoveryResponse.FromString(
-        encode_delta_response(system_version="v", type_url=CLUSTER, nonce="n-2", body=body, removed=["gone"])
+    framed = Encoder().delta(
+        type_url=CLUSTER, system_version="v", resources=resource_set.items.values(), removed=["gone"], key=None, after=0
     )
+
+    decoded = discovery_pb2.DeltaDiscoveryResponse.FromString(framed.data)
 
     (resource,) = decoded.resources
     assert resource.name == "a"
@@ -47,18 +47,42 @@ def test_a_delta_response_decodes_with_names_versions_and_removals() -> None:
     assert resource.resource.Unpack(cluster)
     assert cluster == resource_set.resources["a"]
     assert list(decoded.removed_resources) == ["gone"]
-    assert decoded.nonce == "n-2"
+    assert decoded.nonce == framed.nonce
     assert decoded.system_version_info == "v"
 
 
 def test_a_resource_set_is_framed_once_for_every_stream_that_sends_it() -> None:
     encoder = Encoder()
     resource_set = clusters("a", "b")
+    version = resource_set.version
 
-    first = encoder.sotw_body(CLUSTER, resource_set.items.values(), key=resource_set.version)
-    second = encoder.sotw_body(CLUSTER, clusters("a", "b").items.values(), key=resource_set.version)
+    first = encoder.sotw(type_url=CLUSTER, version=version, resources=resource_set.items.values(), key=version, after=0)
+    second = encoder.sotw(
+        type_url=CLUSTER, version=version, resources=clusters("a", "b").items.values(), key=version, after=0
+    )
 
     assert second is first
+
+
+def test_a_stream_that_had_a_shared_response_gets_the_same_content_under_a_newer_nonce() -> None:
+    encoder = Encoder()
+    resource_set = clusters("a", "b")
+    version = resource_set.version
+
+    def send(after: int) -> Framed:
+        return encoder.sotw(
+            type_url=CLUSTER, version=version, resources=resource_set.items.values(), key=version, after=after
+        )
+
+    first = send(0)
+    again = send(first.serial)  # the same stream, asked again (a warming cluster, drift's resend)
+
+    assert again.serial > first.serial
+    assert again.nonce != first.nonce
+    decoded = discovery_pb2.DiscoveryResponse.FromString(again.data)
+    assert decoded.nonce == again.nonce
+    assert decoded.resources == discovery_pb2.DiscoveryResponse.FromString(first.data).resources
+    assert send(0) is again  # other streams now share the newer one
 
 
 def test_identical_resources_of_different_snapshots_have_one_version() -> None:
