@@ -244,9 +244,6 @@ _SINGLE, _LIST, _MAP = 1, 2, 3
 #: How a field check reads its field: from the message (it tests presence itself), the field's value, or the
 #: value only when the field is set (a oneof member or an optional scalar, checked only when set, as PGV does).
 _FROM_MESSAGE, _VALUE, _VALUE_WHEN_SET = 1, 2, 3
-#: Up to this many descendable fields, a walker asks each one for presence; past it, one ``ListFields`` call
-#: (which wraps every set field) is cheaper.
-_DIRECT_CHILDREN = 4
 
 
 @functools.cache
@@ -256,9 +253,15 @@ def _walker(descriptor: Descriptor) -> _Compiled:
 
 
 class _Compiled:
-    """One type's plan, flattened for the walk: only annotated fields, only subtrees that check something."""
+    """One type's plan, flattened for the walk: only annotated fields, only subtrees that check something.
 
-    __slots__ = ("_checks", "_children", "_descriptor", "_direct", "_oneofs", "_special", "_unpack")
+    A field check that passes on the field's default value is run only when ``ListFields`` lists
+    the field (an unset field reads as its default), with the value that call returns; the others
+    (a required field, a minimum length) run on every message. Problems are reported in the
+    fields' declaration order whichever way they were found.
+    """
+
+    __slots__ = ("_always", "_checks", "_children", "_descriptor", "_listed", "_oneofs", "_special", "_unpack")
 
     def __init__(self, descriptor: Descriptor) -> None:
         plan = _plan(descriptor)
@@ -267,23 +270,29 @@ class _Compiled:
         self._oneofs = plan.required_oneofs
         self._special = plan.special
         self._unpack = plan.unpack
-        self._direct = len(plan.children) <= _DIRECT_CHILDREN
-        # Child walkers are looked up on first use: message types may contain themselves.
-        self._children: dict[str, tuple[int, _Compiled]] | None = None
+        # Resolved on first use: message types may contain themselves, and building a default needs the class.
+        self._always: tuple[tuple[int, str, int, _Check], ...] | None = None
+        self._listed: dict[str, tuple[int, _Check]] = {}
+        self._children: dict[str, tuple[int, _Compiled]] = {}
 
-    def _resolve(self) -> dict[str, tuple[int, _Compiled]]:
+    def _resolve(self) -> tuple[tuple[int, str, int, _Check], ...]:
+        default = message_factory.GetMessageClass(self._descriptor)()
+        always = []
+        for index, (name, mode, check) in enumerate(self._checks):
+            if mode == _FROM_MESSAGE or (mode == _VALUE and check(getattr(default, name))):
+                always.append((index, name, mode, check))
+            else:
+                self._listed[name] = (index, check)
         fields = self._descriptor.fields_by_name
-        children: dict[str, tuple[int, _Compiled]] = {}
-        # In field-number order, the order ListFields reports them in.
-        for name, shape in sorted(_plan(self._descriptor).children.items(), key=lambda item: fields[item[0]].number):
+        for name, shape in _plan(self._descriptor).children.items():
             child = fields[name].message_type
             assert child is not None
             if shape == _MAP:
                 child = child.fields_by_name["value"].message_type
                 assert child is not None
-            children[name] = (shape, _walker(child))
-        self._children = children
-        return children
+            self._children[name] = (shape, _walker(child))
+        self._always = tuple(always)
+        return self._always
 
     def walk(self, message: Message, path: _Path, found: _Found, without: str | None, memo: Verdicts | None) -> None:
         """Append what ``message`` breaks to ``found``; ``without`` names a message field not descended into."""
@@ -292,42 +301,36 @@ class _Compiled:
         for oneof in self._oneofs:
             if message.WhichOneof(oneof) is None:
                 found.append(((path, oneof), f"one of the {oneof} fields is required"))
-        for name, mode, check in self._checks:
-            if mode == _VALUE:
-                problem = check(getattr(message, name))
-            elif mode == _FROM_MESSAGE:
-                problem = check(message)
-            elif message.HasField(name):
-                problem = check(getattr(message, name))
-            else:
-                continue
+        always = self._always
+        if always is None:
+            always = self._resolve()
+        problems: list[tuple[int, str, str]] = []
+        for index, name, mode, check in always:
+            problem = check(message) if mode == _FROM_MESSAGE else check(getattr(message, name))
             if problem:
-                found.append(((path, name), problem))
+                problems.append((index, name, problem))
+        listed, children = self._listed, self._children
+        fields = message.ListFields() if listed or children else ()
+        if listed:
+            for field, value in fields:
+                entry = listed.get(field.name)
+                if entry is not None:
+                    problem = entry[1](value)
+                    if problem:
+                        problems.append((entry[0], field.name, problem))
+        if problems:
+            found.extend(((path, name), problem) for _, name, problem in sorted(problems))
         if self._unpack:
             inner = _unpacked(message)  # type: ignore[arg-type]
             if inner is not None:
                 _walker(inner.DESCRIPTOR).walk(inner, path, found, None, memo)
-        children = self._children
-        if children is None:
-            children = self._resolve()
         if not children:
             return
-        if self._direct:
-            for name, (shape, child) in children.items():
-                if name == without:
-                    continue
-                if shape == _LIST:
-                    _walk_list(getattr(message, name), child, (path, name), found, memo)
-                elif shape == _MAP:
-                    _walk_map(getattr(message, name), child, (path, name), found, memo)
-                elif message.HasField(name):
-                    _walk_one(getattr(message, name), child, (path, name), found, memo)
-            return
-        for field, value in message.ListFields():
-            entry = children.get(field.name)
-            if entry is None or field.name == without:
+        for field, value in fields:
+            child_entry = children.get(field.name)
+            if child_entry is None or field.name == without:
                 continue
-            shape, child = entry
+            shape, child = child_entry
             if shape == _SINGLE:
                 _walk_one(value, child, (path, field.name), found, memo)
             elif shape == _LIST:
