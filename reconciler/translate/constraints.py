@@ -16,7 +16,13 @@ path (which is how a violation is traced back to the Istio field), no new depend
 the speed of a per-type plan built once. The rule kinds Envoy's emitted types use are
 all supported (a test walks every type we emit and fails on one we do not know).
 
-Pure: the per-descriptor plans are a cache of immutable descriptor facts.
+Speed: each message type's plan is compiled once into a walker that runs only the field checks
+that can fail on what ``ListFields`` lists (plus those that fail on an unset field) and descends
+only into fields below which something is checked. A :class:`Verdicts` memo, kept for one round
+of checks, skips parts equal (same bytes) to parts that passed before: resources repeat their
+circuit breakers, config sources, retry policies and endpoints.
+
+Pure: the per-descriptor plans are a cache of immutable descriptor facts; a memo is the caller's.
 """
 
 from __future__ import annotations
