@@ -152,33 +152,41 @@ class Verdicts:
     Resources share most of their parts (every cluster of a policy has the same circuit breakers and
     config source, every route the same retry policy, a subset's endpoints are also the default
     cluster's): equal bytes are an equal message, so its verdict holds wherever it appears again. A
-    type whose parts rarely repeat stops being remembered after a few tries, so unique parts cost
-    no serialization. Only passes are kept: a part with a violation is walked wherever it is, so
-    what is reported (paths, order) never depends on this memo. Its owner scopes it (one round).
+    type whose parts rarely repeat and are cheap to walk stops being remembered after a few tries,
+    so small unique parts cost no serialization (a deep part is worth its bytes even when it repeats
+    only late, as a default cluster's endpoints repeat its subsets' after all of those). Only passes
+    are kept: a part with a violation is walked wherever it is, so what is reported (paths, order)
+    never depends on this memo. Its owner scopes it (one round).
     """
 
-    __slots__ = ("_clean", "_given_up", "_tries")
+    __slots__ = ("_clean", "_given_up", "_tries", "_visits")
 
-    #: Tries after which a type repeated in fewer than a quarter of them is no longer remembered.
+    #: Tries after which a type repeated in fewer than a quarter of them, and cheap to walk, is no longer remembered.
     TRIES = 64
+    #: Parts visited per walk from which a type is remembered however rarely it repeats: serializing one
+    #: costs a fraction of walking it.
+    DEEP = 4
 
     def __init__(self) -> None:
         self._clean: dict[_Compiled, set[bytes]] = {}
-        #: Per type still being judged: [tries, repeats].
+        #: Per type still being judged: [tries, repeats, parts visited by its walks].
         self._tries: dict[_Compiled, list[int]] = {}
         self._given_up: set[_Compiled] = set()
+        self._visits = 0
 
     def walk(self, walker: _Compiled, message: Message, path: _Path, found: _Found) -> None:
         """``walker.walk`` unless an equal ``message`` passed before."""
+        self._visits += 1
         if walker in self._given_up:
             walker.walk(message, path, found, None, self)
             return
         clean = self._clean.get(walker)
         if clean is None:
             clean = self._clean[walker] = set()
-            self._tries[walker] = [0, 0]
+            self._tries[walker] = [0, 0, 0]
         tries = self._tries.get(walker)
         key = message.SerializeToString()
+        visits = self._visits
         if key in clean:
             repeated = True
         else:
@@ -190,8 +198,14 @@ class Verdicts:
         if tries is not None:
             tries[0] += 1
             tries[1] += repeated
-            # A type containing itself may have been judged by the walk just made.
-            if tries[0] >= self.TRIES and self._tries.pop(walker, None) is not None and tries[1] * 4 < tries[0]:
+            tries[2] += self._visits - visits + 1
+            if (
+                tries[0] >= self.TRIES
+                # A type containing itself may have been judged by the walk just made.
+                and self._tries.pop(walker, None) is not None
+                and tries[1] * 4 < tries[0]
+                and tries[2] < self.DEEP * (tries[0] - tries[1])
+            ):
                 self._given_up.add(walker)
                 del self._clean[walker]
 
