@@ -296,21 +296,25 @@ class _Compiled:
         self._children: dict[str, tuple[int, _Compiled]] = {}
 
     def _resolve(self) -> tuple[tuple[int, str, int, _Check], ...]:
+        # Built aside and published together, ``_always`` last: a walk in another thread sees all or nothing.
         default = message_factory.GetMessageClass(self._descriptor)()
         always = []
+        listed: dict[str, tuple[int, _Check]] = {}
         for index, (name, mode, check) in enumerate(self._checks):
             if mode == _FROM_MESSAGE or (mode == _VALUE and check(getattr(default, name))):
                 always.append((index, name, mode, check))
             else:
-                self._listed[name] = (index, check)
+                listed[name] = (index, check)
         fields = self._descriptor.fields_by_name
+        children: dict[str, tuple[int, _Compiled]] = {}
         for name, shape in _plan(self._descriptor).children.items():
             child = fields[name].message_type
             assert child is not None
             if shape == _MAP:
                 child = child.fields_by_name["value"].message_type
                 assert child is not None
-            self._children[name] = (shape, _walker(child))
+            children[name] = (shape, _walker(child))
+        self._listed, self._children = listed, children
         self._always = tuple(always)
         return self._always
 
