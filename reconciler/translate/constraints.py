@@ -292,28 +292,29 @@ class _Compiled:
         self._unpack = plan.unpack
         # Resolved on first use: message types may contain themselves, and building a default needs the class.
         self._always: tuple[tuple[int, str, int, _Check], ...] | None = None
-        self._listed: dict[str, tuple[int, _Check]] = {}
-        self._children: dict[str, tuple[int, _Compiled]] = {}
+        # Keyed by the field descriptors ``ListFields`` returns (cheaper than reading their names).
+        self._listed: dict[FieldDescriptor, tuple[int, str, _Check]] = {}
+        self._children: dict[FieldDescriptor, tuple[str, int, _Compiled]] = {}
 
     def _resolve(self) -> tuple[tuple[int, str, int, _Check], ...]:
         # Built aside and published together, ``_always`` last: a walk in another thread sees all or nothing.
         default = message_factory.GetMessageClass(self._descriptor)()
         always = []
-        listed: dict[str, tuple[int, _Check]] = {}
+        fields = self._descriptor.fields_by_name
+        listed: dict[FieldDescriptor, tuple[int, str, _Check]] = {}
         for index, (name, mode, check) in enumerate(self._checks):
             if mode == _FROM_MESSAGE or (mode == _VALUE and check(getattr(default, name))):
                 always.append((index, name, mode, check))
             else:
-                listed[name] = (index, check)
-        fields = self._descriptor.fields_by_name
-        children: dict[str, tuple[int, _Compiled]] = {}
+                listed[fields[name]] = (index, name, check)
+        children: dict[FieldDescriptor, tuple[str, int, _Compiled]] = {}
         for name, shape in _plan(self._descriptor).children.items():
             child = fields[name].message_type
             assert child is not None
             if shape == _MAP:
                 child = child.fields_by_name["value"].message_type
                 assert child is not None
-            children[name] = (shape, _walker(child))
+            children[fields[name]] = (name, shape, _walker(child))
         self._listed, self._children = listed, children
         self._always = tuple(always)
         return self._always
@@ -337,11 +338,11 @@ class _Compiled:
         fields = message.ListFields() if listed or children else ()
         if listed:
             for field, value in fields:
-                entry = listed.get(field.name)
+                entry = listed.get(field)
                 if entry is not None:
-                    problem = entry[1](value)
+                    problem = entry[2](value)
                     if problem:
-                        problems.append((entry[0], field.name, problem))
+                        problems.append((entry[0], entry[1], problem))
         if problems:
             found.extend(((path, name), problem) for _, name, problem in sorted(problems))
         if self._unpack:
@@ -351,16 +352,18 @@ class _Compiled:
         if not children:
             return
         for field, value in fields:
-            child_entry = children.get(field.name)
-            if child_entry is None or field.name == without:
+            child_entry = children.get(field)
+            if child_entry is None:
                 continue
-            shape, child = child_entry
+            name, shape, child = child_entry
+            if name == without:
+                continue
             if shape == _SINGLE:
-                _walk_one(value, child, (path, field.name), found, memo)
+                _walk_one(value, child, (path, name), found, memo)
             elif shape == _LIST:
-                _walk_list(value, child, (path, field.name), found, memo)
+                _walk_list(value, child, (path, name), found, memo)
             else:
-                _walk_map(value, child, (path, field.name), found, memo)
+                _walk_map(value, child, (path, name), found, memo)
 
 
 def _walk_one(message: Message, walker: _Compiled, path: _Path, found: _Found, memo: Verdicts | None) -> None:
