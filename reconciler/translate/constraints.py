@@ -16,7 +16,13 @@ path (which is how a violation is traced back to the Istio field), no new depend
 the speed of a per-type plan built once. The rule kinds Envoy's emitted types use are
 all supported (a test walks every type we emit and fails on one we do not know).
 
-Pure: the per-descriptor plans are a cache of immutable descriptor facts.
+Speed: each message type's plan is compiled once into a walker that runs only the field checks
+that can fail on what ``ListFields`` lists (plus those that fail on an unset field) and descends
+only into fields below which something is checked. A :class:`Verdicts` memo, kept for one round
+of checks, skips parts equal (same bytes) to parts that passed before: resources repeat their
+circuit breakers, config sources, retry policies and endpoints.
+
+Pure: the per-descriptor plans are a cache of immutable descriptor facts; a memo is the caller's.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ __all__ = [
     "MAX_DURATION_SECONDS",
     "MAX_UINT32",
     "SUPPORTED_RULES",
+    "Verdicts",
     "Violation",
     "rules_used",
     "violations",
@@ -136,19 +143,84 @@ class Violation:
 
 
 _Check = Callable[[Any], str]  # a value → "" when fine, else what is wrong
-_FieldCheck = Callable[[Message], str]  # the message holding the field → "" when fine, else what is wrong
 _Found = list[tuple["_Path", str]]  # (field path, problem), in the order met
 
 
-def violations(message: Message, *, without: str | None = None) -> list[Violation]:
+class Verdicts:
+    """Sub-messages known to break nothing, by type and bytes: what one round of checks need not walk twice.
+
+    Resources share most of their parts (every cluster of a policy has the same circuit breakers and
+    config source, every route the same retry policy, a subset's endpoints are also the default
+    cluster's): equal bytes are an equal message, so its verdict holds wherever it appears again. A
+    type whose parts rarely repeat and are cheap to walk stops being remembered after a few tries,
+    so small unique parts cost no serialization (a deep part is worth its bytes even when it repeats
+    only late, as a default cluster's endpoints repeat its subsets' after all of those). Only passes
+    are kept: a part with a violation is walked wherever it is, so what is reported (paths, order)
+    never depends on this memo. Its owner scopes it (one round).
+    """
+
+    __slots__ = ("_clean", "_given_up", "_tries", "_visits")
+
+    #: Tries after which a type repeated in fewer than a quarter of them, and cheap to walk, is no longer remembered.
+    TRIES = 64
+    #: Parts visited per walk from which a type is remembered however rarely it repeats: serializing one
+    #: costs a fraction of walking it.
+    DEEP = 4
+
+    def __init__(self) -> None:
+        self._clean: dict[_Compiled, set[bytes]] = {}
+        #: Per type still being judged: [tries, repeats, parts visited by its walks].
+        self._tries: dict[_Compiled, list[int]] = {}
+        self._given_up: set[_Compiled] = set()
+        self._visits = 0
+
+    def walk(self, walker: _Compiled, message: Message, path: _Path, found: _Found) -> None:
+        """``walker.walk`` unless an equal ``message`` passed before."""
+        self._visits += 1
+        if walker in self._given_up:
+            walker.walk(message, path, found, None, self)
+            return
+        clean = self._clean.get(walker)
+        if clean is None:
+            clean = self._clean[walker] = set()
+            self._tries[walker] = [0, 0, 0]
+        tries = self._tries.get(walker)
+        key = message.SerializeToString()
+        visits = self._visits
+        if key in clean:
+            repeated = True
+        else:
+            repeated = False
+            before = len(found)
+            walker.walk(message, path, found, None, self)
+            if len(found) == before:
+                clean.add(key)
+        if tries is not None:
+            tries[0] += 1
+            tries[1] += repeated
+            tries[2] += self._visits - visits + 1
+            if (
+                tries[0] >= self.TRIES
+                # A type containing itself may have been judged by the walk just made.
+                and self._tries.pop(walker, None) is not None
+                and tries[1] * 4 < tries[0]
+                and tries[2] < self.DEEP * (tries[0] - tries[1])
+            ):
+                self._given_up.add(walker)
+                del self._clean[walker]
+
+
+def violations(message: Message, *, without: str | None = None, verdicts: Verdicts | None = None) -> list[Violation]:
     """Every constraint ``message`` (and everything inside it, ``Any`` unpacked) breaks; empty when Envoy-valid.
 
     ``without`` names a message field of ``message`` whose messages are not descended into (the
     field's own rules, such as its item count, still apply): a caller checks them one by one, so
     a large resource's unchanged parts need not be walked again. Together the two are the whole check.
+    With ``verdicts``, parts of ``message`` equal to parts that passed before are not walked again
+    (the result is the same).
     """
     found: _Found = []
-    _walk(message, None, found, without=without)
+    _walker(message.DESCRIPTOR).walk(message, None, found, without, verdicts)
     return [Violation(path=_format(path), message=problem) for path, problem in found]
 
 
@@ -189,36 +261,126 @@ def _rule_names(rules: validate_pb2.FieldRules) -> Iterator[str]:
 _Path = tuple[Any, str | int] | None
 
 _SINGLE, _LIST, _MAP = 1, 2, 3
+#: How a field check reads its field: from the message (it tests presence itself), the field's value, or the
+#: value only when the field is set (a oneof member or an optional scalar, checked only when set, as PGV does).
+_FROM_MESSAGE, _VALUE, _VALUE_WHEN_SET = 1, 2, 3
 
 
-def _walk(message: Message, path: _Path, found: _Found, *, without: str | None = None) -> None:
-    plan = _plan(message.DESCRIPTOR)
-    if plan.special is not None:
-        plan.special(message, path, found)
-    for oneof in plan.required_oneofs:
-        if message.WhichOneof(oneof) is None:
-            found.append(((path, oneof), f"one of the {oneof} fields is required"))
-    for name, check in plan.checks:
-        problem = check(message)
-        if problem:
-            found.append(((path, name), problem))
-    if plan.unpack:
-        inner = _unpacked(message)  # type: ignore[arg-type]
-        if inner is not None:
-            _walk(inner, path, found)
-    for field, value in message.ListFields() if plan.children else ():
-        shape = plan.children.get(field.name)
-        if shape is None or field.name == without:
-            continue
-        field_path = (path, field.name)
-        if shape == _SINGLE:
-            _walk(value, field_path, found)
-        elif shape == _LIST:
-            for index, item in enumerate(value):
-                _walk(item, (field_path, index), found)
-        else:
-            for name in sorted(value):
-                _walk(value[name], (field_path, f'["{name}"]'), found)
+@functools.cache
+def _walker(descriptor: Descriptor) -> _Compiled:
+    """The check of a message of this type and everything below it, specialised once per type."""
+    return _Compiled(descriptor)
+
+
+class _Compiled:
+    """One type's plan, flattened for the walk: only annotated fields, only subtrees that check something.
+
+    A field check that passes on the field's default value is run only when ``ListFields`` lists
+    the field (an unset field reads as its default), with the value that call returns; the others
+    (a required field, a minimum length) run on every message. Problems are reported in the
+    fields' declaration order whichever way they were found.
+    """
+
+    __slots__ = ("_always", "_checks", "_children", "_descriptor", "_listed", "_oneofs", "_special", "_unpack")
+
+    def __init__(self, descriptor: Descriptor) -> None:
+        plan = _plan(descriptor)
+        self._descriptor = descriptor
+        self._checks = plan.checks
+        self._oneofs = plan.required_oneofs
+        self._special = plan.special
+        self._unpack = plan.unpack
+        # Resolved on first use: message types may contain themselves, and building a default needs the class.
+        self._always: tuple[tuple[int, str, int, _Check], ...] | None = None
+        # Keyed by the field descriptors ``ListFields`` returns (cheaper than reading their names).
+        self._listed: dict[FieldDescriptor, tuple[int, str, _Check]] = {}
+        self._children: dict[FieldDescriptor, tuple[str, int, _Compiled]] = {}
+
+    def _resolve(self) -> tuple[tuple[int, str, int, _Check], ...]:
+        # Built aside and published together, ``_always`` last: a walk in another thread sees all or nothing.
+        default = message_factory.GetMessageClass(self._descriptor)()
+        always = []
+        fields = self._descriptor.fields_by_name
+        listed: dict[FieldDescriptor, tuple[int, str, _Check]] = {}
+        for index, (name, mode, check) in enumerate(self._checks):
+            if mode == _FROM_MESSAGE or (mode == _VALUE and check(getattr(default, name))):
+                always.append((index, name, mode, check))
+            else:
+                listed[fields[name]] = (index, name, check)
+        children: dict[FieldDescriptor, tuple[str, int, _Compiled]] = {}
+        for name, shape in _plan(self._descriptor).children.items():
+            child = fields[name].message_type
+            assert child is not None
+            if shape == _MAP:
+                child = child.fields_by_name["value"].message_type
+                assert child is not None
+            children[fields[name]] = (name, shape, _walker(child))
+        self._listed, self._children = listed, children
+        self._always = tuple(always)
+        return self._always
+
+    def walk(self, message: Message, path: _Path, found: _Found, without: str | None, memo: Verdicts | None) -> None:
+        """Append what ``message`` breaks to ``found``; ``without`` names a message field not descended into."""
+        if self._special is not None:
+            self._special(message, path, found)
+        for oneof in self._oneofs:
+            if message.WhichOneof(oneof) is None:
+                found.append(((path, oneof), f"one of the {oneof} fields is required"))
+        always = self._always
+        if always is None:
+            always = self._resolve()
+        problems: list[tuple[int, str, str]] = []
+        for index, name, mode, check in always:
+            problem = check(message) if mode == _FROM_MESSAGE else check(getattr(message, name))
+            if problem:
+                problems.append((index, name, problem))
+        listed, children = self._listed, self._children
+        fields = message.ListFields() if listed or children else ()
+        if listed:
+            for field, value in fields:
+                entry = listed.get(field)
+                if entry is not None:
+                    problem = entry[2](value)
+                    if problem:
+                        problems.append((entry[0], entry[1], problem))
+        if problems:
+            found.extend(((path, name), problem) for _, name, problem in sorted(problems))
+        if self._unpack:
+            inner = _unpacked(message)  # type: ignore[arg-type]
+            if inner is not None:
+                _walker(inner.DESCRIPTOR).walk(inner, path, found, None, memo)
+        if not children:
+            return
+        for field, value in fields:
+            child_entry = children.get(field)
+            if child_entry is None:
+                continue
+            name, shape, child = child_entry
+            if name == without:
+                continue
+            if shape == _SINGLE:
+                _walk_one(value, child, (path, name), found, memo)
+            elif shape == _LIST:
+                _walk_list(value, child, (path, name), found, memo)
+            else:
+                _walk_map(value, child, (path, name), found, memo)
+
+
+def _walk_one(message: Message, walker: _Compiled, path: _Path, found: _Found, memo: Verdicts | None) -> None:
+    if memo is None:
+        walker.walk(message, path, found, None, None)
+    else:
+        memo.walk(walker, message, path, found)
+
+
+def _walk_list(values: Any, walker: _Compiled, path: _Path, found: _Found, memo: Verdicts | None) -> None:
+    for index, item in enumerate(values):
+        _walk_one(item, walker, (path, index), found, memo)
+
+
+def _walk_map(values: Any, walker: _Compiled, path: _Path, found: _Found, memo: Verdicts | None) -> None:
+    for key in sorted(values):
+        _walk_one(values[key], walker, (path, f'["{key}"]'), found, memo)
 
 
 def _format(path: _Path) -> str:
@@ -241,8 +403,8 @@ def _format(path: _Path) -> str:
 class _Own:
     """What one message type checks on its own fields."""
 
-    #: (field name, check of the field) for every annotated field, set or not.
-    checks: tuple[tuple[str, _FieldCheck], ...]
+    #: (field name, how the check reads it, check) for every annotated field, set or not.
+    checks: tuple[tuple[str, int, _Check], ...]
     required_oneofs: tuple[str, ...]
     #: Message fields not to descend into (``message.skip``).
     skip: frozenset[str]
@@ -256,7 +418,7 @@ class _Own:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    checks: tuple[tuple[str, _FieldCheck], ...]
+    checks: tuple[tuple[str, int, _Check], ...]
     required_oneofs: tuple[str, ...]
     special: Callable[[Message, _Path, _Found], None] | None
     #: An ``Any``: checked as the message it holds.
@@ -310,7 +472,7 @@ def _own(descriptor: Descriptor) -> _Own:
     options = descriptor.GetOptions()
     if options.Extensions[validate_pb2.disabled] or options.Extensions[validate_pb2.ignored]:
         return _Own(checks=(), required_oneofs=(), skip=frozenset(), special=special)
-    checks: list[tuple[str, _FieldCheck]] = []
+    checks: list[tuple[str, int, _Check]] = []
     skip: set[str] = set()
     for field in descriptor.fields:
         rules = _field_rules(field)
@@ -318,17 +480,13 @@ def _own(descriptor: Descriptor) -> _Own:
             continue
         if rules.HasField("message") and rules.message.skip:
             skip.add(field.name)
-        check = _field_check(field, rules)
+        # A oneof member or an optional scalar is checked only when set, as PGV does.
+        optional = field.containing_oneof is not None or (field.message_type is None and field.has_presence)
+        check = _field_check(field, rules, optional=optional)
         if check is not None:
-            # A oneof member or an optional scalar is checked only when set, as PGV does.
-            optional = field.containing_oneof is not None or (field.message_type is None and field.has_presence)
-            checks.append((field.name, _when_set(field.name, check) if optional else check))
+            checks.append((field.name, *check))
     required = tuple(oneof.name for oneof in descriptor.oneofs if oneof.GetOptions().Extensions[validate_pb2.required])
     return _Own(checks=tuple(checks), required_oneofs=required, skip=frozenset(skip), special=special)
-
-
-def _when_set(name: str, check: _FieldCheck) -> _FieldCheck:
-    return lambda message: check(message) if message.HasField(name) else ""
 
 
 def _field_rules(field: FieldDescriptor) -> validate_pb2.FieldRules | None:
@@ -342,22 +500,25 @@ def _field_rules(field: FieldDescriptor) -> validate_pb2.FieldRules | None:
 # -- one field's check ---------------------------------------------------------------------------
 
 
-def _field_check(field: FieldDescriptor, rules: validate_pb2.FieldRules) -> _FieldCheck | None:
-    """The check of one annotated field, given the message holding it."""
-    name = field.name
+def _field_check(
+    field: FieldDescriptor, rules: validate_pb2.FieldRules, *, optional: bool
+) -> tuple[int, _Check] | None:
+    """The check of one annotated field, and how it reads the field (``_VALUE``...)."""
     if field.is_repeated:
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             whole = _map_check(field, rules)
         else:
             whole = _repeated_check(field, rules)
-        return None if whole is None else lambda message: whole(getattr(message, name))
+        return None if whole is None else (_VALUE, whole)
     if field.message_type is None:
         scalar = _scalar_check(field, rules)
-        return None if scalar is None else lambda message: scalar(getattr(message, name))
-    return _message_field_check(field, rules)
+        return None if scalar is None else (_VALUE_WHEN_SET if optional else _VALUE, scalar)
+    return _message_field_check(field, rules, optional=optional)
 
 
-def _message_field_check(field: FieldDescriptor, rules: validate_pb2.FieldRules) -> _FieldCheck | None:
+def _message_field_check(
+    field: FieldDescriptor, rules: validate_pb2.FieldRules, *, optional: bool
+) -> tuple[int, _Check] | None:
     kind = rules.WhichOneof("type")
     name = field.name
     message_type = field.message_type
@@ -373,18 +534,19 @@ def _message_field_check(field: FieldDescriptor, rules: validate_pb2.FieldRules)
         inner = _duration_check(rules.duration)
     elif kind == "any":
         inner = _any_check(rules.any)
-    if not required and inner is None:
-        return None
+    value_check: _Check | None = None
+    if inner is not None:
+        value_check = (lambda value: inner(value.value)) if wrapper else inner
+    if optional or not required:
+        # A set oneof member is never missing; an unset field that is not required has nothing to check.
+        return None if value_check is None else (_VALUE_WHEN_SET, value_check)
 
     def check(message: Message) -> str:
         if not message.HasField(name):
-            return "is required" if required else ""
-        if inner is None:
-            return ""
-        value = getattr(message, name)
-        return inner(value.value if wrapper else value)
+            return "is required"
+        return "" if value_check is None else value_check(getattr(message, name))
 
-    return check
+    return _FROM_MESSAGE, check
 
 
 def _repeated_check(field: FieldDescriptor, rules: validate_pb2.FieldRules) -> _Check | None:

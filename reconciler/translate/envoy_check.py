@@ -26,7 +26,7 @@ from envoy.config.route.v3 import route_pb2
 
 from reconciler.model.config import Resource
 from reconciler.model.source import SourceInfo
-from reconciler.translate.constraints import violations
+from reconciler.translate.constraints import Verdicts, violations
 from reconciler.translate.registry import Origin
 from reconciler.translate.snapshot import PUSH_ORDER, ROUTE, Snapshot
 from reconciler.validate.findings import Code, Finding, Severity
@@ -82,16 +82,17 @@ def envoy_findings(snapshot: Snapshot, *, locate: Locate, passed: PassCache | No
     With ``passed``, a resource whose bytes passed before is not checked again, and one that passes is added.
     """
     found: list[Finding] = []
+    verdicts = Verdicts()  # resources share most parts: each distinct part is walked once
     for type_url in PUSH_ORDER:
         digests = snapshot.digests(type_url)
         for name, resource in snapshot.resources(type_url).items():
             digest = digests[name]
             if passed is not None and passed.known(type_url, digest):
                 continue
-            if passed is not None and type_url == ROUTE and _route_passes(resource, passed):
+            if passed is not None and type_url == ROUTE and _route_passes(resource, passed, verdicts):
                 passed.add(type_url, digest)
                 continue
-            broken = violations(resource)
+            broken = violations(resource, verdicts=verdicts)
             if not broken and passed is not None:
                 passed.add(type_url, digest)
             for violation in broken:
@@ -102,20 +103,20 @@ def envoy_findings(snapshot: Snapshot, *, locate: Locate, passed: PassCache | No
     return found
 
 
-def _route_passes(config: route_pb2.RouteConfiguration, passed: PassCache) -> bool:
+def _route_passes(config: route_pb2.RouteConfiguration, passed: PassCache, verdicts: Verdicts) -> bool:
     """Whether ``config`` breaks no constraint, walking only the virtual hosts ``passed`` has not seen.
 
     The route configuration's own fields and each virtual host together are the whole check
     (:func:`violations` ``without``). False on any violation: the caller then walks it whole,
     so what is reported (paths, order) never depends on the cache.
     """
-    if violations(config, without="virtual_hosts"):
+    if violations(config, without="virtual_hosts", verdicts=verdicts):
         return False
     fresh = []
     for vhost in config.virtual_hosts:
         digest = hashlib.sha256(vhost.SerializeToString(deterministic=True)).hexdigest()
         if not passed.known(_VIRTUAL_HOST, digest):
-            if violations(vhost):
+            if violations(vhost, verdicts=verdicts):
                 return False
             fresh.append(digest)
     for digest in fresh:
