@@ -123,7 +123,7 @@ def patch_registry(
     changed = [(old, new) for old, new in zip(before, after, strict=True) if old is not new and old != new]
     if len(changed) > _PATCHED_ENTRIES:
         return None
-    services = list(registry.services)
+    positions: dict[int, Service] = {}
     replaced: list[ServiceChange] = []
     for old, new in changed:
         if (old.namespace, old.name, old.spec.hosts, old.spec.ports, old.spec.export_to) != (
@@ -140,10 +140,9 @@ def patch_registry(
             kept = next((found for found in registry.lookup(old_service.host) if found == old_service), None)
             if kept is None:
                 continue  # an earlier entry of the namespace holds this host: neither one is used
-            position = next(index for index, service in enumerate(services) if service is kept)
-            services[position] = new_service
+            positions[next(index for index, service in enumerate(registry.services) if service is kept)] = new_service
             replaced.append((kept, new_service))
-    return ServiceRegistry(services=tuple(services), cluster_domain=registry.cluster_domain), tuple(replaced)
+    return registry.replaced(positions), tuple(replaced)
 
 
 #: More changed entries than this are rebuilt from scratch (each patched one scans the registry).

@@ -65,14 +65,14 @@ _Event = NoteCall | EnsureCall
 class RouteLayout:
     """Where each virtual host lies in a serialized sidecar RouteConfiguration (a ``packed`` Any).
 
-    ``starts[i]`` is where the i-th virtual host's field (tag, length, message) starts in
-    ``packed``, ``starts[-1]`` where the last one ends; ``digests`` hash each one's message bytes
-    as :class:`~reconciler.translate.envoy_check.PassCache` knows virtual hosts.
+    The virtual hosts' fields (tag, length, message each) follow one another from ``head`` in
+    ``packed``, ``lengths`` long; ``digests`` hash each one's message as
+    :class:`~reconciler.translate.envoy_check.PassCache` knows virtual hosts.
     """
 
     resource: XdsResource
-    value_start: int
-    starts: tuple[int, ...]
+    head: int
+    lengths: tuple[int, ...]
     position: Mapping[str, int]
     digests: tuple[str, ...]
 
@@ -81,24 +81,23 @@ class RouteLayout:
         packed = resource.packed
         # Any: type_url (field 1), then value (field 2), each a tag and a length.
         length, offset = _DecodeVarint(packed, 1)
-        offset += length + 1
-        _, value_start = _DecodeVarint(packed, offset)
+        _, value_start = _DecodeVarint(packed, offset + length + 1)
         # RouteConfiguration: name (field 1), then virtual_hosts (field 2), each a tag and a length.
-        length, offset = _DecodeVarint(packed, value_start + 1)
-        offset += length
-        starts = []
+        length, head = _DecodeVarint(packed, value_start + 1)
+        head += length
+        offset = head
+        lengths = []
         digests = []
         view = memoryview(packed)
         for _ in names:
-            starts.append(offset)
             length, body = _DecodeVarint(packed, offset + 1)
+            digests.append(hashlib.sha256(view[body : body + length]).hexdigest())
+            lengths.append(body + length - offset)
             offset = body + length
-            digests.append(hashlib.sha256(view[body:offset]).hexdigest())
-        starts.append(offset)
         return cls(
             resource=resource,
-            value_start=value_start,
-            starts=tuple(starts),
+            head=head,
+            lengths=tuple(lengths),
             position={name: index for index, name in enumerate(names)},
             digests=tuple(digests),
         )
@@ -106,45 +105,49 @@ class RouteLayout:
     def body(self, index: int) -> bytes:
         """The serialized message of the virtual host at ``index``."""
         packed = self.resource.packed
-        length, body = _DecodeVarint(packed, self.starts[index] + 1)
+        length, body = _DecodeVarint(packed, self.head + sum(self.lengths[:index]) + 1)
         return packed[body : body + length]
 
-    def spliced(self, replaced: Mapping[int, bytes], *, type_url: str) -> RouteLayout:
-        """This RouteConfiguration with the virtual hosts at the ``replaced`` positions serialized anew."""
+    def spliced(self, replaced: Mapping[int, bytes], *, references: frozenset[str]) -> RouteLayout:
+        """This RouteConfiguration with the virtual hosts at the ``replaced`` positions serialized anew.
+
+        Its bytes are those a RouteConfiguration of the same virtual hosts serializes to (a repeated
+        field is its elements' fields one after another); ``references``: the clusters it names.
+        """
         packed = self.resource.packed
         view = memoryview(packed)
-        starts = self.starts
-        pieces: list[bytes | memoryview] = [view[self.value_start : starts[0]]]
-        new_starts: list[int] = []
+        lengths = list(self.lengths)
         digests = list(self.digests)
-        shift = 0
-        done = 0
+        # Value: the name field, the virtual hosts, the fields after them; each run up to a replaced host kept.
+        length, offset = _DecodeVarint(packed, 1)
+        _, value_start = _DecodeVarint(packed, offset + length + 1)
+        pieces: list[bytes | memoryview] = []
+        kept_from, offset, done = value_start, self.head, 0
         for index in sorted(replaced):
-            pieces.append(view[starts[done] : starts[index]])
-            new_starts.extend(start + shift for start in starts[done:index])
+            offset += sum(self.lengths[done:index])
+            pieces.append(view[kept_from:offset])
             message = replaced[index]
             chunk = b"\x12" + _VarintBytes(len(message)) + message
             pieces.append(chunk)
-            new_starts.append(starts[index] + shift)
-            shift += len(chunk) - (starts[index + 1] - starts[index])
+            kept_from = offset = offset + self.lengths[index]
+            lengths[index] = len(chunk)
             digests[index] = hashlib.sha256(message).hexdigest()
             done = index + 1
-        pieces.append(view[starts[done] :])
-        new_starts.extend(start + shift for start in starts[done:])
-        value = b"".join(pieces)
-        header = b"\x0a" + _VarintBytes(len(type_url)) + type_url.encode() + b"\x12" + _VarintBytes(len(value))
-        moved = len(header) - self.value_start
+        pieces.append(view[kept_from:])
+        size = sum(len(piece) for piece in pieces)
+        header = b"\x0a" + _VarintBytes(len(ROUTE)) + ROUTE.encode() + b"\x12" + _VarintBytes(size)
+        joined = b"".join((header, *pieces))
         name = self.resource.name
         resource = XdsResource(
             name=name,
-            packed=header + value,
-            version=digest((name.encode(), value)),
-            references=self.resource.references,
+            packed=joined,
+            version=digest((name.encode(), memoryview(joined)[len(header) :])),
+            references=references,
         )
         return RouteLayout(
             resource=resource,
-            value_start=len(header),
-            starts=tuple(start + moved for start in new_starts),
+            head=self.head + len(header) - value_start,
+            lengths=tuple(lengths),
             position=self.position,
             digests=tuple(digests),
         )
@@ -251,11 +254,6 @@ def _changed_virtual_services(before: MeshConfig, after: MeshConfig) -> dict[int
     return changed
 
 
-def _same_rules(before: MeshConfig, after: MeshConfig) -> bool:
-    old, new = before.destination_rules, after.destination_rules
-    return len(old) == len(new) and all(a is b or a == b for a, b in zip(old, new, strict=True))
-
-
 class _Replay:
     """A new translation's findings and orphan clusters, made by replaying events in a full translation's order."""
 
@@ -288,7 +286,8 @@ def patch(
     ``registry`` is what the full translation would use (``cache.registry(config)`` or the caller's),
     ``scope`` the proxy's view of ``config`` through it.
     """
-    if not _same_rules(state.config, config):
+    # Tuples compare their items by identity first: unchanged objects cost nothing.
+    if state.config.destination_rules != config.destination_rules:
         return None
     changed_vs = _changed_virtual_services(state.config, config)
     if changed_vs is None:
@@ -375,27 +374,18 @@ def patch(
         references = _route_references(layout, vhosts)
         if references is None:
             return None
-        layout = layout.spliced(vhosts, type_url=ROUTE)
-        layout = RouteLayout(
-            resource=XdsResource(
-                name=layout.resource.name,
-                packed=layout.resource.packed,
-                version=layout.resource.version,
-                references=references,
-            ),
-            value_start=layout.value_start,
-            starts=layout.starts,
-            position=layout.position,
-            digests=layout.digests,
-        )
+        layout = layout.spliced(vhosts, references=references)
     if not _passes(state, layout, changed_items, vhosts, passed):
         return None
     sets = {type_url: state.snapshot.sets[type_url].patched(items) for type_url, items in changed_items.items()}
-    changed: dict[str, list[str]] = {type_url: list(items) for type_url, items in changed_items.items()}
+    # What the new and changed resources point at must exist (the rest was consistent before).
+    requires = {
+        ENDPOINT: [name for item in changed_items[CLUSTER].values() for name in item.references],
+        CLUSTER: list(layout.resource.references - state.layout.resource.references),
+    }
     if layout is not state.layout:
         sets[ROUTE] = state.snapshot.sets[ROUTE].patched({layout.resource.name: layout.resource})
-        changed[ROUTE] = [layout.resource.name]
-    snapshot = state.snapshot.patched(sets, changed=changed)
+    snapshot = state.snapshot.patched(sets, requires=requires)
     if snapshot is None:
         return None
     return SidecarState(

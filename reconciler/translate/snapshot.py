@@ -81,7 +81,7 @@ def resource_name(message: Message) -> str:
     return str(getattr(message, "name"))  # noqa: B009 - every other xDS resource has `name`
 
 
-def digest(chunks: Iterable[bytes]) -> str:
+def digest(chunks: Iterable[bytes | memoryview]) -> str:
     """The version of a resource (its name and bytes) or of any chunks: a short SHA-256 of them, framed."""
     hasher = hashlib.sha256()
     for chunk in chunks:
@@ -226,7 +226,8 @@ class ResourceSet:
         gone = [name for name in removed if name in self.items and name not in changed]
         if not fresh and not gone:
             return self
-        items = dict(self.items)
+        # A mapping proxy's copy is its dict's, at C speed (dict() would look every name up).
+        items = self.items.copy() if isinstance(self.items, MappingProxyType) else dict(self.items)
         items.update(fresh)
         for name in gone:
             del items[name]
@@ -280,20 +281,16 @@ class Snapshot:
         }
         return cls(sets=MappingProxyType(sets), version=_snapshot_version(sets))
 
-    def patched(self, sets: Mapping[str, ResourceSet], *, changed: Mapping[str, Iterable[str]]) -> Snapshot | None:
+    def patched(self, sets: Mapping[str, ResourceSet], *, requires: Mapping[str, Iterable[str]]) -> Snapshot | None:
         """This (consistent) snapshot with ``sets`` in place of its sets of their types; None if inconsistent.
 
-        ``changed`` names, per type, every resource that is new or different in ``sets`` (none may be
-        removed): only what those point at is checked, as the rest was consistent already.
+        ``requires`` names, per type, what the new and changed resources of ``sets`` point at (none
+        may be removed): only those names are looked up, as the rest was consistent already.
         """
         merged = {url: sets.get(url, self.sets[url]) for url in PUSH_ORDER}
-        points_at = {ROUTE: CLUSTER, CLUSTER: ENDPOINT, LISTENER: ROUTE}
-        for type_url, names in changed.items():
-            target = points_at.get(type_url)
-            if target is None:
-                continue
-            items, known = merged[type_url].items, merged[target].items
-            if not all(reference in known for name in names for reference in items[name].references):
+        for type_url, names in requires.items():
+            known = merged[type_url].items
+            if not all(name in known for name in names):
                 return None
         return Snapshot(sets=MappingProxyType(merged), version=_snapshot_version(merged))
 
