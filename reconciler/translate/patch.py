@@ -45,7 +45,7 @@ from reconciler.model.virtualservice import VirtualServiceSpec
 from reconciler.translate.clusters import ClusterSet
 from reconciler.translate.constraints import violations
 from reconciler.translate.envoy_check import VIRTUAL_HOST, PassCache
-from reconciler.translate.memo import EnsureCall, TranslationCache
+from reconciler.translate.memo import EnsureCall, TranslationCache, replaced_positions
 from reconciler.translate.names import cluster_name
 from reconciler.translate.notes import NoteCall, Notes
 from reconciler.translate.registry import Service, ServiceRegistry
@@ -245,8 +245,9 @@ def _changed_virtual_services(before: MeshConfig, after: MeshConfig) -> dict[int
     if len(before.virtual_services) != len(after.virtual_services):
         return None
     changed = {}
-    for index, (old, new) in enumerate(zip(before.virtual_services, after.virtual_services, strict=True)):
-        if old is new or old == new:
+    for index in replaced_positions(before.virtual_services, after.virtual_services):
+        old, new = before.virtual_services[index], after.virtual_services[index]
+        if old == new:
             continue
         if _vs_structure(old) != _vs_structure(new):
             return None
