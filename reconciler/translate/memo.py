@@ -5,8 +5,9 @@ A :class:`TranslationCache` is a plain value its owner keeps between ``translate
 content of the inputs that determine it and is reused only when the next inputs compare
 equal, so a cached translation is byte-identical to an uncached one:
 
-* the service registry, by the config's ServiceEntries; the DestinationRule index, by its
-  DestinationRules (a rollout step changes only VirtualServices: both are reused);
+* the service registry, by the config's ServiceEntries (a ServiceEntry changed in place, with
+  the same hosts and ports, patches the last registry: :func:`patch_registry`); the DestinationRule
+  index, by its DestinationRules (a rollout step changes only VirtualServices: both are reused);
 * a service's clusters and load assignments, and the findings building them made, by the
   service (its ports and endpoints), the DestinationRule the proxy uses for it and whether
   the proxy reports non-HTTP ports (sidecar or gateway); clusters do not depend on the
@@ -20,17 +21,23 @@ equal, so a cached translation is byte-identical to an uncached one:
   in a new set, a message a kept set holds (the same object) keeps its bytes and digest, so a
   snapshot of reused resources is versioned without serializing them again.
 
+* per sidecar shape (at most :data:`PATCHED_SHAPES`, least recently used forgotten), what its last
+  translation read, made and how (:class:`~reconciler.translate.patch.SidecarState`): the next
+  translation of that shape patches it where the change allows (:mod:`reconciler.translate.patch`).
+
 Which resources passed Envoy's constraint check is remembered apart, by their digests
 (:class:`~reconciler.translate.envoy_check.PassCache`, ``translate(passed=...)``).
 
 Entries live for two configs: those the current config used and those the previous one
 did; switching to a new config forgets the rest, so memory follows the config's size, not
-the number of commits seen. Concurrent use stays correct (an entry is only ever returned
-for inputs equal to its key), it may only miss.
+the number of commits seen; a patched translation does not switch (it reads only what changed).
+Concurrent use stays correct (an entry is only ever returned for inputs equal to its key), it
+may only miss.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import operator
 from collections import OrderedDict
@@ -270,16 +277,18 @@ class TranslationCache:
     def sidecar_state(self, shape: Hashable) -> object | None:
         """What the last translation of a sidecar ``shape`` left for patching it (:mod:`reconciler.translate.patch`)."""
         found = self._states.get(shape)
-        if found is not None:
+        # Another thread may forget the shape in between: then this one merely does not move it.
+        with contextlib.suppress(KeyError):
             self._states.move_to_end(shape)
         return found
 
     def keep_sidecar_state(self, shape: Hashable, state: object) -> None:
         """Keep ``state`` for ``shape``; the least recently used shapes beyond :data:`PATCHED_SHAPES` are forgotten."""
-        self._states[shape] = state
-        self._states.move_to_end(shape)
-        while len(self._states) > PATCHED_SHAPES:
-            self._states.popitem(last=False)
+        with contextlib.suppress(KeyError):
+            self._states[shape] = state
+            self._states.move_to_end(shape)
+            while len(self._states) > PATCHED_SHAPES:
+                self._states.popitem(last=False)
 
     def service_clusters(
         self, service: Service, rule: Resource[DestinationRuleSpec] | None, *, report_ports: bool

@@ -80,7 +80,7 @@ def mesh(count: int) -> MeshConfig:
 
 
 def _with(config: MeshConfig, field: str, index: int, value: object | None) -> MeshConfig:
-    """``config`` with item ``index`` of ``field`` replaced by ``value`` (None: removed); the others the same objects."""
+    """``config`` with item ``index`` of ``field`` replaced by ``value`` (None: removed), the rest the same objects."""
     items = getattr(config, field)
     if not items:
         return config
@@ -105,7 +105,9 @@ def _reroute(config: MeshConfig, index: int, destinations: list[tuple[str | None
         for host, subset, weight in destinations
     )
     http = (*vs.spec.http[:-1], dataclasses.replace(rule, route=route))
-    return _with(config, "virtual_services", index, dataclasses.replace(vs, spec=dataclasses.replace(vs.spec, http=http)))
+    return _with(
+        config, "virtual_services", index, dataclasses.replace(vs, spec=dataclasses.replace(vs.spec, http=http))
+    )
 
 
 def _move_endpoint(config: MeshConfig, index: int, address: str) -> MeshConfig:
