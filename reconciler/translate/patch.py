@@ -52,7 +52,15 @@ from reconciler.translate.registry import Service, ServiceRegistry
 from reconciler.translate.routes import RouteBuilder
 from reconciler.translate.scope import Scope
 from reconciler.translate.sidecar import SidecarStep, no_http_port, report_l4_routes, virtual_host
-from reconciler.translate.snapshot import CLUSTER, ENDPOINT, PUSH_ORDER, ROUTE, Snapshot, digest
+from reconciler.translate.snapshot import (
+    CLUSTER,
+    ENDPOINT,
+    PUSH_ORDER,
+    ROUTE,
+    Snapshot,
+    clusters_of_virtual_host,
+    digest,
+)
 from reconciler.translate.snapshot import Resource as XdsResource
 from reconciler.validate.findings import Finding
 
@@ -470,26 +478,13 @@ def _route_references(layout: RouteLayout, vhosts: Mapping[int, bytes]) -> froze
     """
     added: set[str] = set()
     for position, data in vhosts.items():
-        old_names = _vhost_clusters(route_components_pb2.VirtualHost.FromString(layout.body(position)))
-        new_names = _vhost_clusters(route_components_pb2.VirtualHost.FromString(data))
+        old_names = clusters_of_virtual_host(route_components_pb2.VirtualHost.FromString(layout.body(position)))
+        new_names = clusters_of_virtual_host(route_components_pb2.VirtualHost.FromString(data))
         if not old_names <= new_names:
             return None
         added |= new_names - old_names
     references = layout.resource.references
     return references | added if added else references
-
-
-def _vhost_clusters(vhost: route_components_pb2.VirtualHost) -> frozenset[str]:
-    names: set[str] = set()
-    for route in vhost.routes:
-        if not route.HasField("route"):
-            continue
-        action = route.route
-        if action.cluster:
-            names.add(action.cluster)
-        names.update(weighted.name for weighted in action.weighted_clusters.clusters)
-        names.update(mirror.cluster for mirror in action.request_mirror_policies if mirror.cluster)
-    return frozenset(names)
 
 
 def _passes(

@@ -22,7 +22,7 @@ from types import MappingProxyType
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
-from envoy.config.route.v3 import route_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
@@ -43,6 +43,7 @@ __all__ = [
     "Resource",
     "ResourceSet",
     "Snapshot",
+    "clusters_of_virtual_host",
     "clusters_referenced_by_routes",
     "digest",
     "http_connection_managers",
@@ -344,15 +345,26 @@ def clusters_referenced_by_routes(route_configs: Iterable[Message]) -> frozenset
     for config in route_configs:
         assert isinstance(config, route_pb2.RouteConfiguration)
         for vhost in config.virtual_hosts:
-            for route in vhost.routes:
-                if not route.HasField("route"):
-                    continue
-                action = route.route
-                if action.cluster:
-                    names.add(action.cluster)
-                names.update(weighted.name for weighted in action.weighted_clusters.clusters)
-                names.update(mirror.cluster for mirror in action.request_mirror_policies if mirror.cluster)
+            _add_clusters(vhost, names)
     return frozenset(names)
+
+
+def clusters_of_virtual_host(vhost: route_components_pb2.VirtualHost) -> frozenset[str]:
+    """Names of the clusters one virtual host's routes send or mirror traffic to."""
+    names: set[str] = set()
+    _add_clusters(vhost, names)
+    return frozenset(names)
+
+
+def _add_clusters(vhost: route_components_pb2.VirtualHost, names: set[str]) -> None:
+    for route in vhost.routes:
+        if not route.HasField("route"):
+            continue
+        action = route.route
+        if action.cluster:
+            names.add(action.cluster)
+        names.update(weighted.name for weighted in action.weighted_clusters.clusters)
+        names.update(mirror.cluster for mirror in action.request_mirror_policies if mirror.cluster)
 
 
 def http_connection_managers(
