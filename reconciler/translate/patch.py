@@ -315,6 +315,8 @@ def patch(
     for old, new in service_changes:
         if scope.service(new.host) is not new:
             continue
+        if old.resolution is not new.resolution:
+            return None  # DNS ↔ STATIC adds or removes load assignments: left to a full translation
         position = next((index for index, service in enumerate(services) if service is old), None)
         if position is None:
             return None
@@ -397,6 +399,8 @@ def patch(
     snapshot = state.snapshot.patched(sets, requires=requires)
     if snapshot is None:
         return None
+    if passed is not None:
+        passed.touch(partial(_keys, snapshot, layout))
     return SidecarState(
         config=config,
         registry=registry,
@@ -452,7 +456,8 @@ def _encode_changed(
     items = snapshot.sets[type_url].items
     for name, message in messages.items():
         item = XdsResource.of(type_url, message)
-        if items[name].version != item.version:
+        old = items.get(name)
+        if old is None or old.version != item.version:
             into[name] = item
 
 
@@ -515,7 +520,6 @@ def _passes(
             passed.add(*key)
         if layout is not state.layout:
             passed.add(ROUTE, layout.resource.version)
-        passed.touch(partial(_keys, state.snapshot, layout))
     return True
 
 

@@ -1,7 +1,7 @@
 """A sidecar translation patched from the previous one is byte for byte the full translation.
 
 A random mesh goes through a random sequence of changes, the kind commits and rollouts make
-(weights moved, an endpoint moved, a destination to a subset or host that does not exist, a
+(weights moved, an endpoint moved, a ServiceEntry resolved by DNS, a destination to a subset or host that does not exist, a
 DestinationRule's subsets changed, a host added or removed, a VirtualService removed), each
 applied to the model the way the daemon's decode cache hands it over: unchanged objects stay
 the same objects. After every change, each proxy's translation through a kept cache (patched
@@ -119,6 +119,16 @@ def _move_endpoint(config: MeshConfig, index: int, address: str) -> MeshConfig:
     return _with(config, "service_entries", index, dataclasses.replace(entry, spec=spec))
 
 
+def _toggle_resolution(config: MeshConfig, index: int) -> MeshConfig:
+    """ServiceEntry ``index`` resolved by DNS instead of listing IPs (or back): load assignments come or go."""
+    if not config.service_entries:
+        return config
+    entry = config.service_entries[index % len(config.service_entries)]
+    resolution = "DNS" if entry.spec.resolution == "STATIC" else "STATIC"
+    spec = dataclasses.replace(entry.spec, resolution=resolution)
+    return _with(config, "service_entries", index, dataclasses.replace(entry, spec=spec))
+
+
 def _drop_subset(config: MeshConfig, index: int) -> MeshConfig:
     if not config.destination_rules:
         return config
@@ -155,6 +165,7 @@ destinations = st.lists(
 changes = st.one_of(
     st.tuples(st.just(_reroute), st.integers(0, 20), destinations),
     st.tuples(st.just(_move_endpoint), st.integers(0, 20), st.sampled_from(["10.9.9.9", "10.0.0.1", "10.8.8.8"])),
+    st.tuples(st.just(_toggle_resolution), st.integers(0, 20)),
     st.tuples(st.just(_drop_subset), st.integers(0, 20)),
     st.tuples(st.just(_add_host), st.integers(0, 20)),
     st.tuples(st.just(_remove_host), st.integers(0, 20)),
