@@ -127,6 +127,7 @@ def patch_registry(
 
     Only entries changed in place (the same name, hosts, ports and exportTo: new endpoints, say)
     are taken; anything else (an entry added or removed) gives None. Also returns the services replaced.
+    Entries are told apart by namespace and name, unique in every config (``build_config`` drops repeats).
     """
     if len(before) != len(after):
         return None

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import partial
 
@@ -67,6 +68,8 @@ from reconciler.validate.findings import Finding
 __all__ = ["RouteLayout", "SidecarState", "patch", "record"]
 
 _Event = NoteCall | EnsureCall
+#: Field 2 of a RouteConfiguration (virtual_hosts), length-delimited.
+_VIRTUAL_HOSTS_TAG = 0x12
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,41 +77,46 @@ class RouteLayout:
     """Where each virtual host lies in a serialized sidecar RouteConfiguration (a ``packed`` Any).
 
     The virtual hosts' fields (tag, length, message each) follow one another from ``head`` in
-    ``packed``, ``lengths`` long; ``digests`` hash each one's message as
-    :class:`~reconciler.translate.envoy_check.PassCache` knows virtual hosts.
+    ``packed``, ``lengths`` long; ``position`` is each one's index by name.
     """
 
     resource: XdsResource
     head: int
     lengths: tuple[int, ...]
     position: Mapping[str, int]
-    digests: tuple[str, ...]
 
     @classmethod
-    def of(cls, resource: XdsResource, names: Sequence[str]) -> RouteLayout:
+    def of(cls, resource: XdsResource) -> RouteLayout:
         packed = resource.packed
         # Any: type_url (field 1), then value (field 2), each a tag and a length.
         length, offset = _DecodeVarint(packed, 1)
-        _, value_start = _DecodeVarint(packed, offset + length + 1)
+        value_length, value_start = _DecodeVarint(packed, offset + length + 1)
+        end = value_start + value_length
         # RouteConfiguration: name (field 1), then virtual_hosts (field 2), each a tag and a length.
         length, head = _DecodeVarint(packed, value_start + 1)
         head += length
         offset = head
-        lengths = []
-        digests = []
-        view = memoryview(packed)
-        for _ in names:
+        lengths: list[int] = []
+        position = {}
+        while offset < end and packed[offset] == _VIRTUAL_HOSTS_TAG:
             length, body = _DecodeVarint(packed, offset + 1)
-            digests.append(hashlib.sha256(view[body : body + length]).hexdigest())
+            # A virtual host's first field is its name (field 1: tag, length, text).
+            name_length, name_start = _DecodeVarint(packed, body + 1)
+            position[packed[name_start : name_start + name_length].decode()] = len(lengths)
             lengths.append(body + length - offset)
             offset = body + length
-        return cls(
-            resource=resource,
-            head=head,
-            lengths=tuple(lengths),
-            position={name: index for index, name in enumerate(names)},
-            digests=tuple(digests),
-        )
+        return cls(resource=resource, head=head, lengths=tuple(lengths), position=position)
+
+    def digests(self) -> list[str]:
+        """Each virtual host's digest as :class:`~reconciler.translate.envoy_check.PassCache` knows virtual hosts."""
+        view = memoryview(self.resource.packed)
+        found = []
+        offset = self.head
+        for chunk in self.lengths:
+            length, body = _DecodeVarint(self.resource.packed, offset + 1)
+            found.append(hashlib.sha256(view[body : body + length]).hexdigest())
+            offset += chunk
+        return found
 
     def body(self, index: int) -> bytes:
         """The serialized message of the virtual host at ``index``."""
@@ -125,7 +133,6 @@ class RouteLayout:
         packed = self.resource.packed
         view = memoryview(packed)
         lengths = list(self.lengths)
-        digests = list(self.digests)
         # Value: the name field, the virtual hosts, the fields after them; each run up to a replaced host kept.
         length, offset = _DecodeVarint(packed, 1)
         _, value_start = _DecodeVarint(packed, offset + length + 1)
@@ -135,11 +142,10 @@ class RouteLayout:
             offset += sum(self.lengths[done:index])
             pieces.append(view[kept_from:offset])
             message = replaced[index]
-            chunk = b"\x12" + _VarintBytes(len(message)) + message
+            chunk = bytes((_VIRTUAL_HOSTS_TAG,)) + _VarintBytes(len(message)) + message
             pieces.append(chunk)
             kept_from = offset = offset + self.lengths[index]
             lengths[index] = len(chunk)
-            digests[index] = hashlib.sha256(message).hexdigest()
             done = index + 1
         pieces.append(view[kept_from:])
         size = sum(len(piece) for piece in pieces)
@@ -157,7 +163,6 @@ class RouteLayout:
             head=self.head + len(header) - value_start,
             lengths=tuple(lengths),
             position=self.position,
-            digests=tuple(digests),
         )
 
 
@@ -199,47 +204,59 @@ def record(
     config: MeshConfig,
     registry: ServiceRegistry,
     services: Sequence[Service],
+    service_notes: Mapping[int, tuple[NoteCall, ...]],
     clusters: ClusterSet,
     base_clusters: frozenset[str],
-    cache: TranslationCache,
     steps: Sequence[SidecarStep],
     snapshot: Snapshot,
     findings: tuple[Finding, ...],
-    scope: Scope,
 ) -> SidecarState:
-    """The state a full sidecar translation (made with ``cache`` and these ``steps``) leaves for :func:`patch`."""
-    service_notes: dict[int, tuple[NoteCall, ...]] = {}
-    for index, service in enumerate(services):
-        rule = scope.destination_rule(service.host, service_namespace=service.namespace)
-        built = cache.service_clusters(service, rule, report_ports=True)
-        if built is not None and built.notes:
-            service_notes[index] = tuple(built.notes)
+    """The state a full sidecar translation leaves for :func:`patch`.
+
+    ``services`` in the order the proxy sees them, what adding each one's clusters reported (by
+    position, only those that did), the translation's ``clusters`` and those of them the services
+    made, and the ``steps`` :func:`~reconciler.translate.sidecar.build_sidecar` recorded.
+    """
     steps_of: dict[int, list[int]] = {}
     for index, step in enumerate(steps):
         steps_of.setdefault(step.vs, []).append(index)
-    eventful = frozenset(index for index, step in enumerate(steps) if _eventful(step.events, base_clusters))
-    route_set = snapshot.sets[ROUTE]
-    (resource,) = route_set.items.values()
-    names = [vhost.name for vhost in getattr(snapshot.resources(ROUTE)[resource.name], "virtual_hosts")]  # noqa: B009
-    orphans = {name: snapshot.sets[CLUSTER].items[name] for name in clusters.clusters if name not in base_clusters}
-    orphan_assignments = {
-        name: snapshot.sets[ENDPOINT].items[name] for name in clusters.assignments if name not in base_clusters
-    }
+    orphan_names = clusters.clusters.keys() - base_clusters
+    (resource,) = snapshot.sets[ROUTE].items.values()
     return SidecarState(
         config=config,
         registry=registry,
         snapshot=snapshot,
         findings=findings,
         services=tuple(services),
-        service_notes=service_notes,
+        service_notes=dict(service_notes),
         base=base_clusters,
         steps=tuple(steps),
         steps_of={vs: tuple(found) for vs, found in steps_of.items()},
-        eventful=eventful,
-        orphans=orphans,
-        orphan_assignments=orphan_assignments,
-        layout=RouteLayout.of(resource, names),
+        eventful=_eventful_steps(steps, orphan_names),
+        orphans={name: snapshot.sets[CLUSTER].items[name] for name in orphan_names},
+        orphan_assignments={
+            name: snapshot.sets[ENDPOINT].items[name] for name in clusters.assignments.keys() - base_clusters
+        },
+        layout=RouteLayout.of(resource),
     )
+
+
+def _eventful_steps(steps: Sequence[SidecarStep], orphans: AbstractSet[str]) -> frozenset[int]:
+    """The steps whose events matter to the rest: notes, and look-ups of clusters no service made.
+
+    A look-up of a cluster no service made makes one (the orphans), so only look-ups naming
+    an orphan's host need their cluster's name made to tell.
+    """
+    hosts = {name.rsplit("|", 1)[-1] for name in orphans}
+    found = []
+    for index, step in enumerate(steps):
+        for event in step.events:
+            if not isinstance(event, EnsureCall) or (
+                event.host in hosts and cluster_name(host=event.host, port=event.port, subset=event.subset) in orphans
+            ):
+                found.append(index)
+                break
+    return frozenset(found)
 
 
 def _vs_structure(vs: Resource[VirtualServiceSpec]) -> tuple[object, ...]:
@@ -508,8 +525,8 @@ def _passes(
             if violations(item.message):
                 return False
             fresh.append((type_url, item.version))
-    for position, data in vhosts.items():
-        key = (VIRTUAL_HOST, layout.digests[position])
+    for data in vhosts.values():
+        key = (VIRTUAL_HOST, hashlib.sha256(data).hexdigest())
         if passed is not None and passed.known(*key):
             continue
         if violations(route_components_pb2.VirtualHost.FromString(data)):
@@ -526,6 +543,6 @@ def _passes(
 def _keys(snapshot: Snapshot, layout: RouteLayout) -> list[tuple[str, str]]:
     """Every pass a full translation's check of this snapshot would have met."""
     keys = [(type_url, item.version) for type_url in PUSH_ORDER for item in snapshot.sets[type_url].items.values()]
-    keys.extend((VIRTUAL_HOST, found) for found in layout.digests)
+    keys.extend((VIRTUAL_HOST, found) for found in layout.digests())
     keys.append((ROUTE, layout.resource.version))
     return keys

@@ -22,7 +22,7 @@ from reconciler.translate.clusters import ClusterSet
 from reconciler.translate.envoy_check import PassCache, Source, envoy_findings
 from reconciler.translate.gateway import build_gateway
 from reconciler.translate.memo import TranslationCache
-from reconciler.translate.notes import Notes
+from reconciler.translate.notes import NoteCall, Notes
 from reconciler.translate.patch import SidecarState, patch, record
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 from reconciler.translate.registry import Origin, ServiceRegistry, build_registry
@@ -111,10 +111,21 @@ def translate(
     # Every visible service's clusters first: routes then find the clusters they name
     # already built, and only destinations outside the registry add clusters of their own.
     services = scope.services()
-    for service in services:
-        clusters.add_service(service)
     # A cache keeps what a sidecar's translation did, for patching the next one (see patch.py).
     steps: list[SidecarStep] | None = [] if cache is not None and role is ProxyRole.SIDECAR else None
+    service_notes: dict[int, tuple[NoteCall, ...]] = {}
+    if steps is None:
+        for service in services:
+            clusters.add_service(service)
+    else:
+        journal: list[NoteCall] = []
+        notes.journal = journal
+        for index, service in enumerate(services):
+            clusters.add_service(service)
+            if journal:
+                service_notes[index] = tuple(journal)
+                journal.clear()
+        notes.journal = None
     base = frozenset(clusters.clusters) if steps is not None else frozenset()
     if role is ProxyRole.GATEWAY:
         listeners, route_configs = build_gateway(scope=scope, gateways=gateways, routes=routes, notes=notes)
@@ -142,13 +153,12 @@ def translate(
             config=config,
             registry=registry,
             services=services,
+            service_notes=service_notes,
             clusters=clusters,
             base_clusters=base,
-            cache=cache,
             steps=steps,
             snapshot=snapshot,
             findings=findings,
-            scope=scope,
         )
         cache.keep_sidecar_state(proxy_shape(config, proxy), state)
     return Translation(

@@ -1,12 +1,12 @@
 """A sidecar translation patched from the previous one is byte for byte the full translation.
 
 A random mesh goes through a random sequence of changes, the kind commits and rollouts make
-(weights moved, an endpoint moved, a ServiceEntry resolved by DNS, a destination to a subset or host that does not exist, a
-DestinationRule's subsets changed, a host added or removed, a VirtualService removed), each
-applied to the model the way the daemon's decode cache hands it over: unchanged objects stay
-the same objects. After every change, each proxy's translation through a kept cache (patched
-where the change allows, in full where not) must equal a fresh translation without a cache:
-versions, every resource's packed bytes and references, and the findings.
+(weights moved, an endpoint moved, a ServiceEntry resolved by DNS, a destination to a subset
+or host that does not exist, a DestinationRule's subsets changed, a host added or removed, a
+VirtualService removed), each applied to the model the way the daemon's decode cache hands it
+over: unchanged objects stay the same objects. After every change, each proxy's translation
+through a kept cache (patched where the change allows, in full where not) must equal a fresh
+translation without a cache: versions, every resource's packed bytes and references, and the findings.
 """
 
 from __future__ import annotations
@@ -138,7 +138,10 @@ def _drop_subset(config: MeshConfig, index: int) -> MeshConfig:
 
 
 def _add_host(config: MeshConfig, index: int) -> MeshConfig:
-    added = load(_service(100 + index, namespace="alpha"))
+    # A config never holds two objects of one kind, namespace and name (build_config drops repeats).
+    taken = {entry.name for entry in config.service_entries}
+    number = next(n for n in range(100 + index, 1000) if f"svc{n}" not in taken)
+    added = load(_service(number, namespace="alpha"))
     return dataclasses.replace(
         config,
         virtual_services=config.virtual_services + added.virtual_services,
