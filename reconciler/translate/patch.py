@@ -30,6 +30,7 @@ byte). Pure: no I/O, no clock, no globals.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -361,15 +362,7 @@ def patch(
         for position in state.steps_of.get(index, ()):
             step = steps[position]
             events = _step_events(step, vs, routes=routes, vhosts=vhosts, layout=state.layout)
-            steps[position] = SidecarStep(
-                kind=step.kind,
-                vs=step.vs,
-                listener_port=step.listener_port,
-                vhost=step.vhost,
-                domains=step.domains,
-                host=step.host,
-                events=events,
-            )
+            steps[position] = dataclasses.replace(step, events=events)
             if _eventful(events, state.base):
                 eventful.add(position)
             else:
