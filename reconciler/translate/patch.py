@@ -59,9 +59,10 @@ from reconciler.translate.snapshot import (
     ENDPOINT,
     PUSH_ORDER,
     ROUTE,
+    Marks,
     Snapshot,
     clusters_of_virtual_host,
-    digest,
+    resumable_digest,
 )
 from reconciler.translate.snapshot import Resource as XdsResource
 from reconciler.validate.findings import Finding
@@ -85,6 +86,9 @@ class RouteLayout:
     head: int
     lengths: tuple[int, ...]
     position: Mapping[str, int]
+    #: Where the RouteConfiguration's bytes start in ``packed``, and the hash states of its version.
+    value_start: int
+    marks: Marks
 
     @classmethod
     def of(cls, resource: XdsResource) -> RouteLayout:
@@ -106,7 +110,15 @@ class RouteLayout:
             position[packed[name_start : name_start + name_length].decode()] = len(lengths)
             lengths.append(body + length - offset)
             offset = body + length
-        return cls(resource=resource, head=head, lengths=tuple(lengths), position=position)
+        _, marks = resumable_digest(resource.name, memoryview(packed)[value_start:])
+        return cls(
+            resource=resource,
+            head=head,
+            lengths=tuple(lengths),
+            position=position,
+            value_start=value_start,
+            marks=marks,
+        )
 
     def digests(self) -> list[str]:
         """Each virtual host's digest as :class:`~reconciler.translate.envoy_check.PassCache` knows virtual hosts."""
@@ -134,9 +146,8 @@ class RouteLayout:
         packed = self.resource.packed
         view = memoryview(packed)
         lengths = list(self.lengths)
+        value_start = self.value_start
         # Value: the name field, the virtual hosts, the fields after them; each run up to a replaced host kept.
-        length, offset = _DecodeVarint(packed, 1)
-        _, value_start = _DecodeVarint(packed, offset + length + 1)
         pieces: list[bytes | memoryview] = []
         kept_from, offset, done = value_start, self.head, 0
         for index in sorted(replaced):
@@ -152,18 +163,22 @@ class RouteLayout:
         size = sum(len(piece) for piece in pieces)
         header = b"\x0a" + _VarintBytes(len(ROUTE)) + ROUTE.encode() + b"\x12" + _VarintBytes(size)
         joined = b"".join((header, *pieces))
-        name = self.resource.name
-        resource = XdsResource(
-            name=name,
-            packed=joined,
-            version=digest((name.encode(), memoryview(joined)[len(header) :])),
-            references=references,
+        # The version's hash resumes where the bytes first differ, if their length did not change.
+        same_length = size == len(packed) - value_start
+        version, marks = resumable_digest(
+            self.resource.name,
+            memoryview(joined)[len(header) :],
+            marks=self.marks if same_length else (),
+            unchanged=len(pieces[0]),
         )
+        resource = XdsResource(name=self.resource.name, packed=joined, version=version, references=references)
         return RouteLayout(
             resource=resource,
             head=self.head + len(header) - value_start,
             lengths=tuple(lengths),
             position=self.position,
+            value_start=len(header),
+            marks=marks,
         )
 
 
