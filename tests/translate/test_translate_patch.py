@@ -35,6 +35,7 @@ VERSIONS = ("v1", "v2", "v3")
 
 def _service(index: int, *, namespace: str) -> str:
     name = f"svc{index}"
+    subsets = ", ".join(f"{{name: {v}, labels: {{version: {v}}}}}" for v in VERSIONS)
     return f"""\
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -54,10 +55,7 @@ kind: DestinationRule
 metadata: {{name: {name}, namespace: {namespace}}}
 spec:
   host: {name}.mesh
-  subsets:
-  - {{name: v1, labels: {{version: v1}}}}
-  - {{name: v2, labels: {{version: v2}}}}
-  - {{name: v3, labels: {{version: v3}}}}
+  subsets: [{subsets}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
