@@ -22,7 +22,10 @@ keeps one between passes), each row's cache warmed by the translation before it 
 * ``shape``: the same config for another sidecar (another outbound port), after the first;
 * ``weight``: after a rollout step changed one VirtualService's weights (the other objects are the same);
 * ``endpoint``: after one ServiceEntry's endpoint moved (an endpoint-only change);
-* ``reload``: the weight change of a config loaded again from YAML (equal objects, none the same).
+* ``reload``: the weight change of a config loaded again from YAML (equal objects, none the same);
+* ``host``: after a service (ServiceEntry, DestinationRule, VirtualService) was added.
+
+The one-host rows take the patch path (:mod:`reconciler.translate.patch`) where it applies.
 
 Targets for ``--change`` (issue #12): a full translation of 10,000 services < 2 s, a one-host change < 20 ms.
 
@@ -170,6 +173,19 @@ def endpoint_move(config: MeshConfig, index: int) -> MeshConfig:
     return dataclasses.replace(config, service_entries=(*entries[:index], changed, *entries[index + 1 :]))
 
 
+def host_added(config: MeshConfig, index: int) -> MeshConfig:
+    """``config`` with service ``index`` (ServiceEntry + DestinationRule + VirtualService) added at the end."""
+    added = load_files(
+        {"added.yaml": _SERVICE.format(i=index, a=index // 250, b=index % 250, extra_host="", gateway="")}
+    )
+    return dataclasses.replace(
+        config,
+        virtual_services=config.virtual_services + added.config.virtual_services,
+        destination_rules=config.destination_rules + added.config.destination_rules,
+        service_entries=config.service_entries + added.config.service_entries,
+    )
+
+
 def _cpu(run: Callable[[], object], repeat: int, *, before: Callable[[], object] | None = None) -> float:
     """Best CPU seconds of ``repeat`` calls of ``run``, each after an untimed ``before``."""
     best = float("inf")
@@ -191,10 +207,11 @@ def change_table(size: int, repeat: int) -> bool:
     sidecar = ProxyIdentity(node_id="bench-sidecar", namespace="bench", role=ProxyRole.SIDECAR)
     other = dataclasses.replace(sidecar, node_id="bench-sidecar-2", outbound_port=15002)
     middle = size // 2
-    stepped, moved, reloaded_step = (
+    stepped, moved, reloaded_step, grown = (
         weight_step(config, middle),
         endpoint_move(config, middle),
         weight_step(reloaded, middle),
+        host_added(config, size),
     )
     state: dict[str, TranslationCache | PassCache] = {}
 
@@ -221,6 +238,7 @@ def change_table(size: int, repeat: int) -> bool:
         ("weight", "change", _cpu(lambda: run(stepped, sidecar), repeat, before=warmed((config, sidecar)))),
         ("endpoint", "change", _cpu(lambda: run(moved, sidecar), repeat, before=warmed((config, sidecar)))),
         ("reload", "change", _cpu(lambda: run(reloaded_step, sidecar), repeat, before=warmed((config, sidecar)))),
+        ("host", "change", _cpu(lambda: run(grown, sidecar), repeat, before=warmed((config, sidecar)))),
     ]
     ok = True
     for name, kind, cpu in rows:

@@ -19,7 +19,7 @@ its own fields plus each virtual host, and only the virtual hosts not seen befor
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from envoy.config.route.v3 import route_pb2
@@ -31,10 +31,10 @@ from reconciler.translate.registry import Origin
 from reconciler.translate.snapshot import PUSH_ORDER, ROUTE, Snapshot
 from reconciler.validate.findings import Code, Finding, Severity
 
-__all__ = ["Locate", "PassCache", "Source", "envoy_findings"]
+__all__ = ["VIRTUAL_HOST", "Locate", "PassCache", "Source", "envoy_findings"]
 
 #: The pass-cache "type" of one virtual host of a RouteConfiguration (checked apart, see :func:`_route_passes`).
-_VIRTUAL_HOST = ROUTE + "#virtual_host"
+VIRTUAL_HOST = ROUTE + "#virtual_host"
 
 #: An Istio resource (or registry origin) and a field path in it.
 Source = tuple[Resource[Any] | Origin, str]
@@ -53,6 +53,7 @@ class PassCache:
     def __init__(self) -> None:
         self._passed: set[tuple[str, str]] = set()
         self._used: set[tuple[str, str]] = set()
+        self._touched: list[Callable[[], Iterable[tuple[str, str]]]] = []
 
     def __len__(self) -> int:
         """Passes held: resources and route tables' virtual hosts."""
@@ -71,9 +72,18 @@ class PassCache:
         self._passed.add(key)
         self._used.add(key)
 
+    def touch(self, keys: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        """Count the passes ``keys()`` lists as used this round (as if met), computed only when the round ends.
+
+        A patched translation checks only what changed; the rest it holds passed before and is still in use.
+        """
+        self._touched.append(keys)
+
     def retain_used(self) -> None:
         """Forget the passes no check since the previous call met; a new round starts."""
-        self._passed, self._used = self._used, set()
+        for keys in self._touched:
+            self._used.update(key for key in keys() if key in self._passed)
+        self._passed, self._used, self._touched = self._used, set(), []
 
 
 def envoy_findings(snapshot: Snapshot, *, locate: Locate, passed: PassCache | None = None) -> list[Finding]:
@@ -115,12 +125,12 @@ def _route_passes(config: route_pb2.RouteConfiguration, passed: PassCache, verdi
     fresh = []
     for vhost in config.virtual_hosts:
         digest = hashlib.sha256(vhost.SerializeToString(deterministic=True)).hexdigest()
-        if not passed.known(_VIRTUAL_HOST, digest):
+        if not passed.known(VIRTUAL_HOST, digest):
             if violations(vhost, verdicts=verdicts):
                 return False
             fresh.append(digest)
     for digest in fresh:
-        passed.add(_VIRTUAL_HOST, digest)
+        passed.add(VIRTUAL_HOST, digest)
     return True
 
 

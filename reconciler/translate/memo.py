@@ -5,8 +5,9 @@ A :class:`TranslationCache` is a plain value its owner keeps between ``translate
 content of the inputs that determine it and is reused only when the next inputs compare
 equal, so a cached translation is byte-identical to an uncached one:
 
-* the service registry, by the config's ServiceEntries; the DestinationRule index, by its
-  DestinationRules (a rollout step changes only VirtualServices: both are reused);
+* the service registry, by the config's ServiceEntries (a ServiceEntry changed in place, with
+  the same hosts and ports, patches the last registry: :func:`patch_registry`); the DestinationRule
+  index, by its DestinationRules (a rollout step changes only VirtualServices: both are reused);
 * a service's clusters and load assignments, and the findings building them made, by the
   service (its ports and endpoints), the DestinationRule the proxy uses for it and whether
   the proxy reports non-HTTP ports (sidecar or gateway); clusters do not depend on the
@@ -20,18 +21,27 @@ equal, so a cached translation is byte-identical to an uncached one:
   in a new set, a message a kept set holds (the same object) keeps its bytes and digest, so a
   snapshot of reused resources is versioned without serializing them again.
 
+* per sidecar shape (at most :data:`PATCHED_SHAPES`, least recently used forgotten), what its last
+  translation read, made and how (:class:`~reconciler.translate.patch.SidecarState`): the next
+  translation of that shape patches it where the change allows (:mod:`reconciler.translate.patch`).
+
 Which resources passed Envoy's constraint check is remembered apart, by their digests
 (:class:`~reconciler.translate.envoy_check.PassCache`, ``translate(passed=...)``).
 
 Entries live for two configs: those the current config used and those the previous one
 did; switching to a new config forgets the rest, so memory follows the config's size, not
-the number of commits seen. Concurrent use stays correct (an entry is only ever returned
-for inputs equal to its key), it may only miss.
+the number of commits seen; a patched translation does not switch (it reads only what changed).
+Concurrent use stays correct (an entry is only ever returned for inputs equal to its key), it
+may only miss.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import contextlib
+import itertools
+import operator
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -50,7 +60,16 @@ from reconciler.translate.registry import Service, ServiceRegistry, build_regist
 from reconciler.translate.snapshot import Resource as XdsResource
 from reconciler.translate.snapshot import ResourceSet
 
-__all__ = ["EnsureCall", "ServiceClusters", "TranslationCache", "VirtualServiceRoutes"]
+__all__ = [
+    "PATCHED_SHAPES",
+    "EnsureCall",
+    "ServiceChange",
+    "ServiceClusters",
+    "TranslationCache",
+    "VirtualServiceRoutes",
+    "patch_registry",
+    "replaced_positions",
+]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -89,6 +108,62 @@ class VirtualServiceRoutes:
     events: tuple[NoteCall | EnsureCall, ...]
     #: Each route built, with the path of the HTTP rule it came from (for locating what Envoy rejects).
     built: tuple[tuple[route_components_pb2.Route, str], ...]
+
+
+_RegistryKey = tuple[tuple[Resource[ServiceEntrySpec], ...], str | None]
+#: A service the registry replaced: the one before, the one after (same host, namespace and ports).
+ServiceChange = tuple[Service, Service]
+#: Sidecar shapes whose last translation is kept for patching (each holds its snapshot and how it was built).
+PATCHED_SHAPES = 16
+
+
+def patch_registry(
+    registry: ServiceRegistry,
+    *,
+    before: Sequence[Resource[ServiceEntrySpec]],
+    after: Sequence[Resource[ServiceEntrySpec]],
+) -> tuple[ServiceRegistry, tuple[ServiceChange, ...]] | None:
+    """``build_registry`` of the entries ``after``, made from ``registry`` (that of ``before``), if they differ little.
+
+    Only entries changed in place (the same name, hosts, ports and exportTo: new endpoints, say)
+    are taken; anything else (an entry added or removed) gives None. Also returns the services replaced.
+    Entries are told apart by namespace and name, unique in every config (``build_config`` drops repeats).
+    """
+    if len(before) != len(after):
+        return None
+    changed = [(before[index], after[index]) for index in replaced_positions(before, after)]
+    changed = [(old, new) for old, new in changed if old != new]
+    if len(changed) > _PATCHED_ENTRIES:
+        return None
+    positions: dict[int, Service] = {}
+    replaced: list[ServiceChange] = []
+    for old, new in changed:
+        if (old.namespace, old.name, old.spec.hosts, old.spec.ports, old.spec.export_to) != (
+            new.namespace,
+            new.name,
+            new.spec.hosts,
+            new.spec.ports,
+            new.spec.export_to,
+        ):
+            return None
+        olds = build_registry(MeshConfig(service_entries=(old,))).services
+        news = build_registry(MeshConfig(service_entries=(new,))).services
+        for old_service, new_service in zip(olds, news, strict=True):
+            kept = next((found for found in registry.lookup(old_service.host) if found == old_service), None)
+            if kept is None:
+                continue  # an earlier entry of the namespace holds this host: neither one is used
+            positions[next(index for index, service in enumerate(registry.services) if service is kept)] = new_service
+            replaced.append((kept, new_service))
+    return registry.replaced(positions), tuple(replaced)
+
+
+def replaced_positions(before: Sequence[object], after: Sequence[object]) -> list[int]:
+    """The positions where two sequences of the same length hold different objects (compared at C speed)."""
+    return list(itertools.compress(range(len(before)), map(operator.is_not, before, after)))
+
+
+#: More changed entries than this are rebuilt from scratch (each patched one scans the registry).
+_PATCHED_ENTRIES = 16
 
 
 class _Generations(Generic[K, V]):
@@ -138,11 +213,12 @@ class _Latest(Generic[K, V]):
     def __init__(self) -> None:
         self._memo: tuple[K, V] | None = None
 
-    def get(self, key: K, build: Callable[[], V]) -> V:
+    def get(self, key: K, build: Callable[[tuple[K, V] | None], V]) -> V:
+        """The value for ``key``; ``build`` gets the last key and value (if any) to build it from."""
         memo = self._memo
         if memo is not None and _same(memo[0], key):
             return memo[1]
-        value = build()
+        value = build(memo)
         self._memo = (key, value)
         return value
 
@@ -152,7 +228,10 @@ class TranslationCache:
 
     def __init__(self) -> None:
         self._config: MeshConfig | None = None
-        self._registry: _Latest[tuple[tuple[Resource[ServiceEntrySpec], ...], str | None], ServiceRegistry] = _Latest()
+        self._registry: _Latest[_RegistryKey, ServiceRegistry] = _Latest()
+        #: The last registry patched: from what, to what, and which services it replaced.
+        self._registry_patch: tuple[ServiceRegistry, ServiceRegistry, tuple[ServiceChange, ...]] | None = None
+        self._states: OrderedDict[Hashable, object] = OrderedDict()
         self._rules: _Latest[tuple[Resource[DestinationRuleSpec], ...], DestinationRules] = _Latest()
         self._clusters: _Generations[tuple[str, str, bool], ServiceClusters] = _Generations()
         self._routes: _Generations[tuple[str, str, int], VirtualServiceRoutes] = _Generations()
@@ -174,13 +253,43 @@ class TranslationCache:
 
     def registry(self, config: MeshConfig, *, cluster_domain: str | None = None) -> ServiceRegistry:
         """``build_registry(config, cluster_domain=...)``, reused while the ServiceEntries and domain compare equal."""
-        return self._registry.get(
-            (config.service_entries, cluster_domain), lambda: build_registry(config, cluster_domain=cluster_domain)
-        )
+
+        def build(last: tuple[_RegistryKey, ServiceRegistry] | None) -> ServiceRegistry:
+            if last is not None and last[0][1] == cluster_domain:
+                patched = patch_registry(last[1], before=last[0][0], after=config.service_entries)
+                if patched is not None:
+                    self._registry_patch = (last[1], *patched)
+                    return patched[0]
+            return build_registry(config, cluster_domain=cluster_domain)
+
+        return self._registry.get((config.service_entries, cluster_domain), build)
+
+    def registry_change(self, before: ServiceRegistry, after: ServiceRegistry) -> Sequence[ServiceChange] | None:
+        """The services :meth:`registry` replaced to make ``after`` of ``before``, if it patched one into the other."""
+        last = self._registry_patch
+        if last is None or last[0] is not before or last[1] is not after:
+            return None
+        return last[2]
 
     def rules(self, config: MeshConfig) -> DestinationRules:
         """The DestinationRule index of ``config``, reused while the DestinationRules compare equal."""
-        return self._rules.get(config.destination_rules, lambda: DestinationRules(config.destination_rules))
+        return self._rules.get(config.destination_rules, lambda _: DestinationRules(config.destination_rules))
+
+    def sidecar_state(self, shape: Hashable) -> object | None:
+        """What the last translation of a sidecar ``shape`` left for patching it (:mod:`reconciler.translate.patch`)."""
+        found = self._states.get(shape)
+        # Another thread may forget the shape in between: then this one merely does not move it.
+        with contextlib.suppress(KeyError):
+            self._states.move_to_end(shape)
+        return found
+
+    def keep_sidecar_state(self, shape: Hashable, state: object) -> None:
+        """Keep ``state`` for ``shape``; the least recently used shapes beyond :data:`PATCHED_SHAPES` are forgotten."""
+        with contextlib.suppress(KeyError):
+            self._states[shape] = state
+            self._states.move_to_end(shape)
+            while len(self._states) > PATCHED_SHAPES:
+                self._states.popitem(last=False)
 
     def service_clusters(
         self, service: Service, rule: Resource[DestinationRuleSpec] | None, *, report_ports: bool
@@ -220,10 +329,11 @@ class TranslationCache:
             return found[1]
         # The kept sets hold their messages, so no id here is reused while this dict lives.
         encoded = {
-            id(item.message): item
+            id(item.parsed): item
             for _, kept in self._sets.values()
             if kept.type_url == type_url
             for item in kept.items.values()
+            if item.parsed is not None
         }
 
         def encode(type_url: str, message: Message) -> XdsResource:

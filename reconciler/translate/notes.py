@@ -25,12 +25,14 @@ NoteCall = tuple[Resource[Any] | Origin | None, str, str, str, Code, Severity]
 class Notes:
     """An ordered, de-duplicated set of findings produced while translating."""
 
-    __slots__ = ("_findings", "_recording", "_seen")
+    __slots__ = ("_findings", "_recording", "_seen", "journal")
 
     def __init__(self) -> None:
         self._findings: list[Finding] = []
         self._seen: set[tuple[str, int, str, str, str]] = set()
         self._recording: list[Any] | None = None
+        #: Every call, in order, when set (apart from :meth:`record`, which work reused through a cache nests).
+        self.journal: list[NoteCall] | None = None
 
     def record(self, into: list[Any] | None) -> None:
         """Append every following call to ``into`` (repeats too: replayed elsewhere, they may be first); None stops."""
@@ -52,8 +54,12 @@ class Notes:
         severity: Severity = Severity.WARNING,
     ) -> None:
         """Record a finding about ``subject`` (a resource or a registry origin) at field ``path``."""
-        if self._recording is not None:
-            self._recording.append((subject, path, message, hint, code, severity))
+        if self._recording is not None or self.journal is not None:
+            call = (subject, path, message, hint, code, severity)
+            if self._recording is not None:
+                self._recording.append(call)
+            if self.journal is not None:
+                self.journal.append(call)
         source: SourceInfo | None
         if isinstance(subject, Resource):
             kind, namespace, name = subject.kind.value, subject.namespace, subject.name

@@ -171,6 +171,27 @@ class ServiceRegistry:
         namespace, _, suffix = rest.partition(".")
         return bool(dot and name and namespace) and suffix == f"svc.{self.cluster_domain}" and "*" not in host
 
+    def replaced(self, services: Mapping[int, Service]) -> ServiceRegistry:
+        """This registry with the services at the given positions replaced by services of the same hosts.
+
+        Equal to building it with those services; the host index is copied, not rebuilt (a patched
+        translation replaces one service of ten thousand).
+        """
+        listed = list(self.services)
+        by_host = dict(self._by_host)
+        for position, service in services.items():
+            old = listed[position]
+            if old.host != service.host:
+                raise ValueError(f"{service.host} cannot replace {old.host}")
+            listed[position] = service
+            by_host[service.host] = tuple(service if found is old else found for found in by_host[service.host])
+        out = object.__new__(ServiceRegistry)
+        # The fields __post_init__ would set, made from this registry's (frozen: set once, here).
+        object.__setattr__(out, "services", tuple(listed))
+        object.__setattr__(out, "cluster_domain", self.cluster_domain)
+        object.__setattr__(out, "_by_host", MappingProxyType(by_host))
+        return out
+
     def merged(self, other: ServiceRegistry) -> ServiceRegistry:
         """This registry plus ``other``'s services; on the same host and namespace, this one's wins.
 

@@ -215,7 +215,7 @@ class RouteBuilder:
         self._events: list[NoteCall | EnsureCall] | None = None
         # Only the last result is kept: callers ask for one VirtualService's routes for each
         # of its hosts in a row, and a full cache would keep every route alive to the end.
-        self._last: tuple[tuple[int, int], list[rc.Route]] | None = None
+        self._last: tuple[tuple[int, int], list[rc.Route], VirtualServiceRoutes | None] | None = None
         self._retries: dict[HTTPRetry | None, rc.RetryPolicy | None] = {}
         self._built: list[tuple[rc.Route, Resource[VirtualServiceSpec], str]] = []
 
@@ -251,11 +251,16 @@ class RouteBuilder:
         key = (id(vs), listener_port)
         if self._last is not None and self._last[0] == key:
             return self._last[1]
-        out = self._build(vs, listener_port) if self._cache is None else self._reuse(vs, listener_port)
-        self._last = (key, out)
+        entry = None if self._cache is None else self._reuse(vs, listener_port)
+        out = self._build(vs, listener_port) if entry is None else list(entry.routes)
+        self._last = (key, out, entry)
         return out
 
-    def _reuse(self, vs: Resource[VirtualServiceSpec], listener_port: int) -> list[rc.Route]:
+    def last_entry(self) -> VirtualServiceRoutes | None:
+        """What the last :meth:`routes` call built or reused through the cache, with its events (None without one)."""
+        return self._last[2] if self._last is not None else None
+
+    def _reuse(self, vs: Resource[VirtualServiceSpec], listener_port: int) -> VirtualServiceRoutes:
         """:meth:`_build` through the cache: the routes depend on ``vs``, the port and the services it names.
 
         A reused result replays what building it reported and the clusters it asked for, in order,
@@ -273,7 +278,7 @@ class RouteBuilder:
                 else:
                     self._notes.replay((event,))
             self._built.extend((route, vs, path) for route, path in reused.built)
-            return list(reused.routes)
+            return reused
         events: list[NoteCall | EnsureCall] = []
         self._events = events
         self._notes.record(events)
@@ -283,17 +288,16 @@ class RouteBuilder:
         finally:
             self._notes.record(None)
             self._events = None
-        self._cache.keep_routes(
-            VirtualServiceRoutes(
-                vs=vs,
-                listener_port=listener_port,
-                services=services,
-                routes=tuple(out),
-                events=tuple(events),
-                built=tuple((route, path) for route, _, path in self._built[built_from:]),
-            )
+        built = VirtualServiceRoutes(
+            vs=vs,
+            listener_port=listener_port,
+            services=services,
+            routes=tuple(out),
+            events=tuple(events),
+            built=tuple((route, path) for route, _, path in self._built[built_from:]),
         )
-        return out
+        self._cache.keep_routes(built)
+        return built
 
     def _build(self, vs: Resource[VirtualServiceSpec], listener_port: int) -> list[rc.Route]:
         out: list[rc.Route] = []

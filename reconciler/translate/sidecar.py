@@ -15,6 +15,7 @@ registry are served on port 80, like Istio's hosts outside the registry.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 from envoy.config.listener.v3 import listener_pb2
@@ -25,6 +26,7 @@ from reconciler.model.config import Resource
 from reconciler.model.hosts import host_matches, resolve_host
 from reconciler.model.virtualservice import VirtualServiceSpec
 from reconciler.translate.listeners import http_listener
+from reconciler.translate.memo import EnsureCall
 from reconciler.translate.names import (
     DEFAULT_HTTP_PORT,
     cluster_name,
@@ -32,12 +34,21 @@ from reconciler.translate.names import (
     sidecar_route_name,
     virtual_host_name,
 )
-from reconciler.translate.notes import Notes
+from reconciler.translate.notes import NoteCall, Notes
 from reconciler.translate.registry import Service, ServicePort
 from reconciler.translate.routes import RouteBuilder
 from reconciler.translate.scope import Scope
 
-__all__ = ["MAX_DIRECT_RESPONSE_BODY_BYTES", "VirtualHosts", "build_sidecar", "report_l4_routes"]
+__all__ = [
+    "MAX_DIRECT_RESPONSE_BODY_BYTES",
+    "SidecarStep",
+    "VirtualHosts",
+    "build_sidecar",
+    "no_http_port",
+    "report_l4_routes",
+    "sidecar_route_config",
+    "virtual_host",
+]
 
 #: Istio raises Envoy's 4 KiB limit on direct-response bodies to 1 MiB (what its validation allows).
 MAX_DIRECT_RESPONSE_BODY_BYTES = 1024 * 1024
@@ -62,24 +73,88 @@ class VirtualHosts:
         self.by_name: dict[str, route_components_pb2.VirtualHost] = {}
         self._domains: set[str] = set()
 
-    def add(self, *, name: str, domains: Sequence[str], routes: Sequence[route_components_pb2.Route]) -> None:
-        """Add a virtual host with the domains nobody has yet; none left (or name taken): nothing added."""
+    def add(
+        self, *, name: str, domains: Sequence[str], routes: Sequence[route_components_pb2.Route]
+    ) -> route_components_pb2.VirtualHost | None:
+        """Add a virtual host with the domains nobody has yet and return it; none left (or name taken): None."""
         if name in self.by_name:
-            return
+            return None
         fresh = []
         for domain in domains:
             if domain not in self._domains:
                 self._domains.add(domain)
                 fresh.append(domain)
         if not fresh:
-            return
-        self.by_name[name] = route_components_pb2.VirtualHost(
-            name=name, domains=fresh, routes=routes, include_request_attempt_count=True
-        )
+            return None
+        vhost = self.by_name[name] = virtual_host(name=name, domains=fresh, routes=routes)
+        return vhost
 
     def sorted(self) -> list[route_components_pb2.VirtualHost]:
         """The virtual hosts by name (Envoy's matching does not depend on their order; the diff does)."""
         return [self.by_name[name] for name in sorted(self.by_name)]
+
+
+def virtual_host(
+    *, name: str, domains: Sequence[str], routes: Sequence[route_components_pb2.Route]
+) -> route_components_pb2.VirtualHost:
+    """A sidecar's virtual host ``name`` answering to ``domains``."""
+    return route_components_pb2.VirtualHost(
+        name=name, domains=domains, routes=routes, include_request_attempt_count=True
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarStep:
+    """One thing :func:`build_sidecar` did with a VirtualService, which a patch does again when it changes.
+
+    ``kind`` ``routes``: asked for its routes on ``listener_port`` for the virtual host ``vhost``
+    (None: the name or every domain was taken, so nothing was added); ``l4``: reported its TCP and
+    TLS routes; ``no-http``: reported that ``host`` has no HTTP port. ``events``: what that
+    reported and which clusters it asked for, in order (:class:`~reconciler.translate.memo.EnsureCall`).
+    """
+
+    kind: str
+    vs: int
+    listener_port: int = 0
+    vhost: str | None = None
+    domains: tuple[str, ...] = ()
+    host: str = ""
+    events: tuple[NoteCall | EnsureCall, ...] = ()
+
+
+class _Steps:
+    """Records :class:`SidecarStep` s into a list (a cache's patch path reads them)."""
+
+    def __init__(self, into: list[SidecarStep], *, scope: Scope, routes: RouteBuilder, notes: Notes) -> None:
+        self._into = into
+        self._index = {id(vs): index for index, vs in enumerate(scope.config.virtual_services)}
+        self._routes = routes
+        self._notes = notes
+
+    def routes(
+        self, vs: Resource[VirtualServiceSpec], *, port: int, vhost: route_components_pb2.VirtualHost | None
+    ) -> None:
+        entry = self._routes.last_entry()
+        assert entry is not None, "steps are recorded only through a cache"
+        self._into.append(
+            SidecarStep(
+                kind="routes",
+                vs=self._index[id(vs)],
+                listener_port=port,
+                vhost=vhost.name if vhost is not None else None,
+                domains=tuple(vhost.domains) if vhost is not None else (),
+                events=entry.events,
+            )
+        )
+
+    def notes(self, kind: str, vs: Resource[VirtualServiceSpec], report: Callable[[], None], *, host: str = "") -> None:
+        events: list[NoteCall] = []
+        self._notes.record(events)
+        try:
+            report()
+        finally:
+            self._notes.record(None)
+        self._into.append(SidecarStep(kind=kind, vs=self._index[id(vs)], host=host, events=tuple(events)))
 
 
 def _domains(host: str, port: int, *, bare: bool, namespace: str) -> list[str]:
@@ -93,22 +168,46 @@ def _domains(host: str, port: int, *, bare: bool, namespace: str) -> list[str]:
     return domains
 
 
+def no_http_port(vs: Resource[VirtualServiceSpec], host: str, notes: Notes) -> None:
+    """The finding for a VirtualService host whose service has no HTTP port."""
+    notes.about(
+        vs,
+        path="spec.http",
+        message=f"{host} has no HTTP port: its HTTP rules are not used (TCP routing is not translated)",
+    )
+
+
+def sidecar_route_config(port: int, vhosts: list[route_components_pb2.VirtualHost]) -> route_pb2.RouteConfiguration:
+    """The route configuration of the sidecar listener on ``port`` (``vhosts`` in name order)."""
+    return route_pb2.RouteConfiguration(
+        name=sidecar_route_name(port),
+        virtual_hosts=vhosts,
+        max_direct_response_body_size_bytes=wrappers_pb2.UInt32Value(value=MAX_DIRECT_RESPONSE_BODY_BYTES),
+    )
+
+
 def build_sidecar(
     *,
     scope: Scope,
     routes: RouteBuilder,
     notes: Notes,
     port: int,
+    steps: list[SidecarStep] | None = None,
 ) -> tuple[listener_pb2.Listener, route_pb2.RouteConfiguration]:
     """The outbound listener on ``port`` and its route configuration.
 
-    Routes name clusters through ``routes`` (its ClusterSet builds any that are missing).
+    Routes name clusters through ``routes`` (its ClusterSet builds any that are missing). With
+    ``steps`` (``routes`` must have a cache), what was done with each VirtualService is appended to it.
     """
     namespace = scope.namespace
+    record = _Steps(steps, scope=scope, routes=routes, notes=notes) if steps is not None else None
     exact: dict[str, Resource[VirtualServiceSpec]] = {}
     wildcards: dict[str, tuple[int, Resource[VirtualServiceSpec]]] = {}
     for vs in scope.mesh_virtual_services():
-        report_l4_routes(vs, notes)
+        if record is None:
+            report_l4_routes(vs, notes)
+        elif vs.spec.tcp or vs.spec.tls:
+            record.notes("l4", vs, partial(report_l4_routes, vs, notes))
         if not vs.spec.http:
             # Without HTTP rules a VirtualService does not take over its hosts' HTTP traffic.
             continue
@@ -125,20 +224,21 @@ def build_sidecar(
     for host, vs in exact.items():
         service = scope.service(host)
         if service is None:
-            vhosts.add(
+            added = vhosts.add(
                 name=virtual_host_name(host, DEFAULT_HTTP_PORT),
                 domains=_domains(host, DEFAULT_HTTP_PORT, bare=True, namespace=namespace),
                 routes=routes.routes(vs, listener_port=DEFAULT_HTTP_PORT),
             )
+            if record is not None:
+                record.routes(vs, port=DEFAULT_HTTP_PORT, vhost=added)
             continue
         if not any(p.is_http for p in service.ports):
-            notes.about(
-                vs,
-                path="spec.http",
-                message=f"{host} has no HTTP port: its HTTP rules are not used (TCP routing is not translated)",
-            )
+            if record is None:
+                no_http_port(vs, host, notes)
+            else:
+                record.notes("no-http", vs, partial(no_http_port, vs, host, notes), host=host)
             continue
-        _add_service(vhosts, service, namespace=namespace, routes_for=partial(routes.routes, vs))
+        _add_service(vhosts, service, namespace=namespace, routes_for=partial(routes.routes, vs), vs=vs, record=record)
 
     used_wildcards: set[str] = set()
     for service in scope.services():
@@ -149,42 +249,59 @@ def build_sidecar(
         )
         if matched is not None:
             used_wildcards.add(matched[0])
-            _add_service(vhosts, service, namespace=namespace, routes_for=partial(routes.routes, matched[1]))
+            _add_service(
+                vhosts,
+                service,
+                namespace=namespace,
+                routes_for=partial(routes.routes, matched[1]),
+                vs=matched[1],
+                record=record,
+            )
         else:
             _add_service(vhosts, service, namespace=namespace, routes_for=partial(_default_routes, routes, service))
     for pattern, (_, vs) in wildcard_order:
         # Istio serves a wildcard host as written only when it matched no service in the registry.
         if pattern not in used_wildcards:
-            vhosts.add(
+            added = vhosts.add(
                 name=virtual_host_name(pattern, DEFAULT_HTTP_PORT),
                 domains=_domains(pattern, DEFAULT_HTTP_PORT, bare=True, namespace=namespace),
                 routes=routes.routes(vs, listener_port=DEFAULT_HTTP_PORT),
             )
+            if record is not None:
+                record.routes(vs, port=DEFAULT_HTTP_PORT, vhost=added)
 
-    route_name = sidecar_route_name(port)
-    config = route_pb2.RouteConfiguration(
-        name=route_name,
-        virtual_hosts=vhosts.sorted(),
-        max_direct_response_body_size_bytes=wrappers_pb2.UInt32Value(value=MAX_DIRECT_RESPONSE_BODY_BYTES),
-    )
-    return http_listener(port=port, route_name=route_name, edge=False), config
+    config = sidecar_route_config(port, vhosts.sorted())
+    return http_listener(port=port, route_name=config.name, edge=False), config
 
 
 _RoutesFor = Callable[..., list[route_components_pb2.Route]]
 
 
-def _add_service(vhosts: VirtualHosts, service: Service, *, namespace: str, routes_for: _RoutesFor) -> None:
-    """A virtual host per HTTP port of ``service``; ``routes_for(listener_port=N)`` gives each one's routes."""
+def _add_service(
+    vhosts: VirtualHosts,
+    service: Service,
+    *,
+    namespace: str,
+    routes_for: _RoutesFor,
+    vs: Resource[VirtualServiceSpec] | None = None,
+    record: _Steps | None = None,
+) -> None:
+    """A virtual host per HTTP port of ``service``; ``routes_for(listener_port=N)`` gives each one's routes.
+
+    ``record`` (with the VirtualService ``vs`` the routes come from) records a step per virtual host.
+    """
     http_ports = [port for port in service.ports if port.is_http]
     if not http_ports:
         return
     default = _default_port(http_ports)
     for port in http_ports:
-        vhosts.add(
+        added = vhosts.add(
             name=virtual_host_name(service.host, port.number),
             domains=_domains(service.host, port.number, bare=port.number == default, namespace=namespace),
             routes=routes_for(listener_port=port.number),
         )
+        if record is not None and vs is not None:
+            record.routes(vs, port=port.number, vhost=added)
 
 
 def _default_routes(routes: RouteBuilder, service: Service, *, listener_port: int) -> list[route_components_pb2.Route]:

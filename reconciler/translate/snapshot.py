@@ -13,15 +13,16 @@ packs or walks the message again.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
-from envoy.config.route.v3 import route_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
@@ -39,12 +40,16 @@ __all__ = [
     "SHORT_NAMES",
     "BuildSet",
     "Encode",
+    "Marks",
     "Resource",
     "ResourceSet",
     "Snapshot",
+    "clusters_of_virtual_host",
     "clusters_referenced_by_routes",
+    "digest",
     "http_connection_managers",
     "resource_name",
+    "resumable_digest",
     "set_version",
 ]
 
@@ -79,12 +84,51 @@ def resource_name(message: Message) -> str:
     return str(getattr(message, "name"))  # noqa: B009 - every other xDS resource has `name`
 
 
-def _digest(chunks: Iterable[bytes]) -> str:
+def digest(chunks: Iterable[bytes | memoryview]) -> str:
+    """The version of a resource (its name and bytes) or of any chunks: a short SHA-256 of them, framed."""
     hasher = hashlib.sha256()
     for chunk in chunks:
         hasher.update(len(chunk).to_bytes(8, "big"))
         hasher.update(chunk)
     return hasher.hexdigest()[:16]
+
+
+#: Bytes of a resource's data between the hash states :func:`resumable_digest` keeps.
+_MARK_BYTES = 1 << 20
+#: Hash states after every :data:`_MARK_BYTES` bytes of a resource's data, with their offsets.
+Marks = tuple[tuple[int, "hashlib._Hash"], ...]
+
+
+def resumable_digest(
+    name: str, data: bytes | memoryview, *, marks: Marks = (), unchanged: int = 0
+) -> tuple[str, Marks]:
+    """``digest((name, data))``, a resource's version, with the hash states to resume it from next time.
+
+    ``marks`` come from the digest of an earlier ``data`` of the same name and length whose first
+    ``unchanged`` bytes are these: hashing resumes at the last of them within those bytes (a
+    patched 10 MB route table whose change lies halfway hashes half of it).
+    """
+    view = memoryview(data)
+    kept = [(offset, state) for offset, state in marks if offset <= unchanged]
+    if kept:
+        position, state = kept[-1]
+        hasher = state.copy()
+    else:
+        encoded = name.encode()
+        hasher = hashlib.sha256()
+        # digest()'s framing: each chunk's length, then the chunk.
+        hasher.update(len(encoded).to_bytes(8, "big"))
+        hasher.update(encoded)
+        hasher.update(len(view).to_bytes(8, "big"))
+        position = 0
+    made = list(kept)
+    mark = (position // _MARK_BYTES + 1) * _MARK_BYTES
+    while mark < len(view):
+        hasher.update(view[position:mark])
+        made.append((mark, hasher.copy()))
+        position, mark = mark, mark + _MARK_BYTES
+    hasher.update(view[position:])
+    return hasher.hexdigest()[:16], tuple(made)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,14 +138,16 @@ class Resource:
     ``packed`` is the resource as a serialized ``google.protobuf.Any`` (what goes on the wire);
     ``version`` a hash of its name and content; ``references`` the names of the resources it
     points at: a route configuration's clusters, an EDS cluster's load assignment, a listener's
-    route configurations.
+    route configurations. ``message`` is the resource as a message: the one it was serialized
+    from, or (for a resource spliced together from bytes, :mod:`reconciler.translate.patch`)
+    parsed from ``packed`` on first use.
     """
 
     name: str
-    message: Message
     packed: bytes
     version: str
     references: frozenset[str]
+    parsed: Message | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, type_url: str, message: Message) -> Resource:
@@ -109,11 +155,22 @@ class Resource:
         data = message.SerializeToString(deterministic=True)
         return cls(
             name=name,
-            message=message,
             packed=any_pb2.Any(type_url=type_url, value=data).SerializeToString(),
-            version=_digest((name.encode(), data)),
+            version=digest((name.encode(), data)),
             references=_references(message),
+            parsed=message,
         )
+
+    @property
+    def message(self) -> Message:
+        """The resource as a message (parsed from ``packed`` the first time, if it was not built from one)."""
+        parsed = self.parsed
+        if parsed is None:
+            wrapper = any_pb2.Any.FromString(self.packed)
+            parsed = _MESSAGE_TYPES[wrapper.type_url].FromString(wrapper.value)
+            # Frozen, but the parse is a cache of what ``packed`` already says: set once, same value for all.
+            object.__setattr__(self, "parsed", parsed)
+        return parsed
 
 
 #: How a resource set gets each (type URL, message)'s :class:`Resource` (a translation cache keeps them).
@@ -126,7 +183,38 @@ def set_version(resources: Iterable[Resource]) -> str:
     A :class:`ResourceSet`'s version; a set a stream composes (the snapshot's plus what
     make-before-break keeps) has the same version as any set with the same content.
     """
-    return _digest(f"{item.name}\0{item.version}".encode() for item in sorted(resources, key=lambda item: item.name))
+    return _partsdigest([_part(item) for item in sorted(resources, key=lambda item: item.name)])
+
+
+def _part(item: Resource) -> bytes:
+    """What :func:`set_version` hashes of one resource (as :func:`_digest` frames each chunk)."""
+    chunk = f"{item.name}\0{item.version}".encode()
+    return len(chunk).to_bytes(8, "big") + chunk
+
+
+def _partsdigest(parts: Sequence[bytes]) -> str:
+    return hashlib.sha256(b"".join(parts)).hexdigest()[:16]
+
+
+class _Messages(Mapping[str, Message]):
+    """The messages of a set's resources, by name, read from the resources when asked (see :attr:`Resource.message`)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Resource]) -> None:
+        self._items = items
+
+    def __getitem__(self, name: str) -> Message:
+        return self._items[name].message
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +228,9 @@ class ResourceSet:
     version: str
     resources: Mapping[str, Message]
     items: Mapping[str, Resource]
+    #: The names in order, and what ``version`` hashes of each: a patched set rehashes them without encoding all again.
+    names: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    parts: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def build(cls, type_url: str, messages: Iterable[Message], *, encode: Encode = Resource.of) -> ResourceSet:
@@ -157,11 +248,47 @@ class ResourceSet:
             by_name[name] = message
         ordered = dict(sorted(by_name.items()))
         items = {name: encode(type_url, message) for name, message in ordered.items()}
+        parts = tuple(_part(item) for item in items.values())
         return cls(
             type_url=type_url,
-            version=set_version(items.values()),
+            version=_partsdigest(parts),
             resources=MappingProxyType(ordered),
             items=MappingProxyType(items),
+            names=tuple(items),
+            parts=parts,
+        )
+
+    def patched(self, changed: Mapping[str, Resource], *, removed: Iterable[str] = ()) -> ResourceSet:
+        """This set with the ``changed`` resources in place of (or beside) those of their names, ``removed`` gone.
+
+        Equal to building the set of the resulting messages; only new names (or removals) re-encode every part.
+        """
+        fresh = {name: item for name, item in changed.items() if self.items.get(name) is not item}
+        gone = [name for name in removed if name in self.items and name not in changed]
+        if not fresh and not gone:
+            return self
+        # A mapping proxy's copy is its dict's, at C speed (dict() would look every name up).
+        items = self.items.copy() if isinstance(self.items, MappingProxyType) else dict(self.items)
+        items.update(fresh)
+        for name in gone:
+            del items[name]
+        if gone or len(items) != len(self.items) or len(self.parts) != len(items):
+            items = dict(sorted(items.items()))
+            names = tuple(items)
+            parts = tuple(_part(item) for item in items.values())
+        else:
+            names = self.names
+            replaced = list(self.parts)
+            for name, item in fresh.items():
+                replaced[bisect.bisect_left(names, name)] = _part(item)
+            parts = tuple(replaced)
+        return ResourceSet(
+            type_url=self.type_url,
+            version=_partsdigest(parts),
+            resources=_Messages(items),
+            items=MappingProxyType(items),
+            names=names,
+            parts=parts,
         )
 
 
@@ -193,8 +320,20 @@ class Snapshot:
             LISTENER: ResourceSet.build(LISTENER, listeners),
             ROUTE: ResourceSet.build(ROUTE, routes),
         }
-        version = _digest(f"{url}={sets[url].version}".encode() for url in PUSH_ORDER)
-        return cls(sets=MappingProxyType(sets), version=version)
+        return cls(sets=MappingProxyType(sets), version=_snapshot_version(sets))
+
+    def patched(self, sets: Mapping[str, ResourceSet], *, requires: Mapping[str, Iterable[str]]) -> Snapshot | None:
+        """This (consistent) snapshot with ``sets`` in place of its sets of their types; None if inconsistent.
+
+        ``requires`` names, per type, what the new and changed resources of ``sets`` point at (none
+        may be removed): only those names are looked up, as the rest was consistent already.
+        """
+        merged = {url: sets.get(url, self.sets[url]) for url in PUSH_ORDER}
+        for type_url, names in requires.items():
+            known = merged[type_url].items
+            if not all(name in known for name in names):
+                return None
+        return Snapshot(sets=MappingProxyType(merged), version=_snapshot_version(merged))
 
     def resources(self, type_url: str) -> Mapping[str, Message]:
         return self.sets[type_url].resources
@@ -236,21 +375,36 @@ class Snapshot:
         return self
 
 
+def _snapshot_version(sets: Mapping[str, ResourceSet]) -> str:
+    return digest(f"{url}={sets[url].version}".encode() for url in PUSH_ORDER)
+
+
 def clusters_referenced_by_routes(route_configs: Iterable[Message]) -> frozenset[str]:
     """Names of all clusters the given RouteConfigurations send or mirror traffic to."""
     names: set[str] = set()
     for config in route_configs:
         assert isinstance(config, route_pb2.RouteConfiguration)
         for vhost in config.virtual_hosts:
-            for route in vhost.routes:
-                if not route.HasField("route"):
-                    continue
-                action = route.route
-                if action.cluster:
-                    names.add(action.cluster)
-                names.update(weighted.name for weighted in action.weighted_clusters.clusters)
-                names.update(mirror.cluster for mirror in action.request_mirror_policies if mirror.cluster)
+            _add_clusters(vhost, names)
     return frozenset(names)
+
+
+def clusters_of_virtual_host(vhost: route_components_pb2.VirtualHost) -> frozenset[str]:
+    """Names of the clusters one virtual host's routes send or mirror traffic to."""
+    names: set[str] = set()
+    _add_clusters(vhost, names)
+    return frozenset(names)
+
+
+def _add_clusters(vhost: route_components_pb2.VirtualHost, names: set[str]) -> None:
+    for route in vhost.routes:
+        if not route.HasField("route"):
+            continue
+        action = route.route
+        if action.cluster:
+            names.add(action.cluster)
+        names.update(weighted.name for weighted in action.weighted_clusters.clusters)
+        names.update(mirror.cluster for mirror in action.request_mirror_policies if mirror.cluster)
 
 
 def http_connection_managers(

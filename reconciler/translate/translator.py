@@ -22,12 +22,13 @@ from reconciler.translate.clusters import ClusterSet
 from reconciler.translate.envoy_check import PassCache, Source, envoy_findings
 from reconciler.translate.gateway import build_gateway
 from reconciler.translate.memo import TranslationCache
-from reconciler.translate.notes import Notes
+from reconciler.translate.notes import NoteCall, Notes
+from reconciler.translate.patch import SidecarState, patch, record
 from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 from reconciler.translate.registry import Origin, ServiceRegistry, build_registry
 from reconciler.translate.routes import RouteBuilder
 from reconciler.translate.scope import Scope
-from reconciler.translate.sidecar import build_sidecar
+from reconciler.translate.sidecar import SidecarStep, build_sidecar
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, ResourceSet, Snapshot
 from reconciler.validate.findings import Finding
 
@@ -93,29 +94,45 @@ def translate(
     the work of earlier translations (of this config for other proxies, or of earlier configs) where
     its inputs are equal (:class:`~reconciler.translate.memo.TranslationCache`): the result is the same.
     """
+    role, gateways = resolve_role(config, proxy)
+    if cache is not None and role is ProxyRole.SIDECAR:
+        shape = proxy_shape(config, proxy)
+        patched = _patch(config, proxy, shape=shape, registry=registry, cache=cache, passed=passed)
+        if patched is not None:
+            return patched
     if cache is not None:
         cache.begin(config)
     if registry is None:
         registry = cache.registry(config) if cache is not None else build_registry(config)
-    role, gateways = resolve_role(config, proxy)
     notes = Notes()
-    scope = Scope(
-        config=config,
-        registry=registry,
-        namespace=proxy.namespace,
-        labels=proxy.labels,
-        rules=cache.rules(config) if cache is not None else None,
-    )
+    scope = _scope(config, proxy, registry=registry, cache=cache)
     clusters = ClusterSet(scope=scope, notes=notes, report_ports=role is ProxyRole.SIDECAR, cache=cache)
     routes = RouteBuilder(scope=scope, clusters=clusters, notes=notes, cache=cache)
     # Every visible service's clusters first: routes then find the clusters they name
     # already built, and only destinations outside the registry add clusters of their own.
-    for service in scope.services():
-        clusters.add_service(service)
+    services = scope.services()
+    # A cache keeps what a sidecar's translation did, for patching the next one (see patch.py).
+    steps: list[SidecarStep] | None = [] if cache is not None and role is ProxyRole.SIDECAR else None
+    service_notes: dict[int, tuple[NoteCall, ...]] = {}
+    if steps is None:
+        for service in services:
+            clusters.add_service(service)
+    else:
+        journal: list[NoteCall] = []
+        notes.journal = journal
+        for index, service in enumerate(services):
+            clusters.add_service(service)
+            if journal:
+                service_notes[index] = tuple(journal)
+                journal.clear()
+        notes.journal = None
+    base = frozenset(clusters.clusters) if steps is not None else frozenset()
     if role is ProxyRole.GATEWAY:
         listeners, route_configs = build_gateway(scope=scope, gateways=gateways, routes=routes, notes=notes)
     else:
-        listener, route_config = build_sidecar(scope=scope, routes=routes, notes=notes, port=proxy.outbound_port)
+        listener, route_config = build_sidecar(
+            scope=scope, routes=routes, notes=notes, port=proxy.outbound_port, steps=steps
+        )
         listeners, route_configs = [listener], [route_config]
     snapshot = Snapshot.build(
         clusters=clusters.clusters.values(),
@@ -130,12 +147,61 @@ def translate(
             f"Envoy would reject {len(refused)} value(s) of this config, first: {refused[0].format()}",
             findings=refused,
         )
+    findings = notes.result()
+    if steps is not None and cache is not None:
+        state = record(
+            config=config,
+            registry=registry,
+            services=services,
+            service_notes=service_notes,
+            clusters=clusters,
+            base_clusters=base,
+            steps=steps,
+            snapshot=snapshot,
+            findings=findings,
+        )
+        cache.keep_sidecar_state(proxy_shape(config, proxy), state)
     return Translation(
         snapshot=snapshot,
-        findings=notes.result(),
+        findings=findings,
         role=role,
         gateways=tuple(gw.ref for gw in gateways),
     )
+
+
+def _scope(
+    config: MeshConfig, proxy: ProxyIdentity, *, registry: ServiceRegistry, cache: TranslationCache | None
+) -> Scope:
+    return Scope(
+        config=config,
+        registry=registry,
+        namespace=proxy.namespace,
+        labels=proxy.labels,
+        rules=cache.rules(config) if cache is not None else None,
+    )
+
+
+def _patch(
+    config: MeshConfig,
+    proxy: ProxyIdentity,
+    *,
+    shape: ProxyShape,
+    registry: ServiceRegistry | None,
+    cache: TranslationCache,
+    passed: PassCache | None,
+) -> Translation | None:
+    """The sidecar's translation patched from the last one of its shape, if the change allows (see patch.py)."""
+    state = cache.sidecar_state(shape)
+    if not isinstance(state, SidecarState):
+        return None
+    # A patch reads only what changed: the cache's generations are not advanced (see TranslationCache.begin).
+    registry = registry if registry is not None else cache.registry(config)
+    scope = _scope(config, proxy, registry=registry, cache=cache)
+    patched = patch(state, config, registry=registry, scope=scope, cache=cache, passed=passed)
+    if patched is None:
+        return None
+    cache.keep_sidecar_state(shape, patched)
+    return Translation(snapshot=patched.snapshot, findings=patched.findings, role=ProxyRole.SIDECAR)
 
 
 def representative_proxies(config: MeshConfig) -> list[ProxyIdentity]:

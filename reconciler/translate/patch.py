@@ -1,0 +1,556 @@
+"""The patch path: a sidecar's previous translation plus the objects that changed → its next translation.
+
+A sidecar's snapshot of a 10,000-service mesh holds one RouteConfiguration of 11,000 virtual
+hosts and 30,000 clusters; a rollout step changes one VirtualService, an endpoint event one
+ServiceEntry. Translating the whole config again for that costs about a second; this module
+does only the work the changed objects touch, and gives the same bytes:
+
+* :func:`record` keeps, from a full translation (made with a
+  :class:`~reconciler.translate.memo.TranslationCache`), what the patch needs: the config and
+  registry it read, the services the proxy sees, what building each one's clusters reported,
+  the steps :func:`~reconciler.translate.sidecar.build_sidecar` took with each VirtualService
+  (:class:`~reconciler.translate.sidecar.SidecarStep`), and where each virtual host's bytes lie
+  in the serialized RouteConfiguration;
+* :func:`patch` takes the next config: VirtualServices changed in place (the same hosts,
+  gateways, exportTo and TCP/TLS rules: new weights, matches, destinations) and ServiceEntries
+  changed in place (the same hosts and ports: new endpoints) are re-translated, everything else
+  is reused. Findings are replayed in the order a full translation makes them, so the same
+  ones come out; the clusters routes ask for that no service has are made again the same way.
+  The RouteConfiguration is spliced from the previous one's bytes and the changed virtual
+  hosts' (a repeated field serializes as its elements one after another), its message parsed
+  only if someone asks (:attr:`~reconciler.translate.snapshot.Resource.message`); resource sets
+  are patched (:meth:`~reconciler.translate.snapshot.ResourceSet.patched`) and only what changed
+  is checked for consistency and against Envoy's constraints.
+
+Anything else (a DestinationRule changed, an object added or removed, a VirtualService's hosts
+edited, what the constraints reject) returns None: the caller translates in full, so the result
+never depends on which path made it (``tests/translate/test_translate_patch.py`` checks byte for
+byte). Pure: no I/O, no clock, no globals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from functools import partial
+
+from envoy.config.route.v3 import route_components_pb2
+from google.protobuf.internal.decoder import _DecodeVarint  # type: ignore[attr-defined]
+from google.protobuf.internal.encoder import _VarintBytes  # type: ignore[attr-defined]
+from google.protobuf.message import Message
+
+from reconciler.model.config import MeshConfig, Resource
+from reconciler.model.virtualservice import VirtualServiceSpec
+from reconciler.translate.clusters import ClusterSet
+from reconciler.translate.constraints import violations
+from reconciler.translate.envoy_check import VIRTUAL_HOST, PassCache
+from reconciler.translate.memo import EnsureCall, TranslationCache, replaced_positions
+from reconciler.translate.names import cluster_name
+from reconciler.translate.notes import NoteCall, Notes
+from reconciler.translate.registry import Service, ServiceRegistry
+from reconciler.translate.routes import RouteBuilder
+from reconciler.translate.scope import Scope
+from reconciler.translate.sidecar import SidecarStep, no_http_port, report_l4_routes, virtual_host
+from reconciler.translate.snapshot import (
+    CLUSTER,
+    ENDPOINT,
+    PUSH_ORDER,
+    ROUTE,
+    Marks,
+    Snapshot,
+    clusters_of_virtual_host,
+    resumable_digest,
+)
+from reconciler.translate.snapshot import Resource as XdsResource
+from reconciler.validate.findings import Finding
+
+__all__ = ["RouteLayout", "SidecarState", "patch", "record"]
+
+_Event = NoteCall | EnsureCall
+#: Field 2 of a RouteConfiguration (virtual_hosts), length-delimited.
+_VIRTUAL_HOSTS_TAG = 0x12
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLayout:
+    """Where each virtual host lies in a serialized sidecar RouteConfiguration (a ``packed`` Any).
+
+    The virtual hosts' fields (tag, length, message each) follow one another from ``head`` in
+    ``packed``, ``lengths`` long; ``position`` is each one's index by name.
+    """
+
+    resource: XdsResource
+    head: int
+    lengths: tuple[int, ...]
+    position: Mapping[str, int]
+    #: Where the RouteConfiguration's bytes start in ``packed``, and the hash states of its version.
+    value_start: int
+    marks: Marks
+
+    @classmethod
+    def of(cls, resource: XdsResource) -> RouteLayout:
+        packed = resource.packed
+        # Any: type_url (field 1), then value (field 2), each a tag and a length.
+        length, offset = _DecodeVarint(packed, 1)
+        value_length, value_start = _DecodeVarint(packed, offset + length + 1)
+        end = value_start + value_length
+        # RouteConfiguration: name (field 1), then virtual_hosts (field 2), each a tag and a length.
+        length, head = _DecodeVarint(packed, value_start + 1)
+        head += length
+        offset = head
+        lengths: list[int] = []
+        position = {}
+        while offset < end and packed[offset] == _VIRTUAL_HOSTS_TAG:
+            length, body = _DecodeVarint(packed, offset + 1)
+            # A virtual host's first field is its name (field 1: tag, length, text).
+            name_length, name_start = _DecodeVarint(packed, body + 1)
+            position[packed[name_start : name_start + name_length].decode()] = len(lengths)
+            lengths.append(body + length - offset)
+            offset = body + length
+        _, marks = resumable_digest(resource.name, memoryview(packed)[value_start:])
+        return cls(
+            resource=resource,
+            head=head,
+            lengths=tuple(lengths),
+            position=position,
+            value_start=value_start,
+            marks=marks,
+        )
+
+    def digests(self) -> list[str]:
+        """Each virtual host's digest as :class:`~reconciler.translate.envoy_check.PassCache` knows virtual hosts."""
+        view = memoryview(self.resource.packed)
+        found = []
+        offset = self.head
+        for chunk in self.lengths:
+            length, body = _DecodeVarint(self.resource.packed, offset + 1)
+            found.append(hashlib.sha256(view[body : body + length]).hexdigest())
+            offset += chunk
+        return found
+
+    def body(self, index: int) -> bytes:
+        """The serialized message of the virtual host at ``index``."""
+        packed = self.resource.packed
+        length, body = _DecodeVarint(packed, self.head + sum(self.lengths[:index]) + 1)
+        return packed[body : body + length]
+
+    def spliced(self, replaced: Mapping[int, bytes], *, references: frozenset[str]) -> RouteLayout:
+        """This RouteConfiguration with the virtual hosts at the ``replaced`` positions serialized anew.
+
+        Its bytes are those a RouteConfiguration of the same virtual hosts serializes to (a repeated
+        field is its elements' fields one after another); ``references``: the clusters it names.
+        """
+        packed = self.resource.packed
+        view = memoryview(packed)
+        lengths = list(self.lengths)
+        value_start = self.value_start
+        # Value: the name field, the virtual hosts, the fields after them; each run up to a replaced host kept.
+        pieces: list[bytes | memoryview] = []
+        kept_from, offset, done = value_start, self.head, 0
+        for index in sorted(replaced):
+            offset += sum(self.lengths[done:index])
+            pieces.append(view[kept_from:offset])
+            message = replaced[index]
+            chunk = bytes((_VIRTUAL_HOSTS_TAG,)) + _VarintBytes(len(message)) + message
+            pieces.append(chunk)
+            kept_from = offset = offset + self.lengths[index]
+            lengths[index] = len(chunk)
+            done = index + 1
+        pieces.append(view[kept_from:])
+        size = sum(len(piece) for piece in pieces)
+        header = b"\x0a" + _VarintBytes(len(ROUTE)) + ROUTE.encode() + b"\x12" + _VarintBytes(size)
+        joined = b"".join((header, *pieces))
+        # The version's hash resumes where the bytes first differ, if their length did not change.
+        same_length = size == len(packed) - value_start
+        version, marks = resumable_digest(
+            self.resource.name,
+            memoryview(joined)[len(header) :],
+            marks=self.marks if same_length else (),
+            unchanged=len(pieces[0]),
+        )
+        resource = XdsResource(name=self.resource.name, packed=joined, version=version, references=references)
+        return RouteLayout(
+            resource=resource,
+            head=self.head + len(header) - value_start,
+            lengths=tuple(lengths),
+            position=self.position,
+            value_start=len(header),
+            marks=marks,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarState:
+    """What a sidecar translation leaves for patching the next one (kept per shape in the cache)."""
+
+    config: MeshConfig
+    registry: ServiceRegistry
+    snapshot: Snapshot
+    findings: tuple[Finding, ...]
+    #: The services the proxy sees, in order; what building each one's clusters reported (only those that did).
+    services: tuple[Service, ...]
+    service_notes: Mapping[int, tuple[NoteCall, ...]]
+    #: Every cluster the services made (a route asking for one of these changes nothing).
+    base: frozenset[str]
+    steps: tuple[SidecarStep, ...]
+    #: Per VirtualService (index in the config), its steps; the steps whose events matter to the rest.
+    steps_of: Mapping[int, tuple[int, ...]]
+    eventful: frozenset[int]
+    #: The clusters (and load assignments) routes asked for that no service has.
+    orphans: Mapping[str, XdsResource]
+    orphan_assignments: Mapping[str, XdsResource]
+    layout: RouteLayout
+
+
+def _eventful(events: Sequence[_Event], base: frozenset[str]) -> bool:
+    """Whether replaying ``events`` can change anything: a note, or a cluster no service made."""
+    for event in events:
+        if not isinstance(event, EnsureCall):
+            return True
+        if cluster_name(host=event.host, port=event.port, subset=event.subset) not in base:
+            return True
+    return False
+
+
+def record(
+    *,
+    config: MeshConfig,
+    registry: ServiceRegistry,
+    services: Sequence[Service],
+    service_notes: Mapping[int, tuple[NoteCall, ...]],
+    clusters: ClusterSet,
+    base_clusters: frozenset[str],
+    steps: Sequence[SidecarStep],
+    snapshot: Snapshot,
+    findings: tuple[Finding, ...],
+) -> SidecarState:
+    """The state a full sidecar translation leaves for :func:`patch`.
+
+    ``services`` in the order the proxy sees them, what adding each one's clusters reported (by
+    position, only those that did), the translation's ``clusters`` and those of them the services
+    made, and the ``steps`` :func:`~reconciler.translate.sidecar.build_sidecar` recorded.
+    """
+    steps_of: dict[int, list[int]] = {}
+    for index, step in enumerate(steps):
+        steps_of.setdefault(step.vs, []).append(index)
+    orphan_names = clusters.clusters.keys() - base_clusters
+    (resource,) = snapshot.sets[ROUTE].items.values()
+    return SidecarState(
+        config=config,
+        registry=registry,
+        snapshot=snapshot,
+        findings=findings,
+        services=tuple(services),
+        service_notes=dict(service_notes),
+        base=base_clusters,
+        steps=tuple(steps),
+        steps_of={vs: tuple(found) for vs, found in steps_of.items()},
+        eventful=_eventful_steps(steps, orphan_names),
+        orphans={name: snapshot.sets[CLUSTER].items[name] for name in orphan_names},
+        orphan_assignments={
+            name: snapshot.sets[ENDPOINT].items[name] for name in clusters.assignments.keys() - base_clusters
+        },
+        layout=RouteLayout.of(resource),
+    )
+
+
+def _eventful_steps(steps: Sequence[SidecarStep], orphans: AbstractSet[str]) -> frozenset[int]:
+    """The steps whose events matter to the rest: notes, and look-ups of clusters no service made.
+
+    A look-up of a cluster no service made makes one (the orphans), so only look-ups naming
+    an orphan's host need their cluster's name made to tell.
+    """
+    hosts = {name.rsplit("|", 1)[-1] for name in orphans}
+    found = []
+    for index, step in enumerate(steps):
+        for event in step.events:
+            if not isinstance(event, EnsureCall) or (
+                event.host in hosts and cluster_name(host=event.host, port=event.port, subset=event.subset) in orphans
+            ):
+                found.append(index)
+                break
+    return frozenset(found)
+
+
+def _vs_structure(vs: Resource[VirtualServiceSpec]) -> tuple[object, ...]:
+    """What of a VirtualService decides which virtual hosts it makes and which notes it gets outside its routes."""
+    spec = vs.spec
+    return (vs.namespace, vs.name, spec.hosts, spec.gateways, spec.export_to, bool(spec.http), spec.tcp, spec.tls)
+
+
+def _changed_virtual_services(before: MeshConfig, after: MeshConfig) -> dict[int, Resource[VirtualServiceSpec]] | None:
+    """The VirtualServices changed in place, by index; None when one changed more (or the list did)."""
+    if len(before.virtual_services) != len(after.virtual_services):
+        return None
+    changed = {}
+    for index in replaced_positions(before.virtual_services, after.virtual_services):
+        old, new = before.virtual_services[index], after.virtual_services[index]
+        if old == new:
+            continue
+        if _vs_structure(old) != _vs_structure(new):
+            return None
+        changed[index] = new
+    return changed
+
+
+class _Replay:
+    """A new translation's findings and orphan clusters, made by replaying events in a full translation's order."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.notes = Notes()
+        # Starts without the services' clusters: only events naming other clusters are replayed.
+        self.clusters = ClusterSet(scope=scope, notes=self.notes, report_ports=True)
+
+    def events(self, events: Sequence[_Event], vs: Resource[VirtualServiceSpec], base: frozenset[str]) -> None:
+        for event in events:
+            if not isinstance(event, EnsureCall):
+                self.notes.replay((event,))
+            elif cluster_name(host=event.host, port=event.port, subset=event.subset) not in base:
+                self.clusters.ensure(
+                    host=event.host, port=event.port, subset=event.subset, referrer=vs, path=event.path
+                )
+
+
+def patch(
+    state: SidecarState,
+    config: MeshConfig,
+    *,
+    registry: ServiceRegistry,
+    scope: Scope,
+    cache: TranslationCache,
+    passed: PassCache | None,
+) -> SidecarState | None:
+    """The state (snapshot, findings) of translating ``config`` for the shape of ``state``; None: translate in full.
+
+    ``registry`` is what the full translation would use (``cache.registry(config)`` or the caller's),
+    ``scope`` the proxy's view of ``config`` through it.
+    """
+    # Tuples compare their items by identity first: unchanged objects cost nothing.
+    if state.config.destination_rules != config.destination_rules:
+        return None
+    changed_vs = _changed_virtual_services(state.config, config)
+    if changed_vs is None:
+        return None
+    service_changes: Sequence[tuple[Service, Service]] = ()
+    if registry is not state.registry:
+        found = cache.registry_change(state.registry, registry)
+        if found is None:
+            return None
+        service_changes = found
+
+    # Services: the changed ones this proxy sees get their clusters built again (the same names).
+    services = list(state.services)
+    service_notes = dict(state.service_notes)
+    built = ClusterSet(scope=scope, notes=Notes(), report_ports=True, cache=cache)
+    for old, new in service_changes:
+        if scope.service(new.host) is not new:
+            continue
+        if old.resolution is not new.resolution:
+            return None  # DNS ↔ STATIC adds or removes load assignments: left to a full translation
+        position = next((index for index, service in enumerate(services) if service is old), None)
+        if position is None:
+            return None
+        services[position] = new
+        built.add_service(new)
+        rule = scope.destination_rule(new.host, service_namespace=new.namespace)
+        kept = cache.service_clusters(new, rule, report_ports=True)
+        if kept is None:
+            return None
+        if kept.notes:
+            service_notes[position] = tuple(kept.notes)
+        else:
+            service_notes.pop(position, None)
+    if not (built.clusters.keys() <= state.base and built.assignments.keys() <= state.base):
+        return None
+
+    # Steps of the changed VirtualServices are taken again; the others' events replay as recorded.
+    steps = list(state.steps)
+    eventful = set(state.eventful)
+    vhosts: dict[int, bytes] = {}
+    # The changed routes' cluster look-ups go to a scratch set: the replay below decides what they add.
+    scratch = ClusterSet(scope=scope, notes=Notes(), report_ports=True)
+    routes = RouteBuilder(scope=scope, clusters=scratch, notes=Notes(), cache=cache)
+    for index, vs in changed_vs.items():
+        for position in state.steps_of.get(index, ()):
+            step = steps[position]
+            events = _step_events(step, vs, routes=routes, vhosts=vhosts, layout=state.layout)
+            steps[position] = dataclasses.replace(step, events=events)
+            if _eventful(events, state.base):
+                eventful.add(position)
+            else:
+                eventful.discard(position)
+
+    replay = _Replay(scope)
+    for position in sorted(service_notes):
+        replay.notes.replay(service_notes[position])
+    for position in sorted(eventful):
+        step = steps[position]
+        replay.events(step.events, config.virtual_services[step.vs], state.base)
+
+    changed_items: dict[str, dict[str, XdsResource]] = {CLUSTER: {}, ENDPOINT: {}}
+    for type_url, messages in ((CLUSTER, built.clusters), (ENDPOINT, built.assignments)):
+        _encode_changed(state.snapshot, type_url, messages, into=changed_items[type_url])
+    orphans = _encode_orphans(state.orphans, replay.clusters.clusters, type_url=CLUSTER)
+    orphan_assignments = _encode_orphans(state.orphan_assignments, replay.clusters.assignments, type_url=ENDPOINT)
+    if orphans is None or orphan_assignments is None:
+        return None  # an orphan cluster no route asks for any more: removing resources is left to a full translation
+    for type_url, kept_orphans, new_orphans in (
+        (CLUSTER, state.orphans, orphans),
+        (ENDPOINT, state.orphan_assignments, orphan_assignments),
+    ):
+        changed_items[type_url].update(
+            (name, item) for name, item in new_orphans.items() if kept_orphans.get(name) is not item
+        )
+
+    layout = state.layout
+    if vhosts:
+        references = _route_references(layout, vhosts)
+        if references is None:
+            return None
+        layout = layout.spliced(vhosts, references=references)
+    if not _passes(state, layout, changed_items, vhosts, passed):
+        return None
+    sets = {type_url: state.snapshot.sets[type_url].patched(items) for type_url, items in changed_items.items()}
+    # What the new and changed resources point at must exist (the rest was consistent before).
+    requires = {
+        ENDPOINT: [name for item in changed_items[CLUSTER].values() for name in item.references],
+        CLUSTER: list(layout.resource.references - state.layout.resource.references),
+    }
+    if layout is not state.layout:
+        sets[ROUTE] = state.snapshot.sets[ROUTE].patched({layout.resource.name: layout.resource})
+    snapshot = state.snapshot.patched(sets, requires=requires)
+    if snapshot is None:
+        return None
+    if passed is not None:
+        passed.touch(partial(_keys, snapshot, layout))
+    return SidecarState(
+        config=config,
+        registry=registry,
+        snapshot=snapshot,
+        findings=replay.notes.result(),
+        services=tuple(services),
+        service_notes=service_notes,
+        base=state.base,
+        steps=tuple(steps),
+        steps_of=state.steps_of,
+        eventful=frozenset(eventful),
+        orphans=orphans,
+        orphan_assignments=orphan_assignments,
+        layout=layout,
+    )
+
+
+def _step_events(
+    step: SidecarStep,
+    vs: Resource[VirtualServiceSpec],
+    *,
+    routes: RouteBuilder,
+    vhosts: dict[int, bytes],
+    layout: RouteLayout,
+) -> tuple[_Event, ...]:
+    """Take ``step`` again with the changed ``vs``: its events, and (into ``vhosts``) its virtual host's new bytes."""
+    if step.kind == "routes":
+        built = routes.routes(vs, listener_port=step.listener_port)
+        entry = routes.last_entry()
+        assert entry is not None
+        if step.vhost is not None:
+            position = layout.position[step.vhost]
+            data = virtual_host(name=step.vhost, domains=step.domains, routes=built).SerializeToString(
+                deterministic=True
+            )
+            if data != layout.body(position):
+                vhosts[position] = data
+        return entry.events
+    notes = Notes()
+    recorded: list[NoteCall] = []
+    notes.record(recorded)
+    if step.kind == "l4":
+        report_l4_routes(vs, notes)
+    else:
+        no_http_port(vs, step.host, notes)
+    return tuple(recorded)
+
+
+def _encode_changed(
+    snapshot: Snapshot, type_url: str, messages: Mapping[str, Message], *, into: dict[str, XdsResource]
+) -> None:
+    """Serialize rebuilt ``messages``; those with the bytes they had keep their resource (and set) as it was."""
+    items = snapshot.sets[type_url].items
+    for name, message in messages.items():
+        item = XdsResource.of(type_url, message)
+        old = items.get(name)
+        if old is None or old.version != item.version:
+            into[name] = item
+
+
+def _encode_orphans(
+    kept: Mapping[str, XdsResource], messages: Mapping[str, Message], *, type_url: str
+) -> dict[str, XdsResource] | None:
+    """The orphan clusters (or assignments) now asked for, reusing those kept; None when one of those went."""
+    if not kept.keys() <= messages.keys():
+        return None
+    out = {}
+    for name, message in messages.items():
+        item = XdsResource.of(type_url, message)
+        found = kept.get(name)
+        out[name] = found if found is not None and found.version == item.version else item
+    return out
+
+
+def _route_references(layout: RouteLayout, vhosts: Mapping[int, bytes]) -> frozenset[str] | None:
+    """The clusters the RouteConfiguration names once ``vhosts`` replace those at their positions.
+
+    None when a changed virtual host stops naming a cluster (another one may still name it: a full
+    translation finds out).
+    """
+    added: set[str] = set()
+    for position, data in vhosts.items():
+        old_names = clusters_of_virtual_host(route_components_pb2.VirtualHost.FromString(layout.body(position)))
+        new_names = clusters_of_virtual_host(route_components_pb2.VirtualHost.FromString(data))
+        if not old_names <= new_names:
+            return None
+        added |= new_names - old_names
+    references = layout.resource.references
+    return references | added if added else references
+
+
+def _passes(
+    state: SidecarState,
+    layout: RouteLayout,
+    changed: Mapping[str, Mapping[str, XdsResource]],
+    vhosts: Mapping[int, bytes],
+    passed: PassCache | None,
+) -> bool:
+    """Whether what changed breaks none of Envoy's constraints (the rest passed before); passes go to ``passed``."""
+    fresh: list[tuple[str, str]] = []
+    for type_url, items in changed.items():
+        for item in items.values():
+            if passed is not None and passed.known(type_url, item.version):
+                continue
+            if violations(item.message):
+                return False
+            fresh.append((type_url, item.version))
+    for data in vhosts.values():
+        key = (VIRTUAL_HOST, hashlib.sha256(data).hexdigest())
+        if passed is not None and passed.known(*key):
+            continue
+        if violations(route_components_pb2.VirtualHost.FromString(data)):
+            return False
+        fresh.append(key)
+    if passed is not None:
+        for key in fresh:
+            passed.add(*key)
+        if layout is not state.layout:
+            passed.add(ROUTE, layout.resource.version)
+    return True
+
+
+def _keys(snapshot: Snapshot, layout: RouteLayout) -> list[tuple[str, str]]:
+    """Every pass a full translation's check of this snapshot would have met."""
+    keys = [(type_url, item.version) for type_url in PUSH_ORDER for item in snapshot.sets[type_url].items.values()]
+    keys.extend((VIRTUAL_HOST, found) for found in layout.digests())
+    keys.append((ROUTE, layout.resource.version))
+    return keys

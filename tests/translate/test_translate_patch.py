@@ -1,0 +1,267 @@
+"""A sidecar translation patched from the previous one is byte for byte the full translation.
+
+A random mesh goes through a random sequence of changes, the kind commits and rollouts make
+(weights moved, an endpoint moved, a ServiceEntry resolved by DNS, a destination to a subset
+or host that does not exist, a DestinationRule's subsets changed, a host added or removed, a
+VirtualService removed), each applied to the model the way the daemon's decode cache hands it
+over: unchanged objects stay the same objects. After every change, each proxy's translation
+through a kept cache (patched where the change allows, in full where not) must equal a fresh
+translation without a cache: versions, every resource's packed bytes and references, and the findings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from translate_support import load
+
+from reconciler.errors import TranslationError
+from reconciler.model.common import Weight
+from reconciler.model.config import MeshConfig
+from reconciler.model.serviceentry import Resolution
+from reconciler.translate import ProxyIdentity, ProxyRole, Translation, translate
+from reconciler.translate.envoy_check import PassCache
+from reconciler.translate.memo import TranslationCache
+from reconciler.translate.snapshot import PUSH_ORDER, ROUTE, digest, resumable_digest
+
+PROXIES = (
+    ProxyIdentity(node_id="a", namespace="alpha", role=ProxyRole.SIDECAR),
+    ProxyIdentity(node_id="b", namespace="beta", role=ProxyRole.SIDECAR, outbound_port=15002),
+)
+VERSIONS = ("v1", "v2", "v3")
+
+
+def _service(index: int, *, namespace: str) -> str:
+    name = f"svc{index}"
+    subsets = ", ".join(f"{{name: {v}, labels: {{version: {v}}}}}" for v in VERSIONS)
+    return f"""\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  hosts: [{name}.mesh]
+  location: MESH_INTERNAL
+  ports: [{{number: 8080, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints:
+  - {{address: 10.0.{index}.1, labels: {{version: v1}}}}
+  - {{address: 10.0.{index}.2, labels: {{version: v2}}}}
+  - {{address: 10.0.{index}.3, labels: {{version: v3}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  host: {name}.mesh
+  subsets: [{subsets}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  hosts: [{name}.mesh]
+  http:
+  - match: [{{headers: {{end-user: {{exact: tester}}}}}}]
+    route:
+    - destination: {{host: {name}.mesh, subset: v3}}
+  - route:
+    - destination: {{host: {name}.mesh, subset: v1}}
+      weight: 80
+    - destination: {{host: {name}.mesh, subset: v2}}
+      weight: 20
+"""
+
+
+def mesh(count: int) -> MeshConfig:
+    return load("---\n".join(_service(index, namespace=("alpha", "beta")[index % 2]) for index in range(count)))
+
+
+def _with(config: MeshConfig, field: str, index: int, value: object | None) -> MeshConfig:
+    """``config`` with item ``index`` of ``field`` replaced by ``value`` (None: removed), the rest the same objects."""
+    items = getattr(config, field)
+    if not items:
+        return config
+    index %= len(items)
+    kept = (value,) if value is not None else ()
+    return dataclasses.replace(config, **{field: (*items[:index], *kept, *items[index + 1 :])})
+
+
+def _reroute(config: MeshConfig, index: int, destinations: list[tuple[str | None, str | None, int]]) -> MeshConfig:
+    """VirtualService ``index``'s weighted rule sent to ``destinations`` (host or its own, subset, weight)."""
+    if not config.virtual_services:
+        return config
+    vs = config.virtual_services[index % len(config.virtual_services)]
+    rule = vs.spec.http[-1]
+    own = rule.route[0].destination
+    route = tuple(
+        dataclasses.replace(
+            rule.route[0],
+            destination=dataclasses.replace(own, host=host or own.host, subset=subset),
+            weight=Weight(weight),
+        )
+        for host, subset, weight in destinations
+    )
+    http = (*vs.spec.http[:-1], dataclasses.replace(rule, route=route))
+    return _with(
+        config, "virtual_services", index, dataclasses.replace(vs, spec=dataclasses.replace(vs.spec, http=http))
+    )
+
+
+def _move_endpoint(config: MeshConfig, index: int, address: str) -> MeshConfig:
+    if not config.service_entries:
+        return config
+    entry = config.service_entries[index % len(config.service_entries)]
+    first = dataclasses.replace(entry.spec.endpoints[0], address=address)
+    spec = dataclasses.replace(entry.spec, endpoints=(first, *entry.spec.endpoints[1:]))
+    return _with(config, "service_entries", index, dataclasses.replace(entry, spec=spec))
+
+
+def _toggle_resolution(config: MeshConfig, index: int) -> MeshConfig:
+    """ServiceEntry ``index`` resolved by DNS instead of listing IPs (or back): load assignments come or go."""
+    if not config.service_entries:
+        return config
+    entry = config.service_entries[index % len(config.service_entries)]
+    resolution: Resolution = "DNS" if entry.spec.resolution == "STATIC" else "STATIC"
+    spec = dataclasses.replace(entry.spec, resolution=resolution)
+    return _with(config, "service_entries", index, dataclasses.replace(entry, spec=spec))
+
+
+def _drop_subset(config: MeshConfig, index: int) -> MeshConfig:
+    if not config.destination_rules:
+        return config
+    rule = config.destination_rules[index % len(config.destination_rules)]
+    spec = dataclasses.replace(rule.spec, subsets=rule.spec.subsets[:-1])
+    return _with(config, "destination_rules", index, dataclasses.replace(rule, spec=spec))
+
+
+def _add_host(config: MeshConfig, index: int) -> MeshConfig:
+    # A config never holds two objects of one kind, namespace and name (build_config drops repeats).
+    taken = {entry.name for entry in config.service_entries}
+    number = next(n for n in range(100 + index, 1000) if f"svc{n}" not in taken)
+    added = load(_service(number, namespace="alpha"))
+    return dataclasses.replace(
+        config,
+        virtual_services=config.virtual_services + added.virtual_services,
+        destination_rules=config.destination_rules + added.destination_rules,
+        service_entries=config.service_entries + added.service_entries,
+    )
+
+
+def _remove_host(config: MeshConfig, index: int) -> MeshConfig:
+    if len(config.service_entries) < 2:
+        return config
+    return _with(config, "service_entries", index, None)
+
+
+destinations = st.lists(
+    st.tuples(
+        st.sampled_from([None, None, "svc0.mesh", "nowhere.mesh"]),
+        st.sampled_from([*VERSIONS, None, "v9"]),
+        st.integers(min_value=0, max_value=100),
+    ),
+    min_size=1,
+    max_size=3,
+)
+reroutes = st.tuples(st.just(_reroute), st.integers(0, 20), destinations)
+moves = st.tuples(st.just(_move_endpoint), st.integers(0, 20), st.sampled_from(["10.9.9.9", "10.0.0.1", "10.8.8.8"]))
+# The changes the patch path takes (weights, destinations, endpoints) drawn more often than those it leaves.
+changes = st.one_of(
+    reroutes,
+    reroutes,
+    moves,
+    moves,
+    st.tuples(st.just(_toggle_resolution), st.integers(0, 20)),
+    st.tuples(st.just(_drop_subset), st.integers(0, 20)),
+    st.tuples(st.just(_add_host), st.integers(0, 20)),
+    st.tuples(st.just(_remove_host), st.integers(0, 20)),
+    st.tuples(st.just(lambda config, index: _with(config, "virtual_services", index, None)), st.integers(0, 20)),
+)
+
+
+def _outcome(config: MeshConfig, proxy: ProxyIdentity, **kwargs: object) -> Translation | str:
+    try:
+        return translate(config, proxy, **kwargs)  # type: ignore[arg-type]
+    except TranslationError as error:
+        return f"{error} {error.findings}"
+
+
+def _assert_identical(patched: Translation | str, full: Translation | str) -> None:
+    if isinstance(patched, str) or isinstance(full, str):
+        assert patched == full
+        return
+    assert patched.findings == full.findings
+    assert patched.snapshot.version == full.snapshot.version
+    for type_url in PUSH_ORDER:
+        ours, theirs = patched.snapshot.sets[type_url], full.snapshot.sets[type_url]
+        assert ours.version == theirs.version
+        assert list(ours.items) == list(theirs.items)
+        for name, item in ours.items.items():
+            other = theirs.items[name]
+            assert (item.packed, item.version, item.references) == (other.packed, other.version, other.references)
+            assert item.message == other.message
+    assert patched == full
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(min_value=1, max_value=6), st.lists(changes, min_size=1, max_size=6))
+def test_random_changes_through_the_patch_path_give_the_full_translation_byte_for_byte(
+    count: int, steps: list[tuple[object, ...]]
+) -> None:
+    config = mesh(count)
+    cache, passed = TranslationCache(), PassCache()
+    for proxy in PROXIES:
+        _assert_identical(_outcome(config, proxy, cache=cache, passed=passed), _outcome(config, proxy))
+    for change, *arguments in steps:
+        config = change(config, *arguments)  # type: ignore[operator]
+        for proxy in PROXIES:
+            _assert_identical(_outcome(config, proxy, cache=cache, passed=passed), _outcome(config, proxy))
+
+
+def test_a_weight_change_is_spliced_into_the_previous_route_configuration() -> None:
+    config = mesh(4)
+    cache = TranslationCache()
+    before = translate(config, PROXIES[0], cache=cache).snapshot
+    after = translate(_reroute(config, 0, [(None, "v1", 50), (None, "v2", 50)]), PROXIES[0], cache=cache).snapshot
+
+    (route,) = after.sets[ROUTE].items.values()
+    # Spliced from bytes: the message is parsed only when asked for, and then equals the full translation's.
+    assert route.parsed is None
+    assert after.version != before.version
+    assert after.sets[ROUTE].version != before.sets[ROUTE].version
+    full = translate(_reroute(config, 0, [(None, "v1", 50), (None, "v2", 50)]), PROXIES[0]).snapshot
+    assert route.message == full.resources(ROUTE)[route.name]
+    assert after.sets[ROUTE] == full.sets[ROUTE]
+
+
+def test_an_endpoint_move_patches_only_the_load_assignments() -> None:
+    config = mesh(4)
+    cache = TranslationCache()
+    before = translate(config, PROXIES[0], cache=cache).snapshot
+    after = translate(_move_endpoint(config, 0, "10.9.9.9"), PROXIES[0], cache=cache).snapshot
+
+    assert after.sets[ROUTE] is before.sets[ROUTE]
+    assert after.version_of("type.googleapis.com/envoy.config.cluster.v3.Cluster") == before.version_of(
+        "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+    )
+    changed = [
+        name
+        for name, item in after.sets[PUSH_ORDER[1]].items.items()
+        if item is not before.sets[PUSH_ORDER[1]].items[name]
+    ]
+    assert changed == ["outbound|8080|v1|svc0.mesh", "outbound|8080||svc0.mesh"]
+    assert after == translate(_move_endpoint(config, 0, "10.9.9.9"), PROXIES[0]).snapshot
+
+
+@pytest.mark.parametrize("changed_at", [0, 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 5, 3 * (1 << 20) + 17])
+def test_a_version_hash_resumed_from_kept_states_equals_hashing_from_scratch(changed_at: int) -> None:
+    before = bytes(range(256)) * (4 * (1 << 12) + 3)  # a little over 4 MB: four kept states
+    _, marks = resumable_digest("15001", before)
+    after = before[:changed_at] + bytes((before[changed_at] ^ 1,)) + before[changed_at + 1 :]
+
+    resumed, _ = resumable_digest("15001", after, marks=marks, unchanged=changed_at)
+
+    assert resumed == digest((b"15001", after))
+    assert resumed != digest((b"15001", before))
