@@ -21,7 +21,7 @@ equal, so a cached translation is byte-identical to an uncached one:
   in a new set, a message a kept set holds (the same object) keeps its bytes and digest, so a
   snapshot of reused resources is versioned without serializing them again.
 
-* per sidecar shape (at most :data:`PATCHED_SHAPES`, least recently used forgotten), what its last
+* per sidecar shape (within :data:`PATCH_BUDGET`, least recently used forgotten), what its last
   translation read, made and how (:class:`~reconciler.translate.patch.SidecarState`): the next
   translation of that shape patches it where the change allows (:mod:`reconciler.translate.patch`).
 
@@ -61,7 +61,7 @@ from reconciler.translate.snapshot import Resource as XdsResource
 from reconciler.translate.snapshot import ResourceSet
 
 __all__ = [
-    "PATCHED_SHAPES",
+    "PATCH_BUDGET",
     "EnsureCall",
     "ServiceChange",
     "ServiceClusters",
@@ -113,8 +113,10 @@ class VirtualServiceRoutes:
 _RegistryKey = tuple[tuple[Resource[ServiceEntrySpec], ...], str | None]
 #: A service the registry replaced: the one before, the one after (same host, namespace and ports).
 ServiceChange = tuple[Service, Service]
-#: Sidecar shapes whose last translation is kept for patching (each holds its snapshot and how it was built).
-PATCHED_SHAPES = 16
+#: How many services the sidecar shapes kept for patching may see in all (each shape's state holds its snapshot
+#: and how it was built, about 1.5 MB per 1,000 services): 50 distinct shapes of a 1,000-service mesh, or ten of a
+#: 10,000-service one. The most recently used shape is always kept.
+PATCH_BUDGET = 100_000
 
 
 def patch_registry(
@@ -231,7 +233,7 @@ class TranslationCache:
         self._registry: _Latest[_RegistryKey, ServiceRegistry] = _Latest()
         #: The last registry patched: from what, to what, and which services it replaced.
         self._registry_patch: tuple[ServiceRegistry, ServiceRegistry, tuple[ServiceChange, ...]] | None = None
-        self._states: OrderedDict[Hashable, object] = OrderedDict()
+        self._states: OrderedDict[Hashable, tuple[object, int]] = OrderedDict()
         self._rules: _Latest[tuple[Resource[DestinationRuleSpec], ...], DestinationRules] = _Latest()
         self._clusters: _Generations[tuple[str, str, bool], ServiceClusters] = _Generations()
         self._routes: _Generations[tuple[str, str, int], VirtualServiceRoutes] = _Generations()
@@ -281,14 +283,17 @@ class TranslationCache:
         # Another thread may forget the shape in between: then this one merely does not move it.
         with contextlib.suppress(KeyError):
             self._states.move_to_end(shape)
-        return found
+        return None if found is None else found[0]
 
-    def keep_sidecar_state(self, shape: Hashable, state: object) -> None:
-        """Keep ``state`` for ``shape``; the least recently used shapes beyond :data:`PATCHED_SHAPES` are forgotten."""
+    def keep_sidecar_state(self, shape: Hashable, state: object, *, services: int) -> None:
+        """Keep ``state`` (of a shape that sees ``services``) for ``shape``, within :data:`PATCH_BUDGET`.
+
+        The least recently used shapes are forgotten until the kept ones see at most the budget's services.
+        """
         with contextlib.suppress(KeyError):
-            self._states[shape] = state
+            self._states[shape] = (state, services)
             self._states.move_to_end(shape)
-            while len(self._states) > PATCHED_SHAPES:
+            while len(self._states) > 1 and sum(size for _, size in self._states.values()) > PATCH_BUDGET:
                 self._states.popitem(last=False)
 
     def service_clusters(

@@ -160,7 +160,7 @@ def translate(
             snapshot=snapshot,
             findings=findings,
         )
-        cache.keep_sidecar_state(proxy_shape(config, proxy), state)
+        cache.keep_sidecar_state(proxy_shape(config, proxy), state, services=len(state.services))
     return Translation(
         snapshot=snapshot,
         findings=findings,
@@ -200,7 +200,7 @@ def _patch(
     patched = patch(state, config, registry=registry, scope=scope, cache=cache, passed=passed)
     if patched is None:
         return None
-    cache.keep_sidecar_state(shape, patched)
+    cache.keep_sidecar_state(shape, patched, services=len(patched.services))
     return Translation(snapshot=patched.snapshot, findings=patched.findings, role=ProxyRole.SIDECAR)
 
 

@@ -19,7 +19,7 @@ from reconciler.loader import DecodeCache, load_files
 from reconciler.model.config import MeshConfig
 from reconciler.translate import ProxyIdentity, ProxyRole, Translation, translate
 from reconciler.translate.envoy_check import PassCache
-from reconciler.translate.memo import TranslationCache
+from reconciler.translate.memo import PATCH_BUDGET, TranslationCache
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, ROUTE
 from reconciler.validate.findings import Severity
 
@@ -275,3 +275,21 @@ def test_the_cache_forgets_what_neither_the_current_nor_the_previous_config_used
     # The previous config's entries are kept (equal ones, such as the empty sets of load assignments, shared).
     assert sizes[0] < sizes[1] <= 2 * sizes[0]
     assert sizes[3] == sizes[2] == sizes[1]
+
+
+def test_sidecar_shapes_kept_for_patching_are_bounded_by_the_services_they_see() -> None:
+    cache = TranslationCache()
+    per_shape = PATCH_BUDGET // 50
+    for shape in range(50):
+        cache.keep_sidecar_state(shape, f"state {shape}", services=per_shape)
+    assert all(cache.sidecar_state(shape) == f"state {shape}" for shape in range(50))
+
+    cache.sidecar_state(0)  # used again: the least recently used is now shape 1
+    cache.keep_sidecar_state(50, "state 50", services=per_shape)
+    assert cache.sidecar_state(1) is None
+    assert cache.sidecar_state(0) == "state 0"
+    assert cache.sidecar_state(50) == "state 50"
+
+    cache.keep_sidecar_state("huge", "state huge", services=PATCH_BUDGET * 2)
+    assert cache.sidecar_state("huge") == "state huge"
+    assert cache.sidecar_state(0) is None
