@@ -25,9 +25,10 @@ __all__ = ["MAX_CACHED_RESPONSES", "MAX_UNSHARED_RESPONSES", "Encoder", "Framed"
 
 #: Framed responses kept for reuse once two streams sent them: a few per type for each proxy shape served at once.
 MAX_CACHED_RESPONSES = 256
-#: Framed responses kept that one stream sent so far: enough for the streams of a push to find the response
-#: the previous stream of their shape framed (each shape frames up to four; streams wake in connection order).
-MAX_UNSHARED_RESPONSES = 32
+#: Framed responses kept that one stream sent so far: the next stream of a push finds the one the previous stream of
+#: its shape framed (streams wake in connection order; a shape's own sets are its listener and routes). A miss
+#: frames the set again (a copy of its bytes), and the stream after that finds it.
+MAX_UNSHARED_RESPONSES = 8
 
 # Field numbers of envoy.service.discovery.v3.DiscoveryResponse, DeltaDiscoveryResponse and Resource.
 _SOTW_VERSION, _SOTW_RESOURCES, _SOTW_TYPE_URL, _SOTW_NONCE = 1, 2, 4, 5
