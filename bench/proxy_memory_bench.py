@@ -176,10 +176,8 @@ def measure(
     secret.write_bytes(b"unused")
     shared_port = free_port()
     envoys: list[EnvoyProcess] = []
-    with (
-        daemon(remote=remote, state=workdir / "state", log=workdir / "daemon.log", secret_file=secret) as (api, xds, pid),
-        contextlib.ExitStack() as stack,
-    ):
+    running = daemon(remote=remote, state=workdir / "state", log=workdir / "daemon.log", secret_file=secret)
+    with running as (api, xds, pid), contextlib.ExitStack() as stack:
 
         def start(number: int) -> EnvoyProcess:
             identity = sidecar(number, port=shared_port if shape == "identical" else free_port())
