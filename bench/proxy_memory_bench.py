@@ -43,7 +43,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from _fleet import child_pid, memory_mib, run_in_workdir, start_in_batches, wait_until
+from _fleet import memory_mib, run_in_workdir, start_in_batches, wait_until
 
 # GitRemote is tests/support's (repos driven as the e2e tests drive theirs); push_to_ack_bench puts it on the path.
 from push_to_ack_bench import GitRemote, daemon, wait_synced
@@ -176,11 +176,8 @@ def measure(
     secret.write_bytes(b"unused")
     shared_port = free_port()
     envoys: list[EnvoyProcess] = []
-    with (
-        daemon(remote=remote, state=workdir / "state", log=workdir / "daemon.log", secret_file=secret) as (api, xds),
-        contextlib.ExitStack() as stack,
-    ):
-        pid = child_pid("reconciler.cli.main")
+    running = daemon(remote=remote, state=workdir / "state", log=workdir / "daemon.log", secret_file=secret)
+    with running as (api, xds, pid), contextlib.ExitStack() as stack:
 
         def start(number: int) -> EnvoyProcess:
             identity = sidecar(number, port=shared_port if shape == "identical" else free_port())

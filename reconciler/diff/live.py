@@ -44,7 +44,9 @@ from reconciler.translate.snapshot import (
     PUSH_ORDER,
     ROUTE,
     SHORT_NAMES,
+    Resource,
     Snapshot,
+    digest,
 )
 
 __all__ = ["DriftKind", "LiveConfig", "LiveResource", "ResourceDrift", "compare_live", "parse_config_dump"]
@@ -189,15 +191,16 @@ def compare_live(
     for type_url in (url for url in PUSH_ORDER if url in set(types) and url in live.types):
         short = SHORT_NAMES[type_url]
         running = live.resources.get(type_url, {})
-        wanted = served.resources(type_url)
-        for name, message in wanted.items():
+        wanted = served.sets[type_url].items
+        for name, item in wanted.items():
             found = running.get(name)
             if found is None:
                 drift.append(ResourceDrift(type=short, name=name, kind=DriftKind.MISSING))
                 continue
-            if _same(message, found.message):
+            if _same(item, found.message):
                 continue
-            fields = diff_fields(*plain_pair(message, found.message))
+            # Parsed only when it differs: a served route table is held as bytes (megabytes as a message).
+            fields = diff_fields(*plain_pair(item.message, found.message))
             kind = DriftKind.STATIC if found.static else DriftKind.CHANGED
             drift.append(ResourceDrift(type=short, name=name, kind=kind, fields=fields))
         if foreign:
@@ -209,8 +212,9 @@ def compare_live(
     return tuple(drift)
 
 
-def _same(first: Message, second: Message) -> bool:
-    return first.SerializeToString(deterministic=True) == second.SerializeToString(deterministic=True)
+def _same(served: Resource, live: Message) -> bool:
+    """Whether ``live`` serializes to ``served``'s bytes: its version is their hash (with the name)."""
+    return digest((served.name.encode(), live.SerializeToString(deterministic=True))) == served.version
 
 
 def _read_entry(entry: Any, *, type_url: str, keys: tuple[str, ...], static: bool) -> tuple[str, LiveResource] | str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -139,8 +139,9 @@ class Resource:
     ``version`` a hash of its name and content; ``references`` the names of the resources it
     points at: a route configuration's clusters, an EDS cluster's load assignment, a listener's
     route configurations. ``message`` is the resource as a message: the one it was serialized
-    from, or (for a resource spliced together from bytes, :mod:`reconciler.translate.patch`)
-    parsed from ``packed`` on first use.
+    from, or (for a resource spliced together from bytes, :mod:`reconciler.translate.patch`, or
+    one :meth:`ResourceSet.shed` its message) parsed from ``packed`` each time it is asked: a served
+    route table's message is megabytes that nothing on the serving path needs.
     """
 
     name: str
@@ -163,14 +164,11 @@ class Resource:
 
     @property
     def message(self) -> Message:
-        """The resource as a message (parsed from ``packed`` the first time, if it was not built from one)."""
-        parsed = self.parsed
-        if parsed is None:
-            wrapper = any_pb2.Any.FromString(self.packed)
-            parsed = _MESSAGE_TYPES[wrapper.type_url].FromString(wrapper.value)
-            # Frozen, but the parse is a cache of what ``packed`` already says: set once, same value for all.
-            object.__setattr__(self, "parsed", parsed)
-        return parsed
+        """The resource as a message (parsed from ``packed``, not kept, if it holds none)."""
+        if self.parsed is not None:
+            return self.parsed
+        wrapper = any_pb2.Any.FromString(self.packed)
+        return _MESSAGE_TYPES[wrapper.type_url].FromString(wrapper.value)
 
 
 #: How a resource set gets each (type URL, message)'s :class:`Resource` (a translation cache keeps them).
@@ -258,6 +256,11 @@ class ResourceSet:
             parts=parts,
         )
 
+    def shed(self) -> ResourceSet:
+        """This set (same content and version) without its messages: each is read from its bytes when asked."""
+        items = {name: item if item.parsed is None else replace(item, parsed=None) for name, item in self.items.items()}
+        return replace(self, resources=_Messages(items), items=MappingProxyType(items))
+
     def patched(self, changed: Mapping[str, Resource], *, removed: Iterable[str] = ()) -> ResourceSet:
         """This set with the ``changed`` resources in place of (or beside) those of their names, ``removed`` gone.
 
@@ -334,6 +337,13 @@ class Snapshot:
             if not all(name in known for name in names):
                 return None
         return Snapshot(sets=MappingProxyType(merged), version=_snapshot_version(merged))
+
+    def shed(self, type_urls: Iterable[str]) -> Snapshot:
+        """This snapshot (same content and version) with its sets of ``type_urls`` shed (:meth:`ResourceSet.shed`)."""
+        sets = dict(self.sets)
+        for type_url in type_urls:
+            sets[type_url] = sets[type_url].shed()
+        return Snapshot(sets=MappingProxyType(sets), version=self.version)
 
     def resources(self, type_url: str) -> Mapping[str, Message]:
         return self.sets[type_url].resources

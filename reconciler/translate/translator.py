@@ -147,6 +147,8 @@ def translate(
             f"Envoy would reject {len(refused)} value(s) of this config, first: {refused[0].format()}",
             findings=refused,
         )
+    # What only this proxy's shape uses stays as bytes: its route table as a message is megabytes (clusters are shared).
+    snapshot = snapshot.shed((LISTENER, ROUTE))
     findings = notes.result()
     if steps is not None and cache is not None:
         state = record(

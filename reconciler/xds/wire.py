@@ -5,7 +5,10 @@ A snapshot's resources are packed into ``Any`` when it is built
 protobuf fields, so sending a resource to a thousand proxies costs no serialization. A
 response carrying a whole resource set (the bulk of every push) is framed once by
 :class:`Encoder`, nonce included, and the same bytes object goes to every stream that sends
-that set: a push to a thousand proxies costs one copy of it, not a thousand. Pure functions but for that bounded cache.
+that set: a push to a thousand proxies costs one copy of it, not a thousand. A response only
+one stream has sent is a second copy of its resources' bytes (a sidecar shape's own route
+table: hundreds of kilobytes), so it is kept only among the few framed last, until a second
+stream shares it. Pure functions but for that bounded cache.
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ from dataclasses import dataclass
 
 from reconciler.translate.snapshot import Resource
 
-__all__ = ["MAX_CACHED_RESPONSES", "Encoder", "Framed"]
+__all__ = ["MAX_CACHED_RESPONSES", "MAX_UNSHARED_RESPONSES", "Encoder", "Framed"]
 
-#: Framed responses kept for reuse: a few per type for each proxy shape served at once.
+#: Framed responses kept for reuse once two streams sent them: a few per type for each proxy shape served at once.
 MAX_CACHED_RESPONSES = 256
+#: Framed responses kept that one stream sent so far: the next stream of a push finds the one the previous stream of
+#: its shape framed (streams wake in connection order; a shape's own sets are its listener and routes). A miss
+#: frames the set again (a copy of its bytes), and the stream after that finds it.
+MAX_UNSHARED_RESPONSES = 8
 
 # Field numbers of envoy.service.discovery.v3.DiscoveryResponse, DeltaDiscoveryResponse and Resource.
 _SOTW_VERSION, _SOTW_RESOURCES, _SOTW_TYPE_URL, _SOTW_NONCE = 1, 2, 4, 5
@@ -74,7 +81,9 @@ class Encoder:
     ``key`` is the content hash of exactly the resources given (a :class:`ResourceSet`'s version
     when a stream sends the whole set); ``None`` frames a response of this stream's own.
     A response is a few hundred kilobytes to megabytes: framed per stream, a push to a thousand
-    proxies would allocate (and fault in) a copy for each while they queue in gRPC.
+    proxies would allocate (and fault in) a copy for each while they queue in gRPC. A response
+    no second stream has asked for is kept only among the last ``max_unshared`` such: a sidecar
+    shape of its own does not keep a copy of its route table here for as long as it is served.
 
     The nonce is part of the bytes, so streams that share a response share its nonce. A nonce
     must never repeat on a stream (a late answer to an earlier response would pass for an
@@ -83,13 +92,15 @@ class Encoder:
     has a lower serial (``after``); otherwise it is framed again under a new serial.
     """
 
-    def __init__(self, *, max_responses: int = MAX_CACHED_RESPONSES) -> None:
-        self._max = max_responses
+    def __init__(
+        self, *, max_responses: int = MAX_CACHED_RESPONSES, max_unshared: int = MAX_UNSHARED_RESPONSES
+    ) -> None:
         # Random per encoder (per server): a nonce of another server process never passes as one of ours.
         self._token = secrets.token_hex(4)
         self._serials = itertools.count(1)
-        # cache key -> (response, where its body starts and ends in the bytes)
-        self._responses: OrderedDict[tuple[str, ...], tuple[Framed, int, int]] = OrderedDict()
+        # cache key -> (response, where its body starts and ends in the bytes): sent by two streams or more; by one.
+        self._shared: _Responses = _Responses(max_responses)
+        self._unshared: _Responses = _Responses(max_unshared)
 
     def sotw(
         self, *, type_url: str, version: str, resources: Iterable[Resource], key: str | None, after: int
@@ -140,11 +151,17 @@ class Encoder:
         nonce_field: int,
         entries: Callable[[], bytes],
     ) -> Framed:
-        found = self._responses.get(cache_key) if cache_key is not None else None
+        shared = False
+        found = None
+        if cache_key is not None:
+            found = self._shared.get(cache_key)
+            shared = found is not None
+            if found is None:
+                found = self._unshared.take(cache_key)
         if found is not None:
             framed, start, end = found
             if framed.serial > after:
-                self._responses.move_to_end(cache_key)  # type: ignore[arg-type]
+                self._shared.put(cache_key, found)  # type: ignore[arg-type]
                 return framed
             body = framed.data[start:end]  # this stream had it already: the same body under a new nonce
         else:
@@ -156,8 +173,28 @@ class Encoder:
             serial=serial, nonce=nonce, data=b"".join((head, body, tail, _field(nonce_field, nonce.encode())))
         )
         if cache_key is not None:
-            self._responses[cache_key] = (framed, len(head), len(head) + len(body))
-            self._responses.move_to_end(cache_key)
-            while len(self._responses) > self._max:
-                self._responses.popitem(last=False)
+            (self._shared if shared else self._unshared).put(cache_key, (framed, len(head), len(head) + len(body)))
         return framed
+
+
+class _Responses:
+    """Framed responses by cache key, the least recently used dropped beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._entries: OrderedDict[tuple[str, ...], tuple[Framed, int, int]] = OrderedDict()
+
+    def get(self, key: tuple[str, ...]) -> tuple[Framed, int, int] | None:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def take(self, key: tuple[str, ...]) -> tuple[Framed, int, int] | None:
+        return self._entries.pop(key, None)
+
+    def put(self, key: tuple[str, ...], entry: tuple[Framed, int, int]) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._limit:
+            self._entries.popitem(last=False)

@@ -51,6 +51,18 @@ def test_same_config_gives_same_version_and_byte_identical_resources() -> None:
             assert message.SerializeToString(deterministic=True) == other.SerializeToString(deterministic=True)
 
 
+def test_a_translated_snapshot_holds_its_listener_and_routes_as_bytes_and_parses_them_only_when_asked() -> None:
+    snapshot = translate(load(REVIEWS + virtual_service("reviews", SPLIT.format(v1=80, v2=20))), SIDECAR).snapshot
+
+    for type_url in (LISTENER, ROUTE):
+        for name, item in snapshot.sets[type_url].items.items():
+            assert item.parsed is None
+            asked = snapshot.resources(type_url)[name]
+            assert asked.SerializeToString(deterministic=True) == item.message.SerializeToString(deterministic=True)
+            assert item.parsed is None  # parsed for the asker, not kept (a route table is megabytes as a message)
+            assert asked is not item.message
+
+
 def test_changing_a_weight_changes_only_the_routes_version() -> None:
     before = render(REVIEWS + virtual_service("reviews", SPLIT.format(v1=80, v2=20))).snapshot
     after = render(REVIEWS + virtual_service("reviews", SPLIT.format(v1=50, v2=50))).snapshot

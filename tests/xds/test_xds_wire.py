@@ -99,3 +99,25 @@ def test_a_set_with_the_same_content_has_the_same_version_however_it_was_compose
     composed = {**clusters("a").items, "b": Resource.of(CLUSTER, whole.resources["b"])}
 
     assert set_version(composed.values()) == whole.version
+
+
+def test_a_response_only_one_stream_sent_is_forgotten_among_newer_ones_while_a_shared_one_is_kept() -> None:
+    encoder = Encoder(max_unshared=2)
+
+    def send(resource_set: ResourceSet) -> Framed:
+        version = resource_set.version
+        return encoder.sotw(
+            type_url=CLUSTER, version=version, resources=resource_set.items.values(), key=version, after=0
+        )
+
+    shared, own = clusters("shared"), clusters("own")
+    first_shared = send(shared)
+    assert send(shared) is first_shared  # a second stream of the shape: kept from now on
+    first_own = send(own)
+    for index in range(2):  # two more shapes' own route tables
+        send(clusters(f"other-{index}"))
+
+    assert send(shared) is first_shared
+    again = send(own)
+    assert again is not first_own
+    assert again.data.replace(again.nonce.encode(), b"") == first_own.data.replace(first_own.nonce.encode(), b"")
