@@ -22,7 +22,6 @@ from push_to_ack_bench import in_workdir
 
 __all__ = [
     "START_BATCH",
-    "child_pid",
     "cpu_seconds",
     "memory_mib",
     "process_tree",
@@ -57,18 +56,6 @@ def process_tree(root: int) -> list[int]:
         tree.append(pid)
         pending.extend(children.get(pid, []))
     return tree
-
-
-def child_pid(argument: str) -> int:
-    """The one descendant of this process whose command line holds ``argument`` (e.g. a daemon module's name)."""
-    found = []
-    for pid in process_tree(os.getpid())[1:]:
-        with contextlib.suppress(OSError):
-            if argument.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
-                found.append(pid)
-    if len(found) != 1:
-        raise SystemExit(f"expected one child process running {argument!r}, found {len(found)}")
-    return found[0]
 
 
 def cpu_seconds(root: int) -> float:
