@@ -109,6 +109,11 @@ class ProxyConnection(Protocol):
 class XdsCache(Protocol):
     """All the ADS server needs from a cache."""
 
+    @property
+    def generation(self) -> int:
+        """The number of the latest publish (what the server's shared facts age by)."""
+        ...
+
     def connect(self, proxy: ProxyIdentity, *, on_change: Callable[[], None]) -> ProxyConnection: ...
 
 

@@ -73,7 +73,7 @@ class AggregatedDiscoveryService:
     def __init__(self, cache: XdsCache) -> None:
         self._cache = cache
         # One for every stream: a snapshot's resource set is framed once, whoever sends it first.
-        self._shared = Shared()
+        self._shared = Shared(generation=lambda: cache.generation)
 
     def add_to(self, server: grpc.aio.Server) -> None:
         """Serve ADS on ``server``. Responses go out as the bytes the sessions framed, not re-serialized."""

@@ -7,7 +7,9 @@ response bodies (:class:`~reconciler.xds.wire.Encoder`), one frozenset per disti
 names (subscribed, or referenced by routes), and set relations (is every resource here
 subscribed, which clusters do these routes use). Facts are keyed by the identity of
 immutable objects, held while cached, so an answer can never belong to another object that
-reused an address.
+reused an address. Holding them keeps them alive, so facts age with the cache's publishes: one
+not asked since the publish before last is dropped (a stream still converging from the previous
+revision keeps its facts; a route table twenty revisions old is not kept for an idle one).
 
 Proxies of different shapes (each sidecar its own outbound port) get route configurations
 of their own that name the same clusters, revision after revision: the clusters they use
@@ -38,11 +40,15 @@ T = TypeVar("T")
 class Shared:
     """One per server; every session of the server asks it."""
 
-    def __init__(self, *, max_facts: int = MAX_FACTS) -> None:
+    def __init__(self, *, max_facts: int = MAX_FACTS, generation: Callable[[], int] = lambda: 0) -> None:
+        """``generation``: the number of the cache's latest publish (facts older than the one before are dropped)."""
         self.encoder = Encoder()
+        self._generation = generation
+        self._pruned_at = generation()
         # Interned name sets by hash: a hit is only used when equal (two sets may share a hash).
         self._names: weakref.WeakValueDictionary[int, frozenset[str]] = weakref.WeakValueDictionary()
-        self._facts: OrderedDict[tuple[object, ...], tuple[tuple[object, ...], object]] = OrderedDict()
+        # key → (the objects it is about, the answer, the generation it was last asked in)
+        self._facts: OrderedDict[tuple[object, ...], tuple[tuple[object, ...], object, int]] = OrderedDict()
         self._max_facts = max_facts
 
     def names(self, names: Iterable[str]) -> frozenset[str]:
@@ -90,13 +96,24 @@ class Shared:
         return self._fact("delta", (base, resources), compute)
 
     def _fact(self, kind: str, objects: tuple[object, ...], compute: Callable[[], T]) -> T:
+        generation = self._generation()
+        if generation != self._pruned_at:
+            self._prune(generation)
         key = (kind, *(id(item) for item in objects))
         found = self._facts.get(key)
         if found is not None and all(a is b for a, b in zip(found[0], objects, strict=True)):
+            self._facts[key] = (found[0], found[1], generation)
             self._facts.move_to_end(key)
             return found[1]  # type: ignore[return-value]
         value = compute()
-        self._facts[key] = (objects, value)
+        self._facts[key] = (objects, value, generation)
         while len(self._facts) > self._max_facts:
             self._facts.popitem(last=False)
         return value
+
+    def _prune(self, generation: int) -> None:
+        """Drop the facts last asked before the previous publish (and the objects they hold)."""
+        self._pruned_at = generation
+        stale = [key for key, (_, _, asked) in self._facts.items() if asked < generation - 1]
+        for key in stale:
+            del self._facts[key]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
-from reconciler.translate.snapshot import ROUTE, ResourceSet
+from reconciler.translate.snapshot import ROUTE, Resource, ResourceSet
 from reconciler.xds.shared import Shared
 
 
@@ -44,3 +47,28 @@ def test_the_references_of_several_route_configurations_are_their_union() -> Non
     assert shared.references(both.items, shared.names(["r1", "r2"])) == {"a", "b", "c"}
     assert shared.references(both.items, shared.names(["r2"])) == {"b", "c"}
     assert shared.references(both.items, shared.names([])) == frozenset()
+
+
+class _Table(dict[str, Resource]):
+    """A served route table that a weak reference can watch (a plain dict cannot be weakly referenced)."""
+
+
+def test_a_fact_not_asked_since_the_publish_before_last_no_longer_holds_its_route_table() -> None:
+    generation = [0]
+    shared = Shared(generation=lambda: generation[0])
+    old, current = _Table(routes("15001", "a").items), routes("15001", "b").items
+    names = shared.names(["15001"])
+    held = weakref.ref(old)
+
+    shared.references(old, names)
+    del old
+    generation[0] = 1  # a publish: a stream converging from the old revision may still ask
+    shared.references(current, names)
+    gc.collect()
+    assert held() is not None
+
+    generation[0] = 2  # the next publish: nobody asked about the old table since the one before
+    shared.references(current, names)
+    gc.collect()
+    assert held() is None
+    assert shared.references(current, names) == {"b"}
