@@ -63,16 +63,19 @@ from reconciler.translate.snapshot import ResourceSet
 __all__ = [
     "PATCH_BUDGET",
     "EnsureCall",
+    "RuleChange",
     "ServiceChange",
     "ServiceClusters",
     "TranslationCache",
     "VirtualServiceRoutes",
+    "changed_items",
     "patch_registry",
     "replaced_positions",
 ]
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,9 @@ class VirtualServiceRoutes:
 
 
 _RegistryKey = tuple[tuple[Resource[ServiceEntrySpec], ...], str | None]
+_Rules = tuple[Resource[DestinationRuleSpec], ...]
+#: A DestinationRule before and after a change (None: added, or removed).
+RuleChange = tuple[Resource[DestinationRuleSpec] | None, Resource[DestinationRuleSpec] | None]
 #: A service the registry replaced: the one before, the one after (same host, namespace and ports).
 ServiceChange = tuple[Service, Service]
 #: How many services the sidecar shapes kept for patching may see in all (each shape's state holds its snapshot
@@ -157,6 +163,31 @@ def patch_registry(
             positions[next(index for index, service in enumerate(registry.services) if service is kept)] = new_service
             replaced.append((kept, new_service))
     return registry.replaced(positions), tuple(replaced)
+
+
+def changed_items(before: Sequence[T], after: Sequence[T], *, limit: int) -> list[tuple[T | None, T | None]] | None:
+    """How ``after`` differs from ``before`` by identity, as (before, after) pairs; None past ``limit`` pairs.
+
+    Items replaced in place pair up; otherwise the run between the common head and tail must be
+    only removals, or only additions at the end (what ``DestinationRules.patched`` can take).
+    """
+    if len(before) == len(after):
+        positions = replaced_positions(before, after)
+        if len(positions) > limit:
+            return None
+        return [(before[index], after[index]) for index in positions]
+    head = next(
+        itertools.compress(itertools.count(), map(operator.is_not, before, after)), min(len(before), len(after))
+    )
+    tail = next(
+        itertools.compress(itertools.count(), map(operator.is_not, reversed(before), reversed(after))),
+        min(len(before), len(after)),
+    )
+    tail = min(tail, len(before) - head, len(after) - head)
+    removed, added = before[head : len(before) - tail], after[head : len(after) - tail]
+    if (removed and added) or (added and tail) or len(removed) + len(added) > limit:
+        return None
+    return [(item, None) for item in removed] + [(None, item) for item in added]
 
 
 def replaced_positions(before: Sequence[object], after: Sequence[object]) -> list[int]:
@@ -235,6 +266,8 @@ class TranslationCache:
         self._registry_patch: tuple[ServiceRegistry, ServiceRegistry, tuple[ServiceChange, ...]] | None = None
         self._states: OrderedDict[Hashable, tuple[object, int]] = OrderedDict()
         self._rules: _Latest[tuple[Resource[DestinationRuleSpec], ...], DestinationRules] = _Latest()
+        #: The last DestinationRule index patched: the rules and index before, the index after, the changes.
+        self._rules_patch: tuple[_Rules, DestinationRules, DestinationRules, tuple[RuleChange, ...]] | None = None
         self._clusters: _Generations[tuple[str, str, bool], ServiceClusters] = _Generations()
         self._routes: _Generations[tuple[str, str, int], VirtualServiceRoutes] = _Generations()
         # By type and size: the messages a set was built from (in the order given) and the set.
@@ -274,8 +307,30 @@ class TranslationCache:
         return last[2]
 
     def rules(self, config: MeshConfig) -> DestinationRules:
-        """The DestinationRule index of ``config``, reused while the DestinationRules compare equal."""
-        return self._rules.get(config.destination_rules, lambda _: DestinationRules(config.destination_rules))
+        """The DestinationRule index of ``config``, reused while the DestinationRules compare equal.
+
+        A few rules changed, removed or added at the end patch the last index (``DestinationRules.patched``).
+        """
+
+        def build(last: tuple[_Rules, DestinationRules] | None) -> DestinationRules:
+            if last is not None:
+                changes = changed_items(last[0], config.destination_rules, limit=_PATCHED_ENTRIES)
+                patched = last[1].patched(changes) if changes is not None else None
+                if changes is not None and patched is not None:
+                    self._rules_patch = (last[0], last[1], patched, tuple(changes))
+                    return patched
+            return DestinationRules(config.destination_rules)
+
+        return self._rules.get(config.destination_rules, build)
+
+    def rules_change(
+        self, before: _Rules, after: DestinationRules
+    ) -> tuple[DestinationRules, Sequence[RuleChange]] | None:
+        """The index of the rules ``before`` and the changes :meth:`rules` patched into ``after``, if it did."""
+        last = self._rules_patch
+        if last is None or last[2] is not after or not _same(last[0], before):
+            return None
+        return last[1], last[3]
 
     def sidecar_state(self, shape: Hashable) -> object | None:
         """What the last translation of a sidecar ``shape`` left for patching it (:mod:`reconciler.translate.patch`)."""

@@ -43,11 +43,13 @@ from google.protobuf.internal.encoder import _VarintBytes  # type: ignore[attr-d
 from google.protobuf.message import Message
 
 from reconciler.model.config import MeshConfig, Resource
+from reconciler.model.hosts import resolve_host
+from reconciler.model.lookup import DestinationRules
 from reconciler.model.virtualservice import VirtualServiceSpec
 from reconciler.translate.clusters import ClusterSet
 from reconciler.translate.constraints import violations
 from reconciler.translate.envoy_check import VIRTUAL_HOST, PassCache
-from reconciler.translate.memo import EnsureCall, TranslationCache, replaced_positions
+from reconciler.translate.memo import EnsureCall, RuleChange, TranslationCache, replaced_positions
 from reconciler.translate.names import cluster_name
 from reconciler.translate.notes import NoteCall, Notes
 from reconciler.translate.registry import Service, ServiceRegistry
@@ -329,8 +331,14 @@ def patch(
     ``scope`` the proxy's view of ``config`` through it.
     """
     # Tuples compare their items by identity first: unchanged objects cost nothing.
+    rule_hosts: dict[str, DestinationRules] = {}
     if state.config.destination_rules != config.destination_rules:
-        return None
+        found_rules = cache.rules_change(state.config.destination_rules, cache.rules(config))
+        if found_rules is None:
+            return None
+        rule_hosts = _rule_hosts(*found_rules)
+        if any("*" in host for host in rule_hosts):
+            return None  # a wildcard rule applies to many hosts: left to a full translation
     changed_vs = _changed_virtual_services(state.config, config)
     if changed_vs is None:
         return None
@@ -354,21 +362,38 @@ def patch(
         if position is None:
             return None
         services[position] = new
-        built.add_service(new)
-        rule = scope.destination_rule(new.host, service_namespace=new.namespace)
-        kept = cache.service_clusters(new, rule, report_ports=True)
-        if kept is None:
+        if new.host not in rule_hosts and not _rebuild(
+            new, position, built=built, scope=scope, cache=cache, into=service_notes
+        ):
             return None
-        if kept.notes:
-            service_notes[position] = tuple(kept.notes)
-        else:
-            service_notes.pop(position, None)
-    if not (built.clusters.keys() <= state.base and built.assignments.keys() <= state.base):
+    # Services whose DestinationRule changed: their clusters built again, the names they no longer have gone.
+    base = state.base
+    removed: set[str] = set()
+    for host, before in rule_hosts.items():
+        service = scope.service(host)
+        if service is None:
+            continue  # only clusters no service made name it: the replay below makes them again
+        position = next((index for index, found in enumerate(services) if found is service), None)
+        old_rule = before.rule_for(
+            host, namespace=scope.namespace, service_namespace=service.namespace, labels=scope.labels
+        )
+        if position is None or not _rebuild(
+            service, position, built=built, scope=scope, cache=cache, into=service_notes
+        ):
+            return None
+        # The ports are those the service had (a registry patch keeps them): only the subsets differ.
+        old_names = frozenset(ClusterSet.names(service, old_rule))
+        removed |= old_names - built.clusters.keys()
+        base = (base - old_names) | built.clusters.keys()
+    if not (built.clusters.keys() <= base and built.assignments.keys() <= base):
         return None
 
     # Steps of the changed VirtualServices are taken again; the others' events replay as recorded.
     steps = list(state.steps)
     eventful = set(state.eventful)
+    if removed:
+        # A route asking for a cluster no service makes any more makes one of its own: its step now matters.
+        eventful.update(_asking(state.steps, removed))
     vhosts: dict[int, bytes] = {}
     # The changed routes' cluster look-ups go to a scratch set: the replay below decides what they add.
     scratch = ClusterSet(scope=scope, notes=Notes(), report_ports=True)
@@ -378,7 +403,7 @@ def patch(
             step = steps[position]
             events = _step_events(step, vs, routes=routes, vhosts=vhosts, layout=state.layout)
             steps[position] = dataclasses.replace(step, events=events)
-            if _eventful(events, state.base):
+            if _eventful(events, base):
                 eventful.add(position)
             else:
                 eventful.discard(position)
@@ -388,15 +413,14 @@ def patch(
         replay.notes.replay(service_notes[position])
     for position in sorted(eventful):
         step = steps[position]
-        replay.events(step.events, config.virtual_services[step.vs], state.base)
+        replay.events(step.events, config.virtual_services[step.vs], base)
 
     changed_items: dict[str, dict[str, XdsResource]] = {CLUSTER: {}, ENDPOINT: {}}
     for type_url, messages in ((CLUSTER, built.clusters), (ENDPOINT, built.assignments)):
         _encode_changed(state.snapshot, type_url, messages, into=changed_items[type_url])
     orphans = _encode_orphans(state.orphans, replay.clusters.clusters, type_url=CLUSTER)
     orphan_assignments = _encode_orphans(state.orphan_assignments, replay.clusters.assignments, type_url=ENDPOINT)
-    if orphans is None or orphan_assignments is None:
-        return None  # an orphan cluster no route asks for any more: removing resources is left to a full translation
+    gone: dict[str, set[str]] = {CLUSTER: set(removed), ENDPOINT: set(removed)}
     for type_url, kept_orphans, new_orphans in (
         (CLUSTER, state.orphans, orphans),
         (ENDPOINT, state.orphan_assignments, orphan_assignments),
@@ -404,6 +428,9 @@ def patch(
         changed_items[type_url].update(
             (name, item) for name, item in new_orphans.items() if kept_orphans.get(name) is not item
         )
+        # What no service and no route makes any more goes (a cluster that became a service's is replaced).
+        gone[type_url] |= kept_orphans.keys() - new_orphans.keys()
+        gone[type_url] -= changed_items[type_url].keys() | base
 
     layout = state.layout
     if vhosts:
@@ -411,9 +438,12 @@ def patch(
         if references is None:
             return None
         layout = layout.spliced(vhosts, references=references)
-    if not _passes(state, layout, changed_items, vhosts, passed):
+    if gone[CLUSTER] & layout.resource.references or not _passes(state, layout, changed_items, vhosts, passed):
         return None
-    sets = {type_url: state.snapshot.sets[type_url].patched(items) for type_url, items in changed_items.items()}
+    sets = {
+        type_url: state.snapshot.sets[type_url].patched(items, removed=gone[type_url])
+        for type_url, items in changed_items.items()
+    }
     # What the new and changed resources point at must exist (the rest was consistent before).
     requires = {
         ENDPOINT: [name for item in changed_items[CLUSTER].values() for name in item.references],
@@ -433,7 +463,7 @@ def patch(
         findings=replay.notes.result(),
         services=tuple(services),
         service_notes=service_notes,
-        base=state.base,
+        base=base,
         steps=tuple(steps),
         steps_of=state.steps_of,
         eventful=frozenset(eventful),
@@ -486,12 +516,57 @@ def _encode_changed(
             into[name] = item
 
 
+def _rebuild(
+    service: Service,
+    position: int,
+    *,
+    built: ClusterSet,
+    scope: Scope,
+    cache: TranslationCache,
+    into: dict[int, tuple[NoteCall, ...]],
+) -> bool:
+    """Build ``service``'s clusters (at ``position`` in the proxy's services) into ``built``, its notes ``into``.
+
+    False when the cache did not keep what it built (the notes are read from there).
+    """
+    built.add_service(service)
+    rule = scope.destination_rule(service.host, service_namespace=service.namespace)
+    kept = cache.service_clusters(service, rule, report_ports=True)
+    if kept is None:
+        return False
+    if kept.notes:
+        into[position] = tuple(kept.notes)
+    else:
+        into.pop(position, None)
+    return True
+
+
+def _rule_hosts(before: DestinationRules, changes: Sequence[RuleChange]) -> dict[str, DestinationRules]:
+    """The hosts (resolved) whose DestinationRules ``changes`` touch, each with the index ``before`` them."""
+    return {
+        resolve_host(rule.spec.host, rule.namespace): before for pair in changes for rule in pair if rule is not None
+    }
+
+
+def _asking(steps: Sequence[SidecarStep], names: AbstractSet[str]) -> list[int]:
+    """The steps that ask for a cluster of ``names``."""
+    hosts = {name.rsplit("|", 1)[-1] for name in names}
+    return [
+        index
+        for index, step in enumerate(steps)
+        if any(
+            isinstance(event, EnsureCall)
+            and event.host in hosts
+            and cluster_name(host=event.host, port=event.port, subset=event.subset) in names
+            for event in step.events
+        )
+    ]
+
+
 def _encode_orphans(
     kept: Mapping[str, XdsResource], messages: Mapping[str, Message], *, type_url: str
-) -> dict[str, XdsResource] | None:
-    """The orphan clusters (or assignments) now asked for, reusing those kept; None when one of those went."""
-    if not kept.keys() <= messages.keys():
-        return None
+) -> dict[str, XdsResource]:
+    """The orphan clusters (or assignments) now asked for, reusing those kept."""
     out = {}
     for name, message in messages.items():
         item = XdsResource.of(type_url, message)
