@@ -117,8 +117,8 @@ _RegistryKey = tuple[tuple[Resource[ServiceEntrySpec], ...], str | None]
 _Rules = tuple[Resource[DestinationRuleSpec], ...]
 #: A DestinationRule before and after a change (None: added, or removed).
 RuleChange = tuple[Resource[DestinationRuleSpec] | None, Resource[DestinationRuleSpec] | None]
-#: A service the registry replaced: the one before, the one after (same host, namespace and ports).
-ServiceChange = tuple[Service, Service]
+#: A service the registry replaced: the one before (None: added), the one after (same host, namespace and ports).
+ServiceChange = tuple[Service | None, Service]
 #: How many services the sidecar shapes kept for patching may see in all (each shape's state holds its snapshot
 #: and how it was built, about 1.5 MB per 1,000 services): 50 distinct shapes of a 1,000-service mesh, or ten of a
 #: 10,000-service one. The most recently used shape is always kept.
@@ -133,19 +133,31 @@ def patch_registry(
 ) -> tuple[ServiceRegistry, tuple[ServiceChange, ...]] | None:
     """``build_registry`` of the entries ``after``, made from ``registry`` (that of ``before``), if they differ little.
 
-    Only entries changed in place (the same name, hosts, ports and exportTo: new endpoints, say)
-    are taken; anything else (an entry added or removed) gives None. Also returns the services replaced.
-    Entries are told apart by namespace and name, unique in every config (``build_config`` drops repeats).
+    Entries changed in place (the same name, hosts, ports and exportTo: new endpoints, say) and entries
+    added at the end are taken; anything else (an entry removed, say) gives None. Also returns the
+    services replaced (before, after) and added (None, after). Entries are told apart by namespace and
+    name, unique in every config (``build_config`` drops repeats).
     """
-    if len(before) != len(after):
-        return None
-    changed = [(before[index], after[index]) for index in replaced_positions(before, after)]
-    changed = [(old, new) for old, new in changed if old != new]
-    if len(changed) > _PATCHED_ENTRIES:
+    changed = changed_items(before, after, limit=_PATCHED_ENTRIES)
+    if changed is None:
         return None
     positions: dict[int, Service] = {}
     replaced: list[ServiceChange] = []
+    added: dict[tuple[str, str], Service] = {}
     for old, new in changed:
+        if new is None:
+            return None
+        if old is None:
+            # Like build_registry: a host a namespace lists already keeps the service listed first.
+            for service in build_registry(MeshConfig(service_entries=(new,))).services:
+                key = (service.host, service.namespace)
+                taken = any(found.namespace == service.namespace for found in registry.lookup(service.host))
+                if key not in added and not taken:
+                    added[key] = service
+                    replaced.append((None, service))
+            continue
+        if old == new:
+            continue
         if (old.namespace, old.name, old.spec.hosts, old.spec.ports, old.spec.export_to) != (
             new.namespace,
             new.name,
@@ -162,7 +174,7 @@ def patch_registry(
                 continue  # an earlier entry of the namespace holds this host: neither one is used
             positions[next(index for index, service in enumerate(registry.services) if service is kept)] = new_service
             replaced.append((kept, new_service))
-    return registry.replaced(positions), tuple(replaced)
+    return registry.replaced(positions, added=added.values()), tuple(replaced)
 
 
 def changed_items(before: Sequence[T], after: Sequence[T], *, limit: int) -> list[tuple[T | None, T | None]] | None:

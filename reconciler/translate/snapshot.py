@@ -261,7 +261,7 @@ class ResourceSet:
     def patched(self, changed: Mapping[str, Resource], *, removed: Iterable[str] = ()) -> ResourceSet:
         """This set with the ``changed`` resources in place of (or beside) those of their names, ``removed`` gone.
 
-        Equal to building the set of the resulting messages; only new names (or removals) re-encode every part.
+        Equal to building the set of the resulting messages; only the changed resources' parts are made again.
         """
         fresh = {name: item for name, item in changed.items() if self.items.get(name) is not item}
         gone = [name for name in removed if name in self.items and name not in changed]
@@ -272,16 +272,26 @@ class ResourceSet:
         items.update(fresh)
         for name in gone:
             del items[name]
-        if gone or len(items) != len(self.items) or len(self.parts) != len(items):
+        if len(self.parts) != len(self.items):
             items = dict(sorted(items.items()))
             names = tuple(items)
             parts = tuple(_part(item) for item in items.values())
         else:
-            names = self.names
-            replaced = list(self.parts)
+            # A few names in or out: the sorted names and parts are edited in place, not made again.
+            listed, replaced = list(self.names), list(self.parts)
+            for name in gone:
+                at = bisect.bisect_left(listed, name)
+                del listed[at], replaced[at]
             for name, item in fresh.items():
-                replaced[bisect.bisect_left(names, name)] = _part(item)
-            parts = tuple(replaced)
+                at = bisect.bisect_left(listed, name)
+                if name in self.items:
+                    replaced[at] = _part(item)
+                else:
+                    listed.insert(at, name)
+                    replaced.insert(at, _part(item))
+            names, parts = tuple(listed), tuple(replaced)
+            if any(name not in self.items for name in fresh):
+                items = {name: items[name] for name in names}  # in name order, as a built set's
         return ResourceSet(
             type_url=self.type_url,
             version=_partsdigest(parts),
