@@ -403,7 +403,11 @@ def patch(
         )
         # The ports are those the service had (a registry patch keeps them): only the subsets differ.
         dropped.update(ClusterSet.names(service, old_rule))
-    base = (state.base - dropped) | built.clusters.keys()
+    base = state.base
+    if dropped:
+        base = base - dropped
+    if not built.clusters.keys() <= base:
+        base = base.union(built.clusters.keys())
     removed = dropped - base
     if not built.assignments.keys() <= base:
         return None
@@ -474,8 +478,12 @@ def patch(
             (name, item) for name, item in new_orphans.items() if kept_orphans.get(name) is not item
         )
         # What no service and no route makes any more goes (a cluster that became a service's is replaced).
-        gone[type_url] |= kept_orphans.keys() - new_orphans.keys()
-        gone[type_url] -= changed_items[type_url].keys() | base
+        made = changed_items[type_url]
+        gone[type_url] = {
+            name
+            for name in gone[type_url].union(kept_orphans.keys() - new_orphans.keys())
+            if name not in made and name not in base
+        }
 
     layout = state.layout
     fresh_vhosts = [*vhosts.values(), *(vhost.SerializeToString(deterministic=True) for vhost in inserted.values())]

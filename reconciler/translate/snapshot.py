@@ -272,7 +272,7 @@ class ResourceSet:
         items.update(fresh)
         for name in gone:
             del items[name]
-        if len(self.parts) != len(self.items):
+        if len(self.parts) != len(self.items) or len(fresh) > _EDITED:
             items = dict(sorted(items.items()))
             names = tuple(items)
             parts = tuple(_part(item) for item in items.values())
@@ -301,6 +301,9 @@ class ResourceSet:
             parts=parts,
         )
 
+
+#: More changed resources than this and a patched set is sorted and hashed anew, not edited in place.
+_EDITED = 64
 
 #: How a snapshot gets the :class:`ResourceSet` of a type's messages (a translation cache may return one built before).
 BuildSet = Callable[[str, Iterable[Message]], ResourceSet]
