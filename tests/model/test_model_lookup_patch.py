@@ -82,7 +82,8 @@ def test_a_rule_removed_or_added_at_the_end_patches_the_index_to_what_building_i
     removed = index.patched([(rules[at], None)])
     added_back = DestinationRules(without).patched([(None, rules[at])])
 
-    assert removed is not None and added_back is not None
+    assert removed is not None
+    assert added_back is not None
     assert _answers(removed) == _answers(DestinationRules(without))
     assert _answers(added_back) == _answers(DestinationRules((*without, rules[at])))
 

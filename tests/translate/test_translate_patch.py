@@ -24,9 +24,8 @@ from reconciler.errors import TranslationError
 from reconciler.model.common import Weight
 from reconciler.model.config import MeshConfig
 from reconciler.model.serviceentry import Resolution
-from reconciler.translate import ProxyIdentity, ProxyRole, Translation, translate
+from reconciler.translate import ProxyIdentity, ProxyRole, Translation, translate, translator
 from reconciler.translate.envoy_check import PassCache
-from reconciler.translate import translator
 from reconciler.translate.memo import TranslationCache
 from reconciler.translate.patch import SidecarState, patch
 from reconciler.translate.snapshot import PUSH_ORDER, ROUTE, digest, resumable_digest
