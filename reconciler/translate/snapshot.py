@@ -277,21 +277,22 @@ class ResourceSet:
             names = tuple(items)
             parts = tuple(_part(item) for item in items.values())
         else:
-            # A few names in or out: the sorted names and parts are edited in place, not made again.
-            listed, replaced = list(self.names), list(self.parts)
+            # A few names in or out: the sorted names, resources and parts are edited in place, not made again.
+            listed, values, replaced = list(self.names), list(self.items.values()), list(self.parts)
             for name in gone:
                 at = bisect.bisect_left(listed, name)
-                del listed[at], replaced[at]
+                del listed[at], values[at], replaced[at]
             for name, item in fresh.items():
                 at = bisect.bisect_left(listed, name)
                 if name in self.items:
-                    replaced[at] = _part(item)
+                    values[at], replaced[at] = item, _part(item)
                 else:
                     listed.insert(at, name)
+                    values.insert(at, item)
                     replaced.insert(at, _part(item))
             names, parts = tuple(listed), tuple(replaced)
             if any(name not in self.items for name in fresh):
-                items = {name: items[name] for name in names}  # in name order, as a built set's
+                items = dict(zip(names, values, strict=True))  # in name order, as a built set's
         return ResourceSet(
             type_url=self.type_url,
             version=_partsdigest(parts),
