@@ -6,8 +6,9 @@ content of the inputs that determine it and is reused only when the next inputs 
 equal, so a cached translation is byte-identical to an uncached one:
 
 * the service registry, by the config's ServiceEntries (a ServiceEntry changed in place, with
-  the same hosts and ports, patches the last registry: :func:`patch_registry`); the DestinationRule
-  index, by its DestinationRules (a rollout step changes only VirtualServices: both are reused);
+  the same hosts and ports, or added at the end patches the last registry: :func:`patch_registry`);
+  the DestinationRule index, by its DestinationRules (a rollout step changes only VirtualServices:
+  both are reused; a few rules edited, removed or added at the end patch the last index);
 * a service's clusters and load assignments, and the findings building them made, by the
   service (its ports and endpoints), the DestinationRule the proxy uses for it and whether
   the proxy reports non-HTTP ports (sidecar or gateway); clusters do not depend on the

@@ -22,10 +22,19 @@ does only the work the changed objects touch, and gives the same bytes:
   are patched (:meth:`~reconciler.translate.snapshot.ResourceSet.patched`) and only what changed
   is checked for consistency and against Envoy's constraints.
 
-Anything else (a DestinationRule changed, an object added or removed, a VirtualService's hosts
-edited, what the constraints reject) returns None: the caller translates in full, so the result
-never depends on which path made it (``tests/translate/test_translate_patch.py`` checks byte for
-byte). Pure: no I/O, no clock, no globals.
+* DestinationRules edited in place (the same host and exportTo: subsets added or removed, a new
+  policy) patch the rule index (``DestinationRules.patched``); the services of their hosts get their
+  clusters built again, the clusters they no longer have go (a route still asking for one gets its
+  own, as a full translation makes it);
+* a host added at the end (ServiceEntry, DestinationRule, VirtualService appended) gets its clusters,
+  its steps (after every other, as :func:`~reconciler.translate.sidecar.build_sidecar` takes them) and
+  its virtual hosts, built alone and inserted where their names sort, when no other virtual host can
+  contend for its domains (:func:`_claims_alone`: no wildcard host, no shared Host-header spelling).
+
+Anything else (an object removed, a VirtualService's hosts edited, a wildcard DestinationRule, what
+the constraints reject) returns None: the caller translates in full, so the result never depends on
+which path made it (``tests/translate/test_translate_patch.py`` checks byte for byte). Pure: no I/O,
+no clock, no globals.
 """
 
 from __future__ import annotations
