@@ -23,7 +23,8 @@ keeps one between passes), each row's cache warmed by the translation before it 
 * ``weight``: after a rollout step changed one VirtualService's weights (the other objects are the same);
 * ``endpoint``: after one ServiceEntry's endpoint moved (an endpoint-only change);
 * ``reload``: the weight change of a config loaded again from YAML (equal objects, none the same);
-* ``host``: after a service (ServiceEntry, DestinationRule, VirtualService) was added.
+* ``host``: after a service (ServiceEntry, DestinationRule, VirtualService) was added;
+* ``subset``: after one DestinationRule got a subset more.
 
 The one-host rows take the patch path (:mod:`reconciler.translate.patch`) where it applies.
 
@@ -186,6 +187,15 @@ def host_added(config: MeshConfig, index: int) -> MeshConfig:
     )
 
 
+def subset_added(config: MeshConfig, index: int) -> MeshConfig:
+    """``config`` with a fourth subset in service ``index``'s DestinationRule (a version about to be rolled out)."""
+    rules = config.destination_rules
+    rule = rules[index]
+    extra = dataclasses.replace(rule.spec.subsets[0], name="v4", labels={"version": "v4"})
+    changed = dataclasses.replace(rule, spec=dataclasses.replace(rule.spec, subsets=(*rule.spec.subsets, extra)))
+    return dataclasses.replace(config, destination_rules=(*rules[:index], changed, *rules[index + 1 :]))
+
+
 def _cpu(run: Callable[[], object], repeat: int, *, before: Callable[[], object] | None = None) -> float:
     """Best CPU seconds of ``repeat`` calls of ``run``, each after an untimed ``before``."""
     best = float("inf")
@@ -207,11 +217,12 @@ def change_table(size: int, repeat: int) -> bool:
     sidecar = ProxyIdentity(node_id="bench-sidecar", namespace="bench", role=ProxyRole.SIDECAR)
     other = dataclasses.replace(sidecar, node_id="bench-sidecar-2", outbound_port=15002)
     middle = size // 2
-    stepped, moved, reloaded_step, grown = (
+    stepped, moved, reloaded_step, grown, subset = (
         weight_step(config, middle),
         endpoint_move(config, middle),
         weight_step(reloaded, middle),
         host_added(config, size),
+        subset_added(config, middle),
     )
     state: dict[str, TranslationCache | PassCache] = {}
 
@@ -239,6 +250,7 @@ def change_table(size: int, repeat: int) -> bool:
         ("endpoint", "change", _cpu(lambda: run(moved, sidecar), repeat, before=warmed((config, sidecar)))),
         ("reload", "change", _cpu(lambda: run(reloaded_step, sidecar), repeat, before=warmed((config, sidecar)))),
         ("host", "change", _cpu(lambda: run(grown, sidecar), repeat, before=warmed((config, sidecar)))),
+        ("subset", "change", _cpu(lambda: run(subset, sidecar), repeat, before=warmed((config, sidecar)))),
     ]
     ok = True
     for name, kind, cpu in rows:

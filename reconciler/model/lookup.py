@@ -13,7 +13,7 @@ Pure: standard library only, no I/O, no globals.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from types import MappingProxyType
 from typing import TypeVar
@@ -129,7 +129,7 @@ def _exports(rule: Rule) -> tuple[str, ...] | None:
 class _Pool:
     """Consolidated DestinationRules that one group of proxies sees in one namespace, by host."""
 
-    __slots__ = ("building", "by_host", "exports", "wildcards")
+    __slots__ = ("building", "by_host", "exports", "rules", "wildcards")
 
     def __init__(self) -> None:
         self.building: dict[tuple[str, tuple[tuple[str, str], ...] | None], _Consolidating] = {}
@@ -137,8 +137,11 @@ class _Pool:
         #: Per host, the union of its rules' ``exportTo``; None for everywhere.
         self.exports: dict[str, tuple[str, ...] | None] = {}
         self.wildcards: list[str] = []
+        #: Per host, its rules as added (in load order): a patch consolidates one host's again.
+        self.rules: dict[str, tuple[Rule, ...]] = {}
 
     def add(self, index: int, rule: Rule, host: str) -> None:
+        self.rules[host] = (*self.rules.get(host, ()), rule)
         selector = rule.spec.workload_selector
         key = (host, None if selector is None else tuple(sorted((selector.match_labels or {}).items())))
         existing = self.building.get(key)
@@ -160,6 +163,24 @@ class _Pool:
         for entries in self.by_host.values():
             entries.sort(key=lambda entry: entry[0])
         self.building.clear()
+
+    def with_host(self, host: str, rules: tuple[Rule, ...]) -> _Pool:
+        """A copy of this (sealed) pool whose rules for the exact ``host`` are ``rules`` (in load order)."""
+        fresh = _Pool()
+        for index, rule in enumerate(rules):
+            fresh.add(index, rule, host)
+        fresh.seal()
+        out = _Pool()
+        out.wildcards = self.wildcards
+        out.by_host, out.exports, out.rules = dict(self.by_host), dict(self.exports), dict(self.rules)
+        for mapping in (out.by_host, out.exports, out.rules):
+            mapping.pop(host, None)
+        if rules:
+            out.rules[host] = rules
+            out.by_host[host] = fresh.by_host[host]
+        if host in fresh.exports:
+            out.exports[host] = fresh.exports[host]
+        return out
 
     def most_specific(self, host: str) -> str | None:
         """Istio's ``MostSpecificHostMatch``: the exact host, else the longest wildcard covering it."""
@@ -194,18 +215,62 @@ class DestinationRules:
         self._root_local = _Pool()
         for index, rule in enumerate(rules):
             host = resolve_host(rule.spec.host, rule.namespace)
-            namespace = rule.namespace
-            # Istio exports a workload-selecting rule nowhere but its own namespace.
-            exports = (namespace,) if rule.spec.workload_selector is not None else _exports(rule)
-            if exports is None or namespace in exports:
-                _pool(self._local, namespace).add(index, rule, host)
-            if exports is not None and exports == (namespace,):
-                if namespace == ROOT_NAMESPACE:
-                    self._root_local.add(index, rule, host)
-            else:
-                _pool(self._exported, namespace).add(index, rule, host)
+            for kind, namespace in _placement(rule):
+                self._pool(kind, namespace).add(index, rule, host)
         for pool in (*self._local.values(), *self._exported.values(), self._root_local):
             pool.seal()
+
+    def _pool(self, kind: str, namespace: str) -> _Pool:
+        if kind == _ROOT:
+            return self._root_local
+        pools = self._local if kind == _LOCAL else self._exported
+        pool = pools.get(namespace)
+        if pool is None:
+            pool = pools[namespace] = _Pool()
+        return pool
+
+    def patched(self, changes: Sequence[tuple[Rule | None, Rule | None]]) -> DestinationRules | None:
+        """The index of these rules with ``changes`` made, equal to building it anew; None where that is needed.
+
+        Each change is (before, after): a rule edited in place (the same host and ``exportTo``, and so the
+        same pools), removed (after None) or added after every other (before None). Only the changed hosts'
+        rules are consolidated again; a change to a wildcard host's presence needs a rebuild (None).
+        """
+        edits: dict[tuple[str, str, str], list[tuple[Rule | None, Rule | None]]] = {}
+        for before, after in changes:
+            placed = [
+                (rule, resolve_host(rule.spec.host, rule.namespace), _placement(rule))
+                for rule in (before, after)
+                if rule is not None
+            ]
+            if before is not None and after is not None and (placed[0][1:] != placed[1][1:]):
+                return None
+            for _, host, placement in placed[:1]:
+                for kind, namespace in placement:
+                    edits.setdefault((kind, namespace, host), []).append((before, after))
+        out = object.__new__(DestinationRules)
+        out._local, out._exported, out._root_local = dict(self._local), dict(self._exported), self._root_local
+        for (kind, namespace, host), made in edits.items():
+            pool = out._pool(kind, namespace)
+            rules = list(pool.rules.get(host, ()))
+            for before, after in made:
+                at = next((index for index, rule in enumerate(rules) if rule is before), None)
+                if before is None and after is not None:
+                    rules.append(after)
+                elif at is None:
+                    return None
+                elif after is None:
+                    del rules[at]
+                else:
+                    rules[at] = after
+            if "*" in host and (not rules or host not in pool.rules):
+                return None
+            patched = pool.with_host(host, tuple(rules))
+            if kind == _ROOT:
+                out._root_local = patched
+            else:
+                (out._local if kind == _LOCAL else out._exported)[namespace] = patched
+        return out
 
     def rule_for(
         self,
@@ -275,8 +340,20 @@ class DestinationRules:
         return None
 
 
-def _pool(pools: dict[str, _Pool], namespace: str) -> _Pool:
-    pool = pools.get(namespace)
-    if pool is None:
-        pool = pools[namespace] = _Pool()
-    return pool
+_LOCAL, _EXPORTED, _ROOT = "local", "exported", "root"
+
+
+def _placement(rule: Rule) -> tuple[tuple[str, str], ...]:
+    """The pools ``rule`` belongs to: (kind, namespace), as Istio's ``initDestinationRules`` sorts them."""
+    namespace = rule.namespace
+    # Istio exports a workload-selecting rule nowhere but its own namespace.
+    exports = (namespace,) if rule.spec.workload_selector is not None else _exports(rule)
+    found = []
+    if exports is None or namespace in exports:
+        found.append((_LOCAL, namespace))
+    if exports is not None and exports == (namespace,):
+        if namespace == ROOT_NAMESPACE:
+            found.append((_ROOT, namespace))
+    else:
+        found.append((_EXPORTED, namespace))
+    return tuple(found)

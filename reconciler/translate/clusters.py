@@ -100,7 +100,7 @@ class ClusterSet:
         finally:
             self._notes.record(None)
         # Hosts are distinct, so every cluster named for this service was built just now.
-        names = self._names(service, rule)
+        names = self.names(service, rule)
         built = ServiceClusters(
             service=service,
             rule=rule,
@@ -111,7 +111,8 @@ class ClusterSet:
         cache.keep_service_clusters(built, report_ports=self._report_ports)
 
     @staticmethod
-    def _names(service: Service, rule: Rule | None) -> list[str]:
+    def names(service: Service, rule: Rule | None) -> list[str]:
+        """The clusters :meth:`add_service` makes for ``service`` with ``rule``."""
         subsets = [subset.name for subset in rule.spec.subsets] if rule is not None else []
         return [
             cluster_name(host=service.host, port=port.number, subset=subset)

@@ -6,8 +6,9 @@ content of the inputs that determine it and is reused only when the next inputs 
 equal, so a cached translation is byte-identical to an uncached one:
 
 * the service registry, by the config's ServiceEntries (a ServiceEntry changed in place, with
-  the same hosts and ports, patches the last registry: :func:`patch_registry`); the DestinationRule
-  index, by its DestinationRules (a rollout step changes only VirtualServices: both are reused);
+  the same hosts and ports, or added at the end patches the last registry: :func:`patch_registry`);
+  the DestinationRule index, by its DestinationRules (a rollout step changes only VirtualServices:
+  both are reused; a few rules edited, removed or added at the end patch the last index);
 * a service's clusters and load assignments, and the findings building them made, by the
   service (its ports and endpoints), the DestinationRule the proxy uses for it and whether
   the proxy reports non-HTTP ports (sidecar or gateway); clusters do not depend on the
@@ -63,16 +64,19 @@ from reconciler.translate.snapshot import ResourceSet
 __all__ = [
     "PATCH_BUDGET",
     "EnsureCall",
+    "RuleChange",
     "ServiceChange",
     "ServiceClusters",
     "TranslationCache",
     "VirtualServiceRoutes",
+    "changed_items",
     "patch_registry",
     "replaced_positions",
 ]
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +115,11 @@ class VirtualServiceRoutes:
 
 
 _RegistryKey = tuple[tuple[Resource[ServiceEntrySpec], ...], str | None]
-#: A service the registry replaced: the one before, the one after (same host, namespace and ports).
-ServiceChange = tuple[Service, Service]
+_Rules = tuple[Resource[DestinationRuleSpec], ...]
+#: A DestinationRule before and after a change (None: added, or removed).
+RuleChange = tuple[Resource[DestinationRuleSpec] | None, Resource[DestinationRuleSpec] | None]
+#: A service the registry replaced: the one before (None: added), the one after (same host, namespace and ports).
+ServiceChange = tuple[Service | None, Service]
 #: How many services the sidecar shapes kept for patching may see in all (each shape's state holds its snapshot
 #: and how it was built, about 1.5 MB per 1,000 services): 50 distinct shapes of a 1,000-service mesh, or ten of a
 #: 10,000-service one. The most recently used shape is always kept.
@@ -127,19 +134,31 @@ def patch_registry(
 ) -> tuple[ServiceRegistry, tuple[ServiceChange, ...]] | None:
     """``build_registry`` of the entries ``after``, made from ``registry`` (that of ``before``), if they differ little.
 
-    Only entries changed in place (the same name, hosts, ports and exportTo: new endpoints, say)
-    are taken; anything else (an entry added or removed) gives None. Also returns the services replaced.
-    Entries are told apart by namespace and name, unique in every config (``build_config`` drops repeats).
+    Entries changed in place (the same name, hosts, ports and exportTo: new endpoints, say) and entries
+    added at the end are taken; anything else (an entry removed, say) gives None. Also returns the
+    services replaced (before, after) and added (None, after). Entries are told apart by namespace and
+    name, unique in every config (``build_config`` drops repeats).
     """
-    if len(before) != len(after):
-        return None
-    changed = [(before[index], after[index]) for index in replaced_positions(before, after)]
-    changed = [(old, new) for old, new in changed if old != new]
-    if len(changed) > _PATCHED_ENTRIES:
+    changed = changed_items(before, after, limit=_PATCHED_ENTRIES)
+    if changed is None:
         return None
     positions: dict[int, Service] = {}
     replaced: list[ServiceChange] = []
+    added: dict[tuple[str, str], Service] = {}
     for old, new in changed:
+        if new is None:
+            return None
+        if old is None:
+            # Like build_registry: a host a namespace lists already keeps the service listed first.
+            for service in build_registry(MeshConfig(service_entries=(new,))).services:
+                key = (service.host, service.namespace)
+                taken = any(found.namespace == service.namespace for found in registry.lookup(service.host))
+                if key not in added and not taken:
+                    added[key] = service
+                    replaced.append((None, service))
+            continue
+        if old == new:
+            continue
         if (old.namespace, old.name, old.spec.hosts, old.spec.ports, old.spec.export_to) != (
             new.namespace,
             new.name,
@@ -156,7 +175,32 @@ def patch_registry(
                 continue  # an earlier entry of the namespace holds this host: neither one is used
             positions[next(index for index, service in enumerate(registry.services) if service is kept)] = new_service
             replaced.append((kept, new_service))
-    return registry.replaced(positions), tuple(replaced)
+    return registry.replaced(positions, added=added.values()), tuple(replaced)
+
+
+def changed_items(before: Sequence[T], after: Sequence[T], *, limit: int) -> list[tuple[T | None, T | None]] | None:
+    """How ``after`` differs from ``before`` by identity, as (before, after) pairs; None past ``limit`` pairs.
+
+    Items replaced in place pair up; otherwise the run between the common head and tail must be
+    only removals, or only additions at the end (what ``DestinationRules.patched`` can take).
+    """
+    if len(before) == len(after):
+        positions = replaced_positions(before, after)
+        if len(positions) > limit:
+            return None
+        return [(before[index], after[index]) for index in positions]
+    head = next(
+        itertools.compress(itertools.count(), map(operator.is_not, before, after)), min(len(before), len(after))
+    )
+    tail = next(
+        itertools.compress(itertools.count(), map(operator.is_not, reversed(before), reversed(after))),
+        min(len(before), len(after)),
+    )
+    tail = min(tail, len(before) - head, len(after) - head)
+    removed, added = before[head : len(before) - tail], after[head : len(after) - tail]
+    if (removed and added) or (added and tail) or len(removed) + len(added) > limit:
+        return None
+    return [(item, None) for item in removed] + [(None, item) for item in added]
 
 
 def replaced_positions(before: Sequence[object], after: Sequence[object]) -> list[int]:
@@ -235,6 +279,8 @@ class TranslationCache:
         self._registry_patch: tuple[ServiceRegistry, ServiceRegistry, tuple[ServiceChange, ...]] | None = None
         self._states: OrderedDict[Hashable, tuple[object, int]] = OrderedDict()
         self._rules: _Latest[tuple[Resource[DestinationRuleSpec], ...], DestinationRules] = _Latest()
+        #: The last DestinationRule index patched: the rules and index before, the index after, the changes.
+        self._rules_patch: tuple[_Rules, DestinationRules, DestinationRules, tuple[RuleChange, ...]] | None = None
         self._clusters: _Generations[tuple[str, str, bool], ServiceClusters] = _Generations()
         self._routes: _Generations[tuple[str, str, int], VirtualServiceRoutes] = _Generations()
         # By type and size: the messages a set was built from (in the order given) and the set.
@@ -274,8 +320,30 @@ class TranslationCache:
         return last[2]
 
     def rules(self, config: MeshConfig) -> DestinationRules:
-        """The DestinationRule index of ``config``, reused while the DestinationRules compare equal."""
-        return self._rules.get(config.destination_rules, lambda _: DestinationRules(config.destination_rules))
+        """The DestinationRule index of ``config``, reused while the DestinationRules compare equal.
+
+        A few rules changed, removed or added at the end patch the last index (``DestinationRules.patched``).
+        """
+
+        def build(last: tuple[_Rules, DestinationRules] | None) -> DestinationRules:
+            if last is not None:
+                changes = changed_items(last[0], config.destination_rules, limit=_PATCHED_ENTRIES)
+                patched = last[1].patched(changes) if changes is not None else None
+                if changes is not None and patched is not None:
+                    self._rules_patch = (last[0], last[1], patched, tuple(changes))
+                    return patched
+            return DestinationRules(config.destination_rules)
+
+        return self._rules.get(config.destination_rules, build)
+
+    def rules_change(
+        self, before: _Rules, after: DestinationRules
+    ) -> tuple[DestinationRules, Sequence[RuleChange]] | None:
+        """The index of the rules ``before`` and the changes :meth:`rules` patched into ``after``, if it did."""
+        last = self._rules_patch
+        if last is None or last[2] is not after or not _same(last[0], before):
+            return None
+        return last[1], last[3]
 
     def sidecar_state(self, shape: Hashable) -> object | None:
         """What the last translation of a sidecar ``shape`` left for patching it (:mod:`reconciler.translate.patch`)."""

@@ -22,14 +22,24 @@ does only the work the changed objects touch, and gives the same bytes:
   are patched (:meth:`~reconciler.translate.snapshot.ResourceSet.patched`) and only what changed
   is checked for consistency and against Envoy's constraints.
 
-Anything else (a DestinationRule changed, an object added or removed, a VirtualService's hosts
-edited, what the constraints reject) returns None: the caller translates in full, so the result
-never depends on which path made it (``tests/translate/test_translate_patch.py`` checks byte for
-byte). Pure: no I/O, no clock, no globals.
+* DestinationRules edited in place (the same host and exportTo: subsets added or removed, a new
+  policy) patch the rule index (``DestinationRules.patched``); the services of their hosts get their
+  clusters built again, the clusters they no longer have go (a route still asking for one gets its
+  own, as a full translation makes it);
+* a host added at the end (ServiceEntry, DestinationRule, VirtualService appended) gets its clusters,
+  its steps (after every other, as :func:`~reconciler.translate.sidecar.build_sidecar` takes them) and
+  its virtual hosts, built alone and inserted where their names sort, when no other virtual host can
+  contend for its domains (:func:`_claims_alone`: no wildcard host, no shared Host-header spelling).
+
+Anything else (an object removed, a VirtualService's hosts edited, a wildcard DestinationRule, what
+the constraints reject) returns None: the caller translates in full, so the result never depends on
+which path made it (``tests/translate/test_translate_patch.py`` checks byte for byte). Pure: no I/O,
+no clock, no globals.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
@@ -43,17 +53,26 @@ from google.protobuf.internal.encoder import _VarintBytes  # type: ignore[attr-d
 from google.protobuf.message import Message
 
 from reconciler.model.config import MeshConfig, Resource
+from reconciler.model.hosts import DEFAULT_DOMAIN, resolve_host
+from reconciler.model.lookup import DestinationRules
 from reconciler.model.virtualservice import VirtualServiceSpec
 from reconciler.translate.clusters import ClusterSet
 from reconciler.translate.constraints import violations
 from reconciler.translate.envoy_check import VIRTUAL_HOST, PassCache
-from reconciler.translate.memo import EnsureCall, TranslationCache, replaced_positions
-from reconciler.translate.names import cluster_name
+from reconciler.translate.memo import (
+    EnsureCall,
+    RuleChange,
+    ServiceChange,
+    TranslationCache,
+    changed_items,
+    replaced_positions,
+)
+from reconciler.translate.names import DEFAULT_HTTP_PORT, cluster_name, host_domains, virtual_host_name
 from reconciler.translate.notes import NoteCall, Notes
 from reconciler.translate.registry import Service, ServiceRegistry
 from reconciler.translate.routes import RouteBuilder
 from reconciler.translate.scope import Scope
-from reconciler.translate.sidecar import SidecarStep, no_http_port, report_l4_routes, virtual_host
+from reconciler.translate.sidecar import SidecarStep, build_sidecar, no_http_port, report_l4_routes, virtual_host
 from reconciler.translate.snapshot import (
     CLUSTER,
     ENDPOINT,
@@ -70,6 +89,8 @@ from reconciler.validate.findings import Finding
 __all__ = ["RouteLayout", "SidecarState", "patch", "record"]
 
 _Event = NoteCall | EnsureCall
+#: More VirtualServices added at once than this are translated in full.
+_ADDED_HOSTS = 16
 #: Field 2 of a RouteConfiguration (virtual_hosts), length-delimited.
 _VIRTUAL_HOSTS_TAG = 0x12
 
@@ -79,13 +100,13 @@ class RouteLayout:
     """Where each virtual host lies in a serialized sidecar RouteConfiguration (a ``packed`` Any).
 
     The virtual hosts' fields (tag, length, message each) follow one another from ``head`` in
-    ``packed``, ``lengths`` long; ``position`` is each one's index by name.
+    ``packed``, ``lengths`` long; ``names``: theirs, in order (sorted, as a sidecar's are).
     """
 
     resource: XdsResource
     head: int
     lengths: tuple[int, ...]
-    position: Mapping[str, int]
+    names: tuple[str, ...]
     #: Where the RouteConfiguration's bytes start in ``packed``, and the hash states of its version.
     value_start: int
     marks: Marks
@@ -102,12 +123,12 @@ class RouteLayout:
         head += length
         offset = head
         lengths: list[int] = []
-        position = {}
+        names = []
         while offset < end and packed[offset] == _VIRTUAL_HOSTS_TAG:
             length, body = _DecodeVarint(packed, offset + 1)
             # A virtual host's first field is its name (field 1: tag, length, text).
             name_length, name_start = _DecodeVarint(packed, body + 1)
-            position[packed[name_start : name_start + name_length].decode()] = len(lengths)
+            names.append(packed[name_start : name_start + name_length].decode())
             lengths.append(body + length - offset)
             offset = body + length
         _, marks = resumable_digest(resource.name, memoryview(packed)[value_start:])
@@ -115,10 +136,19 @@ class RouteLayout:
             resource=resource,
             head=head,
             lengths=tuple(lengths),
-            position=position,
+            names=tuple(names),
             value_start=value_start,
             marks=marks,
         )
+
+    def position(self, name: str) -> int:
+        """The index of the virtual host ``name`` (one there is)."""
+        return bisect.bisect_left(self.names, name)
+
+    def has(self, name: str) -> bool:
+        """Whether a virtual host is named ``name``."""
+        at = bisect.bisect_left(self.names, name)
+        return at < len(self.names) and self.names[at] == name
 
     def digests(self) -> list[str]:
         """Each virtual host's digest as :class:`~reconciler.translate.envoy_check.PassCache` knows virtual hosts."""
@@ -137,29 +167,43 @@ class RouteLayout:
         length, body = _DecodeVarint(packed, self.head + sum(self.lengths[:index]) + 1)
         return packed[body : body + length]
 
-    def spliced(self, replaced: Mapping[int, bytes], *, references: frozenset[str]) -> RouteLayout:
-        """This RouteConfiguration with the virtual hosts at the ``replaced`` positions serialized anew.
+    def spliced(
+        self, replaced: Mapping[int, bytes], *, inserted: Mapping[str, bytes], references: frozenset[str]
+    ) -> RouteLayout:
+        """This RouteConfiguration with the virtual hosts at ``replaced`` positions serialized anew, ``inserted`` added.
 
         Its bytes are those a RouteConfiguration of the same virtual hosts serializes to (a repeated
-        field is its elements' fields one after another); ``references``: the clusters it names.
+        field is its elements' fields one after another; the inserted ones go where their names sort);
+        ``references``: the clusters it names.
         """
         packed = self.resource.packed
         view = memoryview(packed)
-        lengths = list(self.lengths)
         value_start = self.value_start
-        # Value: the name field, the virtual hosts, the fields after them; each run up to a replaced host kept.
+        # (index, replaces, name, message): an insertion goes before the host at its index, in name order.
+        edits = sorted(
+            [(index, True, "", message) for index, message in replaced.items()]
+            + [(self.position(name), False, name, message) for name, message in inserted.items()],
+            key=lambda edit: (edit[0], edit[1], edit[2]),
+        )
+        # Value: the name field, the virtual hosts, the fields after them; each run up to a change kept.
         pieces: list[bytes | memoryview] = []
+        names: list[str] = []
+        lengths: list[int] = []
         kept_from, offset, done = value_start, self.head, 0
-        for index in sorted(replaced):
+        for index, replaces, name, message in edits:
             offset += sum(self.lengths[done:index])
             pieces.append(view[kept_from:offset])
-            message = replaced[index]
+            names.extend(self.names[done:index])
+            lengths.extend(self.lengths[done:index])
             chunk = bytes((_VIRTUAL_HOSTS_TAG,)) + _VarintBytes(len(message)) + message
             pieces.append(chunk)
-            kept_from = offset = offset + self.lengths[index]
-            lengths[index] = len(chunk)
-            done = index + 1
+            names.append(self.names[index] if replaces else name)
+            lengths.append(len(chunk))
+            done = index + 1 if replaces else index
+            kept_from = offset = offset + (self.lengths[index] if replaces else 0)
         pieces.append(view[kept_from:])
+        names.extend(self.names[done:])
+        lengths.extend(self.lengths[done:])
         size = sum(len(piece) for piece in pieces)
         header = b"\x0a" + _VarintBytes(len(ROUTE)) + ROUTE.encode() + b"\x12" + _VarintBytes(size)
         joined = b"".join((header, *pieces))
@@ -176,7 +220,7 @@ class RouteLayout:
             resource=resource,
             head=self.head + len(header) - value_start,
             lengths=tuple(lengths),
-            position=self.position,
+            names=tuple(names),
             value_start=len(header),
             marks=marks,
         )
@@ -203,6 +247,10 @@ class SidecarState:
     orphans: Mapping[str, XdsResource]
     orphan_assignments: Mapping[str, XdsResource]
     layout: RouteLayout
+    #: Whether a VirtualService has a wildcard host, and whether a step's virtual host got no name or domain: either
+    #: way, which virtual host claims a domain depends on the others (added hosts are translated in full then).
+    wildcards: bool
+    denied: bool
 
 
 def _eventful(events: Sequence[_Event], base: frozenset[str]) -> bool:
@@ -254,6 +302,8 @@ def record(
             name: snapshot.sets[ENDPOINT].items[name] for name in clusters.assignments.keys() - base_clusters
         },
         layout=RouteLayout.of(resource),
+        wildcards=any("*" in host for vs in config.virtual_services for host in vs.spec.hosts),
+        denied=any(step.kind == "routes" and step.vhost is None for step in steps),
     )
 
 
@@ -279,21 +329,6 @@ def _vs_structure(vs: Resource[VirtualServiceSpec]) -> tuple[object, ...]:
     """What of a VirtualService decides which virtual hosts it makes and which notes it gets outside its routes."""
     spec = vs.spec
     return (vs.namespace, vs.name, spec.hosts, spec.gateways, spec.export_to, bool(spec.http), spec.tcp, spec.tls)
-
-
-def _changed_virtual_services(before: MeshConfig, after: MeshConfig) -> dict[int, Resource[VirtualServiceSpec]] | None:
-    """The VirtualServices changed in place, by index; None when one changed more (or the list did)."""
-    if len(before.virtual_services) != len(after.virtual_services):
-        return None
-    changed = {}
-    for index in replaced_positions(before.virtual_services, after.virtual_services):
-        old, new = before.virtual_services[index], after.virtual_services[index]
-        if old == new:
-            continue
-        if _vs_structure(old) != _vs_structure(new):
-            return None
-        changed[index] = new
-    return changed
 
 
 class _Replay:
@@ -329,74 +364,121 @@ def patch(
     ``scope`` the proxy's view of ``config`` through it.
     """
     # Tuples compare their items by identity first: unchanged objects cost nothing.
+    rule_hosts: dict[str, DestinationRules] = {}
     if state.config.destination_rules != config.destination_rules:
+        found_rules = cache.rules_change(state.config.destination_rules, cache.rules(config))
+        if found_rules is None:
+            return None
+        rule_hosts = _rule_hosts(*found_rules)
+        if any("*" in host for host in rule_hosts):
+            return None  # a wildcard rule applies to many hosts: left to a full translation
+    vs_changes = _virtual_service_changes(state.config, config)
+    if vs_changes is None:
         return None
-    changed_vs = _changed_virtual_services(state.config, config)
-    if changed_vs is None:
-        return None
-    service_changes: Sequence[tuple[Service, Service]] = ()
+    changed_vs, added_vs = vs_changes
+    service_changes: Sequence[ServiceChange] = ()
     if registry is not state.registry:
         found = cache.registry_change(state.registry, registry)
         if found is None:
             return None
         service_changes = found
+    added_hosts = {new.host for old, new in service_changes if old is None}
+    claimed = added_hosts | {resolve_host(host, vs.namespace) for vs in added_vs for host in vs.spec.hosts}
+    if claimed and not _claims_alone(state, claimed, registry=registry, namespace=scope.namespace):
+        return None
 
-    # Services: the changed ones this proxy sees get their clusters built again (the same names).
     services = list(state.services)
     service_notes = dict(state.service_notes)
     built = ClusterSet(scope=scope, notes=Notes(), report_ports=True, cache=cache)
-    for old, new in service_changes:
-        if scope.service(new.host) is not new:
-            continue
-        if old.resolution is not new.resolution:
-            return None  # DNS ↔ STATIC adds or removes load assignments: left to a full translation
-        position = next((index for index, service in enumerate(services) if service is old), None)
+    rebuilt = _services(state, service_changes, scope=scope, cache=cache, built=built, into=(services, service_notes))
+    if rebuilt is None:
+        return None
+    added_services = [service for service in rebuilt if service.host in added_hosts]
+    # Services whose DestinationRule changed: their clusters built again, the names they no longer have gone.
+    dropped: set[str] = set()
+    for host, before in rule_hosts.items():
+        service = scope.service(host)
+        if service is None or service.host in added_hosts:
+            continue  # no clusters of its own before (the replay below makes those routes name)
+        position = next((index for index, found in enumerate(services) if found is service), None)
         if position is None:
             return None
-        services[position] = new
-        built.add_service(new)
-        rule = scope.destination_rule(new.host, service_namespace=new.namespace)
-        kept = cache.service_clusters(new, rule, report_ports=True)
-        if kept is None:
+        if all(found is not service for found in rebuilt) and not _rebuild(
+            service, position, built=built, scope=scope, cache=cache, into=service_notes
+        ):
             return None
-        if kept.notes:
-            service_notes[position] = tuple(kept.notes)
-        else:
-            service_notes.pop(position, None)
-    if not (built.clusters.keys() <= state.base and built.assignments.keys() <= state.base):
+        old_rule = before.rule_for(
+            host, namespace=scope.namespace, service_namespace=service.namespace, labels=scope.labels
+        )
+        # The ports are those the service had (a registry patch keeps them): only the subsets differ.
+        dropped.update(ClusterSet.names(service, old_rule))
+    base = state.base
+    if dropped:
+        base = base - dropped
+    if not built.clusters.keys() <= base:
+        base = base.union(built.clusters.keys())
+    removed = dropped - base
+    if not built.assignments.keys() <= base:
         return None
 
     # Steps of the changed VirtualServices are taken again; the others' events replay as recorded.
     steps = list(state.steps)
     eventful = set(state.eventful)
+    if removed:
+        # A route asking for a cluster no service makes any more makes one of its own: its step now matters.
+        eventful.update(_asking(state.steps, removed))
     vhosts: dict[int, bytes] = {}
     # The changed routes' cluster look-ups go to a scratch set: the replay below decides what they add.
     scratch = ClusterSet(scope=scope, notes=Notes(), report_ports=True)
     routes = RouteBuilder(scope=scope, clusters=scratch, notes=Notes(), cache=cache)
-    for index, vs in changed_vs.items():
-        for position in state.steps_of.get(index, ()):
-            step = steps[position]
-            events = _step_events(step, vs, routes=routes, vhosts=vhosts, layout=state.layout)
-            steps[position] = dataclasses.replace(step, events=events)
-            if _eventful(events, state.base):
-                eventful.add(position)
-            else:
-                eventful.discard(position)
+    retaken = {position: vs for index, vs in changed_vs.items() for position in state.steps_of.get(index, ())}
+    # Routes to a host that is a service now read its ports: a look-up of it (no service made it) is taken again.
+    retaken.update(
+        (position, config.virtual_services[steps[position].vs])
+        for position in sorted(state.eventful)
+        if position not in retaken
+        and any(isinstance(event, EnsureCall) and event.host in added_hosts for event in steps[position].events)
+    )
+    for position, vs in retaken.items():
+        step = steps[position]
+        events = _step_events(step, vs, routes=routes, vhosts=vhosts, layout=state.layout)
+        steps[position] = dataclasses.replace(step, events=events)
+        if _eventful(events, base):
+            eventful.add(position)
+        else:
+            eventful.discard(position)
+    steps_of = state.steps_of
+    inserted: dict[str, route_components_pb2.VirtualHost] = {}
+    if added_services or added_vs:
+        added_steps = _add_hosts(
+            scope,
+            added_vs,
+            added_services,
+            rules=cache.rules(config),
+            cache=cache,
+            offset=len(state.config.virtual_services),
+            into=inserted,
+        )
+        steps_of = dict(steps_of)
+        for step in added_steps:
+            steps_of[step.vs] = (*steps_of.get(step.vs, ()), len(steps))
+            if _eventful(step.events, base):
+                eventful.add(len(steps))
+            steps.append(step)
 
     replay = _Replay(scope)
     for position in sorted(service_notes):
         replay.notes.replay(service_notes[position])
     for position in sorted(eventful):
         step = steps[position]
-        replay.events(step.events, config.virtual_services[step.vs], state.base)
+        replay.events(step.events, config.virtual_services[step.vs], base)
 
     changed_items: dict[str, dict[str, XdsResource]] = {CLUSTER: {}, ENDPOINT: {}}
     for type_url, messages in ((CLUSTER, built.clusters), (ENDPOINT, built.assignments)):
         _encode_changed(state.snapshot, type_url, messages, into=changed_items[type_url])
     orphans = _encode_orphans(state.orphans, replay.clusters.clusters, type_url=CLUSTER)
     orphan_assignments = _encode_orphans(state.orphan_assignments, replay.clusters.assignments, type_url=ENDPOINT)
-    if orphans is None or orphan_assignments is None:
-        return None  # an orphan cluster no route asks for any more: removing resources is left to a full translation
+    gone: dict[str, set[str]] = {CLUSTER: set(removed), ENDPOINT: set(removed)}
     for type_url, kept_orphans, new_orphans in (
         (CLUSTER, state.orphans, orphans),
         (ENDPOINT, state.orphan_assignments, orphan_assignments),
@@ -404,16 +486,30 @@ def patch(
         changed_items[type_url].update(
             (name, item) for name, item in new_orphans.items() if kept_orphans.get(name) is not item
         )
+        # What no service and no route makes any more goes (a cluster that became a service's is replaced).
+        made = changed_items[type_url]
+        gone[type_url] = {
+            name
+            for name in gone[type_url].union(kept_orphans.keys() - new_orphans.keys())
+            if name not in made and name not in base
+        }
 
     layout = state.layout
-    if vhosts:
+    fresh_vhosts = [*vhosts.values(), *(vhost.SerializeToString(deterministic=True) for vhost in inserted.values())]
+    if fresh_vhosts:
         references = _route_references(layout, vhosts)
         if references is None:
             return None
-        layout = layout.spliced(vhosts, references=references)
-    if not _passes(state, layout, changed_items, vhosts, passed):
+        references = references.union(*(clusters_of_virtual_host(vhost) for vhost in inserted.values()))
+        layout = layout.spliced(
+            vhosts, inserted=dict(zip(inserted, fresh_vhosts[len(vhosts) :], strict=True)), references=references
+        )
+    if gone[CLUSTER] & layout.resource.references or not _passes(state, layout, changed_items, fresh_vhosts, passed):
         return None
-    sets = {type_url: state.snapshot.sets[type_url].patched(items) for type_url, items in changed_items.items()}
+    sets = {
+        type_url: state.snapshot.sets[type_url].patched(items, removed=gone[type_url])
+        for type_url, items in changed_items.items()
+    }
     # What the new and changed resources point at must exist (the rest was consistent before).
     requires = {
         ENDPOINT: [name for item in changed_items[CLUSTER].values() for name in item.references],
@@ -426,21 +522,168 @@ def patch(
         return None
     if passed is not None:
         passed.touch(partial(_keys, snapshot, layout))
-    return SidecarState(
+    return dataclasses.replace(
+        state,
         config=config,
         registry=registry,
         snapshot=snapshot,
         findings=replay.notes.result(),
         services=tuple(services),
         service_notes=service_notes,
-        base=state.base,
+        base=base,
         steps=tuple(steps),
-        steps_of=state.steps_of,
+        steps_of=steps_of,
         eventful=frozenset(eventful),
         orphans=orphans,
         orphan_assignments=orphan_assignments,
         layout=layout,
     )
+
+
+def _services(
+    state: SidecarState,
+    changes: Sequence[ServiceChange],
+    *,
+    scope: Scope,
+    cache: TranslationCache,
+    built: ClusterSet,
+    into: tuple[list[Service], dict[int, tuple[NoteCall, ...]]],
+) -> list[Service] | None:
+    """The changed and added services this proxy sees, their clusters built again into ``built``; None: in full.
+
+    ``into``: the proxy's services (a changed one replaced, an added one appended, as the registry
+    lists it last) and what building each one's clusters reported.
+    """
+    services, notes = into
+    rebuilt = []
+    for old, new in changes:
+        if scope.service(new.host) is not new:
+            continue
+        if old is None:
+            position = len(services)
+            services.append(new)
+        else:
+            if old.resolution is not new.resolution:
+                return None  # DNS ↔ STATIC adds or removes load assignments: left to a full translation
+            found = next((index for index, service in enumerate(services) if service is old), None)
+            if found is None:
+                return None
+            position = found
+            services[position] = new
+        if not _rebuild(new, position, built=built, scope=scope, cache=cache, into=notes):
+            return None
+        rebuilt.append(new)
+    return rebuilt
+
+
+class _AddedScope(Scope):
+    """A proxy's view of the added VirtualServices and services alone (the rest of the registry still looked up)."""
+
+    def __init__(
+        self,
+        scope: Scope,
+        *,
+        virtual_services: Sequence[Resource[VirtualServiceSpec]],
+        services: list[Service],
+        rules: DestinationRules,
+    ) -> None:
+        super().__init__(
+            config=MeshConfig(virtual_services=tuple(virtual_services)),
+            registry=scope.registry,
+            namespace=scope.namespace,
+            labels=scope.labels,
+            rules=rules,
+        )
+        self._added = services
+
+    def services(self) -> list[Service]:
+        return list(self._added)
+
+
+def _add_hosts(
+    scope: Scope,
+    virtual_services: Sequence[Resource[VirtualServiceSpec]],
+    services: list[Service],
+    *,
+    rules: DestinationRules,
+    cache: TranslationCache,
+    offset: int,
+    into: dict[str, route_components_pb2.VirtualHost],
+) -> list[SidecarStep]:
+    """What :func:`build_sidecar` does with added VirtualServices (at ``offset`` on) and services: steps, virtual hosts.
+
+    The virtual hosts go ``into`` by name. The steps come after every other, and the virtual hosts claim
+    domains no other one wants (:func:`_claims_alone`), so building them alone gives what a full translation adds.
+    """
+    added = _AddedScope(scope, virtual_services=virtual_services, services=services, rules=rules)
+    steps: list[SidecarStep] = []
+    # Its cluster look-ups go to a scratch set, as the changed routes' do (the replay makes what they add).
+    scratch = ClusterSet(scope=added, notes=Notes(), report_ports=True)
+    builder = RouteBuilder(scope=added, clusters=scratch, notes=Notes(), cache=cache)
+    _, config = build_sidecar(scope=added, routes=builder, notes=Notes(), port=0, steps=steps)
+    into.update((vhost.name, vhost) for vhost in config.virtual_hosts)
+    return [dataclasses.replace(step, vs=step.vs + offset) for step in steps]
+
+
+def _related_hosts(host: str, namespace: str) -> set[str]:
+    """The hosts whose Host header spellings (:func:`~reconciler.translate.names.host_domains`) may be ``host``'s."""
+    found = set(host_domains(host, proxy_namespace=namespace)) - {host}
+    # The Kubernetes names this host is a short spelling of, for a proxy in ``namespace``.
+    parts = host.split(".")
+    if len(parts) == 1:
+        found.add(f"{host}.{namespace}.svc.{DEFAULT_DOMAIN}")
+    elif len(parts) == 2:
+        found.add(f"{host}.svc.{DEFAULT_DOMAIN}")
+    elif len(parts) == 3 and parts[2] == "svc":
+        found.add(f"{host}.{DEFAULT_DOMAIN}")
+    return found
+
+
+def _claims_alone(state: SidecarState, hosts: AbstractSet[str], *, registry: ServiceRegistry, namespace: str) -> bool:
+    """Whether the virtual hosts of ``hosts`` (added) take domains no other one has or wants, and no wildcard's.
+
+    Then each claims its own domains whatever the order: they are built apart and inserted.
+    """
+    if state.wildcards or state.denied:
+        return False
+    layout = state.layout
+    for host in hosts:
+        if "*" in host or state.registry.lookup(host) or layout.has(virtual_host_name(host, DEFAULT_HTTP_PORT)):
+            return False
+        for related in _related_hosts(host, namespace):
+            if (
+                related in hosts
+                or registry.lookup(related)
+                or state.registry.lookup(related)
+                or layout.has(virtual_host_name(related, DEFAULT_HTTP_PORT))
+            ):
+                return False
+    return True
+
+
+def _virtual_service_changes(
+    before: MeshConfig, after: MeshConfig
+) -> tuple[dict[int, Resource[VirtualServiceSpec]], list[Resource[VirtualServiceSpec]]] | None:
+    """The VirtualServices changed in place (by index) and those added at the end; None when they changed more.
+
+    An added one may not have TCP or TLS rules (their findings come before every other step's).
+    """
+    olds, news = before.virtual_services, after.virtual_services
+    changed = {}
+    if len(olds) == len(news):
+        for index in replaced_positions(olds, news):
+            old, new = olds[index], news[index]
+            if old == new:
+                continue
+            if _vs_structure(old) != _vs_structure(new):
+                return None
+            changed[index] = new
+        return changed, []
+    changes = changed_items(olds, news, limit=_ADDED_HOSTS)
+    added = [new for old, new in changes if old is None and new is not None] if changes is not None else []
+    if changes is None or len(added) != len(changes) or any(vs.spec.tcp or vs.spec.tls for vs in added):
+        return None
+    return changed, added
 
 
 def _step_events(
@@ -457,7 +700,7 @@ def _step_events(
         entry = routes.last_entry()
         assert entry is not None
         if step.vhost is not None:
-            position = layout.position[step.vhost]
+            position = layout.position(step.vhost)
             data = virtual_host(name=step.vhost, domains=step.domains, routes=built).SerializeToString(
                 deterministic=True
             )
@@ -486,12 +729,57 @@ def _encode_changed(
             into[name] = item
 
 
+def _rebuild(
+    service: Service,
+    position: int,
+    *,
+    built: ClusterSet,
+    scope: Scope,
+    cache: TranslationCache,
+    into: dict[int, tuple[NoteCall, ...]],
+) -> bool:
+    """Build ``service``'s clusters (at ``position`` in the proxy's services) into ``built``, its notes ``into``.
+
+    False when the cache did not keep what it built (the notes are read from there).
+    """
+    built.add_service(service)
+    rule = scope.destination_rule(service.host, service_namespace=service.namespace)
+    kept = cache.service_clusters(service, rule, report_ports=True)
+    if kept is None:
+        return False
+    if kept.notes:
+        into[position] = tuple(kept.notes)
+    else:
+        into.pop(position, None)
+    return True
+
+
+def _rule_hosts(before: DestinationRules, changes: Sequence[RuleChange]) -> dict[str, DestinationRules]:
+    """The hosts (resolved) whose DestinationRules ``changes`` touch, each with the index ``before`` them."""
+    return {
+        resolve_host(rule.spec.host, rule.namespace): before for pair in changes for rule in pair if rule is not None
+    }
+
+
+def _asking(steps: Sequence[SidecarStep], names: AbstractSet[str]) -> list[int]:
+    """The steps that ask for a cluster of ``names``."""
+    hosts = {name.rsplit("|", 1)[-1] for name in names}
+    return [
+        index
+        for index, step in enumerate(steps)
+        if any(
+            isinstance(event, EnsureCall)
+            and event.host in hosts
+            and cluster_name(host=event.host, port=event.port, subset=event.subset) in names
+            for event in step.events
+        )
+    ]
+
+
 def _encode_orphans(
     kept: Mapping[str, XdsResource], messages: Mapping[str, Message], *, type_url: str
-) -> dict[str, XdsResource] | None:
-    """The orphan clusters (or assignments) now asked for, reusing those kept; None when one of those went."""
-    if not kept.keys() <= messages.keys():
-        return None
+) -> dict[str, XdsResource]:
+    """The orphan clusters (or assignments) now asked for, reusing those kept."""
     out = {}
     for name, message in messages.items():
         item = XdsResource.of(type_url, message)
@@ -521,7 +809,7 @@ def _passes(
     state: SidecarState,
     layout: RouteLayout,
     changed: Mapping[str, Mapping[str, XdsResource]],
-    vhosts: Mapping[int, bytes],
+    vhosts: Sequence[bytes],
     passed: PassCache | None,
 ) -> bool:
     """Whether what changed breaks none of Envoy's constraints (the rest passed before); passes go to ``passed``."""
@@ -533,7 +821,7 @@ def _passes(
             if violations(item.message):
                 return False
             fresh.append((type_url, item.version))
-    for data in vhosts.values():
+    for data in vhosts:
         key = (VIRTUAL_HOST, hashlib.sha256(data).hexdigest())
         if passed is not None and passed.known(*key):
             continue

@@ -171,11 +171,12 @@ class ServiceRegistry:
         namespace, _, suffix = rest.partition(".")
         return bool(dot and name and namespace) and suffix == f"svc.{self.cluster_domain}" and "*" not in host
 
-    def replaced(self, services: Mapping[int, Service]) -> ServiceRegistry:
-        """This registry with the services at the given positions replaced by services of the same hosts.
+    def replaced(self, services: Mapping[int, Service], *, added: Iterable[Service] = ()) -> ServiceRegistry:
+        """This registry with the services at the given positions replaced by others of the same hosts, and ``added``.
 
-        Equal to building it with those services; the host index is copied, not rebuilt (a patched
-        translation replaces one service of ten thousand).
+        Equal to building it with those services (an added service of a host and namespace already
+        listed is for the caller to leave out); the host index is copied, not rebuilt (a patched
+        translation replaces or adds one service of ten thousand).
         """
         listed = list(self.services)
         by_host = dict(self._by_host)
@@ -185,6 +186,9 @@ class ServiceRegistry:
                 raise ValueError(f"{service.host} cannot replace {old.host}")
             listed[position] = service
             by_host[service.host] = tuple(service if found is old else found for found in by_host[service.host])
+        for service in added:
+            listed.append(service)
+            by_host[service.host] = (*by_host.get(service.host, ()), service)
         out = object.__new__(ServiceRegistry)
         # The fields __post_init__ would set, made from this registry's (frozen: set once, here).
         object.__setattr__(out, "services", tuple(listed))

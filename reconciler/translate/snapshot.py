@@ -264,7 +264,7 @@ class ResourceSet:
     def patched(self, changed: Mapping[str, Resource], *, removed: Iterable[str] = ()) -> ResourceSet:
         """This set with the ``changed`` resources in place of (or beside) those of their names, ``removed`` gone.
 
-        Equal to building the set of the resulting messages; only new names (or removals) re-encode every part.
+        Equal to building the set of the resulting messages; only the changed resources' parts are made again.
         """
         fresh = {name: item for name, item in changed.items() if self.items.get(name) is not item}
         gone = [name for name in removed if name in self.items and name not in changed]
@@ -275,16 +275,27 @@ class ResourceSet:
         items.update(fresh)
         for name in gone:
             del items[name]
-        if gone or len(items) != len(self.items) or len(self.parts) != len(items):
+        if len(self.parts) != len(self.items) or len(fresh) > _EDITED:
             items = dict(sorted(items.items()))
             names = tuple(items)
             parts = tuple(_part(item) for item in items.values())
         else:
-            names = self.names
-            replaced = list(self.parts)
+            # A few names in or out: the sorted names, resources and parts are edited in place, not made again.
+            listed, values, replaced = list(self.names), list(self.items.values()), list(self.parts)
+            for name in gone:
+                at = bisect.bisect_left(listed, name)
+                del listed[at], values[at], replaced[at]
             for name, item in fresh.items():
-                replaced[bisect.bisect_left(names, name)] = _part(item)
-            parts = tuple(replaced)
+                at = bisect.bisect_left(listed, name)
+                if name in self.items:
+                    values[at], replaced[at] = item, _part(item)
+                else:
+                    listed.insert(at, name)
+                    values.insert(at, item)
+                    replaced.insert(at, _part(item))
+            names, parts = tuple(listed), tuple(replaced)
+            if any(name not in self.items for name in fresh):
+                items = dict(zip(names, values, strict=True))  # in name order, as a built set's
         return ResourceSet(
             type_url=self.type_url,
             version=_partsdigest(parts),
@@ -294,6 +305,9 @@ class ResourceSet:
             parts=parts,
         )
 
+
+#: More changed resources than this and a patched set is sorted and hashed anew, not edited in place.
+_EDITED = 64
 
 #: How a snapshot gets the :class:`ResourceSet` of a type's messages (a translation cache may return one built before).
 BuildSet = Callable[[str, Iterable[Message]], ResourceSet]

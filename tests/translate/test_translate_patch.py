@@ -12,6 +12,8 @@ translation without a cache: versions, every resource's packed bytes and referen
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,9 +24,10 @@ from reconciler.errors import TranslationError
 from reconciler.model.common import Weight
 from reconciler.model.config import MeshConfig
 from reconciler.model.serviceentry import Resolution
-from reconciler.translate import ProxyIdentity, ProxyRole, Translation, translate
+from reconciler.translate import ProxyIdentity, ProxyRole, Translation, translate, translator
 from reconciler.translate.envoy_check import PassCache
 from reconciler.translate.memo import TranslationCache
+from reconciler.translate.patch import SidecarState, patch
 from reconciler.translate.snapshot import PUSH_ORDER, ROUTE, digest, resumable_digest
 
 PROXIES = (
@@ -137,6 +140,18 @@ def _drop_subset(config: MeshConfig, index: int) -> MeshConfig:
     return _with(config, "destination_rules", index, dataclasses.replace(rule, spec=spec))
 
 
+def _add_subset(config: MeshConfig, index: int) -> MeshConfig:
+    """DestinationRule ``index`` with one subset more (a version its ServiceEntry has no endpoint of)."""
+    if not config.destination_rules:
+        return config
+    rule = config.destination_rules[index % len(config.destination_rules)]
+    taken = {subset.name for subset in rule.spec.subsets}
+    name = next(f"v{n}" for n in range(4, 20) if f"v{n}" not in taken)
+    extra = dataclasses.replace(rule.spec.subsets[0], name=name, labels={"version": name})
+    spec = dataclasses.replace(rule.spec, subsets=(*rule.spec.subsets, extra))
+    return _with(config, "destination_rules", index, dataclasses.replace(rule, spec=spec))
+
+
 def _add_host(config: MeshConfig, index: int) -> MeshConfig:
     # A config never holds two objects of one kind, namespace and name (build_config drops repeats).
     taken = {entry.name for entry in config.service_entries}
@@ -175,6 +190,8 @@ changes = st.one_of(
     moves,
     st.tuples(st.just(_toggle_resolution), st.integers(0, 20)),
     st.tuples(st.just(_drop_subset), st.integers(0, 20)),
+    st.tuples(st.just(_add_subset), st.integers(0, 20)),
+    st.tuples(st.just(_add_host), st.integers(0, 20)),
     st.tuples(st.just(_add_host), st.integers(0, 20)),
     st.tuples(st.just(_remove_host), st.integers(0, 20)),
     st.tuples(st.just(lambda config, index: _with(config, "virtual_services", index, None)), st.integers(0, 20)),
@@ -265,3 +282,49 @@ def test_a_version_hash_resumed_from_kept_states_equals_hashing_from_scratch(cha
 
     assert resumed == digest((b"15001", after))
     assert resumed != digest((b"15001", before))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda config: _add_host(config, 0), id="a host added"),
+        pytest.param(lambda config: _add_subset(config, 1), id="a subset added"),
+        pytest.param(lambda config: _drop_subset(config, 2), id="a subset removed"),
+        pytest.param(lambda config: _add_host(_add_host(config, 0), 1), id="two hosts added"),
+    ],
+)
+def test_hosts_added_and_destination_rules_edited_go_through_the_patch_path_byte_for_byte(
+    change: Callable[[MeshConfig], MeshConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = mesh(4)
+    cache, passed = TranslationCache(), PassCache()
+    for proxy in PROXIES:
+        translate(config, proxy, cache=cache, passed=passed)
+    patched: list[bool] = []
+
+    def spy(*args: Any, **kwargs: Any) -> SidecarState | None:
+        found = patch(*args, **kwargs)
+        patched.append(found is not None)
+        return found
+
+    monkeypatch.setattr(translator, "patch", spy)
+    changed = change(config)
+    for proxy in PROXIES:
+        _assert_identical(_outcome(changed, proxy, cache=cache, passed=passed), _outcome(changed, proxy))
+
+    assert patched == [True, True]
+
+
+def test_a_host_added_is_served_its_own_clusters_and_virtual_hosts() -> None:
+    config = mesh(3)
+    cache = TranslationCache()
+    translate(config, PROXIES[0], cache=cache)
+    grown = _add_host(config, 0)
+
+    snapshot = translate(grown, PROXIES[0], cache=cache).snapshot
+
+    (route,) = snapshot.sets[ROUTE].items.values()
+    assert route.parsed is None  # spliced from the previous bytes, not built
+    assert "svc100.mesh:8080" in [vhost.name for vhost in route.message.virtual_hosts]
+    assert "outbound|8080|v1|svc100.mesh" in snapshot.sets[PUSH_ORDER[0]].items
+    assert snapshot == translate(grown, PROXIES[0]).snapshot
