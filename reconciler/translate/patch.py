@@ -48,8 +48,6 @@ from dataclasses import dataclass
 from functools import partial
 
 from envoy.config.route.v3 import route_components_pb2
-from google.protobuf.internal.decoder import _DecodeVarint  # type: ignore[attr-defined]
-from google.protobuf.internal.encoder import _VarintBytes  # type: ignore[attr-defined]
 from google.protobuf.message import Message
 
 from reconciler.model.config import MeshConfig, Resource
@@ -86,13 +84,35 @@ from reconciler.translate.snapshot import (
 from reconciler.translate.snapshot import Resource as XdsResource
 from reconciler.validate.findings import Finding
 
-__all__ = ["RouteLayout", "SidecarState", "patch", "record"]
+__all__ = ["RouteLayout", "SidecarState", "patch", "read_varint", "record", "varint"]
 
 _Event = NoteCall | EnsureCall
 #: More VirtualServices added at once than this are translated in full.
 _ADDED_HOSTS = 16
 #: Field 2 of a RouteConfiguration (virtual_hosts), length-delimited.
 _VIRTUAL_HOSTS_TAG = 0x12
+
+
+def varint(value: int) -> bytes:
+    """``value`` as a protobuf base-128 varint (a length prefix in the wire format)."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def read_varint(data: bytes, position: int) -> tuple[int, int]:
+    """The varint starting at ``position`` in ``data``, and the position after it."""
+    value = shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, position
+        shift += 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,19 +135,19 @@ class RouteLayout:
     def of(cls, resource: XdsResource) -> RouteLayout:
         packed = resource.packed
         # Any: type_url (field 1), then value (field 2), each a tag and a length.
-        length, offset = _DecodeVarint(packed, 1)
-        value_length, value_start = _DecodeVarint(packed, offset + length + 1)
+        length, offset = read_varint(packed, 1)
+        value_length, value_start = read_varint(packed, offset + length + 1)
         end = value_start + value_length
         # RouteConfiguration: name (field 1), then virtual_hosts (field 2), each a tag and a length.
-        length, head = _DecodeVarint(packed, value_start + 1)
+        length, head = read_varint(packed, value_start + 1)
         head += length
         offset = head
         lengths: list[int] = []
         names = []
         while offset < end and packed[offset] == _VIRTUAL_HOSTS_TAG:
-            length, body = _DecodeVarint(packed, offset + 1)
+            length, body = read_varint(packed, offset + 1)
             # A virtual host's first field is its name (field 1: tag, length, text).
-            name_length, name_start = _DecodeVarint(packed, body + 1)
+            name_length, name_start = read_varint(packed, body + 1)
             names.append(packed[name_start : name_start + name_length].decode())
             lengths.append(body + length - offset)
             offset = body + length
@@ -156,7 +176,7 @@ class RouteLayout:
         found = []
         offset = self.head
         for chunk in self.lengths:
-            length, body = _DecodeVarint(self.resource.packed, offset + 1)
+            length, body = read_varint(self.resource.packed, offset + 1)
             found.append(hashlib.sha256(view[body : body + length]).hexdigest())
             offset += chunk
         return found
@@ -164,7 +184,7 @@ class RouteLayout:
     def body(self, index: int) -> bytes:
         """The serialized message of the virtual host at ``index``."""
         packed = self.resource.packed
-        length, body = _DecodeVarint(packed, self.head + sum(self.lengths[:index]) + 1)
+        length, body = read_varint(packed, self.head + sum(self.lengths[:index]) + 1)
         return packed[body : body + length]
 
     def spliced(
@@ -195,7 +215,7 @@ class RouteLayout:
             pieces.append(view[kept_from:offset])
             names.extend(self.names[done:index])
             lengths.extend(self.lengths[done:index])
-            chunk = bytes((_VIRTUAL_HOSTS_TAG,)) + _VarintBytes(len(message)) + message
+            chunk = bytes((_VIRTUAL_HOSTS_TAG,)) + varint(len(message)) + message
             pieces.append(chunk)
             names.append(self.names[index] if replaces else name)
             lengths.append(len(chunk))
@@ -205,7 +225,7 @@ class RouteLayout:
         names.extend(self.names[done:])
         lengths.extend(self.lengths[done:])
         size = sum(len(piece) for piece in pieces)
-        header = b"\x0a" + _VarintBytes(len(ROUTE)) + ROUTE.encode() + b"\x12" + _VarintBytes(size)
+        header = b"\x0a" + varint(len(ROUTE)) + ROUTE.encode() + b"\x12" + varint(size)
         joined = b"".join((header, *pieces))
         # The version's hash resumes where the bytes first differ, if their length did not change.
         same_length = size == len(packed) - value_start
