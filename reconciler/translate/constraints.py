@@ -329,10 +329,12 @@ class _Compiled:
         always = self._always
         if always is None:
             always = self._resolve()
-        problems: list[tuple[int, str, str]] = []
+        # Made only when something is wrong: most walks find nothing.
+        problems: list[tuple[int, str, str]] | None = None
         for index, name, mode, check in always:
             problem = check(message) if mode == _FROM_MESSAGE else check(getattr(message, name))
             if problem:
+                problems = problems if problems is not None else []
                 problems.append((index, name, problem))
         listed, children = self._listed, self._children
         fields = message.ListFields() if listed or children else ()
@@ -342,8 +344,9 @@ class _Compiled:
                 if entry is not None:
                     problem = entry[2](value)
                     if problem:
+                        problems = problems if problems is not None else []
                         problems.append((entry[0], entry[1], problem))
-        if problems:
+        if problems is not None:
             found.extend(((path, name), problem) for _, name, problem in sorted(problems))
         if self._unpack:
             inner = _unpacked(message)  # type: ignore[arg-type]
@@ -374,8 +377,14 @@ def _walk_one(message: Message, walker: _Compiled, path: _Path, found: _Found, m
 
 
 def _walk_list(values: Any, walker: _Compiled, path: _Path, found: _Found, memo: Verdicts | None) -> None:
-    for index, item in enumerate(values):
-        _walk_one(item, walker, (path, index), found, memo)
+    # _walk_one inlined: lists hold most of the parts walked.
+    if memo is None:
+        for index, item in enumerate(values):
+            walker.walk(item, (path, index), found, None, None)
+    else:
+        visit = memo.walk
+        for index, item in enumerate(values):
+            visit(walker, item, (path, index), found)
 
 
 def _walk_map(values: Any, walker: _Compiled, path: _Path, found: _Found, memo: Verdicts | None) -> None:

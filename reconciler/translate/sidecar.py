@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
@@ -41,12 +42,12 @@ from reconciler.translate.scope import Scope
 
 __all__ = [
     "MAX_DIRECT_RESPONSE_BODY_BYTES",
+    "PlannedHost",
     "SidecarStep",
     "VirtualHosts",
     "build_sidecar",
     "no_http_port",
     "report_l4_routes",
-    "sidecar_route_config",
     "virtual_host",
 ]
 
@@ -62,6 +63,14 @@ def report_l4_routes(vs: Resource[VirtualServiceSpec], notes: Notes) -> None:
         notes.about(vs, path=f"spec.tls[{index}]", message="TLS routes are not translated: this traffic is not routed")
 
 
+class PlannedHost(NamedTuple):
+    """A virtual host :class:`VirtualHosts` will hold: built in place in the route configuration, not copied there."""
+
+    name: str
+    domains: tuple[str, ...]
+    routes: Sequence[route_components_pb2.Route]
+
+
 class VirtualHosts:
     """Virtual hosts of one route configuration; a domain already taken is not offered twice.
 
@@ -70,12 +79,12 @@ class VirtualHosts:
     """
 
     def __init__(self) -> None:
-        self.by_name: dict[str, route_components_pb2.VirtualHost] = {}
+        self.by_name: dict[str, PlannedHost] = {}
         self._domains: set[str] = set()
 
     def add(
         self, *, name: str, domains: Sequence[str], routes: Sequence[route_components_pb2.Route]
-    ) -> route_components_pb2.VirtualHost | None:
+    ) -> PlannedHost | None:
         """Add a virtual host with the domains nobody has yet and return it; none left (or name taken): None."""
         if name in self.by_name:
             return None
@@ -86,12 +95,22 @@ class VirtualHosts:
                 fresh.append(domain)
         if not fresh:
             return None
-        vhost = self.by_name[name] = virtual_host(name=name, domains=fresh, routes=routes)
-        return vhost
+        planned = self.by_name[name] = PlannedHost(name=name, domains=tuple(fresh), routes=routes)
+        return planned
 
-    def sorted(self) -> list[route_components_pb2.VirtualHost]:
-        """The virtual hosts by name (Envoy's matching does not depend on their order; the diff does)."""
-        return [self.by_name[name] for name in sorted(self.by_name)]
+    def route_config(self, *, name: str) -> route_pb2.RouteConfiguration:
+        """The route configuration ``name`` of these virtual hosts, by name (Envoy's matching does not depend on
+        their order; the diff does). Each is built in its place: a configuration built from finished virtual
+        hosts would copy them all (10 MB at 10,000 services)."""
+        config = route_pb2.RouteConfiguration(
+            name=name,
+            max_direct_response_body_size_bytes=wrappers_pb2.UInt32Value(value=MAX_DIRECT_RESPONSE_BODY_BYTES),
+        )
+        add = config.virtual_hosts.add
+        for key in sorted(self.by_name):
+            host = self.by_name[key]
+            add(name=host.name, domains=host.domains, routes=host.routes, include_request_attempt_count=True)
+        return config
 
 
 def virtual_host(
@@ -131,9 +150,7 @@ class _Steps:
         self._routes = routes
         self._notes = notes
 
-    def routes(
-        self, vs: Resource[VirtualServiceSpec], *, port: int, vhost: route_components_pb2.VirtualHost | None
-    ) -> None:
+    def routes(self, vs: Resource[VirtualServiceSpec], *, port: int, vhost: PlannedHost | None) -> None:
         entry = self._routes.last_entry()
         assert entry is not None, "steps are recorded only through a cache"
         self._into.append(
@@ -142,7 +159,7 @@ class _Steps:
                 vs=self._index[id(vs)],
                 listener_port=port,
                 vhost=vhost.name if vhost is not None else None,
-                domains=tuple(vhost.domains) if vhost is not None else (),
+                domains=vhost.domains if vhost is not None else (),
                 events=entry.events,
             )
         )
@@ -174,15 +191,6 @@ def no_http_port(vs: Resource[VirtualServiceSpec], host: str, notes: Notes) -> N
         vs,
         path="spec.http",
         message=f"{host} has no HTTP port: its HTTP rules are not used (TCP routing is not translated)",
-    )
-
-
-def sidecar_route_config(port: int, vhosts: list[route_components_pb2.VirtualHost]) -> route_pb2.RouteConfiguration:
-    """The route configuration of the sidecar listener on ``port`` (``vhosts`` in name order)."""
-    return route_pb2.RouteConfiguration(
-        name=sidecar_route_name(port),
-        virtual_hosts=vhosts,
-        max_direct_response_body_size_bytes=wrappers_pb2.UInt32Value(value=MAX_DIRECT_RESPONSE_BODY_BYTES),
     )
 
 
@@ -270,7 +278,7 @@ def build_sidecar(
             if record is not None:
                 record.routes(vs, port=DEFAULT_HTTP_PORT, vhost=added)
 
-    config = sidecar_route_config(port, vhosts.sorted())
+    config = vhosts.route_config(name=sidecar_route_name(port))
     return http_listener(port=port, route_name=config.name, edge=False), config
 
 

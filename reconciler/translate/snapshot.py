@@ -25,6 +25,7 @@ from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
 from google.protobuf import any_pb2
+from google.protobuf.internal.encoder import _VarintBytes  # type: ignore[attr-defined]
 from google.protobuf.message import Message
 
 from reconciler.errors import TranslationError
@@ -154,10 +155,14 @@ class Resource:
     def of(cls, type_url: str, message: Message) -> Resource:
         name = resource_name(message)
         data = message.SerializeToString(deterministic=True)
+        encoded = name.encode()
+        # digest((name, data)) without joining the bytes: the framing of both chunks, then the data.
+        hasher = hashlib.sha256(len(encoded).to_bytes(8, "big") + encoded + len(data).to_bytes(8, "big"))
+        hasher.update(data)
         return cls(
             name=name,
-            packed=any_pb2.Any(type_url=type_url, value=data).SerializeToString(),
-            version=digest((name.encode(), data)),
+            packed=_pack(type_url, data),
+            version=hasher.hexdigest()[:16],
             references=_references(message),
             parsed=message,
         )
@@ -169,6 +174,20 @@ class Resource:
             return self.parsed
         wrapper = any_pb2.Any.FromString(self.packed)
         return _MESSAGE_TYPES[wrapper.type_url].FromString(wrapper.value)
+
+
+def _pack(type_url: str, data: bytes) -> bytes:
+    """``Any(type_url=type_url, value=data).SerializeToString()``, written directly (one copy of the data)."""
+    prefix = _ANY_PREFIXES.get(type_url)
+    if prefix is None or not data:
+        return any_pb2.Any(type_url=type_url, value=data).SerializeToString()
+    return b"".join((prefix, _VarintBytes(len(data)), data))
+
+
+#: A packed ``Any``'s bytes before its value's length, per type: the type URL (field 1), then field 2's tag.
+_ANY_PREFIXES: Mapping[str, bytes] = MappingProxyType(
+    {url: b"\x0a" + _VarintBytes(len(url.encode())) + url.encode() + b"\x12" for url in _MESSAGE_TYPES}
+)
 
 
 #: How a resource set gets each (type URL, message)'s :class:`Resource` (a translation cache keeps them).
