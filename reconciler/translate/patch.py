@@ -67,6 +67,7 @@ from reconciler.translate.memo import (
 )
 from reconciler.translate.names import DEFAULT_HTTP_PORT, cluster_name, host_domains, virtual_host_name
 from reconciler.translate.notes import NoteCall, Notes
+from reconciler.translate.protos import read_varint, varint
 from reconciler.translate.registry import Service, ServiceRegistry
 from reconciler.translate.routes import RouteBuilder
 from reconciler.translate.scope import Scope
@@ -84,35 +85,13 @@ from reconciler.translate.snapshot import (
 from reconciler.translate.snapshot import Resource as XdsResource
 from reconciler.validate.findings import Finding
 
-__all__ = ["RouteLayout", "SidecarState", "patch", "read_varint", "record", "varint"]
+__all__ = ["RouteLayout", "SidecarState", "patch", "record"]
 
 _Event = NoteCall | EnsureCall
 #: More VirtualServices added at once than this are translated in full.
 _ADDED_HOSTS = 16
 #: Field 2 of a RouteConfiguration (virtual_hosts), length-delimited.
 _VIRTUAL_HOSTS_TAG = 0x12
-
-
-def varint(value: int) -> bytes:
-    """``value`` as a protobuf base-128 varint (a length prefix in the wire format)."""
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def read_varint(data: bytes, position: int) -> tuple[int, int]:
-    """The varint starting at ``position`` in ``data``, and the position after it."""
-    value = shift = 0
-    while True:
-        byte = data[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, position
-        shift += 7
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,11 +25,11 @@ from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
 from google.protobuf import any_pb2
-from google.protobuf.internal.encoder import _VarintBytes  # type: ignore[attr-defined]
 from google.protobuf.message import Message
 
 from reconciler.errors import TranslationError
 from reconciler.model.text import quote
+from reconciler.translate.protos import varint
 
 __all__ = [
     "CLUSTER",
@@ -181,12 +181,12 @@ def _pack(type_url: str, data: bytes) -> bytes:
     prefix = _ANY_PREFIXES.get(type_url)
     if prefix is None or not data:
         return any_pb2.Any(type_url=type_url, value=data).SerializeToString()
-    return b"".join((prefix, _VarintBytes(len(data)), data))
+    return b"".join((prefix, varint(len(data)), data))
 
 
 #: A packed ``Any``'s bytes before its value's length, per type: the type URL (field 1), then field 2's tag.
 _ANY_PREFIXES: Mapping[str, bytes] = MappingProxyType(
-    {url: b"\x0a" + _VarintBytes(len(url.encode())) + url.encode() + b"\x12" for url in _MESSAGE_TYPES}
+    {url: b"\x0a" + varint(len(url.encode())) + url.encode() + b"\x12" for url in _MESSAGE_TYPES}
 )
 
 

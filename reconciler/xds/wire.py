@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from reconciler.translate.protos import varint
 from reconciler.translate.snapshot import Resource
 
 __all__ = ["MAX_CACHED_RESPONSES", "MAX_UNSHARED_RESPONSES", "Encoder", "Framed"]
@@ -36,18 +37,9 @@ _DELTA_VERSION, _DELTA_RESOURCES, _DELTA_TYPE_URL, _DELTA_NONCE, _DELTA_REMOVED 
 _RESOURCE_VERSION, _RESOURCE_ANY, _RESOURCE_NAME = 1, 2, 3
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _field(number: int, data: bytes) -> bytes:
     """A length-delimited field (wire type 2): strings, bytes and embedded messages."""
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
+    return varint(number << 3 | 2) + varint(len(data)) + data
 
 
 def _sotw_entries(resources: Iterable[Resource]) -> bytes:

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from google.protobuf import any_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from translate_support import load
@@ -28,7 +27,7 @@ from reconciler.model.serviceentry import Resolution
 from reconciler.translate import ProxyIdentity, ProxyRole, Translation, translate, translator
 from reconciler.translate.envoy_check import PassCache
 from reconciler.translate.memo import TranslationCache
-from reconciler.translate.patch import SidecarState, patch, read_varint, varint
+from reconciler.translate.patch import SidecarState, patch
 from reconciler.translate.snapshot import PUSH_ORDER, ROUTE, digest, resumable_digest
 
 PROXIES = (
@@ -329,11 +328,3 @@ def test_a_host_added_is_served_its_own_clusters_and_virtual_hosts() -> None:
     assert "svc100.mesh:8080" in [vhost.name for vhost in route.message.virtual_hosts]
     assert "outbound|8080|v1|svc100.mesh" in snapshot.sets[PUSH_ORDER[0]].items
     assert snapshot == translate(grown, PROXIES[0]).snapshot
-
-
-@given(st.integers(min_value=0, max_value=2**40))
-def test_varints_read_back_and_prefix_bytes_as_protobuf_writes_them(value: int) -> None:
-    assert read_varint(varint(value) + b"tail", 0) == (value, len(varint(value)))
-    if 0 < value < 3000:  # proto3 writes no empty field
-        field = any_pb2.Any(value=b"x" * value).SerializeToString()
-        assert field == b"\x12" + varint(value) + b"x" * value
