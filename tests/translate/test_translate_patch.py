@@ -165,6 +165,15 @@ def _add_host(config: MeshConfig, index: int) -> MeshConfig:
     )
 
 
+def _remove_service(config: MeshConfig, index: int) -> MeshConfig:
+    """Service ``index`` removed whole: its ServiceEntry, DestinationRule and VirtualService."""
+    if len(config.service_entries) < 2:
+        return config
+    for field in ("virtual_services", "destination_rules", "service_entries"):
+        config = _with(config, field, index, None)
+    return config
+
+
 def _remove_host(config: MeshConfig, index: int) -> MeshConfig:
     if len(config.service_entries) < 2:
         return config
@@ -194,6 +203,8 @@ changes = st.one_of(
     st.tuples(st.just(_add_host), st.integers(0, 20)),
     st.tuples(st.just(_add_host), st.integers(0, 20)),
     st.tuples(st.just(_remove_host), st.integers(0, 20)),
+    st.tuples(st.just(_remove_service), st.integers(0, 20)),
+    st.tuples(st.just(_remove_service), st.integers(0, 20)),
     st.tuples(st.just(lambda config, index: _with(config, "virtual_services", index, None)), st.integers(0, 20)),
 )
 
@@ -291,9 +302,12 @@ def test_a_version_hash_resumed_from_kept_states_equals_hashing_from_scratch(cha
         pytest.param(lambda config: _add_subset(config, 1), id="a subset added"),
         pytest.param(lambda config: _drop_subset(config, 2), id="a subset removed"),
         pytest.param(lambda config: _add_host(_add_host(config, 0), 1), id="two hosts added"),
+        pytest.param(lambda config: _remove_service(config, 3), id="the last host removed"),
+        pytest.param(lambda config: _remove_service(config, 1), id="a host removed from the middle"),
+        pytest.param(lambda config: _remove_service(config, 0), id="the first host removed"),
     ],
 )
-def test_hosts_added_and_destination_rules_edited_go_through_the_patch_path_byte_for_byte(
+def test_hosts_added_or_removed_and_destination_rules_edited_go_through_the_patch_path_byte_for_byte(
     change: Callable[[MeshConfig], MeshConfig], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = mesh(4)
@@ -309,6 +323,7 @@ def test_hosts_added_and_destination_rules_edited_go_through_the_patch_path_byte
 
     monkeypatch.setattr(translator, "patch", spy)
     changed = change(config)
+
     for proxy in PROXIES:
         _assert_identical(_outcome(changed, proxy, cache=cache, passed=passed), _outcome(changed, proxy))
 
