@@ -203,15 +203,14 @@ def _removed_services(
             continue  # an earlier entry of the namespace holds this host: it stays
         if len(listed) > 1:
             return None  # the host stays, listed where its other service is: built in full
-        for other in after:
-            # A host resolves to itself or, written short, to itself plus a namespace suffix.
-            if other.namespace == entry.namespace and any(
-                (written == service.host or service.host.startswith(f"{written}."))
-                and resolve_host(written, other.namespace) == service.host
-                for written in other.spec.hosts
-            ):
-                return None
         found.append(listed[0])
+    hosts = {service.host for service in found}
+    # A host written short starts with the first label of what it resolves to.
+    labels = {host.partition(".")[0] for host in hosts}
+    for other in after:
+        for written in other.spec.hosts:
+            if written.partition(".")[0] in labels and resolve_host(written, other.namespace) in hosts:
+                return None
     return found
 
 

@@ -416,9 +416,8 @@ def patch(
     if rebuilt is None:
         return None
     added_services = [service for service in rebuilt if service.host in added_hosts]
-    # Services whose DestinationRule changed: their clusters built again, the names they no longer have gone;
-    # services removed: theirs gone.
-    dropped: set[str] = set()
+    # Services removed: their clusters gone (no route left asks for them: see _removal).
+    unlisted: set[str] = set()
     for removed_service in gone_services:
         if any(found is removed_service for found in state.services):
             old_rule = rules_before.rule_for(
@@ -427,7 +426,9 @@ def patch(
                 service_namespace=removed_service.namespace,
                 labels=scope.labels,
             )
-            dropped.update(ClusterSet.names(removed_service, old_rule))
+            unlisted.update(ClusterSet.names(removed_service, old_rule))
+    # Services whose DestinationRule changed: their clusters built again, the names they no longer have gone.
+    dropped: set[str] = set()
     for host, before in rule_hosts.items():
         service = scope.service(host)
         if service is None or service.host in added_hosts:
@@ -445,20 +446,20 @@ def patch(
         # The ports are those the service had (a registry patch keeps them): only the subsets differ.
         dropped.update(ClusterSet.names(service, old_rule))
     base = state.base
-    if dropped:
-        base = base - dropped
+    if dropped or unlisted:
+        base = base - dropped - unlisted
     if not built.clusters.keys() <= base:
         base = base.union(built.clusters.keys())
-    removed = dropped - base
+    removed = (dropped | unlisted) - base
     if not built.assignments.keys() <= base:
         return None
 
     # Steps of the changed VirtualServices are taken again; the others' events replay as recorded.
     steps = list(removal.steps)
     eventful = set(removal.eventful)
-    if removed:
+    if dropped - base:
         # A route asking for a cluster no service makes any more makes one of its own: its step now matters.
-        eventful.update(_asking(steps, removed))
+        eventful.update(_asking(steps, dropped - base))
     vhosts: dict[int, bytes] = {}
     # The changed routes' cluster look-ups go to a scratch set: the replay below decides what they add.
     scratch = ClusterSet(scope=scope, notes=Notes(), report_ports=True)
@@ -702,14 +703,12 @@ def _removal(
         return None  # a VirtualService removed from a service that stays: it gets its default routes
     if any(_spelled_alike(state, host, registry=state.registry, namespace=namespace) for host in hosts):
         return None
+    # Another VirtualService of a host would take it over (a host written short starts with its first label).
+    labels = {host.partition(".")[0] for host in hosts}
     for vs in config.virtual_services:
-        # Another VirtualService of a host would take it over (a host resolves to itself or its short spelling's).
-        if vs.spec.http and any(
-            (written == host or host.startswith(f"{written}.")) and resolve_host(written, vs.namespace) == host
-            for written in vs.spec.hosts
-            for host in hosts
-        ):
-            return None
+        for written in vs.spec.hosts:
+            if written.partition(".")[0] in labels and vs.spec.http and resolve_host(written, vs.namespace) in hosts:
+                return None
     layout = state.layout
     names = {virtual_host_name(service.host, port.number) for service in services for port in service.ports}
     shift = len(removed_vs)
@@ -720,8 +719,9 @@ def _removal(
             if step.vhost is not None:
                 names.add(step.vhost)
             continue
-        if any(isinstance(event, EnsureCall) and event.host in hosts for event in step.events):
-            return None  # a route to a removed host now names a cluster of its own
+        for event in step.events:
+            if isinstance(event, EnsureCall) and event.host in hosts:
+                return None  # a route to a removed host now names a cluster of its own
         moved[position] = len(steps)
         steps.append(dataclasses.replace(step, vs=step.vs - shift) if shift and step.vs >= removed_vs.stop else step)
     vhosts = frozenset(layout.position(name) for name in names if layout.has(name))
