@@ -29,12 +29,15 @@ does only the work the changed objects touch, and gives the same bytes:
 * a host added at the end (ServiceEntry, DestinationRule, VirtualService appended) gets its clusters,
   its steps (after every other, as :func:`~reconciler.translate.sidecar.build_sidecar` takes them) and
   its virtual hosts, built alone and inserted where their names sort, when no other virtual host can
-  contend for its domains (:func:`_claims_alone`: no wildcard host, no shared Host-header spelling).
+  contend for its domains (:func:`_claims_alone`: no wildcard host, no shared Host-header spelling);
+* a host removed (its ServiceEntry, DestinationRule and VirtualService, anywhere in the config) loses its
+  steps (the later VirtualServices' renumbered), virtual hosts, clusters and load assignments, when the
+  host goes whole (:func:`_removal`: no other route names it, no other virtual host wants its domains).
 
-Anything else (an object removed, a VirtualService's hosts edited, a wildcard DestinationRule, what
-the constraints reject) returns None: the caller translates in full, so the result never depends on
-which path made it (``tests/translate/test_translate_patch.py`` checks byte for byte). Pure: no I/O,
-no clock, no globals.
+Anything else (a VirtualService removed from a service that stays, a VirtualService's hosts edited, a
+wildcard DestinationRule, what the constraints reject) returns None: the caller translates in full, so
+the result never depends on which path made it (``tests/translate/test_translate_patch.py`` checks byte
+for byte). Pure: no I/O, no clock, no globals.
 """
 
 from __future__ import annotations

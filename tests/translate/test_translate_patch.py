@@ -26,8 +26,9 @@ from reconciler.model.config import MeshConfig
 from reconciler.model.serviceentry import Resolution
 from reconciler.translate import ProxyIdentity, ProxyRole, Translation, translate, translator
 from reconciler.translate.envoy_check import PassCache
-from reconciler.translate.memo import TranslationCache
+from reconciler.translate.memo import TranslationCache, patch_registry
 from reconciler.translate.patch import SidecarState, patch
+from reconciler.translate.registry import build_registry
 from reconciler.translate.snapshot import PUSH_ORDER, ROUTE, digest, resumable_digest
 
 PROXIES = (
@@ -343,3 +344,28 @@ def test_a_host_added_is_served_its_own_clusters_and_virtual_hosts() -> None:
     assert "svc100.mesh:8080" in [vhost.name for vhost in route.message.virtual_hosts]
     assert "outbound|8080|v1|svc100.mesh" in snapshot.sets[PUSH_ORDER[0]].items
     assert snapshot == translate(grown, PROXIES[0]).snapshot
+
+
+def test_a_registry_patched_for_a_removed_entry_equals_the_registry_built_without_it() -> None:
+    config = mesh(4)
+    before = build_registry(config)
+    after = _remove_service(config, 1)
+
+    found = patch_registry(before, before=config.service_entries, after=after.service_entries)
+
+    assert found is not None
+    registry, changes = found
+    assert registry == build_registry(after)
+    assert registry.hosts == build_registry(after).hosts
+    assert changes == ((before.lookup("svc1.mesh")[0], None),)
+
+
+def test_a_removed_entry_whose_host_another_entry_lists_is_left_to_a_full_build() -> None:
+    config = mesh(2)
+    # A second entry of svc0's namespace listing its host: it is left out while svc0's entry comes first.
+    first = config.service_entries[0]
+    shadow = dataclasses.replace(first, metadata=dataclasses.replace(first.metadata, name="svc0-shadow"))
+    grown = dataclasses.replace(config, service_entries=(*config.service_entries, shadow))
+    before = build_registry(grown)
+
+    assert patch_registry(before, before=grown.service_entries, after=grown.service_entries[1:]) is None
