@@ -24,7 +24,8 @@ keeps one between passes), each row's cache warmed by the translation before it 
 * ``endpoint``: after one ServiceEntry's endpoint moved (an endpoint-only change);
 * ``reload``: the weight change of a config loaded again from YAML (equal objects, none the same);
 * ``host``: after a service (ServiceEntry, DestinationRule, VirtualService) was added;
-* ``subset``: after one DestinationRule got a subset more.
+* ``subset``: after one DestinationRule got a subset more;
+* ``removed``: after the service in the middle (ServiceEntry, DestinationRule, VirtualService) was removed.
 
 The one-host rows take the patch path (:mod:`reconciler.translate.patch`) where it applies.
 
@@ -187,6 +188,18 @@ def host_added(config: MeshConfig, index: int) -> MeshConfig:
     )
 
 
+def host_removed(config: MeshConfig, index: int) -> MeshConfig:
+    """``config`` without service ``index`` (its ServiceEntry, DestinationRule and VirtualService)."""
+    return dataclasses.replace(
+        config,
+        **{
+            field: (*items[:index], *items[index + 1 :])
+            for field in ("virtual_services", "destination_rules", "service_entries")
+            for items in (getattr(config, field),)
+        },
+    )
+
+
 def subset_added(config: MeshConfig, index: int) -> MeshConfig:
     """``config`` with a fourth subset in service ``index``'s DestinationRule (a version about to be rolled out)."""
     rules = config.destination_rules
@@ -217,12 +230,13 @@ def change_table(size: int, repeat: int) -> bool:
     sidecar = ProxyIdentity(node_id="bench-sidecar", namespace="bench", role=ProxyRole.SIDECAR)
     other = dataclasses.replace(sidecar, node_id="bench-sidecar-2", outbound_port=15002)
     middle = size // 2
-    stepped, moved, reloaded_step, grown, subset = (
+    stepped, moved, reloaded_step, grown, subset, shrunk = (
         weight_step(config, middle),
         endpoint_move(config, middle),
         weight_step(reloaded, middle),
         host_added(config, size),
         subset_added(config, middle),
+        host_removed(config, middle),
     )
     state: dict[str, TranslationCache | PassCache] = {}
 
@@ -251,6 +265,7 @@ def change_table(size: int, repeat: int) -> bool:
         ("reload", "change", _cpu(lambda: run(reloaded_step, sidecar), repeat, before=warmed((config, sidecar)))),
         ("host", "change", _cpu(lambda: run(grown, sidecar), repeat, before=warmed((config, sidecar)))),
         ("subset", "change", _cpu(lambda: run(subset, sidecar), repeat, before=warmed((config, sidecar)))),
+        ("removed", "change", _cpu(lambda: run(shrunk, sidecar), repeat, before=warmed((config, sidecar)))),
     ]
     ok = True
     for name, kind, cpu in rows:

@@ -53,6 +53,7 @@ from google.protobuf.message import Message
 
 from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.destinationrule import DestinationRuleSpec
+from reconciler.model.hosts import resolve_host
 from reconciler.model.lookup import DestinationRules
 from reconciler.model.serviceentry import ServiceEntrySpec
 from reconciler.model.virtualservice import VirtualServiceSpec
@@ -118,8 +119,9 @@ _RegistryKey = tuple[tuple[Resource[ServiceEntrySpec], ...], str | None]
 _Rules = tuple[Resource[DestinationRuleSpec], ...]
 #: A DestinationRule before and after a change (None: added, or removed).
 RuleChange = tuple[Resource[DestinationRuleSpec] | None, Resource[DestinationRuleSpec] | None]
-#: A service the registry replaced: the one before (None: added), the one after (same host, namespace and ports).
-ServiceChange = tuple[Service | None, Service]
+#: A service the registry replaced: the one before (None: added), the one after (same host, namespace and ports;
+#: None: removed).
+ServiceChange = tuple[Service | None, Service | None]
 #: How many services the sidecar shapes kept for patching may see in all (each shape's state holds its snapshot
 #: and how it was built, about 1.5 MB per 1,000 services): 50 distinct shapes of a 1,000-service mesh, or ten of a
 #: 10,000-service one. The most recently used shape is always kept.
@@ -134,10 +136,11 @@ def patch_registry(
 ) -> tuple[ServiceRegistry, tuple[ServiceChange, ...]] | None:
     """``build_registry`` of the entries ``after``, made from ``registry`` (that of ``before``), if they differ little.
 
-    Entries changed in place (the same name, hosts, ports and exportTo: new endpoints, say) and entries
-    added at the end are taken; anything else (an entry removed, say) gives None. Also returns the
-    services replaced (before, after) and added (None, after). Entries are told apart by namespace and
-    name, unique in every config (``build_config`` drops repeats).
+    Entries changed in place (the same name, hosts, ports and exportTo: new endpoints, say), entries
+    added at the end and entries removed (whose hosts no other entry of their namespace lists) are
+    taken; anything else gives None. Also returns the services replaced (before, after), added (None,
+    after) and removed (before, None). Entries are told apart by namespace and name, unique in every
+    config (``build_config`` drops repeats).
     """
     changed = changed_items(before, after, limit=_PATCHED_ENTRIES)
     if changed is None:
@@ -145,9 +148,16 @@ def patch_registry(
     positions: dict[int, Service] = {}
     replaced: list[ServiceChange] = []
     added: dict[tuple[str, str], Service] = {}
+    removed: list[Service] = []
     for old, new in changed:
         if new is None:
-            return None
+            assert old is not None
+            gone = _removed_services(registry, old, after=after)
+            if gone is None:
+                return None
+            removed.extend(gone)
+            replaced.extend((service, None) for service in gone)
+            continue
         if old is None:
             # Like build_registry: a host a namespace lists already keeps the service listed first.
             for service in build_registry(MeshConfig(service_entries=(new,))).services:
@@ -175,7 +185,33 @@ def patch_registry(
                 continue  # an earlier entry of the namespace holds this host: neither one is used
             positions[next(index for index, service in enumerate(registry.services) if service is kept)] = new_service
             replaced.append((kept, new_service))
-    return registry.replaced(positions, added=added.values()), tuple(replaced)
+    return registry.replaced(positions, added=added.values(), removed=removed), tuple(replaced)
+
+
+def _removed_services(
+    registry: ServiceRegistry, entry: Resource[ServiceEntrySpec], *, after: Sequence[Resource[ServiceEntrySpec]]
+) -> list[Service] | None:
+    """The services of ``registry`` that go with ``entry``; None when one's host stays (built in full then).
+
+    Another namespace's service of the host, or another entry of its namespace listing it (left out while
+    ``entry`` came first), would keep the host.
+    """
+    found = []
+    for service in build_registry(MeshConfig(service_entries=(entry,))).services:
+        listed = registry.lookup(service.host)
+        if service not in listed:
+            continue  # an earlier entry of the namespace holds this host: it stays
+        if len(listed) > 1:
+            return None  # the host stays, listed where its other service is: built in full
+        found.append(listed[0])
+    hosts = {service.host for service in found}
+    # A host written short starts with the first label of what it resolves to.
+    labels = {host.partition(".")[0] for host in hosts}
+    for other in after:
+        for written in other.spec.hosts:
+            if written.partition(".")[0] in labels and resolve_host(written, other.namespace) in hosts:
+                return None
+    return found
 
 
 def changed_items(before: Sequence[T], after: Sequence[T], *, limit: int) -> list[tuple[T | None, T | None]] | None:

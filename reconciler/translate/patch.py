@@ -29,12 +29,15 @@ does only the work the changed objects touch, and gives the same bytes:
 * a host added at the end (ServiceEntry, DestinationRule, VirtualService appended) gets its clusters,
   its steps (after every other, as :func:`~reconciler.translate.sidecar.build_sidecar` takes them) and
   its virtual hosts, built alone and inserted where their names sort, when no other virtual host can
-  contend for its domains (:func:`_claims_alone`: no wildcard host, no shared Host-header spelling).
+  contend for its domains (:func:`_claims_alone`: no wildcard host, no shared Host-header spelling);
+* a host removed (its ServiceEntry, DestinationRule and VirtualService, anywhere in the config) loses its
+  steps (the later VirtualServices' renumbered), virtual hosts, clusters and load assignments, when the
+  host goes whole (:func:`_removal`: no other route names it, no other virtual host wants its domains).
 
-Anything else (an object removed, a VirtualService's hosts edited, a wildcard DestinationRule, what
-the constraints reject) returns None: the caller translates in full, so the result never depends on
-which path made it (``tests/translate/test_translate_patch.py`` checks byte for byte). Pure: no I/O,
-no clock, no globals.
+Anything else (a VirtualService removed from a service that stays, a VirtualService's hosts edited, a
+wildcard DestinationRule, what the constraints reject) returns None: the caller translates in full, so
+the result never depends on which path made it (``tests/translate/test_translate_patch.py`` checks byte
+for byte). Pure: no I/O, no clock, no globals.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import hashlib
+import itertools
+import operator
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -167,20 +172,27 @@ class RouteLayout:
         return packed[body : body + length]
 
     def spliced(
-        self, replaced: Mapping[int, bytes], *, inserted: Mapping[str, bytes], references: frozenset[str]
+        self,
+        replaced: Mapping[int, bytes],
+        *,
+        inserted: Mapping[str, bytes],
+        references: frozenset[str],
+        removed: AbstractSet[int] = frozenset(),
     ) -> RouteLayout:
         """This RouteConfiguration with the virtual hosts at ``replaced`` positions serialized anew, ``inserted`` added.
 
         Its bytes are those a RouteConfiguration of the same virtual hosts serializes to (a repeated
-        field is its elements' fields one after another; the inserted ones go where their names sort);
-        ``references``: the clusters it names.
+        field is its elements' fields one after another; the inserted ones go where their names sort,
+        those at ``removed`` positions are left out); ``references``: the clusters it names.
         """
         packed = self.resource.packed
         view = memoryview(packed)
         value_start = self.value_start
-        # (index, replaces, name, message): an insertion goes before the host at its index, in name order.
-        edits = sorted(
+        # (index, replaces, name, message): an insertion goes before the host at its index, in name order; a
+        # replacement without a message removes.
+        edits: list[tuple[int, bool, str, bytes | None]] = sorted(
             [(index, True, "", message) for index, message in replaced.items()]
+            + [(index, True, "", None) for index in removed]
             + [(self.position(name), False, name, message) for name, message in inserted.items()],
             key=lambda edit: (edit[0], edit[1], edit[2]),
         )
@@ -194,10 +206,11 @@ class RouteLayout:
             pieces.append(view[kept_from:offset])
             names.extend(self.names[done:index])
             lengths.extend(self.lengths[done:index])
-            chunk = bytes((_VIRTUAL_HOSTS_TAG,)) + varint(len(message)) + message
-            pieces.append(chunk)
-            names.append(self.names[index] if replaces else name)
-            lengths.append(len(chunk))
+            if message is not None:
+                chunk = bytes((_VIRTUAL_HOSTS_TAG,)) + varint(len(message)) + message
+                pieces.append(chunk)
+                names.append(self.names[index] if replaces else name)
+                lengths.append(len(chunk))
             done = index + 1 if replaces else index
             kept_from = offset = offset + (self.lengths[index] if replaces else 0)
         pieces.append(view[kept_from:])
@@ -364,27 +377,40 @@ def patch(
     """
     # Tuples compare their items by identity first: unchanged objects cost nothing.
     rule_hosts: dict[str, DestinationRules] = {}
+    rules_before = cache.rules(config)
     if state.config.destination_rules != config.destination_rules:
-        found_rules = cache.rules_change(state.config.destination_rules, cache.rules(config))
+        found_rules = cache.rules_change(state.config.destination_rules, rules_before)
         if found_rules is None:
             return None
+        rules_before = found_rules[0]
         rule_hosts = _rule_hosts(*found_rules)
         if any("*" in host for host in rule_hosts):
             return None  # a wildcard rule applies to many hosts: left to a full translation
     vs_changes = _virtual_service_changes(state.config, config)
     if vs_changes is None:
         return None
-    changed_vs, added_vs = vs_changes
+    changed_vs, added_vs, removed_vs = vs_changes
     service_changes: Sequence[ServiceChange] = ()
     if registry is not state.registry:
         found = cache.registry_change(state.registry, registry)
         if found is None:
             return None
         service_changes = found
-    added_hosts = {new.host for old, new in service_changes if old is None}
+    added_hosts = {new.host for old, new in service_changes if old is None and new is not None}
     claimed = added_hosts | {resolve_host(host, vs.namespace) for vs in added_vs for host in vs.spec.hosts}
     if claimed and not _claims_alone(state, claimed, registry=registry, namespace=scope.namespace):
         return None
+    gone_services = [old for old, new in service_changes if new is None and old is not None]
+    removal = _Removal(steps=state.steps, steps_of=state.steps_of, eventful=state.eventful)
+    if removed_vs or gone_services:
+        if claimed:
+            return None
+        found_removal = _removal(
+            state, config, removed_vs=removed_vs, services=gone_services, namespace=scope.namespace
+        )
+        if found_removal is None:
+            return None
+        removal = found_removal
 
     services = list(state.services)
     service_notes = dict(state.service_notes)
@@ -393,6 +419,17 @@ def patch(
     if rebuilt is None:
         return None
     added_services = [service for service in rebuilt if service.host in added_hosts]
+    # Services removed: their clusters gone (no route left asks for them: see _removal).
+    unlisted: set[str] = set()
+    for removed_service in gone_services:
+        if any(found is removed_service for found in state.services):
+            old_rule = rules_before.rule_for(
+                removed_service.host,
+                namespace=scope.namespace,
+                service_namespace=removed_service.namespace,
+                labels=scope.labels,
+            )
+            unlisted.update(ClusterSet.names(removed_service, old_rule))
     # Services whose DestinationRule changed: their clusters built again, the names they no longer have gone.
     dropped: set[str] = set()
     for host, before in rule_hosts.items():
@@ -412,29 +449,29 @@ def patch(
         # The ports are those the service had (a registry patch keeps them): only the subsets differ.
         dropped.update(ClusterSet.names(service, old_rule))
     base = state.base
-    if dropped:
-        base = base - dropped
+    if dropped or unlisted:
+        base = base - dropped - unlisted
     if not built.clusters.keys() <= base:
         base = base.union(built.clusters.keys())
-    removed = dropped - base
+    removed = (dropped | unlisted) - base
     if not built.assignments.keys() <= base:
         return None
 
     # Steps of the changed VirtualServices are taken again; the others' events replay as recorded.
-    steps = list(state.steps)
-    eventful = set(state.eventful)
-    if removed:
+    steps = list(removal.steps)
+    eventful = set(removal.eventful)
+    if dropped - base:
         # A route asking for a cluster no service makes any more makes one of its own: its step now matters.
-        eventful.update(_asking(state.steps, removed))
+        eventful.update(_asking(steps, dropped - base))
     vhosts: dict[int, bytes] = {}
     # The changed routes' cluster look-ups go to a scratch set: the replay below decides what they add.
     scratch = ClusterSet(scope=scope, notes=Notes(), report_ports=True)
     routes = RouteBuilder(scope=scope, clusters=scratch, notes=Notes(), cache=cache)
-    retaken = {position: vs for index, vs in changed_vs.items() for position in state.steps_of.get(index, ())}
+    retaken = {position: vs for index, vs in changed_vs.items() for position in removal.steps_of.get(index, ())}
     # Routes to a host that is a service now read its ports: a look-up of it (no service made it) is taken again.
     retaken.update(
         (position, config.virtual_services[steps[position].vs])
-        for position in sorted(state.eventful)
+        for position in sorted(removal.eventful)
         if position not in retaken
         and any(isinstance(event, EnsureCall) and event.host in added_hosts for event in steps[position].events)
     )
@@ -446,7 +483,7 @@ def patch(
             eventful.add(position)
         else:
             eventful.discard(position)
-    steps_of = state.steps_of
+    steps_of = removal.steps_of
     inserted: dict[str, route_components_pb2.VirtualHost] = {}
     if added_services or added_vs:
         added_steps = _add_hosts(
@@ -495,13 +532,16 @@ def patch(
 
     layout = state.layout
     fresh_vhosts = [*vhosts.values(), *(vhost.SerializeToString(deterministic=True) for vhost in inserted.values())]
-    if fresh_vhosts:
+    if fresh_vhosts or removal.vhosts:
         references = _route_references(layout, vhosts)
         if references is None:
             return None
         references = references.union(*(clusters_of_virtual_host(vhost) for vhost in inserted.values()))
         layout = layout.spliced(
-            vhosts, inserted=dict(zip(inserted, fresh_vhosts[len(vhosts) :], strict=True)), references=references
+            vhosts,
+            inserted=dict(zip(inserted, fresh_vhosts[len(vhosts) :], strict=True)),
+            references=references - removal.references,
+            removed=removal.vhosts,
         )
     if gone[CLUSTER] & layout.resource.references or not _passes(state, layout, changed_items, fresh_vhosts, passed):
         return None
@@ -551,11 +591,19 @@ def _services(
     """The changed and added services this proxy sees, their clusters built again into ``built``; None: in full.
 
     ``into``: the proxy's services (a changed one replaced, an added one appended, as the registry
-    lists it last) and what building each one's clusters reported.
+    lists it last, a removed one left out) and what building each one's clusters reported.
     """
     services, notes = into
     rebuilt = []
     for old, new in changes:
+        if new is None:
+            gone = next((index for index, service in enumerate(services) if service is old), None)
+            if gone is not None:
+                del services[gone]
+                shifted = {index - (index > gone): found for index, found in notes.items() if index != gone}
+                notes.clear()
+                notes.update(shifted)
+            continue
         if scope.service(new.host) is not new:
             continue
         if old is None:
@@ -624,6 +672,97 @@ def _add_hosts(
     return [dataclasses.replace(step, vs=step.vs + offset) for step in steps]
 
 
+@dataclass(frozen=True, slots=True)
+class _Removal:
+    """The steps left once VirtualServices and services are removed (renumbered), and what goes from the routes."""
+
+    steps: Sequence[SidecarStep]
+    steps_of: Mapping[int, tuple[int, ...]]
+    eventful: AbstractSet[int]
+    #: The positions of the virtual hosts that go, and the clusters only they named.
+    vhosts: frozenset[int] = frozenset()
+    references: frozenset[str] = frozenset()
+
+
+def _removal(
+    state: SidecarState, config: MeshConfig, *, removed_vs: range, services: Sequence[Service], namespace: str
+) -> _Removal | None:
+    """What removing the VirtualServices at ``removed_vs`` (indexes before) and ``services`` leaves; None: in full.
+
+    Taken when the hosts they served go whole: no service or other VirtualService keeps one, no other
+    route names one, no other virtual host could claim one's domains (:func:`_spelled_alike`). Their
+    steps go and the later VirtualServices' steps are renumbered; their virtual hosts and the clusters
+    those named go (a route config naming another host's cluster from them is translated in full).
+    """
+    if state.wildcards or state.denied:
+        return None
+    olds = state.config.virtual_services
+    hosts = {service.host for service in services}
+    for index in removed_vs:
+        vs = olds[index]
+        if vs.spec.http:
+            hosts.update(resolve_host(written, vs.namespace) for written in vs.spec.hosts)
+    if any(state.registry.lookup(host) and host not in {service.host for service in services} for host in hosts):
+        return None  # a VirtualService removed from a service that stays: it gets its default routes
+    if any(_spelled_alike(state, host, registry=state.registry, namespace=namespace) for host in hosts):
+        return None
+    # Another VirtualService of a host would take it over (a host written short starts with its first label).
+    labels = {host.partition(".")[0] for host in hosts}
+    for vs in config.virtual_services:
+        for written in vs.spec.hosts:
+            if written.partition(".")[0] in labels and vs.spec.http and resolve_host(written, vs.namespace) in hosts:
+                return None
+    layout = state.layout
+    names = {virtual_host_name(service.host, port.number) for service in services for port in service.ports}
+    shift = len(removed_vs)
+    steps: list[SidecarStep] = []
+    moved: dict[int, int] = {}
+    for position, step in enumerate(state.steps):
+        if step.vs in removed_vs:
+            if step.vhost is not None:
+                names.add(step.vhost)
+            continue
+        for event in step.events:
+            if isinstance(event, EnsureCall) and event.host in hosts:
+                return None  # a route to a removed host now names a cluster of its own
+        moved[position] = len(steps)
+        steps.append(dataclasses.replace(step, vs=step.vs - shift) if shift and step.vs >= removed_vs.stop else step)
+    vhosts = frozenset(layout.position(name) for name in names if layout.has(name))
+    references: set[str] = set()
+    for position in vhosts:
+        references |= clusters_of_virtual_host(route_components_pb2.VirtualHost.FromString(layout.body(position)))
+    if any(name.rsplit("|", 1)[-1] not in hosts for name in references):
+        return None  # another virtual host may name it too: a full translation finds out
+    if not shift:
+        return _Removal(
+            steps=state.steps,
+            steps_of=state.steps_of,
+            eventful=state.eventful,
+            vhosts=vhosts,
+            references=frozenset(references),
+        )
+    steps_of: dict[int, list[int]] = {}
+    for position, step in enumerate(steps):
+        steps_of.setdefault(step.vs, []).append(position)
+    return _Removal(
+        steps=steps,
+        steps_of={vs: tuple(found) for vs, found in steps_of.items()},
+        eventful=frozenset(moved[position] for position in state.eventful if position in moved),
+        vhosts=vhosts,
+        references=frozenset(references),
+    )
+
+
+def _spelled_alike(state: SidecarState, host: str, *, registry: ServiceRegistry, namespace: str) -> bool:
+    """Whether another host, a service's or a virtual host's, shares a Host-header spelling with ``host``."""
+    return any(
+        registry.lookup(related)
+        or state.registry.lookup(related)
+        or state.layout.has(virtual_host_name(related, DEFAULT_HTTP_PORT))
+        for related in _related_hosts(host, namespace)
+    )
+
+
 def _related_hosts(host: str, namespace: str) -> set[str]:
     """The hosts whose Host header spellings (:func:`~reconciler.translate.names.host_domains`) may be ``host``'s."""
     found = set(host_domains(host, proxy_namespace=namespace)) - {host}
@@ -649,23 +788,20 @@ def _claims_alone(state: SidecarState, hosts: AbstractSet[str], *, registry: Ser
     for host in hosts:
         if "*" in host or state.registry.lookup(host) or layout.has(virtual_host_name(host, DEFAULT_HTTP_PORT)):
             return False
-        for related in _related_hosts(host, namespace):
-            if (
-                related in hosts
-                or registry.lookup(related)
-                or state.registry.lookup(related)
-                or layout.has(virtual_host_name(related, DEFAULT_HTTP_PORT))
-            ):
-                return False
+        if hosts & _related_hosts(host, namespace) or _spelled_alike(
+            state, host, registry=registry, namespace=namespace
+        ):
+            return False
     return True
 
 
 def _virtual_service_changes(
     before: MeshConfig, after: MeshConfig
-) -> tuple[dict[int, Resource[VirtualServiceSpec]], list[Resource[VirtualServiceSpec]]] | None:
-    """The VirtualServices changed in place (by index) and those added at the end; None when they changed more.
+) -> tuple[dict[int, Resource[VirtualServiceSpec]], list[Resource[VirtualServiceSpec]], range] | None:
+    """The VirtualServices changed in place (by index), those added at the end, the indexes of those removed (before).
 
-    An added one may not have TCP or TLS rules (their findings come before every other step's).
+    None when they changed more. An added one may not have TCP or TLS rules (their findings come before
+    every other step's). Those removed are a run of neighbours (:func:`~reconciler.translate.memo.changed_items`).
     """
     olds, news = before.virtual_services, after.virtual_services
     changed = {}
@@ -677,12 +813,18 @@ def _virtual_service_changes(
             if _vs_structure(old) != _vs_structure(new):
                 return None
             changed[index] = new
-        return changed, []
+        return changed, [], range(0)
     changes = changed_items(olds, news, limit=_ADDED_HOSTS)
-    added = [new for old, new in changes if old is None and new is not None] if changes is not None else []
-    if changes is None or len(added) != len(changes) or any(vs.spec.tcp or vs.spec.tls for vs in added):
+    if changes is None:
         return None
-    return changed, added
+    if len(olds) > len(news):
+        # The common head ends where the removed run starts.
+        start = next(itertools.compress(itertools.count(), map(operator.is_not, olds, news)), len(news))
+        return changed, [], range(start, start + len(changes))
+    added = [new for old, new in changes if old is None and new is not None]
+    if len(added) != len(changes) or any(vs.spec.tcp or vs.spec.tls for vs in added):
+        return None
+    return changed, added, range(0)
 
 
 def _step_events(

@@ -171,12 +171,15 @@ class ServiceRegistry:
         namespace, _, suffix = rest.partition(".")
         return bool(dot and name and namespace) and suffix == f"svc.{self.cluster_domain}" and "*" not in host
 
-    def replaced(self, services: Mapping[int, Service], *, added: Iterable[Service] = ()) -> ServiceRegistry:
+    def replaced(
+        self, services: Mapping[int, Service], *, added: Iterable[Service] = (), removed: Iterable[Service] = ()
+    ) -> ServiceRegistry:
         """This registry with the services at the given positions replaced by others of the same hosts, and ``added``.
 
         Equal to building it with those services (an added service of a host and namespace already
-        listed is for the caller to leave out); the host index is copied, not rebuilt (a patched
-        translation replaces or adds one service of ten thousand).
+        listed is for the caller to leave out) and without ``removed`` (each the only one of its host);
+        the host index is copied, not rebuilt (a patched translation replaces, adds or removes one
+        service of ten thousand).
         """
         listed = list(self.services)
         by_host = dict(self._by_host)
@@ -189,6 +192,11 @@ class ServiceRegistry:
         for service in added:
             listed.append(service)
             by_host[service.host] = (*by_host.get(service.host, ()), service)
+        for service in removed:
+            if by_host.get(service.host) != (service,):
+                raise ValueError(f"{service.host} is not listed once")
+            del listed[next(index for index, found in enumerate(listed) if found is service)]
+            del by_host[service.host]
         out = object.__new__(ServiceRegistry)
         # The fields __post_init__ would set, made from this registry's (frozen: set once, here).
         object.__setattr__(out, "services", tuple(listed))

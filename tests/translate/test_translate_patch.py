@@ -26,8 +26,9 @@ from reconciler.model.config import MeshConfig
 from reconciler.model.serviceentry import Resolution
 from reconciler.translate import ProxyIdentity, ProxyRole, Translation, translate, translator
 from reconciler.translate.envoy_check import PassCache
-from reconciler.translate.memo import TranslationCache
+from reconciler.translate.memo import TranslationCache, patch_registry
 from reconciler.translate.patch import SidecarState, patch
+from reconciler.translate.registry import build_registry
 from reconciler.translate.snapshot import PUSH_ORDER, ROUTE, digest, resumable_digest
 
 PROXIES = (
@@ -165,6 +166,15 @@ def _add_host(config: MeshConfig, index: int) -> MeshConfig:
     )
 
 
+def _remove_service(config: MeshConfig, index: int) -> MeshConfig:
+    """Service ``index`` removed whole: its ServiceEntry, DestinationRule and VirtualService."""
+    if len(config.service_entries) < 2:
+        return config
+    for field in ("virtual_services", "destination_rules", "service_entries"):
+        config = _with(config, field, index, None)
+    return config
+
+
 def _remove_host(config: MeshConfig, index: int) -> MeshConfig:
     if len(config.service_entries) < 2:
         return config
@@ -194,6 +204,8 @@ changes = st.one_of(
     st.tuples(st.just(_add_host), st.integers(0, 20)),
     st.tuples(st.just(_add_host), st.integers(0, 20)),
     st.tuples(st.just(_remove_host), st.integers(0, 20)),
+    st.tuples(st.just(_remove_service), st.integers(0, 20)),
+    st.tuples(st.just(_remove_service), st.integers(0, 20)),
     st.tuples(st.just(lambda config, index: _with(config, "virtual_services", index, None)), st.integers(0, 20)),
 )
 
@@ -291,9 +303,12 @@ def test_a_version_hash_resumed_from_kept_states_equals_hashing_from_scratch(cha
         pytest.param(lambda config: _add_subset(config, 1), id="a subset added"),
         pytest.param(lambda config: _drop_subset(config, 2), id="a subset removed"),
         pytest.param(lambda config: _add_host(_add_host(config, 0), 1), id="two hosts added"),
+        pytest.param(lambda config: _remove_service(config, 3), id="the last host removed"),
+        pytest.param(lambda config: _remove_service(config, 1), id="a host removed from the middle"),
+        pytest.param(lambda config: _remove_service(config, 0), id="the first host removed"),
     ],
 )
-def test_hosts_added_and_destination_rules_edited_go_through_the_patch_path_byte_for_byte(
+def test_hosts_added_or_removed_and_destination_rules_edited_go_through_the_patch_path_byte_for_byte(
     change: Callable[[MeshConfig], MeshConfig], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = mesh(4)
@@ -309,6 +324,7 @@ def test_hosts_added_and_destination_rules_edited_go_through_the_patch_path_byte
 
     monkeypatch.setattr(translator, "patch", spy)
     changed = change(config)
+
     for proxy in PROXIES:
         _assert_identical(_outcome(changed, proxy, cache=cache, passed=passed), _outcome(changed, proxy))
 
@@ -328,3 +344,28 @@ def test_a_host_added_is_served_its_own_clusters_and_virtual_hosts() -> None:
     assert "svc100.mesh:8080" in [vhost.name for vhost in route.message.virtual_hosts]
     assert "outbound|8080|v1|svc100.mesh" in snapshot.sets[PUSH_ORDER[0]].items
     assert snapshot == translate(grown, PROXIES[0]).snapshot
+
+
+def test_a_registry_patched_for_a_removed_entry_equals_the_registry_built_without_it() -> None:
+    config = mesh(4)
+    before = build_registry(config)
+    after = _remove_service(config, 1)
+
+    found = patch_registry(before, before=config.service_entries, after=after.service_entries)
+
+    assert found is not None
+    registry, changes = found
+    assert registry == build_registry(after)
+    assert registry.hosts == build_registry(after).hosts
+    assert changes == ((before.lookup("svc1.mesh")[0], None),)
+
+
+def test_a_removed_entry_whose_host_another_entry_lists_is_left_to_a_full_build() -> None:
+    config = mesh(2)
+    # A second entry of svc0's namespace listing its host: it is left out while svc0's entry comes first.
+    first = config.service_entries[0]
+    shadow = dataclasses.replace(first, metadata=dataclasses.replace(first.metadata, name="svc0-shadow"))
+    grown = dataclasses.replace(config, service_entries=(*config.service_entries, shadow))
+    before = build_registry(grown)
+
+    assert patch_registry(before, before=grown.service_entries, after=grown.service_entries[1:]) is None
