@@ -100,6 +100,12 @@ _MARK_BYTES = 1 << 20
 Marks = tuple[tuple[int, "hashlib._Hash"], ...]
 
 
+def _version_hasher(name: str, size: int) -> hashlib._Hash:
+    """A SHA-256 fed what ``digest((name, data))`` hashes before the data itself (``size`` bytes of it)."""
+    encoded = name.encode()
+    return hashlib.sha256(len(encoded).to_bytes(8, "big") + encoded + size.to_bytes(8, "big"))
+
+
 def resumable_digest(
     name: str, data: bytes | memoryview, *, marks: Marks = (), unchanged: int = 0
 ) -> tuple[str, Marks]:
@@ -115,13 +121,7 @@ def resumable_digest(
         position, state = kept[-1]
         hasher = state.copy()
     else:
-        encoded = name.encode()
-        hasher = hashlib.sha256()
-        # digest()'s framing: each chunk's length, then the chunk.
-        hasher.update(len(encoded).to_bytes(8, "big"))
-        hasher.update(encoded)
-        hasher.update(len(view).to_bytes(8, "big"))
-        position = 0
+        hasher, position = _version_hasher(name, len(view)), 0
     made = list(kept)
     mark = (position // _MARK_BYTES + 1) * _MARK_BYTES
     while mark < len(view):
@@ -155,9 +155,7 @@ class Resource:
     def of(cls, type_url: str, message: Message) -> Resource:
         name = resource_name(message)
         data = message.SerializeToString(deterministic=True)
-        encoded = name.encode()
-        # digest((name, data)) without joining the bytes: the framing of both chunks, then the data.
-        hasher = hashlib.sha256(len(encoded).to_bytes(8, "big") + encoded + len(data).to_bytes(8, "big"))
+        hasher = _version_hasher(name, len(data))
         hasher.update(data)
         return cls(
             name=name,
