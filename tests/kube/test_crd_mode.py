@@ -278,9 +278,14 @@ def test_a_rollout_writes_its_step_weights_through_the_same_field_manager(
             assert {m["manager"] for m in vs["metadata"]["managedFields"]} == {FIELD_MANAGER}
             assert running.applier.report().state in ("InSync", "Pending")
             ack_all(gateway)
-            controller.tick()
-            reasons = [record.record.reason for record in controller.records(walking.policy)]
-            assert "the API server accepted and every proxy ACKed step 0: the analysis window opens" in reasons
+            opened = "the API server accepted and every proxy ACKed step 0: the analysis window opens"
+
+            def window_opened() -> bool:
+                # The applier records the API server's acceptance after the write etcd already shows.
+                controller.tick()
+                return opened in [record.record.reason for record in controller.records(walking.policy)]
+
+            await _until(window_opened, "the analysis window opened once both acknowledged step 0")
 
     run(scenario())
 
