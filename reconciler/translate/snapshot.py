@@ -42,6 +42,7 @@ __all__ = [
     "BuildSet",
     "Encode",
     "Marks",
+    "Names",
     "Resource",
     "ResourceSet",
     "Snapshot",
@@ -152,7 +153,8 @@ class Resource:
     parsed: Message | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def of(cls, type_url: str, message: Message) -> Resource:
+    def of(cls, type_url: str, message: Message, *, names: Names | None = None) -> Resource:
+        """``message`` serialized; ``names`` (say, a translation cache's) gives the frozenset kept as ``references``."""
         name = resource_name(message)
         data = message.SerializeToString(deterministic=True)
         hasher = _version_hasher(name, len(data))
@@ -161,7 +163,7 @@ class Resource:
             name=name,
             packed=_pack(type_url, data),
             version=hasher.hexdigest()[:16],
-            references=_references(message),
+            references=_references(message) if names is None else names(_references(message)),
             parsed=message,
         )
 
@@ -187,6 +189,9 @@ _ANY_PREFIXES: Mapping[str, bytes] = MappingProxyType(
     {url: b"\x0a" + varint(len(url.encode())) + url.encode() + b"\x12" for url in _MESSAGE_TYPES}
 )
 
+
+#: Returns the one frozenset kept equal to the one given (:meth:`~reconciler.translate.memo.TranslationCache.names`).
+Names = Callable[[frozenset[str]], frozenset[str]]
 
 #: How a resource set gets each (type URL, message)'s :class:`Resource` (a translation cache keeps them).
 Encode = Callable[[str, Message], Resource]
@@ -346,13 +351,22 @@ class Snapshot:
         listeners: Iterable[listener_pb2.Listener] = (),
         routes: Iterable[route_pb2.RouteConfiguration] = (),
         shared_set: BuildSet = ResourceSet.build,
+        names: Names | None = None,
     ) -> Snapshot:
-        """``shared_set`` builds the sets of clusters and load assignments (what a translation cache keeps)."""
+        """``shared_set`` builds the sets of clusters and load assignments (what a translation cache keeps).
+
+        ``names`` interns what listeners and route configurations point at: every proxy shape's route
+        configuration names the same clusters.
+        """
+
+        def encode(type_url: str, message: Message) -> Resource:
+            return Resource.of(type_url, message, names=names)
+
         sets = {
             CLUSTER: shared_set(CLUSTER, clusters),
             ENDPOINT: shared_set(ENDPOINT, endpoints),
-            LISTENER: ResourceSet.build(LISTENER, listeners),
-            ROUTE: ResourceSet.build(ROUTE, routes),
+            LISTENER: ResourceSet.build(LISTENER, listeners, encode=encode),
+            ROUTE: ResourceSet.build(ROUTE, routes, encode=encode),
         }
         return cls(sets=MappingProxyType(sets), version=_snapshot_version(sets))
 
