@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 from reconciler.engine.heap import HeapTrimmer, libc_trim
 from reconciler.xds.cache import EventKind, XdsEvent
@@ -20,21 +22,27 @@ async def _until(check: object) -> None:
     await asyncio.wait_for(poll(), timeout=_DEADLINE)
 
 
+@contextlib.asynccontextmanager
+async def _running(trimmer: HeapTrimmer) -> AsyncIterator[None]:
+    task = asyncio.ensure_future(trimmer.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 def test_the_heap_is_trimmed_once_after_each_burst_of_xds_events() -> None:
     calls: list[None] = []
     trimmer = HeapTrimmer(quiet=0.02, trim=lambda: calls.append(None))
 
     async def scenario() -> None:
-        running = asyncio.ensure_future(trimmer.run())
-        try:
+        async with _running(trimmer):
             for _ in range(3):
                 trimmer.note(_PUSH)
             await _until(lambda: trimmer.trims == 1)
             trimmer.note(_PUSH)  # the next burst
             await _until(lambda: trimmer.trims == 2)
-        finally:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
 
     asyncio.run(scenario())
     assert len(calls) == 2
@@ -50,15 +58,11 @@ def test_a_burst_that_goes_on_is_not_trimmed_until_it_is_quiet() -> None:
         now[0] = 4.0
         trimmer.note(_PUSH)  # 4 s in: the burst goes on, quiet counts from here
         now[0] = 8.0
-        running = asyncio.ensure_future(trimmer.run())
-        await asyncio.sleep(0.05)
-        assert calls == []
-        now[0] = 9.0
-        try:
+        async with _running(trimmer):
+            await asyncio.sleep(0.05)
+            assert calls == []
+            now[0] = 9.0
             await _until(lambda: calls)
-        finally:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
 
     asyncio.run(scenario())
     assert len(calls) == 1
