@@ -26,9 +26,9 @@ from envoy.config.route.v3 import route_pb2
 
 from reconciler.model.config import Resource
 from reconciler.model.source import SourceInfo
-from reconciler.translate.constraints import Verdicts, violations
+from reconciler.translate.constraints import Verdicts, field_check, violations
 from reconciler.translate.registry import Origin
-from reconciler.translate.snapshot import PUSH_ORDER, ROUTE, Snapshot
+from reconciler.translate.snapshot import PUSH_ORDER, ROUTE, Snapshot, Spliced, Template
 from reconciler.validate.findings import Code, Finding, Severity
 
 __all__ = ["VIRTUAL_HOST", "Locate", "PassCache", "Source", "envoy_findings"]
@@ -90,27 +90,82 @@ def envoy_findings(snapshot: Snapshot, *, locate: Locate, passed: PassCache | No
     """An error finding (RC0203) per constraint an emitted resource breaks; empty when Envoy would accept all.
 
     With ``passed``, a resource whose bytes passed before is not checked again, and one that passes is added.
+    A resource spliced from a template (:class:`~reconciler.translate.snapshot.Spliced`) passes without a walk
+    when one of its template passed whole and its name and parts pass (:class:`_Construction`).
     """
     found: list[Finding] = []
     verdicts = Verdicts()  # resources share most parts: each distinct part is walked once
+    construction = _Construction(verdicts)
     for type_url in PUSH_ORDER:
-        digests = snapshot.digests(type_url)
-        for name, resource in snapshot.resources(type_url).items():
-            digest = digests[name]
+        for name, item in snapshot.sets[type_url].items.items():
+            digest = item.version
             if passed is not None and passed.known(type_url, digest):
                 continue
+            made = item.made
+            if made is not None and construction.passes(made, name):
+                if passed is not None:
+                    passed.add(type_url, digest)
+                continue
+            resource = item.message
             if passed is not None and type_url == ROUTE and _route_passes(resource, passed, verdicts):
                 passed.add(type_url, digest)
                 continue
             broken = violations(resource, verdicts=verdicts)
-            if not broken and passed is not None:
-                passed.add(type_url, digest)
+            if not broken:
+                if passed is not None:
+                    passed.add(type_url, digest)
+                if made is not None:
+                    construction.learn(made)
             for violation in broken:
                 kind = type_url.rsplit(".", 1)[-1]
                 envoy_field = f"{kind} {name!r} {violation.path}"
                 message = f"Envoy would reject {envoy_field}: {violation.message}"
                 found.append(_finding(locate(type_url, name, resource, violation.path), message))
     return found
+
+
+class _Construction:
+    """Which spliced resources pass by how they were made, for one round of checks.
+
+    A spliced resource differs from the others of its template only in the fields that hold its
+    name and in its parts. Once one of them passes a whole walk, the template's own fields pass
+    in all of them (the checks are per field, and the counts of the varying repeated fields are
+    unchecked, else no template is trusted); what is left is its name, against those fields' own
+    rules, and each part, walked once however many resources hold it. Anything not proved so is
+    walked whole, so what is reported never depends on this.
+    """
+
+    __slots__ = ("_parts", "_templates", "_verdicts")
+
+    def __init__(self, verdicts: Verdicts) -> None:
+        self._verdicts = verdicts
+        #: Templates one of whose resources passed whole, with the checks of their name fields.
+        self._templates: dict[Template, tuple[Callable[[Any], str], ...]] = {}
+        self._parts: dict[bytes, bool] = {}
+
+    def learn(self, made: Spliced) -> None:
+        """A resource ``made`` so passed a whole walk."""
+        template = made.template
+        if template in self._templates or any(field_check(*counted) is not None for counted in template.counted):
+            return
+        self._templates[template] = tuple(
+            check for check in (field_check(*named) for named in template.named) if check is not None
+        )
+
+    def passes(self, made: Spliced, name: str) -> bool:
+        """True when the resource named ``name`` and ``made`` so is known to break nothing."""
+        checks = self._templates.get(made.template)
+        if checks is None or any(check(name) for check in checks):
+            return False
+        parse = made.template.part
+        for part in made.parts:
+            verdict = self._parts.get(part)
+            if verdict is None:
+                assert parse is not None
+                verdict = self._parts[part] = not violations(parse(part), verdicts=self._verdicts)
+            if not verdict:
+                return False
+        return True
 
 
 def _route_passes(config: route_pb2.RouteConfiguration, passed: PassCache, verdicts: Verdicts) -> bool:
