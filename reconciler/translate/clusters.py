@@ -325,8 +325,7 @@ class ClusterSet:
                     hint="use resolution: DNS for host names",
                 )
                 continue
-            data = _lb_endpoint(endpoint, port).SerializeToString(deterministic=True)
-            built.append((endpoint.labels.items(), b"\x12" + _size(len(data)) + data))
+            built.append((endpoint.labels.items(), _lb_endpoint_bytes(_lb_endpoint(endpoint, port))))
         self._lb_endpoints[key] = built
         return built
 
@@ -483,6 +482,12 @@ _CLUSTER_NAMED = (
     (cluster_pb2.Cluster.DESCRIPTOR, "name"),
     (cluster_pb2.Cluster.EdsClusterConfig.DESCRIPTOR, "service_name"),
 )
+
+
+def _lb_endpoint_bytes(endpoint: endpoint_components_pb2.LbEndpoint) -> bytes:
+    """``endpoint`` as a part of a load assignment: serialized as an item of ``lb_endpoints`` (field 2, framed)."""
+    data: bytes = endpoint.SerializeToString(deterministic=True)
+    return b"\x12" + _size(len(data)) + data
 
 
 def _lb_endpoint_part(data: bytes) -> endpoint_components_pb2.LbEndpoint:
