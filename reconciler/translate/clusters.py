@@ -77,6 +77,7 @@ class ClusterSet:
         #: Per service port, each endpoint's labels and its serialized LbEndpoint (as an item of ``lb_endpoints``).
         self._lb_endpoints: dict[tuple[str, str, int], list[tuple[ItemsView[str, str], bytes]]] = {}
         self._base_policies: dict[tuple[TrafficPolicy | None, int], ClusterPolicy] = {}
+        self._last_base: tuple[TrafficPolicy | None, int, ClusterPolicy] | None = None
         self._subset_policies: dict[tuple[ClusterPolicy, TrafficPolicy, int, int], ClusterPolicy] = {}
         self._templates: dict[tuple[int, ClusterPolicy, bool], tuple[cluster_pb2.Cluster, _EdsSplicer | None]] = {}
 
@@ -193,11 +194,17 @@ class ClusterSet:
         rules, and fewer live objects mean less garbage-collection work.
         """
         rule_policy = rule.spec.traffic_policy if rule is not None else None
-        key = (rule_policy, port)
-        base = self._base_policies.get(key)
-        if base is None:
-            base = rule_policy_for_port(rule_policy, port)
-            self._base_policies[key] = base
+        last = self._last_base
+        if last is not None and last[0] is rule_policy and last[1] == port:
+            # A port's clusters come one after another: the same rule's policy, not hashed again.
+            base = last[2]
+        else:
+            key = (rule_policy, port)
+            base = self._base_policies.get(key)
+            if base is None:
+                base = rule_policy_for_port(rule_policy, port)
+                self._base_policies[key] = base
+            self._last_base = (rule_policy, port, base)
         policy = base
         if subset is not None and subset[1].traffic_policy is not None:
             subset_key = (base, subset[1].traffic_policy, subset[0], port)
@@ -325,7 +332,7 @@ class ClusterSet:
                     hint="use resolution: DNS for host names",
                 )
                 continue
-            built.append((endpoint.labels.items(), _lb_endpoint_bytes(_lb_endpoint(endpoint, port))))
+            built.append((endpoint.labels.items(), _lb_endpoint_bytes(endpoint, port)))
         self._lb_endpoints[key] = built
         return built
 
@@ -484,10 +491,27 @@ _CLUSTER_NAMED = (
 )
 
 
-def _lb_endpoint_bytes(endpoint: endpoint_components_pb2.LbEndpoint) -> bytes:
-    """``endpoint`` as a part of a load assignment: serialized as an item of ``lb_endpoints`` (field 2, framed)."""
-    data: bytes = endpoint.SerializeToString(deterministic=True)
-    return b"\x12" + _size(len(data)) + data
+def _lb_endpoint_bytes(endpoint: Endpoint, port: ServicePort) -> bytes:
+    """``_lb_endpoint(endpoint, port)`` serialized as an item of ``lb_endpoints`` (field 2, framed), written directly.
+
+    LbEndpoint: ``endpoint`` (1: Endpoint, its ``address`` (1: Address, ``socket_address`` (1: ``address``
+    (2), ``port_value`` (3, a oneof member: written even when 0)) or ``pipe`` (2: ``path`` (1)))),
+    ``load_balancing_weight`` (4: UInt32Value, ``value`` (1)). Empty strings are not written.
+    """
+    address = endpoint.address
+    if address.startswith("unix://"):
+        path = address[len("unix://") :].encode()
+        pipe = b"\x0a" + _size(len(path)) + path if path else b""
+        where = b"\x12" + _size(len(pipe)) + pipe
+    else:
+        host = address.encode()
+        socket = (b"\x12" + _size(len(host)) + host if host else b"") + b"\x18" + varint(endpoint.port_for(port))
+        where = b"\x0a" + _size(len(socket)) + socket
+    lb = b"\x0a" + _size(len(where) + 1 + len(_size(len(where)))) + b"\x0a" + _size(len(where)) + where
+    if endpoint.weight:
+        weight = b"\x08" + varint(endpoint.weight)
+        lb += b"\x22" + _size(len(weight)) + weight
+    return b"\x12" + _size(len(lb)) + lb
 
 
 def _lb_endpoint_part(data: bytes) -> endpoint_components_pb2.LbEndpoint:

@@ -27,6 +27,7 @@ from reconciler.model.config import MeshConfig
 from reconciler.translate import Translation, translate
 from reconciler.translate import clusters as clusters_module
 from reconciler.translate.envoy_check import PassCache, envoy_findings
+from reconciler.translate.protos import varint
 from reconciler.translate.registry import Endpoint, ServicePort
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, Resource, Snapshot
 from reconciler.validate.findings import Finding
@@ -144,10 +145,10 @@ def test_spliced_clusters_and_assignments_translate_as_clusters_built_whole(mesh
 
 ports = st.builds(
     ServicePort,
-    number=st.integers(1, 65535),
+    number=st.integers(0, 65535),
     name=st.just("http"),
     protocol=st.just("HTTP"),
-    target_port=st.one_of(st.none(), st.integers(1, 65535)),
+    target_port=st.one_of(st.none(), st.integers(0, 2**32 - 1)),
     index=st.just(0),
 )
 
@@ -156,7 +157,12 @@ ports = st.builds(
 @given(
     name=st.text(min_size=1, max_size=300),
     endpoints=st.lists(
-        st.builds(Endpoint, address=addresses, weight=st.one_of(st.none(), st.integers(0, 2**32 - 1))), max_size=5
+        st.builds(
+            Endpoint,
+            address=st.one_of(addresses, st.just(""), st.just("unix://"), st.text(max_size=200)),
+            weight=st.one_of(st.none(), st.integers(0, 2**32 - 1)),
+        ),
+        max_size=5,
     ),
     port=ports,
 )
@@ -165,7 +171,7 @@ def test_a_spliced_assignment_is_the_assignment_protobuf_serializes(
 ) -> None:
     lb_endpoints = [clusters_module._lb_endpoint(endpoint, port) for endpoint in endpoints]
     spliced = clusters_module._spliced_assignment(
-        name, tuple(clusters_module._lb_endpoint_bytes(lb) for lb in lb_endpoints)
+        name, tuple(clusters_module._lb_endpoint_bytes(endpoint, port) for endpoint in endpoints)
     )
 
     built = Resource.of(ENDPOINT, clusters_module._assignment(name, lb_endpoints))
@@ -204,7 +210,7 @@ def test_a_spliced_cluster_is_the_cluster_protobuf_serializes(names: list[str], 
         assert splicer.resource(name) == Resource.of(CLUSTER, whole)
 
 
-def _pipe_endpoint(*, port: int = 80, weight: int | None = None, pipe: str | None = None) -> bytes:
+def _part(*, port: int = 80, weight: int | None = None, pipe: str | None = None) -> bytes:
     address = (
         address_pb2.Address(pipe=address_pb2.Pipe(path=pipe))
         if pipe is not None
@@ -213,7 +219,8 @@ def _pipe_endpoint(*, port: int = 80, weight: int | None = None, pipe: str | Non
     lb = endpoint_components_pb2.LbEndpoint(endpoint=endpoint_components_pb2.Endpoint(address=address))
     if weight is not None:
         lb.load_balancing_weight.value = weight
-    return clusters_module._lb_endpoint_bytes(lb)
+    data = lb.SerializeToString(deterministic=True)
+    return b"\x12" + varint(len(data)) + data  # an item of lb_endpoints
 
 
 def _findings(snapshot: Snapshot, *, passed: PassCache | None) -> list[tuple[str, str]]:
@@ -240,8 +247,8 @@ def test_spliced_resources_envoy_would_reject_are_reported_as_a_walk_of_each_rep
     good_splicer, broken_splicer = clusters_module._EdsSplicer.of(good), clusters_module._EdsSplicer.of(broken)
     assert good_splicer is not None
     assert broken_splicer is not None
-    fine, too_high, zero = _pipe_endpoint(), _pipe_endpoint(port=70000), _pipe_endpoint(weight=0)
-    empty_pipe = _pipe_endpoint(pipe="")
+    fine, too_high, zero = _part(), _part(port=70000), _part(weight=0)
+    empty_pipe = _part(pipe="")
     names = [f"outbound|80|v{index}|reviews" for index in range(4)]
     snapshot = Snapshot.build(
         clusters=[
@@ -273,8 +280,7 @@ def test_a_check_with_a_pass_cache_remembers_spliced_resources_that_passed_by_co
     snapshot = Snapshot.build(
         clusters=[splicer.resource(name) for name in names],
         endpoints=[
-            clusters_module._spliced_assignment(name, (_pipe_endpoint(port=index + 1),))
-            for index, name in enumerate(names)
+            clusters_module._spliced_assignment(name, (_part(port=index + 1),)) for index, name in enumerate(names)
         ],
     )
     passed = PassCache()
