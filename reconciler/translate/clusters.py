@@ -10,6 +10,15 @@ a port's default cluster). How endpoints reach Envoy follows the service's resol
 * ``NONE``, ``DYNAMIC_DNS``, hosts outside the registry: an EDS cluster with no endpoints,
   and a finding, so routes stay valid and requests get a clear 503 instead of a NACK. A
   Kubernetes Service of a watched cluster not listed yet gets the cluster without the finding.
+
+Clusters and load assignments come out encoded (:class:`~reconciler.translate.snapshot.Resource`),
+their messages parsed only when asked: a mesh has few distinct cluster templates (kind, merged
+policy, HTTP/2) and tens of thousands of clusters, so an EDS cluster is its template's bytes with
+its name written in, and a load assignment its name and its endpoints' bytes (each endpoint
+encoded once per service port, shared by the subsets). The bytes are those protobuf's
+deterministic serialization gives for the message (tests/translate/test_translate_spliced.py), and
+each resource says how it was made (:class:`~reconciler.translate.snapshot.Spliced`), so the
+Envoy-constraint check proves most of them by construction instead of walking each.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, config_source_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from google.protobuf import wrappers_pb2
+from google.protobuf.descriptor import Descriptor
 
 from reconciler.model.config import Resource
 from reconciler.model.destinationrule import DestinationRuleSpec, Subset, TrafficPolicy
@@ -40,7 +50,7 @@ from reconciler.translate.policy import (
 from reconciler.translate.protos import varint
 from reconciler.translate.registry import Endpoint, Resolution, Service, ServicePort
 from reconciler.translate.scope import Scope, find_subset
-from reconciler.translate.snapshot import CLUSTER, ENDPOINT, Spliced, Template, messages
+from reconciler.translate.snapshot import CLUSTER, ENDPOINT, Part, Spliced, Template, messages
 from reconciler.translate.snapshot import Resource as XdsResource
 
 __all__ = ["ClusterSet", "socket_address"]
@@ -200,10 +210,10 @@ class ClusterSet:
             base = last[2]
         else:
             key = (rule_policy, port)
-            base = self._base_policies.get(key)
-            if base is None:
-                base = rule_policy_for_port(rule_policy, port)
-                self._base_policies[key] = base
+            found = self._base_policies.get(key)
+            if found is None:
+                found = self._base_policies[key] = rule_policy_for_port(rule_policy, port)
+            base = found
             self._last_base = (rule_policy, port, base)
         policy = base
         if subset is not None and subset[1].traffic_policy is not None:
@@ -514,14 +524,33 @@ def _lb_endpoint_bytes(endpoint: Endpoint, port: ServicePort) -> bytes:
     return b"\x12" + _size(len(lb)) + lb
 
 
-def _lb_endpoint_part(data: bytes) -> endpoint_components_pb2.LbEndpoint:
-    """The LbEndpoint an assignment's part holds (an item of ``lb_endpoints``: a LocalityLbEndpoints of one)."""
-    endpoint: endpoint_components_pb2.LbEndpoint = endpoint_components_pb2.LocalityLbEndpoints.FromString(
-        data
-    ).lb_endpoints[0]
-    return endpoint
+def _lb_endpoint_part(data: bytes) -> Part:
+    """The LbEndpoint an assignment's part holds (an item of ``lb_endpoints``: a LocalityLbEndpoints of one).
+
+    Its shape is what :func:`_lb_endpoint_bytes` writes or leaves out; its values the address (or
+    pipe path), port and weight.
+    """
+    lb: endpoint_components_pb2.LbEndpoint = endpoint_components_pb2.LocalityLbEndpoints.FromString(data).lb_endpoints[
+        0
+    ]
+    address = lb.endpoint.address
+    weighted = lb.HasField("load_balancing_weight")
+    values: list[tuple[Descriptor, str, object]]
+    if address.HasField("pipe"):
+        values = [(_PIPE, "path", address.pipe.path)]
+        shape: tuple[object, ...] = ("pipe", bool(address.pipe.path), weighted)
+    else:
+        socket = address.socket_address
+        values = [(_SOCKET, "address", socket.address), (_SOCKET, "port_value", socket.port_value)]
+        shape = ("socket", bool(socket.address), weighted)
+    if weighted:
+        values.append((_LB_ENDPOINT, "load_balancing_weight", lb.load_balancing_weight))
+    return Part(message=lb, shape=shape, values=tuple(values))
 
 
+_PIPE = address_pb2.Pipe.DESCRIPTOR
+_SOCKET = address_pb2.SocketAddress.DESCRIPTOR
+_LB_ENDPOINT = endpoint_components_pb2.LbEndpoint.DESCRIPTOR
 _ASSIGNMENT_NAMED = ((endpoint_pb2.ClusterLoadAssignment.DESCRIPTOR, "cluster_name"),)
 #: A load assignment of endpoints: its name, then one LocalityLbEndpoints of its parts (LbEndpoints).
 _WITH_ENDPOINTS = Spliced(

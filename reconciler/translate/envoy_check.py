@@ -14,15 +14,22 @@ Its owner scopes it (one load, one diff, a daemon's decode cache); nothing is gl
 A RouteConfiguration is also remembered per virtual host: a sidecar's one route configuration
 holds a virtual host per service port, and a one-host change makes it new, so it is checked as
 its own fields plus each virtual host, and only the virtual hosts not seen before are walked.
+
+Clusters and load assignments spliced from a template's bytes
+(:class:`~reconciler.translate.snapshot.Spliced`) are walked once per template: the others of it
+differ only in their name and their parts, so their name is checked against its fields' own rules
+and each distinct part (an endpoint) is walked once. What is not proved so is walked whole, so the
+findings (paths, order) are those a walk of every resource gives.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from envoy.config.route.v3 import route_pb2
+from google.protobuf.descriptor import Descriptor
 
 from reconciler.model.config import Resource
 from reconciler.model.source import SourceInfo
@@ -131,25 +138,29 @@ class _Construction:
     name and in its parts. Once one of them passes a whole walk, the template's own fields pass
     in all of them (the checks are per field, and the counts of the varying repeated fields are
     unchecked, else no template is trusted); what is left is its name, against those fields' own
-    rules, and each part, walked once however many resources hold it. Anything not proved so is
+    rules, and each distinct part, checked once however many resources hold it: the same way,
+    walked whole until one of its shape passes, then only its values. Anything not proved so is
     walked whole, so what is reported never depends on this.
     """
 
-    __slots__ = ("_parts", "_templates", "_verdicts")
+    __slots__ = ("_checks", "_parts", "_shapes", "_templates", "_verdicts")
 
     def __init__(self, verdicts: Verdicts) -> None:
         self._verdicts = verdicts
         #: Templates one of whose resources passed whole, with the checks of their name fields.
         self._templates: dict[Template, tuple[Callable[[Any], str], ...]] = {}
+        #: Per part's bytes, whether it passes; the shapes (per template) one part of which passed whole.
         self._parts: dict[bytes, bool] = {}
+        self._shapes: set[tuple[Template, Hashable]] = set()
+        self._checks: dict[tuple[Descriptor, str], Callable[[Any], str] | None] = {}
 
     def learn(self, made: Spliced) -> None:
         """A resource ``made`` so passed a whole walk."""
         template = made.template
-        if template in self._templates or any(field_check(*counted) is not None for counted in template.counted):
+        if template in self._templates or any(self._check(*counted) is not None for counted in template.counted):
             return
         self._templates[template] = tuple(
-            check for check in (field_check(*named) for named in template.named) if check is not None
+            check for check in (self._check(*named) for named in template.named) if check is not None
         )
 
     def passes(self, made: Spliced, name: str) -> bool:
@@ -160,15 +171,36 @@ class _Construction:
         for check in checks:
             if check(name):
                 return False
-        parse = made.template.part
-        for part in made.parts:
-            verdict = self._parts.get(part)
+        parts = self._parts
+        for data in made.parts:
+            verdict = parts.get(data)
             if verdict is None:
-                assert parse is not None
-                verdict = self._parts[part] = not violations(parse(part), verdicts=self._verdicts)
+                verdict = parts[data] = self._part_passes(made.template, data)
             if not verdict:
                 return False
         return True
+
+    def _part_passes(self, template: Template, data: bytes) -> bool:
+        assert template.part is not None
+        part = template.part(data)
+        shape = (template, part.shape)
+        if shape in self._shapes:
+            for descriptor, field, value in part.values:
+                check = self._check(descriptor, field)
+                if check is not None and check(value):
+                    break
+            else:
+                return True
+        if violations(part.message, verdicts=self._verdicts):
+            return False
+        self._shapes.add(shape)
+        return True
+
+    def _check(self, descriptor: Descriptor, field: str) -> Callable[[Any], str] | None:
+        key = (descriptor, field)
+        if key not in self._checks:
+            self._checks[key] = field_check(descriptor, field)
+        return self._checks[key]
 
 
 def _route_passes(config: route_pb2.RouteConfiguration, passed: PassCache, verdicts: Verdicts) -> bool:

@@ -8,14 +8,16 @@ restart never reuses a version for different content and unchanged types are not
 Each resource is serialized once, when its set is built (in whatever thread translates),
 into a :class:`Resource`: the message, its bytes packed as a ``google.protobuf.Any``, its
 version and the names it points at. Every stream that sends it sends those bytes; none
-packs or walks the message again.
+packs or walks the message again. Clusters and load assignments arrive encoded already
+(:meth:`Resource.of_bytes`, spliced from their template's bytes by
+:mod:`reconciler.translate.clusters`), their messages parsed only when asked.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -43,6 +45,7 @@ __all__ = [
     "BuildSet",
     "Encode",
     "Marks",
+    "Part",
     "Resource",
     "ResourceSet",
     "Snapshot",
@@ -136,18 +139,31 @@ def resumable_digest(
     return hasher.hexdigest()[:16], tuple(made)
 
 
+@dataclass(frozen=True, slots=True)
+class Part:
+    """A sub-message spliced into resources (see :class:`Template`), as the constraint check reads it.
+
+    Parts of one ``shape`` are equal but for the scalar ``values``, each given as (message type,
+    field name, the field's value, set).
+    """
+
+    message: Message
+    shape: Hashable
+    values: tuple[tuple[Descriptor, str, object], ...]
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Template:
     """What the resources spliced from one template's bytes share (see :class:`Spliced`).
 
     They are equal but for their name, which the ``named`` fields (message type, field name)
-    hold, and for their parts: the serialized sub-messages (of the type ``part`` parses) spliced
-    into the ``counted`` repeated fields, whose number of items varies. Compared by identity.
+    hold, and for their parts: serialized sub-messages (that ``part`` reads) spliced into the
+    ``counted`` repeated fields, whose number of items varies. Compared by identity.
     """
 
     named: tuple[tuple[Descriptor, str], ...]
     counted: tuple[tuple[Descriptor, str], ...] = ()
-    part: Callable[[bytes], Message] | None = None
+    part: Callable[[bytes], Part] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,25 +201,29 @@ class Resource:
 
     @classmethod
     def of(cls, type_url: str, message: Message) -> Resource:
-        name = resource_name(message)
-        data = message.SerializeToString(deterministic=True)
-        hasher = _version_hasher(name, len(data))
-        hasher.update(data)
-        return cls(
-            name=name,
-            packed=_pack(type_url, data),
-            version=hasher.hexdigest()[:16],
+        return cls.of_bytes(
+            type_url,
+            resource_name(message),
+            message.SerializeToString(deterministic=True),
             references=_references(message),
             parsed=message,
         )
 
     @classmethod
     def of_bytes(
-        cls, type_url: str, name: str, data: bytes, *, references: frozenset[str], made: Spliced | None = None
+        cls,
+        type_url: str,
+        name: str,
+        data: bytes,
+        *,
+        references: frozenset[str],
+        made: Spliced | None = None,
+        parsed: Message | None = None,
     ) -> Resource:
         """The resource named ``name`` whose deterministic serialization is ``data`` (the same as :meth:`of` gives).
 
-        ``references`` are what :meth:`of` would find in the message; its message is parsed when asked.
+        ``references`` are what :meth:`of` would find in the message; without ``parsed``, the message
+        is parsed when asked.
         """
         hasher = _version_hasher(name, len(data))
         hasher.update(data)
@@ -212,6 +232,7 @@ class Resource:
             packed=_pack(type_url, data),
             version=hasher.hexdigest()[:16],
             references=references,
+            parsed=parsed,
             made=made,
         )
 

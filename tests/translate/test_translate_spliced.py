@@ -257,7 +257,8 @@ def test_spliced_resources_envoy_would_reject_are_reported_as_a_walk_of_each_rep
         ],
         endpoints=[
             clusters_module._spliced_assignment(names[0], (fine,)),
-            clusters_module._spliced_assignment(names[1], (fine, too_high)),
+            # A good part of each shape first: the bad ones after are caught by their values alone.
+            clusters_module._spliced_assignment(names[1], (fine, _part(weight=5), _part(pipe="/a.sock"), too_high)),
             clusters_module._spliced_assignment(names[2], (zero, fine, empty_pipe)),
             clusters_module._spliced_assignment(names[3], ()),
             *(clusters_module._spliced_assignment(f"{name}.broken", (fine,)) for name in names),
