@@ -9,7 +9,10 @@ hosts). Real Envoy sidecars (``--concurrency 1``) connect with the product's boo
 the daemon is started fresh, one sidecar connects, and once it has ACKed everything and
 ``--settle`` seconds passed the daemon's RSS is read from ``/proc``; then the fleet grows to
 ``--proxies`` (10 at a time, each batch ACKed before the next) and RSS is read again after
-the same settle. Per sidecar = (RSS with N - RSS with 1) / (N - 1).
+the same settle. Per sidecar = (RSS with N - RSS with 1) / (N - 1). The daemon hands freed
+heap back to the OS once xDS events go quiet (``XdsSettings.heap_trim_quiet``, 2 s, well inside
+the settle), so both reads are what it holds; before it did, heap freed after the first sidecar
+absorbed part of the fleet's growth and identical sidecars could come out at zero or below.
 
 Cases: state of the world and Delta xDS (``reconciler bootstrap --delta``), each with
 identical sidecars (one outbound port for all, as real sidecars share 15001: one shape) and

@@ -24,6 +24,14 @@ measured before they connect (it is the simulated streams').
 
     .venv/bin/python bench/xds_streams_bench.py --envoys 50
 
+``--eds-acks`` changes what the simulated proxies' EDS ACKs carry, to tell what a state-of-the-world
+stream's memory comes from: ``names`` (as Envoy: every subscribed name, ~140 KB at 1,000 services),
+``padded`` (no names, the same size in an unknown field the server skips), ``bare`` (no names: a few
+bytes). Without names the stream is subscribed to no endpoints after its first ACK, so only the RSS
+column means anything then (weight changes are not pushed to it: use ``--reps 1``).
+
+    .venv/bin/python bench/xds_streams_bench.py --reps 1 --eds-acks padded
+
 Not a test: prints a table. Everything listens on 127.0.0.1; workers and Envoys are stopped on exit.
 """
 
@@ -50,6 +58,7 @@ from google.protobuf import struct_pb2
 from reconciler.cli.logs import configure_logging
 from reconciler.engine.snapshots import ConfigSnapshots
 from reconciler.translate import ProxyIdentity, ProxyRole
+from reconciler.translate.protos import varint
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -84,7 +93,13 @@ def rss_kib() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-async def _proxy(address: str, node_id: str, names: dict[str, list[str]], *, port: int, delta: bool) -> None:
+#: What a simulated proxy's EDS ACKs carry (``--eds-acks``).
+EDS_ACKS = ("names", "padded", "bare")
+
+
+async def _proxy(
+    address: str, node_id: str, names: dict[str, list[str]], *, port: int, delta: bool, eds_acks: str
+) -> None:
     """One simulated Envoy: subscribe like a sidecar and ACK everything, until cancelled."""
     node = base_pb2.Node(id=node_id)
     metadata = struct_pb2.Struct()
@@ -92,7 +107,8 @@ async def _proxy(address: str, node_id: str, names: dict[str, list[str]], *, por
     node.metadata.CopyFrom(metadata)
     options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", 1 << 30)]
     async with grpc.aio.insecure_channel(address, options=options) as channel:
-        await _subscribe_and_ack(ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel), node, names, delta=delta)
+        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+        await _subscribe_and_ack(stub, node, names, delta=delta, eds_acks=eds_acks)
 
 
 #: What Envoy asks for once a type's first response is in: endpoints and listeners after clusters, routes after.
@@ -102,8 +118,17 @@ _Request: TypeAlias = discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscov
 
 
 async def _subscribe_and_ack(
-    stub: ads_pb2_grpc.AggregatedDiscoveryServiceStub, node: base_pb2.Node, names: dict[str, list[str]], *, delta: bool
+    stub: ads_pb2_grpc.AggregatedDiscoveryServiceStub,
+    node: base_pb2.Node,
+    names: dict[str, list[str]],
+    *,
+    delta: bool,
+    eds_acks: str = "names",
 ) -> None:
+    # An unknown length-delimited field (number 1000) as long as the names: the same bytes on the wire.
+    size = len(discovery_pb2.DiscoveryRequest(resource_names=names.get(ENDPOINT)).SerializeToString())
+    padding = varint(1000 << 3 | 2) + varint(size) + b"x" * size if eds_acks == "padded" else b""
+
     def subscribe(type_url: str) -> _Request:
         if delta:
             return discovery_pb2.DeltaDiscoveryRequest(type_url=type_url, resource_names_subscribe=names.get(type_url))
@@ -112,12 +137,14 @@ async def _subscribe_and_ack(
     def ack(response: Any) -> _Request:
         if delta:
             return discovery_pb2.DeltaDiscoveryRequest(type_url=response.type_url, response_nonce=response.nonce)
-        return discovery_pb2.DiscoveryRequest(
+        bare = eds_acks != "names" and response.type_url == ENDPOINT
+        request = discovery_pb2.DiscoveryRequest(
             type_url=response.type_url,
             version_info=response.version_info,
             response_nonce=response.nonce,
-            resource_names=names.get(response.type_url),
+            resource_names=None if bare else names.get(response.type_url),
         )
+        return discovery_pb2.DiscoveryRequest.FromString(request.SerializeToString() + padding) if bare else request
 
     call = stub.DeltaAggregatedResources() if delta else stub.StreamAggregatedResources()
     first = subscribe(CLUSTER)
@@ -132,7 +159,9 @@ async def _subscribe_and_ack(
                 await call.write(subscribe(next_type))
 
 
-def _worker(address: str, node_ids: list[str], names: dict[str, list[str]], port: int, delta: bool) -> None:
+def _worker(
+    address: str, node_ids: list[str], names: dict[str, list[str]], port: int, *, delta: bool, eds_acks: str
+) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # gRPC's C core reports every stream cancelled at exit; the table is what matters.
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -140,7 +169,8 @@ def _worker(address: str, node_ids: list[str], names: dict[str, list[str]], port
 
     async def main() -> None:
         results = await asyncio.gather(
-            *(_proxy(address, node_id, names, port=port, delta=delta) for node_id in node_ids), return_exceptions=True
+            *(_proxy(address, node_id, names, port=port, delta=delta, eds_acks=eds_acks) for node_id in node_ids),
+            return_exceptions=True,
         )
         failures = [result for result in results if isinstance(result, Exception)]
         if failures:
@@ -157,6 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--delta", action="store_true", help="the proxies use incremental (delta) xDS")
     parser.add_argument(
         "--envoys", type=int, default=0, help="real Envoy sidecars connected next to the streams (default 0)"
+    )
+    parser.add_argument(
+        "--eds-acks",
+        choices=EDS_ACKS,
+        default="names",
+        help="what state-of-the-world EDS ACKs carry: names (as Envoy), padded (no names, same size), bare",
     )
     args = parser.parse_args(argv)
     if args.services < 1 or args.reps < 1 or args.streams < 2 or args.envoys < 0:
@@ -186,7 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def start(ids: list[str]) -> None:
             worker = context.Process(
-                target=_worker, args=(ads.server.address, ids, names, port, args.delta), daemon=True
+                target=_worker,
+                args=(ads.server.address, ids, names, port),
+                kwargs={"delta": args.delta, "eds_acks": args.eds_acks},
+                daemon=True,
             )
             worker.start()
             workers.append(worker)

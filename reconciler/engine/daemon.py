@@ -54,6 +54,7 @@ from reconciler.engine.certificates import CertificateExpiry
 from reconciler.engine.cluster_state import ClusterRolloutStore
 from reconciler.engine.drift import DriftMonitor
 from reconciler.engine.faults import arm_from_environment
+from reconciler.engine.heap import HeapTrimmer, libc_trim
 from reconciler.engine.kube_sink import ClusterDriftCollector, KubernetesSink
 from reconciler.engine.lock import StateDirLock
 from reconciler.engine.reconcile import Engine, PassResult
@@ -374,6 +375,9 @@ async def _run_locked(
         expiry = (
             asyncio.ensure_future(certificates.run(period=CERTIFICATE_CHECK_SECONDS)) if certificates.watched else None
         )
+        trimmer = HeapTrimmer(quiet=settings.xds.heap_trim_quiet, trim=libc_trim())
+        forget_trimmer = cache.add_listener(trimmer.note)
+        trimming = asyncio.ensure_future(trimmer.run())
         try:
             await _loop(
                 engine=engine,
@@ -385,7 +389,8 @@ async def _run_locked(
             )
         finally:
             ticking.cancel()
-            background = [task for task in (checking, cluster, holding, applying, expiry) if task is not None]
+            forget_trimmer()
+            background = [task for task in (checking, cluster, holding, applying, expiry, trimming) if task is not None]
             for task in background:
                 task.cancel()
             await asyncio.gather(ticking, *background, return_exceptions=True)

@@ -114,6 +114,9 @@ class XdsSettings:
     #: log warns (``tls.certificate_expiring``, once a day); ``reconciler_tls_certificate_expiry_timestamp_seconds``
     #: shows the expiry always.
     tls_expiry_warning_days: float = 14.0
+    #: Seconds without xDS events (connects, pushes, ACKs) after which the daemon hands its freed heap back to
+    #: the OS (``malloc_trim``: RSS falls back from a burst's peak); 0 never does.
+    heap_trim_quiet: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ __all__ = [
     "BuildSet",
     "Encode",
     "Marks",
+    "Names",
     "Part",
     "Resource",
     "ResourceSet",
@@ -200,12 +201,14 @@ class Resource:
     made: Spliced | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def of(cls, type_url: str, message: Message) -> Resource:
+    def of(cls, type_url: str, message: Message, *, names: Names | None = None) -> Resource:
+        """``message`` serialized; ``names`` (say, a translation cache's) gives the frozenset kept as ``references``."""
+        references = _references(message)
         return cls.of_bytes(
             type_url,
             resource_name(message),
             message.SerializeToString(deterministic=True),
-            references=_references(message),
+            references=references if names is None else names(references),
             parsed=message,
         )
 
@@ -258,6 +261,9 @@ _ANY_PREFIXES: Mapping[str, bytes] = MappingProxyType(
     {url: b"\x0a" + varint(len(url.encode())) + url.encode() + b"\x12" for url in _MESSAGE_TYPES}
 )
 
+
+#: Returns the one frozenset kept equal to the one given (:meth:`~reconciler.translate.memo.TranslationCache.names`).
+Names = Callable[[frozenset[str]], frozenset[str]]
 
 #: How a resource set gets each (type URL, message)'s :class:`Resource` (a translation cache keeps them).
 Encode = Callable[[str, Message], Resource]
@@ -438,16 +444,23 @@ class Snapshot:
         listeners: Iterable[listener_pb2.Listener] = (),
         routes: Iterable[route_pb2.RouteConfiguration] = (),
         shared_set: BuildSet = ResourceSet.build,
+        names: Names | None = None,
     ) -> Snapshot:
         """``shared_set`` builds the sets of clusters and load assignments (what a translation cache keeps).
 
-        Clusters and load assignments may be given encoded (:meth:`Resource.of_bytes`).
+        ``names`` interns what listeners and route configurations point at: every proxy shape's route
+        configuration names the same clusters. Clusters and load assignments may be given encoded
+        (:meth:`Resource.of_bytes`).
         """
+
+        def encode(type_url: str, message: Message) -> Resource:
+            return Resource.of(type_url, message, names=names)
+
         sets = {
             CLUSTER: shared_set(CLUSTER, clusters),
             ENDPOINT: shared_set(ENDPOINT, endpoints),
-            LISTENER: ResourceSet.build(LISTENER, listeners),
-            ROUTE: ResourceSet.build(ROUTE, routes),
+            LISTENER: ResourceSet.build(LISTENER, listeners, encode=encode),
+            ROUTE: ResourceSet.build(ROUTE, routes, encode=encode),
         }
         return cls(sets=MappingProxyType(sets), version=_snapshot_version(sets))
 

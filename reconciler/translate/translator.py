@@ -126,7 +126,8 @@ def translate(
                 service_notes[index] = tuple(journal)
                 journal.clear()
         notes.journal = None
-    base = frozenset(clusters.cluster_items) if steps is not None else frozenset()
+    # Interned: every shape of a config has the same services, so the same clusters (and the next config likely too).
+    base = cache.names(frozenset(clusters.cluster_items)) if steps is not None and cache is not None else frozenset()
     if role is ProxyRole.GATEWAY:
         listeners, route_configs = build_gateway(scope=scope, gateways=gateways, routes=routes, notes=notes)
     else:
@@ -140,6 +141,7 @@ def translate(
         listeners=listeners,
         routes=route_configs,
         shared_set=cache.resource_set if cache is not None else ResourceSet.build,
+        names=cache.names if cache is not None else None,
     ).check()
     refused = envoy_findings(snapshot, locate=_Locator(scope=scope, routes=routes, gateways=gateways), passed=passed)
     if refused:

@@ -6,9 +6,10 @@ protobuf fields, so sending a resource to a thousand proxies costs no serializat
 response carrying a whole resource set (the bulk of every push) is framed once by
 :class:`Encoder`, nonce included, and the same bytes object goes to every stream that sends
 that set: a push to a thousand proxies costs one copy of it, not a thousand. A response only
-one stream has sent is a second copy of its resources' bytes (a sidecar shape's own route
-table: hundreds of kilobytes), so it is kept only among the few framed last, until a second
-stream shares it. Pure functions but for that bounded cache.
+one stream has sent would be a second copy of its resources' bytes (a sidecar shape's own route
+table: hundreds of kilobytes), so it is not kept: the encoder notes that it was sent, and the
+second stream that sends it frames it again and keeps that copy for the rest. Pure functions but
+for those bounded caches.
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ __all__ = ["MAX_CACHED_RESPONSES", "MAX_UNSHARED_RESPONSES", "Encoder", "Framed"
 
 #: Framed responses kept for reuse once two streams sent them: a few per type for each proxy shape served at once.
 MAX_CACHED_RESPONSES = 256
-#: Framed responses kept that one stream sent so far: the next stream of a push finds the one the previous stream of
-#: its shape framed (streams wake in connection order; a shape's own sets are its listener and routes). A miss
-#: frames the set again (a copy of its bytes), and the stream after that finds it.
-MAX_UNSHARED_RESPONSES = 8
+#: Responses one stream sent so far that are remembered (by key and serial, not bytes): the second stream of a shape
+#: to send one frames it again and keeps it for the others. Forgotten sooner, a response is framed once more.
+MAX_UNSHARED_RESPONSES = 1024
 
 # Field numbers of envoy.service.discovery.v3.DiscoveryResponse, DeltaDiscoveryResponse and Resource.
 _SOTW_VERSION, _SOTW_RESOURCES, _SOTW_TYPE_URL, _SOTW_NONCE = 1, 2, 4, 5
@@ -74,8 +74,9 @@ class Encoder:
     when a stream sends the whole set); ``None`` frames a response of this stream's own.
     A response is a few hundred kilobytes to megabytes: framed per stream, a push to a thousand
     proxies would allocate (and fault in) a copy for each while they queue in gRPC. A response
-    no second stream has asked for is kept only among the last ``max_unshared`` such: a sidecar
-    shape of its own does not keep a copy of its route table here for as long as it is served.
+    no second stream has asked for is not kept, only remembered (the last ``max_unshared`` such):
+    a sidecar shape of its own keeps no copy of its route table here, and a set that streams share
+    is framed twice per push (by the first stream and the second), then shared.
 
     The nonce is part of the bytes, so streams that share a response share its nonce. A nonce
     must never repeat on a stream (a late answer to an earlier response would pass for an
@@ -90,9 +91,11 @@ class Encoder:
         # Random per encoder (per server): a nonce of another server process never passes as one of ours.
         self._token = secrets.token_hex(4)
         self._serials = itertools.count(1)
-        # cache key -> (response, where its body starts and ends in the bytes): sent by two streams or more; by one.
+        # cache key -> (response, where its body starts and ends in the bytes): sent by two streams or more.
         self._shared: _Responses = _Responses(max_responses)
-        self._unshared: _Responses = _Responses(max_unshared)
+        # Responses one stream was sent so far: not their bytes, the serial they went out under (newest last).
+        self._unshared: OrderedDict[tuple[str, ...], int] = OrderedDict()
+        self._max_unshared = max_unshared
 
     def sotw(
         self, *, type_url: str, version: str, resources: Iterable[Resource], key: str | None, after: int
@@ -143,17 +146,10 @@ class Encoder:
         nonce_field: int,
         entries: Callable[[], bytes],
     ) -> Framed:
-        shared = False
-        found = None
-        if cache_key is not None:
-            found = self._shared.get(cache_key)
-            shared = found is not None
-            if found is None:
-                found = self._unshared.take(cache_key)
+        found = self._shared.get(cache_key) if cache_key is not None else None
         if found is not None:
             framed, start, end = found
             if framed.serial > after:
-                self._shared.put(cache_key, found)  # type: ignore[arg-type]
                 return framed
             body = framed.data[start:end]  # this stream had it already: the same body under a new nonce
         else:
@@ -164,8 +160,16 @@ class Encoder:
         framed = Framed(
             serial=serial, nonce=nonce, data=b"".join((head, body, tail, _field(nonce_field, nonce.encode())))
         )
-        if cache_key is not None:
-            (self._shared if shared else self._unshared).put(cache_key, (framed, len(head), len(head) + len(body)))
+        if cache_key is None:
+            return framed
+        sent = self._unshared.pop(cache_key, None)
+        # Shared from the second stream on; a stream asking again for what it had (sent after its last) is not a second.
+        if found is not None or (sent is not None and sent > after):
+            self._shared.put(cache_key, (framed, len(head), len(head) + len(body)))
+        else:
+            self._unshared[cache_key] = serial
+            while len(self._unshared) > self._max_unshared:
+                self._unshared.popitem(last=False)
         return framed
 
 
@@ -181,9 +185,6 @@ class _Responses:
         if found is not None:
             self._entries.move_to_end(key)
         return found
-
-    def take(self, key: tuple[str, ...]) -> tuple[Framed, int, int] | None:
-        return self._entries.pop(key, None)
 
     def put(self, key: tuple[str, ...], entry: tuple[Framed, int, int]) -> None:
         self._entries[key] = entry

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
@@ -51,22 +53,8 @@ def test_a_delta_response_decodes_with_names_versions_and_removals() -> None:
     assert decoded.system_version_info == "v"
 
 
-def test_a_resource_set_is_framed_once_for_every_stream_that_sends_it() -> None:
-    encoder = Encoder()
-    resource_set = clusters("a", "b")
-    version = resource_set.version
-
-    first = encoder.sotw(type_url=CLUSTER, version=version, resources=resource_set.items.values(), key=version, after=0)
-    second = encoder.sotw(
-        type_url=CLUSTER, version=version, resources=clusters("a", "b").items.values(), key=version, after=0
-    )
-
-    assert second is first
-
-
-def test_a_stream_that_had_a_shared_response_gets_the_same_content_under_a_newer_nonce() -> None:
-    encoder = Encoder()
-    resource_set = clusters("a", "b")
+def _sender(encoder: Encoder, resource_set: ResourceSet) -> Callable[[int], Framed]:
+    """Sends ``resource_set`` whole as a stream whose last response of the type had serial ``after``."""
     version = resource_set.version
 
     def send(after: int) -> Framed:
@@ -74,15 +62,63 @@ def test_a_stream_that_had_a_shared_response_gets_the_same_content_under_a_newer
             type_url=CLUSTER, version=version, resources=resource_set.items.values(), key=version, after=after
         )
 
-    first = send(0)
-    again = send(first.serial)  # the same stream, asked again (a warming cluster, drift's resend)
+    return send
 
-    assert again.serial > first.serial
-    assert again.nonce != first.nonce
+
+def _without_nonce(framed: Framed) -> bytes:
+    return framed.data.replace(framed.nonce.encode(), b"")
+
+
+def test_a_resource_set_is_framed_by_the_first_two_streams_that_send_it_then_shared_by_the_rest() -> None:
+    send = _sender(Encoder(), clusters("a", "b"))
+
+    first, second = send(0), send(0)
+    rest = [send(0) for _ in range(3)]
+
+    assert second is not first  # the first one's copy was not kept: a shape's own route table would stay here
+    assert all(framed is second for framed in rest)
+    assert _without_nonce(second) == _without_nonce(first)
+
+
+def test_a_stream_that_had_a_shared_response_gets_the_same_content_under_a_newer_nonce() -> None:
+    send = _sender(Encoder(), clusters("a", "b"))
+    send(0)
+    shared = send(0)
+
+    again = send(shared.serial)  # a stream that had it, asked again (a warming cluster, drift's resend)
+
+    assert again.serial > shared.serial
+    assert again.nonce != shared.nonce
     decoded = discovery_pb2.DiscoveryResponse.FromString(again.data)
     assert decoded.nonce == again.nonce
-    assert decoded.resources == discovery_pb2.DiscoveryResponse.FromString(first.data).resources
+    assert decoded.resources == discovery_pb2.DiscoveryResponse.FromString(shared.data).resources
     assert send(0) is again  # other streams now share the newer one
+
+
+def test_a_stream_asking_again_for_a_response_only_it_was_sent_does_not_make_it_shared() -> None:
+    send = _sender(Encoder(), clusters("own"))
+    first = send(0)
+
+    again = send(first.serial)
+    once_more = send(again.serial)
+
+    assert once_more is not again
+    other_stream = send(0)
+    assert send(0) is other_stream
+
+
+def test_a_response_one_stream_sent_is_forgotten_among_newer_ones() -> None:
+    encoder = Encoder(max_unshared=2)
+    send = _sender(encoder, clusters("own"))
+    send(0)
+    for index in range(2):  # two more shapes' own route tables
+        _sender(encoder, clusters(f"other-{index}"))(0)
+
+    second = send(0)  # taken for the first stream again: not shared yet
+    third = send(0)
+
+    assert third is not second
+    assert send(0) is third
 
 
 def test_identical_resources_of_different_snapshots_have_one_version() -> None:
@@ -99,25 +135,3 @@ def test_a_set_with_the_same_content_has_the_same_version_however_it_was_compose
     composed = {**clusters("a").items, "b": Resource.of(CLUSTER, whole.resources["b"])}
 
     assert set_version(composed.values()) == whole.version
-
-
-def test_a_response_only_one_stream_sent_is_forgotten_among_newer_ones_while_a_shared_one_is_kept() -> None:
-    encoder = Encoder(max_unshared=2)
-
-    def send(resource_set: ResourceSet) -> Framed:
-        version = resource_set.version
-        return encoder.sotw(
-            type_url=CLUSTER, version=version, resources=resource_set.items.values(), key=version, after=0
-        )
-
-    shared, own = clusters("shared"), clusters("own")
-    first_shared = send(shared)
-    assert send(shared) is first_shared  # a second stream of the shape: kept from now on
-    first_own = send(own)
-    for index in range(2):  # two more shapes' own route tables
-        send(clusters(f"other-{index}"))
-
-    assert send(shared) is first_shared
-    again = send(own)
-    assert again is not first_own
-    assert again.data.replace(again.nonce.encode(), b"") == first_own.data.replace(first_own.nonce.encode(), b"")

@@ -1,0 +1,88 @@
+"""Freed heap handed back to the OS once a burst of xDS work is over (glibc's ``malloc_trim``).
+
+A push frames responses of hundreds of kilobytes per proxy shape, a translation builds and drops
+megabytes of messages, and gRPC reads each proxy's ACKs into buffers of its own; all of it is
+freed when done, but glibc keeps freed pages mapped for reuse, so the daemon's RSS stays at its
+peak after every burst (and a fleet of idle proxies looks several megabytes bigger than it is).
+:class:`HeapTrimmer` watches the xDS cache's events and, once a burst has been quiet for a
+moment, asks the C library to return whole free pages (``malloc_trim(0)``, a fraction of a
+millisecond on a 200 MB heap, in a worker thread). Where the C library has no ``malloc_trim``
+(musl, macOS) it does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import time
+from collections.abc import Callable
+
+import structlog
+
+from reconciler.xds.cache import XdsEvent
+
+__all__ = ["HeapTrimmer", "libc_trim"]
+
+_log = structlog.get_logger()
+
+
+def libc_trim() -> Callable[[], None] | None:
+    """``malloc_trim(0)`` of the process's C library, if it has one."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+
+    def run() -> None:
+        trim(0)
+
+    return run
+
+
+class HeapTrimmer:
+    """Trims the heap once xDS events (connects, pushes, ACKs) have been quiet for ``quiet`` seconds."""
+
+    def __init__(
+        self,
+        *,
+        quiet: float,
+        trim: Callable[[], None] | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._quiet = quiet
+        self._trim = trim
+        self._clock = clock
+        self._last_event: float | None = None
+        #: How many times the heap was trimmed (tests, logs).
+        self.trims = 0
+
+    def note(self, event: XdsEvent) -> None:
+        """A cache listener (:meth:`~reconciler.xds.cache.SnapshotCache.add_listener`): the burst goes on."""
+        del event  # any event: each one allocated and freed something
+        self._last_event = self._clock()
+
+    async def run(self) -> None:
+        """Trim after every burst, until cancelled; returns at once when there is nothing to trim with."""
+        trim = self._trim
+        if trim is None or self._quiet <= 0:
+            return
+        while True:
+            last = self._last_event
+            if last is None:
+                await asyncio.sleep(self._quiet)
+                continue
+            wait = last + self._quiet - self._clock()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            self._last_event = None
+            started = self._clock()
+            await asyncio.to_thread(trim)
+            self.trims += 1
+            _log.debug("daemon.heap_trimmed", ms=round((self._clock() - started) * 1000, 2))
