@@ -219,13 +219,9 @@ class RouteLayout:
         size = sum(len(piece) for piece in pieces)
         header = b"\x0a" + varint(len(ROUTE)) + ROUTE.encode() + b"\x12" + varint(size)
         joined = b"".join((header, *pieces))
-        # The version's hash resumes where the bytes first differ, if their length did not change.
-        same_length = size == len(packed) - value_start
+        # The version's hash resumes where the bytes first differ (its framing puts the length last).
         version, marks = resumable_digest(
-            self.resource.name,
-            memoryview(joined)[len(header) :],
-            marks=self.marks if same_length else (),
-            unchanged=len(pieces[0]),
+            self.resource.name, memoryview(joined)[len(header) :], marks=self.marks, unchanged=len(pieces[0])
         )
         resource = XdsResource(name=self.resource.name, packed=joined, version=version, references=references)
         return RouteLayout(
