@@ -71,7 +71,9 @@ __all__ = [
     "TranslationCache",
     "VirtualServiceRoutes",
     "changed_items",
+    "listed_hosts",
     "patch_registry",
+    "recount",
     "replaced_positions",
 ]
 
@@ -133,6 +135,7 @@ def patch_registry(
     *,
     before: Sequence[Resource[ServiceEntrySpec]],
     after: Sequence[Resource[ServiceEntrySpec]],
+    listed: Mapping[str, int] | None = None,
 ) -> tuple[ServiceRegistry, tuple[ServiceChange, ...]] | None:
     """``build_registry`` of the entries ``after``, made from ``registry`` (that of ``before``), if they differ little.
 
@@ -140,11 +143,13 @@ def patch_registry(
     added at the end and entries removed (whose hosts no other entry of their namespace lists) are
     taken; anything else gives None. Also returns the services replaced (before, after), added (None,
     after) and removed (before, None). Entries are told apart by namespace and name, unique in every
-    config (``build_config`` drops repeats).
+    config (``build_config`` drops repeats). ``listed``: :func:`listed_hosts` of ``before``, if known (else
+    a removal looks at every entry ``after``).
     """
     changed = changed_items(before, after, limit=_PATCHED_ENTRIES)
     if changed is None:
         return None
+    left = None if listed is None else _relisted(listed, changed)
     positions: dict[int, Service] = {}
     replaced: list[ServiceChange] = []
     added: dict[tuple[str, str], Service] = {}
@@ -152,7 +157,7 @@ def patch_registry(
     for old, new in changed:
         if new is None:
             assert old is not None
-            gone = _removed_services(registry, old, after=after)
+            gone = _removed_services(registry, old, after=after, left=left)
             if gone is None:
                 return None
             removed.extend(gone)
@@ -189,28 +194,74 @@ def patch_registry(
 
 
 def _removed_services(
-    registry: ServiceRegistry, entry: Resource[ServiceEntrySpec], *, after: Sequence[Resource[ServiceEntrySpec]]
+    registry: ServiceRegistry,
+    entry: Resource[ServiceEntrySpec],
+    *,
+    after: Sequence[Resource[ServiceEntrySpec]],
+    left: Mapping[str, int] | None,
 ) -> list[Service] | None:
     """The services of ``registry`` that go with ``entry``; None when one's host stays (built in full then).
 
     Another namespace's service of the host, or another entry of its namespace listing it (left out while
-    ``entry`` came first), would keep the host.
+    ``entry`` came first), would keep the host. ``left``: :func:`listed_hosts` of ``after``, if known.
     """
     found = []
     for service in build_registry(MeshConfig(service_entries=(entry,))).services:
-        listed = registry.lookup(service.host)
-        if service not in listed:
+        listed_now = registry.lookup(service.host)
+        if service not in listed_now:
             continue  # an earlier entry of the namespace holds this host: it stays
-        if len(listed) > 1:
+        if len(listed_now) > 1:
             return None  # the host stays, listed where its other service is: built in full
-        found.append(listed[0])
+        found.append(listed_now[0])
     hosts = {service.host for service in found}
+    if left is not None:
+        return None if any(host in left for host in hosts) else found
     # A host written short starts with the first label of what it resolves to.
     labels = {host.partition(".")[0] for host in hosts}
     for other in after:
         for written in other.spec.hosts:
             if written.partition(".")[0] in labels and resolve_host(written, other.namespace) in hosts:
                 return None
+    return found
+
+
+def listed_hosts(entries: Iterable[Resource[ServiceEntrySpec]]) -> Mapping[str, int]:
+    """Per host (resolved), how many of ``entries`` list it."""
+    return recount({}, plus=[host for entry in entries for host in _listed(entry)])
+
+
+def _listed(entry: Resource[ServiceEntrySpec]) -> list[str]:
+    return [resolve_host(written, entry.namespace) for written in entry.spec.hosts]
+
+
+def _relisted(
+    listed: Mapping[str, int], changes: Sequence[tuple[Resource[ServiceEntrySpec] | None, ...]]
+) -> Mapping[str, int]:
+    """:func:`listed_hosts` of the entries ``listed`` counted, once ``changes`` (before, after) are made."""
+    return recount(
+        listed,
+        plus=[host for _, new in changes if new is not None for host in _listed(new)],
+        minus=[host for old, _ in changes if old is not None for host in _listed(old)],
+    )
+
+
+def recount(counts: Mapping[str, int], *, plus: Iterable[str] = (), minus: Iterable[str] = ()) -> Mapping[str, int]:
+    """``counts`` with one more of each of ``plus`` and one fewer of each of ``minus`` (none left: gone).
+
+    A new mapping when anything changes: the one given may be kept by a state that is still used.
+    """
+    plus, minus = list(plus), list(minus)
+    if not plus and not minus:
+        return counts
+    found = dict(counts)
+    for key in plus:
+        found[key] = found.get(key, 0) + 1
+    for key in minus:
+        left = found[key] - 1
+        if left:
+            found[key] = left
+        else:
+            del found[key]
     return found
 
 
@@ -313,6 +364,8 @@ class TranslationCache:
         self._registry: _Latest[_RegistryKey, ServiceRegistry] = _Latest()
         #: The last registry patched: from what, to what, and which services it replaced.
         self._registry_patch: tuple[ServiceRegistry, ServiceRegistry, tuple[ServiceChange, ...]] | None = None
+        #: The ServiceEntries of the last registry and their :func:`listed_hosts` (what a removal patch reads).
+        self._listed: tuple[Sequence[Resource[ServiceEntrySpec]], Mapping[str, int]] | None = None
         self._states: OrderedDict[Hashable, tuple[object, int]] = OrderedDict()
         self._rules: _Latest[tuple[Resource[DestinationRuleSpec], ...], DestinationRules] = _Latest()
         #: The last DestinationRule index patched: the rules and index before, the index after, the changes.
@@ -340,13 +393,24 @@ class TranslationCache:
 
         def build(last: tuple[_RegistryKey, ServiceRegistry] | None) -> ServiceRegistry:
             if last is not None and last[0][1] == cluster_domain:
-                patched = patch_registry(last[1], before=last[0][0], after=config.service_entries)
+                listed = self._listing(last[0][0])
+                patched = patch_registry(last[1], before=last[0][0], after=config.service_entries, listed=listed)
                 if patched is not None:
                     self._registry_patch = (last[1], *patched)
                     return patched[0]
+            self._listing(config.service_entries)
             return build_registry(config, cluster_domain=cluster_domain)
 
         return self._registry.get((config.service_entries, cluster_domain), build)
+
+    def _listing(self, entries: Sequence[Resource[ServiceEntrySpec]]) -> Mapping[str, int]:
+        """:func:`listed_hosts` of ``entries``, counted again from those kept if they changed little."""
+        kept = self._listed
+        if kept is None or kept[0] is not entries:
+            changes = None if kept is None else changed_items(kept[0], entries, limit=_PATCHED_ENTRIES)
+            found = listed_hosts(entries) if kept is None or changes is None else _relisted(kept[1], changes)
+            kept = self._listed = (entries, found)
+        return kept[1]
 
     def registry_change(self, before: ServiceRegistry, after: ServiceRegistry) -> Sequence[ServiceChange] | None:
         """The services :meth:`registry` replaced to make ``after`` of ``before``, if it patched one into the other."""

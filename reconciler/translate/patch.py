@@ -68,6 +68,7 @@ from reconciler.translate.memo import (
     ServiceChange,
     TranslationCache,
     changed_items,
+    recount,
     replaced_positions,
 )
 from reconciler.translate.names import DEFAULT_HTTP_PORT, cluster_name, host_domains, virtual_host_name
@@ -247,10 +248,18 @@ class SidecarState:
     service_notes: Mapping[int, tuple[NoteCall, ...]]
     #: Every cluster the services made (a route asking for one of these changes nothing).
     base: frozenset[str]
-    steps: tuple[SidecarStep, ...]
-    #: Per VirtualService (index in the config), its steps; the steps whose events matter to the rest.
+    #: The steps in the order a full translation takes them (None: a removed VirtualService's, left out).
+    steps: tuple[SidecarStep | None, ...]
+    #: The key (:attr:`SidecarStep.vs`) of each VirtualService of ``config``, in order: its index in the config
+    #: a full translation recorded, kept as others go and come (a removal renumbers no step).
+    keys: tuple[int, ...]
+    #: Per VirtualService (by key), its steps; the steps whose events matter to the rest.
     steps_of: Mapping[int, tuple[int, ...]]
     eventful: frozenset[int]
+    #: Per host, how many steps ask for a cluster of it, and how many VirtualServices of ``config`` route its HTTP
+    #: (:func:`_http_hosts`): what tells whether a removed host goes whole without a look at every other one.
+    asked: Mapping[str, int]
+    http_hosts: Mapping[str, int]
     #: The clusters (and load assignments) routes asked for that no service has.
     orphans: Mapping[str, XdsResource]
     orphan_assignments: Mapping[str, XdsResource]
@@ -303,8 +312,11 @@ def record(
         service_notes=dict(service_notes),
         base=base_clusters,
         steps=tuple(steps),
+        keys=tuple(range(len(config.virtual_services))),
         steps_of={vs: tuple(found) for vs, found in steps_of.items()},
         eventful=_eventful_steps(steps, orphan_names),
+        asked=recount({}, plus=[host for step in steps for host in _asked(step)]),
+        http_hosts=recount({}, plus=[host for vs in config.virtual_services for host in _http_hosts(vs)]),
         orphans={name: snapshot.sets[CLUSTER].items[name] for name in orphan_names},
         orphan_assignments={
             name: snapshot.sets[ENDPOINT].items[name] for name in clusters.assignments.keys() - base_clusters
@@ -397,7 +409,14 @@ def patch(
     if claimed and not _claims_alone(state, claimed, registry=registry, namespace=scope.namespace):
         return None
     gone_services = [old for old, new in service_changes if new is None and old is not None]
-    removal = _Removal(steps=state.steps, steps_of=state.steps_of, eventful=state.eventful)
+    removal = _Removal(
+        steps=state.steps,
+        keys=state.keys,
+        steps_of=state.steps_of,
+        eventful=state.eventful,
+        asked=state.asked,
+        http_hosts=state.http_hosts,
+    )
     if removed_vs or gone_services:
         if claimed:
             return None
@@ -463,18 +482,22 @@ def patch(
     # The changed routes' cluster look-ups go to a scratch set: the replay below decides what they add.
     scratch = ClusterSet(scope=scope, notes=Notes(), report_ports=True)
     routes = RouteBuilder(scope=scope, clusters=scratch, notes=Notes(), cache=cache)
-    retaken = {position: vs for index, vs in changed_vs.items() for position in removal.steps_of.get(index, ())}
+    keys = removal.keys
+    retaken = {position: vs for index, vs in changed_vs.items() for position in removal.steps_of.get(keys[index], ())}
     # Routes to a host that is a service now read its ports: a look-up of it (no service made it) is taken again.
     retaken.update(
-        (position, config.virtual_services[steps[position].vs])
+        (position, _vs_of(config, keys, _live(steps[position]).vs))
         for position in sorted(removal.eventful)
         if position not in retaken
-        and any(isinstance(event, EnsureCall) and event.host in added_hosts for event in steps[position].events)
+        and any(isinstance(event, EnsureCall) and event.host in added_hosts for event in _live(steps[position]).events)
     )
+    asked, http_hosts = removal.asked, removal.http_hosts
     for position, vs in retaken.items():
-        step = steps[position]
+        step = _live(steps[position])
         events = _step_events(step, vs, routes=routes, vhosts=vhosts, layout=state.layout)
-        steps[position] = dataclasses.replace(step, events=events)
+        retook = dataclasses.replace(step, events=events)
+        steps[position] = retook
+        asked = recount(asked, plus=_asked(retook), minus=_asked(step))
         if _eventful(events, base):
             eventful.add(position)
         else:
@@ -482,15 +505,13 @@ def patch(
     steps_of = removal.steps_of
     inserted: dict[str, route_components_pb2.VirtualHost] = {}
     if added_services or added_vs:
+        offset = keys[-1] + 1 if keys else 0
         added_steps = _add_hosts(
-            scope,
-            added_vs,
-            added_services,
-            rules=cache.rules(config),
-            cache=cache,
-            offset=len(state.config.virtual_services),
-            into=inserted,
+            scope, added_vs, added_services, rules=cache.rules(config), cache=cache, offset=offset, into=inserted
         )
+        keys = (*keys, *range(offset, offset + len(added_vs)))
+        asked = recount(asked, plus=[host for step in added_steps for host in _asked(step)])
+        http_hosts = recount(http_hosts, plus=[host for vs in added_vs for host in _http_hosts(vs)])
         steps_of = dict(steps_of)
         for step in added_steps:
             steps_of[step.vs] = (*steps_of.get(step.vs, ()), len(steps))
@@ -502,8 +523,8 @@ def patch(
     for position in sorted(service_notes):
         replay.notes.replay(service_notes[position])
     for position in sorted(eventful):
-        step = steps[position]
-        replay.events(step.events, config.virtual_services[step.vs], base)
+        step = _live(steps[position])
+        replay.events(step.events, _vs_of(config, keys, step.vs), base)
 
     changed_items: dict[str, dict[str, XdsResource]] = {CLUSTER: {}, ENDPOINT: {}}
     for type_url, messages in ((CLUSTER, built.clusters), (ENDPOINT, built.assignments)):
@@ -567,8 +588,11 @@ def patch(
         service_notes=service_notes,
         base=base,
         steps=tuple(steps),
+        keys=keys,
         steps_of=steps_of,
         eventful=frozenset(eventful),
+        asked=asked,
+        http_hosts=http_hosts,
         orphans=orphans,
         orphan_assignments=orphan_assignments,
         layout=layout,
@@ -653,7 +677,7 @@ def _add_hosts(
     offset: int,
     into: dict[str, route_components_pb2.VirtualHost],
 ) -> list[SidecarStep]:
-    """What :func:`build_sidecar` does with added VirtualServices (at ``offset`` on) and services: steps, virtual hosts.
+    """What :func:`build_sidecar` does with added VirtualServices (keys from ``offset`` on) and services: its steps.
 
     The virtual hosts go ``into`` by name. The steps come after every other, and the virtual hosts claim
     domains no other one wants (:func:`_claims_alone`), so building them alone gives what a full translation adds.
@@ -670,11 +694,14 @@ def _add_hosts(
 
 @dataclass(frozen=True, slots=True)
 class _Removal:
-    """The steps left once VirtualServices and services are removed (renumbered), and what goes from the routes."""
+    """The steps left once VirtualServices and services are removed (theirs None), and what goes from the routes."""
 
-    steps: Sequence[SidecarStep]
+    steps: Sequence[SidecarStep | None]
+    keys: tuple[int, ...]
     steps_of: Mapping[int, tuple[int, ...]]
     eventful: AbstractSet[int]
+    asked: Mapping[str, int]
+    http_hosts: Mapping[str, int]
     #: The positions of the virtual hosts that go, and the clusters only they named.
     vhosts: frozenset[int] = frozenset()
     references: frozenset[str] = frozenset()
@@ -687,66 +714,86 @@ def _removal(
 
     Taken when the hosts they served go whole: no service or other VirtualService keeps one, no other
     route names one, no other virtual host could claim one's domains (:func:`_spelled_alike`). Their
-    steps go and the later VirtualServices' steps are renumbered; their virtual hosts and the clusters
-    those named go (a route config naming another host's cluster from them is translated in full).
+    steps go (the others keep their positions and keys); their virtual hosts and the clusters those
+    named go (a route config naming another host's cluster from them is translated in full).
     """
     if state.wildcards or state.denied:
         return None
-    olds = state.config.virtual_services
-    hosts = {service.host for service in services}
-    for index in removed_vs:
-        vs = olds[index]
-        if vs.spec.http:
-            hosts.update(resolve_host(written, vs.namespace) for written in vs.spec.hosts)
+    removed = state.config.virtual_services[removed_vs.start : removed_vs.stop]
+    routed = [host for vs in removed for host in _http_hosts(vs)]
+    hosts = {service.host for service in services}.union(routed)
     if any(state.registry.lookup(host) and host not in {service.host for service in services} for host in hosts):
         return None  # a VirtualService removed from a service that stays: it gets its default routes
     if any(_spelled_alike(state, host, registry=state.registry, namespace=namespace) for host in hosts):
         return None
-    # Another VirtualService of a host would take it over (a host written short starts with its first label).
-    labels = {host.partition(".")[0] for host in hosts}
-    for vs in config.virtual_services:
-        for written in vs.spec.hosts:
-            if written.partition(".")[0] in labels and vs.spec.http and resolve_host(written, vs.namespace) in hosts:
-                return None
+    http_hosts = recount(state.http_hosts, minus=routed)
+    if any(host in http_hosts for host in hosts):
+        return None  # another VirtualService of the host would take it over
     layout = state.layout
     names = {virtual_host_name(service.host, port.number) for service in services for port in service.ports}
-    shift = len(removed_vs)
-    steps: list[SidecarStep] = []
-    moved: dict[int, int] = {}
-    for position, step in enumerate(state.steps):
-        if step.vs in removed_vs:
-            if step.vhost is not None:
-                names.add(step.vhost)
-            continue
-        for event in step.events:
-            if isinstance(event, EnsureCall) and event.host in hosts:
-                return None  # a route to a removed host now names a cluster of its own
-        moved[position] = len(steps)
-        steps.append(dataclasses.replace(step, vs=step.vs - shift) if shift and step.vs >= removed_vs.stop else step)
+    removed_keys = state.keys[removed_vs.start : removed_vs.stop]
+    positions = [position for key in removed_keys for position in state.steps_of.get(key, ())]
+    steps = list(state.steps)
+    for position in positions:
+        vhost = _live(steps[position]).vhost
+        if vhost is not None:
+            names.add(vhost)
+    asked = recount(state.asked, minus=[host for position in positions for host in _asked(_live(steps[position]))])
+    if any(host in asked for host in hosts):
+        return None  # a route to a removed host now names a cluster of its own
+    for position in positions:
+        steps[position] = None
     vhosts = frozenset(layout.position(name) for name in names if layout.has(name))
     references: set[str] = set()
     for position in vhosts:
         references |= clusters_of_virtual_host(route_components_pb2.VirtualHost.FromString(layout.body(position)))
     if any(name.rsplit("|", 1)[-1] not in hosts for name in references):
         return None  # another virtual host may name it too: a full translation finds out
-    if not shift:
+    if not removed_keys:
         return _Removal(
             steps=state.steps,
+            keys=state.keys,
             steps_of=state.steps_of,
             eventful=state.eventful,
+            asked=asked,
+            http_hosts=http_hosts,
             vhosts=vhosts,
             references=frozenset(references),
         )
-    steps_of: dict[int, list[int]] = {}
-    for position, step in enumerate(steps):
-        steps_of.setdefault(step.vs, []).append(position)
+    steps_of = dict(state.steps_of)
+    for key in removed_keys:
+        steps_of.pop(key, None)
     return _Removal(
         steps=steps,
-        steps_of={vs: tuple(found) for vs, found in steps_of.items()},
-        eventful=frozenset(moved[position] for position in state.eventful if position in moved),
+        keys=(*state.keys[: removed_vs.start], *state.keys[removed_vs.stop :]),
+        steps_of=steps_of,
+        eventful=state.eventful - frozenset(positions),
+        asked=asked,
+        http_hosts=http_hosts,
         vhosts=vhosts,
         references=frozenset(references),
     )
+
+
+def _asked(step: SidecarStep) -> set[str]:
+    """The hosts ``step`` asked for a cluster of."""
+    return {event.host for event in step.events if isinstance(event, EnsureCall)}
+
+
+def _http_hosts(vs: Resource[VirtualServiceSpec]) -> set[str]:
+    """The hosts (resolved) whose HTTP traffic ``vs`` would take over: none without HTTP rules."""
+    return {resolve_host(written, vs.namespace) for written in vs.spec.hosts} if vs.spec.http else set()
+
+
+def _live(step: SidecarStep | None) -> SidecarStep:
+    """A step of a VirtualService still there (steps named by keys and eventful positions are)."""
+    assert step is not None
+    return step
+
+
+def _vs_of(config: MeshConfig, keys: Sequence[int], key: int) -> Resource[VirtualServiceSpec]:
+    """The VirtualService of ``config`` whose steps name ``key`` (``keys``: each one's, ascending)."""
+    return config.virtual_services[bisect.bisect_left(keys, key)]
 
 
 def _spelled_alike(state: SidecarState, host: str, *, registry: ServiceRegistry, namespace: str) -> bool:
@@ -898,13 +945,14 @@ def _rule_hosts(before: DestinationRules, changes: Sequence[RuleChange]) -> dict
     }
 
 
-def _asking(steps: Sequence[SidecarStep], names: AbstractSet[str]) -> list[int]:
+def _asking(steps: Sequence[SidecarStep | None], names: AbstractSet[str]) -> list[int]:
     """The steps that ask for a cluster of ``names``."""
     hosts = {name.rsplit("|", 1)[-1] for name in names}
     return [
         index
         for index, step in enumerate(steps)
-        if any(
+        if step is not None
+        and any(
             isinstance(event, EnsureCall)
             and event.host in hosts
             and cluster_name(host=event.host, port=event.port, subset=event.subset) in names

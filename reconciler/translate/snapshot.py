@@ -219,7 +219,7 @@ def _part(item: Resource) -> bytes:
 
 
 def _ends_group(part: bytes) -> bool:
-    """Whether the resource of ``part`` ends its group: its version ends in ``00``–``03`` (1 in 64 do).
+    """Whether the resource of ``part`` ends its group: its version ends in ``00`` to ``03`` (1 in 64 do).
 
     Groups are cut by content, so inserting, removing or replacing a resource rehashes its group
     (and at most the next), never the rest: a set of 40,000 is patched without hashing 3 MB again.
