@@ -83,10 +83,10 @@ from reconciler.translate.snapshot import (
     ENDPOINT,
     PUSH_ORDER,
     ROUTE,
-    Marks,
+    RouteHashes,
     Snapshot,
     clusters_of_virtual_host,
-    resumable_digest,
+    virtual_host_spans,
 )
 from reconciler.translate.snapshot import Resource as XdsResource
 from reconciler.validate.findings import Finding
@@ -104,46 +104,45 @@ _VIRTUAL_HOSTS_TAG = 0x12
 class RouteLayout:
     """Where each virtual host lies in a serialized sidecar RouteConfiguration (a ``packed`` Any).
 
-    The virtual hosts' fields (tag, length, message each) follow one another from ``head`` in
-    ``packed``, ``lengths`` long; ``names``: theirs, in order (sorted, as a sidecar's are).
+    The virtual hosts' fields (tag, length, message each) follow one another from ``head`` to ``tail``
+    in ``packed``, ``lengths`` long; ``names``: theirs, in order (sorted, as a sidecar's are); ``hashes``:
+    theirs, what the version is made of (:class:`~reconciler.translate.snapshot.RouteHashes`).
     """
 
     resource: XdsResource
     head: int
+    tail: int
     lengths: tuple[int, ...]
     names: tuple[str, ...]
-    #: Where the RouteConfiguration's bytes start in ``packed``, and the hash states of its version.
+    hashes: RouteHashes
+    #: Where the RouteConfiguration's bytes start in ``packed``.
     value_start: int
-    marks: Marks
 
     @classmethod
     def of(cls, resource: XdsResource) -> RouteLayout:
         packed = resource.packed
+        view = memoryview(packed)
         # Any: type_url (field 1), then value (field 2), each a tag and a length.
         length, offset = read_varint(packed, 1)
         value_length, value_start = read_varint(packed, offset + length + 1)
-        end = value_start + value_length
-        # RouteConfiguration: name (field 1), then virtual_hosts (field 2), each a tag and a length.
-        length, head = read_varint(packed, value_start + 1)
-        head += length
-        offset = head
+        head, spans, tail = virtual_host_spans(packed, value_start, value_start + value_length)
         lengths: list[int] = []
         names = []
-        while offset < end and packed[offset] == _VIRTUAL_HOSTS_TAG:
-            length, body = read_varint(packed, offset + 1)
+        start = head
+        for body, end in spans:
             # A virtual host's first field is its name (field 1: tag, length, text).
             name_length, name_start = read_varint(packed, body + 1)
             names.append(packed[name_start : name_start + name_length].decode())
-            lengths.append(body + length - offset)
-            offset = body + length
-        _, marks = resumable_digest(resource.name, memoryview(packed)[value_start:])
+            lengths.append(end - start)
+            start = end
         return cls(
             resource=resource,
             head=head,
+            tail=tail,
             lengths=tuple(lengths),
             names=tuple(names),
+            hashes=RouteHashes.of([hashlib.sha256(view[body:end]).digest() for body, end in spans]),
             value_start=value_start,
-            marks=marks,
         )
 
     def position(self, name: str) -> int:
@@ -157,14 +156,7 @@ class RouteLayout:
 
     def digests(self) -> list[str]:
         """Each virtual host's digest as :class:`~reconciler.translate.envoy_check.PassCache` knows virtual hosts."""
-        view = memoryview(self.resource.packed)
-        found = []
-        offset = self.head
-        for chunk in self.lengths:
-            length, body = read_varint(self.resource.packed, offset + 1)
-            found.append(hashlib.sha256(view[body : body + length]).hexdigest())
-            offset += chunk
-        return found
+        return [leaf.hex() for leaf in self.hashes.leaves]
 
     def body(self, index: int) -> bytes:
         """The serialized message of the virtual host at ``index``."""
@@ -201,37 +193,45 @@ class RouteLayout:
         pieces: list[bytes | memoryview] = []
         names: list[str] = []
         lengths: list[int] = []
+        leaves: list[bytes] = []
+        # Per group of the virtual hosts' hashes, how many it gained (or lost).
+        grown: dict[int, int] = {}
         kept_from, offset, done = value_start, self.head, 0
         for index, replaces, name, message in edits:
             offset += sum(self.lengths[done:index])
             pieces.append(view[kept_from:offset])
             names.extend(self.names[done:index])
             lengths.extend(self.lengths[done:index])
+            leaves.extend(self.hashes.leaves[done:index])
+            group = self.hashes.group(index) if self.names else 0
+            grown[group] = grown.get(group, 0) + (message is not None) - replaces
             if message is not None:
                 chunk = bytes((_VIRTUAL_HOSTS_TAG,)) + varint(len(message)) + message
                 pieces.append(chunk)
                 names.append(self.names[index] if replaces else name)
                 lengths.append(len(chunk))
+                leaves.append(hashlib.sha256(message).digest())
             done = index + 1 if replaces else index
             kept_from = offset = offset + (self.lengths[index] if replaces else 0)
         pieces.append(view[kept_from:])
         names.extend(self.names[done:])
         lengths.extend(self.lengths[done:])
+        leaves.extend(self.hashes.leaves[done:])
         size = sum(len(piece) for piece in pieces)
         header = b"\x0a" + varint(len(ROUTE)) + ROUTE.encode() + b"\x12" + varint(size)
         joined = b"".join((header, *pieces))
-        # The version's hash resumes where the bytes first differ (its framing puts the length last).
-        version, marks = resumable_digest(
-            self.resource.name, memoryview(joined)[len(header) :], marks=self.marks, unchanged=len(pieces[0])
-        )
+        hashes = self.hashes.edited(leaves, grown)
+        tail = len(joined) - (len(packed) - self.tail)
+        version = hashes.version(self.resource.name, prefix=view[value_start : self.head], suffix=view[self.tail :])
         resource = XdsResource(name=self.resource.name, packed=joined, version=version, references=references)
         return RouteLayout(
             resource=resource,
             head=self.head + len(header) - value_start,
+            tail=tail,
             lengths=tuple(lengths),
             names=tuple(names),
+            hashes=hashes,
             value_start=len(header),
-            marks=marks,
         )
 
 
