@@ -313,8 +313,9 @@ class ResourceSet:
     items: Mapping[str, Resource]
     #: The names in order, and what ``version`` hashes of each, and its groups (:func:`_ends_group`): where each ends
     #: (past its last name) and its digest. A patched set rehashes the groups it changes, no others.
-    names: tuple[str, ...] = field(default=(), compare=False, repr=False)
-    parts: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
+    #: (Lists a patched set made are never changed after: a tuple of 40,000 would cost another pass over them.)
+    names: Sequence[str] = field(default=(), compare=False, repr=False)
+    parts: Sequence[bytes] = field(default=(), compare=False, repr=False)
     ends: tuple[int, ...] = field(default=(), compare=False, repr=False)
     digests: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
 
@@ -361,52 +362,62 @@ class ResourceSet:
         gone = [name for name in removed if name in self.items and name not in changed]
         if not fresh and not gone:
             return self
-        # A mapping proxy's copy is its dict's, at C speed (dict() would look every name up).
-        items = self.items.copy() if isinstance(self.items, MappingProxyType) else dict(self.items)
-        items.update(fresh)
-        for name in gone:
-            del items[name]
         if len(self.parts) != len(self.items) or not self.ends or len(fresh) + len(gone) > _EDITED:
+            items = dict(self.items)
+            items.update(fresh)
+            for name in gone:
+                del items[name]
             items = dict(sorted(items.items()))
-            names = tuple(items)
             parts = tuple(_part(item) for item in items.values())
             ends, digests = _groups(parts, 0, len(parts))
-            return self._made(items, names=names, parts=parts, ends=ends, digests=digests)
-        # A few names in or out: the sorted names, resources and parts are edited in place, not made again, and
-        # only the groups holding an edit are hashed again. Per group (by its index here): names in minus out.
-        listed, values, replaced = list(self.names), list(self.items.values()), list(self.parts)
+            return self._made(items, names=tuple(items), parts=parts, ends=ends, digests=digests)
+        # A few names in or out: the sorted names and parts are edited in place, not made again, and only the
+        # groups holding an edit are hashed again. Per group (by its index here): names in minus out.
+        added = [name for name in fresh if name not in self.items]
+        listed, replaced = list(self.names), list(self.parts)
+        # Names added: the resources are listed again in name order (as a built set's), else the dict is copied.
+        values = list(self.items.values()) if added else []
         grown: dict[int, int] = {}
         last = len(self.ends) - 1
         for name in gone:
             at = bisect.bisect_left(self.names, name)
             group = bisect.bisect_right(self.ends, at)
             grown[group] = grown.get(group, 0) - 1
-        for name in fresh:
+            at = bisect.bisect_left(listed, name)
+            del listed[at], replaced[at]
+            if added:
+                del values[at]
+        for name, item in fresh.items():
             at = bisect.bisect_left(self.names, name)
             group = min(bisect.bisect_right(self.ends, at), last)
-            grown[group] = grown.get(group, 0) + (name not in self.items)
-        for name in gone:
-            at = bisect.bisect_left(listed, name)
-            del listed[at], values[at], replaced[at]
-        for name, item in fresh.items():
             at = bisect.bisect_left(listed, name)
             if name in self.items:
-                values[at], replaced[at] = item, _part(item)
+                grown[group] = grown.get(group, 0)
+                replaced[at] = _part(item)
+                if added:
+                    values[at] = item
             else:
+                grown[group] = grown.get(group, 0) + 1
                 listed.insert(at, name)
-                values.insert(at, item)
                 replaced.insert(at, _part(item))
-        if any(name not in self.items for name in fresh):
-            items = dict(zip(listed, values, strict=True))  # in name order, as a built set's
+                values.insert(at, item)
+        if added:
+            items = dict(zip(listed, values, strict=True))
+        else:
+            # A mapping proxy's copy is its dict's, at C speed (dict() would look every name up).
+            items = self.items.copy() if isinstance(self.items, MappingProxyType) else dict(self.items)
+            items.update(fresh)
+            for name in gone:
+                del items[name]
         ends, digests = _regrouped(self.ends, self.digests, replaced, grown, _ends_group)
-        return self._made(items, names=tuple(listed), parts=tuple(replaced), ends=ends, digests=digests)
+        return self._made(items, names=listed, parts=replaced, ends=ends, digests=digests)
 
     def _made(
         self,
         items: dict[str, Resource],
         *,
-        names: tuple[str, ...],
-        parts: tuple[bytes, ...],
+        names: Sequence[str],
+        parts: Sequence[bytes],
         ends: Sequence[int],
         digests: Sequence[bytes],
     ) -> ResourceSet:
