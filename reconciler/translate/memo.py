@@ -250,9 +250,9 @@ def recount(counts: Mapping[str, int], *, plus: Iterable[str] = (), minus: Itera
 
     A new mapping when anything changes: the one given may be kept by a state that is still used.
     """
-    plus, minus = list(plus), list(minus)
-    if not plus and not minus:
-        return counts
+    plus, minus = sorted(plus), sorted(minus)
+    if plus == minus:
+        return counts  # an entry changed in place lists the hosts it listed
     found = dict(counts)
     for key in plus:
         found[key] = found.get(key, 0) + 1
