@@ -56,7 +56,7 @@ from envoy.config.route.v3 import route_components_pb2
 from google.protobuf.message import Message
 
 from reconciler.model.config import MeshConfig, Resource
-from reconciler.model.hosts import DEFAULT_DOMAIN, resolve_host
+from reconciler.model.hosts import resolve_host
 from reconciler.model.lookup import DestinationRules
 from reconciler.model.virtualservice import VirtualServiceSpec
 from reconciler.translate.clusters import ClusterSet
@@ -71,7 +71,7 @@ from reconciler.translate.memo import (
     recount,
     replaced_positions,
 )
-from reconciler.translate.names import DEFAULT_HTTP_PORT, cluster_name, host_domains, virtual_host_name
+from reconciler.translate.names import DEFAULT_HTTP_PORT, cluster_name, related_hosts, virtual_host_name
 from reconciler.translate.notes import NoteCall, Notes
 from reconciler.translate.protos import read_varint, varint
 from reconciler.translate.registry import Service, ServiceRegistry
@@ -726,6 +726,8 @@ def _removal(
     removed = state.config.virtual_services[removed_vs.start : removed_vs.stop]
     routed = [host for vs in removed for host in _http_hosts(vs)]
     hosts = {service.host for service in services}.union(routed)
+    if any("*" in host for host in hosts):
+        return None  # a wildcard's spellings are every host's
     if any(state.registry.lookup(host) and host not in {service.host for service in services} for host in hosts):
         return None  # a VirtualService removed from a service that stays: it gets its default routes
     if any(_spelled_alike(state, host, registry=state.registry, namespace=namespace) for host in hosts):
@@ -806,22 +808,8 @@ def _spelled_alike(state: SidecarState, host: str, *, registry: ServiceRegistry,
         registry.lookup(related)
         or state.registry.lookup(related)
         or state.layout.has(virtual_host_name(related, DEFAULT_HTTP_PORT))
-        for related in _related_hosts(host, namespace)
+        for related in related_hosts(host, proxy_namespace=namespace)
     )
-
-
-def _related_hosts(host: str, namespace: str) -> set[str]:
-    """The hosts whose Host header spellings (:func:`~reconciler.translate.names.host_domains`) may be ``host``'s."""
-    found = set(host_domains(host, proxy_namespace=namespace)) - {host}
-    # The Kubernetes names this host is a short spelling of, for a proxy in ``namespace``.
-    parts = host.split(".")
-    if len(parts) == 1:
-        found.add(f"{host}.{namespace}.svc.{DEFAULT_DOMAIN}")
-    elif len(parts) == 2:
-        found.add(f"{host}.svc.{DEFAULT_DOMAIN}")
-    elif len(parts) == 3 and parts[2] == "svc":
-        found.add(f"{host}.{DEFAULT_DOMAIN}")
-    return found
 
 
 def _claims_alone(state: SidecarState, hosts: AbstractSet[str], *, registry: ServiceRegistry, namespace: str) -> bool:
@@ -835,7 +823,7 @@ def _claims_alone(state: SidecarState, hosts: AbstractSet[str], *, registry: Ser
     for host in hosts:
         if "*" in host or state.registry.lookup(host) or layout.has(virtual_host_name(host, DEFAULT_HTTP_PORT)):
             return False
-        if hosts & _related_hosts(host, namespace) or _spelled_alike(
+        if hosts & related_hosts(host, proxy_namespace=namespace) or _spelled_alike(
             state, host, registry=registry, namespace=namespace
         ):
             return False
