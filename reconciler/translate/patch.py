@@ -31,13 +31,17 @@ does only the work the changed objects touch, and gives the same bytes:
   its virtual hosts, built alone and inserted where their names sort, when no other virtual host can
   contend for its domains (:func:`_claims_alone`: no wildcard host, no shared Host-header spelling);
 * a host removed (its ServiceEntry, DestinationRule and VirtualService, anywhere in the config) loses its
-  steps (the later VirtualServices' renumbered), virtual hosts, clusters and load assignments, when the
-  host goes whole (:func:`_removal`: no other route names it, no other virtual host wants its domains).
+  steps (set to None: the others keep their positions, steps name VirtualServices by key, see
+  ``SidecarState.keys``), virtual hosts, clusters and load assignments, when the host goes whole
+  (:func:`_removal`: no other route names it, no other virtual host wants its domains; kept counts tell,
+  ``SidecarState.asked`` and ``http_hosts``); a VirtualService removed from a service that stays leaves
+  that service's virtual hosts with its default route, as a full translation gives them.
 
-Anything else (a VirtualService removed from a service that stays, a VirtualService's hosts edited, a
-wildcard DestinationRule, what the constraints reject) returns None: the caller translates in full, so
-the result never depends on which path made it (``tests/translate/test_translate_patch.py`` checks byte
-for byte). Pure: no I/O, no clock, no globals.
+Anything else (a VirtualService's hosts edited, an addition and a removal in one commit, a wildcard
+DestinationRule, what the constraints reject) returns None: the caller translates in full, so the result
+never depends on which path made it (``tests/translate/test_translate_patch.py`` checks byte for byte).
+Versions are made of parts a patch edits without hashing the rest again (a set's groups, a
+RouteConfiguration's virtual hosts: :mod:`reconciler.translate.snapshot`). Pure: no I/O, no clock, no globals.
 """
 
 from __future__ import annotations
@@ -420,9 +424,7 @@ def patch(
     if removed_vs or gone_services:
         if claimed:
             return None
-        found_removal = _removal(
-            state, config, removed_vs=removed_vs, services=gone_services, namespace=scope.namespace
-        )
+        found_removal = _removal(state, removed_vs=removed_vs, services=gone_services, scope=scope)
         if found_removal is None:
             return None
         removal = found_removal
@@ -549,7 +551,19 @@ def patch(
         }
 
     layout = state.layout
-    fresh_vhosts = [*vhosts.values(), *(vhost.SerializeToString(deterministic=True) for vhost in inserted.values())]
+    added_vhosts = {name: vhost.SerializeToString(deterministic=True) for name, vhost in inserted.items()}
+    # A service whose VirtualService went: its virtual hosts get its default route, as a full translation's.
+    default_clusters = {
+        position: cluster_name(host=name.rpartition(":")[0], port=port)
+        for position, (name, _, port) in removal.defaults.items()
+    }
+    defaults = {
+        position: virtual_host(
+            name=name, domains=domains, routes=[routes.default_route(default_clusters[position])]
+        ).SerializeToString(deterministic=True)
+        for position, (name, domains, _) in removal.defaults.items()
+    }
+    fresh_vhosts = [*vhosts.values(), *added_vhosts.values(), *defaults.values()]
     # The clusters the route configuration names now and did not.
     named: set[str] = set()
     if fresh_vhosts or removal.vhosts:
@@ -557,10 +571,11 @@ def patch(
         if found_named is None:
             return None
         named = found_named.union(*(clusters_of_virtual_host(vhost) for vhost in inserted.values()))
+        named.update(default_clusters.values())
         named = {name for name in named if name not in layout.resource.references} - removal.references
         layout = layout.spliced(
-            vhosts,
-            inserted=dict(zip(inserted, fresh_vhosts[len(vhosts) :], strict=True)),
+            {**vhosts, **defaults},
+            inserted=added_vhosts,
             references=_edited(layout.resource.references, added=named, removed=removal.references),
             removed=removal.vhosts,
         )
@@ -709,27 +724,32 @@ class _Removal:
     #: The positions of the virtual hosts that go, and the clusters only they named.
     vhosts: frozenset[int] = frozenset()
     references: frozenset[str] = frozenset()
+    #: The virtual hosts (by position) of a service whose VirtualService went, which get its default route: their
+    #: name, domains and port.
+    defaults: Mapping[int, tuple[str, tuple[str, ...], int]] = dataclasses.field(default_factory=dict)
 
 
-def _removal(
-    state: SidecarState, config: MeshConfig, *, removed_vs: range, services: Sequence[Service], namespace: str
-) -> _Removal | None:
+def _removal(state: SidecarState, *, removed_vs: range, services: Sequence[Service], scope: Scope) -> _Removal | None:
     """What removing the VirtualServices at ``removed_vs`` (indexes before) and ``services`` leaves; None: in full.
 
-    Taken when the hosts they served go whole: no service or other VirtualService keeps one, no other
-    route names one, no other virtual host could claim one's domains (:func:`_spelled_alike`). Their
-    steps go (the others keep their positions and keys); their virtual hosts and the clusters those
-    named go (a route config naming another host's cluster from them is translated in full).
+    Taken when the hosts they served go whole, or stay services the proxy sees: no other VirtualService
+    takes one over, no other route names one, no other virtual host could claim one's domains
+    (:func:`_spelled_alike`). Their steps go (the others keep their positions and keys); their virtual
+    hosts and the clusters only those named go, a staying service's virtual hosts get its default route
+    (a route config naming another host's cluster from them is translated in full).
     """
     if state.wildcards or state.denied:
         return None
+    namespace = scope.namespace
     removed = state.config.virtual_services[removed_vs.start : removed_vs.stop]
     routed = [host for vs in removed for host in _http_hosts(vs)]
-    hosts = {service.host for service in services}.union(routed)
+    gone_hosts = {service.host for service in services}
+    hosts = gone_hosts.union(routed)
     if any("*" in host for host in hosts):
         return None  # a wildcard's spellings are every host's
-    if any(state.registry.lookup(host) and host not in {service.host for service in services} for host in hosts):
-        return None  # a VirtualService removed from a service that stays: it gets its default routes
+    staying = {host for host in hosts - gone_hosts if state.registry.lookup(host)}
+    if any(scope.service(host) is None for host in staying):
+        return None  # a service the proxy does not see: its host's virtual host is the VirtualService's alone
     if any(_spelled_alike(state, host, registry=state.registry, namespace=namespace) for host in hosts):
         return None
     http_hosts = recount(state.http_hosts, minus=routed)
@@ -740,10 +760,15 @@ def _removal(
     removed_keys = state.keys[removed_vs.start : removed_vs.stop]
     positions = [position for key in removed_keys for position in state.steps_of.get(key, ())]
     steps = list(state.steps)
+    defaults: dict[int, tuple[str, tuple[str, ...], int]] = {}
     for position in positions:
-        vhost = _live(steps[position]).vhost
-        if vhost is not None:
-            names.add(vhost)
+        step = _live(steps[position])
+        if step.vhost is None:
+            continue
+        if step.vhost.rpartition(":")[0] in staying:
+            defaults[layout.position(step.vhost)] = (step.vhost, step.domains, step.listener_port)
+        else:
+            names.add(step.vhost)
     asked = recount(state.asked, minus=[host for position in positions for host in _asked(_live(steps[position]))])
     if any(host in asked for host in hosts):
         return None  # a route to a removed host now names a cluster of its own
@@ -751,10 +776,14 @@ def _removal(
         steps[position] = None
     vhosts = frozenset(layout.position(name) for name in names if layout.has(name))
     references: set[str] = set()
-    for position in vhosts:
+    for position in itertools.chain(vhosts, defaults):
         references |= clusters_of_virtual_host(route_components_pb2.VirtualHost.FromString(layout.body(position)))
     if any(name.rsplit("|", 1)[-1] not in hosts for name in references):
         return None  # another virtual host may name it too: a full translation finds out
+    # A default route names its service's cluster of the port: that one stays named.
+    references.difference_update(
+        cluster_name(host=name.rpartition(":")[0], port=port) for name, _, port in defaults.values()
+    )
     if not removed_keys:
         return _Removal(
             steps=state.steps,
@@ -765,6 +794,7 @@ def _removal(
             http_hosts=http_hosts,
             vhosts=vhosts,
             references=frozenset(references),
+            defaults=defaults,
         )
     steps_of = dict(state.steps_of)
     for key in removed_keys:
@@ -778,6 +808,7 @@ def _removal(
         http_hosts=http_hosts,
         vhosts=vhosts,
         references=frozenset(references),
+        defaults=defaults,
     )
 
 

@@ -294,6 +294,13 @@ def test_an_endpoint_move_patches_only_the_load_assignments() -> None:
         pytest.param(lambda config: _remove_service(config, 3), id="the last host removed"),
         pytest.param(lambda config: _remove_service(config, 1), id="a host removed from the middle"),
         pytest.param(lambda config: _remove_service(config, 0), id="the first host removed"),
+        pytest.param(
+            lambda config: _with(config, "virtual_services", 1, None), id="a VirtualService removed, its service kept"
+        ),
+        pytest.param(
+            lambda config: _with(config, "virtual_services", 3, None),
+            id="the last VirtualService removed, its service kept",
+        ),
     ],
 )
 def test_hosts_added_or_removed_and_destination_rules_edited_go_through_the_patch_path_byte_for_byte(
