@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -373,42 +374,51 @@ class ResourceSet:
             return self._made(items, names=tuple(items), parts=parts, ends=ends, digests=digests)
         # A few names in or out: the sorted names and parts are edited in place, not made again, and only the
         # groups holding an edit are hashed again. Per group (by its index here): names in minus out.
-        added = [name for name in fresh if name not in self.items]
         listed, replaced = list(self.names), list(self.parts)
-        # Names added: the resources are listed again in name order (as a built set's), else the dict is copied.
-        values = list(self.items.values()) if added else []
         grown: dict[int, int] = {}
         last = len(self.ends) - 1
+        # Where the resources change, by position here: (position, after those inserted there, name, resource
+        # or None, whether the resource there goes).
+        edits: list[tuple[int, bool, str, Resource | None, bool]] = []
         for name in gone:
             at = bisect.bisect_left(self.names, name)
             group = bisect.bisect_right(self.ends, at)
             grown[group] = grown.get(group, 0) - 1
+            edits.append((at, True, name, None, True))
             at = bisect.bisect_left(listed, name)
             del listed[at], replaced[at]
-            if added:
-                del values[at]
         for name, item in fresh.items():
             at = bisect.bisect_left(self.names, name)
             group = min(bisect.bisect_right(self.ends, at), last)
+            kept = name in self.items
+            grown[group] = grown.get(group, 0) + (not kept)
+            edits.append((at, kept, name, item, kept))
             at = bisect.bisect_left(listed, name)
-            if name in self.items:
-                grown[group] = grown.get(group, 0)
+            if kept:
                 replaced[at] = _part(item)
-                if added:
-                    values[at] = item
             else:
-                grown[group] = grown.get(group, 0) + 1
                 listed.insert(at, name)
                 replaced.insert(at, _part(item))
-                values.insert(at, item)
-        if added:
-            items = dict(zip(listed, values, strict=True))
-        else:
-            # A mapping proxy's copy is its dict's, at C speed (dict() would look every name up).
+        if all(kept for _, kept, _, _, _ in edits):
+            # No name added: a mapping proxy's copy is its dict's, at C speed (dict() would look every name up).
             items = self.items.copy() if isinstance(self.items, MappingProxyType) else dict(self.items)
             items.update(fresh)
             for name in gone:
                 del items[name]
+        else:
+            # In name order, as a built set's: the kept resources run between the edits, never listed apart.
+            kept_items = iter(self.items.values())
+            runs: list[Iterable[Resource]] = []
+            done = 0
+            for at, _, _, edited, goes in sorted(edits, key=lambda edit: edit[:3]):
+                runs.append(itertools.islice(kept_items, at - done))
+                if edited is not None:
+                    runs.append((edited,))
+                if goes:
+                    runs.append(itertools.islice(kept_items, 1, 1))  # skips the one there
+                done = at + goes
+            runs.append(kept_items)
+            items = dict(zip(listed, itertools.chain.from_iterable(runs), strict=True))
         ends, digests = _regrouped(self.ends, self.digests, replaced, grown, _ends_group)
         return self._made(items, names=listed, parts=replaced, ends=ends, digests=digests)
 
