@@ -44,6 +44,7 @@ import operator
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Generic, TypeVar
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -135,7 +136,7 @@ def patch_registry(
     *,
     before: Sequence[Resource[ServiceEntrySpec]],
     after: Sequence[Resource[ServiceEntrySpec]],
-    listed: Mapping[str, int] | None = None,
+    listed: Callable[[], Mapping[str, int]] | None = None,
 ) -> tuple[ServiceRegistry, tuple[ServiceChange, ...]] | None:
     """``build_registry`` of the entries ``after``, made from ``registry`` (that of ``before``), if they differ little.
 
@@ -143,13 +144,14 @@ def patch_registry(
     added at the end and entries removed (whose hosts no other entry of their namespace lists) are
     taken; anything else gives None. Also returns the services replaced (before, after), added (None,
     after) and removed (before, None). Entries are told apart by namespace and name, unique in every
-    config (``build_config`` drops repeats). ``listed``: :func:`listed_hosts` of ``before``, if known (else
+    config (``build_config`` drops repeats). ``listed`` gives :func:`listed_hosts` of ``before``, if known (else
     a removal looks at every entry ``after``).
     """
     changed = changed_items(before, after, limit=_PATCHED_ENTRIES)
     if changed is None:
         return None
-    left = None if listed is None else _relisted(listed, changed)
+    # Read only for a removal (it copies a count per host).
+    left = None if listed is None or all(new is not None for _, new in changed) else _relisted(listed(), changed)
     positions: dict[int, Service] = {}
     replaced: list[ServiceChange] = []
     added: dict[tuple[str, str], Service] = {}
@@ -393,7 +395,7 @@ class TranslationCache:
 
         def build(last: tuple[_RegistryKey, ServiceRegistry] | None) -> ServiceRegistry:
             if last is not None and last[0][1] == cluster_domain:
-                listed = self._listing(last[0][0])
+                listed = partial(self._listing, last[0][0])
                 patched = patch_registry(last[1], before=last[0][0], after=config.service_entries, listed=listed)
                 if patched is not None:
                     self._registry_patch = (last[1], *patched)
