@@ -413,14 +413,7 @@ def patch(
     if claimed and not _claims_alone(state, claimed, registry=registry, namespace=scope.namespace):
         return None
     gone_services = [old for old, new in service_changes if new is None and old is not None]
-    removal = _Removal(
-        steps=state.steps,
-        keys=state.keys,
-        steps_of=state.steps_of,
-        eventful=state.eventful,
-        asked=state.asked,
-        http_hosts=state.http_hosts,
-    )
+    removal = _Removal.none(state)
     if removed_vs or gone_services:
         if claimed:
             return None
@@ -728,6 +721,11 @@ class _Removal:
     #: name, domains and port.
     defaults: Mapping[int, tuple[str, tuple[str, ...], int]] = dataclasses.field(default_factory=dict)
 
+    @classmethod
+    def none(cls, state: SidecarState) -> _Removal:
+        """Nothing removed: the steps of ``state`` as they are (the fields above, in order)."""
+        return cls(state.steps, state.keys, state.steps_of, state.eventful, state.asked, state.http_hosts)
+
 
 def _removal(state: SidecarState, *, removed_vs: range, services: Sequence[Service], scope: Scope) -> _Removal | None:
     """What removing the VirtualServices at ``removed_vs`` (indexes before) and ``services`` leaves; None: in full.
@@ -784,31 +782,25 @@ def _removal(state: SidecarState, *, removed_vs: range, services: Sequence[Servi
     references.difference_update(
         cluster_name(host=name.rpartition(":")[0], port=port) for name, _, port in defaults.values()
     )
-    if not removed_keys:
-        return _Removal(
-            steps=state.steps,
-            keys=state.keys,
-            steps_of=state.steps_of,
-            eventful=state.eventful,
-            asked=asked,
-            http_hosts=http_hosts,
-            vhosts=vhosts,
-            references=frozenset(references),
-            defaults=defaults,
-        )
-    steps_of = dict(state.steps_of)
-    for key in removed_keys:
-        steps_of.pop(key, None)
-    return _Removal(
-        steps=steps,
-        keys=(*state.keys[: removed_vs.start], *state.keys[removed_vs.stop :]),
-        steps_of=steps_of,
-        eventful=state.eventful - frozenset(positions),
+    found = dataclasses.replace(
+        _Removal.none(state),
         asked=asked,
         http_hosts=http_hosts,
         vhosts=vhosts,
         references=frozenset(references),
         defaults=defaults,
+    )
+    if not removed_keys:
+        return found
+    steps_of = dict(state.steps_of)
+    for key in removed_keys:
+        steps_of.pop(key, None)
+    return dataclasses.replace(
+        found,
+        steps=steps,
+        keys=(*state.keys[: removed_vs.start], *state.keys[removed_vs.stop :]),
+        steps_of=steps_of,
+        eventful=state.eventful - frozenset(positions),
     )
 
 
