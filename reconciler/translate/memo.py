@@ -270,24 +270,44 @@ def recount(counts: Mapping[str, int], *, plus: Iterable[str] = (), minus: Itera
 def changed_items(before: Sequence[T], after: Sequence[T], *, limit: int) -> list[tuple[T | None, T | None]] | None:
     """How ``after`` differs from ``before`` by identity, as (before, after) pairs; None past ``limit`` pairs.
 
-    Items replaced in place pair up; otherwise the run between the common head and tail must be
-    only removals, or only additions at the end (what ``DestinationRules.patched`` can take).
+    Items replaced in place pair up; otherwise a run after the common head is removed and items are
+    added at the end, or either alone (what ``DestinationRules.patched`` can take).
     """
     if len(before) == len(after):
         positions = replaced_positions(before, after)
-        if len(positions) > limit:
-            return None
+        # As many removed as added, the rest moved up: not items replaced in place.
+        moved = _removed_and_added(before, after, head=positions[0], limit=limit, moved=True) if positions else None
+        if moved is not None or len(positions) > limit:
+            return moved
         return [(before[index], after[index]) for index in positions]
     head = next(
         itertools.compress(itertools.count(), map(operator.is_not, before, after)), min(len(before), len(after))
     )
-    tail = next(
-        itertools.compress(itertools.count(), map(operator.is_not, reversed(before), reversed(after))),
-        min(len(before), len(after)),
+    return _removed_and_added(before, after, head=head, limit=limit)
+
+
+def _removed_and_added(
+    before: Sequence[T], after: Sequence[T], *, head: int, limit: int, moved: bool = False
+) -> list[tuple[T | None, T | None]] | None:
+    """``before`` is ``H R T`` and ``after`` ``H T A`` (``H``: the first ``head`` items): R removed, A added.
+
+    ``moved``: only if T is not empty (else None).
+    """
+    # T starts with after's item at the head, if T is not empty (compared at C speed, like the rest).
+    found = (
+        next(
+            itertools.compress(itertools.count(), map(operator.is_, before[head:], itertools.repeat(after[head]))), None
+        )
+        if head < len(after)
+        else None
     )
-    tail = min(tail, len(before) - head, len(after) - head)
-    removed, added = before[head : len(before) - tail], after[head : len(after) - tail]
-    if (removed and added) or (added and tail) or len(removed) + len(added) > limit:
+    if moved and not found:
+        return None
+    kept = 0 if found is None else len(before) - head - found
+    removed, added = before[head : len(before) - kept], after[head + kept :]
+    if len(removed) + len(added) > limit or not all(
+        map(operator.is_, before[len(before) - kept :], after[head : head + kept])
+    ):
         return None
     return [(item, None) for item in removed] + [(None, item) for item in added]
 

@@ -415,8 +415,7 @@ def patch(
     gone_services = [old for old, new in service_changes if new is None and old is not None]
     removal = _Removal.none(state)
     if removed_vs or gone_services:
-        if claimed:
-            return None
+        # Hosts added in the same commit were checked against the state before it, removed hosts and all.
         found_removal = _removal(state, removed_vs=removed_vs, services=gone_services, scope=scope)
         if found_removal is None:
             return None
@@ -565,7 +564,9 @@ def patch(
             return None
         named = found_named.union(*(clusters_of_virtual_host(vhost) for vhost in inserted.values()))
         named.update(default_clusters.values())
-        named = {name for name in named if name not in layout.resource.references} - removal.references
+        if named & removal.references:
+            return None  # an added route names a removed host's cluster: it makes its own (a full translation's)
+        named = {name for name in named if name not in layout.resource.references}
         layout = layout.spliced(
             {**vhosts, **defaults},
             inserted=added_vhosts,
@@ -859,30 +860,27 @@ def _virtual_service_changes(
     """The VirtualServices changed in place (by index), those added at the end, the indexes of those removed (before).
 
     None when they changed more. An added one may not have TCP or TLS rules (their findings come before
-    every other step's). Those removed are a run of neighbours (:func:`~reconciler.translate.memo.changed_items`).
+    every other step's). Those removed are a run of neighbours (:func:`~reconciler.translate.memo.changed_items`);
+    some may go and others come in one commit.
     """
     olds, news = before.virtual_services, after.virtual_services
-    changed = {}
     if len(olds) == len(news):
-        for index in replaced_positions(olds, news):
-            old, new = olds[index], news[index]
-            if old == new:
-                continue
-            if _vs_structure(old) != _vs_structure(new):
-                return None
-            changed[index] = new
-        return changed, [], range(0)
+        positions = replaced_positions(olds, news)
+        if all(
+            olds[index] == news[index] or _vs_structure(olds[index]) == _vs_structure(news[index])
+            for index in positions
+        ):
+            return {index: news[index] for index in positions if olds[index] != news[index]}, [], range(0)
     changes = changed_items(olds, news, limit=_ADDED_HOSTS)
     if changes is None:
         return None
-    if len(olds) > len(news):
-        # The common head ends where the removed run starts.
-        start = next(itertools.compress(itertools.count(), map(operator.is_not, olds, news)), len(news))
-        return changed, [], range(start, start + len(changes))
     added = [new for old, new in changes if old is None and new is not None]
-    if len(added) != len(changes) or any(vs.spec.tcp or vs.spec.tls for vs in added):
+    gone = sum(new is None for _, new in changes)
+    if len(added) + gone != len(changes) or any(vs.spec.tcp or vs.spec.tls for vs in added):
         return None
-    return changed, added, range(0)
+    # The common head ends where the removed run starts.
+    start = next(itertools.compress(itertools.count(), map(operator.is_not, olds, news)), len(news))
+    return {}, added, range(start, start + gone)
 
 
 def _step_events(

@@ -175,6 +175,11 @@ def _remove_service(config: MeshConfig, index: int) -> MeshConfig:
     return config
 
 
+def _replace_service(config: MeshConfig, index: int) -> MeshConfig:
+    """Service ``index`` removed whole and another added at the end, in one commit."""
+    return _add_host(_remove_service(config, index), index)
+
+
 def _remove_host(config: MeshConfig, index: int) -> MeshConfig:
     if len(config.service_entries) < 2:
         return config
@@ -206,6 +211,7 @@ changes = st.one_of(
     st.tuples(st.just(_remove_host), st.integers(0, 20)),
     st.tuples(st.just(_remove_service), st.integers(0, 20)),
     st.tuples(st.just(_remove_service), st.integers(0, 20)),
+    st.tuples(st.just(_replace_service), st.integers(0, 20)),
     st.tuples(st.just(lambda config, index: _with(config, "virtual_services", index, None)), st.integers(0, 20)),
 )
 
@@ -297,6 +303,7 @@ def test_an_endpoint_move_patches_only_the_load_assignments() -> None:
         pytest.param(
             lambda config: _with(config, "virtual_services", 1, None), id="a VirtualService removed, its service kept"
         ),
+        pytest.param(lambda config: _replace_service(config, 1), id="a host removed and another added in one commit"),
         pytest.param(
             lambda config: _with(config, "virtual_services", 3, None),
             id="the last VirtualService removed, its service kept",
