@@ -35,9 +35,11 @@ does only the work the changed objects touch, and gives the same bytes:
   ``SidecarState.keys``), virtual hosts, clusters and load assignments, when the host goes whole
   (:func:`_removal`: no other route names it, no other virtual host wants its domains; kept counts tell,
   ``SidecarState.asked`` and ``http_hosts``); a VirtualService removed from a service that stays leaves
-  that service's virtual hosts with its default route, as a full translation gives them.
+  that service's virtual hosts with its default route, as a full translation gives them;
+* hosts removed and others added at the end in one commit, when the added ones contend with no host
+  of the state before it (removed ones included) and name no removed host.
 
-Anything else (a VirtualService's hosts edited, an addition and a removal in one commit, a wildcard
+Anything else (a VirtualService's hosts edited, as many objects removed from the end as added, a wildcard
 DestinationRule, what the constraints reject) returns None: the caller translates in full, so the result
 never depends on which path made it (``tests/translate/test_translate_patch.py`` checks byte for byte).
 Versions are made of parts a patch edits without hashing the rest again (a set's groups, a
