@@ -10,6 +10,15 @@ a port's default cluster). How endpoints reach Envoy follows the service's resol
 * ``NONE``, ``DYNAMIC_DNS``, hosts outside the registry: an EDS cluster with no endpoints,
   and a finding, so routes stay valid and requests get a clear 503 instead of a NACK. A
   Kubernetes Service of a watched cluster not listed yet gets the cluster without the finding.
+
+Clusters and load assignments come out encoded (:class:`~reconciler.translate.snapshot.Resource`),
+their messages parsed only when asked: a mesh has few distinct cluster templates (kind, merged
+policy, HTTP/2) and tens of thousands of clusters, so an EDS cluster is its template's bytes with
+its name written in, and a load assignment its name and its endpoints' bytes (each endpoint
+encoded once per service port, shared by the subsets). The bytes are those protobuf's
+deterministic serialization gives for the message (tests/translate/test_translate_spliced.py), and
+each resource says how it was made (:class:`~reconciler.translate.snapshot.Spliced`), so the
+Envoy-constraint check proves most of them by construction instead of walking each.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, config_source_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from google.protobuf import wrappers_pb2
+from google.protobuf.descriptor import Descriptor
 
 from reconciler.model.config import Resource
 from reconciler.model.destinationrule import DestinationRuleSpec, Subset, TrafficPolicy
@@ -37,8 +47,11 @@ from reconciler.translate.policy import (
     rule_policy_for_port,
     subset_override,
 )
+from reconciler.translate.protos import varint
 from reconciler.translate.registry import Endpoint, Resolution, Service, ServicePort
 from reconciler.translate.scope import Scope, find_subset
+from reconciler.translate.snapshot import CLUSTER, ENDPOINT, Part, Spliced, Template, messages
+from reconciler.translate.snapshot import Resource as XdsResource
 
 __all__ = ["ClusterSet", "socket_address"]
 
@@ -64,15 +77,19 @@ class ClusterSet:
         self._cache = cache
         #: Sidecars route by port protocol; gateways never see a service's non-HTTP ports.
         self._report_ports = report_ports
-        self.clusters: dict[str, cluster_pb2.Cluster] = {}
-        self.assignments: dict[str, endpoint_pb2.ClusterLoadAssignment] = {}
+        #: The clusters and load assignments built, encoded, by name.
+        self.cluster_items: dict[str, XdsResource] = {}
+        self.assignment_items: dict[str, XdsResource] = {}
+        #: The same as messages, each parsed when asked.
+        self.clusters = messages(self.cluster_items)
+        self.assignments = messages(self.assignment_items)
         self._reported_services: set[tuple[str, str]] = set()
-        self._lb_endpoints: dict[
-            tuple[str, str, int], list[tuple[ItemsView[str, str], endpoint_components_pb2.LbEndpoint]]
-        ] = {}
+        #: Per service port, each endpoint's labels and its serialized LbEndpoint (as an item of ``lb_endpoints``).
+        self._lb_endpoints: dict[tuple[str, str, int], list[tuple[ItemsView[str, str], bytes]]] = {}
         self._base_policies: dict[tuple[TrafficPolicy | None, int], ClusterPolicy] = {}
+        self._last_base: tuple[TrafficPolicy | None, int, ClusterPolicy] | None = None
         self._subset_policies: dict[tuple[ClusterPolicy, TrafficPolicy, int, int], ClusterPolicy] = {}
-        self._templates: dict[tuple[int, ClusterPolicy, bool], cluster_pb2.Cluster] = {}
+        self._templates: dict[tuple[int, ClusterPolicy, bool], tuple[cluster_pb2.Cluster, _EdsSplicer | None]] = {}
 
     # -- public ----------------------------------------------------------------------
 
@@ -89,8 +106,8 @@ class ClusterSet:
         reused = cache.service_clusters(service, rule, report_ports=self._report_ports)
         if reused is not None:
             self._reported_services.add((service.host, service.namespace))
-            self.clusters.update(reused.clusters)
-            self.assignments.update(reused.assignments)
+            self.cluster_items.update(reused.clusters)
+            self.assignment_items.update(reused.assignments)
             self._notes.replay(reused.notes)
             return
         notes: list[NoteCall] = []
@@ -104,8 +121,8 @@ class ClusterSet:
         built = ServiceClusters(
             service=service,
             rule=rule,
-            clusters={name: self.clusters[name] for name in names},
-            assignments={name: self.assignments[name] for name in names if name in self.assignments},
+            clusters={name: self.cluster_items[name] for name in names},
+            assignments={name: self.assignment_items[name] for name in names if name in self.assignment_items},
             notes=tuple(notes),
         )
         cache.keep_service_clusters(built, report_ports=self._report_ports)
@@ -146,7 +163,7 @@ class ClusterSet:
         requests to it will get 503.
         """
         name = cluster_name(host=host, port=port, subset=subset)
-        if name in self.clusters:
+        if name in self.cluster_items:
             return name
         service = self._scope.service(host)
         rule = self._scope.destination_rule(host, service_namespace=service.namespace if service else None)
@@ -187,11 +204,17 @@ class ClusterSet:
         rules, and fewer live objects mean less garbage-collection work.
         """
         rule_policy = rule.spec.traffic_policy if rule is not None else None
-        key = (rule_policy, port)
-        base = self._base_policies.get(key)
-        if base is None:
-            base = rule_policy_for_port(rule_policy, port)
-            self._base_policies[key] = base
+        last = self._last_base
+        if last is not None and last[0] is rule_policy and last[1] == port:
+            # A port's clusters come one after another: the same rule's policy, not hashed again.
+            base = last[2]
+        else:
+            key = (rule_policy, port)
+            found = self._base_policies.get(key)
+            if found is None:
+                found = self._base_policies[key] = rule_policy_for_port(rule_policy, port)
+            base = found
+            self._last_base = (rule_policy, port, base)
         policy = base
         if subset is not None and subset[1].traffic_policy is not None:
             subset_key = (base, subset[1].traffic_policy, subset[0], port)
@@ -212,14 +235,16 @@ class ClusterSet:
         subset: tuple[int, Subset] | None,
         port: int,
         http2: bool,
-    ) -> cluster_pb2.Cluster:
+    ) -> XdsResource | cluster_pb2.Cluster:
         """A cluster of ``kind`` (an Envoy discovery type) named ``name``, with its merged policy applied.
 
-        Clusters sharing kind and policy are copies of one template: copying a message is
-        much cheaper than building it field by field, and a mesh has few distinct policies.
+        Clusters sharing kind and policy are made of one template: an EDS cluster is spliced from its
+        bytes (:class:`_EdsSplicer`), encoded; another kind is a copy of it (its endpoints are added).
         """
         policy = self._policy(rule=rule, subset=subset, port=port)
-        template = self._template(kind=kind, policy=policy, http2=http2)
+        template, splicer = self._template(kind=kind, policy=policy, http2=http2)
+        if splicer is not None:
+            return splicer.resource(name)
         cluster = cluster_pb2.Cluster()
         cluster.CopyFrom(template)
         cluster.name = name
@@ -227,11 +252,13 @@ class ClusterSet:
             cluster.eds_cluster_config.service_name = name
         return cluster
 
-    def _template(self, *, kind: int, policy: ClusterPolicy, http2: bool) -> cluster_pb2.Cluster:
-        """The cluster every ``kind`` cluster with ``policy`` copies: keyed by value, rules written alike share it."""
+    def _template(
+        self, *, kind: int, policy: ClusterPolicy, http2: bool
+    ) -> tuple[cluster_pb2.Cluster, _EdsSplicer | None]:
+        """What every ``kind`` cluster with ``policy`` is made of: keyed by value, rules written alike share it."""
         key = (kind, policy, http2)
-        template = self._templates.get(key)
-        if template is None:
+        found = self._templates.get(key)
+        if found is None:
             template = cluster_pb2.Cluster(type=kind)
             if kind == cluster_pb2.Cluster.EDS:
                 template.eds_cluster_config.eds_config.CopyFrom(
@@ -244,14 +271,15 @@ class ClusterSet:
                 template.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
                 template.respect_dns_ttl = True
             template.MergeFrom(policy_settings(policy, http2=http2))
-            self._templates[key] = template
-        return template
+            found = (template, _EdsSplicer.of(template) if kind == cluster_pb2.Cluster.EDS else None)
+            self._templates[key] = found
+        return found
 
     def _service_cluster(
         self, *, service: Service, port: ServicePort, rule: Rule | None, subset: tuple[int, Subset] | None
     ) -> None:
         name = cluster_name(host=service.host, port=port.number, subset=subset[1].name if subset else None)
-        if name in self.clusters:
+        if name in self.cluster_items:
             return
         self._report_service(service)
         labels = (subset[1].labels or _NO_LABELS) if subset is not None else _NO_LABELS
@@ -267,33 +295,34 @@ class ClusterSet:
                 port=port.number,
                 http2=port.is_http2,
             )
+            assert isinstance(cluster, cluster_pb2.Cluster)
             cluster.load_assignment.CopyFrom(_assignment(name, [_lb_endpoint(e, port) for e in chosen]))
-        else:
-            cluster = self._new_cluster(
-                name=name, kind=cluster_pb2.Cluster.EDS, rule=rule, subset=subset, port=port.number, http2=port.is_http2
-            )
-            selected: list[endpoint_components_pb2.LbEndpoint] = []
-            # NONE and DYNAMIC_DNS get no endpoints; _report_service says why.
-            if resolution is Resolution.STATIC:
-                endpoints = self._static_endpoints(service, port)
-                if labels:
-                    wanted = labels.items()
-                    selected = [lb for endpoint_labels, lb in endpoints if wanted <= endpoint_labels]
-                else:
-                    selected = [lb for _, lb in endpoints]
-            self.assignments[name] = _assignment(name, selected)
-        self.clusters[name] = cluster
+            self.cluster_items[name] = XdsResource.of(CLUSTER, cluster)
+            return
+        built = self._new_cluster(
+            name=name, kind=cluster_pb2.Cluster.EDS, rule=rule, subset=subset, port=port.number, http2=port.is_http2
+        )
+        self.cluster_items[name] = built if isinstance(built, XdsResource) else XdsResource.of(CLUSTER, built)
+        selected: list[bytes] = []
+        # NONE and DYNAMIC_DNS get no endpoints; _report_service says why.
+        if resolution is Resolution.STATIC:
+            endpoints = self._static_endpoints(service, port)
+            if labels:
+                wanted = labels.items()
+                selected = [lb for endpoint_labels, lb in endpoints if wanted <= endpoint_labels]
+            else:
+                selected = [lb for _, lb in endpoints]
+        self.assignment_items[name] = _spliced_assignment(name, tuple(selected))
 
     def _orphan(self, *, name: str, rule: Rule | None, subset: tuple[int, Subset] | None, port: int) -> None:
-        self.clusters[name] = self._new_cluster(
+        built = self._new_cluster(
             name=name, kind=cluster_pb2.Cluster.EDS, rule=rule, subset=subset, port=port, http2=False
         )
-        self.assignments[name] = _assignment(name, [])
+        self.cluster_items[name] = built if isinstance(built, XdsResource) else XdsResource.of(CLUSTER, built)
+        self.assignment_items[name] = _spliced_assignment(name, ())
 
-    def _static_endpoints(
-        self, service: Service, port: ServicePort
-    ) -> list[tuple[ItemsView[str, str], endpoint_components_pb2.LbEndpoint]]:
-        """Endpoints of ``service`` on ``port`` (labels, LbEndpoint), built once and shared by all subsets.
+    def _static_endpoints(self, service: Service, port: ServicePort) -> list[tuple[ItemsView[str, str], bytes]]:
+        """Endpoints of ``service`` on ``port`` (labels, serialized LbEndpoint), built once and shared by all subsets.
 
         Labels are kept as an items view: a subset selects an endpoint when its label items
         are a subset of the endpoint's, one C-level comparison.
@@ -313,7 +342,7 @@ class ClusterSet:
                     hint="use resolution: DNS for host names",
                 )
                 continue
-            built.append((endpoint.labels.items(), _lb_endpoint(endpoint, port)))
+            built.append((endpoint.labels.items(), _lb_endpoint_bytes(endpoint, port)))
         self._lb_endpoints[key] = built
         return built
 
@@ -391,3 +420,165 @@ def _assignment(name: str, endpoints: list[endpoint_components_pb2.LbEndpoint]) 
         # Filled in place: building the locality first and assigning it would copy every endpoint twice.
         assignment.endpoints.add().lb_endpoints.extend(endpoints)
     return assignment
+
+
+def _size(value: int) -> bytes:
+    """A length prefix: most are below 128 (one byte, from a table)."""
+    return _SMALL[value] if value < 128 else varint(value)
+
+
+_SMALL = tuple(bytes((value,)) for value in range(128))
+
+
+class _EdsSplicer:
+    """The EDS clusters of one template, encoded without building them: the template's bytes with the name written in.
+
+    Deterministic serialization writes known fields in field-number order, so a cluster is its name
+    (field 1), the template's field 2 (its type), ``eds_cluster_config`` (field 3: the config source,
+    then the service name, the cluster's name again) and the template's fields after 3. Only a
+    template whose splice equals protobuf's own serialization of a cluster built whole is used.
+    """
+
+    __slots__ = ("_eds", "_head", "_made", "_tail")
+
+    #: The name a template's splice is compared with protobuf's serialization for.
+    PROBE = "outbound|80|probe|probe.splice.invalid"
+
+    def __init__(self, template: cluster_pb2.Cluster) -> None:
+        head, tail = cluster_pb2.Cluster(), cluster_pb2.Cluster()
+        head.CopyFrom(template)
+        tail.CopyFrom(template)
+        for field, _ in template.ListFields():
+            if field.number >= _EDS_FIELD:
+                head.ClearField(field.name)
+            if field.number <= _EDS_FIELD:
+                tail.ClearField(field.name)
+        self._head = head.SerializeToString(deterministic=True)
+        self._eds = template.eds_cluster_config.SerializeToString(deterministic=True)
+        self._tail = tail.SerializeToString(deterministic=True)
+        self._made = Spliced(template=Template(named=_CLUSTER_NAMED))
+
+    @classmethod
+    def of(cls, template: cluster_pb2.Cluster) -> _EdsSplicer | None:
+        """The splicer of ``template``; None when its splice would not be protobuf's bytes (it is built whole then)."""
+        splicer = cls(template)
+        whole = cluster_pb2.Cluster()
+        whole.CopyFrom(template)
+        whole.name = whole.eds_cluster_config.service_name = cls.PROBE
+        return splicer if splicer.data(cls.PROBE) == whole.SerializeToString(deterministic=True) else None
+
+    def data(self, name: str) -> bytes:
+        """The deterministic serialization of the template named ``name`` (and EDS service name ``name``)."""
+        encoded = name.encode()
+        size = _size(len(encoded))
+        eds = self._eds
+        return b"".join(
+            (
+                b"\x0a",
+                size,
+                encoded,
+                self._head,
+                b"\x1a",
+                _size(len(eds) + 1 + len(size) + len(encoded)),
+                eds,
+                b"\x12",
+                size,
+                encoded,
+                self._tail,
+            )
+        )
+
+    def resource(self, name: str) -> XdsResource:
+        return XdsResource.of_bytes(CLUSTER, name, self.data(name), references=frozenset((name,)), made=self._made)
+
+
+#: ``Cluster.eds_cluster_config``, between the fields before and after it in a template's bytes.
+_EDS_FIELD = cluster_pb2.Cluster.DESCRIPTOR.fields_by_name["eds_cluster_config"].number
+#: The fields of a cluster that hold its name.
+_CLUSTER_NAMED = (
+    (cluster_pb2.Cluster.DESCRIPTOR, "name"),
+    (cluster_pb2.Cluster.EdsClusterConfig.DESCRIPTOR, "service_name"),
+)
+
+
+def _lb_endpoint_bytes(endpoint: Endpoint, port: ServicePort) -> bytes:
+    """``_lb_endpoint(endpoint, port)`` serialized as an item of ``lb_endpoints`` (field 2, framed), written directly.
+
+    LbEndpoint: ``endpoint`` (1: Endpoint, its ``address`` (1: Address, ``socket_address`` (1: ``address``
+    (2), ``port_value`` (3, a oneof member: written even when 0)) or ``pipe`` (2: ``path`` (1)))),
+    ``load_balancing_weight`` (4: UInt32Value, ``value`` (1)). Empty strings are not written.
+    """
+    address = endpoint.address
+    if address.startswith("unix://"):
+        path = address[len("unix://") :].encode()
+        pipe = b"\x0a" + _size(len(path)) + path if path else b""
+        where = b"\x12" + _size(len(pipe)) + pipe
+    else:
+        host = address.encode()
+        socket = (b"\x12" + _size(len(host)) + host if host else b"") + b"\x18" + varint(endpoint.port_for(port))
+        where = b"\x0a" + _size(len(socket)) + socket
+    lb = b"\x0a" + _size(len(where) + 1 + len(_size(len(where)))) + b"\x0a" + _size(len(where)) + where
+    if endpoint.weight:
+        weight = b"\x08" + varint(endpoint.weight)
+        lb += b"\x22" + _size(len(weight)) + weight
+    return b"\x12" + _size(len(lb)) + lb
+
+
+def _lb_endpoint_part(data: bytes) -> Part:
+    """The LbEndpoint an assignment's part holds (an item of ``lb_endpoints``: a LocalityLbEndpoints of one).
+
+    Its shape is what :func:`_lb_endpoint_bytes` writes or leaves out; its values the address (or
+    pipe path), port and weight.
+    """
+    lb: endpoint_components_pb2.LbEndpoint = endpoint_components_pb2.LocalityLbEndpoints.FromString(data).lb_endpoints[
+        0
+    ]
+    address = lb.endpoint.address
+    weighted = lb.HasField("load_balancing_weight")
+    values: list[tuple[Descriptor, str, object]]
+    if address.HasField("pipe"):
+        values = [(_PIPE, "path", address.pipe.path)]
+        shape: tuple[object, ...] = ("pipe", bool(address.pipe.path), weighted)
+    else:
+        socket = address.socket_address
+        values = [(_SOCKET, "address", socket.address), (_SOCKET, "port_value", socket.port_value)]
+        shape = ("socket", bool(socket.address), weighted)
+    if weighted:
+        values.append((_LB_ENDPOINT, "load_balancing_weight", lb.load_balancing_weight))
+    return Part(message=lb, shape=shape, values=tuple(values))
+
+
+_PIPE = address_pb2.Pipe.DESCRIPTOR
+_SOCKET = address_pb2.SocketAddress.DESCRIPTOR
+_LB_ENDPOINT = endpoint_components_pb2.LbEndpoint.DESCRIPTOR
+_ASSIGNMENT_NAMED = ((endpoint_pb2.ClusterLoadAssignment.DESCRIPTOR, "cluster_name"),)
+#: A load assignment of endpoints: its name, then one LocalityLbEndpoints of its parts (LbEndpoints).
+_WITH_ENDPOINTS = Spliced(
+    template=Template(
+        named=_ASSIGNMENT_NAMED,
+        counted=(
+            (endpoint_pb2.ClusterLoadAssignment.DESCRIPTOR, "endpoints"),
+            (endpoint_components_pb2.LocalityLbEndpoints.DESCRIPTOR, "lb_endpoints"),
+        ),
+        part=_lb_endpoint_part,
+    )
+)
+#: A load assignment without endpoints: its name only.
+_WITHOUT_ENDPOINTS = Spliced(template=Template(named=_ASSIGNMENT_NAMED))
+
+
+def _spliced_assignment(name: str, parts: tuple[bytes, ...]) -> XdsResource:
+    """The load assignment ``_assignment`` builds, encoded from ``parts`` (each an item of ``lb_endpoints``, framed).
+
+    ``cluster_name`` is field 1, ``endpoints`` field 2, and the one LocalityLbEndpoints holds only its
+    ``lb_endpoints`` (field 2).
+    """
+    encoded = name.encode()
+    if not parts:
+        data = b"\x0a" + _size(len(encoded)) + encoded
+        return XdsResource.of_bytes(ENDPOINT, name, data, references=frozenset(), made=_WITHOUT_ENDPOINTS)
+    body = b"".join(parts)
+    data = b"".join((b"\x0a", _size(len(encoded)), encoded, b"\x12", _size(len(body)), body))
+    return XdsResource.of_bytes(
+        ENDPOINT, name, data, references=frozenset(), made=Spliced(template=_WITH_ENDPOINTS.template, parts=parts)
+    )

@@ -46,6 +46,7 @@ __all__ = [
     "SUPPORTED_RULES",
     "Verdicts",
     "Violation",
+    "field_check",
     "rules_used",
     "violations",
 ]
@@ -222,6 +223,20 @@ def violations(message: Message, *, without: str | None = None, verdicts: Verdic
     found: _Found = []
     _walker(message.DESCRIPTOR).walk(message, None, found, without, verdicts)
     return [Violation(path=_format(path), message=problem) for path, problem in found]
+
+
+def field_check(descriptor: Descriptor, name: str) -> Callable[[Any], str] | None:
+    """The check the walk makes of scalar or repeated field ``name`` of a ``descriptor`` message when it is set.
+
+    It takes the field's value and says what is wrong ("" when nothing); None when the field has no
+    rules. A caller that knows a message equals one that passed but for this field checks only the value.
+    """
+    for field_name, mode, check in _own(descriptor).checks:
+        if field_name == name:
+            if mode == _FROM_MESSAGE:
+                raise ValueError(f"{descriptor.full_name}.{name} is a message field: its check reads the message")
+            return check
+    return None
 
 
 def rules_used(descriptor: Descriptor) -> frozenset[str]:

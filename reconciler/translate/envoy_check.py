@@ -14,21 +14,28 @@ Its owner scopes it (one load, one diff, a daemon's decode cache); nothing is gl
 A RouteConfiguration is also remembered per virtual host: a sidecar's one route configuration
 holds a virtual host per service port, and a one-host change makes it new, so it is checked as
 its own fields plus each virtual host, and only the virtual hosts not seen before are walked.
+
+Clusters and load assignments spliced from a template's bytes
+(:class:`~reconciler.translate.snapshot.Spliced`) are walked once per template: the others of it
+differ only in their name and their parts, so their name is checked against its fields' own rules
+and each distinct part (an endpoint) is walked once. What is not proved so is walked whole, so the
+findings (paths, order) are those a walk of every resource gives.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from envoy.config.route.v3 import route_pb2
+from google.protobuf.descriptor import Descriptor
 
 from reconciler.model.config import Resource
 from reconciler.model.source import SourceInfo
-from reconciler.translate.constraints import Verdicts, violations
+from reconciler.translate.constraints import Verdicts, field_check, violations
 from reconciler.translate.registry import Origin
-from reconciler.translate.snapshot import PUSH_ORDER, ROUTE, Snapshot
+from reconciler.translate.snapshot import PUSH_ORDER, ROUTE, Snapshot, Spliced, Template
 from reconciler.validate.findings import Code, Finding, Severity
 
 __all__ = ["VIRTUAL_HOST", "Locate", "PassCache", "Source", "envoy_findings"]
@@ -90,27 +97,110 @@ def envoy_findings(snapshot: Snapshot, *, locate: Locate, passed: PassCache | No
     """An error finding (RC0203) per constraint an emitted resource breaks; empty when Envoy would accept all.
 
     With ``passed``, a resource whose bytes passed before is not checked again, and one that passes is added.
+    A resource spliced from a template (:class:`~reconciler.translate.snapshot.Spliced`) passes without a walk
+    when one of its template passed whole and its name and parts pass (:class:`_Construction`).
     """
     found: list[Finding] = []
     verdicts = Verdicts()  # resources share most parts: each distinct part is walked once
+    construction = _Construction(verdicts)
     for type_url in PUSH_ORDER:
-        digests = snapshot.digests(type_url)
-        for name, resource in snapshot.resources(type_url).items():
-            digest = digests[name]
+        for name, item in snapshot.sets[type_url].items.items():
+            digest = item.version
             if passed is not None and passed.known(type_url, digest):
                 continue
+            made = item.made
+            if made is not None and construction.passes(made, name):
+                if passed is not None:
+                    passed.add(type_url, digest)
+                continue
+            resource = item.message
             if passed is not None and type_url == ROUTE and _route_passes(resource, passed, verdicts):
                 passed.add(type_url, digest)
                 continue
             broken = violations(resource, verdicts=verdicts)
-            if not broken and passed is not None:
-                passed.add(type_url, digest)
+            if not broken:
+                if passed is not None:
+                    passed.add(type_url, digest)
+                if made is not None:
+                    construction.learn(made)
             for violation in broken:
                 kind = type_url.rsplit(".", 1)[-1]
                 envoy_field = f"{kind} {name!r} {violation.path}"
                 message = f"Envoy would reject {envoy_field}: {violation.message}"
                 found.append(_finding(locate(type_url, name, resource, violation.path), message))
     return found
+
+
+class _Construction:
+    """Which spliced resources pass by how they were made, for one round of checks.
+
+    A spliced resource differs from the others of its template only in the fields that hold its
+    name and in its parts. Once one of them passes a whole walk, the template's own fields pass
+    in all of them (the checks are per field, and the counts of the varying repeated fields are
+    unchecked, else no template is trusted); what is left is its name, against those fields' own
+    rules, and each distinct part, checked once however many resources hold it: the same way,
+    walked whole until one of its shape passes, then only its values. Anything not proved so is
+    walked whole, so what is reported never depends on this.
+    """
+
+    __slots__ = ("_checks", "_parts", "_shapes", "_templates", "_verdicts")
+
+    def __init__(self, verdicts: Verdicts) -> None:
+        self._verdicts = verdicts
+        #: Templates one of whose resources passed whole, with the checks of their name fields.
+        self._templates: dict[Template, tuple[Callable[[Any], str], ...]] = {}
+        #: Per part's bytes, whether it passes; the shapes (per template) one part of which passed whole.
+        self._parts: dict[bytes, bool] = {}
+        self._shapes: set[tuple[Template, Hashable]] = set()
+        self._checks: dict[tuple[Descriptor, str], Callable[[Any], str] | None] = {}
+
+    def learn(self, made: Spliced) -> None:
+        """A resource ``made`` so passed a whole walk."""
+        template = made.template
+        if template in self._templates or any(self._check(*counted) is not None for counted in template.counted):
+            return
+        self._templates[template] = tuple(
+            check for check in (self._check(*named) for named in template.named) if check is not None
+        )
+
+    def passes(self, made: Spliced, name: str) -> bool:
+        """True when the resource named ``name`` and ``made`` so is known to break nothing."""
+        checks = self._templates.get(made.template)
+        if checks is None:
+            return False
+        for check in checks:
+            if check(name):
+                return False
+        parts = self._parts
+        for data in made.parts:
+            verdict = parts.get(data)
+            if verdict is None:
+                verdict = parts[data] = self._part_passes(made.template, data)
+            if not verdict:
+                return False
+        return True
+
+    def _part_passes(self, template: Template, data: bytes) -> bool:
+        assert template.part is not None
+        part = template.part(data)
+        shape = (template, part.shape)
+        if shape in self._shapes:
+            for descriptor, field, value in part.values:
+                check = self._check(descriptor, field)
+                if check is not None and check(value):
+                    break
+            else:
+                return True
+        if violations(part.message, verdicts=self._verdicts):
+            return False
+        self._shapes.add(shape)
+        return True
+
+    def _check(self, descriptor: Descriptor, field: str) -> Callable[[Any], str] | None:
+        key = (descriptor, field)
+        if key not in self._checks:
+            self._checks[key] = field_check(descriptor, field)
+        return self._checks[key]
 
 
 def _route_passes(config: route_pb2.RouteConfiguration, passed: PassCache, verdicts: Verdicts) -> bool:

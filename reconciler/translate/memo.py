@@ -17,10 +17,10 @@ equal, so a cached translation is byte-identical to an uncached one:
 * a VirtualService's routes for one listener port, and what building them reported and
   which clusters they asked for, by the VirtualService and the services its destinations
   name (a route's cluster follows from those; whether that cluster exists is asked again);
-* sets of clusters and of load assignments, by their messages: a change that
+* sets of clusters and of load assignments, by their resources: a change that
   leaves every cluster as it was (a rollout step) reuses the whole set, name order and version;
-  in a new set, a message a kept set holds (the same object) keeps its bytes and digest, so a
-  snapshot of reused resources is versioned without serializing them again.
+  the resources are kept encoded (with the service's clusters), so a new set of reused ones is
+  versioned without serializing them again.
 
 * per sidecar shape (within :data:`PATCH_BUDGET`, least recently used forgotten), what its last
   translation read, made and how (:class:`~reconciler.translate.patch.SidecarState`): the next
@@ -47,8 +47,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Generic, TypeVar
 
-from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.route.v3 import route_components_pb2
 from google.protobuf.message import Message
 
@@ -89,8 +87,9 @@ class ServiceClusters:
 
     service: Service
     rule: Resource[DestinationRuleSpec] | None
-    clusters: Mapping[str, cluster_pb2.Cluster]
-    assignments: Mapping[str, endpoint_pb2.ClusterLoadAssignment]
+    #: Encoded, by name (a snapshot built of them encodes nothing again).
+    clusters: Mapping[str, XdsResource]
+    assignments: Mapping[str, XdsResource]
     notes: Sequence[NoteCall]
 
 
@@ -395,7 +394,9 @@ class TranslationCache:
         self._clusters: _Generations[tuple[str, str, bool], ServiceClusters] = _Generations()
         self._routes: _Generations[tuple[str, str, int], VirtualServiceRoutes] = _Generations()
         # By type and size: the messages a set was built from (in the order given) and the set.
-        self._sets: _Generations[tuple[str, int], tuple[tuple[Message, ...], ResourceSet]] = _Generations()
+        self._sets: _Generations[tuple[str, int], tuple[tuple[Message | XdsResource, ...], ResourceSet]] = (
+            _Generations()
+        )
 
     def __len__(self) -> int:
         """Entries held (services' clusters, VirtualServices' routes, kept resource sets), for tests and metrics."""
@@ -510,31 +511,17 @@ class TranslationCache:
     def keep_routes(self, built: VirtualServiceRoutes) -> None:
         self._routes.put((built.vs.namespace, built.vs.name, built.listener_port), built)
 
-    def resource_set(self, type_url: str, messages: Iterable[Message]) -> ResourceSet:
-        """``ResourceSet.build`` of ``messages`` (clusters, assignments), each serialized once per message object.
+    def resource_set(self, type_url: str, resources: Iterable[Message | XdsResource]) -> ResourceSet:
+        """``ResourceSet.build`` of ``resources`` (clusters, assignments: encoded, as :class:`ServiceClusters` holds).
 
-        A set built before from equal messages, in the same order, is returned as it is; otherwise
-        the messages a kept set holds are not serialized again.
+        A set built before from equal resources, in the same order, is returned as it is.
         """
-        given = tuple(messages)
+        given = tuple(resources)
         key = (type_url, len(given))
-        # Compares by identity first: the messages a cache reused are the same objects.
+        # Compares by identity first: the resources a cache reused are the same objects.
         found = self._sets.get(key, lambda kept: kept[0] == given)
         if found is not None:
             return found[1]
-        # The kept sets hold their messages, so no id here is reused while this dict lives.
-        encoded = {
-            id(item.parsed): item
-            for _, kept in self._sets.values()
-            if kept.type_url == type_url
-            for item in kept.items.values()
-            if item.parsed is not None
-        }
-
-        def encode(type_url: str, message: Message) -> XdsResource:
-            found = encoded.get(id(message))
-            return found if found is not None else XdsResource.of(type_url, message)
-
-        built = ResourceSet.build(type_url, given, encode=encode)
+        built = ResourceSet.build(type_url, given)
         self._sets.put(key, (given, built))
         return built

@@ -8,7 +8,9 @@ restart never reuses a version for different content and unchanged types are not
 Each resource is serialized once, when its set is built (in whatever thread translates),
 into a :class:`Resource`: the message, its bytes packed as a ``google.protobuf.Any``, its
 version and the names it points at. Every stream that sends it sends those bytes; none
-packs or walks the message again.
+packs or walks the message again. Clusters and load assignments arrive encoded already
+(:meth:`Resource.of_bytes`, spliced from their template's bytes by
+:mod:`reconciler.translate.clusters`), their messages parsed only when asked.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -26,6 +28,7 @@ from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
 from google.protobuf import any_pb2
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
 from reconciler.errors import TranslationError
@@ -42,14 +45,18 @@ __all__ = [
     "SHORT_NAMES",
     "BuildSet",
     "Encode",
+    "Part",
     "Resource",
     "ResourceSet",
     "RouteHashes",
     "Snapshot",
+    "Spliced",
+    "Template",
     "clusters_of_virtual_host",
     "clusters_referenced_by_routes",
     "digest",
     "http_connection_managers",
+    "messages",
     "resource_name",
     "resource_version",
     "set_version",
@@ -175,6 +182,45 @@ _LEAF_END = 4
 
 
 @dataclass(frozen=True, slots=True)
+class Part:
+    """A sub-message spliced into resources (see :class:`Template`), as the constraint check reads it.
+
+    Parts of one ``shape`` are equal but for the scalar ``values``, each given as (message type,
+    field name, the field's value, set).
+    """
+
+    message: Message
+    shape: Hashable
+    values: tuple[tuple[Descriptor, str, object], ...]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Template:
+    """What the resources spliced from one template's bytes share (see :class:`Spliced`).
+
+    They are equal but for their name, which the ``named`` fields (message type, field name)
+    hold, and for their parts: serialized sub-messages (that ``part`` reads) spliced into the
+    ``counted`` repeated fields, whose number of items varies. Compared by identity.
+    """
+
+    named: tuple[tuple[Descriptor, str], ...]
+    counted: tuple[tuple[Descriptor, str], ...] = ()
+    part: Callable[[bytes], Part] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Spliced:
+    """How a resource was made: ``template``'s bytes with its name and ``parts`` written in.
+
+    The Envoy-constraint check reads it: what one resource of a template proved of the template,
+    and what one check of a part proved of it, holds for every resource made of them.
+    """
+
+    template: Template
+    parts: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Resource:
     """One xDS resource, serialized once.
 
@@ -182,9 +228,10 @@ class Resource:
     ``version`` a hash of its name and content; ``references`` the names of the resources it
     points at: a route configuration's clusters, an EDS cluster's load assignment, a listener's
     route configurations. ``message`` is the resource as a message: the one it was serialized
-    from, or (for a resource spliced together from bytes, :mod:`reconciler.translate.patch`, or
-    one :meth:`ResourceSet.shed` its message) parsed from ``packed`` each time it is asked: a served
-    route table's message is megabytes that nothing on the serving path needs.
+    from, or (for a resource spliced together from bytes, :meth:`of_bytes`, :mod:`reconciler.translate.patch`,
+    or one :meth:`ResourceSet.shed` its message) parsed from ``packed`` each time it is asked: a served
+    route table's message is megabytes that nothing on the serving path needs. ``made`` says how a
+    resource :meth:`of_bytes` was spliced (for checking it without parsing it).
     """
 
     name: str
@@ -192,17 +239,41 @@ class Resource:
     version: str
     references: frozenset[str]
     parsed: Message | None = field(default=None, compare=False, repr=False)
+    made: Spliced | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, type_url: str, message: Message) -> Resource:
-        name = resource_name(message)
-        data = message.SerializeToString(deterministic=True)
+        return cls.of_bytes(
+            type_url,
+            resource_name(message),
+            message.SerializeToString(deterministic=True),
+            references=_references(message),
+            parsed=message,
+        )
+
+    @classmethod
+    def of_bytes(
+        cls,
+        type_url: str,
+        name: str,
+        data: bytes,
+        *,
+        references: frozenset[str],
+        made: Spliced | None = None,
+        parsed: Message | None = None,
+    ) -> Resource:
+        """The resource named ``name`` whose deterministic serialization is ``data`` (the same as :meth:`of` gives).
+
+        ``references`` are what :meth:`of` would find in the message; without ``parsed``, the message
+        is parsed when asked.
+        """
         return cls(
             name=name,
             packed=_pack(type_url, data),
             version=resource_version(type_url, name, data),
-            references=_references(message),
-            parsed=message,
+            references=references,
+            parsed=parsed,
+            made=made,
         )
 
     @property
@@ -301,6 +372,11 @@ class _Messages(Mapping[str, Message]):
         return name in self._items
 
 
+def messages(items: Mapping[str, Resource]) -> Mapping[str, Message]:
+    """The messages of ``items`` by name, each read when asked (:attr:`Resource.message`); follows ``items``."""
+    return _Messages(items)
+
+
 @dataclass(frozen=True, slots=True)
 class ResourceSet:
     """All resources of one type, keyed by name, with their content-hash version.
@@ -321,27 +397,43 @@ class ResourceSet:
     digests: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
-    def build(cls, type_url: str, messages: Iterable[Message], *, encode: Encode = Resource.of) -> ResourceSet:
-        """The set of ``messages``; ``encode`` serializes each one (a cache may return one made before)."""
+    def build(
+        cls, type_url: str, messages: Iterable[Message | Resource], *, encode: Encode = Resource.of
+    ) -> ResourceSet:
+        """The set of ``messages``; ``encode`` serializes each one (a cache may return one made before).
+
+        A :class:`Resource` given is taken as it is (already encoded, its message parsed only when asked).
+        """
         expected = _MESSAGE_TYPES.get(type_url)
         if expected is None:
             raise TranslationError(f"unknown xDS type {type_url}")
-        by_name: dict[str, Message] = {}
+        prefix = _ANY_PREFIXES[type_url]
+        by_name: dict[str, Message | Resource] = {}
+        encoded = False
         for message in messages:
-            if not isinstance(message, expected):
+            if isinstance(message, Resource):
+                if not message.packed.startswith(prefix):
+                    raise TranslationError(f"resource {quote(message.name)} is not a {expected.__name__}")
+                name, encoded = message.name, True
+            elif not isinstance(message, expected):
                 raise TranslationError(f"{type(message).__name__} is not a {expected.__name__}")
-            name = resource_name(message)
+            else:
+                name = resource_name(message)
             if name in by_name:
                 raise TranslationError(f"duplicate {expected.__name__} named {quote(name)}")
             by_name[name] = message
         ordered = dict(sorted(by_name.items()))
-        items = {name: encode(type_url, message) for name, message in ordered.items()}
+        items = {
+            name: message if isinstance(message, Resource) else encode(type_url, message)
+            for name, message in ordered.items()
+        }
         parts = tuple(_part(item) for item in items.values())
         ends, digests = _groups(parts, 0, len(parts))
         return cls(
             type_url=type_url,
             version=_setdigest(digests),
-            resources=MappingProxyType(ordered),
+            # Messages given are kept as they are; encoded resources' are parsed when asked.
+            resources=_Messages(items) if encoded else MappingProxyType(ordered),  # type: ignore[arg-type]
             items=MappingProxyType(items),
             names=tuple(items),
             parts=parts,
@@ -481,7 +573,7 @@ def _regrouped(
 _EDITED = 64
 
 #: How a snapshot gets the :class:`ResourceSet` of a type's messages (a translation cache may return one built before).
-BuildSet = Callable[[str, Iterable[Message]], ResourceSet]
+BuildSet = Callable[[str, Iterable[Message | Resource]], ResourceSet]
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,13 +587,16 @@ class Snapshot:
     def build(
         cls,
         *,
-        clusters: Iterable[cluster_pb2.Cluster] = (),
-        endpoints: Iterable[endpoint_pb2.ClusterLoadAssignment] = (),
+        clusters: Iterable[cluster_pb2.Cluster | Resource] = (),
+        endpoints: Iterable[endpoint_pb2.ClusterLoadAssignment | Resource] = (),
         listeners: Iterable[listener_pb2.Listener] = (),
         routes: Iterable[route_pb2.RouteConfiguration] = (),
         shared_set: BuildSet = ResourceSet.build,
     ) -> Snapshot:
-        """``shared_set`` builds the sets of clusters and load assignments (what a translation cache keeps)."""
+        """``shared_set`` builds the sets of clusters and load assignments (what a translation cache keeps).
+
+        Clusters and load assignments may be given encoded (:meth:`Resource.of_bytes`).
+        """
         sets = {
             CLUSTER: shared_set(CLUSTER, clusters),
             ENDPOINT: shared_set(ENDPOINT, endpoints),

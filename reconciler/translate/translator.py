@@ -126,7 +126,7 @@ def translate(
                 service_notes[index] = tuple(journal)
                 journal.clear()
         notes.journal = None
-    base = frozenset(clusters.clusters) if steps is not None else frozenset()
+    base = frozenset(clusters.cluster_items) if steps is not None else frozenset()
     if role is ProxyRole.GATEWAY:
         listeners, route_configs = build_gateway(scope=scope, gateways=gateways, routes=routes, notes=notes)
     else:
@@ -135,8 +135,8 @@ def translate(
         )
         listeners, route_configs = [listener], [route_config]
     snapshot = Snapshot.build(
-        clusters=clusters.clusters.values(),
-        endpoints=clusters.assignments.values(),
+        clusters=clusters.cluster_items.values(),
+        endpoints=clusters.assignment_items.values(),
         listeners=listeners,
         routes=route_configs,
         shared_set=cache.resource_set if cache is not None else ResourceSet.build,

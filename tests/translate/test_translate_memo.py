@@ -228,8 +228,9 @@ def test_another_proxy_shape_reuses_the_clusters_and_routes_the_first_built() ->
 
     for type_url in (CLUSTER, ENDPOINT):
         assert first.resources(type_url).keys() == second.resources(type_url).keys()
+        # The same encoded resources: nothing serialized again.
         assert all(
-            first.resources(type_url)[name] is second.resources(type_url)[name] for name in first.resources(type_url)
+            first.sets[type_url].items[name] is second.sets[type_url].items[name] for name in first.resources(type_url)
         )
     assert list(first.resources(ROUTE)) == ["15001"]
     assert list(second.resources(ROUTE)) == ["15002"]
@@ -250,7 +251,7 @@ def test_a_one_host_edit_rebuilds_that_hosts_clusters_and_reuses_the_others() ->
     after = translate(_load(_files(mesh), decode), PROXIES[0], cache=cache).snapshot  # type: ignore[arg-type]
 
     def same(name: str) -> bool:
-        return before.resources(ENDPOINT)[name] is after.resources(ENDPOINT)[name]
+        return before.sets[ENDPOINT].items[name] is after.sets[ENDPOINT].items[name]
 
     assert same("outbound|80||svc0.alpha.svc.cluster.local")
     assert same("outbound|80||svc2.alpha.svc.cluster.local")
