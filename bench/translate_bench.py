@@ -25,7 +25,8 @@ keeps one between passes), each row's cache warmed by the translation before it 
 * ``reload``: the weight change of a config loaded again from YAML (equal objects, none the same);
 * ``host``: after a service (ServiceEntry, DestinationRule, VirtualService) was added;
 * ``subset``: after one DestinationRule got a subset more;
-* ``removed``: after the service in the middle (ServiceEntry, DestinationRule, VirtualService) was removed.
+* ``removed``: after the service in the middle (ServiceEntry, DestinationRule, VirtualService) was removed;
+* ``vsremoved``: after the middle service's VirtualService was removed (the service stays, with its default route).
 
 The one-host rows take the patch path (:mod:`reconciler.translate.patch`) where it applies.
 
@@ -200,6 +201,12 @@ def host_removed(config: MeshConfig, index: int) -> MeshConfig:
     )
 
 
+def virtual_service_removed(config: MeshConfig, index: int) -> MeshConfig:
+    """``config`` without service ``index``'s VirtualService (its ServiceEntry and DestinationRule stay)."""
+    services = config.virtual_services
+    return dataclasses.replace(config, virtual_services=(*services[:index], *services[index + 1 :]))
+
+
 def subset_added(config: MeshConfig, index: int) -> MeshConfig:
     """``config`` with a fourth subset in service ``index``'s DestinationRule (a version about to be rolled out)."""
     rules = config.destination_rules
@@ -230,13 +237,14 @@ def change_table(size: int, repeat: int) -> bool:
     sidecar = ProxyIdentity(node_id="bench-sidecar", namespace="bench", role=ProxyRole.SIDECAR)
     other = dataclasses.replace(sidecar, node_id="bench-sidecar-2", outbound_port=15002)
     middle = size // 2
-    stepped, moved, reloaded_step, grown, subset, shrunk = (
+    stepped, moved, reloaded_step, grown, subset, shrunk, unrouted = (
         weight_step(config, middle),
         endpoint_move(config, middle),
         weight_step(reloaded, middle),
         host_added(config, size),
         subset_added(config, middle),
         host_removed(config, middle),
+        virtual_service_removed(config, middle),
     )
     state: dict[str, TranslationCache | PassCache] = {}
 
@@ -266,6 +274,7 @@ def change_table(size: int, repeat: int) -> bool:
         ("host", "change", _cpu(lambda: run(grown, sidecar), repeat, before=warmed((config, sidecar)))),
         ("subset", "change", _cpu(lambda: run(subset, sidecar), repeat, before=warmed((config, sidecar)))),
         ("removed", "change", _cpu(lambda: run(shrunk, sidecar), repeat, before=warmed((config, sidecar)))),
+        ("vsremoved", "change", _cpu(lambda: run(unrouted, sidecar), repeat, before=warmed((config, sidecar)))),
     ]
     ok = True
     for name, kind, cpu in rows:

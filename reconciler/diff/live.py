@@ -46,7 +46,7 @@ from reconciler.translate.snapshot import (
     SHORT_NAMES,
     Resource,
     Snapshot,
-    digest,
+    resource_version,
 )
 
 __all__ = ["DriftKind", "LiveConfig", "LiveResource", "ResourceDrift", "compare_live", "parse_config_dump"]
@@ -197,7 +197,7 @@ def compare_live(
             if found is None:
                 drift.append(ResourceDrift(type=short, name=name, kind=DriftKind.MISSING))
                 continue
-            if _same(item, found.message):
+            if _same(type_url, item, found.message):
                 continue
             # Parsed only when it differs: a served route table is held as bytes (megabytes as a message).
             fields = diff_fields(*plain_pair(item.message, found.message))
@@ -212,9 +212,9 @@ def compare_live(
     return tuple(drift)
 
 
-def _same(served: Resource, live: Message) -> bool:
+def _same(type_url: str, served: Resource, live: Message) -> bool:
     """Whether ``live`` serializes to ``served``'s bytes: its version is their hash (with the name)."""
-    return digest((served.name.encode(), live.SerializeToString(deterministic=True))) == served.version
+    return resource_version(type_url, served.name, live.SerializeToString(deterministic=True)) == served.version
 
 
 def _read_entry(entry: Any, *, type_url: str, keys: tuple[str, ...], static: bool) -> tuple[str, LiveResource] | str:

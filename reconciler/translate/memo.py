@@ -48,6 +48,7 @@ import operator
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Generic, TypeVar
 
 from envoy.config.route.v3 import route_components_pb2
@@ -73,7 +74,9 @@ __all__ = [
     "TranslationCache",
     "VirtualServiceRoutes",
     "changed_items",
+    "listed_hosts",
     "patch_registry",
+    "recount",
     "replaced_positions",
 ]
 
@@ -136,6 +139,7 @@ def patch_registry(
     *,
     before: Sequence[Resource[ServiceEntrySpec]],
     after: Sequence[Resource[ServiceEntrySpec]],
+    listed: Callable[[], Mapping[str, int]] | None = None,
 ) -> tuple[ServiceRegistry, tuple[ServiceChange, ...]] | None:
     """``build_registry`` of the entries ``after``, made from ``registry`` (that of ``before``), if they differ little.
 
@@ -143,11 +147,14 @@ def patch_registry(
     added at the end and entries removed (whose hosts no other entry of their namespace lists) are
     taken; anything else gives None. Also returns the services replaced (before, after), added (None,
     after) and removed (before, None). Entries are told apart by namespace and name, unique in every
-    config (``build_config`` drops repeats).
+    config (``build_config`` drops repeats). ``listed`` gives :func:`listed_hosts` of ``before``, if known (else
+    a removal looks at every entry ``after``).
     """
     changed = changed_items(before, after, limit=_PATCHED_ENTRIES)
     if changed is None:
         return None
+    # Read only for a removal (it copies a count per host).
+    left = None if listed is None or all(new is not None for _, new in changed) else _relisted(listed(), changed)
     positions: dict[int, Service] = {}
     replaced: list[ServiceChange] = []
     added: dict[tuple[str, str], Service] = {}
@@ -155,7 +162,7 @@ def patch_registry(
     for old, new in changed:
         if new is None:
             assert old is not None
-            gone = _removed_services(registry, old, after=after)
+            gone = _removed_services(registry, old, after=after, left=left)
             if gone is None:
                 return None
             removed.extend(gone)
@@ -192,22 +199,28 @@ def patch_registry(
 
 
 def _removed_services(
-    registry: ServiceRegistry, entry: Resource[ServiceEntrySpec], *, after: Sequence[Resource[ServiceEntrySpec]]
+    registry: ServiceRegistry,
+    entry: Resource[ServiceEntrySpec],
+    *,
+    after: Sequence[Resource[ServiceEntrySpec]],
+    left: Mapping[str, int] | None,
 ) -> list[Service] | None:
     """The services of ``registry`` that go with ``entry``; None when one's host stays (built in full then).
 
     Another namespace's service of the host, or another entry of its namespace listing it (left out while
-    ``entry`` came first), would keep the host.
+    ``entry`` came first), would keep the host. ``left``: :func:`listed_hosts` of ``after``, if known.
     """
     found = []
     for service in build_registry(MeshConfig(service_entries=(entry,))).services:
-        listed = registry.lookup(service.host)
-        if service not in listed:
+        listed_now = registry.lookup(service.host)
+        if service not in listed_now:
             continue  # an earlier entry of the namespace holds this host: it stays
-        if len(listed) > 1:
+        if len(listed_now) > 1:
             return None  # the host stays, listed where its other service is: built in full
-        found.append(listed[0])
+        found.append(listed_now[0])
     hosts = {service.host for service in found}
+    if left is not None:
+        return None if any(host in left for host in hosts) else found
     # A host written short starts with the first label of what it resolves to.
     labels = {host.partition(".")[0] for host in hosts}
     for other in after:
@@ -217,27 +230,87 @@ def _removed_services(
     return found
 
 
+def listed_hosts(entries: Iterable[Resource[ServiceEntrySpec]]) -> Mapping[str, int]:
+    """Per host (resolved), how many of ``entries`` list it."""
+    return recount({}, plus=[host for entry in entries for host in _listed(entry)])
+
+
+def _listed(entry: Resource[ServiceEntrySpec]) -> list[str]:
+    return [resolve_host(written, entry.namespace) for written in entry.spec.hosts]
+
+
+def _relisted(
+    listed: Mapping[str, int], changes: Sequence[tuple[Resource[ServiceEntrySpec] | None, ...]]
+) -> Mapping[str, int]:
+    """:func:`listed_hosts` of the entries ``listed`` counted, once ``changes`` (before, after) are made."""
+    return recount(
+        listed,
+        plus=[host for _, new in changes if new is not None for host in _listed(new)],
+        minus=[host for old, _ in changes if old is not None for host in _listed(old)],
+    )
+
+
+def recount(counts: Mapping[str, int], *, plus: Iterable[str] = (), minus: Iterable[str] = ()) -> Mapping[str, int]:
+    """``counts`` with one more of each of ``plus`` and one fewer of each of ``minus`` (none left: gone).
+
+    A new mapping when anything changes: the one given may be kept by a state that is still used.
+    """
+    plus, minus = sorted(plus), sorted(minus)
+    if plus == minus:
+        return counts  # an entry changed in place lists the hosts it listed
+    found = dict(counts)
+    for key in plus:
+        found[key] = found.get(key, 0) + 1
+    for key in minus:
+        left = found[key] - 1
+        if left:
+            found[key] = left
+        else:
+            del found[key]
+    return found
+
+
 def changed_items(before: Sequence[T], after: Sequence[T], *, limit: int) -> list[tuple[T | None, T | None]] | None:
     """How ``after`` differs from ``before`` by identity, as (before, after) pairs; None past ``limit`` pairs.
 
-    Items replaced in place pair up; otherwise the run between the common head and tail must be
-    only removals, or only additions at the end (what ``DestinationRules.patched`` can take).
+    Items replaced in place pair up; otherwise a run after the common head is removed and items are
+    added at the end, or either alone (what ``DestinationRules.patched`` can take).
     """
     if len(before) == len(after):
         positions = replaced_positions(before, after)
-        if len(positions) > limit:
-            return None
+        # As many removed as added, the rest moved up: not items replaced in place.
+        moved = _removed_and_added(before, after, head=positions[0], limit=limit, moved=True) if positions else None
+        if moved is not None or len(positions) > limit:
+            return moved
         return [(before[index], after[index]) for index in positions]
     head = next(
         itertools.compress(itertools.count(), map(operator.is_not, before, after)), min(len(before), len(after))
     )
-    tail = next(
-        itertools.compress(itertools.count(), map(operator.is_not, reversed(before), reversed(after))),
-        min(len(before), len(after)),
+    return _removed_and_added(before, after, head=head, limit=limit)
+
+
+def _removed_and_added(
+    before: Sequence[T], after: Sequence[T], *, head: int, limit: int, moved: bool = False
+) -> list[tuple[T | None, T | None]] | None:
+    """``before`` is ``H R T`` and ``after`` ``H T A`` (``H``: the first ``head`` items): R removed, A added.
+
+    ``moved``: only if T is not empty (else None).
+    """
+    # T starts with after's item at the head, if T is not empty (compared at C speed, like the rest).
+    found = (
+        next(
+            itertools.compress(itertools.count(), map(operator.is_, before[head:], itertools.repeat(after[head]))), None
+        )
+        if head < len(after)
+        else None
     )
-    tail = min(tail, len(before) - head, len(after) - head)
-    removed, added = before[head : len(before) - tail], after[head : len(after) - tail]
-    if (removed and added) or (added and tail) or len(removed) + len(added) > limit:
+    if moved and not found:
+        return None
+    kept = 0 if found is None else len(before) - head - found
+    removed, added = before[head : len(before) - kept], after[head + kept :]
+    if len(removed) + len(added) > limit or not all(
+        map(operator.is_, before[len(before) - kept :], after[head : head + kept])
+    ):
         return None
     return [(item, None) for item in removed] + [(None, item) for item in added]
 
@@ -316,6 +389,8 @@ class TranslationCache:
         self._registry: _Latest[_RegistryKey, ServiceRegistry] = _Latest()
         #: The last registry patched: from what, to what, and which services it replaced.
         self._registry_patch: tuple[ServiceRegistry, ServiceRegistry, tuple[ServiceChange, ...]] | None = None
+        #: The ServiceEntries of the last registry and their :func:`listed_hosts` (what a removal patch reads).
+        self._listed: tuple[Sequence[Resource[ServiceEntrySpec]], Mapping[str, int]] | None = None
         self._states: OrderedDict[Hashable, tuple[object, int]] = OrderedDict()
         self._rules: _Latest[tuple[Resource[DestinationRuleSpec], ...], DestinationRules] = _Latest()
         #: The last DestinationRule index patched: the rules and index before, the index after, the changes.
@@ -348,13 +423,24 @@ class TranslationCache:
 
         def build(last: tuple[_RegistryKey, ServiceRegistry] | None) -> ServiceRegistry:
             if last is not None and last[0][1] == cluster_domain:
-                patched = patch_registry(last[1], before=last[0][0], after=config.service_entries)
+                listed = partial(self._listing, last[0][0])
+                patched = patch_registry(last[1], before=last[0][0], after=config.service_entries, listed=listed)
                 if patched is not None:
                     self._registry_patch = (last[1], *patched)
                     return patched[0]
+            self._listing(config.service_entries)
             return build_registry(config, cluster_domain=cluster_domain)
 
         return self._registry.get((config.service_entries, cluster_domain), build)
+
+    def _listing(self, entries: Sequence[Resource[ServiceEntrySpec]]) -> Mapping[str, int]:
+        """:func:`listed_hosts` of ``entries``, counted again from those kept if they changed little."""
+        kept = self._listed
+        if kept is None or kept[0] is not entries:
+            changes = None if kept is None else changed_items(kept[0], entries, limit=_PATCHED_ENTRIES)
+            found = listed_hosts(entries) if kept is None or changes is None else _relisted(kept[1], changes)
+            kept = self._listed = (entries, found)
+        return kept[1]
 
     def registry_change(self, before: ServiceRegistry, after: ServiceRegistry) -> Sequence[ServiceChange] | None:
         """The services :meth:`registry` replaced to make ``after`` of ``before``, if it patched one into the other."""

@@ -7,7 +7,7 @@ Naming resources exactly as Istio does lets people use what they know from
 
 from __future__ import annotations
 
-from reconciler.model.hosts import DEFAULT_DOMAIN
+from reconciler.model.hosts import DEFAULT_DOMAIN, resolve_host
 
 __all__ = [
     "DEFAULT_HTTP_PORT",
@@ -16,7 +16,9 @@ __all__ = [
     "gateway_route_name",
     "host_domains",
     "listener_name",
+    "related_hosts",
     "sidecar_route_name",
+    "spelled_host",
     "virtual_host_name",
 ]
 
@@ -70,3 +72,35 @@ def host_domains(host: str, *, proxy_namespace: str) -> tuple[str, ...]:
     if namespace == proxy_namespace:
         forms.insert(1, name)
     return tuple(forms)
+
+
+def spelled_host(form: str, *, proxy_namespace: str) -> str | None:
+    """The Kubernetes-style host whose short spelling ``form`` is (the inverse of :func:`host_domains`); None if none.
+
+    ``reviews`` → ``reviews.<proxy_namespace>.svc.cluster.local`` (a short name, as
+    :func:`~reconciler.model.hosts.resolve_host` reads it); ``reviews.default`` and ``reviews.default.svc``
+    → ``reviews.default.svc.cluster.local``.
+    """
+    if "*" in form:
+        return None
+    parts = form.split(".")
+    if len(parts) == 1:
+        return resolve_host(form, proxy_namespace)
+    if len(parts) == 2:
+        return form + _SVC_SUFFIX
+    if len(parts) == 3 and parts[2] == "svc":
+        return f"{form}.{DEFAULT_DOMAIN}"
+    return None
+
+
+def related_hosts(host: str, *, proxy_namespace: str) -> set[str]:
+    """The other hosts a Host header meant for ``host`` may name: its short spellings, and what it spells short.
+
+    A virtual host of one of them may claim a domain ``host``'s would (:func:`host_domains` of each).
+    """
+    found = set(host_domains(host, proxy_namespace=proxy_namespace))
+    spelled = spelled_host(host, proxy_namespace=proxy_namespace)
+    if spelled is not None:
+        found.add(spelled)
+    found.discard(host)
+    return found

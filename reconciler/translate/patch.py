@@ -31,13 +31,19 @@ does only the work the changed objects touch, and gives the same bytes:
   its virtual hosts, built alone and inserted where their names sort, when no other virtual host can
   contend for its domains (:func:`_claims_alone`: no wildcard host, no shared Host-header spelling);
 * a host removed (its ServiceEntry, DestinationRule and VirtualService, anywhere in the config) loses its
-  steps (the later VirtualServices' renumbered), virtual hosts, clusters and load assignments, when the
-  host goes whole (:func:`_removal`: no other route names it, no other virtual host wants its domains).
+  steps (set to None: the others keep their positions, steps name VirtualServices by key, see
+  ``SidecarState.keys``), virtual hosts, clusters and load assignments, when the host goes whole
+  (:func:`_removal`: no other route names it, no other virtual host wants its domains; kept counts tell,
+  ``SidecarState.asked`` and ``http_hosts``); a VirtualService removed from a service that stays leaves
+  that service's virtual hosts with its default route, as a full translation gives them;
+* hosts removed and others added at the end in one commit, when the added ones contend with no host
+  of the state before it (removed ones included) and name no removed host.
 
-Anything else (a VirtualService removed from a service that stays, a VirtualService's hosts edited, a
-wildcard DestinationRule, what the constraints reject) returns None: the caller translates in full, so
-the result never depends on which path made it (``tests/translate/test_translate_patch.py`` checks byte
-for byte). Pure: no I/O, no clock, no globals.
+Anything else (a VirtualService's hosts edited, as many objects removed from the end as added, a wildcard
+DestinationRule, what the constraints reject) returns None: the caller translates in full, so the result
+never depends on which path made it (``tests/translate/test_translate_patch.py`` checks byte for byte).
+Versions are made of parts a patch edits without hashing the rest again (a set's groups, a
+RouteConfiguration's virtual hosts: :mod:`reconciler.translate.snapshot`). Pure: no I/O, no clock, no globals.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ import dataclasses
 import hashlib
 import itertools
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import partial
@@ -56,7 +62,7 @@ from envoy.config.route.v3 import route_components_pb2
 from google.protobuf.message import Message
 
 from reconciler.model.config import MeshConfig, Resource
-from reconciler.model.hosts import DEFAULT_DOMAIN, resolve_host
+from reconciler.model.hosts import resolve_host
 from reconciler.model.lookup import DestinationRules
 from reconciler.model.virtualservice import VirtualServiceSpec
 from reconciler.translate.clusters import ClusterSet
@@ -68,9 +74,10 @@ from reconciler.translate.memo import (
     ServiceChange,
     TranslationCache,
     changed_items,
+    recount,
     replaced_positions,
 )
-from reconciler.translate.names import DEFAULT_HTTP_PORT, cluster_name, host_domains, virtual_host_name
+from reconciler.translate.names import DEFAULT_HTTP_PORT, cluster_name, related_hosts, virtual_host_name
 from reconciler.translate.notes import NoteCall, Notes
 from reconciler.translate.protos import read_varint, varint
 from reconciler.translate.registry import Service, ServiceRegistry
@@ -82,10 +89,10 @@ from reconciler.translate.snapshot import (
     ENDPOINT,
     PUSH_ORDER,
     ROUTE,
-    Marks,
+    RouteHashes,
     Snapshot,
     clusters_of_virtual_host,
-    resumable_digest,
+    virtual_host_spans,
 )
 from reconciler.translate.snapshot import Resource as XdsResource
 from reconciler.validate.findings import Finding
@@ -103,46 +110,45 @@ _VIRTUAL_HOSTS_TAG = 0x12
 class RouteLayout:
     """Where each virtual host lies in a serialized sidecar RouteConfiguration (a ``packed`` Any).
 
-    The virtual hosts' fields (tag, length, message each) follow one another from ``head`` in
-    ``packed``, ``lengths`` long; ``names``: theirs, in order (sorted, as a sidecar's are).
+    The virtual hosts' fields (tag, length, message each) follow one another from ``head`` to ``tail``
+    in ``packed``, ``lengths`` long; ``names``: theirs, in order (sorted, as a sidecar's are); ``hashes``:
+    theirs, what the version is made of (:class:`~reconciler.translate.snapshot.RouteHashes`).
     """
 
     resource: XdsResource
     head: int
+    tail: int
     lengths: tuple[int, ...]
     names: tuple[str, ...]
-    #: Where the RouteConfiguration's bytes start in ``packed``, and the hash states of its version.
+    hashes: RouteHashes
+    #: Where the RouteConfiguration's bytes start in ``packed``.
     value_start: int
-    marks: Marks
 
     @classmethod
     def of(cls, resource: XdsResource) -> RouteLayout:
         packed = resource.packed
+        view = memoryview(packed)
         # Any: type_url (field 1), then value (field 2), each a tag and a length.
         length, offset = read_varint(packed, 1)
         value_length, value_start = read_varint(packed, offset + length + 1)
-        end = value_start + value_length
-        # RouteConfiguration: name (field 1), then virtual_hosts (field 2), each a tag and a length.
-        length, head = read_varint(packed, value_start + 1)
-        head += length
-        offset = head
+        head, spans, tail = virtual_host_spans(packed, value_start, value_start + value_length)
         lengths: list[int] = []
         names = []
-        while offset < end and packed[offset] == _VIRTUAL_HOSTS_TAG:
-            length, body = read_varint(packed, offset + 1)
+        start = head
+        for body, end in spans:
             # A virtual host's first field is its name (field 1: tag, length, text).
             name_length, name_start = read_varint(packed, body + 1)
             names.append(packed[name_start : name_start + name_length].decode())
-            lengths.append(body + length - offset)
-            offset = body + length
-        _, marks = resumable_digest(resource.name, memoryview(packed)[value_start:])
+            lengths.append(end - start)
+            start = end
         return cls(
             resource=resource,
             head=head,
+            tail=tail,
             lengths=tuple(lengths),
             names=tuple(names),
+            hashes=RouteHashes.of([hashlib.sha256(view[body:end]).digest() for body, end in spans]),
             value_start=value_start,
-            marks=marks,
         )
 
     def position(self, name: str) -> int:
@@ -156,14 +162,7 @@ class RouteLayout:
 
     def digests(self) -> list[str]:
         """Each virtual host's digest as :class:`~reconciler.translate.envoy_check.PassCache` knows virtual hosts."""
-        view = memoryview(self.resource.packed)
-        found = []
-        offset = self.head
-        for chunk in self.lengths:
-            length, body = read_varint(self.resource.packed, offset + 1)
-            found.append(hashlib.sha256(view[body : body + length]).hexdigest())
-            offset += chunk
-        return found
+        return [leaf.hex() for leaf in self.hashes.leaves]
 
     def body(self, index: int) -> bytes:
         """The serialized message of the virtual host at ``index``."""
@@ -200,41 +199,45 @@ class RouteLayout:
         pieces: list[bytes | memoryview] = []
         names: list[str] = []
         lengths: list[int] = []
+        leaves: list[bytes] = []
+        # Per group of the virtual hosts' hashes, how many it gained (or lost).
+        grown: dict[int, int] = {}
         kept_from, offset, done = value_start, self.head, 0
         for index, replaces, name, message in edits:
             offset += sum(self.lengths[done:index])
             pieces.append(view[kept_from:offset])
             names.extend(self.names[done:index])
             lengths.extend(self.lengths[done:index])
+            leaves.extend(self.hashes.leaves[done:index])
+            group = self.hashes.group(index) if self.names else 0
+            grown[group] = grown.get(group, 0) + (message is not None) - replaces
             if message is not None:
                 chunk = bytes((_VIRTUAL_HOSTS_TAG,)) + varint(len(message)) + message
                 pieces.append(chunk)
                 names.append(self.names[index] if replaces else name)
                 lengths.append(len(chunk))
+                leaves.append(hashlib.sha256(message).digest())
             done = index + 1 if replaces else index
             kept_from = offset = offset + (self.lengths[index] if replaces else 0)
         pieces.append(view[kept_from:])
         names.extend(self.names[done:])
         lengths.extend(self.lengths[done:])
+        leaves.extend(self.hashes.leaves[done:])
         size = sum(len(piece) for piece in pieces)
         header = b"\x0a" + varint(len(ROUTE)) + ROUTE.encode() + b"\x12" + varint(size)
         joined = b"".join((header, *pieces))
-        # The version's hash resumes where the bytes first differ, if their length did not change.
-        same_length = size == len(packed) - value_start
-        version, marks = resumable_digest(
-            self.resource.name,
-            memoryview(joined)[len(header) :],
-            marks=self.marks if same_length else (),
-            unchanged=len(pieces[0]),
-        )
+        hashes = self.hashes.edited(leaves, grown)
+        tail = len(joined) - (len(packed) - self.tail)
+        version = hashes.version(self.resource.name, prefix=view[value_start : self.head], suffix=view[self.tail :])
         resource = XdsResource(name=self.resource.name, packed=joined, version=version, references=references)
         return RouteLayout(
             resource=resource,
             head=self.head + len(header) - value_start,
+            tail=tail,
             lengths=tuple(lengths),
             names=tuple(names),
+            hashes=hashes,
             value_start=len(header),
-            marks=marks,
         )
 
 
@@ -251,10 +254,18 @@ class SidecarState:
     service_notes: Mapping[int, tuple[NoteCall, ...]]
     #: Every cluster the services made (a route asking for one of these changes nothing).
     base: frozenset[str]
-    steps: tuple[SidecarStep, ...]
-    #: Per VirtualService (index in the config), its steps; the steps whose events matter to the rest.
+    #: The steps in the order a full translation takes them (None: a removed VirtualService's, left out).
+    steps: tuple[SidecarStep | None, ...]
+    #: The key (:attr:`SidecarStep.vs`) of each VirtualService of ``config``, in order: its index in the config
+    #: a full translation recorded, kept as others go and come (a removal renumbers no step).
+    keys: tuple[int, ...]
+    #: Per VirtualService (by key), its steps; the steps whose events matter to the rest.
     steps_of: Mapping[int, tuple[int, ...]]
     eventful: frozenset[int]
+    #: Per host, how many steps ask for a cluster of it, and how many VirtualServices of ``config`` route its HTTP
+    #: (:func:`_http_hosts`): what tells whether a removed host goes whole without a look at every other one.
+    asked: Mapping[str, int]
+    http_hosts: Mapping[str, int]
     #: The clusters (and load assignments) routes asked for that no service has.
     orphans: Mapping[str, XdsResource]
     orphan_assignments: Mapping[str, XdsResource]
@@ -307,8 +318,11 @@ def record(
         service_notes=dict(service_notes),
         base=base_clusters,
         steps=tuple(steps),
+        keys=tuple(range(len(config.virtual_services))),
         steps_of={vs: tuple(found) for vs, found in steps_of.items()},
         eventful=_eventful_steps(steps, orphan_names),
+        asked=recount({}, plus=[host for step in steps for host in _asked(step)]),
+        http_hosts=recount({}, plus=[host for vs in config.virtual_services for host in _http_hosts(vs)]),
         orphans={name: snapshot.sets[CLUSTER].items[name] for name in orphan_names},
         orphan_assignments={
             name: snapshot.sets[ENDPOINT].items[name] for name in clusters.assignments.keys() - base_clusters
@@ -401,13 +415,10 @@ def patch(
     if claimed and not _claims_alone(state, claimed, registry=registry, namespace=scope.namespace):
         return None
     gone_services = [old for old, new in service_changes if new is None and old is not None]
-    removal = _Removal(steps=state.steps, steps_of=state.steps_of, eventful=state.eventful)
+    removal = _Removal.none(state)
     if removed_vs or gone_services:
-        if claimed:
-            return None
-        found_removal = _removal(
-            state, config, removed_vs=removed_vs, services=gone_services, namespace=scope.namespace
-        )
+        # Hosts added in the same commit were checked against the state before it, removed hosts and all.
+        found_removal = _removal(state, removed_vs=removed_vs, services=gone_services, scope=scope)
         if found_removal is None:
             return None
         removal = found_removal
@@ -448,11 +459,12 @@ def patch(
         )
         # The ports are those the service had (a registry patch keeps them): only the subsets differ.
         dropped.update(ClusterSet.names(service, old_rule))
-    base = state.base
-    if dropped or unlisted:
-        base = base - dropped - unlisted
-    if not built.clusters.keys() <= base:
-        base = base.union(built.clusters.keys())
+    # The services' clusters less those they no longer make, plus the new ones (one copy of 40,000 names at most).
+    base = _edited(
+        state.base,
+        added=[name for name in built.clusters if name not in state.base],
+        removed=(dropped | unlisted) - built.clusters.keys(),
+    )
     removed = (dropped | unlisted) - base
     if not built.assignments.keys() <= base:
         return None
@@ -467,18 +479,22 @@ def patch(
     # The changed routes' cluster look-ups go to a scratch set: the replay below decides what they add.
     scratch = ClusterSet(scope=scope, notes=Notes(), report_ports=True)
     routes = RouteBuilder(scope=scope, clusters=scratch, notes=Notes(), cache=cache)
-    retaken = {position: vs for index, vs in changed_vs.items() for position in removal.steps_of.get(index, ())}
+    keys = removal.keys
+    retaken = {position: vs for index, vs in changed_vs.items() for position in removal.steps_of.get(keys[index], ())}
     # Routes to a host that is a service now read its ports: a look-up of it (no service made it) is taken again.
     retaken.update(
-        (position, config.virtual_services[steps[position].vs])
+        (position, _vs_of(config, keys, _live(steps[position]).vs))
         for position in sorted(removal.eventful)
         if position not in retaken
-        and any(isinstance(event, EnsureCall) and event.host in added_hosts for event in steps[position].events)
+        and any(isinstance(event, EnsureCall) and event.host in added_hosts for event in _live(steps[position]).events)
     )
+    asked, http_hosts = removal.asked, removal.http_hosts
     for position, vs in retaken.items():
-        step = steps[position]
+        step = _live(steps[position])
         events = _step_events(step, vs, routes=routes, vhosts=vhosts, layout=state.layout)
-        steps[position] = dataclasses.replace(step, events=events)
+        retook = dataclasses.replace(step, events=events)
+        steps[position] = retook
+        asked = recount(asked, plus=_asked(retook), minus=_asked(step))
         if _eventful(events, base):
             eventful.add(position)
         else:
@@ -486,15 +502,13 @@ def patch(
     steps_of = removal.steps_of
     inserted: dict[str, route_components_pb2.VirtualHost] = {}
     if added_services or added_vs:
+        offset = keys[-1] + 1 if keys else 0
         added_steps = _add_hosts(
-            scope,
-            added_vs,
-            added_services,
-            rules=cache.rules(config),
-            cache=cache,
-            offset=len(state.config.virtual_services),
-            into=inserted,
+            scope, added_vs, added_services, rules=cache.rules(config), cache=cache, offset=offset, into=inserted
         )
+        keys = (*keys, *range(offset, offset + len(added_vs)))
+        asked = recount(asked, plus=[host for step in added_steps for host in _asked(step)])
+        http_hosts = recount(http_hosts, plus=[host for vs in added_vs for host in _http_hosts(vs)])
         steps_of = dict(steps_of)
         for step in added_steps:
             steps_of[step.vs] = (*steps_of.get(step.vs, ()), len(steps))
@@ -506,8 +520,8 @@ def patch(
     for position in sorted(service_notes):
         replay.notes.replay(service_notes[position])
     for position in sorted(eventful):
-        step = steps[position]
-        replay.events(step.events, config.virtual_services[step.vs], base)
+        step = _live(steps[position])
+        replay.events(step.events, _vs_of(config, keys, step.vs), base)
 
     changed_items: dict[str, dict[str, XdsResource]] = {CLUSTER: {}, ENDPOINT: {}}
     for type_url, messages in ((CLUSTER, built.clusters), (ENDPOINT, built.assignments)):
@@ -531,16 +545,34 @@ def patch(
         }
 
     layout = state.layout
-    fresh_vhosts = [*vhosts.values(), *(vhost.SerializeToString(deterministic=True) for vhost in inserted.values())]
+    added_vhosts = {name: vhost.SerializeToString(deterministic=True) for name, vhost in inserted.items()}
+    # A service whose VirtualService went: its virtual hosts get its default route, as a full translation's.
+    default_clusters = {
+        position: cluster_name(host=name.rpartition(":")[0], port=port)
+        for position, (name, _, port) in removal.defaults.items()
+    }
+    defaults = {
+        position: virtual_host(
+            name=name, domains=domains, routes=[routes.default_route(default_clusters[position])]
+        ).SerializeToString(deterministic=True)
+        for position, (name, domains, _) in removal.defaults.items()
+    }
+    fresh_vhosts = [*vhosts.values(), *added_vhosts.values(), *defaults.values()]
+    # The clusters the route configuration names now and did not.
+    named: set[str] = set()
     if fresh_vhosts or removal.vhosts:
-        references = _route_references(layout, vhosts)
-        if references is None:
+        found_named = _newly_named(layout, vhosts)
+        if found_named is None:
             return None
-        references = references.union(*(clusters_of_virtual_host(vhost) for vhost in inserted.values()))
+        named = found_named.union(*(clusters_of_virtual_host(vhost) for vhost in inserted.values()))
+        named.update(default_clusters.values())
+        if named & removal.references:
+            return None  # an added route names a removed host's cluster: it makes its own (a full translation's)
+        named = {name for name in named if name not in layout.resource.references}
         layout = layout.spliced(
-            vhosts,
-            inserted=dict(zip(inserted, fresh_vhosts[len(vhosts) :], strict=True)),
-            references=references - removal.references,
+            {**vhosts, **defaults},
+            inserted=added_vhosts,
+            references=_edited(layout.resource.references, added=named, removed=removal.references),
             removed=removal.vhosts,
         )
     if gone[CLUSTER] & layout.resource.references or not _passes(state, layout, changed_items, fresh_vhosts, passed):
@@ -552,7 +584,7 @@ def patch(
     # What the new and changed resources point at must exist (the rest was consistent before).
     requires = {
         ENDPOINT: [name for item in changed_items[CLUSTER].values() for name in item.references],
-        CLUSTER: list(layout.resource.references - state.layout.resource.references),
+        CLUSTER: list(named),
     }
     if layout is not state.layout:
         sets[ROUTE] = state.snapshot.sets[ROUTE].patched({layout.resource.name: layout.resource})
@@ -571,8 +603,11 @@ def patch(
         service_notes=service_notes,
         base=base,
         steps=tuple(steps),
+        keys=keys,
         steps_of=steps_of,
         eventful=frozenset(eventful),
+        asked=asked,
+        http_hosts=http_hosts,
         orphans=orphans,
         orphan_assignments=orphan_assignments,
         layout=layout,
@@ -657,7 +692,7 @@ def _add_hosts(
     offset: int,
     into: dict[str, route_components_pb2.VirtualHost],
 ) -> list[SidecarStep]:
-    """What :func:`build_sidecar` does with added VirtualServices (at ``offset`` on) and services: steps, virtual hosts.
+    """What :func:`build_sidecar` does with added VirtualServices (keys from ``offset`` on) and services: its steps.
 
     The virtual hosts go ``into`` by name. The steps come after every other, and the virtual hosts claim
     domains no other one wants (:func:`_claims_alone`), so building them alone gives what a full translation adds.
@@ -674,83 +709,123 @@ def _add_hosts(
 
 @dataclass(frozen=True, slots=True)
 class _Removal:
-    """The steps left once VirtualServices and services are removed (renumbered), and what goes from the routes."""
+    """The steps left once VirtualServices and services are removed (theirs None), and what goes from the routes."""
 
-    steps: Sequence[SidecarStep]
+    steps: Sequence[SidecarStep | None]
+    keys: tuple[int, ...]
     steps_of: Mapping[int, tuple[int, ...]]
     eventful: AbstractSet[int]
+    asked: Mapping[str, int]
+    http_hosts: Mapping[str, int]
     #: The positions of the virtual hosts that go, and the clusters only they named.
     vhosts: frozenset[int] = frozenset()
     references: frozenset[str] = frozenset()
+    #: The virtual hosts (by position) of a service whose VirtualService went, which get its default route: their
+    #: name, domains and port.
+    defaults: Mapping[int, tuple[str, tuple[str, ...], int]] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def none(cls, state: SidecarState) -> _Removal:
+        """Nothing removed: the steps of ``state`` as they are (the fields above, in order)."""
+        return cls(state.steps, state.keys, state.steps_of, state.eventful, state.asked, state.http_hosts)
 
 
-def _removal(
-    state: SidecarState, config: MeshConfig, *, removed_vs: range, services: Sequence[Service], namespace: str
-) -> _Removal | None:
+def _removal(state: SidecarState, *, removed_vs: range, services: Sequence[Service], scope: Scope) -> _Removal | None:
     """What removing the VirtualServices at ``removed_vs`` (indexes before) and ``services`` leaves; None: in full.
 
-    Taken when the hosts they served go whole: no service or other VirtualService keeps one, no other
-    route names one, no other virtual host could claim one's domains (:func:`_spelled_alike`). Their
-    steps go and the later VirtualServices' steps are renumbered; their virtual hosts and the clusters
-    those named go (a route config naming another host's cluster from them is translated in full).
+    Taken when the hosts they served go whole, or stay services the proxy sees: no other VirtualService
+    takes one over, no other route names one, no other virtual host could claim one's domains
+    (:func:`_spelled_alike`). Their steps go (the others keep their positions and keys); their virtual
+    hosts and the clusters only those named go, a staying service's virtual hosts get its default route
+    (a route config naming another host's cluster from them is translated in full).
     """
     if state.wildcards or state.denied:
         return None
-    olds = state.config.virtual_services
-    hosts = {service.host for service in services}
-    for index in removed_vs:
-        vs = olds[index]
-        if vs.spec.http:
-            hosts.update(resolve_host(written, vs.namespace) for written in vs.spec.hosts)
-    if any(state.registry.lookup(host) and host not in {service.host for service in services} for host in hosts):
-        return None  # a VirtualService removed from a service that stays: it gets its default routes
+    namespace = scope.namespace
+    removed = state.config.virtual_services[removed_vs.start : removed_vs.stop]
+    routed = [host for vs in removed for host in _http_hosts(vs)]
+    gone_hosts = {service.host for service in services}
+    hosts = gone_hosts.union(routed)
+    if any("*" in host for host in hosts):
+        return None  # a wildcard's spellings are every host's
+    staying = {host for host in hosts - gone_hosts if state.registry.lookup(host)}
+    if any(scope.service(host) is None for host in staying):
+        return None  # a service the proxy does not see: its host's virtual host is the VirtualService's alone
     if any(_spelled_alike(state, host, registry=state.registry, namespace=namespace) for host in hosts):
         return None
-    # Another VirtualService of a host would take it over (a host written short starts with its first label).
-    labels = {host.partition(".")[0] for host in hosts}
-    for vs in config.virtual_services:
-        for written in vs.spec.hosts:
-            if written.partition(".")[0] in labels and vs.spec.http and resolve_host(written, vs.namespace) in hosts:
-                return None
+    http_hosts = recount(state.http_hosts, minus=routed)
+    if any(host in http_hosts for host in hosts):
+        return None  # another VirtualService of the host would take it over
     layout = state.layout
     names = {virtual_host_name(service.host, port.number) for service in services for port in service.ports}
-    shift = len(removed_vs)
-    steps: list[SidecarStep] = []
-    moved: dict[int, int] = {}
-    for position, step in enumerate(state.steps):
-        if step.vs in removed_vs:
-            if step.vhost is not None:
-                names.add(step.vhost)
+    removed_keys = state.keys[removed_vs.start : removed_vs.stop]
+    positions = [position for key in removed_keys for position in state.steps_of.get(key, ())]
+    steps = list(state.steps)
+    defaults: dict[int, tuple[str, tuple[str, ...], int]] = {}
+    for position in positions:
+        step = _live(steps[position])
+        if step.vhost is None:
             continue
-        for event in step.events:
-            if isinstance(event, EnsureCall) and event.host in hosts:
-                return None  # a route to a removed host now names a cluster of its own
-        moved[position] = len(steps)
-        steps.append(dataclasses.replace(step, vs=step.vs - shift) if shift and step.vs >= removed_vs.stop else step)
+        if step.vhost.rpartition(":")[0] in staying:
+            defaults[layout.position(step.vhost)] = (step.vhost, step.domains, step.listener_port)
+        else:
+            names.add(step.vhost)
+    asked = recount(state.asked, minus=[host for position in positions for host in _asked(_live(steps[position]))])
+    if any(host in asked for host in hosts):
+        return None  # a route to a removed host now names a cluster of its own
+    for position in positions:
+        steps[position] = None
     vhosts = frozenset(layout.position(name) for name in names if layout.has(name))
     references: set[str] = set()
-    for position in vhosts:
+    for position in itertools.chain(vhosts, defaults):
         references |= clusters_of_virtual_host(route_components_pb2.VirtualHost.FromString(layout.body(position)))
     if any(name.rsplit("|", 1)[-1] not in hosts for name in references):
         return None  # another virtual host may name it too: a full translation finds out
-    if not shift:
-        return _Removal(
-            steps=state.steps,
-            steps_of=state.steps_of,
-            eventful=state.eventful,
-            vhosts=vhosts,
-            references=frozenset(references),
-        )
-    steps_of: dict[int, list[int]] = {}
-    for position, step in enumerate(steps):
-        steps_of.setdefault(step.vs, []).append(position)
-    return _Removal(
-        steps=steps,
-        steps_of={vs: tuple(found) for vs, found in steps_of.items()},
-        eventful=frozenset(moved[position] for position in state.eventful if position in moved),
+    # A default route names its service's cluster of the port: that one stays named.
+    references.difference_update(
+        cluster_name(host=name.rpartition(":")[0], port=port) for name, _, port in defaults.values()
+    )
+    found = dataclasses.replace(
+        _Removal.none(state),
+        asked=asked,
+        http_hosts=http_hosts,
         vhosts=vhosts,
         references=frozenset(references),
+        defaults=defaults,
     )
+    if not removed_keys:
+        return found
+    steps_of = dict(state.steps_of)
+    for key in removed_keys:
+        steps_of.pop(key, None)
+    return dataclasses.replace(
+        found,
+        steps=steps,
+        keys=(*state.keys[: removed_vs.start], *state.keys[removed_vs.stop :]),
+        steps_of=steps_of,
+        eventful=state.eventful - frozenset(positions),
+    )
+
+
+def _asked(step: SidecarStep) -> set[str]:
+    """The hosts ``step`` asked for a cluster of."""
+    return {event.host for event in step.events if isinstance(event, EnsureCall)}
+
+
+def _http_hosts(vs: Resource[VirtualServiceSpec]) -> set[str]:
+    """The hosts (resolved) whose HTTP traffic ``vs`` would take over: none without HTTP rules."""
+    return {resolve_host(written, vs.namespace) for written in vs.spec.hosts} if vs.spec.http else set()
+
+
+def _live(step: SidecarStep | None) -> SidecarStep:
+    """A step of a VirtualService still there (steps named by keys and eventful positions are)."""
+    assert step is not None
+    return step
+
+
+def _vs_of(config: MeshConfig, keys: Sequence[int], key: int) -> Resource[VirtualServiceSpec]:
+    """The VirtualService of ``config`` whose steps name ``key`` (``keys``: each one's, ascending)."""
+    return config.virtual_services[bisect.bisect_left(keys, key)]
 
 
 def _spelled_alike(state: SidecarState, host: str, *, registry: ServiceRegistry, namespace: str) -> bool:
@@ -759,22 +834,8 @@ def _spelled_alike(state: SidecarState, host: str, *, registry: ServiceRegistry,
         registry.lookup(related)
         or state.registry.lookup(related)
         or state.layout.has(virtual_host_name(related, DEFAULT_HTTP_PORT))
-        for related in _related_hosts(host, namespace)
+        for related in related_hosts(host, proxy_namespace=namespace)
     )
-
-
-def _related_hosts(host: str, namespace: str) -> set[str]:
-    """The hosts whose Host header spellings (:func:`~reconciler.translate.names.host_domains`) may be ``host``'s."""
-    found = set(host_domains(host, proxy_namespace=namespace)) - {host}
-    # The Kubernetes names this host is a short spelling of, for a proxy in ``namespace``.
-    parts = host.split(".")
-    if len(parts) == 1:
-        found.add(f"{host}.{namespace}.svc.{DEFAULT_DOMAIN}")
-    elif len(parts) == 2:
-        found.add(f"{host}.svc.{DEFAULT_DOMAIN}")
-    elif len(parts) == 3 and parts[2] == "svc":
-        found.add(f"{host}.{DEFAULT_DOMAIN}")
-    return found
 
 
 def _claims_alone(state: SidecarState, hosts: AbstractSet[str], *, registry: ServiceRegistry, namespace: str) -> bool:
@@ -788,7 +849,7 @@ def _claims_alone(state: SidecarState, hosts: AbstractSet[str], *, registry: Ser
     for host in hosts:
         if "*" in host or state.registry.lookup(host) or layout.has(virtual_host_name(host, DEFAULT_HTTP_PORT)):
             return False
-        if hosts & _related_hosts(host, namespace) or _spelled_alike(
+        if hosts & related_hosts(host, proxy_namespace=namespace) or _spelled_alike(
             state, host, registry=registry, namespace=namespace
         ):
             return False
@@ -801,30 +862,27 @@ def _virtual_service_changes(
     """The VirtualServices changed in place (by index), those added at the end, the indexes of those removed (before).
 
     None when they changed more. An added one may not have TCP or TLS rules (their findings come before
-    every other step's). Those removed are a run of neighbours (:func:`~reconciler.translate.memo.changed_items`).
+    every other step's). Those removed are a run of neighbours (:func:`~reconciler.translate.memo.changed_items`);
+    some may go and others come in one commit.
     """
     olds, news = before.virtual_services, after.virtual_services
-    changed = {}
     if len(olds) == len(news):
-        for index in replaced_positions(olds, news):
-            old, new = olds[index], news[index]
-            if old == new:
-                continue
-            if _vs_structure(old) != _vs_structure(new):
-                return None
-            changed[index] = new
-        return changed, [], range(0)
+        positions = replaced_positions(olds, news)
+        if all(
+            olds[index] == news[index] or _vs_structure(olds[index]) == _vs_structure(news[index])
+            for index in positions
+        ):
+            return {index: news[index] for index in positions if olds[index] != news[index]}, [], range(0)
     changes = changed_items(olds, news, limit=_ADDED_HOSTS)
     if changes is None:
         return None
-    if len(olds) > len(news):
-        # The common head ends where the removed run starts.
-        start = next(itertools.compress(itertools.count(), map(operator.is_not, olds, news)), len(news))
-        return changed, [], range(start, start + len(changes))
     added = [new for old, new in changes if old is None and new is not None]
-    if len(added) != len(changes) or any(vs.spec.tcp or vs.spec.tls for vs in added):
+    gone = sum(new is None for _, new in changes)
+    if len(added) + gone != len(changes) or any(vs.spec.tcp or vs.spec.tls for vs in added):
         return None
-    return changed, added, range(0)
+    # The common head ends where the removed run starts.
+    start = next(itertools.compress(itertools.count(), map(operator.is_not, olds, news)), len(news))
+    return {}, added, range(start, start + gone)
 
 
 def _step_events(
@@ -902,13 +960,14 @@ def _rule_hosts(before: DestinationRules, changes: Sequence[RuleChange]) -> dict
     }
 
 
-def _asking(steps: Sequence[SidecarStep], names: AbstractSet[str]) -> list[int]:
+def _asking(steps: Sequence[SidecarStep | None], names: AbstractSet[str]) -> list[int]:
     """The steps that ask for a cluster of ``names``."""
     hosts = {name.rsplit("|", 1)[-1] for name in names}
     return [
         index
         for index, step in enumerate(steps)
-        if any(
+        if step is not None
+        and any(
             isinstance(event, EnsureCall)
             and event.host in hosts
             and cluster_name(host=event.host, port=event.port, subset=event.subset) in names
@@ -929,8 +988,8 @@ def _encode_orphans(
     return out
 
 
-def _route_references(layout: RouteLayout, vhosts: Mapping[int, bytes]) -> frozenset[str] | None:
-    """The clusters the RouteConfiguration names once ``vhosts`` replace those at their positions.
+def _newly_named(layout: RouteLayout, vhosts: Mapping[int, bytes]) -> set[str] | None:
+    """The clusters the virtual hosts ``vhosts`` name that those they replace did not.
 
     None when a changed virtual host stops naming a cluster (another one may still name it: a full
     translation finds out).
@@ -942,8 +1001,18 @@ def _route_references(layout: RouteLayout, vhosts: Mapping[int, bytes]) -> froze
         if not old_names <= new_names:
             return None
         added |= new_names - old_names
-    references = layout.resource.references
-    return references | added if added else references
+    return added
+
+
+def _edited(names: frozenset[str], *, added: Collection[str], removed: Collection[str]) -> frozenset[str]:
+    """``names`` with ``added`` (not among them) and without ``removed``: a copy only if anything changes."""
+    if added and removed:
+        return names.difference(removed).union(added)
+    if added:
+        return names.union(added)
+    if removed:
+        return names.difference(removed)
+    return names
 
 
 def _passes(

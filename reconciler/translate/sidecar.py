@@ -126,7 +126,8 @@ def virtual_host(
 class SidecarStep:
     """One thing :func:`build_sidecar` did with a VirtualService, which a patch does again when it changes.
 
-    ``kind`` ``routes``: asked for its routes on ``listener_port`` for the virtual host ``vhost``
+    ``vs``: the VirtualService's index in the config it was recorded from (a patch keeps it as others go and
+    come). ``kind`` ``routes``: asked for its routes on ``listener_port`` for the virtual host ``vhost``
     (None: the name or every domain was taken, so nothing was added); ``l4``: reported its TCP and
     TLS routes; ``no-http``: reported that ``host`` has no HTTP port. ``events``: what that
     reported and which clusters it asked for, in order (:class:`~reconciler.translate.memo.EnsureCall`).
