@@ -64,6 +64,7 @@ from reconciler.translate.snapshot import ResourceSet
 
 __all__ = [
     "PATCH_BUDGET",
+    "EncodedRoutes",
     "EnsureCall",
     "RuleChange",
     "ServiceChange",
@@ -102,6 +103,17 @@ class EnsureCall:
 
 
 @dataclass(frozen=True, slots=True)
+class EncodedRoutes:
+    """Routes serialized as a virtual host's ``routes`` field (each route's tag, length and message, in order)."""
+
+    data: bytes
+    #: The clusters the routes send or mirror traffic to.
+    references: frozenset[str]
+    #: True when the routes break none of Envoy's constraints (False: not known, they are walked with the rest).
+    passes: bool
+
+
+@dataclass(frozen=True, slots=True)
 class VirtualServiceRoutes:
     """One VirtualService's routes for one listener port, and what building them reported and asked for, in order."""
 
@@ -113,6 +125,7 @@ class VirtualServiceRoutes:
     events: tuple[NoteCall | EnsureCall, ...]
     #: Each route built, with the path of the HTTP rule it came from (for locating what Envoy rejects).
     built: tuple[tuple[route_components_pb2.Route, str], ...]
+    encoded: EncodedRoutes
 
 
 _RegistryKey = tuple[tuple[Resource[ServiceEntrySpec], ...], str | None]

@@ -19,6 +19,7 @@ from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import percent_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
+from google.protobuf.message import Message
 
 from reconciler.model.common import HeaderName, Percent, StringMatch
 from reconciler.model.config import Resource
@@ -37,9 +38,10 @@ from reconciler.model.virtualservice import (
     VirtualServiceSpec,
 )
 from reconciler.translate.clusters import ClusterSet
-from reconciler.translate.memo import EnsureCall, TranslationCache, VirtualServiceRoutes
+from reconciler.translate.constraints import Verdicts, violations
+from reconciler.translate.memo import EncodedRoutes, EnsureCall, TranslationCache, VirtualServiceRoutes
 from reconciler.translate.notes import NoteCall, Notes
-from reconciler.translate.protos import duration
+from reconciler.translate.protos import duration, varint
 from reconciler.translate.registry import Service
 from reconciler.translate.scope import Scope
 
@@ -61,6 +63,12 @@ _DEFAULT_RETRIABLE_CODES = (503,)
 _HOST_SELECTION_RETRY_MAX_ATTEMPTS = 5
 _PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
 _METHOD_HEADER = ":method"
+#: Field 3 of a VirtualHost (routes), length-delimited: each route of :class:`EncodedRoutes` starts with it.
+_ROUTES_TAG = b"\x1a"
+#: What a route's cluster names are replaced by in its template (see :meth:`RouteBuilder.encoded`).
+_PLACEHOLDER = "-"
+#: A cluster name a route holds: the message and field it is in, and the name.
+_Slot = tuple[Message, str, str]
 _REDIRECT_CODES: Mapping[int, int] = {
     301: rc.RedirectAction.MOVED_PERMANENTLY,
     302: rc.RedirectAction.FOUND,
@@ -215,9 +223,15 @@ class RouteBuilder:
         self._events: list[NoteCall | EnsureCall] | None = None
         # Only the last result is kept: callers ask for one VirtualService's routes for each
         # of its hosts in a row, and a full cache would keep every route alive to the end.
-        self._last: tuple[tuple[int, int], list[rc.Route], VirtualServiceRoutes | None] | None = None
+        self._last: tuple[tuple[int, int], list[rc.Route], VirtualServiceRoutes | None, EncodedRoutes] | None = None
         self._retries: dict[HTTPRetry | None, rc.RetryPolicy | None] = {}
         self._built: list[tuple[rc.Route, Resource[VirtualServiceSpec], str]] = []
+        #: The cluster names the routes being built hold, per route (see :meth:`encoded`).
+        self._slots: list[list[_Slot]] = []
+        #: Route templates checked against Envoy's constraints: whether they pass.
+        self._templates: dict[bytes, bool] = {}
+        self._verdicts = Verdicts()
+        self._default: _DefaultTemplate | None = None
 
     def source_of(self, route: rc.Route) -> tuple[Resource[VirtualServiceSpec], str] | None:
         """The VirtualService and HTTP rule path a route (as it ended up in a snapshot) was built from.
@@ -237,6 +251,13 @@ class RouteBuilder:
         action.retry_policy.CopyFrom(policy)
         return rc.Route(name="default", match=rc.RouteMatch(prefix="/"), route=action)
 
+    def default_encoded(self, cluster: str) -> EncodedRoutes:
+        """:meth:`default_route` as :meth:`encoded` gives routes: its bytes put together around the cluster name."""
+        template = self._default
+        if template is None:
+            template = self._default = _DefaultTemplate(self.default_route(_PLACEHOLDER), verdicts=self._verdicts)
+        return template.encoded(cluster)
+
     def _retry_policy(self, retries: HTTPRetry | None) -> rc.RetryPolicy | None:
         """:func:`retry_policy`, built once per distinct setting (most rules share Istio's default)."""
         if retries not in self._retries:
@@ -248,13 +269,34 @@ class RouteBuilder:
 
         Asking again for the same arguments in a row returns the same list; callers copy it into protos.
         """
+        return self._routes(vs, listener_port)[1]
+
+    def encoded(self, vs: Resource[VirtualServiceSpec], *, listener_port: int) -> EncodedRoutes:
+        """:meth:`routes` serialized as a virtual host's ``routes`` field, the clusters they name, and whether they
+        pass Envoy's constraints.
+
+        That verdict comes from the routes' template (the routes with every cluster name replaced by
+        the same placeholder): a route's cluster names are the only strings in it that differ between
+        VirtualServices of the same rules, and none of their fields' constraints tells apart two
+        names that are not empty. So routes of many VirtualServices written alike are walked once.
+        """
+        return self._routes(vs, listener_port)[3]
+
+    def _routes(
+        self, vs: Resource[VirtualServiceSpec], listener_port: int
+    ) -> tuple[tuple[int, int], list[rc.Route], VirtualServiceRoutes | None, EncodedRoutes]:
         key = (id(vs), listener_port)
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
-        entry = None if self._cache is None else self._reuse(vs, listener_port)
-        out = self._build(vs, listener_port) if entry is None else list(entry.routes)
-        self._last = (key, out, entry)
-        return out
+        last = self._last
+        if last is not None and last[0] == key:
+            return last
+        if self._cache is None:
+            out = self._build(vs, listener_port)
+            last = (key, out, None, self._encode(out))
+        else:
+            entry = self._reuse(vs, listener_port)
+            last = (key, list(entry.routes), entry, entry.encoded)
+        self._last = last
+        return last
 
     def last_entry(self) -> VirtualServiceRoutes | None:
         """What the last :meth:`routes` call built or reused through the cache, with its events (None without one)."""
@@ -295,11 +337,35 @@ class RouteBuilder:
             routes=tuple(out),
             events=tuple(events),
             built=tuple((route, path) for route, _, path in self._built[built_from:]),
+            encoded=self._encode(out),
         )
         self._cache.keep_routes(built)
         return built
 
+    def _encode(self, routes: Sequence[rc.Route]) -> EncodedRoutes:
+        """The routes :meth:`_build` just made, as :meth:`encoded` gives them."""
+        slots = [slot for found in self._slots for slot in found]
+        data = b"".join(_framed(route.SerializeToString(deterministic=True)) for route in routes)
+        names = frozenset(name for _, _, name in slots)
+        return EncodedRoutes(data=data, references=names, passes=all(names) and self._template_passes(routes, slots))
+
+    def _template_passes(self, routes: Sequence[rc.Route], slots: Sequence[_Slot]) -> bool:
+        for message, field, _ in slots:
+            setattr(message, field, _PLACEHOLDER)
+        try:
+            template = b"".join(_framed(route.SerializeToString(deterministic=True)) for route in routes)
+            passes = self._templates.get(template)
+            if passes is None:
+                passes = self._templates[template] = not any(
+                    violations(route, verdicts=self._verdicts) for route in routes
+                )
+        finally:
+            for message, field, name in slots:
+                setattr(message, field, name)
+        return passes
+
     def _build(self, vs: Resource[VirtualServiceSpec], listener_port: int) -> list[rc.Route]:
+        self._slots = []
         out: list[rc.Route] = []
         for index, http in enumerate(vs.spec.http):
             path = f"spec.http[{index}]"
@@ -330,6 +396,7 @@ class RouteBuilder:
         if match is not None and match.name:
             name = f"{name}.{match.name}"
         out = rc.Route(name=name, match=_route_match(match))
+        self._slots.append([])
         authority = ""
         if http.headers is not None:
             ops = _HeaderOps(http.headers)
@@ -384,11 +451,13 @@ class RouteBuilder:
             if percentage is not None and percentage.value <= 0:
                 continue
             fraction = _fraction(percentage) if percentage is not None else _hundredths(100)
-            action.request_mirror_policies.add(
-                cluster=self._cluster(vs, destination, port=port, path=mirror_path),
+            cluster = self._cluster(vs, destination, port=port, path=mirror_path)
+            mirror = action.request_mirror_policies.add(
+                cluster=cluster,
                 runtime_fraction=base_pb2.RuntimeFractionalPercent(default_value=fraction),
                 trace_sampled=wrappers_pb2.BoolValue(value=False),
             )
+            self._slots[-1].append((mirror, "cluster", cluster))
         self._destinations(out, vs=vs, destinations=http.route, path=path, port=port)
         policy = self._retry_policy(http.retries)
         if policy is not None:
@@ -419,7 +488,9 @@ class RouteBuilder:
             indexed = weighted
         if len(indexed) == 1:
             index, dst = indexed[0]
-            action.cluster = self._cluster(vs, dst.destination, port=port, path=f"{path}.route[{index}].destination")
+            cluster = self._cluster(vs, dst.destination, port=port, path=f"{path}.route[{index}].destination")
+            action.cluster = cluster
+            self._slots[-1].append((action, "cluster", cluster))
             if dst.headers is not None:
                 ops = _HeaderOps(dst.headers)
                 ops.apply(out)
@@ -431,14 +502,16 @@ class RouteBuilder:
             # A rule with neither route, redirect nor direct response: validation rejects it;
             # answer like Istio does for a destination that cannot be found.
             out.ClearField("route")
+            self._slots[-1].clear()  # the mirrors went with the route action
             out.direct_response.status = 503
             self._notes.about(vs, path=path, message="rule has no destination: requests get 503")
             return
         for index, dst in indexed:
+            cluster = self._cluster(vs, dst.destination, port=port, path=f"{path}.route[{index}].destination")
             weight = action.weighted_clusters.clusters.add(
-                name=self._cluster(vs, dst.destination, port=port, path=f"{path}.route[{index}].destination"),
-                weight=wrappers_pb2.UInt32Value(value=dst.weight or 1),
+                name=cluster, weight=wrappers_pb2.UInt32Value(value=dst.weight or 1)
             )
+            self._slots[-1].append((weight, "name", cluster))
             if dst.headers is not None:
                 ops = _HeaderOps(dst.headers)
                 ops.apply(weight)
@@ -533,6 +606,50 @@ class RouteBuilder:
         if not out.HasField("delay") and not out.HasField("abort"):
             return None
         return out
+
+
+class _DefaultTemplate:
+    """The default route, checked once with a placeholder cluster, serialized for any cluster without a message.
+
+    A route serializes its fields in field-number order: ``match`` (1), ``route`` (2), then
+    ``name`` (14); its action starts with ``cluster`` (1). So the bytes for a cluster are the
+    template's with that one string (and the lengths around it) put in; checked against the
+    template's own serialization when made, else every route is serialized as a message.
+    """
+
+    __slots__ = ("_action", "_head", "_name", "_passes", "_route")
+
+    def __init__(self, route: rc.Route, *, verdicts: Verdicts) -> None:
+        self._route = route
+        action = rc.Route()
+        action.CopyFrom(route)
+        action.route.ClearField("cluster")
+        self._action = action.route.SerializeToString(deterministic=True)
+        self._head = b"\x0a" + varint(route.match.ByteSize()) + route.match.SerializeToString(deterministic=True)
+        self._name = rc.Route(name=route.name).SerializeToString(deterministic=True)
+        self._passes = not violations(route, verdicts=verdicts)
+        if self._bytes(_PLACEHOLDER) != route.SerializeToString(deterministic=True):
+            self._head = b""  # not laid out as above: serialized as a message
+
+    def _bytes(self, cluster: str) -> bytes:
+        name = cluster.encode()
+        action = b"".join((b"\x0a", varint(len(name)), name, self._action))
+        return b"".join((self._head, b"\x12", varint(len(action)), action, self._name))
+
+    def encoded(self, cluster: str) -> EncodedRoutes:
+        if self._head:
+            data = self._bytes(cluster)
+        else:
+            self._route.route.cluster = cluster
+            data = self._route.SerializeToString(deterministic=True)
+        return EncodedRoutes(
+            data=_framed(data), references=frozenset((cluster,)), passes=self._passes and bool(cluster)
+        )
+
+
+def _framed(route: bytes) -> bytes:
+    """A serialized route as an element of a virtual host's ``routes`` field (tag, length, message)."""
+    return _ROUTES_TAG + varint(len(route)) + route
 
 
 def _destination_hosts(vs: Resource[VirtualServiceSpec]) -> Iterator[str]:

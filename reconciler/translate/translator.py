@@ -19,7 +19,7 @@ from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.gateway import GatewaySpec
 from reconciler.model.lookup import selects
 from reconciler.translate.clusters import ClusterSet
-from reconciler.translate.envoy_check import PassCache, Source, envoy_findings
+from reconciler.translate.envoy_check import VIRTUAL_HOST, PassCache, Source, envoy_findings
 from reconciler.translate.gateway import build_gateway
 from reconciler.translate.memo import TranslationCache
 from reconciler.translate.notes import NoteCall, Notes
@@ -28,7 +28,7 @@ from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 from reconciler.translate.registry import Origin, ServiceRegistry, build_registry
 from reconciler.translate.routes import RouteBuilder
 from reconciler.translate.scope import Scope
-from reconciler.translate.sidecar import SidecarStep, build_sidecar
+from reconciler.translate.sidecar import RouteTable, SidecarStep, sidecar_routes
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, ResourceSet, Snapshot
 from reconciler.validate.findings import Finding
 
@@ -127,20 +127,31 @@ def translate(
                 journal.clear()
         notes.journal = None
     base = frozenset(clusters.clusters) if steps is not None else frozenset()
+    table: RouteTable | None = None
     if role is ProxyRole.GATEWAY:
         listeners, route_configs = build_gateway(scope=scope, gateways=gateways, routes=routes, notes=notes)
     else:
-        listener, route_config = build_sidecar(
-            scope=scope, routes=routes, notes=notes, port=proxy.outbound_port, steps=steps
-        )
-        listeners, route_configs = [listener], [route_config]
+        listener, table = sidecar_routes(scope=scope, routes=routes, notes=notes, port=proxy.outbound_port, steps=steps)
+        listeners, route_configs = [listener], []
     snapshot = Snapshot.build(
         clusters=clusters.clusters.values(),
         endpoints=clusters.assignments.values(),
         listeners=listeners,
         routes=route_configs,
         shared_set=cache.resource_set if cache is not None else ResourceSet.build,
-    ).check()
+    )
+    if table is not None:
+        # The sidecar's route table comes serialized; what it names is checked with the rest.
+        patched = snapshot.patched({ROUTE: table.resource_set()}, requires={})
+        assert patched is not None
+        snapshot = patched
+    snapshot = snapshot.check()
+    if table is not None and table.passes:
+        # Its routes were checked as their templates while built: the check need not walk them again.
+        passed = passed if passed is not None else PassCache()
+        passed.add(ROUTE, table.resource.version)
+        for digest in table.digests():
+            passed.add(VIRTUAL_HOST, digest)
     refused = envoy_findings(snapshot, locate=_Locator(scope=scope, routes=routes, gateways=gateways), passed=passed)
     if refused:
         raise TranslationError(
