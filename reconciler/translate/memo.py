@@ -44,7 +44,7 @@ import operator
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -92,9 +92,11 @@ class ServiceClusters:
     notes: Sequence[NoteCall]
 
 
-@dataclass(frozen=True, slots=True)
-class EnsureCall:
-    """A route asked for the cluster of ``host:port`` (and ``subset``) from the rule at ``path``."""
+class EnsureCall(NamedTuple):
+    """A route asked for the cluster of ``host:port`` (and ``subset``) from the rule at ``path``.
+
+    A named tuple: a cold translation records one per destination (tens of thousands).
+    """
 
     host: str
     port: int
