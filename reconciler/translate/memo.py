@@ -48,7 +48,6 @@ from typing import Generic, NamedTuple, TypeVar
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
-from envoy.config.route.v3 import route_components_pb2
 from google.protobuf.message import Message
 
 from reconciler.model.config import MeshConfig, Resource
@@ -123,10 +122,10 @@ class VirtualServiceRoutes:
     listener_port: int
     #: The service each destination host resolved to, in :func:`~reconciler.translate.routes` order.
     services: tuple[Service | None, ...]
-    routes: tuple[route_components_pb2.Route, ...]
     events: tuple[NoteCall | EnsureCall, ...]
-    #: Each route built, with the path of the HTTP rule it came from (for locating what Envoy rejects).
-    built: tuple[tuple[route_components_pb2.Route, str], ...]
+    #: The path of the HTTP rule each route came from (for locating what Envoy rejects).
+    paths: tuple[str, ...]
+    #: The routes, serialized (kept as bytes: as messages they would be most of the cache).
     encoded: EncodedRoutes
 
 

@@ -222,11 +222,13 @@ class RouteBuilder:
         #: While a cache records: what was reported and which clusters were asked for, in order.
         self._events: list[NoteCall | EnsureCall] | None = None
         # Only the last result is kept: callers ask for one VirtualService's routes for each
-        # of its hosts in a row, and a full cache would keep every route alive to the end.
-        self._last: tuple[tuple[int, int], list[rc.Route], VirtualServiceRoutes | None, EncodedRoutes] | None = None
+        # of its hosts in a row; the routes of the others are kept serialized only.
+        self._last: _Last | None = None
         self._retries: dict[HTTPRetry | None, rc.RetryPolicy | None] = {}
-        self._built: list[tuple[rc.Route, Resource[VirtualServiceSpec], str]] = []
-        #: The cluster names the routes being built hold, per route (see :meth:`encoded`).
+        #: Per routes built or reused: their bytes, the VirtualService and each route's HTTP rule path.
+        self._built: list[tuple[bytes, Resource[VirtualServiceSpec], tuple[str, ...]]] = []
+        #: The HTTP rule path of each route being built, and the cluster names it holds (see :meth:`encoded`).
+        self._paths: list[str] = []
         self._slots: list[list[_Slot]] = []
         #: Route templates checked against Envoy's constraints: whether they pass.
         self._templates: dict[bytes, bool] = {}
@@ -236,11 +238,16 @@ class RouteBuilder:
     def source_of(self, route: rc.Route) -> tuple[Resource[VirtualServiceSpec], str] | None:
         """The VirtualService and HTTP rule path a route (as it ended up in a snapshot) was built from.
 
-        For reporting what Envoy would reject; a linear search, as that is rare.
+        For reporting what Envoy would reject; a linear search, as that is rare. Equal messages
+        serialize alike, so the routes are compared as bytes.
         """
-        for built, vs, path in self._built:
-            if built == route:
-                return vs, path
+        needle = route.SerializeToString(deterministic=True)
+        for data, vs, paths in self._built:
+            if needle not in data:
+                continue
+            for built, path in zip(rc.VirtualHost.FromString(data).routes, paths, strict=True):
+                if built.SerializeToString(deterministic=True) == needle:
+                    return vs, path
         return None
 
     def default_route(self, cluster: str) -> rc.Route:
@@ -269,7 +276,10 @@ class RouteBuilder:
 
         Asking again for the same arguments in a row returns the same list; callers copy it into protos.
         """
-        return self._routes(vs, listener_port)[1]
+        last = self._routes(vs, listener_port)
+        if last.routes is None:
+            last.routes = list(rc.VirtualHost.FromString(last.encoded.data).routes)
+        return last.routes
 
     def encoded(self, vs: Resource[VirtualServiceSpec], *, listener_port: int) -> EncodedRoutes:
         """:meth:`routes` serialized as a virtual host's ``routes`` field, the clusters they name, and whether they
@@ -280,27 +290,27 @@ class RouteBuilder:
         VirtualServices of the same rules, and none of their fields' constraints tells apart two
         names that are not empty. So routes of many VirtualServices written alike are walked once.
         """
-        return self._routes(vs, listener_port)[3]
+        return self._routes(vs, listener_port).encoded
 
-    def _routes(
-        self, vs: Resource[VirtualServiceSpec], listener_port: int
-    ) -> tuple[tuple[int, int], list[rc.Route], VirtualServiceRoutes | None, EncodedRoutes]:
+    def _routes(self, vs: Resource[VirtualServiceSpec], listener_port: int) -> _Last:
         key = (id(vs), listener_port)
         last = self._last
-        if last is not None and last[0] == key:
+        if last is not None and last.key == key:
             return last
         if self._cache is None:
             out = self._build(vs, listener_port)
-            last = (key, out, None, self._encode(out))
+            encoded = self._encode(out)
+            self._built.append((encoded.data, vs, tuple(self._paths)))
+            last = _Last(key, out, None, encoded)
         else:
             entry = self._reuse(vs, listener_port)
-            last = (key, list(entry.routes), entry, entry.encoded)
+            last = _Last(key, None, entry, entry.encoded)
         self._last = last
         return last
 
     def last_entry(self) -> VirtualServiceRoutes | None:
         """What the last :meth:`routes` call built or reused through the cache, with its events (None without one)."""
-        return self._last[2] if self._last is not None else None
+        return self._last.entry if self._last is not None else None
 
     def _reuse(self, vs: Resource[VirtualServiceSpec], listener_port: int) -> VirtualServiceRoutes:
         """:meth:`_build` through the cache: the routes depend on ``vs``, the port and the services it names.
@@ -319,12 +329,11 @@ class RouteBuilder:
                     )
                 else:
                     self._notes.replay((event,))
-            self._built.extend((route, vs, path) for route, path in reused.built)
+            self._built.append((reused.encoded.data, vs, reused.paths))
             return reused
         events: list[NoteCall | EnsureCall] = []
         self._events = events
         self._notes.record(events)
-        built_from = len(self._built)
         try:
             out = self._build(vs, listener_port)
         finally:
@@ -334,11 +343,11 @@ class RouteBuilder:
             vs=vs,
             listener_port=listener_port,
             services=services,
-            routes=tuple(out),
             events=tuple(events),
-            built=tuple((route, path) for route, _, path in self._built[built_from:]),
+            paths=tuple(self._paths),
             encoded=self._encode(out),
         )
+        self._built.append((built.encoded.data, vs, built.paths))
         self._cache.keep_routes(built)
         return built
 
@@ -365,7 +374,7 @@ class RouteBuilder:
         return passes
 
     def _build(self, vs: Resource[VirtualServiceSpec], listener_port: int) -> list[rc.Route]:
-        self._slots = []
+        self._slots, self._paths = [], []
         out: list[rc.Route] = []
         for index, http in enumerate(vs.spec.http):
             path = f"spec.http[{index}]"
@@ -415,7 +424,7 @@ class RouteBuilder:
             fault = self._fault(http.fault, vs=vs, path=f"{path}.fault")
             if fault is not None:
                 out.typed_per_filter_config[FAULT_FILTER].Pack(fault)
-        self._built.append((out, vs, path))
+        self._paths.append(path)
         return out
 
     def _forward(
@@ -606,6 +615,24 @@ class RouteBuilder:
         if not out.HasField("delay") and not out.HasField("abort"):
             return None
         return out
+
+
+class _Last:
+    """The routes :class:`RouteBuilder` made or reused last: for ``(id(vs), port)``, as messages (made when asked)."""
+
+    __slots__ = ("encoded", "entry", "key", "routes")
+
+    def __init__(
+        self,
+        key: tuple[int, int],
+        routes: list[rc.Route] | None,
+        entry: VirtualServiceRoutes | None,
+        encoded: EncodedRoutes,
+    ) -> None:
+        self.key = key
+        self.routes = routes
+        self.entry = entry
+        self.encoded = encoded
 
 
 class _DefaultTemplate:

@@ -142,9 +142,9 @@ def translate(
     )
     if table is not None:
         # The sidecar's route table comes serialized; what it names is checked with the rest.
-        patched = snapshot.patched({ROUTE: table.resource_set()}, requires={})
-        assert patched is not None
-        snapshot = patched
+        with_routes = snapshot.patched({ROUTE: table.resource_set()}, requires={})
+        assert with_routes is not None
+        snapshot = with_routes
     snapshot = snapshot.check()
     if table is not None and table.passes:
         # Its routes were checked as their templates while built: the check need not walk them again.
