@@ -676,7 +676,12 @@ class _DefaultTemplate:
 
 def _framed(route: bytes) -> bytes:
     """A serialized route as an element of a virtual host's ``routes`` field (tag, length, message)."""
-    return _ROUTES_TAG + varint(len(route)) + route
+    size = len(route)
+    return (_SHORT_ROUTE_HEADS[size] if size < len(_SHORT_ROUTE_HEADS) else _ROUTES_TAG + varint(size)) + route
+
+
+#: The tag and length of a route shorter than 128 bytes, whose length is one byte, by length.
+_SHORT_ROUTE_HEADS = tuple(_ROUTES_TAG + varint(size) for size in range(128))
 
 
 def _destination_hosts(vs: Resource[VirtualServiceSpec]) -> Iterator[str]:

@@ -145,14 +145,17 @@ def translate(
         with_routes = snapshot.patched({ROUTE: table.resource_set()}, requires={})
         assert with_routes is not None
         snapshot = with_routes
-    snapshot = snapshot.check()
+    snapshot = checked = snapshot.check()
     if table is not None and table.passes:
-        # Its routes were checked as their templates while built: the check need not walk them again.
-        passed = passed if passed is not None else PassCache()
-        passed.add(ROUTE, table.resource.version)
-        for digest in table.digests():
-            passed.add(VIRTUAL_HOST, digest)
-    refused = envoy_findings(snapshot, locate=_Locator(scope=scope, routes=routes, gateways=gateways), passed=passed)
+        # Its routes were checked as their templates while built: the rest of the snapshot is checked without it.
+        without = snapshot.patched({ROUTE: ResourceSet.build(ROUTE, ())}, requires={})
+        assert without is not None
+        checked = without
+        if passed is not None:
+            passed.add(ROUTE, table.resource.version)
+            for digest in table.digests():
+                passed.add(VIRTUAL_HOST, digest)
+    refused = envoy_findings(checked, locate=_Locator(scope=scope, routes=routes, gateways=gateways), passed=passed)
     if refused:
         raise TranslationError(
             f"Envoy would reject {len(refused)} value(s) of this config, first: {refused[0].format()}",
