@@ -225,6 +225,7 @@ class RouteBuilder:
         # of its hosts in a row; the routes of the others are kept serialized only.
         self._last: _Last | None = None
         self._retries: dict[HTTPRetry | None, rc.RetryPolicy | None] = {}
+        self._durations: dict[int, duration_pb2.Duration] = {}
         #: Per routes built or reused: their bytes, the VirtualService and each route's HTTP rule path.
         self._built: list[tuple[bytes, Resource[VirtualServiceSpec], tuple[str, ...]]] = []
         #: The HTTP rule path of each route being built, and the cluster names it holds (see :meth:`encoded`).
@@ -264,6 +265,13 @@ class RouteBuilder:
         if template is None:
             template = self._default = _DefaultTemplate(self.default_route(_PLACEHOLDER), verdicts=self._verdicts)
         return template.encoded(cluster)
+
+    def _duration(self, nanos: int) -> duration_pb2.Duration:
+        """:func:`duration`, made once per value (most rules share a few timeouts)."""
+        found = self._durations.get(nanos)
+        if found is None:
+            found = self._durations[nanos] = duration(nanos)
+        return found
 
     def _retry_policy(self, retries: HTTPRetry | None) -> rc.RetryPolicy | None:
         """:func:`retry_policy`, built once per distinct setting (most rules share Istio's default)."""
@@ -404,7 +412,8 @@ class RouteBuilder:
         name = http.name or ""
         if match is not None and match.name:
             name = f"{name}.{match.name}"
-        out = rc.Route(name=name, match=_route_match(match))
+        out = rc.Route(name=name)
+        _route_match(match, into=out.match)
         self._slots.append([])
         authority = ""
         if http.headers is not None:
@@ -440,7 +449,7 @@ class RouteBuilder:
         # Envoy's default route timeout is 15 s; Istio's is none (0 s) unless the rule sets one.
         timeout = http.timeout.nanos if http.timeout is not None else 0
         action = out.route
-        action.timeout.CopyFrom(duration(timeout))
+        action.timeout.CopyFrom(self._duration(timeout))
         if http.rewrite is not None:
             if http.rewrite.uri:
                 action.prefix_rewrite = http.rewrite.uri
@@ -517,9 +526,8 @@ class RouteBuilder:
             return
         for index, dst in indexed:
             cluster = self._cluster(vs, dst.destination, port=port, path=f"{path}.route[{index}].destination")
-            weight = action.weighted_clusters.clusters.add(
-                name=cluster, weight=wrappers_pb2.UInt32Value(value=dst.weight or 1)
-            )
+            weight = action.weighted_clusters.clusters.add(name=cluster)
+            weight.weight.value = dst.weight or 1
             self._slots[-1].append((weight, "name", cluster))
             if dst.headers is not None:
                 ops = _HeaderOps(dst.headers)
@@ -707,11 +715,13 @@ def _default_destination_port(service: Service | None, *, listener_port: int) ->
     return http_ports[0].number if len(http_ports) == 1 else listener_port
 
 
-def _route_match(match: HTTPMatchRequest | None) -> rc.RouteMatch:
-    """Istio's ``TranslateRouteMatch``: URI → path specifier, headers sorted by name, method as ``:method``."""
-    out = rc.RouteMatch(prefix="/")
+def _route_match(match: HTTPMatchRequest | None, *, into: rc.RouteMatch) -> None:
+    """Istio's ``TranslateRouteMatch`` into ``into``: URI → path specifier, headers sorted by name, method as
+    ``:method``."""
+    out = into
+    out.prefix = "/"
     if match is None:
-        return out
+        return
     headers = [
         _header_matcher(name, value) for name, value in sorted((match.headers or {}).items(), key=lambda item: item[0])
     ]
@@ -729,7 +739,6 @@ def _route_match(match: HTTPMatchRequest | None) -> rc.RouteMatch:
         headers.append(_header_matcher(_METHOD_HEADER, match.method))
     out.headers.extend(headers)
     out.query_parameters.extend(_query_matchers((match.query_params or {}).items()))
-    return out
 
 
 def _query_matchers(params: Iterable[tuple[str, StringMatch]]) -> list[rc.QueryParameterMatcher]:
