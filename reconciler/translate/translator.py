@@ -29,7 +29,7 @@ from reconciler.translate.registry import Origin, ServiceRegistry, build_registr
 from reconciler.translate.routes import RouteBuilder
 from reconciler.translate.scope import Scope
 from reconciler.translate.sidecar import RouteTable, SidecarStep, sidecar_routes
-from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, ResourceSet, Snapshot
+from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, ResourceSet, Snapshot, resource_name
 from reconciler.validate.findings import Finding
 
 __all__ = [
@@ -128,8 +128,12 @@ def translate(
         notes.journal = None
     base = frozenset(clusters.clusters) if steps is not None else frozenset()
     table: RouteTable | None = None
+    #: Route configurations whose routes passed Envoy's constraints as templates, and their own fields too.
+    passing: set[str] = set()
     if role is ProxyRole.GATEWAY:
-        listeners, route_configs = build_gateway(scope=scope, gateways=gateways, routes=routes, notes=notes)
+        listeners, route_configs = build_gateway(
+            scope=scope, gateways=gateways, routes=routes, notes=notes, passing=passing
+        )
     else:
         listener, table = sidecar_routes(scope=scope, routes=routes, notes=notes, port=proxy.outbound_port, steps=steps)
         listeners, route_configs = [listener], []
@@ -147,14 +151,21 @@ def translate(
         snapshot = with_routes
     snapshot = checked = snapshot.check()
     if table is not None and table.passes:
-        # Its routes were checked as their templates while built: the rest of the snapshot is checked without it.
-        without = snapshot.patched({ROUTE: ResourceSet.build(ROUTE, ())}, requires={})
+        passing.add(table.resource.name)
+        if passed is not None:
+            for digest in table.digests():
+                passed.add(VIRTUAL_HOST, digest)
+    if passing:
+        # Their routes were checked as templates while built: the rest of the snapshot is checked without them.
+        routes_set = snapshot.sets[ROUTE]
+        left = [routes_set.resources[name] for name in routes_set.resources if name not in passing]
+        kept = ResourceSet.build(ROUTE, left, encode=lambda _, message: routes_set.items[resource_name(message)])
+        without = snapshot.patched({ROUTE: kept}, requires={})
         assert without is not None
         checked = without
         if passed is not None:
-            passed.add(ROUTE, table.resource.version)
-            for digest in table.digests():
-                passed.add(VIRTUAL_HOST, digest)
+            for name in passing:
+                passed.add(ROUTE, routes_set.items[name].version)
     refused = envoy_findings(checked, locate=_Locator(scope=scope, routes=routes, gateways=gateways), passed=passed)
     if refused:
         raise TranslationError(

@@ -1,4 +1,4 @@
-"""A sidecar's route table is serialized as it is built, and its routes are checked as templates.
+"""Route tables are checked against Envoy's constraints as templates; a sidecar's is serialized as it is built.
 
 The bytes must be those of the RouteConfiguration message they stand for (its version and the
 clusters it names too), and the template check must say "passes" exactly when walking the whole
@@ -9,15 +9,17 @@ one be walked for nothing.
 from __future__ import annotations
 
 from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3 import route_pb2
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
-from translate_support import SIDECAR, service_entry, subsets_rule, virtual_service
+from translate_support import GATEWAY, SIDECAR, service_entry, subsets_rule, virtual_service
 from validate import validate_pb2
 
 from reconciler.loader import load_files
 from reconciler.model.config import MeshConfig
 from reconciler.translate.clusters import ClusterSet
 from reconciler.translate.constraints import violations
+from reconciler.translate.gateway import build_gateway
 from reconciler.translate.notes import Notes
 from reconciler.translate.registry import build_registry
 from reconciler.translate.routes import RouteBuilder
@@ -70,6 +72,29 @@ def _rules(draw: st.DrawFn) -> str:
     return "  http:\n" + "\n".join(rules) + "\n"
 
 
+_GATEWAY = """\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: ingress, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+"""
+
+
+def _gateway_passing(config: MeshConfig) -> tuple[list[route_pb2.RouteConfiguration], set[str]]:
+    notes = Notes()
+    scope = Scope(config=config, registry=build_registry(config), namespace=GATEWAY.namespace, labels=GATEWAY.labels)
+    clusters = ClusterSet(scope=scope, notes=notes, report_ports=False)
+    routes = RouteBuilder(scope=scope, clusters=clusters, notes=notes)
+    passing: set[str] = set()
+    _, configs = build_gateway(scope=scope, gateways=list(config.gateways), routes=routes, notes=notes, passing=passing)
+    return configs, passing
+
+
 def _table(config: MeshConfig) -> RouteTable:
     notes = Notes()
     scope = Scope(config=config, registry=build_registry(config), namespace=SIDECAR.namespace, labels={})
@@ -89,8 +114,13 @@ def test_a_route_table_is_the_bytes_of_its_message_and_passes_exactly_when_walki
     hosts = ["[reviews]", "[ratings]", "[details]"]
     if extra_host:
         hosts[0] = "[reviews, shop.example.com]"  # outside the registry: its own virtual host on port 80
-    text = _SERVICES + "".join(
-        virtual_service(f"vs{index}", spec, hosts=hosts[index]) for index, spec in enumerate(specs)
+    text = (
+        _GATEWAY
+        + _SERVICES
+        + "".join(
+            virtual_service(f"vs{index}", "  gateways: [mesh, ingress]\n" + spec, hosts=hosts[index])
+            for index, spec in enumerate(specs)
+        )
     )
     loaded = load_files({"mesh.yaml": text})
     # What Envoy would reject is what the template check must find: only other errors rule a config out.
@@ -105,6 +135,8 @@ def test_a_route_table_is_the_bytes_of_its_message_and_passes_exactly_when_walki
     assert list(table.vhosts) == [vhost.SerializeToString(deterministic=True) for vhost in message.virtual_hosts]
     event(f"passes={table.passes}")
     assert table.passes == (not violations(message))
+    configs, passing = _gateway_passing(loaded.config)
+    assert {config.name for config in configs if not violations(config)} == passing
 
 
 def test_a_route_table_of_services_without_virtual_services_holds_their_default_routes() -> None:
