@@ -14,9 +14,10 @@ equal, so a cached translation is byte-identical to an uncached one:
   the proxy reports non-HTTP ports (sidecar or gateway); clusters do not depend on the
   proxy's outbound port, so every shape of one config shares them, and a one-host change
   rebuilds only that host's;
-* a VirtualService's routes for one listener port, and what building them reported and
-  which clusters they asked for, by the VirtualService and the services its destinations
-  name (a route's cluster follows from those; whether that cluster exists is asked again);
+* a VirtualService's routes for one listener port (serialized, with whether they pass Envoy's
+  constraints), and what building them reported and which clusters they asked for, by the
+  VirtualService and the services its destinations name (a route's cluster follows from those;
+  whether that cluster exists is asked again);
 * sets of clusters and of load assignments, by their messages: a change that
   leaves every cluster as it was (a rollout step) reuses the whole set, name order and version;
   in a new set, a message a kept set holds (the same object) keeps its bytes and digest, so a

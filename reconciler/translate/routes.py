@@ -5,6 +5,12 @@ routes in order, so that is an OR); a rule without matches, or with a match-all 
 ends the list because nothing after it can ever match. Destinations become clusters
 through :class:`~reconciler.translate.clusters.ClusterSet`, which makes sure every name a
 route uses exists.
+
+A VirtualService's routes for one listener port are serialized once, as a virtual host's
+``routes`` field (:meth:`RouteBuilder.encoded`): a sidecar's route table is put together from
+those bytes, and a cache keeps them rather than the messages. Each is checked against Envoy's
+constraints as its template, the routes with every cluster name replaced by one placeholder:
+VirtualServices written alike share a template, so their routes are walked once, not once each.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
-from translate_support import GATEWAY, SIDECAR, service_entry, subsets_rule, virtual_service
+from translate_support import GATEWAY, SIDECAR, gateway, service_entry, subsets_rule, virtual_service
 from validate import validate_pb2
 
 from reconciler.loader import load_files
@@ -72,19 +72,6 @@ def _rules(draw: st.DrawFn) -> str:
     return "  http:\n" + "\n".join(rules) + "\n"
 
 
-_GATEWAY = """\
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: ingress, namespace: default}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 8080, name: http, protocol: HTTP}
-    hosts: ["*"]
----
-"""
-
-
 def _gateway_passing(config: MeshConfig) -> tuple[list[route_pb2.RouteConfiguration], set[str]]:
     notes = Notes()
     scope = Scope(config=config, registry=build_registry(config), namespace=GATEWAY.namespace, labels=GATEWAY.labels)
@@ -115,7 +102,7 @@ def test_a_route_table_is_the_bytes_of_its_message_and_passes_exactly_when_walki
     if extra_host:
         hosts[0] = "[reviews, shop.example.com]"  # outside the registry: its own virtual host on port 80
     text = (
-        _GATEWAY
+        gateway("ingress")
         + _SERVICES
         + "".join(
             virtual_service(f"vs{index}", "  gateways: [mesh, ingress]\n" + spec, hosts=hosts[index])
