@@ -108,11 +108,13 @@ def _is_presence(match: StringMatch | None) -> bool:
     return match is None or match.regex == "*" or (match.exact is None and match.prefix is None and not match.regex)
 
 
-def _header_matcher(name: str, match: StringMatch | None) -> rc.HeaderMatcher:
+def _header_matcher(into: rc.HeaderMatcher, match: StringMatch | None) -> None:
+    """Make ``into`` (named already) match ``match``."""
     if _is_presence(match):
-        return rc.HeaderMatcher(name=name, present_match=True)
+        into.present_match = True
+        return
     assert match is not None
-    return rc.HeaderMatcher(name=name, string_match=_string_matcher(match))
+    into.string_match.CopyFrom(_string_matcher(match))
 
 
 def is_catch_all(route: rc.Route) -> bool:
@@ -728,9 +730,10 @@ def _route_match(match: HTTPMatchRequest | None, *, into: rc.RouteMatch) -> None
     out.prefix = "/"
     if match is None:
         return
-    headers = [
-        _header_matcher(name, value) for name, value in sorted((match.headers or {}).items(), key=lambda item: item[0])
-    ]
+    if match.headers:
+        # Names are unique: sorting the pairs sorts by name.
+        for name, value in sorted(match.headers.items()):
+            _header_matcher(out.headers.add(name=name), value)
     uri = match.uri
     if uri is not None:
         if uri.exact is not None:
@@ -742,9 +745,9 @@ def _route_match(match: HTTPMatchRequest | None, *, into: rc.RouteMatch) -> None
     if match.ignore_uri_case:
         out.case_sensitive.CopyFrom(wrappers_pb2.BoolValue(value=False))
     if match.method is not None:
-        headers.append(_header_matcher(_METHOD_HEADER, match.method))
-    out.headers.extend(headers)
-    out.query_parameters.extend(_query_matchers((match.query_params or {}).items()))
+        _header_matcher(out.headers.add(name=_METHOD_HEADER), match.method)
+    if match.query_params:
+        out.query_parameters.extend(_query_matchers(match.query_params.items()))
 
 
 def _query_matchers(params: Iterable[tuple[str, StringMatch]]) -> list[rc.QueryParameterMatcher]:
