@@ -104,9 +104,11 @@ class EnsureCall(NamedTuple):
     path: str
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedRoutes:
-    """Routes serialized as a virtual host's ``routes`` field (each route's tag, length and message, in order)."""
+class EncodedRoutes(NamedTuple):
+    """Routes serialized as a virtual host's ``routes`` field (each route's tag, length and message, in order).
+
+    Named tuples, this and :class:`VirtualServiceRoutes`: a translation makes one per VirtualService and port.
+    """
 
     data: bytes
     #: The clusters the routes send or mirror traffic to.
@@ -115,8 +117,7 @@ class EncodedRoutes:
     passes: bool
 
 
-@dataclass(frozen=True, slots=True)
-class VirtualServiceRoutes:
+class VirtualServiceRoutes(NamedTuple):
     """One VirtualService's routes for one listener port, and what building them reported and asked for, in order."""
 
     vs: Resource[VirtualServiceSpec]

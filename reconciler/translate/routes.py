@@ -15,7 +15,7 @@ VirtualServices written alike share a template, so their routes are walked once,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -335,7 +335,7 @@ class RouteBuilder:
         so this translation's notes and clusters end up as if the routes were built here.
         """
         assert self._cache is not None
-        services = tuple(self._scope.service(host) for host in _destination_hosts(vs))
+        services = _destination_services(vs, self._scope)
         reused = self._cache.routes(vs, listener_port=listener_port, services=services)
         if reused is not None:
             for event in reused.events:
@@ -700,15 +700,16 @@ def _framed(route: bytes) -> bytes:
 _SHORT_ROUTE_HEADS = tuple(_ROUTES_TAG + varint(size) for size in range(128))
 
 
-def _destination_hosts(vs: Resource[VirtualServiceSpec]) -> Iterator[str]:
-    """Every host ``vs`` routes or mirrors to, resolved, in rule order (what its routes read of the registry)."""
+def _destination_services(vs: Resource[VirtualServiceSpec], scope: Scope) -> tuple[Service | None, ...]:
+    """The service of every host ``vs`` routes or mirrors to, in rule order (what its routes read of the registry)."""
+    service, namespace = scope.service, vs.namespace
+    found: list[Service | None] = []
     for http in vs.spec.http:
-        for destination in http.route:
-            yield resolve_host(destination.destination.host, vs.namespace)
+        found.extend(service(resolve_host(route.destination.host, namespace)) for route in http.route)
         if http.mirror is not None:
-            yield resolve_host(http.mirror.host, vs.namespace)
-        for mirror in http.mirrors:
-            yield resolve_host(mirror.destination.host, vs.namespace)
+            found.append(service(resolve_host(http.mirror.host, namespace)))
+        found.extend(service(resolve_host(mirror.destination.host, namespace)) for mirror in http.mirrors)
+    return tuple(found)
 
 
 def _default_destination_port(service: Service | None, *, listener_port: int) -> int:
