@@ -128,7 +128,7 @@ def translate(
         notes.journal = None
     base = frozenset(clusters.clusters) if steps is not None else frozenset()
     table: RouteTable | None = None
-    #: Route configurations whose routes passed Envoy's constraints as templates, and their own fields too.
+    # Route configurations whose routes passed Envoy's constraints as templates, and their own fields too.
     passing: set[str] = set()
     if role is ProxyRole.GATEWAY:
         listeners, route_configs = build_gateway(
@@ -149,24 +149,17 @@ def translate(
         with_routes = snapshot.patched({ROUTE: table.resource_set()}, requires={})
         assert with_routes is not None
         snapshot = with_routes
-    snapshot = checked = snapshot.check()
+    snapshot = snapshot.check()
     if table is not None and table.passes:
         passing.add(table.resource.name)
         if passed is not None:
             for digest in table.digests():
                 passed.add(VIRTUAL_HOST, digest)
-    if passing:
-        # Their routes were checked as templates while built: the rest of the snapshot is checked without them.
-        routes_set = snapshot.sets[ROUTE]
-        left = [routes_set.resources[name] for name in routes_set.resources if name not in passing]
-        kept = ResourceSet.build(ROUTE, left, encode=lambda _, message: routes_set.items[resource_name(message)])
-        without = snapshot.patched({ROUTE: kept}, requires={})
-        assert without is not None
-        checked = without
-        if passed is not None:
-            for name in passing:
-                passed.add(ROUTE, routes_set.items[name].version)
-    refused = envoy_findings(checked, locate=_Locator(scope=scope, routes=routes, gateways=gateways), passed=passed)
+    refused = envoy_findings(
+        _left_to_check(snapshot, passing=passing, passed=passed),
+        locate=_Locator(scope=scope, routes=routes, gateways=gateways),
+        passed=passed,
+    )
     if refused:
         raise TranslationError(
             f"Envoy would reject {len(refused)} value(s) of this config, first: {refused[0].format()}",
@@ -194,6 +187,24 @@ def translate(
         role=role,
         gateways=tuple(gw.ref for gw in gateways),
     )
+
+
+def _left_to_check(snapshot: Snapshot, *, passing: set[str], passed: PassCache | None) -> Snapshot:
+    """``snapshot`` without the route configurations in ``passing`` (their routes passed as templates while built).
+
+    Those count as passed in ``passed``, as if the check had met them.
+    """
+    if not passing:
+        return snapshot
+    routes = snapshot.sets[ROUTE]
+    left = [routes.resources[name] for name in routes.resources if name not in passing]
+    kept = ResourceSet.build(ROUTE, left, encode=lambda _, message: routes.items[resource_name(message)])
+    without = snapshot.patched({ROUTE: kept}, requires={})
+    assert without is not None  # nothing is required
+    if passed is not None:
+        for name in passing:
+            passed.add(ROUTE, routes.items[name].version)
+    return without
 
 
 def _scope(
