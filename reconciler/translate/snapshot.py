@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, KeysView, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -376,6 +376,10 @@ class _Messages(Mapping[str, Message]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
+
+    def keys(self) -> KeysView[str]:
+        # The items' own view: set operations on it (``references <= keys``) run in C, not name by name.
+        return self._items.keys()
 
 
 def messages(items: Mapping[str, Resource]) -> Mapping[str, Message]:
