@@ -29,6 +29,9 @@ equal, so a cached translation is byte-identical to an uncached one:
 * per sidecar shape (within :data:`PATCH_BUDGET`, least recently used forgotten), what its last
   translation read, made and how (:class:`~reconciler.translate.patch.SidecarState`): the next
   translation of that shape patches it where the change allows (:mod:`reconciler.translate.patch`).
+  Sidecars that differ only in outbound port record the same steps, services and virtual hosts:
+  that part is kept once per kind of sidecar (:meth:`TranslationCache.shared_state`) and each
+  shape's state points at it, compared equal before it is taken.
 
 Which resources passed Envoy's constraint check is remembered apart, by their digests
 (:class:`~reconciler.translate.envoy_check.PassCache`, ``translate(passed=...)``).
