@@ -502,7 +502,10 @@ class TranslationCache:
 
     def shared_state(self, kin: Hashable) -> object | None:
         """The port-independent part of the patch state kept for sidecars of ``kin`` (:meth:`keep_shared_state`)."""
-        return self._shared.get(kin)
+        # Another thread may age the entry in between: then this one merely misses.
+        with contextlib.suppress(KeyError):
+            return self._shared.get(kin)
+        return None
 
     def keep_shared_state(self, kin: Hashable, state: object) -> None:
         """Keep ``state``, what every outbound port of the sidecars of ``kin`` records alike, for the next such shape.
