@@ -30,6 +30,9 @@ equal, so a cached translation is byte-identical to an uncached one:
 * per sidecar shape (within :data:`PATCH_BUDGET`, least recently used forgotten), what its last
   translation read, made and how (:class:`~reconciler.translate.patch.SidecarState`): the next
   translation of that shape patches it where the change allows (:mod:`reconciler.translate.patch`).
+  Sidecars that differ only in outbound port record the same steps, services and virtual hosts:
+  that part is kept once per kind of sidecar (:meth:`TranslationCache.shared_state`) and each
+  shape's state points at it, compared equal before it is taken.
 
 Which resources passed Envoy's constraint check is remembered apart, by their digests
 (:class:`~reconciler.translate.envoy_check.PassCache`, ``translate(passed=...)``).
@@ -419,10 +422,12 @@ class TranslationCache:
         )
         # Name sets by content: looking one up finds the equal set kept (a hash, then an equality check).
         self._names: _Generations[frozenset[str], frozenset[str]] = _Generations()
+        # Per kind of sidecar (a shape but for its outbound port), the part of its patch state every port shares.
+        self._shared: _Generations[Hashable, object] = _Generations()
 
     def __len__(self) -> int:
         """Entries held (services' clusters, VirtualServices' routes, kept resource and name sets): tests, metrics."""
-        return len(self._clusters) + len(self._routes) + len(self._sets) + len(self._names)
+        return len(self._clusters) + len(self._routes) + len(self._sets) + len(self._names) + len(self._shared)
 
     def begin(self, config: MeshConfig) -> None:
         """Start translating ``config``: on a new config, forget what neither it nor the previous one used."""
@@ -433,6 +438,7 @@ class TranslationCache:
         self._routes.advance()
         self._sets.advance()
         self._names.advance()
+        self._shared.advance()
 
     def registry(self, config: MeshConfig, *, cluster_domain: str | None = None) -> ServiceRegistry:
         """``build_registry(config, cluster_domain=...)``, reused while the ServiceEntries and domain compare equal."""
@@ -509,6 +515,22 @@ class TranslationCache:
             self._states.move_to_end(shape)
             while len(self._states) > 1 and sum(size for _, size in self._states.values()) > PATCH_BUDGET:
                 self._states.popitem(last=False)
+
+    def shared_state(self, kin: Hashable) -> object | None:
+        """The port-independent part of the patch state kept for sidecars of ``kin`` (:meth:`keep_shared_state`)."""
+        # Another thread may age the entry in between: then this one merely misses.
+        with contextlib.suppress(KeyError):
+            return self._shared.get(kin)
+        return None
+
+    def keep_shared_state(self, kin: Hashable, state: object) -> None:
+        """Keep ``state``, what every outbound port of the sidecars of ``kin`` records alike, for the next such shape.
+
+        Sidecars that differ only in outbound port translate to the same steps, virtual hosts and
+        services (~560 KiB at 1,000 services); held once, each shape adds only its own route table.
+        Kept for the current and the previous config, like the cache's other entries.
+        """
+        self._shared.put(kin, state)
 
     def names(self, names: frozenset[str]) -> frozenset[str]:
         """The frozenset kept equal to ``names`` if any, else ``names`` (kept from now on).

@@ -188,6 +188,9 @@ def translate(
             steps=steps,
             snapshot=snapshot,
             findings=findings,
+            cache=cache,
+            # Shapes differing only in outbound port share what they record alike.
+            kin=proxy_shape(config, proxy)[:-1],
         )
         cache.keep_sidecar_state(proxy_shape(config, proxy), state, services=len(state.services))
     return Translation(

@@ -371,3 +371,60 @@ def test_a_removed_entry_whose_host_another_entry_lists_is_left_to_a_full_build(
     before = build_registry(grown)
 
     assert patch_registry(before, before=grown.service_entries, after=grown.service_entries[1:]) is None
+
+
+# One kind of sidecar on two outbound ports: two shapes that record the same state but for their route table.
+PORTS = (PROXIES[0], dataclasses.replace(PROXIES[0], node_id="a2", outbound_port=15003))
+orders = st.sampled_from([(0, 1), (1, 0), (0,), (1,)])
+
+
+def _contents(state: object) -> list[object]:
+    """A state's fields, its mappings copied: what it holds now, to compare with what it holds later."""
+    assert isinstance(state, SidecarState)
+    return [
+        dict(value) if isinstance(value, dict) else value
+        for value in (getattr(state, field.name) for field in dataclasses.fields(state))
+    ]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(min_value=1, max_value=5), st.lists(st.tuples(changes, orders), min_size=1, max_size=6))
+def test_two_ports_patched_in_turn_give_the_full_translation_and_leave_each_other_s_state_alone(
+    count: int, steps: list[tuple[tuple[object, ...], tuple[int, ...]]]
+) -> None:
+    config = mesh(count)
+    cache, passed = TranslationCache(), PassCache()
+    for proxy in PORTS:
+        _assert_identical(_outcome(config, proxy, cache=cache, passed=passed), _outcome(config, proxy))
+    for (change, *arguments), order in steps:
+        config = change(config, *arguments)  # type: ignore[operator]
+        for index in order:
+            other = translator.proxy_shape(config, PORTS[1 - index])
+            held = cache.sidecar_state(other)
+            before = _contents(held)
+            _assert_identical(
+                _outcome(config, PORTS[index], cache=cache, passed=passed), _outcome(config, PORTS[index])
+            )
+            assert cache.sidecar_state(other) is held
+            assert _contents(held) == before
+
+
+def test_sidecars_differing_only_in_outbound_port_hold_one_record_of_their_steps() -> None:
+    config = mesh(4)
+    cache = TranslationCache()
+    for proxy in (*PORTS, PROXIES[1]):
+        translate(config, proxy, cache=cache)
+    first, second, other = (
+        cache.sidecar_state(translator.proxy_shape(config, proxy)) for proxy in (*PORTS, PROXIES[1])
+    )
+
+    assert isinstance(first, SidecarState)
+    assert isinstance(second, SidecarState)
+    assert first.snapshot != second.snapshot
+    assert first.steps is second.steps
+    assert first.steps_of is second.steps_of
+    assert first.layout.names is second.layout.names
+    assert first.layout.resource is not second.layout.resource
+    # Another namespace is another kind of sidecar (what it sees may differ): its state is its own.
+    assert isinstance(other, SidecarState)
+    assert other.steps is not first.steps
