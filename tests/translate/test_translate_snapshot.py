@@ -54,7 +54,13 @@ def test_a_set_patched_again_and_again_equals_the_set_built_from_its_resources(
         patched = patched.patched(changed, removed=removed)
 
         built = ResourceSet.build(CLUSTER, [item.message for item in content.values()])
+        # In name order whichever way they are read, as a built set's: xDS responses list them so.
         assert list(patched.items) == list(built.items)
+        assert list(patched.items.values()) == list(built.items.values())
+        assert list(patched.items.items()) == list(built.items.items())
+        assert list(patched.resources.values()) == list(built.resources.values())
+        assert patched.items == built.items and len(patched.items) == len(built.items)
+        assert all(patched.items.get(name) is None for name in removed if name not in changed)
         assert patched.version == built.version == set_version(content.values())
         assert (patched.ends, patched.digests) == (tuple(built.ends), tuple(built.digests))
 
