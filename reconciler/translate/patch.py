@@ -59,7 +59,6 @@ from dataclasses import dataclass
 from functools import partial
 
 from envoy.config.route.v3 import route_components_pb2
-from google.protobuf.message import Message
 
 from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.hosts import resolve_host
@@ -524,10 +523,11 @@ def patch(
         replay.events(step.events, _vs_of(config, keys, step.vs), base)
 
     changed_items: dict[str, dict[str, XdsResource]] = {CLUSTER: {}, ENDPOINT: {}}
-    for type_url, messages in ((CLUSTER, built.clusters), (ENDPOINT, built.assignments)):
-        _encode_changed(state.snapshot, type_url, messages, into=changed_items[type_url])
-    orphans = _encode_orphans(state.orphans, replay.clusters.clusters, type_url=CLUSTER)
-    orphan_assignments = _encode_orphans(state.orphan_assignments, replay.clusters.assignments, type_url=ENDPOINT)
+    # Clusters and assignments come encoded (checked by how they are made): taken as they are, never parsed.
+    for type_url, items in ((CLUSTER, built.cluster_items), (ENDPOINT, built.assignment_items)):
+        _changed(state.snapshot, type_url, items, into=changed_items[type_url])
+    orphans = _orphans(state.orphans, replay.clusters.cluster_items)
+    orphan_assignments = _orphans(state.orphan_assignments, replay.clusters.assignment_items)
     gone: dict[str, set[str]] = {CLUSTER: set(removed), ENDPOINT: set(removed)}
     for type_url, kept_orphans, new_orphans in (
         (CLUSTER, state.orphans, orphans),
@@ -916,14 +916,13 @@ def _step_events(
     return tuple(recorded)
 
 
-def _encode_changed(
-    snapshot: Snapshot, type_url: str, messages: Mapping[str, Message], *, into: dict[str, XdsResource]
+def _changed(
+    snapshot: Snapshot, type_url: str, items: Mapping[str, XdsResource], *, into: dict[str, XdsResource]
 ) -> None:
-    """Serialize rebuilt ``messages``; those with the bytes they had keep their resource (and set) as it was."""
-    items = snapshot.sets[type_url].items
-    for name, message in messages.items():
-        item = XdsResource.of(type_url, message)
-        old = items.get(name)
+    """The rebuilt ``items`` (encoded as made) ``into``, but for those with the bytes they had (kept as they were)."""
+    kept = snapshot.sets[type_url].items
+    for name, item in items.items():
+        old = kept.get(name)
         if old is None or old.version != item.version:
             into[name] = item
 
@@ -976,13 +975,10 @@ def _asking(steps: Sequence[SidecarStep | None], names: AbstractSet[str]) -> lis
     ]
 
 
-def _encode_orphans(
-    kept: Mapping[str, XdsResource], messages: Mapping[str, Message], *, type_url: str
-) -> dict[str, XdsResource]:
-    """The orphan clusters (or assignments) now asked for, reusing those kept."""
+def _orphans(kept: Mapping[str, XdsResource], items: Mapping[str, XdsResource]) -> dict[str, XdsResource]:
+    """The orphan clusters (or assignments) now asked for, reusing those kept with the same bytes."""
     out = {}
-    for name, message in messages.items():
-        item = XdsResource.of(type_url, message)
+    for name, item in items.items():
         found = kept.get(name)
         out[name] = found if found is not None and found.version == item.version else item
     return out

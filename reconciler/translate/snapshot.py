@@ -20,6 +20,7 @@ import hashlib
 from collections.abc import Callable, Hashable, ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import overload
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -337,6 +338,32 @@ def _ends_group(part: bytes) -> bool:
 _ZERO, _FOUR = ord("0"), ord("4")
 
 
+class _Parts(Sequence[bytes]):
+    """What a set's version hashes of each resource (:func:`_part`), by position in name order, made when read.
+
+    A patch rehashes only the groups it edits: their parts are made again then, none kept in between.
+    """
+
+    __slots__ = ("_items", "_names")
+
+    def __init__(self, names: Sequence[str], items: Mapping[str, Resource]) -> None:
+        self._names = names
+        self._items = items
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        items = self._items
+        if isinstance(index, slice):
+            return [_part(items[name]) for name in self._names[index]]
+        return _part(items[self._names[index]])
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 def _groups(
     parts: Sequence[bytes], start: int, stop: int, ends_group: Callable[[bytes], bool] = _ends_group
 ) -> tuple[list[int], list[bytes]]:
@@ -431,7 +458,7 @@ class _SortedItems(ItemsView[str, Resource]):
 
     def __iter__(self) -> Iterator[tuple[str, Resource]]:
         mapping = self._mapping
-        return zip(mapping, mapping.ordered())
+        return zip(mapping, mapping.ordered(), strict=True)
 
 
 def messages(items: Mapping[str, Resource]) -> Mapping[str, Message]:
@@ -443,18 +470,19 @@ def messages(items: Mapping[str, Resource]) -> Mapping[str, Message]:
 class ResourceSet:
     """All resources of one type, keyed by name, with their content-hash version.
 
-    ``resources`` holds the messages, ``items`` the same resources serialized (:class:`Resource`).
+    ``resources`` holds the messages, ``items`` the same resources serialized (:class:`Resource`); both
+    iterate in name order (what xDS responses list), a patched set's through ``names`` (:class:`_Sorted`).
     """
 
     type_url: str
     version: str
     resources: Mapping[str, Message]
     items: Mapping[str, Resource]
-    #: The names in order, and what ``version`` hashes of each, and its groups (:func:`_ends_group`): where each ends
-    #: (past its last name) and its digest. A patched set rehashes the groups it changes, no others.
+    #: The names in order, and the groups of what ``version`` hashes of each (:func:`_part`, :func:`_ends_group`):
+    #: where each ends (past its last name) and its digest. A patched set rehashes the groups it changes, no others
+    #: (their parts made again from the resources: none are kept).
     #: (Lists a patched set made are never changed after: a tuple of 40,000 would cost another pass over them.)
     names: Sequence[str] = field(default=(), compare=False, repr=False)
-    parts: Sequence[bytes] = field(default=(), compare=False, repr=False)
     ends: tuple[int, ...] = field(default=(), compare=False, repr=False)
     digests: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
 
@@ -498,7 +526,6 @@ class ResourceSet:
             resources=_Messages(items) if encoded else MappingProxyType(ordered),  # type: ignore[arg-type]
             items=MappingProxyType(items),
             names=tuple(items),
-            parts=parts,
             ends=tuple(ends),
             digests=tuple(digests),
         )
@@ -517,7 +544,7 @@ class ResourceSet:
         gone = [name for name in removed if name in self.items and name not in changed]
         if not fresh and not gone:
             return self
-        if len(self.parts) != len(self.items) or not self.ends or len(fresh) + len(gone) > _EDITED:
+        if len(self.names) != len(self.items) or not self.ends or len(fresh) + len(gone) > _EDITED:
             items = dict(self.items)
             items.update(fresh)
             for name in gone:
@@ -525,43 +552,37 @@ class ResourceSet:
             items = dict(sorted(items.items()))
             parts = tuple(_part(item) for item in items.values())
             ends, digests = _groups(parts, 0, len(parts))
-            return self._made(items, names=tuple(items), parts=parts, ends=ends, digests=digests)
-        # A few names in or out: the sorted names and parts are edited in place, not made again, and only the
-        # groups holding an edit are hashed again. Per group (by its index here): names in minus out.
-        listed, replaced = list(self.names), list(self.parts)
+            return self._made(items, names=tuple(items), ends=ends, digests=digests)
+        # A few names in or out: the sorted names are edited in place, not made again, and only the groups
+        # holding an edit are hashed again. Per group (by its index here): names in minus out.
+        listed = list(self.names)
         grown: dict[int, int] = {}
         last = len(self.ends) - 1
         for name in gone:
             at = bisect.bisect_left(self.names, name)
             group = bisect.bisect_right(self.ends, at)
             grown[group] = grown.get(group, 0) - 1
-            at = bisect.bisect_left(listed, name)
-            del listed[at], replaced[at]
-        for name, item in fresh.items():
+            del listed[bisect.bisect_left(listed, name)]
+        for name in fresh:
             kept = name in self.items
             at = bisect.bisect_left(self.names, name)
             group = min(bisect.bisect_right(self.ends, at), last)
             grown[group] = grown.get(group, 0) + (not kept)
-            at = bisect.bisect_left(listed, name)
-            if kept:
-                replaced[at] = _part(item)
-            else:
-                listed.insert(at, name)
-                replaced.insert(at, _part(item))
+            if not kept:
+                listed.insert(bisect.bisect_left(listed, name), name)
         # The dict is copied (at C speed) and edited; the names list gives the order (see _Sorted).
         items = self.items.copy() if isinstance(self.items, (MappingProxyType, _Sorted)) else dict(self.items)
         items.update(fresh)
         for name in gone:
             del items[name]
-        ends, digests = _regrouped(self.ends, self.digests, replaced, grown, _ends_group)
-        return self._made(items, names=listed, parts=replaced, ends=ends, digests=digests)
+        ends, digests = _regrouped(self.ends, self.digests, _Parts(listed, items), grown, _ends_group)
+        return self._made(items, names=listed, ends=ends, digests=digests)
 
     def _made(
         self,
         items: dict[str, Resource],
         *,
         names: Sequence[str],
-        parts: Sequence[bytes],
         ends: Sequence[int],
         digests: Sequence[bytes],
     ) -> ResourceSet:
@@ -572,7 +593,6 @@ class ResourceSet:
             resources=_Messages(ordered),
             items=ordered,
             names=names,
-            parts=parts,
             ends=tuple(ends),
             digests=tuple(digests),
         )
@@ -593,11 +613,14 @@ def _regrouped(
     found_ends: list[int] = []
     found_digests: list[bytes] = []
     shift, group, count = 0, 0, len(ends)
+    edited = sorted(grown)
     while group < count:
         if group not in grown:
-            found_ends.append(ends[group] + shift)
-            found_digests.append(digests[group])
-            group += 1
+            # The run of groups up to the next edited one, kept as it is (moved by ``shift``), sliced at C speed.
+            stop = next(iter(edited[bisect.bisect_left(edited, group) :]), count)
+            found_ends.extend(map(shift.__add__, ends[group:stop]))
+            found_digests.extend(digests[group:stop])
+            group = stop
             continue
         start = found_ends[-1] if found_ends else 0
         while True:
