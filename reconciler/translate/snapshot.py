@@ -368,13 +368,15 @@ def _groups(
     parts: Sequence[bytes], start: int, stop: int, ends_group: Callable[[bytes], bool] = _ends_group
 ) -> tuple[list[int], list[bytes]]:
     """The groups of ``parts[start:stop]`` (the last one ends at ``stop``): where each ends, and its digest."""
-    ends = [index for index in range(start + 1, stop + 1) if ends_group(parts[index - 1])]
+    chunk = parts[start:stop]  # read once: a patched set's parts are made as they are read (_Parts)
+    ends = [start + offset for offset, part in enumerate(chunk, 1) if ends_group(part)]
     if stop > start and (not ends or ends[-1] != stop):
         ends.append(stop)
     digests = []
+    begin = 0
     for end in ends:
-        digests.append(hashlib.sha256(b"".join(parts[start:end])).digest())
-        start = end
+        digests.append(hashlib.sha256(b"".join(chunk[begin : end - start])).digest())
+        begin = end - start
     return ends, digests
 
 
