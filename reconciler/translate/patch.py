@@ -432,7 +432,7 @@ def patch(
     # Services removed: their clusters gone (no route left asks for them: see _removal).
     unlisted: set[str] = set()
     for removed_service in gone_services:
-        if any(found is removed_service for found in state.services):
+        if _position(state.services, removed_service) is not None:
             old_rule = rules_before.rule_for(
                 removed_service.host,
                 namespace=scope.namespace,
@@ -446,7 +446,7 @@ def patch(
         service = scope.service(host)
         if service is None or service.host in added_hosts:
             continue  # no clusters of its own before (the replay below makes those routes name)
-        position = next((index for index, found in enumerate(services) if found is service), None)
+        position = _position(services, service)
         if position is None:
             return None
         if all(found is not service for found in rebuilt) and not _rebuild(
@@ -632,7 +632,7 @@ def _services(
     rebuilt = []
     for old, new in changes:
         if new is None:
-            gone = next((index for index, service in enumerate(services) if service is old), None)
+            gone = _position(services, old)
             if gone is not None:
                 del services[gone]
                 shifted = {index - (index > gone): found for index, found in notes.items() if index != gone}
@@ -647,7 +647,7 @@ def _services(
         else:
             if old.resolution is not new.resolution:
                 return None  # DNS ↔ STATIC adds or removes load assignments: left to a full translation
-            found = next((index for index, service in enumerate(services) if service is old), None)
+            found = _position(services, old)
             if found is None:
                 return None
             position = found
@@ -656,6 +656,11 @@ def _services(
             return None
         rebuilt.append(new)
     return rebuilt
+
+
+def _position(items: Sequence[object], item: object) -> int | None:
+    """Where ``item`` (that very object) is in ``items``, if it is: compared at C speed (10,000 services)."""
+    return next(itertools.compress(itertools.count(), map(operator.is_, items, itertools.repeat(item))), None)
 
 
 class _AddedScope(Scope):
