@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from reconciler.model.config import Resource
-from reconciler.model.destinationrule import DestinationRuleSpec
+from reconciler.model.destinationrule import DestinationRuleSpec, Subset
 from reconciler.model.hosts import DEFAULT_DOMAIN, exported_to, host_matches, resolve_host
 
 __all__ = [
@@ -87,14 +87,18 @@ class _Consolidating:
     def __init__(self, index: int, rule: Rule) -> None:
         self.index = index
         self.first = rule
-        self.subsets = list(rule.spec.subsets)
-        self.names = {subset.name for subset in rule.spec.subsets}
+        # Made when a second rule merges in: most hosts have one rule, used as it is (see rule()).
+        self.subsets: list[Subset] | None = None
+        self.names: set[str] = set()
         self.traffic_policy = rule.spec.traffic_policy
         self.export_to: tuple[str, ...] | None = _exports(rule)
 
     def merge(self, rule: Rule) -> None:
         # Istio's mergeDestinationRule: new subset names are appended, the first top-level
         # traffic policy wins (a later one applies when the earlier rules have none).
+        if self.subsets is None:
+            self.subsets = list(self.first.spec.subsets)
+            self.names = {subset.name for subset in self.subsets}
         for subset in rule.spec.subsets:
             if subset.name not in self.names:
                 self.names.add(subset.name)
@@ -109,11 +113,14 @@ class _Consolidating:
 
     def rule(self) -> Rule:
         spec = self.first.spec
+        export_to = () if self.export_to is None else self.export_to
+        if self.subsets is None and spec.export_to == export_to:
+            return self.first
         merged = replace(
             spec,
-            subsets=tuple(self.subsets),
+            subsets=spec.subsets if self.subsets is None else tuple(self.subsets),
             traffic_policy=self.traffic_policy,
-            export_to=() if self.export_to is None else self.export_to,
+            export_to=export_to,
         )
         return self.first if merged == spec else replace(self.first, spec=merged)
 

@@ -21,6 +21,7 @@ from reconciler.model.gateway import GatewaySpec, Server
 from reconciler.model.hosts import host_matches, resolve_host, split_gateway_host
 from reconciler.model.protocols import HTTP_PROTOCOLS
 from reconciler.model.virtualservice import VirtualServiceSpec
+from reconciler.translate.constraints import violations
 from reconciler.translate.listeners import http_listener
 from reconciler.translate.names import gateway_route_name, virtual_host_name
 from reconciler.translate.notes import Notes
@@ -60,8 +61,14 @@ def build_gateway(
     gateways: list[Resource[GatewaySpec]],
     routes: RouteBuilder,
     notes: Notes,
+    passing: set[str] | None = None,
 ) -> tuple[list[listener_pb2.Listener], list[route_pb2.RouteConfiguration]]:
-    """Listeners and route configurations for a gateway proxy selected by ``gateways``."""
+    """Listeners and route configurations for a gateway proxy selected by ``gateways``.
+
+    ``passing`` gets the names of the route configurations known to break none of Envoy's
+    constraints: their routes passed as templates (:meth:`RouteBuilder.encoded`), their own fields
+    and their virtual hosts' were walked here.
+    """
     by_port: dict[int, list[_BoundServer]] = {}
     for gateway in gateways:
         for index, server in enumerate(gateway.spec.servers):
@@ -98,8 +105,12 @@ def build_gateway(
     configs = []
     for port in sorted(by_port):
         vhosts: dict[str, route_components_pb2.VirtualHost] = {}
+        templates_pass = True
         for entry in by_port[port]:
-            _add_server(entry, port=port, vhosts=vhosts, virtual_services=bound[entry.gateway.ref], routes=routes)
+            templates_pass = (
+                _add_server(entry, port=port, vhosts=vhosts, virtual_services=bound[entry.gateway.ref], routes=routes)
+                and templates_pass
+            )
         if not vhosts:
             # Istio's answer for a port with nothing bound: a virtual host that 404s everything.
             vhosts["blackhole"] = route_components_pb2.VirtualHost(
@@ -108,15 +119,16 @@ def build_gateway(
         for vhost in vhosts.values():
             _catch_all_last(vhost)
         route_name = gateway_route_name(port)
-        configs.append(
-            route_pb2.RouteConfiguration(
-                name=route_name,
-                virtual_hosts=[vhosts[name] for name in sorted(vhosts)],
-                # Clients write ports in Host headers (example.com:8080); gateway hosts are names only.
-                ignore_port_in_host_matching=True,
-                max_direct_response_body_size_bytes=wrappers_pb2.UInt32Value(value=MAX_DIRECT_RESPONSE_BODY_BYTES),
-            )
+        config = route_pb2.RouteConfiguration(
+            name=route_name,
+            virtual_hosts=[vhosts[name] for name in sorted(vhosts)],
+            # Clients write ports in Host headers (example.com:8080); gateway hosts are names only.
+            ignore_port_in_host_matching=True,
+            max_direct_response_body_size_bytes=wrappers_pb2.UInt32Value(value=MAX_DIRECT_RESPONSE_BODY_BYTES),
         )
+        configs.append(config)
+        if passing is not None and templates_pass and _own_fields_pass(config):
+            passing.add(route_name)
         listeners.append(http_listener(port=port, route_name=route_name, edge=True))
     return listeners, configs
 
@@ -128,7 +140,9 @@ def _add_server(
     vhosts: dict[str, route_components_pb2.VirtualHost],
     virtual_services: list[Resource[VirtualServiceSpec]],
     routes: RouteBuilder,
-) -> None:
+) -> bool:
+    """Add the virtual hosts of one server; True when all the routes added passed as templates."""
+    passes = True
     server = entry.server
     https_redirect = server.tls is not None and server.tls.https_redirect
     admitted = [split_gateway_host(written, entry.gateway.namespace) for written in server.hosts]
@@ -141,6 +155,7 @@ def _add_server(
         vs_routes = routes.routes(vs, listener_port=port)
         if not vs_routes:
             continue
+        passes = passes and routes.encoded(vs, listener_port=port).passes
         for hostname in hostnames:
             vhost = vhosts.get(hostname)
             if vhost is None:
@@ -161,6 +176,14 @@ def _add_server(
                 )
                 vhosts[hostname] = vhost
             vhost.require_tls = route_components_pb2.VirtualHost.ALL
+    return passes
+
+
+def _own_fields_pass(config: route_pb2.RouteConfiguration) -> bool:
+    """Whether the fields of ``config`` and of its virtual hosts, all but the routes, break no constraint."""
+    if violations(config, without="virtual_hosts"):
+        return False
+    return not any(violations(vhost, without="routes") for vhost in config.virtual_hosts)
 
 
 def _catch_all_last(vhost: route_components_pb2.VirtualHost) -> None:

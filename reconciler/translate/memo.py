@@ -14,9 +14,10 @@ equal, so a cached translation is byte-identical to an uncached one:
   the proxy reports non-HTTP ports (sidecar or gateway); clusters do not depend on the
   proxy's outbound port, so every shape of one config shares them, and a one-host change
   rebuilds only that host's;
-* a VirtualService's routes for one listener port, and what building them reported and
-  which clusters they asked for, by the VirtualService and the services its destinations
-  name (a route's cluster follows from those; whether that cluster exists is asked again);
+* a VirtualService's routes for one listener port (serialized, with whether they pass Envoy's
+  constraints), and what building them reported and which clusters they asked for, by the
+  VirtualService and the services its destinations name (a route's cluster follows from those;
+  whether that cluster exists is asked again);
 * sets of clusters and of load assignments, by their resources: a change that
   leaves every cluster as it was (a rollout step) reuses the whole set, name order and version;
   the resources are kept encoded (with the service's clusters), so a new set of reused ones is
@@ -49,9 +50,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
-from envoy.config.route.v3 import route_components_pb2
 from google.protobuf.message import Message
 
 from reconciler.model.config import MeshConfig, Resource
@@ -67,6 +67,7 @@ from reconciler.translate.snapshot import ResourceSet
 
 __all__ = [
     "PATCH_BUDGET",
+    "EncodedRoutes",
     "EnsureCall",
     "RuleChange",
     "ServiceChange",
@@ -97,9 +98,11 @@ class ServiceClusters:
     notes: Sequence[NoteCall]
 
 
-@dataclass(frozen=True, slots=True)
-class EnsureCall:
-    """A route asked for the cluster of ``host:port`` (and ``subset``) from the rule at ``path``."""
+class EnsureCall(NamedTuple):
+    """A route asked for the cluster of ``host:port`` (and ``subset``) from the rule at ``path``.
+
+    A named tuple: a cold translation records one per destination (tens of thousands).
+    """
 
     host: str
     port: int
@@ -107,18 +110,31 @@ class EnsureCall:
     path: str
 
 
-@dataclass(frozen=True, slots=True)
-class VirtualServiceRoutes:
+class EncodedRoutes(NamedTuple):
+    """Routes serialized as a virtual host's ``routes`` field (each route's tag, length and message, in order).
+
+    Named tuples, this and :class:`VirtualServiceRoutes`: a translation makes one per VirtualService and port.
+    """
+
+    data: bytes
+    #: The clusters the routes send or mirror traffic to.
+    references: frozenset[str]
+    #: True when the routes break none of Envoy's constraints (False: not known, they are walked with the rest).
+    passes: bool
+
+
+class VirtualServiceRoutes(NamedTuple):
     """One VirtualService's routes for one listener port, and what building them reported and asked for, in order."""
 
     vs: Resource[VirtualServiceSpec]
     listener_port: int
     #: The service each destination host resolved to, in :func:`~reconciler.translate.routes` order.
     services: tuple[Service | None, ...]
-    routes: tuple[route_components_pb2.Route, ...]
     events: tuple[NoteCall | EnsureCall, ...]
-    #: Each route built, with the path of the HTTP rule it came from (for locating what Envoy rejects).
-    built: tuple[tuple[route_components_pb2.Route, str], ...]
+    #: The path of the HTTP rule each route came from (for locating what Envoy rejects).
+    paths: tuple[str, ...]
+    #: The routes, serialized (kept as bytes: as messages they would be most of the cache).
+    encoded: EncodedRoutes
 
 
 _RegistryKey = tuple[tuple[Resource[ServiceEntrySpec], ...], str | None]

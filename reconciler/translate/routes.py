@@ -5,11 +5,17 @@ routes in order, so that is an OR); a rule without matches, or with a match-all 
 ends the list because nothing after it can ever match. Destinations become clusters
 through :class:`~reconciler.translate.clusters.ClusterSet`, which makes sure every name a
 route uses exists.
+
+A VirtualService's routes for one listener port are serialized once, as a virtual host's
+``routes`` field (:meth:`RouteBuilder.encoded`): a sidecar's route table is put together from
+those bytes, and a cache keeps them rather than the messages. Each is checked against Envoy's
+constraints as its template, the routes with every cluster name replaced by one placeholder:
+VirtualServices written alike share a template, so their routes are walked once, not once each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -19,6 +25,7 @@ from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import percent_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
+from google.protobuf.message import Message
 
 from reconciler.model.common import HeaderName, Percent, StringMatch
 from reconciler.model.config import Resource
@@ -37,9 +44,10 @@ from reconciler.model.virtualservice import (
     VirtualServiceSpec,
 )
 from reconciler.translate.clusters import ClusterSet
-from reconciler.translate.memo import EnsureCall, TranslationCache, VirtualServiceRoutes
+from reconciler.translate.constraints import Verdicts, violations
+from reconciler.translate.memo import EncodedRoutes, EnsureCall, TranslationCache, VirtualServiceRoutes
 from reconciler.translate.notes import NoteCall, Notes
-from reconciler.translate.protos import duration
+from reconciler.translate.protos import duration, varint
 from reconciler.translate.registry import Service
 from reconciler.translate.scope import Scope
 
@@ -61,6 +69,12 @@ _DEFAULT_RETRIABLE_CODES = (503,)
 _HOST_SELECTION_RETRY_MAX_ATTEMPTS = 5
 _PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
 _METHOD_HEADER = ":method"
+#: Field 3 of a VirtualHost (routes), length-delimited: each route of :class:`EncodedRoutes` starts with it.
+_ROUTES_TAG = b"\x1a"
+#: What a route's cluster names are replaced by in its template (see :meth:`RouteBuilder.encoded`).
+_PLACEHOLDER = "-"
+#: A cluster name a route holds: the message and field it is in, and the name.
+_Slot = tuple[Message, str, str]
 _REDIRECT_CODES: Mapping[int, int] = {
     301: rc.RedirectAction.MOVED_PERMANENTLY,
     302: rc.RedirectAction.FOUND,
@@ -94,11 +108,13 @@ def _is_presence(match: StringMatch | None) -> bool:
     return match is None or match.regex == "*" or (match.exact is None and match.prefix is None and not match.regex)
 
 
-def _header_matcher(name: str, match: StringMatch | None) -> rc.HeaderMatcher:
+def _header_matcher(into: rc.HeaderMatcher, match: StringMatch | None) -> None:
+    """Make ``into`` (named already) match ``match``."""
     if _is_presence(match):
-        return rc.HeaderMatcher(name=name, present_match=True)
+        into.present_match = True
+        return
     assert match is not None
-    return rc.HeaderMatcher(name=name, string_match=_string_matcher(match))
+    into.string_match.CopyFrom(_string_matcher(match))
 
 
 def is_catch_all(route: rc.Route) -> bool:
@@ -214,19 +230,33 @@ class RouteBuilder:
         #: While a cache records: what was reported and which clusters were asked for, in order.
         self._events: list[NoteCall | EnsureCall] | None = None
         # Only the last result is kept: callers ask for one VirtualService's routes for each
-        # of its hosts in a row, and a full cache would keep every route alive to the end.
-        self._last: tuple[tuple[int, int], list[rc.Route], VirtualServiceRoutes | None] | None = None
+        # of its hosts in a row; the routes of the others are kept serialized only.
+        self._last: _Last | None = None
         self._retries: dict[HTTPRetry | None, rc.RetryPolicy | None] = {}
-        self._built: list[tuple[rc.Route, Resource[VirtualServiceSpec], str]] = []
+        self._durations: dict[int, duration_pb2.Duration] = {}
+        #: Per routes built or reused: their bytes, the VirtualService and each route's HTTP rule path.
+        self._built: list[tuple[bytes, Resource[VirtualServiceSpec], tuple[str, ...]]] = []
+        #: The HTTP rule path of each route being built, and the cluster names it holds (see :meth:`encoded`).
+        self._paths: list[str] = []
+        self._slots: list[list[_Slot]] = []
+        #: Route templates checked against Envoy's constraints: whether they pass.
+        self._templates: dict[bytes, bool] = {}
+        self._verdicts = Verdicts()
+        self._default: _DefaultTemplate | None = None
 
     def source_of(self, route: rc.Route) -> tuple[Resource[VirtualServiceSpec], str] | None:
         """The VirtualService and HTTP rule path a route (as it ended up in a snapshot) was built from.
 
-        For reporting what Envoy would reject; a linear search, as that is rare.
+        For reporting what Envoy would reject; a linear search, as that is rare. Equal messages
+        serialize alike, so the routes are compared as bytes.
         """
-        for built, vs, path in self._built:
-            if built == route:
-                return vs, path
+        needle = route.SerializeToString(deterministic=True)
+        for data, vs, paths in self._built:
+            if needle not in data:
+                continue
+            for built, path in zip(rc.VirtualHost.FromString(data).routes, paths, strict=True):
+                if built.SerializeToString(deterministic=True) == needle:
+                    return vs, path
         return None
 
     def default_route(self, cluster: str) -> rc.Route:
@@ -236,6 +266,20 @@ class RouteBuilder:
         assert policy is not None
         action.retry_policy.CopyFrom(policy)
         return rc.Route(name="default", match=rc.RouteMatch(prefix="/"), route=action)
+
+    def default_encoded(self, cluster: str) -> EncodedRoutes:
+        """:meth:`default_route` as :meth:`encoded` gives routes: its bytes put together around the cluster name."""
+        template = self._default
+        if template is None:
+            template = self._default = _DefaultTemplate(self.default_route(_PLACEHOLDER), verdicts=self._verdicts)
+        return template.encoded(cluster)
+
+    def _duration(self, nanos: int) -> duration_pb2.Duration:
+        """:func:`duration`, made once per value (most rules share a few timeouts)."""
+        found = self._durations.get(nanos)
+        if found is None:
+            found = self._durations[nanos] = duration(nanos)
+        return found
 
     def _retry_policy(self, retries: HTTPRetry | None) -> rc.RetryPolicy | None:
         """:func:`retry_policy`, built once per distinct setting (most rules share Istio's default)."""
@@ -248,17 +292,41 @@ class RouteBuilder:
 
         Asking again for the same arguments in a row returns the same list; callers copy it into protos.
         """
+        last = self._routes(vs, listener_port)
+        if last.routes is None:
+            last.routes = list(rc.VirtualHost.FromString(last.encoded.data).routes)
+        return last.routes
+
+    def encoded(self, vs: Resource[VirtualServiceSpec], *, listener_port: int) -> EncodedRoutes:
+        """:meth:`routes` serialized as a virtual host's ``routes`` field, the clusters they name, and whether they
+        pass Envoy's constraints.
+
+        That verdict comes from the routes' template (the routes with every cluster name replaced by
+        the same placeholder): a route's cluster names are the only strings in it that differ between
+        VirtualServices of the same rules, and none of their fields' constraints tells apart two
+        names that are not empty. So routes of many VirtualServices written alike are walked once.
+        """
+        return self._routes(vs, listener_port).encoded
+
+    def _routes(self, vs: Resource[VirtualServiceSpec], listener_port: int) -> _Last:
         key = (id(vs), listener_port)
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
-        entry = None if self._cache is None else self._reuse(vs, listener_port)
-        out = self._build(vs, listener_port) if entry is None else list(entry.routes)
-        self._last = (key, out, entry)
-        return out
+        last = self._last
+        if last is not None and last.key == key:
+            return last
+        if self._cache is None:
+            out = self._build(vs, listener_port)
+            encoded = self._encode(out)
+            self._built.append((encoded.data, vs, tuple(self._paths)))
+            last = _Last(key, out, None, encoded)
+        else:
+            entry = self._reuse(vs, listener_port)
+            last = _Last(key, None, entry, entry.encoded)
+        self._last = last
+        return last
 
     def last_entry(self) -> VirtualServiceRoutes | None:
         """What the last :meth:`routes` call built or reused through the cache, with its events (None without one)."""
-        return self._last[2] if self._last is not None else None
+        return self._last.entry if self._last is not None else None
 
     def _reuse(self, vs: Resource[VirtualServiceSpec], listener_port: int) -> VirtualServiceRoutes:
         """:meth:`_build` through the cache: the routes depend on ``vs``, the port and the services it names.
@@ -267,7 +335,7 @@ class RouteBuilder:
         so this translation's notes and clusters end up as if the routes were built here.
         """
         assert self._cache is not None
-        services = tuple(self._scope.service(host) for host in _destination_hosts(vs))
+        services = _destination_services(vs, self._scope)
         reused = self._cache.routes(vs, listener_port=listener_port, services=services)
         if reused is not None:
             for event in reused.events:
@@ -277,12 +345,11 @@ class RouteBuilder:
                     )
                 else:
                     self._notes.replay((event,))
-            self._built.extend((route, vs, path) for route, path in reused.built)
+            self._built.append((reused.encoded.data, vs, reused.paths))
             return reused
         events: list[NoteCall | EnsureCall] = []
         self._events = events
         self._notes.record(events)
-        built_from = len(self._built)
         try:
             out = self._build(vs, listener_port)
         finally:
@@ -292,14 +359,38 @@ class RouteBuilder:
             vs=vs,
             listener_port=listener_port,
             services=services,
-            routes=tuple(out),
             events=tuple(events),
-            built=tuple((route, path) for route, _, path in self._built[built_from:]),
+            paths=tuple(self._paths),
+            encoded=self._encode(out),
         )
+        self._built.append((built.encoded.data, vs, built.paths))
         self._cache.keep_routes(built)
         return built
 
+    def _encode(self, routes: Sequence[rc.Route]) -> EncodedRoutes:
+        """The routes :meth:`_build` just made, as :meth:`encoded` gives them."""
+        slots = [slot for found in self._slots for slot in found]
+        data = b"".join(_framed(route.SerializeToString(deterministic=True)) for route in routes)
+        names = frozenset(name for _, _, name in slots)
+        return EncodedRoutes(data=data, references=names, passes=all(names) and self._template_passes(routes, slots))
+
+    def _template_passes(self, routes: Sequence[rc.Route], slots: Sequence[_Slot]) -> bool:
+        for message, field, _ in slots:
+            setattr(message, field, _PLACEHOLDER)
+        try:
+            template = b"".join(_framed(route.SerializeToString(deterministic=True)) for route in routes)
+            passes = self._templates.get(template)
+            if passes is None:
+                passes = self._templates[template] = not any(
+                    violations(route, verdicts=self._verdicts) for route in routes
+                )
+        finally:
+            for message, field, name in slots:
+                setattr(message, field, name)
+        return passes
+
     def _build(self, vs: Resource[VirtualServiceSpec], listener_port: int) -> list[rc.Route]:
+        self._slots, self._paths = [], []
         out: list[rc.Route] = []
         for index, http in enumerate(vs.spec.http):
             path = f"spec.http[{index}]"
@@ -329,7 +420,9 @@ class RouteBuilder:
         name = http.name or ""
         if match is not None and match.name:
             name = f"{name}.{match.name}"
-        out = rc.Route(name=name, match=_route_match(match))
+        out = rc.Route(name=name)
+        _route_match(match, into=out.match)
+        self._slots.append([])
         authority = ""
         if http.headers is not None:
             ops = _HeaderOps(http.headers)
@@ -348,7 +441,7 @@ class RouteBuilder:
             fault = self._fault(http.fault, vs=vs, path=f"{path}.fault")
             if fault is not None:
                 out.typed_per_filter_config[FAULT_FILTER].Pack(fault)
-        self._built.append((out, vs, path))
+        self._paths.append(path)
         return out
 
     def _forward(
@@ -364,7 +457,7 @@ class RouteBuilder:
         # Envoy's default route timeout is 15 s; Istio's is none (0 s) unless the rule sets one.
         timeout = http.timeout.nanos if http.timeout is not None else 0
         action = out.route
-        action.timeout.CopyFrom(duration(timeout))
+        action.timeout.CopyFrom(self._duration(timeout))
         if http.rewrite is not None:
             if http.rewrite.uri:
                 action.prefix_rewrite = http.rewrite.uri
@@ -384,11 +477,13 @@ class RouteBuilder:
             if percentage is not None and percentage.value <= 0:
                 continue
             fraction = _fraction(percentage) if percentage is not None else _hundredths(100)
-            action.request_mirror_policies.add(
-                cluster=self._cluster(vs, destination, port=port, path=mirror_path),
+            cluster = self._cluster(vs, destination, port=port, path=mirror_path)
+            mirror = action.request_mirror_policies.add(
+                cluster=cluster,
                 runtime_fraction=base_pb2.RuntimeFractionalPercent(default_value=fraction),
                 trace_sampled=wrappers_pb2.BoolValue(value=False),
             )
+            self._slots[-1].append((mirror, "cluster", cluster))
         self._destinations(out, vs=vs, destinations=http.route, path=path, port=port)
         policy = self._retry_policy(http.retries)
         if policy is not None:
@@ -419,7 +514,9 @@ class RouteBuilder:
             indexed = weighted
         if len(indexed) == 1:
             index, dst = indexed[0]
-            action.cluster = self._cluster(vs, dst.destination, port=port, path=f"{path}.route[{index}].destination")
+            cluster = self._cluster(vs, dst.destination, port=port, path=f"{path}.route[{index}].destination")
+            action.cluster = cluster
+            self._slots[-1].append((action, "cluster", cluster))
             if dst.headers is not None:
                 ops = _HeaderOps(dst.headers)
                 ops.apply(out)
@@ -431,14 +528,15 @@ class RouteBuilder:
             # A rule with neither route, redirect nor direct response: validation rejects it;
             # answer like Istio does for a destination that cannot be found.
             out.ClearField("route")
+            self._slots[-1].clear()  # the mirrors went with the route action
             out.direct_response.status = 503
             self._notes.about(vs, path=path, message="rule has no destination: requests get 503")
             return
         for index, dst in indexed:
-            weight = action.weighted_clusters.clusters.add(
-                name=self._cluster(vs, dst.destination, port=port, path=f"{path}.route[{index}].destination"),
-                weight=wrappers_pb2.UInt32Value(value=dst.weight or 1),
-            )
+            cluster = self._cluster(vs, dst.destination, port=port, path=f"{path}.route[{index}].destination")
+            weight = action.weighted_clusters.clusters.add(name=cluster)
+            weight.weight.value = dst.weight or 1
+            self._slots[-1].append((weight, "name", cluster))
             if dst.headers is not None:
                 ops = _HeaderOps(dst.headers)
                 ops.apply(weight)
@@ -535,15 +633,83 @@ class RouteBuilder:
         return out
 
 
-def _destination_hosts(vs: Resource[VirtualServiceSpec]) -> Iterator[str]:
-    """Every host ``vs`` routes or mirrors to, resolved, in rule order (what its routes read of the registry)."""
+class _Last:
+    """The routes :class:`RouteBuilder` made or reused last: for ``(id(vs), port)``, as messages (made when asked)."""
+
+    __slots__ = ("encoded", "entry", "key", "routes")
+
+    def __init__(
+        self,
+        key: tuple[int, int],
+        routes: list[rc.Route] | None,
+        entry: VirtualServiceRoutes | None,
+        encoded: EncodedRoutes,
+    ) -> None:
+        self.key = key
+        self.routes = routes
+        self.entry = entry
+        self.encoded = encoded
+
+
+class _DefaultTemplate:
+    """The default route, checked once with a placeholder cluster, serialized for any cluster without a message.
+
+    A route serializes its fields in field-number order: ``match`` (1), ``route`` (2), then
+    ``name`` (14); its action starts with ``cluster`` (1). So the bytes for a cluster are the
+    template's with that one string (and the lengths around it) put in; checked against the
+    template's own serialization when made, else every route is serialized as a message.
+    """
+
+    __slots__ = ("_action", "_head", "_name", "_passes", "_route")
+
+    def __init__(self, route: rc.Route, *, verdicts: Verdicts) -> None:
+        self._route = route
+        action = rc.Route()
+        action.CopyFrom(route)
+        action.route.ClearField("cluster")
+        self._action = action.route.SerializeToString(deterministic=True)
+        self._head = b"\x0a" + varint(route.match.ByteSize()) + route.match.SerializeToString(deterministic=True)
+        self._name = rc.Route(name=route.name).SerializeToString(deterministic=True)
+        self._passes = not violations(route, verdicts=verdicts)
+        if self._bytes(_PLACEHOLDER) != route.SerializeToString(deterministic=True):
+            self._head = b""  # not laid out as above: serialized as a message
+
+    def _bytes(self, cluster: str) -> bytes:
+        name = cluster.encode()
+        action = b"".join((b"\x0a", varint(len(name)), name, self._action))
+        return b"".join((self._head, b"\x12", varint(len(action)), action, self._name))
+
+    def encoded(self, cluster: str) -> EncodedRoutes:
+        if self._head:
+            data = self._bytes(cluster)
+        else:
+            self._route.route.cluster = cluster
+            data = self._route.SerializeToString(deterministic=True)
+        return EncodedRoutes(
+            data=_framed(data), references=frozenset((cluster,)), passes=self._passes and bool(cluster)
+        )
+
+
+def _framed(route: bytes) -> bytes:
+    """A serialized route as an element of a virtual host's ``routes`` field (tag, length, message)."""
+    size = len(route)
+    return (_SHORT_ROUTE_HEADS[size] if size < len(_SHORT_ROUTE_HEADS) else _ROUTES_TAG + varint(size)) + route
+
+
+#: The tag and length of a route shorter than 128 bytes, whose length is one byte, by length.
+_SHORT_ROUTE_HEADS = tuple(_ROUTES_TAG + varint(size) for size in range(128))
+
+
+def _destination_services(vs: Resource[VirtualServiceSpec], scope: Scope) -> tuple[Service | None, ...]:
+    """The service of every host ``vs`` routes or mirrors to, in rule order (what its routes read of the registry)."""
+    service, namespace = scope.service, vs.namespace
+    found: list[Service | None] = []
     for http in vs.spec.http:
-        for destination in http.route:
-            yield resolve_host(destination.destination.host, vs.namespace)
+        found.extend(service(resolve_host(route.destination.host, namespace)) for route in http.route)
         if http.mirror is not None:
-            yield resolve_host(http.mirror.host, vs.namespace)
-        for mirror in http.mirrors:
-            yield resolve_host(mirror.destination.host, vs.namespace)
+            found.append(service(resolve_host(http.mirror.host, namespace)))
+        found.extend(service(resolve_host(mirror.destination.host, namespace)) for mirror in http.mirrors)
+    return tuple(found)
 
 
 def _default_destination_port(service: Service | None, *, listener_port: int) -> int:
@@ -558,14 +724,17 @@ def _default_destination_port(service: Service | None, *, listener_port: int) ->
     return http_ports[0].number if len(http_ports) == 1 else listener_port
 
 
-def _route_match(match: HTTPMatchRequest | None) -> rc.RouteMatch:
-    """Istio's ``TranslateRouteMatch``: URI → path specifier, headers sorted by name, method as ``:method``."""
-    out = rc.RouteMatch(prefix="/")
+def _route_match(match: HTTPMatchRequest | None, *, into: rc.RouteMatch) -> None:
+    """Istio's ``TranslateRouteMatch`` into ``into``: URI → path specifier, headers sorted by name, method as
+    ``:method``."""
+    out = into
+    out.prefix = "/"
     if match is None:
-        return out
-    headers = [
-        _header_matcher(name, value) for name, value in sorted((match.headers or {}).items(), key=lambda item: item[0])
-    ]
+        return
+    if match.headers:
+        # Names are unique: sorting the pairs sorts by name.
+        for name, value in sorted(match.headers.items()):
+            _header_matcher(out.headers.add(name=name), value)
     uri = match.uri
     if uri is not None:
         if uri.exact is not None:
@@ -577,10 +746,9 @@ def _route_match(match: HTTPMatchRequest | None) -> rc.RouteMatch:
     if match.ignore_uri_case:
         out.case_sensitive.CopyFrom(wrappers_pb2.BoolValue(value=False))
     if match.method is not None:
-        headers.append(_header_matcher(_METHOD_HEADER, match.method))
-    out.headers.extend(headers)
-    out.query_parameters.extend(_query_matchers((match.query_params or {}).items()))
-    return out
+        _header_matcher(out.headers.add(name=_METHOD_HEADER), match.method)
+    if match.query_params:
+        out.query_parameters.extend(_query_matchers(match.query_params.items()))
 
 
 def _query_matchers(params: Iterable[tuple[str, StringMatch]]) -> list[rc.QueryParameterMatcher]:

@@ -14,6 +14,7 @@ registry are served on port 80, like Istio's hosts outside the registry.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -26,8 +27,9 @@ from google.protobuf import wrappers_pb2
 from reconciler.model.config import Resource
 from reconciler.model.hosts import host_matches, resolve_host
 from reconciler.model.virtualservice import VirtualServiceSpec
+from reconciler.translate.constraints import violations
 from reconciler.translate.listeners import http_listener
-from reconciler.translate.memo import EnsureCall
+from reconciler.translate.memo import EncodedRoutes, EnsureCall
 from reconciler.translate.names import (
     DEFAULT_HTTP_PORT,
     cluster_name,
@@ -36,18 +38,23 @@ from reconciler.translate.names import (
     virtual_host_name,
 )
 from reconciler.translate.notes import NoteCall, Notes
+from reconciler.translate.protos import varint
 from reconciler.translate.registry import Service, ServicePort
 from reconciler.translate.routes import RouteBuilder
 from reconciler.translate.scope import Scope
+from reconciler.translate.snapshot import ROUTE, Names, ResourceSet
+from reconciler.translate.snapshot import Resource as XdsResource
 
 __all__ = [
     "MAX_DIRECT_RESPONSE_BODY_BYTES",
     "PlannedHost",
+    "RouteTable",
     "SidecarStep",
     "VirtualHosts",
     "build_sidecar",
     "no_http_port",
     "report_l4_routes",
+    "sidecar_routes",
     "virtual_host",
 ]
 
@@ -64,11 +71,48 @@ def report_l4_routes(vs: Resource[VirtualServiceSpec], notes: Notes) -> None:
 
 
 class PlannedHost(NamedTuple):
-    """A virtual host :class:`VirtualHosts` will hold: built in place in the route configuration, not copied there."""
+    """A virtual host :class:`VirtualHosts` will hold: serialized in place in the route configuration."""
 
     name: str
     domains: tuple[str, ...]
-    routes: Sequence[route_components_pb2.Route]
+    routes: EncodedRoutes
+
+
+#: A virtual host's ``include_request_attempt_count: true``, its last field set (field 14, a varint).
+_ATTEMPT_COUNT = route_components_pb2.VirtualHost(include_request_attempt_count=True).SerializeToString()
+#: Field 2 of a RouteConfiguration (virtual_hosts), length-delimited.
+_VIRTUAL_HOSTS_TAG = b"\x12"
+#: The name that stands for every virtual host's in the check of their domains.
+_PLACEHOLDER_NAME = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTable:
+    """A sidecar's route configuration, serialized as it was built: as a message it is 10 MB at 10,000 services.
+
+    ``passes``: it breaks none of Envoy's constraints (False: not known; the check walks it as usual).
+    """
+
+    resource: XdsResource
+    passes: bool
+    #: Each virtual host, serialized, in order.
+    vhosts: tuple[bytes, ...]
+
+    def message(self) -> route_pb2.RouteConfiguration:
+        """The route configuration as a message (parsed from its bytes)."""
+        message = self.resource.message
+        assert isinstance(message, route_pb2.RouteConfiguration)
+        return message
+
+    def digests(self) -> list[str]:
+        """Each virtual host's digest, as the Envoy check's pass cache knows virtual hosts."""
+        return [hashlib.sha256(vhost).hexdigest() for vhost in self.vhosts]
+
+    def resource_set(self) -> ResourceSet:
+        """The set of this one route configuration (its message is parsed from its bytes when asked)."""
+        resource = self.resource
+        shell = route_pb2.RouteConfiguration(name=resource.name)
+        return ResourceSet.build(ROUTE, (shell,), encode=lambda _, __: resource).shed()
 
 
 class VirtualHosts:
@@ -82,9 +126,7 @@ class VirtualHosts:
         self.by_name: dict[str, PlannedHost] = {}
         self._domains: set[str] = set()
 
-    def add(
-        self, *, name: str, domains: Sequence[str], routes: Sequence[route_components_pb2.Route]
-    ) -> PlannedHost | None:
+    def add(self, *, name: str, domains: Sequence[str], routes: EncodedRoutes) -> PlannedHost | None:
         """Add a virtual host with the domains nobody has yet and return it; none left (or name taken): None."""
         if name in self.by_name:
             return None
@@ -98,19 +140,53 @@ class VirtualHosts:
         planned = self.by_name[name] = PlannedHost(name=name, domains=tuple(fresh), routes=routes)
         return planned
 
-    def route_config(self, *, name: str) -> route_pb2.RouteConfiguration:
+    def table(self, *, name: str, names: Names | None = None) -> RouteTable:
         """The route configuration ``name`` of these virtual hosts, by name (Envoy's matching does not depend on
-        their order; the diff does). Each is built in its place: a configuration built from finished virtual
-        hosts would copy them all (10 MB at 10,000 services)."""
+        their order; the diff does), serialized from its parts as its message would serialize.
+
+        A message's fields serialize in field-number order and a repeated field as its elements
+        one after another: the configuration's name, its virtual hosts, then its other fields;
+        a virtual host's name (1) and domains (2), its routes (3, serialized once per VirtualService
+        and port), then ``include_request_attempt_count`` (14). ``names`` interns the set of clusters it uses.
+        """
         config = route_pb2.RouteConfiguration(
             name=name,
             max_direct_response_body_size_bytes=wrappers_pb2.UInt32Value(value=MAX_DIRECT_RESPONSE_BODY_BYTES),
         )
-        add = config.virtual_hosts.add
+        own = config.SerializeToString(deterministic=True)
+        head = route_pb2.RouteConfiguration(name=name).SerializeToString(deterministic=True)
+        pieces = [head]
+        vhosts = []
+        references: set[str] = set()
+        passes = True
         for key in sorted(self.by_name):
             host = self.by_name[key]
-            add(name=host.name, domains=host.domains, routes=host.routes, include_request_attempt_count=True)
-        return config
+            fields = route_components_pb2.VirtualHost(name=host.name, domains=host.domains).SerializeToString()
+            vhost = b"".join((fields, host.routes.data, _ATTEMPT_COUNT))
+            vhosts.append(vhost)
+            pieces.extend((_VIRTUAL_HOSTS_TAG, varint(len(vhost)), vhost))
+            references.update(host.routes.references)
+            passes = passes and host.routes.passes
+        pieces.append(own[len(head) :])
+        data = b"".join(pieces)
+        found = frozenset(references)
+        resource = XdsResource.of_bytes(ROUTE, name, data, references=found if names is None else names(found))
+        return RouteTable(resource=resource, passes=passes and self._own_fields_pass(config), vhosts=tuple(vhosts))
+
+    def _own_fields_pass(self, config: route_pb2.RouteConfiguration) -> bool:
+        """Whether the route configuration's and its virtual hosts' own fields (all but routes) break nothing.
+
+        A virtual host's own fields are a name (not empty) and domains (at least one, each a valid
+        header value): all domains are walked in one message, and the names need only not be
+        empty (``tests/translate`` pins those constraints).
+        """
+        if violations(config, without="virtual_hosts"):
+            return False
+        if not all(host.name and host.domains for host in self.by_name.values()):
+            return False
+        domains = [domain for host in self.by_name.values() for domain in host.domains]
+        every = route_components_pb2.VirtualHost(name=_PLACEHOLDER_NAME, domains=domains or ["-"])
+        return not violations(every, without="routes")
 
 
 def virtual_host(
@@ -208,6 +284,20 @@ def build_sidecar(
     Routes name clusters through ``routes`` (its ClusterSet builds any that are missing). With
     ``steps`` (``routes`` must have a cache), what was done with each VirtualService is appended to it.
     """
+    listener, table = sidecar_routes(scope=scope, routes=routes, notes=notes, port=port, steps=steps)
+    return listener, table.message()
+
+
+def sidecar_routes(
+    *,
+    scope: Scope,
+    routes: RouteBuilder,
+    notes: Notes,
+    port: int,
+    steps: list[SidecarStep] | None = None,
+    names: Names | None = None,
+) -> tuple[listener_pb2.Listener, RouteTable]:
+    """:func:`build_sidecar` with the route configuration as it is built, serialized (:class:`RouteTable`)."""
     namespace = scope.namespace
     record = _Steps(steps, scope=scope, routes=routes, notes=notes) if steps is not None else None
     exact: dict[str, Resource[VirtualServiceSpec]] = {}
@@ -236,7 +326,7 @@ def build_sidecar(
             added = vhosts.add(
                 name=virtual_host_name(host, DEFAULT_HTTP_PORT),
                 domains=_domains(host, DEFAULT_HTTP_PORT, bare=True, namespace=namespace),
-                routes=routes.routes(vs, listener_port=DEFAULT_HTTP_PORT),
+                routes=routes.encoded(vs, listener_port=DEFAULT_HTTP_PORT),
             )
             if record is not None:
                 record.routes(vs, port=DEFAULT_HTTP_PORT, vhost=added)
@@ -247,7 +337,7 @@ def build_sidecar(
             else:
                 record.notes("no-http", vs, partial(no_http_port, vs, host, notes), host=host)
             continue
-        _add_service(vhosts, service, namespace=namespace, routes_for=partial(routes.routes, vs), vs=vs, record=record)
+        _add_service(vhosts, service, namespace=namespace, routes_for=partial(routes.encoded, vs), vs=vs, record=record)
 
     used_wildcards: set[str] = set()
     for service in scope.services():
@@ -262,7 +352,7 @@ def build_sidecar(
                 vhosts,
                 service,
                 namespace=namespace,
-                routes_for=partial(routes.routes, matched[1]),
+                routes_for=partial(routes.encoded, matched[1]),
                 vs=matched[1],
                 record=record,
             )
@@ -274,16 +364,16 @@ def build_sidecar(
             added = vhosts.add(
                 name=virtual_host_name(pattern, DEFAULT_HTTP_PORT),
                 domains=_domains(pattern, DEFAULT_HTTP_PORT, bare=True, namespace=namespace),
-                routes=routes.routes(vs, listener_port=DEFAULT_HTTP_PORT),
+                routes=routes.encoded(vs, listener_port=DEFAULT_HTTP_PORT),
             )
             if record is not None:
                 record.routes(vs, port=DEFAULT_HTTP_PORT, vhost=added)
 
-    config = vhosts.route_config(name=sidecar_route_name(port))
-    return http_listener(port=port, route_name=config.name, edge=False), config
+    table = vhosts.table(name=sidecar_route_name(port), names=names)
+    return http_listener(port=port, route_name=table.resource.name, edge=False), table
 
 
-_RoutesFor = Callable[..., list[route_components_pb2.Route]]
+_RoutesFor = Callable[..., EncodedRoutes]
 
 
 def _add_service(
@@ -313,8 +403,8 @@ def _add_service(
             record.routes(vs, port=port.number, vhost=added)
 
 
-def _default_routes(routes: RouteBuilder, service: Service, *, listener_port: int) -> list[route_components_pb2.Route]:
-    return [routes.default_route(cluster_name(host=service.host, port=listener_port))]
+def _default_routes(routes: RouteBuilder, service: Service, *, listener_port: int) -> EncodedRoutes:
+    return routes.default_encoded(cluster_name(host=service.host, port=listener_port))
 
 
 def _default_port(ports: Sequence[ServicePort]) -> int:

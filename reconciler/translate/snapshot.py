@@ -17,10 +17,21 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Callable, Hashable, ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
+from collections.abc import (
+    Callable,
+    Hashable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    Sequence,
+    ValuesView,
+)
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import overload
+from typing import TypeVar, overload
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -405,6 +416,13 @@ class _Messages(Mapping[str, Message]):
     def __contains__(self, name: object) -> bool:
         return name in self._items
 
+    def keys(self) -> KeysView[str]:
+        # The items' own view: set operations on it (``references <= keys``) run in C, not name by name.
+        return self._items.keys()
+
+
+_T = TypeVar("_T")
+
 
 class _Sorted(Mapping[str, Resource]):
     """Resources by name, iterated in the order of ``names`` (sorted), whatever order ``by_name`` holds them in.
@@ -431,11 +449,18 @@ class _Sorted(Mapping[str, Resource]):
     def __len__(self) -> int:
         return len(self._names)
 
+    def keys(self) -> KeysView[str]:
+        return _SortedKeys(self)
+
     def values(self) -> ValuesView[Resource]:
         return _SortedValues(self)
 
     def items(self) -> ItemsView[str, Resource]:
         return _SortedItems(self)
+
+    def names_view(self) -> KeysView[str]:
+        """The names as the dict's own view (in no particular order): set operations on it run in C."""
+        return self._by_name.keys()
 
     def copy(self) -> dict[str, Resource]:
         """The resources by name (in no particular order): a dict to edit."""
@@ -444,6 +469,44 @@ class _Sorted(Mapping[str, Resource]):
     def ordered(self) -> Iterator[Resource]:
         """The resources in name order (at C speed)."""
         return map(self._by_name.__getitem__, self._names)
+
+
+class _SortedKeys(KeysView[str]):
+    """Names in name order; comparisons and set operations run in C, on the dict's own view (as ``_Messages.keys``)."""
+
+    __slots__ = ()
+    _mapping: _Sorted
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mapping)
+
+    def __le__(self, other: AbstractSet[object]) -> bool:
+        return self._mapping.names_view() <= other
+
+    def __lt__(self, other: AbstractSet[object]) -> bool:
+        return self._mapping.names_view() < other
+
+    def __ge__(self, other: AbstractSet[object]) -> bool:
+        return self._mapping.names_view() >= other
+
+    def __gt__(self, other: AbstractSet[object]) -> bool:
+        return self._mapping.names_view() > other
+
+    def __eq__(self, other: object) -> bool:
+        return self._mapping.names_view() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __and__(self, other: Iterable[object]) -> set[str]:
+        return self._mapping.names_view() & other
+
+    def __sub__(self, other: Iterable[object]) -> set[str]:
+        return self._mapping.names_view() - other
+
+    def __or__(self, other: Iterable[_T]) -> set[str | _T]:
+        return self._mapping.names_view() | other
+
+    __ror__ = __or__
 
 
 class _SortedValues(ValuesView[Resource]):

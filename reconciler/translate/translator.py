@@ -19,7 +19,7 @@ from reconciler.model.config import MeshConfig, Resource
 from reconciler.model.gateway import GatewaySpec
 from reconciler.model.lookup import selects
 from reconciler.translate.clusters import ClusterSet
-from reconciler.translate.envoy_check import PassCache, Source, envoy_findings
+from reconciler.translate.envoy_check import VIRTUAL_HOST, PassCache, Source, envoy_findings
 from reconciler.translate.gateway import build_gateway
 from reconciler.translate.memo import TranslationCache
 from reconciler.translate.notes import NoteCall, Notes
@@ -28,8 +28,8 @@ from reconciler.translate.proxy import ProxyIdentity, ProxyRole
 from reconciler.translate.registry import Origin, ServiceRegistry, build_registry
 from reconciler.translate.routes import RouteBuilder
 from reconciler.translate.scope import Scope
-from reconciler.translate.sidecar import SidecarStep, build_sidecar
-from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, ResourceSet, Snapshot
+from reconciler.translate.sidecar import RouteTable, SidecarStep, sidecar_routes
+from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, ResourceSet, Snapshot, resource_name
 from reconciler.validate.findings import Finding
 
 __all__ = [
@@ -128,13 +128,23 @@ def translate(
         notes.journal = None
     # Interned: every shape of a config has the same services, so the same clusters (and the next config likely too).
     base = cache.names(frozenset(clusters.cluster_items)) if steps is not None and cache is not None else frozenset()
+    table: RouteTable | None = None
+    # Route configurations whose routes passed Envoy's constraints as templates, and their own fields too.
+    passing: set[str] = set()
     if role is ProxyRole.GATEWAY:
-        listeners, route_configs = build_gateway(scope=scope, gateways=gateways, routes=routes, notes=notes)
-    else:
-        listener, route_config = build_sidecar(
-            scope=scope, routes=routes, notes=notes, port=proxy.outbound_port, steps=steps
+        listeners, route_configs = build_gateway(
+            scope=scope, gateways=gateways, routes=routes, notes=notes, passing=passing
         )
-        listeners, route_configs = [listener], [route_config]
+    else:
+        listener, table = sidecar_routes(
+            scope=scope,
+            routes=routes,
+            notes=notes,
+            port=proxy.outbound_port,
+            steps=steps,
+            names=cache.names if cache is not None else None,
+        )
+        listeners, route_configs = [listener], []
     snapshot = Snapshot.build(
         clusters=clusters.cluster_items.values(),
         endpoints=clusters.assignment_items.values(),
@@ -142,8 +152,23 @@ def translate(
         routes=route_configs,
         shared_set=cache.resource_set if cache is not None else ResourceSet.build,
         names=cache.names if cache is not None else None,
-    ).check()
-    refused = envoy_findings(snapshot, locate=_Locator(scope=scope, routes=routes, gateways=gateways), passed=passed)
+    )
+    if table is not None:
+        # The sidecar's route table comes serialized; what it names is checked with the rest.
+        with_routes = snapshot.patched({ROUTE: table.resource_set()}, requires={})
+        assert with_routes is not None
+        snapshot = with_routes
+    snapshot = snapshot.check()
+    if table is not None and table.passes:
+        passing.add(table.resource.name)
+        if passed is not None:
+            for digest in table.digests():
+                passed.add(VIRTUAL_HOST, digest)
+    refused = envoy_findings(
+        _left_to_check(snapshot, passing=passing, passed=passed),
+        locate=_Locator(scope=scope, routes=routes, gateways=gateways),
+        passed=passed,
+    )
     if refused:
         raise TranslationError(
             f"Envoy would reject {len(refused)} value(s) of this config, first: {refused[0].format()}",
@@ -171,6 +196,24 @@ def translate(
         role=role,
         gateways=tuple(gw.ref for gw in gateways),
     )
+
+
+def _left_to_check(snapshot: Snapshot, *, passing: set[str], passed: PassCache | None) -> Snapshot:
+    """``snapshot`` without the route configurations in ``passing`` (their routes passed as templates while built).
+
+    Those count as passed in ``passed``, as if the check had met them.
+    """
+    if not passing:
+        return snapshot
+    routes = snapshot.sets[ROUTE]
+    left = [routes.resources[name] for name in routes.resources if name not in passing]
+    kept = ResourceSet.build(ROUTE, left, encode=lambda _, message: routes.items[resource_name(message)])
+    without = snapshot.patched({ROUTE: kept}, requires={})
+    assert without is not None  # nothing is required
+    if passed is not None:
+        for name in passing:
+            passed.add(ROUTE, routes.items[name].version)
+    return without
 
 
 def _scope(

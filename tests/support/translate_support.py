@@ -152,4 +152,19 @@ spec:
 """
 
 
+def gateway(name: str, *, namespace: str = "default") -> str:
+    """A Gateway selecting ``istio: ingressgateway`` with one plain-HTTP server on 8080 for every host."""
+    return f"""\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: 8080, name: http, protocol: HTTP}}
+    hosts: ["*"]
+---
+"""
+
+
 REVIEWS = service_entry("reviews") + subsets_rule("reviews", "v1", "v2", "v3")

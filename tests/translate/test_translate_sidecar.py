@@ -6,6 +6,7 @@ from translate_support import (
     REVIEWS,
     SIDECAR,
     connection_manager,
+    gateway,
     listeners,
     load,
     not_translated,
@@ -20,17 +21,7 @@ from reconciler.loader import load_files
 from reconciler.model.config import MeshConfig
 from reconciler.translate import ProxyIdentity, ProxyRole, translate
 
-EDGE = """\
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: edge}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 8080, name: http, protocol: HTTP}
-    hosts: ["*"]
----
-"""
+EDGE = gateway("edge")
 JASON = """\
   http:
   - match:

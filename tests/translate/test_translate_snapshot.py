@@ -58,6 +58,10 @@ def test_a_set_patched_again_and_again_equals_the_set_built_from_its_resources(
         assert list(patched.items) == list(built.items)
         assert list(patched.items.values()) == list(built.items.values())
         assert list(patched.items.items()) == list(built.items.items())
+        assert list(patched.items.keys()) == list(built.items.keys()) and patched.items.keys() == built.items.keys()
+        names = frozenset(built.items)
+        assert names <= patched.items.keys() and names <= patched.resources.keys() and patched.items.keys() >= names
+        assert not patched.items.keys() - names and patched.items.keys() & names == names
         assert list(patched.resources.values()) == list(built.resources.values())
         assert patched.items == built.items and len(patched.items) == len(built.items)
         assert all(patched.items.get(name) is None for name in removed if name not in changed)
