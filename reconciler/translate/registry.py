@@ -11,6 +11,8 @@ values: immutable, hashable where it matters, no I/O.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -145,7 +147,7 @@ class ServiceRegistry:
     services: tuple[Service, ...] = ()
     #: The DNS domain of the cluster whose Services fill this registry; ``None``: no cluster is watched.
     cluster_domain: str | None = None
-    _by_host: Mapping[str, tuple[Service, ...]] = field(init=False, repr=False, compare=False, hash=False)
+    _by_host: MappingProxyType[str, tuple[Service, ...]] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         index: dict[str, list[Service]] = {}
@@ -182,7 +184,7 @@ class ServiceRegistry:
         service of ten thousand).
         """
         listed = list(self.services)
-        by_host = dict(self._by_host)
+        by_host = self._by_host.copy()  # the proxy's dict, copied at C speed (dict() would look each host up)
         for position, service in services.items():
             old = listed[position]
             if old.host != service.host:
@@ -195,7 +197,10 @@ class ServiceRegistry:
         for service in removed:
             if by_host.get(service.host) != (service,):
                 raise ValueError(f"{service.host} is not listed once")
-            del listed[next(index for index, found in enumerate(listed) if found is service)]
+            # Found by identity at C speed (10,000 services).
+            del listed[
+                next(itertools.compress(itertools.count(), map(operator.is_, listed, itertools.repeat(service))))
+            ]
             del by_host[service.host]
         out = object.__new__(ServiceRegistry)
         # The fields __post_init__ would set, made from this registry's (frozen: set once, here).

@@ -17,10 +17,21 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import itertools
-from collections.abc import Callable, Hashable, Iterable, Iterator, KeysView, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    Hashable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    Sequence,
+    ValuesView,
+)
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import TypeVar, overload
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -338,17 +349,45 @@ def _ends_group(part: bytes) -> bool:
 _ZERO, _FOUR = ord("0"), ord("4")
 
 
+class _Parts(Sequence[bytes]):
+    """What a set's version hashes of each resource (:func:`_part`), by position in name order, made when read.
+
+    A patch rehashes only the groups it edits: their parts are made again then, none kept in between.
+    """
+
+    __slots__ = ("_items", "_names")
+
+    def __init__(self, names: Sequence[str], items: Mapping[str, Resource]) -> None:
+        self._names = names
+        self._items = items
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        items = self._items
+        if isinstance(index, slice):
+            return [_part(items[name]) for name in self._names[index]]
+        return _part(items[self._names[index]])
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 def _groups(
     parts: Sequence[bytes], start: int, stop: int, ends_group: Callable[[bytes], bool] = _ends_group
 ) -> tuple[list[int], list[bytes]]:
     """The groups of ``parts[start:stop]`` (the last one ends at ``stop``): where each ends, and its digest."""
-    ends = [index for index in range(start + 1, stop + 1) if ends_group(parts[index - 1])]
+    chunk = parts[start:stop]  # read once: a patched set's parts are made as they are read (_Parts)
+    ends = [start + offset for offset, part in enumerate(chunk, 1) if ends_group(part)]
     if stop > start and (not ends or ends[-1] != stop):
         ends.append(stop)
     digests = []
+    begin = 0
     for end in ends:
-        digests.append(hashlib.sha256(b"".join(parts[start:end])).digest())
-        start = end
+        digests.append(hashlib.sha256(b"".join(chunk[begin : end - start])).digest())
+        begin = end - start
     return ends, digests
 
 
@@ -382,6 +421,111 @@ class _Messages(Mapping[str, Message]):
         return self._items.keys()
 
 
+_T = TypeVar("_T")
+
+
+class _Sorted(Mapping[str, Resource]):
+    """Resources by name, iterated in the order of ``names`` (sorted), whatever order ``by_name`` holds them in.
+
+    What a patched set keeps: adding a name to a set of 40,000 copies its dict (at C speed) and inserts
+    the name into the sorted list, where a dict kept in name order would be built again, entry by entry.
+    """
+
+    __slots__ = ("_by_name", "_names")
+
+    def __init__(self, by_name: dict[str, Resource], names: Sequence[str]) -> None:
+        self._by_name = by_name
+        self._names = names
+
+    def __getitem__(self, name: str) -> Resource:
+        return self._by_name[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def keys(self) -> KeysView[str]:
+        return _SortedKeys(self)
+
+    def values(self) -> ValuesView[Resource]:
+        return _SortedValues(self)
+
+    def items(self) -> ItemsView[str, Resource]:
+        return _SortedItems(self)
+
+    def names_view(self) -> KeysView[str]:
+        """The names as the dict's own view (in no particular order): set operations on it run in C."""
+        return self._by_name.keys()
+
+    def copy(self) -> dict[str, Resource]:
+        """The resources by name (in no particular order): a dict to edit."""
+        return self._by_name.copy()
+
+    def ordered(self) -> Iterator[Resource]:
+        """The resources in name order (at C speed)."""
+        return map(self._by_name.__getitem__, self._names)
+
+
+class _SortedKeys(KeysView[str]):
+    """Names in name order; comparisons and set operations run in C, on the dict's own view (as ``_Messages.keys``)."""
+
+    __slots__ = ()
+    _mapping: _Sorted
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mapping)
+
+    def __le__(self, other: AbstractSet[object]) -> bool:
+        return self._mapping.names_view() <= other
+
+    def __lt__(self, other: AbstractSet[object]) -> bool:
+        return self._mapping.names_view() < other
+
+    def __ge__(self, other: AbstractSet[object]) -> bool:
+        return self._mapping.names_view() >= other
+
+    def __gt__(self, other: AbstractSet[object]) -> bool:
+        return self._mapping.names_view() > other
+
+    def __eq__(self, other: object) -> bool:
+        return self._mapping.names_view() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __and__(self, other: Iterable[object]) -> set[str]:
+        return self._mapping.names_view() & other
+
+    def __sub__(self, other: Iterable[object]) -> set[str]:
+        return self._mapping.names_view() - other
+
+    def __or__(self, other: Iterable[_T]) -> set[str | _T]:
+        return self._mapping.names_view() | other
+
+    __ror__ = __or__
+
+
+class _SortedValues(ValuesView[Resource]):
+    __slots__ = ()
+    _mapping: _Sorted
+
+    def __iter__(self) -> Iterator[Resource]:
+        return self._mapping.ordered()
+
+
+class _SortedItems(ItemsView[str, Resource]):
+    __slots__ = ()
+    _mapping: _Sorted
+
+    def __iter__(self) -> Iterator[tuple[str, Resource]]:
+        mapping = self._mapping
+        return zip(mapping, mapping.ordered(), strict=True)
+
+
 def messages(items: Mapping[str, Resource]) -> Mapping[str, Message]:
     """The messages of ``items`` by name, each read when asked (:attr:`Resource.message`); follows ``items``."""
     return _Messages(items)
@@ -391,18 +535,19 @@ def messages(items: Mapping[str, Resource]) -> Mapping[str, Message]:
 class ResourceSet:
     """All resources of one type, keyed by name, with their content-hash version.
 
-    ``resources`` holds the messages, ``items`` the same resources serialized (:class:`Resource`).
+    ``resources`` holds the messages, ``items`` the same resources serialized (:class:`Resource`); both
+    iterate in name order (what xDS responses list), a patched set's through ``names`` (:class:`_Sorted`).
     """
 
     type_url: str
     version: str
     resources: Mapping[str, Message]
     items: Mapping[str, Resource]
-    #: The names in order, and what ``version`` hashes of each, and its groups (:func:`_ends_group`): where each ends
-    #: (past its last name) and its digest. A patched set rehashes the groups it changes, no others.
+    #: The names in order, and the groups of what ``version`` hashes of each (:func:`_part`, :func:`_ends_group`):
+    #: where each ends (past its last name) and its digest. A patched set rehashes the groups it changes, no others
+    #: (their parts made again from the resources: none are kept).
     #: (Lists a patched set made are never changed after: a tuple of 40,000 would cost another pass over them.)
     names: Sequence[str] = field(default=(), compare=False, repr=False)
-    parts: Sequence[bytes] = field(default=(), compare=False, repr=False)
     ends: tuple[int, ...] = field(default=(), compare=False, repr=False)
     digests: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
 
@@ -446,7 +591,6 @@ class ResourceSet:
             resources=_Messages(items) if encoded else MappingProxyType(ordered),  # type: ignore[arg-type]
             items=MappingProxyType(items),
             names=tuple(items),
-            parts=parts,
             ends=tuple(ends),
             digests=tuple(digests),
         )
@@ -465,7 +609,7 @@ class ResourceSet:
         gone = [name for name in removed if name in self.items and name not in changed]
         if not fresh and not gone:
             return self
-        if len(self.parts) != len(self.items) or not self.ends or len(fresh) + len(gone) > _EDITED:
+        if len(self.names) != len(self.items) or not self.ends or len(fresh) + len(gone) > _EDITED:
             items = dict(self.items)
             items.update(fresh)
             for name in gone:
@@ -473,73 +617,47 @@ class ResourceSet:
             items = dict(sorted(items.items()))
             parts = tuple(_part(item) for item in items.values())
             ends, digests = _groups(parts, 0, len(parts))
-            return self._made(items, names=tuple(items), parts=parts, ends=ends, digests=digests)
-        # A few names in or out: the sorted names and parts are edited in place, not made again, and only the
-        # groups holding an edit are hashed again. Per group (by its index here): names in minus out.
-        listed, replaced = list(self.names), list(self.parts)
+            return self._made(items, names=tuple(items), ends=ends, digests=digests)
+        # A few names in or out: the sorted names are edited in place, not made again, and only the groups
+        # holding an edit are hashed again. Per group (by its index here): names in minus out.
+        listed = list(self.names)
         grown: dict[int, int] = {}
         last = len(self.ends) - 1
-        # Where the resources change, by position here: (position, after those inserted there, name, resource
-        # or None, whether the resource there goes).
-        edits: list[tuple[int, bool, str, Resource | None, bool]] = []
         for name in gone:
             at = bisect.bisect_left(self.names, name)
             group = bisect.bisect_right(self.ends, at)
             grown[group] = grown.get(group, 0) - 1
-            edits.append((at, True, name, None, True))
-            at = bisect.bisect_left(listed, name)
-            del listed[at], replaced[at]
-        for name, item in fresh.items():
+            del listed[bisect.bisect_left(listed, name)]
+        for name in fresh:
+            kept = name in self.items
             at = bisect.bisect_left(self.names, name)
             group = min(bisect.bisect_right(self.ends, at), last)
-            kept = name in self.items
             grown[group] = grown.get(group, 0) + (not kept)
-            edits.append((at, kept, name, item, kept))
-            at = bisect.bisect_left(listed, name)
-            if kept:
-                replaced[at] = _part(item)
-            else:
-                listed.insert(at, name)
-                replaced.insert(at, _part(item))
-        if all(kept for _, kept, _, _, _ in edits):
-            # No name added: a mapping proxy's copy is its dict's, at C speed (dict() would look every name up).
-            items = self.items.copy() if isinstance(self.items, MappingProxyType) else dict(self.items)
-            items.update(fresh)
-            for name in gone:
-                del items[name]
-        else:
-            # In name order, as a built set's: the kept resources run between the edits, never listed apart.
-            kept_items = iter(self.items.values())
-            runs: list[Iterable[Resource]] = []
-            done = 0
-            for at, _, _, edited, goes in sorted(edits, key=lambda edit: edit[:3]):
-                runs.append(itertools.islice(kept_items, at - done))
-                if edited is not None:
-                    runs.append((edited,))
-                if goes:
-                    runs.append(itertools.islice(kept_items, 1, 1))  # skips the one there
-                done = at + goes
-            runs.append(kept_items)
-            items = dict(zip(listed, itertools.chain.from_iterable(runs), strict=True))
-        ends, digests = _regrouped(self.ends, self.digests, replaced, grown, _ends_group)
-        return self._made(items, names=listed, parts=replaced, ends=ends, digests=digests)
+            if not kept:
+                listed.insert(bisect.bisect_left(listed, name), name)
+        # The dict is copied (at C speed) and edited; the names list gives the order (see _Sorted).
+        items = self.items.copy() if isinstance(self.items, (MappingProxyType, _Sorted)) else dict(self.items)
+        items.update(fresh)
+        for name in gone:
+            del items[name]
+        ends, digests = _regrouped(self.ends, self.digests, _Parts(listed, items), grown, _ends_group)
+        return self._made(items, names=listed, ends=ends, digests=digests)
 
     def _made(
         self,
         items: dict[str, Resource],
         *,
         names: Sequence[str],
-        parts: Sequence[bytes],
         ends: Sequence[int],
         digests: Sequence[bytes],
     ) -> ResourceSet:
+        ordered = _Sorted(items, names)
         return ResourceSet(
             type_url=self.type_url,
             version=_setdigest(digests),
-            resources=_Messages(items),
-            items=MappingProxyType(items),
+            resources=_Messages(ordered),
+            items=ordered,
             names=names,
-            parts=parts,
             ends=tuple(ends),
             digests=tuple(digests),
         )
@@ -560,11 +678,14 @@ def _regrouped(
     found_ends: list[int] = []
     found_digests: list[bytes] = []
     shift, group, count = 0, 0, len(ends)
+    edited = sorted(grown)
     while group < count:
         if group not in grown:
-            found_ends.append(ends[group] + shift)
-            found_digests.append(digests[group])
-            group += 1
+            # The run of groups up to the next edited one, kept as it is (moved by ``shift``), sliced at C speed.
+            stop = next(iter(edited[bisect.bisect_left(edited, group) :]), count)
+            found_ends.extend(map(shift.__add__, ends[group:stop]))
+            found_digests.extend(digests[group:stop])
+            group = stop
             continue
         start = found_ends[-1] if found_ends else 0
         while True:

@@ -54,7 +54,22 @@ def test_a_set_patched_again_and_again_equals_the_set_built_from_its_resources(
         patched = patched.patched(changed, removed=removed)
 
         built = ResourceSet.build(CLUSTER, [item.message for item in content.values()])
+        # In name order whichever way they are read, as a built set's: xDS responses list them so.
         assert list(patched.items) == list(built.items)
+        assert list(patched.items.keys()) == list(built.items.keys())
+        assert list(patched.items.values()) == list(built.items.values())
+        assert list(patched.items.items()) == list(built.items.items())
+        assert list(patched.resources.values()) == list(built.resources.values())
+        assert patched.items == built.items
+        assert len(patched.items) == len(built.items)
+        assert all(patched.items.get(name) is None for name in removed if name not in changed)
+        # Set operations on the names (a consistency check's ``references <= keys``) as on a dict's.
+        names = frozenset(built.items)
+        assert patched.items.keys() == built.items.keys()
+        assert names <= patched.items.keys()
+        assert names <= patched.resources.keys()
+        assert not patched.items.keys() - names
+        assert patched.items.keys() & names == names
         assert patched.version == built.version == set_version(content.values())
         assert (patched.ends, patched.digests) == (tuple(built.ends), tuple(built.digests))
 
