@@ -128,7 +128,7 @@ class VirtualServiceRoutes(NamedTuple):
 
     vs: Resource[VirtualServiceSpec]
     listener_port: int
-    #: The service each destination host resolved to, in :func:`~reconciler.translate.routes` order.
+    #: The service of each :class:`EnsureCall`'s host, in order: all the routes read of the registry.
     services: tuple[Service | None, ...]
     events: tuple[NoteCall | EnsureCall, ...]
     #: The path of the HTTP rule each route came from (for locating what Envoy rejects).
@@ -535,13 +535,19 @@ class TranslationCache:
         self._clusters.put((built.service.host, built.service.namespace, report_ports), built)
 
     def routes(
-        self, vs: Resource[VirtualServiceSpec], *, listener_port: int, services: tuple[Service | None, ...]
+        self, vs: Resource[VirtualServiceSpec], *, listener_port: int, service: Callable[[str], Service | None]
     ) -> VirtualServiceRoutes | None:
-        """The routes built before for an equal VirtualService, port and destination services, if any."""
+        """The routes built before for an equal VirtualService and port, if ``service`` (host → the service a
+        proxy uses) gives what it gave then for each host they asked for a cluster of.
+
+        Those are all the hosts whose service the routes read (for a destination's default port), and an
+        equal VirtualService asks for the same hosts in the same order.
+        """
         found = self._routes.get((vs.namespace, vs.name, listener_port))
-        if found is None or not (_same(found.vs, vs) and _same(found.services, services)):
+        if found is None or not _same(found.vs, vs):
             return None
-        return found
+        hosts = (event.host for event in found.events if isinstance(event, EnsureCall))
+        return found if found.services == tuple(map(service, hosts)) else None
 
     def keep_routes(self, built: VirtualServiceRoutes) -> None:
         self._routes.put((built.vs.namespace, built.vs.name, built.listener_port), built)
