@@ -46,7 +46,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import operator
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -248,7 +248,8 @@ def _removed_services(
 
 def listed_hosts(entries: Iterable[Resource[ServiceEntrySpec]]) -> Mapping[str, int]:
     """Per host (resolved), how many of ``entries`` list it."""
-    return recount({}, plus=[host for entry in entries for host in _listed(entry)])
+    # Counted in C: a cold cache counts every entry's hosts (10,000 at 10,000 services).
+    return dict(Counter(host for entry in entries for host in _listed(entry)))
 
 
 def _listed(entry: Resource[ServiceEntrySpec]) -> list[str]:

@@ -45,8 +45,8 @@ from reconciler.model.virtualservice import (
 )
 from reconciler.translate.clusters import ClusterSet
 from reconciler.translate.constraints import Verdicts, violations
-from reconciler.translate.names import cluster_name
 from reconciler.translate.memo import EncodedRoutes, EnsureCall, TranslationCache, VirtualServiceRoutes
+from reconciler.translate.names import cluster_name
 from reconciler.translate.notes import NoteCall, Notes
 from reconciler.translate.protos import duration, varint
 from reconciler.translate.registry import Service
@@ -553,15 +553,11 @@ class RouteBuilder:
         listener's port (a service outside the registry, or ambiguity validation reports).
         """
         host = resolve_host(destination.host, vs.namespace)
-        explicit = destination.port is not None and destination.port.number is not None
+        explicit = destination.port.number if destination.port is not None else None
         events = self._events
         # Recording, the service is kept whether or not the port needs it: what the routes are reused by.
-        service = None if explicit and events is None else self._scope.service(host)
-        if explicit:
-            assert destination.port is not None and destination.port.number is not None
-            number = int(destination.port.number)
-        else:
-            number = _default_destination_port(service, listener_port=port)
+        service = None if explicit is not None and events is None else self._scope.service(host)
+        number = int(explicit) if explicit is not None else _default_destination_port(service, listener_port=port)
         subset = destination.subset
         if events is None:
             return self._clusters.ensure(host=host, port=number, subset=subset, referrer=vs, path=path)
