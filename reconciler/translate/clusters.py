@@ -571,6 +571,8 @@ _WITH_ENDPOINTS = Spliced(
         part=_lb_endpoint_part,
     )
 )
+#: What a load assignment names: nothing (one set shared by 40,000 of them at 10,000 services, not one each).
+_NO_REFERENCES: frozenset[str] = frozenset()
 #: A load assignment without endpoints: its name only.
 _WITHOUT_ENDPOINTS = Spliced(template=Template(named=_ASSIGNMENT_NAMED))
 
@@ -584,9 +586,9 @@ def _spliced_assignment(name: str, parts: tuple[bytes, ...]) -> XdsResource:
     encoded = name.encode()
     if not parts:
         data = b"\x0a" + _size(len(encoded)) + encoded
-        return XdsResource.of_bytes(ENDPOINT, name, data, references=frozenset(), made=_WITHOUT_ENDPOINTS)
+        return XdsResource.of_bytes(ENDPOINT, name, data, references=_NO_REFERENCES, made=_WITHOUT_ENDPOINTS)
     body = b"".join(parts)
     data = b"".join((b"\x0a", _size(len(encoded)), encoded, b"\x12", _size(len(body)), body))
     return XdsResource.of_bytes(
-        ENDPOINT, name, data, references=frozenset(), made=Spliced(template=_WITH_ENDPOINTS.template, parts=parts)
+        ENDPOINT, name, data, references=_NO_REFERENCES, made=Spliced(template=_WITH_ENDPOINTS.template, parts=parts)
     )
