@@ -48,7 +48,6 @@ import itertools
 import operator
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Generic, NamedTuple, TypeVar
 
@@ -86,9 +85,11 @@ V = TypeVar("V")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceClusters:
-    """One service's clusters and load assignments for one DestinationRule, and the findings building them made."""
+class ServiceClusters(NamedTuple):
+    """One service's clusters and load assignments for one DestinationRule, and the findings building them made.
+
+    A named tuple: a cold translation makes one per service (tens of thousands).
+    """
 
     service: Service
     rule: Resource[DestinationRuleSpec] | None
