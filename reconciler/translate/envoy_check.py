@@ -25,7 +25,7 @@ findings (paths, order) are those a walk of every resource gives.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable
 from typing import Any
 
 from envoy.config.route.v3 import route_pb2
@@ -58,26 +58,37 @@ class PassCache:
     """
 
     def __init__(self) -> None:
-        self._passed: set[tuple[str, str]] = set()
-        self._used: set[tuple[str, str]] = set()
+        # Digests per type, not (type, digest) pairs: a cold check adds one per resource (80,000 at 10,000
+        # services), and strings are no work for the garbage collector where tuples are.
+        self._passed: dict[str, set[str]] = {}
+        self._used: dict[str, set[str]] = {}
         self._touched: list[Callable[[], Iterable[tuple[str, str]]]] = []
 
     def __len__(self) -> int:
         """Passes held: resources and route tables' virtual hosts."""
-        return len(self._passed)
+        return sum(map(len, self._passed.values()))
 
     def known(self, type_url: str, digest: str) -> bool:
         """True when a resource of these bytes passed before (and counts as used this round)."""
-        key = (type_url, digest)
-        if key in self._passed:
-            self._used.add(key)
+        found = self._passed.get(type_url)
+        if found is not None and digest in found:
+            self._used_of(type_url).add(digest)
             return True
         return False
 
     def add(self, type_url: str, digest: str) -> None:
-        key = (type_url, digest)
-        self._passed.add(key)
-        self._used.add(key)
+        self.add_all(type_url, (digest,))
+
+    def add_all(self, type_url: str, digests: Collection[str]) -> None:
+        """:meth:`add` each of ``digests``."""
+        self._used_of(type_url).update(digests)
+        self._passed.setdefault(type_url, set()).update(digests)
+
+    def _used_of(self, type_url: str) -> set[str]:
+        found = self._used.get(type_url)
+        if found is None:
+            found = self._used[type_url] = set()
+        return found
 
     def touch(self, keys: Callable[[], Iterable[tuple[str, str]]]) -> None:
         """Count the passes ``keys()`` lists as used this round (as if met), computed only when the round ends.
@@ -89,8 +100,11 @@ class PassCache:
     def retain_used(self) -> None:
         """Forget the passes no check since the previous call met; a new round starts."""
         for keys in self._touched:
-            self._used.update(key for key in keys() if key in self._passed)
-        self._passed, self._used, self._touched = self._used, set(), []
+            for type_url, digest in keys():
+                found = self._passed.get(type_url)
+                if found is not None and digest in found:
+                    self._used_of(type_url).add(digest)
+        self._passed, self._used, self._touched = self._used, {}, []
 
 
 def envoy_findings(snapshot: Snapshot, *, locate: Locate, passed: PassCache | None = None) -> list[Finding]:
@@ -104,23 +118,23 @@ def envoy_findings(snapshot: Snapshot, *, locate: Locate, passed: PassCache | No
     verdicts = Verdicts()  # resources share most parts: each distinct part is walked once
     construction = _Construction(verdicts)
     for type_url in PUSH_ORDER:
+        # Added to ``passed`` per type, at once (none of a type has the bytes of another).
+        fresh: list[str] = []
         for name, item in snapshot.sets[type_url].items.items():
             digest = item.version
             if passed is not None and passed.known(type_url, digest):
                 continue
             made = item.made
             if made is not None and construction.passes(made, name):
-                if passed is not None:
-                    passed.add(type_url, digest)
+                fresh.append(digest)
                 continue
             resource = item.message
             if passed is not None and type_url == ROUTE and _route_passes(resource, passed, verdicts):
-                passed.add(type_url, digest)
+                fresh.append(digest)
                 continue
             broken = violations(resource, verdicts=verdicts)
             if not broken:
-                if passed is not None:
-                    passed.add(type_url, digest)
+                fresh.append(digest)
                 if made is not None:
                     construction.learn(made)
             for violation in broken:
@@ -128,6 +142,8 @@ def envoy_findings(snapshot: Snapshot, *, locate: Locate, passed: PassCache | No
                 envoy_field = f"{kind} {name!r} {violation.path}"
                 message = f"Envoy would reject {envoy_field}: {violation.message}"
                 found.append(_finding(locate(type_url, name, resource, violation.path), message))
+        if passed is not None:
+            passed.add_all(type_url, fresh)
     return found
 
 

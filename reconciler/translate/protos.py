@@ -16,12 +16,17 @@ def duration(nanos: int) -> duration_pb2.Duration:
 
 def varint(value: int) -> bytes:
     """``value`` as a protobuf base-128 varint (tags and length prefixes in the wire format)."""
+    if 0 <= value < 0x80:
+        return _ONE_BYTE[value]  # most lengths and every tag (a translation writes ~165,000)
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_ONE_BYTE = tuple(bytes((value,)) for value in range(0x80))
 
 
 def read_varint(data: bytes, position: int) -> tuple[int, int]:

@@ -46,6 +46,7 @@ from reconciler.model.virtualservice import (
 from reconciler.translate.clusters import ClusterSet
 from reconciler.translate.constraints import Verdicts, violations
 from reconciler.translate.memo import EncodedRoutes, EnsureCall, TranslationCache, VirtualServiceRoutes
+from reconciler.translate.names import cluster_name
 from reconciler.translate.notes import NoteCall, Notes
 from reconciler.translate.protos import duration, varint
 from reconciler.translate.registry import Service
@@ -229,6 +230,8 @@ class RouteBuilder:
         self._cache = cache
         #: While a cache records: what was reported and which clusters were asked for, in order.
         self._events: list[NoteCall | EnsureCall] | None = None
+        #: While a cache records: the service of each cluster asked for's host (what the routes read of the registry).
+        self._services: list[Service | None] = []
         # Only the last result is kept: callers ask for one VirtualService's routes for each
         # of its hosts in a row; the routes of the others are kept serialized only.
         self._last: _Last | None = None
@@ -329,14 +332,13 @@ class RouteBuilder:
         return self._last.entry if self._last is not None else None
 
     def _reuse(self, vs: Resource[VirtualServiceSpec], listener_port: int) -> VirtualServiceRoutes:
-        """:meth:`_build` through the cache: the routes depend on ``vs``, the port and the services it names.
+        """:meth:`_build` through the cache: the routes depend on ``vs``, the port and the services they read.
 
         A reused result replays what building it reported and the clusters it asked for, in order,
         so this translation's notes and clusters end up as if the routes were built here.
         """
         assert self._cache is not None
-        services = _destination_services(vs, self._scope)
-        reused = self._cache.routes(vs, listener_port=listener_port, services=services)
+        reused = self._cache.routes(vs, listener_port=listener_port, service=self._scope.service)
         if reused is not None:
             for event in reused.events:
                 if isinstance(event, EnsureCall):
@@ -348,7 +350,7 @@ class RouteBuilder:
             self._built.append((reused.encoded.data, vs, reused.paths))
             return reused
         events: list[NoteCall | EnsureCall] = []
-        self._events = events
+        self._events, self._services = events, []
         self._notes.record(events)
         try:
             out = self._build(vs, listener_port)
@@ -358,7 +360,7 @@ class RouteBuilder:
         built = VirtualServiceRoutes(
             vs=vs,
             listener_port=listener_port,
-            services=services,
+            services=tuple(self._services),
             events=tuple(events),
             paths=tuple(self._paths),
             encoded=self._encode(out),
@@ -551,18 +553,23 @@ class RouteBuilder:
         listener's port (a service outside the registry, or ambiguity validation reports).
         """
         host = resolve_host(destination.host, vs.namespace)
-        if destination.port is not None and destination.port.number is not None:
-            number = int(destination.port.number)
-        else:
-            number = _default_destination_port(self._scope.service(host), listener_port=port)
+        explicit = destination.port.number if destination.port is not None else None
         events = self._events
+        # Recording, the service is kept whether or not the port needs it: what the routes are reused by.
+        service = None if explicit is not None and events is None else self._scope.service(host)
+        number = int(explicit) if explicit is not None else _default_destination_port(service, listener_port=port)
+        subset = destination.subset
         if events is None:
-            return self._clusters.ensure(host=host, port=number, subset=destination.subset, referrer=vs, path=path)
+            return self._clusters.ensure(host=host, port=number, subset=subset, referrer=vs, path=path)
         # Recorded as a call, not as what it reported: replayed, it reports (or not) as it would here.
-        events.append(EnsureCall(host=host, port=number, subset=destination.subset, path=path))
+        events.append(EnsureCall(host=host, port=number, subset=subset, path=path))
+        self._services.append(service)
+        name = cluster_name(host=host, port=number, subset=subset)
+        if name in self._clusters.cluster_items:
+            return name  # made already: ensure would report nothing
         self._notes.record(None)
         try:
-            return self._clusters.ensure(host=host, port=number, subset=destination.subset, referrer=vs, path=path)
+            return self._clusters.ensure(host=host, port=number, subset=subset, referrer=vs, path=path)
         finally:
             self._notes.record(events)
 
@@ -698,18 +705,6 @@ def _framed(route: bytes) -> bytes:
 
 #: The tag and length of a route shorter than 128 bytes, whose length is one byte, by length.
 _SHORT_ROUTE_HEADS = tuple(_ROUTES_TAG + varint(size) for size in range(128))
-
-
-def _destination_services(vs: Resource[VirtualServiceSpec], scope: Scope) -> tuple[Service | None, ...]:
-    """The service of every host ``vs`` routes or mirrors to, in rule order (what its routes read of the registry)."""
-    service, namespace = scope.service, vs.namespace
-    found: list[Service | None] = []
-    for http in vs.spec.http:
-        found.extend(service(resolve_host(route.destination.host, namespace)) for route in http.route)
-        if http.mirror is not None:
-            found.append(service(resolve_host(http.mirror.host, namespace)))
-        found.extend(service(resolve_host(mirror.destination.host, namespace)) for mirror in http.mirrors)
-    return tuple(found)
 
 
 def _default_destination_port(service: Service | None, *, listener_port: int) -> int:

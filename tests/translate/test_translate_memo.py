@@ -7,6 +7,7 @@ must equal a translation without a cache: the same resources, versions and findi
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -294,3 +295,48 @@ def test_sidecar_shapes_kept_for_patching_are_bounded_by_the_services_they_see()
     cache.keep_sidecar_state("huge", "state huge", services=PATCH_BUDGET * 2)
     assert cache.sidecar_state("huge") == "state huge"
     assert cache.sidecar_state(0) is None
+
+
+_FRONT_TO_BACK = """\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: front, namespace: alpha}}
+spec:
+  hosts: [front.alpha.svc.cluster.local]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 10.0.0.1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: back, namespace: alpha}}
+spec:
+  hosts: [back.alpha.svc.cluster.local]
+  ports: [{{number: {port}, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 10.0.0.2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: front, namespace: alpha}}
+spec:
+  hosts: [front.alpha.svc.cluster.local]
+  http:
+  - route:
+    - destination: {{host: back.alpha.svc.cluster.local}}
+"""
+
+
+def test_routes_are_built_again_when_a_destination_service_they_read_changes() -> None:
+    first = load(_FRONT_TO_BACK.format(port=8080))
+    # The same VirtualService object; only the service its destination names (and so the port it defaults to) moved.
+    moved = dataclasses.replace(load(_FRONT_TO_BACK.format(port=9090)), virtual_services=first.virtual_services)
+    cache = TranslationCache()
+    translate(first, PROXIES[0], cache=cache)
+
+    # Another shape: a full translation through the cache, not a patch of the first one's.
+    second = translate(moved, PROXIES[1], cache=cache)
+
+    assert second == translate(moved, PROXIES[1])
+    assert "outbound|9090||back.alpha.svc.cluster.local" in second.snapshot.resources(CLUSTER)
+    assert b"outbound|9090||back" in second.snapshot.sets[ROUTE].items["15002"].packed
