@@ -124,7 +124,8 @@ class RouteLayout:
     value_start: int
 
     @classmethod
-    def of(cls, resource: XdsResource) -> RouteLayout:
+    def of(cls, resource: XdsResource, *, hashes: RouteHashes | None = None) -> RouteLayout:
+        """The layout of ``resource``; ``hashes``: its virtual hosts' (:class:`RouteHashes`), if known already."""
         packed = resource.packed
         view = memoryview(packed)
         # Any: type_url (field 1), then value (field 2), each a tag and a length.
@@ -146,7 +147,9 @@ class RouteLayout:
             tail=tail,
             lengths=tuple(lengths),
             names=tuple(names),
-            hashes=RouteHashes.of([hashlib.sha256(view[body:end]).digest() for body, end in spans]),
+            hashes=hashes
+            if hashes is not None
+            else RouteHashes.of([hashlib.sha256(view[body:end]).digest() for body, end in spans]),
             value_start=value_start,
         )
 
@@ -359,6 +362,7 @@ def record(
     findings: tuple[Finding, ...],
     cache: TranslationCache | None = None,
     kin: Hashable = None,
+    route_hashes: RouteHashes | None = None,
 ) -> SidecarState:
     """The state a full sidecar translation leaves for :func:`patch`.
 
@@ -366,11 +370,12 @@ def record(
     position, only those that did), the translation's ``clusters`` and those of them the services
     made, and the ``steps`` :func:`~reconciler.translate.sidecar.build_sidecar` recorded. With a
     ``cache``, what the sidecars of ``kin`` (its shape but for the outbound port) record alike is
-    taken from the last of them when equal, so each port's state adds only its route table.
+    taken from the last of them when equal, so each port's state adds only its route table. ``route_hashes``: the
+    route table's virtual hosts' hashes, if the translation made them.
     """
     orphan_names = clusters.clusters.keys() - base_clusters
     (resource,) = snapshot.sets[ROUTE].items.values()
-    layout = RouteLayout.of(resource)
+    layout = RouteLayout.of(resource, hashes=route_hashes)
     recorded = _Recorded(
         config=config,
         registry=registry,

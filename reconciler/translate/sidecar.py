@@ -42,7 +42,7 @@ from reconciler.translate.protos import varint
 from reconciler.translate.registry import Service, ServicePort
 from reconciler.translate.routes import RouteBuilder
 from reconciler.translate.scope import Scope
-from reconciler.translate.snapshot import ROUTE, Names, ResourceSet
+from reconciler.translate.snapshot import ROUTE, Names, ResourceSet, RouteHashes
 from reconciler.translate.snapshot import Resource as XdsResource
 
 __all__ = [
@@ -97,6 +97,8 @@ class RouteTable:
     passes: bool
     #: Each virtual host, serialized, in order.
     vhosts: tuple[bytes, ...]
+    #: Their hashes, what the version is made of (and what the Envoy check's pass cache and the patch path key by).
+    hashes: RouteHashes
 
     def message(self) -> route_pb2.RouteConfiguration:
         """The route configuration as a message (parsed from its bytes)."""
@@ -106,7 +108,7 @@ class RouteTable:
 
     def digests(self) -> list[str]:
         """Each virtual host's digest, as the Envoy check's pass cache knows virtual hosts."""
-        return [hashlib.sha256(vhost).hexdigest() for vhost in self.vhosts]
+        return [leaf.hex() for leaf in self.hashes.leaves]
 
     def resource_set(self) -> ResourceSet:
         """The set of this one route configuration (its message is parsed from its bytes when asked)."""
@@ -167,11 +169,24 @@ class VirtualHosts:
             pieces.extend((_VIRTUAL_HOSTS_TAG, varint(len(vhost)), vhost))
             references.update(host.routes.references)
             passes = passes and host.routes.passes
-        pieces.append(own[len(head) :])
-        data = b"".join(pieces)
+        tail = own[len(head) :]
+        pieces.append(tail)
+        # Each virtual host hashed once: the version is made of these (as resource_version would make it).
+        hashes = RouteHashes.of([hashlib.sha256(vhost).digest() for vhost in vhosts])
         found = frozenset(references)
-        resource = XdsResource.of_bytes(ROUTE, name, data, references=found if names is None else names(found))
-        return RouteTable(resource=resource, passes=passes and self._own_fields_pass(config), vhosts=tuple(vhosts))
+        resource = XdsResource.of_bytes(
+            ROUTE,
+            name,
+            b"".join(pieces),
+            references=found if names is None else names(found),
+            version=hashes.version(name, prefix=head, suffix=tail),
+        )
+        return RouteTable(
+            resource=resource,
+            passes=passes and self._own_fields_pass(config),
+            vhosts=tuple(vhosts),
+            hashes=hashes,
+        )
 
     def _own_fields_pass(self, config: route_pb2.RouteConfiguration) -> bool:
         """Whether the route configuration's and its virtual hosts' own fields (all but routes) break nothing.

@@ -275,16 +275,18 @@ class Resource:
         references: frozenset[str],
         made: Spliced | None = None,
         parsed: Message | None = None,
+        version: str | None = None,
     ) -> Resource:
         """The resource named ``name`` whose deterministic serialization is ``data`` (the same as :meth:`of` gives).
 
         ``references`` are what :meth:`of` would find in the message; without ``parsed``, the message
-        is parsed when asked.
+        is parsed when asked. ``version``: :func:`resource_version`'s, if the caller made it already (a route
+        table built from its virtual hosts has their hashes).
         """
         return cls(
             name=name,
             packed=_pack(type_url, data),
-            version=resource_version(type_url, name, data),
+            version=version if version is not None else resource_version(type_url, name, data),
             references=references,
             parsed=parsed,
             made=made,

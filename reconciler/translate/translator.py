@@ -191,6 +191,7 @@ def translate(
             cache=cache,
             # Shapes differing only in outbound port share what they record alike.
             kin=proxy_shape(config, proxy)[:-1],
+            route_hashes=table.hashes if table is not None else None,
         )
         cache.keep_sidecar_state(proxy_shape(config, proxy), state, services=len(state.services))
     return Translation(

@@ -8,6 +8,8 @@ one be walked for nothing.
 
 from __future__ import annotations
 
+import hashlib
+
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from hypothesis import HealthCheck, assume, event, given, settings
@@ -120,6 +122,8 @@ def test_a_route_table_is_the_bytes_of_its_message_and_passes_exactly_when_walki
     assert table.resource.packed == Resource.of(ROUTE, message).packed
     assert table.resource.references == clusters_referenced_by_routes((message,))
     assert list(table.vhosts) == [vhost.SerializeToString(deterministic=True) for vhost in message.virtual_hosts]
+    # The pass cache knows a virtual host by the SHA-256 of its bytes, however the table hashed them.
+    assert table.digests() == [hashlib.sha256(vhost).hexdigest() for vhost in table.vhosts]
     event(f"passes={table.passes}")
     assert table.passes == (not violations(message))
     configs, passing = _gateway_passing(loaded.config)
