@@ -408,7 +408,15 @@ class RolloutController:
         while self._pending:
             taken, self._pending = self._pending, []
             moved = [entry.rollout for entry in taken]
-            if not await self._serve_head_off_loop(moved):
+            if self._head_refused():
+                # A NACK judged by a tick queued before the engine's NACK rollback: the engine now serves the config
+                # from before the commit (its weights the pre-rollout ones), as _act leaves it when it knows in time.
+                backs = {id(entry.rollout) for entry in taken if entry.decision.action is Action.ROLL_BACK}
+                for rollout in moved:
+                    if id(rollout) in backs:
+                        rollout.generation = self._engine.status.generation
+                moved = [rollout for rollout in moved if id(rollout) not in backs]
+            if moved and not await self._serve_head_off_loop(moved):
                 refused = self._end_refused(moved)
                 taken.extend(refused)
                 await self._serve_head_off_loop([entry.rollout for entry in refused])

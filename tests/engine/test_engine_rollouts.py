@@ -291,6 +291,35 @@ def test_a_nacked_first_step_rolls_back_to_the_commit_before_without_offering_th
     assert status.origin.change is Change.NACK_ROLLBACK
 
 
+def test_a_nack_judged_by_a_tick_queued_before_the_engines_nack_rollback_does_not_offer_the_refused_commit_again(
+    mesh: Mesh,
+) -> None:
+    start_v2_rollout(mesh, policy_yaml(steps="10, 50"))
+    stepped = mesh.engine.status.generation
+
+    async def a_tick_queued_before_the_nack() -> None:
+        # An earlier ACK's tick, queued before the NACK: it judges the NACK before the engine refuses the commit.
+        asyncio.get_running_loop().call_soon(mesh.controller.tick)
+        nack_listeners(mesh.gateway)
+        for _ in range(1000):
+            if mesh.controller.records(POLICY)[-1].record.action is Action.ROLL_BACK:
+                return
+            await asyncio.sleep(0.01)
+
+    mesh.run(a_tick_queued_before_the_nack())
+
+    assert mesh.phase() is Phase.ROLLED_BACK
+    assert mesh.served() == {V1: 100}
+    status = mesh.engine.status
+    assert status.origin is not None
+    assert (status.origin.change, status.reason, status.generation) == (
+        Change.NACK_ROLLBACK,
+        Reason.REJECTED,
+        stepped + 1,
+    )
+    assert mesh.controller.records(POLICY)[-1].generation == stepped + 1
+
+
 def test_a_step_whose_config_the_engine_refuses_ends_the_rollout_rolled_back_to_the_pre_rollout_weights(
     mesh: Mesh, monkeypatch: pytest.MonkeyPatch
 ) -> None:
