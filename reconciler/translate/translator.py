@@ -95,8 +95,9 @@ def translate(
     its inputs are equal (:class:`~reconciler.translate.memo.TranslationCache`): the result is the same.
     """
     role, gateways = resolve_role(config, proxy)
-    if cache is not None and role is ProxyRole.SIDECAR:
-        shape = proxy_shape(config, proxy)
+    # A sidecar's shape keys its patch state in the cache (read here, kept below).
+    shape = proxy_shape(config, proxy) if cache is not None and role is ProxyRole.SIDECAR else None
+    if shape is not None and cache is not None:
         patched = _patch(config, proxy, shape=shape, registry=registry, cache=cache, passed=passed)
         if patched is not None:
             return patched
@@ -177,7 +178,7 @@ def translate(
     # What only this proxy's shape uses stays as bytes: its route table as a message is megabytes (clusters are shared).
     snapshot = snapshot.shed((LISTENER, ROUTE))
     findings = notes.result()
-    if steps is not None and cache is not None:
+    if steps is not None and cache is not None and shape is not None:
         state = record(
             config=config,
             registry=registry,
@@ -190,10 +191,10 @@ def translate(
             findings=findings,
             cache=cache,
             # Shapes differing only in outbound port share what they record alike.
-            kin=proxy_shape(config, proxy)[:-1],
+            kin=shape[:-1],
             route_hashes=table.hashes if table is not None else None,
         )
-        cache.keep_sidecar_state(proxy_shape(config, proxy), state, services=len(state.services))
+        cache.keep_sidecar_state(shape, state, services=len(state.services))
     return Translation(
         snapshot=snapshot,
         findings=findings,
