@@ -115,7 +115,7 @@ class AggregatedDiscoveryService:
     ) -> AsyncIterator[_Outgoing]:
         # One queue for both inputs, so requests and snapshot changes are handled strictly in turn.
         inbox: asyncio.Queue[Any] = asyncio.Queue()
-        reader = asyncio.create_task(_read_requests(requests, inbox, peer=context.peer()))
+        reader = asyncio.create_task(_read_requests(requests, context, inbox, peer=context.peer()))
         try:
             first = await inbox.get()
             if first is _Signal.END_OF_REQUESTS:
@@ -150,11 +150,23 @@ class AggregatedDiscoveryService:
             reader.cancel()
 
 
-async def _read_requests(requests: AsyncIterator[_Request], inbox: asyncio.Queue[Any], *, peer: str) -> None:
+async def _read_requests(
+    requests: AsyncIterator[_Request],
+    context: grpc.aio.ServicerContext[Any, Any],
+    inbox: asyncio.Queue[Any],
+    *,
+    peer: str,
+) -> None:
+    # The first request comes from gRPC's iterator: an interceptor may have taken it already (to check the
+    # node, tls.IdentityInterceptor) and hands it on there. The rest come from ``context.read()``: the iterator
+    # keeps the last request it yielded while it waits for the next, i.e. for as long as the stream idles,
+    # and after an endpoint push that is the proxy's EDS ACK, which in state of the world names every cluster.
     try:
-        async for request in requests:
+        request = await anext(aiter(requests), grpc.aio.EOF)
+        while request is not grpc.aio.EOF:
             inbox.put_nowait(request)
-            del request  # not held while waiting for the next one (see StreamAggregatedResources)
+            del request  # not held while waiting for the next one
+            request = await context.read()
     except grpc.RpcError as exc:
         # The proxy went away mid-read; ending the stream is all there is to do.
         _log.info("xds.stream_broken", peer=peer, error=str(exc))
