@@ -46,6 +46,7 @@ READ_BUFFER_BYTES = 8192
 _ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 
 _Request: TypeAlias = discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest
+_REQUEST_TYPES = (discovery_pb2.DiscoveryRequest, discovery_pb2.DeltaDiscoveryRequest)
 
 
 class _Outgoing:
@@ -162,8 +163,8 @@ async def _read_requests(
     # keeps the last request it yielded while it waits for the next, i.e. for as long as the stream idles,
     # and after an endpoint push that is the proxy's EDS ACK, which in state of the world names every cluster.
     try:
-        request = await anext(aiter(requests), grpc.aio.EOF)
-        while request is not grpc.aio.EOF:
+        request: object = await anext(aiter(requests), None)
+        while isinstance(request, _REQUEST_TYPES):  # else gRPC's EOF: the proxy ended its side
             inbox.put_nowait(request)
             del request  # not held while waiting for the next one
             request = await context.read()
