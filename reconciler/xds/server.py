@@ -28,7 +28,7 @@ from reconciler.xds.session import AdsSession
 from reconciler.xds.shared import Shared
 from reconciler.xds.tls import ServerTls, check_listen_security, server_credentials
 
-__all__ = ["MIN_PING_INTERVAL_SECONDS", "READ_BUFFER_BYTES", "AggregatedDiscoveryService", "XdsServer", "start_server"]
+__all__ = ["MIN_PING_INTERVAL_SECONDS", "AggregatedDiscoveryService", "XdsServer", "start_server"]
 
 _log = structlog.get_logger()
 
@@ -40,7 +40,8 @@ _SERVER_PING_TIMEOUT_MS = 20_000
 #: in more rounds, never truncated). Unset, gRPC grows it toward the largest read seen and keeps it: after a
 #: state-of-the-world EDS ACK (every subscribed name, 140 KB at 1,000 services) each idle connection holds one
 #: or two 64 KiB read slices for as long as its proxy stays connected (docs/benchmarks.md, session 10).
-READ_BUFFER_BYTES = 8192
+#: A gRPC without the option ignores it: tests/xds/test_xds_idle_memory.py would fail then.
+_READ_BUFFER_BYTES = 8192
 
 
 _ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
@@ -236,7 +237,7 @@ async def start_server(
         # Our own pings find streams whose proxy vanished without a FIN (node loss, NAT drop).
         ("grpc.keepalive_time_ms", _SERVER_PING_INTERVAL_MS),
         ("grpc.keepalive_timeout_ms", _SERVER_PING_TIMEOUT_MS),
-        ("grpc.experimental.tcp_max_read_buffer_size", READ_BUFFER_BYTES),
+        ("grpc.experimental.tcp_max_read_buffer_size", _READ_BUFFER_BYTES),
     ]
     server = grpc.aio.server(options=options, interceptors=interceptors)
     if ads:
