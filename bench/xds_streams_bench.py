@@ -7,11 +7,12 @@ its clusters and LDS, then RDS for its listener's routes) and ACKs every respons
 mesh is ``xds_ack_bench``'s generated one (N services, 4 clusters and 4 endpoint sets
 each); every proxy is a sidecar of the same shape, so one translation serves them all.
 
-Each repetition changes one service's weights, translates the new config in a worker
+Each repetition changes one service's weights (or endpoints, ``--change``), translates the new config in a worker
 thread (as the daemon does) and times ``publish`` → every stream ACKed it
 (:meth:`~reconciler.xds.SnapshotCache.wait_for_acks`), with the server process's CPU
-time over the same span. Memory per stream: the server's RSS with every stream synced
-minus its RSS with one, over the rest.
+time over the same span; the first sync's server CPU too. Memory per stream: the server's RSS
+with every stream synced minus its RSS with one, over the rest; again after the repetitions, once
+freed heap is returned to the OS (``malloc_trim``, as the daemon does when xDS is quiet).
 
     .venv/bin/python bench/xds_streams_bench.py                       # 1,000 streams, 1,000 services
     .venv/bin/python bench/xds_streams_bench.py --streams 200 --services 200 --reps 3 --delta
@@ -32,6 +33,11 @@ column means anything then (weight changes are not pushed to it: use ``--reps 1`
 
     .venv/bin/python bench/xds_streams_bench.py --reps 1 --eds-acks padded
 
+``--change endpoints`` moves svc-0's endpoints instead of its weights: an EDS push, which every
+state-of-the-world proxy ACKs naming all its clusters (the requests an idle stream read last).
+
+    .venv/bin/python bench/xds_streams_bench.py --reps 3 --change endpoints
+
 Not a test: prints a table. Everything listens on 127.0.0.1; workers and Envoys are stopped on exit.
 """
 
@@ -40,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -56,7 +63,9 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import struct_pb2
 
 from reconciler.cli.logs import configure_logging
+from reconciler.engine.heap import libc_trim
 from reconciler.engine.snapshots import ConfigSnapshots
+from reconciler.model.config import MeshConfig
 from reconciler.translate import ProxyIdentity, ProxyRole
 from reconciler.translate.protos import varint
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE
@@ -92,6 +101,16 @@ def rss_kib() -> int:
                 return int(line.split()[1])
     raise RuntimeError("no VmRSS in /proc/self/status")
 
+
+def with_endpoint_port(base: MeshConfig, port: int) -> MeshConfig:
+    """``base`` with svc-0's endpoints on ``port``: its endpoint sets change, nothing else (an EDS push)."""
+    changed = load({"svc-0.yaml": service_file(0).replace("{http: 9}", f"{{http: {port}}}")}).service_entries[0]
+    entries = tuple(changed if entry.name == changed.name else entry for entry in base.service_entries)
+    return dataclasses.replace(base, service_entries=entries)
+
+
+#: What a repetition changes (``--change``): svc-0's route weights (an RDS push) or its endpoints (EDS).
+CHANGES = ("weights", "endpoints")
 
 #: What a simulated proxy's EDS ACKs carry (``--eds-acks``).
 EDS_ACKS = ("names", "padded", "bare")
@@ -194,6 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="names",
         help="what state-of-the-world EDS ACKs carry: names (as Envoy), padded (no names, same size), bare",
     )
+    parser.add_argument(
+        "--change",
+        choices=CHANGES,
+        default="weights",
+        help="what each repetition changes: svc-0's route weights (RDS push) or its endpoints (EDS push)",
+    )
     args = parser.parse_args(argv)
     if args.services < 1 or args.reps < 1 or args.streams < 2 or args.envoys < 0:
         parser.error("--services and --reps must be positive, --streams at least 2, --envoys not negative")
@@ -242,7 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         rest = node_ids[1:]
         for index in range(WORKERS):
             start(rest[index::WORKERS])
+        sync_cpu = time.process_time()
         sync_s = synced(args.streams)
+        sync_cpu_s = time.process_time() - sync_cpu
         rss_all = rss_kib()
         print(f"{args.streams} streams connected and synced in {sync_s:.1f}s", flush=True)
         per_stream_kib = (rss_all - rss_one) / (args.streams - 1)
@@ -263,9 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         totals, cpus, envoy_cpus = [], [], []
         weight = 10
-        for _ in range(args.reps):
+        for rep in range(args.reps):
             weight = 10 + (weight - 9) % 80
-            changed = ConfigSnapshots(config=with_weight(base, weight))
+            config = with_weight(base, weight) if args.change == "weights" else with_endpoint_port(base, 10 + rep)
+            changed = ConfigSnapshots(config=config)
             changed.translate_all([probe])  # the daemon translates before publishing, off the loop
             envoy_cpu = cpu_ms(started_envoys)
             ack_ms, cpu, acked = ads.publish_and_wait(changed)
@@ -274,6 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not acked:
                 raise SystemExit("not every proxy ACKed the weight change")
             totals.append(ack_ms)
+        # As the daemon does once xDS is quiet (engine.heap): what stays is live, not the burst's freed heap.
+        if (trim := libc_trim()) is not None:
+            trim()
+        after_kib = (rss_kib() - rss_one) / (args.streams - 1)
     finally:
         stack.close()
         for worker in workers:
@@ -285,18 +317,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(
         f"{args.streams} ADS streams and {args.envoys} real Envoys ({mode}), {args.services} services; "
-        "a weight change, publish → all ACKed:"
+        f"a change of svc-0's {args.change}, publish → all ACKed:"
     )
     print()
     print(
         "| streams | Envoys | reps | p50 ms | p99 ms | max ms | server CPU p50 ms | Envoys' CPU p50 ms "
-        "| RSS per stream KiB | first sync s |"
+        "| RSS per stream KiB | after the changes, trimmed | first sync s | first sync server CPU s |"
     )
-    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     print(
         f"| {args.streams} | {args.envoys} | {len(totals)} | {statistics.median(totals):.0f} "
         f"| {percentile(totals, 99):.0f} | {max(totals):.0f} | {statistics.median(cpus):.0f} "
-        f"| {statistics.median(envoy_cpus):.0f} | {per_stream_kib:.0f} | {sync_s:.1f} |"
+        f"| {statistics.median(envoy_cpus):.0f} | {per_stream_kib:.0f} | {after_kib:.0f} "
+        f"| {sync_s:.1f} | {sync_cpu_s:.1f} |"
     )
     return 0
 

@@ -36,11 +36,18 @@ _log = structlog.get_logger()
 MIN_PING_INTERVAL_SECONDS = 10.0
 _SERVER_PING_INTERVAL_MS = 60_000
 _SERVER_PING_TIMEOUT_MS = 20_000
+#: The most a connection keeps allocated for its next read (gRPC's first read size; a longer message is read
+#: in more rounds, never truncated). Unset, gRPC grows it toward the largest read seen and keeps it: after a
+#: state-of-the-world EDS ACK (every subscribed name, 140 KB at 1,000 services) each idle connection holds one
+#: or two 64 KiB read slices for as long as its proxy stays connected (docs/benchmarks.md, session 10).
+#: A gRPC without the option ignores it: tests/xds/test_xds_idle_memory.py would fail then.
+_READ_BUFFER_BYTES = 8192
 
 
 _ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 
 _Request: TypeAlias = discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest
+_REQUEST_TYPES = (discovery_pb2.DiscoveryRequest, discovery_pb2.DeltaDiscoveryRequest)
 
 
 class _Outgoing:
@@ -110,7 +117,7 @@ class AggregatedDiscoveryService:
     ) -> AsyncIterator[_Outgoing]:
         # One queue for both inputs, so requests and snapshot changes are handled strictly in turn.
         inbox: asyncio.Queue[Any] = asyncio.Queue()
-        reader = asyncio.create_task(_read_requests(requests, inbox, peer=context.peer()))
+        reader = asyncio.create_task(_read_requests(requests, context, inbox, peer=context.peer()))
         try:
             first = await inbox.get()
             if first is _Signal.END_OF_REQUESTS:
@@ -145,11 +152,23 @@ class AggregatedDiscoveryService:
             reader.cancel()
 
 
-async def _read_requests(requests: AsyncIterator[_Request], inbox: asyncio.Queue[Any], *, peer: str) -> None:
+async def _read_requests(
+    requests: AsyncIterator[_Request],
+    context: grpc.aio.ServicerContext[Any, Any],
+    inbox: asyncio.Queue[Any],
+    *,
+    peer: str,
+) -> None:
+    # The first request comes from gRPC's iterator: an interceptor may have taken it already (to check the
+    # node, tls.IdentityInterceptor) and hands it on there. The rest come from ``context.read()``: the iterator
+    # keeps the last request it yielded while it waits for the next, i.e. for as long as the stream idles,
+    # and after an endpoint push that is the proxy's EDS ACK, which in state of the world names every cluster.
     try:
-        async for request in requests:
+        request: object = await anext(aiter(requests), None)
+        while isinstance(request, _REQUEST_TYPES):  # else gRPC's EOF: the proxy ended its side
             inbox.put_nowait(request)
-            del request  # not held while waiting for the next one (see StreamAggregatedResources)
+            del request  # not held while waiting for the next one
+            request = await context.read()
     except grpc.RpcError as exc:
         # The proxy went away mid-read; ending the stream is all there is to do.
         _log.info("xds.stream_broken", peer=peer, error=str(exc))
@@ -218,6 +237,7 @@ async def start_server(
         # Our own pings find streams whose proxy vanished without a FIN (node loss, NAT drop).
         ("grpc.keepalive_time_ms", _SERVER_PING_INTERVAL_MS),
         ("grpc.keepalive_timeout_ms", _SERVER_PING_TIMEOUT_MS),
+        ("grpc.experimental.tcp_max_read_buffer_size", _READ_BUFFER_BYTES),
     ]
     server = grpc.aio.server(options=options, interceptors=interceptors)
     if ads:
