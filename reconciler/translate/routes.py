@@ -791,7 +791,7 @@ def _shape(rules: Sequence[HTTPRoute]) -> tuple[object, ...]:
         (
             _RULE(rule),
             tuple((_ROUTED(routed), _AIMED(routed.destination)) for routed in rule.route),
-            None if rule.mirror is None else _AIMED(rule.mirror),
+            () if rule.mirror is None else (_AIMED(rule.mirror),),
             tuple((_MIRRORED(mirror), _AIMED(mirror.destination)) for mirror in rule.mirrors),
         )
         for rule in rules
