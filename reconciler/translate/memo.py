@@ -329,8 +329,11 @@ def _removed_and_added(
         return None
     kept = 0 if found is None else len(before) - head - found
     removed, added = before[head : len(before) - kept], after[head + kept :]
-    if len(removed) + len(added) > limit or not all(
-        map(operator.is_, before[len(before) - kept :], after[head : head + kept])
+    # T must be whole in ``after`` too: ``map`` stops at the shorter slice.
+    if (
+        len(removed) + len(added) > limit
+        or head + kept > len(after)
+        or not all(map(operator.is_, before[len(before) - kept :], after[head : head + kept]))
     ):
         return None
     return [(item, None) for item in removed] + [(None, item) for item in added]

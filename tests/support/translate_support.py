@@ -152,8 +152,8 @@ spec:
 """
 
 
-def gateway(name: str, *, namespace: str = "default") -> str:
-    """A Gateway selecting ``istio: ingressgateway`` with one plain-HTTP server on 8080 for every host."""
+def gateway(name: str, *, namespace: str = "default", hosts: str = '["*"]', port: int = 8080) -> str:
+    """A Gateway selecting ``istio: ingressgateway`` with one plain-HTTP server on ``port`` for ``hosts``."""
     return f"""\
 apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -161,8 +161,8 @@ metadata: {{name: {name}, namespace: {namespace}}}
 spec:
   selector: {{istio: ingressgateway}}
   servers:
-  - port: {{number: 8080, name: http, protocol: HTTP}}
-    hosts: ["*"]
+  - port: {{number: {port}, name: http, protocol: HTTP}}
+    hosts: {hosts}
 ---
 """
 

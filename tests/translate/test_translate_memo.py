@@ -20,7 +20,7 @@ from reconciler.loader import DecodeCache, load_files
 from reconciler.model.config import MeshConfig
 from reconciler.translate import ProxyIdentity, ProxyRole, Translation, translate
 from reconciler.translate.envoy_check import PassCache
-from reconciler.translate.memo import PATCH_BUDGET, TranslationCache
+from reconciler.translate.memo import PATCH_BUDGET, TranslationCache, changed_items
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, ROUTE
 from reconciler.validate.findings import Severity
 
@@ -340,3 +340,30 @@ def test_routes_are_built_again_when_a_destination_service_they_read_changes() -
     assert second == translate(moved, PROXIES[1])
     assert "outbound|9090||back.alpha.svc.cluster.local" in second.snapshot.resources(CLUSTER)
     assert b"outbound|9090||back" in second.snapshot.sets[ROUTE].items["15002"].packed
+
+
+@given(st.integers(min_value=0, max_value=8), st.data())
+def test_changed_items_pairs_are_exactly_what_went_and_came_or_none(size: int, data: st.DataObject) -> None:
+    before = [object() for _ in range(size)]
+    kept = data.draw(st.lists(st.booleans(), min_size=size, max_size=size))
+    after = [item for item, keep in zip(before, kept, strict=True) if keep]
+    after += [object() for _ in range(data.draw(st.integers(min_value=0, max_value=3)))]
+
+    changes = changed_items(before, after, limit=20)
+
+    if changes is not None and all(old is not None and new is not None for old, new in changes):
+        # Replaced in place: the pairs are the positions that differ.
+        assert len(before) == len(after)
+        assert changes == [(old, new) for old, new in zip(before, after, strict=True) if old is not new]
+    elif changes is not None:
+        # A run removed, the rest kept in order, the added at the end.
+        gone = [old for old, _ in changes if old is not None]
+        came = [new for _, new in changes if new is not None]
+        assert [item for item in before if all(item is not old for old in gone)] + came == after
+
+
+def test_two_removals_apart_are_not_taken_for_one() -> None:
+    first, second, third, fourth = (object() for _ in range(4))
+
+    # The second and fourth gone: not the run after the head that changed_items can tell (the last one was missed).
+    assert changed_items([first, second, third, fourth], [first, third], limit=20) is None

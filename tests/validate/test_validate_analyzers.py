@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import translate_support
 from validate_helpers import DESTINATION_RULE, SERVICE_ENTRY, line_containing, load_text, virtual_service, with_code
 
 from reconciler.validate.findings import Severity
@@ -14,16 +15,8 @@ ROUTE_V1 = """
 
 
 def gateway(name: str = "gw", *, namespace: str = "default", hosts: str = '["*.example.com"]', port: int = 80) -> str:
-    return f"""
-    apiVersion: networking.istio.io/v1
-    kind: Gateway
-    metadata: {{name: {name}, namespace: {namespace}}}
-    spec:
-      selector: {{istio: ingressgateway}}
-      servers:
-      - port: {{number: {port}, name: http, protocol: HTTP}}
-        hosts: {hosts}
-    """
+    """This module's Gateway: port 80 for ``*.example.com`` unless told otherwise."""
+    return translate_support.gateway(name, namespace=namespace, hosts=hosts, port=port)
 
 
 def test_a_consistent_config_has_no_findings() -> None:
