@@ -11,6 +11,10 @@ A VirtualService's routes for one listener port are serialized once, as a virtua
 those bytes, and a cache keeps them rather than the messages. Each is checked against Envoy's
 constraints as its template, the routes with every cluster name replaced by one placeholder:
 VirtualServices written alike share a template, so their routes are walked once, not once each.
+
+Those whose HTTP rules differ only in their destinations' hosts (a mesh's services routed the same way) are not
+built each either: within one translation, the first one's route messages are kept, and each other one's are those
+messages with its own clusters' names written in (asked for in the same order), serialized.
 """
 
 from __future__ import annotations
