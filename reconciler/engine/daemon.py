@@ -54,7 +54,7 @@ from reconciler.engine.certificates import CertificateExpiry
 from reconciler.engine.cluster_state import ClusterRolloutStore
 from reconciler.engine.drift import DriftMonitor
 from reconciler.engine.faults import arm_from_environment
-from reconciler.engine.heap import HeapTrimmer, libc_trim
+from reconciler.engine.heap import HeapTrimmer, StartupHeap, libc_trim
 from reconciler.engine.kube_sink import ClusterDriftCollector, KubernetesSink
 from reconciler.engine.lock import StateDirLock
 from reconciler.engine.reconcile import Engine, PassResult
@@ -101,16 +101,18 @@ async def run_daemon(settings: Settings, *, ready: Callable[[int, int], None] | 
     thresholds = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
     try:
-        uses_cluster = settings.kube.enabled or settings.kube.apply or settings.leader.enabled
-        if not uses_cluster:
-            await _run_locked(settings, ready=ready, kube=None, leadership=None)
-            return
-        kube = await KubeClient.connect(settings.kube.kubeconfig)
-        try:
-            leadership = _Leadership.of(settings.leader, kube) if settings.leader.enabled else None
-            await _run_locked(settings, ready=ready, kube=kube, leadership=leadership)
-        finally:
-            await kube.close()
+        # Collection is paused from the restore until the first pass is collected and frozen (see StartupHeap).
+        with StartupHeap() as heap:
+            uses_cluster = settings.kube.enabled or settings.kube.apply or settings.leader.enabled
+            if not uses_cluster:
+                await _run_locked(settings, ready=ready, kube=None, leadership=None, heap=heap)
+                return
+            kube = await KubeClient.connect(settings.kube.kubeconfig)
+            try:
+                leadership = _Leadership.of(settings.leader, kube) if settings.leader.enabled else None
+                await _run_locked(settings, ready=ready, kube=kube, leadership=leadership, heap=heap)
+            finally:
+                await kube.close()
     finally:
         gc.set_threshold(*thresholds)
         lock.release()
@@ -165,8 +167,12 @@ async def _run_locked(
     ready: Callable[[int, int], None] | None,
     kube: KubeClient | None,
     leadership: _Leadership | None,
+    heap: StartupHeap,
 ) -> None:
-    """The daemon's run on its locked state dir; ``kube``: the one cluster client, when a cluster is used."""
+    """The daemon's run on its locked state dir; ``kube``: the one cluster client, when a cluster is used.
+
+    ``heap`` is frozen after the first pass.
+    """
     source, repo_label, prefix = make_source(settings)
     cache = SnapshotCache(
         push_debounce=settings.xds.push_debounce,
@@ -328,6 +334,7 @@ async def _run_locked(
                 loop.add_signal_handler(signum, stop.set)
         if leadership is not None and not await _lead(leadership, rollouts, stop=stop):
             return
+        heap.pause()  # here, not before: a follower may wait for the Lease for hours
         if engine.restore():
             log.info("daemon.serving_stored_revision", sha=status.served.sha[:12] if status.served else None)
         # A follower's xDS port stays closed: a proxy given every replica's address connects to the leader's.
@@ -386,6 +393,7 @@ async def _run_locked(
                 stop=stop,
                 poll_interval=settings.source.poll_interval,
                 abort=abort,
+                heap=heap,
             )
         finally:
             ticking.cancel()
@@ -466,6 +474,7 @@ async def _loop(
     poll_interval: float,
     abort: Callable[[], None],
     abort_grace: float = ABORT_GRACE_SECONDS,
+    heap: StartupHeap | None = None,
 ) -> None:
     backoff = Backoff(base=0.5, cap=max(poll_interval, 1.0))
     trigger = "start"
@@ -476,7 +485,8 @@ async def _loop(
         if result is None:
             return
         if trigger == "start":
-            _freeze_heap()
+            # What is alive after the first pass (modules, gRPC, the config) is left out of later full collections.
+            (heap or StartupHeap()).freeze()
         metrics.duration.observe(time.monotonic() - started)
         metrics.passes.labels(result.reason.value).inc()
         # Only a transient failure is retried soon; a refused commit stays refused until a new
@@ -493,18 +503,6 @@ async def _loop(
                 task.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
         trigger = "event" if done else "poll"
-
-
-def _freeze_heap() -> None:
-    """Keep what is alive after the first pass (modules, gRPC, the config) out of every later full collection.
-
-    CPython's full collection walks every tracked object: 0.15-0.3 s with 1,000 services, every few
-    seconds while commits arrive, a pause of every ADS stream and pass. Unchanged files keep their
-    decoded resources across commits (the decode cache), so most of the config stays in the frozen
-    part. Collected first, so only garbage-free objects are frozen; acyclic ones are still freed.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 async def _pass_unless_stopped(

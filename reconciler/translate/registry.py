@@ -23,6 +23,7 @@ from reconciler.model.hosts import exported_to, resolve_host
 from reconciler.model.lookup import selects
 from reconciler.model.protocols import HTTP2_PROTOCOLS, HTTP_PROTOCOLS
 from reconciler.model.serviceentry import ServiceEntrySpec
+from reconciler.model.serviceentry import ServicePort as ServiceEntryPort
 from reconciler.model.source import SourceInfo
 
 __all__ = [
@@ -230,8 +231,10 @@ def build_registry(config: MeshConfig, *, cluster_domain: str | None = None) -> 
     """
     services: list[Service] = []
     seen: set[tuple[str, str]] = set()
+    # Entries written alike share their ports (a mesh repeats a few port lists across thousands of entries).
+    ports: dict[tuple[ServiceEntryPort, ...], tuple[ServicePort, ...]] = {}
     for entry in config.service_entries:
-        for service in _services_of(entry):
+        for service in _services_of(entry, ports=ports):
             key = (service.host, service.namespace)
             if key not in seen:
                 seen.add(key)
@@ -239,9 +242,8 @@ def build_registry(config: MeshConfig, *, cluster_domain: str | None = None) -> 
     return ServiceRegistry(services=tuple(services), cluster_domain=cluster_domain)
 
 
-def _services_of(entry: Resource[ServiceEntrySpec]) -> Iterable[Service]:
-    spec = entry.spec
-    ports = tuple(
+def _ports_of(ports: tuple[ServiceEntryPort, ...]) -> tuple[ServicePort, ...]:
+    return tuple(
         ServicePort(
             number=int(port.number),
             name=port.name,
@@ -249,8 +251,18 @@ def _services_of(entry: Resource[ServiceEntrySpec]) -> Iterable[Service]:
             target_port=int(port.target_port) if port.target_port is not None else None,
             index=index,
         )
-        for index, port in enumerate(spec.ports)
+        for index, port in enumerate(ports)
     )
+
+
+def _services_of(
+    entry: Resource[ServiceEntrySpec], *, ports: dict[tuple[ServiceEntryPort, ...], tuple[ServicePort, ...]]
+) -> Iterable[Service]:
+    """The services of ``entry``; ``ports`` holds the ports made of each list of the entries' ports met so far."""
+    spec = entry.spec
+    made = ports.get(spec.ports)
+    if made is None:
+        made = ports[spec.ports] = _ports_of(spec.ports)
     # The model's mappings are already read-only: shared, not copied (a mesh has many endpoints).
     endpoints = tuple(
         Endpoint(
@@ -270,7 +282,7 @@ def _services_of(entry: Resource[ServiceEntrySpec]) -> Iterable[Service]:
         yield Service(
             host=resolve_host(host, entry.namespace),
             namespace=entry.namespace,
-            ports=ports,
+            ports=made,
             resolution=resolution,
             endpoints=endpoints,
             export_to=spec.export_to,

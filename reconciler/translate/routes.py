@@ -11,11 +11,18 @@ A VirtualService's routes for one listener port are serialized once, as a virtua
 those bytes, and a cache keeps them rather than the messages. Each is checked against Envoy's
 constraints as its template, the routes with every cluster name replaced by one placeholder:
 VirtualServices written alike share a template, so their routes are walked once, not once each.
+
+Those whose HTTP rules differ only in their destinations' hosts (a mesh's services routed the same way) are not
+built each either: within one translation, the first one's route messages are kept, and each other one's are those
+messages with its own clusters' names written in (asked for in the same order), serialized.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from operator import attrgetter
+from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -37,6 +44,7 @@ from reconciler.model.virtualservice import (
     Headers,
     HTTPFaultInjection,
     HTTPMatchRequest,
+    HTTPMirrorPolicy,
     HTTPRedirect,
     HTTPRetry,
     HTTPRoute,
@@ -74,8 +82,8 @@ _METHOD_HEADER = ":method"
 _ROUTES_TAG = b"\x1a"
 #: What a route's cluster names are replaced by in its template (see :meth:`RouteBuilder.encoded`).
 _PLACEHOLDER = "-"
-#: A cluster name a route holds: the message and field it is in, and the name.
-_Slot = tuple[Message, str, str]
+#: A cluster name a route holds: the message and field it is in, the name, and which cluster asked for it is.
+_Slot = tuple[Message, str, str, int]
 _REDIRECT_CODES: Mapping[int, int] = {
     301: rc.RedirectAction.MOVED_PERMANENTLY,
     302: rc.RedirectAction.FOUND,
@@ -246,6 +254,12 @@ class RouteBuilder:
         self._templates: dict[bytes, bool] = {}
         self._verdicts = Verdicts()
         self._default: _DefaultTemplate | None = None
+        #: While building: the destinations a cluster was asked for (with their paths), in order; whether a note was
+        #: made other than through the clusters.
+        self._calls: list[tuple[Destination, str]] = []
+        self._noted = False
+        #: Routes to make others of, by how many matches, destinations and mirrors the rules have (see _RouteTemplate).
+        self._route_templates: dict[Hashable, _RouteTemplate] = {}
 
     def source_of(self, route: rc.Route) -> tuple[Resource[VirtualServiceSpec], str] | None:
         """The VirtualService and HTTP rule path a route (as it ended up in a snapshot) was built from.
@@ -317,8 +331,7 @@ class RouteBuilder:
         if last is not None and last.key == key:
             return last
         if self._cache is None:
-            out = self._build(vs, listener_port)
-            encoded = self._encode(out)
+            out, encoded = self._made(vs, listener_port)
             self._built.append((encoded.data, vs, tuple(self._paths)))
             last = _Last(key, out, None, encoded)
         else:
@@ -353,7 +366,7 @@ class RouteBuilder:
         self._events, self._services = events, []
         self._notes.record(events)
         try:
-            out = self._build(vs, listener_port)
+            _, encoded = self._made(vs, listener_port)
         finally:
             self._notes.record(None)
             self._events = None
@@ -363,21 +376,64 @@ class RouteBuilder:
             services=tuple(self._services),
             events=tuple(events),
             paths=tuple(self._paths),
-            encoded=self._encode(out),
+            encoded=encoded,
         )
         self._built.append((built.encoded.data, vs, built.paths))
         self._cache.keep_routes(built)
         return built
 
-    def _encode(self, routes: Sequence[rc.Route]) -> EncodedRoutes:
-        """The routes :meth:`_build` just made, as :meth:`encoded` gives them."""
+    def _made(
+        self, vs: Resource[VirtualServiceSpec], listener_port: int
+    ) -> tuple[list[rc.Route] | None, EncodedRoutes]:
+        """The routes of ``vs`` for ``listener_port``, encoded, and as messages unless a template keeps those.
+
+        A mesh routes many services alike: VirtualServices whose HTTP rules differ only in their
+        destinations' hosts make the same routes but for the cluster names, and ask for clusters in
+        the same order. The first one's routes are built and kept as a template (if building them
+        reported nothing but through the clusters); the others' are its messages with their own
+        clusters' names written in, serialized, and pass Envoy's constraints as the template did.
+        """
+        rules = vs.spec.http
+        key = tuple((len(rule.match), len(rule.route), len(rule.mirrors)) for rule in rules)
+        shape = _shape(rules)
+        template = self._route_templates.get(key)
+        if template is not None and template.shape == shape:
+            return None, self._from_template(template, vs, listener_port)
+        out = self._build(vs, listener_port)
         slots = [slot for found in self._slots for slot in found]
-        data = b"".join(_framed(route.SerializeToString(deterministic=True)) for route in routes)
-        names = frozenset(name for _, _, name in slots)
-        return EncodedRoutes(data=data, references=names, passes=all(names) and self._template_passes(routes, slots))
+        data = b"".join(_framed(route.SerializeToString(deterministic=True)) for route in out)
+        names = frozenset(name for _, _, name, _ in slots)
+        passes = self._template_passes(out, slots)
+        encoded = EncodedRoutes(data=data, references=names, passes=all(names) and passes)
+        made = (
+            None
+            if self._noted
+            else _RouteTemplate.of(
+                vs, shape=shape, routes=out, slots=slots, calls=self._calls, paths=self._paths, passes=passes
+            )
+        )
+        if made is None:
+            return out, encoded
+        self._route_templates[key] = made
+        return None, encoded  # the template's messages change with every use: parsed from the bytes when asked
+
+    def _from_template(
+        self, template: _RouteTemplate, vs: Resource[VirtualServiceSpec], listener_port: int
+    ) -> EncodedRoutes:
+        """The routes of ``vs`` made of ``template``, as :meth:`_made` makes them."""
+        destinations = _destinations_of(vs.spec.http)
+        names = [
+            self._cluster(vs, destinations[index], port=listener_port, path=path) for index, path in template.calls
+        ]
+        for message, field, call in template.slots:
+            setattr(message, field, names[call])
+        data = b"".join(_framed(route.SerializeToString(deterministic=True)) for route in template.routes)
+        used = frozenset(names[call] for _, _, call in template.slots)
+        self._paths = list(template.paths)
+        return EncodedRoutes(data=data, references=used, passes=all(used) and template.passes)
 
     def _template_passes(self, routes: Sequence[rc.Route], slots: Sequence[_Slot]) -> bool:
-        for message, field, _ in slots:
+        for message, field, _, _ in slots:
             setattr(message, field, _PLACEHOLDER)
         try:
             template = b"".join(_framed(route.SerializeToString(deterministic=True)) for route in routes)
@@ -387,12 +443,12 @@ class RouteBuilder:
                     violations(route, verdicts=self._verdicts) for route in routes
                 )
         finally:
-            for message, field, name in slots:
+            for message, field, name, _ in slots:
                 setattr(message, field, name)
         return passes
 
     def _build(self, vs: Resource[VirtualServiceSpec], listener_port: int) -> list[rc.Route]:
-        self._slots, self._paths = [], []
+        self._slots, self._paths, self._calls, self._noted = [], [], [], False
         out: list[rc.Route] = []
         for index, http in enumerate(vs.spec.http):
             path = f"spec.http[{index}]"
@@ -485,7 +541,7 @@ class RouteBuilder:
                 runtime_fraction=base_pb2.RuntimeFractionalPercent(default_value=fraction),
                 trace_sampled=wrappers_pb2.BoolValue(value=False),
             )
-            self._slots[-1].append((mirror, "cluster", cluster))
+            self._slots[-1].append((mirror, "cluster", cluster, len(self._calls) - 1))
         self._destinations(out, vs=vs, destinations=http.route, path=path, port=port)
         policy = self._retry_policy(http.retries)
         if policy is not None:
@@ -506,7 +562,7 @@ class RouteBuilder:
             # Zero-weight destinations get no traffic; Istio leaves them out of the split.
             weighted = [(index, dst) for index, dst in indexed if dst.weight]
             if not weighted:
-                self._notes.about(
+                self._about(
                     vs,
                     path=f"{path}.route",
                     message="no destination has a weight above 0: traffic is split evenly",
@@ -518,7 +574,7 @@ class RouteBuilder:
             index, dst = indexed[0]
             cluster = self._cluster(vs, dst.destination, port=port, path=f"{path}.route[{index}].destination")
             action.cluster = cluster
-            self._slots[-1].append((action, "cluster", cluster))
+            self._slots[-1].append((action, "cluster", cluster, len(self._calls) - 1))
             if dst.headers is not None:
                 ops = _HeaderOps(dst.headers)
                 ops.apply(out)
@@ -532,13 +588,13 @@ class RouteBuilder:
             out.ClearField("route")
             self._slots[-1].clear()  # the mirrors went with the route action
             out.direct_response.status = 503
-            self._notes.about(vs, path=path, message="rule has no destination: requests get 503")
+            self._about(vs, path=path, message="rule has no destination: requests get 503")
             return
         for index, dst in indexed:
             cluster = self._cluster(vs, dst.destination, port=port, path=f"{path}.route[{index}].destination")
             weight = action.weighted_clusters.clusters.add(name=cluster)
             weight.weight.value = dst.weight or 1
-            self._slots[-1].append((weight, "name", cluster))
+            self._slots[-1].append((weight, "name", cluster, len(self._calls) - 1))
             if dst.headers is not None:
                 ops = _HeaderOps(dst.headers)
                 ops.apply(weight)
@@ -552,6 +608,7 @@ class RouteBuilder:
         the service has it (Istio's rule); else the service's only HTTP port; else the
         listener's port (a service outside the registry, or ambiguity validation reports).
         """
+        self._calls.append((destination, path))
         host = resolve_host(destination.host, vs.namespace)
         explicit = destination.port.number if destination.port is not None else None
         events = self._events
@@ -573,6 +630,11 @@ class RouteBuilder:
         finally:
             self._notes.record(events)
 
+    def _about(self, vs: Resource[VirtualServiceSpec], *, path: str, message: str, hint: str = "") -> None:
+        """A note about ``vs`` made while building its routes (not through the clusters): they make no template."""
+        self._noted = True
+        self._notes.about(vs, path=path, message=message, hint=hint)
+
     def _redirect(self, out: rc.Route, redirect: HTTPRedirect, *, vs: Resource[VirtualServiceSpec], path: str) -> None:
         action = out.redirect
         action.SetInParent()
@@ -589,7 +651,7 @@ class RouteBuilder:
                 action.port_redirect = redirect.port
         code = redirect.redirect_code or 301
         if code not in _REDIRECT_CODES:
-            self._notes.about(
+            self._about(
                 vs,
                 path=f"{path}.redirectCode",
                 message=f"redirect code {code} is not supported by Envoy: 301 is sent instead",
@@ -605,7 +667,7 @@ class RouteBuilder:
         delay = fault.delay
         if delay is not None:
             if delay.fixed_delay is None:
-                self._notes.about(
+                self._about(
                     vs,
                     path=f"{path}.delay",
                     message="a delay without fixedDelay is not translated: no delay is injected",
@@ -625,7 +687,7 @@ class RouteBuilder:
         abort = fault.abort
         if abort is not None:
             if abort.http_status is None:
-                self._notes.about(
+                self._about(
                     vs,
                     path=f"{path}.abort",
                     message="an abort without httpStatus is not translated: no abort is injected",
@@ -656,6 +718,99 @@ class _Last:
         self.routes = routes
         self.entry = entry
         self.encoded = encoded
+
+
+class _RouteTemplate:
+    """Routes built for a VirtualService, to make those of others whose HTTP rules differ only in destination hosts.
+
+    ``shape``: :func:`_shape` of its rules. ``calls``: each cluster its routes asked for, in order, as the
+    position of the destination (in :func:`_destinations_of` its rules) and the path; ``slots``: the field
+    of the messages ``routes`` each cluster name is in, and the call it came from.
+    """
+
+    __slots__ = ("calls", "passes", "paths", "routes", "shape", "slots")
+
+    def __init__(
+        self,
+        *,
+        shape: tuple[object, ...],
+        routes: list[rc.Route],
+        slots: tuple[tuple[Message, str, int], ...],
+        calls: tuple[tuple[int, str], ...],
+        paths: tuple[str, ...],
+        passes: bool,
+    ) -> None:
+        self.shape = shape
+        self.routes = routes
+        self.slots = slots
+        self.calls = calls
+        self.paths = paths
+        #: Whether the routes, with every cluster name a placeholder, pass Envoy's constraints.
+        self.passes = passes
+
+    @classmethod
+    def of(
+        cls,
+        vs: Resource[VirtualServiceSpec],
+        *,
+        shape: tuple[object, ...],
+        routes: list[rc.Route],
+        slots: Sequence[_Slot],
+        calls: Sequence[tuple[Destination, str]],
+        paths: Sequence[str],
+        passes: bool,
+    ) -> _RouteTemplate | None:
+        """The template of the routes just built for ``vs``, which asked for the clusters of ``calls``.
+
+        None when one destination object is in two places (which one a call read is not known then).
+        """
+        destinations = _destinations_of(vs.spec.http)
+        position = {id(destination): index for index, destination in enumerate(destinations)}
+        if len(position) != len(destinations):
+            return None
+        return cls(
+            shape=shape,
+            routes=routes,
+            slots=tuple((message, field, call) for message, field, _, call in slots),
+            calls=tuple((position[id(destination)], path) for destination, path in calls),
+            paths=tuple(paths),
+            passes=passes,
+        )
+
+
+def _others(kind: type, *left_out: str) -> Callable[[Any], Any]:
+    """The values of the fields of a ``kind`` but ``left_out`` (compared, not hashed: model values hold mappings)."""
+    return attrgetter(*(field.name for field in dataclasses.fields(kind) if field.name not in left_out))
+
+
+_RULE = _others(HTTPRoute, "route", "mirror", "mirrors")
+_ROUTED = _others(HTTPRouteDestination, "destination")
+_MIRRORED = _others(HTTPMirrorPolicy, "destination")
+_AIMED = _others(Destination, "host")
+
+
+def _shape(rules: Sequence[HTTPRoute]) -> tuple[object, ...]:
+    """All of ``rules`` but their destinations' hosts: rules of equal shapes make routes alike but for cluster names."""
+    return tuple(
+        (
+            _RULE(rule),
+            tuple((_ROUTED(routed), _AIMED(routed.destination)) for routed in rule.route),
+            () if rule.mirror is None else (_AIMED(rule.mirror),),
+            tuple((_MIRRORED(mirror), _AIMED(mirror.destination)) for mirror in rule.mirrors),
+        )
+        for rule in rules
+    )
+
+
+def _destinations_of(rules: Sequence[HTTPRoute]) -> list[Destination]:
+    """Every destination of ``rules``, in one order: per rule, its mirror, its mirrors', then its routes'."""
+    found = []
+    for rule in rules:
+        if rule.mirror is not None:
+            found.append(rule.mirror)
+        found.extend(mirror.destination for mirror in rule.mirrors)
+        found.extend(routed.destination for routed in rule.route)
+    return found
 
 
 class _DefaultTemplate:

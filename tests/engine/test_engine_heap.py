@@ -1,12 +1,15 @@
-"""The daemon hands freed heap back to the OS once a burst of xDS work is over."""
+"""The daemon hands freed heap back to the OS once a burst of xDS work is over, and collects its start once."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import gc
+from collections.abc import AsyncIterator, Iterator
 
-from reconciler.engine.heap import HeapTrimmer, libc_trim
+import pytest
+
+from reconciler.engine.heap import HeapTrimmer, StartupHeap, libc_trim
 from reconciler.xds.cache import EventKind, XdsEvent
 
 _PUSH = XdsEvent(kind=EventKind.PUSH, node_id="sidecar-1")
@@ -82,3 +85,47 @@ def test_this_platforms_c_library_trims_its_heap() -> None:
 
     assert trim is not None  # glibc, as in the container image and CI
     trim()
+
+
+@pytest.fixture
+def collector() -> Iterator[None]:
+    """Automatic collection on and nothing frozen before and after each test."""
+    gc.unfreeze()
+    gc.enable()
+    yield
+    gc.unfreeze()
+    gc.enable()
+
+
+@pytest.mark.usefixtures("collector")
+def test_collection_is_paused_from_the_start_until_the_first_pass_is_collected_and_frozen() -> None:
+    with StartupHeap() as heap:
+        assert gc.isenabled()  # nothing paused before the restore (a follower waits for the Lease)
+        heap.pause()
+        assert not gc.isenabled()
+        heap.freeze()
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0
+    assert gc.isenabled()
+
+
+@pytest.mark.usefixtures("collector")
+def test_a_start_that_stops_before_its_first_pass_ends_collects_automatically_again() -> None:
+    def crashed_start() -> None:
+        with StartupHeap() as heap:
+            heap.pause()
+            raise RuntimeError("the first pass crashed")
+
+    with pytest.raises(RuntimeError):
+        crashed_start()
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.usefixtures("collector")
+def test_an_embedder_that_turned_collection_off_keeps_it_off() -> None:
+    gc.disable()
+    with StartupHeap() as heap:
+        heap.pause()
+        heap.freeze()
+    assert not gc.isenabled()

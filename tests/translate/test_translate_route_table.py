@@ -8,7 +8,10 @@ one be walked for nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import re
+from collections.abc import Callable
 
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
@@ -22,13 +25,14 @@ from reconciler.model.config import MeshConfig
 from reconciler.translate.clusters import ClusterSet
 from reconciler.translate.constraints import violations
 from reconciler.translate.gateway import build_gateway
+from reconciler.translate.memo import TranslationCache
 from reconciler.translate.notes import Notes
 from reconciler.translate.registry import build_registry
 from reconciler.translate.routes import RouteBuilder
 from reconciler.translate.scope import Scope
 from reconciler.translate.sidecar import RouteTable, sidecar_routes
 from reconciler.translate.snapshot import ROUTE, Resource, clusters_referenced_by_routes
-from reconciler.validate.findings import Code, Severity
+from reconciler.validate.findings import Code, Finding, Severity
 
 _SERVICES = "".join(
     service_entry(host, port=port) + subsets_rule(host, "v1", "v2", "v3")
@@ -159,3 +163,82 @@ def test_the_fields_a_template_leaves_out_are_constrained_only_to_be_non_empty()
         rules = options.Extensions[validate_pb2.rules] if options.HasExtension(validate_pb2.rules) else None
         found = "" if rules is None else " ".join(str(rules.string).split())
         assert found == expected, (message.DESCRIPTOR.name, name)
+
+
+#: Where a destination host goes in the next VirtualService written alike.
+_MOVED = {"reviews": "details", "ratings": "reviews", "details": "ratings"}
+#: How the next VirtualService's rules are written from the last one's: alike but for the destinations' hosts
+#: (moved on to another service, of other ports), or the same; or with other subsets, or with a port (not alike).
+_EDITS: dict[str, Callable[[str], str]] = {
+    "hosts": lambda rules: re.sub(r"host: (\w+)", lambda found: f"host: {_MOVED[found[1]]}", rules),
+    "same": lambda rules: rules,
+    "subsets": lambda rules: re.sub(r"subset: v(\d)", lambda found: f"subset: v{3 - int(found[1])}", rules),
+    "port": lambda rules: re.sub(r"\{host: (\w+)", r"{host: \1, port: {number: 80}", rules, count=1),
+}
+
+
+def _without_fixed_delays(config: MeshConfig) -> MeshConfig:
+    """``config`` without its fault delays' ``fixedDelay`` (validation requires one): each makes a finding, built."""
+    services = []
+    for vs in config.virtual_services:
+        rules = tuple(
+            dataclasses.replace(
+                rule,
+                fault=dataclasses.replace(
+                    rule.fault,
+                    delay=None if rule.fault.delay is None else dataclasses.replace(rule.fault.delay, fixed_delay=None),
+                ),
+            )
+            if rule.fault is not None
+            else rule
+            for rule in vs.spec.http
+        )
+        services.append(dataclasses.replace(vs, spec=dataclasses.replace(vs.spec, http=rules)))
+    return dataclasses.replace(config, virtual_services=tuple(services))
+
+
+def _builder(config: MeshConfig, *, cached: bool) -> tuple[RouteBuilder, Notes]:
+    notes = Notes()
+    scope = Scope(config=config, registry=build_registry(config), namespace=SIDECAR.namespace, labels={})
+    clusters = ClusterSet(scope=scope, notes=notes, report_ports=True)
+    return RouteBuilder(
+        scope=scope, clusters=clusters, notes=notes, cache=TranslationCache() if cached else None
+    ), notes
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(
+    spec=_rules(),
+    edits=st.lists(st.sampled_from(sorted(_EDITS)), min_size=1, max_size=3),
+    other=st.lists(_rules(), max_size=1),
+    port=st.sampled_from([80, 9080]),
+    cached=st.booleans(),
+    noted=st.booleans(),
+)
+def test_routes_made_of_a_virtual_service_written_alike_equal_those_built_alone(
+    *, spec: str, edits: list[str], other: list[str], port: int, cached: bool, noted: bool
+) -> None:
+    if noted:
+        spec = spec.replace("  - name: r0\n", "  - name: r0\n    fault: {delay: {fixedDelay: 1s}}\n", 1)
+    specs = [spec]
+    for edit in edits:
+        specs.append(_EDITS[edit](specs[-1]))
+    specs[1:1] = other  # maybe a VirtualService of other rules among them
+    text = _SERVICES + "".join(
+        virtual_service(f"vs{index}", body, hosts=f"[vs{index}.example.com]") for index, body in enumerate(specs)
+    )
+    loaded = load_files({"mesh.yaml": text})
+    assume(not any(f.severity is Severity.ERROR and f.code is not Code.ENVOY_WOULD_REJECT for f in loaded.findings))
+    config = _without_fixed_delays(loaded.config) if noted else loaded.config
+
+    shared, shared_notes = _builder(config, cached=cached)
+    alone_findings: list[Finding] = []
+    for vs in config.virtual_services:
+        alone, notes = _builder(config, cached=cached)
+        expected = alone.encoded(vs, listener_port=port)
+        assert shared.encoded(vs, listener_port=port) == expected
+        assert shared.routes(vs, listener_port=port) == alone.routes(vs, listener_port=port)
+        # What a cache keeps of them (the clusters asked for, the services read, each route's rule) is the same too.
+        assert shared.last_entry() == alone.last_entry()
+        alone_findings.extend(notes.result())
+    assert set(shared_notes.result()) == set(alone_findings)
