@@ -88,6 +88,7 @@ from reconciler.translate.snapshot import (
     ENDPOINT,
     PUSH_ORDER,
     ROUTE,
+    Pieces,
     RouteHashes,
     Snapshot,
     clusters_of_virtual_host,
@@ -103,6 +104,8 @@ _Event = NoteCall | EnsureCall
 _ADDED_HOSTS = 16
 #: Field 2 of a RouteConfiguration (virtual_hosts), length-delimited.
 _VIRTUAL_HOSTS_TAG = 0x12
+#: A spliced route table kept in more pieces than this is joined (each patch splits a run or two).
+_MAX_PIECES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +171,10 @@ class RouteLayout:
 
     def body(self, index: int) -> bytes:
         """The serialized message of the virtual host at ``index``."""
-        packed = self.resource.packed
-        length, body = read_varint(packed, self.head + sum(self.lengths[:index]) + 1)
-        return packed[body : body + length]
+        start = self.head + sum(self.lengths[:index])
+        field = _content(self.resource).read(start, start + self.lengths[index])
+        length, body = read_varint(field, 1)
+        return field[body : body + length]
 
     def spliced(
         self,
@@ -184,10 +188,11 @@ class RouteLayout:
 
         Its bytes are those a RouteConfiguration of the same virtual hosts serializes to (a repeated
         field is its elements' fields one after another; the inserted ones go where their names sort,
-        those at ``removed`` positions are left out); ``references``: the clusters it names.
+        those at ``removed`` positions are left out); ``references``: the clusters it names. They are
+        kept as pieces (:class:`~reconciler.translate.snapshot.Pieces`): runs of this one's and the new
+        virtual hosts, not joined into 10 MB of fresh memory here (the response framing copies them).
         """
-        packed = self.resource.packed
-        view = memoryview(packed)
+        source = _content(self.resource)
         value_start = self.value_start
         # (index, replaces, name, message): an insertion goes before the host at its index, in name order; a
         # replacement without a message removes.
@@ -207,7 +212,7 @@ class RouteLayout:
         kept_from, offset, done = value_start, self.head, 0
         for index, replaces, name, message in edits:
             offset += sum(self.lengths[done:index])
-            pieces.append(view[kept_from:offset])
+            pieces.extend(source.slice(kept_from, offset))
             names.extend(self.names[done:index])
             lengths.extend(self.lengths[done:index])
             leaves.extend(self.hashes.leaves[done:index])
@@ -221,17 +226,23 @@ class RouteLayout:
                 leaves.append(hashlib.sha256(message).digest())
             done = index + 1 if replaces else index
             kept_from = offset = offset + (self.lengths[index] if replaces else 0)
-        pieces.append(view[kept_from:])
+        pieces.extend(source.slice(kept_from, source.size))
         names.extend(self.names[done:])
         lengths.extend(self.lengths[done:])
         leaves.extend(self.hashes.leaves[done:])
-        size = sum(len(piece) for piece in pieces)
+        size = sum(map(len, pieces))
         header = b"\x0a" + varint(len(ROUTE)) + ROUTE.encode() + b"\x12" + varint(size)
-        joined = b"".join((header, *pieces))
+        content = Pieces((header, *pieces))
+        if len(content.pieces()) > _MAX_PIECES:
+            content.whole()  # patch after patch splits the runs finer: joined now and then, the pieces stay few
         hashes = self.hashes.edited(leaves, grown)
-        tail = len(joined) - (len(packed) - self.tail)
-        version = hashes.version(self.resource.name, prefix=view[value_start : self.head], suffix=view[self.tail :])
-        resource = XdsResource(name=self.resource.name, packed=joined, version=version, references=references)
+        tail = content.size - (source.size - self.tail)
+        version = hashes.version(
+            self.resource.name,
+            prefix=source.read(value_start, self.head),
+            suffix=source.read(self.tail, source.size),
+        )
+        resource = XdsResource(name=self.resource.name, content=content, version=version, references=references)
         return RouteLayout(
             resource=resource,
             head=self.head + len(header) - value_start,
@@ -241,6 +252,12 @@ class RouteLayout:
             hashes=hashes,
             value_start=len(header),
         )
+
+
+def _content(resource: XdsResource) -> Pieces:
+    """The packed bytes of ``resource`` as pieces (one, if they are whole): read and sliced without joining them."""
+    content = resource.content
+    return content if isinstance(content, Pieces) else Pieces((content,))
 
 
 @dataclass(frozen=True, slots=True)

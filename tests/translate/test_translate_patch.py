@@ -23,6 +23,7 @@ from translate_support import load
 from reconciler.errors import TranslationError
 from reconciler.model.common import Weight
 from reconciler.model.config import MeshConfig
+from reconciler.model.destinationrule import Subset
 from reconciler.model.serviceentry import Resolution
 from reconciler.translate import ProxyIdentity, ProxyRole, Translation, translate, translator
 from reconciler.translate.envoy_check import PassCache
@@ -148,7 +149,7 @@ def _add_subset(config: MeshConfig, index: int) -> MeshConfig:
     rule = config.destination_rules[index % len(config.destination_rules)]
     taken = {subset.name for subset in rule.spec.subsets}
     name = next(f"v{n}" for n in range(4, 20) if f"v{n}" not in taken)
-    extra = dataclasses.replace(rule.spec.subsets[0], name=name, labels={"version": name})
+    extra = Subset(name=name, labels={"version": name})
     spec = dataclasses.replace(rule.spec, subsets=(*rule.spec.subsets, extra))
     return _with(config, "destination_rules", index, dataclasses.replace(rule, spec=spec))
 
@@ -233,7 +234,6 @@ def _assert_identical(patched: Translation | str, full: Translation | str) -> No
         assert patched == full
         return
     assert patched.findings == full.findings
-    assert patched.snapshot.version == full.snapshot.version
     for type_url in PUSH_ORDER:
         ours, theirs = patched.snapshot.sets[type_url], full.snapshot.sets[type_url]
         assert ours.version == theirs.version
@@ -242,6 +242,7 @@ def _assert_identical(patched: Translation | str, full: Translation | str) -> No
             other = theirs.items[name]
             assert (item.packed, item.version, item.references) == (other.packed, other.version, other.references)
             assert item.message == other.message
+    assert patched.snapshot.version == full.snapshot.version
     assert patched == full
 
 
