@@ -261,12 +261,15 @@ def _content(resource: XdsResource) -> Pieces:
 
 
 @dataclass(frozen=True, slots=True)
-class SidecarState:
-    """What a sidecar translation leaves for patching the next one (kept per shape in the cache)."""
+class _Shared:
+    """What a sidecar translation leaves for patching the next one, but its snapshot and its route table's offsets.
+
+    The outbound port names the route configuration and the listener, nothing else: sidecars of one
+    config that differ only in it record equal ones (~560 KiB at 1,000 services), held once (:func:`record`).
+    """
 
     config: MeshConfig
     registry: ServiceRegistry
-    snapshot: Snapshot
     findings: tuple[Finding, ...]
     #: The services the proxy sees, in order; what building each one's clusters reported (only those that did).
     services: tuple[Service, ...]
@@ -275,24 +278,74 @@ class SidecarState:
     base: frozenset[str]
     #: The steps in the order a full translation takes them (None: a removed VirtualService's, left out).
     steps: tuple[SidecarStep | None, ...]
-    #: The key (:attr:`SidecarStep.vs`) of each VirtualService of ``config``, in order: its index in the config
-    #: a full translation recorded, kept as others go and come (a removal renumbers no step).
-    keys: tuple[int, ...]
-    #: Per VirtualService (by key), its steps; the steps whose events matter to the rest.
-    steps_of: Mapping[int, tuple[int, ...]]
-    eventful: frozenset[int]
-    #: Per host, how many steps ask for a cluster of it, and how many VirtualServices of ``config`` route its HTTP
-    #: (:func:`_http_hosts`): what tells whether a removed host goes whole without a look at every other one.
-    asked: Mapping[str, int]
-    http_hosts: Mapping[str, int]
     #: The clusters (and load assignments) routes asked for that no service has.
     orphans: Mapping[str, XdsResource]
     orphan_assignments: Mapping[str, XdsResource]
-    layout: RouteLayout
+    #: The route table's virtual hosts as :class:`RouteLayout` has them (their bytes do not depend on the port).
+    names: tuple[str, ...]
+    lengths: tuple[int, ...]
+    hashes: RouteHashes
+    # What follows is made of the fields above (:meth:`made`; empty until then), and patched with them.
+    #: The key (:attr:`SidecarStep.vs`) of each VirtualService of ``config``, in order: its index in the config
+    #: a full translation recorded, kept as others go and come (a removal renumbers no step).
+    keys: tuple[int, ...] = ()
+    #: Per VirtualService (by key), its steps; the steps whose events matter to the rest.
+    steps_of: Mapping[int, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    eventful: frozenset[int] = frozenset()
+    #: Per host, how many steps ask for a cluster of it, and how many VirtualServices of ``config`` route its HTTP
+    #: (:func:`_http_hosts`): what tells whether a removed host goes whole without a look at every other one.
+    asked: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    http_hosts: Mapping[str, int] = dataclasses.field(default_factory=dict)
     #: Whether a VirtualService has a wildcard host, and whether a step's virtual host got no name or domain: either
     #: way, which virtual host claims a domain depends on the others (added hosts are translated in full then).
-    wildcards: bool
-    denied: bool
+    wildcards: bool = False
+    denied: bool = False
+
+    def made(self) -> _Shared:
+        """What a full translation recorded (the fields before ``keys``) with what is made of it."""
+        steps = [_live(step) for step in self.steps]
+        config = self.config
+        steps_of: dict[int, list[int]] = {}
+        for index, step in enumerate(steps):
+            steps_of.setdefault(step.vs, []).append(index)
+        return dataclasses.replace(
+            self,
+            keys=tuple(range(len(config.virtual_services))),
+            steps_of={vs: tuple(found) for vs, found in steps_of.items()},
+            eventful=_eventful_steps(steps, self.orphans.keys()),
+            asked=recount({}, plus=[host for step in steps for host in _asked(step)]),
+            http_hosts=recount({}, plus=[host for vs in config.virtual_services for host in _http_hosts(vs)]),
+            wildcards=any("*" in host for vs in config.virtual_services for host in vs.spec.hosts),
+            denied=any(step.kind == "routes" and step.vhost is None for step in steps),
+        )
+
+    def alike(self, other: _Shared) -> bool:
+        """Whether ``other`` recorded what this did (compared by identity first: most parts are the same objects)."""
+        return all(
+            getattr(self, name) is getattr(other, name) or getattr(self, name) == getattr(other, name)
+            for name in _RECORDED
+        )
+
+
+#: What a full sidecar translation records (:func:`record`): the fields of :class:`_Shared` the others are made of.
+_RECORDED = tuple(
+    field.name
+    for field in dataclasses.fields(_Shared)
+    if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarState:
+    """What a sidecar translation leaves for patching the next one (kept per shape in the cache).
+
+    ``shared``: all but the snapshot and where the route table's virtual hosts lie in its bytes
+    (``layout``), which name the outbound port; sidecars differing only in it hold one.
+    """
+
+    shared: _Shared
+    snapshot: Snapshot
+    layout: RouteLayout
 
 
 def _eventful(events: Sequence[_Event], base: frozenset[str]) -> bool:
@@ -303,67 +356,6 @@ def _eventful(events: Sequence[_Event], base: frozenset[str]) -> bool:
         if cluster_name(host=event.host, port=event.port, subset=event.subset) not in base:
             return True
     return False
-
-
-@dataclass(frozen=True, slots=True)
-class _Recorded:
-    """What a full sidecar translation recorded for :func:`patch`, but its snapshot and route table's offsets.
-
-    The outbound port names the route configuration and the listener, nothing else: sidecars of one
-    config that differ only in it record equal ones (~560 KiB at 1,000 services), held once (:class:`_Shared`).
-    """
-
-    config: MeshConfig
-    registry: ServiceRegistry
-    findings: tuple[Finding, ...]
-    services: tuple[Service, ...]
-    service_notes: Mapping[int, tuple[NoteCall, ...]]
-    base: frozenset[str]
-    steps: tuple[SidecarStep, ...]
-    orphans: Mapping[str, XdsResource]
-    orphan_assignments: Mapping[str, XdsResource]
-    #: The route table's virtual hosts as :class:`RouteLayout` has them (their bytes do not depend on the port).
-    names: tuple[str, ...]
-    lengths: tuple[int, ...]
-    hashes: RouteHashes
-
-    def alike(self, other: _Recorded) -> bool:
-        """Whether ``other`` holds what this does (compared by identity first: most parts are the same objects)."""
-        return all(
-            getattr(self, name) is getattr(other, name) or getattr(self, name) == getattr(other, name)
-            for name in self.__slots__
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Shared:
-    """What sidecars of ``kin`` (a shape but for its outbound port) record for patching, and what is made of it."""
-
-    recorded: _Recorded
-    keys: tuple[int, ...]
-    steps_of: Mapping[int, tuple[int, ...]]
-    eventful: frozenset[int]
-    asked: Mapping[str, int]
-    http_hosts: Mapping[str, int]
-    wildcards: bool
-    denied: bool
-
-    @classmethod
-    def of(cls, recorded: _Recorded) -> _Shared:
-        steps, config = recorded.steps, recorded.config
-        steps_of: dict[int, list[int]] = {}
-        for index, step in enumerate(steps):
-            steps_of.setdefault(step.vs, []).append(index)
-        return cls(
-            recorded=recorded,
-            keys=tuple(range(len(config.virtual_services))),
-            steps_of={vs: tuple(found) for vs, found in steps_of.items()},
-            eventful=_eventful_steps(steps, recorded.orphans.keys()),
-            asked=recount({}, plus=[host for step in steps for host in _asked(step)]),
-            http_hosts=recount({}, plus=[host for vs in config.virtual_services for host in _http_hosts(vs)]),
-            wildcards=any("*" in host for vs in config.virtual_services for host in vs.spec.hosts),
-            denied=any(step.kind == "routes" and step.vhost is None for step in steps),
-        )
 
 
 def record(
@@ -393,7 +385,7 @@ def record(
     orphan_names = clusters.clusters.keys() - base_clusters
     (resource,) = snapshot.sets[ROUTE].items.values()
     layout = RouteLayout.of(resource, hashes=route_hashes)
-    recorded = _Recorded(
+    recorded = _Shared(
         config=config,
         registry=registry,
         findings=findings,
@@ -410,32 +402,19 @@ def record(
         hashes=layout.hashes,
     )
     found = cache.shared_state(kin) if cache is not None else None
-    if isinstance(found, _Shared) and found.recorded.alike(recorded):
-        shared = found
+    if not isinstance(found, _Shared) or not found.alike(recorded):
+        shared = recorded.made()
+    elif found.config is not config or found.registry is not registry:
+        # Equal ones: the patch compares the next config and registry with these by identity first.
+        shared = dataclasses.replace(found, config=config, registry=registry)
     else:
-        shared = _Shared.of(recorded)
-        if cache is not None:
-            cache.keep_shared_state(kin, shared)
-    kept = shared.recorded
+        shared = found
+    if cache is not None and shared is not found:
+        cache.keep_shared_state(kin, shared)
     return SidecarState(
-        config=config,
-        registry=registry,
+        shared=shared,
         snapshot=snapshot,
-        findings=kept.findings,
-        services=kept.services,
-        service_notes=kept.service_notes,
-        base=kept.base,
-        steps=kept.steps,
-        keys=shared.keys,
-        steps_of=shared.steps_of,
-        eventful=shared.eventful,
-        asked=shared.asked,
-        http_hosts=shared.http_hosts,
-        orphans=kept.orphans,
-        orphan_assignments=kept.orphan_assignments,
-        layout=dataclasses.replace(layout, names=kept.names, lengths=kept.lengths, hashes=kept.hashes),
-        wildcards=shared.wildcards,
-        denied=shared.denied,
+        layout=dataclasses.replace(layout, names=shared.names, lengths=shared.lengths, hashes=shared.hashes),
     )
 
 
@@ -498,21 +477,21 @@ def patch(
     # Tuples compare their items by identity first: unchanged objects cost nothing.
     rule_hosts: dict[str, DestinationRules] = {}
     rules_before = cache.rules(config)
-    if state.config.destination_rules != config.destination_rules:
-        found_rules = cache.rules_change(state.config.destination_rules, rules_before)
+    if state.shared.config.destination_rules != config.destination_rules:
+        found_rules = cache.rules_change(state.shared.config.destination_rules, rules_before)
         if found_rules is None:
             return None
         rules_before = found_rules[0]
         rule_hosts = _rule_hosts(*found_rules)
         if any("*" in host for host in rule_hosts):
             return None  # a wildcard rule applies to many hosts: left to a full translation
-    vs_changes = _virtual_service_changes(state.config, config)
+    vs_changes = _virtual_service_changes(state.shared.config, config)
     if vs_changes is None:
         return None
     changed_vs, added_vs, removed_vs = vs_changes
     service_changes: Sequence[ServiceChange] = ()
-    if registry is not state.registry:
-        found = cache.registry_change(state.registry, registry)
+    if registry is not state.shared.registry:
+        found = cache.registry_change(state.shared.registry, registry)
         if found is None:
             return None
         service_changes = found
@@ -529,8 +508,8 @@ def patch(
             return None
         removal = found_removal
 
-    services = list(state.services)
-    service_notes = dict(state.service_notes)
+    services = list(state.shared.services)
+    service_notes = dict(state.shared.service_notes)
     built = ClusterSet(scope=scope, notes=Notes(), report_ports=True, cache=cache)
     rebuilt = _services(state, service_changes, scope=scope, cache=cache, built=built, into=(services, service_notes))
     if rebuilt is None:
@@ -539,7 +518,7 @@ def patch(
     # Services removed: their clusters gone (no route left asks for them: see _removal).
     unlisted: set[str] = set()
     for removed_service in gone_services:
-        if _position(state.services, removed_service) is not None:
+        if _position(state.shared.services, removed_service) is not None:
             old_rule = rules_before.rule_for(
                 removed_service.host,
                 namespace=scope.namespace,
@@ -567,8 +546,8 @@ def patch(
         dropped.update(ClusterSet.names(service, old_rule))
     # The services' clusters less those they no longer make, plus the new ones (one copy of 40,000 names at most).
     base = _edited(
-        state.base,
-        added=[name for name in built.clusters if name not in state.base],
+        state.shared.base,
+        added=[name for name in built.clusters if name not in state.shared.base],
         removed=(dropped | unlisted) - built.clusters.keys(),
     )
     removed = (dropped | unlisted) - base
@@ -633,12 +612,12 @@ def patch(
     # Clusters and assignments come encoded (checked by how they are made): taken as they are, never parsed.
     for type_url, items in ((CLUSTER, built.cluster_items), (ENDPOINT, built.assignment_items)):
         _changed(state.snapshot, type_url, items, into=changed_items[type_url])
-    orphans = _orphans(state.orphans, replay.clusters.cluster_items)
-    orphan_assignments = _orphans(state.orphan_assignments, replay.clusters.assignment_items)
+    orphans = _orphans(state.shared.orphans, replay.clusters.cluster_items)
+    orphan_assignments = _orphans(state.shared.orphan_assignments, replay.clusters.assignment_items)
     gone: dict[str, set[str]] = {CLUSTER: set(removed), ENDPOINT: set(removed)}
     for type_url, kept_orphans, new_orphans in (
-        (CLUSTER, state.orphans, orphans),
-        (ENDPOINT, state.orphan_assignments, orphan_assignments),
+        (CLUSTER, state.shared.orphans, orphans),
+        (ENDPOINT, state.shared.orphan_assignments, orphan_assignments),
     ):
         changed_items[type_url].update(
             (name, item) for name, item in new_orphans.items() if kept_orphans.get(name) is not item
@@ -700,25 +679,27 @@ def patch(
         return None
     if passed is not None:
         passed.touch(partial(_keys, snapshot, layout))
-    return dataclasses.replace(
-        state,
+    shared = dataclasses.replace(
+        state.shared,
         config=config,
         registry=registry,
-        snapshot=snapshot,
         findings=replay.notes.result(),
         services=tuple(services),
         service_notes=service_notes,
         base=base,
         steps=tuple(steps),
+        orphans=orphans,
+        orphan_assignments=orphan_assignments,
+        names=layout.names,
+        lengths=layout.lengths,
+        hashes=layout.hashes,
         keys=keys,
         steps_of=steps_of,
         eventful=frozenset(eventful),
         asked=asked,
         http_hosts=http_hosts,
-        orphans=orphans,
-        orphan_assignments=orphan_assignments,
-        layout=layout,
     )
+    return SidecarState(shared=shared, snapshot=snapshot, layout=layout)
 
 
 def _services(
@@ -839,7 +820,8 @@ class _Removal:
     @classmethod
     def none(cls, state: SidecarState) -> _Removal:
         """Nothing removed: the steps of ``state`` as they are (the fields above, in order)."""
-        return cls(state.steps, state.keys, state.steps_of, state.eventful, state.asked, state.http_hosts)
+        shared = state.shared
+        return cls(shared.steps, shared.keys, shared.steps_of, shared.eventful, shared.asked, shared.http_hosts)
 
 
 def _removal(state: SidecarState, *, removed_vs: range, services: Sequence[Service], scope: Scope) -> _Removal | None:
@@ -851,28 +833,28 @@ def _removal(state: SidecarState, *, removed_vs: range, services: Sequence[Servi
     hosts and the clusters only those named go, a staying service's virtual hosts get its default route
     (a route config naming another host's cluster from them is translated in full).
     """
-    if state.wildcards or state.denied:
+    if state.shared.wildcards or state.shared.denied:
         return None
     namespace = scope.namespace
-    removed = state.config.virtual_services[removed_vs.start : removed_vs.stop]
+    removed = state.shared.config.virtual_services[removed_vs.start : removed_vs.stop]
     routed = [host for vs in removed for host in _http_hosts(vs)]
     gone_hosts = {service.host for service in services}
     hosts = gone_hosts.union(routed)
     if any("*" in host for host in hosts):
         return None  # a wildcard's spellings are every host's
-    staying = {host for host in hosts - gone_hosts if state.registry.lookup(host)}
+    staying = {host for host in hosts - gone_hosts if state.shared.registry.lookup(host)}
     if any(scope.service(host) is None for host in staying):
         return None  # a service the proxy does not see: its host's virtual host is the VirtualService's alone
-    if any(_spelled_alike(state, host, registry=state.registry, namespace=namespace) for host in hosts):
+    if any(_spelled_alike(state, host, registry=state.shared.registry, namespace=namespace) for host in hosts):
         return None
-    http_hosts = recount(state.http_hosts, minus=routed)
+    http_hosts = recount(state.shared.http_hosts, minus=routed)
     if any(host in http_hosts for host in hosts):
         return None  # another VirtualService of the host would take it over
     layout = state.layout
     names = {virtual_host_name(service.host, port.number) for service in services for port in service.ports}
-    removed_keys = state.keys[removed_vs.start : removed_vs.stop]
-    positions = [position for key in removed_keys for position in state.steps_of.get(key, ())]
-    steps = list(state.steps)
+    removed_keys = state.shared.keys[removed_vs.start : removed_vs.stop]
+    positions = [position for key in removed_keys for position in state.shared.steps_of.get(key, ())]
+    steps = list(state.shared.steps)
     defaults: dict[int, tuple[str, tuple[str, ...], int]] = {}
     for position in positions:
         step = _live(steps[position])
@@ -882,7 +864,9 @@ def _removal(state: SidecarState, *, removed_vs: range, services: Sequence[Servi
             defaults[layout.position(step.vhost)] = (step.vhost, step.domains, step.listener_port)
         else:
             names.add(step.vhost)
-    asked = recount(state.asked, minus=[host for position in positions for host in _asked(_live(steps[position]))])
+    asked = recount(
+        state.shared.asked, minus=[host for position in positions for host in _asked(_live(steps[position]))]
+    )
     if any(host in asked for host in hosts):
         return None  # a route to a removed host now names a cluster of its own
     for position in positions:
@@ -907,15 +891,15 @@ def _removal(state: SidecarState, *, removed_vs: range, services: Sequence[Servi
     )
     if not removed_keys:
         return found
-    steps_of = dict(state.steps_of)
+    steps_of = dict(state.shared.steps_of)
     for key in removed_keys:
         steps_of.pop(key, None)
     return dataclasses.replace(
         found,
         steps=steps,
-        keys=(*state.keys[: removed_vs.start], *state.keys[removed_vs.stop :]),
+        keys=(*state.shared.keys[: removed_vs.start], *state.shared.keys[removed_vs.stop :]),
         steps_of=steps_of,
-        eventful=state.eventful - frozenset(positions),
+        eventful=state.shared.eventful - frozenset(positions),
     )
 
 
@@ -944,7 +928,7 @@ def _spelled_alike(state: SidecarState, host: str, *, registry: ServiceRegistry,
     """Whether another host, a service's or a virtual host's, shares a Host-header spelling with ``host``."""
     return any(
         registry.lookup(related)
-        or state.registry.lookup(related)
+        or state.shared.registry.lookup(related)
         or state.layout.has(virtual_host_name(related, DEFAULT_HTTP_PORT))
         for related in related_hosts(host, proxy_namespace=namespace)
     )
@@ -955,11 +939,11 @@ def _claims_alone(state: SidecarState, hosts: AbstractSet[str], *, registry: Ser
 
     Then each claims its own domains whatever the order: they are built apart and inserted.
     """
-    if state.wildcards or state.denied:
+    if state.shared.wildcards or state.shared.denied:
         return False
     layout = state.layout
     for host in hosts:
-        if "*" in host or state.registry.lookup(host) or layout.has(virtual_host_name(host, DEFAULT_HTTP_PORT)):
+        if "*" in host or state.shared.registry.lookup(host) or layout.has(virtual_host_name(host, DEFAULT_HTTP_PORT)):
             return False
         if hosts & related_hosts(host, proxy_namespace=namespace) or _spelled_alike(
             state, host, registry=registry, namespace=namespace

@@ -61,7 +61,7 @@ def _route_references(snapshot: Snapshot) -> frozenset[str]:
 def _base(cache: TranslationCache, config: MeshConfig, proxy: ProxyIdentity) -> frozenset[str]:
     state = cache.sidecar_state(proxy_shape(config, proxy))
     assert isinstance(state, SidecarState)
-    return state.base
+    return state.shared.base
 
 
 def test_two_sidecar_shapes_of_one_config_share_one_set_of_cluster_names() -> None:

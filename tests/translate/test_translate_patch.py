@@ -389,7 +389,8 @@ def _contents(state: object) -> list[object]:
     assert isinstance(state, SidecarState)
     return [
         dict(value) if isinstance(value, dict) else value
-        for value in (getattr(state, field.name) for field in dataclasses.fields(state))
+        for part in (state, state.shared)
+        for value in (getattr(part, field.name) for field in dataclasses.fields(part))
     ]
 
 
@@ -429,10 +430,10 @@ def test_sidecars_differing_only_in_outbound_port_hold_one_record_of_their_steps
     assert isinstance(first, SidecarState)
     assert isinstance(second, SidecarState)
     assert first.snapshot != second.snapshot
-    assert first.steps is second.steps
-    assert first.steps_of is second.steps_of
+    assert first.shared.steps is second.shared.steps
+    assert first.shared.steps_of is second.shared.steps_of
     assert first.layout.names is second.layout.names
     assert first.layout.resource is not second.layout.resource
     # Another namespace is another kind of sidecar (what it sees may differ): its state is its own.
     assert isinstance(other, SidecarState)
-    assert other.steps is not first.steps
+    assert other.shared.steps is not first.shared.steps
