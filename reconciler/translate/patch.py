@@ -382,7 +382,10 @@ def record(
     taken from the last of them when equal, so each port's state adds only its route table. ``route_hashes``: the
     route table's virtual hosts' hashes, if the translation made them.
     """
-    orphan_names = clusters.clusters.keys() - base_clusters
+    # The services made ``base_clusters``, a subset of the clusters: as many means no route made one (nor its CLA).
+    orphaned = len(clusters.cluster_items) > len(base_clusters)
+    orphan_names = clusters.cluster_items.keys() - base_clusters if orphaned else set()
+    orphan_assignments = clusters.assignment_items.keys() - base_clusters if orphaned else set()
     (resource,) = snapshot.sets[ROUTE].items.values()
     layout = RouteLayout.of(resource, hashes=route_hashes)
     recorded = _Shared(
@@ -394,9 +397,7 @@ def record(
         base=base_clusters,
         steps=tuple(steps),
         orphans={name: snapshot.sets[CLUSTER].items[name] for name in orphan_names},
-        orphan_assignments={
-            name: snapshot.sets[ENDPOINT].items[name] for name in clusters.assignments.keys() - base_clusters
-        },
+        orphan_assignments={name: snapshot.sets[ENDPOINT].items[name] for name in orphan_assignments},
         names=layout.names,
         lengths=layout.lengths,
         hashes=layout.hashes,
