@@ -28,7 +28,7 @@ from reconciler.model.serviceentry import Resolution
 from reconciler.translate import ProxyIdentity, ProxyRole, Translation, translate, translator
 from reconciler.translate.envoy_check import PassCache
 from reconciler.translate.memo import TranslationCache, patch_registry
-from reconciler.translate.patch import SidecarState, patch
+from reconciler.translate.patch import SidecarState, _Names, patch
 from reconciler.translate.registry import build_registry
 from reconciler.translate.snapshot import PUSH_ORDER, ROUTE
 
@@ -437,3 +437,22 @@ def test_sidecars_differing_only_in_outbound_port_hold_one_record_of_their_steps
     # Another namespace is another kind of sidecar (what it sees may differ): its state is its own.
     assert isinstance(other, SidecarState)
     assert other.shared.steps is not first.shared.steps
+
+
+name_edits = st.lists(
+    st.tuples(st.sets(st.integers(0, 1500), max_size=300), st.sets(st.integers(0, 1500), max_size=300)), max_size=8
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sets(st.integers(0, 1500), max_size=600), name_edits)
+def test_names_edited_patch_after_patch_hold_what_a_set_edited_the_same_way_holds(
+    whole: set[int], edits: list[tuple[set[int], set[int]]]
+) -> None:
+    names, expected = _Names(frozenset(map(str, whole))), set(map(str, whole))
+    for added, removed in edits:
+        names = names.edited(added=[str(n) for n in added], removed=[str(n) for n in removed])
+        expected = (expected - set(map(str, removed))) | set(map(str, added))
+
+        assert len(names) == len(expected)
+        assert {str(n) for n in range(1501) if str(n) in names} == expected
