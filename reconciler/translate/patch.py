@@ -17,7 +17,8 @@ does only the work the changed objects touch, and gives the same bytes:
   is reused. Findings are replayed in the order a full translation makes them, so the same
   ones come out; the clusters routes ask for that no service has are made again the same way.
   The RouteConfiguration is spliced from the previous one's bytes and the changed virtual
-  hosts' (a repeated field serializes as its elements one after another), its message parsed
+  hosts' (a repeated field serializes as its elements one after another) and kept in those pieces
+  (:class:`~reconciler.translate.snapshot.Pieces`: the response framing joins them), its message parsed
   only if someone asks (:attr:`~reconciler.translate.snapshot.Resource.message`); resource sets
   are patched (:meth:`~reconciler.translate.snapshot.ResourceSet.patched`) and only what changed
   is checked for consistency and against Envoy's constraints.

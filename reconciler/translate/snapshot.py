@@ -10,7 +10,9 @@ into a :class:`Resource`: the message, its bytes packed as a ``google.protobuf.A
 version and the names it points at. Every stream that sends it sends those bytes; none
 packs or walks the message again. Clusters and load assignments arrive encoded already
 (:meth:`Resource.of_bytes`, spliced from their template's bytes by
-:mod:`reconciler.translate.clusters`), their messages parsed only when asked.
+:mod:`reconciler.translate.clusters`), their messages parsed only when asked. A patched route
+table keeps its bytes in the pieces it was spliced from (:class:`Pieces`), joined by the response
+framing, which copies them anyway, or once, by whoever asks for them whole.
 """
 
 from __future__ import annotations

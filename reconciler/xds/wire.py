@@ -2,7 +2,9 @@
 
 A snapshot's resources are packed into ``Any`` when it is built
 (:class:`~reconciler.translate.snapshot.Resource`); a response is those bytes framed as
-protobuf fields, so sending a resource to a thousand proxies costs no serialization. A
+protobuf fields, so sending a resource to a thousand proxies costs no serialization: one
+join copies every resource's bytes (whole, or the pieces a patched route table is kept in,
+:class:`~reconciler.translate.snapshot.Pieces`) between the response's own fields. A
 response carrying a whole resource set (the bulk of every push) is framed once by
 :class:`Encoder`, nonce included, and the same bytes object goes to every stream that sends
 that set: a push to a thousand proxies costs one copy of it, not a thousand. A response only
