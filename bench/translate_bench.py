@@ -35,6 +35,10 @@ The one-host rows take the patch path (:mod:`reconciler.translate.patch`) where 
 
 Targets for ``--change`` (issue #12): a full translation of 10,000 services < 2 s, a one-host change < 20 ms.
 
+``--trim`` hands the C heap's free pages back before each timed run (``malloc_trim``, what the daemon's
+``HeapTrimmer`` does after 2 s without xDS events): a change after a quiet spell pays the page faults of the
+memory it writes; without it, a run reuses the pages the warm-up freed.
+
 Every run uses the daemon's garbage-collector thresholds (``GC_THRESHOLDS``, set by ``reconciler run``
 and ``serve``), so the figures are what the daemon pays; ``--default-gc`` keeps CPython's.
 """
@@ -50,7 +54,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from reconciler.engine.heap import StartupHeap
+from reconciler.engine.heap import StartupHeap, libc_trim
 from reconciler.engine.settings import GC_THRESHOLDS
 from reconciler.loader import load_files
 from reconciler.model.common import Weight
@@ -222,23 +226,31 @@ def subset_added(config: MeshConfig, index: int) -> MeshConfig:
     return dataclasses.replace(config, destination_rules=(*rules[:index], changed, *rules[index + 1 :]))
 
 
-def _cpu(run: Callable[[], object], repeat: int, *, before: Callable[[], object] | None = None) -> float:
-    """Best CPU seconds of ``repeat`` calls of ``run``, each after an untimed ``before``."""
+def _cpu(
+    run: Callable[[], object],
+    repeat: int,
+    *,
+    before: Callable[[], object] | None = None,
+    trim: Callable[[], None] | None = None,
+) -> float:
+    """Best CPU seconds of ``repeat`` calls of ``run``, each after an untimed ``before`` (and ``trim``, if given)."""
     best = float("inf")
     for _ in range(repeat):
         if before is not None:
             before()
         # A collection of the warm-up's garbage would otherwise land in the timed run, or not (±1 s at 10k).
         gc.collect()
+        if trim is not None:
+            trim()
         started = time.process_time()
         run()
         best = min(best, time.process_time() - started)
     return best
 
 
-def change_table(size: int, repeat: int, *, cases: Sequence[str] = ()) -> bool:
+def change_table(size: int, repeat: int, *, cases: Sequence[str] = (), trim: Callable[[], None] | None = None) -> bool:
     """Print the ``--change`` rows (those named in ``cases``, if any) for ``size`` services; False when a target is
-    missed."""
+    missed. ``trim``: hands the C heap's free pages back before each timed run, as the daemon does once quiet."""
     config = build_config(size)
     reloaded = build_config(size)
     sidecar = ProxyIdentity(node_id="bench-sidecar", namespace="bench", role=ProxyRole.SIDECAR)
@@ -278,17 +290,20 @@ def change_table(size: int, repeat: int, *, cases: Sequence[str] = ()) -> bool:
             heap.pause()
             run(config, sidecar)
 
+    def timed(run_it: Callable[[], object], *, before: Callable[[], object]) -> float:
+        return _cpu(run_it, repeat, before=before, trim=trim)
+
     after_first = warmed((config, sidecar))
     rows = {
-        "cold": ("full", lambda: _cpu(first_pass, repeat, before=fresh)),
-        "shape": ("full", lambda: _cpu(lambda: run(config, other), repeat, before=after_first)),
-        "weight": ("change", lambda: _cpu(lambda: run(stepped, sidecar), repeat, before=after_first)),
-        "endpoint": ("change", lambda: _cpu(lambda: run(moved, sidecar), repeat, before=after_first)),
-        "reload": ("change", lambda: _cpu(lambda: run(reloaded_step, sidecar), repeat, before=after_first)),
-        "host": ("change", lambda: _cpu(lambda: run(grown, sidecar), repeat, before=after_first)),
-        "subset": ("change", lambda: _cpu(lambda: run(subset, sidecar), repeat, before=after_first)),
-        "removed": ("change", lambda: _cpu(lambda: run(shrunk, sidecar), repeat, before=after_first)),
-        "vsremoved": ("change", lambda: _cpu(lambda: run(unrouted, sidecar), repeat, before=after_first)),
+        "cold": ("full", lambda: timed(first_pass, before=fresh)),
+        "shape": ("full", lambda: timed(lambda: run(config, other), before=after_first)),
+        "weight": ("change", lambda: timed(lambda: run(stepped, sidecar), before=after_first)),
+        "endpoint": ("change", lambda: timed(lambda: run(moved, sidecar), before=after_first)),
+        "reload": ("change", lambda: timed(lambda: run(reloaded_step, sidecar), before=after_first)),
+        "host": ("change", lambda: timed(lambda: run(grown, sidecar), before=after_first)),
+        "subset": ("change", lambda: timed(lambda: run(subset, sidecar), before=after_first)),
+        "removed": ("change", lambda: timed(lambda: run(shrunk, sidecar), before=after_first)),
+        "vsremoved": ("change", lambda: timed(lambda: run(unrouted, sidecar), before=after_first)),
     }
     assert tuple(rows) == CHANGE_CASES
     ok = True
@@ -330,6 +345,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--change", action="store_true", help="time translations with a kept cache: another shape, one-host changes"
     )
+    parser.add_argument(
+        "--trim",
+        action="store_true",
+        help="with --change: malloc_trim before each timed run, as the daemon trims its heap after 2 s quiet "
+        "(the run then pays the page faults of memory it writes, as a change after a quiet spell does)",
+    )
     parser.add_argument("--default-gc", action="store_true", help="CPython's GC thresholds, not the daemon's")
     parser.add_argument(
         "--cases", nargs="+", choices=CHANGE_CASES, default=(), metavar="CASE", help="with --change: only these rows"
@@ -341,7 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         header = f"{'services':>9} {'case':<9} {'cpu ms':>9} {'target':>9} {'ok':<3}"
         print(header)
         print("-" * len(header))
-        results = [change_table(size, args.repeat, cases=args.cases) for size in args.sizes]
+        trim = libc_trim() if args.trim else None
+        results = [change_table(size, args.repeat, cases=args.cases, trim=trim) for size in args.sizes]
         return 0 if all(results) else 1
 
     proxies = {

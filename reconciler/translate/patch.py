@@ -17,7 +17,8 @@ does only the work the changed objects touch, and gives the same bytes:
   is reused. Findings are replayed in the order a full translation makes them, so the same
   ones come out; the clusters routes ask for that no service has are made again the same way.
   The RouteConfiguration is spliced from the previous one's bytes and the changed virtual
-  hosts' (a repeated field serializes as its elements one after another), its message parsed
+  hosts' (a repeated field serializes as its elements one after another) and kept in those pieces
+  (:class:`~reconciler.translate.snapshot.Pieces`: the response framing joins them), its message parsed
   only if someone asks (:attr:`~reconciler.translate.snapshot.Resource.message`); resource sets
   are patched (:meth:`~reconciler.translate.snapshot.ResourceSet.patched`) and only what changed
   is checked for consistency and against Envoy's constraints.
@@ -88,6 +89,7 @@ from reconciler.translate.snapshot import (
     ENDPOINT,
     PUSH_ORDER,
     ROUTE,
+    Pieces,
     RouteHashes,
     Snapshot,
     clusters_of_virtual_host,
@@ -103,6 +105,8 @@ _Event = NoteCall | EnsureCall
 _ADDED_HOSTS = 16
 #: Field 2 of a RouteConfiguration (virtual_hosts), length-delimited.
 _VIRTUAL_HOSTS_TAG = 0x12
+#: A spliced route table kept in more pieces than this is joined (each patch splits a run or two).
+_MAX_PIECES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +172,10 @@ class RouteLayout:
 
     def body(self, index: int) -> bytes:
         """The serialized message of the virtual host at ``index``."""
-        packed = self.resource.packed
-        length, body = read_varint(packed, self.head + sum(self.lengths[:index]) + 1)
-        return packed[body : body + length]
+        start = self.head + sum(self.lengths[:index])
+        field = _content(self.resource).read(start, start + self.lengths[index])
+        length, body = read_varint(field, 1)
+        return field[body : body + length]
 
     def spliced(
         self,
@@ -184,10 +189,11 @@ class RouteLayout:
 
         Its bytes are those a RouteConfiguration of the same virtual hosts serializes to (a repeated
         field is its elements' fields one after another; the inserted ones go where their names sort,
-        those at ``removed`` positions are left out); ``references``: the clusters it names.
+        those at ``removed`` positions are left out); ``references``: the clusters it names. They are
+        kept as pieces (:class:`~reconciler.translate.snapshot.Pieces`): runs of this one's and the new
+        virtual hosts, not joined into 10 MB of fresh memory here (the response framing copies them).
         """
-        packed = self.resource.packed
-        view = memoryview(packed)
+        source = _content(self.resource)
         value_start = self.value_start
         # (index, replaces, name, message): an insertion goes before the host at its index, in name order; a
         # replacement without a message removes.
@@ -207,7 +213,7 @@ class RouteLayout:
         kept_from, offset, done = value_start, self.head, 0
         for index, replaces, name, message in edits:
             offset += sum(self.lengths[done:index])
-            pieces.append(view[kept_from:offset])
+            pieces.extend(source.slice(kept_from, offset))
             names.extend(self.names[done:index])
             lengths.extend(self.lengths[done:index])
             leaves.extend(self.hashes.leaves[done:index])
@@ -221,17 +227,23 @@ class RouteLayout:
                 leaves.append(hashlib.sha256(message).digest())
             done = index + 1 if replaces else index
             kept_from = offset = offset + (self.lengths[index] if replaces else 0)
-        pieces.append(view[kept_from:])
+        pieces.extend(source.slice(kept_from, source.size))
         names.extend(self.names[done:])
         lengths.extend(self.lengths[done:])
         leaves.extend(self.hashes.leaves[done:])
-        size = sum(len(piece) for piece in pieces)
+        size = sum(map(len, pieces))
         header = b"\x0a" + varint(len(ROUTE)) + ROUTE.encode() + b"\x12" + varint(size)
-        joined = b"".join((header, *pieces))
+        content = Pieces((header, *pieces))
+        if len(content.pieces()) > _MAX_PIECES:
+            content.whole()  # patch after patch splits the runs finer: joined now and then, the pieces stay few
         hashes = self.hashes.edited(leaves, grown)
-        tail = len(joined) - (len(packed) - self.tail)
-        version = hashes.version(self.resource.name, prefix=view[value_start : self.head], suffix=view[self.tail :])
-        resource = XdsResource(name=self.resource.name, packed=joined, version=version, references=references)
+        tail = content.size - (source.size - self.tail)
+        version = hashes.version(
+            self.resource.name,
+            prefix=source.read(value_start, self.head),
+            suffix=source.read(self.tail, source.size),
+        )
+        resource = XdsResource(name=self.resource.name, content=content, version=version, references=references)
         return RouteLayout(
             resource=resource,
             head=self.head + len(header) - value_start,
@@ -243,42 +255,136 @@ class RouteLayout:
         )
 
 
+def _content(resource: XdsResource) -> Pieces:
+    """The packed bytes of ``resource`` as pieces (one, if they are whole): read and sliced without joining them."""
+    content = resource.content
+    return content if isinstance(content, Pieces) else Pieces((content,))
+
+
 @dataclass(frozen=True, slots=True)
-class SidecarState:
-    """What a sidecar translation leaves for patching the next one (kept per shape in the cache)."""
+class _Names:
+    """A set of names: a full translation's (``whole``), less those a patch removed since, plus those it added.
+
+    What the services made, 40,000 names at 10,000 services: a patch adding or removing a host's few
+    copies those few, not the 40,000 (1 MB written per patch); past :data:`_EDITED_NAMES`, they are joined.
+    ``added`` holds none of ``whole``, ``removed`` only names of it.
+    """
+
+    whole: frozenset[str]
+    added: frozenset[str] = frozenset()
+    removed: frozenset[str] = frozenset()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.added or (name in self.whole and name not in self.removed)
+
+    def __len__(self) -> int:
+        return len(self.whole) - len(self.removed) + len(self.added)
+
+    def edited(self, *, added: Collection[str], removed: Collection[str]) -> _Names:
+        """These names without ``removed``, then with ``added``."""
+        if not added and not removed:
+            return self
+        whole = self.whole
+        kept = self.added.difference(removed).union(name for name in added if name not in whole)
+        gone = self.removed.union(name for name in removed if name in whole).difference(added)
+        if len(kept) + len(gone) > _EDITED_NAMES:
+            return _Names(whole.difference(gone).union(kept))
+        return _Names(whole, kept, gone)
+
+
+#: More names added to and removed from a full translation's than this and a patch joins them into one set.
+_EDITED_NAMES = 512
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What a sidecar translation leaves for patching the next one, but its snapshot and its route table's offsets.
+
+    The outbound port names the route configuration and the listener, nothing else: sidecars of one
+    config that differ only in it record equal ones (~560 KiB at 1,000 services), held once (:func:`record`).
+    """
 
     config: MeshConfig
     registry: ServiceRegistry
-    snapshot: Snapshot
     findings: tuple[Finding, ...]
     #: The services the proxy sees, in order; what building each one's clusters reported (only those that did).
     services: tuple[Service, ...]
     service_notes: Mapping[int, tuple[NoteCall, ...]]
     #: Every cluster the services made (a route asking for one of these changes nothing).
-    base: frozenset[str]
+    base: _Names
     #: The steps in the order a full translation takes them (None: a removed VirtualService's, left out).
     steps: tuple[SidecarStep | None, ...]
-    #: The key (:attr:`SidecarStep.vs`) of each VirtualService of ``config``, in order: its index in the config
-    #: a full translation recorded, kept as others go and come (a removal renumbers no step).
-    keys: tuple[int, ...]
-    #: Per VirtualService (by key), its steps; the steps whose events matter to the rest.
-    steps_of: Mapping[int, tuple[int, ...]]
-    eventful: frozenset[int]
-    #: Per host, how many steps ask for a cluster of it, and how many VirtualServices of ``config`` route its HTTP
-    #: (:func:`_http_hosts`): what tells whether a removed host goes whole without a look at every other one.
-    asked: Mapping[str, int]
-    http_hosts: Mapping[str, int]
     #: The clusters (and load assignments) routes asked for that no service has.
     orphans: Mapping[str, XdsResource]
     orphan_assignments: Mapping[str, XdsResource]
-    layout: RouteLayout
+    #: The route table's virtual hosts as :class:`RouteLayout` has them (their bytes do not depend on the port).
+    names: tuple[str, ...]
+    lengths: tuple[int, ...]
+    hashes: RouteHashes
+    # What follows is made of the fields above (:meth:`made`; empty until then), and patched with them.
+    #: The key (:attr:`SidecarStep.vs`) of each VirtualService of ``config``, in order: its index in the config
+    #: a full translation recorded, kept as others go and come (a removal renumbers no step).
+    keys: tuple[int, ...] = ()
+    #: Per VirtualService (by key), its steps; the steps whose events matter to the rest.
+    steps_of: Mapping[int, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    eventful: frozenset[int] = frozenset()
+    #: Per host, how many steps ask for a cluster of it, and how many VirtualServices of ``config`` route its HTTP
+    #: (:func:`_http_hosts`): what tells whether a removed host goes whole without a look at every other one.
+    asked: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    http_hosts: Mapping[str, int] = dataclasses.field(default_factory=dict)
     #: Whether a VirtualService has a wildcard host, and whether a step's virtual host got no name or domain: either
     #: way, which virtual host claims a domain depends on the others (added hosts are translated in full then).
-    wildcards: bool
-    denied: bool
+    wildcards: bool = False
+    denied: bool = False
+
+    def made(self) -> _Shared:
+        """What a full translation recorded (the fields before ``keys``) with what is made of it."""
+        steps = [_live(step) for step in self.steps]
+        config = self.config
+        steps_of: dict[int, list[int]] = {}
+        for index, step in enumerate(steps):
+            steps_of.setdefault(step.vs, []).append(index)
+        return dataclasses.replace(
+            self,
+            keys=tuple(range(len(config.virtual_services))),
+            steps_of={vs: tuple(found) for vs, found in steps_of.items()},
+            eventful=_eventful_steps(steps, self.orphans.keys()),
+            asked=recount({}, plus=[host for step in steps for host in _asked(step)]),
+            http_hosts=recount({}, plus=[host for vs in config.virtual_services for host in _http_hosts(vs)]),
+            wildcards=any("*" in host for vs in config.virtual_services for host in vs.spec.hosts),
+            denied=any(step.kind == "routes" and step.vhost is None for step in steps),
+        )
+
+    def alike(self, other: _Shared) -> bool:
+        """Whether ``other`` recorded what this did (compared by identity first: most parts are the same objects)."""
+        return all(
+            getattr(self, name) is getattr(other, name) or getattr(self, name) == getattr(other, name)
+            for name in _RECORDED
+        )
 
 
-def _eventful(events: Sequence[_Event], base: frozenset[str]) -> bool:
+#: What a full sidecar translation records (:func:`record`): the fields of :class:`_Shared` the others are made of.
+_RECORDED = tuple(
+    field.name
+    for field in dataclasses.fields(_Shared)
+    if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarState:
+    """What a sidecar translation leaves for patching the next one (kept per shape in the cache).
+
+    ``shared``: all but the snapshot and where the route table's virtual hosts lie in its bytes
+    (``layout``), which name the outbound port; sidecars differing only in it hold one.
+    """
+
+    shared: _Shared
+    snapshot: Snapshot
+    layout: RouteLayout
+
+
+def _eventful(events: Sequence[_Event], base: _Names) -> bool:
     """Whether replaying ``events`` can change anything: a note, or a cluster no service made."""
     for event in events:
         if not isinstance(event, EnsureCall):
@@ -286,67 +392,6 @@ def _eventful(events: Sequence[_Event], base: frozenset[str]) -> bool:
         if cluster_name(host=event.host, port=event.port, subset=event.subset) not in base:
             return True
     return False
-
-
-@dataclass(frozen=True, slots=True)
-class _Recorded:
-    """What a full sidecar translation recorded for :func:`patch`, but its snapshot and route table's offsets.
-
-    The outbound port names the route configuration and the listener, nothing else: sidecars of one
-    config that differ only in it record equal ones (~560 KiB at 1,000 services), held once (:class:`_Shared`).
-    """
-
-    config: MeshConfig
-    registry: ServiceRegistry
-    findings: tuple[Finding, ...]
-    services: tuple[Service, ...]
-    service_notes: Mapping[int, tuple[NoteCall, ...]]
-    base: frozenset[str]
-    steps: tuple[SidecarStep, ...]
-    orphans: Mapping[str, XdsResource]
-    orphan_assignments: Mapping[str, XdsResource]
-    #: The route table's virtual hosts as :class:`RouteLayout` has them (their bytes do not depend on the port).
-    names: tuple[str, ...]
-    lengths: tuple[int, ...]
-    hashes: RouteHashes
-
-    def alike(self, other: _Recorded) -> bool:
-        """Whether ``other`` holds what this does (compared by identity first: most parts are the same objects)."""
-        return all(
-            getattr(self, name) is getattr(other, name) or getattr(self, name) == getattr(other, name)
-            for name in self.__slots__
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Shared:
-    """What sidecars of ``kin`` (a shape but for its outbound port) record for patching, and what is made of it."""
-
-    recorded: _Recorded
-    keys: tuple[int, ...]
-    steps_of: Mapping[int, tuple[int, ...]]
-    eventful: frozenset[int]
-    asked: Mapping[str, int]
-    http_hosts: Mapping[str, int]
-    wildcards: bool
-    denied: bool
-
-    @classmethod
-    def of(cls, recorded: _Recorded) -> _Shared:
-        steps, config = recorded.steps, recorded.config
-        steps_of: dict[int, list[int]] = {}
-        for index, step in enumerate(steps):
-            steps_of.setdefault(step.vs, []).append(index)
-        return cls(
-            recorded=recorded,
-            keys=tuple(range(len(config.virtual_services))),
-            steps_of={vs: tuple(found) for vs, found in steps_of.items()},
-            eventful=_eventful_steps(steps, recorded.orphans.keys()),
-            asked=recount({}, plus=[host for step in steps for host in _asked(step)]),
-            http_hosts=recount({}, plus=[host for vs in config.virtual_services for host in _http_hosts(vs)]),
-            wildcards=any("*" in host for vs in config.virtual_services for host in vs.spec.hosts),
-            denied=any(step.kind == "routes" and step.vhost is None for step in steps),
-        )
 
 
 def record(
@@ -373,52 +418,40 @@ def record(
     taken from the last of them when equal, so each port's state adds only its route table. ``route_hashes``: the
     route table's virtual hosts' hashes, if the translation made them.
     """
-    orphan_names = clusters.clusters.keys() - base_clusters
+    # The services made ``base_clusters``, a subset of the clusters: as many means no route made one (nor its CLA).
+    orphaned = len(clusters.cluster_items) > len(base_clusters)
+    orphan_names = clusters.cluster_items.keys() - base_clusters if orphaned else set()
+    orphan_assignments = clusters.assignment_items.keys() - base_clusters if orphaned else set()
     (resource,) = snapshot.sets[ROUTE].items.values()
     layout = RouteLayout.of(resource, hashes=route_hashes)
-    recorded = _Recorded(
+    recorded = _Shared(
         config=config,
         registry=registry,
         findings=findings,
         services=tuple(services),
         service_notes=dict(service_notes),
-        base=base_clusters,
+        base=_Names(base_clusters),
         steps=tuple(steps),
         orphans={name: snapshot.sets[CLUSTER].items[name] for name in orphan_names},
-        orphan_assignments={
-            name: snapshot.sets[ENDPOINT].items[name] for name in clusters.assignments.keys() - base_clusters
-        },
+        orphan_assignments={name: snapshot.sets[ENDPOINT].items[name] for name in orphan_assignments},
         names=layout.names,
         lengths=layout.lengths,
         hashes=layout.hashes,
     )
     found = cache.shared_state(kin) if cache is not None else None
-    if isinstance(found, _Shared) and found.recorded.alike(recorded):
-        shared = found
+    if not isinstance(found, _Shared) or not found.alike(recorded):
+        shared = recorded.made()
+    elif found.config is not config or found.registry is not registry:
+        # Equal ones: the patch compares the next config and registry with these by identity first.
+        shared = dataclasses.replace(found, config=config, registry=registry)
     else:
-        shared = _Shared.of(recorded)
-        if cache is not None:
-            cache.keep_shared_state(kin, shared)
-    kept = shared.recorded
+        shared = found
+    if cache is not None and shared is not found:
+        cache.keep_shared_state(kin, shared)
     return SidecarState(
-        config=config,
-        registry=registry,
+        shared=shared,
         snapshot=snapshot,
-        findings=kept.findings,
-        services=kept.services,
-        service_notes=kept.service_notes,
-        base=kept.base,
-        steps=kept.steps,
-        keys=shared.keys,
-        steps_of=shared.steps_of,
-        eventful=shared.eventful,
-        asked=shared.asked,
-        http_hosts=shared.http_hosts,
-        orphans=kept.orphans,
-        orphan_assignments=kept.orphan_assignments,
-        layout=dataclasses.replace(layout, names=kept.names, lengths=kept.lengths, hashes=kept.hashes),
-        wildcards=shared.wildcards,
-        denied=shared.denied,
+        layout=dataclasses.replace(layout, names=shared.names, lengths=shared.lengths, hashes=shared.hashes),
     )
 
 
@@ -454,7 +487,7 @@ class _Replay:
         # Starts without the services' clusters: only events naming other clusters are replayed.
         self.clusters = ClusterSet(scope=scope, notes=self.notes, report_ports=True)
 
-    def events(self, events: Sequence[_Event], vs: Resource[VirtualServiceSpec], base: frozenset[str]) -> None:
+    def events(self, events: Sequence[_Event], vs: Resource[VirtualServiceSpec], base: _Names) -> None:
         for event in events:
             if not isinstance(event, EnsureCall):
                 self.notes.replay((event,))
@@ -481,21 +514,21 @@ def patch(
     # Tuples compare their items by identity first: unchanged objects cost nothing.
     rule_hosts: dict[str, DestinationRules] = {}
     rules_before = cache.rules(config)
-    if state.config.destination_rules != config.destination_rules:
-        found_rules = cache.rules_change(state.config.destination_rules, rules_before)
+    if state.shared.config.destination_rules != config.destination_rules:
+        found_rules = cache.rules_change(state.shared.config.destination_rules, rules_before)
         if found_rules is None:
             return None
         rules_before = found_rules[0]
         rule_hosts = _rule_hosts(*found_rules)
         if any("*" in host for host in rule_hosts):
             return None  # a wildcard rule applies to many hosts: left to a full translation
-    vs_changes = _virtual_service_changes(state.config, config)
+    vs_changes = _virtual_service_changes(state.shared.config, config)
     if vs_changes is None:
         return None
     changed_vs, added_vs, removed_vs = vs_changes
     service_changes: Sequence[ServiceChange] = ()
-    if registry is not state.registry:
-        found = cache.registry_change(state.registry, registry)
+    if registry is not state.shared.registry:
+        found = cache.registry_change(state.shared.registry, registry)
         if found is None:
             return None
         service_changes = found
@@ -512,8 +545,8 @@ def patch(
             return None
         removal = found_removal
 
-    services = list(state.services)
-    service_notes = dict(state.service_notes)
+    services = list(state.shared.services)
+    service_notes = dict(state.shared.service_notes)
     built = ClusterSet(scope=scope, notes=Notes(), report_ports=True, cache=cache)
     rebuilt = _services(state, service_changes, scope=scope, cache=cache, built=built, into=(services, service_notes))
     if rebuilt is None:
@@ -522,7 +555,7 @@ def patch(
     # Services removed: their clusters gone (no route left asks for them: see _removal).
     unlisted: set[str] = set()
     for removed_service in gone_services:
-        if _position(state.services, removed_service) is not None:
+        if _position(state.shared.services, removed_service) is not None:
             old_rule = rules_before.rule_for(
                 removed_service.host,
                 namespace=scope.namespace,
@@ -548,22 +581,22 @@ def patch(
         )
         # The ports are those the service had (a registry patch keeps them): only the subsets differ.
         dropped.update(ClusterSet.names(service, old_rule))
-    # The services' clusters less those they no longer make, plus the new ones (one copy of 40,000 names at most).
-    base = _edited(
-        state.base,
-        added=[name for name in built.clusters if name not in state.base],
+    # The services' clusters less those they no longer make, plus the new ones.
+    base = state.shared.base.edited(
+        added=[name for name in built.clusters if name not in state.shared.base],
         removed=(dropped | unlisted) - built.clusters.keys(),
     )
-    removed = (dropped | unlisted) - base
-    if not built.assignments.keys() <= base:
+    removed = {name for name in dropped | unlisted if name not in base}
+    if not all(name in base for name in built.assignments):
         return None
 
     # Steps of the changed VirtualServices are taken again; the others' events replay as recorded.
     steps = list(removal.steps)
     eventful = set(removal.eventful)
-    if dropped - base:
+    unmade = {name for name in dropped if name not in base}
+    if unmade:
         # A route asking for a cluster no service makes any more makes one of its own: its step now matters.
-        eventful.update(_asking(steps, dropped - base))
+        eventful.update(_asking(steps, unmade))
     vhosts: dict[int, bytes] = {}
     # The changed routes' cluster look-ups go to a scratch set: the replay below decides what they add.
     scratch = ClusterSet(scope=scope, notes=Notes(), report_ports=True)
@@ -616,12 +649,12 @@ def patch(
     # Clusters and assignments come encoded (checked by how they are made): taken as they are, never parsed.
     for type_url, items in ((CLUSTER, built.cluster_items), (ENDPOINT, built.assignment_items)):
         _changed(state.snapshot, type_url, items, into=changed_items[type_url])
-    orphans = _orphans(state.orphans, replay.clusters.cluster_items)
-    orphan_assignments = _orphans(state.orphan_assignments, replay.clusters.assignment_items)
+    orphans = _orphans(state.shared.orphans, replay.clusters.cluster_items)
+    orphan_assignments = _orphans(state.shared.orphan_assignments, replay.clusters.assignment_items)
     gone: dict[str, set[str]] = {CLUSTER: set(removed), ENDPOINT: set(removed)}
     for type_url, kept_orphans, new_orphans in (
-        (CLUSTER, state.orphans, orphans),
-        (ENDPOINT, state.orphan_assignments, orphan_assignments),
+        (CLUSTER, state.shared.orphans, orphans),
+        (ENDPOINT, state.shared.orphan_assignments, orphan_assignments),
     ):
         changed_items[type_url].update(
             (name, item) for name, item in new_orphans.items() if kept_orphans.get(name) is not item
@@ -683,25 +716,27 @@ def patch(
         return None
     if passed is not None:
         passed.touch(partial(_keys, snapshot, layout))
-    return dataclasses.replace(
-        state,
+    shared = dataclasses.replace(
+        state.shared,
         config=config,
         registry=registry,
-        snapshot=snapshot,
         findings=replay.notes.result(),
         services=tuple(services),
         service_notes=service_notes,
         base=base,
         steps=tuple(steps),
+        orphans=orphans,
+        orphan_assignments=orphan_assignments,
+        names=layout.names,
+        lengths=layout.lengths,
+        hashes=layout.hashes,
         keys=keys,
         steps_of=steps_of,
         eventful=frozenset(eventful),
         asked=asked,
         http_hosts=http_hosts,
-        orphans=orphans,
-        orphan_assignments=orphan_assignments,
-        layout=layout,
     )
+    return SidecarState(shared=shared, snapshot=snapshot, layout=layout)
 
 
 def _services(
@@ -822,7 +857,8 @@ class _Removal:
     @classmethod
     def none(cls, state: SidecarState) -> _Removal:
         """Nothing removed: the steps of ``state`` as they are (the fields above, in order)."""
-        return cls(state.steps, state.keys, state.steps_of, state.eventful, state.asked, state.http_hosts)
+        shared = state.shared
+        return cls(shared.steps, shared.keys, shared.steps_of, shared.eventful, shared.asked, shared.http_hosts)
 
 
 def _removal(state: SidecarState, *, removed_vs: range, services: Sequence[Service], scope: Scope) -> _Removal | None:
@@ -834,28 +870,28 @@ def _removal(state: SidecarState, *, removed_vs: range, services: Sequence[Servi
     hosts and the clusters only those named go, a staying service's virtual hosts get its default route
     (a route config naming another host's cluster from them is translated in full).
     """
-    if state.wildcards or state.denied:
+    if state.shared.wildcards or state.shared.denied:
         return None
     namespace = scope.namespace
-    removed = state.config.virtual_services[removed_vs.start : removed_vs.stop]
+    removed = state.shared.config.virtual_services[removed_vs.start : removed_vs.stop]
     routed = [host for vs in removed for host in _http_hosts(vs)]
     gone_hosts = {service.host for service in services}
     hosts = gone_hosts.union(routed)
     if any("*" in host for host in hosts):
         return None  # a wildcard's spellings are every host's
-    staying = {host for host in hosts - gone_hosts if state.registry.lookup(host)}
+    staying = {host for host in hosts - gone_hosts if state.shared.registry.lookup(host)}
     if any(scope.service(host) is None for host in staying):
         return None  # a service the proxy does not see: its host's virtual host is the VirtualService's alone
-    if any(_spelled_alike(state, host, registry=state.registry, namespace=namespace) for host in hosts):
+    if any(_spelled_alike(state, host, registry=state.shared.registry, namespace=namespace) for host in hosts):
         return None
-    http_hosts = recount(state.http_hosts, minus=routed)
+    http_hosts = recount(state.shared.http_hosts, minus=routed)
     if any(host in http_hosts for host in hosts):
         return None  # another VirtualService of the host would take it over
     layout = state.layout
     names = {virtual_host_name(service.host, port.number) for service in services for port in service.ports}
-    removed_keys = state.keys[removed_vs.start : removed_vs.stop]
-    positions = [position for key in removed_keys for position in state.steps_of.get(key, ())]
-    steps = list(state.steps)
+    removed_keys = state.shared.keys[removed_vs.start : removed_vs.stop]
+    positions = [position for key in removed_keys for position in state.shared.steps_of.get(key, ())]
+    steps = list(state.shared.steps)
     defaults: dict[int, tuple[str, tuple[str, ...], int]] = {}
     for position in positions:
         step = _live(steps[position])
@@ -865,7 +901,9 @@ def _removal(state: SidecarState, *, removed_vs: range, services: Sequence[Servi
             defaults[layout.position(step.vhost)] = (step.vhost, step.domains, step.listener_port)
         else:
             names.add(step.vhost)
-    asked = recount(state.asked, minus=[host for position in positions for host in _asked(_live(steps[position]))])
+    asked = recount(
+        state.shared.asked, minus=[host for position in positions for host in _asked(_live(steps[position]))]
+    )
     if any(host in asked for host in hosts):
         return None  # a route to a removed host now names a cluster of its own
     for position in positions:
@@ -890,15 +928,15 @@ def _removal(state: SidecarState, *, removed_vs: range, services: Sequence[Servi
     )
     if not removed_keys:
         return found
-    steps_of = dict(state.steps_of)
+    steps_of = dict(state.shared.steps_of)
     for key in removed_keys:
         steps_of.pop(key, None)
     return dataclasses.replace(
         found,
         steps=steps,
-        keys=(*state.keys[: removed_vs.start], *state.keys[removed_vs.stop :]),
+        keys=(*state.shared.keys[: removed_vs.start], *state.shared.keys[removed_vs.stop :]),
         steps_of=steps_of,
-        eventful=state.eventful - frozenset(positions),
+        eventful=state.shared.eventful - frozenset(positions),
     )
 
 
@@ -927,7 +965,7 @@ def _spelled_alike(state: SidecarState, host: str, *, registry: ServiceRegistry,
     """Whether another host, a service's or a virtual host's, shares a Host-header spelling with ``host``."""
     return any(
         registry.lookup(related)
-        or state.registry.lookup(related)
+        or state.shared.registry.lookup(related)
         or state.layout.has(virtual_host_name(related, DEFAULT_HTTP_PORT))
         for related in related_hosts(host, proxy_namespace=namespace)
     )
@@ -938,11 +976,11 @@ def _claims_alone(state: SidecarState, hosts: AbstractSet[str], *, registry: Ser
 
     Then each claims its own domains whatever the order: they are built apart and inserted.
     """
-    if state.wildcards or state.denied:
+    if state.shared.wildcards or state.shared.denied:
         return False
     layout = state.layout
     for host in hosts:
-        if "*" in host or state.registry.lookup(host) or layout.has(virtual_host_name(host, DEFAULT_HTTP_PORT)):
+        if "*" in host or state.shared.registry.lookup(host) or layout.has(virtual_host_name(host, DEFAULT_HTTP_PORT)):
             return False
         if hosts & related_hosts(host, proxy_namespace=namespace) or _spelled_alike(
             state, host, registry=registry, namespace=namespace

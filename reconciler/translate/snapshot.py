@@ -10,13 +10,16 @@ into a :class:`Resource`: the message, its bytes packed as a ``google.protobuf.A
 version and the names it points at. Every stream that sends it sends those bytes; none
 packs or walks the message again. Clusters and load assignments arrive encoded already
 (:meth:`Resource.of_bytes`, spliced from their template's bytes by
-:mod:`reconciler.translate.clusters`), their messages parsed only when asked.
+:mod:`reconciler.translate.clusters`), their messages parsed only when asked. A patched route
+table keeps its bytes in the pieces it was spliced from (:class:`Pieces`), joined by the response
+framing, which copies them anyway, or once, by whoever asks for them whole.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 from collections.abc import (
     Callable,
     Hashable,
@@ -58,6 +61,7 @@ __all__ = [
     "Encode",
     "Names",
     "Part",
+    "Pieces",
     "Resource",
     "ResourceSet",
     "RouteHashes",
@@ -232,22 +236,93 @@ class Spliced:
     parts: tuple[bytes, ...] = ()
 
 
+class Pieces:
+    """Bytes kept as the pieces they are made of, joined only when someone asks for them whole.
+
+    A patched route table is runs of the one before it and the virtual hosts that changed
+    (:mod:`reconciler.translate.patch`): joined, it would be 10 MB written into fresh memory per patch,
+    which the response framing (:mod:`reconciler.xds.wire`) copies again anyway. So the framing takes
+    the pieces and joins them with its own fields, and :meth:`whole` joins them once (then keeps the
+    joined bytes alone) for what needs the bytes in one piece. Pieces are bytes or memoryviews of bytes,
+    never changed; a slice (:meth:`slice`) views them, it copies nothing.
+    """
+
+    __slots__ = ("_kept", "size")
+
+    def __init__(self, pieces: Iterable[bytes | memoryview]) -> None:
+        kept = tuple(piece for piece in pieces if len(piece))
+        # The pieces and where each starts (the last entry: the size), in one attribute: swapped at once by whole().
+        self._kept: tuple[tuple[bytes | memoryview, ...], tuple[int, ...]] = (
+            kept,
+            (0, *itertools.accumulate(map(len, kept))),
+        )
+        self.size = self._kept[1][-1]
+
+    def pieces(self) -> tuple[bytes | memoryview, ...]:
+        return self._kept[0]
+
+    def whole(self) -> bytes:
+        """The bytes, joined once (the pieces are dropped then: what they view is freed if nothing else does)."""
+        pieces = self._kept[0]
+        if len(pieces) == 1 and isinstance(pieces[0], bytes):
+            return pieces[0]
+        joined = b"".join(pieces)
+        # The same bytes either way: a thread reading the pieces meanwhile reads what it would have.
+        self._kept = ((joined,), (0, len(joined)))
+        return joined
+
+    def slice(self, start: int, stop: int) -> list[memoryview]:
+        """Views of the bytes from ``start`` to ``stop`` (within the size), one per piece they span."""
+        pieces, starts = self._kept
+        found = []
+        index = bisect.bisect_right(starts, start) - 1
+        while start < stop:
+            begin = starts[index]
+            piece = memoryview(pieces[index])
+            end = min(stop, begin + len(piece))
+            found.append(piece[start - begin : end - begin])
+            start = end
+            index += 1
+        return found
+
+    def read(self, start: int, stop: int) -> bytes:
+        """The bytes from ``start`` to ``stop`` (clipped to the size), copied."""
+        stop = min(stop, self.size)
+        found = self.slice(start, stop)
+        return bytes(found[0]) if len(found) == 1 else b"".join(found)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Pieces):
+            return other is self or self.whole() == other.whole()
+        if isinstance(other, bytes):
+            return self.whole() == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.whole())
+
+
 @dataclass(frozen=True, slots=True)
 class Resource:
     """One xDS resource, serialized once.
 
-    ``packed`` is the resource as a serialized ``google.protobuf.Any`` (what goes on the wire);
-    ``version`` a hash of its name and content; ``references`` the names of the resources it
-    points at: a route configuration's clusters, an EDS cluster's load assignment, a listener's
-    route configurations. ``message`` is the resource as a message: the one it was serialized
-    from, or (for a resource spliced together from bytes, :meth:`of_bytes`, :mod:`reconciler.translate.patch`,
-    or one :meth:`ResourceSet.shed` its message) parsed from ``packed`` each time it is asked: a served
-    route table's message is megabytes that nothing on the serving path needs. ``made`` says how a
-    resource :meth:`of_bytes` was spliced (for checking it without parsing it).
+    ``content`` is the resource as a serialized ``google.protobuf.Any`` (what goes on the wire): one
+    bytes object, or :class:`Pieces` (a patched route table) the response framing joins with its own
+    fields (:meth:`chunks`); ``packed`` gives the bytes whole either way. ``version`` is a hash of its
+    name and content; ``references`` the names of the resources it points at: a route configuration's
+    clusters, an EDS cluster's load assignment, a listener's route configurations. ``message`` is the
+    resource as a message: the one it was serialized from, or (for a resource spliced together from
+    bytes, :meth:`of_bytes`, :mod:`reconciler.translate.patch`, or one :meth:`ResourceSet.shed` its
+    message) parsed from ``packed`` each time it is asked: a served route table's message is megabytes
+    that nothing on the serving path needs. ``made`` says how a resource :meth:`of_bytes` was spliced
+    (for checking it without parsing it).
     """
 
     name: str
-    packed: bytes
+    content: bytes | Pieces
     version: str
     references: frozenset[str]
     parsed: Message | None = field(default=None, compare=False, repr=False)
@@ -285,12 +360,28 @@ class Resource:
         """
         return cls(
             name=name,
-            packed=_pack(type_url, data),
+            content=_pack(type_url, data),
             version=version if version is not None else resource_version(type_url, name, data),
             references=references,
             parsed=parsed,
             made=made,
         )
+
+    @property
+    def packed(self) -> bytes:
+        """The serialized ``Any``, in one piece (:class:`Pieces` are joined, once)."""
+        content = self.content
+        return content if isinstance(content, bytes) else content.whole()
+
+    def chunks(self) -> Sequence[bytes | memoryview]:
+        """The serialized ``Any`` as the pieces it is kept in (what a response frames: joined there, not here)."""
+        content = self.content
+        return (content,) if isinstance(content, bytes) else content.pieces()
+
+    @property
+    def size(self) -> int:
+        """How many bytes the serialized ``Any`` has."""
+        return len(self.content)
 
     @property
     def message(self) -> Message:
@@ -569,7 +660,10 @@ class ResourceSet:
         encoded = False
         for message in messages:
             if isinstance(message, Resource):
-                if not message.packed.startswith(prefix):
+                content = message.content
+                if not (
+                    content.startswith(prefix) if isinstance(content, bytes) else content.read(0, len(prefix)) == prefix
+                ):
                     raise TranslationError(f"resource {quote(message.name)} is not a {expected.__name__}")
                 name, encoded = message.name, True
             elif not isinstance(message, expected):

@@ -194,7 +194,7 @@ def translate(
             kin=shape[:-1],
             route_hashes=table.hashes if table is not None else None,
         )
-        cache.keep_sidecar_state(shape, state, services=len(state.services))
+        cache.keep_sidecar_state(shape, state, services=len(state.shared.services))
     return Translation(
         snapshot=snapshot,
         findings=findings,
@@ -252,8 +252,8 @@ def _patch(
     patched = patch(state, config, registry=registry, scope=scope, cache=cache, passed=passed)
     if patched is None:
         return None
-    cache.keep_sidecar_state(shape, patched, services=len(patched.services))
-    return Translation(snapshot=patched.snapshot, findings=patched.findings, role=ProxyRole.SIDECAR)
+    cache.keep_sidecar_state(shape, patched, services=len(patched.shared.services))
+    return Translation(snapshot=patched.snapshot, findings=patched.shared.findings, role=ProxyRole.SIDECAR)
 
 
 def representative_proxies(config: MeshConfig) -> list[ProxyIdentity]:

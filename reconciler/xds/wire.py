@@ -2,7 +2,9 @@
 
 A snapshot's resources are packed into ``Any`` when it is built
 (:class:`~reconciler.translate.snapshot.Resource`); a response is those bytes framed as
-protobuf fields, so sending a resource to a thousand proxies costs no serialization. A
+protobuf fields, so sending a resource to a thousand proxies costs no serialization: one
+join copies every resource's bytes (whole, or the pieces a patched route table is kept in,
+:class:`~reconciler.translate.snapshot.Pieces`) between the response's own fields. A
 response carrying a whole resource set (the bulk of every push) is framed once by
 :class:`Encoder`, nonce included, and the same bytes object goes to every stream that sends
 that set: a push to a thousand proxies costs one copy of it, not a thousand. A response only
@@ -42,20 +44,30 @@ def _field(number: int, data: bytes) -> bytes:
     return varint(number << 3 | 2) + varint(len(data)) + data
 
 
-def _sotw_entries(resources: Iterable[Resource]) -> bytes:
-    return b"".join(_field(_SOTW_RESOURCES, resource.packed) for resource in resources)
+#: What a response's body is framed from: bytes and views of resources' bytes, joined once (:meth:`Encoder._framed`).
+_Chunks = list[bytes | memoryview]
 
 
-def _delta_entries(resources: Iterable[Resource]) -> bytes:
-    return b"".join(
-        _field(
-            _DELTA_RESOURCES,
-            _field(_RESOURCE_VERSION, resource.version.encode())
-            + _field(_RESOURCE_ANY, resource.packed)
-            + _field(_RESOURCE_NAME, resource.name.encode()),
-        )
-        for resource in resources
-    )
+def _sotw_entries(resources: Iterable[Resource]) -> _Chunks:
+    chunks: _Chunks = []
+    tag = varint(_SOTW_RESOURCES << 3 | 2)
+    for resource in resources:
+        chunks.append(tag + varint(resource.size))
+        chunks.extend(resource.chunks())
+    return chunks
+
+
+def _delta_entries(resources: Iterable[Resource]) -> _Chunks:
+    chunks: _Chunks = []
+    for resource in resources:
+        version = _field(_RESOURCE_VERSION, resource.version.encode())
+        wrapped = varint(_RESOURCE_ANY << 3 | 2) + varint(resource.size)
+        name = _field(_RESOURCE_NAME, resource.name.encode())
+        length = len(version) + len(wrapped) + resource.size + len(name)
+        chunks.append(varint(_DELTA_RESOURCES << 3 | 2) + varint(length) + version + wrapped)
+        chunks.extend(resource.chunks())
+        chunks.append(name)
+    return chunks
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,28 +156,30 @@ class Encoder:
         head: bytes,
         tail: bytes,
         nonce_field: int,
-        entries: Callable[[], bytes],
+        entries: Callable[[], _Chunks],
     ) -> Framed:
         found = self._shared.get(cache_key) if cache_key is not None else None
         if found is not None:
             framed, start, end = found
             if framed.serial > after:
                 return framed
-            body = framed.data[start:end]  # this stream had it already: the same body under a new nonce
+            # This stream had it already: the same body under a new nonce.
+            body: _Chunks = [memoryview(framed.data)[start:end]]
         else:
             body = entries()
         serial = next(self._serials)
         nonce = f"{self._token}-{serial}"
-        # One join: one copy of the body, however many fields surround it.
+        # One join: one copy of the resources' bytes (whether kept whole or in pieces), whatever surrounds them.
         framed = Framed(
-            serial=serial, nonce=nonce, data=b"".join((head, body, tail, _field(nonce_field, nonce.encode())))
+            serial=serial, nonce=nonce, data=b"".join((head, *body, tail, _field(nonce_field, nonce.encode())))
         )
+        size = sum(map(len, body))
         if cache_key is None:
             return framed
         sent = self._unshared.pop(cache_key, None)
         # Shared from the second stream on; a stream asking again for what it had (sent after its last) is not a second.
         if found is not None or (sent is not None and sent > after):
-            self._shared.put(cache_key, (framed, len(head), len(head) + len(body)))
+            self._shared.put(cache_key, (framed, len(head), len(head) + size))
         else:
             self._unshared[cache_key] = serial
             while len(self._unshared) > self._max_unshared:

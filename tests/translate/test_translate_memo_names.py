@@ -7,6 +7,8 @@ fleet of distinct shapes holds them once (about 0.3 MB per shape at 1,000 servic
 
 from __future__ import annotations
 
+from collections.abc import Sized
+
 from translate_support import load
 
 from reconciler.model.config import MeshConfig
@@ -58,10 +60,10 @@ def _route_references(snapshot: Snapshot) -> frozenset[str]:
     return route.references
 
 
-def _base(cache: TranslationCache, config: MeshConfig, proxy: ProxyIdentity) -> frozenset[str]:
+def _base(cache: TranslationCache, config: MeshConfig, proxy: ProxyIdentity) -> Sized:
     state = cache.sidecar_state(proxy_shape(config, proxy))
     assert isinstance(state, SidecarState)
-    return state.base
+    return state.shared.base
 
 
 def test_two_sidecar_shapes_of_one_config_share_one_set_of_cluster_names() -> None:

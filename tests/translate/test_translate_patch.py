@@ -23,11 +23,12 @@ from translate_support import load
 from reconciler.errors import TranslationError
 from reconciler.model.common import Weight
 from reconciler.model.config import MeshConfig
+from reconciler.model.destinationrule import Subset
 from reconciler.model.serviceentry import Resolution
 from reconciler.translate import ProxyIdentity, ProxyRole, Translation, translate, translator
 from reconciler.translate.envoy_check import PassCache
 from reconciler.translate.memo import TranslationCache, patch_registry
-from reconciler.translate.patch import SidecarState, patch
+from reconciler.translate.patch import SidecarState, _Names, patch
 from reconciler.translate.registry import build_registry
 from reconciler.translate.snapshot import PUSH_ORDER, ROUTE
 
@@ -148,7 +149,7 @@ def _add_subset(config: MeshConfig, index: int) -> MeshConfig:
     rule = config.destination_rules[index % len(config.destination_rules)]
     taken = {subset.name for subset in rule.spec.subsets}
     name = next(f"v{n}" for n in range(4, 20) if f"v{n}" not in taken)
-    extra = dataclasses.replace(rule.spec.subsets[0], name=name, labels={"version": name})
+    extra = Subset(name=name, labels={"version": name})
     spec = dataclasses.replace(rule.spec, subsets=(*rule.spec.subsets, extra))
     return _with(config, "destination_rules", index, dataclasses.replace(rule, spec=spec))
 
@@ -233,7 +234,6 @@ def _assert_identical(patched: Translation | str, full: Translation | str) -> No
         assert patched == full
         return
     assert patched.findings == full.findings
-    assert patched.snapshot.version == full.snapshot.version
     for type_url in PUSH_ORDER:
         ours, theirs = patched.snapshot.sets[type_url], full.snapshot.sets[type_url]
         assert ours.version == theirs.version
@@ -242,6 +242,7 @@ def _assert_identical(patched: Translation | str, full: Translation | str) -> No
             other = theirs.items[name]
             assert (item.packed, item.version, item.references) == (other.packed, other.version, other.references)
             assert item.message == other.message
+    assert patched.snapshot.version == full.snapshot.version
     assert patched == full
 
 
@@ -388,7 +389,8 @@ def _contents(state: object) -> list[object]:
     assert isinstance(state, SidecarState)
     return [
         dict(value) if isinstance(value, dict) else value
-        for value in (getattr(state, field.name) for field in dataclasses.fields(state))
+        for part in (state, state.shared)
+        for value in (getattr(part, field.name) for field in dataclasses.fields(part))
     ]
 
 
@@ -428,10 +430,29 @@ def test_sidecars_differing_only_in_outbound_port_hold_one_record_of_their_steps
     assert isinstance(first, SidecarState)
     assert isinstance(second, SidecarState)
     assert first.snapshot != second.snapshot
-    assert first.steps is second.steps
-    assert first.steps_of is second.steps_of
+    assert first.shared.steps is second.shared.steps
+    assert first.shared.steps_of is second.shared.steps_of
     assert first.layout.names is second.layout.names
     assert first.layout.resource is not second.layout.resource
     # Another namespace is another kind of sidecar (what it sees may differ): its state is its own.
     assert isinstance(other, SidecarState)
-    assert other.steps is not first.steps
+    assert other.shared.steps is not first.shared.steps
+
+
+name_edits = st.lists(
+    st.tuples(st.sets(st.integers(0, 1500), max_size=300), st.sets(st.integers(0, 1500), max_size=300)), max_size=8
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sets(st.integers(0, 1500), max_size=600), name_edits)
+def test_names_edited_patch_after_patch_hold_what_a_set_edited_the_same_way_holds(
+    whole: set[int], edits: list[tuple[set[int], set[int]]]
+) -> None:
+    names, expected = _Names(frozenset(map(str, whole))), set(map(str, whole))
+    for added, removed in edits:
+        names = names.edited(added=[str(n) for n in added], removed=[str(n) for n in removed])
+        expected = (expected - set(map(str, removed))) | set(map(str, added))
+
+        assert len(names) == len(expected)
+        assert {str(n) for n in range(1501) if str(n) in names} == expected

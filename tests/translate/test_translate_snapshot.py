@@ -11,6 +11,7 @@ from reconciler.translate.patch import RouteLayout
 from reconciler.translate.snapshot import (
     CLUSTER,
     ROUTE,
+    Pieces,
     Resource,
     ResourceSet,
     clusters_referenced_by_routes,
@@ -143,6 +144,60 @@ def test_a_route_configuration_spliced_from_bytes_has_the_version_of_one_seriali
     assert spliced.resource.packed == whole.packed
     assert spliced.resource.version == whole.version
     assert spliced.hashes == RouteLayout.of(whole).hashes
+
+
+@given(st.lists(st.binary(max_size=12), max_size=8), st.integers(0, 100), st.integers(0, 100))
+def test_bytes_kept_as_pieces_read_slice_and_join_as_the_bytes_they_make(
+    chunks: list[bytes], start: int, stop: int
+) -> None:
+    whole = b"".join(chunks)
+    pieces = Pieces([*chunks[:2], *map(memoryview, chunks[2:])])
+    start, stop = min(start, len(whole)), min(max(start, stop), len(whole))
+
+    assert len(pieces) == len(whole)
+    assert pieces.read(start, stop) == whole[start:stop]
+    assert b"".join(pieces.slice(start, stop)) == whole[start:stop]
+    assert pieces == whole
+    assert pieces.whole() == whole
+    assert pieces.read(start, stop) == whole[start:stop]  # joined now: read from the one piece
+    assert hash(pieces) == hash(Pieces([whole]))
+
+
+def test_a_resource_kept_in_pieces_equals_the_one_kept_whole_and_frames_the_same_chunks() -> None:
+    whole = Resource.of(ROUTE, _route_config([(1, 0), (2, 0)]))
+    packed = whole.packed
+    split = Resource(
+        name=whole.name,
+        content=Pieces([packed[:7], memoryview(packed)[7:]]),
+        version=whole.version,
+        references=whole.references,
+    )
+
+    assert b"".join(split.chunks()) == packed
+    assert split.size == len(packed)
+    assert split == whole
+    assert split.message == whole.message
+    assert split.packed == packed
+    assert split.chunks() == (packed,)  # asked whole once, kept whole
+
+
+def test_a_route_configuration_spliced_patch_after_patch_stays_in_few_pieces_with_the_bytes_of_one_made_whole() -> None:
+    hosts = dict.fromkeys(range(0, 600, 2), 0)
+    layout = RouteLayout.of(Resource.of(ROUTE, _route_config(list(hosts.items()))))
+    for step in range(400):
+        index = (step * 7) % 600 // 2 * 2
+        hosts[index] = (hosts[index] + 1) % 3
+        whole = Resource.of(ROUTE, _route_config(list(hosts.items())))
+        layout = layout.spliced(
+            {layout.position(f"svc{index:04}.mesh:80"): _vhost_bytes(index, hosts[index])},
+            inserted={},
+            references=whole.references,
+        )
+        assert len(layout.resource.chunks()) <= 260
+        assert layout.resource.version == whole.version
+
+    assert layout.resource.packed == whole.packed
+    assert layout.body(10) == whole.message.virtual_hosts[10].SerializeToString(deterministic=True)
 
 
 def test_a_resource_version_hashes_its_name_and_bytes_and_a_route_configurations_its_virtual_hosts() -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
-from reconciler.translate.snapshot import CLUSTER, Resource, ResourceSet, set_version
+from reconciler.translate.snapshot import CLUSTER, Pieces, Resource, ResourceSet, set_version
 from reconciler.xds.wire import Encoder, Framed
 
 
@@ -51,6 +52,40 @@ def test_a_delta_response_decodes_with_names_versions_and_removals() -> None:
     assert list(decoded.removed_resources) == ["gone"]
     assert decoded.nonce == framed.nonce
     assert decoded.system_version_info == "v"
+
+
+def test_resources_kept_in_pieces_are_framed_as_the_same_responses_as_resources_kept_whole() -> None:
+    resource_set = clusters("a", "b", "c")
+    whole = list(resource_set.items.values())
+    split = [
+        dataclasses.replace(item, content=Pieces([item.packed[:5], memoryview(item.packed)[5:9], item.packed[9:]]))
+        for item in whole
+    ]
+    for frame, message in (
+        (
+            lambda encoder, items, after: encoder.sotw(
+                type_url=CLUSTER, version="v", resources=items, key="k", after=after
+            ),
+            discovery_pb2.DiscoveryResponse,
+        ),
+        (
+            lambda encoder, items, after: encoder.delta(
+                type_url=CLUSTER, system_version="v", resources=items, key="k", after=after
+            ),
+            discovery_pb2.DeltaDiscoveryResponse,
+        ),
+    ):
+        encoder = Encoder()
+        first = frame(encoder, whole, 0)
+        second = frame(encoder, split, 0)  # a second stream: framed again, then shared
+        again = frame(encoder, split, second.serial)  # a stream that had it: a new nonce around the kept body
+
+        ours, theirs, later = (message.FromString(framed.data) for framed in (second, first, again))
+        assert list(ours.resources) == list(theirs.resources) == list(later.resources)
+        assert again.serial > second.serial
+        assert second.data.replace(second.nonce.encode(), b"") == first.data.replace(first.nonce.encode(), b"")
+        assert again.data.replace(again.nonce.encode(), b"") == first.data.replace(first.nonce.encode(), b"")
+        assert all(not isinstance(item.content, bytes) for item in split)  # framed without joining them
 
 
 def _sender(encoder: Encoder, resource_set: ResourceSet) -> Callable[[int], Framed]:
