@@ -23,6 +23,9 @@ ACCEPTED = [
     "%FILTER_STATE(k:FIELD:f)%",
     "%METADATA(ROUTE:ns:key)%",
     f"%REQ(x):{2**64 - 1}%",
+    "%REQ(:authority?X-Host)%",
+    "%REQ(?x-b)%",  # an empty header is taken
+    "%RESP(a!#$%&'*+-.^_`|~9)%",
 ]
 
 REFUSED = [
@@ -43,6 +46,10 @@ REFUSED = [
     pytest.param("%CLUSTER_METADATA(ns):3%", "takes no :length", id="length-on-cluster-metadata"),
     pytest.param(f"%REQ(x):{2**64}%", "has a :length beyond", id="length-overflow"),
     pytest.param("%REQ(a?b?c)%", "at most one alternative", id="two-alternatives"),
+    pytest.param("%REQ(()%", "names the header '('", id="header-not-a-token"),
+    pytest.param("%RESP(x y)%", "names the header 'x y'", id="header-with-space"),
+    pytest.param("%REQ(a?:)%", "names the header ':'", id="pseudo-header-without-name"),
+    pytest.param("%TRAILER(a:b)%", "no valid header name", id="header-with-colon"),
     pytest.param("%GRPC_STATUS(FOO)%", "does not take 'FOO'", id="bad-choice"),
     pytest.param("%PATH(NQ:ORIG:X)%", "at most 2 ':'-separated parts", id="too-many-parts"),
     pytest.param("%FILTER_STATE(k:FOO)%", "does not take 'FOO'", id="bad-second-part"),

@@ -33,7 +33,13 @@ _REFUSED = [
     "%FILTER_STATE(k:FOO)%",
     "%METADATA(FOO:a)%",
     f"%REQ(a):{2**64}%",
+    "%REQ(()%",
+    "%RESP(a b)%",
+    "%REQ(a?:)%",
+    "%TRAILER(a:b)%",
 ]
+# Header names at the edges of what Envoy takes.
+_ACCEPTED_HEADERS = ["%REQ(:authority?X-Host)%", "%REQ(?x-b)%", "%RESP(a!#$%&'*+-.^_`|~9)%"]
 
 
 def _bootstrap(values: list[str]) -> dict[str, Any]:
@@ -65,6 +71,12 @@ def test_envoy_accepts_every_listed_variable_in_a_request_header(envoy_binary: P
     assert all(header_format_problem(value) is None for value in values)
 
     validate_config(_bootstrap(values), envoy_binary=envoy_binary)
+
+
+def test_envoy_accepts_the_header_names_the_rule_accepts(envoy_binary: Path) -> None:
+    assert all(header_format_problem(value) is None for value in _ACCEPTED_HEADERS)
+
+    validate_config(_bootstrap(_ACCEPTED_HEADERS), envoy_binary=envoy_binary)
 
 
 @pytest.mark.parametrize("value", _REFUSED)

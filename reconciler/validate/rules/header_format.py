@@ -146,6 +146,9 @@ _HEADER_VARIABLES = frozenset(_HEADER_NAMES.split())
 
 # Envoy's ``commandWithArgsRegex``: upper-case name, an argument without ')', an optional :length, the closing %.
 _COMMAND = re.compile(r"%([A-Z0-9_]+)(?:\(([^)]*)\))?(?::([0-9]+))?%")
+# Envoy's ``headerNameIsValid`` on each of REQ's headers: an HTTP token (RFC 9110 tchar), or one after a ':' for
+# a pseudo-header; an empty one (``?b``) is taken.
+_HEADER_NAME = re.compile(r":?[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
 _EXAMPLES = "DOWNSTREAM_REMOTE_ADDRESS, REQ(x-request-id), START_TIME, HOSTNAME, UPSTREAM_CLUSTER"
 
 
@@ -196,8 +199,19 @@ def _variable_problem(name: str, argument: str | None, length: str | None) -> tu
 
 
 def _argument_problem(name: str, variable: Variable, argument: str) -> tuple[str, str] | None:
-    if name in _HEADER_VARIABLES and argument.count("?") > 1:
-        return f"Envoy variable %{name}% takes one header and at most one alternative (a?b), not {quote(argument)}", ""
+    if name in _HEADER_VARIABLES:
+        headers = argument.split("?")
+        if len(headers) > 2:
+            return (
+                f"Envoy variable %{name}% takes one header and at most one alternative (a?b), not {quote(argument)}",
+                "",
+            )
+        bad = next((header for header in headers if header and not _HEADER_NAME.fullmatch(header)), None)
+        if bad is not None:
+            return (
+                f"Envoy variable %{name}% names the header {quote(bad)}, which is no valid header name",
+                "a header name is letters, digits and !#$%&'*+-.^_`|~ (a leading : for a pseudo-header)",
+            )
     parts = argument.split(":")
     if variable.max_parts and len(parts) > variable.max_parts:
         return (
