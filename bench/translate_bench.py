@@ -14,7 +14,7 @@ than wall-clock time.
     .venv/bin/python bench/translate_bench.py --change         # + reuse across shapes and one-host changes
     .venv/bin/python bench/translate_bench.py --change --sizes 10000 --cases cold shape   # only those rows
 
-Targets: 1,000 services < 0.5 s, 10,000 services < 5 s (per proxy).
+Targets: 1,000 services < 0.5 s, 10,000 services < 2 s (per proxy; issue #12, was 5 s).
 
 ``--change`` times translation with a :class:`TranslationCache` kept between calls (as the daemon
 keeps one between passes), each row's cache warmed by the translation before it and not timed:
@@ -25,7 +25,8 @@ keeps one between passes), each row's cache warmed by the translation before it 
 * ``shape``: the same config for another sidecar (another outbound port), after the first;
 * ``weight``: after a rollout step changed one VirtualService's weights (the other objects are the same);
 * ``endpoint``: after one ServiceEntry's endpoint moved (an endpoint-only change);
-* ``reload``: the weight change of a config loaded again from YAML (equal objects, none the same);
+* ``reload``: the weight change of a config loaded again from YAML (equal objects, none the same; held to the
+  full translation's target: the daemon's decode cache keeps unchanged files' objects, so it never takes this path);
 * ``host``: after a service (ServiceEntry, DestinationRule, VirtualService) was added;
 * ``subset``: after one DestinationRule got a subset more;
 * ``removed``: after the service in the middle (ServiceEntry, DestinationRule, VirtualService) was removed;
@@ -64,7 +65,7 @@ from reconciler.translate.envoy_check import PassCache
 from reconciler.translate.memo import TranslationCache
 from reconciler.translate.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
-TARGETS = {1_000: 0.5, 10_000: 5.0}
+TARGETS = {1_000: 0.5, 10_000: 2.0}
 #: The ``--change`` rows, in the order they are printed.
 CHANGE_CASES = ("cold", "shape", "weight", "endpoint", "reload", "host", "subset", "removed", "vsremoved")
 #: ``--change`` targets, CPU seconds: a full translation, and a translation after a one-host change.
@@ -299,7 +300,9 @@ def change_table(size: int, repeat: int, *, cases: Sequence[str] = (), trim: Cal
         "shape": ("full", lambda: timed(lambda: run(config, other), before=after_first)),
         "weight": ("change", lambda: timed(lambda: run(stepped, sidecar), before=after_first)),
         "endpoint": ("change", lambda: timed(lambda: run(moved, sidecar), before=after_first)),
-        "reload": ("change", lambda: timed(lambda: run(reloaded_step, sidecar), before=after_first)),
+        # Every object decoded again (none the same): not the daemon's path (its decode cache keeps unchanged
+        # files' objects), so held to the full translation's target.
+        "reload": ("full", lambda: timed(lambda: run(reloaded_step, sidecar), before=after_first)),
         "host": ("change", lambda: timed(lambda: run(grown, sidecar), before=after_first)),
         "subset": ("change", lambda: timed(lambda: run(subset, sidecar), before=after_first)),
         "removed": ("change", lambda: timed(lambda: run(shrunk, sidecar), before=after_first)),
@@ -313,7 +316,7 @@ def change_table(size: int, repeat: int, *, cases: Sequence[str] = (), trim: Cal
         cpu = measure()
         target = CHANGE_TARGETS[kind]
         met = cpu < target
-        ok = ok and (met or name == "cold")
+        ok = ok and met
         print(f"{size:>9,} {name:<9} {cpu * 1000:>9.1f} {target * 1000:>9.0f} {'yes' if met else 'NO':<3}")
     return ok
 
