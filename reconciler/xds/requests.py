@@ -17,6 +17,7 @@ was last used, and the entries are bounded in number and in bytes, so an idle se
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,8 +32,8 @@ MIN_BYTES = 1024
 MAX_ENTRIES = 16
 #: The most request bytes kept at once (a parsed request costs about as much again).
 MAX_BYTES = 8 << 20
-#: How long an entry outlives its last use: the ACKs of one push arrive within about a second.
-KEEP_SECONDS = 1.0
+#: How long an entry outlives its last use: the ACKs of one push arrive, and are handled, within a second or two.
+KEEP_SECONDS = 2.0
 #: The trailing bytes a request is looked up by (type URL and nonce end an ACK); a hit is only used when equal.
 _TAIL = 96
 
@@ -50,8 +51,8 @@ class RecentRequests:
     """The server's ``DiscoveryRequest`` deserializer, reusing what it parsed from equal bytes a moment ago.
 
     ``intern`` turns resource names into the frozenset every stream with exactly those names shares.
-    Runs on the event loop thread (gRPC's asyncio server deserializes there); without a running
-    loop it only parses.
+    Runs on the event loop thread (gRPC's asyncio server deserializes there), whose timer drops
+    unused entries; without a running loop it only parses.
     """
 
     def __init__(
@@ -80,21 +81,21 @@ class RecentRequests:
         """The request ``data`` encodes: the very object parsed before if equal bytes came recently."""
         if len(data) < MIN_BYTES:
             return discovery_pb2.DiscoveryRequest.FromString(data)
-        try:
-            now = asyncio.get_running_loop().time()
-        except RuntimeError:
-            return discovery_pb2.DiscoveryRequest.FromString(data)
         key = (len(data), data[-_TAIL:])
         entry = self._entries.get(key)
         if entry is not None and entry.data == data:
-            entry.used = now
+            entry.used = time.monotonic()
             self._entries.move_to_end(key)
             return entry.request
         request = discovery_pb2.DiscoveryRequest.FromString(data)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return request
         if len(data) <= self._max_bytes:
             if entry is not None:
                 self._drop(key)
-            self._add(_Entry(key=key, data=data, request=request, used=now))
+            self._add(_Entry(key=key, data=data, request=request, used=time.monotonic()), loop=loop)
         return request
 
     def resource_names(self, request: discovery_pb2.DiscoveryRequest) -> frozenset[str]:
@@ -103,20 +104,20 @@ class RecentRequests:
         if entry is None or entry.request is not request:
             return self._intern(request.resource_names)
         # A stream handles a request a while after it was read: the entry lives on from its last use by either.
-        entry.used = asyncio.get_running_loop().time()
+        entry.used = time.monotonic()
         self._entries.move_to_end(entry.key)
         if entry.names is None:
             entry.names = self._intern(request.resource_names)
         return entry.names
 
-    def _add(self, entry: _Entry) -> None:
+    def _add(self, entry: _Entry, *, loop: asyncio.AbstractEventLoop) -> None:
         self._entries[entry.key] = entry
         self._by_request[id(entry.request)] = entry
         self._bytes += len(entry.data)
         while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
             self._drop(next(iter(self._entries)))
         if self._expiry is None:
-            self._expiry = asyncio.get_running_loop().call_later(self._keep, self._expire)
+            self._expiry = loop.call_later(self._keep, self._expire)
 
     def _drop(self, key: tuple[int, bytes]) -> None:
         entry = self._entries.pop(key)
@@ -126,11 +127,10 @@ class RecentRequests:
     def _expire(self) -> None:
         """Drop the entries unused for ``keep_seconds``; check again when the next one would be."""
         self._expiry = None
-        loop = asyncio.get_running_loop()
-        cutoff = loop.time() - self._keep
+        now = time.monotonic()
         while self._entries:
             key, oldest = next(iter(self._entries.items()))
-            if oldest.used > cutoff:
-                self._expiry = loop.call_at(oldest.used + self._keep, self._expire)
+            if oldest.used > now - self._keep:
+                self._expiry = asyncio.get_running_loop().call_later(oldest.used + self._keep - now, self._expire)
                 return
             self._drop(key)
