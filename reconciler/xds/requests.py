@@ -28,12 +28,12 @@ __all__ = ["KEEP_SECONDS", "MAX_BYTES", "MAX_ENTRIES", "MIN_BYTES", "RecentReque
 
 #: Requests shorter than this are parsed every time (cheaper than looking them up).
 MIN_BYTES = 1024
-#: Distinct large requests kept at once: a few per type for each proxy shape answering the same push.
-MAX_ENTRIES = 16
-#: The most request bytes kept at once (a parsed request costs about as much again).
-MAX_BYTES = 8 << 20
-#: How long an entry outlives its last use: the ACKs of one push arrive, and are handled, within a second or two.
-KEEP_SECONDS = 2.0
+#: Distinct large requests kept at once: the ACKs of a push are one or two distinct ones per type and set.
+MAX_ENTRIES = 8
+#: The most request bytes kept at once (a parsed request costs more again): a dozen EDS ACKs at 1,000 services.
+MAX_BYTES = 2 << 20
+#: How long an entry outlives its last use (by the parser or a session): the ACKs of one push arrive within a second.
+KEEP_SECONDS = 1.0
 #: The trailing bytes a request is looked up by (type URL and nonce end an ACK); a hit is only used when equal.
 _TAIL = 96
 
