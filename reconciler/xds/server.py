@@ -24,6 +24,7 @@ from reconciler.model.address import format_address, is_loopback, parse_address
 from reconciler.translate.proxy import ProxyIdentity
 from reconciler.xds.cache import XdsCache
 from reconciler.xds.delta import DeltaAdsSession
+from reconciler.xds.requests import RecentRequests
 from reconciler.xds.session import AdsSession
 from reconciler.xds.shared import Shared
 from reconciler.xds.tls import ServerTls, check_listen_security, server_credentials
@@ -81,13 +82,15 @@ class AggregatedDiscoveryService:
         self._cache = cache
         # One for every stream: a snapshot's resource set is framed once, whoever sends it first.
         self._shared = Shared(generation=lambda: cache.generation)
+        # Proxies of a shape ACK a push with the same bytes: parsed (and their names interned) once for all.
+        self._requests = RecentRequests(intern=self._shared.names)
 
     def add_to(self, server: grpc.aio.Server) -> None:
         """Serve ADS on ``server``. Responses go out as the bytes the sessions framed, not re-serialized."""
         handlers = {
             "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
                 self.StreamAggregatedResources,
-                request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                request_deserializer=self._requests.parse,
                 response_serializer=_Outgoing.take,
             ),
             "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
@@ -128,8 +131,12 @@ class AggregatedDiscoveryService:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             connection = self._cache.connect(proxy, on_change=lambda: inbox.put_nowait(_Signal.SNAPSHOT_CHANGED))
             _log.info("xds.connect", node_id=proxy.node_id, peer=context.peer(), delta=delta)
-            session: AdsSession | DeltaAdsSession = (DeltaAdsSession if delta else AdsSession)(
-                node_id=proxy.node_id, connection=connection, shared=self._shared
+            session: AdsSession | DeltaAdsSession = (
+                DeltaAdsSession(node_id=proxy.node_id, connection=connection, shared=self._shared)
+                if delta
+                else AdsSession(
+                    node_id=proxy.node_id, connection=connection, shared=self._shared, requests=self._requests
+                )
             )
             try:
                 item = first

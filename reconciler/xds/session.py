@@ -44,6 +44,7 @@ from reconciler.translate.snapshot import (
 )
 from reconciler.xds.cache import Held, ProxyConnection
 from reconciler.xds.nack import envoy_cause
+from reconciler.xds.requests import RecentRequests
 from reconciler.xds.shared import Shared
 from reconciler.xds.wire import Framed
 
@@ -305,7 +306,21 @@ class DesiredState:
 
 
 class AdsSession(DesiredState):
-    """Protocol state of one state-of-the-world ADS stream; the caller sends what ``handle_*`` return."""
+    """Protocol state of one state-of-the-world ADS stream; the caller sends what ``handle_*`` return.
+
+    ``requests``: the server's parser, which knows the subscription of a request it parsed for another stream.
+    """
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        connection: ProxyConnection,
+        shared: Shared | None = None,
+        requests: RecentRequests | None = None,
+    ) -> None:
+        super().__init__(node_id=node_id, connection=connection, shared=shared)
+        self._requests = requests or RecentRequests(intern=self._shared.names)
 
     def handle_request(self, request: discovery_pb2.DiscoveryRequest) -> list[bytes]:
         received = self._receive(request)
@@ -328,7 +343,7 @@ class AdsSession(DesiredState):
             state.sent = None
         state.subscribed = True
         if type_url not in WILDCARD_TYPES:
-            state.names = self._shared.names(request.resource_names)
+            state.names = self._requests.resource_names(request)
         return self._push_changes()
 
     def _should_send(
