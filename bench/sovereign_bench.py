@@ -20,7 +20,8 @@ is identical under both control planes for each weight state.
 A change is one file replaced atomically (``os.replace``) in a watched place:
 
 * reconciler: ``reconciler serve DIR --watch`` (a child process); the VirtualService's
-  YAML file in DIR. The daemon notices it (inotify), waits its settle delay (0.5 s), then
+  YAML file in DIR. The daemon notices it (inotify), waits its settle delay (``--watch-settle``,
+  default 0.5 s, the daemon's default), then
   loads, validates, translates and pushes.
 * sovereign: its ``file`` source of route configurations (``routes.json``, already
   translated by us: sovereign does no translation work). Each sovereign worker re-reads
@@ -205,8 +206,9 @@ class Reconciler:
 
     name = "reconciler"
 
-    def __init__(self, *, workdir: Path, files: dict[str, str], states: Sequence[dict[str, str]]) -> None:
+    def __init__(self, *, workdir: Path, files: dict[str, str], states: Sequence[dict[str, str]], settle: str) -> None:
         self._dir = workdir / "mesh"
+        self._settle = settle
         for path, text in files.items():
             (self._dir / path).parent.mkdir(parents=True, exist_ok=True)
             (self._dir / path).write_text(text)
@@ -225,6 +227,7 @@ class Reconciler:
         http_port = free_port()
         command = [
             sys.executable, "-m", "reconciler.cli.main", "serve", str(self._dir), "--watch",
+            "--watch-settle", self._settle,
             "--xds-address", f"127.0.0.1:{self._xds_port}", "--http-address", f"127.0.0.1:{http_port}",
             "--state-dir", str(self._workdir / "state"),
         ]  # fmt: skip
@@ -577,7 +580,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
             rundir.mkdir()
             plane: ControlPlane
             if name == Reconciler.name:
-                plane = Reconciler(workdir=rundir, files=states[0], states=states)
+                plane = Reconciler(workdir=rundir, files=states[0], states=states, settle=args.watch_settle)
             else:
                 plane = Sovereign(
                     executable=sovereign,
@@ -612,6 +615,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--sovereign-refresh", type=int, default=1, help="sovereign: source refresh_rate, whole s (default 1)"
+    )
+    parser.add_argument(
+        "--watch-settle",
+        default="0.5s",
+        help="reconciler: serve --watch's settle delay (default 0.5s, the daemon's own; sovereign's refresh is at "
+        "its smallest)",
     )
     parser.add_argument(
         "--sovereign-workers", type=int, default=0, help="sovereign: gunicorn workers (default: its own, 2 x cores + 1)"

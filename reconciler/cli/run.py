@@ -464,6 +464,7 @@ def register(commands: Any) -> None:
     run.add_argument("--state-dir", type=Path, default=None, help=_STATE_DIR_HELP)
     run.add_argument("--webhook-secret-file", type=Path, help=f"push webhook secret (or env {SECRET_ENV})")
     run.add_argument("--watch", action="store_true", help="with --repo-dir: reconcile on file save")
+    _watch_settle_flag(run)
     _common_flags(run)
     _git_flags(run)
     _kube_flags(run)
@@ -476,6 +477,7 @@ def register(commands: Any) -> None:
     serve.add_argument("config_dir", type=Path, metavar="PATH", help="directory of YAML files")
     serve.add_argument("--state-dir", type=Path, default=None, help=_STATE_DIR_HELP)
     serve.add_argument("--watch", action="store_true", help="reconcile on file save")
+    _watch_settle_flag(serve)
     serve.add_argument(
         "--poll-interval",
         default=_seconds(DIRECTORY_POLL_INTERVAL),
@@ -489,6 +491,17 @@ def register(commands: Any) -> None:
 _RAW = argparse.RawDescriptionHelpFormatter
 
 
+def _watch_settle_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--watch-settle",
+        default=_seconds(_SOURCE.watch_settle),
+        metavar="DURATION",
+        help="with --watch: how long the directory must stay quiet after a change before it is read, so a burst "
+        "of saves is one pass; lower it for single-file saves, keep it above what a checkout of the tree takes "
+        "(default %(default)s)",
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.watch and args.repo_dir is None:
         raise UsageError("--watch works with --repo-dir (a local working tree)")
@@ -499,6 +512,7 @@ def _run(args: argparse.Namespace) -> int:
         path=args.path,
         poll_interval=parse_interval(args.poll_interval),
         watch=args.watch,
+        watch_settle=parse_interval(args.watch_settle),
         namespace=args.namespace,
         limits=limits_from_args(args),
         credentials=_git_credentials(args),
@@ -518,6 +532,7 @@ def _serve(args: argparse.Namespace) -> int:
         repo_dir=args.config_dir,
         poll_interval=parse_interval(args.poll_interval),
         watch=args.watch,
+        watch_settle=parse_interval(args.watch_settle),
         namespace=args.namespace,
         limits=limits_from_args(args),
     )

@@ -33,6 +33,7 @@ from reconciler.engine.guard import RemovalGuard
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
 from reconciler.sources.git import DEFAULT_TIMEOUT_SECONDS
 from reconciler.sources.git.credentials import NO_CREDENTIALS, GitCredentials
+from reconciler.sources.local import WATCH_SETTLE_SECONDS
 from reconciler.xds.tls import ServerTls
 
 __all__ = [
@@ -76,6 +77,9 @@ class SourceSettings:
     poll_interval: float = 15.0
     #: With ``repo_dir``: reconcile on file save.
     watch: bool = False
+    #: With ``watch``: seconds the directory must stay quiet after a change before it is read (a burst of saves is
+    #: one pass). Written with the local source (``WATCH_SETTLE_SECONDS``), like the limits.
+    watch_settle: float = WATCH_SETTLE_SECONDS
     #: The namespace of resources that name none.
     namespace: str = "default"
     #: Bytes one config file and one revision may have.

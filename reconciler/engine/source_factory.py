@@ -30,5 +30,6 @@ def make_source(settings: Settings) -> tuple[ConfigSource, str, str]:
         root = source.repo_dir / source.path if source.path else source.repo_dir
         if not root.is_dir():
             raise UsageError(f"config directory does not exist: {root}")
-        return LocalDirSource(root, limits=source.limits), str(source.repo_dir), prefix
+        local = LocalDirSource(root, limits=source.limits, settle_seconds=source.watch_settle)
+        return local, str(source.repo_dir), prefix
     raise UsageError("give --repo URL_OR_PATH or --repo-dir DIR")

@@ -25,7 +25,7 @@ from reconciler.loader.files import read_tree
 from reconciler.model.limits import DEFAULT_LIMITS, InputLimits
 from reconciler.sources.revision import ALLOW_REMOVAL_FILE, Revision, content_hash, is_config_file
 
-__all__ = ["LocalDirSource", "LocalWatch"]
+__all__ = ["WATCH_SETTLE_SECONDS", "LocalDirSource", "LocalWatch"]
 
 log = structlog.get_logger(__name__)
 
@@ -35,15 +35,23 @@ _CHANGE_EVENTS = frozenset({"created", "deleted", "modified", "moved", "closed"}
 _CONFIGMAP_DATA_LINK = "..data"
 
 
+#: Seconds a watched directory must stay quiet after a change before it is read: long enough for a "save all" or a
+#: small checkout to finish, so a half-written tree is rarely read (one that is read is only a pass more).
+WATCH_SETTLE_SECONDS = 0.5
+
+
 class LocalDirSource:
     """A directory of config files (``*.yaml``/``*.yml``, hidden entries skipped), read within ``limits``.
 
     A symlink is followed only to a file inside the directory; a file over the size limit is not read.
     """
 
-    def __init__(self, path: Path, *, limits: InputLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, path: Path, *, limits: InputLimits = DEFAULT_LIMITS, settle_seconds: float = WATCH_SETTLE_SECONDS
+    ) -> None:
         self._root = Path(path)
         self._limits = limits
+        self._settle = settle_seconds
         self._lock = threading.Lock()
         self._seen_sha: str | None = None
 
@@ -51,6 +59,11 @@ class LocalDirSource:
     def path(self) -> Path:
         """The directory read."""
         return self._root
+
+    @property
+    def settle_seconds(self) -> float:
+        """Seconds a watch waits for quiet after a change before it calls back."""
+        return self._settle
 
     @property
     def head_sha(self) -> str | None:
@@ -95,8 +108,10 @@ class LocalDirSource:
             self._seen_sha = revision.sha
         return revision
 
-    def watch(self, callback: Callable[[], object], debounce_seconds: float = 0.5) -> LocalWatch:
+    def watch(self, callback: Callable[[], object], debounce_seconds: float | None = None) -> LocalWatch:
         """Call ``callback()`` once after each burst of config-file changes (``ConfigSource.watch``).
+
+        A burst ends after ``debounce_seconds`` without changes (default: the source's ``settle_seconds``).
 
         ``callback`` runs on a background thread: hand off to an event loop with
         ``loop.call_soon_threadsafe`` (its return value is ignored). Stop with :meth:`LocalWatch.stop` (or use the
@@ -104,7 +119,8 @@ class LocalDirSource:
         """
         if not self._root.is_dir():
             raise PathNotFoundError(f"cannot watch {self._root}: not a directory")
-        watch = LocalWatch(root=self._root, callback=callback, debounce_seconds=debounce_seconds)
+        settle = self._settle if debounce_seconds is None else debounce_seconds
+        watch = LocalWatch(root=self._root, callback=callback, debounce_seconds=settle)
         watch.start()
         return watch
 

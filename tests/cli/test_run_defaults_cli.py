@@ -6,10 +6,20 @@ from pathlib import Path
 
 import pytest
 
+import reconciler.cli.run as run_cli
 from reconciler.cli.exitcode import ExitCode
 from reconciler.cli.main import build_parser, main
 from reconciler.cli.run import parse_interval
-from reconciler.engine.settings import DIRECTORY_POLL_INTERVAL, ApiSettings, SafetySettings, SourceSettings, XdsSettings
+from reconciler.engine.settings import (
+    DIRECTORY_POLL_INTERVAL,
+    ApiSettings,
+    SafetySettings,
+    Settings,
+    SourceSettings,
+    XdsSettings,
+)
+from reconciler.engine.source_factory import make_source
+from reconciler.sources.local import LocalDirSource
 
 
 def test_the_run_flags_default_to_the_daemon_settings_defaults() -> None:
@@ -45,3 +55,19 @@ def test_a_git_timeout_that_is_not_a_positive_duration_stops_start_up_with_a_usa
 
     assert code == ExitCode.USAGE
     assert "interval '0s' is not a positive duration" in capsys.readouterr().err
+
+
+def test_watch_settle_reaches_the_daemons_directory_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[Settings] = []
+    monkeypatch.setattr(run_cli, "_start", lambda settings, args: started.append(settings) or ExitCode.OK)
+    mesh = tmp_path / "mesh"
+    mesh.mkdir()
+
+    assert build_parser().parse_args(["serve", str(mesh)]).watch_settle == "0.5s"
+    assert main(["serve", str(mesh), "--watch", "--watch-settle", "100ms", "--state-dir", str(tmp_path / "s")]) == 0
+
+    (settings,) = started
+    assert settings.source.watch_settle == 0.1 < SourceSettings().watch_settle
+    source, _, _ = make_source(settings)
+    assert isinstance(source, LocalDirSource)
+    assert source.settle_seconds == 0.1

@@ -263,3 +263,14 @@ def test_a_stopping_source_and_a_stopping_pass_are_the_same_failure_class() -> N
     # An aborted poll is a source failure to whoever catches SourceError, and "stopping" to the engine.
     assert issubclass(SourceAborted, SourceError)
     assert issubclass(SourceAborted, Cancelled)
+
+
+def test_a_watch_waits_the_settle_its_source_was_made_with(mesh: Path) -> None:
+    counter = _Counter()
+    with LocalDirSource(mesh, settle_seconds=2.0).watch(counter):
+        (mesh / "gateway.yaml").write_bytes(b"kind: Gateway\nround: settle\n")
+        time.sleep(DEBOUNCE)
+        # Well inside the settle: a call now would mean the default (or none) was used.
+        assert counter.calls == 0
+        counter.wait_for_call()
+        assert counter.calls == 1
