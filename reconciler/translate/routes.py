@@ -421,6 +421,8 @@ class RouteBuilder:
         self, template: _RouteTemplate, vs: Resource[VirtualServiceSpec], listener_port: int
     ) -> EncodedRoutes:
         """The routes of ``vs`` made of ``template``, as :meth:`_made` makes them."""
+        # The calls are the template's: those recorded here are not kept past this VirtualService.
+        self._calls = []
         destinations = _destinations_of(vs.spec.http)
         names = [
             self._cluster(vs, destinations[index], port=listener_port, path=path) for index, path in template.calls
