@@ -173,9 +173,9 @@ class Encoder:
         framed = Framed(
             serial=serial, nonce=nonce, data=b"".join((head, *body, tail, _field(nonce_field, nonce.encode())))
         )
-        size = sum(map(len, body))
         if cache_key is None:
             return framed
+        size = sum(map(len, body))
         sent = self._unshared.pop(cache_key, None)
         # Shared from the second stream on; a stream asking again for what it had (sent after its last) is not a second.
         if found is not None or (sent is not None and sent > after):
