@@ -473,8 +473,8 @@ async def _loop(
     stop: asyncio.Event,
     poll_interval: float,
     abort: Callable[[], None],
+    heap: StartupHeap,
     abort_grace: float = ABORT_GRACE_SECONDS,
-    heap: StartupHeap | None = None,
 ) -> None:
     backoff = Backoff(base=0.5, cap=max(poll_interval, 1.0))
     trigger = "start"
@@ -486,7 +486,7 @@ async def _loop(
             return
         if trigger == "start":
             # What is alive after the first pass (modules, gRPC, the config) is left out of later full collections.
-            (heap or StartupHeap()).freeze()
+            heap.freeze()
         metrics.duration.observe(time.monotonic() - started)
         metrics.passes.labels(result.reason.value).inc()
         # Only a transient failure is retried soon; a refused commit stays refused until a new

@@ -13,6 +13,7 @@ import pytest
 from memsource import EngineFactory, MemorySource, mesh_files
 
 from reconciler.engine.daemon import _loop
+from reconciler.engine.heap import StartupHeap
 from reconciler.engine.reconcile import Engine, PassResult
 from reconciler.engine.status import EngineStatus, Reason
 from reconciler.engine.telemetry import DaemonMetrics
@@ -53,6 +54,7 @@ def _run_loop(engine: _FailingEngine | Engine, *, seconds: float, poll_interval:
                 stop=stop,
                 poll_interval=poll_interval,
                 abort=lambda: None,
+                heap=StartupHeap(),
             )
         )
         await asyncio.sleep(seconds)
@@ -130,6 +132,7 @@ def _stop_during_a_pass(
                 stop=stop,
                 poll_interval=60.0,
                 abort=source.abort,
+                heap=StartupHeap(),
                 abort_grace=abort_grace,
             )
         )
