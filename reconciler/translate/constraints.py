@@ -40,6 +40,8 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from validate import validate_pb2
 
+from reconciler.validate.rules.header_format import HEADER_NAME
+
 __all__ = [
     "MAX_DURATION_SECONDS",
     "MAX_UINT32",
@@ -65,8 +67,7 @@ _ANY = "google.protobuf.Any"
 _DURATION = "google.protobuf.Duration"
 _WEIGHTED_CLUSTER = "envoy.config.route.v3.WeightedCluster"
 
-# PGV's well-known regexes for HTTP headers (validate.proto), strict and loose.
-_HEADER_NAME_STRICT = re.compile(r"^:?[0-9a-zA-Z!#$%&'*+\-.^_|~`]+$")
+# PGV's well-known regexes for HTTP headers (validate.proto), strict and loose; the strict name is HEADER_NAME.
 _HEADER_VALUE_STRICT = re.compile(r"^[^\x00-\x08\x0a-\x1f\x7f]*$")
 _HEADER_LOOSE = re.compile(r"^[^\x00\x0a\x0d]*$")
 _HOSTNAME_LABEL = re.compile(r"^[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?$")
@@ -740,8 +741,9 @@ def _well_known(rules: validate_pb2.StringRules, which: str) -> tuple[Callable[[
         # PGV's default is strict; Envoy's annotations mostly say strict: false.
         strict = rules.strict if rules.HasField("strict") else True
         if rules.well_known_regex == validate_pb2.HTTP_HEADER_NAME:
-            regex = _HEADER_NAME_STRICT if strict else _HEADER_LOOSE
-            return (lambda v: regex.match(v) is not None, "must be a valid HTTP header name")
+            if strict:
+                return (lambda v: HEADER_NAME.fullmatch(v) is not None, "must be a valid HTTP header name")
+            return (lambda v: _HEADER_LOOSE.match(v) is not None, "must be a valid HTTP header name")
         if rules.well_known_regex == validate_pb2.HTTP_HEADER_VALUE:
             regex = _HEADER_VALUE_STRICT if strict else _HEADER_LOOSE
             return (lambda v: regex.match(v) is not None, "must be a valid HTTP header value (no NUL, CR or LF)")

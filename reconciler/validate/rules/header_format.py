@@ -18,7 +18,7 @@ from enum import Enum
 
 from reconciler.model.text import quote
 
-__all__ = ["ENVOY_HEADER_VARIABLES", "Arguments", "Variable", "header_format_problem"]
+__all__ = ["ENVOY_HEADER_VARIABLES", "HEADER_NAME", "Arguments", "Variable", "header_format_problem"]
 
 
 class Arguments(Enum):
@@ -146,9 +146,10 @@ _HEADER_VARIABLES = frozenset(_HEADER_NAMES.split())
 
 # Envoy's ``commandWithArgsRegex``: upper-case name, an argument without ')', an optional :length, the closing %.
 _COMMAND = re.compile(r"%([A-Z0-9_]+)(?:\(([^)]*)\))?(?::([0-9]+))?%")
-# Envoy's ``headerNameIsValid`` on each of REQ's headers: an HTTP token (RFC 9110 tchar), or one after a ':' for
-# a pseudo-header; an empty one (``?b``) is taken.
-_HEADER_NAME = re.compile(r":?[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
+#: An HTTP header name as Envoy takes one (``fullmatch``): an HTTP token (RFC 9110 tchar), or one after a ':' for a
+#: pseudo-header. Envoy's ``headerNameIsValid`` on each of REQ's headers (an empty one, ``?b``, is taken too), and
+#: PGV's strict ``HTTP_HEADER_NAME`` (:mod:`reconciler.translate.constraints`).
+HEADER_NAME = re.compile(r":?[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
 _EXAMPLES = "DOWNSTREAM_REMOTE_ADDRESS, REQ(x-request-id), START_TIME, HOSTNAME, UPSTREAM_CLUSTER"
 
 
@@ -206,7 +207,7 @@ def _argument_problem(name: str, variable: Variable, argument: str) -> tuple[str
                 f"Envoy variable %{name}% takes one header and at most one alternative (a?b), not {quote(argument)}",
                 "",
             )
-        bad = next((header for header in headers if header and not _HEADER_NAME.fullmatch(header)), None)
+        bad = next((header for header in headers if header and not HEADER_NAME.fullmatch(header)), None)
         if bad is not None:
             return (
                 f"Envoy variable %{name}% names the header {quote(bad)}, which is no valid header name",
